@@ -1,0 +1,65 @@
+"""The one exception tree of deliver. Every error the engine or the CLI raises derives from DeliverError."""
+
+from __future__ import annotations
+
+
+class DeliverError(Exception):
+    """Base of every deliver error."""
+
+
+class SpecError(DeliverError):
+    """An invalid ``deliver.dev/*`` annotation: names the key and what is wrong with it."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class StateError(DeliverError):
+    """The persisted rollout record cannot be read or does not allow the requested operation."""
+
+
+class KubeError(DeliverError):
+    """A Kubernetes API call failed."""
+
+    def __init__(self, message: str, status: int | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class NotFound(KubeError):
+    """404: the object does not exist."""
+
+
+class Conflict(KubeError):
+    """409: stale resourceVersion (optimistic concurrency) or already exists."""
+
+
+class Forbidden(KubeError):
+    """403: RBAC denies the verb on the resource."""
+
+
+class Unauthorized(KubeError):
+    """401: credentials are missing or rejected."""
+
+
+class Gone(KubeError):
+    """410: a watch's resourceVersion is too old; relist."""
+
+
+class AnalysisError(DeliverError):
+    """Metric analysis could not produce a verdict."""
+
+
+class MetricsUnavailable(AnalysisError):
+    """The metrics backend is unreachable, timed out or answered 5xx."""
+
+
+class QueryError(AnalysisError):
+    """The metrics backend rejected the query (bad PromQL, 4xx)."""
+
+
+class RoutingError(DeliverError):
+    """A traffic router cannot apply or verify a weight (missing route, CRD or backend)."""

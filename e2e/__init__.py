@@ -1,0 +1,1 @@
+"""End-to-end harness and tests for deliver: a real local control plane, Prometheus and Envoy."""
