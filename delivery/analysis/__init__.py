@@ -1,0 +1,1 @@
+"""Metric analysis: providers (Prometheus), check declarations and the statistical judges."""
