@@ -1,0 +1,217 @@
+"""Carry out a planner's actions against the cluster. Every action is idempotent."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from strategies.model import (
+    Action, AdoptNew, Analyse, ApplyTemplate, DeleteNew, DeliverySpec, DeliveryState, Emit,
+    EnsureServices, RevertTemplate, ScaleNew, SetPaused, SetWeight, Strategy, SwitchActive,
+)
+
+from . import templates
+from .errors import NotFound, StateError
+from .events import emit
+from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
+from .observe import replicasets
+from .routing import Router
+
+log = logging.getLogger("deliver.act")
+
+
+@dataclass
+class Context:
+    kube: Kube
+    deployment: dict[str, Any]
+    spec: DeliverySpec
+    state: DeliveryState
+    router: Router
+    analyse: Callable[[Analyse], None]
+
+    @property
+    def ns(self) -> str:
+        return self.deployment["metadata"]["namespace"]
+
+    @property
+    def name(self) -> str:
+        return self.deployment["metadata"]["name"]
+
+
+def execute(ctx: Context, action: Action) -> None:
+    handler = _HANDLERS[type(action)]
+    handler(ctx, action)
+
+
+def _owner_ref(deployment: dict[str, Any], controller: bool) -> dict[str, Any]:
+    meta = deployment["metadata"]
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"],
+            "controller": controller, "blockOwnerDeletion": controller}
+
+
+def _set_paused(ctx: Context, a: SetPaused) -> None:
+    if bool(ctx.deployment["spec"].get("paused")) != a.paused:
+        ctx.deployment = ctx.kube.patch(DEPLOYMENTS, ctx.ns, ctx.name, {"spec": {"paused": a.paused}})
+
+
+def _scale_new(ctx: Context, a: ScaleNew) -> None:
+    d = ctx.deployment
+    template = d["spec"]["template"]
+    rev = templates.revision(template)
+    if rev != ctx.state.revision:
+        log.info("template moved on; not scaling a stale revision", extra={"revision": rev})
+        return
+    _, ours = replicasets(ctx.kube, d)
+    mine = [rs for rs in ours if templates.revision(rs["spec"]["template"]) == rev]
+    replicas_note = {"deployment.kubernetes.io/desired-replicas": str(d["spec"].get("replicas", 1)),
+                     "deployment.kubernetes.io/max-replicas": str(d["spec"].get("replicas", 1))}
+    if mine:
+        rs = mine[0]
+        if int(rs["spec"].get("replicas") or 0) != a.replicas or any(
+                (rs["metadata"].get("annotations") or {}).get(k) != v for k, v in replicas_note.items()):
+            ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"],
+                           {"metadata": {"annotations": replicas_note}, "spec": {"replicas": a.replicas}})
+        return
+    selector = copy.deepcopy(d["spec"]["selector"])
+    selector.setdefault("matchLabels", {})[templates.HASH_LABEL] = rev
+    body = {
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {
+            "name": f"{ctx.name}-{rev}"[:253], "namespace": ctx.ns,
+            "labels": {templates.OWNER_LABEL: ctx.name, templates.REVISION_LABEL: rev},
+            "annotations": replicas_note,
+            "ownerReferences": [_owner_ref(d, controller=False)],
+        },
+        "spec": {"replicas": a.replicas, "minReadySeconds": int(d["spec"].get("minReadySeconds") or 0),
+                 "selector": selector, "template": templates.with_hash(template, rev)},
+    }
+    ctx.kube.create(REPLICASETS, ctx.ns, body)
+
+
+def _delete_new(ctx: Context, a: DeleteNew) -> None:
+    _, ours = replicasets(ctx.kube, ctx.deployment)
+    for rs in ours:
+        if a.keep_revision and templates.revision(rs["spec"]["template"]) == a.keep_revision:
+            continue
+        name = rs["metadata"]["name"]
+        if int(rs["spec"].get("replicas") or 0):
+            ctx.kube.patch(REPLICASETS, ctx.ns, name, {"spec": {"replicas": 0}})
+        ctx.kube.delete(REPLICASETS, ctx.ns, name)
+
+
+def _adopt(ctx: Context, a: AdoptNew) -> None:
+    d = ctx.deployment
+    _, ours = replicasets(ctx.kube, d)
+    for rs in ours:
+        if templates.revision(rs["spec"]["template"]) != ctx.state.revision:
+            continue
+        labels = dict(rs["spec"]["template"]["metadata"].get("labels") or {})
+        labels[templates.OWNER_LABEL] = None  # no longer deliver's: the Deployment's
+        ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"], {"metadata": {
+            "labels": labels, "resourceVersion": rs["metadata"]["resourceVersion"],
+            "ownerReferences": [_owner_ref(d, controller=True)],
+            "annotations": {"deployment.kubernetes.io/desired-replicas": str(d["spec"].get("replicas", 1))},
+        }})
+
+
+def _stable_template(ctx: Context, stable_revision: str) -> dict[str, Any]:
+    owned, _ = replicasets(ctx.kube, ctx.deployment)
+    for rs in owned:
+        if templates.revision(rs["spec"]["template"]) == stable_revision:
+            return templates.without_hash(rs["spec"]["template"])
+    raise StateError(f"stable revision {stable_revision} has no ReplicaSet left to restore from")
+
+
+def _replace_template(ctx: Context, template: dict[str, Any]) -> None:
+    if templates.revision(ctx.deployment["spec"]["template"]) == templates.revision(template):
+        return
+    ctx.deployment = ctx.kube.patch(DEPLOYMENTS, ctx.ns, ctx.name,
+                                    [{"op": "replace", "path": "/spec/template", "value": template}],
+                                    content_type=JSON_PATCH)
+
+
+def _revert(ctx: Context, a: RevertTemplate) -> None:
+    _replace_template(ctx, _stable_template(ctx, a.stable_revision))
+
+
+def _apply_template(ctx: Context, a: ApplyTemplate) -> None:
+    _replace_template(ctx, templates.without_hash(a.template))
+
+
+def _set_weight(ctx: Context, a: SetWeight) -> None:
+    if a.weight <= 0:
+        ctx.router.reset()
+    else:
+        ctx.router.set_weight(a.weight)
+
+
+def _service_ports(ctx: Context) -> list[dict[str, Any]]:
+    for name in (ctx.spec.active_service, ctx.name):
+        try:
+            svc = ctx.kube.get(SERVICES, ctx.ns, name)
+            return [{k: v for k, v in p.items() if k in ("name", "port", "targetPort", "protocol", "appProtocol")}
+                    for p in svc["spec"].get("ports") or []]
+        except NotFound:
+            continue
+    ports = []
+    for c in ctx.deployment["spec"]["template"]["spec"].get("containers") or []:
+        for p in c.get("ports") or []:
+            entry = {"port": p["containerPort"], "targetPort": p["containerPort"],
+                     "protocol": p.get("protocol", "TCP")}
+            if p.get("name"):
+                entry["name"] = p["name"]
+            ports.append(entry)
+    if len(ports) > 1:
+        for i, p in enumerate(ports):
+            p.setdefault("name", f"port-{i}")
+    return ports or [{"port": 80, "targetPort": 80, "protocol": "TCP"}]
+
+
+def _ensure_service(ctx: Context, name: str, pod_hash: str, patch_selector: bool = True) -> None:
+    base = dict(ctx.deployment["spec"]["selector"].get("matchLabels") or {})
+    selector = dict(base, **{templates.HASH_LABEL: pod_hash})
+    try:
+        svc = ctx.kube.get(SERVICES, ctx.ns, name)
+    except NotFound:
+        ctx.kube.create(SERVICES, ctx.ns, {
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": ctx.ns,
+                         "labels": {templates.OWNER_LABEL: ctx.name},
+                         "ownerReferences": [_owner_ref(ctx.deployment, controller=False)]},
+            "spec": {"selector": selector, "ports": _service_ports(ctx)},
+        })
+        return
+    if patch_selector and (svc["spec"].get("selector") or {}).get(templates.HASH_LABEL) != pod_hash:
+        ctx.kube.patch(SERVICES, ctx.ns, name, {"spec": {"selector": {templates.HASH_LABEL: pod_hash}}})
+
+
+def _ensure_services(ctx: Context, a: EnsureServices) -> None:
+    spec = ctx.spec
+    if spec.strategy is Strategy.BLUE_GREEN:
+        _ensure_service(ctx, spec.preview_service, a.new_hash)
+        _ensure_service(ctx, spec.active_service, a.stable_hash, patch_selector=False)
+    elif spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
+        _ensure_service(ctx, spec.stable_service, a.stable_hash)
+        _ensure_service(ctx, spec.canary_service, a.new_hash)
+
+
+def _switch(ctx: Context, a: SwitchActive) -> None:
+    """One patch of the active Service's selector (creating the Service if it does not exist)."""
+    _ensure_service(ctx, ctx.spec.active_service, a.pod_hash)
+
+
+def _analyse(ctx: Context, a: Analyse) -> None:
+    ctx.analyse(a)
+
+
+def _emit(ctx: Context, a: Emit) -> None:
+    emit(ctx.kube, ctx.deployment, a.type, a.reason, a.message)
+
+
+_HANDLERS: dict[type, Callable[[Context, Any], None]] = {
+    SetPaused: _set_paused, ScaleNew: _scale_new, DeleteNew: _delete_new, AdoptNew: _adopt,
+    RevertTemplate: _revert, ApplyTemplate: _apply_template, SetWeight: _set_weight,
+    EnsureServices: _ensure_services, SwitchActive: _switch, Analyse: _analyse, Emit: _emit,
+}

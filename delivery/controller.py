@@ -1,0 +1,221 @@
+"""The controller: watches annotated Deployments (and their ReplicaSets), queues them, reconciles.
+
+List + watch with resourceVersion, relist on 410 Gone, client-side timeouts on every stream; no
+polling loops. A delayed work queue carries the planners' requeue timers (e.g. "hold this step
+for 60s"); one worker reconciles one Deployment at a time, so a key is never processed twice at once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import DeliverError, Gone, KubeError
+from .kube import DEPLOYMENTS, REPLICASETS, Kube, Resource
+from .reconcile import Outcome, Reconciler
+from .spec import has_strategy
+from .templates import OWNER_LABEL
+
+log = logging.getLogger("deliver.controller")
+
+Key = tuple[str, str]
+
+
+class WorkQueue:
+    """Keys with due times; adding a pending key keeps the earlier due time (dedupe)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, Key]] = []
+        self._due: dict[Key, float] = {}
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def add(self, key: Key, delay: float = 0.0) -> None:
+        due = time.monotonic() + max(0.0, delay)
+        with self._cond:
+            if key in self._due and self._due[key] <= due:
+                return
+            self._due[key] = due
+            heapq.heappush(self._heap, (due, key))
+            self._cond.notify()
+
+    def get(self, timeout: float = 1.0) -> Key | None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
+                    heapq.heappop(self._heap)  # superseded entry
+                if self._heap and self._heap[0][0] <= now:
+                    _, key = heapq.heappop(self._heap)
+                    del self._due[key]
+                    return key
+                wait = deadline - now
+                if self._heap:
+                    wait = min(wait, self._heap[0][0] - now)
+                if wait <= 0:
+                    return None
+                self._cond.wait(wait)
+            return None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._due)
+
+
+@dataclass
+class Informer:
+    """list + watch of one resource; calls ``on_event(type, obj)``; relists on 410 and on errors."""
+
+    kube: Kube
+    resource: Resource
+    namespace: str | None
+    on_event: Callable[[str, dict[str, Any]], None]
+    stop: threading.Event
+    synced: threading.Event = field(default_factory=threading.Event)
+    restarts: int = 0
+    watch_timeout: int = 240
+
+    def run(self) -> None:
+        backoff = 0.5
+        while not self.stop.is_set():
+            try:
+                listing = self.kube.list(self.resource, self.namespace)
+                for obj in listing.get("items") or []:
+                    self.on_event("SYNC", obj)
+                self.synced.set()
+                rv = listing["metadata"]["resourceVersion"]
+                backoff = 0.5
+                while not self.stop.is_set():
+                    for event in self.kube.watch(self.resource, self.namespace, rv, self.watch_timeout):
+                        obj = event.get("object") or {}
+                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                        if event.get("type") != "BOOKMARK":
+                            self.on_event(event["type"], obj)
+                        if self.stop.is_set():
+                            return
+            except Gone:
+                self.restarts += 1
+                log.info("watch expired; relisting", extra={"resource": self.resource.plural})
+            except (KubeError, ValueError) as exc:
+                self.restarts += 1
+                log.warning("watch failed; relisting", extra={"resource": self.resource.plural,
+                                                              "error": str(exc), "backoff": backoff})
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+
+class Controller:
+    def __init__(self, kube: Kube, reconciler: Reconciler, namespace: str | None = None,
+                 is_leader: Callable[[], bool] = lambda: True,
+                 on_outcome: Callable[[Key, Outcome, float], None] | None = None,
+                 resync: float = 300.0) -> None:
+        self.kube = kube
+        self.reconciler = reconciler
+        self.namespace = namespace
+        self.is_leader = is_leader
+        self.on_outcome = on_outcome
+        self.resync = resync
+        self.queue = WorkQueue()
+        self.stop = threading.Event()
+        self.managed: set[Key] = set()
+        self._lock = threading.Lock()
+        self.informers = [
+            Informer(kube, DEPLOYMENTS, namespace, self._on_deployment, self.stop),
+            Informer(kube, REPLICASETS, namespace, self._on_replicaset, self.stop),
+        ]
+        self.busy = threading.Event()  # set while a reconcile is writing
+
+    # ---- event handlers ----
+
+    def _on_deployment(self, type_: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            if type_ == "DELETED" or not has_strategy(obj):
+                self.managed.discard(key)
+                return
+            self.managed.add(key)
+        self.queue.add(key)
+
+    def _on_replicaset(self, type_: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(OWNER_LABEL)
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == "Deployment":
+                owner = ref.get("name")
+        if owner:
+            key = (meta.get("namespace", ""), owner)
+            with self._lock:
+                known = key in self.managed
+            if known:
+                self.queue.add(key)
+
+    @property
+    def synced(self) -> bool:
+        return all(i.synced.is_set() for i in self.informers)
+
+    @property
+    def watch_restarts(self) -> int:
+        return sum(i.restarts for i in self.informers)
+
+    # ---- running ----
+
+    def start(self) -> list[threading.Thread]:
+        threads = [threading.Thread(target=i.run, name=f"watch-{i.resource.plural}", daemon=True)
+                   for i in self.informers]
+        threads.append(threading.Thread(target=self._resync_loop, name="resync", daemon=True))
+        for t in threads:
+            t.start()
+        return threads
+
+    def _resync_loop(self) -> None:
+        while not self.stop.wait(self.resync):
+            with self._lock:
+                keys = list(self.managed)
+            for key in keys:
+                self.queue.add(key)
+
+    def run(self) -> None:
+        """Start the informers and work until ``stop`` is set; the current reconcile is finished first."""
+        self.start()
+        log.info("controller started", extra={"namespace": self.namespace or "*"})
+        while not self.stop.is_set():
+            key = self.queue.get(timeout=0.5)
+            if key is None:
+                continue
+            if not self.is_leader():
+                self.queue.add(key, 2.0)
+                self.stop.wait(0.5)
+                continue
+            self.process(key)
+        self.queue.close()
+        log.info("controller stopped")
+
+    def process(self, key: Key) -> None:
+        started = time.monotonic()
+        self.busy.set()
+        try:
+            outcome = self.reconciler.reconcile(*key)
+        except DeliverError as exc:
+            log.warning("reconcile failed", extra={"namespace": key[0], "deployment": key[1], "error": str(exc)})
+            outcome = Outcome(5.0)
+        except Exception:  # noqa: BLE001 - one bad Deployment must not stop the controller
+            log.exception("reconcile crashed", extra={"namespace": key[0], "deployment": key[1]})
+            outcome = Outcome(10.0)
+        finally:
+            self.busy.clear()
+        elapsed = time.monotonic() - started
+        if self.on_outcome is not None:
+            self.on_outcome(key, outcome, elapsed)
+        if outcome.requeue_after is not None:
+            self.queue.add(key, outcome.requeue_after)

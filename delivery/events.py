@@ -1,0 +1,33 @@
+"""Kubernetes Events on the Deployment (Normal/Warning, CamelCase reasons)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import KubeError
+from .kube import EVENTS, Kube
+
+log = logging.getLogger("deliver.events")
+COMPONENT = "deliver"
+
+
+def emit(kube: Kube, deployment: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    meta = deployment["metadata"]
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
+                           "namespace": meta["namespace"], "uid": meta.get("uid", "")},
+        "type": type_, "reason": reason, "message": message[:1024],
+        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+        "reportingInstance": socket.gethostname(), "firstTimestamp": now, "lastTimestamp": now,
+        "count": 1,
+    }
+    try:
+        kube.create(EVENTS, meta["namespace"], body)
+    except KubeError as exc:  # an event is never worth failing a reconcile for
+        log.warning("event not recorded", extra={"reason": reason, "error": str(exc)})

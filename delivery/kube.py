@@ -1,0 +1,215 @@
+"""Kubernetes access: the only module that talks to the API server.
+
+Built on the official ``kubernetes`` client for configuration (kubeconfig, contexts, in-cluster
+service account, TLS, auth plugins) and transport, but speaking plain JSON dicts: deliver patches
+the user's objects and must never drop fields it does not model. Every error is mapped onto the
+``delivery.errors`` tree. Watches stream with a server-side timeout and a client-side read timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator
+from urllib.parse import quote
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from .errors import Conflict, Forbidden, Gone, KubeError, NotFound, Unauthorized
+
+log = logging.getLogger("deliver.kube")
+
+JSON = dict[str, Any]
+MERGE = "application/merge-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the REST API."""
+
+    group: str       # "" for the core group
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str = "") -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace)}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{quote(name)}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+REPLICASETS = Resource("apps", "v1", "replicasets")
+PODS = Resource("", "v1", "pods")
+SERVICES = Resource("", "v1", "services")
+EVENTS = Resource("", "v1", "events")
+CONFIGMAPS = Resource("", "v1", "configmaps")
+LEASES = Resource("coordination.k8s.io", "v1", "leases")
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False)
+HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
+VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
+TRAFFICSPLITS = Resource("split.smi-spec.io", "v1alpha2", "trafficsplits")
+
+
+def _error(exc: ApiException, what: str) -> KubeError:
+    status = exc.status or 0
+    reason, message = exc.reason or "", ""
+    try:
+        body = json.loads(exc.body or "{}")
+        message = body.get("message", "")
+        reason = body.get("reason", reason)
+    except (ValueError, TypeError):
+        message = str(exc.body or "")[:300]
+    text = f"{what}: {status} {reason}: {message}".strip()
+    cls = {404: NotFound, 409: Conflict, 403: Forbidden, 401: Unauthorized, 410: Gone}.get(status, KubeError)
+    return cls(text, status=status, reason=reason)
+
+
+class Kube:
+    """A small JSON client over one configured ``kubernetes.client.ApiClient``."""
+
+    def __init__(self, api: client.ApiClient, timeout: float = 15.0) -> None:
+        self.api = api
+        self.timeout = timeout
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None,
+                timeout: float = 15.0) -> "Kube":
+        cfg = client.Configuration()
+        try:
+            if kubeconfig or context or not _in_cluster():
+                config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+            else:
+                config.load_incluster_config(client_configuration=cfg)
+        except (config.ConfigException, OSError, TypeError, ValueError) as exc:
+            raise Unauthorized(f"cannot load Kubernetes credentials: {exc}") from exc
+        return cls(client.ApiClient(cfg), timeout=timeout)
+
+    @property
+    def identity(self) -> str:
+        return self.api.configuration.host
+
+    # ---- raw requests ----
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
+                content_type: str | None = None, timeout: float | None = None) -> JSON:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
+        params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        try:
+            resp = self.api.call_api(
+                path, method, query_params=params, header_params=headers, body=body,
+                auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+                _request_timeout=timeout or self.timeout,
+            )
+        except ApiException as exc:
+            raise _error(exc, f"{method} {path}") from None
+        except (Urllib3Error, OSError) as exc:
+            raise KubeError(f"{method} {path}: API server unreachable: {exc}") from exc
+        data = resp.data
+        return json.loads(data) if data else {}
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> JSON:
+        return self.request("GET", res.path(namespace, name))
+
+    def list(self, res: Resource, namespace: str | None = None, selector: str | None = None,
+             field_selector: str | None = None) -> JSON:
+        return self.request("GET", res.path(namespace),
+                            query={"labelSelector": selector, "fieldSelector": field_selector})
+
+    def items(self, res: Resource, namespace: str | None = None, selector: str | None = None,
+              field_selector: str | None = None) -> list[JSON]:
+        return list(self.list(res, namespace, selector, field_selector).get("items") or [])
+
+    def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
+        return self.request("POST", res.path(namespace), body=body)
+
+    def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,
+              content_type: str = MERGE, sub: str = "") -> JSON:
+        return self.request("PATCH", res.path(namespace, name, sub), body=patch, content_type=content_type)
+
+    def replace(self, res: Resource, namespace: str | None, name: str, body: JSON) -> JSON:
+        return self.request("PUT", res.path(namespace, name), body=body)
+
+    def delete(self, res: Resource, namespace: str | None, name: str,
+               propagation: str = "Background") -> None:
+        try:
+            self.request("DELETE", res.path(namespace, name),
+                         body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation})
+        except NotFound:
+            pass
+
+    def watch(self, res: Resource, namespace: str | None, resource_version: str,
+              timeout_seconds: int = 240) -> Iterator[JSON]:
+        """Stream watch events from ``resource_version``; raises Gone when it is too old (relist)."""
+        path = res.path(namespace)
+        query = [("watch", "true"), ("resourceVersion", resource_version),
+                 ("timeoutSeconds", str(timeout_seconds)), ("allowWatchBookmarks", "true")]
+        try:
+            resp = self.api.call_api(
+                path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+                _request_timeout=(10, timeout_seconds + 30),
+            )
+        except ApiException as exc:
+            raise _error(exc, f"WATCH {path}") from None
+        except (Urllib3Error, OSError) as exc:
+            raise KubeError(f"WATCH {path}: API server unreachable: {exc}") from exc
+        try:
+            buffer = b""
+            for chunk in resp.stream(65536, decode_content=True):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        if status.get("code") == 410:
+                            raise Gone(f"WATCH {path}: {status.get('message', 'too old resource version')}",
+                                       status=410)
+                        raise KubeError(f"WATCH {path}: {status.get('message')}", status=status.get("code"))
+                    yield event
+        except (Urllib3Error, OSError) as exc:
+            raise KubeError(f"WATCH {path}: stream broken: {exc}") from exc
+        finally:
+            resp.release_conn()
+
+
+def _in_cluster() -> bool:
+    import os
+
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
+        "/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+def selector_string(selector: dict[str, Any]) -> str:
+    """A label selector (matchLabels + matchExpressions) as the API's query string form."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)

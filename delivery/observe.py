@@ -1,0 +1,79 @@
+"""Build the Observation a planner needs from the cluster (reads only)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from strategies.model import Observation, PodHealth, VersionObs
+
+from . import templates
+from .health import pod_health
+from .kube import PODS, REPLICASETS, Kube, selector_string
+from .state import read_request
+
+
+def _ts(text: str | None) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else 0.0
+
+
+def _controlled_by(obj: dict[str, Any], uid: str) -> bool:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") and ref.get("uid") == uid:
+            return True
+    return False
+
+
+def _has_controller(obj: dict[str, Any]) -> bool:
+    return any(ref.get("controller") for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+def replicasets(kube: Kube, deployment: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(ReplicaSets the Deployment controls, deliver's own ReplicaSets for this Deployment)."""
+    meta = deployment["metadata"]
+    ns, uid = meta["namespace"], meta["uid"]
+    selector = selector_string(deployment["spec"]["selector"])
+    owned = [rs for rs in kube.items(REPLICASETS, ns, selector) if _controlled_by(rs, uid)]
+    ours = [rs for rs in kube.items(REPLICASETS, ns, f"{templates.OWNER_LABEL}={meta['name']}")
+            if not _has_controller(rs)]
+    return owned, ours
+
+
+def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: int | None = None) -> Observation:
+    meta, spec = deployment["metadata"], deployment["spec"]
+    status = deployment.get("status") or {}
+    ns = meta["namespace"]
+    owned, ours = replicasets(kube, deployment)
+    pods = kube.items(PODS, ns, selector_string(spec["selector"]))
+    by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for pod in pods:
+        by_hash[((pod.get("metadata") or {}).get("labels") or {}).get(templates.HASH_LABEL, "")].append(pod)
+    versions = []
+    for rs, is_owned in [(r, True) for r in owned] + [(r, False) for r in ours]:
+        tpl = rs["spec"]["template"]
+        pod_hash = ((tpl.get("metadata") or {}).get("labels") or {}).get(templates.HASH_LABEL, "")
+        rstatus = rs.get("status") or {}
+        versions.append(VersionObs(
+            name=rs["metadata"]["name"], pod_hash=pod_hash, revision=templates.revision(tpl),
+            owned=is_owned, replicas=int(rs["spec"].get("replicas") or 0),
+            ready=int(rstatus.get("readyReplicas") or 0), available=int(rstatus.get("availableReplicas") or 0),
+            created=_ts(rs["metadata"].get("creationTimestamp")),
+            health=pod_health(by_hash.get(pod_hash, []), now) if pod_hash else PodHealth(),
+        ))
+    deadline = any(c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+                   for c in status.get("conditions") or [])
+    verb, rid = read_request(deployment)
+    return Observation(
+        now=now, namespace=ns, name=meta["name"], generation=int(meta.get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
+        paused=bool(spec.get("paused")), target_revision=templates.revision(spec["template"]),
+        native_strategy=(spec.get("strategy") or {}).get("type", "RollingUpdate"),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        available_replicas=int(status.get("availableReplicas") or 0),
+        total_replicas=int(status.get("replicas") or 0), deadline_exceeded=deadline,
+        versions=tuple(versions), request=verb, request_id=rid, router_weight=router_weight,
+        template=spec["template"],
+    )

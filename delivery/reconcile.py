@@ -1,0 +1,174 @@
+"""One reconcile pass of one Deployment: read, validate, observe, plan, persist, act.
+
+Level-triggered: each pass starts from what the cluster says now, so a pass may be repeated or
+interrupted at any point. The record is persisted (with resourceVersion) before any action runs;
+every action is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import strategies
+from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, Plan, Verdict
+
+from . import act, spec as specmod
+from .errors import Conflict, DeliverError, KubeError, NotFound, RoutingError, SpecError
+from .events import emit
+from .kube import CONFIGMAPS, DEPLOYMENTS, Kube
+from .observe import observe
+from .routing import Router, RouterContext, router_for
+from .state import encode_state, read_state, write_state
+
+log = logging.getLogger("deliver.reconcile")
+
+AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], Verdict]
+
+
+@dataclass
+class Outcome:
+    requeue_after: float | None
+    phase: str = ""
+    step: int = 0
+    weight: int = 0
+    verdicts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reconciler:
+    kube: Kube
+    analyser: AnalyserFn | None = None
+    clock: Callable[[], float] = time.time
+    # Warnings already emitted for invalid specs, keyed by uid -> message (dedupe only; not state).
+    _warned: dict[str, str] = field(default_factory=dict)
+
+    def configmaps(self, namespace: str) -> Callable[[str], dict[str, str]]:
+        def read(name: str) -> dict[str, str]:
+            try:
+                return dict(self.kube.get(CONFIGMAPS, namespace, name).get("data") or {})
+            except NotFound:
+                raise SpecError(specmod.PREFIX + "analysis-config", f"ConfigMap {name!r} not found") from None
+        return read
+
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        try:
+            deployment = self.kube.get(DEPLOYMENTS, namespace, name)
+        except NotFound:
+            return Outcome(None)
+        if not specmod.has_strategy(deployment):
+            return Outcome(None)
+        uid = deployment["metadata"]["uid"]
+        try:
+            spec = specmod.parse(deployment, self.configmaps(namespace))
+        except SpecError as err:
+            message = f"invalid annotation {err.key}: {err.problem}; deliver takes no action"
+            if self._warned.get(uid) != message:
+                emit(self.kube, deployment, "Warning", "InvalidAnnotation", message)
+                self._warned[uid] = message
+                log.warning("invalid annotation", extra=_fields(deployment, key=err.key, problem=err.problem))
+            return Outcome(None, phase="Invalid")
+        self._warned.pop(uid, None)
+        state = read_state(deployment)
+        router = self._router(spec, deployment)
+        router_weight = None
+        if not state.phase.terminal:
+            try:
+                router_weight = router.verify_weight()
+            except RoutingError as exc:
+                return self._routing_problem(deployment, spec, state, exc)
+        obs = observe(self.kube, deployment, self.clock(), router_weight)
+        plan = strategies.plan(spec, state, obs)
+        return self._apply(deployment, spec, state, plan, router)
+
+    def _router(self, spec: DeliverySpec, deployment: dict[str, Any]) -> Router:
+        meta = deployment["metadata"]
+        ctx = RouterContext(self.kube, meta["namespace"], meta["name"], spec.router.name,
+                            spec.stable_service, spec.canary_service)
+        return router_for(spec.router.kind, ctx)
+
+    def _routing_problem(self, deployment: dict[str, Any], spec: DeliverySpec, state: DeliveryState,
+                         exc: RoutingError) -> Outcome:
+        message = f"router {spec.router.kind}/{spec.router.name}: {exc}; deliver takes no action"
+        uid = deployment["metadata"]["uid"]
+        if self._warned.get(uid) != message:
+            emit(self.kube, deployment, "Warning", "RouterUnavailable", message)
+            self._warned[uid] = message
+        return Outcome(30.0, phase=state.phase.value)
+
+    def _apply(self, deployment: dict[str, Any], spec: DeliverySpec, state: DeliveryState,
+               plan: Plan, router: Router) -> Outcome:
+        fields = _fields(deployment, strategy=spec.strategy.value)
+        if encode_state(plan.state) != encode_state(state):
+            try:
+                deployment = write_state(self.kube, deployment, plan.state)
+            except Conflict:
+                log.info("state write conflicted; planning again", extra=fields)
+                return Outcome(0.2)
+            if plan.state.phase != state.phase or plan.state.step != state.step:
+                log.info("transition", extra=dict(fields, phase=plan.state.phase.value, step=plan.state.step,
+                                                  weight=plan.state.weight, message=plan.state.message))
+        analysed: list[Verdict] = []
+
+        def run_analysis(action: Analyse) -> None:
+            verdict = self._run_analysis(spec, plan.state, deployment, action)
+            analysed.append(verdict)
+
+        ctx = act.Context(self.kube, deployment, spec, plan.state, router, run_analysis)
+        for action in plan.actions:
+            if isinstance(action, Emit):
+                log.info("event", extra=dict(fields, type=action.type, reason=action.reason,
+                                             message=action.message, step=plan.state.step))
+            try:
+                act.execute(ctx, action)
+            except (KubeError, RoutingError) as exc:
+                log.warning("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
+                if not isinstance(action, Emit):
+                    return Outcome(2.0, plan.state.phase.value, plan.state.step, plan.state.weight)
+            except DeliverError as exc:
+                log.error("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
+                return Outcome(5.0, plan.state.phase.value, plan.state.step, plan.state.weight)
+        if analysed:
+            self._record_verdicts(ctx.deployment, analysed)
+            return Outcome(0.0, plan.state.phase.value, plan.state.step, plan.state.weight,
+                           [v.outcome for v in analysed])
+        return Outcome(plan.requeue_after, plan.state.phase.value, plan.state.step, plan.state.weight)
+
+    def _run_analysis(self, spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any],
+                      action: Analyse) -> Verdict:
+        now = self.clock()
+        if self.analyser is None:
+            return Verdict(action.step, "inconclusive", "no metrics provider configured (--prometheus-url)", now)
+        try:
+            return self.analyser(spec, state, deployment, action)
+        except Exception as exc:  # noqa: BLE001 - a broken analysis must never promote
+            log.exception("analysis crashed", extra=_fields(deployment))
+            return Verdict(action.step, "inconclusive", f"analysis error: {exc}", now)
+
+    def _record_verdicts(self, deployment: dict[str, Any], verdicts: list[Verdict]) -> None:
+        meta = deployment["metadata"]
+        for _ in range(5):
+            fresh = self.kube.get(DEPLOYMENTS, meta["namespace"], meta["name"])
+            current = read_state(fresh)
+            updated = current.replace(verdicts=current.verdicts + tuple(verdicts))
+            try:
+                write_state(self.kube, fresh, updated)
+            except Conflict:
+                continue
+            for v in verdicts:
+                type_ = "Warning" if v.outcome != "pass" else "Normal"
+                reason = {"pass": "AnalysisPassed", "fail": "AnalysisFailed"}.get(v.outcome, "AnalysisInconclusive")
+                emit(self.kube, fresh, type_, reason, f"step {v.step + 1}: {v.summary}")
+                log.info("verdict", extra=_fields(fresh, step=v.step, outcome=v.outcome, summary=v.summary))
+            return
+        log.warning("could not record verdicts after 5 conflicts", extra=_fields(deployment))
+
+
+def _fields(deployment: dict[str, Any], **more: Any) -> dict[str, Any]:
+    meta = deployment.get("metadata") or {}
+    return dict({"namespace": meta.get("namespace"), "deployment": meta.get("name")}, **more)
+
+
+__all__ = ["Reconciler", "Outcome", "Phase"]

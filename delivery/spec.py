@@ -1,0 +1,268 @@
+"""The annotation schema: parse and validate ``deliver.dev/*`` annotations into a DeliverySpec.
+
+Nothing is guessed: any invalid value raises SpecError naming the key. ``problems()`` lists every
+problem of a Deployment at once (used by ``deliver lint`` and ``deliver status``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from strategies.model import CanaryStep, DeliverySpec, RouterRef, Strategy
+
+from .errors import SpecError
+
+PREFIX = "deliver.dev/"
+STRATEGY = PREFIX + "strategy"
+STATE = PREFIX + "state"
+REQUEST = PREFIX + "request"
+
+KEYS: dict[str, str] = {
+    "strategy": "rolling | canary | blue-green | recreate (required)",
+    "steps": "canary: traffic percentages, increasing, 1..100, with optional `pause` gates, e.g. 20,pause,50,100",
+    "pause-at": "rolling: percentages of pods updated at which to pause and analyse, e.g. 25,50",
+    "interval": "time each step is held and analysed, e.g. 30s, 2m, 1h30m (default 1m)",
+    "progress-deadline": "time a step's new pods have to become Ready (default 10m)",
+    "auto-rollback": "true | false: roll back by itself on failure (default true)",
+    "auto-promote": "blue-green: switch without `deliver promote` once the preview passes (default true)",
+    "active-service": "blue-green: Service switched to the new version (default: the Deployment's name)",
+    "preview-service": "blue-green: Service selecting the new version (default: NAME-preview)",
+    "keep-warm": "blue-green: how long the old version stays up after the switch (default 2m)",
+    "router": "canary: KIND/NAME with KIND replica | gateway-api | nginx | istio | smi (default replica)",
+    "stable-service": "canary with a router: Service for the stable pods (default NAME-stable)",
+    "canary-service": "canary with a router: Service for the canary pods (default NAME-canary)",
+    "max-restarts": "container restarts tolerated across the new pods before failing (default 0)",
+    "on-inconclusive": "pause | extend | rollback: what an inconclusive analysis does (default pause)",
+    "max-extensions": "with on-inconclusive=extend: extensions before pausing (default 3)",
+}
+RESERVED = {"state", "request"}
+ROUTER_KINDS = ("replica", "gateway-api", "nginx", "istio", "smi")
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def parse_duration(key: str, value: str, minimum: float = 0.0, maximum: float = 7 * 86400) -> float:
+    text = value.strip()
+    match = _DURATION.match(text)
+    if not text or not match or not any(match.groups()):
+        raise SpecError(key, f"{value!r} is not a duration (use e.g. 30s, 2m, 1h30m)")
+    h, m, s, ms = (int(g) if g else 0 for g in match.groups())
+    seconds = h * 3600 + m * 60 + s + ms / 1000
+    if seconds < minimum or seconds > maximum:
+        raise SpecError(key, f"{value!r} is out of range ({minimum:g}s..{maximum:g}s)")
+    return seconds
+
+
+def _bool(key: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise SpecError(key, f"{value!r} is not a boolean (use true or false)")
+
+
+def _int(key: str, value: str, lo: int, hi: int) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise SpecError(key, f"{value!r} is not a whole number") from None
+    if not lo <= number <= hi:
+        raise SpecError(key, f"{number} is out of range ({lo}..{hi})")
+    return number
+
+
+def _percent_list(key: str, value: str, allow_pause: bool) -> tuple[CanaryStep, ...]:
+    tokens = [t.strip() for t in value.split(",")]
+    if not value.strip() or any(t == "" for t in tokens):
+        raise SpecError(key, f"{value!r} must be a comma-separated list with no empty items")
+    steps: list[CanaryStep] = []
+    last = 0
+    for token in tokens:
+        if token.lower() == "pause":
+            if not allow_pause:
+                raise SpecError(key, "`pause` is not allowed here")
+            if steps and steps[-1].pause:
+                raise SpecError(key, "two `pause` gates in a row")
+            steps.append(CanaryStep(pause=True))
+            continue
+        if not re.fullmatch(r"\d+%?", token):
+            raise SpecError(key, f"{token!r} is not a percentage (in {value!r})")
+        weight = int(token.rstrip("%"))
+        if not 1 <= weight <= 100:
+            raise SpecError(key, f"{weight} is outside 1..100")
+        if weight <= last:
+            raise SpecError(key, f"weights must increase: {weight} after {last}")
+        last = weight
+        steps.append(CanaryStep(weight=weight))
+    if not any(not s.pause for s in steps):
+        raise SpecError(key, "needs at least one percentage")
+    return tuple(steps)
+
+
+def _name(key: str, value: str) -> str:
+    if not _DNS1035.match(value):
+        raise SpecError(key, f"{value!r} is not a valid Service/object name")
+    return value
+
+
+def _router(key: str, value: str) -> RouterRef:
+    kind, _, name = value.strip().partition("/")
+    if kind not in ROUTER_KINDS:
+        raise SpecError(key, f"unknown router kind {kind!r} (use one of {', '.join(ROUTER_KINDS)})")
+    if kind == "replica":
+        if name:
+            raise SpecError(key, "the replica router takes no name")
+        return RouterRef("replica")
+    if not name:
+        raise SpecError(key, f"{kind} needs the route's name: {kind}/NAME")
+    return RouterRef(kind, _name(key, name))
+
+
+def _selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        k, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(k) not in values:
+            return False
+        if op == "NotIn" and labels.get(k) in values:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+def parse(deployment: dict[str, Any],
+          configmaps: Callable[[str], dict[str, str]] | None = None) -> DeliverySpec:
+    """Validate every ``deliver.dev/*`` annotation of a Deployment; raise SpecError on the first problem."""
+    found = problems(deployment, configmaps)
+    if found:
+        raise found[0]
+    return _parse(deployment, configmaps)
+
+
+def problems(deployment: dict[str, Any],
+             configmaps: Callable[[str], dict[str, str]] | None = None) -> list[SpecError]:
+    """Every problem of the Deployment's deliver annotations (empty: valid)."""
+    errors: list[SpecError] = []
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    for key in annotations:
+        if key.startswith(PREFIX):
+            short = key[len(PREFIX):]
+            if short not in KEYS and short not in RESERVED and not short.startswith("analysis"):
+                errors.append(SpecError(key, f"unknown key (known: {', '.join(sorted(KEYS))}, analysis*)"))
+    # Validate key by key so every problem is reported, not only the first.
+    for key in KEYS:
+        try:
+            _parse(deployment, configmaps, only=key)
+        except SpecError as err:
+            if all(err.key != e.key for e in errors):
+                errors.append(err)
+    if not errors:
+        try:
+            _parse(deployment, configmaps)
+        except SpecError as err:
+            errors.append(err)
+    return errors
+
+
+def _parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None,
+           only: str | None = None) -> DeliverySpec:
+    meta = deployment.get("metadata") or {}
+    name = meta.get("name", "")
+    annotations: dict[str, str] = dict(meta.get("annotations") or {})
+    spec = deployment.get("spec") or {}
+
+    def get(short: str) -> str | None:
+        if only is not None and only != short and short != "strategy":
+            return None
+        value = annotations.get(PREFIX + short)
+        return None if value is None else str(value)
+
+    raw = annotations.get(STRATEGY)
+    if raw is None:
+        raise SpecError(STRATEGY, "missing (rolling, canary, blue-green or recreate)")
+    try:
+        strategy = Strategy(raw.strip())
+    except ValueError:
+        raise SpecError(STRATEGY, f"unknown strategy {raw!r} (use rolling, canary, blue-green or recreate)") from None
+
+    fields: dict[str, Any] = {"strategy": strategy}
+    if (v := get("steps")) is not None:
+        if strategy is not Strategy.CANARY:
+            raise SpecError(PREFIX + "steps", f"only applies to canary, not {strategy.value}")
+        fields["steps"] = _percent_list(PREFIX + "steps", v, allow_pause=True)
+    elif strategy is Strategy.CANARY:
+        fields["steps"] = (CanaryStep(20), CanaryStep(50), CanaryStep(100))
+    if (v := get("pause-at")) is not None:
+        if strategy is not Strategy.ROLLING:
+            raise SpecError(PREFIX + "pause-at", f"only applies to rolling, not {strategy.value}")
+        points = _percent_list(PREFIX + "pause-at", v, allow_pause=False)
+        if points[-1].weight >= 100:
+            raise SpecError(PREFIX + "pause-at", "pause points must be below 100 (100% is the end)")
+        fields["pause_at"] = tuple(p.weight for p in points)
+    elif strategy is Strategy.ROLLING:
+        fields["pause_at"] = (50,)
+    if (v := get("interval")) is not None:
+        fields["interval"] = parse_duration(PREFIX + "interval", v, minimum=1)
+    if (v := get("progress-deadline")) is not None:
+        fields["progress_deadline"] = parse_duration(PREFIX + "progress-deadline", v, minimum=5)
+    if (v := get("auto-rollback")) is not None:
+        fields["auto_rollback"] = _bool(PREFIX + "auto-rollback", v)
+    if (v := get("auto-promote")) is not None:
+        fields["auto_promote"] = _bool(PREFIX + "auto-promote", v)
+    if (v := get("keep-warm")) is not None:
+        fields["keep_warm"] = parse_duration(PREFIX + "keep-warm", v)
+    for short, attr, default in (("active-service", "active_service", name),
+                                 ("preview-service", "preview_service", f"{name}-preview"),
+                                 ("stable-service", "stable_service", f"{name}-stable"),
+                                 ("canary-service", "canary_service", f"{name}-canary")):
+        v = get(short)
+        fields[attr] = _name(PREFIX + short, v.strip()) if v is not None else default
+    if (v := get("router")) is not None:
+        router = _router(PREFIX + "router", v)
+        if strategy is not Strategy.CANARY and router.kind != "replica":
+            raise SpecError(PREFIX + "router", f"weighted routers apply to canary, not {strategy.value}")
+        fields["router"] = router
+    if (v := get("max-restarts")) is not None:
+        fields["max_restarts"] = _int(PREFIX + "max-restarts", v, 0, 1000)
+    if (v := get("on-inconclusive")) is not None:
+        if v.strip() not in ("pause", "extend", "rollback"):
+            raise SpecError(PREFIX + "on-inconclusive", f"{v!r} is not one of pause, extend, rollback")
+        fields["on_inconclusive"] = v.strip()
+    if (v := get("max-extensions")) is not None:
+        fields["max_extensions"] = _int(PREFIX + "max-extensions", v, 0, 100)
+
+    if only is None:
+        if strategy is Strategy.RECREATE:
+            native = ((spec.get("strategy") or {}).get("type")) or "RollingUpdate"
+            if native != "Recreate":
+                raise SpecError(STRATEGY, "recreate needs the Deployment's spec.strategy.type: Recreate "
+                                          f"(it is {native}), so two versions never run at once")
+        if strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
+            selector = spec.get("selector") or {}
+            if _selector_matches(selector, {"deliver.dev/owner": name}):
+                raise SpecError(STRATEGY, "the Deployment's selector must use matchLabels or In/Exists "
+                                          "expressions so deliver's own ReplicaSets stay apart")
+        if strategy is Strategy.BLUE_GREEN and fields["active_service"] == fields["preview_service"]:
+            raise SpecError(PREFIX + "preview-service", "must differ from the active Service")
+        from .analysis.checks import parse_checks  # the analysis schema lives with the analysis
+
+        fields["analysis"] = parse_checks(annotations, configmaps)
+    elif only == "analysis":
+        from .analysis.checks import parse_checks
+
+        parse_checks(annotations, configmaps)
+    return DeliverySpec(**fields)
+
+
+def has_strategy(deployment: dict[str, Any]) -> bool:
+    """Is this Deployment managed by deliver (does it carry the strategy annotation)?"""
+    return STRATEGY in ((deployment.get("metadata") or {}).get("annotations") or {})

@@ -1,0 +1,67 @@
+"""The rollout record on the cluster: annotation ``deliver.dev/state`` on the Deployment.
+
+Written with the resourceVersion the engine read (optimistic concurrency): a concurrent writer makes
+the write fail with Conflict and the engine plans again from fresh data. Operator requests
+(promote, abort, ...) travel the same way in ``deliver.dev/request``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from strategies.model import DeliveryState
+
+from .errors import StateError
+from .kube import DEPLOYMENTS, Kube
+from .spec import REQUEST, STATE
+
+REQUESTS = ("promote", "promote-full", "abort", "retry", "pause", "resume")
+
+
+def read_state(deployment: dict[str, Any]) -> DeliveryState:
+    raw = ((deployment.get("metadata") or {}).get("annotations") or {}).get(STATE)
+    if not raw:
+        return DeliveryState()
+    try:
+        return DeliveryState.from_dict(json.loads(raw))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"{STATE} is not a valid deliver record: {exc}") from exc
+
+
+def encode_state(state: DeliveryState) -> str:
+    return json.dumps(state.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def write_state(kube: Kube, deployment: dict[str, Any], state: DeliveryState) -> dict[str, Any]:
+    meta = deployment["metadata"]
+    patch = {"metadata": {"resourceVersion": meta["resourceVersion"],
+                          "annotations": {STATE: encode_state(state)}}}
+    return kube.patch(DEPLOYMENTS, meta["namespace"], meta["name"], patch)
+
+
+def read_request(deployment: dict[str, Any]) -> tuple[str, str]:
+    """(verb, id) of the pending operator request, or ("", "")."""
+    raw = ((deployment.get("metadata") or {}).get("annotations") or {}).get(REQUEST)
+    if not raw:
+        return "", ""
+    try:
+        data = json.loads(raw)
+        verb, rid = str(data["verb"]), str(data["id"])
+    except (ValueError, KeyError, TypeError):
+        return "", ""
+    return (verb, rid) if verb in REQUESTS else ("", "")
+
+
+def send_request(kube: Kube, deployment: dict[str, Any], verb: str) -> str:
+    """Record an operator request on the Deployment (optimistic concurrency); returns its id."""
+    if verb not in REQUESTS:
+        raise StateError(f"unknown request {verb!r}")
+    rid = uuid.uuid4().hex[:12]
+    meta = deployment["metadata"]
+    value = json.dumps({"verb": verb, "id": rid, "at": round(time.time(), 3)})
+    kube.patch(DEPLOYMENTS, meta["namespace"], meta["name"],
+               {"metadata": {"resourceVersion": meta["resourceVersion"], "annotations": {REQUEST: value}}})
+    return rid

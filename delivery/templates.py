@@ -1,0 +1,39 @@
+"""Pod template identity: deliver's revision hash and the ReplicaSets it owns."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+HASH_LABEL = "pod-template-hash"
+OWNER_LABEL = "deliver.dev/owner"
+REVISION_LABEL = "deliver.dev/revision"
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def without_hash(template: dict[str, Any]) -> dict[str, Any]:
+    """The template with the pod-template-hash label removed (what the Deployment declares)."""
+    tpl = copy.deepcopy(template)
+    labels = (tpl.get("metadata") or {}).get("labels")
+    if labels and HASH_LABEL in labels:
+        del labels[HASH_LABEL]
+    return tpl
+
+
+def revision(template: dict[str, Any]) -> str:
+    """A short, label-safe hash of a pod template, ignoring pod-template-hash."""
+    canonical = json.dumps(without_hash(template), sort_keys=True, separators=(",", ":"))
+    number = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big")
+    out = []
+    for _ in range(10):
+        number, digit = divmod(number, len(_ALPHABET))
+        out.append(_ALPHABET[digit])
+    return "".join(out)
+
+
+def with_hash(template: dict[str, Any], pod_hash: str) -> dict[str, Any]:
+    tpl = copy.deepcopy(template)
+    tpl.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = pod_hash
+    return tpl

@@ -1,0 +1,42 @@
+"""Bridge between the engine and the metric analysis: one Analyse action -> one Verdict."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from strategies.model import Analyse, DeliverySpec, DeliveryState, Strategy, Verdict
+
+from . import templates
+from .kube import Kube
+from .observe import replicasets
+
+
+def make_analyser(kube: Kube, prometheus_url: str, timeout: float = 10.0,
+                  clock: Callable[[], float] = time.time) -> Callable[..., Verdict]:
+    from .analysis.providers import provider_for
+    from .analysis.runner import AnalysisTarget, Analyzer
+
+    analyzer = Analyzer(provider_for("prometheus", url=prometheus_url, timeout=timeout))
+
+    def analyse(spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse) -> Verdict:
+        meta = deployment["metadata"]
+        canary_hash = state.revision
+        if spec.strategy in (Strategy.ROLLING, Strategy.RECREATE):
+            owned, _ = replicasets(kube, deployment)
+            for rs in owned:
+                if templates.revision(rs["spec"]["template"]) == state.revision:
+                    canary_hash = rs["spec"]["template"]["metadata"]["labels"].get(templates.HASH_LABEL, "")
+        canary_service = baseline_service = ""
+        if spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
+            canary_service, baseline_service = spec.canary_service, spec.stable_service
+        elif spec.strategy is Strategy.BLUE_GREEN:
+            canary_service, baseline_service = spec.preview_service, spec.active_service
+        target = AnalysisTarget(namespace=meta["namespace"], name=meta["name"], canary_hash=canary_hash,
+                                baseline_hash=state.stable_hash, canary_service=canary_service,
+                                baseline_service=baseline_service)
+        now = clock()
+        result = analyzer.run(spec.analysis, target, action.start, now)
+        return Verdict(action.step, result.outcome, result.summary(), now, details=result.to_dict())
+
+    return analyse

@@ -1,0 +1,90 @@
+"""Blue-green: the new version comes up in full behind the preview Service, is analysed, then the
+active Service's selector is switched to it in one patch. The old version stays warm (still at full
+size, owned by the Deployment) for ``keep-warm``; switch-back is the same patch reversed. After the
+keep-warm window deliver hands its ReplicaSet to the Deployment, whose controller scales the old one
+to zero.
+
+Steps: 0 = preview (scale up, hold, analyse), 1 = switched (keep warm), 2+ = finalise.
+"""
+
+from __future__ import annotations
+
+from .common import RECHECK, gate, rollback
+from .model import (
+    Action, AdoptNew, DeleteNew, DeliverySpec, DeliveryState, Emit, EnsureServices, Observation,
+    Phase, Plan, RevertTemplate, ScaleNew, SetPaused, SwitchActive,
+)
+
+PREVIEW, SWITCHED = 0, 1
+
+
+class BlueGreenPlanner:
+    def native(self) -> bool:
+        return False
+
+    def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        return (SwitchActive(state.stable_hash), DeleteNew(), RevertTemplate(state.stable_revision))
+
+    def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
+        n = obs.replicas
+        new = obs.deliver_owned(state.revision)
+        base: list[Action] = [SetPaused(True)] if not obs.paused else []
+        if state.step <= PREVIEW:
+            base += [ScaleNew(n), EnsureServices(state.stable_hash, state.revision),
+                     SwitchActive(state.stable_hash)]
+            if state.phase == Phase.PAUSED:
+                if new is not None and new.health.problem(spec.max_restarts):
+                    return rollback(spec, state, obs, self,
+                                    f"new version unhealthy: {new.health.problem(spec.max_restarts)}")
+                return Plan(state, tuple(base), None)
+            verdict = gate(spec, state, obs, self, new, n, PREVIEW)
+            if isinstance(verdict, Plan):
+                keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
+                return Plan(verdict.state, (tuple(base) if keep else ()) + verdict.actions,
+                            verdict.requeue_after)
+            if verdict != "pass":
+                return Plan(state, tuple(base), RECHECK)
+            if not spec.auto_promote:
+                message = (f"preview of revision {state.revision} passed; waiting for "
+                           f"`deliver promote {obs.name}` to switch the active Service")
+                return Plan(state.replace(phase=Phase.PAUSED, message=message),
+                            tuple(base) + (Emit("Normal", "AwaitingPromotion", message),), None)
+            moved = state.replace(step=SWITCHED, step_started=obs.now)
+            return self.advance(spec, moved, obs)
+
+        if state.step == SWITCHED:
+            actions: list[Action] = base + [ScaleNew(n), EnsureServices(state.stable_hash, state.revision),
+                                             SwitchActive(state.revision)]
+            if not state.switched:
+                state = state.replace(switched=obs.now, step_started=obs.now, weight=100,
+                                      message=f"active Service switched to revision {state.revision}")
+                actions.append(Emit("Normal", "ActiveSwitched",
+                                    f"active Service {spec.active_service} now selects revision "
+                                    f"{state.revision}; old version kept warm for {int(spec.keep_warm)}s"))
+            if new is not None:
+                problem = new.health.problem(spec.max_restarts)
+                if problem:
+                    return rollback(spec, state, obs, self, f"new version unhealthy after switch: {problem}")
+                if new.ready < n and obs.now - state.switched > spec.progress_deadline:
+                    return rollback(spec, state, obs, self, f"only {new.ready}/{n} new pods Ready after switch")
+            if obs.now - state.switched < spec.keep_warm:
+                return Plan(state, tuple(actions), min(RECHECK * 5, spec.keep_warm - (obs.now - state.switched)))
+            state = state.replace(step=SWITCHED + 1, step_started=obs.now)
+
+        # finalise: the Deployment takes over the new ReplicaSet and drops the old one
+        if state.phase != Phase.PROMOTING:
+            state = state.replace(phase=Phase.PROMOTING, switched=state.switched or obs.now, weight=100)
+        if new is not None:
+            return Plan(state, tuple(base) + (SwitchActive(state.revision), AdoptNew()), RECHECK)
+        adopted = obs.version(state.revision)
+        if adopted is None:
+            return rollback(spec, state, obs, self, "the new ReplicaSet disappeared before promotion")
+        old_left = [v for v in obs.active_owned() if v.revision != state.revision]
+        if old_left or adopted.available < n:
+            return Plan(state, tuple(base) + (SwitchActive(adopted.pod_hash),), RECHECK)
+        done = state.replace(phase=Phase.SUCCEEDED, finished=obs.now, stable_revision=state.revision,
+                             stable_hash=adopted.pod_hash, message=f"revision {state.revision} promoted")
+        return Plan(done, (SwitchActive(adopted.pod_hash), EnsureServices(adopted.pod_hash, adopted.pod_hash),
+                           Emit("Normal", "DeliverySucceeded",
+                                f"revision {state.revision} is the stable version; old version scaled down")),
+                    None)

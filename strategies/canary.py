@@ -1,0 +1,106 @@
+"""Canary: deliver's own ReplicaSet takes a growing share of traffic, step by step, each analysed.
+
+Replica ratio (no router): step weight w on a Deployment of N replicas runs ceil(N*w/100) new pods
+beside the N stable pods (stable capacity is never reduced). With a weighted router the same pods
+receive exactly w percent. Promotion scales the new version to N, shifts all traffic, then hands the
+ReplicaSet to the Deployment, whose own controller scales the old version to zero.
+"""
+
+from __future__ import annotations
+
+from .common import RECHECK, ceil_share, gate, rollback
+from .model import (
+    Action, AdoptNew, DeleteNew, DeliverySpec, DeliveryState, Emit, EnsureServices, Observation,
+    Phase, Plan, RevertTemplate, ScaleNew, SetPaused, SetWeight,
+)
+
+
+class CanaryPlanner:
+    def native(self) -> bool:
+        return False
+
+    def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        return (SetWeight(0), DeleteNew(), RevertTemplate(state.stable_revision))
+
+    def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
+        steps = spec.steps
+        if state.step >= len(steps) or (not steps[state.step].pause and steps[state.step].weight >= 100):
+            return self._promote(spec, state, obs)
+        step = steps[state.step]
+        weight = step.weight if not step.pause else _previous_weight(spec, state.step)
+        want = ceil_share(obs.replicas, weight)
+        new = obs.deliver_owned(state.revision)
+        converge: list[Action] = [SetPaused(True)] if not obs.paused else []
+        converge += [ScaleNew(want), EnsureServices(state.stable_hash, state.revision)]
+        ready = new.ready if new is not None else 0
+        if ready >= want and weight > 0:
+            converge.append(SetWeight(weight))
+        state = state.replace(weight=weight if ready >= want else state.weight)
+
+        if step.pause or state.phase == Phase.PAUSED:
+            if new is not None:
+                problem = new.health.problem(spec.max_restarts)
+                if problem:
+                    return rollback(spec, state, obs, self, f"new version unhealthy: {problem}")
+            if state.phase != Phase.PAUSED:
+                message = f"manual gate at step {state.step + 1}: waiting for `deliver promote {obs.name}`"
+                return Plan(state.replace(phase=Phase.PAUSED, message=message),
+                            tuple(converge) + (Emit("Normal", "ManualGate", message),), None)
+            return Plan(state, tuple(converge), None)
+
+        if obs.router_weight is not None and ready >= want and obs.router_weight != weight:
+            return Plan(state, tuple(converge), RECHECK)  # the router has not taken the weight yet
+
+        verdict = gate(spec, state, obs, self, new, want, state.step)
+        if isinstance(verdict, Plan):
+            return Plan(verdict.state, tuple(converge) + verdict.actions
+                        if verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED) else verdict.actions,
+                        verdict.requeue_after)
+        if verdict == "pass":
+            moved = state.replace(step=state.step + 1, step_started=obs.now, extensions=0,
+                                  message=f"step {state.step + 1} ({weight}%) passed")
+            nxt = self.advance(spec, moved, obs)
+            event = Emit("Normal", "StepPassed", f"step {state.step + 1} ({weight}%) passed; moving on")
+            return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
+        return Plan(state, tuple(converge), RECHECK)
+
+    def _promote(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
+        n = obs.replicas
+        if state.phase != Phase.PROMOTING:
+            state = state.replace(phase=Phase.PROMOTING, message=f"promoting revision {state.revision}")
+            head: tuple[Action, ...] = (Emit("Normal", "Promoting",
+                                             f"all steps passed; promoting revision {state.revision}"),)
+        else:
+            head = ()
+        ours = obs.deliver_owned(state.revision)
+        adopted = obs.version(state.revision)
+        if ours is not None:
+            problem = ours.health.problem(spec.max_restarts)
+            if problem:
+                return rollback(spec, state, obs, self, f"new version unhealthy while promoting: {problem}")
+            if ours.ready < n:
+                if obs.now - state.step_started > spec.progress_deadline:
+                    return rollback(spec, state, obs, self,
+                                    f"only {ours.ready}/{n} new pods Ready while promoting")
+                return Plan(state, head + (ScaleNew(n), EnsureServices(state.stable_hash, state.revision)),
+                            RECHECK)
+            return Plan(state.replace(weight=100), head + (SetWeight(100), AdoptNew()), RECHECK)
+        if adopted is not None and adopted.owned:
+            old_left = [v for v in obs.active_owned() if v.revision != state.revision]
+            if old_left or adopted.available < n:
+                return Plan(state, head, RECHECK)
+            done = state.replace(phase=Phase.SUCCEEDED, finished=obs.now, weight=100,
+                                 stable_revision=state.revision, stable_hash=adopted.pod_hash,
+                                 message=f"revision {state.revision} promoted")
+            return Plan(done, head + (EnsureServices(adopted.pod_hash, adopted.pod_hash), SetWeight(0),
+                                      Emit("Normal", "DeliverySucceeded",
+                                           f"revision {state.revision} is the stable version")), None)
+        # Our ReplicaSet is gone before adoption (deleted by hand?): start the promotion over.
+        return Plan(state, head + (ScaleNew(n),), RECHECK)
+
+
+def _previous_weight(spec: DeliverySpec, index: int) -> int:
+    for step in reversed(spec.steps[:index]):
+        if not step.pause:
+            return step.weight
+    return 0

@@ -1,0 +1,335 @@
+"""Domain objects shared by the planners and the engine.
+
+Everything here is pure data: the declared spec, the persisted rollout record, the observed
+snapshot of the cluster and the actions a planner asks the engine to take. No I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Union
+
+
+class Strategy(str, Enum):
+    ROLLING = "rolling"
+    CANARY = "canary"
+    BLUE_GREEN = "blue-green"
+    RECREATE = "recreate"
+
+
+class Phase(str, Enum):
+    """Where a delivery is. Terminal phases: SUCCEEDED, ROLLED_BACK, ABORTED."""
+
+    IDLE = "Idle"                # nothing to deliver: the template is the stable version
+    PROGRESSING = "Progressing"  # a step is being rolled out / held / analysed
+    PAUSED = "Paused"            # waiting for `deliver promote` (manual gate or inconclusive)
+    PROMOTING = "Promoting"      # the new version is becoming stable
+    SUCCEEDED = "Succeeded"
+    ROLLING_BACK = "RollingBack"  # the stable version is being restored
+    ROLLED_BACK = "RolledBack"   # failed automatically; stable serving again
+    ABORTED = "Aborted"          # stopped by an operator; stable serving again
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.IDLE, Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED)
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    """One canary step: the new version's share of traffic (percent), or a manual gate."""
+
+    weight: int = 0
+    pause: bool = False  # a manual gate: wait for `deliver promote`
+
+    def describe(self) -> str:
+        return "pause (manual gate)" if self.pause else f"{self.weight}%"
+
+
+@dataclass(frozen=True)
+class RouterRef:
+    """A weighted traffic router declared with ``deliver.dev/router: KIND/NAME``."""
+
+    kind: str  # replica | gateway-api | nginx | istio | smi
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class DeliverySpec:
+    """The validated ``deliver.dev/*`` annotations of one Deployment."""
+
+    strategy: Strategy
+    steps: tuple[CanaryStep, ...] = ()          # canary
+    pause_at: tuple[int, ...] = ()              # rolling: percent of pods updated
+    interval: float = 60.0                      # seconds each step is held and analysed
+    progress_deadline: float = 600.0            # seconds for a step's pods to become Ready
+    auto_rollback: bool = True
+    auto_promote: bool = True                   # blue-green: switch without `deliver promote`
+    active_service: str = ""                    # blue-green
+    preview_service: str = ""                   # blue-green
+    keep_warm: float = 120.0                    # blue-green: seconds old version stays up after switch
+    stable_service: str = ""                    # canary with a router
+    canary_service: str = ""                    # canary with a router
+    router: RouterRef = RouterRef("replica")
+    max_restarts: int = 0                       # restarts tolerated per new pod before failing
+    on_inconclusive: str = "pause"              # pause | extend | rollback
+    max_extensions: int = 3
+    analysis: tuple[Any, ...] = ()              # delivery.analysis.checks.CheckSpec values
+
+
+@dataclass(frozen=True)
+class PodHealth:
+    """What the pods of one version say about its health."""
+
+    total: int = 0
+    ready: int = 0
+    restarts: int = 0
+    crashloop: int = 0           # pods waiting in CrashLoopBackOff
+    image_errors: int = 0        # pods waiting in ImagePullBackOff / ErrImagePull / InvalidImageName
+    oldest_unready_age: float = 0.0  # seconds the longest-unready pod has been unready
+
+    def problem(self, max_restarts: int) -> str | None:
+        if self.image_errors:
+            return f"{self.image_errors} pod(s) cannot pull their image"
+        if self.crashloop:
+            return f"{self.crashloop} pod(s) in CrashLoopBackOff ({self.restarts} restarts)"
+        if self.restarts > max_restarts:
+            return f"pods restarted {self.restarts} times (allowed {max_restarts})"
+        return None
+
+
+@dataclass(frozen=True)
+class VersionObs:
+    """One ReplicaSet (one version of the pod template) as observed."""
+
+    name: str
+    pod_hash: str                # the pod-template-hash label value
+    revision: str                # deliver's hash of the template (without pod-template-hash)
+    owned: bool                  # controlled by the Deployment (False: deliver's own canary/preview RS)
+    replicas: int                # spec.replicas
+    ready: int
+    available: int
+    created: float = 0.0
+    health: PodHealth = PodHealth()
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A snapshot of one annotated Deployment and everything deliver owns beside it."""
+
+    now: float
+    namespace: str
+    name: str
+    generation: int
+    observed_generation: int
+    replicas: int                       # the Deployment's spec.replicas (owned by the user / HPA)
+    paused: bool
+    target_revision: str                # deliver's hash of spec.template
+    native_strategy: str                # the Deployment's spec.strategy.type
+    updated_replicas: int = 0           # status.updatedReplicas
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    total_replicas: int = 0             # status.replicas
+    deadline_exceeded: bool = False     # Progressing condition reason ProgressDeadlineExceeded
+    versions: tuple[VersionObs, ...] = ()
+    request: str = ""                   # promote | promote-full | abort | retry | pause | resume | ""
+    request_id: str = ""                # unique id of that request (consumed once)
+    router_weight: int | None = None    # weight the router reports now (None: unknown / no router)
+    template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def version(self, revision: str) -> VersionObs | None:
+        """The version with this revision, preferring the Deployment-owned ReplicaSet."""
+        found = [v for v in self.versions if v.revision == revision]
+        found.sort(key=lambda v: (not v.owned, -v.replicas))
+        return found[0] if found else None
+
+    def owned_versions(self) -> list[VersionObs]:
+        return [v for v in self.versions if v.owned]
+
+    def active_owned(self) -> list[VersionObs]:
+        return [v for v in self.versions if v.owned and v.replicas > 0]
+
+    def deliver_owned(self, revision: str) -> VersionObs | None:
+        for v in self.versions:
+            if v.revision == revision and not v.owned:
+                return v
+        return None
+
+    @property
+    def rollout_complete(self) -> bool:
+        """The native Deployment controller has finished rolling out the current template."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas == self.replicas
+            and self.total_replicas == self.replicas
+            and self.available_replicas == self.replicas
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one analysis: health gate plus metric checks, with their numbers."""
+
+    step: int
+    outcome: str                 # pass | fail | inconclusive
+    summary: str
+    at: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "outcome": self.outcome, "summary": self.summary,
+                "at": round(self.at, 3), "details": self.details}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Verdict":
+        return cls(step=int(d["step"]), outcome=str(d["outcome"]), summary=str(d.get("summary", "")),
+                   at=float(d.get("at", 0.0)), details=dict(d.get("details") or {}))
+
+
+@dataclass(frozen=True)
+class DeliveryState:
+    """The persisted rollout record (annotation ``deliver.dev/state``): enough to resume anywhere."""
+
+    phase: Phase = Phase.IDLE
+    strategy: str = ""
+    revision: str = ""              # the template revision being delivered
+    stable_revision: str = ""       # the revision serving before the delivery started
+    stable_hash: str = ""           # its pod-template-hash
+    step: int = 0                   # index into the plan's steps
+    step_started: float = 0.0
+    started: float = 0.0
+    finished: float = 0.0
+    switched: float = 0.0           # blue-green: when the active Service was switched
+    analysis_started: float = 0.0   # start of the cumulative analysis window
+    extensions: int = 0
+    weight: int = 0                 # traffic share promised to the new version now
+    message: str = ""
+    failed_revision: str = ""       # a revision that was rolled back / aborted: not retried on its own
+    failed_template: dict[str, Any] | None = None
+    handled_request: str = ""       # last operator request consumed (id), so none is applied twice
+    verdicts: tuple[Verdict, ...] = ()
+
+    def replace(self, **changes: Any) -> "DeliveryState":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "phase": self.phase.value, "strategy": self.strategy, "revision": self.revision,
+            "stableRevision": self.stable_revision, "stableHash": self.stable_hash,
+            "step": self.step, "stepStarted": round(self.step_started, 3),
+            "started": round(self.started, 3), "finished": round(self.finished, 3),
+            "switched": round(self.switched, 3), "analysisStarted": round(self.analysis_started, 3),
+            "extensions": self.extensions, "weight": self.weight, "message": self.message,
+            "failedRevision": self.failed_revision, "handledRequest": self.handled_request,
+            "verdicts": [v.to_dict() for v in self.verdicts[-20:]],
+        }
+        if self.failed_template is not None:
+            d["failedTemplate"] = self.failed_template
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DeliveryState":
+        return cls(
+            phase=Phase(d.get("phase", Phase.IDLE.value)), strategy=str(d.get("strategy", "")),
+            revision=str(d.get("revision", "")), stable_revision=str(d.get("stableRevision", "")),
+            stable_hash=str(d.get("stableHash", "")), step=int(d.get("step", 0)),
+            step_started=float(d.get("stepStarted", 0.0)), started=float(d.get("started", 0.0)),
+            finished=float(d.get("finished", 0.0)), switched=float(d.get("switched", 0.0)),
+            analysis_started=float(d.get("analysisStarted", 0.0)),
+            extensions=int(d.get("extensions", 0)), weight=int(d.get("weight", 0)),
+            message=str(d.get("message", "")), failed_revision=str(d.get("failedRevision", "")),
+            failed_template=d.get("failedTemplate"), handled_request=str(d.get("handledRequest", "")),
+            verdicts=tuple(Verdict.from_dict(v) for v in d.get("verdicts", [])),
+        )
+
+
+# ---- actions: what a planner asks the engine to do (all idempotent) ----
+
+@dataclass(frozen=True)
+class SetPaused:
+    """Set the Deployment's spec.paused (paused: the native controller rolls nothing out)."""
+    paused: bool
+
+
+@dataclass(frozen=True)
+class ScaleNew:
+    """Ensure deliver's own ReplicaSet for the target template exists with this many replicas."""
+    replicas: int
+
+
+@dataclass(frozen=True)
+class DeleteNew:
+    """Scale deliver's own ReplicaSets to zero and delete them (the rollback of canary/blue-green)."""
+    keep_revision: str = ""  # do not delete the RS of this revision (used for stale cleanup)
+
+
+@dataclass(frozen=True)
+class AdoptNew:
+    """Hand deliver's ReplicaSet to the Deployment (labels + controller ownerRef).
+
+    The Deployment controller then sees it as the new ReplicaSet (same template) and, since it is
+    saturated, scales the old ones to zero: promotion without unpausing.
+    """
+
+
+@dataclass(frozen=True)
+class RevertTemplate:
+    """Write the stable ReplicaSet's pod template back into the Deployment (the rollback of rolling/recreate)."""
+    stable_revision: str
+
+
+@dataclass(frozen=True)
+class ApplyTemplate:
+    """Write a pod template into the Deployment (``deliver retry`` of a failed revision)."""
+    template: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    """Send this percentage of traffic to the new version through the declared router."""
+    weight: int
+
+
+@dataclass(frozen=True)
+class EnsureServices:
+    """Create/update the Services deliver owns (canary/stable or preview/active) for these pod hashes."""
+    stable_hash: str
+    new_hash: str
+
+
+@dataclass(frozen=True)
+class SwitchActive:
+    """Blue-green: point the active Service at one version's pod hash in one patch."""
+    pod_hash: str
+
+
+@dataclass(frozen=True)
+class Analyse:
+    """Run the metric checks over [start, now] and record the verdict for this step."""
+    step: int
+    start: float
+
+
+@dataclass(frozen=True)
+class Emit:
+    """A Kubernetes Event on the Deployment."""
+    type: str      # Normal | Warning
+    reason: str    # CamelCase
+    message: str
+
+
+Action = Union[SetPaused, ScaleNew, DeleteNew, AdoptNew, RevertTemplate, ApplyTemplate, SetWeight,
+               EnsureServices, SwitchActive, Analyse, Emit]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planner's answer: the record to persist (first), then the actions to converge on it."""
+
+    state: DeliveryState
+    actions: tuple[Action, ...] = ()
+    requeue_after: float | None = None
+
+    def events(self) -> list[Emit]:
+        return [a for a in self.actions if isinstance(a, Emit)]

@@ -1,0 +1,49 @@
+"""Recreate: never two versions at once. The Deployment (spec.strategy.type Recreate, checked at
+validation) stops every old pod before it starts a new one; deliver unpauses it, verifies the new
+version within the progress deadline (health, then analysis), and on failure writes the stable
+template back so the Deployment controller stops the new pods and restores the old version.
+"""
+
+from __future__ import annotations
+
+from .common import finish_native_rollback, gate, rollback
+from .model import (
+    Action, DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, RevertTemplate, SetPaused,
+)
+
+
+class RecreatePlanner:
+    def native(self) -> bool:
+        return True
+
+    def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        return (RevertTemplate(state.stable_revision), SetPaused(False))
+
+    def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
+        back = finish_native_rollback(state, obs)
+        if back is not None:
+            return back
+        n = obs.replicas
+        new = obs.version(state.revision)
+        if state.step > 0:
+            return self._finish(state, obs, new.pod_hash if new else state.stable_hash)
+        if state.phase == Phase.PAUSED:
+            if new is not None and new.health.problem(spec.max_restarts):
+                return rollback(spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}")
+            return Plan(state, (), None)
+        unpause: tuple[Action, ...] = (SetPaused(False),) if obs.paused else ()
+        state = state.replace(weight=100 if new is not None and new.ready else 0)
+        verdict = gate(spec, state, obs, self, new if new is not None and new.owned else None, n, 0)
+        if isinstance(verdict, Plan):
+            keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
+            return Plan(verdict.state, (unpause if keep else ()) + verdict.actions, verdict.requeue_after)
+        if verdict == "pass":
+            return self._finish(state, obs, new.pod_hash if new else state.stable_hash)
+        return Plan(state, unpause, 2.0)
+
+    def _finish(self, state: DeliveryState, obs: Observation, pod_hash: str) -> Plan:
+        done = state.replace(phase=Phase.SUCCEEDED, finished=obs.now, weight=100, step=1,
+                             stable_revision=state.revision, stable_hash=pod_hash,
+                             message=f"revision {state.revision} recreated and verified")
+        return Plan(done, (SetPaused(True), Emit("Normal", "DeliverySucceeded",
+                                                  f"revision {state.revision} is the stable version")), None)

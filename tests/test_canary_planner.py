@@ -1,0 +1,164 @@
+from strategies import plan
+from strategies.model import (
+    AdoptNew, Analyse, CanaryStep, DeleteNew, DeliveryState, EnsureServices, Phase, RevertTemplate,
+    RouterRef, ScaleNew, SetPaused, SetWeight, Strategy, Verdict,
+)
+
+from .planning import NEW, STABLE, canary_spec, obs, started, version
+
+
+def kinds(p):
+    return [type(a).__name__ for a in p.actions]
+
+
+def reasons(p):
+    return [e.reason for e in p.events()]
+
+
+def test_template_change_starts_first_step_with_ceil_share_of_pods():
+    p = plan(canary_spec(), DeliveryState(), obs(version(STABLE, 5)))
+    assert p.state.phase is Phase.PROGRESSING
+    assert p.state.revision == NEW and p.state.stable_revision == STABLE
+    assert ScaleNew(1) in p.actions  # 20% of 5 replicas
+    assert "DeliveryStarted" in reasons(p)
+    assert SetPaused(True) not in p.actions  # already paused
+
+
+def test_idle_deployment_is_paused_and_stray_replicasets_removed():
+    o = obs(version(STABLE, 5), version("other", 1, owned=False), target=STABLE, paused=False)
+    p = plan(canary_spec(), DeliveryState(), o)
+    assert SetPaused(True) in p.actions and DeleteNew() in p.actions
+    assert p.state.phase is Phase.IDLE and p.state.stable_revision == STABLE
+
+
+def test_step_waits_for_ready_pods_then_holds_for_interval():
+    s = started(Strategy.CANARY)
+    waiting = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False), now=1010))
+    assert waiting.state.step == 0 and waiting.requeue_after
+    holding = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1010))
+    assert holding.state.step == 0 and not holding.state.verdicts
+
+
+def test_health_only_step_records_a_pass_then_moves_to_next_weight():
+    s = started(Strategy.CANARY)
+    o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
+    p = plan(canary_spec(), s, o)
+    assert p.state.verdicts and p.state.verdicts[-1].outcome == "pass"
+    p2 = plan(canary_spec(), p.state, o)
+    assert p2.state.step == 1
+    assert ScaleNew(3) in p2.actions  # 50% of 5 -> 3 pods
+    assert "StepPassed" in reasons(p2)
+
+
+def test_analysis_is_requested_when_checks_are_declared_and_fail_rolls_back():
+    spec = canary_spec(analysis=("error-rate",))
+    s = started(Strategy.CANARY)
+    o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
+    p = plan(spec, s, o)
+    assert Analyse(0, 1000.0) in p.actions
+    failed = s.replace(verdicts=(Verdict(0, "fail", "error-rate fail", 1031.0),))
+    rb = plan(spec, failed, o)
+    assert rb.state.phase is Phase.ROLLED_BACK
+    assert rb.state.failed_revision == NEW
+    assert DeleteNew() in rb.actions and RevertTemplate(STABLE) in rb.actions and SetWeight(0) in rb.actions
+    assert "DeliveryRolledBack" in reasons(rb)
+
+
+def test_inconclusive_pauses_by_default_and_extends_when_asked():
+    s = started(Strategy.CANARY).replace(verdicts=(Verdict(0, "inconclusive", "no data", 1031.0),))
+    o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
+    paused = plan(canary_spec(analysis=("x",)), s, o)
+    assert paused.state.phase is Phase.PAUSED
+    extended = plan(canary_spec(analysis=("x",), on_inconclusive="extend"), s, o)
+    assert extended.state.phase is Phase.PROGRESSING and extended.state.extensions == 1
+    assert extended.state.step_started == 1031
+    rolled = plan(canary_spec(analysis=("x",), on_inconclusive="rollback"), s, o)
+    assert rolled.state.phase is Phase.ROLLED_BACK
+
+
+def test_crashloop_rolls_back_at_once():
+    s = started(Strategy.CANARY)
+    o = obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False, crashloop=1, restarts=3), now=1005)
+    p = plan(canary_spec(), s, o)
+    assert p.state.phase is Phase.ROLLED_BACK and "CrashLoopBackOff" in p.state.message
+    assert p.state.failed_template == o.template
+
+
+def test_never_ready_rolls_back_after_progress_deadline_only():
+    s = started(Strategy.CANARY)
+    early = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False), now=1100))
+    assert early.state.phase is Phase.PROGRESSING
+    late = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False), now=1121))
+    assert late.state.phase is Phase.ROLLED_BACK and "progress deadline" in late.state.message
+
+
+def test_auto_rollback_off_pauses_instead():
+    s = started(Strategy.CANARY)
+    o = obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False, crashloop=1), now=1005)
+    p = plan(canary_spec(auto_rollback=False), s, o)
+    assert p.state.phase is Phase.PAUSED and not any(isinstance(a, DeleteNew) for a in p.actions)
+
+
+def test_promotion_scales_to_full_then_adopts_then_succeeds():
+    s = started(Strategy.CANARY, step=2)
+    p1 = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 3, owned=False), now=1001))
+    assert p1.state.phase is Phase.PROMOTING and ScaleNew(5) in p1.actions and AdoptNew() not in p1.actions
+    p2 = plan(canary_spec(), p1.state, obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1002))
+    assert AdoptNew() in p2.actions and SetWeight(100) in p2.actions
+    p3 = plan(canary_spec(), p2.state, obs(version(STABLE, 5), version(NEW, 5, pod_hash=NEW), now=1003))
+    assert p3.state.phase is Phase.PROMOTING  # old still running
+    p4 = plan(canary_spec(), p3.state, obs(version(STABLE, 0), version(NEW, 5, pod_hash=NEW), now=1004))
+    assert p4.state.phase is Phase.SUCCEEDED and p4.state.stable_revision == NEW
+    assert EnsureServices(NEW, NEW) in p4.actions and SetWeight(0) in p4.actions
+
+
+def test_manual_gate_pauses_until_promote():
+    spec = canary_spec(steps=(CanaryStep(20), CanaryStep(pause=True), CanaryStep(100)))
+    s = started(Strategy.CANARY, step=1)
+    o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1001)
+    gated = plan(spec, s, o)
+    assert gated.state.phase is Phase.PAUSED and "ManualGate" in reasons(gated)
+    assert ScaleNew(1) in gated.actions  # keeps the previous step's weight
+    again = plan(spec, gated.state, o)
+    assert again.state.phase is Phase.PAUSED and not again.events()
+    promoted = plan(spec, gated.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1002,
+                                           request="promote", request_id="r1"))
+    assert promoted.state.phase is Phase.PROMOTING and promoted.state.handled_request == "r1"
+    replay = plan(spec, promoted.state.replace(phase=Phase.PAUSED, step=1),
+                  obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1003, request="promote", request_id="r1"))
+    assert replay.state.phase is Phase.PAUSED  # the same request is never applied twice
+
+
+def test_abort_request_restores_stable():
+    s = started(Strategy.CANARY, step=1)
+    p = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 3, owned=False), request="abort", request_id="a"))
+    assert p.state.phase is Phase.ABORTED and DeleteNew() in p.actions and "DeliveryAborted" in reasons(p)
+
+
+def test_failed_revision_is_not_retried_by_itself_but_retry_reapplies_it():
+    s = DeliveryState(phase=Phase.ROLLED_BACK, failed_revision=NEW, failed_template={"a": 1},
+                      stable_revision=STABLE)
+    p = plan(canary_spec(), s, obs(version(STABLE, 5)))
+    assert p.state.phase is Phase.ROLLED_BACK and "RevisionPreviouslyFailed" in reasons(p)
+    quiet = plan(canary_spec(), p.state, obs(version(STABLE, 5)))
+    assert not quiet.events()
+    r = plan(canary_spec(), s, obs(version(STABLE, 5), target=STABLE, request="retry", request_id="x"))
+    assert any(type(a).__name__ == "ApplyTemplate" for a in r.actions) and r.state.failed_revision == ""
+
+
+def test_new_template_mid_delivery_supersedes_the_old_canary():
+    s = started(Strategy.CANARY, step=1)
+    p = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 3, owned=False), target="newer00002"))
+    assert p.state.revision == "newer00002" and p.state.step == 0
+    assert DeleteNew() in p.actions and not any(isinstance(a, RevertTemplate) for a in p.actions)
+    assert "DeliverySuperseded" in reasons(p)
+
+
+def test_router_weight_waits_until_router_confirms():
+    spec = canary_spec(router=RouterRef("gateway-api", "route"))
+    s = started(Strategy.CANARY)
+    o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031, router_weight=0)
+    p = plan(spec, s, o)
+    assert SetWeight(20) in p.actions and not p.state.verdicts
+    ok = plan(spec, s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031, router_weight=20))
+    assert ok.state.verdicts
