@@ -76,6 +76,8 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         state = handled
 
     if in_progress:
+        if state.phase == Phase.ROLLING_BACK:
+            return planner.advance(spec, state, obs)  # the stable template is being restored
         if obs.target_revision != state.revision:
             if obs.target_revision == state.stable_revision:
                 # The user put the stable template back: the delivery is moot.

@@ -1,0 +1,123 @@
+from strategies import plan
+from strategies.model import (
+    AdoptNew, DeleteNew, DeliverySpec, DeliveryState, Phase, RevertTemplate, ScaleNew, SetPaused,
+    Strategy, SwitchActive, Verdict,
+)
+
+from .planning import NEW, STABLE, obs, started, version
+
+
+def bg(**kw):
+    base = dict(strategy=Strategy.BLUE_GREEN, interval=10.0, progress_deadline=60.0, keep_warm=30.0,
+                active_service="app", preview_service="app-preview")
+    base.update(kw)
+    return DeliverySpec(**base)
+
+
+def reasons(p):
+    return [e.reason for e in p.events()]
+
+
+# ---- blue-green ----
+
+def test_bluegreen_brings_up_full_preview_with_active_on_stable():
+    p = plan(bg(), DeliveryState(), obs(version(STABLE, 4), replicas=4))
+    assert ScaleNew(4) in p.actions and SwitchActive(STABLE) in p.actions
+    assert SwitchActive(NEW) not in p.actions
+
+
+def test_bluegreen_switches_in_one_action_after_preview_passes_then_keeps_old_warm():
+    s = started(Strategy.BLUE_GREEN)
+    o = obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1011)
+    p = plan(bg(), s, o)  # records the health verdict
+    p = plan(bg(), p.state, o)
+    assert p.state.step == 1 and SwitchActive(NEW) in p.actions and "ActiveSwitched" in reasons(p)
+    assert p.state.switched == 1011
+    assert not any(isinstance(a, AdoptNew) for a in p.actions)  # old kept warm
+    warm = plan(bg(), p.state, obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1030))
+    assert not any(isinstance(a, AdoptNew) for a in warm.actions)
+    done_warm = plan(bg(), p.state, obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1042))
+    assert AdoptNew() in done_warm.actions and done_warm.state.phase is Phase.PROMOTING
+    final = plan(bg(), done_warm.state, obs(version(STABLE, 0), version(NEW, 4), replicas=4, now=1044))
+    assert final.state.phase is Phase.SUCCEEDED
+
+
+def test_bluegreen_failure_after_switch_switches_back():
+    s = started(Strategy.BLUE_GREEN, step=1, switched=1000.0)
+    o = obs(version(STABLE, 4), version(NEW, 4, ready=2, owned=False, crashloop=2), replicas=4, now=1005)
+    p = plan(bg(), s, o)
+    assert p.state.phase is Phase.ROLLED_BACK
+    assert SwitchActive(STABLE) in p.actions and DeleteNew() in p.actions
+    assert p.actions.index(SwitchActive(STABLE)) < p.actions.index(DeleteNew())  # traffic first
+
+
+def test_bluegreen_without_auto_promote_waits_for_promote():
+    s = started(Strategy.BLUE_GREEN, verdicts=(Verdict(0, "pass", "ok", 1011.0),))
+    o = obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1011)
+    p = plan(bg(auto_promote=False), s, o)
+    assert p.state.phase is Phase.PAUSED and SwitchActive(NEW) not in p.actions
+    go = plan(bg(auto_promote=False), p.state,
+              obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1012, request="promote", request_id="1"))
+    assert SwitchActive(NEW) in go.actions
+
+
+# ---- rolling ----
+
+def rolling(**kw):
+    base = dict(strategy=Strategy.ROLLING, pause_at=(25, 50), interval=10.0, progress_deadline=60.0)
+    base.update(kw)
+    return DeliverySpec(**base)
+
+
+def test_rolling_unpauses_until_the_pause_point_then_pauses():
+    p = plan(rolling(), DeliveryState(), obs(version(STABLE, 4), replicas=4))
+    assert SetPaused(False) in p.actions and p.state.phase is Phase.PROGRESSING
+    s = p.state
+    at_point = plan(rolling(), s, obs(version(STABLE, 3), version(NEW, 1, ready=0), replicas=4, paused=False, now=1001))
+    assert SetPaused(True) in at_point.actions
+
+
+def test_rolling_moves_through_points_and_finishes_paused():
+    s = started(Strategy.ROLLING, step=2)
+    o = obs(version(STABLE, 0), version(NEW, 4), replicas=4, paused=False, now=1011)
+    p = plan(rolling(), s, o)
+    p = plan(rolling(), p.state, o)
+    assert p.state.phase is Phase.SUCCEEDED and SetPaused(True) in p.actions
+
+
+def test_rolling_failure_reverts_template_natively_then_pauses_when_restored():
+    s = started(Strategy.ROLLING)
+    o = obs(version(STABLE, 3), version(NEW, 1, ready=0, crashloop=1), replicas=4, paused=True, now=1003)
+    p = plan(rolling(), s, o)
+    assert p.state.phase is Phase.ROLLING_BACK
+    assert RevertTemplate(STABLE) in p.actions and SetPaused(False) in p.actions
+    restoring = plan(rolling(), p.state, obs(version(STABLE, 3), version(NEW, 1, ready=0), replicas=4,
+                                             target=STABLE, paused=False, now=1004))
+    assert restoring.state.phase is Phase.ROLLING_BACK
+    back = plan(rolling(), p.state, obs(version(STABLE, 4), version(NEW, 0), replicas=4, target=STABLE,
+                                        paused=False, now=1010))
+    assert back.state.phase is Phase.ROLLED_BACK and SetPaused(True) in back.actions
+
+
+# ---- recreate ----
+
+def recreate(**kw):
+    base = dict(strategy=Strategy.RECREATE, interval=10.0, progress_deadline=60.0)
+    base.update(kw)
+    return DeliverySpec(**base)
+
+
+def test_recreate_unpauses_verifies_and_finishes():
+    p = plan(recreate(), DeliveryState(), obs(version(STABLE, 3), replicas=3, native="Recreate"))
+    assert SetPaused(False) in p.actions
+    o = obs(version(STABLE, 0), version(NEW, 3), replicas=3, paused=False, native="Recreate", now=1011)
+    p2 = plan(recreate(), p.state, o)
+    p3 = plan(recreate(), p2.state, o)
+    assert p3.state.phase is Phase.SUCCEEDED and SetPaused(True) in p3.actions
+
+
+def test_recreate_not_ready_in_deadline_restores_old():
+    s = started(Strategy.RECREATE)
+    o = obs(version(STABLE, 0), version(NEW, 3, ready=0), replicas=3, paused=False, native="Recreate", now=1061)
+    p = plan(recreate(), s, o)
+    assert p.state.phase is Phase.ROLLING_BACK and RevertTemplate(STABLE) in p.actions
