@@ -319,6 +319,8 @@ def parse_checks(
                     raise SpecError(okey, f"kind={kind} but ConfigMap {cm_name!r} declares {name}.kind={cm_kind}")
                 kind = cm_kind
             spec = CheckSpec(name, kind, None, queries, alpha=alpha)
-        spec = _apply_options(spec, okey, {k: v for k, v in opts.items() if k != "kind"})
+        if spec.template is None:
+            opts = {k: v for k, v in opts.items() if k != "kind"}  # already applied with the ConfigMap
+        spec = _apply_options(spec, okey, opts)
         specs.append(spec)
     return tuple(specs)
