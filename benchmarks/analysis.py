@@ -307,13 +307,16 @@ def targets(rows: list[Row]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global ALPHA
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=None, help="repetitions per scenario (default 1000, --quick 200)")
     ap.add_argument("--quick", action="store_true", help="200 repetitions")
     ap.add_argument("--seed", type=int, default=20240611)
+    ap.add_argument("--alpha", type=float, default=ALPHA, help="deliver's family-wise alpha (default 0.05)")
     ap.add_argument("--json", metavar="PATH", help="also write the rows and targets as JSON")
     args = ap.parse_args(argv)
     reps = args.reps or (200 if args.quick else 1000)
+    ALPHA = args.alpha
     t0 = time.monotonic()
     rows = run(reps, args.seed)
     elapsed = time.monotonic() - t0
@@ -321,11 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     goals = targets(rows)
     print("\n".join(goals))
-    print(f"\n{reps} repetitions per scenario, seed {args.seed}, {elapsed:.0f}s")
+    print(f"\n{reps} repetitions per scenario, seed {args.seed}, deliver alpha {ALPHA:g}, {elapsed:.0f}s")
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"reps": reps, "seed": args.seed, "seconds": round(elapsed, 1), "rows": [asdict(r) for r in rows], "targets": goals},
+                {"reps": reps, "seed": args.seed, "alpha": ALPHA, "seconds": round(elapsed, 1), "rows": [asdict(r) for r in rows], "targets": goals},
                 indent=2,
             )
         )
