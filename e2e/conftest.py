@@ -1,0 +1,121 @@
+"""pytest fixtures for e2e tests (run with ``pytest e2e``).
+
+Fixtures:
+    cluster     (session)  RunningCluster: the local control plane, started once per session
+                           (or the one DELIVER_E2E_KUBECONFIG points at, which is left running).
+                           Also sets $KUBECONFIG for subprocesses (e.g. the ``deliver`` CLI).
+    kube        (session)  e2e.helpers.Kube: .core / .apps / .custom / .rbac ... API objects.
+    namespace   (function) a fresh namespace name (with its default ServiceAccount), deleted after.
+    prometheus  (function) a started e2e.services.Prometheus (1s scrape, file_sd targets).
+    envoy       (function) an e2e.services.Envoy, NOT started: call envoy.start(bootstrap).
+    run_dir     (function) a per-test directory for services/logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from e2e.cluster import REPO_ROOT, Cluster
+from e2e.helpers import Kube, wait_for
+from e2e.services import Envoy, Prometheus
+
+
+@dataclass
+class RunningCluster:
+    kubeconfig: Path
+    cluster: Cluster | None  # None when reusing an external one (DELIVER_E2E_KUBECONFIG)
+
+    @property
+    def run_dir(self) -> Path | None:
+        return self.cluster.run_dir if self.cluster else None
+
+
+def _reap_stale_session_dirs(base: Path) -> None:
+    """Tear down clusters left by pytest sessions that died (their pytest pid is gone)."""
+    if not base.is_dir():
+        return
+    for d in base.glob("e2e-*"):
+        m = re.fullmatch(r"e2e-(\d+)", d.name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            Cluster(d).down()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[RunningCluster]:
+    external = os.environ.get("DELIVER_E2E_KUBECONFIG")
+    old_env = os.environ.get("KUBECONFIG")
+    if external:
+        os.environ["KUBECONFIG"] = external
+        yield RunningCluster(kubeconfig=Path(external), cluster=None)
+    else:
+        base = REPO_ROOT / "run"
+        _reap_stale_session_dirs(base)
+        c = Cluster(base / f"e2e-{os.getpid()}")
+        c.up()
+        os.environ["KUBECONFIG"] = str(c.kubeconfig)
+        try:
+            yield RunningCluster(kubeconfig=c.kubeconfig, cluster=c)
+        finally:
+            c.down()
+    if old_env is None:
+        os.environ.pop("KUBECONFIG", None)
+    else:
+        os.environ["KUBECONFIG"] = old_env
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: RunningCluster) -> Iterator[Kube]:
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    try:
+        yield Kube(api_client=api, kubeconfig=cluster.kubeconfig)
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"e2e-{base}-{uuid.uuid4().hex[:5]}"
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=name, labels={"e2e.deliver.dev/test": "true"})))
+    wait_for(lambda: kube.core.read_namespaced_service_account("default", name), 30,
+             f"ServiceAccount default in namespace {name}")
+    yield name
+    if os.environ.get("DELIVER_E2E_KEEP_NAMESPACES"):
+        return
+    try:
+        kube.core.delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def prometheus(run_dir: Path) -> Iterator[Prometheus]:
+    prom = Prometheus(run_dir).start()
+    try:
+        yield prom
+    finally:
+        prom.stop()
+
+
+@pytest.fixture
+def envoy(run_dir: Path) -> Iterator[Envoy]:
+    proxy = Envoy(run_dir)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -1,0 +1,259 @@
+"""Small helpers so e2e tests read Given / When / Then.
+
+All Kubernetes access goes through the official ``kubernetes`` client (the project's one client).
+
+    dep = make_deployment("web", replicas=3, image="example.com/web:v1")
+    kube.apps.create_namespaced_deployment(namespace, dep)
+    wait_for(lambda: deployment_available(kube.apps, namespace, "web"), 60, "web Available")
+    rs = pods_by_rs(kube, namespace, "web")      # {replicaset name: [pods]}
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client
+
+from e2e.cluster import BEHAVIOUR_LABEL
+
+T = TypeVar("T")
+
+NEVER_READY = "never-ready"
+CRASHLOOP = "crashloop"
+
+
+@dataclass
+class Kube:
+    """Typed API objects for one cluster (what the ``kube`` fixture yields)."""
+
+    api_client: client.ApiClient
+    kubeconfig: Path
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api_client)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api_client)
+
+    @property
+    def rbac(self) -> client.RbacAuthorizationV1Api:
+        return client.RbacAuthorizationV1Api(self.api_client)
+
+    @property
+    def networking(self) -> client.NetworkingV1Api:
+        return client.NetworkingV1Api(self.api_client)
+
+    @property
+    def events(self) -> client.EventsV1Api:
+        return client.EventsV1Api(self.api_client)
+
+
+# ---------------------------------------------------------------------- waiting
+def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition",
+             interval: float = 0.25, describe: Callable[[], Any] | None = None) -> T:
+    """Poll ``predicate`` until it returns something truthy and return that value.
+
+    On timeout, fail the test with ``what``, the last value or exception, and (if given) the
+    output of ``describe()`` — e.g. the Deployment's status — so the failure explains itself.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except client.ApiException as exc:
+            last = f"ApiException {exc.status}: {exc.reason}"
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    extra = ""
+    if describe is not None:
+        try:
+            extra = f"\nstate: {describe()}"
+        except Exception as exc:  # noqa: BLE001
+            extra = f"\n(describe failed: {exc})"
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}{extra}")
+
+
+def stays(predicate: Callable[[], Any], duration: float, what: str, interval: float = 0.25) -> None:
+    """Assert ``predicate`` stays truthy for ``duration`` seconds (e.g. "still unavailable")."""
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        value = predicate()
+        assert value, f"expected {what} to hold for {duration:.0f}s, but it stopped: {value!r}"
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------- builders
+def make_deployment(name: str, replicas: int = 3, image: str = "example.com/app:v1",
+                    labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
+                    behaviour: str | None = None, port: int | None = 8080,
+                    max_surge: int | str | None = None, max_unavailable: int | str | None = None,
+                    ) -> client.V1Deployment:
+    """A plain apps/v1 Deployment selecting ``app=<name>``.
+
+    ``labels`` go on the Deployment and the pod template; ``annotations`` on the Deployment (where
+    deliver reads ``deliver.dev/*``); ``behaviour`` (``"never-ready"`` / ``"crashloop"``) sets the
+    kwok pod behaviour label on the pod template only.
+    """
+    pod_labels = {"app": name, **(labels or {})}
+    if behaviour:
+        pod_labels[BEHAVIOUR_LABEL] = behaviour
+    container = client.V1Container(
+        name="app", image=image,
+        ports=[client.V1ContainerPort(container_port=port, name="http")] if port else None,
+        resources=client.V1ResourceRequirements(requests={"cpu": "10m", "memory": "16Mi"}),
+    )
+    strategy = None
+    if max_surge is not None or max_unavailable is not None:
+        strategy = client.V1DeploymentStrategy(
+            type="RollingUpdate",
+            rolling_update=client.V1RollingUpdateDeployment(max_surge=max_surge, max_unavailable=max_unavailable))
+    return client.V1Deployment(
+        api_version="apps/v1", kind="Deployment",
+        metadata=client.V1ObjectMeta(name=name, labels={"app": name, **(labels or {})},
+                                     annotations=annotations or None),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels={"app": name}),
+            strategy=strategy,
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=pod_labels),
+                spec=client.V1PodSpec(containers=[container], termination_grace_period_seconds=1),
+            ),
+        ),
+    )
+
+
+def set_image(apps: client.AppsV1Api, namespace: str, name: str, image: str,
+              behaviour: str | None = None, container: str = "app") -> None:
+    """Change the container image (a new pod template); optionally switch the pod behaviour."""
+    patch: dict[str, Any] = {"spec": {"template": {
+        "spec": {"containers": [{"name": container, "image": image}]}}}}
+    if behaviour is not None:
+        patch["spec"]["template"]["metadata"] = {"labels": {BEHAVIOUR_LABEL: behaviour}}
+    apps.patch_namespaced_deployment(name, namespace, patch)
+
+
+# ---------------------------------------------------------------------- reading state
+def pod_ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+
+
+def deployment_available(apps: client.AppsV1Api, namespace: str, name: str,
+                         replicas: int | None = None) -> bool:
+    """True when the Deployment has rolled out fully: observed, all replicas updated, ready and
+    available, no old replicas left, and the Available condition is True."""
+    d = apps.read_namespaced_deployment(name, namespace)
+    want = d.spec.replicas if replicas is None else replicas
+    st = d.status
+    available = any(c.type == "Available" and c.status == "True" for c in (st.conditions or []))
+    return bool(
+        available
+        and (st.observed_generation or 0) >= d.metadata.generation
+        and (st.updated_replicas or 0) == want
+        and (st.ready_replicas or 0) == want
+        and (st.available_replicas or 0) == want
+        and (st.replicas or 0) == want
+    )
+
+
+def deployment_status(apps: client.AppsV1Api, namespace: str, name: str) -> dict[str, Any]:
+    """A compact status dict for failure messages."""
+    d = apps.read_namespaced_deployment(name, namespace)
+    st = d.status
+    return {
+        "generation": d.metadata.generation, "observed": st.observed_generation,
+        "replicas": st.replicas, "updated": st.updated_replicas, "ready": st.ready_replicas,
+        "available": st.available_replicas, "unavailable": st.unavailable_replicas,
+        "conditions": [(c.type, c.status, c.reason) for c in (st.conditions or [])],
+    }
+
+
+def replica_sets(apps: client.AppsV1Api, namespace: str, deployment: str) -> list[client.V1ReplicaSet]:
+    """ReplicaSets owned by ``deployment``, oldest revision first."""
+    d = apps.read_namespaced_deployment(deployment, namespace)
+    items = [
+        rs for rs in apps.list_namespaced_replica_set(namespace).items
+        if any(o.uid == d.metadata.uid for o in (rs.metadata.owner_references or []))
+    ]
+    return sorted(items, key=lambda rs: int((rs.metadata.annotations or {}).get(
+        "deployment.kubernetes.io/revision", "0")))
+
+
+def pods_by_rs(kube: Kube, namespace: str, deployment: str) -> dict[str, list[client.V1Pod]]:
+    """``{replicaset name: [its live pods]}`` for every ReplicaSet of ``deployment`` (oldest first;
+    a scaled-down ReplicaSet maps to ``[]``). Pods being deleted are left out."""
+    sets = replica_sets(kube.apps, namespace, deployment)
+    out: dict[str, list[client.V1Pod]] = {rs.metadata.name: [] for rs in sets}
+    uid_to_name = {rs.metadata.uid: rs.metadata.name for rs in sets}
+    for pod in kube.core.list_namespaced_pod(namespace).items:
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        for o in pod.metadata.owner_references or []:
+            if o.uid in uid_to_name:
+                out[uid_to_name[o.uid]].append(pod)
+    return out
+
+
+def pods_of(kube: Kube, namespace: str, deployment: str) -> list[client.V1Pod]:
+    """All live pods of ``deployment`` across its ReplicaSets."""
+    return [p for pods in pods_by_rs(kube, namespace, deployment).values() for p in pods]
+
+
+def restart_counts(pods: list[client.V1Pod]) -> list[int]:
+    return [sum(cs.restart_count for cs in (p.status.container_statuses or [])) for p in pods]
+
+
+def waiting_reasons(pods: list[client.V1Pod]) -> set[str]:
+    return {cs.state.waiting.reason for p in pods for cs in (p.status.container_statuses or [])
+            if cs.state and cs.state.waiting and cs.state.waiting.reason}
+
+
+# ---------------------------------------------------------------------- a metrics target
+class _MetricsHandler(BaseHTTPRequestHandler):
+    body: Callable[[], str]
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        if self.path.split("?")[0] != "/metrics":
+            self.send_error(404)
+            return
+        data = self.server.body().encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+
+@contextmanager
+def metrics_server(body: Callable[[], str]) -> Iterator[str]:
+    """Serve ``body()`` (Prometheus text format) at http://127.0.0.1:<port>/metrics in a thread;
+    yields ``"127.0.0.1:<port>"``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MetricsHandler)
+    server.body = body  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
