@@ -111,18 +111,29 @@ class Kube:
         elif body is not None:
             headers["Content-Type"] = "application/json"
         params = [(k, v) for k, v in (query or {}).items() if v is not None]
+        resp = self._call(method, path, params, headers, body, timeout or self.timeout)
+        data = resp.read()
+        return json.loads(data) if data else {}
+
+    def _call(self, method: str, path: str, params: list[tuple[str, Any]], headers: dict[str, str],
+              body: Any, timeout: Any) -> Any:
+        """One HTTP exchange; non-2xx statuses become the matching DeliverError."""
         try:
-            resp = self.api.call_api(
-                path, method, query_params=params, header_params=headers, body=body,
-                auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
-                _request_timeout=timeout or self.timeout,
-            )
+            m, url, hdrs, payload, post = self.api.param_serialize(
+                method, path, query_params=params, header_params=headers, body=body,
+                auth_settings=["BearerToken"])
+            resp = self.api.call_api(m, url, header_params=hdrs, body=payload, post_params=post,
+                                     _request_timeout=timeout)
         except ApiException as exc:
             raise _error(exc, f"{method} {path}") from None
         except (Urllib3Error, OSError) as exc:
             raise KubeError(f"{method} {path}: API server unreachable: {exc}") from exc
-        data = resp.data
-        return json.loads(data) if data else {}
+        if not 200 <= resp.status < 300:
+            data = resp.read()
+            exc = ApiException(status=resp.status, reason=resp.reason)
+            exc.body = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+            raise _error(exc, f"{method} {path}")
+        return resp
 
     def get(self, res: Resource, namespace: str | None, name: str) -> JSON:
         return self.request("GET", res.path(namespace, name))
@@ -160,19 +171,11 @@ class Kube:
         path = res.path(namespace)
         query = [("watch", "true"), ("resourceVersion", resource_version),
                  ("timeoutSeconds", str(timeout_seconds)), ("allowWatchBookmarks", "true")]
-        try:
-            resp = self.api.call_api(
-                path, "GET", query_params=query, header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
-                _request_timeout=(10, timeout_seconds + 30),
-            )
-        except ApiException as exc:
-            raise _error(exc, f"WATCH {path}") from None
-        except (Urllib3Error, OSError) as exc:
-            raise KubeError(f"WATCH {path}: API server unreachable: {exc}") from exc
+        resp = self._call("GET", path, query, {"Accept": "application/json"}, None, (10, timeout_seconds + 30))
+        raw = resp.response
         try:
             buffer = b""
-            for chunk in resp.stream(65536, decode_content=True):
+            for chunk in raw.stream(65536, decode_content=True):
                 buffer += chunk
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
@@ -189,7 +192,7 @@ class Kube:
         except (Urllib3Error, OSError) as exc:
             raise KubeError(f"WATCH {path}: stream broken: {exc}") from exc
         finally:
-            resp.release_conn()
+            raw.release_conn()
 
 
 def _in_cluster() -> bool:

@@ -109,7 +109,7 @@ class Reconciler:
                 return Outcome(0.2)
             if plan.state.phase != state.phase or plan.state.step != state.step:
                 log.info("transition", extra=dict(fields, phase=plan.state.phase.value, step=plan.state.step,
-                                                  weight=plan.state.weight, message=plan.state.message))
+                                                  weight=plan.state.weight, detail=plan.state.message))
         analysed: list[Verdict] = []
 
         def run_analysis(action: Analyse) -> None:
@@ -120,7 +120,7 @@ class Reconciler:
         for action in plan.actions:
             if isinstance(action, Emit):
                 log.info("event", extra=dict(fields, type=action.type, reason=action.reason,
-                                             message=action.message, step=plan.state.step))
+                                             detail=action.message, step=plan.state.step))
             try:
                 act.execute(ctx, action)
             except (KubeError, RoutingError) as exc:

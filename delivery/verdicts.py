@@ -14,10 +14,10 @@ from .observe import replicasets
 
 def make_analyser(kube: Kube, prometheus_url: str, timeout: float = 10.0,
                   clock: Callable[[], float] = time.time) -> Callable[..., Verdict]:
-    from .analysis.providers import provider_for
+    from .analysis.providers import make_provider
     from .analysis.runner import AnalysisTarget, Analyzer
 
-    analyzer = Analyzer(provider_for("prometheus", url=prometheus_url, timeout=timeout))
+    analyzer = Analyzer(make_provider("prometheus", url=prometheus_url, timeout=timeout))
 
     def analyse(spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse) -> Verdict:
         meta = deployment["metadata"]

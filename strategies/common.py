@@ -100,7 +100,7 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
             if obs.paused and not obs.owned_versions():
                 return Plan(state, (SetPaused(False),), RECHECK)
             return Plan(state.replace(message="waiting for the initial rollout to finish"), (), RECHECK)
-        return Plan(state, (), RECHECK)
+        return Plan(state, (), None)  # scaled to zero: nothing runs, nothing to deliver against
 
     if obs.target_revision == stable.revision:
         actions: list[Action] = []
