@@ -11,6 +11,7 @@ CLI::
     python -m e2e.cluster status      # which components run, pids, logs
     python -m e2e.cluster env         # prints: export KUBECONFIG=...
     python -m e2e.cluster down        # stop exactly the pids started, remove the run dir
+    python -m e2e.cluster reap        # tear down run/e2e-<pid> clusters of dead pytest sessions
     python -m e2e.cluster prometheus-up | prometheus-down | envoy-up | envoy-down
 
 Python::
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import ssl
 import sys
@@ -376,6 +378,21 @@ class Cluster:
                 raise StartError(f"{p.name} exited during start; log: {p.log}\n{_proc.log_tail(Path(p.log))}")
 
 
+def reap_stale(base: Path | None = None) -> list[Path]:
+    """Tear down clusters left under ``<repo>/run/e2e-<pid>`` by pytest sessions that died
+    (their pid no longer exists). Returns the directories removed."""
+    base = base or REPO_ROOT / "run"
+    removed: list[Path] = []
+    if not base.is_dir():
+        return removed
+    for d in sorted(base.glob("e2e-*")):
+        m = re.fullmatch(r"e2e-(\d+)", d.name)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            Cluster(d).down()
+            removed.append(d)
+    return removed
+
+
 def _node_body(name: str, index: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -403,7 +420,7 @@ def _node_body(name: str, index: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.cluster", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=[
-        "up", "down", "status", "env",
+        "up", "down", "status", "env", "reap",
         "prometheus-up", "prometheus-down", "envoy-up", "envoy-down",
     ])
     parser.add_argument("--run-dir", type=Path, default=None,
@@ -421,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             st = cluster.status()
             print(json.dumps(st, indent=2))
             return 0 if st["components"] and all(c["alive"] for c in st["components"]) else 1
+        elif args.command == "reap":
+            for d in reap_stale():
+                print(f"removed stale {d}")
         elif args.command == "env":
             if not cluster.kubeconfig.exists():
                 print(f"no cluster in {cluster.run_dir}; run `python -m e2e.cluster up`", file=sys.stderr)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from e2e.cluster import REPO_ROOT, Cluster
+from e2e.cluster import REPO_ROOT, Cluster, reap_stale
 from e2e.helpers import Kube, wait_for
 from e2e.services import Envoy, Prometheus
 
@@ -38,16 +38,6 @@ class RunningCluster:
         return self.cluster.run_dir if self.cluster else None
 
 
-def _reap_stale_session_dirs(base: Path) -> None:
-    """Tear down clusters left by pytest sessions that died (their pytest pid is gone)."""
-    if not base.is_dir():
-        return
-    for d in base.glob("e2e-*"):
-        m = re.fullmatch(r"e2e-(\d+)", d.name)
-        if m and not Path(f"/proc/{m.group(1)}").exists():
-            Cluster(d).down()
-
-
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[RunningCluster]:
     external = os.environ.get("DELIVER_E2E_KUBECONFIG")
@@ -57,7 +47,7 @@ def cluster() -> Iterator[RunningCluster]:
         yield RunningCluster(kubeconfig=Path(external), cluster=None)
     else:
         base = REPO_ROOT / "run"
-        _reap_stale_session_dirs(base)
+        reap_stale(base)
         c = Cluster(base / f"e2e-{os.getpid()}")
         c.up()
         os.environ["KUBECONFIG"] = str(c.kubeconfig)

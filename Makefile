@@ -1,0 +1,65 @@
+# deliver — developer and CI entry points.
+#   make test   install + unit tests + e2e tests (what .ci/run does)
+#   make demo   install + the scripted demo on the local control plane
+# Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
+# Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: install venv system-packages binaries unit e2e test demo cluster-up cluster-down clean distclean
+
+install: venv system-packages binaries
+
+# The venv is (re)installed when pyproject.toml changes; the stamp keeps warm runs fast.
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+system-packages:
+	@if command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus; then \
+	  echo "prometheus: $$(command -v prometheus || echo /usr/bin/prometheus)"; \
+	else \
+	  echo "installing Debian's prometheus package"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus; \
+	fi
+	@command -v openssl >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl)
+
+binaries: venv
+	$(PY) -m e2e.binaries
+
+unit: venv
+	$(PYTEST) tests -q
+
+e2e: venv
+	$(PYTEST) e2e -q
+
+test: install
+	$(MAKE) unit
+	$(MAKE) e2e
+
+demo: install
+	$(PY) -m e2e.demo
+
+cluster-up: install
+	$(PY) -m e2e.cluster up
+
+cluster-down:
+	test -x $(PY) && $(PY) -m e2e.cluster down || true
+
+# Only this tree's default cluster and clusters of dead pytest sessions: a pytest session
+# running right now (run/e2e-<its pid>) is left alone.
+clean: cluster-down
+	test -x $(PY) && $(PY) -m e2e.cluster reap || true
+	rm -rf run/cluster .pytest_cache
+	-rmdir run 2>/dev/null
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info
