@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import strategies
-from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, Plan, Verdict
+from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, Plan, SetPaused, Verdict
 
 from . import act, spec as specmod
 from .errors import Conflict, DeliverError, KubeError, NotFound, RoutingError, SpecError
@@ -35,6 +35,7 @@ class Outcome:
     step: int = 0
     weight: int = 0
     verdicts: list[str] = field(default_factory=list)
+    conflicted: bool = False
 
 
 @dataclass
@@ -54,6 +55,15 @@ class Reconciler:
         return read
 
     def reconcile(self, namespace: str, name: str) -> Outcome:
+        """Plan and act on one Deployment; a write conflict re-reads and re-plans at once (bounded)."""
+        outcome = Outcome(0.2)
+        for _ in range(4):
+            outcome = self._pass(namespace, name)
+            if not outcome.conflicted:
+                return outcome
+        return outcome
+
+    def _pass(self, namespace: str, name: str) -> Outcome:
         try:
             deployment = self.kube.get(DEPLOYMENTS, namespace, name)
         except NotFound:
@@ -101,12 +111,19 @@ class Reconciler:
     def _apply(self, deployment: dict[str, Any], spec: DeliverySpec, state: DeliveryState,
                plan: Plan, router: Router) -> Outcome:
         fields = _fields(deployment, strategy=spec.strategy.value)
+        actions = list(plan.actions)
         if encode_state(plan.state) != encode_state(state):
+            # Persist the record first; a pause/unpause rides in the same patch so the Deployment
+            # controller is held (or released) in the very write that records the decision.
+            paused = next((a for a in actions if isinstance(a, SetPaused)), None)
             try:
-                deployment = write_state(self.kube, deployment, plan.state)
+                deployment = write_state(self.kube, deployment, plan.state,
+                                         paused=paused.paused if paused else None)
             except Conflict:
-                log.info("state write conflicted; planning again", extra=fields)
-                return Outcome(0.2)
+                log.debug("state write conflicted; planning again", extra=fields)
+                return Outcome(0.0, conflicted=True)
+            if paused is not None:
+                actions.remove(paused)
             if plan.state.phase != state.phase or plan.state.step != state.step:
                 log.info("transition", extra=dict(fields, phase=plan.state.phase.value, step=plan.state.step,
                                                   weight=plan.state.weight, detail=plan.state.message))
@@ -117,7 +134,7 @@ class Reconciler:
             analysed.append(verdict)
 
         ctx = act.Context(self.kube, deployment, spec, plan.state, router, run_analysis)
-        for action in plan.actions:
+        for action in actions:
             if isinstance(action, Emit):
                 log.info("event", extra=dict(fields, type=action.type, reason=action.reason,
                                              detail=action.message, step=plan.state.step))

@@ -35,10 +35,14 @@ def encode_state(state: DeliveryState) -> str:
     return json.dumps(state.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def write_state(kube: Kube, deployment: dict[str, Any], state: DeliveryState) -> dict[str, Any]:
+def write_state(kube: Kube, deployment: dict[str, Any], state: DeliveryState,
+                paused: bool | None = None) -> dict[str, Any]:
+    """Persist the record (and optionally spec.paused in the same patch) at the resourceVersion read."""
     meta = deployment["metadata"]
-    patch = {"metadata": {"resourceVersion": meta["resourceVersion"],
-                          "annotations": {STATE: encode_state(state)}}}
+    patch: dict[str, Any] = {"metadata": {"resourceVersion": meta["resourceVersion"],
+                                          "annotations": {STATE: encode_state(state)}}}
+    if paused is not None:
+        patch["spec"] = {"paused": paused}
     return kube.patch(DEPLOYMENTS, meta["namespace"], meta["name"], patch)
 
 

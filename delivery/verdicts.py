@@ -36,7 +36,9 @@ def make_analyser(kube: Kube, prometheus_url: str, timeout: float = 10.0,
                                 baseline_hash=state.stable_hash, canary_service=canary_service,
                                 baseline_service=baseline_service)
         now = clock()
-        result = analyzer.run(spec.analysis, target, action.start, now)
+        # recreate never runs both versions: judge the new one against the old one's last window
+        baseline_end = state.started if spec.strategy is Strategy.RECREATE else None
+        result = analyzer.run(spec.analysis, target, action.start, now, baseline_end=baseline_end)
         return Verdict(action.step, result.outcome, result.summary(), now, details=result.to_dict())
 
     return analyse

@@ -57,7 +57,7 @@ class CanaryPlanner:
                         if verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED) else verdict.actions,
                         verdict.requeue_after)
         if verdict == "pass":
-            moved = state.replace(step=state.step + 1, step_started=obs.now, extensions=0,
+            moved = state.replace(step=state.step + 1, step_started=obs.now, analysis_started=obs.now, extensions=0,
                                   message=f"step {state.step + 1} ({weight}%) passed")
             nxt = self.advance(spec, moved, obs)
             event = Emit("Normal", "StepPassed", f"step {state.step + 1} ({weight}%) passed; moving on")

@@ -188,7 +188,7 @@ def _operator_request(spec: DeliverySpec, state: DeliveryState, obs: Observation
     if request in ("promote", "promote-full"):
         if state.phase not in (Phase.PROGRESSING, Phase.PAUSED):
             return None
-        moved = state.replace(phase=Phase.PROGRESSING, step_started=obs.now, extensions=0,
+        moved = state.replace(phase=Phase.PROGRESSING, step_started=obs.now, analysis_started=obs.now, extensions=0,
                               message=f"{request} by an operator")
         if request == "promote-full":
             moved = moved.replace(step=10_000)
@@ -282,7 +282,7 @@ def gate(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: St
             summary = f"health ok: {ready}/{expected} new pods Ready, {health.restarts if health else 0} restarts"
             return Plan(state.replace(verdicts=state.verdicts + (Verdict(step, "pass", summary, obs.now),)),
                         (Emit("Normal", "StepPassed", f"step {step + 1}: {summary}"),), 0.1)
-        return Plan(state, (Analyse(step, state.analysis_started or state.started),), 0.1)
+        return Plan(state, (Analyse(step, state.analysis_started or state.step_started),), 0.1)
     if verdict.outcome == "pass":
         return "pass"
     if verdict.outcome == "fail":

@@ -63,7 +63,7 @@ class RollingPlanner:
                                  message=f"revision {state.revision} rolled out")
             return Plan(done, (SetPaused(True), Emit("Normal", "DeliverySucceeded",
                                                       f"revision {state.revision} is the stable version")), None)
-        moved = state.replace(step=state.step + 1, step_started=obs.now, extensions=0)
+        moved = state.replace(step=state.step + 1, step_started=obs.now, analysis_started=obs.now, extensions=0)
         nxt = self.advance(spec, moved, obs)
         event = Emit("Normal", "StepPassed", f"pause point {points[state.step]}% passed; resuming")
         return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)

@@ -183,8 +183,14 @@ class Analyzer:
 
     def __init__(self, provider: MetricProvider) -> None:
         self.provider = provider
+        self._baseline_end: float | None = None
 
-    def run(self, checks: Sequence[CheckSpec], target: AnalysisTarget, start: float, end: float) -> AnalysisResult:
+    def run(self, checks: Sequence[CheckSpec], target: AnalysisTarget, start: float, end: float,
+            baseline_end: float | None = None) -> AnalysisResult:
+        """Judge canary over [start, end] against baseline over the same window, or, when the two
+        versions never run together (recreate), against the equally long window ending at
+        ``baseline_end``."""
+        self._baseline_end = baseline_end
         results: list[CheckResult] = []
         k = max(1, len(checks))
         alpha = min((c.alpha for c in checks), default=DEFAULT_ALPHA)
@@ -206,7 +212,8 @@ class Analyzer:
         if key not in spec.queries:
             raise AnalysisError(f"check {spec.name} has no {key!r} query (ConfigMap not loaded?)")
         promql = render_query(spec.queries[key], target.placeholders(arm, window))
-        return self.provider.instant(promql, end)
+        at = self._baseline_end if arm == "baseline" and self._baseline_end is not None else end
+        return self.provider.instant(promql, at)
 
     def _check(self, spec: CheckSpec, target: AnalysisTarget, start: float, end: float, alpha: float) -> Verdict:
         if not (math.isfinite(start) and math.isfinite(end)) or end <= start:

@@ -1,0 +1,198 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, the way client-go's leaderelection does it.
+
+* A candidate takes the Lease when nobody holds it, when the holder released it (empty
+  holderIdentity), or when the record has not changed for ``leaseDurationSeconds`` of the
+  candidate's own clock (expiry is measured from when this process *observed* the last change, so
+  clocks of different machines never need to agree).
+* The leader renews every ``retry_period``. Every write is an update with the resourceVersion it
+  read, so two candidates can never both win: the loser gets 409 Conflict.
+* A leader that has not renewed successfully for ``renew_deadline`` stops acting at once
+  (``is_leader()`` turns False even before the renew loop notices), well before another candidate
+  may take over (``lease_duration`` > ``renew_deadline``).
+* ``release()`` (on SIGTERM, after the current write finished) empties holderIdentity so the next
+  leader takes over within one ``retry_period`` instead of waiting out the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from .errors import Conflict, KubeError, NotFound
+from .kube import LEASES, Kube
+
+log = logging.getLogger("deliver.leader")
+
+
+def micro_time(ts: float) -> str:
+    """The API's MicroTime format: RFC 3339 with microseconds, UTC."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def default_identity() -> str:
+    """POD_NAME (downward API) if set, else hostname; plus a random suffix so restarts differ."""
+    base = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{base}_{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class LeaderElector:
+    kube: Kube
+    namespace: str
+    name: str
+    identity: str = field(default_factory=default_identity)
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    on_change: Callable[[bool], None] | None = None
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+
+    def __post_init__(self) -> None:
+        if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
+            raise ValueError("need lease-duration > renew-deadline > retry-period > 0 "
+                             f"(got {self.lease_duration:g}s, {self.renew_deadline:g}s, {self.retry_period:g}s)")
+        self._leader = threading.Event()
+        self._stop = threading.Event()
+        self._stepping_down = threading.Event()
+        self._last_renew = -1e18
+        self._observed: tuple[Any, ...] | None = None
+        self._observed_at = 0.0
+        self._thread: threading.Thread | None = None
+        self.transitions = 0          # times this process became leader
+        self.became_leader_at: float | None = None
+
+    # ---- queries ----
+
+    def is_leader(self) -> bool:
+        """True only while this process holds a Lease it renewed within the renew deadline."""
+        return (self._leader.is_set() and not self._stepping_down.is_set()
+                and self.clock() - self._last_renew < self.renew_deadline)
+
+    # ---- one round ----
+
+    def try_acquire_or_renew(self) -> str:
+        """One attempt; returns "leader", "other" (held by someone else) or "failed" (try again)."""
+        now = self.wall()
+        try:
+            lease = self.kube.get(LEASES, self.namespace, self.name)
+        except NotFound:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_duration),
+                         "acquireTime": micro_time(now), "renewTime": micro_time(now), "leaseTransitions": 0},
+            }
+            try:
+                created = self.kube.create(LEASES, self.namespace, body)
+            except Conflict:
+                return "failed"  # someone else created it first; look again next round
+            self._observe(created)
+            return "leader"
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        self._observe(lease)
+        duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+        if holder and holder != self.identity and self.clock() < self._observed_at + duration:
+            return "other"
+        transitions = int(spec.get("leaseTransitions") or 0)
+        new_spec = dict(spec)
+        if holder != self.identity:
+            transitions += 1
+            new_spec["acquireTime"] = micro_time(now)
+        new_spec.update({"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_duration),
+                         "renewTime": micro_time(now), "leaseTransitions": transitions})
+        body = dict(lease, spec=new_spec)
+        try:
+            updated = self.kube.replace(LEASES, self.namespace, self.name, body)
+        except Conflict:
+            return "failed"
+        self._observe(updated)
+        return "leader"
+
+    def _observe(self, lease: dict[str, Any]) -> None:
+        spec = lease.get("spec") or {}
+        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseDurationSeconds"),
+                  spec.get("leaseTransitions"))
+        if record != self._observed:
+            self._observed = record
+            self._observed_at = self.clock()
+
+    # ---- the loop ----
+
+    def step(self) -> None:
+        """One round of the loop (tests drive this directly)."""
+        try:
+            result = self.try_acquire_or_renew()
+        except KubeError as exc:
+            log.warning("lease update failed", extra={"lease": f"{self.namespace}/{self.name}", "error": str(exc)})
+            result = "failed"
+        if self._stepping_down.is_set():
+            return
+        if result == "leader":
+            self._last_renew = self.clock()
+            if not self._leader.is_set():
+                self._leader.set()
+                self.transitions += 1
+                self.became_leader_at = self.wall()
+                log.info("became leader", extra={"lease": f"{self.namespace}/{self.name}",
+                                                 "identity": self.identity})
+                if self.on_change:
+                    self.on_change(True)
+            return
+        if self._leader.is_set() and (result == "other" or self.clock() - self._last_renew >= self.renew_deadline):
+            self._leader.clear()
+            log.error("lost leadership", extra={"lease": f"{self.namespace}/{self.name}",
+                                                "identity": self.identity, "why": result})
+            if self.on_change:
+                self.on_change(False)
+
+    def run(self) -> None:
+        log.info("waiting for leadership", extra={"lease": f"{self.namespace}/{self.name}",
+                                                  "identity": self.identity})
+        while not self._stop.is_set():
+            self.step()
+            self._stop.wait(self.retry_period)
+
+    def start(self) -> threading.Thread:
+        self._thread = threading.Thread(target=self.run, name="leader-election", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def step_down(self) -> None:
+        """Stop acting as leader now (no new reconcile starts); the Lease is kept until release()."""
+        self._stepping_down.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stepping_down.set()
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def release(self) -> bool:
+        """Give the Lease up (only if this process holds it): empty holder, 1s duration."""
+        was_leader = self._leader.is_set()
+        self._leader.clear()
+        if not was_leader:
+            return False
+        try:
+            lease = self.kube.get(LEASES, self.namespace, self.name)
+            spec = dict(lease.get("spec") or {})
+            if spec.get("holderIdentity") != self.identity:
+                return False
+            now = micro_time(self.wall())
+            spec.update({"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now, "acquireTime": now})
+            self.kube.replace(LEASES, self.namespace, self.name, dict(lease, spec=spec))
+        except KubeError as exc:
+            log.warning("could not release the lease", extra={"lease": f"{self.namespace}/{self.name}",
+                                                              "error": str(exc)})
+            return False
+        log.info("released the lease", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
+        return True

@@ -1,0 +1,194 @@
+"""The controller's HTTP endpoints: ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
+
+* ``/healthz``: 200 while the process is serving (liveness).
+* ``/readyz``: 200 once the controller's initial lists of Deployments and ReplicaSets have synced,
+  503 before; it does not depend on leadership, so standby replicas are Ready too.
+* ``/metrics``: deliveries by phase and per delivery (phase, current step, weight), verdict counts,
+  the reconcile duration histogram, reconcile errors, watch restarts and whether this replica leads.
+
+Per-delivery numbers come from the reconcile outcomes of this replica, so they are the leader's view;
+a replica that loses or has no leadership reports none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
+
+from strategies.model import Phase
+
+log = logging.getLogger("deliver.metrics")
+
+Key = tuple[str, str]
+PHASES = [p.value for p in Phase] + ["Invalid"]
+
+
+class Metrics:
+    def __init__(self, is_leader: Callable[[], bool] = lambda: True,
+                 watch_restarts: Callable[[], int] = lambda: 0,
+                 synced: Callable[[], bool] = lambda: False,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.is_leader = is_leader
+        self.watch_restarts = watch_restarts
+        self.synced = synced
+        self._lock = threading.Lock()
+        self.deliveries: dict[Key, tuple[str, int, int]] = {}  # key -> (phase, step, weight)
+        self.reconcile_seconds = Histogram(
+            "deliver_reconcile_duration_seconds", "Time one reconcile pass of one Deployment took.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry)
+        self.reconcile_errors = Counter(
+            "deliver_reconcile_errors_total", "Reconcile passes that failed and were retried.",
+            registry=self.registry)
+        self.verdicts = Counter(
+            "deliver_verdicts_total", "Analysis verdicts recorded, by outcome.",
+            ["namespace", "deployment", "outcome"], registry=self.registry)
+        self.registry.register(_StateCollector(self))
+
+    def observe(self, key: Key, outcome: Any, seconds: float) -> None:
+        """The Controller's ``on_outcome`` callback."""
+        self.reconcile_seconds.observe(seconds)
+        for v in getattr(outcome, "verdicts", None) or []:
+            self.verdicts.labels(key[0], key[1], v).inc()
+        phase = getattr(outcome, "phase", "")
+        with self._lock:
+            if phase:
+                self.deliveries[key] = (phase, int(outcome.step), int(outcome.weight))
+            elif outcome.requeue_after is None:
+                self.deliveries.pop(key, None)  # gone, or no longer managed
+            else:
+                self.reconcile_errors.inc()
+
+    def forget_all(self) -> None:
+        """Leadership lost: this replica no longer knows the deliveries."""
+        with self._lock:
+            self.deliveries.clear()
+
+    def snapshot(self) -> dict[Key, tuple[str, int, int]]:
+        with self._lock:
+            return dict(self.deliveries)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterator[Any]:
+        snap = self.m.snapshot()
+        by_phase = GaugeMetricFamily("deliver_deliveries", "Managed Deployments by delivery phase.",
+                                     labels=["phase"])
+        counts = {p: 0 for p in PHASES}
+        for phase, _, _ in snap.values():
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase, n in counts.items():
+            by_phase.add_metric([phase], n)
+        yield by_phase
+        info = GaugeMetricFamily("deliver_delivery_phase", "1 for the phase each delivery is in.",
+                                 labels=["namespace", "deployment", "phase"])
+        step = GaugeMetricFamily("deliver_delivery_step", "Current step of each delivery (1-based).",
+                                 labels=["namespace", "deployment"])
+        weight = GaugeMetricFamily("deliver_delivery_weight_percent",
+                                   "Traffic share promised to the new version of each delivery.",
+                                   labels=["namespace", "deployment"])
+        for (ns, name), (phase, s, w) in sorted(snap.items()):
+            info.add_metric([ns, name, phase], 1)
+            step.add_metric([ns, name], max(s, -1) + 1)
+            weight.add_metric([ns, name], w)
+        yield info
+        yield step
+        yield weight
+        restarts = CounterMetricFamily("deliver_watch_restarts", "Watches re-listed after expiry or errors.")
+        restarts.add_metric([], self.m.watch_restarts())
+        yield restarts
+        leader = GaugeMetricFamily("deliver_is_leader", "1 when this replica holds the leader Lease.")
+        leader.add_metric([], 1 if self.m.is_leader() else 0)
+        yield leader
+        synced = GaugeMetricFamily("deliver_informers_synced", "1 once the initial lists have synced.")
+        synced.add_metric([], 1 if self.m.synced() else 0)
+        yield synced
+
+
+def parse_addr(addr: str) -> tuple[str, int] | None:
+    """':8080' -> ('', 8080); '127.0.0.1:0'; '[::1]:9090'; '' or '0' or 'off' -> None (disabled)."""
+    addr = addr.strip()
+    if addr in ("", "0", "off", "false"):
+        return None
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        host, port = "", addr
+    host = host.strip("[]")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ValueError(f"{addr!r} is not HOST:PORT") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} is out of range")
+    return host, number
+
+
+class Server:
+    """A small threaded HTTP server for the three endpoints."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
+        m = metrics
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, m.exposition(), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/livez"):
+                    self._send(200, b"ok\n")
+                elif path == "/readyz":
+                    if m.synced():
+                        self._send(200, b"ok\n")
+                    else:
+                        self._send(503, b"initial list not synced yet\n")
+                else:
+                    self._send(404, b"not found\n")
+
+            def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                return None
+
+        family_host = host or "0.0.0.0"
+        if ":" in family_host:
+            import socket
+
+            class V6Server(ThreadingHTTPServer):
+                address_family = socket.AF_INET6
+            self.httpd: ThreadingHTTPServer = V6Server((family_host, port), Handler)
+        else:
+            self.httpd = ThreadingHTTPServer((family_host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.httpd.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> "Server":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
