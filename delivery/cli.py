@@ -715,7 +715,7 @@ def gate(g: Globals, app: str, timeout: str, junit_path: str | None) -> None:
 
 @main.command()
 @click.option("--prometheus-url", envvar="DELIVER_PROMETHEUS_URL", help="Prometheus for metric analysis.")
-@click.option("--all-namespaces/--namespaced", "-A", default=False,
+@click.option("--all-namespaces/--namespaced", default=False,
               help="Watch every namespace (default: only -n).")
 @click.option("--leader-elect/--no-leader-elect", default=False, show_default=True,
               help="Elect a leader through a Lease so several replicas are safe; only the leader acts.")

@@ -142,11 +142,11 @@ class EventPrinter:
 class LiveView:
     """A rich live panel (terminals only): phase, step, weight, message and the latest verdicts."""
 
-    def __init__(self, color: bool = True) -> None:
+    def __init__(self, color: bool = True, stream: TextIO | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        self.console = Console(stderr=True, no_color=not color, highlight=False)
+        self.console = Console(file=stream or sys.stderr, no_color=not color, highlight=False)
         self.live = Live(console=self.console, refresh_per_second=4, transient=False)
         self.live.start()
         self.color = color
@@ -189,14 +189,15 @@ def render_rich(status: dict[str, Any]) -> Any:
     return outer
 
 
-def progress_view(live: bool, color: bool) -> EventPrinter | LiveView:
+def progress_view(live: bool, color: bool, stream: TextIO | None = None) -> EventPrinter | LiveView:
     """The rich live view on a terminal, plain one-line-per-event output elsewhere."""
+    stream = stream or sys.stderr
     if live:
         try:
-            return LiveView(color)
+            return LiveView(color, stream)
         except Exception:  # noqa: BLE001 - a broken terminal must not break the command
             pass
-    return EventPrinter()
+    return EventPrinter(stream=stream)
 
 
 def lines(items: Iterable[str]) -> str:
