@@ -167,6 +167,7 @@ class NginxRouter:
         c = self.ctx
         for _ in range(3):
             ingress = self._load()
+            self.canary_spec(ingress)  # the user's Ingress must route to the stable Service
             canary = self._canary()
             if canary is None:
                 if clamp(weight) == 0:
