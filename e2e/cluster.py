@@ -169,6 +169,7 @@ class Cluster:
                 {"name": p.name, "pid": p.pid, "alive": p.alive(), "log": p.log} for p in st.procs
             ],
             "ports": st.ports,
+            "services": _services_status(self.run_dir),
         }
 
     def api_client(self) -> Any:
@@ -376,6 +377,16 @@ class Cluster:
         for p in state.procs:
             if not p.alive():
                 raise StartError(f"{p.name} exited during start; log: {p.log}\n{_proc.log_tail(Path(p.log))}")
+
+
+def _services_status(run_dir: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for pid_file in sorted(run_dir.glob("*/pid.json")) if run_dir.is_dir() else []:
+        meta = json.loads(pid_file.read_text())
+        proc = Proc.from_dict(meta["proc"])
+        out.append({"name": proc.name, "pid": proc.pid, "alive": proc.alive(), "log": proc.log,
+                    **{k: v for k, v in meta.items() if k != "proc"}})
+    return out
 
 
 def reap_stale(base: Path | None = None) -> list[Path]:

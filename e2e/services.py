@@ -137,11 +137,17 @@ class Prometheus(_Service):
                          timeout, proc, f"prometheus /-/ready on 127.0.0.1:{port}")
         return self
 
-    def add_target(self, job: str, address: str, labels: dict[str, str] | None = None) -> Path:
-        """Scrape ``address`` (``host:port``, path /metrics) as job ``job`` with extra labels."""
+    def add_target(self, job: str, address: str, labels: dict[str, str] | None = None,
+                   metrics_path: str = "/metrics") -> Path:
+        """Scrape ``http://<address><metrics_path>`` (``address`` is ``host:port``) as job ``job``
+        with extra target labels. For Envoy: ``add_target("envoy", envoy.admin_address,
+        metrics_path="/stats/prometheus")``."""
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{job}-{address}")
-        entry = [{"targets": [address], "labels": {"job": job, **(labels or {})}}]
+        target_labels = {"job": job, **(labels or {})}
+        if metrics_path != "/metrics":
+            target_labels["__metrics_path__"] = metrics_path
+        entry = [{"targets": [address], "labels": target_labels}]
         final = self.targets_dir / f"{safe}.json"
         tmp = self.targets_dir / f".{safe}.tmp"
         tmp.write_text(json.dumps(entry))
@@ -207,6 +213,21 @@ class Envoy(_Service):
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
+    @property
+    def admin_address(self) -> str:
+        """``127.0.0.1:<admin_port>`` (for Prometheus targets)."""
+        return f"127.0.0.1:{self.admin_port}"
+
+    @property
+    def listen_port(self) -> int:
+        """The HTTP listener port of ``start_splitter``."""
+        return int(self._meta()["listen_port"])
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<listen_port>`` of ``start_splitter``."""
+        return f"http://127.0.0.1:{self.listen_port}"
+
     def start(self, bootstrap: dict[str, Any] | str | None = None, admin_port: int = 0,
               timeout: float = 60.0, log_level: str = "warn") -> "Envoy":
         """Start Envoy and wait until its admin ``/ready`` says LIVE."""
@@ -226,6 +247,105 @@ class Envoy(_Service):
         _proc.wait_until(lambda: _http_get(f"http://127.0.0.1:{admin_port}/ready", 2)[1].strip() == "LIVE",
                          timeout, proc, f"envoy admin /ready on 127.0.0.1:{admin_port}")
         return self
+
+    # ---------------------------------------------------------------- weighted splitter
+    def start_splitter(self, backends: dict[str, str], weights: dict[str, int],
+                       listen_port: int = 0, timeout: float = 60.0) -> "Envoy":
+        """Start Envoy as an HTTP proxy on 127.0.0.1:<listen_port> that splits every request
+        across ``backends`` (``{name: "host:port"}``, one Envoy cluster per name) by ``weights``
+        (``{name: int}``, at least one > 0). Change the split live with :meth:`set_weights`.
+
+        Routes come from a file-based RDS source (``<dir>/rds.yaml``); Envoy reloads it when it is
+        atomically replaced, with no restart. Per-backend counters appear in ``/stats/prometheus``
+        as ``envoy_cluster_upstream_rq_total{envoy_cluster_name="<name>"}``.
+        """
+        listen_port = listen_port or _proc.free_port()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._backends = dict(backends)
+        self._write_routes(weights, version=1)
+        clusters = []
+        for name, address in backends.items():
+            host, port = address.rsplit(":", 1)
+            clusters.append({
+                "name": name, "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": host, "port_value": int(port)}}}}]}]},
+            })
+        hcm = {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+                     ".HttpConnectionManager",
+            "stat_prefix": "splitter",
+            "rds": {"route_config_name": "split", "config_source": {
+                "path_config_source": {"path": str(self.dir / "rds.yaml")}, "resource_api_version": "V3"}},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+        }
+        bootstrap = {"static_resources": {
+            "listeners": [{
+                "name": "splitter",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                "typed_config": hcm}]}],
+            }],
+            "clusters": clusters,
+        }}
+        self.start(bootstrap, timeout=timeout)
+        meta = self._meta()
+        meta.update({"listen_port": listen_port, "backends": backends, "route_version": 1})
+        self.pid_file.write_text(json.dumps(meta, indent=2))
+        self._wait_route_version(1, timeout)
+        return self
+
+    def set_weights(self, weights: dict[str, int], timeout: float = 10.0) -> None:
+        """Replace the traffic split (``{backend name: weight}``) and wait until Envoy uses it."""
+        meta = self._meta()
+        version = int(meta.get("route_version", 0)) + 1
+        self._write_routes(weights, version, backends=meta.get("backends"))
+        meta["route_version"] = version
+        self.pid_file.write_text(json.dumps(meta, indent=2))
+        self._wait_route_version(version, timeout)
+
+    def weights(self) -> dict[str, int]:
+        """The split Envoy currently routes by (read from its admin config dump)."""
+        dump = json.loads(_http_get(f"{self.admin_url}/config_dump?resource=dynamic_route_configs")[1])
+        for cfg in dump.get("configs", []):
+            rc = cfg.get("route_config", {})
+            if rc.get("name") == "split":
+                route = rc["virtual_hosts"][0]["routes"][0]["route"]
+                return {c["name"]: int(c.get("weight", 0)) for c in route["weighted_clusters"]["clusters"]}
+        return {}
+
+    def _write_routes(self, weights: dict[str, int], version: int,
+                      backends: dict[str, str] | None = None) -> None:
+        known = backends if backends is not None else getattr(self, "_backends", {})
+        unknown = set(weights) - set(known)
+        if unknown:
+            raise ValueError(f"unknown backends {sorted(unknown)}; known: {sorted(known)}")
+        if sum(weights.values()) <= 0 or any(w < 0 for w in weights.values()):
+            raise ValueError(f"weights must be >= 0 with a positive total, got {weights}")
+        doc = {
+            "version_info": str(version),
+            "resources": [{
+                "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+                "name": "split",
+                "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
+                    "match": {"prefix": "/"},
+                    "route": {"weighted_clusters": {"clusters": [
+                        {"name": name, "weight": int(weights.get(name, 0))} for name in known]}},
+                }]}],
+            }],
+        }
+        tmp = self.dir / ".rds.yaml.tmp"
+        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+        tmp.replace(self.dir / "rds.yaml")  # Envoy watches for the move, never sees half a file
+
+    def _wait_route_version(self, version: int, timeout: float) -> None:
+        def applied() -> bool:
+            dump = json.loads(_http_get(f"{self.admin_url}/config_dump?resource=dynamic_route_configs")[1])
+            return any(c.get("version_info") == str(version) for c in dump.get("configs", []))
+
+        _proc.wait_until(applied, timeout, self.proc, f"envoy to load route version {version} "
+                         f"(see {self.dir / 'rds.yaml'})")
 
     def stats(self) -> str:
         """The Prometheus exposition text of ``/stats/prometheus``."""

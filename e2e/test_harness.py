@@ -171,3 +171,34 @@ def test_envoy_answers_on_admin_and_proxies(envoy: Envoy) -> None:
             assert resp.status == 200 and "upstream_hello" in resp.read().decode()
         stats = envoy.stats()
         assert "envoy_cluster_upstream_rq_total" in stats
+
+
+def test_envoy_splits_traffic_by_weight_and_prometheus_sees_it(envoy: Envoy, prometheus: Prometheus) -> None:
+    # Given two upstreams behind an Envoy splitter, all traffic on "stable"
+    with metrics_server(lambda: "who 1\n# stable\n") as stable, metrics_server(lambda: "who 2\n# canary\n") as canary:
+        envoy.start_splitter({"stable": stable, "canary": canary}, {"stable": 100, "canary": 0})
+        prometheus.add_target("envoy", envoy.admin_address, metrics_path="/stats/prometheus")
+
+        def hits(n: int) -> dict[str, int]:
+            seen = {"stable": 0, "canary": 0}
+            for _ in range(n):
+                with urllib.request.urlopen(f"{envoy.url}/metrics", timeout=5) as resp:
+                    seen["canary" if "canary" in resp.read().decode() else "stable"] += 1
+            return seen
+
+        assert hits(20) == {"stable": 20, "canary": 0}
+
+        # When the split moves to 50/50, then to all-canary, without restarting Envoy
+        pid = envoy.proc.pid if envoy.proc else None
+        envoy.set_weights({"stable": 50, "canary": 50})
+        assert envoy.weights() == {"stable": 50, "canary": 50}
+        mixed = hits(60)
+        envoy.set_weights({"stable": 0, "canary": 100})
+
+        # Then traffic follows the weights, Envoy kept its pid, and Prometheus has per-cluster counts
+        assert mixed["stable"] > 5 and mixed["canary"] > 5
+        assert hits(20) == {"stable": 0, "canary": 20}
+        assert envoy.proc is not None and envoy.proc.pid == pid
+        series = prometheus.wait_for_series(
+            'envoy_cluster_upstream_rq_total{job="envoy",envoy_cluster_name="canary"} > 0', timeout=30)
+        assert series
