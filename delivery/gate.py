@@ -67,6 +67,7 @@ def status_dict(deployment: dict[str, Any]) -> dict[str, Any]:
         "target": templates.revision(spec.get("template") or {}),
         "pendingRequest": pending,
     }
+    state.pop("strategy", None)  # the record's copy; the annotation is what is declared now
     out.update(state)
     out.setdefault("phase", Phase.IDLE.value)
     return out

@@ -1,0 +1,366 @@
+"""The CLI without a cluster: verbs against a fake API, lint, undo's choice, output rules."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from delivery import cli, templates
+from delivery.kube import DEPLOYMENTS, REPLICASETS
+from delivery.spec import REQUEST, STATE
+from tests.fakekube import FakeKube
+from tests.test_gate import A, B, TPL_A, TPL_B, deployment, st
+
+
+@pytest.fixture
+def kube(monkeypatch: pytest.MonkeyPatch) -> FakeKube:
+    fake = FakeKube()
+    monkeypatch.setattr(cli.Globals, "kube", lambda self: fake)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    return fake
+
+
+def invoke(*args: str, stdin: str | None = None) -> Any:
+    return CliRunner().invoke(cli.main, list(args), input=stdin, catch_exceptions=False)
+
+
+def request_of(kube: FakeKube) -> dict[str, Any] | None:
+    raw = kube.objects[("deployments", "ns", "web")]["metadata"]["annotations"].get(REQUEST)
+    return json.loads(raw) if raw else None
+
+
+# ---------------------------------------------------------------- operator verbs
+
+
+@pytest.mark.parametrize("args, phase, verb", [
+    (["promote", "web"], "Paused", "promote"),
+    (["promote", "web", "--full"], "Progressing", "promote-full"),
+    (["abort", "web"], "Promoting", "abort"),
+    (["pause", "web"], "Progressing", "pause"),
+    (["resume", "web"], "Paused", "resume"),
+])
+def test_verb_writes_a_request(kube: FakeKube, args: list[str], phase: str, verb: str) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st(phase)))
+    result = invoke(*args, "-n", "ns")
+    assert result.exit_code == 0, result.output
+    assert request_of(kube)["verb"] == verb
+
+
+def test_retry_needs_a_failed_template(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_A, st("RolledBack", failedRevision=B)))
+    result = invoke("-n", "ns", "retry", "web")
+    assert result.exit_code == 1 and "no failed revision" in result.output
+    kube.put(DEPLOYMENTS, deployment(TPL_A, st("RolledBack", failedRevision=B, failedTemplate=TPL_B)))
+    assert invoke("-n", "ns", "retry", "web").exit_code == 0
+    assert request_of(kube)["verb"] == "retry"
+
+
+@pytest.mark.parametrize("args, phase, expect", [
+    (["promote", "web"], "Succeeded", "no delivery in progress"),
+    (["abort", "web"], "Idle", "no delivery in progress"),
+    (["abort", "web"], "RollingBack", "needs one of"),
+    (["pause", "web"], "Paused", "needs one of: Progressing"),
+    (["resume", "web"], "Progressing", "needs one of: Paused"),
+    (["retry", "web"], "Progressing", "needs one of: RolledBack, Aborted"),
+])
+def test_verb_in_a_wrong_state_changes_nothing(kube: FakeKube, args: list[str], phase: str, expect: str) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st(phase)))
+    before = copy.deepcopy(kube.objects)
+    result = invoke(*args, "-n", "ns")
+    assert result.exit_code == 1
+    assert expect in result.output
+    assert kube.objects == before
+
+
+def test_verb_on_an_unannotated_deployment(kube: FakeKube) -> None:
+    d = deployment(TPL_B)
+    d["metadata"]["annotations"] = {}
+    kube.put(DEPLOYMENTS, d)
+    before = copy.deepcopy(kube.objects)
+    for verb in ("promote", "abort", "retry", "pause", "resume", "undo", "status"):
+        result = invoke(verb, "web", "-n", "ns")
+        assert result.exit_code == 1, verb
+        assert "not managed by deliver" in result.output
+    assert kube.objects == before
+
+
+def test_verb_on_a_missing_deployment(kube: FakeKube) -> None:
+    result = invoke("promote", "nope", "-n", "ns")
+    assert result.exit_code == 1 and "not found" in result.output
+
+
+def test_verb_with_invalid_annotations_is_refused(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing"), {"deliver.dev/interval": "soon"}))
+    result = invoke("promote", "web", "-n", "ns")
+    assert result.exit_code == 1 and "deliver.dev/interval" in result.output
+    assert request_of(kube) is None
+
+
+def test_resume_at_a_manual_gate_points_to_promote(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused", step=1), {"deliver.dev/steps": "20,pause,100"}))
+    result = invoke("resume", "web", "-n", "ns")
+    assert result.exit_code == 1 and "deliver promote web" in result.output
+
+
+def test_pending_request_blocks_promote_but_not_abort(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused"), request={"verb": "promote", "id": "x1", "at": 1}))
+    result = invoke("promote", "web", "-n", "ns")
+    assert result.exit_code == 1 and "not been taken" in result.output
+    assert invoke("abort", "web", "-n", "ns").exit_code == 0
+    assert request_of(kube)["verb"] == "abort"
+
+
+def test_api_errors_exit_4(kube: FakeKube) -> None:
+    from delivery.errors import Forbidden
+
+    kube.fail_next = [Forbidden("deployments is forbidden", status=403)]
+    result = invoke("status", "web", "-n", "ns")
+    assert result.exit_code == 4 and "forbidden" in result.output
+
+
+def test_promote_wait_times_out_with_3(kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused")))
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    result = invoke("promote", "web", "-n", "ns", "--wait", "--timeout", "0.01")
+    assert result.exit_code == 3
+
+
+# ---------------------------------------------------------------- status / get / output
+
+
+def test_status_formats(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing", step=1, weight=50, message="step 2",
+                                               verdicts=[{"step": 0, "outcome": "pass", "summary": "ok", "at": 1}])))
+    text = invoke("status", "web", "-n", "ns")
+    assert text.exit_code == 0
+    assert "phase=Progressing" in text.stdout and "step=2" in text.stdout and "weight=50%" in text.stdout
+    assert "\x1b[" not in text.stdout  # not a terminal: no colour
+    data = json.loads(invoke("status", "web", "-n", "ns", "-o", "json").stdout)
+    assert data["phase"] == "Progressing" and data["target"] == B and data["valid"] is True
+    assert yaml.safe_load(invoke("-o", "yaml", "-n", "ns", "status", "web").stdout)["weight"] == 50
+
+
+def test_get_lists_only_managed(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing", step=0, weight=20, started=1)))
+    other = deployment(TPL_A)
+    other["metadata"].update(name="plain", annotations={})
+    kube.put(DEPLOYMENTS, other)
+    out = invoke("get", "-n", "ns").stdout
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:4] == ["NAME", "STRATEGY", "PHASE", "STEP"]
+    assert len(lines) == 2 and lines[1].split()[:3] == ["web", "canary", "Progressing"]
+    items = json.loads(invoke("get", "-n", "ns", "-o", "json").stdout)["items"]
+    assert [i["name"] for i in items] == ["web"]
+    wide = invoke("get", "-A").stdout.splitlines()
+    assert wide[0].startswith("NAMESPACE") and wide[1].startswith("ns")
+
+
+def test_messages_go_to_stderr_machine_output_to_stdout(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused")))
+    result = invoke("promote", "web", "-n", "ns", "-o", "json")
+    assert "requested" in result.stderr
+    assert json.loads(result.stdout)["request"] == "promote"
+
+
+def test_no_color_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    from delivery import output
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert output.color_wanted(False, Tty()) is True  # type: ignore[arg-type]
+    assert output.color_wanted(True, Tty()) is False  # type: ignore[arg-type]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert output.color_wanted(False, Tty()) is False  # type: ignore[arg-type]
+
+
+def test_event_printer_one_line_per_event() -> None:
+    import io
+
+    from delivery import output
+
+    buf = io.StringIO()
+    p = output.EventPrinter(stream=buf, clock=lambda: 0)
+    base = {"namespace": "ns", "name": "web", "phase": "Progressing", "step": 0, "weight": 20, "verdicts": []}
+    p.update(base)
+    p.update(base)  # nothing changed: nothing printed
+    p.update(dict(base, step=1, weight=50, verdicts=[{"step": 0, "outcome": "pass", "summary": "ok"}]))
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 3
+    assert "step=2 weight=50%" in lines[1] and "verdict step 1: pass: ok" in lines[2]
+
+
+def test_usage_errors_exit_2(kube: FakeKube) -> None:
+    assert invoke("gate").exit_code == 2
+    assert invoke("gate", "web", "--timeout", "soon").exit_code == 2
+    assert invoke("status", "web", "-o", "xml").exit_code == 2
+    assert invoke("frobnicate").exit_code == 2
+
+
+def test_flags_work_before_and_after_the_verb(kube: FakeKube, tmp_path: Path) -> None:
+    d = deployment(TPL_B, st("Paused"))
+    d["metadata"]["namespace"] = "prod"
+    kube.put(DEPLOYMENTS, d)
+    assert invoke("-n", "prod", "status", "web").exit_code == 0
+    assert invoke("status", "web", "--namespace", "prod").exit_code == 0
+    assert invoke("status", "web").exit_code == 1  # default namespace has no such Deployment
+
+
+# ---------------------------------------------------------------- undo
+
+
+def rs(name: str, template: dict[str, Any], revision: int, owner: str = "u1") -> dict[str, Any]:
+    tpl = templates.with_hash(template, name[-5:])
+    return {"metadata": {"name": name, "namespace": "ns",
+                         "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+                         "ownerReferences": [{"kind": "Deployment", "uid": owner, "controller": True}]},
+            "spec": {"replicas": 0, "template": tpl}}
+
+
+def test_previous_revision_picks_newest_other_template() -> None:
+    tpl_c = copy.deepcopy(TPL_B)
+    tpl_c["spec"]["containers"][0]["image"] = "web:v3"
+    d = deployment(TPL_B, st("Succeeded", B, B))
+    sets = [rs("web-aaaaa", TPL_A, 1), rs("web-bbbbb", TPL_B, 3), rs("web-ccccc", tpl_c, 2),
+            rs("x-ddddd", tpl_c, 9, owner="someone-else")]
+    chosen, why = cli.previous_revision(d, sets)
+    assert chosen["metadata"]["name"] == "web-ccccc" and why == "revision 2"
+    # a revision deliver rolled back is skipped
+    d = deployment(TPL_B, st("Succeeded", B, B, failedRevision=templates.revision(tpl_c)))
+    assert cli.previous_revision(d, sets)[0]["metadata"]["name"] == "web-aaaaa"
+    assert cli.previous_revision(d, sets, to_revision=2)[0]["metadata"]["name"] == "web-ccccc"
+    assert cli.previous_revision(d, sets, to_revision=3)[0] is None
+    assert cli.previous_revision(d, [rs("web-bbbbb", TPL_B, 3)])[0] is None
+
+
+def test_undo_writes_the_previous_template(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Succeeded", B, B)))
+    kube.put(REPLICASETS, rs("web-aaaaa", TPL_A, 1))
+    kube.put(REPLICASETS, rs("web-bbbbb", TPL_B, 2))
+    result = invoke("undo", "web", "-n", "ns")
+    assert result.exit_code == 0, result.output
+    template = kube.objects[("deployments", "ns", "web")]["spec"]["template"]
+    assert templates.revision(template) == A
+    assert "pod-template-hash" not in template["metadata"]["labels"]
+
+
+def test_undo_refused_during_a_delivery(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing")))
+    kube.put(REPLICASETS, rs("web-aaaaa", TPL_A, 1))
+    before = copy.deepcopy(kube.objects)
+    result = invoke("undo", "web", "-n", "ns")
+    assert result.exit_code == 1 and "deliver abort web" in result.output
+    assert kube.objects == before
+
+
+# ---------------------------------------------------------------- lint
+
+
+GOOD = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: good
+  annotations:
+    deliver.dev/strategy: canary
+    deliver.dev/steps: "20,pause,50,100"
+spec:
+  selector: {matchLabels: {app: good}}
+  template:
+    metadata: {labels: {app: good}}
+    spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: good}
+"""
+
+
+def manifest(annotations: dict[str, Any], name: str = "app", strategy_type: str | None = None) -> str:
+    doc: dict[str, Any] = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": "x"}]}}},
+    }
+    if strategy_type:
+        doc["spec"]["strategy"] = {"type": strategy_type}
+    return yaml.safe_dump(doc)
+
+
+def test_lint_good_manifest(tmp_path: Path) -> None:
+    path = tmp_path / "good.yaml"
+    path.write_text(GOOD)
+    result = invoke("lint", str(path))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "1 annotated Deployment(s) checked, 0 invalid" in result.stderr
+
+
+@pytest.mark.parametrize("annotations, key", [
+    ({"deliver.dev/strategy": "yolo"}, "deliver.dev/strategy"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/steps": "50,20"}, "deliver.dev/steps"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/steps": "0,100"}, "deliver.dev/steps"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/steps": "pause,pause,100"}, "deliver.dev/steps"),
+    ({"deliver.dev/strategy": "rolling", "deliver.dev/steps": "20,100"}, "deliver.dev/steps"),
+    ({"deliver.dev/strategy": "rolling", "deliver.dev/pause-at": "50,100"}, "deliver.dev/pause-at"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/interval": "soon"}, "deliver.dev/interval"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/interval": "0s"}, "deliver.dev/interval"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/progress-deadline": "1s"}, "deliver.dev/progress-deadline"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/auto-rollback": "maybe"}, "deliver.dev/auto-rollback"),
+    ({"deliver.dev/strategy": "blue-green", "deliver.dev/auto-promote": "2"}, "deliver.dev/auto-promote"),
+    ({"deliver.dev/strategy": "blue-green", "deliver.dev/keep-warm": "forever"}, "deliver.dev/keep-warm"),
+    ({"deliver.dev/strategy": "blue-green", "deliver.dev/active-service": "Bad_Name"},
+     "deliver.dev/active-service"),
+    ({"deliver.dev/strategy": "blue-green", "deliver.dev/preview-service": "app"}, "deliver.dev/preview-service"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/router": "linkerd/x"}, "deliver.dev/router"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/router": "nginx"}, "deliver.dev/router"),
+    ({"deliver.dev/strategy": "rolling", "deliver.dev/router": "nginx/web"}, "deliver.dev/router"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/max-restarts": "-1"}, "deliver.dev/max-restarts"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/on-inconclusive": "shrug"}, "deliver.dev/on-inconclusive"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/max-extensions": "x"}, "deliver.dev/max-extensions"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/colour": "blue"}, "deliver.dev/colour"),
+    ({"deliver.dev/strategy": "recreate"}, "deliver.dev/strategy"),  # needs spec.strategy.type Recreate
+    ({"deliver.dev/strategy": "canary", "deliver.dev/max-restarts": 3}, "deliver.dev/max-restarts"),
+])
+def test_lint_catches_each_invalid_annotation(tmp_path: Path, annotations: dict[str, Any], key: str) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(GOOD + "---\n" + manifest(annotations))
+    result = invoke("lint", str(path), "-o", "json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    bad = [r for r in data["results"] if not r["valid"]]
+    assert [r["name"] for r in bad] == ["app"]
+    assert key in [p["key"] for p in bad[0]["problems"]]
+
+
+def test_lint_recreate_with_recreate_type_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(manifest({"deliver.dev/strategy": "recreate"}, strategy_type="Recreate"))
+    assert invoke("lint", str(path)).exit_code == 0
+
+
+def test_lint_reads_stdin_lists_and_reports_yaml_errors(tmp_path: Path) -> None:
+    listed = yaml.safe_dump({"apiVersion": "v1", "kind": "List",
+                             "items": [yaml.safe_load(manifest({"deliver.dev/strategy": "nope"}))]})
+    result = invoke("lint", "-", stdin=listed)
+    assert result.exit_code == 1 and "deliver.dev/strategy" in result.stdout
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: Deployment\n  bad: [indent\n")
+    result = invoke("lint", str(broken))
+    assert result.exit_code == 1 and "not valid YAML" in result.stdout
+    assert invoke("lint", str(tmp_path / "missing.yaml")).exit_code == 2
+
+
+def test_lint_warns_about_ignored_annotations(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(manifest({"deliver.dev/steps": "20,100"}))
+    result = invoke("lint", str(path))
+    assert result.exit_code == 0 and "no deliver.dev/strategy" in result.stderr

@@ -1,0 +1,273 @@
+"""deliver gate: the exit-code decision, the wait loop (fake API) and the JUnit report."""
+
+from __future__ import annotations
+
+import copy
+import json
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+
+from delivery import gate, junit, templates
+from delivery.errors import Forbidden, KubeError, Unauthorized
+from delivery.kube import DEPLOYMENTS
+from delivery.spec import REQUEST, STATE
+from tests.fakekube import FakeKube
+
+TPL_A = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "web:v1"}]}}
+TPL_B = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "web:v2"}]}}
+A, B = templates.revision(TPL_A), templates.revision(TPL_B)
+
+
+def deployment(template: dict[str, Any] = TPL_B, state: dict[str, Any] | None = None,
+               annotations: dict[str, str] | None = None, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    ann = {"deliver.dev/strategy": "canary", "deliver.dev/steps": "20,50,100"}
+    ann.update(annotations or {})
+    if state is not None:
+        ann[STATE] = json.dumps(state)
+    if request is not None:
+        ann[REQUEST] = json.dumps(request)
+    return {"metadata": {"name": "web", "namespace": "ns", "uid": "u1", "annotations": ann},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": copy.deepcopy(template)},
+            "status": {"readyReplicas": 3}}
+
+
+def st(phase: str, revision: str = B, stable: str = A, **kw: Any) -> dict[str, Any]:
+    return {"phase": phase, "revision": revision, "stableRevision": stable, **kw}
+
+
+# ---------------------------------------------------------------- decide
+
+
+@pytest.mark.parametrize("state, template, code", [
+    (st("Succeeded", B, B), TPL_B, 0),
+    (st("Idle", A, A), TPL_A, 0),                       # nothing to deliver
+    (st("RolledBack", failedRevision=B), TPL_B, 1),
+    (st("RolledBack", failedRevision=B), TPL_A, 1),     # rolling: template written back to stable
+    (st("Aborted"), TPL_B, 1),
+    (st("Progressing"), TPL_B, None),
+    (st("Paused"), TPL_B, None),
+    (st("Promoting"), TPL_B, None),
+    (st("RollingBack"), TPL_A, None),
+    (st("Succeeded", A, A), TPL_B, None),               # controller has not started the new one yet
+    (st("RolledBack", A, A, failedRevision=A), TPL_B, None),
+])
+def test_decide(state: dict[str, Any], template: dict[str, Any], code: int | None) -> None:
+    want = B if template is TPL_B or state["revision"] == B else A
+    assert gate.decide(want, deployment(template, state))[0] == code
+
+
+def test_decide_invalid_annotations_fail_at_once() -> None:
+    code, reason = gate.decide(B, deployment(TPL_B, st("Progressing"), {"deliver.dev/steps": "50,20"}))
+    assert code == 1 and "deliver.dev/steps" in reason
+
+
+def test_decide_not_managed() -> None:
+    d = deployment(TPL_B)
+    del d["metadata"]["annotations"]["deliver.dev/strategy"]
+    code, reason = gate.decide(B, d)
+    assert code == 1 and "not managed" in reason
+
+
+def test_decide_superseded_by_another_template() -> None:
+    tpl_c = copy.deepcopy(TPL_B)
+    tpl_c["spec"]["containers"][0]["image"] = "web:v3"
+    code, reason = gate.decide(B, deployment(tpl_c, st("Succeeded", A, A)))
+    assert code == 1 and "superseded" in reason
+
+
+def test_decide_waits_for_a_pending_request() -> None:
+    d = deployment(TPL_B, st("RolledBack", failedRevision=B, handledRequest="old"),
+                   request={"verb": "retry", "id": "new", "at": 1})
+    assert gate.decide(B, d)[0] is None
+    d = deployment(TPL_B, st("RolledBack", failedRevision=B, handledRequest="new"),
+                   request={"verb": "retry", "id": "new", "at": 1})
+    assert gate.decide(B, d)[0] == 1
+
+
+def test_decide_previously_failed_revision_suggests_retry() -> None:
+    code, reason = gate.decide(B, deployment(TPL_B, st("RolledBack", failedRevision=B, message="bad")))
+    assert code == 1 and "deliver retry web" in reason
+
+
+# ---------------------------------------------------------------- wait
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
+def set_state(state: dict[str, Any], advance: float = 0.0, clock: Clock | None = None):
+    def event(kube: FakeKube) -> dict[str, Any]:
+        if clock is not None:
+            clock.t += advance
+        key = ("deployments", "ns", "web")
+        obj = kube.objects[key]
+        obj["metadata"]["annotations"][STATE] = json.dumps(state)
+        kube._bump(obj)
+        return {"type": "MODIFIED", "object": copy.deepcopy(obj)}
+    return event
+
+
+def test_wait_follows_the_delivery_to_success() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Succeeded", A, A)))
+    kube.watch_events = [[
+        {"type": "MODIFIED", "object": {"metadata": {"name": "other"}}},
+        set_state(st("Progressing", step=0, weight=20), 5, clock),
+        set_state(st("Progressing", step=1, weight=50,
+                     verdicts=[{"step": 0, "outcome": "pass", "summary": "health ok", "at": 1}]), 5, clock),
+        set_state(st("Succeeded", B, B, step=2, weight=100), 5, clock),
+    ]]
+    seen: list[str] = []
+    result = gate.wait(kube, "ns", "web", 60, on_status=lambda s: seen.append(s["phase"]), clock=clock,
+                       sleep=clock.sleep)
+    assert result.code == 0 and result.revision == B
+    assert seen == ["Succeeded", "Progressing", "Progressing", "Succeeded"]
+
+
+def test_wait_reports_rollback_as_failure() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing")))
+    kube.watch_events = [[set_state(st("RolledBack", failedRevision=B, message="revision rolled back: crash"))]]
+    result = gate.wait(kube, "ns", "web", 60, clock=clock, sleep=clock.sleep)
+    assert result.code == 1 and "crash" in result.reason
+
+
+def test_wait_times_out_with_3() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused", message="manual gate")))
+
+    def quiet(k: FakeKube) -> None:
+        clock.t += 30
+        return None
+    kube.watch_events = [[quiet], [quiet], [quiet]]
+    result = gate.wait(kube, "ns", "web", 45, clock=clock, sleep=clock.sleep)
+    assert result.code == 3 and "timed out" in result.reason and "manual gate" in result.reason
+
+
+@pytest.mark.parametrize("error", [Unauthorized("401", status=401), Forbidden("403", status=403)])
+def test_wait_auth_errors_exit_4(error: KubeError) -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing")))
+    kube.fail_next = [error]
+    assert gate.wait(kube, "ns", "web", 60, clock=clock, sleep=clock.sleep).code == 4
+
+
+def test_wait_rides_out_a_short_api_outage_then_exits_4_on_a_long_one() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Succeeded", B, B)))
+    kube.fail_next = [KubeError("unreachable")] * 3
+    assert gate.wait(kube, "ns", "web", 600, clock=clock, sleep=clock.sleep).code == 0
+    kube.fail_next = [KubeError("unreachable")] * 100
+    assert gate.wait(kube, "ns", "web", 600, clock=clock, sleep=clock.sleep).code == 4
+
+
+def test_wait_missing_deployment_exits_1() -> None:
+    assert gate.wait(FakeKube(), "ns", "web", 10).code == 1
+
+
+def test_wait_falls_back_to_reading_when_watch_is_forbidden() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing")))
+    real_get = kube.get
+    reads = {"n": 0}
+
+    def get(res: Any, ns: Any, name: str) -> dict[str, Any]:
+        reads["n"] += 1
+        if reads["n"] == 3:
+            obj = kube.objects[("deployments", "ns", "web")]
+            obj["metadata"]["annotations"][STATE] = json.dumps(st("Succeeded", B, B))
+        return real_get(res, ns, name)
+    kube.get = get  # type: ignore[method-assign]
+    orig_watch = kube.watch
+
+    def watch(*a: Any, **k: Any) -> Any:
+        raise Forbidden("watch forbidden", status=403)
+        yield from orig_watch(*a, **k)
+    kube.watch = watch  # type: ignore[method-assign]
+    result = gate.wait(kube, "ns", "web", 60, clock=clock, sleep=clock.sleep)
+    assert result.code == 0 and reads["n"] == 3
+
+
+# ---------------------------------------------------------------- junit
+
+
+def result_for(code: int, state: dict[str, Any], reason: str = "r") -> gate.GateResult:
+    d = deployment(TPL_B, state)
+    return gate.GateResult(code, reason, "ns", "web", B, gate.status_dict(d), 12.5, gate.spec_of(d))
+
+
+def parse(xml: str) -> list[tuple[str, str, str]]:
+    root = ET.fromstring(xml)
+    out = []
+    for case in root.iter("testcase"):
+        kind = "passed"
+        message = ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                kind, message = child.tag, child.get("message", "")
+        out.append((case.get("name", ""), kind, message))
+    return out
+
+
+def test_junit_success_lists_steps_and_verdicts() -> None:
+    verdicts = [{"step": 0, "outcome": "pass", "summary": "health ok: 1/1", "at": 1},
+                {"step": 1, "outcome": "pass", "summary": "error-rate pass", "at": 2,
+                 "details": {"checks": [{"name": "error-rate", "outcome": "pass", "p": 0.4, "msg": "same"}]}}]
+    xml = junit.to_xml(junit.build(result_for(0, st("Succeeded", B, B, step=2, verdicts=verdicts))))
+    cases = parse(xml)
+    names = [c[0] for c in cases]
+    assert names[:3] == ["step 1: 20%", "step 2: 50%", "step 3: promote to 100%"]
+    assert "step 2 verdict 1: error-rate" in names
+    assert all(kind == "passed" for _, kind, _ in cases)
+    root = ET.fromstring(xml)
+    assert root.get("failures") == "0" and root.get("tests") == str(len(cases))
+
+
+def test_junit_failure_marks_the_failed_step_and_verdict() -> None:
+    verdicts = [{"step": 0, "outcome": "pass", "summary": "ok", "at": 1},
+                {"step": 1, "outcome": "fail", "summary": "error-rate fail (p=0.001)", "at": 2,
+                 "details": {"checks": [{"name": "error-rate", "outcome": "fail", "p": 0.001, "msg": "worse"}]}}]
+    state = st("RolledBack", step=1, failedRevision=B, verdicts=verdicts,
+               message=f"revision {B} rolled back: analysis failed: error-rate fail")
+    cases = {name: (kind, msg) for name, kind, msg in parse(junit.to_xml(junit.build(result_for(1, state, "RolledBack"))))}
+    assert cases["step 1: 20%"][0] == "passed"
+    assert cases["step 2: 50%"][0] == "failure" and "analysis failed" in cases["step 2: 50%"][1]
+    assert cases["step 3: promote to 100%"][0] == "skipped"
+    assert cases["step 2 verdict 1: error-rate"] == ("failure", "fail: worse (p=0.001)")
+    assert cases[f"delivery of revision {B}"][0] == "failure"
+
+
+def test_junit_health_rollback_without_verdict_fails_the_current_step() -> None:
+    state = st("RolledBack", step=0, failedRevision=B,
+               message=f"revision {B} rolled back: new version unhealthy: 1 pod(s) in CrashLoopBackOff")
+    cases = {name: (kind, msg) for name, kind, msg in parse(junit.to_xml(junit.build(result_for(1, state))))}
+    assert cases["step 1: 20%"][0] == "failure" and "CrashLoopBackOff" in cases["step 1: 20%"][1]
+
+
+def test_junit_timeout_is_an_error_and_current_step_skipped() -> None:
+    cases = {name: kind for name, kind, _ in parse(junit.to_xml(junit.build(
+        result_for(3, st("Paused", step=1, message="manual gate"), "timed out"))))}
+    assert cases[f"delivery of revision {B}"] == "error"
+    assert cases["step 2: 50%"] == "skipped"
+
+
+def test_junit_step_names_for_every_strategy() -> None:
+    from strategies.model import CanaryStep, DeliverySpec, Strategy
+
+    assert junit.step_names(DeliverySpec(Strategy.ROLLING, pause_at=(25, 50))) == [
+        "step 1: pause at 25% updated", "step 2: pause at 50% updated", "step 3: 100% rolled out"]
+    assert junit.step_names(DeliverySpec(Strategy.CANARY, steps=(CanaryStep(10), CanaryStep(pause=True)))) == [
+        "step 1: 10%", "step 2: manual gate", "step 3: promote to 100%"]
+    assert len(junit.step_names(DeliverySpec(Strategy.BLUE_GREEN))) == 3
+    assert junit.step_names(DeliverySpec(Strategy.RECREATE)) == ["step 1: recreate and verify"]
+    assert junit.step_names(None) == []

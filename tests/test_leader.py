@@ -1,0 +1,177 @@
+"""Lease leader election (fake API, fake clock) and the metrics / health endpoints."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from delivery.errors import KubeError
+from delivery.kube import LEASES
+from delivery.leader import LeaderElector
+from delivery.metrics import Metrics, Server, parse_addr
+from delivery.reconcile import Outcome
+from tests.fakekube import FakeKube
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def elector(kube: FakeKube, clock: Clock, identity: str, **kw: Any) -> LeaderElector:
+    return LeaderElector(kube, "ns", "deliver", identity, lease_duration=15, renew_deadline=10, retry_period=2,
+                         clock=clock, wall=lambda: 1.7e9 + clock.t, **kw)
+
+
+def holder(kube: FakeKube) -> str:
+    return kube.objects[("leases", "ns", "deliver")]["spec"]["holderIdentity"]
+
+
+def test_first_candidate_creates_the_lease_and_leads() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
+    a.step()
+    b.step()
+    assert a.is_leader() and not b.is_leader()
+    assert holder(kube) == "a"
+    spec = kube.objects[("leases", "ns", "deliver")]["spec"]
+    assert spec["leaseDurationSeconds"] == 15 and spec["renewTime"].endswith("Z")
+
+
+def test_follower_takes_over_only_after_the_lease_expires_on_its_own_clock() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
+    a.step()
+    b.step()  # b observes a's record at t=1000
+    # a dies (no more renewals)
+    clock.t += 14
+    b.step()
+    assert not b.is_leader()
+    clock.t += 2
+    b.step()
+    assert b.is_leader() and holder(kube) == "b"
+    assert kube.objects[("leases", "ns", "deliver")]["spec"]["leaseTransitions"] == 1
+
+
+def test_renewals_keep_the_follower_out() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
+    for _ in range(20):
+        a.step()
+        b.step()
+        clock.t += 2
+    assert a.is_leader() and not b.is_leader() and holder(kube) == "a"
+
+
+def test_leader_stops_acting_when_it_cannot_renew_before_anyone_else_may_lead() -> None:
+    kube, clock = FakeKube(), Clock()
+    changes: list[bool] = []
+    a = elector(kube, clock, "a", on_change=changes.append)
+    a.step()
+    assert a.is_leader()
+    kube.fail_next = [KubeError("unreachable")] * 100
+    clock.t += 9
+    assert a.is_leader()
+    clock.t += 1.5
+    assert not a.is_leader()  # renew deadline passed: no more writes, even before the loop notices
+    a.step()
+    assert changes == [True, False]
+
+
+def test_release_hands_over_at_once() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
+    a.step()
+    b.step()
+    a.step_down()
+    assert not a.is_leader()
+    assert a.release()
+    assert holder(kube) == ""
+    b.step()  # no need to wait out the lease
+    assert b.is_leader()
+
+
+def test_conflicting_writes_never_make_two_leaders() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
+    a.step()
+    a.step_down()
+    a.release()
+    # both read the released lease, then both try to write: only one wins
+    lease = kube.get(LEASES, "ns", "deliver")
+    real_get = kube.get
+    kube.get = lambda *args: dict(lease)  # type: ignore[method-assign]
+    results = [b.try_acquire_or_renew(), elector(kube, clock, "c").try_acquire_or_renew()]
+    kube.get = real_get  # type: ignore[method-assign]
+    assert sorted(results) == ["failed", "leader"]
+
+
+def test_durations_must_be_ordered() -> None:
+    with pytest.raises(ValueError):
+        LeaderElector(FakeKube(), "ns", "x", "a", lease_duration=5, renew_deadline=10, retry_period=2)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_exposition() -> None:
+    leader = {"v": True}
+    m = Metrics(is_leader=lambda: leader["v"], watch_restarts=lambda: 3, synced=lambda: True)
+    m.observe(("ns", "web"), Outcome(2.0, "Progressing", 1, 50, ["pass"]), 0.03)
+    m.observe(("ns", "api"), Outcome(None, "Succeeded", 3, 100), 0.2)
+    m.observe(("ns", "bad"), Outcome(None, "Invalid"), 0.001)
+    m.observe(("ns", "err"), Outcome(5.0), 0.5)  # failed pass: counted, no delivery entry
+    text = m.exposition().decode()
+    assert 'deliver_deliveries{phase="Progressing"} 1.0' in text
+    assert 'deliver_deliveries{phase="Succeeded"} 1.0' in text
+    assert 'deliver_deliveries{phase="Invalid"} 1.0' in text
+    assert 'deliver_deliveries{phase="Aborted"} 0.0' in text
+    assert 'deliver_delivery_step{deployment="web",namespace="ns"} 2.0' in text
+    assert 'deliver_delivery_weight_percent{deployment="web",namespace="ns"} 50.0' in text
+    assert 'deliver_delivery_phase{deployment="api",namespace="ns",phase="Succeeded"} 1.0' in text
+    assert 'deliver_verdicts_total{deployment="web",namespace="ns",outcome="pass"} 1.0' in text
+    assert "deliver_reconcile_duration_seconds_count 4.0" in text
+    assert "deliver_reconcile_errors_total 1.0" in text
+    assert "deliver_watch_restarts_total 3.0" in text
+    assert "deliver_is_leader 1.0" in text
+    m.observe(("ns", "web"), Outcome(None), 0.01)  # deleted / unmanaged
+    leader["v"] = False
+    text = m.exposition().decode()
+    assert 'deployment="web"' not in text.split("deliver_verdicts_total")[0]
+    assert "deliver_is_leader 0.0" in text
+
+
+def test_http_endpoints() -> None:
+    synced = {"v": False}
+    server = Server(Metrics(synced=lambda: synced["v"]), "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{server.address[1]}"
+    try:
+        assert urllib.request.urlopen(base + "/healthz").read() == b"ok\n"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(base + "/readyz")
+        assert err.value.code == 503
+        synced["v"] = True
+        assert urllib.request.urlopen(base + "/readyz").status == 200
+        body = urllib.request.urlopen(base + "/metrics").read().decode()
+        assert "deliver_is_leader" in body and "deliver_reconcile_duration_seconds_bucket" in body
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("text, want", [
+    (":8080", ("", 8080)), ("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:9090", ("::1", 9090)),
+    ("9090", ("", 9090)), ("0", None), ("", None),
+])
+def test_parse_addr(text: str, want: Any) -> None:
+    assert parse_addr(text) == want
+
+
+def test_parse_addr_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        parse_addr("host:port")
