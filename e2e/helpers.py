@@ -225,6 +225,31 @@ def waiting_reasons(pods: list[client.V1Pod]) -> set[str]:
             if cs.state and cs.state.waiting and cs.state.waiting.reason}
 
 
+# ---------------------------------------------------------------------- identities
+def service_account_kubeconfig(kube: Kube, namespace: str, name: str, path: Path,
+                               expiration_seconds: int = 3600) -> Path:
+    """Write a kubeconfig at ``path`` that authenticates as ServiceAccount ``namespace/name``
+    with a bound token from the TokenRequest API (e.g. to run the controller under the RBAC its
+    Helm chart grants). The ServiceAccount must exist."""
+    import yaml
+
+    token = kube.core.create_namespaced_service_account_token(name, namespace, client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds))).status.token
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    user = f"system:serviceaccount:{namespace}:{name}"
+    cfg = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user, "namespace": namespace}}],
+        "current-context": user,
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
 # ---------------------------------------------------------------------- a metrics target
 class _MetricsHandler(BaseHTTPRequestHandler):
     body: Callable[[], str]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import pytest
+from kubernetes import client, config
 
+from e2e._proc import free_port
 from e2e.helpers import (
     CRASHLOOP,
     NEVER_READY,
@@ -19,6 +22,7 @@ from e2e.helpers import (
     pods_of,
     replica_sets,
     restart_counts,
+    service_account_kubeconfig,
     set_image,
     stays,
     wait_for,
@@ -137,8 +141,6 @@ def test_envoy_answers_on_admin_and_proxies(envoy: Envoy) -> None:
     # Given an upstream on 127.0.0.1 and Envoy with a listener routing to it
     with metrics_server(lambda: "upstream_hello 1\n") as upstream:
         host, port = upstream.split(":")
-        from e2e._proc import free_port
-
         listen = free_port()
         envoy.start({
             "static_resources": {
@@ -202,3 +204,26 @@ def test_envoy_splits_traffic_by_weight_and_prometheus_sees_it(envoy: Envoy, pro
         series = prometheus.wait_for_series(
             'envoy_cluster_upstream_rq_total{job="envoy",envoy_cluster_name="canary"} > 0', timeout=30)
         assert series
+
+
+def test_service_account_tokens_and_rbac_are_enforced(kube: Kube, namespace: str, run_dir: Path) -> None:
+    # Given a ServiceAccount with no permissions and a bound token for it
+    kube.core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
+        metadata=client.V1ObjectMeta(name="robot")))
+    kcfg = service_account_kubeconfig(kube, namespace, "robot", run_dir / "robot.kubeconfig")
+    robot = client.CoreV1Api(config.new_client_from_config(config_file=str(kcfg)))
+
+    # Then the API server authenticates it but RBAC forbids listing pods
+    with pytest.raises(client.ApiException) as denied:
+        robot.list_namespaced_pod(namespace)
+    assert denied.value.status == 403
+
+    # When a Role grants it, the same token works
+    kube.rbac.create_namespaced_role(namespace, client.V1Role(
+        metadata=client.V1ObjectMeta(name="pod-reader"),
+        rules=[client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get", "list"])]))
+    kube.rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
+        metadata=client.V1ObjectMeta(name="robot-reads-pods"),
+        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="pod-reader"),
+        subjects=[client.RbacV1Subject(kind="ServiceAccount", name="robot", namespace=namespace)]))
+    wait_for(lambda: robot.list_namespaced_pod(namespace) is not None, 15, "RBAC grant to take effect")
