@@ -15,7 +15,7 @@ from typing import Any, Callable
 import strategies
 from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, Plan, SetPaused, Verdict
 
-from . import act, spec as specmod
+from . import act, spec as specmod, templates
 from .errors import Conflict, DeliverError, KubeError, NotFound, RoutingError, SpecError
 from .events import emit
 from .kube import CONFIGMAPS, DEPLOYMENTS, Kube
@@ -84,7 +84,11 @@ class Reconciler:
         state = read_state(deployment)
         router = self._router(spec, deployment)
         router_weight = None
-        if not state.phase.terminal:
+        # Also before a delivery would start (template != stable): a missing route/CRD/backend must
+        # stop it before any Service or ReplicaSet is created, not one pass later.
+        starting = bool(state.stable_revision) and templates.revision(deployment["spec"]["template"]) not in (
+            state.stable_revision, state.failed_revision)
+        if not state.phase.terminal or starting:
             try:
                 router_weight = router.verify_weight()
             except RoutingError as exc:
