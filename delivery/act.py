@@ -13,7 +13,7 @@ from strategies.model import (
 )
 
 from . import templates
-from .errors import NotFound, StateError
+from .errors import Conflict, NotFound, StateError
 from .events import emit
 from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
 from .observe import replicasets
@@ -87,7 +87,19 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
         "spec": {"replicas": a.replicas, "minReadySeconds": int(d["spec"].get("minReadySeconds") or 0),
                  "selector": selector, "template": templates.with_hash(template, rev)},
     }
-    ctx.kube.create(REPLICASETS, ctx.ns, body)
+    try:
+        ctx.kube.create(REPLICASETS, ctx.ns, body)
+    except Conflict:
+        # The name is taken by the Deployment's own, scaled-down ReplicaSet of this same revision
+        # (an older delivery adopted it; `deliver undo` or a re-apply brings the template back).
+        # It has no pods: delete it, and the next pass creates deliver's ReplicaSet in its place.
+        old = ctx.kube.get(REPLICASETS, ctx.ns, body["metadata"]["name"])
+        owned_by_us = any(r.get("uid") == d["metadata"]["uid"] and r.get("controller")
+                          for r in old["metadata"].get("ownerReferences") or [])
+        if not owned_by_us or int(old["spec"].get("replicas") or 0) or int((old.get("status") or {}).get("replicas") or 0):
+            raise
+        ctx.kube.delete(REPLICASETS, ctx.ns, body["metadata"]["name"])
+        raise
 
 
 def _delete_new(ctx: Context, a: DeleteNew) -> None:

@@ -489,8 +489,12 @@ def previous_revision(deployment: dict[str, Any], replicasets: list[dict[str, An
     if to_revision is not None:
         for number, rs in owned:
             if number == to_revision:
-                if templates.revision(rs["spec"]["template"]) == current:
+                rev = templates.revision(rs["spec"]["template"])
+                if rev == current:
                     return None, f"revision {to_revision} is the template the Deployment declares already"
+                if failed and rev == failed:
+                    return None, (f"revision {to_revision} (template {rev}) is the one deliver rolled back; "
+                                  f"`deliver retry {meta.get('name', '')}` delivers it again")
                 return rs, f"revision {number}"
         known = ", ".join(str(n) for n, _ in owned) or "none"
         return None, f"revision {to_revision} not found (ReplicaSet revisions kept: {known})"

@@ -23,6 +23,10 @@ from .state import read_request, read_state
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_API = 0, 1, 2, 3, 4
 
+# A delivery that ended this recently, and whose template was already put back, is the one a gate
+# started right after the change reports (see choose_revision).
+RECENT = 120.0
+
 # How long the API may keep failing (5xx, unreachable) before the gate gives up with exit 4.
 API_PATIENCE = 30.0
 
@@ -101,23 +105,47 @@ def decide(want: str, deployment: dict[str, Any]) -> tuple[int | None, str]:
     phase = state.phase
     if state.revision == want or (phase == Phase.IDLE and state.stable_revision == want):
         if phase == Phase.SUCCEEDED:
-            return EXIT_OK, f"revision {want} promoted: {state.message}".rstrip(": ")
+            return EXIT_OK, f"revision {want} promoted"
         if phase == Phase.IDLE:
             if state.stable_revision == want and target == want:
                 return EXIT_OK, f"nothing to deliver: revision {want} is the stable version"
             return None, state.message or "waiting for the controller"
         if phase in (Phase.ROLLED_BACK, Phase.ABORTED):
             hint = ""
-            if state.failed_revision == want and target == want:
+            if state.failed_revision == want and target == want and "deliver retry" not in state.message:
                 hint = f" (run `deliver retry {meta.get('name', '')}` to deliver it again)"
             return EXIT_FAILED, f"{phase.value}: {state.message}{hint}"
         return None, f"{phase.value} step {state.step + 1} weight {state.weight}%: {state.message}"
     if state.failed_revision == want and phase.terminal:
         return EXIT_FAILED, f"revision {want} was rolled back: {state.message}"
+    if phase.terminal and state.stable_revision == want and target == want:
+        return EXIT_OK, f"nothing to deliver: revision {want} is the stable version"
     if target != want:
         return EXIT_FAILED, (f"the Deployment's template changed to revision {target} while the gate "
                              f"waited for revision {want} (superseded)")
     return None, f"waiting for the controller to start delivering revision {want}"
+
+
+def choose_revision(deployment: dict[str, Any], now: float, recent: float = RECENT) -> str:
+    """The revision the gate follows: normally the template the Deployment declares now.
+
+    A delivery that failed fast may already have written the stable template back before the gate
+    started (a crash-looping canary is rolled back in well under a second). Then the template *is*
+    the stable version, and the delivery to report is the one in the record: still rolling back,
+    or rolled back / aborted less than ``recent`` seconds ago.
+    """
+    target = templates.revision((deployment.get("spec") or {}).get("template") or {})
+    try:
+        state = read_state(deployment)
+    except StateError:
+        return target
+    if not state.revision or state.revision == target or target != state.stable_revision:
+        return target
+    if not state.phase.terminal:
+        return state.revision
+    if state.phase in (Phase.ROLLED_BACK, Phase.ABORTED) and now - state.finished <= recent:
+        return state.revision
+    return target
 
 
 def spec_of(deployment: dict[str, Any]) -> DeliverySpec | None:
@@ -130,8 +158,10 @@ def spec_of(deployment: dict[str, Any]) -> DeliverySpec | None:
 class _Waiter:
     def __init__(self, kube: Kube, namespace: str, name: str, timeout: float,
                  on_status: Callable[[dict[str, Any]], None],
-                 clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+                 clock: Callable[[], float], sleep: Callable[[float], None],
+                 wall: Callable[[], float] = time.time) -> None:
         self.kube, self.namespace, self.name = kube, namespace, name
+        self.wall = wall
         self.on_status, self.clock, self.sleep = on_status, clock, sleep
         self.started = clock()
         self.deadline = self.started + timeout
@@ -147,7 +177,7 @@ class _Waiter:
 
     def see(self, deployment: dict[str, Any]) -> GateResult | None:
         if not self.want:
-            self.want = templates.revision((deployment.get("spec") or {}).get("template") or {})
+            self.want = choose_revision(deployment, self.wall())
         if self.spec is None:
             self.spec = spec_of(deployment)
         self.last = status_dict(deployment)

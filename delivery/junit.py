@@ -129,6 +129,13 @@ def build(result: GateResult) -> Suite:
             case.result, case.message = "skipped", "not reached"
         suite.cases.append(case)
     suite.cases.extend(_verdict_cases(verdicts))
+    if failed and failed_at >= 0 and failed_at not in failed_steps:
+        # rolled back by the health gate (crash loop, not Ready in time) or aborted: no metric verdict
+        # was recorded, so the failing health verdict is reported here
+        k = sum(1 for v in verdicts if int(v.get("step", 0)) == failed_at) + 1
+        message = str(status.get("message", "")) or result.reason
+        kind = "operator" if phase == "Aborted" else "health"
+        suite.cases.append(Case(f"step {failed_at + 1} verdict {k}: {kind}", "failed", message, message))
     overall = Case(f"delivery of revision {result.revision or '?'}", seconds=result.duration,
                    output=result.reason)
     if result.code == EXIT_FAILED:

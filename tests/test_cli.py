@@ -235,7 +235,8 @@ def test_previous_revision_picks_newest_other_template() -> None:
     # a revision deliver rolled back is skipped
     d = deployment(TPL_B, st("Succeeded", B, B, failedRevision=templates.revision(tpl_c)))
     assert cli.previous_revision(d, sets)[0]["metadata"]["name"] == "web-aaaaa"
-    assert cli.previous_revision(d, sets, to_revision=2)[0]["metadata"]["name"] == "web-ccccc"
+    assert cli.previous_revision(d, sets, to_revision=2)[0] is None  # the failed one: retry, not undo
+    assert cli.previous_revision(d, sets, to_revision=1)[0]["metadata"]["name"] == "web-aaaaa"
     assert cli.previous_revision(d, sets, to_revision=3)[0] is None
     assert cli.previous_revision(d, [rs("web-bbbbb", TPL_B, 3)])[0] is None
 

@@ -271,3 +271,31 @@ def test_junit_step_names_for_every_strategy() -> None:
     assert len(junit.step_names(DeliverySpec(Strategy.BLUE_GREEN))) == 3
     assert junit.step_names(DeliverySpec(Strategy.RECREATE)) == ["step 1: recreate and verify"]
     assert junit.step_names(None) == []
+
+
+# ---------------------------------------------------------------- which revision the gate follows
+
+
+@pytest.mark.parametrize("state, template, now, want", [
+    (st("Succeeded", A, A), TPL_B, 100, B),                               # a new change: follow it
+    (st("Progressing"), TPL_B, 100, B),
+    (st("RollingBack", B, A), TPL_A, 100, B),                             # template already written back
+    (st("RolledBack", B, A, finished=90), TPL_A, 100, B),                 # failed a moment ago
+    (st("RolledBack", B, A, finished=90), TPL_A, 90 + gate.RECENT + 1, A),  # long ago: nothing pending
+    (st("Idle", A, A), TPL_A, 100, A),
+])
+def test_choose_revision(state: dict[str, Any], template: dict[str, Any], now: float, want: str) -> None:
+    assert gate.choose_revision(deployment(template, state), now) == want
+
+
+def test_gate_started_after_a_fast_rollback_reports_it() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, deployment(TPL_A, st("RolledBack", B, A, finished=1000.0, failedRevision=B,
+                                               message="crash loop")))
+    result = gate._Waiter(kube, "ns", "web", 60, lambda s: None, clock, clock.sleep, wall=lambda: 1010.0).run()
+    assert result.code == 1 and result.revision == B and "crash loop" in result.reason
+
+
+def test_decide_old_failure_with_stable_template_is_nothing_to_deliver() -> None:
+    d = deployment(TPL_A, st("Aborted", B, A, failedRevision=B, finished=1.0))
+    assert gate.decide(A, d)[0] == 0
