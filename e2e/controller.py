@@ -39,6 +39,8 @@ class ControllerProcess:
             argv += ["--prometheus-url", self.prometheus_url]
         if not self.namespace:
             argv.append("--all-namespaces")
+        if "--metrics-addr" not in self.extra_args:
+            argv += ["--metrics-addr", "127.0.0.1:0"]  # tests run several controllers side by side
         return argv + self.extra_args
 
     def start(self) -> "ControllerProcess":

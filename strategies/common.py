@@ -224,7 +224,8 @@ def rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner
     if native:
         new_state = new_state.replace(step=-1 if phase == Phase.ROLLED_BACK else -2)
     reason_code = "DeliveryAborted" if phase == Phase.ABORTED else "DeliveryRolledBack"
-    return Plan(new_state, (Emit("Warning", reason_code, message),) + planner.undo(spec, state, obs),
+    # Undo first (traffic back to stable before anything else), then tell people.
+    return Plan(new_state, planner.undo(spec, state, obs) + (Emit("Warning", reason_code, message),),
                 RECHECK)
 
 

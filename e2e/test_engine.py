@@ -1,0 +1,362 @@
+"""The engine end to end: four strategies on the real local control plane (real Deployment and
+ReplicaSet controllers, kwok nodes), driven by the real controller process.
+
+Given an annotated Deployment at v1, when its template changes to v2, then deliver drives the
+change under the declared strategy and either promotes it (good version) or rolls it back by
+itself (kwok `never-ready` / `crashloop` pods), with the stable version fully serving again.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from delivery import templates
+from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES
+from delivery.errors import NotFound
+from delivery.kube import Kube as JsonKube
+from e2e.controller import ControllerProcess
+from e2e.helpers import CRASHLOOP, NEVER_READY, Kube, make_deployment, set_image, wait_for
+
+pytestmark = pytest.mark.e2e
+
+N = 5
+
+
+@pytest.fixture
+def jk(cluster: Any) -> JsonKube:
+    return JsonKube.connect(str(cluster.kubeconfig))
+
+
+@pytest.fixture
+def controller(cluster: Any, namespace: str, run_dir: Path) -> Iterator[ControllerProcess]:
+    ctl = ControllerProcess(cluster.kubeconfig, namespace, run_dir)
+    ctl.start()
+    yield ctl
+    ctl.stop()
+    print(ctl.log()[-4000:])
+
+
+# ---------------------------------------------------------------- reading the cluster
+def deployment(jk: JsonKube, ns: str, name: str = "web") -> dict[str, Any]:
+    return jk.get(DEPLOYMENTS, ns, name)
+
+
+def state(jk: JsonKube, ns: str, name: str = "web") -> dict[str, Any]:
+    raw = (deployment(jk, ns, name)["metadata"].get("annotations") or {}).get("deliver.dev/state")
+    return json.loads(raw) if raw else {}
+
+
+def phase(jk: JsonKube, ns: str, name: str = "web") -> str:
+    return state(jk, ns, name).get("phase", "")
+
+
+def ready_by_hash(jk: JsonKube, ns: str, app: str = "web") -> dict[str, int]:
+    """Ready (non-terminating) pods per pod-template-hash."""
+    out: dict[str, int] = {}
+    for pod in jk.items(PODS, ns, f"app={app}"):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        h = pod["metadata"]["labels"].get(templates.HASH_LABEL, "")
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+        out[h] = out.get(h, 0) + (1 if ready else 0)
+    return out
+
+
+def stable_hash(jk: JsonKube, ns: str, name: str = "web") -> str:
+    d = deployment(jk, ns, name)
+    for rs in jk.items(REPLICASETS, ns, f"app={name}"):
+        refs = rs["metadata"].get("ownerReferences") or []
+        if any(r.get("controller") and r["uid"] == d["metadata"]["uid"] for r in refs) and rs["spec"]["replicas"] > 0:
+            return rs["spec"]["template"]["metadata"]["labels"][templates.HASH_LABEL]
+    return ""
+
+
+def deliver_replicasets(jk: JsonKube, ns: str, name: str = "web") -> list[dict[str, Any]]:
+    return jk.items(REPLICASETS, ns, f"{templates.OWNER_LABEL}={name}")
+
+
+def service_exists(jk: JsonKube, ns: str, name: str) -> bool:
+    try:
+        jk.get(SERVICES, ns, name)
+        return True
+    except NotFound:
+        return False
+
+
+def image(jk: JsonKube, ns: str, name: str = "web") -> str:
+    return deployment(jk, ns, name)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def events(jk: JsonKube, ns: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in jk.items(EVENTS, ns) if e.get("reason") == reason]
+
+
+def describe(jk: JsonKube, ns: str) -> Any:
+    return lambda: {"state": state(jk, ns), "ready": ready_by_hash(jk, ns),
+                    "rs": [(r["metadata"]["name"], r["spec"]["replicas"], r.get("status", {}).get("readyReplicas"))
+                           for r in jk.items(REPLICASETS, ns)]}
+
+
+def given_v1(kube: Kube, jk: JsonKube, ns: str, annotations: dict[str, str], replicas: int = N,
+             strategy_type: str | None = None) -> str:
+    body = make_deployment("web", replicas=replicas, image="example.com/web:v1", annotations=annotations)
+    if strategy_type:
+        body.spec.strategy = client.V1DeploymentStrategy(type=strategy_type)
+    kube.apps.create_namespaced_deployment(ns, body)
+    # deliver lets the first rollout finish natively, then holds the Deployment (paused)
+    wait_for(lambda: deployment(jk, ns)["spec"].get("paused") and ready_by_hash(jk, ns).get(stable_hash(jk, ns)) == replicas,
+             60, "v1 rolled out and held by deliver", describe=describe(jk, ns))
+    return stable_hash(jk, ns)
+
+
+def sampler(fn: Any, interval: float = 0.1) -> tuple[list[Any], threading.Event]:
+    samples: list[Any] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                samples.append(fn())
+            except Exception:  # noqa: BLE001 - a transient API error is not a sample
+                pass
+            stop.wait(interval)
+
+    threading.Thread(target=run, daemon=True).start()
+    return samples, stop
+
+
+def assert_rolled_back(jk: JsonKube, ns: str, v1_hash: str, replicas: int = N) -> None:
+    wait_for(lambda: phase(jk, ns) == "RolledBack", 90, "automatic rollback", describe=describe(jk, ns))
+    wait_for(lambda: ready_by_hash(jk, ns) == {v1_hash: replicas}, 60, "only stable pods, all Ready",
+             describe=describe(jk, ns))
+    # the template says what runs, and deliver's ReplicaSet is gone
+    wait_for(lambda: image(jk, ns) == "example.com/web:v1", 15, "template reverted to v1")
+    wait_for(lambda: not deliver_replicasets(jk, ns), 15, "deliver's ReplicaSet deleted")
+    assert state(jk, ns)["failedRevision"]
+    assert events(jk, ns, "DeliveryRolledBack")
+
+
+CANARY = {"deliver.dev/strategy": "canary", "deliver.dev/steps": "20,50,100",
+          "deliver.dev/interval": "4s", "deliver.dev/progress-deadline": "15s"}
+
+
+# ---------------------------------------------------------------- canary
+def test_canary_good_version_is_promoted_step_by_step(kube: Kube, jk: JsonKube, namespace: str,
+                                                      controller: ControllerProcess) -> None:
+    v1 = given_v1(kube, jk, namespace, CANARY)
+    seen, stop = sampler(lambda: (state(jk, namespace).get("step"), state(jk, namespace).get("phase"),
+                                  ready_by_hash(jk, namespace)))
+    set_image(kube.apps, namespace, "web", "example.com/web:v2")
+    wait_for(lambda: phase(jk, namespace) == "Succeeded", 90, "promotion", describe=describe(jk, namespace))
+    stop.set()
+    v2 = stable_hash(jk, namespace)
+    assert v2 != v1
+    # at each analysed step: ceil(N*w/100) canary pods Ready beside all N stable pods
+    for step, canary in ((0, 1), (1, 3)):
+        held = [r for s, p, r in seen if s == step and p == "Progressing" and r.get(v2) == canary]
+        assert held, f"step {step}: never saw {canary} canary pods Ready; samples: {seen[-5:]}"
+        assert all(r.get(v1) == N for r in held), f"stable capacity dropped at step {step}: {held}"
+    assert all(r.get(v2, 0) <= N for _, _, r in seen)
+    wait_for(lambda: ready_by_hash(jk, namespace) == {v2: N}, 30, "only v2 pods")
+    d = deployment(jk, namespace)
+    assert d["spec"]["paused"] is True and image(jk, namespace) == "example.com/web:v2"
+    assert not deliver_replicasets(jk, namespace)  # handed to the Deployment
+    assert len(events(jk, namespace, "StepPassed")) >= 2 and events(jk, namespace, "DeliverySucceeded")
+
+
+@pytest.mark.parametrize("behaviour", [NEVER_READY, CRASHLOOP])
+def test_canary_bad_version_is_rolled_back(kube: Kube, jk: JsonKube, namespace: str,
+                                           controller: ControllerProcess, behaviour: str) -> None:
+    v1 = given_v1(kube, jk, namespace, CANARY)
+    set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=behaviour)
+    assert_rolled_back(jk, namespace, v1)
+    # stable capacity never dropped while the bad canary was tried
+    assert ready_by_hash(jk, namespace)[v1] == N
+
+
+def test_controller_killed_mid_canary_resumes_and_finishes(kube: Kube, jk: JsonKube, namespace: str,
+                                                           controller: ControllerProcess) -> None:
+    annotations = dict(CANARY, **{"deliver.dev/interval": "6s"})
+    v1 = given_v1(kube, jk, namespace, annotations)
+    set_image(kube.apps, namespace, "web", "example.com/web:v2")
+    wait_for(lambda: state(jk, namespace).get("step") == 1 and phase(jk, namespace) == "Progressing", 60,
+             "second step", describe=describe(jk, namespace))
+    controller.kill()  # SIGKILL in the middle of step 2
+    before = state(jk, namespace)
+    time.sleep(2)
+    assert state(jk, namespace)["step"] == before["step"]  # nothing moves without the controller
+    controller.start()
+    wait_for(lambda: phase(jk, namespace) == "Succeeded", 90, "promotion after restart", describe=describe(jk, namespace))
+    assert ready_by_hash(jk, namespace).get(v1, 0) == 0
+    assert controller.starts == 2
+
+
+def test_invalid_annotation_changes_nothing_and_warns(kube: Kube, jk: JsonKube, namespace: str,
+                                                      controller: ControllerProcess) -> None:
+    v1 = given_v1(kube, jk, namespace, CANARY)
+    before = deployment(jk, namespace)
+    kube.apps.patch_namespaced_deployment("web", namespace, {"metadata": {"annotations": {"deliver.dev/steps": "20,abc"}}})
+    wait_for(lambda: events(jk, namespace, "InvalidAnnotation"), 30, "InvalidAnnotation event")
+    message = events(jk, namespace, "InvalidAnnotation")[0]["message"]
+    assert "deliver.dev/steps" in message and "abc" in message
+    set_image(kube.apps, namespace, "web", "example.com/web:v2")
+    time.sleep(4)
+    after = deployment(jk, namespace)
+    assert after["metadata"]["annotations"].get("deliver.dev/state") == before["metadata"]["annotations"].get("deliver.dev/state")
+    assert after["spec"]["paused"] is True  # still held: the change does not roll out ungated
+    assert not deliver_replicasets(jk, namespace)
+    assert ready_by_hash(jk, namespace) == {v1: N}
+
+
+# ---------------------------------------------------------------- blue-green
+BLUE_GREEN = {"deliver.dev/strategy": "blue-green", "deliver.dev/interval": "3s",
+              "deliver.dev/keep-warm": "6s", "deliver.dev/progress-deadline": "15s"}
+
+
+def watch_selectors(jk: JsonKube, ns: str, name: str) -> tuple[list[str], threading.Event]:
+    """Record the pod-template-hash of every version of a Service's selector (one entry per write)."""
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        rv = "0"
+        while not stop.is_set():
+            try:
+                for ev in jk.watch(SERVICES, ns, rv, timeout_seconds=5):
+                    obj = ev["object"]
+                    rv = obj["metadata"]["resourceVersion"]
+                    if obj["metadata"]["name"] == name and ev["type"] in ("ADDED", "MODIFIED"):
+                        h = (obj["spec"].get("selector") or {}).get(templates.HASH_LABEL, "")
+                        if not seen or seen[-1] != h:
+                            seen.append(h)
+                    if stop.is_set():
+                        return
+            except Exception:  # noqa: BLE001
+                time.sleep(0.2)
+
+    threading.Thread(target=run, daemon=True).start()
+    return seen, stop
+
+
+def test_bluegreen_switches_in_one_patch_and_keeps_old_warm(kube: Kube, jk: JsonKube, namespace: str,
+                                                            controller: ControllerProcess) -> None:
+    v1 = given_v1(kube, jk, namespace, BLUE_GREEN)
+    selectors, stop = watch_selectors(jk, namespace, "web")
+    set_image(kube.apps, namespace, "web", "example.com/web:v2")
+    wait_for(lambda: service_exists(jk, namespace, "web-preview"), 30, "preview Service")
+    new_hash = wait_for(lambda: deliver_replicasets(jk, namespace), 30, "green ReplicaSet")[0]["metadata"]["labels"][templates.REVISION_LABEL]
+    # preview selects the new version in full while active still selects the old
+    wait_for(lambda: ready_by_hash(jk, namespace) == {v1: N, new_hash: N}, 30, "both versions in full")
+    assert jk.get(SERVICES, namespace, "web-preview")["spec"]["selector"][templates.HASH_LABEL] == new_hash
+    assert jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == v1
+    wait_for(lambda: state(jk, namespace).get("switched"), 30, "switch")
+    # keep-warm: active on green, blue still fully up
+    assert jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == new_hash
+    assert ready_by_hash(jk, namespace).get(v1) == N
+    wait_for(lambda: phase(jk, namespace) == "Succeeded", 60, "promotion", describe=describe(jk, namespace))
+    wait_for(lambda: ready_by_hash(jk, namespace) == {new_hash: N}, 30, "old version scaled down")
+    stop.set()
+    assert selectors == [v1, new_hash], f"active Service selector history: {selectors}"
+
+
+def test_bluegreen_abort_after_switch_switches_back_in_one_patch(kube: Kube, jk: JsonKube, namespace: str,
+                                                                  controller: ControllerProcess) -> None:
+    v1 = given_v1(kube, jk, namespace, dict(BLUE_GREEN, **{"deliver.dev/keep-warm": "60s"}))
+    selectors, stop = watch_selectors(jk, namespace, "web")
+    set_image(kube.apps, namespace, "web", "example.com/web:v2")
+    wait_for(lambda: state(jk, namespace).get("switched"), 60, "switch", describe=describe(jk, namespace))
+    new_hash = state(jk, namespace)["revision"]
+    from delivery.state import send_request
+
+    send_request(jk, deployment(jk, namespace), "abort")
+    wait_for(lambda: phase(jk, namespace) == "Aborted", 30, "abort", describe=describe(jk, namespace))
+    assert jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == v1
+    wait_for(lambda: ready_by_hash(jk, namespace) == {v1: N}, 30, "only blue left")
+    stop.set()
+    assert selectors == [v1, new_hash, v1], f"active Service selector history: {selectors}"
+    wait_for(lambda: image(jk, namespace) == "example.com/web:v1", 15, "template reverted to v1")
+
+
+def test_bluegreen_bad_version_never_gets_traffic(kube: Kube, jk: JsonKube, namespace: str,
+                                                  controller: ControllerProcess) -> None:
+    v1 = given_v1(kube, jk, namespace, BLUE_GREEN)
+    selectors, stop = watch_selectors(jk, namespace, "web")
+    set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=CRASHLOOP)
+    assert_rolled_back(jk, namespace, v1)
+    stop.set()
+    assert set(selectors) == {v1}
+
+
+# ---------------------------------------------------------------- rolling
+ROLLING = {"deliver.dev/strategy": "rolling", "deliver.dev/pause-at": "40", "deliver.dev/interval": "3s",
+           "deliver.dev/progress-deadline": "15s"}
+
+
+def test_rolling_good_version_rolls_out_with_a_checked_pause(kube: Kube, jk: JsonKube, namespace: str,
+                                                             controller: ControllerProcess) -> None:
+    v1 = given_v1(kube, jk, namespace, ROLLING)
+    set_image(kube.apps, namespace, "web", "example.com/web:v2")
+    wait_for(lambda: phase(jk, namespace) == "Succeeded", 90, "rollout", describe=describe(jk, namespace))
+    v2 = stable_hash(jk, namespace)
+    assert v2 != v1
+    wait_for(lambda: ready_by_hash(jk, namespace) == {v2: N}, 30, "all pods on v2")
+    assert deployment(jk, namespace)["spec"]["paused"] is True
+    assert len(events(jk, namespace, "StepPassed")) >= 2  # the pause point and the end were both checked
+
+
+@pytest.mark.parametrize("behaviour", [NEVER_READY, CRASHLOOP])
+def test_rolling_bad_version_is_undone_by_reverting_the_template(kube: Kube, jk: JsonKube, namespace: str,
+                                                                 controller: ControllerProcess, behaviour: str) -> None:
+    v1 = given_v1(kube, jk, namespace, ROLLING)
+    set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=behaviour)
+    assert_rolled_back(jk, namespace, v1)
+    assert events(jk, namespace, "StableRestored")
+
+
+# ---------------------------------------------------------------- recreate
+RECREATE = {"deliver.dev/strategy": "recreate", "deliver.dev/interval": "3s", "deliver.dev/progress-deadline": "12s"}
+
+
+def _never_two_versions(samples: list[dict[str, int]]) -> None:
+    both = [s for s in samples if sum(1 for v in s.values() if v > 0) > 1]
+    assert not both, f"two versions Ready at once: {both[:3]}"
+
+
+def test_recreate_good_version_never_overlaps(kube: Kube, jk: JsonKube, namespace: str,
+                                              controller: ControllerProcess) -> None:
+    v1 = given_v1(kube, jk, namespace, RECREATE, replicas=3, strategy_type="Recreate")
+    samples, stop = sampler(lambda: ready_by_hash(jk, namespace), 0.05)
+    set_image(kube.apps, namespace, "web", "example.com/web:v2")
+    wait_for(lambda: phase(jk, namespace) == "Succeeded", 60, "recreate", describe=describe(jk, namespace))
+    stop.set()
+    assert len(samples) > 20
+    _never_two_versions(samples)
+    v2 = stable_hash(jk, namespace)
+    assert v2 != v1 and ready_by_hash(jk, namespace) == {v2: 3}
+
+
+def test_recreate_bad_version_restores_old_without_overlap(kube: Kube, jk: JsonKube, namespace: str,
+                                                           controller: ControllerProcess) -> None:
+    v1 = given_v1(kube, jk, namespace, RECREATE, replicas=3, strategy_type="Recreate")
+    samples, stop = sampler(lambda: ready_by_hash(jk, namespace), 0.05)
+    set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=NEVER_READY)
+    assert_rolled_back(jk, namespace, v1, replicas=3)
+    stop.set()
+    _never_two_versions(samples)
+
+
+def test_recreate_without_native_recreate_is_refused(kube: Kube, jk: JsonKube, namespace: str,
+                                                     controller: ControllerProcess) -> None:
+    kube.apps.create_namespaced_deployment(namespace, make_deployment(
+        "web", replicas=2, image="example.com/web:v1", annotations=RECREATE))
+    wait_for(lambda: events(jk, namespace, "InvalidAnnotation"), 30, "InvalidAnnotation event")
+    assert "Recreate" in events(jk, namespace, "InvalidAnnotation")[0]["message"]
+    assert not state(jk, namespace)
