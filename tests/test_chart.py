@@ -1,0 +1,172 @@
+"""The Helm chart, checked with the real helm binary (built from its Go module by e2e.binaries).
+
+`helm lint --strict` and `helm template` for the main value combinations, and the RBAC proven
+least-privilege against the code: every verb the engine calls is granted, nothing else is.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.binaries import helm_path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "deliver"
+HELM = helm_path()
+
+pytestmark = pytest.mark.skipif(not HELM.exists(), reason=f"helm not built ({HELM}); run `python -m e2e.binaries`")
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, check=check, timeout=120)
+
+
+def render(*sets: str, namespace: str = "deliver-system") -> list[dict[str, Any]]:
+    args = ["template", "rel", str(CHART), "-n", namespace]
+    for s in sets:
+        args += ["--set", s]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def kinds(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        out.setdefault(d["kind"], []).append(d)
+    return out
+
+
+def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def test_helm_lint_strict() -> None:
+    result = helm("lint", str(CHART), "--strict", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = helm("lint", str(CHART), "--strict", "--set", "watch.scope=namespaced",
+                  "--set", "metrics.serviceMonitor.enabled=true", "--set", "routers.gatewayApi=true", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_install_cluster_wide_with_leader_election() -> None:
+    by = kinds(render())
+    assert set(by) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
+                       "Deployment", "PodDisruptionBudget"}
+    dep = by["Deployment"][0]
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    args = c["args"]
+    assert args[0] == "run" and "--all-namespaces" in args and "--leader-elect" in args
+    assert "--lease-namespace=deliver-system" in args and "--metrics-addr=:8080" in args
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"] and sc["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["serviceAccountName"] == by["ServiceAccount"][0]["metadata"]["name"] == "rel-deliver"
+    assert {e["name"] for e in c["env"]} >= {"POD_NAME", "POD_NAMESPACE"}
+    assert any(v.get("emptyDir") is not None for v in pod["volumes"])  # /tmp on a read-only root
+    svc = by["Service"][0]
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    binding = by["ClusterRoleBinding"][0]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-deliver", "namespace": "deliver-system"}]
+
+
+def test_namespaced_mode_has_no_cluster_rights() -> None:
+    by = kinds(render("watch.scope=namespaced", "watch.namespace=apps", namespace="deliver-system"))
+    assert "ClusterRole" not in by and "ClusterRoleBinding" not in by
+    roles = {r["metadata"]["name"]: r for r in by["Role"]}
+    assert roles["rel-deliver"]["metadata"]["namespace"] == "apps"
+    assert roles["rel-deliver-leader-election"]["metadata"]["namespace"] == "deliver-system"
+    args = by["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["--namespace=apps", "run"] and "--namespaced" in args
+    binding = next(b for b in by["RoleBinding"] if b["metadata"]["name"] == "rel-deliver")
+    assert binding["metadata"]["namespace"] == "apps"
+    assert binding["subjects"][0]["namespace"] == "deliver-system"
+
+
+def test_leader_election_role_is_limited_to_its_lease() -> None:
+    role = next(r for r in render() if r["kind"] == "Role")
+    rules = role["rules"]
+    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]} in rules
+    named = next(r for r in rules if r.get("resourceNames"))
+    assert named["resourceNames"] == ["deliver-controller"] and named["verbs"] == ["get", "update"]
+
+
+def test_single_replica_without_leader_election() -> None:
+    by = kinds(render("replicaCount=1", "leaderElection.enabled=false"))
+    args = by["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--no-leader-elect" in args and "PodDisruptionBudget" not in by
+    assert all("leader" not in r["metadata"]["name"] for r in by.get("Role", []))
+
+
+def test_invalid_values_fail_with_a_message() -> None:
+    bad = helm("template", "rel", str(CHART), "--set", "replicaCount=2", "--set", "leaderElection.enabled=false",
+               check=False)
+    assert bad.returncode != 0 and "leaderElection" in bad.stderr
+    bad = helm("template", "rel", str(CHART), "--set", "watch.scope=galaxy", check=False)
+    assert bad.returncode != 0 and "watch.scope" in bad.stderr
+
+
+def test_service_monitor_and_image_values() -> None:
+    by = kinds(render("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom",
+                      "image.repository=registry.example/deliver", "image.tag=1.2.3"))
+    sm = by["ServiceMonitor"][0]
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert by["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/deliver:1.2.3"
+
+
+# ---------------------------------------------------------------- least privilege, checked against the code
+
+# Resource constants of delivery/kube.py -> (API group, plural)
+RESOURCES = {"DEPLOYMENTS": ("apps", "deployments"), "REPLICASETS": ("apps", "replicasets"),
+             "PODS": ("", "pods"), "SERVICES": ("", "services"), "EVENTS": ("", "events"),
+             "CONFIGMAPS": ("", "configmaps"), "LEASES": ("coordination.k8s.io", "leases")}
+METHOD_VERB = {"get": "get", "items": "list", "list": "list", "create": "create", "patch": "patch",
+               "replace": "update", "delete": "delete", "watch": "watch"}
+ENGINE = ["act.py", "observe.py", "reconcile.py", "events.py", "state.py", "controller.py", "health.py",
+          "verdicts.py"]
+ROUTERS = {"routers.gatewayApi": {("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")},
+           "routers.nginx": {("networking.k8s.io", "ingresses", v) for v in ("get", "create", "patch")},
+           "routers.istio": {("networking.istio.io", "virtualservices", v) for v in ("get", "patch")},
+           "routers.smi": {("split.smi-spec.io", "trafficsplits", v) for v in ("get", "patch")}}
+
+
+def used_by_engine() -> set[tuple[str, str, str]]:
+    used: set[tuple[str, str, str]] = set()
+    call = re.compile(r"kube\.(get|items|list|create|patch|replace|delete|watch)\(\s*([A-Z_]+)")
+    for name in ENGINE:
+        for method, const in call.findall((ROOT / "delivery" / name).read_text()):
+            if const in RESOURCES:
+                group, plural = RESOURCES[const]
+                used.add((group, plural, METHOD_VERB[method]))
+    # the informers list and watch Deployments and ReplicaSets through a Resource variable
+    for plural in ("deployments", "replicasets"):
+        used |= {("apps", plural, "list"), ("apps", plural, "watch")}
+    return used
+
+
+def test_rbac_grants_exactly_what_the_engine_uses() -> None:
+    used = used_by_engine()
+    assert ("apps", "replicasets", "create") in used and ("", "events", "create") in used  # the scan works
+    role = next(d for d in render() if d["kind"] == "ClusterRole")
+    granted = grants(role["rules"])
+    assert used - granted == set(), "the engine needs verbs the chart does not grant"
+    assert granted - used == set(), "the chart grants verbs the engine never uses"
+
+
+@pytest.mark.parametrize("flag", sorted(ROUTERS))
+def test_each_router_adds_only_its_own_rights(flag: str) -> None:
+    base = grants(next(d for d in render() if d["kind"] == "ClusterRole")["rules"])
+    with_router = grants(next(d for d in render(f"{flag}=true") if d["kind"] == "ClusterRole")["rules"])
+    assert with_router - base == ROUTERS[flag]
