@@ -106,8 +106,10 @@ def describe(jk: JsonKube, ns: str) -> Any:
 
 
 def given_v1(kube: Kube, jk: JsonKube, ns: str, annotations: dict[str, str], replicas: int = N,
-             strategy_type: str | None = None) -> str:
+             strategy_type: str | None = None, ready_delay: str | None = None) -> str:
     body = make_deployment("web", replicas=replicas, image="example.com/web:v1", annotations=annotations)
+    if ready_delay:  # kwok: pods of this template take this long to become Ready
+        body.spec.template.metadata.annotations = {"e2e.deliver.dev/ready-delay": ready_delay}
     if strategy_type:
         body.spec.strategy = client.V1DeploymentStrategy(type=strategy_type)
     kube.apps.create_namespaced_deployment(ns, body)
@@ -302,12 +304,22 @@ ROLLING = {"deliver.dev/strategy": "rolling", "deliver.dev/pause-at": "40", "del
 
 def test_rolling_good_version_rolls_out_with_a_checked_pause(kube: Kube, jk: JsonKube, namespace: str,
                                                              controller: ControllerProcess) -> None:
-    v1 = given_v1(kube, jk, namespace, ROLLING)
+    v1 = given_v1(kube, jk, namespace, ROLLING, ready_delay="1s")
+
+    def updated() -> tuple[Any, ...]:
+        d, st = deployment(jk, namespace), state(jk, namespace)
+        return st.get("step"), st.get("phase"), bool(d["spec"].get("paused")), d.get("status", {}).get("updatedReplicas", 0)
+
+    samples, stop = sampler(updated)
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
     wait_for(lambda: phase(jk, namespace) == "Succeeded", 90, "rollout", describe=describe(jk, namespace))
+    stop.set()
     v2 = stable_hash(jk, namespace)
     assert v2 != v1
     wait_for(lambda: ready_by_hash(jk, namespace) == {v2: N}, 30, "all pods on v2")
+    # the native rollout was held at the 40% point (2 of 5 pods updated) while it was checked
+    held = [s for s in samples if s[0] == 0 and s[1] == "Progressing" and s[2] and 2 <= s[3] < N]
+    assert len(held) >= 5, f"never held at the pause point: {samples[::10]}"
     assert deployment(jk, namespace)["spec"]["paused"] is True
     assert len(events(jk, namespace, "StepPassed")) >= 2  # the pause point and the end were both checked
 
