@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .errors import DeliverError, Gone, KubeError
 from .kube import DEPLOYMENTS, REPLICASETS, Kube, Resource
 from .reconcile import Outcome, Reconciler
-from .spec import has_strategy
+from .spec import has_record, has_strategy
 from .templates import OWNER_LABEL
 
 log = logging.getLogger("deliver.controller")
@@ -141,7 +141,7 @@ class Controller:
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         with self._lock:
-            if type_ == "DELETED" or not has_strategy(obj):
+            if type_ == "DELETED" or not (has_strategy(obj) or has_record(obj)):
                 self.managed.discard(key)
                 return
             self.managed.add(key)

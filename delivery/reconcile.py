@@ -18,8 +18,8 @@ from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, 
 from . import act, spec as specmod, templates
 from .errors import Conflict, DeliverError, KubeError, NotFound, RoutingError, SpecError
 from .events import emit
-from .kube import CONFIGMAPS, DEPLOYMENTS, Kube
-from .observe import observe
+from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, Kube
+from .observe import observe, replicasets
 from .routing import Router, RouterContext, router_for
 from .state import encode_state, read_state, write_state
 
@@ -69,6 +69,8 @@ class Reconciler:
         except NotFound:
             return Outcome(None)
         if not specmod.has_strategy(deployment):
+            if specmod.has_record(deployment):
+                return self._release(deployment)
             return Outcome(None)
         uid = deployment["metadata"]["uid"]
         try:
@@ -96,6 +98,28 @@ class Reconciler:
         obs = observe(self.kube, deployment, self.clock(), router_weight)
         plan = strategies.plan(spec, state, obs)
         return self._apply(deployment, spec, state, plan, router)
+
+    def _release(self, deployment: dict[str, Any]) -> Outcome:
+        """The strategy annotation was removed: hand the Deployment back as a plain one.
+
+        deliver's own ReplicaSets go, the Deployment is unpaused (so the native controller rolls
+        out whatever the template says) and the record is removed, in that order.
+        """
+        meta = deployment["metadata"]
+        _, ours = replicasets(self.kube, deployment)
+        for rs in ours:
+            self.kube.delete(REPLICASETS, meta["namespace"], rs["metadata"]["name"])
+        try:
+            self.kube.patch(DEPLOYMENTS, meta["namespace"], meta["name"], {
+                "metadata": {"resourceVersion": meta["resourceVersion"],
+                             "annotations": {specmod.STATE: None, specmod.REQUEST: None}},
+                "spec": {"paused": False}})
+        except Conflict:
+            return Outcome(0.0, conflicted=True)
+        emit(self.kube, deployment, "Normal", "Released",
+             "deliver.dev/strategy removed: deliver no longer holds this Deployment")
+        log.info("released", extra=_fields(deployment))
+        return Outcome(None)
 
     def _router(self, spec: DeliverySpec, deployment: dict[str, Any]) -> Router:
         meta = deployment["metadata"]

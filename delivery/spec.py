@@ -263,6 +263,11 @@ def _parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str
     return DeliverySpec(**fields)
 
 
+def has_record(deployment: dict[str, Any]) -> bool:
+    """Has deliver held this Deployment (its state annotation is there)?"""
+    return STATE in ((deployment.get("metadata") or {}).get("annotations") or {})
+
+
 def has_strategy(deployment: dict[str, Any]) -> bool:
     """Is this Deployment managed by deliver (does it carry the strategy annotation)?"""
     return STRATEGY in ((deployment.get("metadata") or {}).get("annotations") or {})

@@ -372,3 +372,20 @@ def test_recreate_without_native_recreate_is_refused(kube: Kube, jk: JsonKube, n
     wait_for(lambda: events(jk, namespace, "InvalidAnnotation"), 30, "InvalidAnnotation event")
     assert "Recreate" in events(jk, namespace, "InvalidAnnotation")[0]["message"]
     assert not state(jk, namespace)
+
+
+def test_removing_the_strategy_hands_the_deployment_back(kube: Kube, jk: JsonKube, namespace: str,
+                                                         controller: ControllerProcess) -> None:
+    given_v1(kube, jk, namespace, dict(CANARY, **{"deliver.dev/interval": "60s"}))
+    set_image(kube.apps, namespace, "web", "example.com/web:v2")
+    wait_for(lambda: deliver_replicasets(jk, namespace), 30, "canary ReplicaSet")
+    kube.apps.patch_namespaced_deployment("web", namespace, {"metadata": {"annotations": {
+        key: None for key in CANARY}}})
+    wait_for(lambda: not deployment(jk, namespace)["spec"].get("paused"), 30, "unpaused")
+    wait_for(lambda: not deliver_replicasets(jk, namespace), 30, "canary ReplicaSet removed")
+    assert "deliver.dev/state" not in deployment(jk, namespace)["metadata"].get("annotations", {})
+    assert events(jk, namespace, "Released")
+    # a plain Deployment again: the native controller rolls out v2
+    wait_for(lambda: len(ready_by_hash(jk, namespace)) == 1 and stable_hash(jk, namespace)
+             and ready_by_hash(jk, namespace).get(stable_hash(jk, namespace)) == N
+             and image(jk, namespace) == "example.com/web:v2", 60, "native rollout of v2")
