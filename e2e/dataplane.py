@@ -1,0 +1,262 @@
+"""A stand-in gateway implementation: HTTPRoute on the API server -> weights in a real Envoy.
+
+It knows nothing of deliver. Like a Gateway API implementation it list+watches one HTTPRoute and
+programs its proxy with the route's backend weights: the rule that carries the mapped backends
+becomes Envoy ``weighted_clusters`` (one Envoy cluster per Service name, so Envoy's metrics carry
+``envoy_cluster_name="<Service name>"``). Since e2e pods are fake, each Service name is mapped to a
+real local process (``e2e.app_server``) standing in for that Service's pods.
+
+Envoy reads its routes from a file-based RDS source that is replaced atomically (write + rename,
+see ``e2e.services.Envoy.set_weights``); each update is confirmed from Envoy's admin config dump
+before it is recorded in ``history``, so a test knows when the proxy really uses a weight.
+
+    plane = DataPlane(kube, "shop", "web", envoy, {"web-stable": "127.0.0.1:18001",
+                                                   "web-canary": "127.0.0.1:18002"})
+    plane.start()              # Envoy started as a splitter, first weights applied, watch running
+    plane.wait_for({"web-stable": 80, "web-canary": 20})
+    plane.stop()               # stops the watch thread and Envoy
+
+Standalone: ``python -m e2e.dataplane --kubeconfig K -n NS --route web
+--backend web-stable=127.0.0.1:18001 --backend web-canary=127.0.0.1:18002 --run-dir DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from delivery.errors import DeliverError, Gone, NotFound
+from delivery.kube import HTTPROUTES, Kube
+from e2e.services import Envoy
+
+log = logging.getLogger("e2e.dataplane")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One weight update that Envoy confirmed."""
+
+    seen_at: float               # time.time() when the watch delivered the route change
+    at: float                    # time.time() when Envoy reported the new route version
+    weights: dict[str, int]
+    resource_version: str
+    took: float                  # seconds from seeing the route event to Envoy using it
+
+
+def weights_of(route: dict[str, Any], backends: list[str], namespace: str) -> dict[str, int] | None:
+    """Weights of ``backends`` in the first rule that references any of them (None: no such rule).
+
+    A backendRef without ``weight`` counts 1 (the Gateway API default); a mapped backend the rule
+    does not list gets 0.
+    """
+    for rule in (route.get("spec") or {}).get("rules") or []:
+        found: dict[str, int] = {}
+        for ref in rule.get("backendRefs") or []:
+            if (ref.get("kind") or "Service") != "Service" or (ref.get("namespace") or namespace) != namespace:
+                continue
+            if ref.get("name") in backends:
+                found[ref["name"]] = found.get(ref["name"], 0) + int(ref.get("weight", 1))
+        if found:
+            return {b: found.get(b, 0) for b in backends}
+    return None
+
+
+class DataPlane:
+    def __init__(self, kube: Kube, namespace: str, route: str, envoy: Envoy, backends: dict[str, str]) -> None:
+        self.kube, self.namespace, self.route = kube, namespace, route
+        self.envoy = envoy
+        self.backends = dict(backends)
+        self.history: list[Applied] = []
+        self.current: dict[str, int] = {}
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._changed = threading.Condition()
+
+    # ---- lifecycle ----
+
+    def start(self, initial: dict[str, int] | None = None) -> "DataPlane":
+        """Start Envoy (all traffic on the first backend until the route says otherwise) and the watch."""
+        first = initial or {name: (100 if i == 0 else 0) for i, name in enumerate(self.backends)}
+        if not self.envoy.running():
+            self.envoy.start_splitter(self.backends, first)
+        self.current = dict(first)
+        self._thread = threading.Thread(target=self._run, name="dataplane", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, stop_envoy: bool = True) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        if stop_envoy:
+            self.envoy.stop()
+
+    @property
+    def url(self) -> str:
+        return self.envoy.url + "/"
+
+    # ---- the loop ----
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                listing = self.kube.list(HTTPROUTES, self.namespace)
+                for obj in listing.get("items") or []:
+                    self._on(obj)
+                rv = listing["metadata"]["resourceVersion"]
+                while not self._stop.is_set():
+                    for event in self.kube.watch(HTTPROUTES, self.namespace, rv, timeout_seconds=5):
+                        obj = event.get("object") or {}
+                        rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
+                        if event.get("type") in ("ADDED", "MODIFIED"):
+                            self._on(obj)
+                        if self._stop.is_set():
+                            return
+                backoff = 0.2
+            except Gone:
+                continue
+            except (DeliverError, ValueError, OSError) as exc:
+                if not isinstance(exc, NotFound):
+                    self.errors.append(str(exc))
+                    log.warning("dataplane watch failed: %s", exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _on(self, route: dict[str, Any]) -> None:
+        if (route.get("metadata") or {}).get("name") != self.route:
+            return
+        seen, seen_wall = time.monotonic(), time.time()
+        weights = weights_of(route, list(self.backends), self.namespace)
+        if weights is None or weights == self.current:
+            return
+        if sum(weights.values()) <= 0:
+            self.errors.append(f"route {self.route} gives every backend weight 0; keeping {self.current}")
+            return
+        self.envoy.set_weights(weights)  # returns once Envoy's config dump shows the new version
+        applied = Applied(seen_wall, time.time(), dict(weights), str(route["metadata"].get("resourceVersion", "")),
+                          time.monotonic() - seen)
+        with self._changed:
+            self.current = dict(weights)
+            self.history.append(applied)
+            self._changed.notify_all()
+        log.info("envoy weights %s (route rv %s, %.3fs)", weights, applied.resource_version, applied.took)
+
+    # ---- waiting ----
+
+    def wait_for(self, weights: dict[str, int], timeout: float = 30.0) -> Applied | None:
+        """Block until Envoy routes by ``weights``; returns that update (None if it was the start state)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.current != weights:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"envoy weights still {self.current}, wanted {weights} "
+                                       f"(errors: {self.errors[-3:]})")
+                self._changed.wait(min(left, 0.5))
+            for applied in reversed(self.history):
+                if applied.weights == weights:
+                    return applied
+        return None
+
+
+class LocalStack:
+    """The two app processes standing in for the stable/canary Services, Envoy, and the route watch.
+
+    ``prometheus`` (optional, an ``e2e.services.Prometheus``) gets Envoy's admin
+    ``/stats/prometheus`` and both apps' ``/metrics`` as scrape targets.
+    """
+
+    def __init__(self, kube: Kube, namespace: str, route: str, run_dir: Path,
+                 stable_service: str, canary_service: str, prometheus: Any = None) -> None:
+        from e2e.app_server import AppProcess
+
+        self.kube, self.namespace, self.route = kube, namespace, route
+        self.run_dir = Path(run_dir)
+        self.stable_service, self.canary_service = stable_service, canary_service
+        self.stable = AppProcess("stable", self.run_dir)
+        self.canary = AppProcess("canary", self.run_dir)
+        self.envoy = Envoy(self.run_dir, "envoy-dataplane")
+        self.prometheus = prometheus
+        self.plane: DataPlane | None = None
+
+    def start(self) -> "LocalStack":
+        try:
+            self.stable.start()
+            self.canary.start()
+            self.plane = DataPlane(self.kube, self.namespace, self.route, self.envoy,
+                                   {self.stable_service: self.stable.address,
+                                    self.canary_service: self.canary.address}).start()
+            if self.prometheus is not None:
+                self.prometheus.add_target("envoy", self.envoy.admin_address, metrics_path="/stats/prometheus")
+                self.prometheus.add_target("app", self.stable.address, {"version": "stable"})
+                self.prometheus.add_target("app", self.canary.address, {"version": "canary"})
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.envoy.url + "/"
+
+    def weights(self, canary: int) -> dict[str, int]:
+        """The Envoy weights that mean ``canary`` percent on the canary Service."""
+        return {self.stable_service: 100 - canary, self.canary_service: canary}
+
+    def envoy_counts(self) -> dict[str, tuple[int, int]]:
+        """Envoy's own (requests, 5xx) per cluster, from its admin stats."""
+        out: dict[str, tuple[int, int]] = {}
+        text = self.envoy.stats()
+        for name in (self.stable_service, self.canary_service):
+            total = errors = 0
+            for line in text.splitlines():
+                if f'envoy_cluster_name="{name}"' not in line or line.startswith("#"):
+                    continue
+                if line.startswith("envoy_cluster_upstream_rq_total{"):
+                    total = int(float(line.rsplit(" ", 1)[1]))
+                elif line.startswith("envoy_cluster_upstream_rq_xx{") and 'envoy_response_code_class="5"' in line:
+                    errors = int(float(line.rsplit(" ", 1)[1]))
+            out[name] = (total, errors)
+        return out
+
+    def stop(self) -> None:
+        if self.plane is not None:
+            self.plane.stop()
+        else:
+            self.envoy.stop()
+        self.stable.stop()
+        self.canary.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m e2e.dataplane", description=__doc__.split("\n\n")[0])
+    p.add_argument("--kubeconfig", required=True)
+    p.add_argument("-n", "--namespace", required=True)
+    p.add_argument("--route", required=True, help="HTTPRoute name")
+    p.add_argument("--backend", action="append", required=True, metavar="SERVICE=127.0.0.1:PORT")
+    p.add_argument("--run-dir", type=Path, required=True, help="where Envoy's config, pid and log go")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    backends = dict(b.split("=", 1) for b in a.backend)
+    plane = DataPlane(Kube.connect(a.kubeconfig), a.namespace, a.route, Envoy(a.run_dir, "dataplane-envoy"),
+                      backends).start()
+    print(f"envoy listening on {plane.url}", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    plane.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
