@@ -709,8 +709,10 @@ def gate(g: Globals, app: str, timeout: str, junit_path: str | None) -> None:
     data = {"namespace": result.namespace, "name": result.name, "revision": result.revision,
             "result": result.outcome, "exitCode": result.code, "reason": result.reason,
             "seconds": round(result.duration, 1), "status": result.status}
-    _emit(g, data, f"{result.namespace}/{result.name} revision {result.revision or '?'}: "
-                   f"{result.outcome}: {result.reason}")
+    if g.output in ("json", "yaml"):
+        click.echo(output.dump(data, g.output))
+    note(f"deliver gate: {result.namespace}/{result.name} revision {result.revision or '?'}: "
+         f"{result.outcome} (exit {result.code}): {result.reason}")
     sys.exit(result.code)
 
 

@@ -1,0 +1,307 @@
+"""The deliver CLI against the real local control plane with the real controller running.
+
+promote / pause / resume / abort / retry / undo through the CLI, refusals that change nothing,
+get/status output, and `deliver lint` agreeing with what the controller refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from e2e.cluster import REPO_ROOT
+from e2e.conftest import RunningCluster
+from e2e.controller import ControllerProcess
+from e2e.helpers import Kube, make_deployment, pods_of, set_image, stays, wait_for
+
+pytestmark = pytest.mark.e2e
+
+STATE = "deliver.dev/state"
+REQUEST = "deliver.dev/request"
+
+
+# ---------------------------------------------------------------------- helpers (shared by e2e/test_*.py)
+
+
+def deliver(kubeconfig: Path | str, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI (`python -m delivery.cli`) as a user would; never raises on a non-zero exit."""
+    full_env = dict(os.environ, NO_COLOR="1", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "delivery.cli", "--kubeconfig", str(kubeconfig), *args],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
+                          input=stdin)
+
+
+def state_of(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    d = kube.apps.read_namespaced_deployment(name, namespace)
+    raw = (d.metadata.annotations or {}).get(STATE)
+    return json.loads(raw) if raw else {"phase": "Idle"}
+
+
+def wait_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float = 90,
+               step: int | None = None, ctl: ControllerProcess | None = None) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        s = state_of(kube, namespace, name)
+        if s.get("phase") == phase and (step is None or s.get("step") == step):
+            return s
+        return None
+
+    def describe() -> str:
+        tail = "\n".join(ctl.log().splitlines()[-15:]) if ctl else ""
+        return f"{state_of(kube, namespace, name)}\ncontroller log tail:\n{tail}"
+    return wait_for(check, timeout, f"{namespace}/{name} phase {phase}" + (f" step {step}" if step is not None else ""),
+                    describe=describe)
+
+
+def wait_stable(kube: Kube, namespace: str, name: str, ctl: ControllerProcess | None = None,
+                timeout: float = 90) -> dict[str, Any]:
+    """The controller has seen the initial rollout through: Idle with a stable revision."""
+    return wait_for(lambda: (lambda s: s if s.get("stableRevision") and s.get("phase") in ("Idle", "Succeeded")
+                             else None)(state_of(kube, namespace, name)), timeout, f"{name} stable",
+                    describe=lambda: (state_of(kube, namespace, name), ctl.log()[-2000:] if ctl else ""))
+
+
+def images(kube: Kube, namespace: str, name: str) -> set[str]:
+    return {p.spec.containers[0].image for p in pods_of(kube, namespace, name)}
+
+
+def template_image(kube: Kube, namespace: str, name: str) -> str:
+    return kube.apps.read_namespaced_deployment(name, namespace).spec.template.spec.containers[0].image
+
+
+def canary(name: str, steps: str, interval: str = "1s", replicas: int = 3, **extra: str) -> client.V1Deployment:
+    annotations = {"deliver.dev/strategy": "canary", "deliver.dev/steps": steps, "deliver.dev/interval": interval,
+                   **{f"deliver.dev/{k.replace('_', '-')}": v for k, v in extra.items()}}
+    return make_deployment(name, replicas=replicas, image="example.com/web:v1", annotations=annotations)
+
+
+@pytest.fixture
+def controller(cluster: RunningCluster, namespace: str, tmp_path: Path) -> Iterator[ControllerProcess]:
+    with ControllerProcess(cluster.kubeconfig, namespace, log_dir=tmp_path) as ctl:
+        yield ctl
+
+
+# ---------------------------------------------------------------------- operator verbs
+
+
+def test_manual_gate_promote_pause_resume(cluster: RunningCluster, kube: Kube, namespace: str,
+                                          controller: ControllerProcess) -> None:
+    k, ns = cluster.kubeconfig, namespace
+    # Given a canary with a manual gate after the first step, delivered once
+    kube.apps.create_namespaced_deployment(ns, canary("web", "34,pause,67,100", interval="4s"))
+    wait_stable(kube, ns, "web", controller)
+
+    # When a new image arrives, the delivery stops at the manual gate
+    set_image(kube.apps, ns, "web", "example.com/web:v2")
+    wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)
+
+    # resume does not pass a manual gate, pause needs a running delivery: both refused, nothing changed
+    before = kube.apps.read_namespaced_deployment("web", ns).metadata.resource_version
+    r = deliver(k, "-n", ns, "resume", "web")
+    assert r.returncode == 1 and "manual gate" in r.stderr and "deliver promote web" in r.stderr
+    r = deliver(k, "-n", ns, "pause", "web")
+    assert r.returncode == 1 and "Paused" in r.stderr
+    assert kube.apps.read_namespaced_deployment("web", ns).metadata.resource_version == before
+
+    # promote passes the gate; the controller takes the request (--wait)
+    r = deliver(k, "-n", ns, "promote", "web", "--wait", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["request"] == "promote"
+    s = wait_phase(kube, ns, "web", "Progressing", step=2, ctl=controller)
+
+    # pause holds the delivery at its step (interval 4s would have moved it on)
+    r = deliver(k, "pause", "web", "-n", ns, "--wait")
+    assert r.returncode == 0, r.stderr
+    wait_phase(kube, ns, "web", "Paused", step=2, ctl=controller)
+    stays(lambda: state_of(kube, ns, "web")["phase"] == "Paused" and state_of(kube, ns, "web")["step"] == 2,
+          6, "paused at step 3")
+    status = json.loads(deliver(k, "-n", ns, "status", "web", "-o", "json").stdout)
+    assert status["phase"] == "Paused" and "paused by an operator" in status["message"]
+
+    # resume continues to the end
+    r = deliver(k, "-n", ns, "resume", "web")
+    assert r.returncode == 0, r.stderr
+    wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
+    wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v2"}, 60, "only v2 pods")
+    assert s["revision"] == state_of(kube, ns, "web")["stableRevision"]
+
+    # a verb with no delivery in progress: exit 1, nothing changed
+    before = kube.apps.read_namespaced_deployment("web", ns).metadata.resource_version
+    for verb in (["promote", "web"], ["abort", "web"], ["resume", "web"], ["retry", "web"]):
+        r = deliver(k, "-n", ns, *verb)
+        assert r.returncode == 1, (verb, r.stderr)
+    assert kube.apps.read_namespaced_deployment("web", ns).metadata.resource_version == before
+
+
+def test_abort_retry_undo(cluster: RunningCluster, kube: Kube, namespace: str,
+                          controller: ControllerProcess) -> None:
+    k, ns = cluster.kubeconfig, namespace
+    kube.apps.create_namespaced_deployment(ns, canary("web", "34,pause,100"))
+    wait_stable(kube, ns, "web", controller)
+    set_image(kube.apps, ns, "web", "example.com/web:v2")
+    wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)
+    assert deliver(k, "-n", ns, "promote", "web", "--full").returncode == 0
+    wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
+    wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v2"}, 60, "v2 everywhere")
+
+    # abort at the manual gate: all traffic back on v2 at once, the canary's pods go away
+    set_image(kube.apps, ns, "web", "example.com/web:v3")
+    wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)
+    assert "example.com/web:v3" in images(kube, ns, "web")
+    r = deliver(k, "-n", ns, "abort", "web", "--wait")
+    assert r.returncode == 0, r.stderr
+    s = wait_phase(kube, ns, "web", "Aborted", ctl=controller)
+    assert "aborted by an operator" in s["message"]
+    wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v2"}, 60, "only v2 pods after abort")
+    assert template_image(kube, ns, "web") == "example.com/web:v2"
+
+    # retry delivers the aborted revision again
+    r = deliver(k, "-n", ns, "retry", "web")
+    assert r.returncode == 0, r.stderr
+    wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)
+    assert template_image(kube, ns, "web") == "example.com/web:v3"
+    assert deliver(k, "-n", ns, "promote", "web", "--full").returncode == 0
+    wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
+    wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v3"}, 60, "only v3 pods")
+
+    # undo during a delivery is refused (abort is the verb for that)...
+    set_image(kube.apps, ns, "web", "example.com/web:v4")
+    wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)
+    r = deliver(k, "-n", ns, "undo", "web")
+    assert r.returncode == 1 and "deliver abort web" in r.stderr
+    assert deliver(k, "-n", ns, "abort", "web", "--wait").returncode == 0
+    wait_phase(kube, ns, "web", "Aborted", ctl=controller)
+
+    # ...and afterwards goes back to the previous stable revision (v2), delivered like any change,
+    # skipping v4, which deliver rolled back
+    r = deliver(k, "-n", ns, "undo", "web", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert template_image(kube, ns, "web") == "example.com/web:v2"
+    wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)  # the canary's manual gate again
+    assert deliver(k, "-n", ns, "promote", "web", "--full").returncode == 0
+    wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
+    wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v2"}, 60, "back on v2")
+
+
+def test_status_get_and_unmanaged(cluster: RunningCluster, kube: Kube, namespace: str,
+                                  controller: ControllerProcess) -> None:
+    k, ns = cluster.kubeconfig, namespace
+    kube.apps.create_namespaced_deployment(ns, canary("web", "50,100"))
+    kube.apps.create_namespaced_deployment(ns, make_deployment("plain", replicas=1))
+    wait_stable(kube, ns, "web", controller)
+
+    table = deliver(k, "-n", ns, "get")
+    assert table.returncode == 0
+    rows = [line.split() for line in table.stdout.strip().splitlines()]
+    assert rows[0][:3] == ["NAME", "STRATEGY", "PHASE"] and [r[0] for r in rows[1:]] == ["web"]
+    items = yaml.safe_load(deliver(k, "-n", ns, "get", "-o", "yaml").stdout)["items"]
+    assert [(i["name"], i["strategy"], i["phase"]) for i in items] == [("web", "canary", "Idle")]
+    text = deliver(k, "status", "web", "-n", ns)
+    assert text.returncode == 0 and f"{ns}/web  strategy=canary  phase=Idle" in text.stdout
+
+    # a Deployment without deliver.dev/strategy: every verb says so, exit 1, nothing changes
+    before = kube.apps.read_namespaced_deployment("plain", ns).metadata.resource_version
+    for verb in ("status", "promote", "abort", "retry", "undo", "pause", "resume"):
+        r = deliver(k, "-n", ns, verb, "plain")
+        assert r.returncode == 1 and "not managed by deliver" in r.stderr, (verb, r.stderr)
+    r = deliver(k, "-n", ns, "gate", "plain", "--timeout", "10s")
+    assert r.returncode == 1 and "not managed" in r.stderr
+    assert kube.apps.read_namespaced_deployment("plain", ns).metadata.resource_version == before
+    r = deliver(k, "-n", ns, "status", "nothere")
+    assert r.returncode == 1 and "not found" in r.stderr
+
+    # status --watch without a terminal prints one line per event and stops at --timeout (exit 3)
+    proc = subprocess.Popen([sys.executable, "-m", "delivery.cli", "--kubeconfig", str(k), "-n", ns, "status",
+                             "web", "--watch", "--timeout", "20s"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, NO_COLOR="1"))
+    time.sleep(2)
+    set_image(kube.apps, ns, "web", "example.com/web:v2")
+    wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 3, err
+    lines = out.strip().splitlines()
+    assert any("phase=Progressing" in line for line in lines)
+    assert any("phase=Succeeded" in line for line in lines)
+    assert any("verdict step 1: pass" in line for line in lines)
+    assert "\x1b[" not in out
+
+
+# ---------------------------------------------------------------------- lint agrees with the engine
+
+INVALID: dict[str, dict[str, str]] = {
+    "bad-strategy": {"deliver.dev/strategy": "big-bang"},
+    "bad-steps": {"deliver.dev/strategy": "canary", "deliver.dev/steps": "50,20,100"},
+    "bad-interval": {"deliver.dev/strategy": "canary", "deliver.dev/interval": "soon"},
+    "bad-deadline": {"deliver.dev/strategy": "canary", "deliver.dev/progress-deadline": "1s"},
+    "bad-rollback": {"deliver.dev/strategy": "canary", "deliver.dev/auto-rollback": "maybe"},
+    "bad-router": {"deliver.dev/strategy": "canary", "deliver.dev/router": "linkerd/web"},
+    "bad-restarts": {"deliver.dev/strategy": "canary", "deliver.dev/max-restarts": "many"},
+    "bad-inconclusive": {"deliver.dev/strategy": "canary", "deliver.dev/on-inconclusive": "shrug"},
+    "bad-pause-at": {"deliver.dev/strategy": "rolling", "deliver.dev/pause-at": "50,100"},
+    "bad-keep-warm": {"deliver.dev/strategy": "blue-green", "deliver.dev/keep-warm": "always"},
+    "bad-preview": {"deliver.dev/strategy": "blue-green", "deliver.dev/preview-service": "bad-preview"},
+    "bad-unknown": {"deliver.dev/strategy": "canary", "deliver.dev/colour": "blue"},
+    "bad-recreate": {"deliver.dev/strategy": "recreate"},
+    "bad-analysis": {"deliver.dev/strategy": "canary", "deliver.dev/analysis-colour": "x"},
+}
+EXPECTED_KEY = {
+    "bad-strategy": "deliver.dev/strategy", "bad-steps": "deliver.dev/steps", "bad-interval": "deliver.dev/interval",
+    "bad-deadline": "deliver.dev/progress-deadline", "bad-rollback": "deliver.dev/auto-rollback",
+    "bad-router": "deliver.dev/router", "bad-restarts": "deliver.dev/max-restarts",
+    "bad-inconclusive": "deliver.dev/on-inconclusive", "bad-pause-at": "deliver.dev/pause-at",
+    "bad-keep-warm": "deliver.dev/keep-warm", "bad-preview": "deliver.dev/preview-service",
+    "bad-unknown": "deliver.dev/colour", "bad-recreate": "deliver.dev/strategy",
+    "bad-analysis": "deliver.dev/analysis-colour",
+}
+
+
+def test_lint_catches_each_annotation_the_engine_rejects(cluster: RunningCluster, kube: Kube, namespace: str,
+                                                         controller: ControllerProcess, tmp_path: Path) -> None:
+    k, ns = cluster.kubeconfig, namespace
+    docs = []
+    for name, annotations in INVALID.items():
+        dep = make_deployment(name, replicas=1, annotations=annotations)
+        body = kube.api_client.sanitize_for_serialization(dep)
+        docs.append(body)
+        kube.apps.create_namespaced_deployment(ns, body)
+    manifest = tmp_path / "all.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+
+    # the controller refuses each one with a Warning event naming the key...
+    def refused() -> dict[str, str] | None:
+        found: dict[str, str] = {}
+        for ev in kube.core.list_namespaced_event(ns).items:
+            if ev.reason == "InvalidAnnotation":
+                found[ev.involved_object.name] = ev.message
+        return found if set(found) == set(INVALID) else None
+    events = wait_for(refused, 60, "an InvalidAnnotation event for every Deployment",
+                      describe=lambda: controller.log()[-3000:])
+    for name, key in EXPECTED_KEY.items():
+        assert key in events[name], (name, events[name])
+        assert state_of(kube, ns, name).get("phase") == "Idle"  # and changes nothing
+
+    # ...and `deliver lint` on the same manifests, offline, flags the same key for each
+    r = deliver("/nonexistent/kubeconfig", "lint", str(manifest), "-o", "json")
+    assert r.returncode == 1, r.stderr
+    results = {x["name"]: [p["key"] for p in x["problems"]] for x in json.loads(r.stdout)["results"]}
+    for name, key in EXPECTED_KEY.items():
+        assert key in results[name], (name, results[name])
+    # the engine's own message for the first problem is among lint's
+    for name in INVALID:
+        assert EXPECTED_KEY[name] in events[name]
+
+    # status and gate report the invalid annotation too
+    r = deliver(k, "-n", ns, "status", "bad-steps")
+    assert r.returncode == 0 and "invalid: deliver.dev/steps" in r.stdout
+    r = deliver(k, "-n", ns, "gate", "bad-steps", "--timeout", "10s")
+    assert r.returncode == 1 and "deliver.dev/steps" in r.stderr
