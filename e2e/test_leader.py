@@ -1,0 +1,146 @@
+"""Two controller processes with Lease leader election on the real local control plane.
+
+One leads, the other stands by (both Ready); the leader is SIGKILLed mid-delivery and the other
+takes over after the Lease expires and finishes the delivery; a SIGTERMed leader releases the Lease
+and the other takes over at once. /metrics, /healthz and /readyz are served by both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from e2e.conftest import RunningCluster
+from e2e.controller import ControllerProcess
+from e2e.helpers import Kube, pods_of, set_image, wait_for
+from e2e.test_cli import canary, state_of, wait_phase, wait_stable
+
+pytestmark = pytest.mark.e2e
+
+LEASE_DURATION, RENEW_DEADLINE, RETRY = 4.0, 3.0, 0.5
+ELECTION = ["--leader-elect", "--lease-name", "deliver-e2e", "--lease-duration", f"{int(LEASE_DURATION)}s",
+            "--renew-deadline", f"{int(RENEW_DEADLINE)}s", "--retry-period", f"{int(RETRY * 1000)}ms"]
+
+
+def address(ctl: ControllerProcess) -> str:
+    def found() -> str | None:
+        m = re.search(r'"msg": "serving /metrics, /healthz, /readyz", "address": "([^"]+)"', ctl.log())
+        return m.group(1) if m else None
+    return wait_for(found, 30, "the metrics address in the controller log", describe=lambda: ctl.log()[-2000:])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def leads(ctl: ControllerProcess) -> bool:
+    if not ctl.alive():
+        return False
+    code, body = get(f"http://{address(ctl)}/metrics")
+    return code == 200 and "\ndeliver_is_leader 1.0" in body
+
+
+def holder(kube: Kube, namespace: str) -> str:
+    try:
+        lease = client.CoordinationV1Api(kube.api_client).read_namespaced_lease("deliver-e2e", namespace)
+    except client.ApiException:
+        return ""  # not created yet
+    return lease.spec.holder_identity or ""
+
+
+def pair(cluster: RunningCluster, namespace: str, tmp_path: Path) -> tuple[ControllerProcess, ControllerProcess]:
+    a = ControllerProcess(cluster.kubeconfig, namespace, tmp_path, extra_args=ELECTION, name="a").start()
+    b = ControllerProcess(cluster.kubeconfig, namespace, tmp_path, extra_args=ELECTION, name="b").start()
+    return a, b
+
+
+def transitions(ctl: ControllerProcess) -> list[float]:
+    """Wall-clock times of the state transitions this process wrote."""
+    out = []
+    for line in ctl.log().splitlines():
+        if '"msg": "transition"' in line:
+            ts = json.loads(line)["ts"]
+            out.append(time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone + float(ts[19:-1] or 0))
+    return out
+
+
+def test_leader_killed_the_other_takes_over_and_completes(cluster: RunningCluster, kube: Kube, namespace: str,
+                                                          tmp_path: Path) -> None:
+    a, b = pair(cluster, namespace, tmp_path)
+    try:
+        # exactly one leads; both are Ready (readiness is not tied to leadership) and healthy
+        wait_for(lambda: holder(kube, namespace), 30, "a Lease holder")
+        wait_for(lambda: leads(a) != leads(b), 30, "exactly one leader")
+        for ctl in (a, b):
+            assert get(f"http://{address(ctl)}/healthz")[0] == 200
+            wait_for(lambda ctl=ctl: get(f"http://{address(ctl)}/readyz")[0] == 200, 30, "ready")
+        leader, follower = (a, b) if leads(a) else (b, a)
+
+        kube.apps.create_namespaced_deployment(namespace, canary("web", "34,67,100", interval="3s"))
+        wait_stable(kube, namespace, "web", leader)
+        set_image(kube.apps, namespace, "web", "example.com/web:v2")
+        wait_phase(kube, namespace, "web", "Progressing", ctl=leader)
+        assert transitions(follower) == []  # the standby never wrote
+
+        # the leader dies without a chance to clean up
+        leader.kill()
+        killed = time.monotonic()
+        wait_for(lambda: leads(follower), LEASE_DURATION + 10, "the standby to take over",
+                 interval=0.1, describe=lambda: follower.log()[-2000:])
+        failover = time.monotonic() - killed
+        print(f"\nfailover after SIGKILL: {failover:.2f}s (lease {LEASE_DURATION}s, retry {RETRY}s)")
+        assert failover <= LEASE_DURATION + 2 * RETRY + 1.5
+
+        # ...and finishes the delivery from the record on the cluster
+        s = wait_phase(kube, namespace, "web", "Succeeded", timeout=90, ctl=follower)
+        assert s["revision"] == s["stableRevision"]
+        wait_for(lambda: {p.spec.containers[0].image for p in pods_of(kube, namespace, "web")}
+                 == {"example.com/web:v2"}, 60, "only v2 pods")
+        assert transitions(follower), "the new leader should have written the rest of the delivery"
+        code, body = get(f"http://{address(follower)}/metrics")
+        assert 'deliver_deliveries{phase="Succeeded"} 1.0' in body
+        assert 'deliver_delivery_weight_percent{deployment="web",namespace="' in body
+        assert "deliver_reconcile_duration_seconds_count" in body
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_sigterm_releases_the_lease_for_a_prompt_handover(cluster: RunningCluster, kube: Kube, namespace: str,
+                                                          tmp_path: Path) -> None:
+    a, b = pair(cluster, namespace, tmp_path)
+    try:
+        wait_for(lambda: leads(a) != leads(b), 30, "exactly one leader")
+        leader, follower = (a, b) if leads(a) else (b, a)
+        kube.apps.create_namespaced_deployment(namespace, canary("web", "50,100"))
+        wait_stable(kube, namespace, "web", leader)
+
+        started = time.monotonic()
+        code = leader.stop(timeout=15)
+        exited = time.monotonic() - started
+        wait_for(lambda: leads(follower), 10, "the standby to take over", interval=0.1)
+        handover = time.monotonic() - started
+        print(f"\nSIGTERM: leader exited in {exited:.2f}s (code {code}); handover {handover:.2f}s")
+        assert code == 0
+        assert exited < 5
+        assert "released the lease" in leader.log()
+        assert handover < exited + 2 * RETRY + 1.5  # no waiting out the {LEASE_DURATION}s lease
+
+        set_image(kube.apps, namespace, "web", "example.com/web:v2")
+        wait_phase(kube, namespace, "web", "Succeeded", ctl=follower)
+    finally:
+        a.stop()
+        b.stop()
