@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from delivery.errors import DeliverError, Gone, NotFound
 from delivery.kube import HTTPROUTES, Kube
@@ -79,6 +79,8 @@ class DataPlane:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition()
+        # called in the watch thread right after Envoy confirms a new weight (e.g. to cut traffic periods)
+        self.listeners: list[Callable[[Applied], None]] = []
 
     # ---- lifecycle ----
 
@@ -148,6 +150,8 @@ class DataPlane:
             self.current = dict(weights)
             self.history.append(applied)
             self._changed.notify_all()
+        for listener in self.listeners:
+            listener(applied)
         log.info("envoy weights %s (route rv %s, %.3fs)", weights, applied.resource_version, applied.took)
 
     # ---- waiting ----
