@@ -1,0 +1,131 @@
+"""The Helm chart installed into the real local control plane, and the controller run as its ServiceAccount.
+
+kwok runs no containers, so the chart's Deployment is installed with 0 replicas; the controller
+runs here as a local process with a token for the chart's ServiceAccount (TokenRequest API), i.e.
+with exactly the rights the chart grants. It completes a canary; with a verb taken out of the Role,
+the action that needs it fails with a clear Forbidden error until the verb is back.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from e2e.binaries import helm_path
+from e2e.cluster import REPO_ROOT
+from e2e.conftest import RunningCluster
+from e2e.controller import ControllerProcess
+from e2e.helpers import Kube, pods_of, set_image, wait_for
+from e2e.test_cli import canary, deliver, state_of, wait_phase, wait_stable
+
+pytestmark = pytest.mark.e2e
+
+CHART = REPO_ROOT / "charts" / "deliver"
+
+
+def helm(kubeconfig: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), HELM_CACHE_HOME=str(home / "cache"),
+               HELM_CONFIG_HOME=str(home / "config"), HELM_DATA_HOME=str(home / "data"))
+    return subprocess.run([str(helm_path()), *args], capture_output=True, text=True, env=env, timeout=180)
+
+
+def token_kubeconfig(admin: Path, token: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig for the same API server that authenticates with a ServiceAccount token only."""
+    cfg = yaml.safe_load(admin.read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    if "certificate-authority" in cluster:
+        ca = Path(cluster["certificate-authority"])
+        if not ca.is_absolute():
+            ca = admin.parent / ca
+        cluster = {"server": cluster["server"],
+                   "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode()}
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "users": [{"name": "deliver-sa", "user": {"token": token}}],
+        "contexts": [{"name": "deliver-sa", "context": {"cluster": "local", "user": "deliver-sa",
+                                                        "namespace": namespace}}],
+        "current-context": "deliver-sa",
+    }))
+    return path
+
+
+def test_chart_installs_and_the_controller_works_under_its_rbac(cluster: RunningCluster, kube: Kube,
+                                                                namespace: str, tmp_path: Path) -> None:
+    ns = namespace
+    if not helm_path().exists():
+        pytest.fail(f"helm is not built: {helm_path()} (python -m e2e.binaries)")
+
+    # helm install: namespaced mode, the controller Deployment at 0 replicas (no image runs on kwok)
+    r = helm(cluster.kubeconfig, tmp_path / "helm", "install", "rel", str(CHART), "-n", ns,
+             "--set", "replicaCount=0", "--set", "watch.scope=namespaced")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "STATUS: deployed" in r.stdout
+    assert kube.core.read_namespaced_service_account("rel-deliver", ns)
+    assert kube.rbac.read_namespaced_role("rel-deliver", ns)
+    assert kube.rbac.read_namespaced_role("rel-deliver-leader-election", ns)
+    assert kube.rbac.read_namespaced_role_binding("rel-deliver", ns)
+    assert kube.core.read_namespaced_service("rel-deliver-metrics", ns).spec.ports[0].port == 8080
+    dep = kube.apps.read_namespaced_deployment("rel-deliver", ns)
+    assert dep.spec.replicas == 0
+    assert dep.spec.template.spec.containers[0].security_context.read_only_root_filesystem is True
+
+    # a token for the chart's ServiceAccount (TokenRequest API)
+    tr = kube.core.create_namespaced_service_account_token("rel-deliver", ns, client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
+    sa_config = token_kubeconfig(Path(cluster.kubeconfig), tr.status.token, ns, tmp_path / "sa-kubeconfig")
+
+    # that identity has what the chart grants and nothing else
+    from delivery.errors import Forbidden
+    from delivery.kube import DEPLOYMENTS, Kube as DeliverKube, Resource
+
+    sa = DeliverKube.connect(str(sa_config))
+    sa.items(DEPLOYMENTS, ns)
+    with pytest.raises(Forbidden):
+        sa.items(Resource("", "v1", "secrets"), ns)
+    with pytest.raises(Forbidden):
+        sa.items(DEPLOYMENTS, "default")  # namespaced mode: no rights outside its namespace
+
+    with ControllerProcess(sa_config, ns, log_dir=tmp_path, extra_args=["--leader-elect"]) as ctl:
+        # a canary completes under the chart's RBAC
+        kube.apps.create_namespaced_deployment(ns, canary("web", "34,67,100"))
+        wait_stable(kube, ns, "web", ctl)
+        set_image(kube.apps, ns, "web", "example.com/web:v2")
+        r = deliver(cluster.kubeconfig, "-n", ns, "gate", "web", "--timeout", "90s")
+        assert r.returncode == 0, r.stderr + ctl.log()[-3000:]
+        wait_for(lambda: {p.spec.containers[0].image for p in pods_of(kube, ns, "web")} == {"example.com/web:v2"},
+                 60, "only v2 pods")
+        assert "forbidden" not in ctl.log().lower(), ctl.log()[-3000:]
+        assert "became leader" in ctl.log()
+
+        # take "create" on replicasets out of the Role: creating the canary's ReplicaSet fails, clearly
+        role = kube.rbac.read_namespaced_role("rel-deliver", ns)
+        full = kube.api_client.sanitize_for_serialization(role.rules)
+        cut = [dict(rule, verbs=[v for v in rule["verbs"] if v != "create"])
+               if "replicasets" in rule["resources"] else rule for rule in full]
+        kube.rbac.patch_namespaced_role("rel-deliver", ns, {"rules": cut})
+        set_image(kube.apps, ns, "web", "example.com/web:v3")
+        expected = (f'replicasets.apps is forbidden: User \\"system:serviceaccount:{ns}:rel-deliver\\" '
+                    f'cannot create resource \\"replicasets\\"')
+        wait_for(lambda: expected in ctl.log(), 60, "the Forbidden error in the controller log",
+                 describe=lambda: ctl.log()[-3000:])
+        failing = [line for line in ctl.log().splitlines() if expected in line]
+        assert '"action": "ScaleNew"' in failing[0] and '"msg": "action failed"' in failing[0]
+        s = state_of(kube, ns, "web")
+        assert s["phase"] == "Progressing" and s["step"] == 0  # stuck safely at the first step
+        assert {p.spec.containers[0].image for p in pods_of(kube, ns, "web")} == {"example.com/web:v2"}
+        assert not [rs for rs in kube.apps.list_namespaced_replica_set(ns).items
+                    if rs.spec.template.spec.containers[0].image == "example.com/web:v3"]
+
+        # put the verb back: the controller's retries go through and the delivery completes
+        kube.rbac.patch_namespaced_role("rel-deliver", ns, {"rules": full})
+        wait_phase(kube, ns, "web", "Succeeded", timeout=90, ctl=ctl)
+
+    r = helm(cluster.kubeconfig, tmp_path / "helm", "uninstall", "rel", "-n", ns)
+    assert r.returncode == 0, r.stderr
