@@ -4,9 +4,9 @@ Prometheus, which scrapes real local processes exposing each version's request c
 kwok pods serve nothing, so each version's traffic comes from an ``e2e.versioned_app`` process
 registered with Prometheus under that version's ``pod_template_hash`` and ``namespace`` target
 labels: exactly what deliver's built-in ``http`` checks select (``http_requests_total{code}``,
-``http_request_duration_seconds_bucket``). The stable version serves 2000 req/s, the canary
-1000 req/s (the share two canary pods get beside four stable ones), both at 1% errors unless the
-test says otherwise.
+``http_request_duration_seconds_bucket``). The stable version serves 4000 req/s, the canary
+2000 req/s (the share two canary pods get beside four stable ones), both at 1% errors and the same
+latency (lognormal, median 50 ms) unless the test says otherwise.
 
 Given a canary delivery with ``error-rate`` and ``latency`` analysis on its one analysed step
 (50 %, held 20 s), then:
@@ -18,9 +18,10 @@ Given a canary delivery with ``error-rate`` and ``latency`` analysis on its one 
 * Prometheus stopped in the middle of the step makes the analysis inconclusive, and the delivery
   pauses (default ``on-inconclusive: pause``) instead of promoting.
 
-Why these numbers pass or fail (the judge at α/2 = 0.025 per check, offline with the same code):
-about 13,000 canary vs 40,000 baseline requests at 1% vs 1% bound the rate ratio below +40%
-(≤ +50% passes), while 10% vs 1% gives an e-value beyond 1e100 (≥ 40 fails).
+Why these numbers pass or fail (``judge_errors`` at α/2 = 0.025 per check, run offline): a full
+step is ~40,000 canary vs ~88,000 baseline requests; 1% vs 1% bounds the rate ratio at +23%, and
+even if the canary served only 8 s of the 20 s step (16,000 vs 88,000) at +34%, within the +50%
+that passes (min-samples 5000 per arm); 10% vs 1% gives an e-value beyond 1e100 (≥ 40 fails).
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ NAME = "web"
 N = 4                      # stable replicas; step 50 % runs ceil(4 * 0.5) = 2 canary pods beside them
 CANARY_PODS = 2
 INTERVAL = 20.0            # seconds each step is held and then analysed
-STABLE_RATE = 2000.0       # requests/s of the stable version (four pods)
-CANARY_RATE = 1000.0       # requests/s of the canary (two pods: a third of all requests)
+STABLE_RATE = 4000.0       # requests/s of the stable version (four pods)
+CANARY_RATE = 2000.0       # requests/s of the canary (two pods: a third of all requests)
 BASE_ERRORS = 0.01         # 1% of requests answer 500 in both versions when healthy
 BAD_ERRORS = 0.10          # the erroring canary
 MIN_SAMPLES = 5000         # requests per arm before a pass is possible
