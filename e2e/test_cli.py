@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -208,6 +209,15 @@ def test_status_get_and_unmanaged(cluster: RunningCluster, kube: Kube, namespace
     assert [(i["name"], i["strategy"], i["phase"]) for i in items] == [("web", "canary", "Idle")]
     text = deliver(k, "status", "web", "-n", ns)
     assert text.returncode == 0 and f"{ns}/web  strategy=canary  phase=Idle" in text.stdout
+
+    # the same CLI as a kubectl plugin (kubectl-deliver on PATH)
+    bindir = Path(sys.executable).parent
+    if (bindir / "kubectl-deliver").exists() and shutil.which("kubectl"):
+        env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", KUBECONFIG=str(k))
+        plugin = subprocess.run(["kubectl", "deliver", "get", "-n", ns], capture_output=True, text=True,
+                                env=env, timeout=60)
+        assert plugin.returncode == 0, plugin.stderr
+        assert plugin.stdout == table.stdout
 
     # a Deployment without deliver.dev/strategy: every verb says so, exit 1, nothing changes
     before = kube.apps.read_namespaced_deployment("plain", ns).metadata.resource_version
