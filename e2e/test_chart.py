@@ -129,3 +129,38 @@ def test_chart_installs_and_the_controller_works_under_its_rbac(cluster: Running
 
     r = helm(cluster.kubeconfig, tmp_path / "helm", "uninstall", "rel", "-n", ns)
     assert r.returncode == 0, r.stderr
+
+
+def test_cluster_scope_chart_watches_every_namespace(cluster: RunningCluster, kube: Kube, namespace: str,
+                                                     tmp_path: Path) -> None:
+    """watch.scope=cluster: a ClusterRole; `deliver run --all-namespaces` delivers in two namespaces."""
+    ns, other = namespace, f"{namespace}-b"[:63]
+    release = f"cl-{ns[-5:]}"  # ClusterRole names are cluster-wide: one per test run
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=other, labels={"e2e.deliver.dev/test": "true"})))
+    home = tmp_path / "helm"
+    try:
+        r = helm(cluster.kubeconfig, home, "install", release, str(CHART), "-n", ns, "--set", "replicaCount=0")
+        assert r.returncode == 0, r.stdout + r.stderr
+        name = f"{release}-deliver"
+        assert kube.rbac.read_cluster_role(name) and kube.rbac.read_cluster_role_binding(name)
+        tr = kube.core.create_namespaced_service_account_token(name, ns, client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
+        sa_config = token_kubeconfig(Path(cluster.kubeconfig), tr.status.token, ns, tmp_path / "sa-kubeconfig")
+        for n in (ns, other):
+            kube.apps.create_namespaced_deployment(n, canary("web", "50,100"))
+        with ControllerProcess(sa_config, None, log_dir=tmp_path,
+                               extra_args=["--leader-elect", "--lease-namespace", ns]) as ctl:
+            assert "--all-namespaces" in ctl.argv()
+            for n in (ns, other):
+                wait_stable(kube, n, "web", ctl)
+                set_image(kube.apps, n, "web", "example.com/web:v2")
+            for n in (ns, other):
+                wait_phase(kube, n, "web", "Succeeded", ctl=ctl)
+            assert "forbidden" not in ctl.log().lower(), ctl.log()[-3000:]
+    finally:
+        helm(cluster.kubeconfig, home, "uninstall", release, "-n", ns)
+        try:
+            kube.core.delete_namespace(other)
+        except client.ApiException:
+            pass
