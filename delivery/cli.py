@@ -748,15 +748,18 @@ def run(g: Globals, prometheus_url: str | None, all_namespaces: bool, leader_ele
     from .metrics import Metrics, Server, parse_addr
     from .reconcile import Reconciler
 
-    logs.setup(json_lines=True, level=log_level)
-    log = logging.getLogger("deliver")
     durations = {name: _duration(f"--{name}", value) for name, value in
                  (("lease-duration", lease_duration), ("renew-deadline", renew_deadline),
                   ("retry-period", retry_period), ("shutdown-grace", shutdown_grace))}
+    if leader_elect and not (durations["lease-duration"] > durations["renew-deadline"]
+                             > durations["retry-period"] > 0):
+        raise click.UsageError("need --lease-duration > --renew-deadline > --retry-period > 0")
     try:
         addr = parse_addr(metrics_addr)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--metrics-addr") from None
+    logs.setup(json_lines=True, level=log_level)
+    log = logging.getLogger("deliver")
     kube = g.kube()
     analyser = None
     if prometheus_url:

@@ -365,3 +365,16 @@ def test_lint_warns_about_ignored_annotations(tmp_path: Path) -> None:
     path.write_text(manifest({"deliver.dev/steps": "20,100"}))
     result = invoke("lint", str(path))
     assert result.exit_code == 0 and "no deliver.dev/strategy" in result.stderr
+
+
+# ---------------------------------------------------------------- run flags
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "--leader-elect", "--lease-duration", "5s", "--renew-deadline", "10s"],
+    ["run", "--metrics-addr", "somewhere:port"],
+    ["run", "--retry-period", "often"],
+])
+def test_run_rejects_bad_flags_with_2(kube: FakeKube, args: list[str]) -> None:
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 2, result.output
