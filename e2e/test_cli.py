@@ -99,7 +99,7 @@ def test_manual_gate_promote_pause_resume(cluster: RunningCluster, kube: Kube, n
                                           controller: ControllerProcess) -> None:
     k, ns = cluster.kubeconfig, namespace
     # Given a canary with a manual gate after the first step, delivered once
-    kube.apps.create_namespaced_deployment(ns, canary("web", "34,pause,67,100", interval="4s"))
+    kube.apps.create_namespaced_deployment(ns, canary("web", "34,pause,67,100", interval="8s"))
     wait_stable(kube, ns, "web", controller)
 
     # When a new image arrives, the delivery stops at the manual gate
@@ -120,7 +120,7 @@ def test_manual_gate_promote_pause_resume(cluster: RunningCluster, kube: Kube, n
     assert json.loads(r.stdout)["request"] == "promote"
     s = wait_phase(kube, ns, "web", "Progressing", step=2, ctl=controller)
 
-    # pause holds the delivery at its step (interval 4s would have moved it on)
+    # pause holds the delivery at its step (interval 8s would have moved it on)
     r = deliver(k, "pause", "web", "-n", ns, "--wait")
     assert r.returncode == 0, r.stderr
     wait_phase(kube, ns, "web", "Paused", step=2, ctl=controller)

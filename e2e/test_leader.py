@@ -102,7 +102,7 @@ def test_leader_killed_the_other_takes_over_and_completes(cluster: RunningCluste
                  interval=0.1, describe=lambda: follower.log()[-2000:])
         failover = time.monotonic() - killed
         print(f"\nfailover after SIGKILL: {failover:.2f}s (lease {LEASE_DURATION}s, retry {RETRY}s)")
-        assert failover <= LEASE_DURATION + 2 * RETRY + 1.5
+        assert failover <= LEASE_DURATION + 4  # bounded by the lease, not by luck
 
         # ...and finishes the delivery from the record on the cluster
         s = wait_phase(kube, namespace, "web", "Succeeded", timeout=90, ctl=follower)
