@@ -26,7 +26,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from delivery.errors import NotFound
 from delivery.kube import HTTPROUTES, TRAFFICSPLITS, VIRTUALSERVICES, Resource
+from delivery.kube import Kube as JsonKube
 from e2e import crds
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, deployment_available, make_deployment, set_image, wait_for
@@ -331,3 +333,50 @@ def test_missing_route_is_a_warning_event_and_no_action(kind: str, kube: Kube, n
     names = {s.metadata.name for s in kube.core.list_namespaced_service(ns).items}
     assert not {STABLE, CANARY} & names
     assert not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items
+
+
+def test_route_without_the_canary_backend_is_a_warning_event(kube: Kube, namespace: str, route_crds: list[str],
+                                                             controller: ControllerProcess) -> None:
+    ns = namespace
+    route = httproute()
+    route["spec"]["rules"][1]["backendRefs"] = [{"name": STABLE, "port": 80}]  # the user forgot the canary
+    kube.custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns, "httproutes", route)
+    annotations = dict(ANNOTATIONS, **{"deliver.dev/router": "gateway-api/web"})
+    kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
+                                                               annotations=annotations))
+    wait_for(lambda: deployment_available(kube.apps, ns, "web"), 60, "web v1 Available")
+    wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
+    set_image(kube.apps, ns, "web", "example.com/web:v2")
+
+    messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
+    assert "rule 1 must have exactly one backendRef to Service web-stable and one to web-canary" in messages[0]
+    assert not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items
+    assert deliver_state(kube, ns).get("phase") in (None, "Idle")
+
+
+def test_missing_crd_is_a_warning_event(kube: Kube, namespace: str, route_crds: list[str],
+                                        controller: ControllerProcess) -> None:
+    """Runs last in this module: removes the SMI CRD, then puts it back."""
+    ns = namespace
+    crds.uninstall(kube.api_client, ["trafficsplit"])
+
+    def gone() -> bool:
+        try:
+            JsonKube(kube.api_client).request("GET", "/apis/split.smi-spec.io/v1alpha2")
+        except NotFound:
+            return True
+        return False
+
+    try:
+        wait_for(gone, 90, "the TrafficSplit API to disappear")
+        annotations = dict(ANNOTATIONS, **{"deliver.dev/router": "smi/web"})
+        kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
+                                                                   annotations=annotations))
+        wait_for(lambda: deployment_available(kube.apps, ns, "web"), 60, "web v1 Available")
+        wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
+        set_image(kube.apps, ns, "web", "example.com/web:v2")
+        messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
+        assert "split.smi-spec.io/v1alpha2 is not installed" in messages[0]
+        assert not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items
+    finally:
+        crds.install(kube.api_client, ["trafficsplit"])

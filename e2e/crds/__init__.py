@@ -52,21 +52,22 @@ def install(api: client.ApiClient, names: list[str] | None = None, timeout: floa
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CRD {crd_name} not Established after {timeout:.0f}s: {conditions}")
             time.sleep(0.2)
-    # Discovery lags Established by a moment; wait until the group/version answers.
-    for crd_name in installed:
-        plural, group = crd_name.split(".", 1)
-        body = next(load(n) for n in FILES if load(n)["metadata"]["name"] == crd_name)
+    # Discovery lags Established by a moment; wait until the group/version serves the plural.
+    from delivery.errors import KubeError
+    from delivery.kube import Kube as JsonKube
+
+    jk = JsonKube(api)
+    for name in names or list(FILES):
+        body = load(name)
+        plural, group = body["metadata"]["name"].split(".", 1)
         version = next(v["name"] for v in body["spec"]["versions"] if v["storage"])
         while True:
             try:
-                found = api.call_api(f"/apis/{group}/{version}", "GET", response_type="object",
-                                     auth_settings=["BearerToken"], _return_http_data_only=True)
-                if any(r.get("name") == plural for r in (found or {}).get("resources", [])):
+                found = jk.request("GET", f"/apis/{group}/{version}")
+                if any(r.get("name") == plural for r in found.get("resources") or []):
                     break
-            except client.ApiException:
+            except KubeError:
                 pass
-            except TypeError:
-                break  # client without the legacy call_api signature: Established is enough
             if time.monotonic() > deadline:
                 raise TimeoutError(f"/apis/{group}/{version} does not serve {plural}")
             time.sleep(0.2)
