@@ -263,6 +263,14 @@ INVALID: dict[str, dict[str, str]] = {
     "bad-unknown": {"deliver.dev/strategy": "canary", "deliver.dev/colour": "blue"},
     "bad-recreate": {"deliver.dev/strategy": "recreate"},
     "bad-analysis": {"deliver.dev/strategy": "canary", "deliver.dev/analysis-colour": "x"},
+    "bad-check-name": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "Error_Rate"},
+    "bad-alpha": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
+                  "deliver.dev/analysis-alpha": "0.9"},
+    "bad-metrics": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
+                    "deliver.dev/analysis-metrics": "grpc"},
+    "bad-option": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
+                   "deliver.dev/analysis.error-rate": "colour=blue"},
+    "bad-custom": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "queue-depth"},
 }
 EXPECTED_KEY = {
     "bad-strategy": "deliver.dev/strategy", "bad-steps": "deliver.dev/steps", "bad-interval": "deliver.dev/interval",
@@ -271,7 +279,9 @@ EXPECTED_KEY = {
     "bad-inconclusive": "deliver.dev/on-inconclusive", "bad-pause-at": "deliver.dev/pause-at",
     "bad-keep-warm": "deliver.dev/keep-warm", "bad-preview": "deliver.dev/preview-service",
     "bad-unknown": "deliver.dev/colour", "bad-recreate": "deliver.dev/strategy",
-    "bad-analysis": "deliver.dev/analysis-colour",
+    "bad-analysis": "deliver.dev/analysis-colour", "bad-check-name": "deliver.dev/analysis",
+    "bad-alpha": "deliver.dev/analysis-alpha", "bad-metrics": "deliver.dev/analysis-metrics",
+    "bad-option": "deliver.dev/analysis.error-rate", "bad-custom": "deliver.dev/analysis",
 }
 
 

@@ -330,6 +330,14 @@ def test_lint_good_manifest(tmp_path: Path) -> None:
     ({"deliver.dev/strategy": "canary", "deliver.dev/colour": "blue"}, "deliver.dev/colour"),
     ({"deliver.dev/strategy": "recreate"}, "deliver.dev/strategy"),  # needs spec.strategy.type Recreate
     ({"deliver.dev/strategy": "canary", "deliver.dev/max-restarts": 3}, "deliver.dev/max-restarts"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "Error_Rate"}, "deliver.dev/analysis"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate", "deliver.dev/analysis-alpha": "0.9"},
+     "deliver.dev/analysis-alpha"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
+      "deliver.dev/analysis-metrics": "grpc"}, "deliver.dev/analysis-metrics"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
+      "deliver.dev/analysis.error-rate": "colour=blue"}, "deliver.dev/analysis.error-rate"),
+    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "queue-depth"}, "deliver.dev/analysis"),
 ])
 def test_lint_catches_each_invalid_annotation(tmp_path: Path, annotations: dict[str, Any], key: str) -> None:
     path = tmp_path / "m.yaml"
