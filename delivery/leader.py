@@ -178,10 +178,9 @@ class LeaderElector:
 
     def release(self) -> bool:
         """Give the Lease up (only if this process holds it): empty holder, 1s duration."""
-        was_leader = self._leader.is_set()
         self._leader.clear()
-        if not was_leader:
-            return False
+        if self._observed is None or self._observed[0] != self.identity:
+            return False  # never held it (as far as this process last saw)
         try:
             lease = self.kube.get(LEASES, self.namespace, self.name)
             spec = dict(lease.get("spec") or {})

@@ -386,3 +386,21 @@ def test_lint_warns_about_ignored_annotations(tmp_path: Path) -> None:
 def test_run_rejects_bad_flags_with_2(kube: FakeKube, args: list[str]) -> None:
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 2, result.output
+
+
+def test_live_view_renders_on_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from delivery import output
+
+    status = {"namespace": "ns", "name": "web", "phase": "Paused", "strategy": "canary", "step": 1, "weight": 34,
+              "ready": 3, "replicas": 3, "revision": "r2", "stableRevision": "r1", "message": "manual gate",
+              "problems": [], "verdicts": [{"step": 0, "outcome": "pass", "summary": "health ok"}]}
+    buf = io.StringIO()
+    Console(file=buf, width=100, no_color=True).print(output.render_rich(status))
+    text = buf.getvalue()
+    assert "ns/web  Paused" in text and "34%" in text and "manual gate" in text and "pass: health ok" in text
+    view = output.progress_view(False, False, stream=buf)
+    assert isinstance(view, output.EventPrinter)  # not a terminal: plain lines

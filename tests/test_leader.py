@@ -175,3 +175,21 @@ def test_parse_addr(text: str, want: Any) -> None:
 def test_parse_addr_rejects_garbage() -> None:
     with pytest.raises(ValueError):
         parse_addr("host:port")
+
+
+def test_release_without_holding_does_nothing() -> None:
+    kube, clock = FakeKube(), Clock()
+    a, b = elector(kube, clock, "a"), elector(kube, clock, "b")
+    a.step()
+    b.step()
+    assert not b.release()
+    assert holder(kube) == "a"
+
+
+def test_release_after_stepping_down_mid_acquire() -> None:
+    kube, clock = FakeKube(), Clock()
+    a = elector(kube, clock, "a")
+    a.step_down()  # SIGTERM arrived while the first acquire was in flight
+    a.step()
+    assert not a.is_leader() and holder(kube) == "a"
+    assert a.release() and holder(kube) == ""
