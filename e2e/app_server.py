@@ -62,7 +62,7 @@ class Stats:
             for code, n in sorted(self.codes.items()):
                 lines.append(f'app_requests_total{{version="{name}",code="{code}"}} {n}')
             lines.append("# TYPE app_request_duration_seconds histogram")
-            for le, n in zip([*map(str, BUCKETS), "+Inf"], self.buckets):
+            for le, n in zip([*map(str, BUCKETS), "+Inf"], self.buckets, strict=True):
                 lines.append(f'app_request_duration_seconds_bucket{{version="{name}",le="{le}"}} {n}')
             lines.append(f'app_request_duration_seconds_sum{{version="{name}"}} {self.duration_sum}')
             lines.append(f'app_request_duration_seconds_count{{version="{name}"}} {self.buckets[-1]}')

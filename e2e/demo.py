@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -224,7 +223,8 @@ def run_delivery(d: Delivery, ctx: dict[str, Any], view: View, timeout: float = 
         if now - last_t >= 1.0:
             snap = lg.snapshot()
             delta = snap.minus(last_counts)
-            rates = {v: (delta.by_version.get(v, 0) / (now - last_t), delta.error_rate(v)) for v in ("stable", "canary")}
+            rates = {v: (delta.by_version.get(v, 0) / (now - last_t), delta.error_rate(v))
+                     for v in ("stable", "canary")}
             last_counts, last_t = snap, now
         verdicts = list(state.get("verdicts") or [])
         for v in verdicts[seen_verdicts:]:

@@ -513,3 +513,27 @@ def test_every_router_kind_resolves():
     kinds = {k: type(router_for(k, ctx(kube))).__name__ for k in ("gateway-api", "nginx", "istio", "smi")}
     assert kinds == {"gateway-api": "GatewayRouter", "nginx": "NginxRouter", "istio": "IstioRouter",
                      "smi": "SmiRouter"}
+
+
+# ------------------------------------------------------------------ e2e helpers that must hold without a cluster
+
+def test_dataplane_reads_the_rule_with_the_mapped_backends():
+    from e2e.dataplane import weights_of
+
+    route = httproute([ADMIN_RULE], weights=(80, 20))
+    assert weights_of(route, ["web-stable", "web-canary"], NS) == {"web-stable": 80, "web-canary": 20}
+    assert weights_of(httproute(), ["web-stable", "web-canary"], NS) == {"web-stable": 1, "web-canary": 1}
+    only_stable = httproute()
+    only_stable["spec"]["rules"][0]["backendRefs"].pop()
+    assert weights_of(only_stable, ["web-stable", "web-canary"], NS) == {"web-stable": 1, "web-canary": 0}
+    assert weights_of(route, ["other"], NS) is None
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.1:80/", "http://192.168.1.5:8080/", "http://example.com:80/",
+                                 "https://127.0.0.1:443/", "http://127.0.0.1/"])
+def test_loadgen_refuses_anything_but_loopback(url):
+    from e2e.loadgen import LoadGen
+
+    with pytest.raises(ValueError):
+        LoadGen(url)
+    LoadGen("http://127.0.0.1:9/")  # loopback with a port is accepted (nothing is sent yet)
