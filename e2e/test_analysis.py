@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from delivery import templates
 from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS
