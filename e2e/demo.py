@@ -350,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         _log("stopping everything the demo started")
     took = time.monotonic() - t0
     ok = good.ok and bad.ok and admin_rule_untouched
-    print(summary(good, bad, took, timings, total_requests, local.stable_service, local.canary_service, ok))
+    print(summary(good, bad, took, timings, total_requests, local.stable_service, local.canary_service, ok,
+                  admin_rule_untouched))
     return 0 if ok else 1
 
 
@@ -367,7 +368,7 @@ def route_untouched(before: dict[str, Any], after: dict[str, Any]) -> bool:
 
 
 def summary(good: Delivery, bad: Delivery, took: float, timings: dict[str, float], total: int,
-            stable: str, canary: str, ok: bool) -> str:
+            stable: str, canary: str, ok: bool, route_ok: bool = True) -> str:
     lines = ["", "=" * 78, "deliver demo summary", "=" * 78]
     for d in (good, bad):
         mark = "OK  " if d.ok else "FAIL"
@@ -380,6 +381,8 @@ def summary(good: Delivery, bad: Delivery, took: float, timings: dict[str, float
         if d.rollback_ms:
             lines.append(f"       failed verdict -> weight-0 patch seen {d.rollback_ms[0]:.0f} ms, "
                          f"-> Envoy routing 100/0 {d.rollback_ms[1]:.0f} ms")
+    lines.append(f"HTTPRoute {APP}: " + ("only deliver's two weights changed; the /admin rule and every other "
+                                          "field are as written" if route_ok else "CHANGED beyond the two weights"))
     lines.append(f"requests sent through Envoy: {total}; setup {timings.get('setup', 0):.1f}s "
                  f"(control plane {timings.get('control plane', 0):.1f}s); total {took:.1f}s")
     lines.append("RESULT: " + ("both canaries behaved as expected" if ok else "a canary did NOT behave as expected"))
