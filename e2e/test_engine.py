@@ -260,8 +260,10 @@ def test_bluegreen_switches_in_one_patch_and_keeps_old_warm(kube: Kube, jk: Json
     assert jk.get(SERVICES, namespace, "web-preview")["spec"]["selector"][templates.HASH_LABEL] == new_hash
     assert jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == v1
     wait_for(lambda: state(jk, namespace).get("switched"), 30, "switch")
+    # the record is written first, then the one Service patch follows
+    wait_for(lambda: jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == new_hash,
+             15, "active Service on green")
     # keep-warm: active on green, blue still fully up
-    assert jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == new_hash
     assert ready_by_hash(jk, namespace).get(v1) == N
     wait_for(lambda: phase(jk, namespace) == "Succeeded", 60, "promotion", describe=describe(jk, namespace))
     wait_for(lambda: ready_by_hash(jk, namespace) == {new_hash: N}, 30, "old version scaled down")
@@ -280,7 +282,8 @@ def test_bluegreen_abort_after_switch_switches_back_in_one_patch(kube: Kube, jk:
 
     send_request(jk, deployment(jk, namespace), "abort")
     wait_for(lambda: phase(jk, namespace) == "Aborted", 30, "abort", describe=describe(jk, namespace))
-    assert jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == v1
+    wait_for(lambda: jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == v1,
+             15, "active Service back on blue")
     wait_for(lambda: ready_by_hash(jk, namespace) == {v1: N}, 30, "only blue left")
     stop.set()
     assert selectors == [v1, new_hash, v1], f"active Service selector history: {selectors}"
