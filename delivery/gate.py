@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from strategies.model import DeliverySpec, Phase
+from strategies.model import DeliverySpec, DeliveryState, Phase
 
 from . import spec as specmod, templates
 from .errors import Forbidden, Gone, KubeError, NotFound, SpecError, StateError, Unauthorized
@@ -115,6 +115,10 @@ def decide(want: str, deployment: dict[str, Any]) -> tuple[int | None, str]:
             if state.failed_revision == want and target == want and "deliver retry" not in state.message:
                 hint = f" (run `deliver retry {meta.get('name', '')}` to deliver it again)"
             return EXIT_FAILED, f"{phase.value}: {state.message}{hint}"
+        if phase == Phase.PAUSED and _failed_while_paused(state):
+            # deliver.dev/auto-rollback: "false": the delivery failed and waits for an operator's
+            # abort or promote; for CI that is a failure (the new version did not pass)
+            return EXIT_FAILED, f"failed, automatic rollback is off, waiting for an operator: {state.message}"
         return None, f"{phase.value} step {state.step + 1} weight {state.weight}%: {state.message}"
     if state.failed_revision == want and phase.terminal:
         return EXIT_FAILED, f"revision {want} was rolled back: {state.message}"
@@ -146,6 +150,16 @@ def choose_revision(deployment: dict[str, Any], now: float, recent: float = RECE
     if state.phase in (Phase.ROLLED_BACK, Phase.ABORTED) and now - state.finished <= recent:
         return state.revision
     return target
+
+
+def _failed_while_paused(state: DeliveryState) -> bool:
+    """Paused because the step failed (auto-rollback off), not at a manual gate or on an inconclusive analysis."""
+    if state.message.startswith("failed: "):  # strategies.common.rollback with auto_rollback off
+        return True
+    for v in reversed(state.verdicts):
+        if v.step == state.step and v.at >= state.step_started:
+            return v.outcome == "fail"
+    return False
 
 
 def spec_of(deployment: dict[str, Any]) -> DeliverySpec | None:

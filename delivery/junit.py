@@ -105,7 +105,7 @@ def build(result: GateResult) -> Suite:
     names = step_names(result.spec)
     phase = str(status.get("phase", ""))
     current = int(status.get("step", 0) or 0)
-    failed = result.code == EXIT_FAILED and phase in ("RolledBack", "Aborted", "RollingBack")
+    failed = result.code == EXIT_FAILED and phase in ("RolledBack", "Aborted", "RollingBack", "Paused")
     passed_steps = {int(v.get("step", 0)) for v in verdicts if v.get("outcome") == "pass"}
     failed_steps = {int(v.get("step", 0)) for v in verdicts if v.get("outcome") == "fail"}
     failed_at = -1

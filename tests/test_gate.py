@@ -299,3 +299,15 @@ def test_gate_started_after_a_fast_rollback_reports_it() -> None:
 def test_decide_old_failure_with_stable_template_is_nothing_to_deliver() -> None:
     d = deployment(TPL_A, st("Aborted", B, A, failedRevision=B, finished=1.0))
     assert gate.decide(A, d)[0] == 0
+
+
+def test_decide_failed_with_auto_rollback_off_is_a_failure() -> None:
+    paused = st("Paused", message="failed: new version unhealthy: 1 pod(s) in CrashLoopBackOff; automatic rollback is off")
+    code, reason = gate.decide(B, deployment(TPL_B, paused, {"deliver.dev/auto-rollback": "false"}))
+    assert code == 1 and "automatic rollback is off" in reason
+    verdict = st("Paused", step=0, stepStarted=10, message="x",
+                 verdicts=[{"step": 0, "outcome": "fail", "summary": "error-rate fail", "at": 20}])
+    assert gate.decide(B, deployment(TPL_B, verdict))[0] == 1
+    manual = st("Paused", step=1, stepStarted=10, message="manual gate at step 2",
+                verdicts=[{"step": 0, "outcome": "pass", "summary": "ok", "at": 5}])
+    assert gate.decide(B, deployment(TPL_B, manual))[0] is None
