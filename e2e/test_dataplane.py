@@ -97,24 +97,41 @@ def _canary_weight(json_kube: JsonKube, ns: str) -> int | None:
     return router_for("gateway-api", RouterContext(json_kube, ns, APP, APP, STABLE, CANARY)).verify_weight()
 
 
-def _start_app(kube: Kube, ns: str) -> None:
-    kube.apps.create_namespaced_deployment(ns, demo_deployment(APP, interval="8s"))
+def _start_app(kube: Kube, ns: str, annotations: dict[str, str | None] | None = None) -> None:
+    dep = demo_deployment(APP, interval="8s")
+    for key, value in (annotations or {}).items():
+        if value is None:
+            dep.metadata.annotations.pop(key, None)
+        else:
+            dep.metadata.annotations[key] = value
+    kube.apps.create_namespaced_deployment(ns, dep)
     wait_for(lambda: deployment_available(kube.apps, ns, APP), 60, "v1 Available")
     wait_for(lambda: _state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
 
 
-def test_failing_canary_is_rolled_back_from_envoy_metrics(stack: LocalStack, kube: Kube, json_kube: JsonKube,
-                                                          namespace: str, cluster: Any, prometheus: Prometheus,
-                                                          tmp_path: Path) -> None:
+# failure mode -> (canary process behaviour, analysis annotations, check name in the verdict)
+FAILURES: dict[str, tuple[dict[str, float], dict[str, str | None], str]] = {
+    "errors": ({"fail_rate": 0.3}, {}, "error-rate"),
+    "latency": ({"latency_ms": 60.0},
+                {"deliver.dev/analysis": "latency", "deliver.dev/analysis.error-rate": None,
+                 "deliver.dev/analysis.latency": "min-samples=200"}, "latency"),
+}
+
+
+@pytest.mark.parametrize("mode", list(FAILURES))
+def test_failing_canary_is_rolled_back_from_envoy_metrics(mode: str, stack: LocalStack, kube: Kube,
+                                                          json_kube: JsonKube, namespace: str, cluster: Any,
+                                                          prometheus: Prometheus, tmp_path: Path) -> None:
     ns = namespace
+    behaviour, annotations, check = FAILURES[mode]
     assert DEMO_ANNOTATIONS["deliver.dev/analysis-metrics"] == "envoy"
     with ControllerProcess(cluster.kubeconfig, ns, tmp_path, prometheus_url=prometheus.url,
                            extra_args=["--metrics-addr", "0"]) as ctl:
-        _start_app(kube, ns)
+        _start_app(kube, ns, annotations)
         lg = LoadGen(stack.url)
-        with lg.background(rate=200, max_seconds=240):
-            # Given a canary version whose pods (the canary process) fail 30 % of requests
-            stack.canary.control(fail_rate=0.3)
+        with lg.background(rate=200, max_seconds=240, workers=4):
+            # Given a canary version whose pods (the canary process) fail 30 % of requests / are slow
+            stack.canary.control(**behaviour)
             set_image(kube.apps, ns, APP, "example.com/shop:v2-broken")
 
             # Then traffic reaches it at 20 %, and Envoy's metrics fail the analysis: rolled back
@@ -128,14 +145,14 @@ def test_failing_canary_is_rolled_back_from_envoy_metrics(stack: LocalStack, kub
             tail = lg.snapshot().minus(after_rollback)
         assert final["phase"] == "RolledBack", final.get("message")
         failed = [v for v in final["verdicts"] if v["outcome"] == "fail"]
-        assert failed and "error-rate fail" in failed[0]["summary"]
+        assert failed and f"{check} fail" in failed[0]["summary"], final["verdicts"]
         assert _canary_weight(json_kube, ns) == 0
         assert zero is not None
         # no request reaches the canary once Envoy has weight 0
         assert tail.by_version.get("canary", 0) == 0 and tail.by_version.get("stable", 0) > 0
         verdict_at = failed[0]["at"]
         to_patch, to_envoy = zero.seen_at - verdict_at, zero.at - verdict_at
-        print(f"\nfailed verdict -> weight-0 route event {to_patch * 1000:.0f} ms, -> Envoy using it "
+        print(f"\n{mode}: failed verdict -> weight-0 route event {to_patch * 1000:.0f} ms, -> Envoy using it "
               f"{to_envoy * 1000:.0f} ms; verdict: {failed[0]['summary']}")
         assert 0 <= to_patch < 5.0 and to_envoy < 5.0
 
