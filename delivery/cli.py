@@ -14,14 +14,12 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, NoReturn
 
 import click
 
-from strategies.model import Phase
 
 from . import logs, output, spec as specmod, templates
 from .errors import Conflict, DeliverError, KubeError, NotFound, SpecError, StateError
