@@ -20,7 +20,6 @@ from typing import Any, Callable, NoReturn
 
 import click
 
-
 from . import logs, output, spec as specmod, templates
 from .errors import Conflict, DeliverError, KubeError, NotFound, SpecError, StateError
 from .gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, status_dict
