@@ -307,7 +307,7 @@ ROLLING = {"deliver.dev/strategy": "rolling", "deliver.dev/pause-at": "40", "del
 
 def test_rolling_good_version_rolls_out_with_a_checked_pause(kube: Kube, jk: JsonKube, namespace: str,
                                                              controller: ControllerProcess) -> None:
-    v1 = given_v1(kube, jk, namespace, ROLLING, ready_delay="1s")
+    v1 = given_v1(kube, jk, namespace, ROLLING, ready_delay="2s")
 
     def updated() -> tuple[Any, ...]:
         d, st = deployment(jk, namespace), state(jk, namespace)

@@ -287,8 +287,10 @@ def test_router_moves_weights_step_by_step_and_back_to_zero(kind: str, kube: Kub
     promoted = cli(cluster.kubeconfig, ns, "promote", "web")
     assert promoted.returncode == 0, promoted.stderr
     wait_for(lambda: state().get("phase") == "Succeeded", 120, "promotion", describe=state)
-    assert set(routes.weights()) == {(100, 0)}
-    assert service_hash(kube, ns, STABLE) == pod_hash_of(kube, ns, "example.com/web:v2")
+    # (the record is written first; the Service re-point and weight reset follow it)
+    wait_for(lambda: set(routes.weights()) == {(100, 0)}, 10, "weights reset after promotion", describe=routes.weights)
+    wait_for(lambda: service_hash(kube, ns, STABLE) == pod_hash_of(kube, ns, "example.com/web:v2"), 10,
+             "stable Service on v2")
 
     # When a third version is started and aborted at 20 %
     set_image(kube.apps, ns, "web", "example.com/web:v3")

@@ -8,7 +8,7 @@ ReplicaSet to the Deployment, whose own controller scales the old version to zer
 
 from __future__ import annotations
 
-from .common import RECHECK, ceil_share, gate, rollback
+from .common import RECHECK, ROUTER_DRAIN, ceil_share, gate, rollback
 from .model import (
     Action, AdoptNew, DeleteNew, DeliverySpec, DeliveryState, Emit, EnsureServices, Observation,
     Phase, Plan, RevertTemplate, ScaleNew, SetPaused, SetWeight,
@@ -20,6 +20,9 @@ class CanaryPlanner:
         return False
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        if spec.router.kind != "replica":
+            # Traffic first; the canary pods go once the router has drained them (see _idle).
+            return (SetWeight(0), RevertTemplate(state.stable_revision))
         return (SetWeight(0), DeleteNew(), RevertTemplate(state.stable_revision))
 
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
@@ -84,6 +87,14 @@ class CanaryPlanner:
                                     f"only {ours.ready}/{n} new pods Ready while promoting")
                 return Plan(state, head + (ScaleNew(n), EnsureServices(state.stable_hash, state.revision)),
                             RECHECK)
+            if spec.router.kind != "replica":
+                # All traffic to the new pods first; the old pods go (adoption) only after the
+                # router confirms 100% and has had ROUTER_DRAIN to apply it.
+                if state.weight != 100 or not state.switched:
+                    return Plan(state.replace(weight=100, switched=obs.now), head + (SetWeight(100),), RECHECK)
+                if obs.router_weight not in (None, 100) or obs.now - state.switched < ROUTER_DRAIN:
+                    return Plan(state, head + (SetWeight(100),),
+                                max(0.2, ROUTER_DRAIN - (obs.now - state.switched)))
             return Plan(state.replace(weight=100), head + (SetWeight(100), AdoptNew()), RECHECK)
         if adopted is not None and adopted.owned:
             old_left = [v for v in obs.active_owned() if v.revision != state.revision]

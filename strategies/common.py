@@ -18,6 +18,7 @@ from .model import (
 )
 
 RECHECK = 2.0  # seconds between passes while something is moving
+ROUTER_DRAIN = 5.0  # seconds pods keep running after a router moved traffic away from them
 
 
 class StrategyPlanner(Protocol):
@@ -106,13 +107,20 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
         actions: list[Action] = []
         if not obs.paused:
             actions.append(SetPaused(True))
+        requeue: float | None = None
         if any(not v.owned for v in obs.versions):
-            actions.append(DeleteNew())
+            # Behind a weighted router the canary pods stay a moment after the weight went to 0,
+            # so the gateway/mesh has applied it before they disappear (drain).
+            drained = spec.router.kind == "replica" or obs.now - state.finished >= ROUTER_DRAIN
+            if drained:
+                actions.append(DeleteNew())
+            else:
+                requeue = ROUTER_DRAIN - (obs.now - state.finished)
         new_state = state
         if state.phase == Phase.IDLE and (state.stable_revision, state.stable_hash) != (stable.revision, stable.pod_hash):
             new_state = state.replace(revision=stable.revision, stable_revision=stable.revision,
                                       stable_hash=stable.pod_hash, message="")
-        return Plan(new_state, tuple(actions), None)
+        return Plan(new_state, tuple(actions), requeue)
 
     if obs.target_revision == state.failed_revision:
         message = (f"revision {state.failed_revision} was rolled back before; "

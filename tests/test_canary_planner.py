@@ -162,3 +162,27 @@ def test_router_weight_waits_until_router_confirms():
     assert SetWeight(20) in p.actions and not p.state.verdicts
     ok = plan(spec, s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031, router_weight=20))
     assert ok.state.verdicts
+
+
+def test_router_rollback_drains_canary_pods_before_deleting_them():
+    spec = canary_spec(router=RouterRef("gateway-api", "route"))
+    s = started(Strategy.CANARY, step=1)
+    rb = plan(spec, s, obs(version(STABLE, 5), version(NEW, 3, owned=False), now=1010, request="abort", request_id="a"))
+    assert SetWeight(0) in rb.actions and DeleteNew() not in rb.actions
+    assert rb.actions.index(SetWeight(0)) == 0
+    soon = plan(spec, rb.state, obs(version(STABLE, 5), version(NEW, 3, owned=False), target=STABLE, now=1012))
+    assert DeleteNew() not in soon.actions and soon.requeue_after and soon.requeue_after <= 5
+    later_ = plan(spec, rb.state, obs(version(STABLE, 5), version(NEW, 3, owned=False), target=STABLE, now=1016))
+    assert DeleteNew() in later_.actions
+
+
+def test_router_promotion_adopts_only_after_weight_100_has_drained():
+    spec = canary_spec(router=RouterRef("gateway-api", "route"))
+    s = started(Strategy.CANARY, step=2, weight=50)
+    full = obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1001, router_weight=50)
+    p1 = plan(spec, s, full)
+    assert SetWeight(100) in p1.actions and AdoptNew() not in p1.actions
+    p2 = plan(spec, p1.state, obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1002, router_weight=100))
+    assert AdoptNew() not in p2.actions  # still draining the old pods
+    p3 = plan(spec, p1.state, obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1007, router_weight=100))
+    assert AdoptNew() in p3.actions
