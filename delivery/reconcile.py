@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import strategies
+import strategies.common
 from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, Plan, SetPaused, Verdict
 
 from . import act, spec as specmod, templates
-from .errors import Conflict, DeliverError, KubeError, NotFound, RoutingError, SpecError
+from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError
 from .events import emit
 from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, Kube
 from .observe import observe, replicasets
@@ -25,6 +26,7 @@ from .state import encode_state, read_state, write_state
 
 log = logging.getLogger("deliver.reconcile")
 
+ROUTE_RECHECK = 5.0  # seconds between route checks while a delivery behind a router is open
 AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], Verdict]
 
 
@@ -90,12 +92,27 @@ class Reconciler:
         # stop it before any Service or ReplicaSet is created, not one pass later.
         starting = bool(state.stable_revision) and templates.revision(deployment["spec"]["template"]) not in (
             state.stable_revision, state.failed_revision)
+        routing_error: RoutingError | None = None
         if not state.phase.terminal or starting:
             try:
                 router_weight = router.verify_weight()
             except RoutingError as exc:
-                return self._routing_problem(deployment, spec, state, exc)
+                if state.phase.terminal:
+                    return self._routing_problem(deployment, spec, state, exc)
+                routing_error = exc
         obs = observe(self.kube, deployment, self.clock(), router_weight)
+        if routing_error is not None:
+            # Mid-delivery the router broke (route or CRD gone, API errors): hold the step; an
+            # operator's abort, or a router still broken after the progress deadline, rolls back.
+            aborting = obs.request == "abort" and obs.request_id != state.handled_request
+            if not aborting and obs.now - state.step_started <= spec.progress_deadline:
+                return self._routing_problem(deployment, spec, state, routing_error, requeue=5.0)
+            plan = strategies.common.rollback(
+                spec, state.replace(handled_request=obs.request_id or state.handled_request), obs,
+                strategies.common.planner_for(spec.strategy),
+                "aborted by an operator" if aborting else f"traffic router unavailable: {routing_error}",
+                Phase.ABORTED if aborting else Phase.ROLLED_BACK)
+            return self._apply(deployment, spec, state, plan, router, tolerate_routing=True)
         plan = strategies.plan(spec, state, obs)
         return self._apply(deployment, spec, state, plan, router)
 
@@ -128,16 +145,18 @@ class Reconciler:
         return router_for(spec.router.kind, ctx)
 
     def _routing_problem(self, deployment: dict[str, Any], spec: DeliverySpec, state: DeliveryState,
-                         exc: RoutingError) -> Outcome:
-        message = f"router {spec.router.kind}/{spec.router.name}: {exc}; deliver takes no action"
+                         exc: RoutingError, requeue: float = 30.0) -> Outcome:
+        holding = "" if state.phase.terminal else (
+            f"; holding step {state.step + 1} (rolled back if still broken after the progress deadline)")
+        message = f"router {spec.router.kind}/{spec.router.name}: {exc}; deliver takes no action{holding}"
         uid = deployment["metadata"]["uid"]
         if self._warned.get(uid) != message:
             emit(self.kube, deployment, "Warning", "RouterUnavailable", message)
             self._warned[uid] = message
-        return Outcome(30.0, phase=state.phase.value)
+        return Outcome(requeue, phase=state.phase.value)
 
     def _apply(self, deployment: dict[str, Any], spec: DeliverySpec, state: DeliveryState,
-               plan: Plan, router: Router) -> Outcome:
+               plan: Plan, router: Router, tolerate_routing: bool = False) -> Outcome:
         fields = _fields(deployment, strategy=spec.strategy.value)
         actions = list(plan.actions)
         if encode_state(plan.state) != encode_state(state):
@@ -170,6 +189,11 @@ class Reconciler:
                 act.execute(ctx, action)
             except (KubeError, RoutingError) as exc:
                 log.warning("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
+                if isinstance(exc, Forbidden):
+                    self._warn_once(deployment, "PermissionDenied",
+                                    f"{type(action).__name__} failed: {exc}; check deliver's RBAC")
+                if isinstance(exc, RoutingError) and tolerate_routing:
+                    continue  # the route is gone: no traffic reaches the canary through it anyway
                 if not isinstance(action, Emit):
                     return Outcome(2.0, plan.state.phase.value, plan.state.step, plan.state.weight)
             except DeliverError as exc:
@@ -179,7 +203,11 @@ class Reconciler:
             self._record_verdicts(ctx.deployment, analysed)
             return Outcome(0.0, plan.state.phase.value, plan.state.step, plan.state.weight,
                            [v.outcome for v in analysed])
-        return Outcome(plan.requeue_after, plan.state.phase.value, plan.state.step, plan.state.weight)
+        requeue = plan.requeue_after
+        if router.kind != "replica" and not plan.state.phase.terminal:
+            # Routes are not watched: while a delivery is open, look at the route at least this often.
+            requeue = min(requeue if requeue is not None else ROUTE_RECHECK, ROUTE_RECHECK)
+        return Outcome(requeue, plan.state.phase.value, plan.state.step, plan.state.weight)
 
     def _run_analysis(self, spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any],
                       action: Analyse) -> Verdict:
@@ -191,6 +219,12 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - a broken analysis must never promote
             log.exception("analysis crashed", extra=_fields(deployment))
             return Verdict(action.step, "inconclusive", f"analysis error: {exc}", now)
+
+    def _warn_once(self, deployment: dict[str, Any], reason: str, message: str) -> None:
+        key = deployment["metadata"]["uid"] + "/" + reason
+        if self._warned.get(key) != message:
+            emit(self.kube, deployment, "Warning", reason, message)
+            self._warned[key] = message
 
     def _record_verdicts(self, deployment: dict[str, Any], verdicts: list[Verdict]) -> None:
         meta = deployment["metadata"]
