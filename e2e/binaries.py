@@ -80,20 +80,23 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def _run(cmd: list[str], cwd: Path) -> None:
-    _log("$ " + " ".join(cmd))
+def _wait(proc: subprocess.Popen[bytes], what: str) -> None:
+    """Wait for a build step, with a heartbeat so a person watching CI knows it is alive."""
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=_go_env())
-    # A heartbeat so a person watching CI knows the build is alive.
     while True:
         try:
             rc = proc.wait(timeout=60)
             break
         except subprocess.TimeoutExpired:
-            _log(f"  ... still building ({int(time.monotonic() - started)}s)")
+            _log(f"  ... still building {what} ({int(time.monotonic() - started)}s)")
     if rc != 0:
-        raise SystemExit(f"build step failed (exit {rc}): {' '.join(cmd)} in {cwd}")
+        raise SystemExit(f"build step failed (exit {rc}): {what}")
     _log(f"  done in {time.monotonic() - started:.0f}s")
+
+
+def _run(cmd: list[str], cwd: Path) -> None:
+    _log("$ " + " ".join(cmd))
+    _wait(subprocess.Popen(cmd, cwd=cwd, env=_go_env()), f"{' '.join(cmd[:2])} in {cwd}")
 
 
 def _kube_replaces(kube_gomod: str, staging_version: str) -> list[str]:
@@ -195,18 +198,8 @@ def _go_install(module_pkg: str, version: str, component: str, binary: str) -> N
     tmp.mkdir(parents=True)
     env_bin = dict(_go_env(), GOBIN=str(tmp))
     _log(f"$ go install {module_pkg}@{version}")
-    started = time.monotonic()
-    proc = subprocess.Popen(["go", "install", "-trimpath", "-ldflags", "-s -w", f"{module_pkg}@{version}"],
-                            cwd=tmp, env=env_bin)
-    while True:
-        try:
-            rc = proc.wait(timeout=60)
-            break
-        except subprocess.TimeoutExpired:
-            _log(f"  ... still building {component} ({int(time.monotonic() - started)}s)")
-    if rc != 0:
-        raise SystemExit(f"go install {module_pkg}@{version} failed (exit {rc})")
-    _log(f"  done in {time.monotonic() - started:.0f}s")
+    _wait(subprocess.Popen(["go", "install", "-trimpath", "-ldflags", "-s -w", f"{module_pkg}@{version}"],
+                           cwd=tmp, env=env_bin), f"{component} ({module_pkg}@{version})")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
 

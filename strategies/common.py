@@ -237,6 +237,17 @@ def rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner
                 RECHECK)
 
 
+class NativePlanner:
+    """Base of the strategies where the Deployment controller replaces the pods (rolling, recreate):
+    undo = write the stable template back and let the Deployment controller roll back."""
+
+    def native(self) -> bool:
+        return True
+
+    def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        return (RevertTemplate(state.stable_revision), SetPaused(False))
+
+
 def finish_native_rollback(state: DeliveryState, obs: Observation) -> Plan | None:
     """rolling/recreate: while the Deployment controller restores the stable template, wait, then pause."""
     if state.phase != Phase.ROLLING_BACK:

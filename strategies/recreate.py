@@ -6,19 +6,13 @@ template back so the Deployment controller stops the new pods and restores the o
 
 from __future__ import annotations
 
-from .common import finish_native_rollback, gate, rollback
+from .common import NativePlanner, finish_native_rollback, gate, rollback
 from .model import (
-    Action, DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, RevertTemplate, SetPaused,
+    DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
 )
 
 
-class RecreatePlanner:
-    def native(self) -> bool:
-        return True
-
-    def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
-        return (RevertTemplate(state.stable_revision), SetPaused(False))
-
+class RecreatePlanner(NativePlanner):
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         back = finish_native_rollback(state, obs)
         if back is not None:

@@ -7,19 +7,13 @@ Steps: 0..len(pause_at)-1 = hold at each point, len(pause_at) = finish the rollo
 
 from __future__ import annotations
 
-from .common import RECHECK, ceil_share, finish_native_rollback, gate, rollback
+from .common import NativePlanner, RECHECK, ceil_share, finish_native_rollback, gate, rollback
 from .model import (
-    Action, DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, RevertTemplate, SetPaused,
+    DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
 )
 
 
-class RollingPlanner:
-    def native(self) -> bool:
-        return True
-
-    def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
-        return (RevertTemplate(state.stable_revision), SetPaused(False))
-
+class RollingPlanner(NativePlanner):
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         back = finish_native_rollback(state, obs)
         if back is not None:
