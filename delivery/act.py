@@ -63,7 +63,7 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
     if rev != ctx.state.revision:
         log.info("template moved on; not scaling a stale revision", extra={"revision": rev})
         return
-    _, ours = replicasets(ctx.kube, d)
+    owned, ours = replicasets(ctx.kube, d)
     mine = [rs for rs in ours if templates.revision(rs["spec"]["template"]) == rev]
     replicas_note = {"deployment.kubernetes.io/desired-replicas": str(d["spec"].get("replicas", 1)),
                      "deployment.kubernetes.io/max-replicas": str(d["spec"].get("replicas", 1))}
@@ -74,6 +74,14 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
             ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"],
                            {"metadata": {"annotations": replicas_note}, "spec": {"replicas": a.replicas}})
         return
+    # Re-delivering an earlier revision (`deliver undo`, a git revert): the Deployment still keeps
+    # that revision's old, empty ReplicaSet in its history. The Deployment controller takes the
+    # oldest ReplicaSet with the Deployment's template as its "new" one, so that empty one would
+    # win over deliver's at adoption and promotion would never settle: remove it first.
+    for rs in owned:
+        if (templates.revision(rs["spec"]["template"]) == rev and not int(rs["spec"].get("replicas") or 0)
+                and not int((rs.get("status") or {}).get("replicas") or 0)):
+            ctx.kube.delete(REPLICASETS, ctx.ns, rs["metadata"]["name"])
     selector = copy.deepcopy(d["spec"]["selector"])
     selector.setdefault("matchLabels", {})[templates.HASH_LABEL] = rev
     body = {
@@ -139,13 +147,23 @@ def _stable_template(ctx: Context, stable_revision: str) -> dict[str, Any]:
 def _replace_template(ctx: Context, template: dict[str, Any]) -> None:
     if templates.revision(ctx.deployment["spec"]["template"]) == templates.revision(template):
         return
+    # Guarded by the resourceVersion deliver planned on: a user's (or GitOps) template write that
+    # landed meanwhile makes this fail (422) and deliver plans again instead of overwriting it.
+    rv = ctx.deployment["metadata"]["resourceVersion"]
     ctx.deployment = ctx.kube.patch(DEPLOYMENTS, ctx.ns, ctx.name,
-                                    [{"op": "replace", "path": "/spec/template", "value": template}],
+                                    [{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                                     {"op": "replace", "path": "/spec/template", "value": template}],
                                     content_type=JSON_PATCH)
 
 
 def _revert(ctx: Context, a: RevertTemplate) -> None:
-    _replace_template(ctx, _stable_template(ctx, a.stable_revision))
+    try:
+        template = _stable_template(ctx, a.stable_revision)
+    except StateError:
+        if not a.template or templates.revision(a.template) != a.stable_revision:
+            raise
+        template = a.template  # its ReplicaSet is gone (revisionHistoryLimit): the record's copy
+    _replace_template(ctx, template)
 
 
 def _apply_template(ctx: Context, a: ApplyTemplate) -> None:

@@ -60,6 +60,7 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
             ready=int(rstatus.get("readyReplicas") or 0), available=int(rstatus.get("availableReplicas") or 0),
             created=_ts(rs["metadata"].get("creationTimestamp")),
             health=pod_health(by_hash.get(pod_hash, []), now) if pod_hash else PodHealth(),
+            template=templates.without_hash(tpl),
         ))
     deadline = any(c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
                    for c in status.get("conditions") or [])

@@ -19,7 +19,7 @@ from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, 
 from . import act, spec as specmod, templates
 from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError
 from .events import emit
-from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, Kube
+from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
 from .observe import observe, replicasets
 from .routing import Router, RouterContext, router_for
 from .state import encode_state, read_state, write_state
@@ -47,6 +47,8 @@ class Reconciler:
     clock: Callable[[], float] = time.time
     # Warnings already emitted for invalid specs, keyed by uid -> message (dedupe only; not state).
     _warned: dict[str, str] = field(default_factory=dict)
+    # uid -> when its router was first seen broken during the current delivery (hold timer only).
+    _router_broken: dict[str, float] = field(default_factory=dict)
 
     def configmaps(self, namespace: str) -> Callable[[str], dict[str, str]]:
         def read(name: str) -> dict[str, str]:
@@ -101,11 +103,18 @@ class Reconciler:
                     return self._routing_problem(deployment, spec, state, exc)
                 routing_error = exc
         obs = observe(self.kube, deployment, self.clock(), router_weight)
-        if routing_error is not None:
+        if routing_error is None:
+            self._router_broken.pop(uid, None)
+        else:
             # Mid-delivery the router broke (route or CRD gone, API errors): hold the step; an
-            # operator's abort, or a router still broken after the progress deadline, rolls back.
+            # operator's abort, a rollback already under way, or a router still broken for longer
+            # than the progress deadline (never while an operator holds the delivery) rolls back.
+            since = self._router_broken.setdefault(uid, obs.now)
             aborting = obs.request == "abort" and obs.request_id != state.handled_request
-            if not aborting and obs.now - state.step_started <= spec.progress_deadline:
+            if state.phase == Phase.ROLLING_BACK:
+                return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router,
+                                   tolerate_routing=True)
+            if not aborting and (state.phase == Phase.PAUSED or obs.now - since <= spec.progress_deadline):
                 return self._routing_problem(deployment, spec, state, routing_error, requeue=5.0)
             plan = strategies.common.rollback(
                 spec, state.replace(handled_request=obs.request_id or state.handled_request), obs,
@@ -119,13 +128,29 @@ class Reconciler:
     def _release(self, deployment: dict[str, Any]) -> Outcome:
         """The strategy annotation was removed: hand the Deployment back as a plain one.
 
-        deliver's own ReplicaSets go, the Deployment is unpaused (so the native controller rolls
-        out whatever the template says) and the record is removed, in that order.
+        Services are unpinned, deliver's own ReplicaSets go, the Deployment is unpaused (so the
+        native controller rolls out whatever the template says) and the record is removed, in that
+        order. (A weighted route is the user's object; its weights are left as they are.)
         """
         meta = deployment["metadata"]
+        ns = meta["namespace"]
+        # Services first: deliver's own go, a user's Service that deliver pinned to one
+        # pod-template-hash (blue-green's active one) is unpinned so it selects the app again.
+        app = deployment["spec"]["selector"].get("matchLabels") or {}
+        for svc in self.kube.items(SERVICES, ns):
+            selector = (svc.get("spec") or {}).get("selector") or {}
+            if templates.HASH_LABEL not in selector:
+                continue
+            if any(app.get(k) != v for k, v in selector.items() if k != templates.HASH_LABEL):
+                continue
+            name = svc["metadata"]["name"]
+            if (svc["metadata"].get("labels") or {}).get(templates.OWNER_LABEL) == meta["name"]:
+                self.kube.delete(SERVICES, ns, name)
+            else:
+                self.kube.patch(SERVICES, ns, name, {"spec": {"selector": {templates.HASH_LABEL: None}}})
         _, ours = replicasets(self.kube, deployment)
         for rs in ours:
-            self.kube.delete(REPLICASETS, meta["namespace"], rs["metadata"]["name"])
+            self.kube.delete(REPLICASETS, ns, rs["metadata"]["name"])
         try:
             self.kube.patch(DEPLOYMENTS, meta["namespace"], meta["name"], {
                 "metadata": {"resourceVersion": meta["resourceVersion"],
@@ -160,9 +185,11 @@ class Reconciler:
         fields = _fields(deployment, strategy=spec.strategy.value)
         actions = list(plan.actions)
         if encode_state(plan.state) != encode_state(state):
-            # Persist the record first; a pause/unpause rides in the same patch so the Deployment
-            # controller is held (or released) in the very write that records the decision.
-            paused = next((a for a in actions if isinstance(a, SetPaused)), None)
+            # Persist the record first; a pause rides in the same patch so the Deployment
+            # controller is held in the very write that records the decision.
+            # Only a pause rides along: an unpause must wait for the actions before it (e.g. the
+            # template revert of a native rollback), or the old template would roll out first.
+            paused = next((a for a in actions if isinstance(a, SetPaused) and a.paused), None)
             try:
                 deployment = write_state(self.kube, deployment, plan.state,
                                          paused=paused.paused if paused else None)
@@ -195,9 +222,12 @@ class Reconciler:
                 if isinstance(exc, RoutingError) and tolerate_routing:
                     continue  # the route is gone: no traffic reaches the canary through it anyway
                 if not isinstance(action, Emit):
-                    return Outcome(2.0, plan.state.phase.value, plan.state.step, plan.state.weight)
+                    # a lost race (409, or 422 from a resourceVersion guard) is retried at once
+                    retry = 0.2 if isinstance(exc, KubeError) and exc.status in (409, 422) else 2.0
+                    return Outcome(retry, plan.state.phase.value, plan.state.step, plan.state.weight)
             except DeliverError as exc:
                 log.error("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
+                self._warn_once(deployment, "ActionFailed", f"{type(action).__name__} failed: {exc}")
                 return Outcome(5.0, plan.state.phase.value, plan.state.step, plan.state.weight)
         if analysed:
             self._record_verdicts(ctx.deployment, analysed)

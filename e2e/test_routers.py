@@ -388,22 +388,23 @@ def test_route_deleted_mid_delivery_holds_then_rolls_back(kube: Kube, namespace:
                                                           controller: ControllerProcess) -> None:
     ns = namespace
     Routes(kube, ns, CASES["gateway-api"]).create()
-    annotations = dict(ANNOTATIONS, **{"deliver.dev/router": "gateway-api/web",
-                                       "deliver.dev/progress-deadline": "8s"})
+    annotations = {"deliver.dev/strategy": "canary", "deliver.dev/steps": "20,50,100",
+                   "deliver.dev/interval": "60s", "deliver.dev/router": "gateway-api/web",
+                   "deliver.dev/progress-deadline": "8s"}
     kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
                                                                annotations=annotations))
     wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 60, "deliver to record the stable version")
     set_image(kube.apps, ns, "web", "example.com/web:v2")
-    wait_for(lambda: deliver_state(kube, ns).get("phase") == "Paused", 60, "the first manual gate")
-    # When the user's HTTPRoute disappears in the middle of the delivery
+    wait_for(lambda: deliver_state(kube, ns).get("weight") == 20, 60, "the first step at 20 %")
+    # When the user's HTTPRoute disappears in the middle of a step
     kube.custom.delete_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns, "httproutes", "web")
-    # Then deliver warns and holds, and once the progress deadline has passed it rolls back
+    # Then deliver warns and holds, and once the router has been broken for the progress deadline
+    # it rolls back
     messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 30, "a RouterUnavailable event")
     assert "holding step" in messages[0]
+    assert deliver_state(kube, ns).get("phase") == "Progressing"
     wait_for(lambda: deliver_state(kube, ns).get("phase") == "RolledBack", 60, "rollback",
              describe=lambda: deliver_state(kube, ns))
     assert "traffic router unavailable" in deliver_state(kube, ns)["message"]
-    wait_for(lambda: not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items,
-             30, "canary ReplicaSet removed after the drain")
-    wait_for(lambda: kube.apps.read_namespaced_deployment("web", ns).spec.template.spec.containers[0].image
-             == "example.com/web:v1", 15, "template back on v1")
+    assert not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items
+    assert kube.apps.read_namespaced_deployment("web", ns).spec.template.spec.containers[0].image == "example.com/web:v1"

@@ -9,10 +9,10 @@ Steps: 0 = preview (scale up, hold, analyse), 1 = switched (keep warm), 2+ = fin
 
 from __future__ import annotations
 
-from .common import RECHECK, gate, rollback
+from .common import RECHECK, gate, rollback, settle_adopted
 from .model import (
     Action, AdoptNew, DeleteNew, DeliverySpec, DeliveryState, Emit, EnsureServices, Observation,
-    Phase, Plan, RevertTemplate, ScaleNew, SetPaused, SwitchActive,
+    Phase, Plan, RevertTemplate, ScaleNew, SetPaused, SwitchActive, VersionObs,
 )
 
 PREVIEW, SWITCHED = 0, 1
@@ -23,7 +23,7 @@ class BlueGreenPlanner:
         return False
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
-        return (SwitchActive(state.stable_hash), DeleteNew(), RevertTemplate(state.stable_revision))
+        return (SwitchActive(state.stable_hash), DeleteNew(), RevertTemplate(state.stable_revision, state.stable_template))
 
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         n = obs.replicas
@@ -52,6 +52,14 @@ class BlueGreenPlanner:
             moved = state.replace(step=SWITCHED, step_started=obs.now)
             return self.advance(spec, moved, obs)
 
+        if not state.switched:
+            # `promote` may arrive before the preview is fully Ready: switch only once it is.
+            waiting = self._not_ready_to_switch(spec, state, obs, new, n)
+            if waiting is not None:
+                return Plan(waiting.state, tuple(base) + (ScaleNew(n), EnsureServices(state.stable_hash, state.revision),
+                                                          SwitchActive(state.stable_hash)) + waiting.actions
+                            if waiting.state.phase == state.phase else waiting.actions, waiting.requeue_after)
+
         if state.step == SWITCHED:
             actions: list[Action] = base + [ScaleNew(n), EnsureServices(state.stable_hash, state.revision),
                                              SwitchActive(state.revision)]
@@ -79,12 +87,24 @@ class BlueGreenPlanner:
         adopted = obs.version(state.revision)
         if adopted is None:
             return rollback(spec, state, obs, self, "the new ReplicaSet disappeared before promotion")
-        old_left = [v for v in obs.active_owned() if v.revision != state.revision]
-        if old_left or adopted.available < n:
-            return Plan(state, tuple(base) + (SwitchActive(adopted.pod_hash),), RECHECK)
+        settling = settle_adopted(state, obs, adopted)
+        if settling is not None:
+            return Plan(state, (SwitchActive(adopted.pod_hash),) + settling, RECHECK)
         done = state.replace(phase=Phase.SUCCEEDED, finished=obs.now, stable_revision=state.revision,
                              stable_hash=adopted.pod_hash, message=f"revision {state.revision} promoted")
-        return Plan(done, (SwitchActive(adopted.pod_hash), EnsureServices(adopted.pod_hash, adopted.pod_hash),
+        return Plan(done, (SetPaused(True), SwitchActive(adopted.pod_hash), EnsureServices(adopted.pod_hash, adopted.pod_hash),
                            Emit("Normal", "DeliverySucceeded",
                                 f"revision {state.revision} is the stable version; old version scaled down")),
                     None)
+
+    def _not_ready_to_switch(self, spec: DeliverySpec, state: DeliveryState, obs: Observation,
+                             new: "VersionObs | None", n: int) -> Plan | None:
+        """None when the new version is fully Ready (the switch may happen); else wait or roll back."""
+        if new is None or not new.owned and new.ready < n or new.health.problem(spec.max_restarts):
+            if new is not None and new.health.problem(spec.max_restarts):
+                return rollback(spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}")
+            if obs.now - state.step_started > spec.progress_deadline:
+                ready = new.ready if new is not None else 0
+                return rollback(spec, state, obs, self, f"only {ready}/{n} new pods Ready; not switching")
+            return Plan(state, (), RECHECK)
+        return None

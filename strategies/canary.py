@@ -8,7 +8,7 @@ ReplicaSet to the Deployment, whose own controller scales the old version to zer
 
 from __future__ import annotations
 
-from .common import RECHECK, ROUTER_DRAIN, ceil_share, gate, rollback
+from .common import RECHECK, ROUTER_DRAIN, ceil_share, gate, rollback, settle_adopted
 from .model import (
     Action, AdoptNew, DeleteNew, DeliverySpec, DeliveryState, Emit, EnsureServices, Observation,
     Phase, Plan, RevertTemplate, ScaleNew, SetPaused, SetWeight,
@@ -20,10 +20,8 @@ class CanaryPlanner:
         return False
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
-        if spec.router.kind != "replica":
-            # Traffic first; the canary pods go once the router has drained them (see _idle).
-            return (SetWeight(0), RevertTemplate(state.stable_revision))
-        return (SetWeight(0), DeleteNew(), RevertTemplate(state.stable_revision))
+        # Traffic first; behind a router the pods go once it has drained them (common._undo).
+        return (SetWeight(0), DeleteNew(), RevertTemplate(state.stable_revision, state.stable_template))
 
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         steps = spec.steps
@@ -97,13 +95,13 @@ class CanaryPlanner:
                                 max(0.2, ROUTER_DRAIN - (obs.now - state.switched)))
             return Plan(state.replace(weight=100), head + (SetWeight(100), AdoptNew()), RECHECK)
         if adopted is not None and adopted.owned:
-            old_left = [v for v in obs.active_owned() if v.revision != state.revision]
-            if old_left or adopted.available < n:
-                return Plan(state, head, RECHECK)
+            settling = settle_adopted(state, obs, adopted)
+            if settling is not None:
+                return Plan(state, head + settling, RECHECK)
             done = state.replace(phase=Phase.SUCCEEDED, finished=obs.now, weight=100,
                                  stable_revision=state.revision, stable_hash=adopted.pod_hash,
                                  message=f"revision {state.revision} promoted")
-            return Plan(done, head + (EnsureServices(adopted.pod_hash, adopted.pod_hash), SetWeight(0),
+            return Plan(done, head + (SetPaused(True), EnsureServices(adopted.pod_hash, adopted.pod_hash), SetWeight(0),
                                       Emit("Normal", "DeliverySucceeded",
                                            f"revision {state.revision} is the stable version")), None)
         # Our ReplicaSet is gone before adoption (deleted by hand?): start the promotion over.

@@ -8,6 +8,7 @@ planning again from what it reads.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Protocol
 
@@ -63,10 +64,16 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     planner = planner_for(spec.strategy)
     in_progress = not state.phase.terminal
 
-    if in_progress and state.strategy and state.strategy != spec.strategy.value:
-        # The strategy annotation changed mid-delivery: undo under the old strategy's rules is not
-        # possible with the new spec, so finish safely: roll back and let the next pass start over.
-        return rollback(spec, state, obs, planner, "strategy changed during the delivery", Phase.ABORTED)
+    if state.strategy and state.strategy != spec.strategy.value and (
+            in_progress or state.phase == Phase.ROLLING_BACK):
+        # The strategy annotation changed mid-delivery: undo what the *old* strategy did (its
+        # ReplicaSet, Service switch or router weight), then the next pass starts over.
+        old = dataclasses.replace(spec, strategy=Strategy(state.strategy))
+        old_planner = planner_for(old.strategy)
+        if state.phase == Phase.ROLLING_BACK:
+            return finish_rollback(old, state, obs, old_planner)
+        return rollback(old, state, obs, old_planner, "strategy changed during the delivery", Phase.ABORTED,
+                        remember_failure=False)
 
     request = obs.request if obs.request_id and obs.request_id != state.handled_request else ""
     if request:
@@ -78,7 +85,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
 
     if in_progress:
         if state.phase == Phase.ROLLING_BACK:
-            return planner.advance(spec, state, obs)  # the stable template is being restored
+            return finish_rollback(spec, state, obs, planner)  # the stable version is being restored
         if obs.target_revision != state.revision:
             if obs.target_revision == state.stable_revision:
                 # The user put the stable template back: the delivery is moot.
@@ -140,7 +147,7 @@ def _start(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: 
         stable_revision=stable.revision, stable_hash=stable.pod_hash, step=0,
         step_started=obs.now, started=obs.now, analysis_started=obs.now,
         handled_request=state.handled_request, failed_revision=state.failed_revision,
-        failed_template=state.failed_template,
+        failed_template=state.failed_template, stable_template=stable.template or None,
         message=f"delivering revision {obs.target_revision} ({spec.strategy.value})",
     )
     first = planner.advance(spec, started, obs)
@@ -171,8 +178,13 @@ def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation,
 def _operator_request(spec: DeliverySpec, state: DeliveryState, obs: Observation,
                       planner: StrategyPlanner, request: str) -> Plan | None:
     if request == "abort":
-        if state.phase.terminal:
+        if state.phase.terminal or state.phase == Phase.ROLLING_BACK:
             return None
+        adopted = obs.version(state.revision)
+        if not planner.native() and adopted is not None and adopted.owned:
+            message = (f"abort refused: revision {state.revision} is already handed to the Deployment "
+                       f"and replacing the old version; run `deliver undo {obs.name}` once it finishes")
+            return Plan(state.replace(message=message), (Emit("Warning", "AbortRefused", message),), RECHECK)
         return rollback(spec, state, obs, planner, "aborted by an operator", Phase.ABORTED)
     if request == "retry":
         if state.phase in (Phase.ROLLED_BACK, Phase.ABORTED) and state.failed_template:
@@ -210,7 +222,12 @@ def _operator_request(spec: DeliverySpec, state: DeliveryState, obs: Observation
 
 def rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner,
              reason: str, phase: Phase = Phase.ROLLED_BACK, remember_failure: bool = True) -> Plan:
-    """Stop the delivery and put the stable version back in charge, or pause if rollback is off."""
+    """Stop the delivery and put the stable version back in charge, or pause if rollback is off.
+
+    The record goes to RollingBack; ``finish_rollback`` re-issues the undo on every pass until the
+    stable version is fully back, and only then records RolledBack/Aborted, so an undo step that
+    fails (API error, RBAC) is retried instead of forgotten.
+    """
     if phase == Phase.ROLLED_BACK and not spec.auto_rollback:
         message = (f"failed: {reason}; automatic rollback is off: "
                    f"`deliver abort {obs.name}` rolls back, `deliver promote {obs.name}` continues")
@@ -219,22 +236,56 @@ def rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner
         return Plan(state.replace(phase=Phase.PAUSED, message=message),
                     (Emit("Warning", "DeliveryFailed", message),), None)
     failed_template = obs.template if remember_failure and obs.template else None
-    native = planner.native()
-    new_phase = Phase.ROLLING_BACK if native else phase
     verb = "aborted" if phase == Phase.ABORTED else "rolled back"
     message = f"revision {state.revision} {verb}: {reason}"
     new_state = state.replace(
-        phase=new_phase, message=message, finished=0.0 if native else obs.now, weight=0,
+        phase=Phase.ROLLING_BACK, message=message, finished=obs.now, weight=0,
+        step=-2 if phase == Phase.ABORTED else -1,
         failed_revision=state.revision if remember_failure else "",
         failed_template=failed_template,
-        verdicts=state.verdicts,
     )
-    if native:
-        new_state = new_state.replace(step=-1 if phase == Phase.ROLLED_BACK else -2)
     reason_code = "DeliveryAborted" if phase == Phase.ABORTED else "DeliveryRolledBack"
     # Undo first (traffic back to stable before anything else), then tell people.
-    return Plan(new_state, planner.undo(spec, state, obs) + (Emit("Warning", reason_code, message),),
+    return Plan(new_state, _undo(spec, new_state, obs, planner) + (Emit("Warning", reason_code, message),),
                 RECHECK)
+
+
+def _drains(spec: DeliverySpec) -> bool:
+    """Do pods keep running for ROUTER_DRAIN after traffic moved away from them?"""
+    return spec.router.kind != "replica" or spec.strategy is Strategy.BLUE_GREEN
+
+
+def _undo(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> tuple[Action, ...]:
+    actions = planner.undo(spec, state, obs)
+    if _drains(spec) and obs.now - state.finished < ROUTER_DRAIN:
+        actions = tuple(a for a in actions if not isinstance(a, DeleteNew))
+    return actions
+
+
+def finish_rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation,
+                    planner: StrategyPlanner) -> Plan:
+    """RollingBack: repeat the (idempotent) undo until the stable version is fully back."""
+    if planner.native():
+        done = obs.target_revision == state.stable_revision and obs.rollout_complete
+    else:
+        done = (obs.target_revision == state.stable_revision
+                and not any(not v.owned for v in obs.versions)
+                and obs.router_weight in (None, 0))
+    if done:
+        final = Phase.ABORTED if state.step == -2 else Phase.ROLLED_BACK
+        return Plan(state.replace(phase=final, finished=obs.now),
+                    (SetPaused(True), Emit("Normal", "StableRestored",
+                                           f"stable revision {state.stable_revision} fully serving again")),
+                    None)
+    actions = _undo(spec, state, obs, planner)
+    if planner.native() and obs.target_revision == state.stable_revision:
+        actions = tuple(a for a in actions if not isinstance(a, RevertTemplate))
+    if not planner.native() and not obs.paused:
+        actions = (SetPaused(True),) + actions
+    wait = RECHECK
+    if _drains(spec) and obs.now - state.finished < ROUTER_DRAIN:
+        wait = max(0.2, ROUTER_DRAIN - (obs.now - state.finished))
+    return Plan(state, actions, wait)
 
 
 class NativePlanner:
@@ -245,25 +296,26 @@ class NativePlanner:
         return True
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
-        return (RevertTemplate(state.stable_revision), SetPaused(False))
+        return (RevertTemplate(state.stable_revision, state.stable_template), SetPaused(False))
 
 
-def finish_native_rollback(state: DeliveryState, obs: Observation) -> Plan | None:
-    """rolling/recreate: while the Deployment controller restores the stable template, wait, then pause."""
-    if state.phase != Phase.ROLLING_BACK:
+ADOPTION_GRACE = 10.0  # seconds the paused Deployment controller gets to settle an adopted ReplicaSet
+
+
+def settle_adopted(state: DeliveryState, obs: Observation, adopted: VersionObs) -> tuple[Action, ...] | None:
+    """After AdoptNew: None once only the new version runs, all available; else what to do meanwhile.
+
+    Normally the paused Deployment controller sees a saturated new ReplicaSet and scales the old one
+    to zero at once. If replicas changed meanwhile (an HPA) it is not saturated and the controller
+    only scales proportionally; then deliver unpauses the Deployment: its template is the new
+    version's, so the native rollout finishes the job within maxUnavailable, and success pauses it
+    again.
+    """
+    old_left = [v for v in obs.active_owned() if v.revision != state.revision]
+    if not old_left and adopted.available >= obs.replicas:
         return None
-    if obs.target_revision == state.stable_revision and obs.rollout_complete:
-        final = Phase.ABORTED if state.step == -2 else Phase.ROLLED_BACK
-        return Plan(state.replace(phase=final, finished=obs.now),
-                    (SetPaused(True), Emit("Normal", "StableRestored",
-                                           f"stable revision {state.stable_revision} fully serving again")),
-                    None)
-    actions: list[Action] = []
-    if obs.target_revision != state.stable_revision:
-        actions.append(RevertTemplate(state.stable_revision))
-    if obs.paused:
-        actions.append(SetPaused(False))
-    return Plan(state, tuple(actions), RECHECK)
+    stuck = adopted.replicas != obs.replicas or obs.now - state.step_started > ADOPTION_GRACE
+    return (SetPaused(False),) if stuck and obs.paused else ()
 
 
 def step_verdict(state: DeliveryState, step: int) -> Verdict | None:
@@ -325,6 +377,6 @@ def gate(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: St
 
 
 __all__ = [
-    "plan", "rollback", "gate", "ceil_share", "current_stable", "finish_native_rollback",
+    "plan", "rollback", "gate", "ceil_share", "current_stable", "finish_rollback",
     "step_verdict", "RECHECK", "AdoptNew", "DeleteNew", "SetWeight", "SwitchActive",
 ]

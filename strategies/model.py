@@ -112,6 +112,7 @@ class VersionObs:
     available: int
     created: float = 0.0
     health: PodHealth = PodHealth()
+    template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # without pod-template-hash
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ class DeliveryState:
     message: str = ""
     failed_revision: str = ""       # a revision that was rolled back / aborted: not retried on its own
     failed_template: dict[str, Any] | None = None
+    stable_template: dict[str, Any] | None = None  # to revert to even if its ReplicaSet is gone
     handled_request: str = ""       # last operator request consumed (id), so none is applied twice
     verdicts: tuple[Verdict, ...] = ()
 
@@ -226,6 +228,8 @@ class DeliveryState:
         }
         if self.failed_template is not None:
             d["failedTemplate"] = self.failed_template
+        if self.stable_template is not None:
+            d["stableTemplate"] = self.stable_template
         return d
 
     @classmethod
@@ -239,7 +243,8 @@ class DeliveryState:
             analysis_started=float(d.get("analysisStarted", 0.0)),
             extensions=int(d.get("extensions", 0)), weight=int(d.get("weight", 0)),
             message=str(d.get("message", "")), failed_revision=str(d.get("failedRevision", "")),
-            failed_template=d.get("failedTemplate"), handled_request=str(d.get("handledRequest", "")),
+            failed_template=d.get("failedTemplate"), stable_template=d.get("stableTemplate"),
+            handled_request=str(d.get("handledRequest", "")),
             verdicts=tuple(Verdict.from_dict(v) for v in d.get("verdicts", [])),
         )
 
@@ -275,8 +280,12 @@ class AdoptNew:
 
 @dataclass(frozen=True)
 class RevertTemplate:
-    """Write the stable ReplicaSet's pod template back into the Deployment (the rollback of rolling/recreate)."""
+    """Write the stable ReplicaSet's pod template back into the Deployment (the rollback of rolling/recreate).
+
+    ``template`` is the copy kept in the record, used when that ReplicaSet is gone
+    (e.g. revisionHistoryLimit: 0)."""
     stable_revision: str
+    template: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

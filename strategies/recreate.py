@@ -6,7 +6,7 @@ template back so the Deployment controller stops the new pods and restores the o
 
 from __future__ import annotations
 
-from .common import NativePlanner, finish_native_rollback, gate, rollback
+from .common import NativePlanner, gate, rollback
 from .model import (
     DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
 )
@@ -14,9 +14,6 @@ from .model import (
 
 class RecreatePlanner(NativePlanner):
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
-        back = finish_native_rollback(state, obs)
-        if back is not None:
-            return back
         n = obs.replicas
         new = obs.version(state.revision)
         if state.step > 0:

@@ -7,7 +7,7 @@ Steps: 0..len(pause_at)-1 = hold at each point, len(pause_at) = finish the rollo
 
 from __future__ import annotations
 
-from .common import NativePlanner, RECHECK, ceil_share, finish_native_rollback, gate, rollback
+from .common import NativePlanner, RECHECK, ceil_share, gate, rollback
 from .model import (
     DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
 )
@@ -15,9 +15,6 @@ from .model import (
 
 class RollingPlanner(NativePlanner):
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
-        back = finish_native_rollback(state, obs)
-        if back is not None:
-            return back
         n = obs.replicas
         new = obs.version(state.revision)
         points = [p for p in spec.pause_at if 0 < p < 100]

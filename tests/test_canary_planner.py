@@ -58,7 +58,7 @@ def test_analysis_is_requested_when_checks_are_declared_and_fail_rolls_back():
     assert Analyse(0, 1000.0) in p.actions
     failed = s.replace(verdicts=(Verdict(0, "fail", "error-rate fail", 1031.0),))
     rb = plan(spec, failed, o)
-    assert rb.state.phase is Phase.ROLLED_BACK
+    assert rb.state.phase is Phase.ROLLING_BACK
     assert rb.state.failed_revision == NEW
     assert DeleteNew() in rb.actions and RevertTemplate(STABLE) in rb.actions and SetWeight(0) in rb.actions
     assert "DeliveryRolledBack" in reasons(rb)
@@ -73,14 +73,14 @@ def test_inconclusive_pauses_by_default_and_extends_when_asked():
     assert extended.state.phase is Phase.PROGRESSING and extended.state.extensions == 1
     assert extended.state.step_started == 1031
     rolled = plan(canary_spec(analysis=("x",), on_inconclusive="rollback"), s, o)
-    assert rolled.state.phase is Phase.ROLLED_BACK
+    assert rolled.state.phase is Phase.ROLLING_BACK
 
 
 def test_crashloop_rolls_back_at_once():
     s = started(Strategy.CANARY)
     o = obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False, crashloop=1, restarts=3), now=1005)
     p = plan(canary_spec(), s, o)
-    assert p.state.phase is Phase.ROLLED_BACK and "CrashLoopBackOff" in p.state.message
+    assert p.state.phase is Phase.ROLLING_BACK and "CrashLoopBackOff" in p.state.message
     assert p.state.failed_template == o.template
 
 
@@ -89,7 +89,7 @@ def test_never_ready_rolls_back_after_progress_deadline_only():
     early = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False), now=1100))
     assert early.state.phase is Phase.PROGRESSING
     late = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False), now=1121))
-    assert late.state.phase is Phase.ROLLED_BACK and "progress deadline" in late.state.message
+    assert late.state.phase is Phase.ROLLING_BACK and "progress deadline" in late.state.message
 
 
 def test_auto_rollback_off_pauses_instead():
@@ -132,7 +132,21 @@ def test_manual_gate_pauses_until_promote():
 def test_abort_request_restores_stable():
     s = started(Strategy.CANARY, step=1)
     p = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 3, owned=False), request="abort", request_id="a"))
-    assert p.state.phase is Phase.ABORTED and DeleteNew() in p.actions and "DeliveryAborted" in reasons(p)
+    assert p.state.phase is Phase.ROLLING_BACK and DeleteNew() in p.actions and "DeliveryAborted" in reasons(p)
+    # the undo is repeated until the stable version is fully back, then the record says Aborted
+    again = plan(canary_spec(), p.state, obs(version(STABLE, 5), version(NEW, 3, owned=False), target=STABLE))
+    assert again.state.phase is Phase.ROLLING_BACK and DeleteNew() in again.actions
+    done = plan(canary_spec(), p.state, obs(version(STABLE, 5), target=STABLE))
+    assert done.state.phase is Phase.ABORTED and "StableRestored" in reasons(done)
+
+
+def test_failed_undo_step_is_retried_on_the_next_pass():
+    s = started(Strategy.CANARY, step=1)
+    rb = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 3, owned=False, crashloop=1), now=1001))
+    # say RevertTemplate failed: the template is still the new revision and the canary RS is there
+    retry = plan(canary_spec(), rb.state, obs(version(STABLE, 5), version(NEW, 3, owned=False), now=1003))
+    assert retry.state.phase is Phase.ROLLING_BACK
+    assert RevertTemplate(STABLE) in retry.actions and DeleteNew() in retry.actions and SetWeight(0) in retry.actions
 
 
 def test_failed_revision_is_not_retried_by_itself_but_retry_reapplies_it():

@@ -46,9 +46,13 @@ def test_bluegreen_failure_after_switch_switches_back():
     s = started(Strategy.BLUE_GREEN, step=1, switched=1000.0)
     o = obs(version(STABLE, 4), version(NEW, 4, ready=2, owned=False, crashloop=2), replicas=4, now=1005)
     p = plan(bg(), s, o)
-    assert p.state.phase is Phase.ROLLED_BACK
-    assert SwitchActive(STABLE) in p.actions and DeleteNew() in p.actions
-    assert p.actions.index(SwitchActive(STABLE)) < p.actions.index(DeleteNew())  # traffic first
+    assert p.state.phase is Phase.ROLLING_BACK
+    assert SwitchActive(STABLE) in p.actions
+    assert DeleteNew() not in p.actions  # green pods drain first
+    later_ = plan(bg(), p.state, obs(version(STABLE, 4), version(NEW, 4, ready=2, owned=False), replicas=4,
+                                     target=STABLE, now=1011))
+    assert SwitchActive(STABLE) in later_.actions and DeleteNew() in later_.actions
+    assert later_.actions.index(SwitchActive(STABLE)) < later_.actions.index(DeleteNew())  # traffic first
 
 
 def test_bluegreen_without_auto_promote_waits_for_promote():
@@ -121,3 +125,34 @@ def test_recreate_not_ready_in_deadline_restores_old():
     o = obs(version(STABLE, 0), version(NEW, 3, ready=0), replicas=3, paused=False, native="Recreate", now=1061)
     p = plan(recreate(), s, o)
     assert p.state.phase is Phase.ROLLING_BACK and RevertTemplate(STABLE) in p.actions
+
+
+def test_bluegreen_promote_before_preview_is_ready_does_not_switch():
+    s = started(Strategy.BLUE_GREEN)
+    o = obs(version(STABLE, 4), version(NEW, 4, ready=1, owned=False), replicas=4, now=1002,
+            request="promote-full", request_id="p")
+    p = plan(bg(), s, o)
+    assert SwitchActive(NEW) not in p.actions and AdoptNew() not in p.actions
+    assert SwitchActive(STABLE) in p.actions
+    late = plan(bg(), p.state, obs(version(STABLE, 4), version(NEW, 4, ready=1, owned=False), replicas=4, now=1070))
+    assert late.state.phase is Phase.ROLLING_BACK
+
+
+def test_adoption_that_does_not_settle_unpauses_and_success_pauses_again():
+    from strategies.model import CanaryStep
+    spec = DeliverySpec(strategy=Strategy.CANARY, steps=(CanaryStep(50), CanaryStep(100)), interval=5.0)
+    s = started(Strategy.CANARY, step=1, phase=Phase.PROMOTING)
+    # an HPA moved replicas 4 -> 6 after adoption: the paused controller scaled proportionally
+    mixed = obs(version(STABLE, 2), version(NEW, 4), replicas=6, now=1003)
+    p = plan(spec, s, mixed)
+    assert SetPaused(False) in p.actions and p.state.phase is Phase.PROMOTING
+    done = plan(spec, p.state, obs(version(STABLE, 0), version(NEW, 6), replicas=6, paused=False, now=1010))
+    assert done.state.phase is Phase.SUCCEEDED and SetPaused(True) in done.actions
+
+
+def test_abort_after_adoption_is_refused():
+    s = started(Strategy.CANARY, step=2, phase=Phase.PROMOTING)
+    p = plan(DeliverySpec(strategy=Strategy.CANARY), s,
+             obs(version(STABLE, 3), version(NEW, 5), request="abort", request_id="z"))
+    assert p.state.phase is Phase.PROMOTING and "AbortRefused" in reasons(p)
+    assert not any(isinstance(a, (DeleteNew, RevertTemplate)) for a in p.actions)

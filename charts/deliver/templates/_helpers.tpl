@@ -53,7 +53,8 @@ The rules the controller needs on the resources it touches; nothing else. Where 
   replicasets  get, list+watch (informer, observe), create (canary/preview ReplicaSet),
                patch (scale, adopt), delete (rollback, cleanup)
   pods         list (health of each version)
-  services     get, create, patch (stable/canary, preview/active Services, blue-green switch)
+  services     get, create, patch (stable/canary, preview/active Services, blue-green switch),
+               list + delete (unpin/remove them when deliver.dev/strategy is removed)
   events       create (Kubernetes Events on the Deployment)
   configmaps   get (custom analysis queries, deliver.dev/analysis-config)
   routers      get + patch on the route object (nginx: also create the canary Ingress)
@@ -70,7 +71,7 @@ The rules the controller needs on the resources it touches; nothing else. Where 
   verbs: ["list"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
