@@ -147,11 +147,12 @@ def _stable_template(ctx: Context, stable_revision: str) -> dict[str, Any]:
 def _replace_template(ctx: Context, template: dict[str, Any]) -> None:
     if templates.revision(ctx.deployment["spec"]["template"]) == templates.revision(template):
         return
-    # Guarded by the resourceVersion deliver planned on: a user's (or GitOps) template write that
-    # landed meanwhile makes this fail (422) and deliver plans again instead of overwriting it.
-    rv = ctx.deployment["metadata"]["resourceVersion"]
+    # Guarded by the template deliver planned on: a user's (or GitOps) template write that landed
+    # meanwhile makes this fail (422) and deliver plans again instead of overwriting it. (Not the
+    # resourceVersion: status updates by the Deployment controller would make that fail for nothing.)
+    planned = ctx.deployment["spec"]["template"]
     ctx.deployment = ctx.kube.patch(DEPLOYMENTS, ctx.ns, ctx.name,
-                                    [{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                                    [{"op": "test", "path": "/spec/template", "value": planned},
                                      {"op": "replace", "path": "/spec/template", "value": template}],
                                     content_type=JSON_PATCH)
 

@@ -222,12 +222,14 @@ class Reconciler:
                 if isinstance(exc, RoutingError) and tolerate_routing:
                     continue  # the route is gone: no traffic reaches the canary through it anyway
                 if not isinstance(action, Emit):
-                    # a lost race (409, or 422 from a resourceVersion guard) is retried at once
+                    self._emit_rest(ctx, actions[actions.index(action) + 1:])
+                    # a lost race (409, or 422 from a guarded template write) is retried at once
                     retry = 0.2 if isinstance(exc, KubeError) and exc.status in (409, 422) else 2.0
                     return Outcome(retry, plan.state.phase.value, plan.state.step, plan.state.weight)
             except DeliverError as exc:
                 log.error("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
                 self._warn_once(deployment, "ActionFailed", f"{type(action).__name__} failed: {exc}")
+                self._emit_rest(ctx, actions[actions.index(action) + 1:])
                 return Outcome(5.0, plan.state.phase.value, plan.state.step, plan.state.weight)
         if analysed:
             self._record_verdicts(ctx.deployment, analysed)
@@ -249,6 +251,13 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - a broken analysis must never promote
             log.exception("analysis crashed", extra=_fields(deployment))
             return Verdict(action.step, "inconclusive", f"analysis error: {exc}", now)
+
+    def _emit_rest(self, ctx: act.Context, rest: list[Any]) -> None:
+        """The events a failed action would have been followed by still go out: the transition
+        they announce was recorded; the failed step itself is retried on the next pass."""
+        for action in rest:
+            if isinstance(action, Emit):
+                act.execute(ctx, action)
 
     def _warn_once(self, deployment: dict[str, Any], reason: str, message: str) -> None:
         key = deployment["metadata"]["uid"] + "/" + reason
