@@ -47,8 +47,10 @@ def execute(ctx: Context, action: Action) -> None:
 
 def _owner_ref(deployment: dict[str, Any], controller: bool) -> dict[str, Any]:
     meta = deployment["metadata"]
+    # blockOwnerDeletion stays false: setting it needs `update deployments/finalizers` where the
+    # OwnerReferencesPermissionEnforcement admission plugin runs, and background GC works without it.
     return {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"],
-            "controller": controller, "blockOwnerDeletion": controller}
+            "controller": controller, "blockOwnerDeletion": False}
 
 
 def _set_paused(ctx: Context, a: SetPaused) -> None:

@@ -106,10 +106,11 @@ class Informer:
             except Gone:
                 self.restarts += 1
                 log.info("watch expired; relisting", extra={"resource": self.resource.plural})
-            except (KubeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a watch thread must never die silently
                 self.restarts += 1
-                log.warning("watch failed; relisting", extra={"resource": self.resource.plural,
-                                                              "error": str(exc), "backoff": backoff})
+                level = logging.WARNING if isinstance(exc, (KubeError, ValueError)) else logging.ERROR
+                log.log(level, "watch failed; relisting", extra={"resource": self.resource.plural,
+                                                                 "error": repr(exc), "backoff": backoff})
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 

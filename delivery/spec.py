@@ -241,6 +241,10 @@ def _parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str
         fields["max_extensions"] = _int(PREFIX + "max-extensions", v, 0, 100)
 
     if only is None:
+        if len(name) > 52 and strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
+            # deliver names its ReplicaSet NAME-<10-char revision> and labels it with NAME (max 63)
+            raise SpecError(STRATEGY, f"the Deployment name is {len(name)} characters; {strategy.value} "
+                                      "needs at most 52 (NAME-<revision> must stay a valid label value)")
         if strategy is Strategy.RECREATE:
             native = ((spec.get("strategy") or {}).get("type")) or "RollingUpdate"
             if native != "Recreate":
@@ -251,6 +255,15 @@ def _parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str
             if _selector_matches(selector, {"deliver.dev/owner": name}):
                 raise SpecError(STRATEGY, "the Deployment's selector must use matchLabels or In/Exists "
                                           "expressions so deliver's own ReplicaSets stay apart")
+        used = {Strategy.BLUE_GREEN: ("active-service", "preview-service"),
+                Strategy.CANARY: ("stable-service", "canary-service")}.get(strategy, ())
+        if strategy is Strategy.CANARY and fields.get("router", RouterRef("replica")).kind == "replica":
+            used = ()
+        for short in used:
+            value = fields[short.replace("-", "_")]
+            if not _DNS1035.match(value):
+                raise SpecError(PREFIX + short, f"the default Service name {value!r} is not a valid "
+                                                f"Service name; set {PREFIX + short} explicitly")
         if strategy is Strategy.BLUE_GREEN and fields["active_service"] == fields["preview_service"]:
             raise SpecError(PREFIX + "preview-service", "must differ from the active Service")
         from .analysis.checks import parse_checks  # the analysis schema lives with the analysis

@@ -36,7 +36,10 @@ class CanaryPlanner:
         ready = new.ready if new is not None else 0
         if ready >= want and weight > 0:
             converge.append(SetWeight(weight))
-        state = state.replace(weight=weight if ready >= want else state.weight)
+        if ready >= want and state.weight != weight and not step.pause:
+            # The step's share is served from now on: its hold and its analysis window start here,
+            # not when the step began (pods may have taken most of the interval to become Ready).
+            state = state.replace(weight=weight, step_started=obs.now, analysis_started=obs.now)
 
         if step.pause or state.phase == Phase.PAUSED:
             if new is not None:

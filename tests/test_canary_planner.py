@@ -40,7 +40,7 @@ def test_step_waits_for_ready_pods_then_holds_for_interval():
 
 
 def test_health_only_step_records_a_pass_then_moves_to_next_weight():
-    s = started(Strategy.CANARY)
+    s = started(Strategy.CANARY, weight=20)
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
     p = plan(canary_spec(), s, o)
     assert p.state.verdicts and p.state.verdicts[-1].outcome == "pass"
@@ -52,7 +52,7 @@ def test_health_only_step_records_a_pass_then_moves_to_next_weight():
 
 def test_analysis_is_requested_when_checks_are_declared_and_fail_rolls_back():
     spec = canary_spec(analysis=("error-rate",))
-    s = started(Strategy.CANARY)
+    s = started(Strategy.CANARY, weight=20)
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
     p = plan(spec, s, o)
     assert Analyse(0, 1000.0) in p.actions
@@ -65,7 +65,7 @@ def test_analysis_is_requested_when_checks_are_declared_and_fail_rolls_back():
 
 
 def test_inconclusive_pauses_by_default_and_extends_when_asked():
-    s = started(Strategy.CANARY).replace(verdicts=(Verdict(0, "inconclusive", "no data", 1031.0),))
+    s = started(Strategy.CANARY, weight=20).replace(verdicts=(Verdict(0, "inconclusive", "no data", 1031.0),))
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
     paused = plan(canary_spec(analysis=("x",)), s, o)
     assert paused.state.phase is Phase.PAUSED
@@ -170,7 +170,7 @@ def test_new_template_mid_delivery_supersedes_the_old_canary():
 
 def test_router_weight_waits_until_router_confirms():
     spec = canary_spec(router=RouterRef("gateway-api", "route"))
-    s = started(Strategy.CANARY)
+    s = started(Strategy.CANARY, weight=20)
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031, router_weight=0)
     p = plan(spec, s, o)
     assert SetWeight(20) in p.actions and not p.state.verdicts
@@ -200,3 +200,13 @@ def test_router_promotion_adopts_only_after_weight_100_has_drained():
     assert AdoptNew() not in p2.actions  # still draining the old pods
     p3 = plan(spec, p1.state, obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1007, router_weight=100))
     assert AdoptNew() in p3.actions
+
+
+def test_hold_and_analysis_window_start_when_the_step_weight_is_served():
+    s = started(Strategy.CANARY)  # step began at 1000; pods took until 1025 to become Ready
+    p = plan(canary_spec(analysis=("x",)), s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1025))
+    assert p.state.weight == 20 and p.state.step_started == 1025 and p.state.analysis_started == 1025
+    early = plan(canary_spec(analysis=("x",)), p.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1040))
+    assert not any(isinstance(a, Analyse) for a in early.actions)  # 15s of traffic < 30s interval
+    due = plan(canary_spec(analysis=("x",)), p.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1056))
+    assert Analyse(0, 1025.0) in due.actions

@@ -71,3 +71,17 @@ def test_selector_that_would_match_deliver_replicasets_is_rejected():
 @pytest.mark.parametrize("text,seconds", [("30s", 30), ("2m", 120), ("1h30m", 5400), ("1500ms", 1.5)])
 def test_durations(text, seconds):
     assert spec.parse_duration("k", text) == seconds
+
+
+def test_names_that_would_make_invalid_objects_are_refused():
+    long = deployment({"deliver.dev/strategy": "canary"})
+    long["metadata"]["name"] = "a" * 60
+    with pytest.raises(SpecError, match="at most 52"):
+        spec.parse(long)
+    dotted = deployment({"deliver.dev/strategy": "blue-green"})
+    dotted["metadata"]["name"] = "my.app"
+    with pytest.raises(SpecError, match="active-service"):
+        spec.parse(dotted)
+    dotted_rolling = deployment({"deliver.dev/strategy": "rolling"})
+    dotted_rolling["metadata"]["name"] = "my.app"
+    assert spec.parse(dotted_rolling).strategy is Strategy.ROLLING  # no Services needed
