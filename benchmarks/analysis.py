@@ -47,7 +47,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from delivery.analysis.judges import FAIL_CODE, INC_CODE, PASS_CODE, errors_core, latency_core  # noqa: E402
+from delivery.analysis.judges import FAIL_CODE, PASS_CODE, errors_core, latency_core  # noqa: E402
 
 WINDOWS = 30
 ALPHA = 0.05  # deliver's family-wise alpha (default)

@@ -21,7 +21,7 @@ from e2e.cluster import BEHAVIOUR_LABEL, REPO_ROOT
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
 from e2e.helpers import CRASHLOOP, Kube, pods_of, set_image, wait_for
-from e2e.test_cli import canary, deliver, state_of, wait_phase, wait_stable
+from e2e.test_cli import canary, deliver, state_of, wait_stable
 
 pytestmark = pytest.mark.e2e
 

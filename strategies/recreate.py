@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .common import NativePlanner, gate, rollback
 from .model import (
-    DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
+    Action, DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
 )
 
 

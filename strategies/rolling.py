@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .common import NativePlanner, RECHECK, ceil_share, gate, rollback
 from .model import (
-    DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
+    Action, DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
 )
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from delivery import cli, templates
 from delivery.kube import DEPLOYMENTS, REPLICASETS
-from delivery.spec import REQUEST, STATE
+from delivery.spec import REQUEST
 from tests.fakekube import FakeKube
 from tests.test_gate import A, B, TPL_A, TPL_B, deployment, st
 
