@@ -45,7 +45,7 @@ class Reconciler:
     kube: Kube
     analyser: AnalyserFn | None = None
     clock: Callable[[], float] = time.time
-    # Warnings already emitted for invalid specs, keyed by uid -> message (dedupe only; not state).
+    # Warnings already emitted, keyed by "uid/reason" -> message (dedupe only; not state).
     _warned: dict[str, str] = field(default_factory=dict)
     # uid -> when its router was first seen broken during the current delivery (hold timer only).
     _router_broken: dict[str, float] = field(default_factory=dict)
@@ -81,12 +81,10 @@ class Reconciler:
             spec = specmod.parse(deployment, self.configmaps(namespace))
         except SpecError as err:
             message = f"invalid annotation {err.key}: {err.problem}; deliver takes no action"
-            if self._warned.get(uid) != message:
-                emit(self.kube, deployment, "Warning", "InvalidAnnotation", message)
-                self._warned[uid] = message
+            if self._warn_once(deployment, "InvalidAnnotation", message):
                 log.warning("invalid annotation", extra=_fields(deployment, key=err.key, problem=err.problem))
             return Outcome(None, phase="Invalid")
-        self._warned.pop(uid, None)
+        self._warned.pop(f"{uid}/InvalidAnnotation", None)
         state = read_state(deployment)
         router = self._router(spec, deployment)
         router_weight = None
@@ -105,6 +103,7 @@ class Reconciler:
         obs = observe(self.kube, deployment, self.clock(), router_weight)
         if routing_error is None:
             self._router_broken.pop(uid, None)
+            self._warned.pop(f"{uid}/RouterUnavailable", None)  # a later outage warns again
         else:
             # Mid-delivery the router broke (route or CRD gone, API errors): hold the step; an
             # operator's abort, a rollback already under way, or a router still broken for longer
@@ -174,10 +173,7 @@ class Reconciler:
         holding = "" if state.phase.terminal else (
             f"; holding step {state.step + 1} (rolled back if still broken after the progress deadline)")
         message = f"router {spec.router.kind}/{spec.router.name}: {exc}; deliver takes no action{holding}"
-        uid = deployment["metadata"]["uid"]
-        if self._warned.get(uid) != message:
-            emit(self.kube, deployment, "Warning", "RouterUnavailable", message)
-            self._warned[uid] = message
+        self._warn_once(deployment, "RouterUnavailable", message)
         return Outcome(requeue, phase=state.phase.value)
 
     def _apply(self, deployment: dict[str, Any], spec: DeliverySpec, state: DeliveryState,
@@ -259,11 +255,14 @@ class Reconciler:
             if isinstance(action, Emit):
                 act.execute(ctx, action)
 
-    def _warn_once(self, deployment: dict[str, Any], reason: str, message: str) -> None:
+    def _warn_once(self, deployment: dict[str, Any], reason: str, message: str) -> bool:
+        """A Warning Event, unless the same one was just emitted for this Deployment (in-memory dedupe)."""
         key = deployment["metadata"]["uid"] + "/" + reason
-        if self._warned.get(key) != message:
-            emit(self.kube, deployment, "Warning", reason, message)
-            self._warned[key] = message
+        if self._warned.get(key) == message:
+            return False
+        emit(self.kube, deployment, "Warning", reason, message)
+        self._warned[key] = message
+        return True
 
     def _record_verdicts(self, deployment: dict[str, Any], verdicts: list[Verdict]) -> None:
         meta = deployment["metadata"]
