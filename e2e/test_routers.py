@@ -229,6 +229,14 @@ def pod_hash_of(kube: Kube, ns: str, revision_image: str) -> str:
     return ""
 
 
+def given_web_v1(kube: Kube, ns: str, annotations: dict[str, str]) -> None:
+    """Given the annotated Deployment ``web`` at v1 (2 replicas), rolled out and recorded by deliver."""
+    kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
+                                                               annotations=annotations))
+    wait_for(lambda: deployment_available(kube.apps, ns, "web"), 60, "web v1 Available")
+    wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
+
+
 def events(kube: Kube, ns: str, reason: str) -> list[str]:
     return [e.message for e in kube.core.list_namespaced_event(ns).items if e.reason == reason]
 
@@ -255,10 +263,7 @@ def test_router_moves_weights_step_by_step_and_back_to_zero(kind: str, kube: Kub
     original = routes.read()
     original_rv = original["metadata"]["resourceVersion"]
     annotations = dict(ANNOTATIONS, **{"deliver.dev/router": f"{kind}/web"})
-    kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
-                                                               annotations=annotations))
-    wait_for(lambda: deployment_available(kube.apps, ns, "web"), 60, "web v1 Available")
-    wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
+    given_web_v1(kube, ns, annotations)
     assert created
 
     def state() -> dict[str, Any]:
@@ -321,10 +326,7 @@ def test_missing_route_is_a_warning_event_and_no_action(kind: str, kube: Kube, n
                                                         route_crds: list[str], controller: ControllerProcess) -> None:
     ns = namespace
     annotations = dict(ANNOTATIONS, **{"deliver.dev/router": f"{kind}/no-such-route"})
-    kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
-                                                               annotations=annotations))
-    wait_for(lambda: deployment_available(kube.apps, ns, "web"), 60, "web v1 Available")
-    wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
+    given_web_v1(kube, ns, annotations)
     set_image(kube.apps, ns, "web", "example.com/web:v2")
 
     messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
@@ -344,10 +346,7 @@ def test_route_without_the_canary_backend_is_a_warning_event(kube: Kube, namespa
     route["spec"]["rules"][1]["backendRefs"] = [{"name": STABLE, "port": 80}]  # the user forgot the canary
     kube.custom.create_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns, "httproutes", route)
     annotations = dict(ANNOTATIONS, **{"deliver.dev/router": "gateway-api/web"})
-    kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
-                                                               annotations=annotations))
-    wait_for(lambda: deployment_available(kube.apps, ns, "web"), 60, "web v1 Available")
-    wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
+    given_web_v1(kube, ns, annotations)
     set_image(kube.apps, ns, "web", "example.com/web:v2")
 
     messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
@@ -372,10 +371,7 @@ def test_missing_crd_is_a_warning_event(kube: Kube, namespace: str, route_crds: 
     try:
         wait_for(gone, 90, "the TrafficSplit API to disappear")
         annotations = dict(ANNOTATIONS, **{"deliver.dev/router": "smi/web"})
-        kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
-                                                                   annotations=annotations))
-        wait_for(lambda: deployment_available(kube.apps, ns, "web"), 60, "web v1 Available")
-        wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
+        given_web_v1(kube, ns, annotations)
         set_image(kube.apps, ns, "web", "example.com/web:v2")
         messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
         assert "split.smi-spec.io/v1alpha2 is not installed" in messages[0]
@@ -391,9 +387,7 @@ def test_route_deleted_mid_delivery_holds_then_rolls_back(kube: Kube, namespace:
     annotations = {"deliver.dev/strategy": "canary", "deliver.dev/steps": "20,50,100",
                    "deliver.dev/interval": "60s", "deliver.dev/router": "gateway-api/web",
                    "deliver.dev/progress-deadline": "8s"}
-    kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
-                                                               annotations=annotations))
-    wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 60, "deliver to record the stable version")
+    given_web_v1(kube, ns, annotations)
     set_image(kube.apps, ns, "web", "example.com/web:v2")
     wait_for(lambda: deliver_state(kube, ns).get("weight") == 20, 60, "the first step at 20 %")
     # When the user's HTTPRoute disappears in the middle of a step
