@@ -97,7 +97,9 @@ def first_decision(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx + 1, out
 
 
-def hodges_lehmann_reject(canary: np.ndarray, baseline: np.ndarray, tol: float = 0.25, conf: float = 0.98) -> np.ndarray:
+def hodges_lehmann_reject(
+    canary: np.ndarray, baseline: np.ndarray, tol: float = 0.25, conf: float = 0.98
+) -> np.ndarray:
     """Kayenta-style: Mann-Whitney HL CI of the shift (canary - baseline) over per-window values."""
     m, n = canary.shape[1], baseline.shape[1]
     diffs = np.sort((canary[:, :, None] - baseline[:, None, :]).reshape(canary.shape[0], -1), axis=1)
@@ -137,7 +139,9 @@ def hist_quantile(h: np.ndarray, q: float) -> np.ndarray:
 # --------------------------------------------------------------------------- errors
 
 
-def error_rules(rng: np.random.Generator, reps: int, traffic: int, rate_c: float, rate_b: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def error_rules(
+    rng: np.random.Generator, reps: int, traffic: int, rate_c: float, rate_b: float
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     xc = rng.binomial(traffic, rate_c, size=(reps, WINDOWS)).astype(np.float64)
     xb = rng.binomial(traffic, rate_b, size=(reps, WINDOWS)).astype(np.float64)
     n = np.full((reps, WINDOWS), float(traffic))
@@ -183,7 +187,9 @@ def latency_histograms(rng: np.random.Generator, reps: int, traffic: int, shape:
     return hc, hb
 
 
-def latency_rules(rng: np.random.Generator, reps: int, traffic: int, shape: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def latency_rules(
+    rng: np.random.Generator, reps: int, traffic: int, shape: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     hc, hb = latency_histograms(rng, reps, traffic, shape)
     chc, chb = np.cumsum(hc, axis=1), np.cumsum(hb, axis=1)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -212,7 +218,9 @@ def latency_rules(rng: np.random.Generator, reps: int, traffic: int, shape: str)
 
 # --------------------------------------------------------------------------- driver
 
-SCENARIOS: dict[str, tuple[bool, Callable[[np.random.Generator, int, int], dict[str, tuple[np.ndarray, np.ndarray]]]]] = {
+SCENARIOS: dict[
+    str, tuple[bool, Callable[[np.random.Generator, int, int], dict[str, tuple[np.ndarray, np.ndarray]]]]
+] = {
     "errors A/A 0.5% vs 0.5%": (False, lambda g, r, t: error_rules(g, r, t, 0.005, 0.005)),
     "errors 0.5% -> 1.0%": (True, lambda g, r, t: error_rules(g, r, t, 0.010, 0.005)),
     "latency A/A": (False, lambda g, r, t: latency_rules(g, r, t, "aa")),
@@ -328,7 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"reps": reps, "seed": args.seed, "alpha": ALPHA, "seconds": round(elapsed, 1), "rows": [asdict(r) for r in rows], "targets": goals},
+                {
+                    "reps": reps,
+                    "seed": args.seed,
+                    "alpha": ALPHA,
+                    "seconds": round(elapsed, 1),
+                    "rows": [asdict(r) for r in rows],
+                    "targets": goals,
+                },
                 indent=2,
             )
         )

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from strategies.model import (
-    Action, AdoptNew, Analyse, ApplyTemplate, DeleteNew, DeliverySpec, DeliveryState, Emit,
-    EnsureServices, RevertTemplate, ScaleNew, SetPaused, SetWeight, Strategy, SwitchActive,
+    Action,
+    AdoptNew,
+    Analyse,
+    ApplyTemplate,
+    DeleteNew,
+    DeliverySpec,
+    DeliveryState,
+    Emit,
+    EnsureServices,
+    RevertTemplate,
+    ScaleNew,
+    SetPaused,
+    SetWeight,
+    Strategy,
+    SwitchActive,
 )
 
 from . import templates
@@ -49,8 +63,14 @@ def _owner_ref(deployment: dict[str, Any], controller: bool) -> dict[str, Any]:
     meta = deployment["metadata"]
     # blockOwnerDeletion stays false: setting it needs `update deployments/finalizers` where the
     # OwnerReferencesPermissionEnforcement admission plugin runs, and background GC works without it.
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"],
-            "controller": controller, "blockOwnerDeletion": False}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": controller,
+        "blockOwnerDeletion": False,
+    }
 
 
 def _set_paused(ctx: Context, a: SetPaused) -> None:
@@ -67,35 +87,51 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
         return
     owned, ours = replicasets(ctx.kube, d)
     mine = [rs for rs in ours if templates.revision(rs["spec"]["template"]) == rev]
-    replicas_note = {"deployment.kubernetes.io/desired-replicas": str(d["spec"].get("replicas", 1)),
-                     "deployment.kubernetes.io/max-replicas": str(d["spec"].get("replicas", 1))}
+    replicas_note = {
+        "deployment.kubernetes.io/desired-replicas": str(d["spec"].get("replicas", 1)),
+        "deployment.kubernetes.io/max-replicas": str(d["spec"].get("replicas", 1)),
+    }
     if mine:
         rs = mine[0]
         if int(rs["spec"].get("replicas") or 0) != a.replicas or any(
-                (rs["metadata"].get("annotations") or {}).get(k) != v for k, v in replicas_note.items()):
-            ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"],
-                           {"metadata": {"annotations": replicas_note}, "spec": {"replicas": a.replicas}})
+            (rs["metadata"].get("annotations") or {}).get(k) != v for k, v in replicas_note.items()
+        ):
+            ctx.kube.patch(
+                REPLICASETS,
+                ctx.ns,
+                rs["metadata"]["name"],
+                {"metadata": {"annotations": replicas_note}, "spec": {"replicas": a.replicas}},
+            )
         return
     # Re-delivering an earlier revision (`deliver undo`, a git revert): the Deployment still keeps
     # that revision's old, empty ReplicaSet in its history. The Deployment controller takes the
     # oldest ReplicaSet with the Deployment's template as its "new" one, so that empty one would
     # win over deliver's at adoption and promotion would never settle: remove it first.
     for rs in owned:
-        if (templates.revision(rs["spec"]["template"]) == rev and not int(rs["spec"].get("replicas") or 0)
-                and not int((rs.get("status") or {}).get("replicas") or 0)):
+        if (
+            templates.revision(rs["spec"]["template"]) == rev
+            and not int(rs["spec"].get("replicas") or 0)
+            and not int((rs.get("status") or {}).get("replicas") or 0)
+        ):
             ctx.kube.delete(REPLICASETS, ctx.ns, rs["metadata"]["name"])
     selector = copy.deepcopy(d["spec"]["selector"])
     selector.setdefault("matchLabels", {})[templates.HASH_LABEL] = rev
     body = {
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
         "metadata": {
-            "name": f"{ctx.name}-{rev}"[:253], "namespace": ctx.ns,
+            "name": f"{ctx.name}-{rev}"[:253],
+            "namespace": ctx.ns,
             "labels": {templates.OWNER_LABEL: ctx.name, templates.REVISION_LABEL: rev},
             "annotations": replicas_note,
             "ownerReferences": [_owner_ref(d, controller=False)],
         },
-        "spec": {"replicas": a.replicas, "minReadySeconds": int(d["spec"].get("minReadySeconds") or 0),
-                 "selector": selector, "template": templates.with_hash(template, rev)},
+        "spec": {
+            "replicas": a.replicas,
+            "minReadySeconds": int(d["spec"].get("minReadySeconds") or 0),
+            "selector": selector,
+            "template": templates.with_hash(template, rev),
+        },
     }
     try:
         ctx.kube.create(REPLICASETS, ctx.ns, body)
@@ -104,9 +140,15 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
         # (an older delivery adopted it; `deliver undo` or a re-apply brings the template back).
         # It has no pods: delete it, and the next pass creates deliver's ReplicaSet in its place.
         old = ctx.kube.get(REPLICASETS, ctx.ns, body["metadata"]["name"])
-        owned_by_us = any(r.get("uid") == d["metadata"]["uid"] and r.get("controller")
-                          for r in old["metadata"].get("ownerReferences") or [])
-        if not owned_by_us or int(old["spec"].get("replicas") or 0) or int((old.get("status") or {}).get("replicas") or 0):
+        owned_by_us = any(
+            r.get("uid") == d["metadata"]["uid"] and r.get("controller")
+            for r in old["metadata"].get("ownerReferences") or []
+        )
+        if (
+            not owned_by_us
+            or int(old["spec"].get("replicas") or 0)
+            or int((old.get("status") or {}).get("replicas") or 0)
+        ):
             raise
         ctx.kube.delete(REPLICASETS, ctx.ns, body["metadata"]["name"])
         raise
@@ -131,11 +173,19 @@ def _adopt(ctx: Context, a: AdoptNew) -> None:
             continue
         labels = dict(rs["spec"]["template"]["metadata"].get("labels") or {})
         labels[templates.OWNER_LABEL] = None  # no longer deliver's: the Deployment's
-        ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"], {"metadata": {
-            "labels": labels, "resourceVersion": rs["metadata"]["resourceVersion"],
-            "ownerReferences": [_owner_ref(d, controller=True)],
-            "annotations": {"deployment.kubernetes.io/desired-replicas": str(d["spec"].get("replicas", 1))},
-        }})
+        ctx.kube.patch(
+            REPLICASETS,
+            ctx.ns,
+            rs["metadata"]["name"],
+            {
+                "metadata": {
+                    "labels": labels,
+                    "resourceVersion": rs["metadata"]["resourceVersion"],
+                    "ownerReferences": [_owner_ref(d, controller=True)],
+                    "annotations": {"deployment.kubernetes.io/desired-replicas": str(d["spec"].get("replicas", 1))},
+                }
+            },
+        )
 
 
 def _stable_template(ctx: Context, stable_revision: str) -> dict[str, Any]:
@@ -153,10 +203,16 @@ def _replace_template(ctx: Context, template: dict[str, Any]) -> None:
     # meanwhile makes this fail (422) and deliver plans again instead of overwriting it. (Not the
     # resourceVersion: status updates by the Deployment controller would make that fail for nothing.)
     planned = ctx.deployment["spec"]["template"]
-    ctx.deployment = ctx.kube.patch(DEPLOYMENTS, ctx.ns, ctx.name,
-                                    [{"op": "test", "path": "/spec/template", "value": planned},
-                                     {"op": "replace", "path": "/spec/template", "value": template}],
-                                    content_type=JSON_PATCH)
+    ctx.deployment = ctx.kube.patch(
+        DEPLOYMENTS,
+        ctx.ns,
+        ctx.name,
+        [
+            {"op": "test", "path": "/spec/template", "value": planned},
+            {"op": "replace", "path": "/spec/template", "value": template},
+        ],
+        content_type=JSON_PATCH,
+    )
 
 
 def _revert(ctx: Context, a: RevertTemplate) -> None:
@@ -184,15 +240,16 @@ def _service_ports(ctx: Context) -> list[dict[str, Any]]:
     for name in (ctx.spec.active_service, ctx.name):
         try:
             svc = ctx.kube.get(SERVICES, ctx.ns, name)
-            return [{k: v for k, v in p.items() if k in ("name", "port", "targetPort", "protocol", "appProtocol")}
-                    for p in svc["spec"].get("ports") or []]
+            return [
+                {k: v for k, v in p.items() if k in ("name", "port", "targetPort", "protocol", "appProtocol")}
+                for p in svc["spec"].get("ports") or []
+            ]
         except NotFound:
             continue
     ports = []
     for c in ctx.deployment["spec"]["template"]["spec"].get("containers") or []:
         for p in c.get("ports") or []:
-            entry = {"port": p["containerPort"], "targetPort": p["containerPort"],
-                     "protocol": p.get("protocol", "TCP")}
+            entry = {"port": p["containerPort"], "targetPort": p["containerPort"], "protocol": p.get("protocol", "TCP")}
             if p.get("name"):
                 entry["name"] = p["name"]
             ports.append(entry)
@@ -208,13 +265,21 @@ def _ensure_service(ctx: Context, name: str, pod_hash: str, patch_selector: bool
     try:
         svc = ctx.kube.get(SERVICES, ctx.ns, name)
     except NotFound:
-        ctx.kube.create(SERVICES, ctx.ns, {
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": ctx.ns,
-                         "labels": {templates.OWNER_LABEL: ctx.name},
-                         "ownerReferences": [_owner_ref(ctx.deployment, controller=False)]},
-            "spec": {"selector": selector, "ports": _service_ports(ctx)},
-        })
+        ctx.kube.create(
+            SERVICES,
+            ctx.ns,
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": name,
+                    "namespace": ctx.ns,
+                    "labels": {templates.OWNER_LABEL: ctx.name},
+                    "ownerReferences": [_owner_ref(ctx.deployment, controller=False)],
+                },
+                "spec": {"selector": selector, "ports": _service_ports(ctx)},
+            },
+        )
         return
     if patch_selector and (svc["spec"].get("selector") or {}).get(templates.HASH_LABEL) != pod_hash:
         ctx.kube.patch(SERVICES, ctx.ns, name, {"spec": {"selector": {templates.HASH_LABEL: pod_hash}}})
@@ -244,7 +309,15 @@ def _emit(ctx: Context, a: Emit) -> None:
 
 
 _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
-    SetPaused: _set_paused, ScaleNew: _scale_new, DeleteNew: _delete_new, AdoptNew: _adopt,
-    RevertTemplate: _revert, ApplyTemplate: _apply_template, SetWeight: _set_weight,
-    EnsureServices: _ensure_services, SwitchActive: _switch, Analyse: _analyse, Emit: _emit,
+    SetPaused: _set_paused,
+    ScaleNew: _scale_new,
+    DeleteNew: _delete_new,
+    AdoptNew: _adopt,
+    RevertTemplate: _revert,
+    ApplyTemplate: _apply_template,
+    SetWeight: _set_weight,
+    EnsureServices: _ensure_services,
+    SwitchActive: _switch,
+    Analyse: _analyse,
+    Emit: _emit,
 }

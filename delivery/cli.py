@@ -15,12 +15,14 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 import click
 
-from . import logs, output, spec as specmod, templates
+from . import logs, output, templates
+from . import spec as specmod
 from .errors import Conflict, DeliverError, KubeError, NotFound, SpecError, StateError
 from .gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, status_dict
 from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, Kube, selector_string
@@ -107,21 +109,44 @@ def _setter(attr: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
             value = _first_path(value)
         setattr(g, attr, value)
         return value
+
     return callback
 
 
 def common(f: Callable[..., Any]) -> Callable[..., Any]:
     """The flags every verb accepts after its name too: deliver status app -n prod -o json."""
     options = [
-        click.option("--kubeconfig", expose_value=False, callback=_setter("kubeconfig"),
-                     help="Path to the kubeconfig file (default $KUBECONFIG, ~/.kube/config, in-cluster)."),
+        click.option(
+            "--kubeconfig",
+            expose_value=False,
+            callback=_setter("kubeconfig"),
+            help="Path to the kubeconfig file (default $KUBECONFIG, ~/.kube/config, in-cluster).",
+        ),
         click.option("--context", expose_value=False, callback=_setter("context"), help="Kubeconfig context."),
-        click.option("-n", "--namespace", "namespace_flag", expose_value=False, callback=_setter("namespace_flag"),
-                     help="Namespace (default: the context's, else 'default')."),
-        click.option("-o", "--output", type=click.Choice(output.FORMATS), expose_value=False,
-                     callback=_setter("output"), help="Output format: table (default), json or yaml."),
-        click.option("--no-color", is_flag=True, default=False, expose_value=False, callback=_setter("no_color"),
-                     help="No colour (also: NO_COLOR=1)."),
+        click.option(
+            "-n",
+            "--namespace",
+            "namespace_flag",
+            expose_value=False,
+            callback=_setter("namespace_flag"),
+            help="Namespace (default: the context's, else 'default').",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Choice(output.FORMATS),
+            expose_value=False,
+            callback=_setter("output"),
+            help="Output format: table (default), json or yaml.",
+        ),
+        click.option(
+            "--no-color",
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_setter("no_color"),
+            help="No colour (also: NO_COLOR=1).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -136,8 +161,14 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--no-color", is_flag=True, default=False, help="No colour (also: NO_COLOR=1).")
 @click.version_option(package_name="deliver", prog_name="deliver")
 @click.pass_context
-def main(ctx: click.Context, kubeconfig: str | None, context: str | None, namespace: str | None,
-         output: str | None, no_color: bool) -> None:
+def main(
+    ctx: click.Context,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    output: str | None,
+    no_color: bool,
+) -> None:
     """deliver: progressive delivery for plain Kubernetes Deployments.
 
     \b
@@ -176,20 +207,28 @@ def _emit(g: Globals, data: Any, human: str) -> None:
 def _colour_phase(phase: str, color: bool) -> str:
     if not color:
         return phase
-    return click.style(phase, fg={"green": "green", "red": "red", "yellow": "yellow", "cyan": "cyan"}.get(
-        output.PHASE_STYLE.get(phase, ""), None))
+    return click.style(
+        phase,
+        fg={"green": "green", "red": "red", "yellow": "yellow", "cyan": "cyan"}.get(
+            output.PHASE_STYLE.get(phase, ""), None
+        ),
+    )
 
 
 def render_status(s: dict[str, Any], color: bool = False) -> str:
-    lines = [f"{s['namespace']}/{s['name']}  strategy={s['strategy']}  phase={_colour_phase(s.get('phase', 'Idle'), color)}"
-             f"  step={int(s.get('step', 0) or 0) + 1}  weight={s.get('weight', 0)}%"
-             f"  ready={s['ready']}/{s['replicas']}"]
+    lines = [
+        f"{s['namespace']}/{s['name']}  strategy={s['strategy']}  phase={_colour_phase(s.get('phase', 'Idle'), color)}"
+        f"  step={int(s.get('step', 0) or 0) + 1}  weight={s.get('weight', 0)}%"
+        f"  ready={s['ready']}/{s['replicas']}"
+    ]
     for problem in s["problems"]:
         lines.append(f"  invalid: {problem}")
     if s.get("message"):
         lines.append(f"  {s['message']}")
     if s.get("revision"):
-        lines.append(f"  revision {s['revision']} (stable {s.get('stableRevision', '')}, template {s.get('target', '')})")
+        lines.append(
+            f"  revision {s['revision']} (stable {s.get('stableRevision', '')}, template {s.get('target', '')})"
+        )
     if s.get("pendingRequest"):
         lines.append(f"  pending request: {s['pendingRequest']} (not yet taken by the controller)")
     for v in (s.get("verdicts") or [])[-5:]:
@@ -297,12 +336,26 @@ def get_cmd(g: Globals, all_namespaces: bool) -> None:
         phase = s.get("phase", "")
         if not s["valid"]:
             phase = "Invalid"
-        row = [s["strategy"], _colour_phase(phase, g.color), int(s.get("step", 0) or 0) + 1,
-               f"{s.get('weight', 0)}%", f"{s['ready']}/{s['replicas']}", s.get("revision") or s.get("target", ""),
-               output.age(now - float(s["started"])) if s.get("started") else "-"]
+        row = [
+            s["strategy"],
+            _colour_phase(phase, g.color),
+            int(s.get("step", 0) or 0) + 1,
+            f"{s.get('weight', 0)}%",
+            f"{s['ready']}/{s['replicas']}",
+            s.get("revision") or s.get("target", ""),
+            output.age(now - float(s["started"])) if s.get("started") else "-",
+        ]
         rows.append(([s["namespace"]] if all_namespaces else []) + [s["name"]] + row)
-    headers = (["NAMESPACE"] if all_namespaces else []) + ["NAME", "STRATEGY", "PHASE", "STEP", "WEIGHT",
-                                                          "READY", "REVISION", "AGE"]
+    headers = (["NAMESPACE"] if all_namespaces else []) + [
+        "NAME",
+        "STRATEGY",
+        "PHASE",
+        "STEP",
+        "WEIGHT",
+        "READY",
+        "REVISION",
+        "AGE",
+    ]
     click.echo(output.table(rows, headers))
 
 
@@ -350,12 +403,16 @@ def check_request(deployment: dict[str, Any], verb: str) -> str | None:
             spec = None
         steps = spec.steps if spec is not None else ()
         if 0 <= state.step < len(steps) and steps[state.step].pause:
-            return (f"{name} is waiting at a manual gate (step {state.step + 1}); "
-                    f"`deliver promote {meta.get('name', '')}` passes it")
+            return (
+                f"{name} is waiting at a manual gate (step {state.step + 1}); "
+                f"`deliver promote {meta.get('name', '')}` passes it"
+            )
     verb_pending, rid = read_request(deployment)
     if rid and rid != state.handled_request and verb != "abort":
-        return (f"a `{verb_pending}` request for {name} has not been taken by the controller yet; "
-                "try again when it has (is the controller running?)")
+        return (
+            f"a `{verb_pending}` request for {name} has not been taken by the controller yet; "
+            "try again when it has (is the controller running?)"
+        )
     return None
 
 
@@ -377,8 +434,9 @@ def _request(g: Globals, app: str, verb: str, wait: bool, timeout: str) -> None:
         if wait:
             _wait_handled(g, app, rid, _duration("--timeout", timeout))
         s = status_dict(_get(g, app)) if wait else {}
-        _emit(g, {"namespace": g.namespace, "name": app, "request": verb, "id": rid,
-                  **({"status": s} if s else {})}, "")
+        _emit(
+            g, {"namespace": g.namespace, "name": app, "request": verb, "id": rid, **({"status": s} if s else {})}, ""
+        )
         return
     fail("the Deployment kept changing under us; try again", EXIT_API)
 
@@ -458,8 +516,9 @@ def resume(g: Globals, app: str, wait: bool, timeout: str) -> None:
 # ----------------------------------------------------------------------------- undo
 
 
-def previous_revision(deployment: dict[str, Any], replicasets: list[dict[str, Any]],
-                      to_revision: int | None = None) -> tuple[dict[str, Any] | None, str]:
+def previous_revision(
+    deployment: dict[str, Any], replicasets: list[dict[str, Any]], to_revision: int | None = None
+) -> tuple[dict[str, Any] | None, str]:
     """The ReplicaSet to go back to and why (None and a reason when there is none). Pure.
 
     Candidates are the ReplicaSets the Deployment controls, newest ``deployment.kubernetes.io/revision``
@@ -490,8 +549,10 @@ def previous_revision(deployment: dict[str, Any], replicasets: list[dict[str, An
                 if rev == current:
                     return None, f"revision {to_revision} is the template the Deployment declares already"
                 if failed and rev == failed:
-                    return None, (f"revision {to_revision} (template {rev}) is the one deliver rolled back; "
-                                  f"`deliver retry {meta.get('name', '')}` delivers it again")
+                    return None, (
+                        f"revision {to_revision} (template {rev}) is the one deliver rolled back; "
+                        f"`deliver retry {meta.get('name', '')}` delivers it again"
+                    )
                 return rs, f"revision {number}"
         known = ", ".join(str(n) for n, _ in owned) or "none"
         return None, f"revision {to_revision} not found (ReplicaSet revisions kept: {known})"
@@ -505,8 +566,12 @@ def previous_revision(deployment: dict[str, Any], replicasets: list[dict[str, An
 
 @main.command()
 @click.argument("app")
-@click.option("--to-revision", type=int, default=None,
-              help="Go back to this deployment.kubernetes.io/revision instead of the previous one.")
+@click.option(
+    "--to-revision",
+    type=int,
+    default=None,
+    help="Go back to this deployment.kubernetes.io/revision instead of the previous one.",
+)
 @common
 @click.pass_obj
 def undo(g: Globals, app: str, to_revision: int | None) -> None:
@@ -523,12 +588,16 @@ def undo(g: Globals, app: str, to_revision: int | None) -> None:
         except StateError as exc:
             fail(str(exc))
         if not state.phase.terminal:
-            fail(f"{g.namespace}/{app} is {state.phase.value}: a delivery is in progress; "
-                 f"`deliver abort {app}` puts the stable version back")
+            fail(
+                f"{g.namespace}/{app} is {state.phase.value}: a delivery is in progress; "
+                f"`deliver abort {app}` puts the stable version back"
+            )
         problems = specmod.problems(deployment)
         if problems:
-            fail(f"deployment {g.namespace}/{app} has invalid annotations, so deliver takes no action: "
-                 + "; ".join(f"{e.key}: {e.problem}" for e in problems))
+            fail(
+                f"deployment {g.namespace}/{app} has invalid annotations, so deliver takes no action: "
+                + "; ".join(f"{e.key}: {e.problem}" for e in problems)
+            )
         try:
             rss = kube.items(REPLICASETS, g.namespace, selector_string(deployment["spec"]["selector"]))
         except KubeError as exc:
@@ -538,19 +607,25 @@ def undo(g: Globals, app: str, to_revision: int | None) -> None:
             fail(f"{g.namespace}/{app}: {why}")
         template = templates.without_hash(rs["spec"]["template"])
         rev = templates.revision(template)
-        patch = [{"op": "test", "path": "/metadata/resourceVersion",
-                  "value": deployment["metadata"]["resourceVersion"]},
-                 {"op": "replace", "path": "/spec/template", "value": template}]
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": deployment["metadata"]["resourceVersion"]},
+            {"op": "replace", "path": "/spec/template", "value": template},
+        ]
         try:
             kube.patch(DEPLOYMENTS, g.namespace, app, patch, content_type=JSON_PATCH)
         except KubeError as exc:
             if exc.status in (409, 422):
                 continue
             _api(exc)
-        note(f"undo: {g.namespace}/{app} goes back to {why} (template {rev}, from ReplicaSet "
-             f"{rs['metadata']['name']}); deliver delivers it as a change")
-        _emit(g, {"namespace": g.namespace, "name": app, "revision": rev,
-                  "replicaSet": rs["metadata"]["name"], "from": why}, "")
+        note(
+            f"undo: {g.namespace}/{app} goes back to {why} (template {rev}, from ReplicaSet "
+            f"{rs['metadata']['name']}); deliver delivers it as a change"
+        )
+        _emit(
+            g,
+            {"namespace": g.namespace, "name": app, "revision": rev, "replicaSet": rs["metadata"]["name"], "from": why},
+            "",
+        )
         return
     fail("the Deployment kept changing under us; try again", EXIT_API)
 
@@ -575,24 +650,42 @@ def lint_documents(docs: list[Any], source: str) -> list[dict[str, Any]]:
         annotations = meta.get("annotations") or {}
         ours = [k for k in annotations if str(k).startswith(specmod.PREFIX)]
         tpl_annotations = (((doc.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
-            "annotations") or {}
+            "annotations"
+        ) or {}
         warnings = []
         if any(str(k).startswith(specmod.PREFIX) for k in tpl_annotations):
-            warnings.append("deliver.dev/* annotations on the pod template are ignored; "
-                            "put them on the Deployment's metadata")
+            warnings.append(
+                "deliver.dev/* annotations on the pod template are ignored; put them on the Deployment's metadata"
+            )
         if not specmod.has_strategy(doc):
             if ours:
                 warnings.append(f"has {', '.join(sorted(ours))} but no {specmod.STRATEGY}: deliver ignores it")
             if warnings:
-                found.append({"file": source, "document": index, "kind": "Deployment",
-                              "name": meta.get("name", ""), "namespace": meta.get("namespace", ""),
-                              "valid": True, "problems": [], "warnings": warnings})
+                found.append(
+                    {
+                        "file": source,
+                        "document": index,
+                        "kind": "Deployment",
+                        "name": meta.get("name", ""),
+                        "namespace": meta.get("namespace", ""),
+                        "valid": True,
+                        "problems": [],
+                        "warnings": warnings,
+                    }
+                )
             return
         # annotation values must be strings in a manifest; kubectl would refuse numbers and booleans
-        problems = [{"key": str(k), "problem": f"value must be a string (quote it): {v!r}"}
-                    for k, v in annotations.items() if str(k).startswith(specmod.PREFIX) and not isinstance(v, str)]
-        stringified = dict(doc, metadata=dict(meta, annotations={str(k): str(v) if not isinstance(v, str) else v
-                                                                 for k, v in annotations.items()}))
+        problems = [
+            {"key": str(k), "problem": f"value must be a string (quote it): {v!r}"}
+            for k, v in annotations.items()
+            if str(k).startswith(specmod.PREFIX) and not isinstance(v, str)
+        ]
+        stringified = dict(
+            doc,
+            metadata=dict(
+                meta, annotations={str(k): str(v) if not isinstance(v, str) else v for k, v in annotations.items()}
+            ),
+        )
         try:
             errors = specmod.problems(stringified)
         except Exception as exc:  # noqa: BLE001 - a malformed manifest is a lint finding, not a crash
@@ -600,9 +693,18 @@ def lint_documents(docs: list[Any], source: str) -> list[dict[str, Any]]:
         for e in errors:
             if all(p["key"] != e.key for p in problems):
                 problems.append({"key": e.key, "problem": e.problem})
-        found.append({"file": source, "document": index, "kind": "Deployment", "name": meta.get("name", ""),
-                      "namespace": meta.get("namespace", ""), "valid": not problems, "problems": problems,
-                      "warnings": warnings})
+        found.append(
+            {
+                "file": source,
+                "document": index,
+                "kind": "Deployment",
+                "name": meta.get("name", ""),
+                "namespace": meta.get("namespace", ""),
+                "valid": not problems,
+                "problems": problems,
+                "warnings": warnings,
+            }
+        )
 
     for i, doc in enumerate(docs):
         visit(doc, i)
@@ -635,9 +737,18 @@ def lint(g: Globals, files: tuple[str, ...]) -> None:
             docs = list(yaml.safe_load_all(text))
         except yaml.YAMLError as exc:
             unreadable = True
-            results.append({"file": path, "document": None, "kind": "", "name": "", "namespace": "",
-                            "valid": False, "problems": [{"key": "", "problem": f"not valid YAML: {exc}"}],
-                            "warnings": []})
+            results.append(
+                {
+                    "file": path,
+                    "document": None,
+                    "kind": "",
+                    "name": "",
+                    "namespace": "",
+                    "valid": False,
+                    "problems": [{"key": "", "problem": f"not valid YAML: {exc}"}],
+                    "warnings": [],
+                }
+            )
             continue
         results.extend(lint_documents(docs, path))
     bad = [r for r in results if not r["valid"]]
@@ -672,8 +783,12 @@ def _duration(flag: str, value: str) -> float:
 @main.command()
 @click.argument("app")
 @click.option("--timeout", default="15m", show_default=True, help="How long to wait (e.g. 90s, 15m, 1h).")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, writable=True),
-              help="Write a JUnit XML report of the steps and verdicts to this file.")
+@click.option(
+    "--junit",
+    "junit_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write a JUnit XML report of the steps and verdicts to this file.",
+)
 @common
 @click.pass_obj
 def gate(g: Globals, app: str, timeout: str, junit_path: str | None) -> None:
@@ -686,7 +801,8 @@ def gate(g: Globals, app: str, timeout: str, junit_path: str | None) -> None:
     3  timed out (the delivery may still be going on)
     4  API or authentication error
     """
-    from . import gate as gatemod, junit
+    from . import gate as gatemod
+    from . import junit
 
     seconds = _duration("--timeout", timeout)
     kube = g.kube()
@@ -703,13 +819,22 @@ def gate(g: Globals, app: str, timeout: str, junit_path: str | None) -> None:
             junit.write(junit_path, result)
         except OSError as exc:
             note(f"deliver: cannot write {junit_path}: {exc}")
-    data = {"namespace": result.namespace, "name": result.name, "revision": result.revision,
-            "result": result.outcome, "exitCode": result.code, "reason": result.reason,
-            "seconds": round(result.duration, 1), "status": result.status}
+    data = {
+        "namespace": result.namespace,
+        "name": result.name,
+        "revision": result.revision,
+        "result": result.outcome,
+        "exitCode": result.code,
+        "reason": result.reason,
+        "seconds": round(result.duration, 1),
+        "status": result.status,
+    }
     if g.output in ("json", "yaml"):
         click.echo(output.dump(data, g.output))
-    note(f"deliver gate: {result.namespace}/{result.name} revision {result.revision or '?'}: "
-         f"{result.outcome} (exit {result.code}): {result.reason}")
+    note(
+        f"deliver gate: {result.namespace}/{result.name} revision {result.revision or '?'}: "
+        f"{result.outcome} (exit {result.code}): {result.reason}"
+    )
     sys.exit(result.code)
 
 
@@ -718,38 +843,68 @@ def gate(g: Globals, app: str, timeout: str, junit_path: str | None) -> None:
 
 @main.command()
 @click.option("--prometheus-url", envvar="DELIVER_PROMETHEUS_URL", help="Prometheus for metric analysis.")
-@click.option("--all-namespaces/--namespaced", default=False,
-              help="Watch every namespace (default: only -n).")
-@click.option("--leader-elect/--no-leader-elect", default=False, show_default=True,
-              help="Elect a leader through a Lease so several replicas are safe; only the leader acts.")
+@click.option("--all-namespaces/--namespaced", default=False, help="Watch every namespace (default: only -n).")
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=False,
+    show_default=True,
+    help="Elect a leader through a Lease so several replicas are safe; only the leader acts.",
+)
 @click.option("--lease-name", default="deliver-controller", show_default=True, help="Name of the Lease.")
-@click.option("--lease-namespace", default=None,
-              help="Namespace of the Lease (default: $POD_NAMESPACE, else -n).")
+@click.option("--lease-namespace", default=None, help="Namespace of the Lease (default: $POD_NAMESPACE, else -n).")
 @click.option("--lease-duration", default="15s", show_default=True, help="How long a Lease is valid.")
-@click.option("--renew-deadline", default="10s", show_default=True,
-              help="The leader stops acting when it could not renew for this long.")
+@click.option(
+    "--renew-deadline",
+    default="10s",
+    show_default=True,
+    help="The leader stops acting when it could not renew for this long.",
+)
 @click.option("--retry-period", default="2s", show_default=True, help="Time between Lease attempts.")
-@click.option("--metrics-addr", default=":8080", show_default=True,
-              help="HOST:PORT for /metrics, /healthz and /readyz ('0' disables).")
-@click.option("--shutdown-grace", default="30s", show_default=True,
-              help="On SIGTERM, how long to wait for the current write before releasing the Lease.")
+@click.option(
+    "--metrics-addr",
+    default=":8080",
+    show_default=True,
+    help="HOST:PORT for /metrics, /healthz and /readyz ('0' disables).",
+)
+@click.option(
+    "--shutdown-grace",
+    default="30s",
+    show_default=True,
+    help="On SIGTERM, how long to wait for the current write before releasing the Lease.",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @common
 @click.pass_obj
-def run(g: Globals, prometheus_url: str | None, all_namespaces: bool, leader_elect: bool, lease_name: str,
-        lease_namespace: str | None, lease_duration: str, renew_deadline: str, retry_period: str,
-        metrics_addr: str, shutdown_grace: str, log_level: str) -> None:
+def run(
+    g: Globals,
+    prometheus_url: str | None,
+    all_namespaces: bool,
+    leader_elect: bool,
+    lease_name: str,
+    lease_namespace: str | None,
+    lease_duration: str,
+    renew_deadline: str,
+    retry_period: str,
+    metrics_addr: str,
+    shutdown_grace: str,
+    log_level: str,
+) -> None:
     """Run the controller (JSON logs on stderr)."""
     from .controller import Controller
     from .leader import LeaderElector
     from .metrics import Metrics, Server, parse_addr
     from .reconcile import Reconciler
 
-    durations = {name: _duration(f"--{name}", value) for name, value in
-                 (("lease-duration", lease_duration), ("renew-deadline", renew_deadline),
-                  ("retry-period", retry_period), ("shutdown-grace", shutdown_grace))}
-    if leader_elect and not (durations["lease-duration"] > durations["renew-deadline"]
-                             > durations["retry-period"] > 0):
+    durations = {
+        name: _duration(f"--{name}", value)
+        for name, value in (
+            ("lease-duration", lease_duration),
+            ("renew-deadline", renew_deadline),
+            ("retry-period", retry_period),
+            ("shutdown-grace", shutdown_grace),
+        )
+    }
+    if leader_elect and not (durations["lease-duration"] > durations["renew-deadline"] > durations["retry-period"] > 0):
         raise click.UsageError("need --lease-duration > --renew-deadline > --retry-period > 0")
     try:
         addr = parse_addr(metrics_addr)
@@ -767,20 +922,32 @@ def run(g: Globals, prometheus_url: str | None, all_namespaces: bool, leader_ele
     elector: LeaderElector | None = None
     if leader_elect:
         try:
-            elector = LeaderElector(kube, lease_namespace or os.environ.get("POD_NAMESPACE") or g.namespace,
-                                    lease_name, lease_duration=durations["lease-duration"],
-                                    renew_deadline=durations["renew-deadline"],
-                                    retry_period=durations["retry-period"])
+            elector = LeaderElector(
+                kube,
+                lease_namespace or os.environ.get("POD_NAMESPACE") or g.namespace,
+                lease_name,
+                lease_duration=durations["lease-duration"],
+                renew_deadline=durations["renew-deadline"],
+                retry_period=durations["retry-period"],
+            )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
     is_leader: Callable[[], bool] = elector.is_leader if elector else (lambda: True)
     holder: dict[str, Any] = {}
-    metrics = Metrics(is_leader=is_leader, watch_restarts=lambda: holder["c"].watch_restarts if "c" in holder else 0,
-                      synced=lambda: bool(holder.get("c") and holder["c"].synced))
+    metrics = Metrics(
+        is_leader=is_leader,
+        watch_restarts=lambda: holder["c"].watch_restarts if "c" in holder else 0,
+        synced=lambda: bool(holder.get("c") and holder["c"].synced),
+    )
     if elector is not None:
         elector.on_change = lambda leading: None if leading else metrics.forget_all()
-    controller = Controller(kube, Reconciler(kube, analyser), None if all_namespaces else g.namespace,
-                            is_leader=is_leader, on_outcome=metrics.observe)
+    controller = Controller(
+        kube,
+        Reconciler(kube, analyser),
+        None if all_namespaces else g.namespace,
+        is_leader=is_leader,
+        on_outcome=metrics.observe,
+    )
     holder["c"] = controller
 
     server = None

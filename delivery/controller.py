@@ -11,8 +11,9 @@ import heapq
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import DeliverError, Gone, KubeError
 from .kube import DEPLOYMENTS, REPLICASETS, Kube, Resource
@@ -109,17 +110,25 @@ class Informer:
             except Exception as exc:  # noqa: BLE001 - a watch thread must never die silently
                 self.restarts += 1
                 level = logging.WARNING if isinstance(exc, (KubeError, ValueError)) else logging.ERROR
-                log.log(level, "watch failed; relisting", extra={"resource": self.resource.plural,
-                                                                 "error": repr(exc), "backoff": backoff})
+                log.log(
+                    level,
+                    "watch failed; relisting",
+                    extra={"resource": self.resource.plural, "error": repr(exc), "backoff": backoff},
+                )
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
 
 class Controller:
-    def __init__(self, kube: Kube, reconciler: Reconciler, namespace: str | None = None,
-                 is_leader: Callable[[], bool] = lambda: True,
-                 on_outcome: Callable[[Key, Outcome, float], None] | None = None,
-                 resync: float = 300.0) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        reconciler: Reconciler,
+        namespace: str | None = None,
+        is_leader: Callable[[], bool] = lambda: True,
+        on_outcome: Callable[[Key, Outcome, float], None] | None = None,
+        resync: float = 300.0,
+    ) -> None:
         self.kube = kube
         self.reconciler = reconciler
         self.namespace = namespace
@@ -172,8 +181,9 @@ class Controller:
     # ---- running ----
 
     def start(self) -> list[threading.Thread]:
-        threads = [threading.Thread(target=i.run, name=f"watch-{i.resource.plural}", daemon=True)
-                   for i in self.informers]
+        threads = [
+            threading.Thread(target=i.run, name=f"watch-{i.resource.plural}", daemon=True) for i in self.informers
+        ]
         threads.append(threading.Thread(target=self._resync_loop, name="resync", daemon=True))
         for t in threads:
             t.start()

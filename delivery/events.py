@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import KubeError
@@ -16,15 +16,26 @@ COMPONENT = "deliver"
 
 def emit(kube: Kube, deployment: dict[str, Any], type_: str, reason: str, message: str) -> None:
     meta = deployment["metadata"]
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {
-        "apiVersion": "v1", "kind": "Event",
+        "apiVersion": "v1",
+        "kind": "Event",
         "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-        "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
-                           "namespace": meta["namespace"], "uid": meta.get("uid", "")},
-        "type": type_, "reason": reason, "message": message[:1024],
-        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-        "reportingInstance": socket.gethostname(), "firstTimestamp": now, "lastTimestamp": now,
+        "involvedObject": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid", ""),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "reportingInstance": socket.gethostname(),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
         "count": 1,
     }
     try:

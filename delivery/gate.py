@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from strategies.model import DeliverySpec, DeliveryState, Phase
 
-from . import spec as specmod, templates
+from . import spec as specmod
+from . import templates
 from .errors import Forbidden, Gone, KubeError, NotFound, SpecError, StateError, Unauthorized
 from .kube import DEPLOYMENTS, Kube
 from .state import read_request, read_state
@@ -37,15 +39,16 @@ class GateResult:
     reason: str
     namespace: str
     name: str
-    revision: str = ""                       # the revision that was gated
+    revision: str = ""  # the revision that was gated
     status: dict[str, Any] = field(default_factory=dict)  # the last status read (see status_dict)
     duration: float = 0.0
     spec: DeliverySpec | None = None
 
     @property
     def outcome(self) -> str:
-        return {EXIT_OK: "promoted", EXIT_FAILED: "failed", EXIT_TIMEOUT: "timeout",
-                EXIT_API: "api-error"}.get(self.code, "error")
+        return {EXIT_OK: "promoted", EXIT_FAILED: "failed", EXIT_TIMEOUT: "timeout", EXIT_API: "api-error"}.get(
+            self.code, "error"
+        )
 
 
 def status_dict(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -63,11 +66,14 @@ def status_dict(deployment: dict[str, Any]) -> dict[str, Any]:
     verb, rid = read_request(deployment)
     pending = verb if rid and rid != (_handled(deployment) or "") else ""
     out: dict[str, Any] = {
-        "namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
+        "namespace": meta.get("namespace", ""),
+        "name": meta.get("name", ""),
         "strategy": (meta.get("annotations") or {}).get(specmod.STRATEGY, ""),
-        "valid": not problems, "problems": problems,
+        "valid": not problems,
+        "problems": problems,
         "replicas": spec.get("replicas", 1) if spec.get("replicas") is not None else 1,
-        "ready": int(status.get("readyReplicas") or 0), "paused": bool(spec.get("paused")),
+        "ready": int(status.get("readyReplicas") or 0),
+        "paused": bool(spec.get("paused")),
         "target": templates.revision(spec.get("template") or {}),
         "pendingRequest": pending,
     }
@@ -125,8 +131,10 @@ def decide(want: str, deployment: dict[str, Any]) -> tuple[int | None, str]:
     if phase.terminal and state.stable_revision == want and target == want:
         return EXIT_OK, f"nothing to deliver: revision {want} is the stable version"
     if target != want:
-        return EXIT_FAILED, (f"the Deployment's template changed to revision {target} while the gate "
-                             f"waited for revision {want} (superseded)")
+        return EXIT_FAILED, (
+            f"the Deployment's template changed to revision {target} while the gate "
+            f"waited for revision {want} (superseded)"
+        )
     return None, f"waiting for the controller to start delivering revision {want}"
 
 
@@ -170,10 +178,17 @@ def spec_of(deployment: dict[str, Any]) -> DeliverySpec | None:
 
 
 class _Waiter:
-    def __init__(self, kube: Kube, namespace: str, name: str, timeout: float,
-                 on_status: Callable[[dict[str, Any]], None],
-                 clock: Callable[[], float], sleep: Callable[[float], None],
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        name: str,
+        timeout: float,
+        on_status: Callable[[dict[str, Any]], None],
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.kube, self.namespace, self.name = kube, namespace, name
         self.wall = wall
         self.on_status, self.clock, self.sleep = on_status, clock, sleep
@@ -186,8 +201,9 @@ class _Waiter:
         self.poll = False
 
     def result(self, code: int, reason: str) -> GateResult:
-        return GateResult(code, reason, self.namespace, self.name, self.want, self.last,
-                          self.clock() - self.started, self.spec)
+        return GateResult(
+            code, reason, self.namespace, self.name, self.want, self.last, self.clock() - self.started, self.spec
+        )
 
     def see(self, deployment: dict[str, Any]) -> GateResult | None:
         if not self.want:
@@ -273,13 +289,20 @@ class _Waiter:
         phase = self.last.get("phase", "")
         message = self.last.get("message", "")
         waited = int(self.clock() - self.started)
-        return (f"timed out after {waited}s waiting for revision {self.want}; "
-                f"phase {phase}{': ' + message if message else ''}")
+        return (
+            f"timed out after {waited}s waiting for revision {self.want}; "
+            f"phase {phase}{': ' + message if message else ''}"
+        )
 
 
-def wait(kube: Kube, namespace: str, name: str, timeout: float,
-         on_status: Callable[[dict[str, Any]], None] = lambda _s: None,
-         clock: Callable[[], float] = time.monotonic,
-         sleep: Callable[[float], None] = time.sleep) -> GateResult:
+def wait(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    timeout: float,
+    on_status: Callable[[dict[str, Any]], None] = lambda _s: None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> GateResult:
     """Follow the delivery of the Deployment's current template until it ends or ``timeout`` passes."""
     return _Waiter(kube, namespace, name, timeout, on_status, clock, sleep).run()

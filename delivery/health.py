@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from strategies.model import PodHealth
 
@@ -49,5 +50,11 @@ def pod_health(pods: Iterable[dict[str, Any]], now: float) -> PodHealth:
                     since = _ts(cond["lastTransitionTime"])
             if since:
                 oldest_unready = max(oldest_unready, now - since)
-    return PodHealth(total=total, ready=ready, restarts=restarts, crashloop=crashloop,
-                     image_errors=image_errors, oldest_unready_age=oldest_unready)
+    return PodHealth(
+        total=total,
+        ready=ready,
+        restarts=restarts,
+        crashloop=crashloop,
+        image_errors=image_errors,
+        oldest_unready_age=oldest_unready,
+    )

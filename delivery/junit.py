@@ -26,7 +26,7 @@ from .gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, GateResult
 @dataclass
 class Case:
     name: str
-    result: str = "passed"     # passed | failed | error | skipped
+    result: str = "passed"  # passed | failed | error | skipped
     message: str = ""
     output: str = ""
     seconds: float = 0.0
@@ -62,7 +62,8 @@ def step_names(spec: DeliverySpec | None) -> list[str]:
     if spec.strategy is Strategy.ROLLING:
         points = [p for p in spec.pause_at if 0 < p < 100]
         return [f"step {i + 1}: pause at {p}% updated" for i, p in enumerate(points)] + [
-            f"step {len(points) + 1}: 100% rolled out"]
+            f"step {len(points) + 1}: 100% rolled out"
+        ]
     if spec.strategy is Strategy.BLUE_GREEN:
         return ["step 1: preview", "step 2: switch active Service (keep warm)", "step 3: finalise"]
     return ["step 1: recreate and verify"]
@@ -99,8 +100,9 @@ def _verdict_cases(verdicts: list[dict[str, Any]]) -> list[Case]:
 
 def build(result: GateResult) -> Suite:
     status = result.status or {}
-    suite = Suite(f"deliver.{result.namespace}.{result.name}", timestamp=time.time() - result.duration,
-                  seconds=result.duration)
+    suite = Suite(
+        f"deliver.{result.namespace}.{result.name}", timestamp=time.time() - result.duration, seconds=result.duration
+    )
     verdicts = list(status.get("verdicts") or [])
     names = step_names(result.spec)
     phase = str(status.get("phase", ""))
@@ -136,8 +138,7 @@ def build(result: GateResult) -> Suite:
         message = str(status.get("message", "")) or result.reason
         kind = "operator" if phase == "Aborted" else "health"
         suite.cases.append(Case(f"step {failed_at + 1} verdict {k}: {kind}", "failed", message, message))
-    overall = Case(f"delivery of revision {result.revision or '?'}", seconds=result.duration,
-                   output=result.reason)
+    overall = Case(f"delivery of revision {result.revision or '?'}", seconds=result.duration, output=result.reason)
     if result.code == EXIT_FAILED:
         overall.result, overall.message = "failed", result.reason
     elif result.code in (EXIT_TIMEOUT, EXIT_API):
@@ -149,20 +150,32 @@ def build(result: GateResult) -> Suite:
 
 
 def to_xml(suite: Suite) -> str:
-    root = ET.Element("testsuites", {
-        "name": "deliver", "tests": str(len(suite.cases)), "failures": str(suite.count("failed")),
-        "errors": str(suite.count("error")), "skipped": str(suite.count("skipped")),
-        "time": f"{suite.seconds:.3f}",
-    })
-    ts = ET.SubElement(root, "testsuite", {
-        "name": suite.name, "tests": str(len(suite.cases)), "failures": str(suite.count("failed")),
-        "errors": str(suite.count("error")), "skipped": str(suite.count("skipped")),
-        "time": f"{suite.seconds:.3f}",
-        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(suite.timestamp or time.time())),
-    })
+    root = ET.Element(
+        "testsuites",
+        {
+            "name": "deliver",
+            "tests": str(len(suite.cases)),
+            "failures": str(suite.count("failed")),
+            "errors": str(suite.count("error")),
+            "skipped": str(suite.count("skipped")),
+            "time": f"{suite.seconds:.3f}",
+        },
+    )
+    ts = ET.SubElement(
+        root,
+        "testsuite",
+        {
+            "name": suite.name,
+            "tests": str(len(suite.cases)),
+            "failures": str(suite.count("failed")),
+            "errors": str(suite.count("error")),
+            "skipped": str(suite.count("skipped")),
+            "time": f"{suite.seconds:.3f}",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(suite.timestamp or time.time())),
+        },
+    )
     for case in suite.cases:
-        el = ET.SubElement(ts, "testcase", {"classname": suite.name, "name": case.name,
-                                            "time": f"{case.seconds:.3f}"})
+        el = ET.SubElement(ts, "testcase", {"classname": suite.name, "name": case.name, "time": f"{case.seconds:.3f}"})
         if case.result == "failed":
             f = ET.SubElement(el, "failure", {"message": case.message[:1000], "type": "DeliveryFailed"})
             f.text = case.message
@@ -183,5 +196,15 @@ def write(path: str, result: GateResult) -> None:
         fh.write(to_xml(build(result)))
 
 
-__all__ = ["build", "to_xml", "write", "step_names", "Suite", "Case", "EXIT_OK", "EXIT_FAILED",
-           "EXIT_TIMEOUT", "EXIT_API"]
+__all__ = [
+    "build",
+    "to_xml",
+    "write",
+    "step_names",
+    "Suite",
+    "Case",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_TIMEOUT",
+    "EXIT_API",
+]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 from kubernetes import client, config
@@ -32,7 +33,7 @@ JSON_PATCH = "application/json-patch+json"
 class Resource:
     """Where a kind lives in the REST API."""
 
-    group: str       # "" for the core group
+    group: str  # "" for the core group
     version: str
     plural: str
     namespaced: bool = True
@@ -85,8 +86,7 @@ class Kube:
         self.timeout = timeout
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, context: str | None = None,
-                timeout: float = 15.0) -> "Kube":
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None, timeout: float = 15.0) -> Kube:
         cfg = client.Configuration()
         try:
             if kubeconfig or context or not _in_cluster():
@@ -103,8 +103,15 @@ class Kube:
 
     # ---- raw requests ----
 
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None,
-                content_type: str | None = None, timeout: float | None = None) -> JSON:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -115,15 +122,17 @@ class Kube:
         data = resp.read()
         return json.loads(data) if data else {}
 
-    def _call(self, method: str, path: str, params: list[tuple[str, Any]], headers: dict[str, str],
-              body: Any, timeout: Any) -> Any:
+    def _call(
+        self, method: str, path: str, params: list[tuple[str, Any]], headers: dict[str, str], body: Any, timeout: Any
+    ) -> Any:
         """One HTTP exchange; non-2xx statuses become the matching DeliverError."""
         try:
             m, url, hdrs, payload, post = self.api.param_serialize(
-                method, path, query_params=params, header_params=headers, body=body,
-                auth_settings=["BearerToken"])
-            resp = self.api.call_api(m, url, header_params=hdrs, body=payload, post_params=post,
-                                     _request_timeout=timeout)
+                method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
+            )
+            resp = self.api.call_api(
+                m, url, header_params=hdrs, body=payload, post_params=post, _request_timeout=timeout
+            )
         except ApiException as exc:
             raise _error(exc, f"{method} {path}") from None
         except (Urllib3Error, OSError) as exc:
@@ -138,39 +147,58 @@ class Kube:
     def get(self, res: Resource, namespace: str | None, name: str) -> JSON:
         return self.request("GET", res.path(namespace, name))
 
-    def list(self, res: Resource, namespace: str | None = None, selector: str | None = None,
-             field_selector: str | None = None) -> JSON:
-        return self.request("GET", res.path(namespace),
-                            query={"labelSelector": selector, "fieldSelector": field_selector})
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> JSON:
+        return self.request(
+            "GET", res.path(namespace), query={"labelSelector": selector, "fieldSelector": field_selector}
+        )
 
-    def items(self, res: Resource, namespace: str | None = None, selector: str | None = None,
-              field_selector: str | None = None) -> list[JSON]:
+    def items(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[JSON]:
         return list(self.list(res, namespace, selector, field_selector).get("items") or [])
 
     def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
         return self.request("POST", res.path(namespace), body=body)
 
-    def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,
-              content_type: str = MERGE, sub: str = "") -> JSON:
+    def patch(
+        self, res: Resource, namespace: str | None, name: str, patch: Any, content_type: str = MERGE, sub: str = ""
+    ) -> JSON:
         return self.request("PATCH", res.path(namespace, name, sub), body=patch, content_type=content_type)
 
     def replace(self, res: Resource, namespace: str | None, name: str, body: JSON) -> JSON:
         return self.request("PUT", res.path(namespace, name), body=body)
 
-    def delete(self, res: Resource, namespace: str | None, name: str,
-               propagation: str = "Background") -> None:
+    def delete(self, res: Resource, namespace: str | None, name: str, propagation: str = "Background") -> None:
         try:
-            self.request("DELETE", res.path(namespace, name),
-                         body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation})
+            self.request(
+                "DELETE",
+                res.path(namespace, name),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+            )
         except NotFound:
             pass
 
-    def watch(self, res: Resource, namespace: str | None, resource_version: str,
-              timeout_seconds: int = 240) -> Iterator[JSON]:
+    def watch(
+        self, res: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 240
+    ) -> Iterator[JSON]:
         """Stream watch events from ``resource_version``; raises Gone when it is too old (relist)."""
         path = res.path(namespace)
-        query = [("watch", "true"), ("resourceVersion", resource_version),
-                 ("timeoutSeconds", str(timeout_seconds)), ("allowWatchBookmarks", "true")]
+        query = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(timeout_seconds)),
+            ("allowWatchBookmarks", "true"),
+        ]
         resp = self._call("GET", path, query, {"Accept": "application/json"}, None, (10, timeout_seconds + 30))
         raw = resp.response
         try:
@@ -185,8 +213,7 @@ class Kube:
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         if status.get("code") == 410:
-                            raise Gone(f"WATCH {path}: {status.get('message', 'too old resource version')}",
-                                       status=410)
+                            raise Gone(f"WATCH {path}: {status.get('message', 'too old resource version')}", status=410)
                         raise KubeError(f"WATCH {path}: {status.get('message')}", status=status.get("code"))
                     yield event
         except (Urllib3Error, OSError) as exc:
@@ -199,7 +226,8 @@ def _in_cluster() -> bool:
     import os
 
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
-        "/var/run/secrets/kubernetes.io/serviceaccount/token")
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )
 
 
 def selector_string(selector: dict[str, Any]) -> str:

@@ -21,9 +21,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from .errors import Conflict, KubeError, NotFound
 from .kube import LEASES, Kube
@@ -33,7 +34,7 @@ log = logging.getLogger("deliver.leader")
 
 def micro_time(ts: float) -> str:
     """The API's MicroTime format: RFC 3339 with microseconds, UTC."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_identity() -> str:
@@ -57,8 +58,10 @@ class LeaderElector:
 
     def __post_init__(self) -> None:
         if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
-            raise ValueError("need lease-duration > renew-deadline > retry-period > 0 "
-                             f"(got {self.lease_duration:g}s, {self.renew_deadline:g}s, {self.retry_period:g}s)")
+            raise ValueError(
+                "need lease-duration > renew-deadline > retry-period > 0 "
+                f"(got {self.lease_duration:g}s, {self.renew_deadline:g}s, {self.retry_period:g}s)"
+            )
         self._leader = threading.Event()
         self._stop = threading.Event()
         self._stepping_down = threading.Event()
@@ -66,15 +69,18 @@ class LeaderElector:
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._thread: threading.Thread | None = None
-        self.transitions = 0          # times this process became leader
+        self.transitions = 0  # times this process became leader
         self.became_leader_at: float | None = None
 
     # ---- queries ----
 
     def is_leader(self) -> bool:
         """True only while this process holds a Lease it renewed within the renew deadline."""
-        return (self._leader.is_set() and not self._stepping_down.is_set()
-                and self.clock() - self._last_renew < self.renew_deadline)
+        return (
+            self._leader.is_set()
+            and not self._stepping_down.is_set()
+            and self.clock() - self._last_renew < self.renew_deadline
+        )
 
     # ---- one round ----
 
@@ -85,10 +91,16 @@ class LeaderElector:
             lease = self.kube.get(LEASES, self.namespace, self.name)
         except NotFound:
             body = {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_duration),
-                         "acquireTime": micro_time(now), "renewTime": micro_time(now), "leaseTransitions": 0},
+                "spec": {
+                    "holderIdentity": self.identity,
+                    "leaseDurationSeconds": int(self.lease_duration),
+                    "acquireTime": micro_time(now),
+                    "renewTime": micro_time(now),
+                    "leaseTransitions": 0,
+                },
             }
             try:
                 created = self.kube.create(LEASES, self.namespace, body)
@@ -107,8 +119,14 @@ class LeaderElector:
         if holder != self.identity:
             transitions += 1
             new_spec["acquireTime"] = micro_time(now)
-        new_spec.update({"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_duration),
-                         "renewTime": micro_time(now), "leaseTransitions": transitions})
+        new_spec.update(
+            {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": int(self.lease_duration),
+                "renewTime": micro_time(now),
+                "leaseTransitions": transitions,
+            }
+        )
         body = dict(lease, spec=new_spec)
         try:
             updated = self.kube.replace(LEASES, self.namespace, self.name, body)
@@ -119,8 +137,12 @@ class LeaderElector:
 
     def _observe(self, lease: dict[str, Any]) -> None:
         spec = lease.get("spec") or {}
-        record = (spec.get("holderIdentity"), spec.get("renewTime"), spec.get("leaseDurationSeconds"),
-                  spec.get("leaseTransitions"))
+        record = (
+            spec.get("holderIdentity"),
+            spec.get("renewTime"),
+            spec.get("leaseDurationSeconds"),
+            spec.get("leaseTransitions"),
+        )
         if record != self._observed:
             self._observed = record
             self._observed_at = self.clock()
@@ -142,21 +164,21 @@ class LeaderElector:
                 self._leader.set()
                 self.transitions += 1
                 self.became_leader_at = self.wall()
-                log.info("became leader", extra={"lease": f"{self.namespace}/{self.name}",
-                                                 "identity": self.identity})
+                log.info("became leader", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
                 if self.on_change:
                     self.on_change(True)
             return
         if self._leader.is_set() and (result == "other" or self.clock() - self._last_renew >= self.renew_deadline):
             self._leader.clear()
-            log.error("lost leadership", extra={"lease": f"{self.namespace}/{self.name}",
-                                                "identity": self.identity, "why": result})
+            log.error(
+                "lost leadership",
+                extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity, "why": result},
+            )
             if self.on_change:
                 self.on_change(False)
 
     def run(self) -> None:
-        log.info("waiting for leadership", extra={"lease": f"{self.namespace}/{self.name}",
-                                                  "identity": self.identity})
+        log.info("waiting for leadership", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
         while not self._stop.is_set():
             self.step()
             self._stop.wait(self.retry_period)
@@ -190,8 +212,9 @@ class LeaderElector:
             spec.update({"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now, "acquireTime": now})
             self.kube.replace(LEASES, self.namespace, self.name, dict(lease, spec=spec))
         except KubeError as exc:
-            log.warning("could not release the lease", extra={"lease": f"{self.namespace}/{self.name}",
-                                                              "error": str(exc)})
+            log.warning(
+                "could not release the lease", extra={"lease": f"{self.namespace}/{self.name}", "error": str(exc)}
+            )
             return False
         log.info("released the lease", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
         return True

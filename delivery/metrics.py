@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -31,10 +32,13 @@ PHASES = [p.value for p in Phase] + ["Invalid"]
 
 
 class Metrics:
-    def __init__(self, is_leader: Callable[[], bool] = lambda: True,
-                 watch_restarts: Callable[[], int] = lambda: 0,
-                 synced: Callable[[], bool] = lambda: False,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        is_leader: Callable[[], bool] = lambda: True,
+        watch_restarts: Callable[[], int] = lambda: 0,
+        synced: Callable[[], bool] = lambda: False,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self.is_leader = is_leader
         self.watch_restarts = watch_restarts
@@ -42,15 +46,20 @@ class Metrics:
         self._lock = threading.Lock()
         self.deliveries: dict[Key, tuple[str, int, int]] = {}  # key -> (phase, step, weight)
         self.reconcile_seconds = Histogram(
-            "deliver_reconcile_duration_seconds", "Time one reconcile pass of one Deployment took.",
+            "deliver_reconcile_duration_seconds",
+            "Time one reconcile pass of one Deployment took.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-            registry=self.registry)
+            registry=self.registry,
+        )
         self.reconcile_errors = Counter(
-            "deliver_reconcile_errors_total", "Reconcile passes that failed and were retried.",
-            registry=self.registry)
+            "deliver_reconcile_errors_total", "Reconcile passes that failed and were retried.", registry=self.registry
+        )
         self.verdicts = Counter(
-            "deliver_verdicts_total", "Analysis verdicts recorded, by outcome.",
-            ["namespace", "deployment", "outcome"], registry=self.registry)
+            "deliver_verdicts_total",
+            "Analysis verdicts recorded, by outcome.",
+            ["namespace", "deployment", "outcome"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(self))
 
     def observe(self, key: Key, outcome: Any, seconds: float) -> None:
@@ -86,21 +95,26 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         snap = self.m.snapshot()
-        by_phase = GaugeMetricFamily("deliver_deliveries", "Managed Deployments by delivery phase.",
-                                     labels=["phase"])
+        by_phase = GaugeMetricFamily("deliver_deliveries", "Managed Deployments by delivery phase.", labels=["phase"])
         counts = {p: 0 for p in PHASES}
         for phase, _, _ in snap.values():
             counts[phase] = counts.get(phase, 0) + 1
         for phase, n in counts.items():
             by_phase.add_metric([phase], n)
         yield by_phase
-        info = GaugeMetricFamily("deliver_delivery_phase", "1 for the phase each delivery is in.",
-                                 labels=["namespace", "deployment", "phase"])
-        step = GaugeMetricFamily("deliver_delivery_step", "Current step of each delivery (1-based).",
-                                 labels=["namespace", "deployment"])
-        weight = GaugeMetricFamily("deliver_delivery_weight_percent",
-                                   "Traffic share promised to the new version of each delivery.",
-                                   labels=["namespace", "deployment"])
+        info = GaugeMetricFamily(
+            "deliver_delivery_phase",
+            "1 for the phase each delivery is in.",
+            labels=["namespace", "deployment", "phase"],
+        )
+        step = GaugeMetricFamily(
+            "deliver_delivery_step", "Current step of each delivery (1-based).", labels=["namespace", "deployment"]
+        )
+        weight = GaugeMetricFamily(
+            "deliver_delivery_weight_percent",
+            "Traffic share promised to the new version of each delivery.",
+            labels=["namespace", "deployment"],
+        )
         for (ns, name), (phase, s, w) in sorted(snap.items()):
             info.add_metric([ns, name, phase], 1)
             step.add_metric([ns, name], max(s, -1) + 1)
@@ -174,6 +188,7 @@ class Server:
 
             class V6Server(ThreadingHTTPServer):
                 address_family = socket.AF_INET6
+
             self.httpd: ThreadingHTTPServer = V6Server((family_host, port), Handler)
         else:
             self.httpd = ThreadingHTTPServer((family_host, port), Handler)
@@ -185,7 +200,7 @@ class Server:
         host, port = self.httpd.server_address[:2]
         return str(host), int(port)
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.thread.start()
         return self
 

@@ -35,8 +35,9 @@ def replicasets(kube: Kube, deployment: dict[str, Any]) -> tuple[list[dict[str, 
     ns, uid = meta["namespace"], meta["uid"]
     selector = selector_string(deployment["spec"]["selector"])
     owned = [rs for rs in kube.items(REPLICASETS, ns, selector) if _controlled_by(rs, uid)]
-    ours = [rs for rs in kube.items(REPLICASETS, ns, f"{templates.OWNER_LABEL}={meta['name']}")
-            if not _has_controller(rs)]
+    ours = [
+        rs for rs in kube.items(REPLICASETS, ns, f"{templates.OWNER_LABEL}={meta['name']}") if not _has_controller(rs)
+    ]
     return owned, ours
 
 
@@ -54,27 +55,43 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
         tpl = rs["spec"]["template"]
         pod_hash = ((tpl.get("metadata") or {}).get("labels") or {}).get(templates.HASH_LABEL, "")
         rstatus = rs.get("status") or {}
-        versions.append(VersionObs(
-            name=rs["metadata"]["name"], pod_hash=pod_hash, revision=templates.revision(tpl),
-            owned=is_owned, replicas=int(rs["spec"].get("replicas") or 0),
-            ready=int(rstatus.get("readyReplicas") or 0), available=int(rstatus.get("availableReplicas") or 0),
-            created=_ts(rs["metadata"].get("creationTimestamp")),
-            health=pod_health(by_hash.get(pod_hash, []), now) if pod_hash else PodHealth(),
-            template=templates.without_hash(tpl),
-        ))
-    deadline = any(c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
-                   for c in status.get("conditions") or [])
+        versions.append(
+            VersionObs(
+                name=rs["metadata"]["name"],
+                pod_hash=pod_hash,
+                revision=templates.revision(tpl),
+                owned=is_owned,
+                replicas=int(rs["spec"].get("replicas") or 0),
+                ready=int(rstatus.get("readyReplicas") or 0),
+                available=int(rstatus.get("availableReplicas") or 0),
+                created=_ts(rs["metadata"].get("creationTimestamp")),
+                health=pod_health(by_hash.get(pod_hash, []), now) if pod_hash else PodHealth(),
+                template=templates.without_hash(tpl),
+            )
+        )
+    deadline = any(
+        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        for c in status.get("conditions") or []
+    )
     verb, rid = read_request(deployment)
     return Observation(
-        now=now, namespace=ns, name=meta["name"], generation=int(meta.get("generation") or 0),
+        now=now,
+        namespace=ns,
+        name=meta["name"],
+        generation=int(meta.get("generation") or 0),
         observed_generation=int(status.get("observedGeneration") or 0),
         replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
-        paused=bool(spec.get("paused")), target_revision=templates.revision(spec["template"]),
+        paused=bool(spec.get("paused")),
+        target_revision=templates.revision(spec["template"]),
         native_strategy=(spec.get("strategy") or {}).get("type", "RollingUpdate"),
         updated_replicas=int(status.get("updatedReplicas") or 0),
         ready_replicas=int(status.get("readyReplicas") or 0),
         available_replicas=int(status.get("availableReplicas") or 0),
-        total_replicas=int(status.get("replicas") or 0), deadline_exceeded=deadline,
-        versions=tuple(versions), request=verb, request_id=rid, router_weight=router_weight,
+        total_replicas=int(status.get("replicas") or 0),
+        deadline_exceeded=deadline,
+        versions=tuple(versions),
+        request=verb,
+        request_id=rid,
+        router_weight=router_weight,
         template=spec["template"],
     )

@@ -13,8 +13,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Any, TextIO
 
 import yaml
 
@@ -64,9 +65,16 @@ def age(seconds: float) -> str:
 
 
 PHASE_STYLE = {
-    "Succeeded": "green", "Idle": "dim", "Progressing": "cyan", "Promoting": "cyan",
-    "Paused": "yellow", "RollingBack": "red", "RolledBack": "red", "Aborted": "red",
-    "Invalid": "red", "Unknown": "red",
+    "Succeeded": "green",
+    "Idle": "dim",
+    "Progressing": "cyan",
+    "Promoting": "cyan",
+    "Paused": "yellow",
+    "RollingBack": "red",
+    "RolledBack": "red",
+    "Aborted": "red",
+    "Invalid": "red",
+    "Unknown": "red",
 }
 
 
@@ -87,10 +95,15 @@ class Snapshot:
 
 
 def snapshot(status: dict[str, Any]) -> Snapshot:
-    return Snapshot(phase=str(status.get("phase", "")), step=int(status.get("step", 0) or 0),
-                    weight=int(status.get("weight", 0) or 0), message=str(status.get("message", "")),
-                    revision=str(status.get("revision", "")), verdicts=len(status.get("verdicts") or []),
-                    problems=tuple(status.get("problems") or ()))
+    return Snapshot(
+        phase=str(status.get("phase", "")),
+        step=int(status.get("step", 0) or 0),
+        weight=int(status.get("weight", 0) or 0),
+        message=str(status.get("message", "")),
+        revision=str(status.get("revision", "")),
+        verdicts=len(status.get("verdicts") or []),
+        problems=tuple(status.get("problems") or ()),
+    )
 
 
 def changes(before: Snapshot | None, status: dict[str, Any]) -> list[str]:
@@ -98,18 +111,20 @@ def changes(before: Snapshot | None, status: dict[str, Any]) -> list[str]:
     now = snapshot(status)
     name = f"{status.get('namespace', '')}/{status.get('name', '')}"
     if before is None:
-        line = (f"{name}: phase={now.phase} step={now.step + 1} weight={now.weight}%"
-                + (f" revision={now.revision}" if now.revision else ""))
+        line = f"{name}: phase={now.phase} step={now.step + 1} weight={now.weight}%" + (
+            f" revision={now.revision}" if now.revision else ""
+        )
         out = [line + (f": {now.message}" if now.message else "")]
         out += [f"{name}: invalid: {p}" for p in now.problems]
         return out
     out: list[str] = []
     if now.problems != before.problems:
         out += [f"{name}: invalid: {p}" for p in now.problems if p not in before.problems]
-    if (now.phase, now.step, now.weight, now.revision) != (before.phase, before.step, before.weight,
-                                                           before.revision):
-        out.append(f"{name}: phase={now.phase} step={now.step + 1} weight={now.weight}%"
-                   + (f": {now.message}" if now.message else ""))
+    if (now.phase, now.step, now.weight, now.revision) != (before.phase, before.step, before.weight, before.revision):
+        out.append(
+            f"{name}: phase={now.phase} step={now.step + 1} weight={now.weight}%"
+            + (f": {now.message}" if now.message else "")
+        )
     elif now.message != before.message and now.message:
         out.append(f"{name}: {now.message}")
     verdicts = status.get("verdicts") or []
@@ -181,8 +196,9 @@ def render_rich(status: dict[str, Any]) -> Any:
         grid.add_row(Text("invalid", style="red"), p)
     for v in (status.get("verdicts") or [])[-5:]:
         style = {"pass": "green", "fail": "red"}.get(v.get("outcome"), "yellow")
-        grid.add_row(f"step {int(v.get('step', 0)) + 1}", Text(f"{v.get('outcome')}: {v.get('summary', '')}",
-                                                               style=style))
+        grid.add_row(
+            f"step {int(v.get('step', 0)) + 1}", Text(f"{v.get('outcome')}: {v.get('summary', '')}", style=style)
+        )
     outer = Table.grid()
     outer.add_row(title)
     outer.add_row(grid)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import strategies
 import strategies.common
 from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, Plan, SetPaused, Verdict
 
-from . import act, spec as specmod, templates
+from . import act, templates
+from . import spec as specmod
 from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError
 from .events import emit
 from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
@@ -56,6 +58,7 @@ class Reconciler:
                 return dict(self.kube.get(CONFIGMAPS, namespace, name).get("data") or {})
             except NotFound:
                 raise SpecError(specmod.PREFIX + "analysis-config", f"ConfigMap {name!r} not found") from None
+
         return read
 
     def reconcile(self, namespace: str, name: str) -> Outcome:
@@ -91,7 +94,9 @@ class Reconciler:
         # Also before a delivery would start (template != stable): a missing route/CRD/backend must
         # stop it before any Service or ReplicaSet is created, not one pass later.
         starting = bool(state.stable_revision) and templates.revision(deployment["spec"]["template"]) not in (
-            state.stable_revision, state.failed_revision)
+            state.stable_revision,
+            state.failed_revision,
+        )
         routing_error: RoutingError | None = None
         if not state.phase.terminal or starting:
             try:
@@ -111,15 +116,19 @@ class Reconciler:
             since = self._router_broken.setdefault(uid, obs.now)
             aborting = obs.request == "abort" and obs.request_id != state.handled_request
             if state.phase == Phase.ROLLING_BACK:
-                return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router,
-                                   tolerate_routing=True)
+                return self._apply(
+                    deployment, spec, state, strategies.plan(spec, state, obs), router, tolerate_routing=True
+                )
             if not aborting and (state.phase == Phase.PAUSED or obs.now - since <= spec.progress_deadline):
                 return self._routing_problem(deployment, spec, state, routing_error, requeue=5.0)
             plan = strategies.common.rollback(
-                spec, state.replace(handled_request=obs.request_id or state.handled_request), obs,
+                spec,
+                state.replace(handled_request=obs.request_id or state.handled_request),
+                obs,
                 strategies.common.planner_for(spec.strategy),
                 "aborted by an operator" if aborting else f"traffic router unavailable: {routing_error}",
-                Phase.ABORTED if aborting else Phase.ROLLED_BACK)
+                Phase.ABORTED if aborting else Phase.ROLLED_BACK,
+            )
             return self._apply(deployment, spec, state, plan, router, tolerate_routing=True)
         plan = strategies.plan(spec, state, obs)
         return self._apply(deployment, spec, state, plan, router)
@@ -151,33 +160,63 @@ class Reconciler:
         for rs in ours:
             self.kube.delete(REPLICASETS, ns, rs["metadata"]["name"])
         try:
-            self.kube.patch(DEPLOYMENTS, meta["namespace"], meta["name"], {
-                "metadata": {"resourceVersion": meta["resourceVersion"],
-                             "annotations": {specmod.STATE: None, specmod.REQUEST: None}},
-                "spec": {"paused": False}})
+            self.kube.patch(
+                DEPLOYMENTS,
+                meta["namespace"],
+                meta["name"],
+                {
+                    "metadata": {
+                        "resourceVersion": meta["resourceVersion"],
+                        "annotations": {specmod.STATE: None, specmod.REQUEST: None},
+                    },
+                    "spec": {"paused": False},
+                },
+            )
         except Conflict:
             return Outcome(0.0, conflicted=True)
-        emit(self.kube, deployment, "Normal", "Released",
-             "deliver.dev/strategy removed: deliver no longer holds this Deployment")
+        emit(
+            self.kube,
+            deployment,
+            "Normal",
+            "Released",
+            "deliver.dev/strategy removed: deliver no longer holds this Deployment",
+        )
         log.info("released", extra=_fields(deployment))
         return Outcome(None)
 
     def _router(self, spec: DeliverySpec, deployment: dict[str, Any]) -> Router:
         meta = deployment["metadata"]
-        ctx = RouterContext(self.kube, meta["namespace"], meta["name"], spec.router.name,
-                            spec.stable_service, spec.canary_service)
+        ctx = RouterContext(
+            self.kube, meta["namespace"], meta["name"], spec.router.name, spec.stable_service, spec.canary_service
+        )
         return router_for(spec.router.kind, ctx)
 
-    def _routing_problem(self, deployment: dict[str, Any], spec: DeliverySpec, state: DeliveryState,
-                         exc: RoutingError, requeue: float = 30.0) -> Outcome:
-        holding = "" if state.phase.terminal else (
-            f"; holding step {state.step + 1} (rolled back if still broken after the progress deadline)")
+    def _routing_problem(
+        self,
+        deployment: dict[str, Any],
+        spec: DeliverySpec,
+        state: DeliveryState,
+        exc: RoutingError,
+        requeue: float = 30.0,
+    ) -> Outcome:
+        holding = (
+            ""
+            if state.phase.terminal
+            else (f"; holding step {state.step + 1} (rolled back if still broken after the progress deadline)")
+        )
         message = f"router {spec.router.kind}/{spec.router.name}: {exc}; deliver takes no action{holding}"
         self._warn_once(deployment, "RouterUnavailable", message)
         return Outcome(requeue, phase=state.phase.value)
 
-    def _apply(self, deployment: dict[str, Any], spec: DeliverySpec, state: DeliveryState,
-               plan: Plan, router: Router, tolerate_routing: bool = False) -> Outcome:
+    def _apply(
+        self,
+        deployment: dict[str, Any],
+        spec: DeliverySpec,
+        state: DeliveryState,
+        plan: Plan,
+        router: Router,
+        tolerate_routing: bool = False,
+    ) -> Outcome:
         fields = _fields(deployment, strategy=spec.strategy.value)
         actions = list(plan.actions)
         if encode_state(plan.state) != encode_state(state):
@@ -187,16 +226,23 @@ class Reconciler:
             # template revert of a native rollback), or the old template would roll out first.
             paused = next((a for a in actions if isinstance(a, SetPaused) and a.paused), None)
             try:
-                deployment = write_state(self.kube, deployment, plan.state,
-                                         paused=paused.paused if paused else None)
+                deployment = write_state(self.kube, deployment, plan.state, paused=paused.paused if paused else None)
             except Conflict:
                 log.debug("state write conflicted; planning again", extra=fields)
                 return Outcome(0.0, conflicted=True)
             if paused is not None:
                 actions.remove(paused)
             if plan.state.phase != state.phase or plan.state.step != state.step:
-                log.info("transition", extra=dict(fields, phase=plan.state.phase.value, step=plan.state.step,
-                                                  weight=plan.state.weight, detail=plan.state.message))
+                log.info(
+                    "transition",
+                    extra=dict(
+                        fields,
+                        phase=plan.state.phase.value,
+                        step=plan.state.step,
+                        weight=plan.state.weight,
+                        detail=plan.state.message,
+                    ),
+                )
         analysed: list[Verdict] = []
 
         def run_analysis(action: Analyse) -> None:
@@ -206,39 +252,46 @@ class Reconciler:
         ctx = act.Context(self.kube, deployment, spec, plan.state, router, run_analysis)
         for action in actions:
             if isinstance(action, Emit):
-                log.info("event", extra=dict(fields, type=action.type, reason=action.reason,
-                                             detail=action.message, step=plan.state.step))
+                log.info(
+                    "event",
+                    extra=dict(
+                        fields, type=action.type, reason=action.reason, detail=action.message, step=plan.state.step
+                    ),
+                )
             try:
                 act.execute(ctx, action)
             except (KubeError, RoutingError) as exc:
                 log.warning("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
                 if isinstance(exc, Forbidden):
-                    self._warn_once(deployment, "PermissionDenied",
-                                    f"{type(action).__name__} failed: {exc}; check deliver's RBAC")
+                    self._warn_once(
+                        deployment, "PermissionDenied", f"{type(action).__name__} failed: {exc}; check deliver's RBAC"
+                    )
                 if isinstance(exc, RoutingError) and tolerate_routing:
                     continue  # the route is gone: no traffic reaches the canary through it anyway
                 if not isinstance(action, Emit):
-                    self._emit_rest(ctx, actions[actions.index(action) + 1:])
+                    self._emit_rest(ctx, actions[actions.index(action) + 1 :])
                     # a lost race (409, or 422 from a guarded template write) is retried at once
                     retry = 0.2 if isinstance(exc, KubeError) and exc.status in (409, 422) else 2.0
                     return Outcome(retry, plan.state.phase.value, plan.state.step, plan.state.weight)
             except DeliverError as exc:
                 log.error("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
                 self._warn_once(deployment, "ActionFailed", f"{type(action).__name__} failed: {exc}")
-                self._emit_rest(ctx, actions[actions.index(action) + 1:])
+                self._emit_rest(ctx, actions[actions.index(action) + 1 :])
                 return Outcome(5.0, plan.state.phase.value, plan.state.step, plan.state.weight)
         if analysed:
             self._record_verdicts(ctx.deployment, analysed)
-            return Outcome(0.0, plan.state.phase.value, plan.state.step, plan.state.weight,
-                           [v.outcome for v in analysed])
+            return Outcome(
+                0.0, plan.state.phase.value, plan.state.step, plan.state.weight, [v.outcome for v in analysed]
+            )
         requeue = plan.requeue_after
         if router.kind != "replica" and not plan.state.phase.terminal:
             # Routes are not watched: while a delivery is open, look at the route at least this often.
             requeue = min(requeue if requeue is not None else ROUTE_RECHECK, ROUTE_RECHECK)
         return Outcome(requeue, plan.state.phase.value, plan.state.step, plan.state.weight)
 
-    def _run_analysis(self, spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any],
-                      action: Analyse) -> Verdict:
+    def _run_analysis(
+        self, spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse
+    ) -> Verdict:
         now = self.clock()
         if self.analyser is None:
             return Verdict(action.step, "inconclusive", "no metrics provider configured (--prometheus-url)", now)

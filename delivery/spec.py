@@ -7,7 +7,8 @@ problem of a Deployment at once (used by ``deliver lint`` and ``deliver status``
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from strategies.model import CanaryStep, DeliverySpec, RouterRef, Strategy
 
@@ -139,8 +140,7 @@ def _selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
-def parse(deployment: dict[str, Any],
-          configmaps: Callable[[str], dict[str, str]] | None = None) -> DeliverySpec:
+def parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None = None) -> DeliverySpec:
     """Validate every ``deliver.dev/*`` annotation of a Deployment; raise SpecError on the first problem."""
     found = problems(deployment, configmaps)
     if found:
@@ -148,14 +148,13 @@ def parse(deployment: dict[str, Any],
     return _parse(deployment, configmaps)
 
 
-def problems(deployment: dict[str, Any],
-             configmaps: Callable[[str], dict[str, str]] | None = None) -> list[SpecError]:
+def problems(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None = None) -> list[SpecError]:
     """Every problem of the Deployment's deliver annotations (empty: valid)."""
     errors: list[SpecError] = []
     annotations = (deployment.get("metadata") or {}).get("annotations") or {}
     for key in annotations:
         if key.startswith(PREFIX):
-            short = key[len(PREFIX):]
+            short = key[len(PREFIX) :]
             if short not in KEYS and short not in RESERVED and not short.startswith("analysis"):
                 errors.append(SpecError(key, f"unknown key (known: {', '.join(sorted(KEYS))}, analysis*)"))
     # Validate key by key so every problem is reported, not only the first.
@@ -173,8 +172,9 @@ def problems(deployment: dict[str, Any],
     return errors
 
 
-def _parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None,
-           only: str | None = None) -> DeliverySpec:
+def _parse(
+    deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None, only: str | None = None
+) -> DeliverySpec:
     meta = deployment.get("metadata") or {}
     name = meta.get("name", "")
     annotations: dict[str, str] = dict(meta.get("annotations") or {})
@@ -220,10 +220,12 @@ def _parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str
         fields["auto_promote"] = _bool(PREFIX + "auto-promote", v)
     if (v := get("keep-warm")) is not None:
         fields["keep_warm"] = parse_duration(PREFIX + "keep-warm", v)
-    for short, attr, default in (("active-service", "active_service", name),
-                                 ("preview-service", "preview_service", f"{name}-preview"),
-                                 ("stable-service", "stable_service", f"{name}-stable"),
-                                 ("canary-service", "canary_service", f"{name}-canary")):
+    for short, attr, default in (
+        ("active-service", "active_service", name),
+        ("preview-service", "preview_service", f"{name}-preview"),
+        ("stable-service", "stable_service", f"{name}-stable"),
+        ("canary-service", "canary_service", f"{name}-canary"),
+    ):
         v = get(short)
         fields[attr] = _name(PREFIX + short, v.strip()) if v is not None else default
     if (v := get("router")) is not None:
@@ -243,27 +245,40 @@ def _parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str
     if only is None:
         if len(name) > 52 and strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
             # deliver names its ReplicaSet NAME-<10-char revision> and labels it with NAME (max 63)
-            raise SpecError(STRATEGY, f"the Deployment name is {len(name)} characters; {strategy.value} "
-                                      "needs at most 52 (NAME-<revision> must stay a valid label value)")
+            raise SpecError(
+                STRATEGY,
+                f"the Deployment name is {len(name)} characters; {strategy.value} "
+                "needs at most 52 (NAME-<revision> must stay a valid label value)",
+            )
         if strategy is Strategy.RECREATE:
             native = ((spec.get("strategy") or {}).get("type")) or "RollingUpdate"
             if native != "Recreate":
-                raise SpecError(STRATEGY, "recreate needs the Deployment's spec.strategy.type: Recreate "
-                                          f"(it is {native}), so two versions never run at once")
+                raise SpecError(
+                    STRATEGY,
+                    "recreate needs the Deployment's spec.strategy.type: Recreate "
+                    f"(it is {native}), so two versions never run at once",
+                )
         if strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
             selector = spec.get("selector") or {}
             if _selector_matches(selector, {"deliver.dev/owner": name}):
-                raise SpecError(STRATEGY, "the Deployment's selector must use matchLabels or In/Exists "
-                                          "expressions so deliver's own ReplicaSets stay apart")
-        used = {Strategy.BLUE_GREEN: ("active-service", "preview-service"),
-                Strategy.CANARY: ("stable-service", "canary-service")}.get(strategy, ())
+                raise SpecError(
+                    STRATEGY,
+                    "the Deployment's selector must use matchLabels or In/Exists "
+                    "expressions so deliver's own ReplicaSets stay apart",
+                )
+        used = {
+            Strategy.BLUE_GREEN: ("active-service", "preview-service"),
+            Strategy.CANARY: ("stable-service", "canary-service"),
+        }.get(strategy, ())
         if strategy is Strategy.CANARY and fields.get("router", RouterRef("replica")).kind == "replica":
             used = ()
         for short in used:
             value = fields[short.replace("-", "_")]
             if not _DNS1035.match(value):
-                raise SpecError(PREFIX + short, f"the default Service name {value!r} is not a valid "
-                                                f"Service name; set {PREFIX + short} explicitly")
+                raise SpecError(
+                    PREFIX + short,
+                    f"the default Service name {value!r} is not a valid Service name; set {PREFIX + short} explicitly",
+                )
         if strategy is Strategy.BLUE_GREEN and fields["active_service"] == fields["preview_service"]:
             raise SpecError(PREFIX + "preview-service", "must differ from the active Service")
         from .analysis.checks import parse_checks  # the analysis schema lives with the analysis

@@ -35,12 +35,14 @@ def encode_state(state: DeliveryState) -> str:
     return json.dumps(state.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def write_state(kube: Kube, deployment: dict[str, Any], state: DeliveryState,
-                paused: bool | None = None) -> dict[str, Any]:
+def write_state(
+    kube: Kube, deployment: dict[str, Any], state: DeliveryState, paused: bool | None = None
+) -> dict[str, Any]:
     """Persist the record (and optionally spec.paused in the same patch) at the resourceVersion read."""
     meta = deployment["metadata"]
-    patch: dict[str, Any] = {"metadata": {"resourceVersion": meta["resourceVersion"],
-                                          "annotations": {STATE: encode_state(state)}}}
+    patch: dict[str, Any] = {
+        "metadata": {"resourceVersion": meta["resourceVersion"], "annotations": {STATE: encode_state(state)}}
+    }
     if paused is not None:
         patch["spec"] = {"paused": paused}
     return kube.patch(DEPLOYMENTS, meta["namespace"], meta["name"], patch)
@@ -66,6 +68,10 @@ def send_request(kube: Kube, deployment: dict[str, Any], verb: str) -> str:
     rid = uuid.uuid4().hex[:12]
     meta = deployment["metadata"]
     value = json.dumps({"verb": verb, "id": rid, "at": round(time.time(), 3)})
-    kube.patch(DEPLOYMENTS, meta["namespace"], meta["name"],
-               {"metadata": {"resourceVersion": meta["resourceVersion"], "annotations": {REQUEST: value}}})
+    kube.patch(
+        DEPLOYMENTS,
+        meta["namespace"],
+        meta["name"],
+        {"metadata": {"resourceVersion": meta["resourceVersion"], "annotations": {REQUEST: value}}},
+    )
     return rid

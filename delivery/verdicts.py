@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from strategies.model import Analyse, DeliverySpec, DeliveryState, Strategy, Verdict
 
@@ -12,8 +13,9 @@ from .kube import Kube
 from .observe import replicasets
 
 
-def make_analyser(kube: Kube, prometheus_url: str, timeout: float = 10.0,
-                  clock: Callable[[], float] = time.time) -> Callable[..., Verdict]:
+def make_analyser(
+    kube: Kube, prometheus_url: str, timeout: float = 10.0, clock: Callable[[], float] = time.time
+) -> Callable[..., Verdict]:
     from .analysis.providers import make_provider
     from .analysis.runner import AnalysisTarget, Analyzer
 
@@ -32,9 +34,14 @@ def make_analyser(kube: Kube, prometheus_url: str, timeout: float = 10.0,
             canary_service, baseline_service = spec.canary_service, spec.stable_service
         elif spec.strategy is Strategy.BLUE_GREEN:
             canary_service, baseline_service = spec.preview_service, spec.active_service
-        target = AnalysisTarget(namespace=meta["namespace"], name=meta["name"], canary_hash=canary_hash,
-                                baseline_hash=state.stable_hash, canary_service=canary_service,
-                                baseline_service=baseline_service)
+        target = AnalysisTarget(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            canary_hash=canary_hash,
+            baseline_hash=state.stable_hash,
+            canary_service=canary_service,
+            baseline_service=baseline_service,
+        )
         now = clock()
         # recreate never runs both versions: judge the new one against the old one's last window
         baseline_end = state.started if spec.strategy is Strategy.RECREATE else None

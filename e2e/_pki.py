@@ -40,8 +40,7 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def _key(path: Path) -> None:
-    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path),
-             cwd=path.parent)
+    _openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(path), cwd=path.parent)
     path.chmod(0o600)
 
 
@@ -49,14 +48,32 @@ def _sign(d: Path, name: str, subject: str, ext: str) -> None:
     _key(d / f"{name}.key")
     _openssl("req", "-new", "-key", f"{name}.key", "-subj", subject, "-out", f"{name}.csr", cwd=d)
     (d / f"{name}.ext").write_text(ext)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "30", "-sha256", "-extfile", f"{name}.ext",
-             "-out", f"{name}.crt", cwd=d)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-sha256",
+        "-extfile",
+        f"{name}.ext",
+        "-out",
+        f"{name}.crt",
+        cwd=d,
+    )
     (d / f"{name}.csr").unlink()
     (d / f"{name}.ext").unlink()
 
 
-CLIENT_EXT = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+CLIENT_EXT = (
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+)
 
 
 def make_pki(d: Path, clients: dict[str, str]) -> Pki:
@@ -65,21 +82,55 @@ def make_pki(d: Path, clients: dict[str, str]) -> Pki:
         raise RuntimeError("openssl CLI not found (apt-get install -y openssl)")
     d.mkdir(parents=True, exist_ok=True)
     _key(d / "ca.key")
-    _openssl("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=deliver-e2e-ca", "-days", "30",
-             "-sha256", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", "ca.crt", cwd=d)
-    sans = ",".join([
-        "IP:127.0.0.1", f"IP:{KUBERNETES_SERVICE_IP}", "DNS:localhost", "DNS:kubernetes",
-        "DNS:kubernetes.default", "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
-    ])
-    _sign(d, "apiserver", "/CN=kube-apiserver",
-          "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-          f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n")
+    _openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=deliver-e2e-ca",
+        "-days",
+        "30",
+        "-sha256",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        "-out",
+        "ca.crt",
+        cwd=d,
+    )
+    sans = ",".join(
+        [
+            "IP:127.0.0.1",
+            f"IP:{KUBERNETES_SERVICE_IP}",
+            "DNS:localhost",
+            "DNS:kubernetes",
+            "DNS:kubernetes.default",
+            "DNS:kubernetes.default.svc",
+            "DNS:kubernetes.default.svc.cluster.local",
+        ]
+    )
+    _sign(
+        d,
+        "apiserver",
+        "/CN=kube-apiserver",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n",
+    )
     out: dict[str, ClientCert] = {}
     for name, subject in clients.items():
         _sign(d, name, subject, CLIENT_EXT)
         out[name] = ClientCert(cert=d / f"{name}.crt", key=d / f"{name}.key")
     _key(d / "sa.key")
     _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
-    return Pki(ca_cert=d / "ca.crt", ca_key=d / "ca.key", serving_cert=d / "apiserver.crt",
-               serving_key=d / "apiserver.key", sa_key=d / "sa.key", sa_pub=d / "sa.pub", clients=out)
+    return Pki(
+        ca_cert=d / "ca.crt",
+        ca_key=d / "ca.key",
+        serving_cert=d / "apiserver.crt",
+        serving_key=d / "apiserver.key",
+        sa_key=d / "sa.key",
+        sa_pub=d / "sa.pub",
+        clients=out,
+    )

@@ -62,12 +62,11 @@ class Proc:
         return {"name": self.name, "pid": self.pid, "exe": self.exe, "log": self.log}
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> "Proc":
+    def from_dict(cls, d: dict[str, object]) -> Proc:
         return cls(name=str(d["name"]), pid=int(d["pid"]), exe=str(d["exe"]), log=str(d["log"]))  # type: ignore[arg-type]
 
 
-def start(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> Proc:
+def start(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
     exe = argv[0]
     if not Path(exe).exists():
         raise StartError(f"{name}: binary {exe} is missing (run `python -m e2e.binaries` / `make install`)")
@@ -76,8 +75,13 @@ def start(name: str, argv: list[str], log: Path, env: dict[str, str] | None = No
         out.write(("# " + " ".join(argv) + "\n").encode())
         out.flush()
         popen = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, cwd=cwd, start_new_session=True,
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
         )
     proc = Proc(name=name, pid=popen.pid, exe=os.path.realpath(exe), log=str(log))
     # Keep a reference so the child is reaped if it dies while we still run (no zombie that
@@ -139,8 +143,7 @@ def _reap(pid: int) -> None:
         child.poll()
 
 
-def wait_until(check: Callable[[], bool], timeout: float, proc: Proc | None, what: str,
-               interval: float = 0.1) -> None:
+def wait_until(check: Callable[[], bool], timeout: float, proc: Proc | None, what: str, interval: float = 0.1) -> None:
     """Poll ``check`` until true; fail early (naming the log) if ``proc`` dies."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None

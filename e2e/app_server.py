@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
 class AppProcess:
     """One app server as a subprocess (started in its own session, stopped by its pid only)."""
 
-    def __init__(self, name: str, log_dir: Path, port: int = 0, fail_rate: float = 0.0,
-                 latency_ms: float = 0.0) -> None:
+    def __init__(
+        self, name: str, log_dir: Path, port: int = 0, fail_rate: float = 0.0, latency_ms: float = 0.0
+    ) -> None:
         from e2e import _proc
 
         self.name = name
@@ -177,14 +178,28 @@ class AppProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> "AppProcess":
+    def start(self, timeout: float = 20.0) -> AppProcess:
         from e2e import _proc
         from e2e.cluster import REPO_ROOT
 
-        self.proc = _proc.start(f"app-{self.name}", [
-            sys.executable, "-m", "e2e.app_server", "--name", self.name, "--port", str(self.port),
-            "--fail-rate", str(self.fail_rate), "--latency-ms", str(self.latency_ms),
-        ], self.log, cwd=REPO_ROOT)
+        self.proc = _proc.start(
+            f"app-{self.name}",
+            [
+                sys.executable,
+                "-m",
+                "e2e.app_server",
+                "--name",
+                self.name,
+                "--port",
+                str(self.port),
+                "--fail-rate",
+                str(self.fail_rate),
+                "--latency-ms",
+                str(self.latency_ms),
+            ],
+            self.log,
+            cwd=REPO_ROOT,
+        )
 
         def healthy() -> bool:
             with urllib.request.urlopen(f"http://{self.address}/-/healthy", timeout=1) as r:
@@ -200,8 +215,12 @@ class AppProcess:
             body["fail_rate"] = fail_rate
         if latency_ms is not None:
             body["latency_ms"] = latency_ms
-        req = urllib.request.Request(f"http://{self.address}/-/control", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://{self.address}/-/control",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=5) as r:
             return dict(json.loads(r.read()))
 
@@ -212,7 +231,7 @@ class AppProcess:
             _proc.stop(self.proc)
             self.proc = None
 
-    def __enter__(self) -> "AppProcess":
+    def __enter__(self) -> AppProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

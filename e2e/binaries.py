@@ -111,7 +111,11 @@ def _module_file(module: str, version: str, workdir: Path) -> str:
     """Fetch one module's go.mod through the go command (module proxy), no source download."""
     out = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
-        cwd=workdir, env=_go_env(), check=True, capture_output=True, text=True,
+        cwd=workdir,
+        env=_go_env(),
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     match = re.search(r'"GoMod":\s*"([^"]+)"', out)
     if not match:
@@ -198,8 +202,12 @@ def _go_install(module_pkg: str, version: str, component: str, binary: str) -> N
     tmp.mkdir(parents=True)
     env_bin = dict(_go_env(), GOBIN=str(tmp))
     _log(f"$ go install {module_pkg}@{version}")
-    _wait(subprocess.Popen(["go", "install", "-trimpath", "-ldflags", "-s -w", f"{module_pkg}@{version}"],
-                           cwd=tmp, env=env_bin), f"{component} ({module_pkg}@{version})")
+    _wait(
+        subprocess.Popen(
+            ["go", "install", "-trimpath", "-ldflags", "-s -w", f"{module_pkg}@{version}"], cwd=tmp, env=env_bin
+        ),
+        f"{component} ({module_pkg}@{version})",
+    )
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
 

@@ -84,12 +84,14 @@ class State:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "State":
+    def load(cls, path: Path) -> State:
         if not path.exists():
             return cls()
         data = json.loads(path.read_text())
-        return cls(ports={k: int(v) for k, v in data.get("ports", {}).items()},
-                   procs=[Proc.from_dict(p) for p in data.get("procs", [])])
+        return cls(
+            ports={k: int(v) for k, v in data.get("ports", {}).items()},
+            procs=[Proc.from_dict(p) for p in data.get("procs", [])],
+        )
 
 
 class Cluster:
@@ -127,8 +129,11 @@ class Cluster:
         bins = locate()
         missing = [f"{n} ({p})" for n, p in bins.all().items() if not p.exists()]
         if missing:
-            raise StartError("missing binaries: " + ", ".join(missing)
-                             + " — build them with `python -m e2e.binaries` (or `make install`)")
+            raise StartError(
+                "missing binaries: "
+                + ", ".join(missing)
+                + " — build them with `python -m e2e.binaries` (or `make install`)"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
         state = State(ports=self._pick_ports())
@@ -165,9 +170,7 @@ class Cluster:
             "run_dir": str(self.run_dir),
             "kubeconfig": str(self.kubeconfig) if self.kubeconfig.exists() else None,
             "apiserver_ready": self._apiserver_ready(st) if st.ports else False,
-            "components": [
-                {"name": p.name, "pid": p.pid, "alive": p.alive(), "log": p.log} for p in st.procs
-            ],
+            "components": [{"name": p.name, "pid": p.pid, "alive": p.alive(), "log": p.log} for p in st.procs],
             "ports": st.ports,
             "services": _services_status(self.run_dir),
         }
@@ -231,8 +234,12 @@ class Cluster:
         cfg = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "deliver-e2e", "cluster": {
-                "server": server, "certificate-authority": str(self.pki_dir / "ca.crt")}}],
+            "clusters": [
+                {
+                    "name": "deliver-e2e",
+                    "cluster": {"server": server, "certificate-authority": str(self.pki_dir / "ca.crt")},
+                }
+            ],
             "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
             "contexts": [{"name": "deliver-e2e", "context": {"cluster": "deliver-e2e", "user": user}}],
             "current-context": "deliver-e2e",
@@ -246,13 +253,16 @@ class Cluster:
         remaining = lambda: max(5.0, deadline - time.monotonic())  # noqa: E731
 
         t = time.monotonic()
-        pki = _pki.make_pki(self.pki_dir, {
-            "admin": "/O=system:masters/CN=deliver-admin",
-            "controller-manager": "/CN=system:kube-controller-manager",
-            "scheduler": "/CN=system:kube-scheduler",
-            "kwok": "/O=system:masters/CN=kwok-controller",
-            "front-proxy-client": "/CN=front-proxy-client",
-        })
+        pki = _pki.make_pki(
+            self.pki_dir,
+            {
+                "admin": "/O=system:masters/CN=deliver-admin",
+                "controller-manager": "/CN=system:kube-controller-manager",
+                "scheduler": "/CN=system:kube-scheduler",
+                "kwok": "/O=system:masters/CN=kwok-controller",
+                "front-proxy-client": "/CN=front-proxy-client",
+            },
+        )
         _log(f"certificates ready ({time.monotonic() - t:.1f}s)")
         server = f"https://127.0.0.1:{ports['apiserver']}"
         kcfg = {}
@@ -265,90 +275,129 @@ class Cluster:
         # etcd --------------------------------------------------------------
         etcd_url = f"http://127.0.0.1:{ports['etcd-client']}"
         peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
-        etcd = self._start(state, "etcd", [
-            str(bins.etcd), "--name=deliver-e2e", f"--data-dir={self.run_dir / 'etcd-data'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=deliver-e2e={peer_url}", "--initial-cluster-state=new",
-            "--unsafe-no-fsync=true", "--quota-backend-bytes=4294967296",
-            "--listen-metrics-urls=", "--log-level=warn",
-        ])
-        _proc.wait_until(lambda: '"health":"true"' in self._get(etcd_url + "/health")[1],
-                         remaining(), etcd, f"etcd /health on {etcd_url}")
+        etcd = self._start(
+            state,
+            "etcd",
+            [
+                str(bins.etcd),
+                "--name=deliver-e2e",
+                f"--data-dir={self.run_dir / 'etcd-data'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=deliver-e2e={peer_url}",
+                "--initial-cluster-state=new",
+                "--unsafe-no-fsync=true",
+                "--quota-backend-bytes=4294967296",
+                "--listen-metrics-urls=",
+                "--log-level=warn",
+            ],
+        )
+        _proc.wait_until(
+            lambda: '"health":"true"' in self._get(etcd_url + "/health")[1],
+            remaining(),
+            etcd,
+            f"etcd /health on {etcd_url}",
+        )
         _log(f"etcd ready on {etcd_url}")
 
         # kube-apiserver ----------------------------------------------------
-        apiserver = self._start(state, "kube-apiserver", [
-            str(bins.kube_apiserver),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={ports['apiserver']}",
-            f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
-            f"--client-ca-file={pki.ca_cert}",
-            f"--requestheader-client-ca-file={pki.ca_cert}",
-            "--requestheader-allowed-names=front-proxy-client",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--proxy-client-cert-file={pki.clients['front-proxy-client'].cert}",
-            f"--proxy-client-key-file={pki.clients['front-proxy-client'].key}",
-            "--authorization-mode=Node,RBAC",
-            "--anonymous-auth=false",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            "--api-audiences=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={_pki.SERVICE_CIDR}",
-            "--endpoint-reconciler-type=none",
-            "--allow-privileged=true",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-            "--event-ttl=1h",
-        ])
-        _proc.wait_until(lambda: self._apiserver_ready(state), remaining(), apiserver,
-                         f"kube-apiserver /readyz on {server}")
+        apiserver = self._start(
+            state,
+            "kube-apiserver",
+            [
+                str(bins.kube_apiserver),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports['apiserver']}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--requestheader-client-ca-file={pki.ca_cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.clients['front-proxy-client'].cert}",
+                f"--proxy-client-key-file={pki.clients['front-proxy-client'].key}",
+                "--authorization-mode=Node,RBAC",
+                "--anonymous-auth=false",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--api-audiences=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={_pki.SERVICE_CIDR}",
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--event-ttl=1h",
+            ],
+        )
+        _proc.wait_until(
+            lambda: self._apiserver_ready(state), remaining(), apiserver, f"kube-apiserver /readyz on {server}"
+        )
         _log(f"kube-apiserver ready on {server}")
 
         # controller-manager, scheduler, kwok -------------------------------
-        kcm = self._start(state, "kube-controller-manager", [
-            str(bins.kube_controller_manager),
-            f"--kubeconfig={kcfg['controller-manager']}",
-            f"--authentication-kubeconfig={kcfg['controller-manager']}",
-            f"--authorization-kubeconfig={kcfg['controller-manager']}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['controller-manager']}",
-            "--leader-elect=false",
-            "--controllers=*",
-            f"--service-account-private-key-file={pki.sa_key}",
-            f"--root-ca-file={pki.ca_cert}",
-            "--use-service-account-credentials=true",
-            f"--cluster-signing-cert-file={pki.ca_cert}", f"--cluster-signing-key-file={pki.ca_key}",
-            f"--service-cluster-ip-range={_pki.SERVICE_CIDR}",
-            "--allocate-node-cidrs=false",
-            "--kube-api-qps=100", "--kube-api-burst=200",
-            "--profiling=false",
-        ])
-        sched = self._start(state, "kube-scheduler", [
-            str(bins.kube_scheduler),
-            f"--kubeconfig={kcfg['scheduler']}",
-            f"--authentication-kubeconfig={kcfg['scheduler']}",
-            f"--authorization-kubeconfig={kcfg['scheduler']}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
-            "--leader-elect=false",
-            "--profiling=false",
-        ])
-        kwok = self._start(state, "kwok", [
-            str(bins.kwok),
-            f"--kubeconfig={kcfg['kwok']}",
-            f"--config={STAGES_FILE}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION[0]}={KWOK_NODE_ANNOTATION[1]}",
-            "--cidr=10.244.0.1/16",
-            "--node-ip=127.0.0.1",
-        ])
+        kcm = self._start(
+            state,
+            "kube-controller-manager",
+            [
+                str(bins.kube_controller_manager),
+                f"--kubeconfig={kcfg['controller-manager']}",
+                f"--authentication-kubeconfig={kcfg['controller-manager']}",
+                f"--authorization-kubeconfig={kcfg['controller-manager']}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['controller-manager']}",
+                "--leader-elect=false",
+                "--controllers=*",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--root-ca-file={pki.ca_cert}",
+                "--use-service-account-credentials=true",
+                f"--cluster-signing-cert-file={pki.ca_cert}",
+                f"--cluster-signing-key-file={pki.ca_key}",
+                f"--service-cluster-ip-range={_pki.SERVICE_CIDR}",
+                "--allocate-node-cidrs=false",
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
+                "--profiling=false",
+            ],
+        )
+        sched = self._start(
+            state,
+            "kube-scheduler",
+            [
+                str(bins.kube_scheduler),
+                f"--kubeconfig={kcfg['scheduler']}",
+                f"--authentication-kubeconfig={kcfg['scheduler']}",
+                f"--authorization-kubeconfig={kcfg['scheduler']}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['scheduler']}",
+                "--leader-elect=false",
+                "--profiling=false",
+            ],
+        )
+        kwok = self._start(
+            state,
+            "kwok",
+            [
+                str(bins.kwok),
+                f"--kubeconfig={kcfg['kwok']}",
+                f"--config={STAGES_FILE}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION[0]}={KWOK_NODE_ANNOTATION[1]}",
+                "--cidr=10.244.0.1/16",
+                "--node-ip=127.0.0.1",
+            ],
+        )
         for proc, port in ((kcm, ports["controller-manager"]), (sched, ports["scheduler"])):
             url = f"https://127.0.0.1:{port}/healthz"
-            _proc.wait_until(lambda u=url: self._get(u, verify=False)[0] == 200, remaining(), proc,
-                             f"{proc.name} {url}")
+            _proc.wait_until(
+                lambda u=url: self._get(u, verify=False)[0] == 200, remaining(), proc, f"{proc.name} {url}"
+            )
         _log("kube-controller-manager and kube-scheduler healthy")
 
         # nodes, default ServiceAccount -------------------------------------
@@ -362,8 +411,8 @@ class Cluster:
         def nodes_ready() -> bool:
             nodes = core.list_node(label_selector="type=kwok").items
             return len(nodes) == NODE_COUNT and all(
-                any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
-                for n in nodes)
+                any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])) for n in nodes
+            )
 
         _proc.wait_until(nodes_ready, remaining(), kwok, f"{NODE_COUNT} kwok nodes Ready")
         _log(f"{NODE_COUNT} fake nodes Ready")
@@ -384,8 +433,15 @@ def _services_status(run_dir: Path) -> list[dict[str, Any]]:
     for pid_file in sorted(run_dir.glob("*/pid.json")) if run_dir.is_dir() else []:
         meta = json.loads(pid_file.read_text())
         proc = Proc.from_dict(meta["proc"])
-        out.append({"name": proc.name, "pid": proc.pid, "alive": proc.alive(), "log": proc.log,
-                    **{k: v for k, v in meta.items() if k != "proc"}})
+        out.append(
+            {
+                "name": proc.name,
+                "pid": proc.pid,
+                "alive": proc.alive(),
+                "log": proc.log,
+                **{k: v for k, v in meta.items() if k != "proc"},
+            }
+        )
     return out
 
 
@@ -410,8 +466,7 @@ def _node_body(name: str, index: int) -> dict[str, Any]:
         "kind": "Node",
         "metadata": {
             "name": name,
-            "annotations": {KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1],
-                            "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {KWOK_NODE_ANNOTATION[0]: KWOK_NODE_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
             "labels": {
                 "type": "kwok",
                 "kubernetes.io/hostname": name,
@@ -430,12 +485,21 @@ def _node_body(name: str, index: int) -> dict[str, Any]:
 # ---------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.cluster", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=[
-        "up", "down", "status", "env", "reap",
-        "prometheus-up", "prometheus-down", "envoy-up", "envoy-down",
-    ])
-    parser.add_argument("--run-dir", type=Path, default=None,
-                        help="default: $DELIVER_RUN_DIR or <repo>/run/cluster")
+    parser.add_argument(
+        "command",
+        choices=[
+            "up",
+            "down",
+            "status",
+            "env",
+            "reap",
+            "prometheus-up",
+            "prometheus-down",
+            "envoy-up",
+            "envoy-down",
+        ],
+    )
+    parser.add_argument("--run-dir", type=Path, default=None, help="default: $DELIVER_RUN_DIR or <repo>/run/cluster")
     parser.add_argument("--timeout", type=float, default=180.0)
     args = parser.parse_args(argv)
     cluster = Cluster(args.run_dir)

@@ -74,10 +74,14 @@ def kube(cluster: RunningCluster) -> Iterator[Kube]:
 def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"e2e-{base}-{uuid.uuid4().hex[:5]}"
-    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={"e2e.deliver.dev/test": "true"})))
-    wait_for(lambda: kube.core.read_namespaced_service_account("default", name), 30,
-             f"ServiceAccount default in namespace {name}")
+    kube.core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"e2e.deliver.dev/test": "true"}))
+    )
+    wait_for(
+        lambda: kube.core.read_namespaced_service_account("default", name),
+        30,
+        f"ServiceAccount default in namespace {name}",
+    )
     yield name
     if os.environ.get("DELIVER_E2E_KEEP_NAMESPACES"):
         return

@@ -19,9 +19,15 @@ from e2e.cluster import REPO_ROOT
 
 
 class ControllerProcess:
-    def __init__(self, kubeconfig: Path | str, namespace: str | None, log_dir: Path,
-                 prometheus_url: str | None = None, extra_args: list[str] | None = None,
-                 name: str = "controller") -> None:
+    def __init__(
+        self,
+        kubeconfig: Path | str,
+        namespace: str | None,
+        log_dir: Path,
+        prometheus_url: str | None = None,
+        extra_args: list[str] | None = None,
+        name: str = "controller",
+    ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.namespace = namespace
         self.log_path = Path(log_dir) / f"{name}.log"
@@ -43,12 +49,13 @@ class ControllerProcess:
             argv += ["--metrics-addr", "127.0.0.1:0"]  # tests run several controllers side by side
         return argv + self.extra_args
 
-    def start(self) -> "ControllerProcess":
+    def start(self) -> ControllerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(self.argv(), cwd=REPO_ROOT, stdout=log, stderr=log, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.argv(), cwd=REPO_ROOT, stdout=log, stderr=log, env=env, start_new_session=True
+        )
         log.close()
         self.starts += 1
         return self
@@ -73,16 +80,17 @@ class ControllerProcess:
                 self.kill()
         return self.proc.returncode
 
-    def restart(self) -> "ControllerProcess":
+    def restart(self) -> ControllerProcess:
         self.stop()
         return self.start()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def __enter__(self) -> "ControllerProcess":
+    def __enter__(self) -> ControllerProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -28,9 +28,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from delivery.errors import DeliverError, Gone, NotFound
 from delivery.kube import HTTPROUTES, Kube
@@ -43,11 +44,11 @@ log = logging.getLogger("e2e.dataplane")
 class Applied:
     """One weight update that Envoy confirmed."""
 
-    seen_at: float               # time.time() when the watch delivered the route change
-    at: float                    # time.time() when Envoy reported the new route version
+    seen_at: float  # time.time() when the watch delivered the route change
+    at: float  # time.time() when Envoy reported the new route version
     weights: dict[str, int]
     resource_version: str
-    took: float                  # seconds from seeing the route event to Envoy using it
+    took: float  # seconds from seeing the route event to Envoy using it
 
 
 def weights_of(route: dict[str, Any], backends: list[str], namespace: str) -> dict[str, int] | None:
@@ -84,7 +85,7 @@ class DataPlane:
 
     # ---- lifecycle ----
 
-    def start(self, initial: dict[str, int] | None = None) -> "DataPlane":
+    def start(self, initial: dict[str, int] | None = None) -> DataPlane:
         """Start Envoy (all traffic on the first backend until the route says otherwise) and the watch."""
         first = initial or {name: (100 if i == 0 else 0) for i, name in enumerate(self.backends)}
         if not self.envoy.running():
@@ -144,8 +145,13 @@ class DataPlane:
             self.errors.append(f"route {self.route} gives every backend weight 0; keeping {self.current}")
             return
         self.envoy.set_weights(weights)  # returns once Envoy's config dump shows the new version
-        applied = Applied(seen_wall, time.time(), dict(weights), str(route["metadata"].get("resourceVersion", "")),
-                          time.monotonic() - seen)
+        applied = Applied(
+            seen_wall,
+            time.time(),
+            dict(weights),
+            str(route["metadata"].get("resourceVersion", "")),
+            time.monotonic() - seen,
+        )
         with self._changed:
             self.current = dict(weights)
             self.history.append(applied)
@@ -163,8 +169,9 @@ class DataPlane:
             while self.current != weights:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"envoy weights still {self.current}, wanted {weights} "
-                                       f"(errors: {self.errors[-3:]})")
+                    raise TimeoutError(
+                        f"envoy weights still {self.current}, wanted {weights} (errors: {self.errors[-3:]})"
+                    )
                 self._changed.wait(min(left, 0.5))
             for applied in reversed(self.history):
                 if applied.weights == weights:
@@ -179,8 +186,16 @@ class LocalStack:
     ``/stats/prometheus`` and both apps' ``/metrics`` as scrape targets.
     """
 
-    def __init__(self, kube: Kube, namespace: str, route: str, run_dir: Path,
-                 stable_service: str, canary_service: str, prometheus: Any = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        route: str,
+        run_dir: Path,
+        stable_service: str,
+        canary_service: str,
+        prometheus: Any = None,
+    ) -> None:
         from e2e.app_server import AppProcess
 
         self.kube, self.namespace, self.route = kube, namespace, route
@@ -192,13 +207,17 @@ class LocalStack:
         self.prometheus = prometheus
         self.plane: DataPlane | None = None
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         try:
             self.stable.start()
             self.canary.start()
-            self.plane = DataPlane(self.kube, self.namespace, self.route, self.envoy,
-                                   {self.stable_service: self.stable.address,
-                                    self.canary_service: self.canary.address}).start()
+            self.plane = DataPlane(
+                self.kube,
+                self.namespace,
+                self.route,
+                self.envoy,
+                {self.stable_service: self.stable.address, self.canary_service: self.canary.address},
+            ).start()
             if self.prometheus is not None:
                 self.prometheus.add_target("envoy", self.envoy.admin_address, metrics_path="/stats/prometheus")
                 self.prometheus.add_target("app", self.stable.address, {"version": "stable"})
@@ -251,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     backends = dict(b.split("=", 1) for b in a.backend)
-    plane = DataPlane(Kube.connect(a.kubeconfig), a.namespace, a.route, Envoy(a.run_dir, "dataplane-envoy"),
-                      backends).start()
+    plane = DataPlane(
+        Kube.connect(a.kubeconfig), a.namespace, a.route, Envoy(a.run_dir, "dataplane-envoy"), backends
+    ).start()
     print(f"envoy listening on {plane.url}", flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -53,25 +53,33 @@ DEMO_ANNOTATIONS: dict[str, str] = {
 def demo_deployment(app: str = APP, interval: str = "10s", image: str | None = None) -> client.V1Deployment:
     from e2e.helpers import make_deployment
 
-    annotations = dict(DEMO_ANNOTATIONS, **{"deliver.dev/interval": interval,
-                                            "deliver.dev/router": f"gateway-api/{app}"})
+    annotations = dict(
+        DEMO_ANNOTATIONS, **{"deliver.dev/interval": interval, "deliver.dev/router": f"gateway-api/{app}"}
+    )
     return make_deployment(app, replicas=3, image=image or f"example.com/{app}:v1", annotations=annotations)
 
 
 def demo_route(app: str = APP) -> dict[str, Any]:
     """The user's HTTPRoute: deliver's two backends on ``/``, plus an ``/admin`` rule of the user's."""
     return {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
         "metadata": {"name": app, "labels": {"app": app}},
         "spec": {
             "parentRefs": [{"name": "demo-gateway"}],
             "hostnames": [f"{app}.example.com"],
             "rules": [
-                {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
-                 "backendRefs": [{"name": f"{app}-admin", "port": 8080}]},
-                {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                 "backendRefs": [{"name": f"{app}-stable", "port": 80, "weight": 100},
-                                 {"name": f"{app}-canary", "port": 80, "weight": 0}]},
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                    "backendRefs": [{"name": f"{app}-admin", "port": 8080}],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [
+                        {"name": f"{app}-stable", "port": 80, "weight": 100},
+                        {"name": f"{app}-canary", "port": 80, "weight": 0},
+                    ],
+                },
             ],
         },
     }
@@ -90,23 +98,25 @@ class Period:
         c = self.counts
         if c is None or not sum(c.by_version.values()):
             return f"{self.weight:>3}%: no traffic"
-        return (f"{self.weight:>3}% -> observed {c.share('canary') * 100:5.1f}% of "
-                f"{sum(c.by_version.values())} requests on {canary} "
-                f"(errors: {stable} {c.error_rate('stable') * 100:.1f}%, {canary} {c.error_rate('canary') * 100:.1f}%)")
+        return (
+            f"{self.weight:>3}% -> observed {c.share('canary') * 100:5.1f}% of "
+            f"{sum(c.by_version.values())} requests on {canary} "
+            f"(errors: {stable} {c.error_rate('stable') * 100:.1f}%, {canary} {c.error_rate('canary') * 100:.1f}%)"
+        )
 
 
 @dataclass
 class Delivery:
     label: str
     image: str
-    expect: str                      # Succeeded | RolledBack
+    expect: str  # Succeeded | RolledBack
     started: float = 0.0
     finished: float = 0.0
     phase: str = ""
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     periods: list[Period] = field(default_factory=list)
     message: str = ""
-    rollback_ms: tuple[float, float] | None = None   # failed verdict -> route event, -> Envoy
+    rollback_ms: tuple[float, float] | None = None  # failed verdict -> route event, -> Envoy
 
     @property
     def ok(self) -> bool:
@@ -125,7 +135,7 @@ class View:
         self.live: Any = None
         self.log_lines: list[str] = []
 
-    def __enter__(self) -> "View":
+    def __enter__(self) -> View:
         if not self.plain:
             from rich.live import Live
 
@@ -147,38 +157,69 @@ class View:
         if self.plain:
             print(line, flush=True)
 
-    def status(self, d: Delivery, state: dict[str, Any], route: tuple[int, int] | None,
-               envoy: dict[str, int], rates: dict[str, tuple[float, float]], stable: str, canary: str) -> None:
+    def status(
+        self,
+        d: Delivery,
+        state: dict[str, Any],
+        route: tuple[int, int] | None,
+        envoy: dict[str, int],
+        rates: dict[str, tuple[float, float]],
+        stable: str,
+        canary: str,
+    ) -> None:
         step = int(state.get("step", 0)) + 1
         r = f"{route[0]}/{route[1]}" if route else "?"
         e = f"{envoy.get(stable, 0)}/{envoy.get(canary, 0)}"
-        traffic = "  ".join(f"{name} {rps:5.0f} req/s {err * 100:4.1f}% 5xx" for name, (rps, err) in
-                            ((stable, rates.get("stable", (0.0, 0.0))), (canary, rates.get("canary", (0.0, 0.0)))))
+        traffic = "  ".join(
+            f"{name} {rps:5.0f} req/s {err * 100:4.1f}% 5xx"
+            for name, (rps, err) in (
+                (stable, rates.get("stable", (0.0, 0.0))),
+                (canary, rates.get("canary", (0.0, 0.0))),
+            )
+        )
         if self.plain:
-            print(f"{self.stamp()} {d.label:<3} {state.get('phase', '?'):<11} step {step}/3  "
-                  f"route {r:<6} envoy {e:<6} {traffic}", flush=True)
+            print(
+                f"{self.stamp()} {d.label:<3} {state.get('phase', '?'):<11} step {step}/3  "
+                f"route {r:<6} envoy {e:<6} {traffic}",
+                flush=True,
+            )
             return
-        from rich.table import Table
         from rich.console import Group
+        from rich.table import Table
         from rich.text import Text
 
         table = Table(title=f"deliver demo — {d.label} ({d.image})", expand=False)
-        for col in ("phase", "step", "route stable/canary", "envoy stable/canary",
-                    f"{stable} req/s · 5xx", f"{canary} req/s · 5xx"):
+        for col in (
+            "phase",
+            "step",
+            "route stable/canary",
+            "envoy stable/canary",
+            f"{stable} req/s · 5xx",
+            f"{canary} req/s · 5xx",
+        ):
             table.add_column(col)
         s_rps, s_err = rates.get("stable", (0.0, 0.0))
         c_rps, c_err = rates.get("canary", (0.0, 0.0))
         phase = str(state.get("phase", "?"))
         style = {"Succeeded": "green", "RolledBack": "red", "Progressing": "yellow"}.get(phase, "")
-        table.add_row(Text(phase, style=style), f"{step}/3", r, e, f"{s_rps:.0f} · {s_err * 100:.1f}%",
-                      Text(f"{c_rps:.0f} · {c_err * 100:.1f}%", style="red" if c_err > 0.05 else ""))
+        table.add_row(
+            Text(phase, style=style),
+            f"{step}/3",
+            r,
+            e,
+            f"{s_rps:.0f} · {s_err * 100:.1f}%",
+            Text(f"{c_rps:.0f} · {c_err * 100:.1f}%", style="red" if c_err > 0.05 else ""),
+        )
         verdicts = Table(show_header=True, expand=False, title="verdicts")
         verdicts.add_column("step")
         verdicts.add_column("outcome")
         verdicts.add_column("summary", overflow="fold", max_width=90)
         for v in d.verdicts[-6:]:
-            verdicts.add_row(str(v["step"] + 1), Text(v["outcome"], style={"pass": "green", "fail": "red"}.get(
-                v["outcome"], "yellow")), v["summary"])
+            verdicts.add_row(
+                str(v["step"] + 1),
+                Text(v["outcome"], style={"pass": "green", "fail": "red"}.get(v["outcome"], "yellow")),
+                v["summary"],
+            )
         self.live.update(Group(table, verdicts, Text("\n".join(self.log_lines[-8:]))))
 
 
@@ -223,8 +264,9 @@ def run_delivery(d: Delivery, ctx: dict[str, Any], view: View, timeout: float = 
         if now - last_t >= 1.0:
             snap = lg.snapshot()
             delta = snap.minus(last_counts)
-            rates = {v: (delta.by_version.get(v, 0) / (now - last_t), delta.error_rate(v))
-                     for v in ("stable", "canary")}
+            rates = {
+                v: (delta.by_version.get(v, 0) / (now - last_t), delta.error_rate(v)) for v in ("stable", "canary")
+            }
             last_counts, last_t = snap, now
         verdicts = list(state.get("verdicts") or [])
         for v in verdicts[seen_verdicts:]:
@@ -238,8 +280,10 @@ def run_delivery(d: Delivery, ctx: dict[str, Any], view: View, timeout: float = 
             current.counts = snap.minus(period_start)
             d.periods.append(current)
             current, period_start = Period(applied.weights.get(canary, 0), applied.at), snap
-            view.event(f"{d.label}: Envoy now routes {applied.weights.get(stable, 0)}/{applied.weights.get(canary, 0)} "
-                       f"(route change seen -> in Envoy: {applied.took * 1000:.0f} ms)")
+            view.event(
+                f"{d.label}: Envoy now routes {applied.weights.get(stable, 0)}/{applied.weights.get(canary, 0)} "
+                f"(route change seen -> in Envoy: {applied.took * 1000:.0f} ms)"
+            )
         if phase != last_phase and started_here:
             view.event(f"{d.label}: phase {phase}: {state.get('message', '')}")
             last_phase = phase
@@ -251,8 +295,11 @@ def run_delivery(d: Delivery, ctx: dict[str, Any], view: View, timeout: float = 
         if started_here and rates and (not view.plain or now - last_plain >= 2.0):
             view.status(d, state, route_pair, plane.current, rates, stable, canary)
             last_plain = now
-        if started_here and phase in ("Succeeded", "RolledBack", "Aborted", "Paused") and \
-                plane.current.get(canary, 0) == 0:
+        if (
+            started_here
+            and phase in ("Succeeded", "RolledBack", "Aborted", "Paused")
+            and plane.current.get(canary, 0) == 0
+        ):
             break
         time.sleep(0.25)
     plane.listeners.clear()
@@ -266,8 +313,10 @@ def run_delivery(d: Delivery, ctx: dict[str, Any], view: View, timeout: float = 
     zero = [h for h in plane.history if h.weights.get(canary) == 0 and failed and h.seen_at >= failed[0]["at"]]
     if failed and zero:
         d.rollback_ms = ((zero[0].seen_at - failed[0]["at"]) * 1000, (zero[0].at - failed[0]["at"]) * 1000)
-    view.event(f"{d.label}: finished {d.phase} in {d.finished - d.started:.1f}s "
-               f"({'as expected' if d.ok else 'NOT as expected: wanted ' + d.expect})")
+    view.event(
+        f"{d.label}: finished {d.phase} in {d.finished - d.started:.1f}s "
+        f"({'as expected' if d.ok else 'NOT as expected: wanted ' + d.expect})"
+    )
     return d
 
 
@@ -319,15 +368,18 @@ def main(argv: list[str] | None = None) -> int:
         local = LocalStack(jk, ns, APP, work, f"{APP}-stable", f"{APP}-canary", prometheus).start()
         stack_.callback(local.stop)
         _log("starting the deliver controller")
-        ctl = ControllerProcess(cluster.kubeconfig, ns, work, prometheus_url=prometheus.url,
-                                extra_args=["--metrics-addr", "0"]).start()
+        ctl = ControllerProcess(
+            cluster.kubeconfig, ns, work, prometheus_url=prometheus.url, extra_args=["--metrics-addr", "0"]
+        ).start()
         stack_.callback(ctl.stop)
         kube.apps.create_namespaced_deployment(ns, demo_deployment(APP, interval=args.interval))
         wait_for(lambda: deployment_available(kube.apps, ns, APP), 60, f"{APP} v1 Available")
         wait_for(lambda: _state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
         timings["setup"] = time.monotonic() - t0
-        _log(f"ready after {timings['setup']:.1f}s: Envoy {local.url} -> {local.stable.address} (stable), "
-             f"{local.canary.address} (canary); load {LOAD_RATE:.0f} req/s")
+        _log(
+            f"ready after {timings['setup']:.1f}s: Envoy {local.url} -> {local.stable.address} (stable), "
+            f"{local.canary.address} (canary); load {LOAD_RATE:.0f} req/s"
+        )
         router = router_for("gateway-api", RouterContext(jk, ns, APP, APP, local.stable_service, local.canary_service))
         lg = LoadGen(local.url)
         ctx = {"kube": kube, "ns": ns, "stack": local, "lg": lg, "router": router}
@@ -350,13 +402,25 @@ def main(argv: list[str] | None = None) -> int:
         _log("stopping everything the demo started")
     took = time.monotonic() - t0
     ok = good.ok and bad.ok and admin_rule_untouched
-    print(summary(good, bad, took, timings, total_requests, local.stable_service, local.canary_service, ok,
-                  admin_rule_untouched))
+    print(
+        summary(
+            good,
+            bad,
+            took,
+            timings,
+            total_requests,
+            local.stable_service,
+            local.canary_service,
+            ok,
+            admin_rule_untouched,
+        )
+    )
     return 0 if ok else 1
 
 
 def route_untouched(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """Is ``after`` the same route as ``before`` except for the weights of the stable/canary refs?"""
+
     def strip(route: dict[str, Any]) -> dict[str, Any]:
         spec = json.loads(json.dumps(route["spec"]))
         for rule in spec.get("rules") or []:
@@ -364,27 +428,49 @@ def route_untouched(before: dict[str, Any], after: dict[str, Any]) -> bool:
                 if ref.get("name") in (f"{APP}-stable", f"{APP}-canary"):
                     ref.pop("weight", None)
         return {"spec": spec, "labels": route["metadata"].get("labels")}
+
     return strip(before) == strip(after)
 
 
-def summary(good: Delivery, bad: Delivery, took: float, timings: dict[str, float], total: int,
-            stable: str, canary: str, ok: bool, route_ok: bool = True) -> str:
+def summary(
+    good: Delivery,
+    bad: Delivery,
+    took: float,
+    timings: dict[str, float],
+    total: int,
+    stable: str,
+    canary: str,
+    ok: bool,
+    route_ok: bool = True,
+) -> str:
     lines = ["", "=" * 78, "deliver demo summary", "=" * 78]
     for d in (good, bad):
         mark = "OK  " if d.ok else "FAIL"
-        lines.append(f"{mark} {d.label} {d.image}: {d.phase or 'unfinished'} (expected {d.expect}) "
-                     f"in {d.finished - d.started:.1f}s")
+        lines.append(
+            f"{mark} {d.label} {d.image}: {d.phase or 'unfinished'} (expected {d.expect}) "
+            f"in {d.finished - d.started:.1f}s"
+        )
         for p in d.periods:
             lines.append(f"       weight {p.line(stable, canary)}")
         for v in d.verdicts:
             lines.append(f"       verdict step {v['step'] + 1}: {v['outcome']}: {v['summary']}")
         if d.rollback_ms:
-            lines.append(f"       failed verdict -> weight-0 patch seen {d.rollback_ms[0]:.0f} ms, "
-                         f"-> Envoy routing 100/0 {d.rollback_ms[1]:.0f} ms")
-    lines.append(f"HTTPRoute {APP}: " + ("only deliver's two weights changed; the /admin rule and every other "
-                                          "field are as written" if route_ok else "CHANGED beyond the two weights"))
-    lines.append(f"requests sent through Envoy: {total}; setup {timings.get('setup', 0):.1f}s "
-                 f"(control plane {timings.get('control plane', 0):.1f}s); total {took:.1f}s")
+            lines.append(
+                f"       failed verdict -> weight-0 patch seen {d.rollback_ms[0]:.0f} ms, "
+                f"-> Envoy routing 100/0 {d.rollback_ms[1]:.0f} ms"
+            )
+    lines.append(
+        f"HTTPRoute {APP}: "
+        + (
+            "only deliver's two weights changed; the /admin rule and every other field are as written"
+            if route_ok
+            else "CHANGED beyond the two weights"
+        )
+    )
+    lines.append(
+        f"requests sent through Envoy: {total}; setup {timings.get('setup', 0):.1f}s "
+        f"(control plane {timings.get('control plane', 0):.1f}s); total {took:.1f}s"
+    )
     lines.append("RESULT: " + ("both canaries behaved as expected" if ok else "a canary did NOT behave as expected"))
     return "\n".join(lines)
 

@@ -62,8 +62,13 @@ class Kube:
 
 
 # ---------------------------------------------------------------------- waiting
-def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition",
-             interval: float = 0.25, describe: Callable[[], Any] | None = None) -> T:
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 60.0,
+    what: str = "condition",
+    interval: float = 0.25,
+    describe: Callable[[], Any] | None = None,
+) -> T:
     """Poll ``predicate`` until it returns something truthy and return that value.
 
     On timeout, fail the test with ``what``, the last value or exception, and (if given) the
@@ -100,11 +105,17 @@ def stays(predicate: Callable[[], Any], duration: float, what: str, interval: fl
 
 
 # ---------------------------------------------------------------------- builders
-def make_deployment(name: str, replicas: int = 3, image: str = "example.com/app:v1",
-                    labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
-                    behaviour: str | None = None, port: int | None = 8080,
-                    max_surge: int | str | None = None, max_unavailable: int | str | None = None,
-                    ) -> client.V1Deployment:
+def make_deployment(
+    name: str,
+    replicas: int = 3,
+    image: str = "example.com/app:v1",
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    behaviour: str | None = None,
+    port: int | None = 8080,
+    max_surge: int | str | None = None,
+    max_unavailable: int | str | None = None,
+) -> client.V1Deployment:
     """A plain apps/v1 Deployment selecting ``app=<name>``.
 
     ``labels`` go on the Deployment and the pod template; ``annotations`` on the Deployment (where
@@ -115,7 +126,8 @@ def make_deployment(name: str, replicas: int = 3, image: str = "example.com/app:
     if behaviour:
         pod_labels[BEHAVIOUR_LABEL] = behaviour
     container = client.V1Container(
-        name="app", image=image,
+        name="app",
+        image=image,
         ports=[client.V1ContainerPort(container_port=port, name="http")] if port else None,
         resources=client.V1ResourceRequirements(requests={"cpu": "10m", "memory": "16Mi"}),
     )
@@ -123,11 +135,14 @@ def make_deployment(name: str, replicas: int = 3, image: str = "example.com/app:
     if max_surge is not None or max_unavailable is not None:
         strategy = client.V1DeploymentStrategy(
             type="RollingUpdate",
-            rolling_update=client.V1RollingUpdateDeployment(max_surge=max_surge, max_unavailable=max_unavailable))
+            rolling_update=client.V1RollingUpdateDeployment(max_surge=max_surge, max_unavailable=max_unavailable),
+        )
     return client.V1Deployment(
-        api_version="apps/v1", kind="Deployment",
-        metadata=client.V1ObjectMeta(name=name, labels={"app": name, **(labels or {})},
-                                     annotations=annotations or None),
+        api_version="apps/v1",
+        kind="Deployment",
+        metadata=client.V1ObjectMeta(
+            name=name, labels={"app": name, **(labels or {})}, annotations=annotations or None
+        ),
         spec=client.V1DeploymentSpec(
             replicas=replicas,
             selector=client.V1LabelSelector(match_labels={"app": name}),
@@ -140,11 +155,11 @@ def make_deployment(name: str, replicas: int = 3, image: str = "example.com/app:
     )
 
 
-def set_image(apps: client.AppsV1Api, namespace: str, name: str, image: str,
-              behaviour: str | None = None, container: str = "app") -> None:
+def set_image(
+    apps: client.AppsV1Api, namespace: str, name: str, image: str, behaviour: str | None = None, container: str = "app"
+) -> None:
     """Change the container image (a new pod template); optionally switch the pod behaviour."""
-    patch: dict[str, Any] = {"spec": {"template": {
-        "spec": {"containers": [{"name": container, "image": image}]}}}}
+    patch: dict[str, Any] = {"spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}}
     if behaviour is not None:
         patch["spec"]["template"]["metadata"] = {"labels": {BEHAVIOUR_LABEL: behaviour}}
     apps.patch_namespaced_deployment(name, namespace, patch)
@@ -155,8 +170,7 @@ def pod_ready(pod: client.V1Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
 
 
-def deployment_available(apps: client.AppsV1Api, namespace: str, name: str,
-                         replicas: int | None = None) -> bool:
+def deployment_available(apps: client.AppsV1Api, namespace: str, name: str, replicas: int | None = None) -> bool:
     """True when the Deployment has rolled out fully: observed, all replicas updated, ready and
     available, no old replicas left, and the Available condition is True."""
     d = apps.read_namespaced_deployment(name, namespace)
@@ -178,9 +192,13 @@ def deployment_status(apps: client.AppsV1Api, namespace: str, name: str) -> dict
     d = apps.read_namespaced_deployment(name, namespace)
     st = d.status
     return {
-        "generation": d.metadata.generation, "observed": st.observed_generation,
-        "replicas": st.replicas, "updated": st.updated_replicas, "ready": st.ready_replicas,
-        "available": st.available_replicas, "unavailable": st.unavailable_replicas,
+        "generation": d.metadata.generation,
+        "observed": st.observed_generation,
+        "replicas": st.replicas,
+        "updated": st.updated_replicas,
+        "ready": st.ready_replicas,
+        "available": st.available_replicas,
+        "unavailable": st.unavailable_replicas,
         "conditions": [(c.type, c.status, c.reason) for c in (st.conditions or [])],
     }
 
@@ -189,11 +207,13 @@ def replica_sets(apps: client.AppsV1Api, namespace: str, deployment: str) -> lis
     """ReplicaSets owned by ``deployment``, oldest revision first."""
     d = apps.read_namespaced_deployment(deployment, namespace)
     items = [
-        rs for rs in apps.list_namespaced_replica_set(namespace).items
+        rs
+        for rs in apps.list_namespaced_replica_set(namespace).items
         if any(o.uid == d.metadata.uid for o in (rs.metadata.owner_references or []))
     ]
-    return sorted(items, key=lambda rs: int((rs.metadata.annotations or {}).get(
-        "deployment.kubernetes.io/revision", "0")))
+    return sorted(
+        items, key=lambda rs: int((rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision", "0"))
+    )
 
 
 def pods_by_rs(kube: Kube, namespace: str, deployment: str) -> dict[str, list[client.V1Pod]]:
@@ -221,25 +241,36 @@ def restart_counts(pods: list[client.V1Pod]) -> list[int]:
 
 
 def waiting_reasons(pods: list[client.V1Pod]) -> set[str]:
-    return {cs.state.waiting.reason for p in pods for cs in (p.status.container_statuses or [])
-            if cs.state and cs.state.waiting and cs.state.waiting.reason}
+    return {
+        cs.state.waiting.reason
+        for p in pods
+        for cs in (p.status.container_statuses or [])
+        if cs.state and cs.state.waiting and cs.state.waiting.reason
+    }
 
 
 # ---------------------------------------------------------------------- identities
-def service_account_kubeconfig(kube: Kube, namespace: str, name: str, path: Path,
-                               expiration_seconds: int = 3600) -> Path:
+def service_account_kubeconfig(
+    kube: Kube, namespace: str, name: str, path: Path, expiration_seconds: int = 3600
+) -> Path:
     """Write a kubeconfig at ``path`` that authenticates as ServiceAccount ``namespace/name``
     with a bound token from the TokenRequest API (e.g. to run the controller under the RBAC its
     Helm chart grants). The ServiceAccount must exist."""
     import yaml
 
-    token = kube.core.create_namespaced_service_account_token(name, namespace, client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds))).status.token
+    token = kube.core.create_namespaced_service_account_token(
+        name,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)
+        ),
+    ).status.token
     admin = yaml.safe_load(kube.kubeconfig.read_text())
     cluster = admin["clusters"][0]
     user = f"system:serviceaccount:{namespace}:{name}"
     cfg = {
-        "apiVersion": "v1", "kind": "Config",
+        "apiVersion": "v1",
+        "kind": "Config",
         "clusters": [cluster],
         "users": [{"name": user, "user": {"token": token}}],
         "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user, "namespace": namespace}}],

@@ -31,7 +31,7 @@ class Counts:
     """Responses by version and by (version, status class), plus transport errors."""
 
     by_version: dict[str, int] = field(default_factory=dict)
-    errors_by_version: dict[str, int] = field(default_factory=dict)   # 5xx answers
+    errors_by_version: dict[str, int] = field(default_factory=dict)  # 5xx answers
     transport_errors: int = 0
     total: int = 0
 
@@ -50,15 +50,15 @@ class Counts:
         n = self.by_version.get(version, 0)
         return self.errors_by_version.get(version, 0) / n if n else 0.0
 
-    def minus(self, earlier: "Counts") -> "Counts":
-        out = Counts(transport_errors=self.transport_errors - earlier.transport_errors,
-                     total=self.total - earlier.total)
+    def minus(self, earlier: Counts) -> Counts:
+        out = Counts(
+            transport_errors=self.transport_errors - earlier.transport_errors, total=self.total - earlier.total
+        )
         out.by_version = {k: v - earlier.by_version.get(k, 0) for k, v in self.by_version.items()}
-        out.errors_by_version = {k: v - earlier.errors_by_version.get(k, 0)
-                                 for k, v in self.errors_by_version.items()}
+        out.errors_by_version = {k: v - earlier.errors_by_version.get(k, 0) for k, v in self.errors_by_version.items()}
         return out
 
-    def copy(self) -> "Counts":
+    def copy(self) -> Counts:
         return Counts(dict(self.by_version), dict(self.errors_by_version), self.transport_errors, self.total)
 
 
@@ -155,12 +155,20 @@ class LoadGen:
             conn.close()
 
     @contextmanager
-    def background(self, rate: float = 200.0, max_seconds: float = 600.0,
-                   max_requests: int = 500_000, workers: int = 1) -> Iterator["LoadGen"]:
+    def background(
+        self, rate: float = 200.0, max_seconds: float = 600.0, max_requests: int = 500_000, workers: int = 1
+    ) -> Iterator[LoadGen]:
         """Paced load (``rate`` requests/s in total) in ``workers`` threads while the block runs."""
         self._stop.clear()
-        threads = [threading.Thread(target=self._paced, args=(rate / workers, max_seconds, max_requests // workers),
-                                    name=f"loadgen-{i}", daemon=True) for i in range(workers)]
+        threads = [
+            threading.Thread(
+                target=self._paced,
+                args=(rate / workers, max_seconds, max_requests // workers),
+                name=f"loadgen-{i}",
+                daemon=True,
+            )
+            for i in range(workers)
+        ]
         for t in threads:
             t.start()
         try:

@@ -92,8 +92,9 @@ class Prometheus(_Service):
 
     kind = "prometheus"
 
-    def __init__(self, run_dir: Path, name: str | None = None, binary: str | None = None,
-                 scrape_interval: str = "1s") -> None:
+    def __init__(
+        self, run_dir: Path, name: str | None = None, binary: str | None = None, scrape_interval: str = "1s"
+    ) -> None:
         super().__init__(run_dir, name)
         self.binary = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
         self.scrape_interval = scrape_interval
@@ -109,36 +110,49 @@ class Prometheus(_Service):
         """Base URL, e.g. ``http://127.0.0.1:40123`` (the HTTP API is under ``/api/v1``)."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, port: int = 0, timeout: float = 60.0) -> "Prometheus":
+    def start(self, port: int = 0, timeout: float = 60.0) -> Prometheus:
         """Write the config, start Prometheus, wait for /-/ready. ``port=0`` picks a free port."""
         if not Path(self.binary).exists():
             raise StartError(f"prometheus: binary {self.binary} missing (apt-get install -y prometheus)")
         port = port or _proc.free_port()
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         config = {
-            "global": {"scrape_interval": self.scrape_interval, "scrape_timeout": self.scrape_interval,
-                       "evaluation_interval": self.scrape_interval},
-            "scrape_configs": [{
-                "job_name": "file_sd",
-                "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")], "refresh_interval": "1s"}],
-            }],
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.scrape_interval,
+            },
+            "scrape_configs": [
+                {
+                    "job_name": "file_sd",
+                    "file_sd_configs": [{"files": [str(self.targets_dir / "*.json")], "refresh_interval": "1s"}],
+                }
+            ],
         }
         self.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        proc = self._launch([
-            self.binary,
-            f"--config.file={self.config_file}",
-            f"--storage.tsdb.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-lifecycle",
-            "--storage.tsdb.retention.time=1d",
-            "--log.level=warn",
-        ], {"port": port})
-        _proc.wait_until(lambda: _http_get(f"http://127.0.0.1:{port}/-/ready", 2)[0] == 200,
-                         timeout, proc, f"prometheus /-/ready on 127.0.0.1:{port}")
+        proc = self._launch(
+            [
+                self.binary,
+                f"--config.file={self.config_file}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1d",
+                "--log.level=warn",
+            ],
+            {"port": port},
+        )
+        _proc.wait_until(
+            lambda: _http_get(f"http://127.0.0.1:{port}/-/ready", 2)[0] == 200,
+            timeout,
+            proc,
+            f"prometheus /-/ready on 127.0.0.1:{port}",
+        )
         return self
 
-    def add_target(self, job: str, address: str, labels: dict[str, str] | None = None,
-                   metrics_path: str = "/metrics") -> Path:
+    def add_target(
+        self, job: str, address: str, labels: dict[str, str] | None = None, metrics_path: str = "/metrics"
+    ) -> Path:
         """Scrape ``http://<address><metrics_path>`` (``address`` is ``host:port``) as job ``job``
         with extra target labels. For Envoy: ``add_target("envoy", envoy.admin_address,
         metrics_path="/stats/prometheus")``."""
@@ -228,8 +242,13 @@ class Envoy(_Service):
         """``http://127.0.0.1:<listen_port>`` of ``start_splitter``."""
         return f"http://127.0.0.1:{self.listen_port}"
 
-    def start(self, bootstrap: dict[str, Any] | str | None = None, admin_port: int = 0,
-              timeout: float = 60.0, log_level: str = "warn") -> "Envoy":
+    def start(
+        self,
+        bootstrap: dict[str, Any] | str | None = None,
+        admin_port: int = 0,
+        timeout: float = 60.0,
+        log_level: str = "warn",
+    ) -> Envoy:
         """Start Envoy and wait until its admin ``/ready`` says LIVE."""
         if isinstance(bootstrap, str):
             config: dict[str, Any] = yaml.safe_load(bootstrap) or {}
@@ -240,17 +259,31 @@ class Envoy(_Service):
         config.setdefault("node", {"id": self.name, "cluster": "deliver-e2e"})
         self.dir.mkdir(parents=True, exist_ok=True)
         self.bootstrap_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        proc = self._launch([
-            envoy_binary(), "-c", str(self.bootstrap_file),
-            "--disable-hot-restart", "--concurrency", "1", "--log-level", log_level,
-        ], {"admin_port": admin_port})
-        _proc.wait_until(lambda: _http_get(f"http://127.0.0.1:{admin_port}/ready", 2)[1].strip() == "LIVE",
-                         timeout, proc, f"envoy admin /ready on 127.0.0.1:{admin_port}")
+        proc = self._launch(
+            [
+                envoy_binary(),
+                "-c",
+                str(self.bootstrap_file),
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "--log-level",
+                log_level,
+            ],
+            {"admin_port": admin_port},
+        )
+        _proc.wait_until(
+            lambda: _http_get(f"http://127.0.0.1:{admin_port}/ready", 2)[1].strip() == "LIVE",
+            timeout,
+            proc,
+            f"envoy admin /ready on 127.0.0.1:{admin_port}",
+        )
         return self
 
     # ---------------------------------------------------------------- weighted splitter
-    def start_splitter(self, backends: dict[str, str], weights: dict[str, int],
-                       listen_port: int = 0, timeout: float = 60.0) -> "Envoy":
+    def start_splitter(
+        self, backends: dict[str, str], weights: dict[str, int], listen_port: int = 0, timeout: float = 60.0
+    ) -> Envoy:
         """Start Envoy as an HTTP proxy on 127.0.0.1:<listen_port> that splits every request
         across ``backends`` (``{name: "host:port"}``, one Envoy cluster per name) by ``weights``
         (``{name: int}``, at least one > 0). Change the split live with :meth:`set_weights`.
@@ -266,29 +299,63 @@ class Envoy(_Service):
         clusters = []
         for name, address in backends.items():
             host, port = address.rsplit(":", 1)
-            clusters.append({
-                "name": name, "type": "STATIC", "connect_timeout": "1s",
-                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
-                    "address": {"socket_address": {"address": host, "port_value": int(port)}}}}]}]},
-            })
+            clusters.append(
+                {
+                    "name": name,
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {
+                        "cluster_name": name,
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {"socket_address": {"address": host, "port_value": int(port)}}
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            )
         hcm = {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
-                     ".HttpConnectionManager",
+            ".HttpConnectionManager",
             "stat_prefix": "splitter",
-            "rds": {"route_config_name": "split", "config_source": {
-                "path_config_source": {"path": str(self.dir / "rds.yaml")}, "resource_api_version": "V3"}},
-            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+            "rds": {
+                "route_config_name": "split",
+                "config_source": {
+                    "path_config_source": {"path": str(self.dir / "rds.yaml")},
+                    "resource_api_version": "V3",
+                },
+            },
+            "http_filters": [
+                {
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+                }
+            ],
         }
-        bootstrap = {"static_resources": {
-            "listeners": [{
-                "name": "splitter",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
-                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                                "typed_config": hcm}]}],
-            }],
-            "clusters": clusters,
-        }}
+        bootstrap = {
+            "static_resources": {
+                "listeners": [
+                    {
+                        "name": "splitter",
+                        "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
+                        "filter_chains": [
+                            {
+                                "filters": [
+                                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                                ]
+                            }
+                        ],
+                    }
+                ],
+                "clusters": clusters,
+            }
+        }
         self.start(bootstrap, timeout=timeout)
         meta = self._meta()
         meta.update({"listen_port": listen_port, "backends": backends, "route_version": 1})
@@ -315,8 +382,7 @@ class Envoy(_Service):
                 return {c["name"]: int(c.get("weight", 0)) for c in route["weighted_clusters"]["clusters"]}
         return {}
 
-    def _write_routes(self, weights: dict[str, int], version: int,
-                      backends: dict[str, str] | None = None) -> None:
+    def _write_routes(self, weights: dict[str, int], version: int, backends: dict[str, str] | None = None) -> None:
         known = backends if backends is not None else getattr(self, "_backends", {})
         unknown = set(weights) - set(known)
         if unknown:
@@ -325,15 +391,30 @@ class Envoy(_Service):
             raise ValueError(f"weights must be >= 0 with a positive total, got {weights}")
         doc = {
             "version_info": str(version),
-            "resources": [{
-                "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-                "name": "split",
-                "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [{
-                    "match": {"prefix": "/"},
-                    "route": {"weighted_clusters": {"clusters": [
-                        {"name": name, "weight": int(weights.get(name, 0))} for name in known]}},
-                }]}],
-            }],
+            "resources": [
+                {
+                    "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+                    "name": "split",
+                    "virtual_hosts": [
+                        {
+                            "name": "all",
+                            "domains": ["*"],
+                            "routes": [
+                                {
+                                    "match": {"prefix": "/"},
+                                    "route": {
+                                        "weighted_clusters": {
+                                            "clusters": [
+                                                {"name": name, "weight": int(weights.get(name, 0))} for name in known
+                                            ]
+                                        }
+                                    },
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ],
         }
         tmp = self.dir / ".rds.yaml.tmp"
         tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -344,8 +425,9 @@ class Envoy(_Service):
             dump = json.loads(_http_get(f"{self.admin_url}/config_dump?resource=dynamic_route_configs")[1])
             return any(c.get("version_info") == str(version) for c in dump.get("configs", []))
 
-        _proc.wait_until(applied, timeout, self.proc, f"envoy to load route version {version} "
-                         f"(see {self.dir / 'rds.yaml'})")
+        _proc.wait_until(
+            applied, timeout, self.proc, f"envoy to load route version {version} (see {self.dir / 'rds.yaml'})"
+        )
 
     def stats(self) -> str:
         """The Prometheus exposition text of ``/stats/prometheus``."""

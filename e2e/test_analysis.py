@@ -51,14 +51,14 @@ from e2e.versioned_app import VersionedApp
 pytestmark = pytest.mark.e2e
 
 NAME = "web"
-N = 4                      # stable replicas; step 50 % runs ceil(4 * 0.5) = 2 canary pods beside them
+N = 4  # stable replicas; step 50 % runs ceil(4 * 0.5) = 2 canary pods beside them
 CANARY_PODS = 2
-INTERVAL = 20.0            # seconds each step is held and then analysed
-STABLE_RATE = 4000.0       # requests/s of the stable version (four pods)
-CANARY_RATE = 2000.0       # requests/s of the canary (two pods: a third of all requests)
-BASE_ERRORS = 0.01         # 1% of requests answer 500 in both versions when healthy
-BAD_ERRORS = 0.10          # the erroring canary
-MIN_SAMPLES = 5000         # requests per arm before a pass is possible
+INTERVAL = 20.0  # seconds each step is held and then analysed
+STABLE_RATE = 4000.0  # requests/s of the stable version (four pods)
+CANARY_RATE = 2000.0  # requests/s of the canary (two pods: a third of all requests)
+BASE_ERRORS = 0.01  # 1% of requests answer 500 in both versions when healthy
+BAD_ERRORS = 0.10  # the erroring canary
+MIN_SAMPLES = 5000  # requests per arm before a pass is possible
 
 ANNOTATIONS = {
     "deliver.dev/strategy": "canary",
@@ -129,13 +129,17 @@ def deliver_replicasets(jk: JsonKube, ns: str) -> list[dict[str, Any]]:
 
 
 def pods_of_hash(jk: JsonKube, ns: str, pod_hash: str) -> list[dict[str, Any]]:
-    return [p for p in jk.items(PODS, ns, f"app={NAME},{templates.HASH_LABEL}={pod_hash}")
-            if not p["metadata"].get("deletionTimestamp")]
+    return [
+        p
+        for p in jk.items(PODS, ns, f"app={NAME},{templates.HASH_LABEL}={pod_hash}")
+        if not p["metadata"].get("deletionTimestamp")
+    ]
 
 
 def is_ready(pod: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in (pod.get("status") or {}).get("conditions") or [])
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions") or []
+    )
 
 
 def restarts(pod: dict[str, Any]) -> int:
@@ -163,10 +167,18 @@ def image(jk: JsonKube, ns: str) -> str:
 def describe(jk: JsonKube, ns: str) -> Any:
     def show() -> dict[str, Any]:
         st = state(jk, ns)
-        return {"phase": st.get("phase"), "step": st.get("step"), "message": st.get("message"),
-                "verdicts": st.get("verdicts"), "ready": ready_by_hash(jk, ns),
-                "rs": [(r["metadata"]["name"], r["spec"]["replicas"], (r.get("status") or {}).get("readyReplicas"))
-                       for r in jk.items(REPLICASETS, ns)]}
+        return {
+            "phase": st.get("phase"),
+            "step": st.get("step"),
+            "message": st.get("message"),
+            "verdicts": st.get("verdicts"),
+            "ready": ready_by_hash(jk, ns),
+            "rs": [
+                (r["metadata"]["name"], r["spec"]["replicas"], (r.get("status") or {}).get("readyReplicas"))
+                for r in jk.items(REPLICASETS, ns)
+            ],
+        }
+
     return show
 
 
@@ -188,8 +200,13 @@ def error_rates(chk: dict[str, Any]) -> tuple[float, float]:
 
 
 def deliver_status(cluster: Any, ns: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "delivery.cli", "--kubeconfig", str(cluster.kubeconfig), "-n", ns,
-                          "status", NAME], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "delivery.cli", "--kubeconfig", str(cluster.kubeconfig), "-n", ns, "status", NAME],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return out.stdout + out.stderr
 
 
@@ -209,19 +226,33 @@ def register(prometheus: Prometheus, app: VersionedApp, ns: str, pod_hash: str) 
 
 
 def wait_scraped(prometheus: Prometheus, ns: str, pod_hash: str) -> None:
-    prometheus.wait_for_series(f'http_requests_total{{namespace="{ns}",pod_template_hash="{pod_hash}"}}',
-                               timeout=30)
+    prometheus.wait_for_series(f'http_requests_total{{namespace="{ns}",pod_template_hash="{pod_hash}"}}', timeout=30)
 
 
-def deliver_v2(kube: Kube, jk: JsonKube, ns: str, prometheus: Prometheus, apps: list[VersionedApp],
-               run_dir: Path, canary_errors: float) -> Delivery:
+def deliver_v2(
+    kube: Kube,
+    jk: JsonKube,
+    ns: str,
+    prometheus: Prometheus,
+    apps: list[VersionedApp],
+    run_dir: Path,
+    canary_errors: float,
+) -> Delivery:
     """v1 running and serving traffic, then the template changes to v2 and the canary serves its
     share with ``canary_errors`` of its requests failing."""
-    kube.apps.create_namespaced_deployment(ns, make_deployment(NAME, replicas=N, image="example.com/web:v1",
-                                                               annotations=ANNOTATIONS))
-    wait_for(lambda: deployment(jk, ns)["spec"].get("paused") and state(jk, ns).get("stableHash")
-             and ready_by_hash(jk, ns).get(state(jk, ns)["stableHash"]) == N,
-             90, "v1 rolled out and held by deliver", describe=describe(jk, ns))
+    kube.apps.create_namespaced_deployment(
+        ns, make_deployment(NAME, replicas=N, image="example.com/web:v1", annotations=ANNOTATIONS)
+    )
+    wait_for(
+        lambda: (
+            deployment(jk, ns)["spec"].get("paused")
+            and state(jk, ns).get("stableHash")
+            and ready_by_hash(jk, ns).get(state(jk, ns)["stableHash"]) == N
+        ),
+        90,
+        "v1 rolled out and held by deliver",
+        describe=describe(jk, ns),
+    )
     st = state(jk, ns)
     rs = stable_rs(jk, ns)
     assert rs is not None
@@ -256,13 +287,19 @@ def deliver_v2(kube: Kube, jk: JsonKube, ns: str, prometheus: Prometheus, apps: 
         register(prometheus, canary, ns, canary_hash)
         wait_scraped(prometheus, ns, canary_hash)
     # The canary's pods come up (kwok) and it takes its share of the requests.
-    wait_for(lambda: sum(is_ready(p) for p in pods_of_hash(jk, ns, canary_hash)) == CANARY_PODS, 30,
-             "canary pods Ready", describe=describe(jk, ns))
+    wait_for(
+        lambda: sum(is_ready(p) for p in pods_of_hash(jk, ns, canary_hash)) == CANARY_PODS,
+        30,
+        "canary pods Ready",
+        describe=describe(jk, ns),
+    )
     canary.set_traffic(rate=CANARY_RATE, error_share=canary_errors)
     return Delivery(stable_hash, canary_hash, st["stableRevision"], stable, canary, time.time())
 
 
-def sample_canary_pods(jk: JsonKube, ns: str, canary_hash: str) -> tuple[list[tuple[float, int, int, int]], threading.Event]:
+def sample_canary_pods(
+    jk: JsonKube, ns: str, canary_hash: str
+) -> tuple[list[tuple[float, int, int, int]], threading.Event]:
     """(time, canary pods, Ready canary pods, restarts) every 0.2 s until the event is set."""
     samples: list[tuple[float, int, int, int]] = []
     stop = threading.Event()
@@ -287,14 +324,24 @@ def report(label: str, verdict: dict[str, Any], d: Delivery) -> None:
 
 
 # ---------------------------------------------------------------- tests
-def test_healthy_canary_is_promoted_by_metric_analysis(kube: Kube, jk: JsonKube, namespace: str,
-                                                       prometheus: Prometheus, apps: list[VersionedApp],
-                                                       controller: ControllerProcess, run_dir: Path) -> None:
+def test_healthy_canary_is_promoted_by_metric_analysis(
+    kube: Kube,
+    jk: JsonKube,
+    namespace: str,
+    prometheus: Prometheus,
+    apps: list[VersionedApp],
+    controller: ControllerProcess,
+    run_dir: Path,
+) -> None:
     t0 = time.monotonic()
     d = deliver_v2(kube, jk, namespace, prometheus, apps, run_dir, canary_errors=BASE_ERRORS)
 
-    wait_for(lambda: phase(jk, namespace) in ("Succeeded", "RolledBack", "Paused"), 90, "a decision",
-             describe=describe(jk, namespace))
+    wait_for(
+        lambda: phase(jk, namespace) in ("Succeeded", "RolledBack", "Paused"),
+        90,
+        "a decision",
+        describe=describe(jk, namespace),
+    )
     verdicts = step_verdicts(jk, namespace)
     assert verdicts, describe(jk, namespace)()
     v = verdicts[-1]
@@ -311,8 +358,12 @@ def test_healthy_canary_is_promoted_by_metric_analysis(kube: Kube, jk: JsonKube,
     assert n_canary <= d.canary.stats()["total"] * 1.1
 
     # promoted: the Deployment now runs the canary's ReplicaSet, all N pods Ready
-    wait_for(lambda: ready_by_hash(jk, namespace) == {d.canary_hash: N}, 60, "only v2 pods, all Ready",
-             describe=describe(jk, namespace))
+    wait_for(
+        lambda: ready_by_hash(jk, namespace) == {d.canary_hash: N},
+        60,
+        "only v2 pods, all Ready",
+        describe=describe(jk, namespace),
+    )
     rs = stable_rs(jk, namespace)
     assert rs is not None and rs["spec"]["template"]["metadata"]["labels"][templates.HASH_LABEL] == d.canary_hash
     assert image(jk, namespace) == "example.com/web:v2"
@@ -321,16 +372,26 @@ def test_healthy_canary_is_promoted_by_metric_analysis(kube: Kube, jk: JsonKube,
     print(f"[healthy] promoted {time.monotonic() - t0:.1f}s after the Deployment was created")
 
 
-def test_erroring_canary_with_ready_pods_is_rolled_back_by_metrics(kube: Kube, jk: JsonKube, namespace: str,
-                                                                  prometheus: Prometheus, apps: list[VersionedApp],
-                                                                  controller: ControllerProcess, run_dir: Path,
-                                                                  cluster: Any) -> None:
+def test_erroring_canary_with_ready_pods_is_rolled_back_by_metrics(
+    kube: Kube,
+    jk: JsonKube,
+    namespace: str,
+    prometheus: Prometheus,
+    apps: list[VersionedApp],
+    controller: ControllerProcess,
+    run_dir: Path,
+    cluster: Any,
+) -> None:
     t0 = time.monotonic()
     d = deliver_v2(kube, jk, namespace, prometheus, apps, run_dir, canary_errors=BAD_ERRORS)
     samples, stop = sample_canary_pods(jk, namespace, d.canary_hash)
     try:
-        wait_for(lambda: phase(jk, namespace) in ("Succeeded", "RolledBack", "Paused"), 90, "a decision",
-                 describe=describe(jk, namespace))
+        wait_for(
+            lambda: phase(jk, namespace) in ("Succeeded", "RolledBack", "Paused"),
+            90,
+            "a decision",
+            describe=describe(jk, namespace),
+        )
     finally:
         stop.set()
     verdicts = step_verdicts(jk, namespace)
@@ -344,13 +405,13 @@ def test_erroring_canary_with_ready_pods_is_rolled_back_by_metrics(kube: Kube, j
     assert v["outcome"] == "fail"
     errors = check(v, "error-rate")
     assert errors["outcome"] == "fail", errors
-    assert errors["e"] >= 40, errors                      # e-value >= 1 / (0.05 / 2 checks)
+    assert errors["e"] >= 40, errors  # e-value >= 1 / (0.05 / 2 checks)
     assert errors["p"] <= 0.025, errors
-    assert errors["effect"] > 4, errors                   # ~ +900%: 10% vs 1%
+    assert errors["effect"] > 4, errors  # ~ +900%: 10% vs 1%
     canary_pct, baseline_pct = error_rates(errors)
     assert abs(canary_pct - 10.0) < 1.0 and abs(baseline_pct - 1.0) < 0.2, errors
     assert all(n > 0 for n in errors["n"]), errors
-    assert check(v, "latency")["outcome"] != "fail", v   # same latency: the errors decided it
+    assert check(v, "latency")["outcome"] != "fail", v  # same latency: the errors decided it
     assert "analysis failed" in st["message"], st["message"]
     assert st["failedRevision"] == d.canary_hash
 
@@ -359,19 +420,29 @@ def test_erroring_canary_with_ready_pods_is_rolled_back_by_metrics(kube: Kube, j
     before = [s for s in samples if s[0] <= v["at"]]
     assert len(before) >= 20, samples[:5]
     assert all(n == CANARY_PODS and ready == CANARY_PODS and r == 0 for _, n, ready, r in before), before
-    print(f"[erroring] canary pods {CANARY_PODS}/{CANARY_PODS} Ready in all {len(before)} samples over "
-          f"{before[-1][0] - before[0][0]:.1f}s before the verdict")
+    print(
+        f"[erroring] canary pods {CANARY_PODS}/{CANARY_PODS} Ready in all {len(before)} samples over "
+        f"{before[-1][0] - before[0][0]:.1f}s before the verdict"
+    )
 
     # rolled back: the template is the stable one again, deliver's ReplicaSet is gone
     # (the record is written before the undo actions run, so the template follows a moment later)
-    wait_for(lambda: image(jk, namespace) == "example.com/web:v1", 30, "template back to v1",
-             describe=describe(jk, namespace))
+    wait_for(
+        lambda: image(jk, namespace) == "example.com/web:v1",
+        30,
+        "template back to v1",
+        describe=describe(jk, namespace),
+    )
     assert templates.revision(deployment(jk, namespace)["spec"]["template"]) == d.stable_revision
     rs = stable_rs(jk, namespace)
     assert rs is not None and rs["spec"]["template"]["metadata"]["labels"][templates.HASH_LABEL] == d.stable_hash
     wait_for(lambda: not deliver_replicasets(jk, namespace), 30, "deliver's ReplicaSet deleted")
-    wait_for(lambda: ready_by_hash(jk, namespace) == {d.stable_hash: N}, 60, "only stable pods, all Ready",
-             describe=describe(jk, namespace))
+    wait_for(
+        lambda: ready_by_hash(jk, namespace) == {d.stable_hash: N},
+        60,
+        "only stable pods, all Ready",
+        describe=describe(jk, namespace),
+    )
     assert events(jk, namespace, "AnalysisFailed") and events(jk, namespace, "DeliveryRolledBack")
     assert not events(jk, namespace, "Promoting")
 
@@ -383,8 +454,14 @@ def test_erroring_canary_with_ready_pods_is_rolled_back_by_metrics(kube: Kube, j
 
 
 def test_prometheus_down_mid_analysis_is_inconclusive_and_never_promotes(
-        kube: Kube, jk: JsonKube, namespace: str, prometheus: Prometheus, apps: list[VersionedApp],
-        controller: ControllerProcess, run_dir: Path) -> None:
+    kube: Kube,
+    jk: JsonKube,
+    namespace: str,
+    prometheus: Prometheus,
+    apps: list[VersionedApp],
+    controller: ControllerProcess,
+    run_dir: Path,
+) -> None:
     t0 = time.monotonic()
     d = deliver_v2(kube, jk, namespace, prometheus, apps, run_dir, canary_errors=BASE_ERRORS)
     step_started = float(state(jk, namespace)["stepStarted"])
@@ -394,8 +471,12 @@ def test_prometheus_down_mid_analysis_is_inconclusive_and_never_promotes(
     prometheus.stop()
     stopped_at = time.time()
 
-    wait_for(lambda: phase(jk, namespace) in ("Succeeded", "RolledBack", "Paused", "Promoting"), 90, "a decision",
-             describe=describe(jk, namespace))
+    wait_for(
+        lambda: phase(jk, namespace) in ("Succeeded", "RolledBack", "Paused", "Promoting"),
+        90,
+        "a decision",
+        describe=describe(jk, namespace),
+    )
     verdicts = step_verdicts(jk, namespace)
     assert verdicts, describe(jk, namespace)()
     v = verdicts[-1]
@@ -413,11 +494,14 @@ def test_prometheus_down_mid_analysis_is_inconclusive_and_never_promotes(
     def held() -> bool:
         st = state(jk, namespace)
         rs = stable_rs(jk, namespace)
-        return (st["phase"] == "Paused"
-                and rs is not None and rs["spec"]["template"]["metadata"]["labels"][templates.HASH_LABEL] == d.stable_hash
-                and [r["spec"]["replicas"] for r in deliver_replicasets(jk, namespace)] == [CANARY_PODS]
-                and ready_by_hash(jk, namespace) == {d.stable_hash: N, d.canary_hash: CANARY_PODS}
-                and image(jk, namespace) == "example.com/web:v2")
+        return (
+            st["phase"] == "Paused"
+            and rs is not None
+            and rs["spec"]["template"]["metadata"]["labels"][templates.HASH_LABEL] == d.stable_hash
+            and [r["spec"]["replicas"] for r in deliver_replicasets(jk, namespace)] == [CANARY_PODS]
+            and ready_by_hash(jk, namespace) == {d.stable_hash: N, d.canary_hash: CANARY_PODS}
+            and image(jk, namespace) == "example.com/web:v2"
+        )
 
     stays(held, 10, "the delivery paused at step 1, not promoted")
     assert not events(jk, namespace, "Promoting") and not events(jk, namespace, "DeliverySucceeded")

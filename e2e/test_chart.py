@@ -30,8 +30,13 @@ CHART = REPO_ROOT / "charts" / "deliver"
 
 
 def helm(kubeconfig: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KUBECONFIG=str(kubeconfig), HELM_CACHE_HOME=str(home / "cache"),
-               HELM_CONFIG_HOME=str(home / "config"), HELM_DATA_HOME=str(home / "data"))
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(kubeconfig),
+        HELM_CACHE_HOME=str(home / "cache"),
+        HELM_CONFIG_HOME=str(home / "config"),
+        HELM_DATA_HOME=str(home / "data"),
+    )
     return subprocess.run([str(helm_path()), *args], capture_output=True, text=True, env=env, timeout=180)
 
 
@@ -43,28 +48,51 @@ def token_kubeconfig(admin: Path, token: str, namespace: str, path: Path) -> Pat
         ca = Path(cluster["certificate-authority"])
         if not ca.is_absolute():
             ca = admin.parent / ca
-        cluster = {"server": cluster["server"],
-                   "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode()}
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": cluster}],
-        "users": [{"name": "deliver-sa", "user": {"token": token}}],
-        "contexts": [{"name": "deliver-sa", "context": {"cluster": "local", "user": "deliver-sa",
-                                                        "namespace": namespace}}],
-        "current-context": "deliver-sa",
-    }))
+        cluster = {
+            "server": cluster["server"],
+            "certificate-authority-data": base64.b64encode(ca.read_bytes()).decode(),
+        }
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "local", "cluster": cluster}],
+                "users": [{"name": "deliver-sa", "user": {"token": token}}],
+                "contexts": [
+                    {
+                        "name": "deliver-sa",
+                        "context": {"cluster": "local", "user": "deliver-sa", "namespace": namespace},
+                    }
+                ],
+                "current-context": "deliver-sa",
+            }
+        )
+    )
     return path
 
 
-def test_chart_installs_and_the_controller_works_under_its_rbac(cluster: RunningCluster, kube: Kube,
-                                                                namespace: str, tmp_path: Path) -> None:
+def test_chart_installs_and_the_controller_works_under_its_rbac(
+    cluster: RunningCluster, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
     ns = namespace
     if not helm_path().exists():
         pytest.fail(f"helm is not built: {helm_path()} (python -m e2e.binaries)")
 
     # helm install: namespaced mode, the controller Deployment at 0 replicas (no image runs on kwok)
-    r = helm(cluster.kubeconfig, tmp_path / "helm", "install", "rel", str(CHART), "-n", ns,
-             "--set", "replicaCount=0", "--set", "watch.scope=namespaced")
+    r = helm(
+        cluster.kubeconfig,
+        tmp_path / "helm",
+        "install",
+        "rel",
+        str(CHART),
+        "-n",
+        ns,
+        "--set",
+        "replicaCount=0",
+        "--set",
+        "watch.scope=namespaced",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "STATUS: deployed" in r.stdout
     assert kube.core.read_namespaced_service_account("rel-deliver", ns)
@@ -77,13 +105,17 @@ def test_chart_installs_and_the_controller_works_under_its_rbac(cluster: Running
     assert dep.spec.template.spec.containers[0].security_context.read_only_root_filesystem is True
 
     # a token for the chart's ServiceAccount (TokenRequest API)
-    tr = kube.core.create_namespaced_service_account_token("rel-deliver", ns, client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
+    tr = kube.core.create_namespaced_service_account_token(
+        "rel-deliver",
+        ns,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)),
+    )
     sa_config = token_kubeconfig(Path(cluster.kubeconfig), tr.status.token, ns, tmp_path / "sa-kubeconfig")
 
     # that identity has what the chart grants and nothing else
     from delivery.errors import Forbidden
-    from delivery.kube import DEPLOYMENTS, Kube as DeliverKube, Resource
+    from delivery.kube import DEPLOYMENTS, Resource
+    from delivery.kube import Kube as DeliverKube
 
     sa = DeliverKube.connect(str(sa_config))
     sa.items(DEPLOYMENTS, ns)
@@ -99,29 +131,45 @@ def test_chart_installs_and_the_controller_works_under_its_rbac(cluster: Running
         set_image(kube.apps, ns, "web", "example.com/web:v2")
         r = deliver(cluster.kubeconfig, "-n", ns, "gate", "web", "--timeout", "90s")
         assert r.returncode == 0, r.stderr + ctl.log()[-3000:]
-        wait_for(lambda: {p.spec.containers[0].image for p in pods_of(kube, ns, "web")} == {"example.com/web:v2"},
-                 60, "only v2 pods")
+        wait_for(
+            lambda: {p.spec.containers[0].image for p in pods_of(kube, ns, "web")} == {"example.com/web:v2"},
+            60,
+            "only v2 pods",
+        )
         assert "forbidden" not in ctl.log().lower(), ctl.log()[-3000:]
         assert "became leader" in ctl.log()
 
         # take "create" on replicasets out of the Role: creating the canary's ReplicaSet fails, clearly
         role = kube.rbac.read_namespaced_role("rel-deliver", ns)
         full = kube.api_client.sanitize_for_serialization(role.rules)
-        cut = [dict(rule, verbs=[v for v in rule["verbs"] if v != "create"])
-               if "replicasets" in rule["resources"] else rule for rule in full]
+        cut = [
+            dict(rule, verbs=[v for v in rule["verbs"] if v != "create"])
+            if "replicasets" in rule["resources"]
+            else rule
+            for rule in full
+        ]
         kube.rbac.patch_namespaced_role("rel-deliver", ns, {"rules": cut})
         set_image(kube.apps, ns, "web", "example.com/web:v3")
-        expected = (f'replicasets.apps is forbidden: User \\"system:serviceaccount:{ns}:rel-deliver\\" '
-                    f'cannot create resource \\"replicasets\\"')
-        wait_for(lambda: expected in ctl.log(), 60, "the Forbidden error in the controller log",
-                 describe=lambda: ctl.log()[-3000:])
+        expected = (
+            f'replicasets.apps is forbidden: User \\"system:serviceaccount:{ns}:rel-deliver\\" '
+            f'cannot create resource \\"replicasets\\"'
+        )
+        wait_for(
+            lambda: expected in ctl.log(),
+            60,
+            "the Forbidden error in the controller log",
+            describe=lambda: ctl.log()[-3000:],
+        )
         failing = [line for line in ctl.log().splitlines() if expected in line]
         assert '"action": "ScaleNew"' in failing[0] and '"msg": "action failed"' in failing[0]
         s = state_of(kube, ns, "web")
         assert s["phase"] == "Progressing" and s["step"] == 0  # stuck safely at the first step
         assert {p.spec.containers[0].image for p in pods_of(kube, ns, "web")} == {"example.com/web:v2"}
-        assert not [rs for rs in kube.apps.list_namespaced_replica_set(ns).items
-                    if rs.spec.template.spec.containers[0].image == "example.com/web:v3"]
+        assert not [
+            rs
+            for rs in kube.apps.list_namespaced_replica_set(ns).items
+            if rs.spec.template.spec.containers[0].image == "example.com/web:v3"
+        ]
 
         # put the verb back: the controller's retries go through and the delivery completes
         kube.rbac.patch_namespaced_role("rel-deliver", ns, {"rules": full})
@@ -131,26 +179,32 @@ def test_chart_installs_and_the_controller_works_under_its_rbac(cluster: Running
     assert r.returncode == 0, r.stderr
 
 
-def test_cluster_scope_chart_watches_every_namespace(cluster: RunningCluster, kube: Kube, namespace: str,
-                                                     tmp_path: Path) -> None:
+def test_cluster_scope_chart_watches_every_namespace(
+    cluster: RunningCluster, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
     """watch.scope=cluster: a ClusterRole; `deliver run --all-namespaces` delivers in two namespaces."""
     ns, other = namespace, f"{namespace}-b"[:63]
     release = f"cl-{ns[-5:]}"  # ClusterRole names are cluster-wide: one per test run
-    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=other, labels={"e2e.deliver.dev/test": "true"})))
+    kube.core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=other, labels={"e2e.deliver.dev/test": "true"}))
+    )
     home = tmp_path / "helm"
     try:
         r = helm(cluster.kubeconfig, home, "install", release, str(CHART), "-n", ns, "--set", "replicaCount=0")
         assert r.returncode == 0, r.stdout + r.stderr
         name = f"{release}-deliver"
         assert kube.rbac.read_cluster_role(name) and kube.rbac.read_cluster_role_binding(name)
-        tr = kube.core.create_namespaced_service_account_token(name, ns, client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
+        tr = kube.core.create_namespaced_service_account_token(
+            name,
+            ns,
+            client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)),
+        )
         sa_config = token_kubeconfig(Path(cluster.kubeconfig), tr.status.token, ns, tmp_path / "sa-kubeconfig")
         for n in (ns, other):
             kube.apps.create_namespaced_deployment(n, canary("web", "50,100"))
-        with ControllerProcess(sa_config, None, log_dir=tmp_path,
-                               extra_args=["--leader-elect", "--lease-namespace", ns]) as ctl:
+        with ControllerProcess(
+            sa_config, None, log_dir=tmp_path, extra_args=["--leader-elect", "--lease-namespace", ns]
+        ) as ctl:
             assert "--all-namespaces" in ctl.argv()
             for n in (ns, other):
                 wait_stable(kube, n, "web", ctl)

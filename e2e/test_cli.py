@@ -34,13 +34,24 @@ REQUEST = "deliver.dev/request"
 # ---------------------------------------------------------------------- helpers (shared by e2e/test_*.py)
 
 
-def deliver(kubeconfig: Path | str, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
-            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def deliver(
+    kubeconfig: Path | str,
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI (`python -m delivery.cli`) as a user would; never raises on a non-zero exit."""
     full_env = dict(os.environ, NO_COLOR="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "delivery.cli", "--kubeconfig", str(kubeconfig), *args],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
-                          input=stdin)
+    return subprocess.run(
+        [sys.executable, "-m", "delivery.cli", "--kubeconfig", str(kubeconfig), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        input=stdin,
+    )
 
 
 def state_of(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -49,8 +60,15 @@ def state_of(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     return json.loads(raw) if raw else {"phase": "Idle"}
 
 
-def wait_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float = 90,
-               step: int | None = None, ctl: ControllerProcess | None = None) -> dict[str, Any]:
+def wait_phase(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    phase: str,
+    timeout: float = 90,
+    step: int | None = None,
+    ctl: ControllerProcess | None = None,
+) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         s = state_of(kube, namespace, name)
         if s.get("phase") == phase and (step is None or s.get("step") == step):
@@ -60,16 +78,27 @@ def wait_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float
     def describe() -> str:
         tail = "\n".join(ctl.log().splitlines()[-15:]) if ctl else ""
         return f"{state_of(kube, namespace, name)}\ncontroller log tail:\n{tail}"
-    return wait_for(check, timeout, f"{namespace}/{name} phase {phase}" + (f" step {step}" if step is not None else ""),
-                    describe=describe)
+
+    return wait_for(
+        check,
+        timeout,
+        f"{namespace}/{name} phase {phase}" + (f" step {step}" if step is not None else ""),
+        describe=describe,
+    )
 
 
-def wait_stable(kube: Kube, namespace: str, name: str, ctl: ControllerProcess | None = None,
-                timeout: float = 90) -> dict[str, Any]:
+def wait_stable(
+    kube: Kube, namespace: str, name: str, ctl: ControllerProcess | None = None, timeout: float = 90
+) -> dict[str, Any]:
     """The controller has seen the initial rollout through: Idle with a stable revision."""
-    return wait_for(lambda: (lambda s: s if s.get("stableRevision") and s.get("phase") in ("Idle", "Succeeded")
-                             else None)(state_of(kube, namespace, name)), timeout, f"{name} stable",
-                    describe=lambda: (state_of(kube, namespace, name), ctl.log()[-2000:] if ctl else ""))
+    return wait_for(
+        lambda: (lambda s: s if s.get("stableRevision") and s.get("phase") in ("Idle", "Succeeded") else None)(
+            state_of(kube, namespace, name)
+        ),
+        timeout,
+        f"{name} stable",
+        describe=lambda: (state_of(kube, namespace, name), ctl.log()[-2000:] if ctl else ""),
+    )
 
 
 def images(kube: Kube, namespace: str, name: str) -> set[str]:
@@ -81,8 +110,12 @@ def template_image(kube: Kube, namespace: str, name: str) -> str:
 
 
 def canary(name: str, steps: str, interval: str = "1s", replicas: int = 3, **extra: str) -> client.V1Deployment:
-    annotations = {"deliver.dev/strategy": "canary", "deliver.dev/steps": steps, "deliver.dev/interval": interval,
-                   **{f"deliver.dev/{k.replace('_', '-')}": v for k, v in extra.items()}}
+    annotations = {
+        "deliver.dev/strategy": "canary",
+        "deliver.dev/steps": steps,
+        "deliver.dev/interval": interval,
+        **{f"deliver.dev/{k.replace('_', '-')}": v for k, v in extra.items()},
+    }
     return make_deployment(name, replicas=replicas, image="example.com/web:v1", annotations=annotations)
 
 
@@ -95,8 +128,9 @@ def controller(cluster: RunningCluster, namespace: str, tmp_path: Path) -> Itera
 # ---------------------------------------------------------------------- operator verbs
 
 
-def test_manual_gate_promote_pause_resume(cluster: RunningCluster, kube: Kube, namespace: str,
-                                          controller: ControllerProcess) -> None:
+def test_manual_gate_promote_pause_resume(
+    cluster: RunningCluster, kube: Kube, namespace: str, controller: ControllerProcess
+) -> None:
     k, ns = cluster.kubeconfig, namespace
     # Given a canary with a manual gate after the first step, delivered once
     kube.apps.create_namespaced_deployment(ns, canary("web", "34,pause,67,100", interval="8s"))
@@ -124,8 +158,11 @@ def test_manual_gate_promote_pause_resume(cluster: RunningCluster, kube: Kube, n
     r = deliver(k, "pause", "web", "-n", ns, "--wait")
     assert r.returncode == 0, r.stderr
     wait_phase(kube, ns, "web", "Paused", step=2, ctl=controller)
-    stays(lambda: state_of(kube, ns, "web")["phase"] == "Paused" and state_of(kube, ns, "web")["step"] == 2,
-          6, "paused at step 3")
+    stays(
+        lambda: state_of(kube, ns, "web")["phase"] == "Paused" and state_of(kube, ns, "web")["step"] == 2,
+        6,
+        "paused at step 3",
+    )
     status = json.loads(deliver(k, "-n", ns, "status", "web", "-o", "json").stdout)
     assert status["phase"] == "Paused" and "paused by an operator" in status["message"]
 
@@ -144,8 +181,7 @@ def test_manual_gate_promote_pause_resume(cluster: RunningCluster, kube: Kube, n
     assert kube.apps.read_namespaced_deployment("web", ns).metadata.resource_version == before
 
 
-def test_abort_retry_undo(cluster: RunningCluster, kube: Kube, namespace: str,
-                          controller: ControllerProcess) -> None:
+def test_abort_retry_undo(cluster: RunningCluster, kube: Kube, namespace: str, controller: ControllerProcess) -> None:
     k, ns = cluster.kubeconfig, namespace
     kube.apps.create_namespaced_deployment(ns, canary("web", "34,pause,100"))
     wait_stable(kube, ns, "web", controller)
@@ -194,8 +230,9 @@ def test_abort_retry_undo(cluster: RunningCluster, kube: Kube, namespace: str,
     wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v2"}, 60, "back on v2")
 
 
-def test_status_get_and_unmanaged(cluster: RunningCluster, kube: Kube, namespace: str,
-                                  controller: ControllerProcess) -> None:
+def test_status_get_and_unmanaged(
+    cluster: RunningCluster, kube: Kube, namespace: str, controller: ControllerProcess
+) -> None:
     k, ns = cluster.kubeconfig, namespace
     kube.apps.create_namespaced_deployment(ns, canary("web", "50,100"))
     kube.apps.create_namespaced_deployment(ns, make_deployment("plain", replicas=1))
@@ -214,8 +251,9 @@ def test_status_get_and_unmanaged(cluster: RunningCluster, kube: Kube, namespace
     bindir = Path(sys.executable).parent
     if (bindir / "kubectl-deliver").exists() and shutil.which("kubectl"):
         env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", KUBECONFIG=str(k))
-        plugin = subprocess.run(["kubectl", "deliver", "get", "-n", ns], capture_output=True, text=True,
-                                env=env, timeout=60)
+        plugin = subprocess.run(
+            ["kubectl", "deliver", "get", "-n", ns], capture_output=True, text=True, env=env, timeout=60
+        )
         assert plugin.returncode == 0, plugin.stderr
         assert plugin.stdout == table.stdout
 
@@ -231,9 +269,27 @@ def test_status_get_and_unmanaged(cluster: RunningCluster, kube: Kube, namespace
     assert r.returncode == 1 and "not found" in r.stderr
 
     # status --watch without a terminal prints one line per event and stops at --timeout (exit 3)
-    proc = subprocess.Popen([sys.executable, "-m", "delivery.cli", "--kubeconfig", str(k), "-n", ns, "status",
-                             "web", "--watch", "--timeout", "20s"], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, NO_COLOR="1"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "delivery.cli",
+            "--kubeconfig",
+            str(k),
+            "-n",
+            ns,
+            "status",
+            "web",
+            "--watch",
+            "--timeout",
+            "20s",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, NO_COLOR="1"),
+    )
     time.sleep(2)
     set_image(kube.apps, ns, "web", "example.com/web:v2")
     wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
@@ -264,29 +320,49 @@ INVALID: dict[str, dict[str, str]] = {
     "bad-recreate": {"deliver.dev/strategy": "recreate"},
     "bad-analysis": {"deliver.dev/strategy": "canary", "deliver.dev/analysis-colour": "x"},
     "bad-check-name": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "Error_Rate"},
-    "bad-alpha": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
-                  "deliver.dev/analysis-alpha": "0.9"},
-    "bad-metrics": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
-                    "deliver.dev/analysis-metrics": "grpc"},
-    "bad-option": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
-                   "deliver.dev/analysis.error-rate": "colour=blue"},
+    "bad-alpha": {
+        "deliver.dev/strategy": "canary",
+        "deliver.dev/analysis": "error-rate",
+        "deliver.dev/analysis-alpha": "0.9",
+    },
+    "bad-metrics": {
+        "deliver.dev/strategy": "canary",
+        "deliver.dev/analysis": "error-rate",
+        "deliver.dev/analysis-metrics": "grpc",
+    },
+    "bad-option": {
+        "deliver.dev/strategy": "canary",
+        "deliver.dev/analysis": "error-rate",
+        "deliver.dev/analysis.error-rate": "colour=blue",
+    },
     "bad-custom": {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "queue-depth"},
 }
 EXPECTED_KEY = {
-    "bad-strategy": "deliver.dev/strategy", "bad-steps": "deliver.dev/steps", "bad-interval": "deliver.dev/interval",
-    "bad-deadline": "deliver.dev/progress-deadline", "bad-rollback": "deliver.dev/auto-rollback",
-    "bad-router": "deliver.dev/router", "bad-restarts": "deliver.dev/max-restarts",
-    "bad-inconclusive": "deliver.dev/on-inconclusive", "bad-pause-at": "deliver.dev/pause-at",
-    "bad-keep-warm": "deliver.dev/keep-warm", "bad-preview": "deliver.dev/preview-service",
-    "bad-unknown": "deliver.dev/colour", "bad-recreate": "deliver.dev/strategy",
-    "bad-analysis": "deliver.dev/analysis-colour", "bad-check-name": "deliver.dev/analysis",
-    "bad-alpha": "deliver.dev/analysis-alpha", "bad-metrics": "deliver.dev/analysis-metrics",
-    "bad-option": "deliver.dev/analysis.error-rate", "bad-custom": "deliver.dev/analysis",
+    "bad-strategy": "deliver.dev/strategy",
+    "bad-steps": "deliver.dev/steps",
+    "bad-interval": "deliver.dev/interval",
+    "bad-deadline": "deliver.dev/progress-deadline",
+    "bad-rollback": "deliver.dev/auto-rollback",
+    "bad-router": "deliver.dev/router",
+    "bad-restarts": "deliver.dev/max-restarts",
+    "bad-inconclusive": "deliver.dev/on-inconclusive",
+    "bad-pause-at": "deliver.dev/pause-at",
+    "bad-keep-warm": "deliver.dev/keep-warm",
+    "bad-preview": "deliver.dev/preview-service",
+    "bad-unknown": "deliver.dev/colour",
+    "bad-recreate": "deliver.dev/strategy",
+    "bad-analysis": "deliver.dev/analysis-colour",
+    "bad-check-name": "deliver.dev/analysis",
+    "bad-alpha": "deliver.dev/analysis-alpha",
+    "bad-metrics": "deliver.dev/analysis-metrics",
+    "bad-option": "deliver.dev/analysis.error-rate",
+    "bad-custom": "deliver.dev/analysis",
 }
 
 
-def test_lint_catches_each_annotation_the_engine_rejects(cluster: RunningCluster, kube: Kube, namespace: str,
-                                                         controller: ControllerProcess, tmp_path: Path) -> None:
+def test_lint_catches_each_annotation_the_engine_rejects(
+    cluster: RunningCluster, kube: Kube, namespace: str, controller: ControllerProcess, tmp_path: Path
+) -> None:
     k, ns = cluster.kubeconfig, namespace
     docs = []
     for name, annotations in INVALID.items():
@@ -304,8 +380,10 @@ def test_lint_catches_each_annotation_the_engine_rejects(cluster: RunningCluster
             if ev.reason == "InvalidAnnotation":
                 found[ev.involved_object.name] = ev.message
         return found if set(found) == set(INVALID) else None
-    events = wait_for(refused, 60, "an InvalidAnnotation event for every Deployment",
-                      describe=lambda: controller.log()[-3000:])
+
+    events = wait_for(
+        refused, 60, "an InvalidAnnotation event for every Deployment", describe=lambda: controller.log()[-3000:]
+    )
     for name, key in EXPECTED_KEY.items():
         assert key in events[name], (name, events[name])
         assert state_of(kube, ns, name).get("phase") == "Idle"  # and changes nothing

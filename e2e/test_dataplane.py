@@ -112,21 +112,35 @@ def _start_app(kube: Kube, ns: str, annotations: dict[str, str | None] | None = 
 # failure mode -> (canary process behaviour, analysis annotations, check name in the verdict)
 FAILURES: dict[str, tuple[dict[str, float], dict[str, str | None], str]] = {
     "errors": ({"fail_rate": 0.3}, {}, "error-rate"),
-    "latency": ({"latency_ms": 60.0},
-                {"deliver.dev/analysis": "latency", "deliver.dev/analysis.error-rate": None,
-                 "deliver.dev/analysis.latency": "min-samples=200"}, "latency"),
+    "latency": (
+        {"latency_ms": 60.0},
+        {
+            "deliver.dev/analysis": "latency",
+            "deliver.dev/analysis.error-rate": None,
+            "deliver.dev/analysis.latency": "min-samples=200",
+        },
+        "latency",
+    ),
 }
 
 
 @pytest.mark.parametrize("mode", list(FAILURES))
-def test_failing_canary_is_rolled_back_from_envoy_metrics(mode: str, stack: LocalStack, kube: Kube,
-                                                          json_kube: JsonKube, namespace: str, cluster: Any,
-                                                          prometheus: Prometheus, tmp_path: Path) -> None:
+def test_failing_canary_is_rolled_back_from_envoy_metrics(
+    mode: str,
+    stack: LocalStack,
+    kube: Kube,
+    json_kube: JsonKube,
+    namespace: str,
+    cluster: Any,
+    prometheus: Prometheus,
+    tmp_path: Path,
+) -> None:
     ns = namespace
     behaviour, annotations, check = FAILURES[mode]
     assert DEMO_ANNOTATIONS["deliver.dev/analysis-metrics"] == "envoy"
-    with ControllerProcess(cluster.kubeconfig, ns, tmp_path, prometheus_url=prometheus.url,
-                           extra_args=["--metrics-addr", "0"]) as ctl:
+    with ControllerProcess(
+        cluster.kubeconfig, ns, tmp_path, prometheus_url=prometheus.url, extra_args=["--metrics-addr", "0"]
+    ) as ctl:
         _start_app(kube, ns, annotations)
         lg = LoadGen(stack.url)
         with lg.background(rate=200, max_seconds=240, workers=4):
@@ -136,9 +150,14 @@ def test_failing_canary_is_rolled_back_from_envoy_metrics(mode: str, stack: Loca
 
             # Then traffic reaches it at 20 %, and Envoy's metrics fail the analysis: rolled back
             stack.plane.wait_for(stack.weights(20), timeout=60)  # type: ignore[union-attr]
-            final = wait_for(lambda: _state(kube, ns) if _state(kube, ns).get("phase") in
-                             ("RolledBack", "Succeeded", "Paused") else None, 120, "the delivery to end",
-                             describe=lambda: (_state(kube, ns), ctl.log()[-2000:]))
+            final = wait_for(
+                lambda: (
+                    _state(kube, ns) if _state(kube, ns).get("phase") in ("RolledBack", "Succeeded", "Paused") else None
+                ),
+                120,
+                "the delivery to end",
+                describe=lambda: (_state(kube, ns), ctl.log()[-2000:]),
+            )
             zero = stack.plane.wait_for(stack.weights(0), timeout=15)  # type: ignore[union-attr]
             after_rollback = lg.snapshot()
             time.sleep(2)
@@ -152,33 +171,50 @@ def test_failing_canary_is_rolled_back_from_envoy_metrics(mode: str, stack: Loca
         assert tail.by_version.get("canary", 0) == 0 and tail.by_version.get("stable", 0) > 0
         verdict_at = failed[0]["at"]
         to_patch, to_envoy = zero.seen_at - verdict_at, zero.at - verdict_at
-        print(f"\n{mode}: failed verdict -> weight-0 route event {to_patch * 1000:.0f} ms, -> Envoy using it "
-              f"{to_envoy * 1000:.0f} ms; verdict: {failed[0]['summary']}")
+        print(
+            f"\n{mode}: failed verdict -> weight-0 route event {to_patch * 1000:.0f} ms, -> Envoy using it "
+            f"{to_envoy * 1000:.0f} ms; verdict: {failed[0]['summary']}"
+        )
         assert 0 <= to_patch < 5.0 and to_envoy < 5.0
 
 
-def test_healthy_canary_is_promoted_through_envoy(stack: LocalStack, kube: Kube, json_kube: JsonKube,
-                                                  namespace: str, cluster: Any, prometheus: Prometheus,
-                                                  tmp_path: Path) -> None:
+def test_healthy_canary_is_promoted_through_envoy(
+    stack: LocalStack,
+    kube: Kube,
+    json_kube: JsonKube,
+    namespace: str,
+    cluster: Any,
+    prometheus: Prometheus,
+    tmp_path: Path,
+) -> None:
     ns = namespace
-    with ControllerProcess(cluster.kubeconfig, ns, tmp_path, prometheus_url=prometheus.url,
-                           extra_args=["--metrics-addr", "0"]) as ctl:
+    with ControllerProcess(
+        cluster.kubeconfig, ns, tmp_path, prometheus_url=prometheus.url, extra_args=["--metrics-addr", "0"]
+    ) as ctl:
         _start_app(kube, ns)
         lg = LoadGen(stack.url)
         with lg.background(rate=200, max_seconds=240):
             set_image(kube.apps, ns, APP, "example.com/shop:v2")
             for w in (20, 50):
                 stack.plane.wait_for(stack.weights(w), timeout=90)  # type: ignore[union-attr]
-            final = wait_for(lambda: _state(kube, ns) if _state(kube, ns).get("phase") in
-                             ("RolledBack", "Succeeded", "Paused") else None, 150, "the delivery to end",
-                             describe=lambda: (_state(kube, ns), ctl.log()[-2000:]))
+            final = wait_for(
+                lambda: (
+                    _state(kube, ns) if _state(kube, ns).get("phase") in ("RolledBack", "Succeeded", "Paused") else None
+                ),
+                150,
+                "the delivery to end",
+                describe=lambda: (_state(kube, ns), ctl.log()[-2000:]),
+            )
         assert final["phase"] == "Succeeded", final.get("message")
         last_per_step = {v["step"]: v["outcome"] for v in final["verdicts"]}  # an extended step ends in pass
         assert last_per_step == {0: "pass", 1: "pass"}, final["verdicts"]
         assert _canary_weight(json_kube, ns) == 0
         history = [h.weights[CANARY] for h in stack.plane.history]  # type: ignore[union-attr]
         assert history == [20, 50, 100, 0], history
-        v2 = [rs for rs in kube.apps.list_namespaced_replica_set(ns).items
-              if rs.spec.template.spec.containers[0].image == "example.com/shop:v2"][0]
+        v2 = [
+            rs
+            for rs in kube.apps.list_namespaced_replica_set(ns).items
+            if rs.spec.template.spec.containers[0].image == "example.com/shop:v2"
+        ][0]
         svc = kube.core.read_namespaced_service(STABLE, ns)
         assert svc.spec.selector["pod-template-hash"] == v2.spec.template.metadata.labels["pod-template-hash"]

@@ -19,8 +19,8 @@ import pytest
 from kubernetes import client
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES
 from delivery.errors import NotFound
+from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES
 from delivery.kube import Kube as JsonKube
 from e2e.controller import ControllerProcess
 from e2e.helpers import CRASHLOOP, NEVER_READY, Kube, make_deployment, set_image, wait_for
@@ -100,13 +100,25 @@ def events(jk: JsonKube, ns: str, reason: str) -> list[dict[str, Any]]:
 
 
 def describe(jk: JsonKube, ns: str) -> Any:
-    return lambda: {"state": state(jk, ns), "ready": ready_by_hash(jk, ns),
-                    "rs": [(r["metadata"]["name"], r["spec"]["replicas"], r.get("status", {}).get("readyReplicas"))
-                           for r in jk.items(REPLICASETS, ns)]}
+    return lambda: {
+        "state": state(jk, ns),
+        "ready": ready_by_hash(jk, ns),
+        "rs": [
+            (r["metadata"]["name"], r["spec"]["replicas"], r.get("status", {}).get("readyReplicas"))
+            for r in jk.items(REPLICASETS, ns)
+        ],
+    }
 
 
-def given_v1(kube: Kube, jk: JsonKube, ns: str, annotations: dict[str, str], replicas: int = N,
-             strategy_type: str | None = None, ready_delay: str | None = None) -> str:
+def given_v1(
+    kube: Kube,
+    jk: JsonKube,
+    ns: str,
+    annotations: dict[str, str],
+    replicas: int = N,
+    strategy_type: str | None = None,
+    ready_delay: str | None = None,
+) -> str:
     body = make_deployment("web", replicas=replicas, image="example.com/web:v1", annotations=annotations)
     if ready_delay:  # kwok: pods of this template take this long to become Ready
         body.spec.template.metadata.annotations = {"e2e.deliver.dev/ready-delay": ready_delay}
@@ -114,8 +126,12 @@ def given_v1(kube: Kube, jk: JsonKube, ns: str, annotations: dict[str, str], rep
         body.spec.strategy = client.V1DeploymentStrategy(type=strategy_type)
     kube.apps.create_namespaced_deployment(ns, body)
     # deliver lets the first rollout finish natively, then holds the Deployment (paused)
-    wait_for(lambda: deployment(jk, ns)["spec"].get("paused") and ready_by_hash(jk, ns).get(stable_hash(jk, ns)) == replicas,
-             60, "v1 rolled out and held by deliver", describe=describe(jk, ns))
+    wait_for(
+        lambda: deployment(jk, ns)["spec"].get("paused") and ready_by_hash(jk, ns).get(stable_hash(jk, ns)) == replicas,
+        60,
+        "v1 rolled out and held by deliver",
+        describe=describe(jk, ns),
+    )
     return stable_hash(jk, ns)
 
 
@@ -137,8 +153,12 @@ def sampler(fn: Any, interval: float = 0.1) -> tuple[list[Any], threading.Event]
 
 def assert_rolled_back(jk: JsonKube, ns: str, v1_hash: str, replicas: int = N) -> None:
     wait_for(lambda: phase(jk, ns) == "RolledBack", 90, "automatic rollback", describe=describe(jk, ns))
-    wait_for(lambda: ready_by_hash(jk, ns) == {v1_hash: replicas}, 60, "only stable pods, all Ready",
-             describe=describe(jk, ns))
+    wait_for(
+        lambda: ready_by_hash(jk, ns) == {v1_hash: replicas},
+        60,
+        "only stable pods, all Ready",
+        describe=describe(jk, ns),
+    )
     # the template says what runs, and deliver's ReplicaSet is gone
     wait_for(lambda: image(jk, ns) == "example.com/web:v1", 15, "template reverted to v1")
     wait_for(lambda: not deliver_replicasets(jk, ns), 15, "deliver's ReplicaSet deleted")
@@ -146,16 +166,22 @@ def assert_rolled_back(jk: JsonKube, ns: str, v1_hash: str, replicas: int = N) -
     assert events(jk, ns, "DeliveryRolledBack")
 
 
-CANARY = {"deliver.dev/strategy": "canary", "deliver.dev/steps": "20,50,100",
-          "deliver.dev/interval": "4s", "deliver.dev/progress-deadline": "15s"}
+CANARY = {
+    "deliver.dev/strategy": "canary",
+    "deliver.dev/steps": "20,50,100",
+    "deliver.dev/interval": "4s",
+    "deliver.dev/progress-deadline": "15s",
+}
 
 
 # ---------------------------------------------------------------- canary
-def test_canary_good_version_is_promoted_step_by_step(kube: Kube, jk: JsonKube, namespace: str,
-                                                      controller: ControllerProcess) -> None:
+def test_canary_good_version_is_promoted_step_by_step(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     v1 = given_v1(kube, jk, namespace, CANARY)
-    seen, stop = sampler(lambda: (state(jk, namespace).get("step"), state(jk, namespace).get("phase"),
-                                  ready_by_hash(jk, namespace)))
+    seen, stop = sampler(
+        lambda: (state(jk, namespace).get("step"), state(jk, namespace).get("phase"), ready_by_hash(jk, namespace))
+    )
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
     wait_for(lambda: phase(jk, namespace) == "Succeeded", 90, "promotion", describe=describe(jk, namespace))
     stop.set()
@@ -175,8 +201,9 @@ def test_canary_good_version_is_promoted_step_by_step(kube: Kube, jk: JsonKube, 
 
 
 @pytest.mark.parametrize("behaviour", [NEVER_READY, CRASHLOOP])
-def test_canary_bad_version_is_rolled_back(kube: Kube, jk: JsonKube, namespace: str,
-                                           controller: ControllerProcess, behaviour: str) -> None:
+def test_canary_bad_version_is_rolled_back(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess, behaviour: str
+) -> None:
     v1 = given_v1(kube, jk, namespace, CANARY)
     set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=behaviour)
     assert_rolled_back(jk, namespace, v1)
@@ -184,43 +211,59 @@ def test_canary_bad_version_is_rolled_back(kube: Kube, jk: JsonKube, namespace: 
     assert ready_by_hash(jk, namespace)[v1] == N
 
 
-def test_controller_killed_mid_canary_resumes_and_finishes(kube: Kube, jk: JsonKube, namespace: str,
-                                                           controller: ControllerProcess) -> None:
+def test_controller_killed_mid_canary_resumes_and_finishes(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     annotations = dict(CANARY, **{"deliver.dev/interval": "6s"})
     v1 = given_v1(kube, jk, namespace, annotations)
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
-    wait_for(lambda: state(jk, namespace).get("step") == 1 and phase(jk, namespace) == "Progressing", 60,
-             "second step", describe=describe(jk, namespace))
+    wait_for(
+        lambda: state(jk, namespace).get("step") == 1 and phase(jk, namespace) == "Progressing",
+        60,
+        "second step",
+        describe=describe(jk, namespace),
+    )
     controller.kill()  # SIGKILL in the middle of step 2
     before = state(jk, namespace)
     time.sleep(2)
     assert state(jk, namespace)["step"] == before["step"]  # nothing moves without the controller
     controller.start()
-    wait_for(lambda: phase(jk, namespace) == "Succeeded", 90, "promotion after restart", describe=describe(jk, namespace))
+    wait_for(
+        lambda: phase(jk, namespace) == "Succeeded", 90, "promotion after restart", describe=describe(jk, namespace)
+    )
     assert ready_by_hash(jk, namespace).get(v1, 0) == 0
     assert controller.starts == 2
 
 
-def test_invalid_annotation_changes_nothing_and_warns(kube: Kube, jk: JsonKube, namespace: str,
-                                                      controller: ControllerProcess) -> None:
+def test_invalid_annotation_changes_nothing_and_warns(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     v1 = given_v1(kube, jk, namespace, CANARY)
     before = deployment(jk, namespace)
-    kube.apps.patch_namespaced_deployment("web", namespace, {"metadata": {"annotations": {"deliver.dev/steps": "20,abc"}}})
+    kube.apps.patch_namespaced_deployment(
+        "web", namespace, {"metadata": {"annotations": {"deliver.dev/steps": "20,abc"}}}
+    )
     wait_for(lambda: events(jk, namespace, "InvalidAnnotation"), 30, "InvalidAnnotation event")
     message = events(jk, namespace, "InvalidAnnotation")[0]["message"]
     assert "deliver.dev/steps" in message and "abc" in message
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
     time.sleep(4)
     after = deployment(jk, namespace)
-    assert after["metadata"]["annotations"].get("deliver.dev/state") == before["metadata"]["annotations"].get("deliver.dev/state")
+    assert after["metadata"]["annotations"].get("deliver.dev/state") == before["metadata"]["annotations"].get(
+        "deliver.dev/state"
+    )
     assert after["spec"]["paused"] is True  # still held: the change does not roll out ungated
     assert not deliver_replicasets(jk, namespace)
     assert ready_by_hash(jk, namespace) == {v1: N}
 
 
 # ---------------------------------------------------------------- blue-green
-BLUE_GREEN = {"deliver.dev/strategy": "blue-green", "deliver.dev/interval": "3s",
-              "deliver.dev/keep-warm": "6s", "deliver.dev/progress-deadline": "15s"}
+BLUE_GREEN = {
+    "deliver.dev/strategy": "blue-green",
+    "deliver.dev/interval": "3s",
+    "deliver.dev/keep-warm": "6s",
+    "deliver.dev/progress-deadline": "15s",
+}
 
 
 def watch_selectors(jk: JsonKube, ns: str, name: str) -> tuple[list[str], threading.Event]:
@@ -248,21 +291,27 @@ def watch_selectors(jk: JsonKube, ns: str, name: str) -> tuple[list[str], thread
     return seen, stop
 
 
-def test_bluegreen_switches_in_one_patch_and_keeps_old_warm(kube: Kube, jk: JsonKube, namespace: str,
-                                                            controller: ControllerProcess) -> None:
+def test_bluegreen_switches_in_one_patch_and_keeps_old_warm(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     v1 = given_v1(kube, jk, namespace, BLUE_GREEN)
     selectors, stop = watch_selectors(jk, namespace, "web")
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
     wait_for(lambda: service_exists(jk, namespace, "web-preview"), 30, "preview Service")
-    new_hash = wait_for(lambda: deliver_replicasets(jk, namespace), 30, "green ReplicaSet")[0]["metadata"]["labels"][templates.REVISION_LABEL]
+    new_hash = wait_for(lambda: deliver_replicasets(jk, namespace), 30, "green ReplicaSet")[0]["metadata"]["labels"][
+        templates.REVISION_LABEL
+    ]
     # preview selects the new version in full while active still selects the old
     wait_for(lambda: ready_by_hash(jk, namespace) == {v1: N, new_hash: N}, 30, "both versions in full")
     assert jk.get(SERVICES, namespace, "web-preview")["spec"]["selector"][templates.HASH_LABEL] == new_hash
     assert jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == v1
     wait_for(lambda: state(jk, namespace).get("switched"), 30, "switch")
     # the record is written first, then the one Service patch follows
-    wait_for(lambda: jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == new_hash,
-             15, "active Service on green")
+    wait_for(
+        lambda: jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == new_hash,
+        15,
+        "active Service on green",
+    )
     # keep-warm: active on green, blue still fully up
     assert ready_by_hash(jk, namespace).get(v1) == N
     wait_for(lambda: phase(jk, namespace) == "Succeeded", 60, "promotion", describe=describe(jk, namespace))
@@ -271,8 +320,9 @@ def test_bluegreen_switches_in_one_patch_and_keeps_old_warm(kube: Kube, jk: Json
     assert selectors == [v1, new_hash], f"active Service selector history: {selectors}"
 
 
-def test_bluegreen_abort_after_switch_switches_back_in_one_patch(kube: Kube, jk: JsonKube, namespace: str,
-                                                                  controller: ControllerProcess) -> None:
+def test_bluegreen_abort_after_switch_switches_back_in_one_patch(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     v1 = given_v1(kube, jk, namespace, dict(BLUE_GREEN, **{"deliver.dev/keep-warm": "60s"}))
     selectors, stop = watch_selectors(jk, namespace, "web")
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
@@ -282,16 +332,20 @@ def test_bluegreen_abort_after_switch_switches_back_in_one_patch(kube: Kube, jk:
 
     send_request(jk, deployment(jk, namespace), "abort")
     wait_for(lambda: phase(jk, namespace) == "Aborted", 30, "abort", describe=describe(jk, namespace))
-    wait_for(lambda: jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == v1,
-             15, "active Service back on blue")
+    wait_for(
+        lambda: jk.get(SERVICES, namespace, "web")["spec"]["selector"][templates.HASH_LABEL] == v1,
+        15,
+        "active Service back on blue",
+    )
     wait_for(lambda: ready_by_hash(jk, namespace) == {v1: N}, 30, "only blue left")
     stop.set()
     assert selectors == [v1, new_hash, v1], f"active Service selector history: {selectors}"
     wait_for(lambda: image(jk, namespace) == "example.com/web:v1", 15, "template reverted to v1")
 
 
-def test_bluegreen_bad_version_never_gets_traffic(kube: Kube, jk: JsonKube, namespace: str,
-                                                  controller: ControllerProcess) -> None:
+def test_bluegreen_bad_version_never_gets_traffic(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     v1 = given_v1(kube, jk, namespace, BLUE_GREEN)
     selectors, stop = watch_selectors(jk, namespace, "web")
     set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=CRASHLOOP)
@@ -301,17 +355,27 @@ def test_bluegreen_bad_version_never_gets_traffic(kube: Kube, jk: JsonKube, name
 
 
 # ---------------------------------------------------------------- rolling
-ROLLING = {"deliver.dev/strategy": "rolling", "deliver.dev/pause-at": "40", "deliver.dev/interval": "3s",
-           "deliver.dev/progress-deadline": "15s"}
+ROLLING = {
+    "deliver.dev/strategy": "rolling",
+    "deliver.dev/pause-at": "40",
+    "deliver.dev/interval": "3s",
+    "deliver.dev/progress-deadline": "15s",
+}
 
 
-def test_rolling_good_version_rolls_out_with_a_checked_pause(kube: Kube, jk: JsonKube, namespace: str,
-                                                             controller: ControllerProcess) -> None:
+def test_rolling_good_version_rolls_out_with_a_checked_pause(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     v1 = given_v1(kube, jk, namespace, ROLLING, ready_delay="2s")
 
     def updated() -> tuple[Any, ...]:
         d, st = deployment(jk, namespace), state(jk, namespace)
-        return st.get("step"), st.get("phase"), bool(d["spec"].get("paused")), d.get("status", {}).get("updatedReplicas", 0)
+        return (
+            st.get("step"),
+            st.get("phase"),
+            bool(d["spec"].get("paused")),
+            d.get("status", {}).get("updatedReplicas", 0),
+        )
 
     samples, stop = sampler(updated)
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
@@ -328,8 +392,9 @@ def test_rolling_good_version_rolls_out_with_a_checked_pause(kube: Kube, jk: Jso
 
 
 @pytest.mark.parametrize("behaviour", [NEVER_READY, CRASHLOOP])
-def test_rolling_bad_version_is_undone_by_reverting_the_template(kube: Kube, jk: JsonKube, namespace: str,
-                                                                 controller: ControllerProcess, behaviour: str) -> None:
+def test_rolling_bad_version_is_undone_by_reverting_the_template(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess, behaviour: str
+) -> None:
     v1 = given_v1(kube, jk, namespace, ROLLING)
     set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=behaviour)
     assert_rolled_back(jk, namespace, v1)
@@ -345,8 +410,9 @@ def _never_two_versions(samples: list[dict[str, int]]) -> None:
     assert not both, f"two versions Ready at once: {both[:3]}"
 
 
-def test_recreate_good_version_never_overlaps(kube: Kube, jk: JsonKube, namespace: str,
-                                              controller: ControllerProcess) -> None:
+def test_recreate_good_version_never_overlaps(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     v1 = given_v1(kube, jk, namespace, RECREATE, replicas=3, strategy_type="Recreate")
     samples, stop = sampler(lambda: ready_by_hash(jk, namespace), 0.05)
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
@@ -358,8 +424,9 @@ def test_recreate_good_version_never_overlaps(kube: Kube, jk: JsonKube, namespac
     assert v2 != v1 and ready_by_hash(jk, namespace) == {v2: 3}
 
 
-def test_recreate_bad_version_restores_old_without_overlap(kube: Kube, jk: JsonKube, namespace: str,
-                                                           controller: ControllerProcess) -> None:
+def test_recreate_bad_version_restores_old_without_overlap(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     v1 = given_v1(kube, jk, namespace, RECREATE, replicas=3, strategy_type="Recreate")
     samples, stop = sampler(lambda: ready_by_hash(jk, namespace), 0.05)
     set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=NEVER_READY)
@@ -368,27 +435,38 @@ def test_recreate_bad_version_restores_old_without_overlap(kube: Kube, jk: JsonK
     _never_two_versions(samples)
 
 
-def test_recreate_without_native_recreate_is_refused(kube: Kube, jk: JsonKube, namespace: str,
-                                                     controller: ControllerProcess) -> None:
-    kube.apps.create_namespaced_deployment(namespace, make_deployment(
-        "web", replicas=2, image="example.com/web:v1", annotations=RECREATE))
+def test_recreate_without_native_recreate_is_refused(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
+    kube.apps.create_namespaced_deployment(
+        namespace, make_deployment("web", replicas=2, image="example.com/web:v1", annotations=RECREATE)
+    )
     wait_for(lambda: events(jk, namespace, "InvalidAnnotation"), 30, "InvalidAnnotation event")
     assert "Recreate" in events(jk, namespace, "InvalidAnnotation")[0]["message"]
     assert not state(jk, namespace)
 
 
-def test_removing_the_strategy_hands_the_deployment_back(kube: Kube, jk: JsonKube, namespace: str,
-                                                         controller: ControllerProcess) -> None:
+def test_removing_the_strategy_hands_the_deployment_back(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess
+) -> None:
     given_v1(kube, jk, namespace, dict(CANARY, **{"deliver.dev/interval": "60s"}))
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
     wait_for(lambda: deliver_replicasets(jk, namespace), 30, "canary ReplicaSet")
-    kube.apps.patch_namespaced_deployment("web", namespace, {"metadata": {"annotations": {
-        key: None for key in CANARY}}})
+    kube.apps.patch_namespaced_deployment(
+        "web", namespace, {"metadata": {"annotations": {key: None for key in CANARY}}}
+    )
     wait_for(lambda: not deployment(jk, namespace)["spec"].get("paused"), 30, "unpaused")
     wait_for(lambda: not deliver_replicasets(jk, namespace), 30, "canary ReplicaSet removed")
     assert "deliver.dev/state" not in deployment(jk, namespace)["metadata"].get("annotations", {})
     assert events(jk, namespace, "Released")
     # a plain Deployment again: the native controller rolls out v2
-    wait_for(lambda: len(ready_by_hash(jk, namespace)) == 1 and stable_hash(jk, namespace)
-             and ready_by_hash(jk, namespace).get(stable_hash(jk, namespace)) == N
-             and image(jk, namespace) == "example.com/web:v2", 60, "native rollout of v2")
+    wait_for(
+        lambda: (
+            len(ready_by_hash(jk, namespace)) == 1
+            and stable_hash(jk, namespace)
+            and ready_by_hash(jk, namespace).get(stable_hash(jk, namespace)) == N
+            and image(jk, namespace) == "example.com/web:v2"
+        ),
+        60,
+        "native rollout of v2",
+    )

@@ -39,26 +39,40 @@ def manifest(bad: bool = False) -> str:
     if bad:
         labels[BEHAVIOUR_LABEL] = CRASHLOOP
     doc = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "annotations": {
-            "deliver.dev/strategy": "canary", "deliver.dev/steps": "34,67,100", "deliver.dev/interval": "2s"}},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": labels},
-                              "spec": {"terminationGracePeriodSeconds": 1,
-                                       "containers": [{"name": "app", "image": "@IMAGE@"}]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "annotations": {
+                "deliver.dev/strategy": "canary",
+                "deliver.dev/steps": "34,67,100",
+                "deliver.dev/interval": "2s",
+            },
+        },
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": "@IMAGE@"}]},
+            },
+        },
     }
     return yaml.safe_dump(doc)
 
 
-def run_pipeline(workspace: Path, kubeconfig: Path, namespace: str, image: str) -> list[subprocess.CompletedProcess[str]]:
+def run_pipeline(
+    workspace: Path, kubeconfig: Path, namespace: str, image: str
+) -> list[subprocess.CompletedProcess[str]]:
     """What Jenkins does: each `sh` step in the workspace with the stage's environment; stop at the first failure."""
     env = dict(os.environ, APP="web", NAMESPACE=namespace, IMAGE=image, KUBECONFIG=str(kubeconfig))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `deliver` and `kubectl`
     env.pop("NO_COLOR", None)
     results = []
     for command in jenkins_commands():
-        r = subprocess.run(["bash", "-c", command], cwd=workspace, env=env, capture_output=True, text=True,
-                           timeout=1000)
+        r = subprocess.run(
+            ["bash", "-c", command], cwd=workspace, env=env, capture_output=True, text=True, timeout=1000
+        )
         results.append(r)
         if r.returncode != 0:
             break
@@ -76,8 +90,9 @@ def junit_cases(path: Path) -> dict[str, tuple[str, str]]:
     return cases
 
 
-def test_jenkinsfile_commands_gate_good_and_bad_versions(cluster: RunningCluster, kube: Kube, namespace: str,
-                                                          tmp_path: Path) -> None:
+def test_jenkinsfile_commands_gate_good_and_bad_versions(
+    cluster: RunningCluster, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
     commands = jenkins_commands()
     assert [c.split()[0] for c in commands] == ["deliver", "sed", "deliver"]
     assert "deliver gate" in commands[-1] and "--junit deliver-report.xml" in commands[-1]
@@ -116,8 +131,11 @@ def test_jenkinsfile_commands_gate_good_and_bad_versions(cluster: RunningCluster
         assert next(v for k, v in cases.items() if k.startswith("delivery of revision"))[0] == "failure"
         root = ET.parse(report).getroot()
         assert int(root.get("failures", "0")) >= 2
-        wait_for(lambda: {p.spec.containers[0].image for p in pods_of(kube, namespace, "web")}
-                 == {"example.com/web:v2"}, 60, "only v2 pods after the rollback")
+        wait_for(
+            lambda: {p.spec.containers[0].image for p in pods_of(kube, namespace, "web")} == {"example.com/web:v2"},
+            60,
+            "only v2 pods after the rollback",
+        )
         assert "Traceback" not in ctl.log()
 
 
@@ -142,8 +160,7 @@ def test_gate_times_out_with_3(cluster: RunningCluster, kube: Kube, namespace: s
         assert '"result": "promoted"' in r.stdout
 
 
-def test_gate_api_and_auth_errors_exit_4(cluster: RunningCluster, kube: Kube, namespace: str,
-                                         tmp_path: Path) -> None:
+def test_gate_api_and_auth_errors_exit_4(cluster: RunningCluster, kube: Kube, namespace: str, tmp_path: Path) -> None:
     kube.apps.create_namespaced_deployment(namespace, canary("web", "50,100"))
     config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
     user = config["users"][0]["user"]

@@ -25,14 +25,24 @@ from e2e.test_cli import canary, wait_phase, wait_stable
 pytestmark = pytest.mark.e2e
 
 LEASE_DURATION, RENEW_DEADLINE, RETRY = 4.0, 3.0, 0.5
-ELECTION = ["--leader-elect", "--lease-name", "deliver-e2e", "--lease-duration", f"{int(LEASE_DURATION)}s",
-            "--renew-deadline", f"{int(RENEW_DEADLINE)}s", "--retry-period", f"{int(RETRY * 1000)}ms"]
+ELECTION = [
+    "--leader-elect",
+    "--lease-name",
+    "deliver-e2e",
+    "--lease-duration",
+    f"{int(LEASE_DURATION)}s",
+    "--renew-deadline",
+    f"{int(RENEW_DEADLINE)}s",
+    "--retry-period",
+    f"{int(RETRY * 1000)}ms",
+]
 
 
 def address(ctl: ControllerProcess) -> str:
     def found() -> str | None:
         m = re.search(r'"msg": "serving /metrics, /healthz, /readyz", "address": "([^"]+)"', ctl.log())
         return m.group(1) if m else None
+
     return wait_for(found, 30, "the metrics address in the controller log", describe=lambda: ctl.log()[-2000:])
 
 
@@ -77,8 +87,9 @@ def transitions(ctl: ControllerProcess) -> list[float]:
     return out
 
 
-def test_leader_killed_the_other_takes_over_and_completes(cluster: RunningCluster, kube: Kube, namespace: str,
-                                                          tmp_path: Path) -> None:
+def test_leader_killed_the_other_takes_over_and_completes(
+    cluster: RunningCluster, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
     a, b = pair(cluster, namespace, tmp_path)
     try:
         # exactly one leads; both are Ready (readiness is not tied to leadership) and healthy
@@ -98,8 +109,13 @@ def test_leader_killed_the_other_takes_over_and_completes(cluster: RunningCluste
         # the leader dies without a chance to clean up
         leader.kill()
         killed = time.monotonic()
-        wait_for(lambda: leads(follower), LEASE_DURATION + 10, "the standby to take over",
-                 interval=0.1, describe=lambda: follower.log()[-2000:])
+        wait_for(
+            lambda: leads(follower),
+            LEASE_DURATION + 10,
+            "the standby to take over",
+            interval=0.1,
+            describe=lambda: follower.log()[-2000:],
+        )
         failover = time.monotonic() - killed
         print(f"\nfailover after SIGKILL: {failover:.2f}s (lease {LEASE_DURATION}s, retry {RETRY}s)")
         assert failover <= LEASE_DURATION + 4  # bounded by the lease, not by luck
@@ -107,8 +123,11 @@ def test_leader_killed_the_other_takes_over_and_completes(cluster: RunningCluste
         # ...and finishes the delivery from the record on the cluster
         s = wait_phase(kube, namespace, "web", "Succeeded", timeout=90, ctl=follower)
         assert s["revision"] == s["stableRevision"]
-        wait_for(lambda: {p.spec.containers[0].image for p in pods_of(kube, namespace, "web")}
-                 == {"example.com/web:v2"}, 60, "only v2 pods")
+        wait_for(
+            lambda: {p.spec.containers[0].image for p in pods_of(kube, namespace, "web")} == {"example.com/web:v2"},
+            60,
+            "only v2 pods",
+        )
         assert transitions(follower), "the new leader should have written the rest of the delivery"
         code, body = get(f"http://{address(follower)}/metrics")
         assert 'deliver_deliveries{phase="Succeeded"} 1.0' in body
@@ -119,8 +138,9 @@ def test_leader_killed_the_other_takes_over_and_completes(cluster: RunningCluste
         b.stop()
 
 
-def test_sigterm_releases_the_lease_for_a_prompt_handover(cluster: RunningCluster, kube: Kube, namespace: str,
-                                                          tmp_path: Path) -> None:
+def test_sigterm_releases_the_lease_for_a_prompt_handover(
+    cluster: RunningCluster, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
     a, b = pair(cluster, namespace, tmp_path)
     try:
         wait_for(lambda: leads(a) != leads(b), 30, "exactly one leader")

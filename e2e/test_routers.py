@@ -50,21 +50,33 @@ def route_crds(kube: Kube) -> list[str]:
 
 # ------------------------------------------------------------------ the user's route objects
 
+
 def httproute() -> dict[str, Any]:
     return {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
         "metadata": {"name": "web", "labels": {"team": "shop"}},
         "spec": {
             "parentRefs": [{"name": "public-gateway"}],
             "hostnames": ["shop.example.com"],
             "rules": [
-                {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
-                 "backendRefs": [{"name": "admin", "port": 8080}]},
-                {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                 "filters": [{"type": "RequestHeaderModifier",
-                              "requestHeaderModifier": {"add": [{"name": "x-env", "value": "prod"}]}}],
-                 "backendRefs": [{"name": STABLE, "port": 80, "weight": 100},
-                                 {"name": CANARY, "port": 80, "weight": 0}]},
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                    "backendRefs": [{"name": "admin", "port": 8080}],
+                },
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "filters": [
+                        {
+                            "type": "RequestHeaderModifier",
+                            "requestHeaderModifier": {"add": [{"name": "x-env", "value": "prod"}]},
+                        }
+                    ],
+                    "backendRefs": [
+                        {"name": STABLE, "port": 80, "weight": 100},
+                        {"name": CANARY, "port": 80, "weight": 0},
+                    ],
+                },
             ],
         },
     }
@@ -72,16 +84,25 @@ def httproute() -> dict[str, Any]:
 
 def virtualservice() -> dict[str, Any]:
     return {
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
         "metadata": {"name": "web"},
         "spec": {
             "hosts": ["web"],
             "http": [
-                {"name": "admin", "match": [{"uri": {"prefix": "/admin"}}],
-                 "route": [{"destination": {"host": "admin"}}]},
-                {"name": "main", "retries": {"attempts": 3, "perTryTimeout": "2s"},
-                 "route": [{"destination": {"host": STABLE, "port": {"number": 80}}, "weight": 100},
-                           {"destination": {"host": CANARY, "port": {"number": 80}}, "weight": 0}]},
+                {
+                    "name": "admin",
+                    "match": [{"uri": {"prefix": "/admin"}}],
+                    "route": [{"destination": {"host": "admin"}}],
+                },
+                {
+                    "name": "main",
+                    "retries": {"attempts": 3, "perTryTimeout": "2s"},
+                    "route": [
+                        {"destination": {"host": STABLE, "port": {"number": 80}}, "weight": 100},
+                        {"destination": {"host": CANARY, "port": {"number": 80}}, "weight": 0},
+                    ],
+                },
             ],
         },
     }
@@ -89,34 +110,53 @@ def virtualservice() -> dict[str, Any]:
 
 def trafficsplit() -> dict[str, Any]:
     return {
-        "apiVersion": "split.smi-spec.io/v1alpha2", "kind": "TrafficSplit",
+        "apiVersion": "split.smi-spec.io/v1alpha2",
+        "kind": "TrafficSplit",
         "metadata": {"name": "web"},
-        "spec": {"service": "web", "backends": [{"service": STABLE, "weight": 100},
-                                                 {"service": CANARY, "weight": 0}]},
+        "spec": {"service": "web", "backends": [{"service": STABLE, "weight": 100}, {"service": CANARY, "weight": 0}]},
     }
 
 
 def ingress() -> dict[str, Any]:
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
         "metadata": {"name": "web", "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "8m"}},
-        "spec": {"ingressClassName": "nginx", "rules": [{"host": "shop.example.com", "http": {"paths": [
-            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": STABLE, "port": {"number": 80}}}},
-            {"path": "/admin", "pathType": "Prefix",
-             "backend": {"service": {"name": "admin", "port": {"number": 8080}}}},
-        ]}}]},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": "shop.example.com",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": STABLE, "port": {"number": 80}}},
+                            },
+                            {
+                                "path": "/admin",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "admin", "port": {"number": 8080}}},
+                            },
+                        ]
+                    },
+                }
+            ],
+        },
     }
 
 
 # ------------------------------------------------------------------ per-kind access
 
+
 @dataclass
 class Case:
     kind: str
     body: Callable[[], dict[str, Any]]
-    resource: Resource | None            # None: a built-in Ingress
-    weights: Callable[[dict[str, Any]], list[tuple[int, int]]]   # (stable, canary) per managed rule
-    strip: Callable[[dict[str, Any]], dict[str, Any]]            # the object without deliver's weights
+    resource: Resource | None  # None: a built-in Ingress
+    weights: Callable[[dict[str, Any]], list[tuple[int, int]]]  # (stable, canary) per managed rule
+    strip: Callable[[dict[str, Any]], dict[str, Any]]  # the object without deliver's weights
 
 
 def _gw_weights(obj: dict[str, Any]) -> list[tuple[int, int]]:
@@ -188,7 +228,8 @@ class Routes:
     def read(self, name: str = "web") -> dict[str, Any]:
         if self.case.resource is None:
             return self.kube.api_client.sanitize_for_serialization(
-                self.kube.networking.read_namespaced_ingress(name, self.ns))
+                self.kube.networking.read_namespaced_ingress(name, self.ns)
+            )
         r = self.case.resource
         return self.kube.custom.get_namespaced_custom_object(r.group, r.version, self.ns, r.plural, name)
 
@@ -207,14 +248,19 @@ class Routes:
 
 # ------------------------------------------------------------------ helpers
 
+
 def deliver_state(kube: Kube, ns: str) -> dict[str, Any]:
     d = kube.apps.read_namespaced_deployment("web", ns)
     return json.loads((d.metadata.annotations or {}).get("deliver.dev/state") or "{}")
 
 
 def cli(kubeconfig: Path, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "delivery.cli", "--kubeconfig", str(kubeconfig), "-n", ns, *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "delivery.cli", "--kubeconfig", str(kubeconfig), "-n", ns, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def service_hash(kube: Kube, ns: str, name: str) -> str:
@@ -231,8 +277,9 @@ def pod_hash_of(kube: Kube, ns: str, revision_image: str) -> str:
 
 def given_web_v1(kube: Kube, ns: str, annotations: dict[str, str]) -> None:
     """Given the annotated Deployment ``web`` at v1 (2 replicas), rolled out and recorded by deliver."""
-    kube.apps.create_namespaced_deployment(ns, make_deployment("web", replicas=2, image="example.com/web:v1",
-                                                               annotations=annotations))
+    kube.apps.create_namespaced_deployment(
+        ns, make_deployment("web", replicas=2, image="example.com/web:v1", annotations=annotations)
+    )
     wait_for(lambda: deployment_available(kube.apps, ns, "web"), 60, "web v1 Available")
     wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
 
@@ -252,10 +299,11 @@ def controller(cluster: Any, namespace: str, tmp_path: Path) -> Iterator[Control
 
 # ------------------------------------------------------------------ tests
 
+
 @pytest.mark.parametrize("kind", list(CASES))
-def test_router_moves_weights_step_by_step_and_back_to_zero(kind: str, kube: Kube, namespace: str, cluster: Any,
-                                                            route_crds: list[str],
-                                                            controller: ControllerProcess) -> None:
+def test_router_moves_weights_step_by_step_and_back_to_zero(
+    kind: str, kube: Kube, namespace: str, cluster: Any, route_crds: list[str], controller: ControllerProcess
+) -> None:
     ns = namespace
     routes = Routes(kube, ns, CASES[kind])
     # Given the user's route object with deliver's two backends and rules of its own
@@ -294,8 +342,11 @@ def test_router_moves_weights_step_by_step_and_back_to_zero(kind: str, kube: Kub
     wait_for(lambda: state().get("phase") == "Succeeded", 120, "promotion", describe=state)
     # (the record is written first; the Service re-point and weight reset follow it)
     wait_for(lambda: set(routes.weights()) == {(100, 0)}, 10, "weights reset after promotion", describe=routes.weights)
-    wait_for(lambda: service_hash(kube, ns, STABLE) == pod_hash_of(kube, ns, "example.com/web:v2"), 10,
-             "stable Service on v2")
+    wait_for(
+        lambda: service_hash(kube, ns, STABLE) == pod_hash_of(kube, ns, "example.com/web:v2"),
+        10,
+        "stable Service on v2",
+    )
 
     # When a third version is started and aborted at 20 %
     set_image(kube.apps, ns, "web", "example.com/web:v3")
@@ -322,8 +373,9 @@ def test_router_moves_weights_step_by_step_and_back_to_zero(kind: str, kube: Kub
 
 
 @pytest.mark.parametrize("kind", ["gateway-api", "nginx"])
-def test_missing_route_is_a_warning_event_and_no_action(kind: str, kube: Kube, namespace: str,
-                                                        route_crds: list[str], controller: ControllerProcess) -> None:
+def test_missing_route_is_a_warning_event_and_no_action(
+    kind: str, kube: Kube, namespace: str, route_crds: list[str], controller: ControllerProcess
+) -> None:
     ns = namespace
     annotations = dict(ANNOTATIONS, **{"deliver.dev/router": f"{kind}/no-such-route"})
     given_web_v1(kube, ns, annotations)
@@ -339,8 +391,9 @@ def test_missing_route_is_a_warning_event_and_no_action(kind: str, kube: Kube, n
     assert not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items
 
 
-def test_route_without_the_canary_backend_is_a_warning_event(kube: Kube, namespace: str, route_crds: list[str],
-                                                             controller: ControllerProcess) -> None:
+def test_route_without_the_canary_backend_is_a_warning_event(
+    kube: Kube, namespace: str, route_crds: list[str], controller: ControllerProcess
+) -> None:
     ns = namespace
     route = httproute()
     route["spec"]["rules"][1]["backendRefs"] = [{"name": STABLE, "port": 80}]  # the user forgot the canary
@@ -355,8 +408,9 @@ def test_route_without_the_canary_backend_is_a_warning_event(kube: Kube, namespa
     assert deliver_state(kube, ns).get("phase") in (None, "Idle")
 
 
-def test_missing_crd_is_a_warning_event(kube: Kube, namespace: str, route_crds: list[str],
-                                        controller: ControllerProcess) -> None:
+def test_missing_crd_is_a_warning_event(
+    kube: Kube, namespace: str, route_crds: list[str], controller: ControllerProcess
+) -> None:
     """Runs last in this module: removes the SMI CRD, then puts it back."""
     ns = namespace
     crds.uninstall(kube.api_client, ["trafficsplit"])
@@ -380,13 +434,18 @@ def test_missing_crd_is_a_warning_event(kube: Kube, namespace: str, route_crds: 
         crds.install(kube.api_client, ["trafficsplit"])
 
 
-def test_route_deleted_mid_delivery_holds_then_rolls_back(kube: Kube, namespace: str, route_crds: list[str],
-                                                          controller: ControllerProcess) -> None:
+def test_route_deleted_mid_delivery_holds_then_rolls_back(
+    kube: Kube, namespace: str, route_crds: list[str], controller: ControllerProcess
+) -> None:
     ns = namespace
     Routes(kube, ns, CASES["gateway-api"]).create()
-    annotations = {"deliver.dev/strategy": "canary", "deliver.dev/steps": "20,50,100",
-                   "deliver.dev/interval": "60s", "deliver.dev/router": "gateway-api/web",
-                   "deliver.dev/progress-deadline": "8s"}
+    annotations = {
+        "deliver.dev/strategy": "canary",
+        "deliver.dev/steps": "20,50,100",
+        "deliver.dev/interval": "60s",
+        "deliver.dev/router": "gateway-api/web",
+        "deliver.dev/progress-deadline": "8s",
+    }
     given_web_v1(kube, ns, annotations)
     set_image(kube.apps, ns, "web", "example.com/web:v2")
     wait_for(lambda: deliver_state(kube, ns).get("weight") == 20, 60, "the first step at 20 %")
@@ -397,8 +456,14 @@ def test_route_deleted_mid_delivery_holds_then_rolls_back(kube: Kube, namespace:
     messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 30, "a RouterUnavailable event")
     assert "holding step" in messages[0]
     assert deliver_state(kube, ns).get("phase") == "Progressing"
-    wait_for(lambda: deliver_state(kube, ns).get("phase") == "RolledBack", 60, "rollback",
-             describe=lambda: deliver_state(kube, ns))
+    wait_for(
+        lambda: deliver_state(kube, ns).get("phase") == "RolledBack",
+        60,
+        "rollback",
+        describe=lambda: deliver_state(kube, ns),
+    )
     assert "traffic router unavailable" in deliver_state(kube, ns)["message"]
     assert not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items
-    assert kube.apps.read_namespaced_deployment("web", ns).spec.template.spec.containers[0].image == "example.com/web:v1"
+    assert (
+        kube.apps.read_namespaced_deployment("web", ns).spec.template.spec.containers[0].image == "example.com/web:v1"
+    )

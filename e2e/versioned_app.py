@@ -43,8 +43,9 @@ TICK = 0.05  # seconds between bursts of synthetic requests
 class Counters:
     """The app's request counters and its traffic settings (thread-safe)."""
 
-    def __init__(self, rate: float = 0.0, error_share: float = 0.0, median: float = 0.05,
-                 sigma: float = 0.5, seed: int = 1) -> None:
+    def __init__(
+        self, rate: float = 0.0, error_share: float = 0.0, median: float = 0.05, sigma: float = 0.5, seed: int = 1
+    ) -> None:
         self.lock = threading.Lock()
         self.rate = rate
         self.error_share = error_share
@@ -54,11 +55,12 @@ class Counters:
         self.codes = {"200": 0, "500": 0}
         self.buckets = [0] * (len(BUCKETS) + 1)  # per bucket; the last is +Inf
         self.seconds = 0.0
-        self._pending = 0.0   # fractional requests carried to the next tick
+        self._pending = 0.0  # fractional requests carried to the next tick
         self._error_acc = 0.0  # fractional errors carried to the next request
 
-    def configure(self, rate: float | None = None, error_share: float | None = None,
-                  median: float | None = None) -> dict[str, float]:
+    def configure(
+        self, rate: float | None = None, error_share: float | None = None, median: float | None = None
+    ) -> dict[str, float]:
         with self.lock:
             if rate is not None:
                 if not (math.isfinite(rate) and rate >= 0):
@@ -102,19 +104,25 @@ class Counters:
     def stats(self) -> dict[str, Any]:
         with self.lock:
             total = sum(self.codes.values())
-            return {"total": total, "errors": self.codes["500"], "rate": self.rate,
-                    "error_share": self.error_share, "median": self.median}
+            return {
+                "total": total,
+                "errors": self.codes["500"],
+                "rate": self.rate,
+                "error_share": self.error_share,
+                "median": self.median,
+            }
 
     def exposition(self) -> str:
         with self.lock:
             codes = dict(self.codes)
             buckets = list(self.buckets)
             seconds = self.seconds
-        lines = ["# HELP http_requests_total Requests served, by status code.",
-                 "# TYPE http_requests_total counter"]
+        lines = ["# HELP http_requests_total Requests served, by status code.", "# TYPE http_requests_total counter"]
         lines += [f'http_requests_total{{code="{c}"}} {n}' for c, n in sorted(codes.items())]
-        lines += ["# HELP http_request_duration_seconds Request latency.",
-                  "# TYPE http_request_duration_seconds histogram"]
+        lines += [
+            "# HELP http_request_duration_seconds Request latency.",
+            "# TYPE http_request_duration_seconds histogram",
+        ]
         cumulative = 0
         for bound, n in zip(BUCKETS, buckets):
             cumulative += n
@@ -127,7 +135,7 @@ class Counters:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
 
     def _send(self, code: int, body: str, ctype: str = "application/json") -> None:
         data = body.encode()
@@ -159,7 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
             settings = self.server.counters.configure(
                 rate=None if body.get("rate") is None else float(body["rate"]),
                 error_share=None if body.get("error_share") is None else float(body["error_share"]),
-                median=None if body.get("median") is None else float(body["median"]))
+                median=None if body.get("median") is None else float(body["median"]),
+            )
         except (ValueError, TypeError) as exc:
             self._send(400, json.dumps({"error": str(exc)}))
             return
@@ -213,15 +222,14 @@ def main(argv: list[str] | None = None) -> int:
 class VersionedApp:
     """Start ``python -m e2e.versioned_app`` as a subprocess and talk to it.
 
-        app = VersionedApp("v2", log_dir).start()
-        prometheus.add_target("web", app.address, {"namespace": ns, "pod_template_hash": h})
-        app.set_traffic(rate=1000, error_share=0.1)
-        app.stats()    # {"total": ..., "errors": ...}
-        app.stop()
+    app = VersionedApp("v2", log_dir).start()
+    prometheus.add_target("web", app.address, {"namespace": ns, "pod_template_hash": h})
+    app.set_traffic(rate=1000, error_share=0.1)
+    app.stats()    # {"total": ..., "errors": ...}
+    app.stop()
     """
 
-    def __init__(self, name: str, log_dir: Path, seed: int = 1, median: float = 0.05,
-                 sigma: float = 0.5) -> None:
+    def __init__(self, name: str, log_dir: Path, seed: int = 1, median: float = 0.05, sigma: float = 0.5) -> None:
         self.name = name
         self.log_path = Path(log_dir) / f"app-{name}.log"
         self.seed, self.median, self.sigma = seed, median, sigma
@@ -236,13 +244,27 @@ class VersionedApp:
     def url(self) -> str:
         return f"http://{self.address}"
 
-    def start(self, timeout: float = 15.0) -> "VersionedApp":
+    def start(self, timeout: float = 15.0) -> VersionedApp:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "e2e.versioned_app", "--name", self.name, "--seed", str(self.seed),
-             "--median", str(self.median), "--sigma", str(self.sigma)],
-            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=log)
+            [
+                sys.executable,
+                "-m",
+                "e2e.versioned_app",
+                "--name",
+                self.name,
+                "--seed",
+                str(self.seed),
+                "--median",
+                str(self.median),
+                "--sigma",
+                str(self.sigma),
+            ],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
         log.close()
         assert self.proc.stdout is not None
         result: dict[str, Any] = {}
@@ -263,13 +285,15 @@ class VersionedApp:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             return dict(json.loads(resp.read()))
 
-    def set_traffic(self, rate: float | None = None, error_share: float | None = None,
-                    median: float | None = None) -> dict[str, Any]:
+    def set_traffic(
+        self, rate: float | None = None, error_share: float | None = None, median: float | None = None
+    ) -> dict[str, Any]:
         return self._call("POST", "/traffic", {"rate": rate, "error_share": error_share, "median": median})
 
     def stats(self) -> dict[str, Any]:
@@ -291,7 +315,7 @@ class VersionedApp:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
-    def __enter__(self) -> "VersionedApp":
+    def __enter__(self) -> VersionedApp:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

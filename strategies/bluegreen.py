@@ -11,8 +11,21 @@ from __future__ import annotations
 
 from .common import RECHECK, gate, rollback, settle_adopted
 from .model import (
-    Action, AdoptNew, DeleteNew, DeliverySpec, DeliveryState, Emit, EnsureServices, Observation,
-    Phase, Plan, RevertTemplate, ScaleNew, SetPaused, SwitchActive, VersionObs,
+    Action,
+    AdoptNew,
+    DeleteNew,
+    DeliverySpec,
+    DeliveryState,
+    Emit,
+    EnsureServices,
+    Observation,
+    Phase,
+    Plan,
+    RevertTemplate,
+    ScaleNew,
+    SetPaused,
+    SwitchActive,
+    VersionObs,
 )
 
 PREVIEW, SWITCHED = 0, 1
@@ -23,32 +36,40 @@ class BlueGreenPlanner:
         return False
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
-        return (SwitchActive(state.stable_hash), DeleteNew(), RevertTemplate(state.stable_revision, state.stable_template))
+        return (
+            SwitchActive(state.stable_hash),
+            DeleteNew(),
+            RevertTemplate(state.stable_revision, state.stable_template),
+        )
 
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         n = obs.replicas
         new = obs.deliver_owned(state.revision)
         base: list[Action] = [SetPaused(True)] if not obs.paused else []
         if state.step <= PREVIEW:
-            base += [ScaleNew(n), EnsureServices(state.stable_hash, state.revision),
-                     SwitchActive(state.stable_hash)]
+            base += [ScaleNew(n), EnsureServices(state.stable_hash, state.revision), SwitchActive(state.stable_hash)]
             if state.phase == Phase.PAUSED:
                 if new is not None and new.health.problem(spec.max_restarts):
-                    return rollback(spec, state, obs, self,
-                                    f"new version unhealthy: {new.health.problem(spec.max_restarts)}")
+                    return rollback(
+                        spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}"
+                    )
                 return Plan(state, tuple(base), None)
             verdict = gate(spec, state, obs, self, new, n, PREVIEW)
             if isinstance(verdict, Plan):
                 keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
-                return Plan(verdict.state, (tuple(base) if keep else ()) + verdict.actions,
-                            verdict.requeue_after)
+                return Plan(verdict.state, (tuple(base) if keep else ()) + verdict.actions, verdict.requeue_after)
             if verdict != "pass":
                 return Plan(state, tuple(base), RECHECK)
             if not spec.auto_promote:
-                message = (f"preview of revision {state.revision} passed; waiting for "
-                           f"`deliver promote {obs.name}` to switch the active Service")
-                return Plan(state.replace(phase=Phase.PAUSED, message=message),
-                            tuple(base) + (Emit("Normal", "AwaitingPromotion", message),), None)
+                message = (
+                    f"preview of revision {state.revision} passed; waiting for "
+                    f"`deliver promote {obs.name}` to switch the active Service"
+                )
+                return Plan(
+                    state.replace(phase=Phase.PAUSED, message=message),
+                    tuple(base) + (Emit("Normal", "AwaitingPromotion", message),),
+                    None,
+                )
             moved = state.replace(step=SWITCHED, step_started=obs.now)
             return self.advance(spec, moved, obs)
 
@@ -56,19 +77,37 @@ class BlueGreenPlanner:
             # `promote` may arrive before the preview is fully Ready: switch only once it is.
             waiting = self._not_ready_to_switch(spec, state, obs, new, n)
             if waiting is not None:
-                return Plan(waiting.state, tuple(base) + (ScaleNew(n), EnsureServices(state.stable_hash, state.revision),
-                                                          SwitchActive(state.stable_hash)) + waiting.actions
-                            if waiting.state.phase == state.phase else waiting.actions, waiting.requeue_after)
+                return Plan(
+                    waiting.state,
+                    tuple(base)
+                    + (ScaleNew(n), EnsureServices(state.stable_hash, state.revision), SwitchActive(state.stable_hash))
+                    + waiting.actions
+                    if waiting.state.phase == state.phase
+                    else waiting.actions,
+                    waiting.requeue_after,
+                )
 
         if state.step == SWITCHED:
-            actions: list[Action] = base + [ScaleNew(n), EnsureServices(state.stable_hash, state.revision),
-                                             SwitchActive(state.revision)]
+            actions: list[Action] = base + [
+                ScaleNew(n),
+                EnsureServices(state.stable_hash, state.revision),
+                SwitchActive(state.revision),
+            ]
             if not state.switched:
-                state = state.replace(switched=obs.now, step_started=obs.now, weight=100,
-                                      message=f"active Service switched to revision {state.revision}")
-                actions.append(Emit("Normal", "ActiveSwitched",
-                                    f"active Service {spec.active_service} now selects revision "
-                                    f"{state.revision}; old version kept warm for {int(spec.keep_warm)}s"))
+                state = state.replace(
+                    switched=obs.now,
+                    step_started=obs.now,
+                    weight=100,
+                    message=f"active Service switched to revision {state.revision}",
+                )
+                actions.append(
+                    Emit(
+                        "Normal",
+                        "ActiveSwitched",
+                        f"active Service {spec.active_service} now selects revision "
+                        f"{state.revision}; old version kept warm for {int(spec.keep_warm)}s",
+                    )
+                )
             if new is not None:
                 problem = new.health.problem(spec.max_restarts)
                 if problem:
@@ -90,19 +129,37 @@ class BlueGreenPlanner:
         settling = settle_adopted(state, obs, adopted)
         if settling is not None:
             return Plan(state, (SwitchActive(adopted.pod_hash),) + settling, RECHECK)
-        done = state.replace(phase=Phase.SUCCEEDED, finished=obs.now, stable_revision=state.revision,
-                             stable_hash=adopted.pod_hash, message=f"revision {state.revision} promoted")
-        return Plan(done, (SetPaused(True), SwitchActive(adopted.pod_hash), EnsureServices(adopted.pod_hash, adopted.pod_hash),
-                           Emit("Normal", "DeliverySucceeded",
-                                f"revision {state.revision} is the stable version; old version scaled down")),
-                    None)
+        done = state.replace(
+            phase=Phase.SUCCEEDED,
+            finished=obs.now,
+            stable_revision=state.revision,
+            stable_hash=adopted.pod_hash,
+            message=f"revision {state.revision} promoted",
+        )
+        return Plan(
+            done,
+            (
+                SetPaused(True),
+                SwitchActive(adopted.pod_hash),
+                EnsureServices(adopted.pod_hash, adopted.pod_hash),
+                Emit(
+                    "Normal",
+                    "DeliverySucceeded",
+                    f"revision {state.revision} is the stable version; old version scaled down",
+                ),
+            ),
+            None,
+        )
 
-    def _not_ready_to_switch(self, spec: DeliverySpec, state: DeliveryState, obs: Observation,
-                             new: "VersionObs | None", n: int) -> Plan | None:
+    def _not_ready_to_switch(
+        self, spec: DeliverySpec, state: DeliveryState, obs: Observation, new: VersionObs | None, n: int
+    ) -> Plan | None:
         """None when the new version is fully Ready (the switch may happen); else wait or roll back."""
         if new is None or not new.owned and new.ready < n or new.health.problem(spec.max_restarts):
             if new is not None and new.health.problem(spec.max_restarts):
-                return rollback(spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}")
+                return rollback(
+                    spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}"
+                )
             if obs.now - state.step_started > spec.progress_deadline:
                 ready = new.ready if new is not None else 0
                 return rollback(spec, state, obs, self, f"only {ready}/{n} new pods Ready; not switching")

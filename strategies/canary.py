@@ -10,8 +10,20 @@ from __future__ import annotations
 
 from .common import RECHECK, ROUTER_DRAIN, ceil_share, gate, rollback, settle_adopted
 from .model import (
-    Action, AdoptNew, DeleteNew, DeliverySpec, DeliveryState, Emit, EnsureServices, Observation,
-    Phase, Plan, RevertTemplate, ScaleNew, SetPaused, SetWeight,
+    Action,
+    AdoptNew,
+    DeleteNew,
+    DeliverySpec,
+    DeliveryState,
+    Emit,
+    EnsureServices,
+    Observation,
+    Phase,
+    Plan,
+    RevertTemplate,
+    ScaleNew,
+    SetPaused,
+    SetWeight,
 )
 
 
@@ -48,8 +60,11 @@ class CanaryPlanner:
                     return rollback(spec, state, obs, self, f"new version unhealthy: {problem}")
             if state.phase != Phase.PAUSED:
                 message = f"manual gate at step {state.step + 1}: waiting for `deliver promote {obs.name}`"
-                return Plan(state.replace(phase=Phase.PAUSED, message=message),
-                            tuple(converge) + (Emit("Normal", "ManualGate", message),), None)
+                return Plan(
+                    state.replace(phase=Phase.PAUSED, message=message),
+                    tuple(converge) + (Emit("Normal", "ManualGate", message),),
+                    None,
+                )
             return Plan(state, tuple(converge), None)
 
         if obs.router_weight is not None and ready >= want and obs.router_weight != weight:
@@ -57,12 +72,21 @@ class CanaryPlanner:
 
         verdict = gate(spec, state, obs, self, new, want, state.step)
         if isinstance(verdict, Plan):
-            return Plan(verdict.state, tuple(converge) + verdict.actions
-                        if verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED) else verdict.actions,
-                        verdict.requeue_after)
+            return Plan(
+                verdict.state,
+                tuple(converge) + verdict.actions
+                if verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
+                else verdict.actions,
+                verdict.requeue_after,
+            )
         if verdict == "pass":
-            moved = state.replace(step=state.step + 1, step_started=obs.now, analysis_started=obs.now, extensions=0,
-                                  message=f"step {state.step + 1} ({weight}%) passed")
+            moved = state.replace(
+                step=state.step + 1,
+                step_started=obs.now,
+                analysis_started=obs.now,
+                extensions=0,
+                message=f"step {state.step + 1} ({weight}%) passed",
+            )
             nxt = self.advance(spec, moved, obs)
             event = Emit("Normal", "StepPassed", f"step {state.step + 1} ({weight}%) passed; moving on")
             return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
@@ -72,8 +96,9 @@ class CanaryPlanner:
         n = obs.replicas
         if state.phase != Phase.PROMOTING:
             state = state.replace(phase=Phase.PROMOTING, message=f"promoting revision {state.revision}")
-            head: tuple[Action, ...] = (Emit("Normal", "Promoting",
-                                             f"all steps passed; promoting revision {state.revision}"),)
+            head: tuple[Action, ...] = (
+                Emit("Normal", "Promoting", f"all steps passed; promoting revision {state.revision}"),
+            )
         else:
             head = ()
         ours = obs.deliver_owned(state.revision)
@@ -84,29 +109,39 @@ class CanaryPlanner:
                 return rollback(spec, state, obs, self, f"new version unhealthy while promoting: {problem}")
             if ours.ready < n:
                 if obs.now - state.step_started > spec.progress_deadline:
-                    return rollback(spec, state, obs, self,
-                                    f"only {ours.ready}/{n} new pods Ready while promoting")
-                return Plan(state, head + (ScaleNew(n), EnsureServices(state.stable_hash, state.revision)),
-                            RECHECK)
+                    return rollback(spec, state, obs, self, f"only {ours.ready}/{n} new pods Ready while promoting")
+                return Plan(state, head + (ScaleNew(n), EnsureServices(state.stable_hash, state.revision)), RECHECK)
             if spec.router.kind != "replica":
                 # All traffic to the new pods first; the old pods go (adoption) only after the
                 # router confirms 100% and has had ROUTER_DRAIN to apply it.
                 if state.weight != 100 or not state.switched:
                     return Plan(state.replace(weight=100, switched=obs.now), head + (SetWeight(100),), RECHECK)
                 if obs.router_weight not in (None, 100) or obs.now - state.switched < ROUTER_DRAIN:
-                    return Plan(state, head + (SetWeight(100),),
-                                max(0.2, ROUTER_DRAIN - (obs.now - state.switched)))
+                    return Plan(state, head + (SetWeight(100),), max(0.2, ROUTER_DRAIN - (obs.now - state.switched)))
             return Plan(state.replace(weight=100), head + (SetWeight(100), AdoptNew()), RECHECK)
         if adopted is not None and adopted.owned:
             settling = settle_adopted(state, obs, adopted)
             if settling is not None:
                 return Plan(state, head + settling, RECHECK)
-            done = state.replace(phase=Phase.SUCCEEDED, finished=obs.now, weight=100,
-                                 stable_revision=state.revision, stable_hash=adopted.pod_hash,
-                                 message=f"revision {state.revision} promoted")
-            return Plan(done, head + (SetPaused(True), EnsureServices(adopted.pod_hash, adopted.pod_hash), SetWeight(0),
-                                      Emit("Normal", "DeliverySucceeded",
-                                           f"revision {state.revision} is the stable version")), None)
+            done = state.replace(
+                phase=Phase.SUCCEEDED,
+                finished=obs.now,
+                weight=100,
+                stable_revision=state.revision,
+                stable_hash=adopted.pod_hash,
+                message=f"revision {state.revision} promoted",
+            )
+            return Plan(
+                done,
+                head
+                + (
+                    SetPaused(True),
+                    EnsureServices(adopted.pod_hash, adopted.pod_hash),
+                    SetWeight(0),
+                    Emit("Normal", "DeliverySucceeded", f"revision {state.revision} is the stable version"),
+                ),
+                None,
+            )
         # Our ReplicaSet is gone before adoption (deleted by hand?): start the promotion over.
         return Plan(state, head + (ScaleNew(n),), RECHECK)
 

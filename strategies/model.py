@@ -22,14 +22,14 @@ class Strategy(str, Enum):
 class Phase(str, Enum):
     """Where a delivery is. Terminal phases: SUCCEEDED, ROLLED_BACK, ABORTED."""
 
-    IDLE = "Idle"                # nothing to deliver: the template is the stable version
+    IDLE = "Idle"  # nothing to deliver: the template is the stable version
     PROGRESSING = "Progressing"  # a step is being rolled out / held / analysed
-    PAUSED = "Paused"            # waiting for `deliver promote` (manual gate or inconclusive)
-    PROMOTING = "Promoting"      # the new version is becoming stable
+    PAUSED = "Paused"  # waiting for `deliver promote` (manual gate or inconclusive)
+    PROMOTING = "Promoting"  # the new version is becoming stable
     SUCCEEDED = "Succeeded"
     ROLLING_BACK = "RollingBack"  # the stable version is being restored
-    ROLLED_BACK = "RolledBack"   # failed automatically; stable serving again
-    ABORTED = "Aborted"          # stopped by an operator; stable serving again
+    ROLLED_BACK = "RolledBack"  # failed automatically; stable serving again
+    ABORTED = "Aborted"  # stopped by an operator; stable serving again
 
     @property
     def terminal(self) -> bool:
@@ -60,22 +60,22 @@ class DeliverySpec:
     """The validated ``deliver.dev/*`` annotations of one Deployment."""
 
     strategy: Strategy
-    steps: tuple[CanaryStep, ...] = ()          # canary
-    pause_at: tuple[int, ...] = ()              # rolling: percent of pods updated
-    interval: float = 60.0                      # seconds each step is held and analysed
-    progress_deadline: float = 600.0            # seconds for a step's pods to become Ready
+    steps: tuple[CanaryStep, ...] = ()  # canary
+    pause_at: tuple[int, ...] = ()  # rolling: percent of pods updated
+    interval: float = 60.0  # seconds each step is held and analysed
+    progress_deadline: float = 600.0  # seconds for a step's pods to become Ready
     auto_rollback: bool = True
-    auto_promote: bool = True                   # blue-green: switch without `deliver promote`
-    active_service: str = ""                    # blue-green
-    preview_service: str = ""                   # blue-green
-    keep_warm: float = 120.0                    # blue-green: seconds old version stays up after switch
-    stable_service: str = ""                    # canary with a router
-    canary_service: str = ""                    # canary with a router
+    auto_promote: bool = True  # blue-green: switch without `deliver promote`
+    active_service: str = ""  # blue-green
+    preview_service: str = ""  # blue-green
+    keep_warm: float = 120.0  # blue-green: seconds old version stays up after switch
+    stable_service: str = ""  # canary with a router
+    canary_service: str = ""  # canary with a router
     router: RouterRef = RouterRef("replica")
-    max_restarts: int = 0                       # restarts tolerated per new pod before failing
-    on_inconclusive: str = "pause"              # pause | extend | rollback
+    max_restarts: int = 0  # restarts tolerated per new pod before failing
+    on_inconclusive: str = "pause"  # pause | extend | rollback
     max_extensions: int = 3
-    analysis: tuple[Any, ...] = ()              # delivery.analysis.checks.CheckSpec values
+    analysis: tuple[Any, ...] = ()  # delivery.analysis.checks.CheckSpec values
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ class PodHealth:
     total: int = 0
     ready: int = 0
     restarts: int = 0
-    crashloop: int = 0           # pods waiting in CrashLoopBackOff
-    image_errors: int = 0        # pods waiting in ImagePullBackOff / ErrImagePull / InvalidImageName
+    crashloop: int = 0  # pods waiting in CrashLoopBackOff
+    image_errors: int = 0  # pods waiting in ImagePullBackOff / ErrImagePull / InvalidImageName
     oldest_unready_age: float = 0.0  # seconds the longest-unready pod has been unready
 
     def problem(self, max_restarts: int) -> str | None:
@@ -104,10 +104,10 @@ class VersionObs:
     """One ReplicaSet (one version of the pod template) as observed."""
 
     name: str
-    pod_hash: str                # the pod-template-hash label value
-    revision: str                # deliver's hash of the template (without pod-template-hash)
-    owned: bool                  # controlled by the Deployment (False: deliver's own canary/preview RS)
-    replicas: int                # spec.replicas
+    pod_hash: str  # the pod-template-hash label value
+    revision: str  # deliver's hash of the template (without pod-template-hash)
+    owned: bool  # controlled by the Deployment (False: deliver's own canary/preview RS)
+    replicas: int  # spec.replicas
     ready: int
     available: int
     created: float = 0.0
@@ -124,19 +124,19 @@ class Observation:
     name: str
     generation: int
     observed_generation: int
-    replicas: int                       # the Deployment's spec.replicas (owned by the user / HPA)
+    replicas: int  # the Deployment's spec.replicas (owned by the user / HPA)
     paused: bool
-    target_revision: str                # deliver's hash of spec.template
-    native_strategy: str                # the Deployment's spec.strategy.type
-    updated_replicas: int = 0           # status.updatedReplicas
+    target_revision: str  # deliver's hash of spec.template
+    native_strategy: str  # the Deployment's spec.strategy.type
+    updated_replicas: int = 0  # status.updatedReplicas
     ready_replicas: int = 0
     available_replicas: int = 0
-    total_replicas: int = 0             # status.replicas
-    deadline_exceeded: bool = False     # Progressing condition reason ProgressDeadlineExceeded
+    total_replicas: int = 0  # status.replicas
+    deadline_exceeded: bool = False  # Progressing condition reason ProgressDeadlineExceeded
     versions: tuple[VersionObs, ...] = ()
-    request: str = ""                   # promote | promote-full | abort | retry | pause | resume | ""
-    request_id: str = ""                # unique id of that request (consumed once)
-    router_weight: int | None = None    # weight the router reports now (None: unknown / no router)
+    request: str = ""  # promote | promote-full | abort | retry | pause | resume | ""
+    request_id: str = ""  # unique id of that request (consumed once)
+    router_weight: int | None = None  # weight the router reports now (None: unknown / no router)
     template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def version(self, revision: str) -> VersionObs | None:
@@ -173,19 +173,29 @@ class Verdict:
     """The outcome of one analysis: health gate plus metric checks, with their numbers."""
 
     step: int
-    outcome: str                 # pass | fail | inconclusive
+    outcome: str  # pass | fail | inconclusive
     summary: str
     at: float
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "outcome": self.outcome, "summary": self.summary,
-                "at": round(self.at, 3), "details": self.details}
+        return {
+            "step": self.step,
+            "outcome": self.outcome,
+            "summary": self.summary,
+            "at": round(self.at, 3),
+            "details": self.details,
+        }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Verdict":
-        return cls(step=int(d["step"]), outcome=str(d["outcome"]), summary=str(d.get("summary", "")),
-                   at=float(d.get("at", 0.0)), details=dict(d.get("details") or {}))
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        return cls(
+            step=int(d["step"]),
+            outcome=str(d["outcome"]),
+            summary=str(d.get("summary", "")),
+            at=float(d.get("at", 0.0)),
+            details=dict(d.get("details") or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -194,36 +204,45 @@ class DeliveryState:
 
     phase: Phase = Phase.IDLE
     strategy: str = ""
-    revision: str = ""              # the template revision being delivered
-    stable_revision: str = ""       # the revision serving before the delivery started
-    stable_hash: str = ""           # its pod-template-hash
-    step: int = 0                   # index into the plan's steps
+    revision: str = ""  # the template revision being delivered
+    stable_revision: str = ""  # the revision serving before the delivery started
+    stable_hash: str = ""  # its pod-template-hash
+    step: int = 0  # index into the plan's steps
     step_started: float = 0.0
     started: float = 0.0
     finished: float = 0.0
-    switched: float = 0.0           # blue-green: when the active Service was switched
-    analysis_started: float = 0.0   # start of the cumulative analysis window
+    switched: float = 0.0  # blue-green: when the active Service was switched
+    analysis_started: float = 0.0  # start of the cumulative analysis window
     extensions: int = 0
-    weight: int = 0                 # traffic share promised to the new version now
+    weight: int = 0  # traffic share promised to the new version now
     message: str = ""
-    failed_revision: str = ""       # a revision that was rolled back / aborted: not retried on its own
+    failed_revision: str = ""  # a revision that was rolled back / aborted: not retried on its own
     failed_template: dict[str, Any] | None = None
     stable_template: dict[str, Any] | None = None  # to revert to even if its ReplicaSet is gone
-    handled_request: str = ""       # last operator request consumed (id), so none is applied twice
+    handled_request: str = ""  # last operator request consumed (id), so none is applied twice
     verdicts: tuple[Verdict, ...] = ()
 
-    def replace(self, **changes: Any) -> "DeliveryState":
+    def replace(self, **changes: Any) -> DeliveryState:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "phase": self.phase.value, "strategy": self.strategy, "revision": self.revision,
-            "stableRevision": self.stable_revision, "stableHash": self.stable_hash,
-            "step": self.step, "stepStarted": round(self.step_started, 3),
-            "started": round(self.started, 3), "finished": round(self.finished, 3),
-            "switched": round(self.switched, 3), "analysisStarted": round(self.analysis_started, 3),
-            "extensions": self.extensions, "weight": self.weight, "message": self.message,
-            "failedRevision": self.failed_revision, "handledRequest": self.handled_request,
+            "phase": self.phase.value,
+            "strategy": self.strategy,
+            "revision": self.revision,
+            "stableRevision": self.stable_revision,
+            "stableHash": self.stable_hash,
+            "step": self.step,
+            "stepStarted": round(self.step_started, 3),
+            "started": round(self.started, 3),
+            "finished": round(self.finished, 3),
+            "switched": round(self.switched, 3),
+            "analysisStarted": round(self.analysis_started, 3),
+            "extensions": self.extensions,
+            "weight": self.weight,
+            "message": self.message,
+            "failedRevision": self.failed_revision,
+            "handledRequest": self.handled_request,
             "verdicts": [v.to_dict() for v in self.verdicts[-20:]],
         }
         if self.failed_template is not None:
@@ -233,17 +252,25 @@ class DeliveryState:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DeliveryState":
+    def from_dict(cls, d: dict[str, Any]) -> DeliveryState:
         return cls(
-            phase=Phase(d.get("phase", Phase.IDLE.value)), strategy=str(d.get("strategy", "")),
-            revision=str(d.get("revision", "")), stable_revision=str(d.get("stableRevision", "")),
-            stable_hash=str(d.get("stableHash", "")), step=int(d.get("step", 0)),
-            step_started=float(d.get("stepStarted", 0.0)), started=float(d.get("started", 0.0)),
-            finished=float(d.get("finished", 0.0)), switched=float(d.get("switched", 0.0)),
+            phase=Phase(d.get("phase", Phase.IDLE.value)),
+            strategy=str(d.get("strategy", "")),
+            revision=str(d.get("revision", "")),
+            stable_revision=str(d.get("stableRevision", "")),
+            stable_hash=str(d.get("stableHash", "")),
+            step=int(d.get("step", 0)),
+            step_started=float(d.get("stepStarted", 0.0)),
+            started=float(d.get("started", 0.0)),
+            finished=float(d.get("finished", 0.0)),
+            switched=float(d.get("switched", 0.0)),
             analysis_started=float(d.get("analysisStarted", 0.0)),
-            extensions=int(d.get("extensions", 0)), weight=int(d.get("weight", 0)),
-            message=str(d.get("message", "")), failed_revision=str(d.get("failedRevision", "")),
-            failed_template=d.get("failedTemplate"), stable_template=d.get("stableTemplate"),
+            extensions=int(d.get("extensions", 0)),
+            weight=int(d.get("weight", 0)),
+            message=str(d.get("message", "")),
+            failed_revision=str(d.get("failedRevision", "")),
+            failed_template=d.get("failedTemplate"),
+            stable_template=d.get("stableTemplate"),
             handled_request=str(d.get("handledRequest", "")),
             verdicts=tuple(Verdict.from_dict(v) for v in d.get("verdicts", [])),
         )
@@ -251,21 +278,25 @@ class DeliveryState:
 
 # ---- actions: what a planner asks the engine to do (all idempotent) ----
 
+
 @dataclass(frozen=True)
 class SetPaused:
     """Set the Deployment's spec.paused (paused: the native controller rolls nothing out)."""
+
     paused: bool
 
 
 @dataclass(frozen=True)
 class ScaleNew:
     """Ensure deliver's own ReplicaSet for the target template exists with this many replicas."""
+
     replicas: int
 
 
 @dataclass(frozen=True)
 class DeleteNew:
     """Scale deliver's own ReplicaSets to zero and delete them (the rollback of canary/blue-green)."""
+
     keep_revision: str = ""  # do not delete the RS of this revision (used for stale cleanup)
 
 
@@ -284,6 +315,7 @@ class RevertTemplate:
 
     ``template`` is the copy kept in the record, used when that ReplicaSet is gone
     (e.g. revisionHistoryLimit: 0)."""
+
     stable_revision: str
     template: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
@@ -291,18 +323,21 @@ class RevertTemplate:
 @dataclass(frozen=True)
 class ApplyTemplate:
     """Write a pod template into the Deployment (``deliver retry`` of a failed revision)."""
+
     template: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class SetWeight:
     """Send this percentage of traffic to the new version through the declared router."""
+
     weight: int
 
 
 @dataclass(frozen=True)
 class EnsureServices:
     """Create/update the Services deliver owns (canary/stable or preview/active) for these pod hashes."""
+
     stable_hash: str
     new_hash: str
 
@@ -310,12 +345,14 @@ class EnsureServices:
 @dataclass(frozen=True)
 class SwitchActive:
     """Blue-green: point the active Service at one version's pod hash in one patch."""
+
     pod_hash: str
 
 
 @dataclass(frozen=True)
 class Analyse:
     """Run the metric checks over [start, now] and record the verdict for this step."""
+
     step: int
     start: float
 
@@ -323,13 +360,25 @@ class Analyse:
 @dataclass(frozen=True)
 class Emit:
     """A Kubernetes Event on the Deployment."""
-    type: str      # Normal | Warning
-    reason: str    # CamelCase
+
+    type: str  # Normal | Warning
+    reason: str  # CamelCase
     message: str
 
 
-Action = Union[SetPaused, ScaleNew, DeleteNew, AdoptNew, RevertTemplate, ApplyTemplate, SetWeight,
-               EnsureServices, SwitchActive, Analyse, Emit]
+Action = Union[
+    SetPaused,
+    ScaleNew,
+    DeleteNew,
+    AdoptNew,
+    RevertTemplate,
+    ApplyTemplate,
+    SetWeight,
+    EnsureServices,
+    SwitchActive,
+    Analyse,
+    Emit,
+]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from .common import NativePlanner, gate, rollback
 from .model import (
-    Action, DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
+    Action,
+    DeliverySpec,
+    DeliveryState,
+    Emit,
+    Observation,
+    Phase,
+    Plan,
+    SetPaused,
 )
 
 
@@ -20,7 +27,9 @@ class RecreatePlanner(NativePlanner):
             return self._finish(state, obs, new.pod_hash if new else state.stable_hash)
         if state.phase == Phase.PAUSED:
             if new is not None and new.health.problem(spec.max_restarts):
-                return rollback(spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}")
+                return rollback(
+                    spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}"
+                )
             return Plan(state, (), None)
         unpause: tuple[Action, ...] = (SetPaused(False),) if obs.paused else ()
         state = state.replace(weight=100 if new is not None and new.ready else 0)
@@ -33,8 +42,17 @@ class RecreatePlanner(NativePlanner):
         return Plan(state, unpause, 2.0)
 
     def _finish(self, state: DeliveryState, obs: Observation, pod_hash: str) -> Plan:
-        done = state.replace(phase=Phase.SUCCEEDED, finished=obs.now, weight=100, step=1,
-                             stable_revision=state.revision, stable_hash=pod_hash,
-                             message=f"revision {state.revision} recreated and verified")
-        return Plan(done, (SetPaused(True), Emit("Normal", "DeliverySucceeded",
-                                                  f"revision {state.revision} is the stable version")), None)
+        done = state.replace(
+            phase=Phase.SUCCEEDED,
+            finished=obs.now,
+            weight=100,
+            step=1,
+            stable_revision=state.revision,
+            stable_hash=pod_hash,
+            message=f"revision {state.revision} recreated and verified",
+        )
+        return Plan(
+            done,
+            (SetPaused(True), Emit("Normal", "DeliverySucceeded", f"revision {state.revision} is the stable version")),
+            None,
+        )

@@ -7,9 +7,16 @@ Steps: 0..len(pause_at)-1 = hold at each point, len(pause_at) = finish the rollo
 
 from __future__ import annotations
 
-from .common import NativePlanner, RECHECK, ceil_share, gate, rollback
+from .common import RECHECK, NativePlanner, ceil_share, gate, rollback
 from .model import (
-    Action, DeliverySpec, DeliveryState, Emit, Observation, Phase, Plan, SetPaused,
+    Action,
+    DeliverySpec,
+    DeliveryState,
+    Emit,
+    Observation,
+    Phase,
+    Plan,
+    SetPaused,
 )
 
 
@@ -28,8 +35,9 @@ class RollingPlanner(NativePlanner):
             return Plan(state, () if obs.paused else (SetPaused(True),), None)
         if not final and updated < want:
             if obs.now - state.step_started > spec.progress_deadline or obs.deadline_exceeded:
-                return rollback(spec, state, obs, self,
-                                f"only {updated}/{want} pods updated within the progress deadline")
+                return rollback(
+                    spec, state, obs, self, f"only {updated}/{want} pods updated within the progress deadline"
+                )
             return Plan(state, (SetPaused(False),) if obs.paused else (), 0.5)
         hold: tuple[Action, ...] = ()
         if not final and not obs.paused:
@@ -48,12 +56,22 @@ class RollingPlanner(NativePlanner):
         if verdict != "pass":
             return Plan(state, hold, RECHECK)
         if final:
-            done = state.replace(phase=Phase.SUCCEEDED, finished=obs.now, weight=100,
-                                 stable_revision=state.revision,
-                                 stable_hash=new.pod_hash if new else state.stable_hash,
-                                 message=f"revision {state.revision} rolled out")
-            return Plan(done, (SetPaused(True), Emit("Normal", "DeliverySucceeded",
-                                                      f"revision {state.revision} is the stable version")), None)
+            done = state.replace(
+                phase=Phase.SUCCEEDED,
+                finished=obs.now,
+                weight=100,
+                stable_revision=state.revision,
+                stable_hash=new.pod_hash if new else state.stable_hash,
+                message=f"revision {state.revision} rolled out",
+            )
+            return Plan(
+                done,
+                (
+                    SetPaused(True),
+                    Emit("Normal", "DeliverySucceeded", f"revision {state.revision} is the stable version"),
+                ),
+                None,
+            )
         moved = state.replace(step=state.step + 1, step_started=obs.now, analysis_started=obs.now, extensions=0)
         nxt = self.advance(spec, moved, obs)
         event = Emit("Normal", "StepPassed", f"pause point {points[state.step]}% passed; resuming")

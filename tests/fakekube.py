@@ -7,7 +7,8 @@ a write carrying a stale metadata.resourceVersion raises Conflict, like the API 
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from delivery.errors import Conflict, KubeError, NotFound
 from delivery.kube import Resource
@@ -57,15 +58,28 @@ class FakeKube:
         except KeyError:
             raise NotFound(f"{res.plural} {namespace}/{name} not found", status=404) from None
 
-    def items(self, res: Resource, namespace: str | None = None, selector: str | None = None,
-              field_selector: str | None = None) -> list[dict[str, Any]]:
+    def items(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
         self.calls.append(("list", res.plural))
         self._check()
-        return [copy.deepcopy(o) for (plural, ns, _), o in sorted(self.objects.items())
-                if plural == res.plural and (namespace is None or ns == namespace)]
+        return [
+            copy.deepcopy(o)
+            for (plural, ns, _), o in sorted(self.objects.items())
+            if plural == res.plural and (namespace is None or ns == namespace)
+        ]
 
-    def list(self, res: Resource, namespace: str | None = None, selector: str | None = None,
-             field_selector: str | None = None) -> dict[str, Any]:
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> dict[str, Any]:
         return {"items": self.items(res, namespace), "metadata": {"resourceVersion": str(self.rv)}}
 
     def create(self, res: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
@@ -90,8 +104,9 @@ class FakeKube:
         self.objects[key] = self._bump(copy.deepcopy(body))
         return copy.deepcopy(self.objects[key])
 
-    def patch(self, res: Resource, namespace: str | None, name: str, patch: Any,
-              content_type: str = "", sub: str = "") -> dict[str, Any]:
+    def patch(
+        self, res: Resource, namespace: str | None, name: str, patch: Any, content_type: str = "", sub: str = ""
+    ) -> dict[str, Any]:
         self.calls.append(("patch", res.plural))
         self._check()
         key = (res.plural, namespace or "", name)
@@ -112,14 +127,15 @@ class FakeKube:
                     target[parts[-1]] = copy.deepcopy(op["value"])
             self.objects[key] = self._bump(obj)
         else:
-            want = ((patch.get("metadata") or {}).get("resourceVersion"))
+            want = (patch.get("metadata") or {}).get("resourceVersion")
             if want is not None and want != current["metadata"]["resourceVersion"]:
                 raise Conflict("the object has been modified", status=409)
             self.objects[key] = self._bump(_merge(current, patch))
         return copy.deepcopy(self.objects[key])
 
-    def watch(self, res: Resource, namespace: str | None, resource_version: str,
-              timeout_seconds: int = 240) -> Iterator[dict[str, Any]]:
+    def watch(
+        self, res: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 240
+    ) -> Iterator[dict[str, Any]]:
         self.calls.append(("watch", res.plural))
         self._check()
         batch = self.watch_events.pop(0) if self.watch_events else []

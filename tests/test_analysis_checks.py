@@ -39,7 +39,12 @@ def test_per_check_options() -> None:
         }
     )
     assert (lat.direction, lat.max_effect, lat.critical, lat.min_samples, lat.quantile, lat.alpha) == (
-        "either", 0.2, False, 500, 0.95, 0.01,
+        "either",
+        0.2,
+        False,
+        500,
+        0.95,
+        0.01,
     )
 
 
@@ -74,7 +79,9 @@ def test_invalid_values_raise_spec_error_naming_the_key(annotations: dict[str, s
 
 
 def test_custom_check_offline_is_validated_syntactically() -> None:
-    (c,) = parse_checks({A: "checkout", "deliver.dev/analysis-config": "app-analysis", "deliver.dev/analysis.checkout": "kind=latency"})
+    (c,) = parse_checks(
+        {A: "checkout", "deliver.dev/analysis-config": "app-analysis", "deliver.dev/analysis.checkout": "kind=latency"}
+    )
     assert (c.name, c.kind, c.template, c.queries) == ("checkout", "latency", None, {})
 
 
@@ -119,7 +126,9 @@ def test_missing_configmap_raises_spec_error() -> None:
 
 
 def test_render_substitutes_known_placeholders_only() -> None:
-    q = render_query(TEMPLATES["http:error-rate"]["errors"], {"namespace": "shop", "hash": "7d9f8c6b5", "window": "93s"})
+    q = render_query(
+        TEMPLATES["http:error-rate"]["errors"], {"namespace": "shop", "hash": "7d9f8c6b5", "window": "93s"}
+    )
     assert q == 'sum(increase(http_requests_total{namespace="shop",pod_template_hash="7d9f8c6b5",code=~"5.."}[93s]))'
 
 

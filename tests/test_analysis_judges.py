@@ -16,7 +16,6 @@ from delivery.analysis.judges import (
     proportion_bounds,
 )
 
-
 # ----------------------------------------------------------------------------- errors
 
 

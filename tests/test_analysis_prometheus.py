@@ -9,7 +9,13 @@ import httpx
 import pytest
 
 from delivery.analysis.prometheus import PrometheusClient
-from delivery.analysis.providers import MetricProvider, PrometheusProvider, make_provider, provider_names, register_provider
+from delivery.analysis.providers import (
+    MetricProvider,
+    PrometheusProvider,
+    make_provider,
+    provider_names,
+    register_provider,
+)
 from delivery.errors import MetricsUnavailable, QueryError
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -22,7 +28,9 @@ def client(handler: Handler, attempts: int = 3) -> tuple[PrometheusClient, list[
         seen.append(req)
         return handler(req)
 
-    return PrometheusClient("http://prom:9090/", attempts=attempts, backoff_max=0.01, transport=httpx.MockTransport(wrapped)), seen
+    return PrometheusClient(
+        "http://prom:9090/", attempts=attempts, backoff_max=0.01, transport=httpx.MockTransport(wrapped)
+    ), seen
 
 
 def ok(data: dict) -> httpx.Response:
@@ -34,7 +42,9 @@ def form(req: httpx.Request) -> dict[str, str]:
 
 
 def test_instant_vector_is_typed_and_sends_time_and_timeout() -> None:
-    c, seen = client(lambda r: ok({"resultType": "vector", "result": [{"metric": {"le": "0.1"}, "value": [1700000000.5, "42"]}]}))
+    c, seen = client(
+        lambda r: ok({"resultType": "vector", "result": [{"metric": {"le": "0.1"}, "value": [1700000000.5, "42"]}]})
+    )
     (s,) = c.query("sum(x)", at=1700000000.0)
     assert s.labels == {"le": "0.1"} and s.timestamp == 1700000000.5 and s.value == 42.0 and s.finite
     req = seen[0]
@@ -99,7 +109,9 @@ def test_other_4xx_is_query_error() -> None:
 
 
 def test_5xx_is_retried_then_metrics_unavailable() -> None:
-    c, seen = client(lambda r: httpx.Response(503, json={"status": "error", "errorType": "timeout", "error": "query timed out"}))
+    c, seen = client(
+        lambda r: httpx.Response(503, json={"status": "error", "errorType": "timeout", "error": "query timed out"})
+    )
     with pytest.raises(MetricsUnavailable, match="503"):
         c.query("x")
     assert len(seen) == 3

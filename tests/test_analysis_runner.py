@@ -86,7 +86,9 @@ def test_nan_sample_is_inconclusive_with_message() -> None:
     assert r.outcome == "inconclusive" and "NaN" in r.checks[0].message
 
 
-@pytest.mark.parametrize("exc", [MetricsUnavailable("Prometheus at http://p is unreachable"), QueryError("bad"), RuntimeError("boom")])
+@pytest.mark.parametrize(
+    "exc", [MetricsUnavailable("Prometheus at http://p is unreachable"), QueryError("bad"), RuntimeError("boom")]
+)
 def test_provider_errors_are_inconclusive_never_raised(exc: Exception) -> None:
     def answer(arm: str, kind: str, query: str) -> tuple[Sample, ...]:
         raise exc
@@ -100,7 +102,9 @@ def test_prometheus_down_end_to_end_is_inconclusive() -> None:
     def refuse(req: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=req)
 
-    provider = PrometheusProvider("http://prom:9090", attempts=2, backoff_max=0.01, transport=httpx.MockTransport(refuse))
+    provider = PrometheusProvider(
+        "http://prom:9090", attempts=2, backoff_max=0.01, transport=httpx.MockTransport(refuse)
+    )
     r = Analyzer(provider).run(ERRORS, TARGET, 0, 600)
     assert r.outcome == "inconclusive" and "unreachable" in r.checks[0].message
 

@@ -1,7 +1,19 @@
 from strategies import plan
 from strategies.model import (
-    AdoptNew, Analyse, CanaryStep, DeleteNew, DeliveryState, EnsureServices, Phase, RevertTemplate,
-    RouterRef, ScaleNew, SetPaused, SetWeight, Strategy, Verdict,
+    AdoptNew,
+    Analyse,
+    CanaryStep,
+    DeleteNew,
+    DeliveryState,
+    EnsureServices,
+    Phase,
+    RevertTemplate,
+    RouterRef,
+    ScaleNew,
+    SetPaused,
+    SetWeight,
+    Strategy,
+    Verdict,
 )
 
 from .planning import NEW, STABLE, canary_spec, obs, started, version
@@ -121,11 +133,17 @@ def test_manual_gate_pauses_until_promote():
     assert ScaleNew(1) in gated.actions  # keeps the previous step's weight
     again = plan(spec, gated.state, o)
     assert again.state.phase is Phase.PAUSED and not again.events()
-    promoted = plan(spec, gated.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1002,
-                                           request="promote", request_id="r1"))
+    promoted = plan(
+        spec,
+        gated.state,
+        obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1002, request="promote", request_id="r1"),
+    )
     assert promoted.state.phase is Phase.PROMOTING and promoted.state.handled_request == "r1"
-    replay = plan(spec, promoted.state.replace(phase=Phase.PAUSED, step=1),
-                  obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1003, request="promote", request_id="r1"))
+    replay = plan(
+        spec,
+        promoted.state.replace(phase=Phase.PAUSED, step=1),
+        obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1003, request="promote", request_id="r1"),
+    )
     assert replay.state.phase is Phase.PAUSED  # the same request is never applied twice
 
 
@@ -150,8 +168,7 @@ def test_failed_undo_step_is_retried_on_the_next_pass():
 
 
 def test_failed_revision_is_not_retried_by_itself_but_retry_reapplies_it():
-    s = DeliveryState(phase=Phase.ROLLED_BACK, failed_revision=NEW, failed_template={"a": 1},
-                      stable_revision=STABLE)
+    s = DeliveryState(phase=Phase.ROLLED_BACK, failed_revision=NEW, failed_template={"a": 1}, stable_revision=STABLE)
     p = plan(canary_spec(), s, obs(version(STABLE, 5)))
     assert p.state.phase is Phase.ROLLED_BACK and "RevisionPreviouslyFailed" in reasons(p)
     quiet = plan(canary_spec(), p.state, obs(version(STABLE, 5)))

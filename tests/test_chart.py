@@ -48,15 +48,33 @@ def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 def test_helm_lint_strict() -> None:
     result = helm("lint", str(CHART), "--strict", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    result = helm("lint", str(CHART), "--strict", "--set", "watch.scope=namespaced",
-                  "--set", "metrics.serviceMonitor.enabled=true", "--set", "routers.gatewayApi=true", check=False)
+    result = helm(
+        "lint",
+        str(CHART),
+        "--strict",
+        "--set",
+        "watch.scope=namespaced",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "routers.gatewayApi=true",
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_default_install_cluster_wide_with_leader_election() -> None:
     by = kinds(render())
-    assert set(by) == {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
-                       "Deployment", "PodDisruptionBudget"}
+    assert set(by) == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+    }
     dep = by["Deployment"][0]
     assert dep["spec"]["replicas"] == 2
     pod = dep["spec"]["template"]["spec"]
@@ -110,16 +128,23 @@ def test_single_replica_without_leader_election() -> None:
 
 
 def test_invalid_values_fail_with_a_message() -> None:
-    bad = helm("template", "rel", str(CHART), "--set", "replicaCount=2", "--set", "leaderElection.enabled=false",
-               check=False)
+    bad = helm(
+        "template", "rel", str(CHART), "--set", "replicaCount=2", "--set", "leaderElection.enabled=false", check=False
+    )
     assert bad.returncode != 0 and "leaderElection" in bad.stderr
     bad = helm("template", "rel", str(CHART), "--set", "watch.scope=galaxy", check=False)
     assert bad.returncode != 0 and "watch.scope" in bad.stderr
 
 
 def test_service_monitor_and_image_values() -> None:
-    by = kinds(render("metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom",
-                      "image.repository=registry.example/deliver", "image.tag=1.2.3"))
+    by = kinds(
+        render(
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.serviceMonitor.labels.release=prom",
+            "image.repository=registry.example/deliver",
+            "image.tag=1.2.3",
+        )
+    )
     sm = by["ServiceMonitor"][0]
     assert sm["metadata"]["labels"]["release"] == "prom"
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
@@ -129,17 +154,32 @@ def test_service_monitor_and_image_values() -> None:
 # ---------------------------------------------------------------- least privilege, checked against the code
 
 # Resource constants of delivery/kube.py -> (API group, plural)
-RESOURCES = {"DEPLOYMENTS": ("apps", "deployments"), "REPLICASETS": ("apps", "replicasets"),
-             "PODS": ("", "pods"), "SERVICES": ("", "services"), "EVENTS": ("", "events"),
-             "CONFIGMAPS": ("", "configmaps"), "LEASES": ("coordination.k8s.io", "leases")}
-METHOD_VERB = {"get": "get", "items": "list", "list": "list", "create": "create", "patch": "patch",
-               "replace": "update", "delete": "delete", "watch": "watch"}
-ENGINE = ["act.py", "observe.py", "reconcile.py", "events.py", "state.py", "controller.py", "health.py",
-          "verdicts.py"]
-ROUTERS = {"routers.gatewayApi": {("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")},
-           "routers.nginx": {("networking.k8s.io", "ingresses", v) for v in ("get", "create", "patch")},
-           "routers.istio": {("networking.istio.io", "virtualservices", v) for v in ("get", "patch")},
-           "routers.smi": {("split.smi-spec.io", "trafficsplits", v) for v in ("get", "patch")}}
+RESOURCES = {
+    "DEPLOYMENTS": ("apps", "deployments"),
+    "REPLICASETS": ("apps", "replicasets"),
+    "PODS": ("", "pods"),
+    "SERVICES": ("", "services"),
+    "EVENTS": ("", "events"),
+    "CONFIGMAPS": ("", "configmaps"),
+    "LEASES": ("coordination.k8s.io", "leases"),
+}
+METHOD_VERB = {
+    "get": "get",
+    "items": "list",
+    "list": "list",
+    "create": "create",
+    "patch": "patch",
+    "replace": "update",
+    "delete": "delete",
+    "watch": "watch",
+}
+ENGINE = ["act.py", "observe.py", "reconcile.py", "events.py", "state.py", "controller.py", "health.py", "verdicts.py"]
+ROUTERS = {
+    "routers.gatewayApi": {("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")},
+    "routers.nginx": {("networking.k8s.io", "ingresses", v) for v in ("get", "create", "patch")},
+    "routers.istio": {("networking.istio.io", "virtualservices", v) for v in ("get", "patch")},
+    "routers.smi": {("split.smi-spec.io", "trafficsplits", v) for v in ("get", "patch")},
+}
 
 
 def used_by_engine() -> set[tuple[str, str, str]]:

@@ -15,7 +15,7 @@ from delivery import cli, templates
 from delivery.kube import DEPLOYMENTS, REPLICASETS
 from delivery.spec import REQUEST
 from tests.fakekube import FakeKube
-from tests.test_gate import A, B, TPL_A, TPL_B, deployment, st
+from tests.test_gate import TPL_A, TPL_B, A, B, deployment, st
 
 
 @pytest.fixture
@@ -38,13 +38,16 @@ def request_of(kube: FakeKube) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- operator verbs
 
 
-@pytest.mark.parametrize("args, phase, verb", [
-    (["promote", "web"], "Paused", "promote"),
-    (["promote", "web", "--full"], "Progressing", "promote-full"),
-    (["abort", "web"], "Promoting", "abort"),
-    (["pause", "web"], "Progressing", "pause"),
-    (["resume", "web"], "Paused", "resume"),
-])
+@pytest.mark.parametrize(
+    "args, phase, verb",
+    [
+        (["promote", "web"], "Paused", "promote"),
+        (["promote", "web", "--full"], "Progressing", "promote-full"),
+        (["abort", "web"], "Promoting", "abort"),
+        (["pause", "web"], "Progressing", "pause"),
+        (["resume", "web"], "Paused", "resume"),
+    ],
+)
 def test_verb_writes_a_request(kube: FakeKube, args: list[str], phase: str, verb: str) -> None:
     kube.put(DEPLOYMENTS, deployment(TPL_B, st(phase)))
     result = invoke(*args, "-n", "ns")
@@ -61,14 +64,17 @@ def test_retry_needs_a_failed_template(kube: FakeKube) -> None:
     assert request_of(kube)["verb"] == "retry"
 
 
-@pytest.mark.parametrize("args, phase, expect", [
-    (["promote", "web"], "Succeeded", "no delivery in progress"),
-    (["abort", "web"], "Idle", "no delivery in progress"),
-    (["abort", "web"], "RollingBack", "needs one of"),
-    (["pause", "web"], "Paused", "needs one of: Progressing"),
-    (["resume", "web"], "Progressing", "needs one of: Paused"),
-    (["retry", "web"], "Progressing", "needs one of: RolledBack, Aborted"),
-])
+@pytest.mark.parametrize(
+    "args, phase, expect",
+    [
+        (["promote", "web"], "Succeeded", "no delivery in progress"),
+        (["abort", "web"], "Idle", "no delivery in progress"),
+        (["abort", "web"], "RollingBack", "needs one of"),
+        (["pause", "web"], "Paused", "needs one of: Progressing"),
+        (["resume", "web"], "Progressing", "needs one of: Paused"),
+        (["retry", "web"], "Progressing", "needs one of: RolledBack, Aborted"),
+    ],
+)
 def test_verb_in_a_wrong_state_changes_nothing(kube: FakeKube, args: list[str], phase: str, expect: str) -> None:
     kube.put(DEPLOYMENTS, deployment(TPL_B, st(phase)))
     before = copy.deepcopy(kube.objects)
@@ -135,8 +141,19 @@ def test_promote_wait_times_out_with_3(kube: FakeKube, monkeypatch: pytest.Monke
 
 
 def test_status_formats(kube: FakeKube) -> None:
-    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing", step=1, weight=50, message="step 2",
-                                               verdicts=[{"step": 0, "outcome": "pass", "summary": "ok", "at": 1}])))
+    kube.put(
+        DEPLOYMENTS,
+        deployment(
+            TPL_B,
+            st(
+                "Progressing",
+                step=1,
+                weight=50,
+                message="step 2",
+                verdicts=[{"step": 0, "outcome": "pass", "summary": "ok", "at": 1}],
+            ),
+        ),
+    )
     text = invoke("status", "web", "-n", "ns")
     assert text.exit_code == 0
     assert "phase=Progressing" in text.stdout and "step=2" in text.stdout and "weight=50%" in text.stdout
@@ -174,6 +191,7 @@ def test_no_color_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     class Tty:
         def isatty(self) -> bool:
             return True
+
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert output.color_wanted(False, Tty()) is True  # type: ignore[arg-type]
     assert output.color_wanted(True, Tty()) is False  # type: ignore[arg-type]
@@ -218,18 +236,27 @@ def test_flags_work_before_and_after_the_verb(kube: FakeKube, tmp_path: Path) ->
 
 def rs(name: str, template: dict[str, Any], revision: int, owner: str = "u1") -> dict[str, Any]:
     tpl = templates.with_hash(template, name[-5:])
-    return {"metadata": {"name": name, "namespace": "ns",
-                         "annotations": {"deployment.kubernetes.io/revision": str(revision)},
-                         "ownerReferences": [{"kind": "Deployment", "uid": owner, "controller": True}]},
-            "spec": {"replicas": 0, "template": tpl}}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+            "ownerReferences": [{"kind": "Deployment", "uid": owner, "controller": True}],
+        },
+        "spec": {"replicas": 0, "template": tpl},
+    }
 
 
 def test_previous_revision_picks_newest_other_template() -> None:
     tpl_c = copy.deepcopy(TPL_B)
     tpl_c["spec"]["containers"][0]["image"] = "web:v3"
     d = deployment(TPL_B, st("Succeeded", B, B))
-    sets = [rs("web-aaaaa", TPL_A, 1), rs("web-bbbbb", TPL_B, 3), rs("web-ccccc", tpl_c, 2),
-            rs("x-ddddd", tpl_c, 9, owner="someone-else")]
+    sets = [
+        rs("web-aaaaa", TPL_A, 1),
+        rs("web-bbbbb", TPL_B, 3),
+        rs("web-ccccc", tpl_c, 2),
+        rs("x-ddddd", tpl_c, 9, owner="someone-else"),
+    ]
     chosen, why = cli.previous_revision(d, sets)
     assert chosen["metadata"]["name"] == "web-ccccc" and why == "revision 2"
     # a revision deliver rolled back is skipped
@@ -286,11 +313,13 @@ metadata: {name: good}
 
 def manifest(annotations: dict[str, Any], name: str = "app", strategy_type: str | None = None) -> str:
     doc: dict[str, Any] = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "annotations": annotations},
-        "spec": {"selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": "c", "image": "x"}]}}},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+        },
     }
     if strategy_type:
         doc["spec"]["strategy"] = {"type": strategy_type}
@@ -305,40 +334,63 @@ def test_lint_good_manifest(tmp_path: Path) -> None:
     assert "1 annotated Deployment(s) checked, 0 invalid" in result.stderr
 
 
-@pytest.mark.parametrize("annotations, key", [
-    ({"deliver.dev/strategy": "yolo"}, "deliver.dev/strategy"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/steps": "50,20"}, "deliver.dev/steps"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/steps": "0,100"}, "deliver.dev/steps"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/steps": "pause,pause,100"}, "deliver.dev/steps"),
-    ({"deliver.dev/strategy": "rolling", "deliver.dev/steps": "20,100"}, "deliver.dev/steps"),
-    ({"deliver.dev/strategy": "rolling", "deliver.dev/pause-at": "50,100"}, "deliver.dev/pause-at"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/interval": "soon"}, "deliver.dev/interval"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/interval": "0s"}, "deliver.dev/interval"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/progress-deadline": "1s"}, "deliver.dev/progress-deadline"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/auto-rollback": "maybe"}, "deliver.dev/auto-rollback"),
-    ({"deliver.dev/strategy": "blue-green", "deliver.dev/auto-promote": "2"}, "deliver.dev/auto-promote"),
-    ({"deliver.dev/strategy": "blue-green", "deliver.dev/keep-warm": "forever"}, "deliver.dev/keep-warm"),
-    ({"deliver.dev/strategy": "blue-green", "deliver.dev/active-service": "Bad_Name"},
-     "deliver.dev/active-service"),
-    ({"deliver.dev/strategy": "blue-green", "deliver.dev/preview-service": "app"}, "deliver.dev/preview-service"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/router": "linkerd/x"}, "deliver.dev/router"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/router": "nginx"}, "deliver.dev/router"),
-    ({"deliver.dev/strategy": "rolling", "deliver.dev/router": "nginx/web"}, "deliver.dev/router"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/max-restarts": "-1"}, "deliver.dev/max-restarts"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/on-inconclusive": "shrug"}, "deliver.dev/on-inconclusive"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/max-extensions": "x"}, "deliver.dev/max-extensions"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/colour": "blue"}, "deliver.dev/colour"),
-    ({"deliver.dev/strategy": "recreate"}, "deliver.dev/strategy"),  # needs spec.strategy.type Recreate
-    ({"deliver.dev/strategy": "canary", "deliver.dev/max-restarts": 3}, "deliver.dev/max-restarts"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "Error_Rate"}, "deliver.dev/analysis"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate", "deliver.dev/analysis-alpha": "0.9"},
-     "deliver.dev/analysis-alpha"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
-      "deliver.dev/analysis-metrics": "grpc"}, "deliver.dev/analysis-metrics"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate",
-      "deliver.dev/analysis.error-rate": "colour=blue"}, "deliver.dev/analysis.error-rate"),
-    ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "queue-depth"}, "deliver.dev/analysis"),
-])
+@pytest.mark.parametrize(
+    "annotations, key",
+    [
+        ({"deliver.dev/strategy": "yolo"}, "deliver.dev/strategy"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/steps": "50,20"}, "deliver.dev/steps"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/steps": "0,100"}, "deliver.dev/steps"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/steps": "pause,pause,100"}, "deliver.dev/steps"),
+        ({"deliver.dev/strategy": "rolling", "deliver.dev/steps": "20,100"}, "deliver.dev/steps"),
+        ({"deliver.dev/strategy": "rolling", "deliver.dev/pause-at": "50,100"}, "deliver.dev/pause-at"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/interval": "soon"}, "deliver.dev/interval"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/interval": "0s"}, "deliver.dev/interval"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/progress-deadline": "1s"}, "deliver.dev/progress-deadline"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/auto-rollback": "maybe"}, "deliver.dev/auto-rollback"),
+        ({"deliver.dev/strategy": "blue-green", "deliver.dev/auto-promote": "2"}, "deliver.dev/auto-promote"),
+        ({"deliver.dev/strategy": "blue-green", "deliver.dev/keep-warm": "forever"}, "deliver.dev/keep-warm"),
+        (
+            {"deliver.dev/strategy": "blue-green", "deliver.dev/active-service": "Bad_Name"},
+            "deliver.dev/active-service",
+        ),
+        ({"deliver.dev/strategy": "blue-green", "deliver.dev/preview-service": "app"}, "deliver.dev/preview-service"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/router": "linkerd/x"}, "deliver.dev/router"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/router": "nginx"}, "deliver.dev/router"),
+        ({"deliver.dev/strategy": "rolling", "deliver.dev/router": "nginx/web"}, "deliver.dev/router"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/max-restarts": "-1"}, "deliver.dev/max-restarts"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/on-inconclusive": "shrug"}, "deliver.dev/on-inconclusive"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/max-extensions": "x"}, "deliver.dev/max-extensions"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/colour": "blue"}, "deliver.dev/colour"),
+        ({"deliver.dev/strategy": "recreate"}, "deliver.dev/strategy"),  # needs spec.strategy.type Recreate
+        ({"deliver.dev/strategy": "canary", "deliver.dev/max-restarts": 3}, "deliver.dev/max-restarts"),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "Error_Rate"}, "deliver.dev/analysis"),
+        (
+            {
+                "deliver.dev/strategy": "canary",
+                "deliver.dev/analysis": "error-rate",
+                "deliver.dev/analysis-alpha": "0.9",
+            },
+            "deliver.dev/analysis-alpha",
+        ),
+        (
+            {
+                "deliver.dev/strategy": "canary",
+                "deliver.dev/analysis": "error-rate",
+                "deliver.dev/analysis-metrics": "grpc",
+            },
+            "deliver.dev/analysis-metrics",
+        ),
+        (
+            {
+                "deliver.dev/strategy": "canary",
+                "deliver.dev/analysis": "error-rate",
+                "deliver.dev/analysis.error-rate": "colour=blue",
+            },
+            "deliver.dev/analysis.error-rate",
+        ),
+        ({"deliver.dev/strategy": "canary", "deliver.dev/analysis": "queue-depth"}, "deliver.dev/analysis"),
+    ],
+)
 def test_lint_catches_each_invalid_annotation(tmp_path: Path, annotations: dict[str, Any], key: str) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(GOOD + "---\n" + manifest(annotations))
@@ -357,8 +409,9 @@ def test_lint_recreate_with_recreate_type_is_valid(tmp_path: Path) -> None:
 
 
 def test_lint_reads_stdin_lists_and_reports_yaml_errors(tmp_path: Path) -> None:
-    listed = yaml.safe_dump({"apiVersion": "v1", "kind": "List",
-                             "items": [yaml.safe_load(manifest({"deliver.dev/strategy": "nope"}))]})
+    listed = yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "List", "items": [yaml.safe_load(manifest({"deliver.dev/strategy": "nope"}))]}
+    )
     result = invoke("lint", "-", stdin=listed)
     assert result.exit_code == 1 and "deliver.dev/strategy" in result.stdout
     broken = tmp_path / "broken.yaml"
@@ -378,11 +431,14 @@ def test_lint_warns_about_ignored_annotations(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- run flags
 
 
-@pytest.mark.parametrize("args", [
-    ["run", "--leader-elect", "--lease-duration", "5s", "--renew-deadline", "10s"],
-    ["run", "--metrics-addr", "somewhere:port"],
-    ["run", "--retry-period", "often"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--leader-elect", "--lease-duration", "5s", "--renew-deadline", "10s"],
+        ["run", "--metrics-addr", "somewhere:port"],
+        ["run", "--retry-period", "often"],
+    ],
+)
 def test_run_rejects_bad_flags_with_2(kube: FakeKube, args: list[str]) -> None:
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 2, result.output
@@ -395,9 +451,21 @@ def test_live_view_renders_on_a_terminal() -> None:
 
     from delivery import output
 
-    status = {"namespace": "ns", "name": "web", "phase": "Paused", "strategy": "canary", "step": 1, "weight": 34,
-              "ready": 3, "replicas": 3, "revision": "r2", "stableRevision": "r1", "message": "manual gate",
-              "problems": [], "verdicts": [{"step": 0, "outcome": "pass", "summary": "health ok"}]}
+    status = {
+        "namespace": "ns",
+        "name": "web",
+        "phase": "Paused",
+        "strategy": "canary",
+        "step": 1,
+        "weight": 34,
+        "ready": 3,
+        "replicas": 3,
+        "revision": "r2",
+        "stableRevision": "r1",
+        "message": "manual gate",
+        "problems": [],
+        "verdicts": [{"step": 0, "outcome": "pass", "summary": "health ok"}],
+    }
     buf = io.StringIO()
     Console(file=buf, width=100, no_color=True).print(output.render_rich(status))
     text = buf.getvalue()

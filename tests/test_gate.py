@@ -20,17 +20,23 @@ TPL_B = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name"
 A, B = templates.revision(TPL_A), templates.revision(TPL_B)
 
 
-def deployment(template: dict[str, Any] = TPL_B, state: dict[str, Any] | None = None,
-               annotations: dict[str, str] | None = None, request: dict[str, Any] | None = None) -> dict[str, Any]:
+def deployment(
+    template: dict[str, Any] = TPL_B,
+    state: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+    request: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     ann = {"deliver.dev/strategy": "canary", "deliver.dev/steps": "20,50,100"}
     ann.update(annotations or {})
     if state is not None:
         ann[STATE] = json.dumps(state)
     if request is not None:
         ann[REQUEST] = json.dumps(request)
-    return {"metadata": {"name": "web", "namespace": "ns", "uid": "u1", "annotations": ann},
-            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": copy.deepcopy(template)},
-            "status": {"readyReplicas": 3}}
+    return {
+        "metadata": {"name": "web", "namespace": "ns", "uid": "u1", "annotations": ann},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}, "template": copy.deepcopy(template)},
+        "status": {"readyReplicas": 3},
+    }
 
 
 def st(phase: str, revision: str = B, stable: str = A, **kw: Any) -> dict[str, Any]:
@@ -40,19 +46,22 @@ def st(phase: str, revision: str = B, stable: str = A, **kw: Any) -> dict[str, A
 # ---------------------------------------------------------------- decide
 
 
-@pytest.mark.parametrize("state, template, code", [
-    (st("Succeeded", B, B), TPL_B, 0),
-    (st("Idle", A, A), TPL_A, 0),                       # nothing to deliver
-    (st("RolledBack", failedRevision=B), TPL_B, 1),
-    (st("RolledBack", failedRevision=B), TPL_A, 1),     # rolling: template written back to stable
-    (st("Aborted"), TPL_B, 1),
-    (st("Progressing"), TPL_B, None),
-    (st("Paused"), TPL_B, None),
-    (st("Promoting"), TPL_B, None),
-    (st("RollingBack"), TPL_A, None),
-    (st("Succeeded", A, A), TPL_B, None),               # controller has not started the new one yet
-    (st("RolledBack", A, A, failedRevision=A), TPL_B, None),
-])
+@pytest.mark.parametrize(
+    "state, template, code",
+    [
+        (st("Succeeded", B, B), TPL_B, 0),
+        (st("Idle", A, A), TPL_A, 0),  # nothing to deliver
+        (st("RolledBack", failedRevision=B), TPL_B, 1),
+        (st("RolledBack", failedRevision=B), TPL_A, 1),  # rolling: template written back to stable
+        (st("Aborted"), TPL_B, 1),
+        (st("Progressing"), TPL_B, None),
+        (st("Paused"), TPL_B, None),
+        (st("Promoting"), TPL_B, None),
+        (st("RollingBack"), TPL_A, None),
+        (st("Succeeded", A, A), TPL_B, None),  # controller has not started the new one yet
+        (st("RolledBack", A, A, failedRevision=A), TPL_B, None),
+    ],
+)
 def test_decide(state: dict[str, Any], template: dict[str, Any], code: int | None) -> None:
     want = B if template is TPL_B or state["revision"] == B else A
     assert gate.decide(want, deployment(template, state))[0] == code
@@ -78,11 +87,13 @@ def test_decide_superseded_by_another_template() -> None:
 
 
 def test_decide_waits_for_a_pending_request() -> None:
-    d = deployment(TPL_B, st("RolledBack", failedRevision=B, handledRequest="old"),
-                   request={"verb": "retry", "id": "new", "at": 1})
+    d = deployment(
+        TPL_B, st("RolledBack", failedRevision=B, handledRequest="old"), request={"verb": "retry", "id": "new", "at": 1}
+    )
     assert gate.decide(B, d)[0] is None
-    d = deployment(TPL_B, st("RolledBack", failedRevision=B, handledRequest="new"),
-                   request={"verb": "retry", "id": "new", "at": 1})
+    d = deployment(
+        TPL_B, st("RolledBack", failedRevision=B, handledRequest="new"), request={"verb": "retry", "id": "new", "at": 1}
+    )
     assert gate.decide(B, d)[0] == 1
 
 
@@ -114,22 +125,34 @@ def set_state(state: dict[str, Any], advance: float = 0.0, clock: Clock | None =
         obj["metadata"]["annotations"][STATE] = json.dumps(state)
         kube._bump(obj)
         return {"type": "MODIFIED", "object": copy.deepcopy(obj)}
+
     return event
 
 
 def test_wait_follows_the_delivery_to_success() -> None:
     kube, clock = FakeKube(), Clock()
     kube.put(DEPLOYMENTS, deployment(TPL_B, st("Succeeded", A, A)))
-    kube.watch_events = [[
-        {"type": "MODIFIED", "object": {"metadata": {"name": "other"}}},
-        set_state(st("Progressing", step=0, weight=20), 5, clock),
-        set_state(st("Progressing", step=1, weight=50,
-                     verdicts=[{"step": 0, "outcome": "pass", "summary": "health ok", "at": 1}]), 5, clock),
-        set_state(st("Succeeded", B, B, step=2, weight=100), 5, clock),
-    ]]
+    kube.watch_events = [
+        [
+            {"type": "MODIFIED", "object": {"metadata": {"name": "other"}}},
+            set_state(st("Progressing", step=0, weight=20), 5, clock),
+            set_state(
+                st(
+                    "Progressing",
+                    step=1,
+                    weight=50,
+                    verdicts=[{"step": 0, "outcome": "pass", "summary": "health ok", "at": 1}],
+                ),
+                5,
+                clock,
+            ),
+            set_state(st("Succeeded", B, B, step=2, weight=100), 5, clock),
+        ]
+    ]
     seen: list[str] = []
-    result = gate.wait(kube, "ns", "web", 60, on_status=lambda s: seen.append(s["phase"]), clock=clock,
-                       sleep=clock.sleep)
+    result = gate.wait(
+        kube, "ns", "web", 60, on_status=lambda s: seen.append(s["phase"]), clock=clock, sleep=clock.sleep
+    )
     assert result.code == 0 and result.revision == B
     assert seen == ["Succeeded", "Progressing", "Progressing", "Succeeded"]
 
@@ -149,6 +172,7 @@ def test_wait_times_out_with_3() -> None:
     def quiet(k: FakeKube) -> None:
         clock.t += 30
         return None
+
     kube.watch_events = [[quiet], [quiet], [quiet]]
     result = gate.wait(kube, "ns", "web", 45, clock=clock, sleep=clock.sleep)
     assert result.code == 3 and "timed out" in result.reason and "manual gate" in result.reason
@@ -187,12 +211,14 @@ def test_wait_falls_back_to_reading_when_watch_is_forbidden() -> None:
             obj = kube.objects[("deployments", "ns", "web")]
             obj["metadata"]["annotations"][STATE] = json.dumps(st("Succeeded", B, B))
         return real_get(res, ns, name)
+
     kube.get = get  # type: ignore[method-assign]
     orig_watch = kube.watch
 
     def watch(*a: Any, **k: Any) -> Any:
         raise Forbidden("watch forbidden", status=403)
         yield from orig_watch(*a, **k)
+
     kube.watch = watch  # type: ignore[method-assign]
     result = gate.wait(kube, "ns", "web", 60, clock=clock, sleep=clock.sleep)
     assert result.code == 0 and reads["n"] == 3
@@ -220,9 +246,16 @@ def parse(xml: str) -> list[tuple[str, str, str]]:
 
 
 def test_junit_success_lists_steps_and_verdicts() -> None:
-    verdicts = [{"step": 0, "outcome": "pass", "summary": "health ok: 1/1", "at": 1},
-                {"step": 1, "outcome": "pass", "summary": "error-rate pass", "at": 2,
-                 "details": {"checks": [{"name": "error-rate", "outcome": "pass", "p": 0.4, "msg": "same"}]}}]
+    verdicts = [
+        {"step": 0, "outcome": "pass", "summary": "health ok: 1/1", "at": 1},
+        {
+            "step": 1,
+            "outcome": "pass",
+            "summary": "error-rate pass",
+            "at": 2,
+            "details": {"checks": [{"name": "error-rate", "outcome": "pass", "p": 0.4, "msg": "same"}]},
+        },
+    ]
     xml = junit.to_xml(junit.build(result_for(0, st("Succeeded", B, B, step=2, verdicts=verdicts))))
     cases = parse(xml)
     names = [c[0] for c in cases]
@@ -234,12 +267,26 @@ def test_junit_success_lists_steps_and_verdicts() -> None:
 
 
 def test_junit_failure_marks_the_failed_step_and_verdict() -> None:
-    verdicts = [{"step": 0, "outcome": "pass", "summary": "ok", "at": 1},
-                {"step": 1, "outcome": "fail", "summary": "error-rate fail (p=0.001)", "at": 2,
-                 "details": {"checks": [{"name": "error-rate", "outcome": "fail", "p": 0.001, "msg": "worse"}]}}]
-    state = st("RolledBack", step=1, failedRevision=B, verdicts=verdicts,
-               message=f"revision {B} rolled back: analysis failed: error-rate fail")
-    cases = {name: (kind, msg) for name, kind, msg in parse(junit.to_xml(junit.build(result_for(1, state, "RolledBack"))))}
+    verdicts = [
+        {"step": 0, "outcome": "pass", "summary": "ok", "at": 1},
+        {
+            "step": 1,
+            "outcome": "fail",
+            "summary": "error-rate fail (p=0.001)",
+            "at": 2,
+            "details": {"checks": [{"name": "error-rate", "outcome": "fail", "p": 0.001, "msg": "worse"}]},
+        },
+    ]
+    state = st(
+        "RolledBack",
+        step=1,
+        failedRevision=B,
+        verdicts=verdicts,
+        message=f"revision {B} rolled back: analysis failed: error-rate fail",
+    )
+    cases = {
+        name: (kind, msg) for name, kind, msg in parse(junit.to_xml(junit.build(result_for(1, state, "RolledBack"))))
+    }
     assert cases["step 1: 20%"][0] == "passed"
     assert cases["step 2: 50%"][0] == "failure" and "analysis failed" in cases["step 2: 50%"][1]
     assert cases["step 3: promote to 100%"][0] == "skipped"
@@ -248,15 +295,23 @@ def test_junit_failure_marks_the_failed_step_and_verdict() -> None:
 
 
 def test_junit_health_rollback_without_verdict_fails_the_current_step() -> None:
-    state = st("RolledBack", step=0, failedRevision=B,
-               message=f"revision {B} rolled back: new version unhealthy: 1 pod(s) in CrashLoopBackOff")
+    state = st(
+        "RolledBack",
+        step=0,
+        failedRevision=B,
+        message=f"revision {B} rolled back: new version unhealthy: 1 pod(s) in CrashLoopBackOff",
+    )
     cases = {name: (kind, msg) for name, kind, msg in parse(junit.to_xml(junit.build(result_for(1, state))))}
     assert cases["step 1: 20%"][0] == "failure" and "CrashLoopBackOff" in cases["step 1: 20%"][1]
 
 
 def test_junit_timeout_is_an_error_and_current_step_skipped() -> None:
-    cases = {name: kind for name, kind, _ in parse(junit.to_xml(junit.build(
-        result_for(3, st("Paused", step=1, message="manual gate"), "timed out"))))}
+    cases = {
+        name: kind
+        for name, kind, _ in parse(
+            junit.to_xml(junit.build(result_for(3, st("Paused", step=1, message="manual gate"), "timed out")))
+        )
+    }
     assert cases[f"delivery of revision {B}"] == "error"
     assert cases["step 2: 50%"] == "skipped"
 
@@ -265,9 +320,15 @@ def test_junit_step_names_for_every_strategy() -> None:
     from strategies.model import CanaryStep, DeliverySpec, Strategy
 
     assert junit.step_names(DeliverySpec(Strategy.ROLLING, pause_at=(25, 50))) == [
-        "step 1: pause at 25% updated", "step 2: pause at 50% updated", "step 3: 100% rolled out"]
+        "step 1: pause at 25% updated",
+        "step 2: pause at 50% updated",
+        "step 3: 100% rolled out",
+    ]
     assert junit.step_names(DeliverySpec(Strategy.CANARY, steps=(CanaryStep(10), CanaryStep(pause=True)))) == [
-        "step 1: 10%", "step 2: manual gate", "step 3: promote to 100%"]
+        "step 1: 10%",
+        "step 2: manual gate",
+        "step 3: promote to 100%",
+    ]
     assert len(junit.step_names(DeliverySpec(Strategy.BLUE_GREEN))) == 3
     assert junit.step_names(DeliverySpec(Strategy.RECREATE)) == ["step 1: recreate and verify"]
     assert junit.step_names(None) == []
@@ -276,22 +337,26 @@ def test_junit_step_names_for_every_strategy() -> None:
 # ---------------------------------------------------------------- which revision the gate follows
 
 
-@pytest.mark.parametrize("state, template, now, want", [
-    (st("Succeeded", A, A), TPL_B, 100, B),                               # a new change: follow it
-    (st("Progressing"), TPL_B, 100, B),
-    (st("RollingBack", B, A), TPL_A, 100, B),                             # template already written back
-    (st("RolledBack", B, A, finished=90), TPL_A, 100, B),                 # failed a moment ago
-    (st("RolledBack", B, A, finished=90), TPL_A, 90 + gate.RECENT + 1, A),  # long ago: nothing pending
-    (st("Idle", A, A), TPL_A, 100, A),
-])
+@pytest.mark.parametrize(
+    "state, template, now, want",
+    [
+        (st("Succeeded", A, A), TPL_B, 100, B),  # a new change: follow it
+        (st("Progressing"), TPL_B, 100, B),
+        (st("RollingBack", B, A), TPL_A, 100, B),  # template already written back
+        (st("RolledBack", B, A, finished=90), TPL_A, 100, B),  # failed a moment ago
+        (st("RolledBack", B, A, finished=90), TPL_A, 90 + gate.RECENT + 1, A),  # long ago: nothing pending
+        (st("Idle", A, A), TPL_A, 100, A),
+    ],
+)
 def test_choose_revision(state: dict[str, Any], template: dict[str, Any], now: float, want: str) -> None:
     assert gate.choose_revision(deployment(template, state), now) == want
 
 
 def test_gate_started_after_a_fast_rollback_reports_it() -> None:
     kube, clock = FakeKube(), Clock()
-    kube.put(DEPLOYMENTS, deployment(TPL_A, st("RolledBack", B, A, finished=1000.0, failedRevision=B,
-                                               message="crash loop")))
+    kube.put(
+        DEPLOYMENTS, deployment(TPL_A, st("RolledBack", B, A, finished=1000.0, failedRevision=B, message="crash loop"))
+    )
     result = gate._Waiter(kube, "ns", "web", 60, lambda s: None, clock, clock.sleep, wall=lambda: 1010.0).run()
     assert result.code == 1 and result.revision == B and "crash loop" in result.reason
 
@@ -302,12 +367,24 @@ def test_decide_old_failure_with_stable_template_is_nothing_to_deliver() -> None
 
 
 def test_decide_failed_with_auto_rollback_off_is_a_failure() -> None:
-    paused = st("Paused", message="failed: new version unhealthy: 1 pod(s) in CrashLoopBackOff; automatic rollback is off")
+    paused = st(
+        "Paused", message="failed: new version unhealthy: 1 pod(s) in CrashLoopBackOff; automatic rollback is off"
+    )
     code, reason = gate.decide(B, deployment(TPL_B, paused, {"deliver.dev/auto-rollback": "false"}))
     assert code == 1 and "automatic rollback is off" in reason
-    verdict = st("Paused", step=0, stepStarted=10, message="x",
-                 verdicts=[{"step": 0, "outcome": "fail", "summary": "error-rate fail", "at": 20}])
+    verdict = st(
+        "Paused",
+        step=0,
+        stepStarted=10,
+        message="x",
+        verdicts=[{"step": 0, "outcome": "fail", "summary": "error-rate fail", "at": 20}],
+    )
     assert gate.decide(B, deployment(TPL_B, verdict))[0] == 1
-    manual = st("Paused", step=1, stepStarted=10, message="manual gate at step 2",
-                verdicts=[{"step": 0, "outcome": "pass", "summary": "ok", "at": 5}])
+    manual = st(
+        "Paused",
+        step=1,
+        stepStarted=10,
+        message="manual gate at step 2",
+        verdicts=[{"step": 0, "outcome": "pass", "summary": "ok", "at": 5}],
+    )
     assert gate.decide(B, deployment(TPL_B, manual))[0] is None

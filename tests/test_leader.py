@@ -25,8 +25,18 @@ class Clock:
 
 
 def elector(kube: FakeKube, clock: Clock, identity: str, **kw: Any) -> LeaderElector:
-    return LeaderElector(kube, "ns", "deliver", identity, lease_duration=15, renew_deadline=10, retry_period=2,
-                         clock=clock, wall=lambda: 1.7e9 + clock.t, **kw)
+    return LeaderElector(
+        kube,
+        "ns",
+        "deliver",
+        identity,
+        lease_duration=15,
+        renew_deadline=10,
+        retry_period=2,
+        clock=clock,
+        wall=lambda: 1.7e9 + clock.t,
+        **kw,
+    )
 
 
 def holder(kube: FakeKube) -> str:
@@ -164,10 +174,17 @@ def test_http_endpoints() -> None:
         server.stop()
 
 
-@pytest.mark.parametrize("text, want", [
-    (":8080", ("", 8080)), ("127.0.0.1:0", ("127.0.0.1", 0)), ("[::1]:9090", ("::1", 9090)),
-    ("9090", ("", 9090)), ("0", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        (":8080", ("", 8080)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        ("[::1]:9090", ("::1", 9090)),
+        ("9090", ("", 9090)),
+        ("0", None),
+        ("", None),
+    ],
+)
 def test_parse_addr(text: str, want: Any) -> None:
     assert parse_addr(text) == want
 

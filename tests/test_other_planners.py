@@ -1,15 +1,30 @@
 from strategies import plan
 from strategies.model import (
-    AdoptNew, DeleteNew, DeliverySpec, DeliveryState, Phase, RevertTemplate, ScaleNew, SetPaused,
-    Strategy, SwitchActive, Verdict,
+    AdoptNew,
+    DeleteNew,
+    DeliverySpec,
+    DeliveryState,
+    Phase,
+    RevertTemplate,
+    ScaleNew,
+    SetPaused,
+    Strategy,
+    SwitchActive,
+    Verdict,
 )
 
 from .planning import NEW, STABLE, obs, started, version
 
 
 def bg(**kw):
-    base = dict(strategy=Strategy.BLUE_GREEN, interval=10.0, progress_deadline=60.0, keep_warm=30.0,
-                active_service="app", preview_service="app-preview")
+    base = dict(
+        strategy=Strategy.BLUE_GREEN,
+        interval=10.0,
+        progress_deadline=60.0,
+        keep_warm=30.0,
+        active_service="app",
+        preview_service="app-preview",
+    )
     base.update(kw)
     return DeliverySpec(**base)
 
@@ -19,6 +34,7 @@ def reasons(p):
 
 
 # ---- blue-green ----
+
 
 def test_bluegreen_brings_up_full_preview_with_active_on_stable():
     p = plan(bg(), DeliveryState(), obs(version(STABLE, 4), replicas=4))
@@ -49,8 +65,11 @@ def test_bluegreen_failure_after_switch_switches_back():
     assert p.state.phase is Phase.ROLLING_BACK
     assert SwitchActive(STABLE) in p.actions
     assert DeleteNew() not in p.actions  # green pods drain first
-    later_ = plan(bg(), p.state, obs(version(STABLE, 4), version(NEW, 4, ready=2, owned=False), replicas=4,
-                                     target=STABLE, now=1011))
+    later_ = plan(
+        bg(),
+        p.state,
+        obs(version(STABLE, 4), version(NEW, 4, ready=2, owned=False), replicas=4, target=STABLE, now=1011),
+    )
     assert SwitchActive(STABLE) in later_.actions and DeleteNew() in later_.actions
     assert later_.actions.index(SwitchActive(STABLE)) < later_.actions.index(DeleteNew())  # traffic first
 
@@ -60,12 +79,16 @@ def test_bluegreen_without_auto_promote_waits_for_promote():
     o = obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1011)
     p = plan(bg(auto_promote=False), s, o)
     assert p.state.phase is Phase.PAUSED and SwitchActive(NEW) not in p.actions
-    go = plan(bg(auto_promote=False), p.state,
-              obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1012, request="promote", request_id="1"))
+    go = plan(
+        bg(auto_promote=False),
+        p.state,
+        obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1012, request="promote", request_id="1"),
+    )
     assert SwitchActive(NEW) in go.actions
 
 
 # ---- rolling ----
+
 
 def rolling(**kw):
     base = dict(strategy=Strategy.ROLLING, pause_at=(25, 50), interval=10.0, progress_deadline=60.0)
@@ -95,15 +118,20 @@ def test_rolling_failure_reverts_template_natively_then_pauses_when_restored():
     p = plan(rolling(), s, o)
     assert p.state.phase is Phase.ROLLING_BACK
     assert RevertTemplate(STABLE) in p.actions and SetPaused(False) in p.actions
-    restoring = plan(rolling(), p.state, obs(version(STABLE, 3), version(NEW, 1, ready=0), replicas=4,
-                                             target=STABLE, paused=False, now=1004))
+    restoring = plan(
+        rolling(),
+        p.state,
+        obs(version(STABLE, 3), version(NEW, 1, ready=0), replicas=4, target=STABLE, paused=False, now=1004),
+    )
     assert restoring.state.phase is Phase.ROLLING_BACK
-    back = plan(rolling(), p.state, obs(version(STABLE, 4), version(NEW, 0), replicas=4, target=STABLE,
-                                        paused=False, now=1010))
+    back = plan(
+        rolling(), p.state, obs(version(STABLE, 4), version(NEW, 0), replicas=4, target=STABLE, paused=False, now=1010)
+    )
     assert back.state.phase is Phase.ROLLED_BACK and SetPaused(True) in back.actions
 
 
 # ---- recreate ----
+
 
 def recreate(**kw):
     base = dict(strategy=Strategy.RECREATE, interval=10.0, progress_deadline=60.0)
@@ -129,8 +157,14 @@ def test_recreate_not_ready_in_deadline_restores_old():
 
 def test_bluegreen_promote_before_preview_is_ready_does_not_switch():
     s = started(Strategy.BLUE_GREEN)
-    o = obs(version(STABLE, 4), version(NEW, 4, ready=1, owned=False), replicas=4, now=1002,
-            request="promote-full", request_id="p")
+    o = obs(
+        version(STABLE, 4),
+        version(NEW, 4, ready=1, owned=False),
+        replicas=4,
+        now=1002,
+        request="promote-full",
+        request_id="p",
+    )
     p = plan(bg(), s, o)
     assert SwitchActive(NEW) not in p.actions and AdoptNew() not in p.actions
     assert SwitchActive(STABLE) in p.actions
@@ -140,6 +174,7 @@ def test_bluegreen_promote_before_preview_is_ready_does_not_switch():
 
 def test_adoption_that_does_not_settle_unpauses_and_success_pauses_again():
     from strategies.model import CanaryStep
+
     spec = DeliverySpec(strategy=Strategy.CANARY, steps=(CanaryStep(50), CanaryStep(100)), interval=5.0)
     s = started(Strategy.CANARY, step=1, phase=Phase.PROMOTING)
     # an HPA moved replicas 4 -> 6 after adoption: the paused controller scaled proportionally
@@ -152,7 +187,10 @@ def test_adoption_that_does_not_settle_unpauses_and_success_pauses_again():
 
 def test_abort_after_adoption_is_refused():
     s = started(Strategy.CANARY, step=2, phase=Phase.PROMOTING)
-    p = plan(DeliverySpec(strategy=Strategy.CANARY), s,
-             obs(version(STABLE, 3), version(NEW, 5), request="abort", request_id="z"))
+    p = plan(
+        DeliverySpec(strategy=Strategy.CANARY),
+        s,
+        obs(version(STABLE, 3), version(NEW, 5), request="abort", request_id="z"),
+    )
     assert p.state.phase is Phase.PROMOTING and "AbortRefused" in reasons(p)
     assert not any(isinstance(a, (DeleteNew, RevertTemplate)) for a in p.actions)

@@ -14,7 +14,14 @@ import pytest
 
 from delivery.errors import Conflict, KubeError, NotFound, RoutingError
 from delivery.kube import (
-    DEPLOYMENTS, HTTPROUTES, INGRESSES, JSON_PATCH, MERGE, TRAFFICSPLITS, VIRTUALSERVICES, Resource,
+    DEPLOYMENTS,
+    HTTPROUTES,
+    INGRESSES,
+    JSON_PATCH,
+    MERGE,
+    TRAFFICSPLITS,
+    VIRTUALSERVICES,
+    Resource,
 )
 from delivery.routing import RouterContext, router_for
 from delivery.routing.gateway import pair, share
@@ -104,8 +111,9 @@ class FakeKube:
         self.writes.append(("create", res.plural, body["metadata"]["name"], copy.deepcopy(body), ""))
         return self.put(res, body)
 
-    def patch(self, res: Resource, namespace: str, name: str, patch: Any, content_type: str = MERGE,
-              sub: str = "") -> dict[str, Any]:
+    def patch(
+        self, res: Resource, namespace: str, name: str, patch: Any, content_type: str = MERGE, sub: str = ""
+    ) -> dict[str, Any]:
         while self.before_patch:
             self.before_patch.pop(0)()
         self.writes.append(("patch", res.plural, name, copy.deepcopy(patch), content_type))
@@ -126,8 +134,10 @@ def ctx(kube: FakeKube, route: str = "web") -> RouterContext:
 
 # ------------------------------------------------------------------ weight math
 
-@pytest.mark.parametrize("w,expected", [(0, (100, 0)), (20, (80, 20)), (50, (50, 50)), (100, (0, 100)),
-                                        (-5, (100, 0)), (130, (0, 100))])
+
+@pytest.mark.parametrize(
+    "w,expected", [(0, (100, 0)), (20, (80, 20)), (50, (50, 50)), (100, (0, 100)), (-5, (100, 0)), (130, (0, 100))]
+)
 def test_pair_always_sums_to_100(w, expected):
     assert pair(w) == expected
 
@@ -139,6 +149,7 @@ def test_share_is_the_canary_percentage(s, c, expected):
 
 # ------------------------------------------------------------------ Gateway API
 
+
 def httproute(extra_rules: list[dict[str, Any]] | None = None, weights: tuple[int | None, int | None] = (None, None)):
     stable: dict[str, Any] = {"name": "web-stable", "port": 80}
     canary: dict[str, Any] = {"name": "web-canary", "port": 80}
@@ -147,23 +158,33 @@ def httproute(extra_rules: list[dict[str, Any]] | None = None, weights: tuple[in
     if weights[1] is not None:
         canary["weight"] = weights[1]
     return {
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
         "metadata": {"name": "web", "labels": {"team": "shop"}},
         "spec": {
             "parentRefs": [{"name": "public"}],
             "hostnames": ["shop.example.com"],
-            "rules": (extra_rules or []) + [{
-                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                "filters": [{"type": "RequestHeaderModifier",
-                             "requestHeaderModifier": {"add": [{"name": "x-env", "value": "prod"}]}}],
-                "backendRefs": [stable, canary],
-            }],
+            "rules": (extra_rules or [])
+            + [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "filters": [
+                        {
+                            "type": "RequestHeaderModifier",
+                            "requestHeaderModifier": {"add": [{"name": "x-env", "value": "prod"}]},
+                        }
+                    ],
+                    "backendRefs": [stable, canary],
+                }
+            ],
         },
     }
 
 
-ADMIN_RULE = {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
-              "backendRefs": [{"name": "admin", "port": 8080, "weight": 1}]}
+ADMIN_RULE = {
+    "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+    "backendRefs": [{"name": "admin", "port": 8080, "weight": 1}],
+}
 
 
 def test_gateway_patch_touches_only_the_two_weights():
@@ -206,9 +227,13 @@ def test_gateway_default_weights_read_as_half_and_reset_is_one_patch():
 
 def test_gateway_every_rule_with_the_pair_is_managed_and_disagreement_reports_the_lowest():
     kube = FakeKube()
-    second = {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
-              "backendRefs": [{"name": "web-canary", "port": 80, "weight": 50},
-                              {"name": "web-stable", "port": 80, "weight": 50}]}
+    second = {
+        "matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+        "backendRefs": [
+            {"name": "web-canary", "port": 80, "weight": 50},
+            {"name": "web-stable", "port": 80, "weight": 50},
+        ],
+    }
     kube.put(HTTPROUTES, httproute([second], weights=(90, 10)))
     router = router_for("gateway-api", ctx(kube))
     assert router.verify_weight() == 10
@@ -225,8 +250,9 @@ def test_gateway_ignores_backendrefs_of_other_kinds_or_namespaces():
     kube = FakeKube()
     route = httproute()
     route["spec"]["rules"][0]["backendRefs"].append({"name": "web-canary", "namespace": "other", "port": 80})
-    route["spec"]["rules"][0]["backendRefs"].append({"name": "web-stable", "kind": "ServiceImport",
-                                                     "group": "multicluster.x-k8s.io", "port": 80})
+    route["spec"]["rules"][0]["backendRefs"].append(
+        {"name": "web-stable", "kind": "ServiceImport", "group": "multicluster.x-k8s.io", "port": 80}
+    )
     kube.put(HTTPROUTES, route)
     router = router_for("gateway-api", ctx(kube))
     router.set_weight(30)
@@ -241,6 +267,7 @@ def test_gateway_retries_when_the_route_changes_between_read_and_patch():
     def reorder() -> None:  # someone inserts a backend before ours, shifting the indexes
         obj = kube.obj(HTTPROUTES, "web")
         obj["spec"]["rules"][0]["backendRefs"].insert(0, {"name": "mirror", "port": 80, "weight": 0})
+
     kube.before_patch.append(reorder)
     router = router_for("gateway-api", ctx(kube))
     router.set_weight(20)
@@ -249,14 +276,30 @@ def test_gateway_retries_when_the_route_changes_between_read_and_patch():
     assert len(kube.writes) == 2  # the first (stale) patch failed its test op, the second applied
 
 
-@pytest.mark.parametrize("setup,needle", [
-    (lambda k: None, "HTTPRoute shop/web not found"),
-    (lambda k: k.installed.discard(HTTPROUTES), "not installed"),
-    (lambda k: k.put(HTTPROUTES, {"metadata": {"name": "web"}, "spec": {"rules": [
-        {"backendRefs": [{"name": "other", "port": 80}]}]}}), "no rule with backendRefs"),
-    (lambda k: k.put(HTTPROUTES, {"metadata": {"name": "web"}, "spec": {"rules": [
-        {"backendRefs": [{"name": "web-stable", "port": 80}]}]}}), "exactly one backendRef"),
-])
+@pytest.mark.parametrize(
+    "setup,needle",
+    [
+        (lambda k: None, "HTTPRoute shop/web not found"),
+        (lambda k: k.installed.discard(HTTPROUTES), "not installed"),
+        (
+            lambda k: k.put(
+                HTTPROUTES,
+                {"metadata": {"name": "web"}, "spec": {"rules": [{"backendRefs": [{"name": "other", "port": 80}]}]}},
+            ),
+            "no rule with backendRefs",
+        ),
+        (
+            lambda k: k.put(
+                HTTPROUTES,
+                {
+                    "metadata": {"name": "web"},
+                    "spec": {"rules": [{"backendRefs": [{"name": "web-stable", "port": 80}]}]},
+                },
+            ),
+            "exactly one backendRef",
+        ),
+    ],
+)
 def test_gateway_errors_are_routing_errors(setup, needle):
     kube = FakeKube()
     setup(kube)
@@ -269,19 +312,31 @@ def test_gateway_errors_are_routing_errors(setup, needle):
 
 # ------------------------------------------------------------------ Istio
 
+
 def virtualservice() -> dict[str, Any]:
     return {
-        "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
         "metadata": {"name": "web"},
         "spec": {
             "hosts": ["web"],
             "http": [
-                {"name": "admin", "match": [{"uri": {"prefix": "/admin"}}],
-                 "route": [{"destination": {"host": "admin"}}]},
-                {"name": "main", "retries": {"attempts": 3},
-                 "route": [{"destination": {"host": f"web-stable.{NS}.svc.cluster.local", "port": {"number": 80}},
-                            "weight": 100},
-                           {"destination": {"host": "web-canary", "port": {"number": 80}}, "weight": 0}]},
+                {
+                    "name": "admin",
+                    "match": [{"uri": {"prefix": "/admin"}}],
+                    "route": [{"destination": {"host": "admin"}}],
+                },
+                {
+                    "name": "main",
+                    "retries": {"attempts": 3},
+                    "route": [
+                        {
+                            "destination": {"host": f"web-stable.{NS}.svc.cluster.local", "port": {"number": 80}},
+                            "weight": 100,
+                        },
+                        {"destination": {"host": "web-canary", "port": {"number": 80}}, "weight": 0},
+                    ],
+                },
             ],
         },
     }
@@ -335,12 +390,21 @@ def test_istio_missing_crd():
 
 # ------------------------------------------------------------------ SMI
 
+
 def trafficsplit() -> dict[str, Any]:
-    return {"apiVersion": "split.smi-spec.io/v1alpha2", "kind": "TrafficSplit",
-            "metadata": {"name": "web"},
-            "spec": {"service": "web", "backends": [{"service": "web-stable", "weight": 100},
-                                                     {"service": "web-canary", "weight": 0},
-                                                     {"service": "web-legacy", "weight": 10}]}}
+    return {
+        "apiVersion": "split.smi-spec.io/v1alpha2",
+        "kind": "TrafficSplit",
+        "metadata": {"name": "web"},
+        "spec": {
+            "service": "web",
+            "backends": [
+                {"service": "web-stable", "weight": 100},
+                {"service": "web-canary", "weight": 0},
+                {"service": "web-legacy", "weight": 10},
+            ],
+        },
+    }
 
 
 def test_smi_sets_two_backend_weights_and_leaves_the_third():
@@ -349,9 +413,14 @@ def test_smi_sets_two_backend_weights_and_leaves_the_third():
     router = router_for("smi", ctx(kube))
     router.set_weight(20)
     spec = kube.obj(TRAFFICSPLITS, "web")["spec"]
-    assert spec == {"service": "web", "backends": [{"service": "web-stable", "weight": 80},
-                                                    {"service": "web-canary", "weight": 20},
-                                                    {"service": "web-legacy", "weight": 10}]}
+    assert spec == {
+        "service": "web",
+        "backends": [
+            {"service": "web-stable", "weight": 80},
+            {"service": "web-canary", "weight": 20},
+            {"service": "web-legacy", "weight": 10},
+        ],
+    }
     assert router.verify_weight() == 20
     assert kube.writes[0][4] == JSON_PATCH and len(kube.writes[0][3]) == 4
 
@@ -374,25 +443,52 @@ def test_smi_missing_crd_and_missing_route():
 
 # ------------------------------------------------------------------ NGINX
 
+
 def ingress() -> dict[str, Any]:
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "web", "labels": {"team": "shop"},
-                     "annotations": {"nginx.ingress.kubernetes.io/rewrite-target": "/",
-                                     "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": "web",
+            "labels": {"team": "shop"},
+            "annotations": {
+                "nginx.ingress.kubernetes.io/rewrite-target": "/",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+            },
+        },
         "spec": {
             "ingressClassName": "nginx",
             "tls": [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}],
             "rules": [
-                {"host": "shop.example.com", "http": {"paths": [
-                    {"path": "/", "pathType": "Prefix",
-                     "backend": {"service": {"name": "web-stable", "port": {"number": 80}}}},
-                    {"path": "/admin", "pathType": "Prefix",
-                     "backend": {"service": {"name": "admin", "port": {"number": 8080}}}},
-                ]}},
-                {"host": "static.example.com", "http": {"paths": [
-                    {"path": "/", "pathType": "Prefix",
-                     "backend": {"service": {"name": "cdn", "port": {"name": "http"}}}}]}},
+                {
+                    "host": "shop.example.com",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "web-stable", "port": {"number": 80}}},
+                            },
+                            {
+                                "path": "/admin",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "admin", "port": {"number": 8080}}},
+                            },
+                        ]
+                    },
+                },
+                {
+                    "host": "static.example.com",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "cdn", "port": {"name": "http"}}},
+                            }
+                        ]
+                    },
+                },
             ],
         },
     }
@@ -414,17 +510,39 @@ def test_nginx_generates_an_owned_canary_ingress():
     assert [w[0] for w in kube.writes] == ["create"]
     canary = kube.obj(INGRESSES, "web-canary")
     meta = canary["metadata"]
-    assert meta["annotations"] == {"nginx.ingress.kubernetes.io/rewrite-target": "/",
-                                   CANARY: "true", CANARY_WEIGHT: "20"}
+    assert meta["annotations"] == {
+        "nginx.ingress.kubernetes.io/rewrite-target": "/",
+        CANARY: "true",
+        CANARY_WEIGHT: "20",
+    }
     assert meta["labels"] == {"team": "shop", "deliver.dev/owner": "web"}
-    assert meta["ownerReferences"] == [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
-                                        "uid": "dep-uid", "controller": False, "blockOwnerDeletion": False}]
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": "web",
+            "uid": "dep-uid",
+            "controller": False,
+            "blockOwnerDeletion": False,
+        }
+    ]
     assert canary["spec"] == {
         "ingressClassName": "nginx",
         "tls": [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}],
-        "rules": [{"host": "shop.example.com", "http": {"paths": [
-            {"path": "/", "pathType": "Prefix",
-             "backend": {"service": {"name": "web-canary", "port": {"number": 80}}}}]}}],
+        "rules": [
+            {
+                "host": "shop.example.com",
+                "http": {
+                    "paths": [
+                        {
+                            "path": "/",
+                            "pathType": "Prefix",
+                            "backend": {"service": {"name": "web-canary", "port": {"number": 80}}},
+                        }
+                    ]
+                },
+            }
+        ],
     }
     assert kube.obj(INGRESSES, "web") == user_before, "the user's Ingress is never written"
     assert router.verify_weight() == 20
@@ -464,8 +582,9 @@ def test_nginx_resyncs_the_canary_spec_when_the_user_ingress_changes():
 
 def test_nginx_never_touches_a_foreign_canary_ingress():
     kube = nginx_kube()
-    kube.put(INGRESSES, {"metadata": {"name": "web-canary", "annotations": {CANARY: "true", CANARY_WEIGHT: "5"}},
-                         "spec": {}})
+    kube.put(
+        INGRESSES, {"metadata": {"name": "web-canary", "annotations": {CANARY: "true", CANARY_WEIGHT: "5"}}, "spec": {}}
+    )
     router = router_for("nginx", ctx(kube))
     for call in (router.validate, router.verify_weight, lambda: router.set_weight(20), router.reset):
         with pytest.raises(RoutingError, match="not generated by deliver"):
@@ -501,21 +620,27 @@ def test_nginx_reset_works_without_the_user_ingress():
 def test_nginx_default_backend_is_copied_when_it_is_the_stable_service():
     kube = FakeKube()
     kube.put(DEPLOYMENTS, {"metadata": {"name": "web", "uid": "u"}})
-    kube.put(INGRESSES, {"metadata": {"name": "web"}, "spec": {
-        "defaultBackend": {"service": {"name": "web-stable", "port": {"number": 80}}}}})
+    kube.put(
+        INGRESSES,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"defaultBackend": {"service": {"name": "web-stable", "port": {"number": 80}}}},
+        },
+    )
     router_for("nginx", ctx(kube)).set_weight(10)
     assert kube.obj(INGRESSES, "web-canary")["spec"] == {
-        "defaultBackend": {"service": {"name": "web-canary", "port": {"number": 80}}}}
+        "defaultBackend": {"service": {"name": "web-canary", "port": {"number": 80}}}
+    }
 
 
 def test_every_router_kind_resolves():
     kube = FakeKube()
     kinds = {k: type(router_for(k, ctx(kube))).__name__ for k in ("gateway-api", "nginx", "istio", "smi")}
-    assert kinds == {"gateway-api": "GatewayRouter", "nginx": "NginxRouter", "istio": "IstioRouter",
-                     "smi": "SmiRouter"}
+    assert kinds == {"gateway-api": "GatewayRouter", "nginx": "NginxRouter", "istio": "IstioRouter", "smi": "SmiRouter"}
 
 
 # ------------------------------------------------------------------ e2e helpers that must hold without a cluster
+
 
 def test_dataplane_reads_the_rule_with_the_mapped_backends():
     from e2e.dataplane import weights_of
@@ -529,8 +654,16 @@ def test_dataplane_reads_the_rule_with_the_mapped_backends():
     assert weights_of(route, ["other"], NS) is None
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.1:80/", "http://192.168.1.5:8080/", "http://example.com:80/",
-                                 "https://127.0.0.1:443/", "http://127.0.0.1/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1:80/",
+        "http://192.168.1.5:8080/",
+        "http://example.com:80/",
+        "https://127.0.0.1:443/",
+        "http://127.0.0.1/",
+    ],
+)
 def test_loadgen_refuses_anything_but_loopback(url):
     from e2e.loadgen import LoadGen
 

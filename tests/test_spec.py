@@ -6,35 +6,51 @@ from strategies.model import CanaryStep, Strategy
 
 
 def deployment(annotations, strategy_type="RollingUpdate", selector=None):
-    return {"metadata": {"name": "web", "namespace": "ns", "annotations": annotations},
-            "spec": {"selector": selector or {"matchLabels": {"app": "web"}},
-                     "strategy": {"type": strategy_type}, "template": {}}}
+    return {
+        "metadata": {"name": "web", "namespace": "ns", "annotations": annotations},
+        "spec": {
+            "selector": selector or {"matchLabels": {"app": "web"}},
+            "strategy": {"type": strategy_type},
+            "template": {},
+        },
+    }
 
 
 def test_canary_defaults_and_full_grammar():
-    s = spec.parse(deployment({"deliver.dev/strategy": "canary", "deliver.dev/steps": "10,pause,50%,100",
-                               "deliver.dev/interval": "1m30s", "deliver.dev/progress-deadline": "5m"}))
+    s = spec.parse(
+        deployment(
+            {
+                "deliver.dev/strategy": "canary",
+                "deliver.dev/steps": "10,pause,50%,100",
+                "deliver.dev/interval": "1m30s",
+                "deliver.dev/progress-deadline": "5m",
+            }
+        )
+    )
     assert s.strategy is Strategy.CANARY
     assert s.steps == (CanaryStep(10), CanaryStep(pause=True), CanaryStep(50), CanaryStep(100))
     assert s.interval == 90 and s.progress_deadline == 300
     assert s.stable_service == "web-stable" and s.canary_service == "web-canary"
 
 
-@pytest.mark.parametrize("key,value,needle", [
-    ("strategy", "bluegreen", "unknown strategy"),
-    ("steps", "20,abc", "not a percentage"),
-    ("steps", "50,20", "must increase"),
-    ("steps", "20,120", "outside 1..100"),
-    ("steps", "", "no empty items"),
-    ("interval", "5 minutes", "not a duration"),
-    ("interval", "0s", "out of range"),
-    ("auto-rollback", "maybe", "not a boolean"),
-    ("router", "traefik/x", "unknown router kind"),
-    ("router", "gateway-api", "needs the route's name"),
-    ("on-inconclusive", "ignore", "not one of"),
-    ("max-restarts", "-1", "out of range"),
-    ("stepz", "20", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("strategy", "bluegreen", "unknown strategy"),
+        ("steps", "20,abc", "not a percentage"),
+        ("steps", "50,20", "must increase"),
+        ("steps", "20,120", "outside 1..100"),
+        ("steps", "", "no empty items"),
+        ("interval", "5 minutes", "not a duration"),
+        ("interval", "0s", "out of range"),
+        ("auto-rollback", "maybe", "not a boolean"),
+        ("router", "traefik/x", "unknown router kind"),
+        ("router", "gateway-api", "needs the route's name"),
+        ("on-inconclusive", "ignore", "not one of"),
+        ("max-restarts", "-1", "out of range"),
+        ("stepz", "20", "unknown key"),
+    ],
+)
 def test_invalid_values_name_the_key(key, value, needle):
     ann = {"deliver.dev/strategy": "canary", f"deliver.dev/{key}": value}
     with pytest.raises(SpecError) as err:
@@ -44,8 +60,9 @@ def test_invalid_values_name_the_key(key, value, needle):
 
 
 def test_problems_lists_every_bad_key():
-    found = spec.problems(deployment({"deliver.dev/strategy": "canary", "deliver.dev/steps": "x",
-                                      "deliver.dev/interval": "soon"}))
+    found = spec.problems(
+        deployment({"deliver.dev/strategy": "canary", "deliver.dev/steps": "x", "deliver.dev/interval": "soon"})
+    )
     assert {e.key for e in found} == {"deliver.dev/steps", "deliver.dev/interval"}
 
 

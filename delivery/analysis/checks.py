@@ -87,9 +87,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "errors": "sum(increase(http_requests_total{" + _http(',code=~"5..') + '"}[{window}]))',
     },
     "http:latency": {
-        "buckets": "sum by (le) (increase(http_request_duration_seconds_bucket{"
-        + _http("")
-        + "}[{window}]))",
+        "buckets": "sum by (le) (increase(http_request_duration_seconds_bucket{" + _http("") + "}[{window}]))",
     },
     "envoy:error-rate": {
         "total": 'sum(increase(envoy_cluster_upstream_rq_total{envoy_cluster_name="{service}"}[{window}]))',
@@ -218,9 +216,7 @@ def _apply_options(spec: CheckSpec, key: str, opts: Mapping[str, str]) -> CheckS
     return replace(spec, **changes)  # type: ignore[arg-type]
 
 
-def _custom_from_configmap(
-    name: str, kind: str, cm_name: str, data: Mapping[str, str]
-) -> tuple[str, dict[str, str]]:
+def _custom_from_configmap(name: str, kind: str, cm_name: str, data: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     key = f"{KEY_CONFIG} ({cm_name})"
     kind = data.get(f"{name}.kind", kind).strip()
     if kind not in KINDS:
@@ -279,11 +275,13 @@ def parse_checks(
         raise SpecError(KEY_CONFIG, f"{cm_name!r} is not a valid ConfigMap name")
 
     for key in annotations:
-        if key.startswith(KEY_CHECK_OPTIONS) and key[len(KEY_CHECK_OPTIONS):] not in names:
-            raise SpecError(key, f"options for check {key[len(KEY_CHECK_OPTIONS):]!r}, which {KEY_CHECKS} does not list")
+        if key.startswith(KEY_CHECK_OPTIONS) and key[len(KEY_CHECK_OPTIONS) :] not in names:
+            raise SpecError(
+                key, f"options for check {key[len(KEY_CHECK_OPTIONS) :]!r}, which {KEY_CHECKS} does not list"
+            )
     if not names:
         if KEY_CHECKS in annotations or any(k.startswith(PREFIX + "analysis") for k in annotations):
-            raise SpecError(KEY_CHECKS, "no checks listed (e.g. \"error-rate,latency\")")
+            raise SpecError(KEY_CHECKS, 'no checks listed (e.g. "error-rate,latency")')
         return ()
 
     data: dict[str, str] | None = None

@@ -413,9 +413,7 @@ def judge_latency(
             if not np.all(np.isfinite(arr)):
                 return _inconclusive(f"{label} contain NaN or Inf", c.size, b.size)
         if c.size == 0 or b.size == 0:
-            return _inconclusive(
-                f"no latency samples from {'canary' if c.size == 0 else 'baseline'}", c.size, b.size
-            )
+            return _inconclusive(f"no latency samples from {'canary' if c.size == 0 else 'baseline'}", c.size, b.size)
         pooled = np.concatenate([c, b])
         edges = np.unique(np.quantile(pooled, [0.5, quantile], method="lower"))
         edges = np.append(edges, np.inf)

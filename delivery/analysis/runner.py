@@ -96,7 +96,9 @@ class CheckResult:
 
     @classmethod
     def from_verdict(cls, name: str, critical: bool, v: Verdict) -> CheckResult:
-        return cls(name, v.outcome, v.statistic, v.p_value, v.e_value, v.effect, v.n_canary, v.n_baseline, critical, v.message)
+        return cls(
+            name, v.outcome, v.statistic, v.p_value, v.e_value, v.effect, v.n_canary, v.n_baseline, critical, v.message
+        )
 
 
 def combine(checks: Sequence[CheckResult]) -> str:
@@ -185,8 +187,14 @@ class Analyzer:
         self.provider = provider
         self._baseline_end: float | None = None
 
-    def run(self, checks: Sequence[CheckSpec], target: AnalysisTarget, start: float, end: float,
-            baseline_end: float | None = None) -> AnalysisResult:
+    def run(
+        self,
+        checks: Sequence[CheckSpec],
+        target: AnalysisTarget,
+        start: float,
+        end: float,
+        baseline_end: float | None = None,
+    ) -> AnalysisResult:
         """Judge canary over [start, end] against baseline over the same window, or, when the two
         versions never run together (recreate), against the equally long window ending at
         ``baseline_end``."""
@@ -208,7 +216,9 @@ class Analyzer:
 
     # ------------------------------------------------------------------
 
-    def _query(self, spec: CheckSpec, key: str, arm: str, target: AnalysisTarget, end: float, window: str) -> tuple[Sample, ...]:
+    def _query(
+        self, spec: CheckSpec, key: str, arm: str, target: AnalysisTarget, end: float, window: str
+    ) -> tuple[Sample, ...]:
         if key not in spec.queries:
             raise AnalysisError(f"check {spec.name} has no {key!r} query (ConfigMap not loaded?)")
         promql = render_query(spec.queries[key], target.placeholders(arm, window))
@@ -225,7 +235,9 @@ class Analyzer:
                 what = f"{spec.name} {arm} total"
                 total = _total(self._query(spec, "total", arm, target, end, window), what)
                 if total is None:
-                    raise AnalysisError(f"no data: the {arm} total query returned no series (no traffic or wrong labels)")
+                    raise AnalysisError(
+                        f"no data: the {arm} total query returned no series (no traffic or wrong labels)"
+                    )
                 errs = _total(self._query(spec, "errors", arm, target, end, window), f"{spec.name} {arm} errors")
                 arms[arm] = (total, errs or 0.0)  # no error series yet means no errors
             (nc, xc), (nb, xb) = arms["canary"], arms["baseline"]

@@ -21,7 +21,7 @@ class RouterContext:
     kube: Kube
     namespace: str
     deployment: str
-    route: str              # name of the user's route object (HTTPRoute, Ingress, VirtualService, ...)
+    route: str  # name of the user's route object (HTTPRoute, Ingress, VirtualService, ...)
     stable_service: str
     canary_service: str
 

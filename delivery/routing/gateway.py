@@ -13,8 +13,9 @@ missing route from a missing CRD, the weight math, guarded JSON patches).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import Conflict, KubeError, NotFound, RoutingError
 from ..kube import HTTPROUTES, JSON_PATCH, Kube, Resource
@@ -25,6 +26,7 @@ PATCH_ATTEMPTS = 3
 
 
 # ---------------------------------------------------------------- shared helpers
+
 
 def clamp(weight: int) -> int:
     """A canary weight as a whole percentage in 0..100."""
@@ -68,7 +70,8 @@ def read_route(kube: Kube, res: Resource, namespace: str, name: str, what: str) 
         if not served:
             raise RoutingError(
                 f"the {what} API {res.group}/{res.version} is not installed on this cluster "
-                f"(no CRD serves {res.plural}.{res.group})") from None
+                f"(no CRD serves {res.plural}.{res.group})"
+            ) from None
         raise RoutingError(f"{what} {namespace}/{name} not found") from None
     except KubeError as exc:
         raise RoutingError(f"cannot read {what} {namespace}/{name}: {exc}") from None
@@ -83,8 +86,15 @@ def pointer(*tokens: str | int) -> str:
     return "".join("/" + escape(t) for t in tokens)
 
 
-def guarded_patch(kube: Kube, res: Resource, namespace: str, name: str, what: str,
-                  build: Callable[[JSON], list[JSON]], load: Callable[[], JSON]) -> JSON:
+def guarded_patch(
+    kube: Kube,
+    res: Resource,
+    namespace: str,
+    name: str,
+    what: str,
+    build: Callable[[JSON], list[JSON]],
+    load: Callable[[], JSON],
+) -> JSON:
     """Apply the JSON patch ``build(route)`` (with its ``test`` guards), re-reading on a lost race.
 
     A failed ``test`` op (the route changed under us) is answered 422/409/500 by API servers of
@@ -111,12 +121,13 @@ def guarded_patch(kube: Kube, res: Resource, namespace: str, name: str, what: st
 
 # ---------------------------------------------------------------- HTTPRoute
 
+
 @dataclass(frozen=True)
 class ManagedRule:
     """One rule of the route that carries deliver's two backends: indexes into the lists."""
 
     rule: int
-    stable: int     # index of the stable backendRef in the rule's backendRefs
+    stable: int  # index of the stable backendRef in the rule's backendRefs
     canary: int
     stable_weight: int
     canary_weight: int
@@ -136,10 +147,12 @@ class GatewayRouter:
         return read_route(c.kube, HTTPROUTES, c.namespace, c.route, self.what)
 
     def _is(self, ref: JSON, service: str) -> bool:
-        return (ref.get("name") == service
-                and (ref.get("kind") or "Service") == "Service"
-                and (ref.get("group") or "") == ""
-                and (ref.get("namespace") or self.ctx.namespace) == self.ctx.namespace)
+        return (
+            ref.get("name") == service
+            and (ref.get("kind") or "Service") == "Service"
+            and (ref.get("group") or "") == ""
+            and (ref.get("namespace") or self.ctx.namespace) == self.ctx.namespace
+        )
 
     def managed(self, route: JSON) -> list[ManagedRule]:
         """The rules deliver manages; RoutingError when a rule or the route lacks its backends."""
@@ -155,13 +168,15 @@ class GatewayRouter:
                 have = ", ".join(str(r.get("name")) for r in refs) or "none"
                 raise RoutingError(
                     f"{self.what} {c.namespace}/{c.route} rule {i} must have exactly one backendRef to "
-                    f"Service {c.stable_service} and one to {c.canary_service} (has: {have})")
+                    f"Service {c.stable_service} and one to {c.canary_service} (has: {have})"
+                )
             s, k = refs[stable[0]], refs[canary[0]]
             found.append(ManagedRule(i, stable[0], canary[0], int(s.get("weight", 1)), int(k.get("weight", 1))))
         if not found:
             raise RoutingError(
                 f"{self.what} {c.namespace}/{c.route} has no rule with backendRefs to Services "
-                f"{c.stable_service} and {c.canary_service}")
+                f"{c.stable_service} and {c.canary_service}"
+            )
         return found
 
     # ---- Router ----
@@ -181,8 +196,10 @@ class GatewayRouter:
         for r in self.managed(route):
             if (r.stable_weight, r.canary_weight) == (stable_w, canary_w):
                 continue
-            for index, service, value in ((r.stable, self.ctx.stable_service, stable_w),
-                                          (r.canary, self.ctx.canary_service, canary_w)):
+            for index, service, value in (
+                (r.stable, self.ctx.stable_service, stable_w),
+                (r.canary, self.ctx.canary_service, canary_w),
+            ):
                 base = pointer("spec", "rules", r.rule, "backendRefs", index)
                 ops.append({"op": "test", "path": base + "/name", "value": service})
                 ops.append({"op": "add", "path": base + "/weight", "value": value})
@@ -190,8 +207,9 @@ class GatewayRouter:
 
     def set_weight(self, weight: int) -> None:
         c = self.ctx
-        guarded_patch(c.kube, HTTPROUTES, c.namespace, c.route, self.what,
-                      lambda route: self.patch_ops(route, weight), self._load)
+        guarded_patch(
+            c.kube, HTTPROUTES, c.namespace, c.route, self.what, lambda route: self.patch_ops(route, weight), self._load
+        )
 
     def reset(self) -> None:
         self.set_weight(0)

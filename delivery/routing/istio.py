@@ -23,9 +23,9 @@ SECTIONS = ("http", "tls", "tcp")
 
 @dataclass(frozen=True)
 class ManagedRoute:
-    section: str    # http | tls | tcp
-    index: int      # index of the route in spec.<section>
-    stable: int     # index of the stable destination in its ``route`` list
+    section: str  # http | tls | tcp
+    index: int  # index of the route in spec.<section>
+    stable: int  # index of the stable destination in its ``route`` list
     canary: int
     stable_host: str
     canary_host: str
@@ -66,16 +66,28 @@ class IstioRouter:
                 if len(stable) != 1 or len(canary) != 1 or len(dests) != 2:
                     raise RoutingError(
                         f"{where} must route to exactly two destinations, Service {c.stable_service} "
-                        f"and {c.canary_service} (has: {', '.join(hosts) or 'none'})")
+                        f"and {c.canary_service} (has: {', '.join(hosts) or 'none'})"
+                    )
                 s, k = dests[stable[0]], dests[canary[0]]
                 # Istio: an omitted weight means 100 when the route has a single destination and is
                 # invalid otherwise; count it as 0 so verify never over-reports the canary's share.
-                found.append(ManagedRoute(section, i, stable[0], canary[0], hosts[stable[0]], hosts[canary[0]],
-                                          int(s.get("weight", 0)), int(k.get("weight", 0))))
+                found.append(
+                    ManagedRoute(
+                        section,
+                        i,
+                        stable[0],
+                        canary[0],
+                        hosts[stable[0]],
+                        hosts[canary[0]],
+                        int(s.get("weight", 0)),
+                        int(k.get("weight", 0)),
+                    )
+                )
         if not found:
             raise RoutingError(
                 f"{self.what} {c.namespace}/{c.route} has no route with destinations "
-                f"{c.stable_service} and {c.canary_service}")
+                f"{c.stable_service} and {c.canary_service}"
+            )
         return found
 
     def validate(self) -> None:
@@ -98,8 +110,9 @@ class IstioRouter:
 
     def set_weight(self, weight: int) -> None:
         c = self.ctx
-        guarded_patch(c.kube, VIRTUALSERVICES, c.namespace, c.route, self.what,
-                      lambda vs: self.patch_ops(vs, weight), self._load)
+        guarded_patch(
+            c.kube, VIRTUALSERVICES, c.namespace, c.route, self.what, lambda vs: self.patch_ops(vs, weight), self._load
+        )
 
     def reset(self) -> None:
         self.set_weight(0)

@@ -35,7 +35,8 @@ class SmiRouter:
         if len(stable) != 1 or len(canary) != 1:
             raise RoutingError(
                 f"{self.what} {c.namespace}/{c.route} needs exactly one backend for Service "
-                f"{c.stable_service} and one for {c.canary_service} (has: {', '.join(names) or 'none'})")
+                f"{c.stable_service} and one for {c.canary_service} (has: {', '.join(names) or 'none'})"
+            )
         return stable[0], canary[0], backends
 
     def validate(self) -> None:
@@ -59,8 +60,9 @@ class SmiRouter:
 
     def set_weight(self, weight: int) -> None:
         c = self.ctx
-        guarded_patch(c.kube, TRAFFICSPLITS, c.namespace, c.route, self.what,
-                      lambda ts: self.patch_ops(ts, weight), self._load)
+        guarded_patch(
+            c.kube, TRAFFICSPLITS, c.namespace, c.route, self.what, lambda ts: self.patch_ops(ts, weight), self._load
+        )
 
     def reset(self) -> None:
         self.set_weight(0)

@@ -1,8 +1,8 @@
 """The route CRDs the weighted routers patch, installed into the local control plane for e2e.
 
-    from e2e import crds
-    crds.install(api_client)                  # all three, waits until each is Established
-    crds.install(api_client, ["httproute"])   # only Gateway API's HTTPRoute
+from e2e import crds
+crds.install(api_client)                  # all three, waits until each is Established
+crds.install(api_client, ["httproute"])   # only Gateway API's HTTPRoute
 """
 
 from __future__ import annotations
