@@ -12,6 +12,9 @@ import yaml
 from click.testing import CliRunner
 
 from delivery import cli, templates
+from delivery.cli import requests
+from delivery.cli.context import Globals
+from delivery.cli.undo import previous_revision
 from delivery.kube import DEPLOYMENTS, REPLICASETS
 from delivery.spec import REQUEST
 from tests.fakekube import FakeKube
@@ -21,7 +24,7 @@ from tests.test_gate import TPL_A, TPL_B, A, B, deployment, st
 @pytest.fixture
 def kube(monkeypatch: pytest.MonkeyPatch) -> FakeKube:
     fake = FakeKube()
-    monkeypatch.setattr(cli.Globals, "kube", lambda self: fake)
+    monkeypatch.setattr(Globals, "kube", lambda self: fake)
     monkeypatch.delenv("KUBECONFIG", raising=False)
     return fake
 
@@ -132,7 +135,7 @@ def test_api_errors_exit_4(kube: FakeKube) -> None:
 
 def test_promote_wait_times_out_with_3(kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
     kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused")))
-    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    monkeypatch.setattr(requests.time, "sleep", lambda s: None)
     result = invoke("promote", "web", "-n", "ns", "--wait", "--timeout", "0.01")
     assert result.exit_code == 3
 
@@ -257,15 +260,15 @@ def test_previous_revision_picks_newest_other_template() -> None:
         rs("web-ccccc", tpl_c, 2),
         rs("x-ddddd", tpl_c, 9, owner="someone-else"),
     ]
-    chosen, why = cli.previous_revision(d, sets)
+    chosen, why = previous_revision(d, sets)
     assert chosen["metadata"]["name"] == "web-ccccc" and why == "revision 2"
     # a revision deliver rolled back is skipped
     d = deployment(TPL_B, st("Succeeded", B, B, failedRevision=templates.revision(tpl_c)))
-    assert cli.previous_revision(d, sets)[0]["metadata"]["name"] == "web-aaaaa"
-    assert cli.previous_revision(d, sets, to_revision=2)[0] is None  # the failed one: retry, not undo
-    assert cli.previous_revision(d, sets, to_revision=1)[0]["metadata"]["name"] == "web-aaaaa"
-    assert cli.previous_revision(d, sets, to_revision=3)[0] is None
-    assert cli.previous_revision(d, [rs("web-bbbbb", TPL_B, 3)])[0] is None
+    assert previous_revision(d, sets)[0]["metadata"]["name"] == "web-aaaaa"
+    assert previous_revision(d, sets, to_revision=2)[0] is None  # the failed one: retry, not undo
+    assert previous_revision(d, sets, to_revision=1)[0]["metadata"]["name"] == "web-aaaaa"
+    assert previous_revision(d, sets, to_revision=3)[0] is None
+    assert previous_revision(d, [rs("web-bbbbb", TPL_B, 3)])[0] is None
 
 
 def test_undo_writes_the_previous_template(kube: FakeKube) -> None:

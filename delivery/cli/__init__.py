@@ -1,0 +1,86 @@
+"""The ``deliver`` command line (also installed as the kubectl plugin ``kubectl-deliver``).
+
+Machine output (``-o json|yaml``, tables, status) goes to stdout; messages go to stderr. Colour and
+the rich live view only on a terminal, never with NO_COLOR or ``--no-color``.
+
+Exit codes: 0 ok / promoted, 1 the operation is not possible (not annotated, wrong state, invalid
+annotations) or the delivery failed, 2 usage error, 3 timeout, 4 API or authentication error.
+
+One module per concern; imports run one way, from the verbs to ``context`` and ``params``:
+
+    context        Globals (the flags given before or after a verb), common options, messages, exits
+    params         typed flag values: Duration, ListenAddress, REVISION
+    view           status (once or --watch) and get
+    requests       promote, abort, retry, pause, resume: write an operator request
+    request_rules  check_request: may this request be sent now (pure)
+    undo           undo and previous_revision (pure)
+    lint           lint and lint_documents (pure, offline)
+    gate           the gate verb (the waiting is delivery.gate)
+    run            the controller's wiring
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import output
+from ..gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
+from . import gate, lint, requests, run, undo, view
+from .context import Globals, first_path
+from .lint import lint_documents
+from .params import Duration
+from .request_rules import check_request
+from .undo import previous_revision
+from .view import render_status
+
+__all__ = [
+    "main",
+    "Globals",
+    "Duration",
+    "check_request",
+    "previous_revision",
+    "lint_documents",
+    "render_status",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "EXIT_TIMEOUT",
+    "EXIT_API",
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Path to the kubeconfig file.")
+@click.option("--context", help="Kubeconfig context to use.")
+@click.option("-n", "--namespace", help="Namespace (default: the context's, else 'default').")
+@click.option("-o", "--output", "output_format", type=click.Choice(output.FORMATS), help="table, json or yaml.")
+@click.option("--no-color", is_flag=True, default=False, help="No colour (also: NO_COLOR=1).")
+@click.version_option(package_name="deliver", prog_name="deliver")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    kubeconfig: str | None,
+    context: str | None,
+    namespace: str | None,
+    output_format: str | None,
+    no_color: bool,
+) -> None:
+    """deliver: progressive delivery for plain Kubernetes Deployments.
+
+    \b
+    Exit codes: 0 ok/promoted, 1 not possible or delivery failed, 2 usage,
+    3 timeout, 4 API or authentication error.
+    """
+    ctx.obj = Globals(first_path(kubeconfig), context, namespace, output_format or "table", no_color)
+
+
+for command in (
+    view.status,
+    view.get_cmd,
+    *requests.COMMANDS,
+    undo.undo,
+    lint.lint,
+    gate.gate,
+    run.run,
+):
+    main.add_command(command)

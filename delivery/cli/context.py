@@ -1,0 +1,171 @@
+"""What every verb shares: the global flags (``Globals``), the ``common`` options, messages and exits.
+
+Machine output (``-o json|yaml``, tables, status) goes to stdout; messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import click
+
+from .. import output
+from .. import spec as specmod
+from ..errors import DeliverError, KubeError, NotFound
+from ..gate import EXIT_API, EXIT_FAILED
+from ..kube import DEPLOYMENTS, Kube
+
+
+@dataclass
+class Globals:
+    """The flags given before or after the verb; the API client is made on first use."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespace_flag: str | None = None
+    output: str = "table"
+    no_color: bool = False
+    _kube: Kube | None = field(default=None, repr=False)
+    _namespace: str | None = field(default=None, repr=False)
+
+    @property
+    def namespace(self) -> str:
+        if self.namespace_flag:
+            return self.namespace_flag
+        if self._namespace is None:
+            self._namespace = default_namespace(self.kubeconfig, self.context)
+        return self._namespace
+
+    def kube(self) -> Kube:
+        if self._kube is None:
+            try:
+                self._kube = Kube.connect(self.kubeconfig, self.context)
+            except DeliverError as exc:
+                fail(str(exc), EXIT_API)
+        return self._kube
+
+    @property
+    def color(self) -> bool:
+        return output.color_wanted(self.no_color, sys.stdout)
+
+    @property
+    def machine(self) -> bool:
+        """``-o json`` or ``-o yaml``: data on stdout, no human text."""
+        return self.output in ("json", "yaml")
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    click.echo(f"deliver: {message}", err=True)
+    sys.exit(code)
+
+
+def api_failed(exc: KubeError) -> NoReturn:
+    fail(str(exc), EXIT_API)
+
+
+def note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def print_result(g: Globals, data: Any, human: str) -> None:
+    """The result of a verb on stdout: ``data`` with ``-o json|yaml``, else ``human`` (if any)."""
+    if g.machine:
+        click.echo(output.dump(data, g.output))
+    elif human:
+        click.echo(human)
+
+
+def get_deployment(g: Globals, app: str, managed: bool = True) -> dict[str, Any]:
+    """The Deployment APP, or exit: 1 when it is missing (or, with ``managed``, not annotated), 4 on API errors."""
+    try:
+        deployment = g.kube().get(DEPLOYMENTS, g.namespace, app)
+    except NotFound:
+        fail(f"deployment {g.namespace}/{app} not found")
+    except KubeError as exc:
+        api_failed(exc)
+    if managed and not specmod.has_strategy(deployment):
+        fail(f"deployment {g.namespace}/{app} is not managed by deliver (no {specmod.STRATEGY} annotation)")
+    return deployment
+
+
+def default_namespace(kubeconfig: str | None, context: str | None) -> str:
+    """The kubeconfig context's namespace; in a pod, the pod's; else ``default``."""
+    try:
+        from kubernetes import config
+
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        if context:
+            active = next((c for c in contexts if c["name"] == context), active)
+        return str((active or {}).get("context", {}).get("namespace") or "default")
+    except Exception:  # no kubeconfig: in-cluster namespace, else default
+        try:
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding="utf-8") as fh:
+                return fh.read().strip() or "default"
+        except OSError:
+            return "default"
+
+
+def first_path(value: str | None) -> str | None:
+    """The first file of a KUBECONFIG path list (``a:b`` on POSIX)."""
+    if value and os.pathsep in value:
+        return next((p for p in value.split(os.pathsep) if p), None)
+    return value or None
+
+
+def _setter(attr: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is None or value is False:
+            return value
+        g = ctx.find_object(Globals)
+        if g is None:
+            g = ctx.ensure_object(Globals)
+        if attr == "kubeconfig":
+            value = first_path(value)
+        setattr(g, attr, value)
+        return value
+
+    return callback
+
+
+def common(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The flags every verb accepts after its name too: deliver status app -n prod -o json."""
+    options = [
+        click.option(
+            "--kubeconfig",
+            expose_value=False,
+            callback=_setter("kubeconfig"),
+            help="Path to the kubeconfig file (default $KUBECONFIG, ~/.kube/config, in-cluster).",
+        ),
+        click.option("--context", expose_value=False, callback=_setter("context"), help="Kubeconfig context."),
+        click.option(
+            "-n",
+            "--namespace",
+            "namespace_flag",
+            expose_value=False,
+            callback=_setter("namespace_flag"),
+            help="Namespace (default: the context's, else 'default').",
+        ),
+        click.option(
+            "-o",
+            "--output",
+            type=click.Choice(output.FORMATS),
+            expose_value=False,
+            callback=_setter("output"),
+            help="Output format: table (default), json or yaml.",
+        ),
+        click.option(
+            "--no-color",
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_setter("no_color"),
+            help="No colour (also: NO_COLOR=1).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f

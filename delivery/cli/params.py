@@ -1,0 +1,60 @@
+"""Typed command-line values: click converts them, and a bad one is a usage error (exit 2) naming the flag."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import spec as specmod
+from ..errors import SpecError
+
+MONTH = 30 * 86400.0
+
+
+class Duration(click.ParamType):
+    """Seconds as a float, from ``90s``, ``5m``, ``1h30m``, ``250ms`` or plain seconds (``0.5``, ``30``)."""
+
+    name = "duration"
+
+    def __init__(self, minimum: float = 0.0, maximum: float = MONTH) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            text = str(value).strip()
+            try:
+                seconds = float(text) if _plain_number(text) else specmod.parse_duration("", text)
+            except SpecError:
+                self.fail(f"{value!r} is not a duration (use e.g. 90s, 5m, 1h30m, or plain seconds)", param, ctx)
+        if not self.minimum <= seconds <= self.maximum:
+            self.fail(f"{value!r} is out of range ({self.minimum:g}s..{self.maximum:g}s)", param, ctx)
+        return seconds
+
+
+def _plain_number(text: str) -> bool:
+    """``30`` or ``0.5``: digits with at most one dot (no sign, no exponent, no ``nan``/``inf``)."""
+    return bool(text) and text.replace(".", "", 1).isdigit()
+
+
+class ListenAddress(click.ParamType):
+    """``HOST:PORT`` to serve on (``:8080``, ``127.0.0.1:0``, ``[::1]:9090``); ``0``/``off`` is None (disabled)."""
+
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int] | None:
+        if value is None or isinstance(value, tuple):
+            return value
+        from ..metrics import parse_addr  # prometheus_client: only the controller needs it
+
+        try:
+            return parse_addr(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+# deployment.kubernetes.io/revision numbers start at 1
+REVISION = click.IntRange(min=1)

@@ -1,0 +1,150 @@
+"""``deliver run``: wire the controller together (API client, analysis, leader election, metrics) and run it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .. import logs
+from .context import Globals, common, fail
+from .params import Duration, ListenAddress
+
+
+@click.command()
+@click.option("--prometheus-url", envvar="DELIVER_PROMETHEUS_URL", help="Prometheus for metric analysis.")
+@click.option("--all-namespaces/--namespaced", default=False, help="Watch every namespace (default: only -n).")
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=False,
+    show_default=True,
+    help="Elect a leader through a Lease so several replicas are safe; only the leader acts.",
+)
+@click.option("--lease-name", default="deliver-controller", show_default=True, help="Name of the Lease.")
+@click.option("--lease-namespace", default=None, help="Namespace of the Lease (default: $POD_NAMESPACE, else -n).")
+@click.option("--lease-duration", type=Duration(), default="15s", show_default=True, help="How long a Lease is valid.")
+@click.option(
+    "--renew-deadline",
+    type=Duration(),
+    default="10s",
+    show_default=True,
+    help="The leader stops acting when it could not renew for this long.",
+)
+@click.option("--retry-period", type=Duration(), default="2s", show_default=True, help="Time between Lease attempts.")
+@click.option(
+    "--metrics-addr",
+    type=ListenAddress(),
+    default=":8080",
+    show_default=True,
+    help="HOST:PORT for /metrics, /healthz and /readyz ('0' disables).",
+)
+@click.option(
+    "--shutdown-grace",
+    type=Duration(),
+    default="30s",
+    show_default=True,
+    help="On SIGTERM, how long to wait for the current write before releasing the Lease.",
+)
+@click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@common
+@click.pass_obj
+def run(
+    g: Globals,
+    prometheus_url: str | None,
+    all_namespaces: bool,
+    leader_elect: bool,
+    lease_name: str,
+    lease_namespace: str | None,
+    lease_duration: float,
+    renew_deadline: float,
+    retry_period: float,
+    metrics_addr: tuple[str, int] | None,
+    shutdown_grace: float,
+    log_level: str,
+) -> None:
+    """Run the controller (JSON logs on stderr)."""
+    # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
+    from ..controller import Controller
+    from ..leader import LeaderElector
+    from ..metrics import Metrics, Server
+    from ..reconcile import Reconciler
+
+    if leader_elect and not (lease_duration > renew_deadline > retry_period > 0):
+        raise click.UsageError("need --lease-duration > --renew-deadline > --retry-period > 0")
+    logs.setup(json_lines=True, level=log_level)
+    log = logging.getLogger("deliver")
+    kube = g.kube()
+    analyser = None
+    if prometheus_url:
+        from ..verdicts import make_analyser
+
+        analyser = make_analyser(kube, prometheus_url)
+
+    elector: LeaderElector | None = None
+    if leader_elect:
+        try:
+            elector = LeaderElector(
+                kube,
+                lease_namespace or os.environ.get("POD_NAMESPACE") or g.namespace,
+                lease_name,
+                lease_duration=lease_duration,
+                renew_deadline=renew_deadline,
+                retry_period=retry_period,
+            )
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    is_leader: Callable[[], bool] = elector.is_leader if elector else (lambda: True)
+    holder: dict[str, Controller] = {}
+    metrics = Metrics(
+        is_leader=is_leader,
+        watch_restarts=lambda: holder["c"].watch_restarts if "c" in holder else 0,
+        synced=lambda: bool(holder.get("c") and holder["c"].synced),
+    )
+    if elector is not None:
+        elector.on_change = lambda leading: None if leading else metrics.forget_all()
+    controller = Controller(
+        kube,
+        Reconciler(kube, analyser),
+        None if all_namespaces else g.namespace,
+        is_leader=is_leader,
+        on_outcome=metrics.observe,
+    )
+    holder["c"] = controller
+
+    server = None
+    if metrics_addr is not None:
+        try:
+            server = Server(metrics, *metrics_addr).start()
+        except OSError as exc:
+            fail(f"cannot serve metrics on {metrics_addr[0]}:{metrics_addr[1]}: {exc}")
+        host, port = server.address
+        log.info("serving /metrics, /healthz, /readyz", extra={"address": f"{host}:{port}"})
+
+    def stop(signum: int, _frame: Any) -> None:
+        log.info("signal received; finishing the current reconcile", extra={"signal": signum})
+        if elector is not None:
+            elector.step_down()
+        controller.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if elector is not None:
+        elector.start()
+    controller.run()
+    # The main loop finished its last reconcile; make sure no write is still running, then let go.
+    deadline = time.monotonic() + shutdown_grace
+    while controller.busy.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if elector is not None:
+        elector.stop()
+        elector.release()
+    if server is not None:
+        server.stop()
+    log.info("controller exited")
+    logging.shutdown()
+    os._exit(0)  # informer threads may sit in a blocking read; do not wait for them
