@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from delivery import cli, templates
+from delivery.cli import gate as gate_cli
 from delivery.cli import requests
 from delivery.cli.context import Globals
+from delivery.cli.params import Duration
 from delivery.cli.undo import previous_revision
+from delivery.gate import GateResult
 from delivery.kube import DEPLOYMENTS, REPLICASETS
 from delivery.spec import REQUEST
 from tests.fakekube import FakeKube
@@ -223,6 +229,79 @@ def test_usage_errors_exit_2(kube: FakeKube) -> None:
     assert invoke("gate", "web", "--timeout", "soon").exit_code == 2
     assert invoke("status", "web", "-o", "xml").exit_code == 2
     assert invoke("frobnicate").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("90s", 90.0), ("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25), ("30", 30.0), ("0.5", 0.5), (" 2m ", 120.0)],
+)
+def test_duration_converts_units_and_plain_seconds(text: str, seconds: float) -> None:
+    assert Duration().convert(text, None, None) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "", "-5", "5x", "1e3", "nan", "inf", "1.2.3", "m", "1000h"])
+def test_duration_rejects_what_is_not_a_duration(text: str) -> None:
+    with pytest.raises(click.BadParameter, match="not a duration|out of range"):
+        Duration().convert(text, None, None)
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["gate", "web", "--timeout", "soon"], "--timeout"),
+        (["status", "web", "--watch", "--timeout", "5x"], "--timeout"),
+        (["promote", "web", "--wait", "--timeout", "never"], "--timeout"),
+        (["abort", "web", "--timeout", "-1s"], "--timeout"),
+        (["run", "--shutdown-grace", "forever"], "--shutdown-grace"),
+    ],
+)
+def test_bad_durations_are_usage_errors(kube: FakeKube, args: list[str], flag: str) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused")))
+    before = copy.deepcopy(kube.objects)
+    result = invoke(*args, "-n", "ns")
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{flag}'" in result.output and "is not a duration" in result.output
+    assert kube.objects == before
+
+
+def test_gate_gets_the_timeout_in_seconds(kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[float] = []
+
+    def wait(_kube: Any, namespace: str, name: str, timeout: float, **_: Any) -> GateResult:
+        seen.append(timeout)
+        return GateResult(0, "promoted", namespace, name, revision=B)
+
+    monkeypatch.setattr(gate_cli, "wait", wait)
+    result = invoke("gate", "web", "-n", "ns", "--timeout", "1h30m", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert seen == [5400.0]
+    assert json.loads(result.stdout)["result"] == "promoted"
+    assert invoke("gate", "web", "-n", "ns").exit_code == 0 and seen[-1] == 900.0  # default 15m
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_undo_to_revision_must_be_a_revision_number(kube: FakeKube, value: str) -> None:
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Succeeded", B, B)))
+    kube.put(REPLICASETS, rs("web-aaaaa", TPL_A, 1))
+    before = copy.deepcopy(kube.objects)
+    result = invoke("undo", "web", "-n", "ns", "--to-revision", value)
+    assert result.exit_code == 2 and "Invalid value for '--to-revision'" in result.output
+    assert kube.objects == before
+
+
+def test_run_names_the_bad_metrics_address(kube: FakeKube) -> None:
+    result = CliRunner().invoke(cli.main, ["run", "--metrics-addr", "somewhere:port"])
+    assert result.exit_code == 2 and "Invalid value for '--metrics-addr'" in result.output
+    assert "is not HOST:PORT" in result.output
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "delivery.cli", "lint", "--no-such-flag", "x.yaml"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "No such option '--no-such-flag'" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "delivery.cli", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "promote" in done.stdout
 
 
 def test_flags_work_before_and_after_the_verb(kube: FakeKube, tmp_path: Path) -> None:

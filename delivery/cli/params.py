@@ -12,7 +12,7 @@ from ..errors import SpecError
 MONTH = 30 * 86400.0
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[float, Any]):
     """Seconds as a float, from ``90s``, ``5m``, ``1h30m``, ``250ms`` or plain seconds (``0.5``, ``30``)."""
 
     name = "duration"
@@ -40,13 +40,13 @@ def _plain_number(text: str) -> bool:
     return bool(text) and text.replace(".", "", 1).isdigit()
 
 
-class ListenAddress(click.ParamType):
+class ListenAddress(click.ParamType[tuple[str, int] | None, Any]):
     """``HOST:PORT`` to serve on (``:8080``, ``127.0.0.1:0``, ``[::1]:9090``); ``0``/``off`` is None (disabled)."""
 
     name = "host:port"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int] | None:
-        if value is None or isinstance(value, tuple):
+        if isinstance(value, tuple):
             return value
         from ..metrics import parse_addr  # prometheus_client: only the controller needs it
 
