@@ -233,7 +233,16 @@ def test_usage_errors_exit_2(kube: FakeKube) -> None:
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("90s", 90.0), ("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25), ("30", 30.0), ("0.5", 0.5), (" 2m ", 120.0)],
+    [
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("250ms", 0.25),
+        ("30", 30.0),
+        ("0.5", 0.5),
+        (" 2m ", 120.0),
+        ("200h", 720000.0),
+    ],
 )
 def test_duration_converts_units_and_plain_seconds(text: str, seconds: float) -> None:
     assert Duration().convert(text, None, None) == seconds

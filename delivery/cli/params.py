@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -27,7 +28,7 @@ class Duration(click.ParamType[float, Any]):
         else:
             text = str(value).strip()
             try:
-                seconds = float(text) if _plain_number(text) else specmod.parse_duration("", text)
+                seconds = float(text) if _plain_number(text) else specmod.parse_duration("", text, maximum=math.inf)
             except SpecError:
                 self.fail(f"{value!r} is not a duration (use e.g. 90s, 5m, 1h30m, or plain seconds)", param, ctx)
         if not self.minimum <= seconds <= self.maximum:
