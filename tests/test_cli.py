@@ -19,6 +19,7 @@ from delivery.cli import gate as gate_cli
 from delivery.cli import requests
 from delivery.cli.context import Globals
 from delivery.cli.params import Duration
+from delivery.cli.request_rules import check_request
 from delivery.cli.undo import previous_revision
 from delivery.gate import GateResult
 from delivery.kube import DEPLOYMENTS, REPLICASETS
@@ -129,6 +130,18 @@ def test_pending_request_blocks_promote_but_not_abort(kube: FakeKube) -> None:
     assert result.exit_code == 1 and "not been taken" in result.output
     assert invoke("abort", "web", "-n", "ns").exit_code == 0
     assert request_of(kube)["verb"] == "abort"
+
+
+def test_check_request_is_pure_and_names_the_allowed_phases() -> None:
+    d = deployment(TPL_B, st("Paused"))
+    before = copy.deepcopy(d)
+    assert check_request(d, "promote") is None and check_request(d, "abort") is None
+    assert check_request(d, "pause") == "ns/web is Paused; `pause` needs one of: Progressing"
+    done = deployment(TPL_B, st("Succeeded", B, B))
+    assert check_request(done, "promote-full") == (
+        "ns/web is Succeeded (no delivery in progress); `promote --full` needs one of: Progressing, Paused"
+    )
+    assert d == before
 
 
 def test_api_errors_exit_4(kube: FakeKube) -> None:
