@@ -211,7 +211,7 @@ def progress_view(live: bool, color: bool, stream: TextIO | None = None) -> Even
     if live:
         try:
             return LiveView(color, stream)
-        except Exception:  # noqa: BLE001 - a broken terminal must not break the command
+        except Exception:  # a broken terminal must not break the command
             pass
     return EventPrinter(stream=stream)
 
