@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from kubernetes import client, config
@@ -79,6 +79,7 @@ def _error(exc: ApiException, what: str) -> KubeError:
     return cls(text, status=status, reason=reason)
 
 
+@runtime_checkable
 class Kube(Protocol):
     """What the engine, the CLI and the routers need from the Kubernetes API (plain JSON dicts).
 

@@ -366,7 +366,7 @@ class FakeKube:
         self.calls: list[tuple[str, str]] = []
         self.watch_events: list[list[Any]] = []  # scripted watch batches (objects or callables(fake))
         self._failures: list[_Failure] = []
-        self._before_write: list[Callable[[FakeKube], None]] = []
+        self._before_write: list[tuple[Callable[[FakeKube], None], Callable[[Write], bool] | None]] = []
         self._serial = 0
 
     # ---- telling it to fail ----
@@ -392,9 +392,10 @@ class FakeKube:
         """The controller dies at the k-th write from now: that write raises ``Crash`` and does not happen."""
         self.fail_at_write(k, Crash(f"crashed at write {k}"), resource)
 
-    def before_write(self, fn: Callable[[FakeKube], None]) -> None:
-        """Run ``fn(fake)`` once, just before the next write reaches the store (a concurrent writer)."""
-        self._before_write.append(fn)
+    def before_write(self, fn: Callable[[FakeKube], None], match: Callable[[Write], bool] | None = None) -> None:
+        """Run ``fn(fake)`` once, just before the next write (that ``match``es) reaches the store: a
+        concurrent writer getting in between deliver's read and its write."""
+        self._before_write.append((fn, match))
 
     def _enter(self, verb: str, res: Resource) -> None:
         self.calls.append((verb, res.plural))
@@ -413,8 +414,11 @@ class FakeKube:
             self._failures.remove(failure)
             raise failure.error
         if write:
-            while self._before_write:
-                self._before_write.pop(0)(self)
+            for hook in list(self._before_write):
+                fn, match = hook
+                if match is None or match(self.writes[-1]):
+                    self._before_write.remove(hook)
+                    fn(self)
 
     # ---- the cluster's own doing (no API call, never fails, not in `writes`) ----
 
