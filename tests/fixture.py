@@ -85,9 +85,11 @@ class Fixture:
         return self.deployment()
 
     def given_delivered(self) -> None:
-        """deliver has seen the Deployment at rest: its record names the running version stable."""
+        """deliver has seen the Deployment at rest: its record names the running version stable.
+        (``kube.writes`` starts empty after it: tests look at what happens from then on.)"""
         self.when_settled()
         assert self.record()["phase"] in ("Idle", "Succeeded"), self.record()
+        self.kube.writes.clear()
 
     def given_service(self, name: str, selector: dict[str, str] | None = None) -> dict[str, Any]:
         return self.kube.put(
