@@ -366,7 +366,7 @@ class FakeKube:
         self.calls: list[tuple[str, str]] = []
         self.watch_events: list[list[Any]] = []  # scripted watch batches (objects or callables(fake))
         self._failures: list[_Failure] = []
-        self._before_write: list[tuple[Callable[[FakeKube], None], Callable[[Write], bool] | None]] = []
+        self._before_write: list[tuple[Callable[[FakeKube], object], Callable[[Write], bool] | None]] = []
         self._serial = 0
 
     # ---- telling it to fail ----
@@ -392,7 +392,7 @@ class FakeKube:
         """The controller dies at the k-th write from now: that write raises ``Crash`` and does not happen."""
         self.fail_at_write(k, Crash(f"crashed at write {k}"), resource)
 
-    def before_write(self, fn: Callable[[FakeKube], None], match: Callable[[Write], bool] | None = None) -> None:
+    def before_write(self, fn: Callable[[FakeKube], object], match: Callable[[Write], bool] | None = None) -> None:
         """Run ``fn(fake)`` once, just before the next write (that ``match``es) reaches the store: a
         concurrent writer getting in between deliver's read and its write."""
         self._before_write.append((fn, match))

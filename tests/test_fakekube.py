@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from delivery.errors import Conflict, Gone, KubeError, NotFound
@@ -112,7 +114,7 @@ def test_patches() -> None:
     assert kube.get(PODS, "ns", "p")["spec"]["containers"] == [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]
 
     doc = {"a": [1, 2], "b": {"c~/": 1}}
-    ops = [
+    ops: list[dict[str, Any]] = [
         {"op": "add", "path": "/a/-", "value": 3},
         {"op": "replace", "path": "/b/c~0~1", "value": 2},
         {"op": "remove", "path": "/a/0"},
@@ -161,7 +163,7 @@ def test_failures_on_demand() -> None:
         kube.get(SERVICES, "ns", "web")
     kube.get(SERVICES, "ns", "web")
 
-    kube.fail_next = [KubeError("down")]  # the older spelling: the next call, whatever it is
+    kube.fail_next = [KubeError("down")]  # type: ignore[method-assign, assignment]  # the older spelling
     with pytest.raises(KubeError):
         kube.items(SERVICES, "ns")
 

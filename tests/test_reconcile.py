@@ -59,8 +59,13 @@ def test_a_canary_delivery_runs_to_success_step_by_step() -> None:
     f = canary()
     f.when_template_changes(V2)
 
-    shares = []
-    f.when_settled(until=lambda f: shares.append(f.serving().get(V2, 0)) and False)
+    shares: list[int] = []
+
+    def note_share(f: Fixture) -> bool:
+        shares.append(f.serving().get(V2, 0))
+        return False
+
+    f.when_settled(until=note_share)
 
     record = f.record()
     assert (record["phase"], record["stableRevision"]) == ("Succeeded", REV2)

@@ -36,7 +36,7 @@ def fake_kube(installed: tuple[Resource, ...] = (HTTPROUTES, VIRTUALSERVICES, TR
 
 
 def ctx(kube: FakeKube, route: str = "web") -> RouterContext:
-    return RouterContext(kube, NS, "web", route, "web-stable", "web-canary")  # type: ignore[arg-type]
+    return RouterContext(kube, NS, "web", route, "web-stable", "web-canary")
 
 
 # ------------------------------------------------------------------ weight math
