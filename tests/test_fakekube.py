@@ -17,13 +17,15 @@ from delivery.kube import (
     SERVICES,
     STRATEGIC,
     Kube,
+    KubeClient,
     selector_string,
 )
 from tests.fakekube import Crash, FakeKube, json_patch, selector_matches
 
 
-def test_the_fake_is_a_kube() -> None:
+def test_the_fake_and_the_real_client_are_kubes() -> None:
     assert isinstance(FakeKube(), Kube)
+    assert issubclass(KubeClient, Kube)
 
 
 @pytest.mark.parametrize(

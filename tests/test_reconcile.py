@@ -12,6 +12,7 @@ import pytest
 
 from delivery import templates
 from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, SERVICES
+from delivery.state import send_request
 from tests.fakekube import Crash, Write
 from tests.fixture import NAME, NS, STATE, Fixture, native_hash, template
 
@@ -203,6 +204,27 @@ def test_a_conflict_on_a_guarded_action_is_retried_at_once_and_applied_once() ->
     assert any(o.requeue_after == 0.2 for o in f.outcomes), "a lost race is retried at once"
     assert _final(f) == ("Succeeded", REV2, V2, {V2: 3}, 0, True)
     assert len(f.events("DeliverySucceeded")) == 1
+
+
+# ------------------------------------------------------------------ operator requests
+
+
+def test_an_operator_abort_is_applied_exactly_once() -> None:
+    f = canary()
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: f.serving().get(V2, 0) > 0)
+    rid = send_request(f.kube, f.deployment(), "abort")
+
+    f.when_settled()
+
+    record = f.record()
+    assert (record["phase"], record["handledRequest"]) == ("Aborted", rid)
+    assert (f.image(), f.serving(), f.delivers_replicasets()) == (V1, {V1: 3}, [])
+    assert len(f.events("DeliveryAborted", "Warning")) == 1
+    n = len(f.kube.writes)
+    f.when_restarted()  # a new leader reads the same request annotation: it was handled, per the record
+    f.when_settled()
+    assert len(f.kube.writes) == n and len(f.events("DeliveryAborted")) == 1
 
 
 # ------------------------------------------------------------------ bad input
