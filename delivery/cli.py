@@ -25,7 +25,7 @@ from . import logs, output, templates
 from . import spec as specmod
 from .errors import Conflict, DeliverError, KubeError, NotFound, SpecError, StateError
 from .gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, status_dict
-from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, Kube, selector_string
+from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, Kube, KubeClient, selector_string
 from .state import read_request, read_state, send_request
 
 __all__ = ["main", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_TIMEOUT", "EXIT_API"]
@@ -57,7 +57,7 @@ class Globals:
     def kube(self) -> Kube:
         if self._kube is None:
             try:
-                self._kube = Kube.connect(self.kubeconfig, self.context)
+                self._kube = KubeClient.connect(self.kubeconfig, self.context)
             except DeliverError as exc:
                 fail(str(exc), EXIT_API)
         return self._kube

@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     from contextlib import ExitStack
 
     from delivery.kube import HTTPROUTES
-    from delivery.kube import Kube as JsonKube
+    from delivery.kube import KubeClient as JsonKube
     from delivery.routing import RouterContext, router_for
     from e2e import crds
     from e2e.cluster import REPO_ROOT, Cluster

@@ -41,7 +41,7 @@ import pytest
 
 from delivery import templates
 from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS
-from delivery.kube import Kube as JsonKube
+from delivery.kube import KubeClient as JsonKube
 from e2e.cluster import REPO_ROOT
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, make_deployment, set_image, stays, wait_for

@@ -21,7 +21,7 @@ from kubernetes import client
 from delivery import templates
 from delivery.errors import NotFound
 from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES
-from delivery.kube import Kube as JsonKube
+from delivery.kube import KubeClient as JsonKube
 from e2e.controller import ControllerProcess
 from e2e.helpers import CRASHLOOP, NEVER_READY, Kube, make_deployment, set_image, wait_for
 
