@@ -8,15 +8,16 @@ the user's objects and must never drop fields it does not model. Every error is 
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .errors import Conflict, Forbidden, Gone, KubeError, NotFound, Unauthorized
@@ -78,28 +79,99 @@ def _error(exc: ApiException, what: str) -> KubeError:
     return cls(text, status=status, reason=reason)
 
 
-class Kube:
-    """A small JSON client over one configured ``kubernetes.client.ApiClient``."""
+@runtime_checkable
+class Kube(Protocol):
+    """What the engine, the CLI and the routers need from the Kubernetes API (plain JSON dicts).
+
+    ``KubeClient`` below is the real one; ``tests/fakekube.py`` holds the one in-memory fake.
+    Errors are raised as the ``delivery.errors`` tree: NotFound (404), Conflict (409: stale
+    resourceVersion, name taken), KubeError with status 422 (invalid object, failed JSON-patch
+    ``test``), Gone (410: watch too old), Forbidden, Unauthorized.
+    """
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        """One raw request (discovery reads such as ``GET /apis/GROUP/VERSION``)."""
+        ...
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> JSON: ...
+
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> JSON:
+        """The List object: ``items`` and ``metadata.resourceVersion`` to watch from."""
+        ...
+
+    def items(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> builtins.list[JSON]:
+        """The objects matching a label selector string (``selector_string``) and a field selector."""
+        ...
+
+    def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
+        """Create (``metadata.generateName`` allowed); Conflict when the name is taken."""
+        ...
+
+    def patch(
+        self, res: Resource, namespace: str | None, name: str, patch: Any, content_type: str = MERGE, sub: str = ""
+    ) -> JSON:
+        """Merge, strategic-merge or JSON patch; ``metadata.resourceVersion`` in a merge patch is a precondition."""
+        ...
+
+    def replace(self, res: Resource, namespace: str | None, name: str, body: JSON) -> JSON:
+        """PUT the whole object; Conflict when its ``metadata.resourceVersion`` is stale."""
+        ...
+
+    def delete(self, res: Resource, namespace: str | None, name: str, propagation: str = "Background") -> None:
+        """Delete; an object that is already gone is not an error."""
+        ...
+
+    def watch(
+        self, res: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 240
+    ) -> Iterator[JSON]:
+        """Watch events after ``resource_version``; Gone when it is too old (relist)."""
+        ...
+
+
+class KubeClient:
+    """The real ``Kube``: a small JSON client over one configured ``kubernetes.client.ApiClient``."""
 
     def __init__(self, api: client.ApiClient, timeout: float = 15.0) -> None:
         self.api = api
         self.timeout = timeout
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, context: str | None = None, timeout: float = 15.0) -> Kube:
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None, timeout: float = 15.0) -> KubeClient:
         cfg = client.Configuration()
         try:
             if kubeconfig or context or not _in_cluster():
-                config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=kubeconfig, context=context, client_configuration=cfg
+                )
             else:
-                config.load_incluster_config(client_configuration=cfg)
+                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         except (config.ConfigException, OSError, TypeError, ValueError) as exc:
             raise Unauthorized(f"cannot load Kubernetes credentials: {exc}") from exc
         return cls(client.ApiClient(cfg), timeout=timeout)
 
     @property
     def identity(self) -> str:
-        return self.api.configuration.host
+        return str(self.api.configuration.host)
 
     # ---- raw requests ----
 
@@ -130,7 +202,7 @@ class Kube:
             m, url, hdrs, payload, post = self.api.param_serialize(
                 method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
             )
-            resp = self.api.call_api(
+            resp: Any = self.api.call_api(
                 m, url, header_params=hdrs, body=payload, post_params=post, _request_timeout=timeout
             )
         except ApiException as exc:
@@ -139,9 +211,9 @@ class Kube:
             raise KubeError(f"{method} {path}: API server unreachable: {exc}") from exc
         if not 200 <= resp.status < 300:
             data = resp.read()
-            exc = ApiException(status=resp.status, reason=resp.reason)
-            exc.body = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-            raise _error(exc, f"{method} {path}")
+            failed = ApiException(status=resp.status, reason=resp.reason)
+            failed.body = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+            raise _error(failed, f"{method} {path}")
         return resp
 
     def get(self, res: Resource, namespace: str | None, name: str) -> JSON:
@@ -164,7 +236,7 @@ class Kube:
         namespace: str | None = None,
         selector: str | None = None,
         field_selector: str | None = None,
-    ) -> list[JSON]:
+    ) -> builtins.list[JSON]:
         return list(self.list(res, namespace, selector, field_selector).get("items") or [])
 
     def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
@@ -228,6 +300,21 @@ def _in_cluster() -> bool:
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
         "/var/run/secrets/kubernetes.io/serviceaccount/token"
     )
+
+
+def default_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace to work in when none is given: the kubeconfig context's, in a pod the pod's, else default."""
+    try:
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+        if context:
+            active = next((c for c in contexts if c["name"] == context), active)
+        return str((active or {}).get("context", {}).get("namespace") or "default")
+    except Exception:  # no kubeconfig: in-cluster namespace, else default
+        try:
+            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding="utf-8") as fh:
+                return fh.read().strip() or "default"
+        except OSError:
+            return "default"
 
 
 def selector_string(selector: dict[str, Any]) -> str:

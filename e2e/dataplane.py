@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from delivery.errors import DeliverError, Gone, NotFound
-from delivery.kube import HTTPROUTES, Kube
+from delivery.kube import HTTPROUTES, Kube, KubeClient
 from e2e.services import Envoy
 
 log = logging.getLogger("e2e.dataplane")
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     backends = dict(b.split("=", 1) for b in a.backend)
     plane = DataPlane(
-        Kube.connect(a.kubeconfig), a.namespace, a.route, Envoy(a.run_dir, "dataplane-envoy"), backends
+        KubeClient.connect(a.kubeconfig), a.namespace, a.route, Envoy(a.run_dir, "dataplane-envoy"), backends
     ).start()
     print(f"envoy listening on {plane.url}", flush=True)
     done = threading.Event()

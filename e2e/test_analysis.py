@@ -41,7 +41,7 @@ import pytest
 
 from delivery import templates
 from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS
-from delivery.kube import Kube as JsonKube
+from delivery.kube import KubeClient as JsonKube
 from e2e.cluster import REPO_ROOT
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, make_deployment, set_image, stays, wait_for
@@ -95,7 +95,7 @@ def apps(run_dir: Path) -> Iterator[list[VersionedApp]]:
     for app in started:
         try:
             print(f"app {app.name}: {app.stats()}")
-        except Exception:  # noqa: BLE001 - only for the log
+        except Exception:  # only for the log
             pass
         app.stop()
 
@@ -309,7 +309,7 @@ def sample_canary_pods(
             try:
                 pods = pods_of_hash(jk, ns, canary_hash)
                 samples.append((time.time(), len(pods), sum(is_ready(p) for p in pods), sum(restarts(p) for p in pods)))
-            except Exception:  # noqa: BLE001 - a transient API error is not a sample
+            except Exception:  # a transient API error is not a sample
                 pass
             stop.wait(0.2)
 

@@ -115,7 +115,7 @@ def test_chart_installs_and_the_controller_works_under_its_rbac(
     # that identity has what the chart grants and nothing else
     from delivery.errors import Forbidden
     from delivery.kube import DEPLOYMENTS, Resource
-    from delivery.kube import Kube as DeliverKube
+    from delivery.kube import KubeClient as DeliverKube
 
     sa = DeliverKube.connect(str(sa_config))
     sa.items(DEPLOYMENTS, ns)

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from delivery.kube import HTTPROUTES
-from delivery.kube import Kube as JsonKube
+from delivery.kube import KubeClient as JsonKube
 from delivery.routing import RouterContext, router_for
 from e2e import crds
 from e2e.controller import ControllerProcess

@@ -21,7 +21,7 @@ from kubernetes import client
 from delivery import templates
 from delivery.errors import NotFound
 from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES
-from delivery.kube import Kube as JsonKube
+from delivery.kube import KubeClient as JsonKube
 from e2e.controller import ControllerProcess
 from e2e.helpers import CRASHLOOP, NEVER_READY, Kube, make_deployment, set_image, wait_for
 
@@ -143,7 +143,7 @@ def sampler(fn: Any, interval: float = 0.1) -> tuple[list[Any], threading.Event]
         while not stop.is_set():
             try:
                 samples.append(fn())
-            except Exception:  # noqa: BLE001 - a transient API error is not a sample
+            except Exception:  # a transient API error is not a sample
                 pass
             stop.wait(interval)
 
@@ -284,7 +284,7 @@ def watch_selectors(jk: JsonKube, ns: str, name: str) -> tuple[list[str], thread
                             seen.append(h)
                     if stop.is_set():
                         return
-            except Exception:  # noqa: BLE001
+            except Exception:
                 time.sleep(0.2)
 
     threading.Thread(target=run, daemon=True).start()

@@ -28,7 +28,7 @@ from kubernetes import client
 
 from delivery.errors import NotFound
 from delivery.kube import HTTPROUTES, TRAFFICSPLITS, VIRTUALSERVICES, Resource
-from delivery.kube import Kube as JsonKube
+from delivery.kube import KubeClient as JsonKube
 from e2e import crds
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, deployment_available, make_deployment, set_image, wait_for

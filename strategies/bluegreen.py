@@ -47,7 +47,9 @@ class BlueGreenPlanner:
         new = obs.deliver_owned(state.revision)
         base: list[Action] = [SetPaused(True)] if not obs.paused else []
         if state.step <= PREVIEW:
-            base += [ScaleNew(n), EnsureServices(state.stable_hash, state.revision), SwitchActive(state.stable_hash)]
+            # The active Service is pinned to the stable pods before the preview pods exist: they carry
+            # the same app labels, and a crash between the two writes must not let them take traffic.
+            base += [SwitchActive(state.stable_hash), ScaleNew(n), EnsureServices(state.stable_hash, state.revision)]
             if state.phase == Phase.PAUSED:
                 if new is not None and new.health.problem(spec.max_restarts):
                     return rollback(

@@ -344,6 +344,7 @@ def rs(name: str, template: dict[str, Any], revision: int, owner: str = "u1") ->
         "metadata": {
             "name": name,
             "namespace": "ns",
+            "labels": dict(tpl["metadata"]["labels"]),  # a ReplicaSet carries its pods' labels
             "annotations": {"deployment.kubernetes.io/revision": str(revision)},
             "ownerReferences": [{"kind": "Deployment", "uid": owner, "controller": True}],
         },

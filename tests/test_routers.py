@@ -1,8 +1,7 @@
-"""Weighted routers: patch bodies, weight math, error cases, against a tiny in-memory object store.
+"""Weighted routers: patch bodies, weight math, error cases, against the one fake API (tests/fakekube.py).
 
-The store implements only the Kube methods the routers call (get, create, patch with JSON patch
-or merge patch, and the discovery GET of ``request``); every write is recorded so a test can
-assert it was exactly one request touching only the intended fields.
+Every write is recorded in ``kube.writes`` so a test can assert it was exactly one request touching
+only the intended fields.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from delivery.errors import Conflict, KubeError, NotFound, RoutingError
+from delivery.errors import RoutingError
 from delivery.kube import (
     DEPLOYMENTS,
     HTTPROUTES,
@@ -26,110 +25,18 @@ from delivery.kube import (
 from delivery.routing import RouterContext, router_for
 from delivery.routing.gateway import pair, share
 from delivery.routing.nginx import CANARY, CANARY_WEIGHT
+from tests.fakekube import FakeKube
 
 NS = "shop"
 
 
-def _merge(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merge(out.get(k), v)
-    return out
-
-
-def _walk(doc: Any, path: str) -> tuple[Any, str]:
-    tokens = [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")[1:]]
-    for t in tokens[:-1]:
-        doc = doc[int(t)] if isinstance(doc, list) else doc[t]
-    return doc, tokens[-1]
-
-
-def _json_patch(doc: Any, ops: list[dict[str, Any]]) -> Any:
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        parent, key = _walk(doc, op["path"])
-        if op["op"] == "test":
-            value = parent[int(key)] if isinstance(parent, list) else parent.get(key)
-            if value != op["value"]:
-                raise KubeError(f"test failed at {op['path']}", status=422)
-        elif op["op"] in ("add", "replace"):
-            if isinstance(parent, list):
-                parent.insert(int(key), op["value"]) if op["op"] == "add" else parent.__setitem__(int(key), op["value"])
-            else:
-                parent[key] = op["value"]
-        else:
-            raise AssertionError(op)
-    return doc
-
-
-class FakeKube:
-    """The few Kube methods the routers use, over a dict of objects; CRDs are 'installed' by group."""
-
-    def __init__(self, installed: tuple[Resource, ...] = (HTTPROUTES, VIRTUALSERVICES, TRAFFICSPLITS)) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.installed = set(installed) | {INGRESSES, DEPLOYMENTS}  # built in: always served
-        self.writes: list[tuple[str, str, str, Any, str]] = []
-        self.rv = 1
-        self.before_patch: list[Any] = []  # callables run once before the next patch (races)
-
-    def put(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
-        obj = copy.deepcopy(obj)
-        obj.setdefault("metadata", {}).setdefault("namespace", NS)
-        self.rv += 1
-        obj["metadata"]["resourceVersion"] = str(self.rv)
-        obj["metadata"].setdefault("uid", f"uid-{obj['metadata']['name']}")
-        self.objects[(res.plural, NS, obj["metadata"]["name"])] = obj
-        return obj
-
-    def obj(self, res: Resource, name: str) -> dict[str, Any]:
-        return self.objects[(res.plural, NS, name)]
-
-    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
-        assert method == "GET"
-        for res in self.installed:
-            if path == f"/apis/{res.group}/{res.version}":
-                return {"kind": "APIResourceList", "resources": [{"name": res.plural}]}
-        raise NotFound(f"GET {path}: 404", status=404)
-
-    def get(self, res: Resource, namespace: str, name: str) -> dict[str, Any]:
-        if res.group and res not in self.installed:
-            raise NotFound(f"GET {res.path(namespace, name)}: 404 page not found", status=404)
-        try:
-            return copy.deepcopy(self.objects[(res.plural, namespace, name)])
-        except KeyError:
-            raise NotFound(f"{res.plural} {name} not found", status=404) from None
-
-    def create(self, res: Resource, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        key = (res.plural, namespace, body["metadata"]["name"])
-        if key in self.objects:
-            raise Conflict("already exists", status=409)
-        self.writes.append(("create", res.plural, body["metadata"]["name"], copy.deepcopy(body), ""))
-        return self.put(res, body)
-
-    def patch(
-        self, res: Resource, namespace: str, name: str, patch: Any, content_type: str = MERGE, sub: str = ""
-    ) -> dict[str, Any]:
-        while self.before_patch:
-            self.before_patch.pop(0)()
-        self.writes.append(("patch", res.plural, name, copy.deepcopy(patch), content_type))
-        current = self.get(res, namespace, name)
-        if content_type == JSON_PATCH:
-            new = _json_patch(current, patch)
-        else:
-            want_rv = (patch.get("metadata") or {}).get("resourceVersion")
-            if want_rv and want_rv != current["metadata"]["resourceVersion"]:
-                raise Conflict("the object has been modified", status=409)
-            new = _merge(current, patch)
-        return self.put(res, new)
+def fake_kube(installed: tuple[Resource, ...] = (HTTPROUTES, VIRTUALSERVICES, TRAFFICSPLITS)) -> FakeKube:
+    """The one fake API, its objects in namespace NS; CRDs are 'installed' by Resource."""
+    return FakeKube(namespace=NS, installed=installed)
 
 
 def ctx(kube: FakeKube, route: str = "web") -> RouterContext:
-    return RouterContext(kube, NS, "web", route, "web-stable", "web-canary")  # type: ignore[arg-type]
+    return RouterContext(kube, NS, "web", route, "web-stable", "web-canary")
 
 
 # ------------------------------------------------------------------ weight math
@@ -188,7 +95,7 @@ ADMIN_RULE = {
 
 
 def test_gateway_patch_touches_only_the_two_weights():
-    kube = FakeKube()
+    kube = fake_kube()
     before = kube.put(HTTPROUTES, httproute([ADMIN_RULE], weights=(100, 0)))
     router = router_for("gateway-api", ctx(kube))
     router.set_weight(20)
@@ -207,12 +114,13 @@ def test_gateway_patch_touches_only_the_two_weights():
     expected["spec"]["rules"][1]["backendRefs"][0]["weight"] = 80
     expected["spec"]["rules"][1]["backendRefs"][1]["weight"] = 20
     expected["metadata"]["resourceVersion"] = after["metadata"]["resourceVersion"]
+    expected["metadata"]["generation"] = before["metadata"]["generation"] + 1  # a spec change
     assert after == expected
     assert router.verify_weight() == 20
 
 
 def test_gateway_default_weights_read_as_half_and_reset_is_one_patch():
-    kube = FakeKube()
+    kube = fake_kube()
     kube.put(HTTPROUTES, httproute())  # no weights: 1 and 1
     router = router_for("gateway-api", ctx(kube))
     assert router.verify_weight() == 50
@@ -226,7 +134,7 @@ def test_gateway_default_weights_read_as_half_and_reset_is_one_patch():
 
 
 def test_gateway_every_rule_with_the_pair_is_managed_and_disagreement_reports_the_lowest():
-    kube = FakeKube()
+    kube = fake_kube()
     second = {
         "matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
         "backendRefs": [
@@ -247,7 +155,7 @@ def test_gateway_every_rule_with_the_pair_is_managed_and_disagreement_reports_th
 
 
 def test_gateway_ignores_backendrefs_of_other_kinds_or_namespaces():
-    kube = FakeKube()
+    kube = fake_kube()
     route = httproute()
     route["spec"]["rules"][0]["backendRefs"].append({"name": "web-canary", "namespace": "other", "port": 80})
     route["spec"]["rules"][0]["backendRefs"].append(
@@ -261,14 +169,14 @@ def test_gateway_ignores_backendrefs_of_other_kinds_or_namespaces():
 
 
 def test_gateway_retries_when_the_route_changes_between_read_and_patch():
-    kube = FakeKube()
+    kube = fake_kube()
     kube.put(HTTPROUTES, httproute(weights=(100, 0)))
 
-    def reorder() -> None:  # someone inserts a backend before ours, shifting the indexes
+    def reorder(_: FakeKube) -> None:  # someone inserts a backend before ours, shifting the indexes
         obj = kube.obj(HTTPROUTES, "web")
         obj["spec"]["rules"][0]["backendRefs"].insert(0, {"name": "mirror", "port": 80, "weight": 0})
 
-    kube.before_patch.append(reorder)
+    kube.before_write(reorder)
     router = router_for("gateway-api", ctx(kube))
     router.set_weight(20)
     refs = kube.obj(HTTPROUTES, "web")["spec"]["rules"][0]["backendRefs"]
@@ -301,7 +209,7 @@ def test_gateway_retries_when_the_route_changes_between_read_and_patch():
     ],
 )
 def test_gateway_errors_are_routing_errors(setup, needle):
-    kube = FakeKube()
+    kube = fake_kube()
     setup(kube)
     router = router_for("gateway-api", ctx(kube))
     for call in (router.validate, router.verify_weight, lambda: router.set_weight(20)):
@@ -343,7 +251,7 @@ def virtualservice() -> dict[str, Any]:
 
 
 def test_istio_patch_sets_the_two_destination_weights_only():
-    kube = FakeKube()
+    kube = fake_kube()
     before = kube.put(VIRTUALSERVICES, virtualservice())
     router = router_for("istio", ctx(kube))
     assert router.verify_weight() == 0
@@ -365,7 +273,7 @@ def test_istio_patch_sets_the_two_destination_weights_only():
 
 
 def test_istio_refuses_a_route_shared_with_a_third_destination():
-    kube = FakeKube()
+    kube = fake_kube()
     vs = virtualservice()
     vs["spec"]["http"][1]["route"].append({"destination": {"host": "legacy"}, "weight": 0})
     kube.put(VIRTUALSERVICES, vs)
@@ -374,7 +282,7 @@ def test_istio_refuses_a_route_shared_with_a_third_destination():
 
 
 def test_istio_host_of_another_namespace_is_not_ours():
-    kube = FakeKube()
+    kube = fake_kube()
     vs = virtualservice()
     vs["spec"]["http"][1]["route"][1]["destination"]["host"] = "web-canary.elsewhere.svc.cluster.local"
     kube.put(VIRTUALSERVICES, vs)
@@ -383,7 +291,7 @@ def test_istio_host_of_another_namespace_is_not_ours():
 
 
 def test_istio_missing_crd():
-    kube = FakeKube(installed=(HTTPROUTES,))
+    kube = fake_kube(installed=(HTTPROUTES,))
     with pytest.raises(RoutingError, match="networking.istio.io/v1 is not installed"):
         router_for("istio", ctx(kube)).verify_weight()
 
@@ -408,7 +316,7 @@ def trafficsplit() -> dict[str, Any]:
 
 
 def test_smi_sets_two_backend_weights_and_leaves_the_third():
-    kube = FakeKube()
+    kube = fake_kube()
     kube.put(TRAFFICSPLITS, trafficsplit())
     router = router_for("smi", ctx(kube))
     router.set_weight(20)
@@ -426,7 +334,7 @@ def test_smi_sets_two_backend_weights_and_leaves_the_third():
 
 
 def test_smi_missing_backend():
-    kube = FakeKube()
+    kube = fake_kube()
     ts = trafficsplit()
     ts["spec"]["backends"] = ts["spec"]["backends"][:1]
     kube.put(TRAFFICSPLITS, ts)
@@ -436,9 +344,9 @@ def test_smi_missing_backend():
 
 def test_smi_missing_crd_and_missing_route():
     with pytest.raises(RoutingError, match="split.smi-spec.io/v1alpha2 is not installed"):
-        router_for("smi", ctx(FakeKube(installed=()))).validate()
+        router_for("smi", ctx(fake_kube(installed=()))).validate()
     with pytest.raises(RoutingError, match="TrafficSplit shop/web not found"):
-        router_for("smi", ctx(FakeKube())).validate()
+        router_for("smi", ctx(fake_kube())).validate()
 
 
 # ------------------------------------------------------------------ NGINX
@@ -495,7 +403,7 @@ def ingress() -> dict[str, Any]:
 
 
 def nginx_kube() -> FakeKube:
-    kube = FakeKube()
+    kube = fake_kube()
     kube.put(INGRESSES, ingress())
     kube.put(DEPLOYMENTS, {"metadata": {"name": "web", "uid": "dep-uid"}})
     return kube
@@ -593,7 +501,7 @@ def test_nginx_never_touches_a_foreign_canary_ingress():
 
 
 def test_nginx_errors():
-    kube = FakeKube()
+    kube = fake_kube()
     with pytest.raises(RoutingError, match="Ingress shop/web not found"):
         router_for("nginx", ctx(kube)).verify_weight()
     ing = ingress()
@@ -612,13 +520,13 @@ def test_nginx_reset_works_without_the_user_ingress():
     kube = nginx_kube()
     router = router_for("nginx", ctx(kube))
     router.set_weight(50)
-    del kube.objects[("ingresses", NS, "web")]
+    kube.remove(INGRESSES, "web")
     router.reset()
     assert kube.obj(INGRESSES, "web-canary")["metadata"]["annotations"][CANARY_WEIGHT] == "0"
 
 
 def test_nginx_default_backend_is_copied_when_it_is_the_stable_service():
-    kube = FakeKube()
+    kube = fake_kube()
     kube.put(DEPLOYMENTS, {"metadata": {"name": "web", "uid": "u"}})
     kube.put(
         INGRESSES,
@@ -634,7 +542,7 @@ def test_nginx_default_backend_is_copied_when_it_is_the_stable_service():
 
 
 def test_every_router_kind_resolves():
-    kube = FakeKube()
+    kube = fake_kube()
     kinds = {k: type(router_for(k, ctx(kube))).__name__ for k in ("gateway-api", "nginx", "istio", "smi")}
     assert kinds == {"gateway-api": "GatewayRouter", "nginx": "NginxRouter", "istio": "IstioRouter", "smi": "SmiRouter"}
 

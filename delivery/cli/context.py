@@ -17,7 +17,7 @@ from .. import output
 from .. import spec as specmod
 from ..errors import DeliverError, KubeError, NotFound
 from ..gate import EXIT_API, EXIT_FAILED
-from ..kube import DEPLOYMENTS, Kube
+from ..kube import DEPLOYMENTS, Kube, KubeClient, default_namespace
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Globals:
     def kube(self) -> Kube:
         if self._kube is None:
             try:
-                self._kube = Kube.connect(self.kubeconfig, self.context)
+                self._kube = KubeClient.connect(self.kubeconfig, self.context)
             except DeliverError as exc:
                 fail(str(exc), EXIT_API)
         return self._kube
@@ -90,23 +90,6 @@ def get_deployment(g: Globals, app: str, managed: bool = True) -> dict[str, Any]
     if managed and not specmod.has_strategy(deployment):
         fail(f"deployment {g.namespace}/{app} is not managed by deliver (no {specmod.STRATEGY} annotation)")
     return deployment
-
-
-def default_namespace(kubeconfig: str | None, context: str | None) -> str:
-    """The kubeconfig context's namespace; in a pod, the pod's; else ``default``."""
-    try:
-        from kubernetes import config
-
-        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        if context:
-            active = next((c for c in contexts if c["name"] == context), active)
-        return str((active or {}).get("context", {}).get("namespace") or "default")
-    except Exception:  # no kubeconfig: in-cluster namespace, else default
-        try:
-            with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding="utf-8") as fh:
-                return fh.read().strip() or "default"
-        except OSError:
-            return "default"
 
 
 def first_path(value: str | None) -> str | None:

@@ -1,0 +1,348 @@
+"""Given/When/Then fixture for engine tests against the one fake API (like Argo Rollouts' ``newFixture``).
+
+    f = Fixture()
+    f.given_deployment(strategy="canary", steps="20,50,100")
+    f.given_delivered()                   # at rest on web:v1, record written
+    f.when_template_changes("web:v2")
+    f.when_reconciled()
+    assert f.record()["phase"] == "Progressing"
+
+The fake runs no controllers. ``cluster()`` plays them once: the Deployment controller (creates and
+scales the Deployment's own ReplicaSet for its template unless paused; when paused, only scales old
+versions down once the new one is saturated, as the real one does), the ReplicaSet controller and
+kubelet (pods per ReplicaSet, Ready, or crash-looping for images in ``crashing``), and the status of
+both. Tests look only at what the API shows: objects, the ``deliver.dev/state`` record, Events.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from delivery import templates
+from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES, selector_string
+from delivery.reconcile import Outcome, Reconciler
+from tests.fakekube import FakeKube
+
+NS = "shop"
+NAME = "web"
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+STATE = "deliver.dev/state"
+STRATEGY = "deliver.dev/strategy"
+
+
+def template(image: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": NAME}},
+        "spec": {"containers": [{"name": "app", "image": image, "ports": [{"containerPort": 8080, "name": "http"}]}]},
+    }
+
+
+def native_hash(tpl: dict[str, Any]) -> str:
+    """The Deployment controller's pod-template-hash: not deliver's revision (as on a real cluster)."""
+    return "d" + templates.revision(tpl)[:8]
+
+
+def owner_ref(obj: dict[str, Any], kind: str, controller: bool = True) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {"apiVersion": "apps/v1", "kind": kind, "name": meta["name"], "uid": meta["uid"], "controller": controller}
+
+
+class Fixture:
+    def __init__(self) -> None:
+        self.now = START
+        self.kube = FakeKube(namespace=NS, clock=lambda: self.now)
+        self.reconciler = Reconciler(self.kube, analyser=None, clock=lambda: self.now)
+        self.crashing: set[str] = set()  # images whose containers crash-loop
+        self.outcomes: list[Outcome] = []
+
+    # ------------------------------------------------------------------ given
+
+    def given_deployment(
+        self, strategy: str | None = "canary", image: str = "web:v1", replicas: int = 3, **annotations: str
+    ) -> dict[str, Any]:
+        """A Deployment running ``image`` (its ReplicaSet and Ready pods made by ``cluster()``)."""
+        ann = {STRATEGY: strategy} if strategy else {}
+        ann.update({f"deliver.dev/{k.replace('_', '-')}": v for k, v in annotations.items()})
+        self.kube.put(
+            DEPLOYMENTS,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": NAME, "uid": "uid-deployment-web", "annotations": ann},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": NAME}},
+                    "template": template(image),
+                    "strategy": {"type": "RollingUpdate"},
+                },
+            },
+        )
+        self.cluster()
+        return self.deployment()
+
+    def given_delivered(self) -> None:
+        """deliver has seen the Deployment at rest: its record names the running version stable.
+        (``kube.writes`` starts empty after it: tests look at what happens from then on.)"""
+        self.when_settled()
+        assert self.record()["phase"] in ("Idle", "Succeeded"), self.record()
+        self.kube.writes.clear()
+
+    def given_service(self, name: str, selector: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.kube.put(
+            SERVICES,
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name},
+                "spec": {
+                    "selector": selector or {"app": NAME},
+                    "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+                },
+            },
+        )
+
+    def given_replicaset(
+        self, image: str, replicas: int, owner: dict[str, Any] | None = None, labels: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """A ReplicaSet of ``image`` (controlled by ``owner`` if given); pods come with ``cluster()``."""
+        tpl = template(image)
+        pod_hash = native_hash(tpl)
+        tpl = templates.with_hash(tpl, pod_hash)
+        return self.kube.put(
+            REPLICASETS,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": f"{NAME}-{pod_hash}",
+                    "labels": dict(tpl["metadata"]["labels"], **(labels or {})),
+                    "ownerReferences": [owner_ref(owner, "Deployment")] if owner else [],
+                },
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": NAME, templates.HASH_LABEL: pod_hash}},
+                    "template": tpl,
+                },
+            },
+        )
+
+    # ------------------------------------------------------------------ when
+
+    def when_template_changes(self, image: str) -> None:
+        """The user (or GitOps) writes a new pod template."""
+        d = self.kube.obj(DEPLOYMENTS, NAME)
+        d["spec"]["template"] = template(image)
+        d["metadata"]["generation"] += 1
+        self.kube.put(DEPLOYMENTS, d)
+
+    def when_annotated(self, **annotations: str | None) -> None:
+        """The user changes deliver.dev/* annotations (None removes one)."""
+        d = self.kube.obj(DEPLOYMENTS, NAME)
+        ann = d["metadata"].setdefault("annotations", {})
+        for k, v in annotations.items():
+            key = f"deliver.dev/{k.replace('_', '-')}"
+            if v is None:
+                ann.pop(key, None)
+            else:
+                ann[key] = v
+        self.kube.put(DEPLOYMENTS, d)
+
+    def when_reconciled(self) -> Outcome:
+        outcome = self.reconciler.reconcile(NS, NAME)
+        self.outcomes.append(outcome)
+        return outcome
+
+    def when_restarted(self) -> None:
+        """A new controller process: everything deliver kept in memory is gone."""
+        self.reconciler = Reconciler(self.kube, analyser=None, clock=lambda: self.now)
+
+    def when_settled(self, passes: int = 300, until: Callable[[Fixture], bool] | None = None) -> Outcome:
+        """Reconcile, let the cluster act, let time pass; until deliver has nothing left to do (or ``until``)."""
+        quiet = 0
+        outcome = Outcome(None)
+        for _ in range(passes):
+            if until is not None and until(self):
+                return outcome
+            outcome = self.when_reconciled()
+            before = self.kube.rv
+            self.cluster()
+            if outcome.requeue_after is None and self.kube.rv == before:
+                quiet += 1
+                if quiet >= 2:
+                    return outcome
+            else:
+                quiet = 0
+            self.now += max(outcome.requeue_after or 1.0, 0.5)
+        raise AssertionError(f"not settled after {passes} passes: {self.record()}")
+
+    def when_time_passes(self, seconds: float) -> None:
+        self.now += seconds
+
+    # ------------------------------------------------------------------ the cluster's controllers
+
+    def cluster(self) -> None:
+        """One round of the Deployment controller, the ReplicaSet controller and the kubelet."""
+        self._deployment_controller()
+        for rs in self.kube.find(REPLICASETS, NS):
+            self._replicaset_controller(rs)
+        self._deployment_status()
+
+    def _owned(self, d: dict[str, Any]) -> list[dict[str, Any]]:
+        uid = d["metadata"]["uid"]
+        return [
+            rs
+            for rs in self.kube.find(REPLICASETS, NS, selector_string(d["spec"]["selector"]))
+            if any(r.get("uid") == uid and r.get("controller") for r in rs["metadata"].get("ownerReferences") or [])
+        ]
+
+    def _deployment_controller(self) -> None:
+        try:
+            d = self.kube.obj(DEPLOYMENTS, NAME)
+        except KeyError:
+            return
+        want = int(d["spec"].get("replicas", 1))
+        rev = templates.revision(d["spec"]["template"])
+        owned = self._owned(d)
+        new = next((rs for rs in owned if templates.revision(rs["spec"]["template"]) == rev), None)
+        if d["spec"].get("paused"):
+            saturated = (
+                new is not None
+                and int(new["spec"]["replicas"]) == want
+                and int((new.get("status") or {}).get("availableReplicas") or 0) >= want
+            )
+            olds = [rs for rs in owned if rs is not new] if saturated else []
+        else:
+            if new is None:
+                image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+                new = self.given_replicaset(image, want, owner=d)
+            olds = [rs for rs in owned if rs["metadata"]["name"] != new["metadata"]["name"]]
+            self._scale(new, want)
+        for rs in olds:
+            self._scale(rs, 0)
+
+    def _scale(self, rs: dict[str, Any], replicas: int) -> None:
+        stored = self.kube.obj(REPLICASETS, rs["metadata"]["name"])
+        if int(stored["spec"].get("replicas") or 0) != replicas:
+            stored["spec"]["replicas"] = replicas
+            self.kube.put(REPLICASETS, stored)
+
+    def _replicaset_controller(self, rs: dict[str, Any]) -> None:
+        name = rs["metadata"]["name"]
+        want = int(rs["spec"].get("replicas") or 0)
+        pods = [
+            p
+            for p in self.kube.find(PODS, NS)
+            if (p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == rs["metadata"]["uid"]
+        ]
+        for pod in pods[want:]:
+            self.kube.remove(PODS, pod["metadata"]["name"])
+        image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
+        crashing = image in self.crashing
+        for i in range(len(pods), want):
+            self.kube.put(
+                PODS,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": f"{name}-{i}",
+                        "labels": copy.deepcopy(rs["spec"]["template"]["metadata"]["labels"]),
+                        "ownerReferences": [owner_ref(rs, "ReplicaSet")],
+                    },
+                    "spec": copy.deepcopy(rs["spec"]["template"]["spec"]),
+                    "status": self._pod_status(crashing),
+                },
+            )
+        ready = 0 if crashing else want
+        status = {"replicas": want, "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": 1}
+        if {k: (rs.get("status") or {}).get(k) for k in status} != status:
+            self.kube.update_status(REPLICASETS, name, status)
+
+    def _pod_status(self, crashing: bool) -> dict[str, Any]:
+        since = timestamp(self.now)
+        if crashing:
+            return {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": since}],
+                "containerStatuses": [
+                    {"name": "app", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                ],
+            }
+        return {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": since}],
+            "containerStatuses": [{"name": "app", "restartCount": 0, "state": {"running": {}}}],
+        }
+
+    def _deployment_status(self) -> None:
+        try:
+            d = self.kube.obj(DEPLOYMENTS, NAME)
+        except KeyError:
+            return
+        rev = templates.revision(d["spec"]["template"])
+        owned = self._owned(d)
+        count = {
+            k: sum(int((rs.get("status") or {}).get(k) or 0) for rs in owned)
+            for k in ("replicas", "readyReplicas", "availableReplicas")
+        }
+        updated = sum(int(rs["spec"]["replicas"]) for rs in owned if templates.revision(rs["spec"]["template"]) == rev)
+        status = dict(count, updatedReplicas=updated, observedGeneration=d["metadata"]["generation"])
+        if {k: (d.get("status") or {}).get(k) for k in status} != status:
+            self.kube.update_status(DEPLOYMENTS, NAME, status)
+
+    # ------------------------------------------------------------------ then
+
+    def deployment(self) -> dict[str, Any]:
+        return copy.deepcopy(self.kube.obj(DEPLOYMENTS, NAME))
+
+    def record(self) -> dict[str, Any]:
+        """The persisted delivery record, as JSON (``deliver.dev/state``)."""
+        raw = (self.deployment()["metadata"].get("annotations") or {}).get(STATE)
+        return json.loads(raw) if raw else {}
+
+    def image(self) -> str:
+        """The image of the Deployment's pod template."""
+        return str(self.deployment()["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    def replicasets(self, image: str | None = None) -> list[dict[str, Any]]:
+        return [
+            rs
+            for rs in self.kube.find(REPLICASETS, NS)
+            if image is None or rs["spec"]["template"]["spec"]["containers"][0]["image"] == image
+        ]
+
+    def delivers_replicasets(self) -> list[dict[str, Any]]:
+        """deliver's own ReplicaSets (its owner label, no controller)."""
+        return self.kube.find(REPLICASETS, NS, f"{templates.OWNER_LABEL}={NAME}")
+
+    def serving(self) -> dict[str, int]:
+        """image -> pods running it."""
+        out: dict[str, int] = {}
+        for rs in self.replicasets():
+            if int(rs["spec"]["replicas"] or 0):
+                image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
+                out[image] = out.get(image, 0) + int(rs["spec"]["replicas"])
+        return out
+
+    def events(self, reason: str | None = None, type_: str | None = None) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.kube.find(EVENTS, NS)
+            if (reason is None or e["reason"] == reason) and (type_ is None or e["type"] == type_)
+        ]
+
+    def reasons(self) -> list[str]:
+        """Event reasons in the order they were created."""
+        found = sorted(self.kube.find(EVENTS, NS), key=lambda e: int(e["metadata"]["resourceVersion"]))
+        return [e["reason"] for e in found]
+
+    def writes_to(self, plural: str, verb: str | None = None) -> list[Any]:
+        return [w for w in self.kube.writes if w.plural == plural and (verb is None or w.verb == verb)]
+
+
+def timestamp(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
