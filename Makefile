@@ -1,5 +1,6 @@
 # deliver — developer and CI entry points.
-#   make test   install + unit tests + e2e tests (what .ci/run does)
+#   make check  style, types and import contracts (ruff, mypy, import-linter); needs only the venv
+#   make test   install + make check + unit tests + e2e tests (what .ci/run does)
 #   make demo   install + the scripted demo on the local control plane
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
 # Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
@@ -10,7 +11,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: install venv system-packages binaries unit e2e test demo cluster-up cluster-down clean distclean
+.PHONY: install venv system-packages binaries check unit e2e test demo cluster-up cluster-down clean distclean
 
 install: venv system-packages binaries
 
@@ -34,6 +35,15 @@ system-packages:
 binaries: venv
 	$(PY) -m e2e.binaries
 
+# Fast (seconds) and offline: no cluster, no binaries. Configuration in pyproject.toml.
+# Runs every tool, so one pass shows every problem; fails if any tool failed.
+check: venv
+	@status=0; \
+	for tool in "ruff check ." "ruff format --check ." "mypy" "lint-imports --no-logo"; do \
+	  echo "--- $$tool"; $(VENV)/bin/$$tool || status=1; \
+	done; \
+	exit $$status
+
 unit: venv
 	$(PYTEST) tests -q
 
@@ -41,6 +51,7 @@ e2e: venv
 	$(PYTEST) e2e -q
 
 test: install
+	$(MAKE) check
 	$(MAKE) unit
 	$(MAKE) e2e
 
@@ -57,7 +68,7 @@ cluster-down:
 # running right now (run/e2e-<its pid>) is left alone.
 clean: cluster-down
 	test -x $(PY) && $(PY) -m e2e.cluster reap || true
-	rm -rf run/cluster .pytest_cache
+	rm -rf run/cluster .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache
 	-rmdir run 2>/dev/null
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 

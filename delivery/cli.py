@@ -84,7 +84,7 @@ def _default_namespace(kubeconfig: str | None, context: str | None) -> str:
         if context:
             active = next((c for c in contexts if c["name"] == context), active)
         return (active or {}).get("context", {}).get("namespace") or "default"
-    except Exception:  # noqa: BLE001 - no kubeconfig: in-cluster namespace, else default
+    except Exception:  # no kubeconfig: in-cluster namespace, else default
         try:
             with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace", encoding="utf-8") as fh:
                 return fh.read().strip() or "default"
@@ -688,7 +688,7 @@ def lint_documents(docs: list[Any], source: str) -> list[dict[str, Any]]:
         )
         try:
             errors = specmod.problems(stringified)
-        except Exception as exc:  # noqa: BLE001 - a malformed manifest is a lint finding, not a crash
+        except Exception as exc:  # a malformed manifest is a lint finding, not a crash
             errors = [SpecError(specmod.STRATEGY, f"cannot validate: {exc}")]
         for e in errors:
             if all(p["key"] != e.key for p in problems):

@@ -107,7 +107,7 @@ class Informer:
             except Gone:
                 self.restarts += 1
                 log.info("watch expired; relisting", extra={"resource": self.resource.plural})
-            except Exception as exc:  # noqa: BLE001 - a watch thread must never die silently
+            except Exception as exc:  # a watch thread must never die silently
                 self.restarts += 1
                 level = logging.WARNING if isinstance(exc, (KubeError, ValueError)) else logging.ERROR
                 log.log(
@@ -220,7 +220,7 @@ class Controller:
         except DeliverError as exc:
             log.warning("reconcile failed", extra={"namespace": key[0], "deployment": key[1], "error": str(exc)})
             outcome = Outcome(5.0)
-        except Exception:  # noqa: BLE001 - one bad Deployment must not stop the controller
+        except Exception:  # one bad Deployment must not stop the controller
             log.exception("reconcile crashed", extra={"namespace": key[0], "deployment": key[1]})
             outcome = Outcome(10.0)
         finally:

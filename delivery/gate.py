@@ -173,7 +173,7 @@ def _failed_while_paused(state: DeliveryState) -> bool:
 def spec_of(deployment: dict[str, Any]) -> DeliverySpec | None:
     try:
         return specmod.parse(deployment)
-    except (SpecError, Exception):  # noqa: BLE001 - the report works without the spec
+    except (SpecError, Exception):  # the report works without the spec
         return None
 
 

@@ -158,7 +158,7 @@ class Server:
         m = metrics
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            def do_GET(self) -> None:  # http.server naming
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._send(200, m.exposition(), CONTENT_TYPE_LATEST)

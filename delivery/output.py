@@ -45,10 +45,10 @@ def dump(data: Any, fmt: str) -> str:
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """Left-aligned columns separated by three spaces, like kubectl."""
+    """Left-aligned columns separated by three spaces, like kubectl; a row has one cell per header."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
 
 
@@ -114,10 +114,10 @@ def changes(before: Snapshot | None, status: dict[str, Any]) -> list[str]:
         line = f"{name}: phase={now.phase} step={now.step + 1} weight={now.weight}%" + (
             f" revision={now.revision}" if now.revision else ""
         )
-        out = [line + (f": {now.message}" if now.message else "")]
+        out: list[str] = [line + (f": {now.message}" if now.message else "")]
         out += [f"{name}: invalid: {p}" for p in now.problems]
         return out
-    out: list[str] = []
+    out = []
     if now.problems != before.problems:
         out += [f"{name}: invalid: {p}" for p in now.problems if p not in before.problems]
     if (now.phase, now.step, now.weight, now.revision) != (before.phase, before.step, before.weight, before.revision):
@@ -211,7 +211,7 @@ def progress_view(live: bool, color: bool, stream: TextIO | None = None) -> Even
     if live:
         try:
             return LiveView(color, stream)
-        except Exception:  # noqa: BLE001 - a broken terminal must not break the command
+        except Exception:  # a broken terminal must not break the command
             pass
     return EventPrinter(stream=stream)
 

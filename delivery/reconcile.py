@@ -297,7 +297,7 @@ class Reconciler:
             return Verdict(action.step, "inconclusive", "no metrics provider configured (--prometheus-url)", now)
         try:
             return self.analyser(spec, state, deployment, action)
-        except Exception as exc:  # noqa: BLE001 - a broken analysis must never promote
+        except Exception as exc:  # a broken analysis must never promote
             log.exception("analysis crashed", extra=_fields(deployment))
             return Verdict(action.step, "inconclusive", f"analysis error: {exc}", now)
 

@@ -151,7 +151,7 @@ def wait_until(check: Callable[[], bool], timeout: float, proc: Proc | None, wha
         try:
             if check():
                 return
-        except Exception as exc:  # noqa: BLE001 - any failure just means "not yet"
+        except Exception as exc:  # any failure just means "not yet"
             last_exc = exc
         if proc is not None and not proc.alive():
             raise StartError(

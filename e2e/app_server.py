@@ -103,7 +103,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:  # http.server API
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._send(200, self.server.stats.exposition(self.server.name), "text/plain; version=0.0.4")
@@ -114,7 +114,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._serve()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path.split("?", 1)[0] != "/-/control":
             self._serve()
             return
@@ -138,7 +138,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(code, f"{self.server.name}\n" if code == 200 else f"{self.server.name} failed\n")
         self.server.stats.record(code, time.monotonic() - started)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 

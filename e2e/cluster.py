@@ -250,7 +250,9 @@ class Cluster:
 
     def _start_all(self, bins: Binaries, state: State, deadline: float) -> None:
         ports = state.ports
-        remaining = lambda: max(5.0, deadline - time.monotonic())  # noqa: E731
+
+        def remaining() -> float:
+            return max(5.0, deadline - time.monotonic())
 
         t = time.monotonic()
         pki = _pki.make_pki(

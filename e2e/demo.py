@@ -290,7 +290,7 @@ def run_delivery(d: Delivery, ctx: dict[str, Any], view: View, timeout: float = 
         try:
             route = router.verify_weight()
             route_pair = (100 - route, route) if route is not None else None
-        except Exception:  # noqa: BLE001 - the view never stops the demo
+        except Exception:  # the view never stops the demo
             route_pair = None
         if started_here and rates and (not view.plain or now - last_plain >= 2.0):
             view.status(d, state, route_pair, plane.current, rates, stable, canary)
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                 view.event(f"v3's pods (the canary process) now fail {BAD_FAIL_RATE:.0%} of requests")
                 run_delivery(bad, ctx, view)
                 local.canary.control(fail_rate=0.0)
-        except Exception as exc:  # noqa: BLE001 - report, clean up, exit non-zero
+        except Exception as exc:  # report, clean up, exit non-zero
             print(f"demo failed: {exc}", file=sys.stderr)
             print(ctl.log()[-3000:], file=sys.stderr)
         route_after = jk.get(HTTPROUTES, ns, APP)

@@ -90,7 +90,7 @@ def wait_for(
     if describe is not None:
         try:
             extra = f"\nstate: {describe()}"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             extra = f"\n(describe failed: {exc})"
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: {last!r}{extra}")
 
@@ -285,7 +285,7 @@ def service_account_kubeconfig(
 class _MetricsHandler(BaseHTTPRequestHandler):
     body: Callable[[], str]
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:  # http.server API
         if self.path.split("?")[0] != "/metrics":
             self.send_error(404)
             return
@@ -296,7 +296,7 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 

@@ -95,7 +95,7 @@ def apps(run_dir: Path) -> Iterator[list[VersionedApp]]:
     for app in started:
         try:
             print(f"app {app.name}: {app.stats()}")
-        except Exception:  # noqa: BLE001 - only for the log
+        except Exception:  # only for the log
             pass
         app.stop()
 
@@ -309,7 +309,7 @@ def sample_canary_pods(
             try:
                 pods = pods_of_hash(jk, ns, canary_hash)
                 samples.append((time.time(), len(pods), sum(is_ready(p) for p in pods), sum(restarts(p) for p in pods)))
-            except Exception:  # noqa: BLE001 - a transient API error is not a sample
+            except Exception:  # a transient API error is not a sample
                 pass
             stop.wait(0.2)
 

@@ -143,7 +143,7 @@ def sampler(fn: Any, interval: float = 0.1) -> tuple[list[Any], threading.Event]
         while not stop.is_set():
             try:
                 samples.append(fn())
-            except Exception:  # noqa: BLE001 - a transient API error is not a sample
+            except Exception:  # a transient API error is not a sample
                 pass
             stop.wait(interval)
 
@@ -284,7 +284,7 @@ def watch_selectors(jk: JsonKube, ns: str, name: str) -> tuple[list[str], thread
                             seen.append(h)
                     if stop.is_set():
                         return
-            except Exception:  # noqa: BLE001
+            except Exception:
                 time.sleep(0.2)
 
     threading.Thread(target=run, daemon=True).start()

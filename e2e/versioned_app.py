@@ -145,7 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:  # http.server API
         path = self.path.split("?")[0]
         c = self.server.counters
         if path == "/metrics":
@@ -158,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, json.dumps({"error": "not found"}))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path.split("?")[0] != "/traffic":
             self._send(404, json.dumps({"error": "not found"}))
             return
@@ -174,7 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, json.dumps(settings))
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 

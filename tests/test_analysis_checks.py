@@ -34,7 +34,9 @@ def test_per_check_options() -> None:
     (lat,) = parse_checks(
         {
             A: "latency",
-            "deliver.dev/analysis.latency": "direction=either, max-effect=0.2, critical=false, min-samples=500, quantile=0.95",
+            "deliver.dev/analysis.latency": (
+                "direction=either, max-effect=0.2, critical=false, min-samples=500, quantile=0.95"
+            ),
             "deliver.dev/analysis-alpha": "0.01",
         }
     )

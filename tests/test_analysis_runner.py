@@ -134,7 +134,7 @@ def test_bad_window_is_inconclusive() -> None:
 
 def _cum(per_bucket: list[float], les: list[str]) -> dict[str, float]:
     out, acc = {}, 0.0
-    for le, v in zip(les, per_bucket):
+    for le, v in zip(les, per_bucket, strict=True):
         acc += v
         out[le] = acc
     return out

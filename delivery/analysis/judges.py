@@ -21,7 +21,6 @@ a :class:`Verdict`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,8 @@ _CODE_NAMES = {INC_CODE: INCONCLUSIVE, PASS_CODE: PASS, FAIL_CODE: FAIL}
 CONCENTRATION = 10.0
 
 Array = NDArray[np.float64]
+# a vectorised judge's columns: float64 statistics, bool decisions, int outcome codes
+Columns = dict[str, NDArray[Any]]
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,10 @@ def log_e_value(x: ArrayLike, n: ArrayLike, p0: ArrayLike, direction: str, conc:
         base = special.betaln(a + x, b + n - x) - special.betaln(a, b) - ll0
 
         def upper() -> Array:
-            return base + np.log(special.betaincc(a + x, b + n - x, p0)) - np.log(special.betaincc(a, b, p0))
+            return _f(base + np.log(special.betaincc(a + x, b + n - x, p0)) - np.log(special.betaincc(a, b, p0)))
 
         def lower() -> Array:
-            return base + np.log(special.betainc(a + x, b + n - x, p0)) - np.log(special.betainc(a, b, p0))
+            return _f(base + np.log(special.betainc(a + x, b + n - x, p0)) - np.log(special.betainc(a, b, p0)))
 
         if direction == "increase":
             out = upper()
@@ -113,7 +114,7 @@ def proportion_bounds(
         phat = np.where(n > 0, x / np.where(n > 0, n, 1.0), 0.5)
 
         def g(p: Array) -> Array:
-            return special.xlogy(x, p) + special.xlog1py(n - x, -p) - thr
+            return _f(special.xlogy(x, p) + special.xlog1py(n - x, -p) - thr)
 
         _, hi = _bisect(g, phat.copy(), np.ones_like(phat))  # outside points: conservative
         _, lo = _bisect(g, phat.copy(), np.zeros_like(phat))
@@ -137,7 +138,7 @@ def conditional_test(
     nb: ArrayLike,
     alpha: float,
     direction: str,
-) -> dict[str, Array]:
+) -> Columns:
     """The shared anytime-valid two-sample test on counts of bad events (vectorised).
 
     xc of nc canary observations and xb of nb baseline observations were bad.  Returns arrays:
@@ -173,7 +174,7 @@ def errors_core(
     max_effect: float = 0.5,
     min_samples: int = 1000,
     negligible_rate: float = 0.001,
-) -> dict[str, Array]:
+) -> Columns:
     """Vectorised error-count judge on cumulative counts; adds ``code`` (0 inc, 1 pass, 2 fail)."""
     nc_, nb_ = _f(nc), _f(nb)
     r = conditional_test(xc, nc, xb, nb, alpha, direction)
@@ -221,7 +222,7 @@ def latency_core(
     max_effect: float = 0.5,
     min_samples: int = 1000,
     quantile: float = 0.99,
-) -> dict[str, Array]:
+) -> Columns:
     """Vectorised latency judge on per-bucket histogram counts (..., B).
 
     Two anytime-valid exceedance tests, each at alpha/2: of the pooled median (a shift of the
@@ -231,7 +232,7 @@ def latency_core(
     hc, hb, bounds = _f(hc), _f(hb), _f(bounds)
     nc, nb = hc.sum(axis=-1), hb.sum(axis=-1)
     cc, cb = np.cumsum(hc, axis=-1), np.cumsum(hb, axis=-1)
-    out: dict[str, Array] = {"n_canary": nc, "n_baseline": nb}
+    out: Columns = {"n_canary": nc, "n_baseline": nb}
     codes = []
     for tag, q in (("median", 0.5), ("tail", quantile)):
         idx = pooled_threshold_index(hc, hb, bounds, q)
@@ -264,7 +265,7 @@ def latency_core(
 # --------------------------------------------------------------------------- scalar wrappers
 
 
-def _num(v: float) -> float | None:
+def _num(v: float | NDArray[Any]) -> float | None:
     v = float(v)
     return v if math.isfinite(v) else None
 
@@ -385,7 +386,7 @@ def _histogram(name: str, counts: ArrayLike, bounds: Array, cumulative: bool) ->
 def judge_latency(
     canary: ArrayLike,
     baseline: ArrayLike,
-    bounds: Sequence[float] | None = None,
+    bounds: ArrayLike | None = None,
     *,
     cumulative: bool = False,
     alpha: float = 0.05,
@@ -441,7 +442,7 @@ def judge_latency(
     r = latency_core(hc, hb, bnd, alpha, direction, max_effect, min_samples, quantile)
     code = int(r["code"])
     parts = []
-    for tag, q in (("median", 0.5), ("tail", quantile)):
+    for tag in ("median", "tail"):
         idx = int(r[f"{tag}_index"])
         label = "p50" if tag == "median" else f"p{100 * quantile:g}"
         if idx < 0:

@@ -180,4 +180,5 @@ class PrometheusClient:
             if err:
                 raise QueryError(f"Prometheus rejected the query ({err}): {_short(promql)}")
             raise MetricsUnavailable(f"Prometheus at {self.url} sent an unreadable answer (HTTP {code})")
-        return body["data"]
+        data: dict[str, Any] = body["data"]
+        return data

@@ -27,7 +27,7 @@ class MetricProvider(ABC):
     def range(self, query: str, start: float, end: float, step: float) -> tuple[Series, ...]:
         """Evaluate ``query`` every ``step`` seconds over [start, end]."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:  # noqa: B027 - a no-op default on purpose: only providers holding connections override it
         """Release connections."""
 
 
