@@ -160,11 +160,9 @@ class KubeClient:
         cfg = client.Configuration()
         try:
             if kubeconfig or context or not _in_cluster():
-                config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=kubeconfig, context=context, client_configuration=cfg
-                )
+                config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
             else:
-                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+                config.load_incluster_config(client_configuration=cfg)
         except (config.ConfigException, OSError, TypeError, ValueError) as exc:
             raise Unauthorized(f"cannot load Kubernetes credentials: {exc}") from exc
         return cls(client.ApiClient(cfg), timeout=timeout)
