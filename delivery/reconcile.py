@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strategies
-import strategies.common
+import strategies.plan
+import strategies.steps
 from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, Plan, SetPaused, Verdict
 
 from . import act, templates
@@ -121,11 +122,11 @@ class Reconciler:
                 )
             if not aborting and (state.phase == Phase.PAUSED or obs.now - since <= spec.progress_deadline):
                 return self._routing_problem(deployment, spec, state, routing_error, requeue=5.0)
-            plan = strategies.common.rollback(
+            plan = strategies.steps.rollback(
                 spec,
                 state.replace(handled_request=obs.request_id or state.handled_request),
                 obs,
-                strategies.common.planner_for(spec.strategy),
+                strategies.plan.planner_for(spec.strategy),
                 "aborted by an operator" if aborting else f"traffic router unavailable: {routing_error}",
                 Phase.ABORTED if aborting else Phase.ROLLED_BACK,
             )

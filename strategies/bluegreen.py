@@ -9,7 +9,6 @@ Steps: 0 = preview (scale up, hold, analyse), 1 = switched (keep warm), 2+ = fin
 
 from __future__ import annotations
 
-from .common import RECHECK, gate, rollback, settle_adopted
 from .model import (
     Action,
     AdoptNew,
@@ -27,6 +26,7 @@ from .model import (
     SwitchActive,
     VersionObs,
 )
+from .steps import RECHECK, gate, rollback, settle_adopted
 
 PREVIEW, SWITCHED = 0, 1
 

@@ -8,7 +8,6 @@ ReplicaSet to the Deployment, whose own controller scales the old version to zer
 
 from __future__ import annotations
 
-from .common import RECHECK, ROUTER_DRAIN, ceil_share, gate, rollback, settle_adopted
 from .model import (
     Action,
     AdoptNew,
@@ -25,6 +24,7 @@ from .model import (
     SetPaused,
     SetWeight,
 )
+from .steps import RECHECK, ROUTER_DRAIN, ceil_share, gate, rollback, settle_adopted
 
 
 class CanaryPlanner:
@@ -32,7 +32,7 @@ class CanaryPlanner:
         return False
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
-        # Traffic first; behind a router the pods go once it has drained them (common._undo).
+        # Traffic first; behind a router the pods go once it has drained them (steps.undo_actions).
         return (SetWeight(0), DeleteNew(), RevertTemplate(state.stable_revision, state.stable_template))
 
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:

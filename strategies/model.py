@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Union
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     ROLLING = "rolling"
     CANARY = "canary"
     BLUE_GREEN = "blue-green"
     RECREATE = "recreate"
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """Where a delivery is. Terminal phases: SUCCEEDED, ROLLED_BACK, ABORTED."""
 
     IDLE = "Idle"  # nothing to deliver: the template is the stable version

@@ -6,7 +6,6 @@ template back so the Deployment controller stops the new pods and restores the o
 
 from __future__ import annotations
 
-from .common import NativePlanner, gate, rollback
 from .model import (
     Action,
     DeliverySpec,
@@ -17,6 +16,7 @@ from .model import (
     Plan,
     SetPaused,
 )
+from .steps import NativePlanner, gate, rollback
 
 
 class RecreatePlanner(NativePlanner):

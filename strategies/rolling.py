@@ -7,7 +7,6 @@ Steps: 0..len(pause_at)-1 = hold at each point, len(pause_at) = finish the rollo
 
 from __future__ import annotations
 
-from .common import RECHECK, NativePlanner, ceil_share, gate, rollback
 from .model import (
     Action,
     DeliverySpec,
@@ -18,6 +17,7 @@ from .model import (
     Plan,
     SetPaused,
 )
+from .steps import RECHECK, NativePlanner, ceil_share, gate, rollback
 
 
 class RollingPlanner(NativePlanner):
