@@ -16,19 +16,18 @@ from strategies.model import (
     DeleteNew,
     DeliverySpec,
     DeliveryState,
-    Emit,
-    EnsureServices,
+    EnsureService,
+    PostEvent,
     RevertTemplate,
     ScaleNew,
     SetPaused,
     SetWeight,
-    Strategy,
     SwitchActive,
 )
 
 from . import templates
 from .errors import Conflict, NotFound, StateError
-from .events import emit
+from .events import post_event
 from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
 from .observe import replicasets
 from .routing import Router
@@ -285,27 +284,21 @@ def _ensure_service(ctx: Context, name: str, pod_hash: str, patch_selector: bool
         ctx.kube.patch(SERVICES, ctx.ns, name, {"spec": {"selector": {templates.HASH_LABEL: pod_hash}}})
 
 
-def _ensure_services(ctx: Context, a: EnsureServices) -> None:
-    spec = ctx.spec
-    if spec.strategy is Strategy.BLUE_GREEN:
-        _ensure_service(ctx, spec.preview_service, a.new_hash)
-        _ensure_service(ctx, spec.active_service, a.stable_hash, patch_selector=False)
-    elif spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
-        _ensure_service(ctx, spec.stable_service, a.stable_hash)
-        _ensure_service(ctx, spec.canary_service, a.new_hash)
+def _ensure_service_action(ctx: Context, a: EnsureService) -> None:
+    _ensure_service(ctx, a.name, a.pod_hash, patch_selector=a.repoint)
 
 
 def _switch(ctx: Context, a: SwitchActive) -> None:
     """One patch of the active Service's selector (creating the Service if it does not exist)."""
-    _ensure_service(ctx, ctx.spec.active_service, a.pod_hash)
+    _ensure_service(ctx, a.service, a.pod_hash)
 
 
 def _analyse(ctx: Context, a: Analyse) -> None:
     ctx.analyse(a)
 
 
-def _emit(ctx: Context, a: Emit) -> None:
-    emit(ctx.kube, ctx.deployment, a.type, a.reason, a.message)
+def _post_event(ctx: Context, a: PostEvent) -> None:
+    post_event(ctx.kube, ctx.deployment, a.type, a.reason, a.message)
 
 
 _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
@@ -316,8 +309,8 @@ _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     RevertTemplate: _revert,
     ApplyTemplate: _apply_template,
     SetWeight: _set_weight,
-    EnsureServices: _ensure_services,
+    EnsureService: _ensure_service_action,
     SwitchActive: _switch,
     Analyse: _analyse,
-    Emit: _emit,
+    PostEvent: _post_event,
 }

@@ -1,4 +1,4 @@
-"""Bridge between the engine and the metric analysis: one Analyse action -> one Verdict."""
+"""Bridge between the engine and the metric analysis: one Analyse action -> one StepVerdict."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from strategies.model import Analyse, DeliverySpec, DeliveryState, Strategy, Verdict
+from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict, Strategy
 
 from . import templates
 from .kube import Kube
@@ -15,13 +15,13 @@ from .observe import replicasets
 
 def make_analyser(
     kube: Kube, prometheus_url: str, timeout: float = 10.0, clock: Callable[[], float] = time.time
-) -> Callable[..., Verdict]:
+) -> Callable[..., StepVerdict]:
     from .analysis.providers import make_provider
-    from .analysis.runner import AnalysisTarget, Analyzer
+    from .analysis.runner import Analyser, AnalysisTarget
 
-    analyzer = Analyzer(make_provider("prometheus", url=prometheus_url, timeout=timeout))
+    runner = Analyser(make_provider("prometheus", url=prometheus_url, timeout=timeout))
 
-    def analyse(spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse) -> Verdict:
+    def analyse(spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse) -> StepVerdict:
         meta = deployment["metadata"]
         canary_hash = state.revision
         if spec.strategy in (Strategy.ROLLING, Strategy.RECREATE):
@@ -45,7 +45,7 @@ def make_analyser(
         now = clock()
         # recreate never runs both versions: judge the new one against the old one's last window
         baseline_end = state.started if spec.strategy is Strategy.RECREATE else None
-        result = analyzer.run(spec.analysis, target, action.start, now, baseline_end=baseline_end)
-        return Verdict(action.step, result.outcome, result.summary(), now, details=result.to_dict())
+        result = runner.run(spec.analysis, target, action.start, now, baseline_end=baseline_end)
+        return StepVerdict(action.step, result.outcome, result.summary(), now, details=result.to_dict())
 
     return analyse

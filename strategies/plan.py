@@ -18,16 +18,20 @@ from .model import (
     DeleteNew,
     DeliverySpec,
     DeliveryState,
-    Emit,
+    HoldReason,
     Observation,
     Phase,
     Plan,
+    PostEvent,
     RevertTemplate,
     SetPaused,
+    SetWeight,
     Strategy,
     VersionObs,
 )
+from .reasons import EventReason as R
 from .recreate import RecreatePlanner
+from .requests import refusal
 from .rolling import RollingPlanner
 from .steps import RECHECK, ROUTER_DRAIN, StrategyPlanner, finish_rollback, rollback
 
@@ -52,6 +56,39 @@ def current_stable(obs: Observation) -> VersionObs | None:
 
 
 def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
+    """The next record and the actions that converge on it, for one Deployment."""
+    state, told = _record_analysed(state, obs)
+    decided = _decide(spec, state, obs)
+    actions = told + decided.actions
+    if obs.router_problem:
+        # The route is gone or broken: no traffic reaches the new version through it anyway.
+        actions = tuple(a for a in actions if not isinstance(a, SetWeight))
+    # A pause is written in the same patch as the record, so the Deployment controller is held by
+    # the very write that records the decision. (An unpause stays an action: it must wait for the
+    # actions before it, e.g. the template revert of a native rollback.)
+    paused = True if any(isinstance(a, SetPaused) and a.paused for a in actions) else None
+    actions = tuple(a for a in actions if not (isinstance(a, SetPaused) and a.paused))
+    record = decided.state
+    if not record.hold.fits(record.phase):
+        record = record.replace(hold=HoldReason.NONE)
+    return Plan(record, actions, decided.requeue_after, paused)
+
+
+def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, tuple[Action, ...]]:
+    """Verdicts of analyses run since the record was read go into the record, and are announced."""
+    new = tuple(v for v in obs.analysed if v not in state.verdicts)
+    told = tuple(
+        PostEvent(
+            "Normal" if v.outcome == "pass" else "Warning",
+            {"pass": R.ANALYSIS_PASSED, "fail": R.ANALYSIS_FAILED}.get(v.outcome, R.ANALYSIS_INCONCLUSIVE),
+            f"step {v.step + 1}: {v.summary}",
+        )
+        for v in new
+    )
+    return (state.replace(verdicts=state.verdicts + new) if new else state), told
+
+
+def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     planner = planner_for(spec.strategy)
     in_progress = not state.phase.terminal
 
@@ -67,6 +104,10 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         )
 
     request = obs.request if obs.request_id and obs.request_id != state.handled_request else ""
+    if obs.router_problem and in_progress and state.phase != Phase.ROLLING_BACK:
+        return _router_down(spec, state, obs, planner, request)
+    if not obs.router_problem and state.router_down_since:
+        state = state.replace(router_down_since=0.0, router_problem="")  # the router works again
     if request:
         handled = state.replace(handled_request=obs.request_id)
         answered = _operator_request(spec, handled, obs, planner, request)
@@ -136,11 +177,41 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
             f"revision {state.failed_revision} was rolled back before; run `deliver retry {obs.name}` to try it again"
         )
         actions = [] if obs.paused else [SetPaused(True)]
-        if state.message != message:
-            actions.append(Emit("Warning", "RevisionPreviouslyFailed", message))
-        return Plan(state.replace(message=message), tuple(actions), None)
+        if state.hold is not HoldReason.PREVIOUSLY_FAILED:
+            actions.append(PostEvent("Warning", R.REVISION_PREVIOUSLY_FAILED, message))
+        return Plan(state.replace(message=message, hold=HoldReason.PREVIOUSLY_FAILED), tuple(actions), None)
 
+    if obs.router_problem:
+        # A missing route, CRD or backend stops a delivery before any Service or ReplicaSet exists.
+        return _router_warning(spec, state, obs, "", 30.0)
     return _start(spec, state, obs, planner, stable)
+
+
+def _router_warning(spec: DeliverySpec, state: DeliveryState, obs: Observation, holding: str, wait: float) -> Plan:
+    """Hold: record since when the router is broken, and warn once per distinct problem."""
+    message = f"router {spec.router.kind}/{spec.router.name}: {obs.router_problem}; deliver takes no action{holding}"
+    held = state.replace(router_down_since=state.router_down_since or obs.now, router_problem=obs.router_problem)
+    if held.phase is Phase.PROGRESSING:
+        held = held.replace(hold=HoldReason.ROUTER_UNAVAILABLE)
+    told = () if state.router_problem == obs.router_problem else (PostEvent("Warning", R.ROUTER_UNAVAILABLE, message),)
+    return Plan(held, told, wait)
+
+
+def _router_down(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner, request: str
+) -> Plan:
+    """Mid-delivery the router broke (route or CRD gone, API errors): hold the step. An operator's
+    abort, or a router still broken after the progress deadline (counted from the record, so a new
+    leader keeps it; never while an operator holds the delivery), rolls back. Other requests wait."""
+    if request == "abort":
+        answered = _operator_request(spec, state.replace(handled_request=obs.request_id), obs, planner, request)
+        if answered is not None:
+            return answered
+    since = state.router_down_since or obs.now
+    if state.phase == Phase.PAUSED or obs.now - since <= spec.progress_deadline:
+        holding = f"; holding step {state.step + 1} (rolled back if still broken after the progress deadline)"
+        return _router_warning(spec, state, obs, holding, 5.0)
+    return rollback(spec, state, obs, planner, f"traffic router unavailable: {obs.router_problem}")
 
 
 def _start(
@@ -163,9 +234,9 @@ def _start(
         message=f"delivering revision {obs.target_revision} ({spec.strategy.value})",
     )
     first = planner.advance(spec, started, obs)
-    event = Emit(
+    event = PostEvent(
         "Normal",
-        "DeliveryStarted",
+        R.DELIVERY_STARTED,
         f"{spec.strategy.value} delivery of revision {obs.target_revision} started (stable {stable.revision})",
     )
     return Plan(first.state, (event,) + first.actions, first.requeue_after)
@@ -173,9 +244,9 @@ def _start(
 
 def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan | None:
     """The template changed again mid-delivery: drop the half-delivered revision, start the newest."""
-    event = Emit(
+    event = PostEvent(
         "Normal",
-        "DeliverySuperseded",
+        R.DELIVERY_SUPERSEDED,
         f"revision {state.revision} superseded by {obs.target_revision} before it finished",
     )
     if planner.native():
@@ -202,49 +273,45 @@ def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, plann
 def _operator_request(
     spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner, request: str
 ) -> Plan | None:
+    """The plan an operator request leads to, or None when it does not apply (it is then dropped)."""
+    if refusal(spec, state, request) is not None:
+        return None
     if request == "abort":
-        if state.phase.terminal or state.phase == Phase.ROLLING_BACK:
-            return None
         adopted = obs.version(state.revision)
         if not planner.native() and adopted is not None and adopted.owned:
             message = (
                 f"abort refused: revision {state.revision} is already handed to the Deployment "
                 f"and replacing the old version; run `deliver undo {obs.name}` once it finishes"
             )
-            return Plan(state.replace(message=message), (Emit("Warning", "AbortRefused", message),), RECHECK)
+            return Plan(state.replace(message=message), (PostEvent("Warning", R.ABORT_REFUSED, message),), RECHECK)
         return rollback(spec, state, obs, planner, "aborted by an operator", Phase.ABORTED)
-    if request == "retry":
-        if state.phase in (Phase.ROLLED_BACK, Phase.ABORTED) and state.failed_template:
-            return Plan(
-                state.replace(
-                    failed_revision="", failed_template=None, message=f"retrying revision {state.failed_revision}"
-                ),
-                (
-                    ApplyTemplate(state.failed_template),
-                    Emit("Normal", "DeliveryRetried", f"retrying revision {state.failed_revision}"),
-                ),
-                0.5,
-            )
-        return None
+    if request == "retry" and state.failed_template:
+        return Plan(
+            state.replace(
+                failed_revision="",
+                failed_template=None,
+                hold=HoldReason.NONE,
+                message=f"retrying revision {state.failed_revision}",
+            ),
+            (
+                ApplyTemplate(state.failed_template),
+                PostEvent("Normal", R.DELIVERY_RETRIED, f"retrying revision {state.failed_revision}"),
+            ),
+            0.5,
+        )
     if request == "pause":
-        if state.phase == Phase.PROGRESSING:
-            return Plan(
-                state.replace(phase=Phase.PAUSED, message="paused by an operator"),
-                (Emit("Normal", "DeliveryPaused", "paused by an operator"),),
-                None,
-            )
-        return None
+        return Plan(
+            state.replace(phase=Phase.PAUSED, hold=HoldReason.OPERATOR, message="paused by an operator"),
+            (PostEvent("Normal", R.DELIVERY_PAUSED, "paused by an operator"),),
+            None,
+        )
     if request == "resume":
-        if state.phase == Phase.PAUSED:
-            return Plan(
-                state.replace(phase=Phase.PROGRESSING, step_started=obs.now, message="resumed by an operator"),
-                (Emit("Normal", "DeliveryResumed", "resumed by an operator"),),
-                0.5,
-            )
-        return None
+        return Plan(
+            state.replace(phase=Phase.PROGRESSING, step_started=obs.now, message="resumed by an operator"),
+            (PostEvent("Normal", R.DELIVERY_RESUMED, "resumed by an operator"),),
+            0.5,
+        )
     if request in ("promote", "promote-full"):
-        if state.phase not in (Phase.PROGRESSING, Phase.PAUSED):
-            return None
         moved = state.replace(
             phase=Phase.PROGRESSING,
             step_started=obs.now,
@@ -259,7 +326,7 @@ def _operator_request(
         nxt = planner.advance(spec, moved, obs)
         return Plan(
             nxt.state,
-            (Emit("Normal", "DeliveryPromoted", f"{request} by an operator"),) + nxt.actions,
+            (PostEvent("Normal", R.DELIVERY_PROMOTED, f"{request} by an operator"),) + nxt.actions,
             nxt.requeue_after,
         )
     return None

@@ -13,16 +13,18 @@ from .model import (
     DeleteNew,
     DeliverySpec,
     DeliveryState,
-    Emit,
+    HoldReason,
     Observation,
     Phase,
     Plan,
+    PostEvent,
     RevertTemplate,
     SetPaused,
+    StepVerdict,
     Strategy,
-    Verdict,
     VersionObs,
 )
+from .reasons import EventReason as R
 
 RECHECK = 2.0  # seconds between passes while something is moving
 ROUTER_DRAIN = 5.0  # seconds pods keep running after a router moved traffic away from them
@@ -67,10 +69,12 @@ def rollback(
             f"failed: {reason}; automatic rollback is off: "
             f"`deliver abort {obs.name}` rolls back, `deliver promote {obs.name}` continues"
         )
-        if state.phase == Phase.PAUSED and state.message == message:
-            return Plan(state, (), None)
+        if state.phase == Phase.PAUSED and state.hold is HoldReason.FAILED:
+            return Plan(state, (), None)  # already held as failed, already told
         return Plan(
-            state.replace(phase=Phase.PAUSED, message=message), (Emit("Warning", "DeliveryFailed", message),), None
+            state.replace(phase=Phase.PAUSED, hold=HoldReason.FAILED, message=message),
+            (PostEvent("Warning", R.DELIVERY_FAILED, message),),
+            None,
         )
     failed_template = obs.template if remember_failure and obs.template else None
     verb = "aborted" if phase == Phase.ABORTED else "rolled back"
@@ -84,10 +88,10 @@ def rollback(
         failed_revision=state.revision if remember_failure else "",
         failed_template=failed_template,
     )
-    reason_code = "DeliveryAborted" if phase == Phase.ABORTED else "DeliveryRolledBack"
+    reason_code = R.DELIVERY_ABORTED if phase == Phase.ABORTED else R.DELIVERY_ROLLED_BACK
     # Undo first (traffic back to stable before anything else), then tell people.
     return Plan(
-        new_state, undo_actions(spec, new_state, obs, planner) + (Emit("Warning", reason_code, message),), RECHECK
+        new_state, undo_actions(spec, new_state, obs, planner) + (PostEvent("Warning", reason_code, message),), RECHECK
     )
 
 
@@ -121,7 +125,7 @@ def finish_rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, 
             state.replace(phase=final, finished=obs.now),
             (
                 SetPaused(True),
-                Emit("Normal", "StableRestored", f"stable revision {state.stable_revision} fully serving again"),
+                PostEvent("Normal", R.STABLE_RESTORED, f"stable revision {state.stable_revision} fully serving again"),
             ),
             None,
         )
@@ -166,7 +170,7 @@ def settle_adopted(state: DeliveryState, obs: Observation, adopted: VersionObs) 
     return (SetPaused(False),) if stuck and obs.paused else ()
 
 
-def step_verdict(state: DeliveryState, step: int) -> Verdict | None:
+def step_verdict(state: DeliveryState, step: int) -> StepVerdict | None:
     """The verdict recorded for this step since it (re)started, if any."""
     for v in reversed(state.verdicts):
         if v.step == step and v.at >= state.step_started:
@@ -174,7 +178,7 @@ def step_verdict(state: DeliveryState, step: int) -> Verdict | None:
     return None
 
 
-def gate(
+def check_step(
     spec: DeliverySpec,
     state: DeliveryState,
     obs: Observation,
@@ -183,7 +187,7 @@ def gate(
     expected: int,
     step: int,
 ) -> Plan | str | None:
-    """Health and analysis gate for one step whose new pods should number ``expected``.
+    """Check one step whose new pods should number ``expected``: their health, then the analysis.
 
     Returns a Plan to return as is (waiting, analysing, failing), the string "pass" when the step
     is done and the delivery may move on, or None if the caller should keep converging.
@@ -213,8 +217,8 @@ def gate(
         if not spec.analysis:
             summary = f"health ok: {ready}/{expected} new pods Ready, {health.restarts if health else 0} restarts"
             return Plan(
-                state.replace(verdicts=state.verdicts + (Verdict(step, "pass", summary, obs.now),)),
-                (Emit("Normal", "StepPassed", f"step {step + 1}: {summary}"),),
+                state.replace(verdicts=state.verdicts + (StepVerdict(step, "pass", summary, obs.now),)),
+                (PostEvent("Normal", R.STEP_PASSED, f"step {step + 1}: {summary}"),),
                 0.1,
             )
         return Plan(state, (Analyse(step, state.analysis_started or state.step_started),), 0.1)
@@ -233,9 +237,9 @@ def gate(
                 message=f"step {step + 1} extended: {verdict.summary}",
             ),
             (
-                Emit(
+                PostEvent(
                     "Normal",
-                    "StepExtended",
+                    R.STEP_EXTENDED,
                     f"step {step + 1} extended ({state.extensions + 1}/{spec.max_extensions}): "
                     f"analysis inconclusive: {verdict.summary}",
                 ),
@@ -249,5 +253,7 @@ def gate(
         f"`deliver abort {obs.name}`: {verdict.summary}"
     )
     return Plan(
-        state.replace(phase=Phase.PAUSED, message=message), (Emit("Warning", "AnalysisInconclusive", message),), None
+        state.replace(phase=Phase.PAUSED, hold=HoldReason.INCONCLUSIVE, message=message),
+        (PostEvent("Warning", R.ANALYSIS_INCONCLUSIVE, message),),
+        None,
     )

@@ -5,7 +5,7 @@ from strategies.model import (
     CanaryStep,
     DeleteNew,
     DeliveryState,
-    EnsureServices,
+    EnsureService,
     Phase,
     RevertTemplate,
     RouterRef,
@@ -13,7 +13,7 @@ from strategies.model import (
     SetPaused,
     SetWeight,
     Strategy,
-    Verdict,
+    StepVerdict,
 )
 
 from .planning import NEW, STABLE, canary_spec, obs, started, version
@@ -33,13 +33,13 @@ def test_template_change_starts_first_step_with_ceil_share_of_pods():
     assert p.state.revision == NEW and p.state.stable_revision == STABLE
     assert ScaleNew(1) in p.actions  # 20% of 5 replicas
     assert "DeliveryStarted" in reasons(p)
-    assert SetPaused(True) not in p.actions  # already paused
+    assert not p.paused  # already paused
 
 
 def test_idle_deployment_is_paused_and_stray_replicasets_removed():
     o = obs(version(STABLE, 5), version("other", 1, owned=False), target=STABLE, paused=False)
     p = plan(canary_spec(), DeliveryState(), o)
-    assert SetPaused(True) in p.actions and DeleteNew() in p.actions
+    assert p.paused and DeleteNew() in p.actions
     assert p.state.phase is Phase.IDLE and p.state.stable_revision == STABLE
 
 
@@ -68,7 +68,7 @@ def test_analysis_is_requested_when_checks_are_declared_and_fail_rolls_back():
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
     p = plan(spec, s, o)
     assert Analyse(0, 1000.0) in p.actions
-    failed = s.replace(verdicts=(Verdict(0, "fail", "error-rate fail", 1031.0),))
+    failed = s.replace(verdicts=(StepVerdict(0, "fail", "error-rate fail", 1031.0),))
     rb = plan(spec, failed, o)
     assert rb.state.phase is Phase.ROLLING_BACK
     assert rb.state.failed_revision == NEW
@@ -77,7 +77,7 @@ def test_analysis_is_requested_when_checks_are_declared_and_fail_rolls_back():
 
 
 def test_inconclusive_pauses_by_default_and_extends_when_asked():
-    s = started(Strategy.CANARY, weight=20).replace(verdicts=(Verdict(0, "inconclusive", "no data", 1031.0),))
+    s = started(Strategy.CANARY, weight=20).replace(verdicts=(StepVerdict(0, "inconclusive", "no data", 1031.0),))
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
     paused = plan(canary_spec(analysis=("x",)), s, o)
     assert paused.state.phase is Phase.PAUSED
@@ -121,15 +121,17 @@ def test_promotion_scales_to_full_then_adopts_then_succeeds():
     assert p3.state.phase is Phase.PROMOTING  # old still running
     p4 = plan(canary_spec(), p3.state, obs(version(STABLE, 0), version(NEW, 5, pod_hash=NEW), now=1004))
     assert p4.state.phase is Phase.SUCCEEDED and p4.state.stable_revision == NEW
-    assert EnsureServices(NEW, NEW) in p4.actions and SetWeight(0) in p4.actions
+    assert (
+        not any(isinstance(a, EnsureService) for a in p4.actions) and SetWeight(0) in p4.actions
+    )  # no router: no Services
 
 
-def test_manual_gate_pauses_until_promote():
+def test_manual_promotion_pauses_until_promote():
     spec = canary_spec(steps=(CanaryStep(20), CanaryStep(pause=True), CanaryStep(100)))
     s = started(Strategy.CANARY, step=1)
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1001)
     gated = plan(spec, s, o)
-    assert gated.state.phase is Phase.PAUSED and "ManualGate" in reasons(gated)
+    assert gated.state.phase is Phase.PAUSED and "AwaitingPromotion" in reasons(gated)
     assert ScaleNew(1) in gated.actions  # keeps the previous step's weight
     again = plan(spec, gated.state, o)
     assert again.state.phase is Phase.PAUSED and not again.events()
