@@ -107,7 +107,9 @@ def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     if obs.router_problem and in_progress and state.phase != Phase.ROLLING_BACK:
         return _router_down(spec, state, obs, planner, request)
     if not obs.router_problem and state.router_down_since:
-        state = state.replace(router_down_since=0.0, router_problem="")  # the router works again
+        # the router works again
+        hold = HoldReason.NONE if state.hold is HoldReason.ROUTER_UNAVAILABLE else state.hold
+        state = state.replace(router_down_since=0.0, router_problem="", hold=hold)
     if request:
         handled = state.replace(handled_request=obs.request_id)
         answered = _operator_request(spec, handled, obs, planner, request)

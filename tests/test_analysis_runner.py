@@ -12,7 +12,7 @@ import pytest
 from delivery.analysis.checks import parse_checks
 from delivery.analysis.prometheus import Sample, Series
 from delivery.analysis.providers import MetricProvider, PrometheusProvider
-from delivery.analysis.runner import AnalysisResult, AnalysisTarget, Analyser, CheckResult, combine
+from delivery.analysis.runner import Analyser, AnalysisResult, AnalysisTarget, CheckResult, combine
 from delivery.errors import MetricsUnavailable, QueryError
 
 TARGET = AnalysisTarget("shop", "web", "canaryhash", "basehash", "web-canary", "web-stable")

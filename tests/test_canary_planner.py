@@ -10,10 +10,9 @@ from strategies.model import (
     RevertTemplate,
     RouterRef,
     ScaleNew,
-    SetPaused,
     SetWeight,
-    Strategy,
     StepVerdict,
+    Strategy,
 )
 
 from .planning import NEW, STABLE, canary_spec, obs, started, version

@@ -8,9 +8,9 @@ from strategies.model import (
     RevertTemplate,
     ScaleNew,
     SetPaused,
+    StepVerdict,
     Strategy,
     SwitchActive,
-    StepVerdict,
 )
 
 from .planning import NEW, STABLE, obs, started, version
