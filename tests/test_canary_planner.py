@@ -4,12 +4,14 @@ from strategies.model import (
     Analyse,
     CanaryStep,
     DeleteNew,
+    DeliverySpec,
     DeliveryState,
     EnsureService,
     Phase,
     RevertTemplate,
     RouterRef,
     ScaleNew,
+    SetPaused,
     SetWeight,
     StepVerdict,
     Strategy,
@@ -228,3 +230,33 @@ def test_hold_and_analysis_window_start_when_the_step_weight_is_served():
     assert not any(isinstance(a, Analyse) for a in early.actions)  # 15s of traffic < 30s interval
     due = plan(canary_spec(analysis=("x",)), p.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1056))
     assert Analyse(0, 1025.0) in due.actions
+
+
+def test_verdicts_of_an_analysis_go_into_the_next_plans_record_with_their_events() -> None:
+    spec = canary_spec(analysis=("error-rate",))
+    s = started(Strategy.CANARY, weight=20)
+    failed = StepVerdict(0, "fail", "error-rate fail", 1031.0)
+    o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1032, analysed=(failed,))
+    p = plan(spec, s, o)
+    # one record: the verdict and the decision it leads to, announced in that order
+    assert p.state.verdicts == (failed,) and p.state.phase is Phase.ROLLING_BACK
+    assert reasons(p)[:1] == ["AnalysisFailed"] and "DeliveryRolledBack" in reasons(p)
+    # planning again with the same analysis (a conflicting write, re-planned) records it once
+    again = plan(spec, p.state.replace(phase=Phase.PROGRESSING), o)
+    assert again.state.verdicts == (failed,) and "AnalysisFailed" not in reasons(again)
+    passed = StepVerdict(0, "pass", "ok", 1031.0)
+    ok = plan(spec, s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1032, analysed=(passed,)))
+    assert reasons(ok)[:2] == ["AnalysisPassed", "StepPassed"] and ok.state.step == 1
+
+
+def test_a_pause_is_part_of_the_record_write_and_an_unpause_an_ordered_action() -> None:
+    running = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1001, paused=False)
+    p = plan(canary_spec(), started(Strategy.CANARY), running)
+    assert p.paused is True and not any(isinstance(a, SetPaused) for a in p.actions)
+    s = started(Strategy.ROLLING, step=0)
+    rb = plan(
+        DeliverySpec(strategy=Strategy.ROLLING, pause_at=(50,)),
+        s,
+        obs(version(STABLE, 3), version(NEW, 2, crashloop=1), now=1001, paused=True),
+    )
+    assert rb.paused is None and rb.actions.index(RevertTemplate(STABLE)) < rb.actions.index(SetPaused(False))
