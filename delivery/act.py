@@ -46,11 +46,11 @@ class Context:
 
     @property
     def ns(self) -> str:
-        return self.deployment["metadata"]["namespace"]
+        return str(self.deployment["metadata"]["namespace"])
 
     @property
     def name(self) -> str:
-        return self.deployment["metadata"]["name"]
+        return str(self.deployment["metadata"]["name"])
 
 
 def execute(ctx: Context, action: Action) -> None:
@@ -115,11 +115,12 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
             ctx.kube.delete(REPLICASETS, ctx.ns, rs["metadata"]["name"])
     selector = copy.deepcopy(d["spec"]["selector"])
     selector.setdefault("matchLabels", {})[templates.HASH_LABEL] = rev
-    body = {
+    name = f"{ctx.name}-{rev}"[:253]
+    body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
         "metadata": {
-            "name": f"{ctx.name}-{rev}"[:253],
+            "name": name,
             "namespace": ctx.ns,
             "labels": {templates.OWNER_LABEL: ctx.name, templates.REVISION_LABEL: rev},
             "annotations": replicas_note,
@@ -138,7 +139,7 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
         # The name is taken by the Deployment's own, scaled-down ReplicaSet of this same revision
         # (an older delivery adopted it; `deliver undo` or a re-apply brings the template back).
         # It has no pods: delete it, and the next pass creates deliver's ReplicaSet in its place.
-        old = ctx.kube.get(REPLICASETS, ctx.ns, body["metadata"]["name"])
+        old = ctx.kube.get(REPLICASETS, ctx.ns, name)
         owned_by_us = any(
             r.get("uid") == d["metadata"]["uid"] and r.get("controller")
             for r in old["metadata"].get("ownerReferences") or []
@@ -149,7 +150,7 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
             or int((old.get("status") or {}).get("replicas") or 0)
         ):
             raise
-        ctx.kube.delete(REPLICASETS, ctx.ns, body["metadata"]["name"])
+        ctx.kube.delete(REPLICASETS, ctx.ns, name)
         raise
 
 
