@@ -69,7 +69,8 @@ class BlueGreenPlanner:
                         spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}"
                     )
                 return Plan(state, tuple(base), None)
-            verdict = check_step(spec, state, obs, self, new, n, PREVIEW)
+            compared = (spec.preview_service, spec.active_service)
+            verdict = check_step(spec, state, obs, self, new, n, PREVIEW, compared)
             if isinstance(verdict, Plan):
                 keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
                 return Plan(verdict.state, (tuple(base) if keep else ()) + verdict.actions, verdict.requeue_after)

@@ -72,7 +72,8 @@ class CanaryPlanner:
         if obs.router_weight is not None and ready >= want and obs.router_weight != weight:
             return Plan(state, tuple(converge), RECHECK)  # the router has not taken the weight yet
 
-        verdict = check_step(spec, state, obs, self, new, want, state.step)
+        compared = (spec.canary_service, spec.stable_service) if spec.router.kind != "replica" else ("", "")
+        verdict = check_step(spec, state, obs, self, new, want, state.step, compared)
         if isinstance(verdict, Plan):
             return Plan(
                 verdict.state,

@@ -410,10 +410,16 @@ class SwitchActive:
 
 @dataclass(frozen=True)
 class Analyse:
-    """Run the metric checks over [start, now] and record the verdict for this step."""
+    """Run the metric checks over [start, now], the new version's pods against the stable ones', and
+    hand the verdict for this step to the next plan."""
 
     step: int
     start: float
+    new_hash: str = ""  # pod-template-hash of the new version's pods
+    stable_hash: str = ""  # and of the stable version's
+    new_service: str = ""  # the Services in front of each, when the strategy has them
+    stable_service: str = ""
+    baseline_end: float | None = None  # the stable version stopped then (recreate): judge against its last window
 
 
 @dataclass(frozen=True)

@@ -186,9 +186,12 @@ def check_step(
     version: VersionObs | None,
     expected: int,
     step: int,
+    services: tuple[str, str] = ("", ""),
+    baseline_end: float | None = None,
 ) -> Plan | str | None:
     """Check one step whose new pods should number ``expected``: their health, then the analysis.
 
+    ``services`` (new, stable) and ``baseline_end`` say what the analysis compares.
     Returns a Plan to return as is (waiting, analysing, failing), the string "pass" when the step
     is done and the delivery may move on, or None if the caller should keep converging.
     """
@@ -221,7 +224,16 @@ def check_step(
                 (PostEvent("Normal", R.STEP_PASSED, f"step {step + 1}: {summary}"),),
                 0.1,
             )
-        return Plan(state, (Analyse(step, state.analysis_started or state.step_started),), 0.1)
+        analyse = Analyse(
+            step,
+            state.analysis_started or state.step_started,
+            new_hash=version.pod_hash if version is not None else state.revision,
+            stable_hash=state.stable_hash,
+            new_service=services[0],
+            stable_service=services[1],
+            baseline_end=baseline_end,
+        )
+        return Plan(state, (analyse,), 0.1)
     if verdict.outcome == "pass":
         return "pass"
     if verdict.outcome == "fail":

@@ -24,6 +24,10 @@ def kinds(p):
     return [type(a).__name__ for a in p.actions]
 
 
+def analyses(p):
+    return [a for a in p.actions if isinstance(a, Analyse)]
+
+
 def reasons(p):
     return [e.reason for e in p.events()]
 
@@ -68,7 +72,7 @@ def test_analysis_is_requested_when_checks_are_declared_and_fail_rolls_back():
     s = started(Strategy.CANARY, weight=20)
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
     p = plan(spec, s, o)
-    assert Analyse(0, 1000.0) in p.actions
+    assert analyses(p) == [Analyse(0, 1000.0, new_hash=NEW, stable_hash=STABLE)]
     failed = s.replace(verdicts=(StepVerdict(0, "fail", "error-rate fail", 1031.0),))
     rb = plan(spec, failed, o)
     assert rb.state.phase is Phase.ROLLING_BACK
@@ -229,7 +233,7 @@ def test_hold_and_analysis_window_start_when_the_step_weight_is_served():
     early = plan(canary_spec(analysis=("x",)), p.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1040))
     assert not any(isinstance(a, Analyse) for a in early.actions)  # 15s of traffic < 30s interval
     due = plan(canary_spec(analysis=("x",)), p.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1056))
-    assert Analyse(0, 1025.0) in due.actions
+    assert [(a.step, a.start) for a in analyses(due)] == [(0, 1025.0)]
 
 
 def test_verdicts_of_an_analysis_go_into_the_next_plans_record_with_their_events() -> None:
@@ -260,3 +264,19 @@ def test_a_pause_is_part_of_the_record_write_and_an_unpause_an_ordered_action() 
         obs(version(STABLE, 3), version(NEW, 2, crashloop=1), now=1001, paused=True),
     )
     assert rb.paused is None and rb.actions.index(RevertTemplate(STABLE)) < rb.actions.index(SetPaused(False))
+
+
+def test_the_plan_says_what_the_analysis_compares() -> None:
+    routed = canary_spec(analysis=("x",), router=RouterRef("gateway-api", "route"))
+    s = started(Strategy.CANARY, weight=20)
+    o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031, router_weight=20)
+    assert analyses(plan(routed, s, o)) == [
+        Analyse(0, 1000.0, new_hash=NEW, stable_hash=STABLE, new_service="app-canary", stable_service="app-stable")
+    ]
+    rolling = DeliverySpec(strategy=Strategy.ROLLING, analysis=("x",), interval=10.0)
+    done = obs(version(STABLE, 0), version(NEW, 5, pod_hash="podhash1"), now=1011, paused=False)
+    (a,) = analyses(plan(rolling, started(Strategy.ROLLING), done))
+    assert (a.new_hash, a.new_service, a.baseline_end) == ("podhash1", "", None)  # the pods' own hash
+    recreate = DeliverySpec(strategy=Strategy.RECREATE, analysis=("x",), interval=10.0)
+    (r,) = analyses(plan(recreate, started(Strategy.RECREATE, now=990), done))
+    assert r.baseline_end == 990  # the old version stopped when the delivery started

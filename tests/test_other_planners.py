@@ -194,3 +194,15 @@ def test_abort_after_adoption_is_refused():
     )
     assert p.state.phase is Phase.PROMOTING and "AbortRefused" in reasons(p)
     assert not any(isinstance(a, (DeleteNew, RevertTemplate)) for a in p.actions)
+
+
+def test_bluegreen_analysis_compares_preview_with_active() -> None:
+    from strategies.model import Analyse
+
+    p = plan(
+        bg(analysis=("x",)),
+        started(Strategy.BLUE_GREEN),
+        obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1011),
+    )
+    (a,) = [x for x in p.actions if isinstance(x, Analyse)]
+    assert (a.new_hash, a.new_service, a.stable_service) == (NEW, "app-preview", "app")
