@@ -16,19 +16,18 @@ from strategies.model import (
     DeleteNew,
     DeliverySpec,
     DeliveryState,
-    Emit,
-    EnsureServices,
+    EnsureService,
+    PostEvent,
     RevertTemplate,
     ScaleNew,
     SetPaused,
     SetWeight,
-    Strategy,
     SwitchActive,
 )
 
 from . import templates
 from .errors import Conflict, NotFound, StateError
-from .events import emit
+from .events import post_event
 from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
 from .observe import replicasets
 from .routing import Router
@@ -47,11 +46,11 @@ class Context:
 
     @property
     def ns(self) -> str:
-        return self.deployment["metadata"]["namespace"]
+        return str(self.deployment["metadata"]["namespace"])
 
     @property
     def name(self) -> str:
-        return self.deployment["metadata"]["name"]
+        return str(self.deployment["metadata"]["name"])
 
 
 def execute(ctx: Context, action: Action) -> None:
@@ -116,11 +115,12 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
             ctx.kube.delete(REPLICASETS, ctx.ns, rs["metadata"]["name"])
     selector = copy.deepcopy(d["spec"]["selector"])
     selector.setdefault("matchLabels", {})[templates.HASH_LABEL] = rev
-    body = {
+    name = f"{ctx.name}-{rev}"[:253]
+    body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
         "metadata": {
-            "name": f"{ctx.name}-{rev}"[:253],
+            "name": name,
             "namespace": ctx.ns,
             "labels": {templates.OWNER_LABEL: ctx.name, templates.REVISION_LABEL: rev},
             "annotations": replicas_note,
@@ -139,7 +139,7 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
         # The name is taken by the Deployment's own, scaled-down ReplicaSet of this same revision
         # (an older delivery adopted it; `deliver undo` or a re-apply brings the template back).
         # It has no pods: delete it, and the next pass creates deliver's ReplicaSet in its place.
-        old = ctx.kube.get(REPLICASETS, ctx.ns, body["metadata"]["name"])
+        old = ctx.kube.get(REPLICASETS, ctx.ns, name)
         owned_by_us = any(
             r.get("uid") == d["metadata"]["uid"] and r.get("controller")
             for r in old["metadata"].get("ownerReferences") or []
@@ -150,7 +150,7 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
             or int((old.get("status") or {}).get("replicas") or 0)
         ):
             raise
-        ctx.kube.delete(REPLICASETS, ctx.ns, body["metadata"]["name"])
+        ctx.kube.delete(REPLICASETS, ctx.ns, name)
         raise
 
 
@@ -285,27 +285,21 @@ def _ensure_service(ctx: Context, name: str, pod_hash: str, patch_selector: bool
         ctx.kube.patch(SERVICES, ctx.ns, name, {"spec": {"selector": {templates.HASH_LABEL: pod_hash}}})
 
 
-def _ensure_services(ctx: Context, a: EnsureServices) -> None:
-    spec = ctx.spec
-    if spec.strategy is Strategy.BLUE_GREEN:
-        _ensure_service(ctx, spec.preview_service, a.new_hash)
-        _ensure_service(ctx, spec.active_service, a.stable_hash, patch_selector=False)
-    elif spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
-        _ensure_service(ctx, spec.stable_service, a.stable_hash)
-        _ensure_service(ctx, spec.canary_service, a.new_hash)
+def _ensure_service_action(ctx: Context, a: EnsureService) -> None:
+    _ensure_service(ctx, a.name, a.pod_hash, patch_selector=a.repoint)
 
 
 def _switch(ctx: Context, a: SwitchActive) -> None:
     """One patch of the active Service's selector (creating the Service if it does not exist)."""
-    _ensure_service(ctx, ctx.spec.active_service, a.pod_hash)
+    _ensure_service(ctx, a.service, a.pod_hash)
 
 
 def _analyse(ctx: Context, a: Analyse) -> None:
     ctx.analyse(a)
 
 
-def _emit(ctx: Context, a: Emit) -> None:
-    emit(ctx.kube, ctx.deployment, a.type, a.reason, a.message)
+def _post_event(ctx: Context, a: PostEvent) -> None:
+    post_event(ctx.kube, ctx.deployment, a.type, a.reason, a.message)
 
 
 _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
@@ -316,8 +310,8 @@ _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     RevertTemplate: _revert,
     ApplyTemplate: _apply_template,
     SetWeight: _set_weight,
-    EnsureServices: _ensure_services,
+    EnsureService: _ensure_service_action,
     SwitchActive: _switch,
     Analyse: _analyse,
-    Emit: _emit,
+    PostEvent: _post_event,
 }

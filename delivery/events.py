@@ -7,6 +7,8 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from strategies.reasons import EventReason
+
 from .errors import KubeError
 from .kube import EVENTS, Kube
 
@@ -14,7 +16,8 @@ log = logging.getLogger("deliver.events")
 COMPONENT = "deliver"
 
 
-def emit(kube: Kube, deployment: dict[str, Any], type_: str, reason: str, message: str) -> None:
+def post_event(kube: Kube, deployment: dict[str, Any], type_: str, reason: EventReason, message: str) -> None:
+    """Post a Kubernetes Event on the Deployment; a failure to post is logged, never raised."""
     meta = deployment["metadata"]
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = {
@@ -29,7 +32,7 @@ def emit(kube: Kube, deployment: dict[str, Any], type_: str, reason: str, messag
             "uid": meta.get("uid", ""),
         },
         "type": type_,
-        "reason": reason,
+        "reason": reason.value,
         "message": message[:1024],
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
@@ -41,4 +44,4 @@ def emit(kube: Kube, deployment: dict[str, Any], type_: str, reason: str, messag
     try:
         kube.create(EVENTS, meta["namespace"], body)
     except KubeError as exc:  # an event is never worth failing a reconcile for
-        log.warning("event not recorded", extra={"reason": reason, "error": str(exc)})
+        log.warning("event not recorded", extra={"reason": reason.value, "error": str(exc)})

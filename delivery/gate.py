@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from strategies.model import DeliverySpec, DeliveryState, Phase
+from strategies.model import DeliverySpec, DeliveryState, HoldReason, Phase
 
 from . import spec as specmod
 from . import templates
@@ -118,7 +118,7 @@ def decide(want: str, deployment: dict[str, Any]) -> tuple[int | None, str]:
             return None, state.message or "waiting for the controller"
         if phase in (Phase.ROLLED_BACK, Phase.ABORTED):
             hint = ""
-            if state.failed_revision == want and target == want and "deliver retry" not in state.message:
+            if state.failed_revision == want and target == want and state.hold is not HoldReason.PREVIOUSLY_FAILED:
                 hint = f" (run `deliver retry {meta.get('name', '')}` to deliver it again)"
             return EXIT_FAILED, f"{phase.value}: {state.message}{hint}"
         if phase == Phase.PAUSED and _failed_while_paused(state):
@@ -161,8 +161,8 @@ def choose_revision(deployment: dict[str, Any], now: float, recent: float = RECE
 
 
 def _failed_while_paused(state: DeliveryState) -> bool:
-    """Paused because the step failed (auto-rollback off), not at a manual gate or on an inconclusive analysis."""
-    if state.message.startswith("failed: "):  # strategies.common.rollback with auto_rollback off
+    """Paused because the step failed (auto-rollback off), not awaiting promotion or on an inconclusive analysis."""
+    if state.hold is HoldReason.FAILED:  # strategies.steps.rollback with auto_rollback off
         return True
     for v in reversed(state.verdicts):
         if v.step == state.step and v.at >= state.step_started:

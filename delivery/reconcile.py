@@ -7,6 +7,7 @@ every action is idempotent.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -14,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strategies
-import strategies.common
-from strategies.model import Analyse, DeliverySpec, DeliveryState, Emit, Phase, Plan, SetPaused, Verdict
+from strategies.model import Analyse, DeliverySpec, DeliveryState, Phase, Plan, PostEvent, StepVerdict
+from strategies.reasons import EventReason
 
 from . import act, templates
 from . import spec as specmod
 from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError
-from .events import emit
+from .events import post_event
 from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
 from .observe import observe, replicasets
 from .routing import Router, RouterContext, router_for
@@ -29,7 +30,7 @@ from .state import encode_state, read_state, write_state
 log = logging.getLogger("deliver.reconcile")
 
 ROUTE_RECHECK = 5.0  # seconds between route checks while a delivery behind a router is open
-AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], Verdict]
+AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], StepVerdict]
 
 
 @dataclass
@@ -38,8 +39,9 @@ class Outcome:
     phase: str = ""
     step: int = 0
     weight: int = 0
-    verdicts: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)  # outcomes of the analyses recorded by this pass
     conflicted: bool = False
+    analysed: tuple[StepVerdict, ...] = ()  # verdicts not recorded yet: the next pass plans with them
 
 
 @dataclass
@@ -47,10 +49,9 @@ class Reconciler:
     kube: Kube
     analyser: AnalyserFn | None = None
     clock: Callable[[], float] = time.time
-    # Warnings already emitted, keyed by "uid/reason" -> message (dedupe only; not state).
+    # Warnings about the engine's own I/O already posted, keyed by "uid/reason" -> message
+    # (dedupe only; not state: a new process may post one again).
     _warned: dict[str, str] = field(default_factory=dict)
-    # uid -> when its router was first seen broken during the current delivery (hold timer only).
-    _router_broken: dict[str, float] = field(default_factory=dict)
 
     def configmaps(self, namespace: str) -> Callable[[str], dict[str, str]]:
         def read(name: str) -> dict[str, str]:
@@ -62,15 +63,22 @@ class Reconciler:
         return read
 
     def reconcile(self, namespace: str, name: str) -> Outcome:
-        """Plan and act on one Deployment; a write conflict re-reads and re-plans at once (bounded)."""
+        """Plan and act on one Deployment. A write conflict re-reads and re-plans at once; verdicts
+        of an analysis run by a pass go to the next pass's plan, which records them (bounded)."""
         outcome = Outcome(0.2)
-        for _ in range(4):
-            outcome = self._pass(namespace, name)
+        analysed: tuple[StepVerdict, ...] = ()
+        for _ in range(6):
+            outcome = self._pass(namespace, name, analysed)
+            if outcome.analysed:
+                analysed = outcome.analysed
+                continue
             if not outcome.conflicted:
+                if analysed:
+                    outcome.verdicts = [v.outcome for v in analysed]
                 return outcome
         return outcome
 
-    def _pass(self, namespace: str, name: str) -> Outcome:
+    def _pass(self, namespace: str, name: str, analysed: tuple[StepVerdict, ...] = ()) -> Outcome:
         try:
             deployment = self.kube.get(DEPLOYMENTS, namespace, name)
         except NotFound:
@@ -84,10 +92,10 @@ class Reconciler:
             spec = specmod.parse(deployment, self.configmaps(namespace))
         except SpecError as err:
             message = f"invalid annotation {err.key}: {err.problem}; deliver takes no action"
-            if self._warn_once(deployment, "InvalidAnnotation", message):
+            if self._warn_once(deployment, EventReason.INVALID_ANNOTATION, message):
                 log.warning("invalid annotation", extra=_fields(deployment, key=err.key, problem=err.problem))
             return Outcome(None, phase="Invalid")
-        self._warned.pop(f"{uid}/InvalidAnnotation", None)
+        self._warned.pop(f"{uid}/{EventReason.INVALID_ANNOTATION.value}", None)
         state = read_state(deployment)
         router = self._router(spec, deployment)
         router_weight = None
@@ -97,41 +105,15 @@ class Reconciler:
             state.stable_revision,
             state.failed_revision,
         )
-        routing_error: RoutingError | None = None
+        router_problem = ""
         if not state.phase.terminal or starting:
             try:
                 router_weight = router.verify_weight()
             except RoutingError as exc:
-                if state.phase.terminal:
-                    return self._routing_problem(deployment, spec, state, exc)
-                routing_error = exc
+                router_problem = str(exc)  # a fact for the planner: it holds or rolls back
         obs = observe(self.kube, deployment, self.clock(), router_weight)
-        if routing_error is None:
-            self._router_broken.pop(uid, None)
-            self._warned.pop(f"{uid}/RouterUnavailable", None)  # a later outage warns again
-        else:
-            # Mid-delivery the router broke (route or CRD gone, API errors): hold the step; an
-            # operator's abort, a rollback already under way, or a router still broken for longer
-            # than the progress deadline (never while an operator holds the delivery) rolls back.
-            since = self._router_broken.setdefault(uid, obs.now)
-            aborting = obs.request == "abort" and obs.request_id != state.handled_request
-            if state.phase == Phase.ROLLING_BACK:
-                return self._apply(
-                    deployment, spec, state, strategies.plan(spec, state, obs), router, tolerate_routing=True
-                )
-            if not aborting and (state.phase == Phase.PAUSED or obs.now - since <= spec.progress_deadline):
-                return self._routing_problem(deployment, spec, state, routing_error, requeue=5.0)
-            plan = strategies.common.rollback(
-                spec,
-                state.replace(handled_request=obs.request_id or state.handled_request),
-                obs,
-                strategies.common.planner_for(spec.strategy),
-                "aborted by an operator" if aborting else f"traffic router unavailable: {routing_error}",
-                Phase.ABORTED if aborting else Phase.ROLLED_BACK,
-            )
-            return self._apply(deployment, spec, state, plan, router, tolerate_routing=True)
-        plan = strategies.plan(spec, state, obs)
-        return self._apply(deployment, spec, state, plan, router)
+        obs = dataclasses.replace(obs, router_problem=router_problem, analysed=analysed)
+        return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router)
 
     def _release(self, deployment: dict[str, Any]) -> Outcome:
         """The strategy annotation was removed: hand the Deployment back as a plain one.
@@ -174,11 +156,11 @@ class Reconciler:
             )
         except Conflict:
             return Outcome(0.0, conflicted=True)
-        emit(
+        post_event(
             self.kube,
             deployment,
             "Normal",
-            "Released",
+            EventReason.RELEASED,
             "deliver.dev/strategy removed: deliver no longer holds this Deployment",
         )
         log.info("released", extra=_fields(deployment))
@@ -191,23 +173,6 @@ class Reconciler:
         )
         return router_for(spec.router.kind, ctx)
 
-    def _routing_problem(
-        self,
-        deployment: dict[str, Any],
-        spec: DeliverySpec,
-        state: DeliveryState,
-        exc: RoutingError,
-        requeue: float = 30.0,
-    ) -> Outcome:
-        holding = (
-            ""
-            if state.phase.terminal
-            else (f"; holding step {state.step + 1} (rolled back if still broken after the progress deadline)")
-        )
-        message = f"router {spec.router.kind}/{spec.router.name}: {exc}; deliver takes no action{holding}"
-        self._warn_once(deployment, "RouterUnavailable", message)
-        return Outcome(requeue, phase=state.phase.value)
-
     def _apply(
         self,
         deployment: dict[str, Any],
@@ -215,23 +180,19 @@ class Reconciler:
         state: DeliveryState,
         plan: Plan,
         router: Router,
-        tolerate_routing: bool = False,
     ) -> Outcome:
+        """Persist the plan's record (with the spec.paused it asks for, in one patch), then act."""
         fields = _fields(deployment, strategy=spec.strategy.value)
         actions = list(plan.actions)
-        if encode_state(plan.state) != encode_state(state):
-            # Persist the record first; a pause rides in the same patch so the Deployment
-            # controller is held in the very write that records the decision.
-            # Only a pause rides along: an unpause must wait for the actions before it (e.g. the
-            # template revert of a native rollback), or the old template would roll out first.
-            paused = next((a for a in actions if isinstance(a, SetPaused) and a.paused), None)
+        pause = (
+            plan.paused if plan.paused is not None and plan.paused != bool(deployment["spec"].get("paused")) else None
+        )
+        if encode_state(plan.state) != encode_state(state) or pause is not None:
             try:
-                deployment = write_state(self.kube, deployment, plan.state, paused=paused.paused if paused else None)
+                deployment = write_state(self.kube, deployment, plan.state, paused=pause)
             except Conflict:
                 log.debug("state write conflicted; planning again", extra=fields)
                 return Outcome(0.0, conflicted=True)
-            if paused is not None:
-                actions.remove(paused)
             if plan.state.phase != state.phase or plan.state.step != state.step:
                 log.info(
                     "transition",
@@ -243,7 +204,7 @@ class Reconciler:
                         detail=plan.state.message,
                     ),
                 )
-        analysed: list[Verdict] = []
+        analysed: list[StepVerdict] = []
 
         def run_analysis(action: Analyse) -> None:
             verdict = self._run_analysis(spec, plan.state, deployment, action)
@@ -251,7 +212,7 @@ class Reconciler:
 
         ctx = act.Context(self.kube, deployment, spec, plan.state, router, run_analysis)
         for action in actions:
-            if isinstance(action, Emit):
+            if isinstance(action, PostEvent):
                 log.info(
                     "event",
                     extra=dict(
@@ -264,25 +225,23 @@ class Reconciler:
                 log.warning("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
                 if isinstance(exc, Forbidden):
                     self._warn_once(
-                        deployment, "PermissionDenied", f"{type(action).__name__} failed: {exc}; check deliver's RBAC"
+                        deployment,
+                        EventReason.PERMISSION_DENIED,
+                        f"{type(action).__name__} failed: {exc}; check deliver's RBAC",
                     )
-                if isinstance(exc, RoutingError) and tolerate_routing:
-                    continue  # the route is gone: no traffic reaches the canary through it anyway
-                if not isinstance(action, Emit):
-                    self._emit_rest(ctx, actions[actions.index(action) + 1 :])
+                if not isinstance(action, PostEvent):
+                    self._post_rest(ctx, actions[actions.index(action) + 1 :])
                     # a lost race (409, or 422 from a guarded template write) is retried at once
                     retry = 0.2 if isinstance(exc, KubeError) and exc.status in (409, 422) else 2.0
                     return Outcome(retry, plan.state.phase.value, plan.state.step, plan.state.weight)
             except DeliverError as exc:
                 log.error("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
-                self._warn_once(deployment, "ActionFailed", f"{type(action).__name__} failed: {exc}")
-                self._emit_rest(ctx, actions[actions.index(action) + 1 :])
+                self._warn_once(deployment, EventReason.ACTION_FAILED, f"{type(action).__name__} failed: {exc}")
+                self._post_rest(ctx, actions[actions.index(action) + 1 :])
                 return Outcome(5.0, plan.state.phase.value, plan.state.step, plan.state.weight)
         if analysed:
-            self._record_verdicts(ctx.deployment, analysed)
-            return Outcome(
-                0.0, plan.state.phase.value, plan.state.step, plan.state.weight, [v.outcome for v in analysed]
-            )
+            # Recorded by the next plan (reconcile runs it at once), in its one record write.
+            return Outcome(0.0, plan.state.phase.value, plan.state.step, plan.state.weight, analysed=tuple(analysed))
         requeue = plan.requeue_after
         if router.kind != "replica" and not plan.state.phase.terminal:
             # Routes are not watched: while a delivery is open, look at the route at least this often.
@@ -291,49 +250,31 @@ class Reconciler:
 
     def _run_analysis(
         self, spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse
-    ) -> Verdict:
+    ) -> StepVerdict:
         now = self.clock()
         if self.analyser is None:
-            return Verdict(action.step, "inconclusive", "no metrics provider configured (--prometheus-url)", now)
+            return StepVerdict(action.step, "inconclusive", "no metrics provider configured (--prometheus-url)", now)
         try:
             return self.analyser(spec, state, deployment, action)
         except Exception as exc:  # a broken analysis must never promote
             log.exception("analysis crashed", extra=_fields(deployment))
-            return Verdict(action.step, "inconclusive", f"analysis error: {exc}", now)
+            return StepVerdict(action.step, "inconclusive", f"analysis error: {exc}", now)
 
-    def _emit_rest(self, ctx: act.Context, rest: list[Any]) -> None:
+    def _post_rest(self, ctx: act.Context, rest: list[Any]) -> None:
         """The events a failed action would have been followed by still go out: the transition
         they announce was recorded; the failed step itself is retried on the next pass."""
         for action in rest:
-            if isinstance(action, Emit):
+            if isinstance(action, PostEvent):
                 act.execute(ctx, action)
 
-    def _warn_once(self, deployment: dict[str, Any], reason: str, message: str) -> bool:
-        """A Warning Event, unless the same one was just emitted for this Deployment (in-memory dedupe)."""
-        key = deployment["metadata"]["uid"] + "/" + reason
+    def _warn_once(self, deployment: dict[str, Any], reason: EventReason, message: str) -> bool:
+        """A Warning Event, unless the same one was just posted for this Deployment (in-memory dedupe)."""
+        key = deployment["metadata"]["uid"] + "/" + reason.value
         if self._warned.get(key) == message:
             return False
-        emit(self.kube, deployment, "Warning", reason, message)
+        post_event(self.kube, deployment, "Warning", reason, message)
         self._warned[key] = message
         return True
-
-    def _record_verdicts(self, deployment: dict[str, Any], verdicts: list[Verdict]) -> None:
-        meta = deployment["metadata"]
-        for _ in range(5):
-            fresh = self.kube.get(DEPLOYMENTS, meta["namespace"], meta["name"])
-            current = read_state(fresh)
-            updated = current.replace(verdicts=current.verdicts + tuple(verdicts))
-            try:
-                write_state(self.kube, fresh, updated)
-            except Conflict:
-                continue
-            for v in verdicts:
-                type_ = "Warning" if v.outcome != "pass" else "Normal"
-                reason = {"pass": "AnalysisPassed", "fail": "AnalysisFailed"}.get(v.outcome, "AnalysisInconclusive")
-                emit(self.kube, fresh, type_, reason, f"step {v.step + 1}: {v.summary}")
-                log.info("verdict", extra=_fields(fresh, step=v.step, outcome=v.outcome, summary=v.summary))
-            return
-        log.warning("could not record verdicts after 5 conflicts", extra=_fields(deployment))
 
 
 def _fields(deployment: dict[str, Any], **more: Any) -> dict[str, Any]:

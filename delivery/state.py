@@ -13,12 +13,13 @@ import uuid
 from typing import Any
 
 from strategies.model import DeliveryState
+from strategies.requests import VERBS
 
 from .errors import StateError
 from .kube import DEPLOYMENTS, Kube
 from .spec import REQUEST, STATE
 
-REQUESTS = ("promote", "promote-full", "abort", "retry", "pause", "resume")
+REQUESTS = VERBS  # the operator requests (their rules: strategies.requests.refusal)
 
 
 def read_state(deployment: dict[str, Any]) -> DeliveryState:

@@ -1,4 +1,4 @@
-"""Bridge between the engine and the metric analysis: one Analyse action -> one Verdict."""
+"""Bridge between the engine and the metric analysis: one Analyse action -> one StepVerdict."""
 
 from __future__ import annotations
 
@@ -6,46 +6,34 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from strategies.model import Analyse, DeliverySpec, DeliveryState, Strategy, Verdict
+from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
 
-from . import templates
 from .kube import Kube
-from .observe import replicasets
 
 
 def make_analyser(
     kube: Kube, prometheus_url: str, timeout: float = 10.0, clock: Callable[[], float] = time.time
-) -> Callable[..., Verdict]:
+) -> Callable[..., StepVerdict]:
+    """The engine's analyser: Prometheus at ``prometheus_url``. (``kube`` is no longer read: the
+    plan names the pods and Services to compare.)"""
     from .analysis.providers import make_provider
-    from .analysis.runner import AnalysisTarget, Analyzer
+    from .analysis.runner import Analyser, AnalysisTarget
 
-    analyzer = Analyzer(make_provider("prometheus", url=prometheus_url, timeout=timeout))
+    runner = Analyser(make_provider("prometheus", url=prometheus_url, timeout=timeout))
 
-    def analyse(spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse) -> Verdict:
+    def analyse(spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse) -> StepVerdict:
+        """What to compare comes from the plan (the Analyse action); this only measures."""
         meta = deployment["metadata"]
-        canary_hash = state.revision
-        if spec.strategy in (Strategy.ROLLING, Strategy.RECREATE):
-            owned, _ = replicasets(kube, deployment)
-            for rs in owned:
-                if templates.revision(rs["spec"]["template"]) == state.revision:
-                    canary_hash = rs["spec"]["template"]["metadata"]["labels"].get(templates.HASH_LABEL, "")
-        canary_service = baseline_service = ""
-        if spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
-            canary_service, baseline_service = spec.canary_service, spec.stable_service
-        elif spec.strategy is Strategy.BLUE_GREEN:
-            canary_service, baseline_service = spec.preview_service, spec.active_service
         target = AnalysisTarget(
             namespace=meta["namespace"],
             name=meta["name"],
-            canary_hash=canary_hash,
-            baseline_hash=state.stable_hash,
-            canary_service=canary_service,
-            baseline_service=baseline_service,
+            canary_hash=action.new_hash or state.revision,
+            baseline_hash=action.stable_hash or state.stable_hash,
+            canary_service=action.new_service,
+            baseline_service=action.stable_service,
         )
         now = clock()
-        # recreate never runs both versions: judge the new one against the old one's last window
-        baseline_end = state.started if spec.strategy is Strategy.RECREATE else None
-        result = analyzer.run(spec.analysis, target, action.start, now, baseline_end=baseline_end)
-        return Verdict(action.step, result.outcome, result.summary(), now, details=result.to_dict())
+        result = runner.run(spec.analysis, target, action.start, now, baseline_end=action.baseline_end)
+        return StepVerdict(action.step, result.outcome, result.summary(), now, details=result.to_dict())
 
     return analyse

@@ -9,26 +9,37 @@ Steps: 0 = preview (scale up, hold, analyse), 1 = switched (keep warm), 2+ = fin
 
 from __future__ import annotations
 
-from .common import RECHECK, gate, rollback, settle_adopted
 from .model import (
     Action,
     AdoptNew,
     DeleteNew,
     DeliverySpec,
     DeliveryState,
-    Emit,
-    EnsureServices,
+    EnsureService,
+    HoldReason,
     Observation,
     Phase,
     Plan,
+    PostEvent,
     RevertTemplate,
     ScaleNew,
     SetPaused,
     SwitchActive,
     VersionObs,
 )
+from .reasons import EventReason as R
+from .steps import RECHECK, check_step, rollback, settle_adopted
 
 PREVIEW, SWITCHED = 0, 1
+
+
+def services(spec: DeliverySpec, stable_hash: str, new_hash: str) -> tuple[Action, ...]:
+    """The preview Service on the new version; the active one created on the stable version if
+    missing (only SwitchActive moves it)."""
+    return (
+        EnsureService(spec.preview_service, new_hash),
+        EnsureService(spec.active_service, stable_hash, repoint=False),
+    )
 
 
 class BlueGreenPlanner:
@@ -37,7 +48,7 @@ class BlueGreenPlanner:
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
         return (
-            SwitchActive(state.stable_hash),
+            SwitchActive(spec.active_service, state.stable_hash),
             DeleteNew(),
             RevertTemplate(state.stable_revision, state.stable_template),
         )
@@ -49,14 +60,19 @@ class BlueGreenPlanner:
         if state.step <= PREVIEW:
             # The active Service is pinned to the stable pods before the preview pods exist: they carry
             # the same app labels, and a crash between the two writes must not let them take traffic.
-            base += [SwitchActive(state.stable_hash), ScaleNew(n), EnsureServices(state.stable_hash, state.revision)]
+            base += [
+                SwitchActive(spec.active_service, state.stable_hash),
+                ScaleNew(n),
+                *services(spec, state.stable_hash, state.revision),
+            ]
             if state.phase == Phase.PAUSED:
                 if new is not None and new.health.problem(spec.max_restarts):
                     return rollback(
                         spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}"
                     )
                 return Plan(state, tuple(base), None)
-            verdict = gate(spec, state, obs, self, new, n, PREVIEW)
+            compared = (spec.preview_service, spec.active_service)
+            verdict = check_step(spec, state, obs, self, new, n, PREVIEW, compared)
             if isinstance(verdict, Plan):
                 keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
                 return Plan(verdict.state, (tuple(base) if keep else ()) + verdict.actions, verdict.requeue_after)
@@ -68,8 +84,8 @@ class BlueGreenPlanner:
                     f"`deliver promote {obs.name}` to switch the active Service"
                 )
                 return Plan(
-                    state.replace(phase=Phase.PAUSED, message=message),
-                    tuple(base) + (Emit("Normal", "AwaitingPromotion", message),),
+                    state.replace(phase=Phase.PAUSED, hold=HoldReason.AWAITING_PROMOTION, message=message),
+                    tuple(base) + (PostEvent("Normal", R.AWAITING_PROMOTION, message),),
                     None,
                 )
             moved = state.replace(step=SWITCHED, step_started=obs.now)
@@ -82,7 +98,11 @@ class BlueGreenPlanner:
                 return Plan(
                     waiting.state,
                     tuple(base)
-                    + (ScaleNew(n), EnsureServices(state.stable_hash, state.revision), SwitchActive(state.stable_hash))
+                    + (
+                        ScaleNew(n),
+                        *services(spec, state.stable_hash, state.revision),
+                        SwitchActive(spec.active_service, state.stable_hash),
+                    )
                     + waiting.actions
                     if waiting.state.phase == state.phase
                     else waiting.actions,
@@ -92,8 +112,8 @@ class BlueGreenPlanner:
         if state.step == SWITCHED:
             actions: list[Action] = base + [
                 ScaleNew(n),
-                EnsureServices(state.stable_hash, state.revision),
-                SwitchActive(state.revision),
+                *services(spec, state.stable_hash, state.revision),
+                SwitchActive(spec.active_service, state.revision),
             ]
             if not state.switched:
                 state = state.replace(
@@ -103,9 +123,9 @@ class BlueGreenPlanner:
                     message=f"active Service switched to revision {state.revision}",
                 )
                 actions.append(
-                    Emit(
+                    PostEvent(
                         "Normal",
-                        "ActiveSwitched",
+                        R.ACTIVE_SWITCHED,
                         f"active Service {spec.active_service} now selects revision "
                         f"{state.revision}; old version kept warm for {int(spec.keep_warm)}s",
                     )
@@ -124,13 +144,13 @@ class BlueGreenPlanner:
         if state.phase != Phase.PROMOTING:
             state = state.replace(phase=Phase.PROMOTING, switched=state.switched or obs.now, weight=100)
         if new is not None:
-            return Plan(state, tuple(base) + (SwitchActive(state.revision), AdoptNew()), RECHECK)
+            return Plan(state, tuple(base) + (SwitchActive(spec.active_service, state.revision), AdoptNew()), RECHECK)
         adopted = obs.version(state.revision)
         if adopted is None:
             return rollback(spec, state, obs, self, "the new ReplicaSet disappeared before promotion")
         settling = settle_adopted(state, obs, adopted)
         if settling is not None:
-            return Plan(state, (SwitchActive(adopted.pod_hash),) + settling, RECHECK)
+            return Plan(state, (SwitchActive(spec.active_service, adopted.pod_hash),) + settling, RECHECK)
         done = state.replace(
             phase=Phase.SUCCEEDED,
             finished=obs.now,
@@ -142,11 +162,11 @@ class BlueGreenPlanner:
             done,
             (
                 SetPaused(True),
-                SwitchActive(adopted.pod_hash),
-                EnsureServices(adopted.pod_hash, adopted.pod_hash),
-                Emit(
+                SwitchActive(spec.active_service, adopted.pod_hash),
+                *services(spec, adopted.pod_hash, adopted.pod_hash),
+                PostEvent(
                     "Normal",
-                    "DeliverySucceeded",
+                    R.DELIVERY_SUCCEEDED,
                     f"revision {state.revision} is the stable version; old version scaled down",
                 ),
             ),

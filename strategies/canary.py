@@ -8,23 +8,25 @@ ReplicaSet to the Deployment, whose own controller scales the old version to zer
 
 from __future__ import annotations
 
-from .common import RECHECK, ROUTER_DRAIN, ceil_share, gate, rollback, settle_adopted
 from .model import (
     Action,
     AdoptNew,
     DeleteNew,
     DeliverySpec,
     DeliveryState,
-    Emit,
-    EnsureServices,
+    EnsureService,
+    HoldReason,
     Observation,
     Phase,
     Plan,
+    PostEvent,
     RevertTemplate,
     ScaleNew,
     SetPaused,
     SetWeight,
 )
+from .reasons import EventReason as R
+from .steps import RECHECK, ROUTER_DRAIN, ceil_share, check_step, rollback, settle_adopted
 
 
 class CanaryPlanner:
@@ -32,7 +34,7 @@ class CanaryPlanner:
         return False
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
-        # Traffic first; behind a router the pods go once it has drained them (common._undo).
+        # Traffic first; behind a router the pods go once it has drained them (steps.undo_actions).
         return (SetWeight(0), DeleteNew(), RevertTemplate(state.stable_revision, state.stable_template))
 
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
@@ -44,7 +46,7 @@ class CanaryPlanner:
         want = ceil_share(obs.replicas, weight)
         new = obs.deliver_owned(state.revision)
         converge: list[Action] = [SetPaused(True)] if not obs.paused else []
-        converge += [ScaleNew(want), EnsureServices(state.stable_hash, state.revision)]
+        converge += [ScaleNew(want), *services(spec, state.stable_hash, state.revision)]
         ready = new.ready if new is not None else 0
         if ready >= want and weight > 0:
             converge.append(SetWeight(weight))
@@ -59,10 +61,10 @@ class CanaryPlanner:
                 if problem:
                     return rollback(spec, state, obs, self, f"new version unhealthy: {problem}")
             if state.phase != Phase.PAUSED:
-                message = f"manual gate at step {state.step + 1}: waiting for `deliver promote {obs.name}`"
+                message = f"manual promotion at step {state.step + 1}: waiting for `deliver promote {obs.name}`"
                 return Plan(
-                    state.replace(phase=Phase.PAUSED, message=message),
-                    tuple(converge) + (Emit("Normal", "ManualGate", message),),
+                    state.replace(phase=Phase.PAUSED, hold=HoldReason.AWAITING_PROMOTION, message=message),
+                    tuple(converge) + (PostEvent("Normal", R.AWAITING_PROMOTION, message),),
                     None,
                 )
             return Plan(state, tuple(converge), None)
@@ -70,7 +72,8 @@ class CanaryPlanner:
         if obs.router_weight is not None and ready >= want and obs.router_weight != weight:
             return Plan(state, tuple(converge), RECHECK)  # the router has not taken the weight yet
 
-        verdict = gate(spec, state, obs, self, new, want, state.step)
+        compared = (spec.canary_service, spec.stable_service) if spec.router.kind != "replica" else ("", "")
+        verdict = check_step(spec, state, obs, self, new, want, state.step, compared)
         if isinstance(verdict, Plan):
             return Plan(
                 verdict.state,
@@ -88,7 +91,7 @@ class CanaryPlanner:
                 message=f"step {state.step + 1} ({weight}%) passed",
             )
             nxt = self.advance(spec, moved, obs)
-            event = Emit("Normal", "StepPassed", f"step {state.step + 1} ({weight}%) passed; moving on")
+            event = PostEvent("Normal", R.STEP_PASSED, f"step {state.step + 1} ({weight}%) passed; moving on")
             return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
         return Plan(state, tuple(converge), RECHECK)
 
@@ -97,7 +100,7 @@ class CanaryPlanner:
         if state.phase != Phase.PROMOTING:
             state = state.replace(phase=Phase.PROMOTING, message=f"promoting revision {state.revision}")
             head: tuple[Action, ...] = (
-                Emit("Normal", "Promoting", f"all steps passed; promoting revision {state.revision}"),
+                PostEvent("Normal", R.PROMOTING, f"all steps passed; promoting revision {state.revision}"),
             )
         else:
             head = ()
@@ -110,7 +113,7 @@ class CanaryPlanner:
             if ours.ready < n:
                 if obs.now - state.step_started > spec.progress_deadline:
                     return rollback(spec, state, obs, self, f"only {ours.ready}/{n} new pods Ready while promoting")
-                return Plan(state, head + (ScaleNew(n), EnsureServices(state.stable_hash, state.revision)), RECHECK)
+                return Plan(state, head + (ScaleNew(n), *services(spec, state.stable_hash, state.revision)), RECHECK)
             if spec.router.kind != "replica":
                 # All traffic to the new pods first; the old pods go (adoption) only after the
                 # router confirms 100% and has had ROUTER_DRAIN to apply it.
@@ -136,14 +139,21 @@ class CanaryPlanner:
                 head
                 + (
                     SetPaused(True),
-                    EnsureServices(adopted.pod_hash, adopted.pod_hash),
+                    *services(spec, adopted.pod_hash, adopted.pod_hash),
                     SetWeight(0),
-                    Emit("Normal", "DeliverySucceeded", f"revision {state.revision} is the stable version"),
+                    PostEvent("Normal", R.DELIVERY_SUCCEEDED, f"revision {state.revision} is the stable version"),
                 ),
                 None,
             )
         # Our ReplicaSet is gone before adoption (deleted by hand?): start the promotion over.
         return Plan(state, head + (ScaleNew(n),), RECHECK)
+
+
+def services(spec: DeliverySpec, stable_hash: str, new_hash: str) -> tuple[Action, ...]:
+    """Behind a weighted router: the stable and canary Services the route splits traffic between."""
+    if spec.router.kind == "replica":
+        return ()
+    return (EnsureService(spec.stable_service, stable_hash), EnsureService(spec.canary_service, new_hash))
 
 
 def _previous_weight(spec: DeliverySpec, index: int) -> int:

@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Union
+from enum import StrEnum
+from typing import Any
+
+from .reasons import EventReason
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     ROLLING = "rolling"
     CANARY = "canary"
     BLUE_GREEN = "blue-green"
     RECREATE = "recreate"
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """Where a delivery is. Terminal phases: SUCCEEDED, ROLLED_BACK, ABORTED."""
 
     IDLE = "Idle"  # nothing to deliver: the template is the stable version
     PROGRESSING = "Progressing"  # a step is being rolled out / held / analysed
-    PAUSED = "Paused"  # waiting for `deliver promote` (manual gate or inconclusive)
+    PAUSED = "Paused"  # waiting for an operator; DeliveryState.hold says why
     PROMOTING = "Promoting"  # the new version is becoming stable
     SUCCEEDED = "Succeeded"
     ROLLING_BACK = "RollingBack"  # the stable version is being restored
@@ -36,15 +38,52 @@ class Phase(str, Enum):
         return self in (Phase.IDLE, Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED)
 
 
+class HoldReason(StrEnum):
+    """Why a delivery is held (not moving on by itself). Decisions test this, never the message."""
+
+    NONE = ""
+    AWAITING_PROMOTION = "AwaitingPromotion"  # Paused: a manual promotion step, or blue-green without auto-promote
+    INCONCLUSIVE = "Inconclusive"  # Paused: the analysis could not decide (on-inconclusive: pause)
+    FAILED = "Failed"  # Paused: the step failed and automatic rollback is off
+    OPERATOR = "Operator"  # Paused: `deliver pause`
+    ROUTER_UNAVAILABLE = "RouterUnavailable"  # Progressing: the router is broken; rolled back after the deadline
+    PREVIOUSLY_FAILED = "PreviouslyFailed"  # RolledBack/Aborted: the template is the failed revision again
+
+    def fits(self, phase: Phase) -> bool:
+        """Whether this reason can describe a record in ``phase`` (others are stale and dropped)."""
+        if self is HoldReason.NONE:
+            return True
+        if self is HoldReason.ROUTER_UNAVAILABLE:
+            return phase is Phase.PROGRESSING
+        if self is HoldReason.PREVIOUSLY_FAILED:
+            return phase in (Phase.ROLLED_BACK, Phase.ABORTED)
+        return phase is Phase.PAUSED
+
+    @classmethod
+    def from_legacy(cls, phase: Phase, message: str) -> HoldReason:
+        """The reason of a record written before ``hold`` existed (read once, then rewritten)."""
+        if phase is Phase.PAUSED:
+            if message.startswith("failed: "):
+                return cls.FAILED
+            if message.startswith("paused by an operator"):
+                return cls.OPERATOR
+            if "inconclusive" in message:
+                return cls.INCONCLUSIVE
+            return cls.AWAITING_PROMOTION
+        if phase in (Phase.ROLLED_BACK, Phase.ABORTED) and "deliver retry" in message:
+            return cls.PREVIOUSLY_FAILED
+        return cls.NONE
+
+
 @dataclass(frozen=True)
 class CanaryStep:
-    """One canary step: the new version's share of traffic (percent), or a manual gate."""
+    """One canary step: the new version's share of traffic (percent), or a manual promotion."""
 
     weight: int = 0
-    pause: bool = False  # a manual gate: wait for `deliver promote`
+    pause: bool = False  # a manual promotion: wait for `deliver promote`
 
     def describe(self) -> str:
-        return "pause (manual gate)" if self.pause else f"{self.weight}%"
+        return "pause (manual promotion)" if self.pause else f"{self.weight}%"
 
 
 @dataclass(frozen=True)
@@ -137,6 +176,8 @@ class Observation:
     request: str = ""  # promote | promote-full | abort | retry | pause | resume | ""
     request_id: str = ""  # unique id of that request (consumed once)
     router_weight: int | None = None  # weight the router reports now (None: unknown / no router)
+    router_problem: str = ""  # why the declared router is broken now ("": it works or was not checked)
+    analysed: tuple[StepVerdict, ...] = ()  # verdicts of the analyses run since the record was read
     template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def version(self, revision: str) -> VersionObs | None:
@@ -169,8 +210,8 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """The outcome of one analysis: health gate plus metric checks, with their numbers."""
+class StepVerdict:
+    """The outcome of checking one step: pod health plus metric checks, with their numbers."""
 
     step: int
     outcome: str  # pass | fail | inconclusive
@@ -188,7 +229,7 @@ class Verdict:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+    def from_dict(cls, d: dict[str, Any]) -> StepVerdict:
         return cls(
             step=int(d["step"]),
             outcome=str(d["outcome"]),
@@ -215,12 +256,15 @@ class DeliveryState:
     analysis_started: float = 0.0  # start of the cumulative analysis window
     extensions: int = 0
     weight: int = 0  # traffic share promised to the new version now
-    message: str = ""
+    message: str = ""  # for people; decisions use phase and hold
+    hold: HoldReason = HoldReason.NONE
+    router_down_since: float = 0.0  # when the router was first seen broken in this delivery (0: it works)
+    router_problem: str = ""  # what was wrong with it then (a Warning is posted when this changes)
     failed_revision: str = ""  # a revision that was rolled back / aborted: not retried on its own
     failed_template: dict[str, Any] | None = None
     stable_template: dict[str, Any] | None = None  # to revert to even if its ReplicaSet is gone
     handled_request: str = ""  # last operator request consumed (id), so none is applied twice
-    verdicts: tuple[Verdict, ...] = ()
+    verdicts: tuple[StepVerdict, ...] = ()
 
     def replace(self, **changes: Any) -> DeliveryState:
         return dataclasses.replace(self, **changes)
@@ -241,10 +285,14 @@ class DeliveryState:
             "extensions": self.extensions,
             "weight": self.weight,
             "message": self.message,
+            "hold": self.hold.value,
             "failedRevision": self.failed_revision,
             "handledRequest": self.handled_request,
             "verdicts": [v.to_dict() for v in self.verdicts[-20:]],
         }
+        if self.router_down_since:
+            d["routerDownSince"] = round(self.router_down_since, 3)
+            d["routerProblem"] = self.router_problem
         if self.failed_template is not None:
             d["failedTemplate"] = self.failed_template
         if self.stable_template is not None:
@@ -253,8 +301,11 @@ class DeliveryState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeliveryState:
+        phase = Phase(d.get("phase", Phase.IDLE.value))
+        message = str(d.get("message", ""))
+        hold = HoldReason(d["hold"]) if "hold" in d else HoldReason.from_legacy(phase, message)
         return cls(
-            phase=Phase(d.get("phase", Phase.IDLE.value)),
+            phase=phase,
             strategy=str(d.get("strategy", "")),
             revision=str(d.get("revision", "")),
             stable_revision=str(d.get("stableRevision", "")),
@@ -267,12 +318,15 @@ class DeliveryState:
             analysis_started=float(d.get("analysisStarted", 0.0)),
             extensions=int(d.get("extensions", 0)),
             weight=int(d.get("weight", 0)),
-            message=str(d.get("message", "")),
+            message=message,
+            hold=hold,
+            router_down_since=float(d.get("routerDownSince", 0.0)),
+            router_problem=str(d.get("routerProblem", "")),
             failed_revision=str(d.get("failedRevision", "")),
             failed_template=d.get("failedTemplate"),
             stable_template=d.get("stableTemplate"),
             handled_request=str(d.get("handledRequest", "")),
-            verdicts=tuple(Verdict.from_dict(v) for v in d.get("verdicts", [])),
+            verdicts=tuple(StepVerdict.from_dict(v) for v in d.get("verdicts", [])),
         )
 
 
@@ -335,50 +389,61 @@ class SetWeight:
 
 
 @dataclass(frozen=True)
-class EnsureServices:
-    """Create/update the Services deliver owns (canary/stable or preview/active) for these pod hashes."""
+class EnsureService:
+    """Create the Service ``name`` selecting one version's pods, or point it there (``repoint``).
 
-    stable_hash: str
-    new_hash: str
+    ``repoint=False`` only creates it: an existing Service keeps its selector (blue-green's active
+    Service, which only SwitchActive moves)."""
+
+    name: str
+    pod_hash: str
+    repoint: bool = True
 
 
 @dataclass(frozen=True)
 class SwitchActive:
-    """Blue-green: point the active Service at one version's pod hash in one patch."""
+    """Blue-green: point the active Service ``service`` at one version's pod hash in one patch."""
 
+    service: str
     pod_hash: str
 
 
 @dataclass(frozen=True)
 class Analyse:
-    """Run the metric checks over [start, now] and record the verdict for this step."""
+    """Run the metric checks over [start, now], the new version's pods against the stable ones', and
+    hand the verdict for this step to the next plan."""
 
     step: int
     start: float
+    new_hash: str = ""  # pod-template-hash of the new version's pods
+    stable_hash: str = ""  # and of the stable version's
+    new_service: str = ""  # the Services in front of each, when the strategy has them
+    stable_service: str = ""
+    baseline_end: float | None = None  # the stable version stopped then (recreate): judge against its last window
 
 
 @dataclass(frozen=True)
-class Emit:
-    """A Kubernetes Event on the Deployment."""
+class PostEvent:
+    """Post a Kubernetes Event on the Deployment."""
 
     type: str  # Normal | Warning
-    reason: str  # CamelCase
+    reason: EventReason
     message: str
 
 
-Action = Union[
-    SetPaused,
-    ScaleNew,
-    DeleteNew,
-    AdoptNew,
-    RevertTemplate,
-    ApplyTemplate,
-    SetWeight,
-    EnsureServices,
-    SwitchActive,
-    Analyse,
-    Emit,
-]
+Action = (
+    SetPaused
+    | ScaleNew
+    | DeleteNew
+    | AdoptNew
+    | RevertTemplate
+    | ApplyTemplate
+    | SetWeight
+    | EnsureService
+    | SwitchActive
+    | Analyse
+    | PostEvent
+)
 
 
 @dataclass(frozen=True)
@@ -388,6 +453,7 @@ class Plan:
     state: DeliveryState
     actions: tuple[Action, ...] = ()
     requeue_after: float | None = None
+    paused: bool | None = None  # spec.paused to write in the same patch as the record (None: leave it)
 
-    def events(self) -> list[Emit]:
-        return [a for a in self.actions if isinstance(a, Emit)]
+    def events(self) -> list[PostEvent]:
+        return [a for a in self.actions if isinstance(a, PostEvent)]

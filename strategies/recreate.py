@@ -6,17 +6,18 @@ template back so the Deployment controller stops the new pods and restores the o
 
 from __future__ import annotations
 
-from .common import NativePlanner, gate, rollback
 from .model import (
     Action,
     DeliverySpec,
     DeliveryState,
-    Emit,
     Observation,
     Phase,
     Plan,
+    PostEvent,
     SetPaused,
 )
+from .reasons import EventReason as R
+from .steps import NativePlanner, check_step, rollback
 
 
 class RecreatePlanner(NativePlanner):
@@ -33,7 +34,9 @@ class RecreatePlanner(NativePlanner):
             return Plan(state, (), None)
         unpause: tuple[Action, ...] = (SetPaused(False),) if obs.paused else ()
         state = state.replace(weight=100 if new is not None and new.ready else 0)
-        verdict = gate(spec, state, obs, self, new if new is not None and new.owned else None, n, 0)
+        # never two versions at once: the new one is judged against the old one's last window
+        ours = new if new is not None and new.owned else None
+        verdict = check_step(spec, state, obs, self, ours, n, 0, baseline_end=state.started)
         if isinstance(verdict, Plan):
             keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
             return Plan(verdict.state, (unpause if keep else ()) + verdict.actions, verdict.requeue_after)
@@ -53,6 +56,9 @@ class RecreatePlanner(NativePlanner):
         )
         return Plan(
             done,
-            (SetPaused(True), Emit("Normal", "DeliverySucceeded", f"revision {state.revision} is the stable version")),
+            (
+                SetPaused(True),
+                PostEvent("Normal", R.DELIVERY_SUCCEEDED, f"revision {state.revision} is the stable version"),
+            ),
             None,
         )

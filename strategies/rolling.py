@@ -7,17 +7,18 @@ Steps: 0..len(pause_at)-1 = hold at each point, len(pause_at) = finish the rollo
 
 from __future__ import annotations
 
-from .common import RECHECK, NativePlanner, ceil_share, gate, rollback
 from .model import (
     Action,
     DeliverySpec,
     DeliveryState,
-    Emit,
     Observation,
     Phase,
     Plan,
+    PostEvent,
     SetPaused,
 )
+from .reasons import EventReason as R
+from .steps import RECHECK, NativePlanner, ceil_share, check_step, rollback
 
 
 class RollingPlanner(NativePlanner):
@@ -45,11 +46,11 @@ class RollingPlanner(NativePlanner):
         if final and obs.paused:
             hold = (SetPaused(False),)
         if final and not obs.rollout_complete:
-            verdict = gate(spec, state, obs, self, new, n, state.step)
+            verdict = check_step(spec, state, obs, self, new, n, state.step)
             if isinstance(verdict, Plan) and verdict.state.phase not in (Phase.PROGRESSING, Phase.PAUSED):
                 return verdict
             return Plan(state, hold, RECHECK)
-        verdict = gate(spec, state, obs, self, new, want, state.step)
+        verdict = check_step(spec, state, obs, self, new, want, state.step)
         if isinstance(verdict, Plan):
             keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
             return Plan(verdict.state, (hold if keep else ()) + verdict.actions, verdict.requeue_after)
@@ -68,11 +69,11 @@ class RollingPlanner(NativePlanner):
                 done,
                 (
                     SetPaused(True),
-                    Emit("Normal", "DeliverySucceeded", f"revision {state.revision} is the stable version"),
+                    PostEvent("Normal", R.DELIVERY_SUCCEEDED, f"revision {state.revision} is the stable version"),
                 ),
                 None,
             )
         moved = state.replace(step=state.step + 1, step_started=obs.now, analysis_started=obs.now, extensions=0)
         nxt = self.advance(spec, moved, obs)
-        event = Emit("Normal", "StepPassed", f"pause point {points[state.step]}% passed; resuming")
+        event = PostEvent("Normal", R.STEP_PASSED, f"pause point {points[state.step]}% passed; resuming")
         return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)

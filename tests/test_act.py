@@ -18,13 +18,13 @@ from strategies.model import (
     AdoptNew,
     DeleteNew,
     DeliveryState,
-    EnsureServices,
     Phase,
     RevertTemplate,
     ScaleNew,
     SetPaused,
     SwitchActive,
 )
+from strategies import bluegreen, canary
 from tests.fixture import NAME, NS, Fixture, native_hash, template
 
 V1, V2, V3 = "web:v1", "web:v2", "web:v3"
@@ -41,6 +41,13 @@ def delivering(strategy: str = "canary", **annotations: str) -> Fixture:
     f.given_delivered()
     f.when_template_changes(V2)
     return f
+
+
+def _services(f: Fixture, stable_hash: str, new_hash: str) -> tuple[Action, ...]:
+    """The Services the planner asks for, for the strategy the Deployment declares."""
+    spec = specmod.parse(f.deployment(), lambda name: {})
+    planner = bluegreen if spec.strategy.value == "blue-green" else canary
+    return planner.services(spec, stable_hash, new_hash)
 
 
 def run(f: Fixture, *actions: Action, state: DeliveryState | None = None) -> list[Any]:
@@ -195,7 +202,7 @@ def test_blue_green_services_preview_is_created_and_the_users_active_service_lef
     f = delivering("blue-green")
     active_before = f.kube.obj(SERVICES, NAME)
 
-    [create] = run(f, EnsureServices(HASH1, REV2))
+    [create] = run(f, *_services(f, HASH1, REV2))
 
     assert (create.verb, create.name) == ("create", f"{NAME}-preview")
     preview = f.kube.obj(SERVICES, f"{NAME}-preview")
@@ -204,13 +211,13 @@ def test_blue_green_services_preview_is_created_and_the_users_active_service_lef
     assert preview["metadata"]["labels"] == {templates.OWNER_LABEL: NAME}
     assert [r["controller"] for r in preview["metadata"]["ownerReferences"]] == [False]
     assert f.kube.obj(SERVICES, NAME) == active_before
-    assert run(f, EnsureServices(HASH1, REV2)) == []
+    assert run(f, *_services(f, HASH1, REV2)) == []
 
 
 def test_switch_active_is_one_patch_of_the_selector() -> None:
     f = delivering("blue-green")
 
-    [switch] = run(f, SwitchActive(REV2))
+    [switch] = run(f, SwitchActive(NAME, REV2))
 
     assert (switch.verb, switch.name, switch.body) == (
         "patch",
@@ -218,7 +225,7 @@ def test_switch_active_is_one_patch_of_the_selector() -> None:
         {"spec": {"selector": {templates.HASH_LABEL: REV2}}},
     )
     assert f.kube.obj(SERVICES, NAME)["spec"]["selector"] == {"app": NAME, templates.HASH_LABEL: REV2}
-    assert run(f, SwitchActive(REV2)) == []
+    assert run(f, SwitchActive(NAME, REV2)) == []
 
 
 def test_switch_active_creates_the_active_service_when_there_is_none() -> None:
@@ -226,7 +233,7 @@ def test_switch_active_creates_the_active_service_when_there_is_none() -> None:
     f.given_deployment("blue-green", V1, replicas=2)
     f.given_delivered()
 
-    run(f, SwitchActive(HASH1))
+    run(f, SwitchActive(NAME, HASH1))
 
     svc = f.kube.obj(SERVICES, NAME)
     assert svc["spec"]["selector"] == {"app": NAME, templates.HASH_LABEL: HASH1}
@@ -236,4 +243,4 @@ def test_switch_active_creates_the_active_service_when_there_is_none() -> None:
 def test_a_canary_without_a_router_needs_no_service() -> None:
     f = delivering()
 
-    assert run(f, EnsureServices(HASH1, REV2)) == []
+    assert run(f, *_services(f, HASH1, REV2)) == []

@@ -1,4 +1,4 @@
-"""Analyzer.run against fake providers: wiring, family-wise alpha, never raising, serialisation."""
+"""Analyser.run against fake providers: wiring, family-wise alpha, never raising, serialisation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from delivery.analysis.checks import parse_checks
 from delivery.analysis.prometheus import Sample, Series
 from delivery.analysis.providers import MetricProvider, PrometheusProvider
-from delivery.analysis.runner import AnalysisResult, AnalysisTarget, Analyzer, CheckResult, combine
+from delivery.analysis.runner import Analyser, AnalysisResult, AnalysisTarget, CheckResult, combine
 from delivery.errors import MetricsUnavailable, QueryError
 
 TARGET = AnalysisTarget("shop", "web", "canaryhash", "basehash", "web-canary", "web-stable")
@@ -56,7 +56,7 @@ ERRORS = parse_checks({"deliver.dev/analysis": "error-rate"})
 
 def test_error_regression_fails_and_queries_are_rendered() -> None:
     fake = Fake(counts({"canary": {"total": 4000, "errors": 48}, "baseline": {"total": 4000, "errors": 20}}))
-    r = Analyzer(fake).run(ERRORS, TARGET, 1000.0, 1093.0)
+    r = Analyser(fake).run(ERRORS, TARGET, 1000.0, 1093.0)
     assert r.outcome == "fail"
     (c,) = r.checks
     assert c.outcome == "fail" and c.n_canary == 4000 and c.e_value is not None and c.e_value >= 20
@@ -69,20 +69,20 @@ def test_error_regression_fails_and_queries_are_rendered() -> None:
 
 def test_missing_error_series_means_zero_errors() -> None:
     fake = Fake(counts({"canary": {"total": 50_000, "errors": None}, "baseline": {"total": 50_000, "errors": None}}))
-    r = Analyzer(fake).run(ERRORS, TARGET, 0, 600)
+    r = Analyser(fake).run(ERRORS, TARGET, 0, 600)
     assert r.outcome == "pass"
 
 
 def test_missing_totals_is_inconclusive_no_data() -> None:
     fake = Fake(counts({"canary": {"total": None}, "baseline": {"total": 5000, "errors": 1}}))
-    r = Analyzer(fake).run(ERRORS, TARGET, 0, 600)
+    r = Analyser(fake).run(ERRORS, TARGET, 0, 600)
     assert r.outcome == "inconclusive"
     assert "no data" in r.checks[0].message and "canary" in r.checks[0].message
 
 
 def test_nan_sample_is_inconclusive_with_message() -> None:
     fake = Fake(counts({"canary": {"total": math.nan, "errors": 0}, "baseline": {"total": 5000, "errors": 1}}))
-    r = Analyzer(fake).run(ERRORS, TARGET, 0, 600)
+    r = Analyser(fake).run(ERRORS, TARGET, 0, 600)
     assert r.outcome == "inconclusive" and "NaN" in r.checks[0].message
 
 
@@ -93,7 +93,7 @@ def test_provider_errors_are_inconclusive_never_raised(exc: Exception) -> None:
     def answer(arm: str, kind: str, query: str) -> tuple[Sample, ...]:
         raise exc
 
-    r = Analyzer(Fake(answer)).run(parse_checks({"deliver.dev/analysis": "error-rate,latency"}), TARGET, 0, 600)
+    r = Analyser(Fake(answer)).run(parse_checks({"deliver.dev/analysis": "error-rate,latency"}), TARGET, 0, 600)
     assert r.outcome == "inconclusive"
     assert all(c.outcome == "inconclusive" and str(exc) in c.message for c in r.checks)
 
@@ -105,14 +105,14 @@ def test_prometheus_down_end_to_end_is_inconclusive() -> None:
     provider = PrometheusProvider(
         "http://prom:9090", attempts=2, backoff_max=0.01, transport=httpx.MockTransport(refuse)
     )
-    r = Analyzer(provider).run(ERRORS, TARGET, 0, 600)
+    r = Analyser(provider).run(ERRORS, TARGET, 0, 600)
     assert r.outcome == "inconclusive" and "unreachable" in r.checks[0].message
 
 
 def test_unsafe_target_value_is_refused_not_interpolated() -> None:
     fake = Fake(counts({"canary": {"total": 1}, "baseline": {"total": 1}}))
     bad = AnalysisTarget("shop", "web", 'x"} or vector(1) #', "basehash", "", "")
-    r = Analyzer(fake).run(ERRORS, bad, 0, 600)
+    r = Analyser(fake).run(ERRORS, bad, 0, 600)
     assert r.outcome == "inconclusive" and "refusing" in r.checks[0].message
     assert fake.queries == []
 
@@ -120,15 +120,15 @@ def test_unsafe_target_value_is_refused_not_interpolated() -> None:
 def test_envoy_template_needs_services() -> None:
     checks = parse_checks({"deliver.dev/analysis": "error-rate", "deliver.dev/analysis-metrics": "envoy"})
     fake = Fake(counts({"canary": {"total": 4000, "errors": 48}, "baseline": {"total": 4000, "errors": 20}}))
-    r = Analyzer(fake).run(checks, TARGET, 0, 600)
+    r = Analyser(fake).run(checks, TARGET, 0, 600)
     assert r.outcome == "fail"
     assert any('envoy_cluster_name="web-canary"' in q for q, _ in fake.queries)
-    r = Analyzer(fake).run(checks, AnalysisTarget("shop", "web", "a", "b", "", ""), 0, 600)
+    r = Analyser(fake).run(checks, AnalysisTarget("shop", "web", "a", "b", "", ""), 0, 600)
     assert r.outcome == "inconclusive" and "{service}" in r.checks[0].message
 
 
 def test_bad_window_is_inconclusive() -> None:
-    r = Analyzer(Fake(counts({}))).run(ERRORS, TARGET, 600, 600)
+    r = Analyser(Fake(counts({}))).run(ERRORS, TARGET, 600, 600)
     assert r.outcome == "inconclusive" and "window" in r.checks[0].message
 
 
@@ -147,13 +147,13 @@ LATENCY = parse_checks({"deliver.dev/analysis": "latency"})
 def test_latency_tail_regression_fails_from_buckets() -> None:
     base = _cum([2000, 3000, 4400, 500, 90, 10], LES)
     canary = _cum([2000, 3000, 4000, 700, 250, 50], LES)
-    r = Analyzer(Fake(hist(canary, base))).run(LATENCY, TARGET, 0, 600)
+    r = Analyser(Fake(hist(canary, base))).run(LATENCY, TARGET, 0, 600)
     assert r.outcome == "fail", r.summary()
 
 
 def test_latency_aa_from_buckets_passes() -> None:
     h = _cum([20000, 30000, 44000, 5000, 900, 100], LES)
-    r = Analyzer(Fake(hist(h, dict(h)))).run(LATENCY, TARGET, 0, 600)
+    r = Analyser(Fake(hist(h, dict(h)))).run(LATENCY, TARGET, 0, 600)
     assert r.outcome == "pass", r.summary()
 
 
@@ -161,7 +161,7 @@ def test_latency_uses_common_bucket_bounds_only() -> None:
     base = _cum([2000, 3000, 4400, 500, 90, 10], LES)
     canary = dict(base)
     canary["0.3"] = base["0.25"] + 100  # a bound only the canary has
-    r = Analyzer(Fake(hist(canary, base))).run(LATENCY, TARGET, 0, 600)
+    r = Analyser(Fake(hist(canary, base))).run(LATENCY, TARGET, 0, 600)
     assert r.checks[0].outcome != "fail"
     assert "0.3" not in r.checks[0].message
 
@@ -170,14 +170,14 @@ def test_latency_series_without_le_is_inconclusive() -> None:
     def answer(arm: str, kind: str, query: str) -> tuple[Sample, ...]:
         return (Sample({"pod": "x"}, 0, 5.0),)
 
-    r = Analyzer(Fake(answer)).run(LATENCY, TARGET, 0, 600)
+    r = Analyser(Fake(answer)).run(LATENCY, TARGET, 0, 600)
     assert r.outcome == "inconclusive" and "le" in r.checks[0].message
 
 
 def test_family_wise_alpha_is_split_across_checks() -> None:
     # e ≈ 30: above 1/0.05 = 20 (one check) but below 2/0.05 = 40 (two checks)
     data = {"canary": {"total": 4000, "errors": 42}, "baseline": {"total": 4000, "errors": 20}}
-    one = Analyzer(Fake(counts(data))).run(ERRORS, TARGET, 0, 600).checks[0]
+    one = Analyser(Fake(counts(data))).run(ERRORS, TARGET, 0, 600).checks[0]
     assert one.e_value is not None and 20 <= one.e_value < 40, one.e_value
     assert one.outcome == "fail"
     two = parse_checks({"deliver.dev/analysis": "error-rate,latency", "deliver.dev/analysis.latency": "critical=false"})
@@ -185,7 +185,7 @@ def test_family_wise_alpha_is_split_across_checks() -> None:
     def answer(arm: str, kind: str, query: str) -> tuple[Sample, ...]:
         return counts(data)(arm, kind, query) if kind != "buckets" else ()
 
-    r = Analyzer(Fake(answer)).run(two, TARGET, 0, 600)
+    r = Analyser(Fake(answer)).run(two, TARGET, 0, 600)
     assert r.checks[0].outcome == "inconclusive"
 
 
@@ -205,7 +205,7 @@ def test_combine() -> None:
 
 def test_result_round_trips_through_compact_json() -> None:
     fake = Fake(counts({"canary": {"total": 4000, "errors": 48}, "baseline": {"total": 4000, "errors": 20}}))
-    r = Analyzer(fake).run(parse_checks({"deliver.dev/analysis": "error-rate,latency"}), TARGET, 1000.25, 1600.5)
+    r = Analyser(fake).run(parse_checks({"deliver.dev/analysis": "error-rate,latency"}), TARGET, 1000.25, 1600.5)
     d = r.to_dict()
     text = json.dumps(d, allow_nan=False, separators=(",", ":"))
     assert len(text) < 1000

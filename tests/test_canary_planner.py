@@ -4,16 +4,17 @@ from strategies.model import (
     Analyse,
     CanaryStep,
     DeleteNew,
+    DeliverySpec,
     DeliveryState,
-    EnsureServices,
+    EnsureService,
     Phase,
     RevertTemplate,
     RouterRef,
     ScaleNew,
     SetPaused,
     SetWeight,
+    StepVerdict,
     Strategy,
-    Verdict,
 )
 
 from .planning import NEW, STABLE, canary_spec, obs, started, version
@@ -21,6 +22,10 @@ from .planning import NEW, STABLE, canary_spec, obs, started, version
 
 def kinds(p):
     return [type(a).__name__ for a in p.actions]
+
+
+def analyses(p):
+    return [a for a in p.actions if isinstance(a, Analyse)]
 
 
 def reasons(p):
@@ -33,13 +38,13 @@ def test_template_change_starts_first_step_with_ceil_share_of_pods():
     assert p.state.revision == NEW and p.state.stable_revision == STABLE
     assert ScaleNew(1) in p.actions  # 20% of 5 replicas
     assert "DeliveryStarted" in reasons(p)
-    assert SetPaused(True) not in p.actions  # already paused
+    assert not p.paused  # already paused
 
 
 def test_idle_deployment_is_paused_and_stray_replicasets_removed():
     o = obs(version(STABLE, 5), version("other", 1, owned=False), target=STABLE, paused=False)
     p = plan(canary_spec(), DeliveryState(), o)
-    assert SetPaused(True) in p.actions and DeleteNew() in p.actions
+    assert p.paused and DeleteNew() in p.actions
     assert p.state.phase is Phase.IDLE and p.state.stable_revision == STABLE
 
 
@@ -67,8 +72,8 @@ def test_analysis_is_requested_when_checks_are_declared_and_fail_rolls_back():
     s = started(Strategy.CANARY, weight=20)
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
     p = plan(spec, s, o)
-    assert Analyse(0, 1000.0) in p.actions
-    failed = s.replace(verdicts=(Verdict(0, "fail", "error-rate fail", 1031.0),))
+    assert analyses(p) == [Analyse(0, 1000.0, new_hash=NEW, stable_hash=STABLE)]
+    failed = s.replace(verdicts=(StepVerdict(0, "fail", "error-rate fail", 1031.0),))
     rb = plan(spec, failed, o)
     assert rb.state.phase is Phase.ROLLING_BACK
     assert rb.state.failed_revision == NEW
@@ -77,7 +82,7 @@ def test_analysis_is_requested_when_checks_are_declared_and_fail_rolls_back():
 
 
 def test_inconclusive_pauses_by_default_and_extends_when_asked():
-    s = started(Strategy.CANARY, weight=20).replace(verdicts=(Verdict(0, "inconclusive", "no data", 1031.0),))
+    s = started(Strategy.CANARY, weight=20).replace(verdicts=(StepVerdict(0, "inconclusive", "no data", 1031.0),))
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031)
     paused = plan(canary_spec(analysis=("x",)), s, o)
     assert paused.state.phase is Phase.PAUSED
@@ -121,15 +126,17 @@ def test_promotion_scales_to_full_then_adopts_then_succeeds():
     assert p3.state.phase is Phase.PROMOTING  # old still running
     p4 = plan(canary_spec(), p3.state, obs(version(STABLE, 0), version(NEW, 5, pod_hash=NEW), now=1004))
     assert p4.state.phase is Phase.SUCCEEDED and p4.state.stable_revision == NEW
-    assert EnsureServices(NEW, NEW) in p4.actions and SetWeight(0) in p4.actions
+    assert (
+        not any(isinstance(a, EnsureService) for a in p4.actions) and SetWeight(0) in p4.actions
+    )  # no router: no Services
 
 
-def test_manual_gate_pauses_until_promote():
+def test_manual_promotion_pauses_until_promote():
     spec = canary_spec(steps=(CanaryStep(20), CanaryStep(pause=True), CanaryStep(100)))
     s = started(Strategy.CANARY, step=1)
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1001)
     gated = plan(spec, s, o)
-    assert gated.state.phase is Phase.PAUSED and "ManualGate" in reasons(gated)
+    assert gated.state.phase is Phase.PAUSED and "AwaitingPromotion" in reasons(gated)
     assert ScaleNew(1) in gated.actions  # keeps the previous step's weight
     again = plan(spec, gated.state, o)
     assert again.state.phase is Phase.PAUSED and not again.events()
@@ -226,4 +233,50 @@ def test_hold_and_analysis_window_start_when_the_step_weight_is_served():
     early = plan(canary_spec(analysis=("x",)), p.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1040))
     assert not any(isinstance(a, Analyse) for a in early.actions)  # 15s of traffic < 30s interval
     due = plan(canary_spec(analysis=("x",)), p.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1056))
-    assert Analyse(0, 1025.0) in due.actions
+    assert [(a.step, a.start) for a in analyses(due)] == [(0, 1025.0)]
+
+
+def test_verdicts_of_an_analysis_go_into_the_next_plans_record_with_their_events() -> None:
+    spec = canary_spec(analysis=("error-rate",))
+    s = started(Strategy.CANARY, weight=20)
+    failed = StepVerdict(0, "fail", "error-rate fail", 1031.0)
+    o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1032, analysed=(failed,))
+    p = plan(spec, s, o)
+    # one record: the verdict and the decision it leads to, announced in that order
+    assert p.state.verdicts == (failed,) and p.state.phase is Phase.ROLLING_BACK
+    assert reasons(p)[:1] == ["AnalysisFailed"] and "DeliveryRolledBack" in reasons(p)
+    # planning again with the same analysis (a conflicting write, re-planned) records it once
+    again = plan(spec, p.state.replace(phase=Phase.PROGRESSING), o)
+    assert again.state.verdicts == (failed,) and "AnalysisFailed" not in reasons(again)
+    passed = StepVerdict(0, "pass", "ok", 1031.0)
+    ok = plan(spec, s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1032, analysed=(passed,)))
+    assert reasons(ok)[:2] == ["AnalysisPassed", "StepPassed"] and ok.state.step == 1
+
+
+def test_a_pause_is_part_of_the_record_write_and_an_unpause_an_ordered_action() -> None:
+    running = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1001, paused=False)
+    p = plan(canary_spec(), started(Strategy.CANARY), running)
+    assert p.paused is True and not any(isinstance(a, SetPaused) for a in p.actions)
+    s = started(Strategy.ROLLING, step=0)
+    rb = plan(
+        DeliverySpec(strategy=Strategy.ROLLING, pause_at=(50,)),
+        s,
+        obs(version(STABLE, 3), version(NEW, 2, crashloop=1), now=1001, paused=True),
+    )
+    assert rb.paused is None and rb.actions.index(RevertTemplate(STABLE)) < rb.actions.index(SetPaused(False))
+
+
+def test_the_plan_says_what_the_analysis_compares() -> None:
+    routed = canary_spec(analysis=("x",), router=RouterRef("gateway-api", "route"))
+    s = started(Strategy.CANARY, weight=20)
+    o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1031, router_weight=20)
+    assert analyses(plan(routed, s, o)) == [
+        Analyse(0, 1000.0, new_hash=NEW, stable_hash=STABLE, new_service="app-canary", stable_service="app-stable")
+    ]
+    rolling = DeliverySpec(strategy=Strategy.ROLLING, analysis=("x",), interval=10.0)
+    done = obs(version(STABLE, 0), version(NEW, 5, pod_hash="podhash1"), now=1011, paused=False)
+    (a,) = analyses(plan(rolling, started(Strategy.ROLLING), done))
+    assert (a.new_hash, a.new_service, a.baseline_end) == ("podhash1", "", None)  # the pods' own hash
+    recreate = DeliverySpec(strategy=Strategy.RECREATE, analysis=("x",), interval=10.0)
+    (r,) = analyses(plan(recreate, started(Strategy.RECREATE, now=990), done))
+    assert r.baseline_end == 990  # the old version stopped when the delivery started

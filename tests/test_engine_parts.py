@@ -3,7 +3,7 @@ import time
 from delivery import templates
 from delivery.controller import WorkQueue
 from delivery.health import pod_health
-from strategies.model import DeliveryState, Phase, Verdict
+from strategies.model import DeliveryState, Phase, StepVerdict
 
 
 def pod(ready=True, restarts=0, waiting="", deleting=False):
@@ -59,7 +59,7 @@ def test_state_round_trips_through_its_annotation_form():
         revision="r",
         step=2,
         weight=50,
-        verdicts=(Verdict(1, "pass", "ok", 12.5, {"n": 3}),),
+        verdicts=(StepVerdict(1, "pass", "ok", 12.5, {"n": 3}),),
         failed_template={"a": 1},
     )
     assert DeliveryState.from_dict(s.to_dict()) == s

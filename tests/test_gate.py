@@ -388,3 +388,38 @@ def test_decide_failed_with_auto_rollback_off_is_a_failure() -> None:
         verdicts=[{"step": 0, "outcome": "pass", "summary": "ok", "at": 5}],
     )
     assert gate.decide(B, deployment(TPL_B, manual))[0] is None
+
+
+def test_decide_reads_the_typed_hold_not_the_message() -> None:
+    # the words are for people: a failed hold with any message is a failure, a manual promotion
+    # whose message happens to start with "failed: " is not
+    failed = st("Paused", hold="Failed", message="the new version is unwell")
+    assert gate.decide(B, deployment(TPL_B, failed))[0] == 1
+    awaiting = st("Paused", hold="AwaitingPromotion", message="failed: words only")
+    assert gate.decide(B, deployment(TPL_B, awaiting))[0] is None
+    # the retry hint is left out only when the record already says the revision waits for retry
+    told = st("RolledBack", failedRevision=B, hold="PreviouslyFailed", message="was rolled back before")
+    assert "deliver retry web" not in gate.decide(B, deployment(TPL_B, told))[1]
+    plain = st("RolledBack", failedRevision=B, hold="", message="run `deliver retry web` later")
+    assert "(run `deliver retry web` to deliver it again)" in gate.decide(B, deployment(TPL_B, plain))[1]
+
+
+@pytest.mark.parametrize(
+    "phase, message, hold",
+    [
+        ("Paused", "failed: x; automatic rollback is off", "Failed"),
+        ("Paused", "paused by an operator", "Operator"),
+        ("Paused", "step 1 inconclusive, waiting for `deliver promote web`", "Inconclusive"),
+        ("Paused", "manual gate at step 2: waiting for `deliver promote web`", "AwaitingPromotion"),
+        (
+            "RolledBack",
+            "revision b was rolled back before; run `deliver retry web` to try it again",
+            "PreviouslyFailed",
+        ),
+        ("Progressing", "delivering", ""),
+    ],
+)
+def test_records_written_before_hold_existed_are_read_with_their_reason(phase: str, message: str, hold: str) -> None:
+    from strategies.model import DeliveryState
+
+    assert DeliveryState.from_dict(st(phase, message=message)).hold.value == hold

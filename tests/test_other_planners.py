@@ -8,9 +8,9 @@ from strategies.model import (
     RevertTemplate,
     ScaleNew,
     SetPaused,
+    StepVerdict,
     Strategy,
     SwitchActive,
-    Verdict,
 )
 
 from .planning import NEW, STABLE, obs, started, version
@@ -38,8 +38,8 @@ def reasons(p):
 
 def test_bluegreen_brings_up_full_preview_with_active_on_stable():
     p = plan(bg(), DeliveryState(), obs(version(STABLE, 4), replicas=4))
-    assert ScaleNew(4) in p.actions and SwitchActive(STABLE) in p.actions
-    assert SwitchActive(NEW) not in p.actions
+    assert ScaleNew(4) in p.actions and SwitchActive("app", STABLE) in p.actions
+    assert SwitchActive("app", NEW) not in p.actions
 
 
 def test_bluegreen_switches_in_one_action_after_preview_passes_then_keeps_old_warm():
@@ -47,7 +47,7 @@ def test_bluegreen_switches_in_one_action_after_preview_passes_then_keeps_old_wa
     o = obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1011)
     p = plan(bg(), s, o)  # records the health verdict
     p = plan(bg(), p.state, o)
-    assert p.state.step == 1 and SwitchActive(NEW) in p.actions and "ActiveSwitched" in reasons(p)
+    assert p.state.step == 1 and SwitchActive("app", NEW) in p.actions and "ActiveSwitched" in reasons(p)
     assert p.state.switched == 1011
     assert not any(isinstance(a, AdoptNew) for a in p.actions)  # old kept warm
     warm = plan(bg(), p.state, obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1030))
@@ -63,28 +63,28 @@ def test_bluegreen_failure_after_switch_switches_back():
     o = obs(version(STABLE, 4), version(NEW, 4, ready=2, owned=False, crashloop=2), replicas=4, now=1005)
     p = plan(bg(), s, o)
     assert p.state.phase is Phase.ROLLING_BACK
-    assert SwitchActive(STABLE) in p.actions
+    assert SwitchActive("app", STABLE) in p.actions
     assert DeleteNew() not in p.actions  # green pods drain first
     later_ = plan(
         bg(),
         p.state,
         obs(version(STABLE, 4), version(NEW, 4, ready=2, owned=False), replicas=4, target=STABLE, now=1011),
     )
-    assert SwitchActive(STABLE) in later_.actions and DeleteNew() in later_.actions
-    assert later_.actions.index(SwitchActive(STABLE)) < later_.actions.index(DeleteNew())  # traffic first
+    assert SwitchActive("app", STABLE) in later_.actions and DeleteNew() in later_.actions
+    assert later_.actions.index(SwitchActive("app", STABLE)) < later_.actions.index(DeleteNew())  # traffic first
 
 
 def test_bluegreen_without_auto_promote_waits_for_promote():
-    s = started(Strategy.BLUE_GREEN, verdicts=(Verdict(0, "pass", "ok", 1011.0),))
+    s = started(Strategy.BLUE_GREEN, verdicts=(StepVerdict(0, "pass", "ok", 1011.0),))
     o = obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1011)
     p = plan(bg(auto_promote=False), s, o)
-    assert p.state.phase is Phase.PAUSED and SwitchActive(NEW) not in p.actions
+    assert p.state.phase is Phase.PAUSED and SwitchActive("app", NEW) not in p.actions
     go = plan(
         bg(auto_promote=False),
         p.state,
         obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1012, request="promote", request_id="1"),
     )
-    assert SwitchActive(NEW) in go.actions
+    assert SwitchActive("app", NEW) in go.actions
 
 
 # ---- rolling ----
@@ -101,7 +101,7 @@ def test_rolling_unpauses_until_the_pause_point_then_pauses():
     assert SetPaused(False) in p.actions and p.state.phase is Phase.PROGRESSING
     s = p.state
     at_point = plan(rolling(), s, obs(version(STABLE, 3), version(NEW, 1, ready=0), replicas=4, paused=False, now=1001))
-    assert SetPaused(True) in at_point.actions
+    assert at_point.paused
 
 
 def test_rolling_moves_through_points_and_finishes_paused():
@@ -109,7 +109,7 @@ def test_rolling_moves_through_points_and_finishes_paused():
     o = obs(version(STABLE, 0), version(NEW, 4), replicas=4, paused=False, now=1011)
     p = plan(rolling(), s, o)
     p = plan(rolling(), p.state, o)
-    assert p.state.phase is Phase.SUCCEEDED and SetPaused(True) in p.actions
+    assert p.state.phase is Phase.SUCCEEDED and p.paused
 
 
 def test_rolling_failure_reverts_template_natively_then_pauses_when_restored():
@@ -127,7 +127,7 @@ def test_rolling_failure_reverts_template_natively_then_pauses_when_restored():
     back = plan(
         rolling(), p.state, obs(version(STABLE, 4), version(NEW, 0), replicas=4, target=STABLE, paused=False, now=1010)
     )
-    assert back.state.phase is Phase.ROLLED_BACK and SetPaused(True) in back.actions
+    assert back.state.phase is Phase.ROLLED_BACK and back.paused
 
 
 # ---- recreate ----
@@ -145,7 +145,7 @@ def test_recreate_unpauses_verifies_and_finishes():
     o = obs(version(STABLE, 0), version(NEW, 3), replicas=3, paused=False, native="Recreate", now=1011)
     p2 = plan(recreate(), p.state, o)
     p3 = plan(recreate(), p2.state, o)
-    assert p3.state.phase is Phase.SUCCEEDED and SetPaused(True) in p3.actions
+    assert p3.state.phase is Phase.SUCCEEDED and p3.paused
 
 
 def test_recreate_not_ready_in_deadline_restores_old():
@@ -166,8 +166,8 @@ def test_bluegreen_promote_before_preview_is_ready_does_not_switch():
         request_id="p",
     )
     p = plan(bg(), s, o)
-    assert SwitchActive(NEW) not in p.actions and AdoptNew() not in p.actions
-    assert SwitchActive(STABLE) in p.actions
+    assert SwitchActive("app", NEW) not in p.actions and AdoptNew() not in p.actions
+    assert SwitchActive("app", STABLE) in p.actions
     late = plan(bg(), p.state, obs(version(STABLE, 4), version(NEW, 4, ready=1, owned=False), replicas=4, now=1070))
     assert late.state.phase is Phase.ROLLING_BACK
 
@@ -182,7 +182,7 @@ def test_adoption_that_does_not_settle_unpauses_and_success_pauses_again():
     p = plan(spec, s, mixed)
     assert SetPaused(False) in p.actions and p.state.phase is Phase.PROMOTING
     done = plan(spec, p.state, obs(version(STABLE, 0), version(NEW, 6), replicas=6, paused=False, now=1010))
-    assert done.state.phase is Phase.SUCCEEDED and SetPaused(True) in done.actions
+    assert done.state.phase is Phase.SUCCEEDED and done.paused
 
 
 def test_abort_after_adoption_is_refused():
@@ -194,3 +194,15 @@ def test_abort_after_adoption_is_refused():
     )
     assert p.state.phase is Phase.PROMOTING and "AbortRefused" in reasons(p)
     assert not any(isinstance(a, (DeleteNew, RevertTemplate)) for a in p.actions)
+
+
+def test_bluegreen_analysis_compares_preview_with_active() -> None:
+    from strategies.model import Analyse
+
+    p = plan(
+        bg(analysis=("x",)),
+        started(Strategy.BLUE_GREEN),
+        obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1011),
+    )
+    (a,) = [x for x in p.actions if isinstance(x, Analyse)]
+    assert (a.new_hash, a.new_service, a.stable_service) == (NEW, "app-preview", "app")

@@ -15,7 +15,7 @@ passes only with enough data per arm AND the bound on the bad effect within ``ma
 
 All functions here are vectorised over numpy arrays (the benchmark runs thousands of streams at
 once through exactly the same code); the ``judge_*`` wrappers validate scalar inputs and return
-a :class:`Verdict`.
+a :class:`Judgement`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ Columns = dict[str, NDArray[Any]]
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Judgement:
     """A judge's answer for one check."""
 
     outcome: str  # "pass" | "fail" | "inconclusive"
@@ -288,8 +288,8 @@ def _counts(name: str, values: ArrayLike) -> tuple[float | None, str]:
     return float(np.rint(arr).sum()), ""
 
 
-def _inconclusive(message: str, nc: float = 0, nb: float = 0) -> Verdict:
-    return Verdict(INCONCLUSIVE, None, None, None, None, None, int(nc), int(nb), message)
+def _inconclusive(message: str, nc: float = 0, nb: float = 0) -> Judgement:
+    return Judgement(INCONCLUSIVE, None, None, None, None, None, int(nc), int(nb), message)
 
 
 def judge_errors(
@@ -303,7 +303,7 @@ def judge_errors(
     max_effect: float = 0.5,
     min_samples: int = 1000,
     negligible_rate: float = 0.001,
-) -> Verdict:
+) -> Judgement:
     """Judge error counts: scalars (cumulative) or per-window sequences, summed.
 
     ``alpha`` is this check's share of the family-wise false-rollback rate.
@@ -354,7 +354,7 @@ def judge_errors(
         else:
             why = f"effect {bound_txt} not yet within {max_effect:+.0%}"
         msg = f"{_fmt_e(log_e)}, {rates}, {why}, {sizes}"
-    return Verdict(
+    return Judgement(
         _CODE_NAMES[code],
         _num(r["share"]),
         min(1.0, 1.0 / e) if e > 0 else 1.0,
@@ -394,7 +394,7 @@ def judge_latency(
     max_effect: float = 0.5,
     min_samples: int = 1000,
     quantile: float = 0.99,
-) -> Verdict:
+) -> Judgement:
     """Judge latency: raw samples (``bounds=None``) or histogram bucket counts with upper ``bounds``.
 
     Bucket counts are per bucket, or Prometheus-style cumulative (``le``) with ``cumulative=True``;
@@ -471,7 +471,7 @@ def judge_latency(
     if code == INC_CODE and (nc < min_samples or nb < min_samples):
         extra = f"; too little data (need {min_samples}/arm)"
     msg = "; ".join(parts) + f"; n={int(nc)}/{int(nb)}" + extra
-    return Verdict(
+    return Judgement(
         _CODE_NAMES[code],
         _num(r[f"{tag}_share"]),
         min(1.0, 1.0 / e) if e > 0 else 1.0,

@@ -1,6 +1,6 @@
 """The analysis entry point the engine calls: run declared checks for a target over a window.
 
-``Analyzer.run`` queries cumulative canary and baseline observations over [start, end] (one
+``Analyser.run`` queries cumulative canary and baseline observations over [start, end] (one
 instant query per arm and series at ``end`` with ``{window}`` = end - start), judges each check at
 its Bonferroni share alpha/k of the family-wise false-rollback rate, and never raises: any
 provider or data problem makes that check inconclusive with the reason in its message.
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from delivery.analysis.checks import DEFAULT_ALPHA, CheckSpec, render_query
-from delivery.analysis.judges import FAIL, INCONCLUSIVE, PASS, Verdict, judge_errors, judge_latency
+from delivery.analysis.judges import FAIL, INCONCLUSIVE, PASS, Judgement, judge_errors, judge_latency
 from delivery.analysis.prometheus import Sample
 from delivery.analysis.providers import MetricProvider
 from delivery.errors import AnalysisError, DeliverError
@@ -95,7 +95,7 @@ class CheckResult:
         )
 
     @classmethod
-    def from_verdict(cls, name: str, critical: bool, v: Verdict) -> CheckResult:
+    def from_judgement(cls, name: str, critical: bool, v: Judgement) -> CheckResult:
         return cls(
             name, v.outcome, v.statistic, v.p_value, v.e_value, v.effect, v.n_canary, v.n_baseline, critical, v.message
         )
@@ -180,7 +180,7 @@ def _cumulative_buckets(samples: Sequence[Sample], what: str) -> dict[float, flo
     return out
 
 
-class Analyzer:
+class Analyser:
     """Runs checks against a metric provider."""
 
     def __init__(self, provider: MetricProvider) -> None:
@@ -206,12 +206,12 @@ class Analyzer:
             try:
                 verdict = self._check(spec, target, start, end, alpha / k)
             except DeliverError as exc:  # MetricsUnavailable, QueryError, AnalysisError, ...
-                verdict = Verdict(INCONCLUSIVE, None, None, None, None, None, 0, 0, str(exc))
+                verdict = Judgement(INCONCLUSIVE, None, None, None, None, None, 0, 0, str(exc))
             except Exception as exc:  # never let a check crash the engine; never a pass
-                verdict = Verdict(
+                verdict = Judgement(
                     INCONCLUSIVE, None, None, None, None, None, 0, 0, f"internal error: {type(exc).__name__}: {exc}"
                 )
-            results.append(CheckResult.from_verdict(spec.name, spec.critical, verdict))
+            results.append(CheckResult.from_judgement(spec.name, spec.critical, verdict))
         return AnalysisResult(combine(results), tuple(results), float(start), float(end))
 
     # ------------------------------------------------------------------
@@ -225,7 +225,7 @@ class Analyzer:
         at = self._baseline_end if arm == "baseline" and self._baseline_end is not None else end
         return self.provider.instant(promql, at)
 
-    def _check(self, spec: CheckSpec, target: AnalysisTarget, start: float, end: float, alpha: float) -> Verdict:
+    def _check(self, spec: CheckSpec, target: AnalysisTarget, start: float, end: float, alpha: float) -> Judgement:
         if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
             raise AnalysisError(f"empty analysis window [{start}, {end}]")
         window = f"{max(1, int(math.ceil(end - start)))}s"

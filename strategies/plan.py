@@ -1,0 +1,334 @@
+"""The single entry point: ``plan(spec, state, obs)``. Start, supersede, idle, operator requests,
+then hand over to the strategy's planner (the ``PLANNERS`` table).
+
+A pure function: the same inputs give the same Plan. The engine persists ``Plan.state`` first (with
+resourceVersion) and then performs ``Plan.actions``, all of which are idempotent, so a controller
+killed at any instant resumes by planning again from what it reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .bluegreen import BlueGreenPlanner
+from .canary import CanaryPlanner
+from .model import (
+    Action,
+    ApplyTemplate,
+    DeleteNew,
+    DeliverySpec,
+    DeliveryState,
+    HoldReason,
+    Observation,
+    Phase,
+    Plan,
+    PostEvent,
+    RevertTemplate,
+    SetPaused,
+    SetWeight,
+    Strategy,
+    VersionObs,
+)
+from .reasons import EventReason as R
+from .recreate import RecreatePlanner
+from .requests import refusal
+from .rolling import RollingPlanner
+from .steps import RECHECK, ROUTER_DRAIN, StrategyPlanner, finish_rollback, rollback
+
+PLANNERS: dict[Strategy, StrategyPlanner] = {
+    Strategy.CANARY: CanaryPlanner(),
+    Strategy.BLUE_GREEN: BlueGreenPlanner(),
+    Strategy.ROLLING: RollingPlanner(),
+    Strategy.RECREATE: RecreatePlanner(),
+}
+
+
+def planner_for(strategy: Strategy) -> StrategyPlanner:
+    return PLANNERS[strategy]
+
+
+def current_stable(obs: Observation) -> VersionObs | None:
+    """The version the Deployment runs when no delivery is in progress: its one active ReplicaSet."""
+    active = obs.active_owned()
+    if len(active) == 1:
+        return active[0]
+    return None
+
+
+def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
+    """The next record and the actions that converge on it, for one Deployment."""
+    state, told = _record_analysed(state, obs)
+    decided = _decide(spec, state, obs)
+    actions = told + decided.actions
+    if obs.router_problem:
+        # The route is gone or broken: no traffic reaches the new version through it anyway.
+        actions = tuple(a for a in actions if not isinstance(a, SetWeight))
+    # A pause is written in the same patch as the record, so the Deployment controller is held by
+    # the very write that records the decision. (An unpause stays an action: it must wait for the
+    # actions before it, e.g. the template revert of a native rollback.)
+    paused = True if any(isinstance(a, SetPaused) and a.paused for a in actions) else None
+    actions = tuple(a for a in actions if not (isinstance(a, SetPaused) and a.paused))
+    record = decided.state
+    if not record.hold.fits(record.phase):
+        record = record.replace(hold=HoldReason.NONE)
+    return Plan(record, actions, decided.requeue_after, paused)
+
+
+def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, tuple[Action, ...]]:
+    """Verdicts of analyses run since the record was read go into the record, and are announced."""
+    new = tuple(v for v in obs.analysed if v not in state.verdicts)
+    told = tuple(
+        PostEvent(
+            "Normal" if v.outcome == "pass" else "Warning",
+            {"pass": R.ANALYSIS_PASSED, "fail": R.ANALYSIS_FAILED}.get(v.outcome, R.ANALYSIS_INCONCLUSIVE),
+            f"step {v.step + 1}: {v.summary}",
+        )
+        for v in new
+    )
+    return (state.replace(verdicts=state.verdicts + new) if new else state), told
+
+
+def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
+    planner = planner_for(spec.strategy)
+    in_progress = not state.phase.terminal
+
+    if state.strategy and state.strategy != spec.strategy.value and (in_progress or state.phase == Phase.ROLLING_BACK):
+        # The strategy annotation changed mid-delivery: undo what the *old* strategy did (its
+        # ReplicaSet, Service switch or router weight), then the next pass starts over.
+        old = dataclasses.replace(spec, strategy=Strategy(state.strategy))
+        old_planner = planner_for(old.strategy)
+        if state.phase == Phase.ROLLING_BACK:
+            return finish_rollback(old, state, obs, old_planner)
+        return rollback(
+            old, state, obs, old_planner, "strategy changed during the delivery", Phase.ABORTED, remember_failure=False
+        )
+
+    request = obs.request if obs.request_id and obs.request_id != state.handled_request else ""
+    if obs.router_problem and in_progress and state.phase != Phase.ROLLING_BACK:
+        return _router_down(spec, state, obs, planner, request)
+    if not obs.router_problem and state.router_down_since:
+        # the router works again
+        hold = HoldReason.NONE if state.hold is HoldReason.ROUTER_UNAVAILABLE else state.hold
+        state = state.replace(router_down_since=0.0, router_problem="", hold=hold)
+    if request:
+        handled = state.replace(handled_request=obs.request_id)
+        answered = _operator_request(spec, handled, obs, planner, request)
+        if answered is not None:
+            return answered
+        state = handled
+
+    if in_progress:
+        if state.phase == Phase.ROLLING_BACK:
+            return finish_rollback(spec, state, obs, planner)  # the stable version is being restored
+        if obs.target_revision != state.revision:
+            if obs.target_revision == state.stable_revision:
+                # The user put the stable template back: the delivery is moot.
+                return rollback(
+                    spec,
+                    state,
+                    obs,
+                    planner,
+                    "template reverted to the stable version",
+                    Phase.ABORTED,
+                    remember_failure=False,
+                )
+            superseded = _supersede(spec, state, obs, planner)
+            if superseded is not None:
+                return superseded
+        return planner.advance(spec, state, obs)
+
+    return _idle(spec, state, obs, planner)
+
+
+def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan:
+    stable = current_stable(obs)
+    if stable is None:
+        if not obs.owned_versions() or not obs.rollout_complete:
+            # First rollout of a new Deployment (or a native rollout deliver did not start): let the
+            # Deployment controller finish it; there is nothing to compare against yet.
+            if obs.paused and not obs.owned_versions():
+                return Plan(state, (SetPaused(False),), RECHECK)
+            return Plan(state.replace(message="waiting for the initial rollout to finish"), (), RECHECK)
+        return Plan(state, (), None)  # scaled to zero: nothing runs, nothing to deliver against
+
+    if obs.target_revision == stable.revision:
+        actions: list[Action] = []
+        if not obs.paused:
+            actions.append(SetPaused(True))
+        requeue: float | None = None
+        if any(not v.owned for v in obs.versions):
+            # Behind a weighted router the canary pods stay a moment after the weight went to 0,
+            # so the gateway/mesh has applied it before they disappear (drain).
+            drained = spec.router.kind == "replica" or obs.now - state.finished >= ROUTER_DRAIN
+            if drained:
+                actions.append(DeleteNew())
+            else:
+                requeue = ROUTER_DRAIN - (obs.now - state.finished)
+        new_state = state
+        if state.phase == Phase.IDLE and (state.stable_revision, state.stable_hash) != (
+            stable.revision,
+            stable.pod_hash,
+        ):
+            new_state = state.replace(
+                revision=stable.revision, stable_revision=stable.revision, stable_hash=stable.pod_hash, message=""
+            )
+        return Plan(new_state, tuple(actions), requeue)
+
+    if obs.target_revision == state.failed_revision:
+        message = (
+            f"revision {state.failed_revision} was rolled back before; run `deliver retry {obs.name}` to try it again"
+        )
+        actions = [] if obs.paused else [SetPaused(True)]
+        if state.hold is not HoldReason.PREVIOUSLY_FAILED:
+            actions.append(PostEvent("Warning", R.REVISION_PREVIOUSLY_FAILED, message))
+        return Plan(state.replace(message=message, hold=HoldReason.PREVIOUSLY_FAILED), tuple(actions), None)
+
+    if obs.router_problem:
+        # A missing route, CRD or backend stops a delivery before any Service or ReplicaSet exists.
+        return _router_warning(spec, state, obs, "", 30.0)
+    return _start(spec, state, obs, planner, stable)
+
+
+def _router_warning(spec: DeliverySpec, state: DeliveryState, obs: Observation, holding: str, wait: float) -> Plan:
+    """Hold: record since when the router is broken, and warn once per distinct problem."""
+    message = f"router {spec.router.kind}/{spec.router.name}: {obs.router_problem}; deliver takes no action{holding}"
+    held = state.replace(router_down_since=state.router_down_since or obs.now, router_problem=obs.router_problem)
+    if held.phase is Phase.PROGRESSING:
+        held = held.replace(hold=HoldReason.ROUTER_UNAVAILABLE)
+    told = () if state.router_problem == obs.router_problem else (PostEvent("Warning", R.ROUTER_UNAVAILABLE, message),)
+    return Plan(held, told, wait)
+
+
+def _router_down(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner, request: str
+) -> Plan:
+    """Mid-delivery the router broke (route or CRD gone, API errors): hold the step. An operator's
+    abort, or a router still broken after the progress deadline (counted from the record, so a new
+    leader keeps it; never while an operator holds the delivery), rolls back. Other requests wait."""
+    if request == "abort":
+        answered = _operator_request(spec, state.replace(handled_request=obs.request_id), obs, planner, request)
+        if answered is not None:
+            return answered
+    since = state.router_down_since or obs.now
+    if state.phase == Phase.PAUSED or obs.now - since <= spec.progress_deadline:
+        holding = f"; holding step {state.step + 1} (rolled back if still broken after the progress deadline)"
+        return _router_warning(spec, state, obs, holding, 5.0)
+    return rollback(spec, state, obs, planner, f"traffic router unavailable: {obs.router_problem}")
+
+
+def _start(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner, stable: VersionObs
+) -> Plan:
+    started = DeliveryState(
+        phase=Phase.PROGRESSING,
+        strategy=spec.strategy.value,
+        revision=obs.target_revision,
+        stable_revision=stable.revision,
+        stable_hash=stable.pod_hash,
+        step=0,
+        step_started=obs.now,
+        started=obs.now,
+        analysis_started=obs.now,
+        handled_request=state.handled_request,
+        failed_revision=state.failed_revision,
+        failed_template=state.failed_template,
+        stable_template=stable.template or None,
+        message=f"delivering revision {obs.target_revision} ({spec.strategy.value})",
+    )
+    first = planner.advance(spec, started, obs)
+    event = PostEvent(
+        "Normal",
+        R.DELIVERY_STARTED,
+        f"{spec.strategy.value} delivery of revision {obs.target_revision} started (stable {stable.revision})",
+    )
+    return Plan(first.state, (event,) + first.actions, first.requeue_after)
+
+
+def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan | None:
+    """The template changed again mid-delivery: drop the half-delivered revision, start the newest."""
+    event = PostEvent(
+        "Normal",
+        R.DELIVERY_SUPERSEDED,
+        f"revision {state.revision} superseded by {obs.target_revision} before it finished",
+    )
+    if planner.native():
+        # The Deployment controller already follows the newest template; restart the plan on it.
+        restarted = state.replace(
+            revision=obs.target_revision, step=0, step_started=obs.now, analysis_started=obs.now, extensions=0, weight=0
+        )
+        nxt = planner.advance(spec, restarted, obs)
+        return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
+    undo = tuple(a for a in planner.undo(spec, state, obs) if not isinstance(a, RevertTemplate))
+    restarted = state.replace(
+        revision=obs.target_revision,
+        step=0,
+        step_started=obs.now,
+        analysis_started=obs.now,
+        extensions=0,
+        weight=0,
+        switched=0.0,
+        phase=Phase.PROGRESSING,
+    )
+    return Plan(restarted, (event,) + undo, 0.5)
+
+
+def _operator_request(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner, request: str
+) -> Plan | None:
+    """The plan an operator request leads to, or None when it does not apply (it is then dropped)."""
+    if refusal(spec, state, request) is not None:
+        return None
+    if request == "abort":
+        adopted = obs.version(state.revision)
+        if not planner.native() and adopted is not None and adopted.owned:
+            message = (
+                f"abort refused: revision {state.revision} is already handed to the Deployment "
+                f"and replacing the old version; run `deliver undo {obs.name}` once it finishes"
+            )
+            return Plan(state.replace(message=message), (PostEvent("Warning", R.ABORT_REFUSED, message),), RECHECK)
+        return rollback(spec, state, obs, planner, "aborted by an operator", Phase.ABORTED)
+    if request == "retry" and state.failed_template:
+        return Plan(
+            state.replace(
+                failed_revision="",
+                failed_template=None,
+                hold=HoldReason.NONE,
+                message=f"retrying revision {state.failed_revision}",
+            ),
+            (
+                ApplyTemplate(state.failed_template),
+                PostEvent("Normal", R.DELIVERY_RETRIED, f"retrying revision {state.failed_revision}"),
+            ),
+            0.5,
+        )
+    if request == "pause":
+        return Plan(
+            state.replace(phase=Phase.PAUSED, hold=HoldReason.OPERATOR, message="paused by an operator"),
+            (PostEvent("Normal", R.DELIVERY_PAUSED, "paused by an operator"),),
+            None,
+        )
+    if request == "resume":
+        return Plan(
+            state.replace(phase=Phase.PROGRESSING, step_started=obs.now, message="resumed by an operator"),
+            (PostEvent("Normal", R.DELIVERY_RESUMED, "resumed by an operator"),),
+            0.5,
+        )
+    if request in ("promote", "promote-full"):
+        moved = state.replace(
+            phase=Phase.PROGRESSING,
+            step_started=obs.now,
+            analysis_started=obs.now,
+            extensions=0,
+            message=f"{request} by an operator",
+        )
+        if request == "promote-full":
+            moved = moved.replace(step=10_000)
+        else:
+            moved = moved.replace(step=state.step + 1)
+        nxt = planner.advance(spec, moved, obs)
+        return Plan(
+            nxt.state,
+            (PostEvent("Normal", R.DELIVERY_PROMOTED, f"{request} by an operator"),) + nxt.actions,
+            nxt.requeue_after,
+        )
+    return None

@@ -1,0 +1,47 @@
+"""Every Kubernetes Event reason deliver posts, in one place (the README's table is generated from
+this list by hand and checked against it by tests/test_reasons.py).
+
+Planners post most of them (PostEvent actions); the engine posts the ones about its own I/O
+(invalid annotations, permissions, failed actions, release).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventReason(StrEnum):
+    # a delivery's life (Normal unless noted)
+    DELIVERY_STARTED = "DeliveryStarted"
+    DELIVERY_SUPERSEDED = "DeliverySuperseded"
+    STEP_PASSED = "StepPassed"
+    STEP_EXTENDED = "StepExtended"
+    AWAITING_PROMOTION = "AwaitingPromotion"  # a manual promotion step, or blue-green without auto-promote
+    PROMOTING = "Promoting"
+    ACTIVE_SWITCHED = "ActiveSwitched"
+    DELIVERY_SUCCEEDED = "DeliverySucceeded"
+    STABLE_RESTORED = "StableRestored"
+    # analysis
+    ANALYSIS_PASSED = "AnalysisPassed"
+    ANALYSIS_FAILED = "AnalysisFailed"  # Warning
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"  # Warning
+    # failures (Warning)
+    DELIVERY_FAILED = "DeliveryFailed"  # failed with automatic rollback off: paused
+    DELIVERY_ROLLED_BACK = "DeliveryRolledBack"
+    DELIVERY_ABORTED = "DeliveryAborted"
+    REVISION_PREVIOUSLY_FAILED = "RevisionPreviouslyFailed"
+    # operator requests
+    DELIVERY_PROMOTED = "DeliveryPromoted"
+    DELIVERY_PAUSED = "DeliveryPaused"
+    DELIVERY_RESUMED = "DeliveryResumed"
+    DELIVERY_RETRIED = "DeliveryRetried"
+    ABORT_REFUSED = "AbortRefused"  # Warning
+    # the engine (Warning unless noted)
+    INVALID_ANNOTATION = "InvalidAnnotation"
+    ROUTER_UNAVAILABLE = "RouterUnavailable"
+    PERMISSION_DENIED = "PermissionDenied"
+    ACTION_FAILED = "ActionFailed"
+    RELEASED = "Released"  # Normal: deliver.dev/strategy removed
+
+
+__all__ = ["EventReason"]

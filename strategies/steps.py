@@ -1,0 +1,271 @@
+"""Building blocks every strategy planner uses: the step check, rollback, settling an adopted
+ReplicaSet, shares of replicas. Imported by the per-strategy planners; imports none of them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+from .model import (
+    Action,
+    Analyse,
+    DeleteNew,
+    DeliverySpec,
+    DeliveryState,
+    HoldReason,
+    Observation,
+    Phase,
+    Plan,
+    PostEvent,
+    RevertTemplate,
+    SetPaused,
+    StepVerdict,
+    Strategy,
+    VersionObs,
+)
+from .reasons import EventReason as R
+
+RECHECK = 2.0  # seconds between passes while something is moving
+ROUTER_DRAIN = 5.0  # seconds pods keep running after a router moved traffic away from them
+
+
+class StrategyPlanner(Protocol):
+    """One strategy: how to move a started delivery forward, and what undoes it."""
+
+    def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan: ...
+
+    def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]: ...
+
+    def native(self) -> bool:
+        """True when the Deployment controller itself replaces pods (rolling, recreate)."""
+        ...
+
+
+def ceil_share(replicas: int, percent: int) -> int:
+    """Pods needed to carry ``percent`` of ``replicas`` (at least one for any share above zero)."""
+    if percent <= 0 or replicas <= 0:
+        return 0
+    return max(1, math.ceil(replicas * percent / 100))
+
+
+def rollback(
+    spec: DeliverySpec,
+    state: DeliveryState,
+    obs: Observation,
+    planner: StrategyPlanner,
+    reason: str,
+    phase: Phase = Phase.ROLLED_BACK,
+    remember_failure: bool = True,
+) -> Plan:
+    """Stop the delivery and put the stable version back in charge, or pause if rollback is off.
+
+    The record goes to RollingBack; ``finish_rollback`` re-issues the undo on every pass until the
+    stable version is fully back, and only then records RolledBack/Aborted, so an undo step that
+    fails (API error, RBAC) is retried instead of forgotten.
+    """
+    if phase == Phase.ROLLED_BACK and not spec.auto_rollback:
+        message = (
+            f"failed: {reason}; automatic rollback is off: "
+            f"`deliver abort {obs.name}` rolls back, `deliver promote {obs.name}` continues"
+        )
+        if state.phase == Phase.PAUSED and state.hold is HoldReason.FAILED:
+            return Plan(state, (), None)  # already held as failed, already told
+        return Plan(
+            state.replace(phase=Phase.PAUSED, hold=HoldReason.FAILED, message=message),
+            (PostEvent("Warning", R.DELIVERY_FAILED, message),),
+            None,
+        )
+    failed_template = obs.template if remember_failure and obs.template else None
+    verb = "aborted" if phase == Phase.ABORTED else "rolled back"
+    message = f"revision {state.revision} {verb}: {reason}"
+    new_state = state.replace(
+        phase=Phase.ROLLING_BACK,
+        message=message,
+        finished=obs.now,
+        weight=0,
+        step=-2 if phase == Phase.ABORTED else -1,
+        failed_revision=state.revision if remember_failure else "",
+        failed_template=failed_template,
+    )
+    reason_code = R.DELIVERY_ABORTED if phase == Phase.ABORTED else R.DELIVERY_ROLLED_BACK
+    # Undo first (traffic back to stable before anything else), then tell people.
+    return Plan(
+        new_state, undo_actions(spec, new_state, obs, planner) + (PostEvent("Warning", reason_code, message),), RECHECK
+    )
+
+
+def _drains(spec: DeliverySpec) -> bool:
+    """Do pods keep running for ROUTER_DRAIN after traffic moved away from them?"""
+    return spec.router.kind != "replica" or spec.strategy is Strategy.BLUE_GREEN
+
+
+def undo_actions(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner
+) -> tuple[Action, ...]:
+    actions = planner.undo(spec, state, obs)
+    if _drains(spec) and obs.now - state.finished < ROUTER_DRAIN:
+        actions = tuple(a for a in actions if not isinstance(a, DeleteNew))
+    return actions
+
+
+def finish_rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan:
+    """RollingBack: repeat the (idempotent) undo until the stable version is fully back."""
+    if planner.native():
+        done = obs.target_revision == state.stable_revision and obs.rollout_complete
+    else:
+        done = (
+            obs.target_revision == state.stable_revision
+            and not any(not v.owned for v in obs.versions)
+            and obs.router_weight in (None, 0)
+        )
+    if done:
+        final = Phase.ABORTED if state.step == -2 else Phase.ROLLED_BACK
+        return Plan(
+            state.replace(phase=final, finished=obs.now),
+            (
+                SetPaused(True),
+                PostEvent("Normal", R.STABLE_RESTORED, f"stable revision {state.stable_revision} fully serving again"),
+            ),
+            None,
+        )
+    actions = undo_actions(spec, state, obs, planner)
+    if planner.native() and obs.target_revision == state.stable_revision:
+        actions = tuple(a for a in actions if not isinstance(a, RevertTemplate))
+    if not planner.native() and not obs.paused:
+        actions = (SetPaused(True),) + actions
+    wait = RECHECK
+    if _drains(spec) and obs.now - state.finished < ROUTER_DRAIN:
+        wait = max(0.2, ROUTER_DRAIN - (obs.now - state.finished))
+    return Plan(state, actions, wait)
+
+
+class NativePlanner:
+    """Base of the strategies where the Deployment controller replaces the pods (rolling, recreate):
+    undo = write the stable template back and let the Deployment controller roll back."""
+
+    def native(self) -> bool:
+        return True
+
+    def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        return (RevertTemplate(state.stable_revision, state.stable_template), SetPaused(False))
+
+
+ADOPTION_GRACE = 10.0  # seconds the paused Deployment controller gets to settle an adopted ReplicaSet
+
+
+def settle_adopted(state: DeliveryState, obs: Observation, adopted: VersionObs) -> tuple[Action, ...] | None:
+    """After AdoptNew: None once only the new version runs, all available; else what to do meanwhile.
+
+    Normally the paused Deployment controller sees a saturated new ReplicaSet and scales the old one
+    to zero at once. If replicas changed meanwhile (an HPA) it is not saturated and the controller
+    only scales proportionally; then deliver unpauses the Deployment: its template is the new
+    version's, so the native rollout finishes the job within maxUnavailable, and success pauses it
+    again.
+    """
+    old_left = [v for v in obs.active_owned() if v.revision != state.revision]
+    if not old_left and adopted.available >= obs.replicas:
+        return None
+    stuck = adopted.replicas != obs.replicas or obs.now - state.step_started > ADOPTION_GRACE
+    return (SetPaused(False),) if stuck and obs.paused else ()
+
+
+def step_verdict(state: DeliveryState, step: int) -> StepVerdict | None:
+    """The verdict recorded for this step since it (re)started, if any."""
+    for v in reversed(state.verdicts):
+        if v.step == step and v.at >= state.step_started:
+            return v
+    return None
+
+
+def check_step(
+    spec: DeliverySpec,
+    state: DeliveryState,
+    obs: Observation,
+    planner: StrategyPlanner,
+    version: VersionObs | None,
+    expected: int,
+    step: int,
+    services: tuple[str, str] = ("", ""),
+    baseline_end: float | None = None,
+) -> Plan | str | None:
+    """Check one step whose new pods should number ``expected``: their health, then the analysis.
+
+    ``services`` (new, stable) and ``baseline_end`` say what the analysis compares.
+    Returns a Plan to return as is (waiting, analysing, failing), the string "pass" when the step
+    is done and the delivery may move on, or None if the caller should keep converging.
+    """
+    health = version.health if version is not None else None
+    if health is not None:
+        problem = health.problem(spec.max_restarts)
+        if problem:
+            return rollback(spec, state, obs, planner, f"new version unhealthy: {problem}")
+    ready = version.ready if version is not None else 0
+    waited = obs.now - state.step_started
+    if ready < expected:
+        if waited > spec.progress_deadline or obs.deadline_exceeded:
+            return rollback(
+                spec,
+                state,
+                obs,
+                planner,
+                f"only {ready}/{expected} new pods Ready after {int(waited)}s "
+                f"(progress deadline {int(spec.progress_deadline)}s)",
+            )
+        return Plan(state, (), RECHECK)
+    if waited < spec.interval:
+        return Plan(state, (), min(RECHECK * 5, max(0.5, spec.interval - waited)))
+    verdict = step_verdict(state, step)
+    if verdict is None:
+        if not spec.analysis:
+            summary = f"health ok: {ready}/{expected} new pods Ready, {health.restarts if health else 0} restarts"
+            return Plan(
+                state.replace(verdicts=state.verdicts + (StepVerdict(step, "pass", summary, obs.now),)),
+                (PostEvent("Normal", R.STEP_PASSED, f"step {step + 1}: {summary}"),),
+                0.1,
+            )
+        analyse = Analyse(
+            step,
+            state.analysis_started or state.step_started,
+            new_hash=version.pod_hash if version is not None else state.revision,
+            stable_hash=state.stable_hash,
+            new_service=services[0],
+            stable_service=services[1],
+            baseline_end=baseline_end,
+        )
+        return Plan(state, (analyse,), 0.1)
+    if verdict.outcome == "pass":
+        return "pass"
+    if verdict.outcome == "fail":
+        return rollback(spec, state, obs, planner, f"analysis failed: {verdict.summary}")
+    # inconclusive
+    if spec.on_inconclusive == "rollback":
+        return rollback(spec, state, obs, planner, f"analysis inconclusive: {verdict.summary}")
+    if spec.on_inconclusive == "extend" and state.extensions < spec.max_extensions:
+        return Plan(
+            state.replace(
+                step_started=obs.now,
+                extensions=state.extensions + 1,
+                message=f"step {step + 1} extended: {verdict.summary}",
+            ),
+            (
+                PostEvent(
+                    "Normal",
+                    R.STEP_EXTENDED,
+                    f"step {step + 1} extended ({state.extensions + 1}/{spec.max_extensions}): "
+                    f"analysis inconclusive: {verdict.summary}",
+                ),
+            ),
+            RECHECK,
+        )
+    if state.phase == Phase.PAUSED:
+        return Plan(state, (), None)
+    message = (
+        f"step {step + 1} inconclusive, waiting for `deliver promote {obs.name}` or "
+        f"`deliver abort {obs.name}`: {verdict.summary}"
+    )
+    return Plan(
+        state.replace(phase=Phase.PAUSED, hold=HoldReason.INCONCLUSIVE, message=message),
+        (PostEvent("Warning", R.ANALYSIS_INCONCLUSIVE, message),),
+        None,
+    )
