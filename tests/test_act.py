@@ -13,6 +13,7 @@ from delivery.kube import REPLICASETS, SERVICES
 from delivery.observe import replicasets
 from delivery.routing import RouterContext, router_for
 from delivery.state import read_state
+from strategies import bluegreen, canary
 from strategies.model import (
     Action,
     AdoptNew,
@@ -24,7 +25,6 @@ from strategies.model import (
     SetPaused,
     SwitchActive,
 )
-from strategies import bluegreen, canary
 from tests.fixture import NAME, NS, Fixture, native_hash, template
 
 V1, V2, V3 = "web:v1", "web:v2", "web:v3"
