@@ -28,7 +28,7 @@ from .model import (
     VersionObs,
 )
 from .reasons import EventReason as R
-from .steps import RECHECK, check_step, rollback, settle_adopted
+from .steps import RECHECK, check_step, rollback, settle_adopted, step_passed
 
 PREVIEW, SWITCHED = 0, 1
 
@@ -78,6 +78,8 @@ class BlueGreenPlanner:
                 return Plan(verdict.state, (tuple(base) if keep else ()) + verdict.actions, verdict.requeue_after)
             if verdict != "pass":
                 return Plan(state, tuple(base), RECHECK)
+            then = "switching the active Service" if spec.auto_promote else "waiting for `deliver promote`"
+            passed = step_passed(state, PREVIEW, f"preview of revision {state.revision}", then)
             if not spec.auto_promote:
                 message = (
                     f"preview of revision {state.revision} passed; waiting for "
@@ -85,11 +87,12 @@ class BlueGreenPlanner:
                 )
                 return Plan(
                     state.replace(phase=Phase.PAUSED, hold=HoldReason.AWAITING_PROMOTION, message=message),
-                    tuple(base) + (PostEvent("Normal", R.AWAITING_PROMOTION, message),),
+                    tuple(base) + (passed, PostEvent("Normal", R.AWAITING_PROMOTION, message)),
                     None,
                 )
             moved = state.replace(step=SWITCHED, step_started=obs.now)
-            return self.advance(spec, moved, obs)
+            nxt = self.advance(spec, moved, obs)
+            return Plan(nxt.state, (passed,) + nxt.actions, nxt.requeue_after, nxt.paused)
 
         if not state.switched:
             # `promote` may arrive before the preview is fully Ready: switch only once it is.

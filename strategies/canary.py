@@ -26,7 +26,7 @@ from .model import (
     SetWeight,
 )
 from .reasons import EventReason as R
-from .steps import RECHECK, ROUTER_DRAIN, ceil_share, check_step, rollback, settle_adopted
+from .steps import RECHECK, ROUTER_DRAIN, ceil_share, check_step, rollback, settle_adopted, step_passed
 
 
 class CanaryPlanner:
@@ -91,7 +91,7 @@ class CanaryPlanner:
                 message=f"step {state.step + 1} ({weight}%) passed",
             )
             nxt = self.advance(spec, moved, obs)
-            event = PostEvent("Normal", R.STEP_PASSED, f"step {state.step + 1} ({weight}%) passed; moving on")
+            event = step_passed(state, state.step, f"step {state.step + 1} ({weight}%)", "moving on")
             return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
         return Plan(state, tuple(converge), RECHECK)
 

@@ -17,7 +17,7 @@ from .model import (
     SetPaused,
 )
 from .reasons import EventReason as R
-from .steps import NativePlanner, check_step, rollback
+from .steps import NativePlanner, check_step, rollback, step_passed
 
 
 class RecreatePlanner(NativePlanner):
@@ -41,7 +41,8 @@ class RecreatePlanner(NativePlanner):
             keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
             return Plan(verdict.state, (unpause if keep else ()) + verdict.actions, verdict.requeue_after)
         if verdict == "pass":
-            return self._finish(state, obs, new.pod_hash if new else state.stable_hash)
+            done = self._finish(state, obs, new.pod_hash if new else state.stable_hash)
+            return Plan(done.state, (step_passed(state, 0, "the new version"),) + done.actions, done.requeue_after)
         return Plan(state, unpause, 2.0)
 
     def _finish(self, state: DeliveryState, obs: Observation, pod_hash: str) -> Plan:

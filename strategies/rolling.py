@@ -18,7 +18,7 @@ from .model import (
     SetPaused,
 )
 from .reasons import EventReason as R
-from .steps import RECHECK, NativePlanner, ceil_share, check_step, rollback
+from .steps import RECHECK, NativePlanner, ceil_share, check_step, rollback, step_passed
 
 
 class RollingPlanner(NativePlanner):
@@ -69,11 +69,12 @@ class RollingPlanner(NativePlanner):
                 done,
                 (
                     SetPaused(True),
+                    step_passed(state, state.step, "the finished rollout"),
                     PostEvent("Normal", R.DELIVERY_SUCCEEDED, f"revision {state.revision} is the stable version"),
                 ),
                 None,
             )
         moved = state.replace(step=state.step + 1, step_started=obs.now, analysis_started=obs.now, extensions=0)
         nxt = self.advance(spec, moved, obs)
-        event = PostEvent("Normal", R.STEP_PASSED, f"pause point {points[state.step]}% passed; resuming")
+        event = step_passed(state, state.step, f"pause point {points[state.step]}%", "resuming")
         return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)

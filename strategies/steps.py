@@ -178,6 +178,13 @@ def step_verdict(state: DeliveryState, step: int) -> StepVerdict | None:
     return None
 
 
+def step_passed(state: DeliveryState, step: int, what: str, then: str = "") -> PostEvent:
+    """The one StepPassed Event of a step whose check returned "pass", with its verdict's summary."""
+    verdict = step_verdict(state, step)
+    detail = f": {verdict.summary}" if verdict is not None else ""
+    return PostEvent("Normal", R.STEP_PASSED, f"{what} passed{detail}" + (f"; {then}" if then else ""))
+
+
 def check_step(
     spec: DeliverySpec,
     state: DeliveryState,
@@ -193,7 +200,8 @@ def check_step(
 
     ``services`` (new, stable) and ``baseline_end`` say what the analysis compares.
     Returns a Plan to return as is (waiting, analysing, failing), the string "pass" when the step
-    is done and the delivery may move on, or None if the caller should keep converging.
+    is done and the delivery may move on (the caller then posts ``step_passed``), or None if the
+    caller should keep converging.
     """
     health = version.health if version is not None else None
     if health is not None:
@@ -218,11 +226,10 @@ def check_step(
     verdict = step_verdict(state, step)
     if verdict is None:
         if not spec.analysis:
+            # Recorded only: the planner announces the passed step (one StepPassed) when it moves on.
             summary = f"health ok: {ready}/{expected} new pods Ready, {health.restarts if health else 0} restarts"
             return Plan(
-                state.replace(verdicts=state.verdicts + (StepVerdict(step, "pass", summary, obs.now),)),
-                (PostEvent("Normal", R.STEP_PASSED, f"step {step + 1}: {summary}"),),
-                0.1,
+                state.replace(verdicts=state.verdicts + (StepVerdict(step, "pass", summary, obs.now),)), (), 0.1
             )
         analyse = Analyse(
             step,

@@ -146,6 +146,9 @@ def test_recreate_unpauses_verifies_and_finishes():
     p2 = plan(recreate(), p.state, o)
     p3 = plan(recreate(), p2.state, o)
     assert p3.state.phase is Phase.SUCCEEDED and p3.paused
+    # the verified version is announced once: the health check records, the planner posts
+    assert reasons(p2).count("StepPassed") + reasons(p3).count("StepPassed") == 1
+    assert reasons(p3) == ["StepPassed", "DeliverySucceeded"]
 
 
 def test_recreate_not_ready_in_deadline_restores_old():

@@ -76,6 +76,31 @@ def test_a_canary_delivery_runs_to_success_step_by_step() -> None:
     assert f.reasons()[0] == "DeliveryStarted" and f.reasons()[-1] == "DeliverySucceeded"
 
 
+@pytest.mark.parametrize(
+    ("strategy", "annotations", "checked"),
+    [
+        ("canary", {"steps": "20,50,100", "interval": "30s"}, 2),  # 20% and 50%; 100% is the promotion
+        ("rolling", {"pause_at": "40", "interval": "30s"}, 2),  # the 40% point and the finished rollout
+        ("blue-green", {"interval": "30s", "keep_warm": "60s"}, 1),  # the preview
+    ],
+)
+def test_each_checked_step_is_announced_by_one_step_passed_event(
+    strategy: str, annotations: dict[str, str], checked: int
+) -> None:
+    f = Fixture()
+    if strategy == "blue-green":
+        f.given_service(NAME)
+    f.given_deployment(strategy, V1, replicas=3, **annotations)
+    f.given_delivered()
+    f.when_template_changes(V2)
+
+    f.when_settled()
+
+    assert f.record()["phase"] == "Succeeded"
+    passed = [e["message"] for e in f.events("StepPassed")]
+    assert len(passed) == checked, f"one StepPassed per passed step, got {passed}"
+
+
 # ------------------------------------------------------------------ persisted first
 
 
