@@ -51,7 +51,7 @@ def step_names(spec: DeliverySpec | None) -> list[str]:
         names = []
         for i, s in enumerate(spec.steps):
             if s.pause:
-                names.append(f"step {i + 1}: manual gate")
+                names.append(f"step {i + 1}: manual promotion")
             elif s.weight >= 100:
                 names.append(f"step {i + 1}: promote to 100%")
             else:
@@ -132,7 +132,7 @@ def build(result: GateResult) -> Suite:
         suite.cases.append(case)
     suite.cases.extend(_verdict_cases(verdicts))
     if failed and failed_at >= 0 and failed_at not in failed_steps:
-        # rolled back by the health gate (crash loop, not Ready in time) or aborted: no metric verdict
+        # rolled back by the health check (crash loop, not Ready in time) or aborted: no metric verdict
         # was recorded, so the failing health verdict is reported here
         k = sum(1 for v in verdicts if int(v.get("step", 0)) == failed_at) + 1
         message = str(status.get("message", "")) or result.reason

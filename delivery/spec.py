@@ -21,7 +21,7 @@ REQUEST = PREFIX + "request"
 
 KEYS: dict[str, str] = {
     "strategy": "rolling | canary | blue-green | recreate (required)",
-    "steps": "canary: traffic percentages, increasing, 1..100, with optional `pause` gates, e.g. 20,pause,50,100",
+    "steps": "canary: traffic percentages, increasing, 1..100; `pause` = manual promotion, e.g. 20,pause,50,100",
     "pause-at": "rolling: percentages of pods updated at which to pause and analyse, e.g. 25,50",
     "interval": "time each step is held and analysed, e.g. 30s, 2m, 1h30m (default 1m)",
     "progress-deadline": "time a step's new pods have to become Ready (default 10m)",
@@ -87,7 +87,7 @@ def _percent_list(key: str, value: str, allow_pause: bool) -> tuple[CanaryStep, 
             if not allow_pause:
                 raise SpecError(key, "`pause` is not allowed here")
             if steps and steps[-1].pause:
-                raise SpecError(key, "two `pause` gates in a row")
+                raise SpecError(key, "two `pause` steps in a row")
             steps.append(CanaryStep(pause=True))
             continue
         if not re.fullmatch(r"\d+%?", token):

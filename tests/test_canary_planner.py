@@ -135,14 +135,14 @@ def test_manual_promotion_pauses_until_promote():
     spec = canary_spec(steps=(CanaryStep(20), CanaryStep(pause=True), CanaryStep(100)))
     s = started(Strategy.CANARY, step=1)
     o = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1001)
-    gated = plan(spec, s, o)
-    assert gated.state.phase is Phase.PAUSED and "AwaitingPromotion" in reasons(gated)
-    assert ScaleNew(1) in gated.actions  # keeps the previous step's weight
-    again = plan(spec, gated.state, o)
+    held = plan(spec, s, o)
+    assert held.state.phase is Phase.PAUSED and "AwaitingPromotion" in reasons(held)
+    assert ScaleNew(1) in held.actions  # keeps the previous step's weight
+    again = plan(spec, held.state, o)
     assert again.state.phase is Phase.PAUSED and not again.events()
     promoted = plan(
         spec,
-        gated.state,
+        held.state,
         obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1002, request="promote", request_id="r1"),
     )
     assert promoted.state.phase is Phase.PROMOTING and promoted.state.handled_request == "r1"

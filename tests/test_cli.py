@@ -118,10 +118,11 @@ def test_verb_with_invalid_annotations_is_refused(kube: FakeKube) -> None:
     assert request_of(kube) is None
 
 
-def test_resume_at_a_manual_gate_points_to_promote(kube: FakeKube) -> None:
+def test_resume_at_a_manual_promotion_step_points_to_promote(kube: FakeKube) -> None:
     kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused", step=1), {"deliver.dev/steps": "20,pause,100"}))
     result = invoke("resume", "web", "-n", "ns")
     assert result.exit_code == 1 and "deliver promote web" in result.output
+    assert "waiting for a manual promotion (step 2)" in result.output
 
 
 def test_pending_request_blocks_promote_but_not_abort(kube: FakeKube) -> None:
@@ -567,13 +568,13 @@ def test_live_view_renders_on_a_terminal() -> None:
         "replicas": 3,
         "revision": "r2",
         "stableRevision": "r1",
-        "message": "manual gate",
+        "message": "manual promotion at step 2: waiting for `deliver promote web`",
         "problems": [],
         "verdicts": [{"step": 0, "outcome": "pass", "summary": "health ok"}],
     }
     buf = io.StringIO()
     Console(file=buf, width=100, no_color=True).print(output.render_rich(status))
     text = buf.getvalue()
-    assert "ns/web  Paused" in text and "34%" in text and "manual gate" in text and "pass: health ok" in text
+    assert "ns/web  Paused" in text and "34%" in text and "manual promotion" in text and "pass: health ok" in text
     view = output.progress_view(False, False, stream=buf)
     assert isinstance(view, output.EventPrinter)  # not a terminal: plain lines

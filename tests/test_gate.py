@@ -167,7 +167,10 @@ def test_wait_reports_rollback_as_failure() -> None:
 
 def test_wait_times_out_with_3() -> None:
     kube, clock = FakeKube(), Clock()
-    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused", message="manual gate")))
+    kube.put(
+        DEPLOYMENTS,
+        deployment(TPL_B, st("Paused", message="manual promotion at step 2: waiting for `deliver promote web`")),
+    )
 
     def quiet(k: FakeKube) -> None:
         clock.t += 30
@@ -175,7 +178,7 @@ def test_wait_times_out_with_3() -> None:
 
     kube.watch_events = [[quiet], [quiet], [quiet]]
     result = gate.wait(kube, "ns", "web", 45, clock=clock, sleep=clock.sleep)
-    assert result.code == 3 and "timed out" in result.reason and "manual gate" in result.reason
+    assert result.code == 3 and "timed out" in result.reason and "manual promotion" in result.reason
 
 
 @pytest.mark.parametrize("error", [Unauthorized("401", status=401), Forbidden("403", status=403)])
@@ -309,7 +312,15 @@ def test_junit_timeout_is_an_error_and_current_step_skipped() -> None:
     cases = {
         name: kind
         for name, kind, _ in parse(
-            junit.to_xml(junit.build(result_for(3, st("Paused", step=1, message="manual gate"), "timed out")))
+            junit.to_xml(
+                junit.build(
+                    result_for(
+                        3,
+                        st("Paused", step=1, message="manual promotion at step 2: waiting for `deliver promote web`"),
+                        "timed out",
+                    )
+                )
+            )
         )
     }
     assert cases[f"delivery of revision {B}"] == "error"
@@ -326,7 +337,7 @@ def test_junit_step_names_for_every_strategy() -> None:
     ]
     assert junit.step_names(DeliverySpec(Strategy.CANARY, steps=(CanaryStep(10), CanaryStep(pause=True)))) == [
         "step 1: 10%",
-        "step 2: manual gate",
+        "step 2: manual promotion",
         "step 3: promote to 100%",
     ]
     assert len(junit.step_names(DeliverySpec(Strategy.BLUE_GREEN))) == 3
@@ -384,7 +395,7 @@ def test_decide_failed_with_auto_rollback_off_is_a_failure() -> None:
         "Paused",
         step=1,
         stepStarted=10,
-        message="manual gate at step 2",
+        message="manual promotion at step 2",
         verdicts=[{"step": 0, "outcome": "pass", "summary": "ok", "at": 5}],
     )
     assert gate.decide(B, deployment(TPL_B, manual))[0] is None
@@ -410,7 +421,7 @@ def test_decide_reads_the_typed_hold_not_the_message() -> None:
         ("Paused", "failed: x; automatic rollback is off", "Failed"),
         ("Paused", "paused by an operator", "Operator"),
         ("Paused", "step 1 inconclusive, waiting for `deliver promote web`", "Inconclusive"),
-        ("Paused", "manual gate at step 2: waiting for `deliver promote web`", "AwaitingPromotion"),
+        ("Paused", "manual promotion at step 2: waiting for `deliver promote web`", "AwaitingPromotion"),
         (
             "RolledBack",
             "revision b was rolled back before; run `deliver retry web` to try it again",

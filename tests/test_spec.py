@@ -41,6 +41,7 @@ def test_canary_defaults_and_full_grammar():
         ("steps", "50,20", "must increase"),
         ("steps", "20,120", "outside 1..100"),
         ("steps", "", "no empty items"),
+        ("steps", "20,pause,pause,100", "two `pause` steps in a row"),
         ("interval", "5 minutes", "not a duration"),
         ("interval", "0s", "out of range"),
         ("auto-rollback", "maybe", "not a boolean"),

@@ -204,14 +204,14 @@ class Analyser:
         alpha = min((c.alpha for c in checks), default=DEFAULT_ALPHA)
         for spec in checks:
             try:
-                verdict = self._check(spec, target, start, end, alpha / k)
+                judgement = self._check(spec, target, start, end, alpha / k)
             except DeliverError as exc:  # MetricsUnavailable, QueryError, AnalysisError, ...
-                verdict = Judgement(INCONCLUSIVE, None, None, None, None, None, 0, 0, str(exc))
+                judgement = Judgement(INCONCLUSIVE, None, None, None, None, None, 0, 0, str(exc))
             except Exception as exc:  # never let a check crash the engine; never a pass
-                verdict = Judgement(
+                judgement = Judgement(
                     INCONCLUSIVE, None, None, None, None, None, 0, 0, f"internal error: {type(exc).__name__}: {exc}"
                 )
-            results.append(CheckResult.from_judgement(spec.name, spec.critical, verdict))
+            results.append(CheckResult.from_judgement(spec.name, spec.critical, judgement))
         return AnalysisResult(combine(results), tuple(results), float(start), float(end))
 
     # ------------------------------------------------------------------

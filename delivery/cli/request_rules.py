@@ -79,7 +79,7 @@ def _refusal(deployment: dict[str, Any], state: DeliveryState, verb: str) -> str
             steps = ()
         if 0 <= state.step < len(steps) and steps[state.step].pause:
             return (
-                f"{name} is waiting at a manual gate (step {state.step + 1}); "
+                f"{name} is waiting for a manual promotion (step {state.step + 1}); "
                 f"`deliver promote {meta.get('name', '')}` passes it"
             )
     return None

@@ -77,7 +77,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @common
 @click.pass_obj
 def promote(g: Globals, app: str, full: bool, wait: bool, timeout: float) -> None:
-    """Move APP's delivery to its next step (or, with --full, straight to 100%); passes manual gates."""
+    """Move APP's delivery to its next step (or, with --full, straight to 100%); passes a `pause` step."""
     send(g, app, "promote-full" if full else "promote", wait, timeout)
 
 
