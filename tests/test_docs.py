@@ -2,18 +2,18 @@
 
 Every relative link in README.md, CONTRIBUTING.md, CHANGELOG.md and docs/*.md must name a file
 that exists, and a ``#fragment`` into a Markdown file must name one of its headings (GitHub's
-anchor rules). docs/events.md is the one list of Event reasons: it must match the reason constants
-module once there is one, and until then name only reasons the code emits.
+anchor rules). docs/events.md is the one list of Event reasons: it must match ``EventReason`` in
+strategies/reasons.py, the one module that spells them.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
-from enum import Enum
 from pathlib import Path
 
 import pytest
+
+from strategies.reasons import EventReason
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "CHANGELOG.md", *(ROOT / "docs").glob("*.md")])
@@ -124,33 +124,7 @@ def documented_reasons() -> dict[str, str]:
     return rows
 
 
-def reason_constants() -> set[str] | None:
-    """The values of the Event reason constants module, if the code has one."""
-    for name in ("strategies.reasons", "delivery.reasons", "strategies.events", "delivery.event_reasons"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError:
-            continue
-        values: set[str] = set()
-        for value in vars(module).values():
-            if isinstance(value, str) and re.fullmatch(r"[A-Z][a-z]+(?:[A-Z][a-z]+)+", value):
-                values.add(value)
-            elif isinstance(value, type) and issubclass(value, Enum):
-                values |= {m.value for m in value if isinstance(m.value, str)}
-        return values
-    return None
-
-
 def test_events_page_lists_the_reasons_of_the_code() -> None:
     documented = documented_reasons()
     assert len(documented) >= 20, "docs/events.md: the reason table was not found"
-    constants = reason_constants()
-    if constants is not None:
-        assert set(documented) == constants
-        return
-    source = "\n".join(p.read_text() for d in ("strategies", "delivery") for p in (ROOT / d).rglob("*.py"))
-    missing = [r for r in documented if f'"{r}"' not in source]
-    assert missing == [], f"docs/events.md lists reasons the code never emits: {missing}"
-    emitted = set(re.findall(r'Emit\(\s*"(?:Normal|Warning)",\s*"([A-Za-z]+)"', source))
-    emitted |= set(re.findall(r'_warn_once\(\s*\w+,\s*"([A-Za-z]+)"', source))
-    assert emitted - set(documented) == set(), "reasons the code emits but docs/events.md does not list"
+    assert set(documented) == {r.value for r in EventReason}
