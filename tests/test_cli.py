@@ -59,7 +59,8 @@ def request_of(kube: FakeKube) -> dict[str, Any] | None:
     ],
 )
 def test_verb_writes_a_request(kube: FakeKube, args: list[str], phase: str, verb: str) -> None:
-    kube.put(DEPLOYMENTS, deployment(TPL_B, st(phase)))
+    hold = {"hold": "Operator"} if phase == "Paused" else {}  # paused by `deliver pause`: resume applies
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st(phase, **hold)))
     result = invoke(*args, "-n", "ns")
     assert result.exit_code == 0, result.output
     assert request_of(kube)["verb"] == verb
@@ -115,6 +116,14 @@ def test_verb_with_invalid_annotations_is_refused(kube: FakeKube) -> None:
     kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing"), {"deliver.dev/interval": "soon"}))
     result = invoke("promote", "web", "-n", "ns")
     assert result.exit_code == 1 and "deliver.dev/interval" in result.output
+    assert request_of(kube) is None
+
+
+def test_resume_is_refused_where_the_planner_would_ignore_it(kube: FakeKube) -> None:
+    # blue-green preview without auto-promote: held for a promotion the planner alone knows about
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused", hold="AwaitingPromotion")))
+    result = invoke("resume", "web", "-n", "ns")
+    assert result.exit_code == 1 and "deliver promote web" in result.output
     assert request_of(kube) is None
 
 
