@@ -72,11 +72,11 @@ class BlueGreenPlanner:
                     )
                 return Plan(state, tuple(base), None)
             compared = (spec.preview_service, spec.active_service)
-            verdict = check_step(spec, state, obs, self, new, n, PREVIEW, compared)
-            if isinstance(verdict, Plan):
-                keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
-                return Plan(verdict.state, (tuple(base) if keep else ()) + verdict.actions, verdict.requeue_after)
-            if verdict != "pass":
+            checked = check_step(spec, state, obs, self, new, n, PREVIEW, compared)
+            if isinstance(checked, Plan):
+                keep = checked.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
+                return Plan(checked.state, (tuple(base) if keep else ()) + checked.actions, checked.requeue_after)
+            if checked != "pass":
                 return Plan(state, tuple(base), RECHECK)
             then = "switching the active Service" if spec.auto_promote else "waiting for `deliver promote`"
             passed = step_passed(state, PREVIEW, f"preview of revision {state.revision}", then)

@@ -73,16 +73,16 @@ class CanaryPlanner:
             return Plan(state, tuple(converge), RECHECK)  # the router has not taken the weight yet
 
         compared = (spec.canary_service, spec.stable_service) if spec.router.kind != "replica" else ("", "")
-        verdict = check_step(spec, state, obs, self, new, want, state.step, compared)
-        if isinstance(verdict, Plan):
+        checked = check_step(spec, state, obs, self, new, want, state.step, compared)
+        if isinstance(checked, Plan):
             return Plan(
-                verdict.state,
-                tuple(converge) + verdict.actions
-                if verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
-                else verdict.actions,
-                verdict.requeue_after,
+                checked.state,
+                tuple(converge) + checked.actions
+                if checked.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
+                else checked.actions,
+                checked.requeue_after,
             )
-        if verdict == "pass":
+        if checked == "pass":
             moved = state.replace(
                 step=state.step + 1,
                 step_started=obs.now,

@@ -36,11 +36,11 @@ class RecreatePlanner(NativePlanner):
         state = state.replace(weight=100 if new is not None and new.ready else 0)
         # never two versions at once: the new one is judged against the old one's last window
         ours = new if new is not None and new.owned else None
-        verdict = check_step(spec, state, obs, self, ours, n, 0, baseline_end=state.started)
-        if isinstance(verdict, Plan):
-            keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
-            return Plan(verdict.state, (unpause if keep else ()) + verdict.actions, verdict.requeue_after)
-        if verdict == "pass":
+        checked = check_step(spec, state, obs, self, ours, n, 0, baseline_end=state.started)
+        if isinstance(checked, Plan):
+            keep = checked.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
+            return Plan(checked.state, (unpause if keep else ()) + checked.actions, checked.requeue_after)
+        if checked == "pass":
             done = self._finish(state, obs, new.pod_hash if new else state.stable_hash)
             return Plan(done.state, (step_passed(state, 0, "the new version"),) + done.actions, done.requeue_after)
         return Plan(state, unpause, 2.0)

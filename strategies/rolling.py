@@ -46,15 +46,15 @@ class RollingPlanner(NativePlanner):
         if final and obs.paused:
             hold = (SetPaused(False),)
         if final and not obs.rollout_complete:
-            verdict = check_step(spec, state, obs, self, new, n, state.step)
-            if isinstance(verdict, Plan) and verdict.state.phase not in (Phase.PROGRESSING, Phase.PAUSED):
-                return verdict
+            checked = check_step(spec, state, obs, self, new, n, state.step)
+            if isinstance(checked, Plan) and checked.state.phase not in (Phase.PROGRESSING, Phase.PAUSED):
+                return checked
             return Plan(state, hold, RECHECK)
-        verdict = check_step(spec, state, obs, self, new, want, state.step)
-        if isinstance(verdict, Plan):
-            keep = verdict.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
-            return Plan(verdict.state, (hold if keep else ()) + verdict.actions, verdict.requeue_after)
-        if verdict != "pass":
+        checked = check_step(spec, state, obs, self, new, want, state.step)
+        if isinstance(checked, Plan):
+            keep = checked.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
+            return Plan(checked.state, (hold if keep else ()) + checked.actions, checked.requeue_after)
+        if checked != "pass":
             return Plan(state, hold, RECHECK)
         if final:
             done = state.replace(
