@@ -1,5 +1,5 @@
 """Every Event reason deliver posts comes from strategies/reasons.py: no reason is spelled out as a
-string anywhere else in the code (so the list there, and the README's table, is complete)."""
+string anywhere else in the code (so the list there, and docs/events.md's table, is complete)."""
 
 from __future__ import annotations
 
