@@ -299,3 +299,26 @@ def has_record(deployment: dict[str, Any]) -> bool:
 def has_strategy(deployment: dict[str, Any]) -> bool:
     """Is this Deployment managed by deliver (does it carry the strategy annotation)?"""
     return STRATEGY in ((deployment.get("metadata") or {}).get("annotations") or {})
+
+
+def leftover_routing(deployment: dict[str, Any]) -> tuple[RouterRef, str, str, str]:
+    """What the remaining annotations of a released Deployment (no strategy) still declare:
+    (router, stable Service, canary Service, preview Service), defaults where absent or invalid."""
+    meta = deployment.get("metadata") or {}
+    name = str(meta.get("name", ""))
+    annotations: dict[str, str] = dict(meta.get("annotations") or {})
+    router = RouterRef("replica")
+    try:
+        if (raw := annotations.get(PREFIX + "router")) is not None:
+            router = _router(PREFIX + "router", str(raw))
+    except SpecError:
+        pass
+    names = []
+    for short, default in (
+        ("stable-service", f"{name}-stable"),
+        ("canary-service", f"{name}-canary"),
+        ("preview-service", f"{name}-preview"),
+    ):
+        value = str(annotations.get(PREFIX + short, default)).strip()
+        names.append(value if _DNS1035.match(value) else default)
+    return router, names[0], names[1], names[2]

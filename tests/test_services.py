@@ -1,0 +1,85 @@
+"""The Services deliver touches (issue 10: defects 1, 2 and 18), against the one fake API.
+
+Given/When/Then through ``tests.fixture.Fixture``: a release behind a weighted router keeps the app
+served; a blue-green pin never outlives blue-green; a Service-name annotation cannot take over a
+Service that is neither deliver's nor already in front of this Deployment's pods.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from delivery import templates
+from delivery.kube import HTTPROUTES, PODS, SERVICES
+from tests.fixture import NAME, NS, STATE, Fixture, template
+
+V1, V2, V3 = "web:v1", "web:v2", "web:v3"
+REV2 = templates.revision(template(V2))
+
+
+def httproute() -> dict[str, Any]:
+    backends = [
+        {"name": f"{NAME}-stable", "port": 80, "weight": 100},
+        {"name": f"{NAME}-canary", "port": 80, "weight": 0},
+    ]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": NAME},
+        "spec": {"parentRefs": [{"name": "public"}], "rules": [{"backendRefs": backends}]},
+    }
+
+
+def weights(f: Fixture) -> dict[str, int]:
+    rule = f.kube.obj(HTTPROUTES, NAME)["spec"]["rules"][0]
+    return {b["name"]: int(b.get("weight", 1)) for b in rule["backendRefs"]}
+
+
+def selected_images(f: Fixture, service: str) -> set[str]:
+    """Images of the pods a Service selects now (nothing for a Service that does not exist)."""
+    try:
+        selector = f.kube.obj(SERVICES, service)["spec"]["selector"]
+    except KeyError:
+        return set()
+    return {p["spec"]["containers"][0]["image"] for p in f.kube.find(PODS, NS, {"matchLabels": selector})}
+
+
+def routed_canary() -> Fixture:
+    """A canary behind a Gateway API HTTPRoute, mid-delivery of v2 (20 % of traffic)."""
+    f = Fixture()
+    f.kube.put(HTTPROUTES, httproute())
+    f.given_deployment("canary", V1, replicas=3, steps="20,50,100", interval="30s", router=f"gateway-api/{NAME}")
+    f.given_delivered()
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: weights(f)[f"{NAME}-canary"] == 20)
+    return f
+
+
+# ------------------------------------------------------------------ defect 1: release behind a router
+
+
+def test_release_behind_a_weighted_router_keeps_the_app_served() -> None:
+    f = routed_canary()
+    assert selected_images(f, f"{NAME}-stable") == {V1}
+
+    f.when_annotated(strategy=None)
+    f.when_reconciled()
+    f.cluster()
+
+    d = f.deployment()
+    assert STATE not in d["metadata"]["annotations"] and d["spec"]["paused"] is False
+    assert f.delivers_replicasets() == []
+    for service in (f"{NAME}-stable", f"{NAME}-canary"):
+        selector = f.kube.obj(SERVICES, service)["spec"]["selector"]
+        assert selector == {"app": NAME}, f"{service} is kept, unpinned: it selects the app"
+        assert selected_images(f, service), f"{service} still reaches pods"
+    assert weights(f) == {f"{NAME}-stable": 100, f"{NAME}-canary": 0}, "the route is back at 100/0"
+    [released] = f.events("Released", "Normal")
+    assert f"{NAME}-stable" in released["message"] and f"{NAME}-canary" in released["message"]
+    assert "HTTPRoute" in released["message"] or "route" in released["message"]
+
+    f.when_settled()
+    assert selected_images(f, f"{NAME}-stable") == {V2}, "the native rollout is served through the route"
+    n = len(f.kube.writes)
+    f.when_reconciled()
+    assert len(f.kube.writes) == n, "a plain Deployment: deliver does nothing more"
