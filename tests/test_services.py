@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from delivery import templates
-from delivery.kube import HTTPROUTES, PODS, SERVICES
+from delivery.kube import DEPLOYMENTS, HTTPROUTES, PODS, SERVICES
 from tests.fixture import NAME, NS, STATE, Fixture, template
 
 V1, V2, V3 = "web:v1", "web:v2", "web:v3"
@@ -83,3 +83,60 @@ def test_release_behind_a_weighted_router_keeps_the_app_served() -> None:
     n = len(f.kube.writes)
     f.when_reconciled()
     assert len(f.kube.writes) == n, "a plain Deployment: deliver does nothing more"
+
+
+# ------------------------------------------------------------------ defect 2: a blue-green pin outlives blue-green
+
+
+def promoted_blue_green() -> Fixture:
+    """Blue-green, v2 promoted: the user's Service ``web`` was switched to v2's pods (pinned)."""
+    f = Fixture()
+    f.given_service(NAME)
+    f.given_deployment("blue-green", V1, replicas=2, interval="30s", keep_warm="30s")
+    f.given_delivered()
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert f.record()["phase"] == "Succeeded"
+    assert templates.HASH_LABEL in f.kube.obj(SERVICES, NAME)["spec"]["selector"]
+    return f
+
+
+def test_changing_blue_green_to_rolling_at_rest_unpins_the_active_service() -> None:
+    f = promoted_blue_green()
+
+    f.when_annotated(strategy="rolling", keep_warm=None, pause_at="50")
+    f.when_reconciled()
+    assert f.kube.obj(SERVICES, NAME)["spec"]["selector"] == {"app": NAME}, "unpinned at once, at rest"
+
+    f.when_template_changes(V3)
+    f.when_settled()
+    assert f.record()["phase"] == "Succeeded" and f.serving() == {V3: 2}
+    assert selected_images(f, NAME) == {V3}, "the user's Service follows the rolling delivery"
+
+
+def test_a_pin_left_from_before_is_removed_before_a_rolling_delivery_starts() -> None:
+    f = promoted_blue_green()
+    f.when_annotated(strategy="rolling", keep_warm=None)
+    f.when_template_changes(V3)  # both in one apply
+
+    f.when_reconciled()
+
+    assert f.kube.obj(SERVICES, NAME)["spec"]["selector"] == {"app": NAME}
+    service_writes = [i for i, w in enumerate(f.kube.writes) if w.plural == "services"]
+    template_moves = [i for i, w in enumerate(f.kube.writes) if w.plural == "deployments" and w.verb != "get"]
+    assert service_writes and service_writes[0] < max(template_moves), "unpinned in the pass that starts"
+    f.when_settled()
+    assert selected_images(f, NAME) == {V3}
+
+
+def test_a_recreated_deployment_does_not_inherit_a_stale_pin() -> None:
+    f = promoted_blue_green()
+    f.kube.delete(DEPLOYMENTS, NS, NAME)
+    f.cluster()
+    assert selected_images(f, NAME) == set(), "the old pods are gone with their Deployment"
+
+    f.given_deployment("blue-green", V2, replicas=2, interval="30s")  # applied again: a new object, no record
+    f.when_settled()
+
+    assert f.kube.obj(SERVICES, NAME)["spec"]["selector"] == {"app": NAME}
+    assert selected_images(f, NAME) == {V2}, "the user's Service serves the new Deployment's pods"
