@@ -41,13 +41,6 @@ def replicasets(kube: Kube, deployment: dict[str, Any]) -> tuple[list[dict[str, 
     return owned, ours
 
 
-def fronts(selector: dict[str, Any], pod_labels: dict[str, Any]) -> bool:
-    """A Service selector (ignoring the pod-template-hash key) that is non-empty and a subset of
-    the pod labels: the Service is in front of these pods."""
-    rest = {k: v for k, v in selector.items() if k != templates.HASH_LABEL}
-    return bool(rest) and all(pod_labels.get(k) == v for k, v in rest.items())
-
-
 def services_of(kube: Kube, deployment: dict[str, Any]) -> tuple[ServiceObs, ...]:
     """The Services in front of this Deployment's pods, and those deliver created for it."""
     meta = deployment["metadata"]
@@ -56,7 +49,7 @@ def services_of(kube: Kube, deployment: dict[str, Any]) -> tuple[ServiceObs, ...
     for svc in kube.items(SERVICES, meta["namespace"]):
         selector = (svc.get("spec") or {}).get("selector") or {}
         ours = (svc["metadata"].get("labels") or {}).get(templates.OWNER_LABEL) == meta["name"]
-        if ours or fronts(selector, labels):
+        if ours or templates.fronts(selector, labels):
             found.append(ServiceObs(svc["metadata"]["name"], str(selector.get(templates.HASH_LABEL, "")), ours))
     return tuple(found)
 

@@ -90,6 +90,11 @@ class Reconciler:
         uid = deployment["metadata"]["uid"]
         try:
             spec = specmod.parse(deployment, self.configmaps(namespace))
+            # A Service-name annotation may not take over a Service that is neither deliver's
+            # nor already in front of this Deployment's pods: refused like an invalid annotation.
+            takeovers = specmod.service_takeovers(spec, deployment, self.kube.items(SERVICES, namespace))
+            if takeovers:
+                raise takeovers[0]
         except SpecError as err:
             message = f"invalid annotation {err.key}: {err.problem}; deliver takes no action"
             if self._warn_once(deployment, EventReason.INVALID_ANNOTATION, message):

@@ -17,10 +17,10 @@ V1, V2, V3 = "web:v1", "web:v2", "web:v3"
 REV2 = templates.revision(template(V2))
 
 
-def httproute() -> dict[str, Any]:
+def httproute(canary: str = f"{NAME}-canary") -> dict[str, Any]:
     backends = [
         {"name": f"{NAME}-stable", "port": 80, "weight": 100},
-        {"name": f"{NAME}-canary", "port": 80, "weight": 0},
+        {"name": canary, "port": 80, "weight": 0},
     ]
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
@@ -140,3 +140,64 @@ def test_a_recreated_deployment_does_not_inherit_a_stale_pin() -> None:
 
     assert f.kube.obj(SERVICES, NAME)["spec"]["selector"] == {"app": NAME}
     assert selected_images(f, NAME) == {V2}, "the user's Service serves the new Deployment's pods"
+
+
+# ------------------------------------------------------------------ defect 18: no Service takeover
+
+
+def test_an_annotation_naming_someone_elses_service_is_refused_without_a_write() -> None:
+    f = Fixture()
+    f.given_service("payments", {"app": "payments"})  # another team's Service in the namespace
+    f.given_deployment("blue-green", V1, replicas=2, interval="30s", active_service="payments")
+    f.when_settled()
+    f.when_template_changes(V2)
+    before = f.deployment()
+    f.kube.writes.clear()
+
+    f.when_reconciled()
+    f.when_reconciled()
+
+    assert f.kube.obj(SERVICES, "payments")["spec"]["selector"] == {"app": "payments"}, "never rewritten"
+    assert f.writes_to("services") == [] and f.writes_to("replicasets") == []
+    assert f.writes_to("deployments") == [] and f.deployment() == before, "no action on the Deployment"
+    [warning] = f.events("InvalidAnnotation", "Warning")
+    assert "deliver.dev/active-service" in warning["message"] and "payments" in warning["message"]
+
+
+def test_a_router_annotation_naming_someone_elses_service_is_refused() -> None:
+    f = Fixture()
+    f.kube.put(HTTPROUTES, httproute(canary="payments"))
+    f.given_service("payments", {"app": "payments"})
+    f.given_deployment(
+        "canary",
+        V1,
+        replicas=3,
+        steps="20,100",
+        interval="30s",
+        router=f"gateway-api/{NAME}",
+        canary_service="payments",
+    )
+    f.when_settled()
+    f.when_template_changes(V2)
+
+    f.when_reconciled()
+
+    assert f.kube.obj(SERVICES, "payments")["spec"]["selector"] == {"app": "payments"}
+    assert f.writes_to("services") == [] and f.delivers_replicasets() == []
+    [warning] = f.events("InvalidAnnotation", "Warning")
+    assert "deliver.dev/canary-service" in warning["message"]
+
+
+def test_services_deliver_may_touch_are_its_own_and_those_in_front_of_the_pods() -> None:
+    f = Fixture()
+    f.given_service("web-public", {"app": NAME})  # the user's, in front of this Deployment's pods: allowed
+    f.given_deployment("blue-green", V1, replicas=2, interval="30s", keep_warm="30s", active_service="web-public")
+    f.given_delivered()
+    f.when_template_changes(V2)
+
+    f.when_settled()
+
+    assert f.record()["phase"] == "Succeeded"
+    assert f.events("InvalidAnnotation") == []
+    assert selected_images(f, "web-public") == {V2}
+    assert f.kube.obj(SERVICES, f"{NAME}-preview")["metadata"]["labels"][templates.OWNER_LABEL] == NAME
