@@ -30,6 +30,7 @@ from .state import encode_state, read_state, write_state
 log = logging.getLogger("deliver.reconcile")
 
 ROUTE_RECHECK = 5.0  # seconds between route checks while a delivery behind a router is open
+SPEC_RETRY = 2.0  # seconds before a pass whose spec could not be read (API error) is tried again
 AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], StepVerdict]
 
 
@@ -95,6 +96,13 @@ class Reconciler:
             takeovers = specmod.service_takeovers(spec, deployment, self.kube.items(SERVICES, namespace))
             if takeovers:
                 raise takeovers[0]
+        except KubeError as exc:
+            # Reading the analysis ConfigMap failed for another reason than NotFound (a timeout, a
+            # 5xx, a 403): nothing is known to be wrong with the annotations. Plan nothing, retry soon.
+            log.warning("cannot read the spec's ConfigMap", extra=_fields(deployment, error=str(exc)))
+            if isinstance(exc, Forbidden):
+                self._warn_once(deployment, EventReason.PERMISSION_DENIED, f"reading a ConfigMap failed: {exc}")
+            return Outcome(SPEC_RETRY)
         except SpecError as err:
             message = f"invalid annotation {err.key}: {err.problem}; deliver takes no action"
             if self._warn_once(deployment, EventReason.INVALID_ANNOTATION, message):
