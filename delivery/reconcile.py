@@ -158,14 +158,17 @@ class Reconciler:
             if not ours and any(app.get(k) != v for k, v in selector.items() if k != templates.HASH_LABEL):
                 continue  # not in front of this Deployment's pods: not deliver's pin
             self.kube.patch(SERVICES, ns, name, {"spec": {"selector": {templates.HASH_LABEL: None}}})
-        route = ""
+        route = generated = ""
         if router_ref.kind != "replica":
-            route = f"{router_ref.kind}/{router_ref.name}"
+            route = f"route {router_ref.kind}/{router_ref.name} (set to 100/0: all traffic to the stable backend)"
+            if router_ref.kind == "nginx":
+                generated = f"; the canary Ingress {router_ref.name}-canary it generated is kept at weight 0"
             ctx = RouterContext(self.kube, ns, meta["name"], router_ref.name, stable_service, canary_service)
             try:
                 router_for(router_ref.kind, ctx).reset()
             except RoutingError as exc:  # the route is the user's; the Services serve the app either way
                 log.warning("route not reset at release", extra=_fields(deployment, error=str(exc)))
+                route = f"route {router_ref.kind}/{router_ref.name} (not reset: {exc})"
         _, ours_rs = replicasets(self.kube, deployment)
         for rs in ours_rs:
             self.kube.delete(REPLICASETS, ns, rs["metadata"]["name"])
@@ -184,7 +187,9 @@ class Reconciler:
             )
         except Conflict:
             return Outcome(0.0, conflicted=True)
-        post_event(self.kube, deployment, "Normal", EventReason.RELEASED, _released_message(sorted(kept), route))
+        post_event(
+            self.kube, deployment, "Normal", EventReason.RELEASED, _released_message(sorted(kept), route, generated)
+        )
         log.info("released", extra=_fields(deployment))
         return Outcome(None)
 
@@ -299,16 +304,15 @@ class Reconciler:
         return True
 
 
-def _released_message(kept: list[str], route: str) -> str:
+def _released_message(kept: list[str], route: str, generated: str) -> str:
+    """The Released Event: what deliver left in place and the user may now remove."""
     message = "deliver.dev/strategy removed: deliver no longer holds this Deployment"
     if not kept:
         return message
-    names = ", ".join(kept)
-    via = f"route {route} (set to 100/0: all traffic to the stable backend)" if route else "your routes"
     return (
-        f"{message}; kept the Services deliver created ({names}), now selecting every pod of the app, "
-        f"since {via} may still send traffic to them. Once no route or client uses them you may delete "
-        "them, and the remaining deliver.dev/* annotations"
+        f"{message}; kept the Services deliver created ({', '.join(kept)}), now selecting every pod of "
+        f"the app, since {route or 'your routes'} may still send traffic to them{generated}. Once no route "
+        "or client uses them you may delete them, and the remaining deliver.dev/* annotations"
     )
 
 
