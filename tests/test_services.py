@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from delivery import templates
 from delivery.kube import DEPLOYMENTS, HTTPROUTES, PODS, SERVICES
+from tests.fakekube import Crash
 from tests.fixture import NAME, NS, STATE, Fixture, template
 
 V1, V2, V3 = "web:v1", "web:v2", "web:v3"
@@ -201,3 +204,25 @@ def test_services_deliver_may_touch_are_its_own_and_those_in_front_of_the_pods()
     assert f.events("InvalidAnnotation") == []
     assert selected_images(f, "web-public") == {V2}
     assert f.kube.obj(SERVICES, f"{NAME}-preview")["metadata"]["labels"][templates.OWNER_LABEL] == NAME
+
+
+def test_a_crash_at_any_write_of_a_release_behind_a_router_still_leaves_the_app_served() -> None:
+    clean = routed_canary()
+    clean.when_annotated(strategy=None)
+    start = len(clean.kube.writes)
+    clean.when_reconciled()
+    writes = len(clean.kube.writes) - start
+    assert writes >= 5
+    for k in range(1, writes + 1):
+        f = routed_canary()
+        f.when_annotated(strategy=None)
+        f.kube.crash_at_write(k)
+        with pytest.raises(Crash):
+            f.when_reconciled()
+        for service in (f"{NAME}-stable", f"{NAME}-canary"):
+            assert selected_images(f, service), f"crash at write {k}: {service} reaches no pod"
+        f.when_restarted()
+        f.when_settled()
+        assert STATE not in f.deployment()["metadata"]["annotations"], f"crash at write {k}"
+        assert weights(f) == {f"{NAME}-stable": 100, f"{NAME}-canary": 0}, f"crash at write {k}"
+        assert selected_images(f, f"{NAME}-stable") == {V2} and f.delivers_replicasets() == []
