@@ -23,6 +23,7 @@ from strategies.model import (
     SetPaused,
     SetWeight,
     SwitchActive,
+    UnpinService,
 )
 
 from . import templates
@@ -294,6 +295,15 @@ def _switch(ctx: Context, a: SwitchActive) -> None:
     _ensure_service(ctx, a.service, a.pod_hash)
 
 
+def _unpin(ctx: Context, a: UnpinService) -> None:
+    try:
+        svc = ctx.kube.get(SERVICES, ctx.ns, a.name)
+    except NotFound:
+        return
+    if templates.HASH_LABEL in ((svc.get("spec") or {}).get("selector") or {}):
+        ctx.kube.patch(SERVICES, ctx.ns, a.name, {"spec": {"selector": {templates.HASH_LABEL: None}}})
+
+
 def _analyse(ctx: Context, a: Analyse) -> None:
     ctx.analyse(a)
 
@@ -312,6 +322,7 @@ _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     SetWeight: _set_weight,
     EnsureService: _ensure_service_action,
     SwitchActive: _switch,
+    UnpinService: _unpin,
     Analyse: _analyse,
     PostEvent: _post_event,
 }

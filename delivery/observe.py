@@ -6,11 +6,11 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from strategies.model import Observation, PodHealth, VersionObs
+from strategies.model import Observation, PodHealth, ServiceObs, VersionObs
 
 from . import templates
 from .health import pod_health
-from .kube import PODS, REPLICASETS, Kube, selector_string
+from .kube import PODS, REPLICASETS, SERVICES, Kube, selector_string
 from .state import read_request
 
 
@@ -39,6 +39,19 @@ def replicasets(kube: Kube, deployment: dict[str, Any]) -> tuple[list[dict[str, 
         rs for rs in kube.items(REPLICASETS, ns, f"{templates.OWNER_LABEL}={meta['name']}") if not _has_controller(rs)
     ]
     return owned, ours
+
+
+def services_of(kube: Kube, deployment: dict[str, Any]) -> tuple[ServiceObs, ...]:
+    """The Services in front of this Deployment's pods, and those deliver created for it."""
+    meta = deployment["metadata"]
+    labels = templates.without_hash(deployment["spec"]["template"])["metadata"].get("labels") or {}
+    found = []
+    for svc in kube.items(SERVICES, meta["namespace"]):
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        ours = (svc["metadata"].get("labels") or {}).get(templates.OWNER_LABEL) == meta["name"]
+        if ours or templates.fronts(selector, labels):
+            found.append(ServiceObs(svc["metadata"]["name"], str(selector.get(templates.HASH_LABEL, "")), ours))
+    return tuple(found)
 
 
 def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: int | None = None) -> Observation:
@@ -75,6 +88,7 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
     )
     verb, rid = read_request(deployment)
     return Observation(
+        services=services_of(kube, deployment),
         now=now,
         namespace=ns,
         name=meta["name"],

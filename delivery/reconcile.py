@@ -30,6 +30,7 @@ from .state import encode_state, read_state, write_state
 log = logging.getLogger("deliver.reconcile")
 
 ROUTE_RECHECK = 5.0  # seconds between route checks while a delivery behind a router is open
+SPEC_RETRY = 2.0  # seconds before a pass whose spec could not be read (API error) is tried again
 AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], StepVerdict]
 
 
@@ -90,6 +91,18 @@ class Reconciler:
         uid = deployment["metadata"]["uid"]
         try:
             spec = specmod.parse(deployment, self.configmaps(namespace))
+            # A Service-name annotation may not take over a Service that is neither deliver's
+            # nor already in front of this Deployment's pods: refused like an invalid annotation.
+            takeovers = specmod.service_takeovers(spec, deployment, self.kube.items(SERVICES, namespace))
+            if takeovers:
+                raise takeovers[0]
+        except KubeError as exc:
+            # Reading the analysis ConfigMap failed for another reason than NotFound (a timeout, a
+            # 5xx, a 403): nothing is known to be wrong with the annotations. Plan nothing, retry soon.
+            log.warning("cannot read the spec's ConfigMap", extra=_fields(deployment, error=str(exc)))
+            if isinstance(exc, Forbidden):
+                self._warn_once(deployment, EventReason.PERMISSION_DENIED, f"reading a ConfigMap failed: {exc}")
+            return Outcome(SPEC_RETRY)
         except SpecError as err:
             message = f"invalid annotation {err.key}: {err.problem}; deliver takes no action"
             if self._warn_once(deployment, EventReason.INVALID_ANNOTATION, message):
@@ -116,30 +129,48 @@ class Reconciler:
         return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router)
 
     def _release(self, deployment: dict[str, Any]) -> Outcome:
-        """The strategy annotation was removed: hand the Deployment back as a plain one.
+        """The strategy annotation was removed: hand the Deployment back as a plain one, still served.
 
-        Services are unpinned, deliver's own ReplicaSets go, the Deployment is unpaused (so the
-        native controller rolls out whatever the template says) and the record is removed, in that
-        order. (A weighted route is the user's object; its weights are left as they are.)
+        In this order: every Service deliver pinned to one pod-template-hash is unpinned (it selects
+        the app again); the Services deliver created are kept (a weighted route may still send traffic
+        to NAME-stable/NAME-canary; blue-green's active Service may be the user's entry point), except
+        blue-green's preview Service, which never had production traffic and is deleted; a weighted
+        route still declared is set to 100/0 (stable); deliver's own ReplicaSets go; the Deployment is
+        unpaused (the native controller rolls out whatever the template says) and the record removed.
+        A Normal Event ``Released`` names what the user may now remove.
         """
         meta = deployment["metadata"]
         ns = meta["namespace"]
-        # Services first: deliver's own go, a user's Service that deliver pinned to one
-        # pod-template-hash (blue-green's active one) is unpinned so it selects the app again.
-        app = deployment["spec"]["selector"].get("matchLabels") or {}
+        router_ref, stable_service, canary_service, preview_service = specmod.leftover_routing(deployment)
+        app = templates.without_hash(deployment["spec"]["template"])["metadata"].get("labels") or {}
+        kept: list[str] = []
         for svc in self.kube.items(SERVICES, ns):
+            name = svc["metadata"]["name"]
             selector = (svc.get("spec") or {}).get("selector") or {}
+            ours = (svc["metadata"].get("labels") or {}).get(templates.OWNER_LABEL) == meta["name"]
+            if ours and name == preview_service:
+                self.kube.delete(SERVICES, ns, name)
+                continue
+            if ours:
+                kept.append(name)
             if templates.HASH_LABEL not in selector:
                 continue
-            if any(app.get(k) != v for k, v in selector.items() if k != templates.HASH_LABEL):
-                continue
-            name = svc["metadata"]["name"]
-            if (svc["metadata"].get("labels") or {}).get(templates.OWNER_LABEL) == meta["name"]:
-                self.kube.delete(SERVICES, ns, name)
-            else:
-                self.kube.patch(SERVICES, ns, name, {"spec": {"selector": {templates.HASH_LABEL: None}}})
-        _, ours = replicasets(self.kube, deployment)
-        for rs in ours:
+            if not ours and any(app.get(k) != v for k, v in selector.items() if k != templates.HASH_LABEL):
+                continue  # not in front of this Deployment's pods: not deliver's pin
+            self.kube.patch(SERVICES, ns, name, {"spec": {"selector": {templates.HASH_LABEL: None}}})
+        route = generated = ""
+        if router_ref.kind != "replica":
+            route = f"route {router_ref.kind}/{router_ref.name} (set to 100/0: all traffic to the stable backend)"
+            if router_ref.kind == "nginx":
+                generated = f"; the canary Ingress {router_ref.name}-canary it generated is kept at weight 0"
+            ctx = RouterContext(self.kube, ns, meta["name"], router_ref.name, stable_service, canary_service)
+            try:
+                router_for(router_ref.kind, ctx).reset()
+            except RoutingError as exc:  # the route is the user's; the Services serve the app either way
+                log.warning("route not reset at release", extra=_fields(deployment, error=str(exc)))
+                route = f"route {router_ref.kind}/{router_ref.name} (not reset: {exc})"
+        _, ours_rs = replicasets(self.kube, deployment)
+        for rs in ours_rs:
             self.kube.delete(REPLICASETS, ns, rs["metadata"]["name"])
         try:
             self.kube.patch(
@@ -157,11 +188,7 @@ class Reconciler:
         except Conflict:
             return Outcome(0.0, conflicted=True)
         post_event(
-            self.kube,
-            deployment,
-            "Normal",
-            EventReason.RELEASED,
-            "deliver.dev/strategy removed: deliver no longer holds this Deployment",
+            self.kube, deployment, "Normal", EventReason.RELEASED, _released_message(sorted(kept), route, generated)
         )
         log.info("released", extra=_fields(deployment))
         return Outcome(None)
@@ -275,6 +302,18 @@ class Reconciler:
         post_event(self.kube, deployment, "Warning", reason, message)
         self._warned[key] = message
         return True
+
+
+def _released_message(kept: list[str], route: str, generated: str) -> str:
+    """The Released Event: what deliver left in place and the user may now remove."""
+    message = "deliver.dev/strategy removed: deliver no longer holds this Deployment"
+    if not kept:
+        return message
+    return (
+        f"{message}; kept the Services deliver created ({', '.join(kept)}), now selecting every pod of "
+        f"the app, since {route or 'your routes'} may still send traffic to them{generated}. Once no route "
+        "or client uses them you may delete them, and the remaining deliver.dev/* annotations"
+    )
 
 
 def _fields(deployment: dict[str, Any], **more: Any) -> dict[str, Any]:

@@ -37,3 +37,10 @@ def with_hash(template: dict[str, Any], pod_hash: str) -> dict[str, Any]:
     tpl = copy.deepcopy(template)
     tpl.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = pod_hash
     return tpl
+
+
+def fronts(selector: dict[str, Any], pod_labels: dict[str, Any]) -> bool:
+    """A Service selector (ignoring the pod-template-hash key) that is non-empty and a subset of
+    the pod labels: the Service is in front of these pods."""
+    rest = {k: v for k, v in selector.items() if k != HASH_LABEL}
+    return bool(rest) and all(pod_labels.get(k) == v for k, v in rest.items())

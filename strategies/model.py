@@ -155,6 +155,16 @@ class VersionObs:
 
 
 @dataclass(frozen=True)
+class ServiceObs:
+    """A Service in front of this Deployment's pods (its selector, without the pod-template-hash key,
+    is a non-empty subset of the pod template's labels), or one deliver created for it."""
+
+    name: str
+    pod_hash: str = ""  # the pod-template-hash it is pinned to ("": it selects the app)
+    ours: bool = False  # created by deliver for this Deployment (its owner label)
+
+
+@dataclass(frozen=True)
 class Observation:
     """A snapshot of one annotated Deployment and everything deliver owns beside it."""
 
@@ -178,6 +188,7 @@ class Observation:
     router_weight: int | None = None  # weight the router reports now (None: unknown / no router)
     router_problem: str = ""  # why the declared router is broken now ("": it works or was not checked)
     analysed: tuple[StepVerdict, ...] = ()  # verdicts of the analyses run since the record was read
+    services: tuple[ServiceObs, ...] = ()  # Services in front of this Deployment's pods (see ServiceObs)
     template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def version(self, revision: str) -> VersionObs | None:
@@ -409,6 +420,13 @@ class SwitchActive:
 
 
 @dataclass(frozen=True)
+class UnpinService:
+    """Remove the pod-template-hash key from a Service's selector: it selects the app's pods again."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Analyse:
     """Run the metric checks over [start, now], the new version's pods against the stable ones', and
     hand the verdict for this step to the next plan."""
@@ -441,6 +459,7 @@ Action = (
     | SetWeight
     | EnsureService
     | SwitchActive
+    | UnpinService
     | Analyse
     | PostEvent
 )

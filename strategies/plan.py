@@ -24,9 +24,11 @@ from .model import (
     Plan,
     PostEvent,
     RevertTemplate,
+    ServiceObs,
     SetPaused,
     SetWeight,
     Strategy,
+    UnpinService,
     VersionObs,
 )
 from .reasons import EventReason as R
@@ -59,7 +61,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     """The next record and the actions that converge on it, for one Deployment."""
     state, told = _record_analysed(state, obs)
     decided = _decide(spec, state, obs)
-    actions = told + decided.actions
+    actions = _unpin(spec, state, obs, decided) + told + decided.actions
     if obs.router_problem:
         # The route is gone or broken: no traffic reaches the new version through it anyway.
         actions = tuple(a for a in actions if not isinstance(a, SetWeight))
@@ -72,6 +74,35 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     if not record.hold.fits(record.phase):
         record = record.replace(hold=HoldReason.NONE)
     return Plan(record, actions, decided.requeue_after, paused)
+
+
+def services_in_use(spec: DeliverySpec) -> tuple[str, ...]:
+    """The Services the declared strategy pins to one version's pods."""
+    if spec.strategy is Strategy.BLUE_GREEN:
+        return (spec.active_service, spec.preview_service)
+    if spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
+        return (spec.stable_service, spec.canary_service)
+    return ()
+
+
+def _unpin(spec: DeliverySpec, state: DeliveryState, obs: Observation, decided: Plan) -> tuple[Action, ...]:
+    """A pin that outlived its purpose goes first: a Service pinned to one pod-template-hash that the
+    declared strategy does not pin (blue-green's active Service after a change to rolling), or, at
+    rest, pinned to a hash no ReplicaSet has any more (a Deployment deleted and applied again)."""
+    if state.strategy and state.strategy != spec.strategy.value and not state.phase.terminal:
+        return ()  # the old strategy's delivery is being undone: its pins are part of that
+    in_use = services_in_use(spec)
+    at_rest = state.phase.terminal and decided.state.phase.terminal
+    hashes = {v.pod_hash for v in obs.versions}
+
+    def stale(svc: ServiceObs) -> bool:
+        if not svc.pod_hash:
+            return False
+        if svc.name not in in_use:
+            return True
+        return at_rest and svc.pod_hash not in hashes
+
+    return tuple(UnpinService(svc.name) for svc in obs.services if stale(svc))
 
 
 def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, tuple[Action, ...]]:

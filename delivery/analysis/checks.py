@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from delivery.errors import QueryError, SpecError
+from delivery.errors import KubeError, QueryError, SpecError
 
 PREFIX = "deliver.dev/"
 KEY_CHECKS = PREFIX + "analysis"
@@ -308,8 +308,8 @@ def parse_checks(
                 if data is None:
                     try:
                         data = dict(configmaps(cm_name))
-                    except SpecError:
-                        raise
+                    except (SpecError, KubeError):
+                        raise  # an API error (not a missing ConfigMap) is the caller's to retry
                     except Exception as exc:  # the ConfigMap itself is missing or unreadable
                         raise SpecError(KEY_CONFIG, f"cannot read ConfigMap {cm_name!r}: {exc}") from exc
                 cm_kind, queries = _custom_from_configmap(name, kind, cm_name, data)
