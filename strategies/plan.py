@@ -57,7 +57,7 @@ def current_stable(obs: Observation) -> VersionObs | None:
 
 def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     """The next record and the actions that converge on it, for one Deployment."""
-    state, told = _record_analysed(state, obs)
+    state, told = _record_analysed(_forget_failure(state), obs)
     decided = _decide(spec, state, obs)
     actions = told + decided.actions
     if obs.router_problem:
@@ -71,7 +71,16 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     record = decided.state
     if not record.hold.fits(record.phase):
         record = record.replace(hold=HoldReason.NONE)
+    record = _forget_failure(record)
     return Plan(record, actions, decided.requeue_after, paused)
+
+
+def _forget_failure(state: DeliveryState) -> DeliveryState:
+    """A failure is of a revision against the stable version of its time; once a delivery succeeded
+    that comparison is stale, and the failed revision may be delivered again like any other."""
+    if state.phase is Phase.SUCCEEDED and (state.failed_revision or state.failed_template is not None):
+        return state.replace(failed_revision="", failed_template=None)
+    return state
 
 
 def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, tuple[Action, ...]]:

@@ -59,7 +59,8 @@ def request_of(kube: FakeKube) -> dict[str, Any] | None:
     ],
 )
 def test_verb_writes_a_request(kube: FakeKube, args: list[str], phase: str, verb: str) -> None:
-    kube.put(DEPLOYMENTS, deployment(TPL_B, st(phase)))
+    # a Paused record says why (its hold): resume applies to an operator's pause, promote to any
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st(phase, hold="Operator") if phase == "Paused" else st(phase)))
     result = invoke(*args, "-n", "ns")
     assert result.exit_code == 0, result.output
     assert request_of(kube)["verb"] == verb

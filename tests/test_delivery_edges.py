@@ -44,3 +44,26 @@ def test_a_canary_scaled_to_zero_mid_step_is_held_not_promoted_and_goes_on_when_
     record = f.record()
     assert (record["phase"], record["hold"], record["stableRevision"]) == ("Succeeded", "", REV2)
     assert all("0/0" not in v["summary"] for v in record["verdicts"])
+
+
+def test_a_revision_that_failed_once_is_delivered_again_after_another_one_succeeded() -> None:
+    f = Fixture()
+    f.given_deployment("canary", V1, replicas=3, steps="50,100", interval="30s")
+    f.given_delivered()
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert (f.record()["phase"], f.record()["failedRevision"]) == ("RolledBack", REV2)
+
+    f.when_template_changes(V3)
+    f.when_settled()
+    assert (f.record()["phase"], f.record()["failedRevision"]) == ("Succeeded", ""), "a success forgets the failure"
+
+    f.crashing.clear()  # v2's crash was in its environment, since fixed: re-applying it delivers it
+    f.when_template_changes(V2)
+    f.when_settled()
+
+    record = f.record()
+    assert (record["phase"], record["stableRevision"]) == ("Succeeded", REV2)
+    assert "RevisionPreviouslyFailed" not in f.reasons()
+    assert f.serving() == {V2: 3}

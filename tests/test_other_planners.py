@@ -225,3 +225,35 @@ def test_no_strategy_passes_a_check_on_zero_pods() -> None:
     p = plan(bg(), p.state, bg_zero)
     assert p.state.step == 0 and p.state.hold is HoldReason.NO_REPLICAS
     assert SwitchActive("app", NEW) not in p.actions
+
+
+# ---- a failed revision is forgotten once another one succeeds (issue 10, defect 11) ----
+
+
+def test_a_later_success_clears_the_failed_revision_so_it_may_be_delivered_again() -> None:
+    third = "third00003"
+    spec = rolling(pause_at=())
+    failed = DeliveryState(
+        phase=Phase.ROLLED_BACK,
+        stable_revision=STABLE,
+        stable_hash=STABLE,
+        failed_revision=NEW,
+        failed_template={"a": 1},
+    )
+    p = plan(spec, failed, obs(version(STABLE, 4), replicas=4, target=third))
+    assert p.state.phase is Phase.PROGRESSING and p.state.revision == third
+    done = obs(version(STABLE, 0), version(third, 4), replicas=4, target=third, paused=False, now=1011)
+    p = plan(spec, plan(spec, p.state, done).state, done)
+    assert p.state.phase is Phase.SUCCEEDED
+    assert (p.state.failed_revision, p.state.failed_template) == ("", None)
+    again = plan(spec, p.state, obs(version(third, 4), replicas=4, target=NEW, now=1020))
+    assert again.state.phase is Phase.PROGRESSING and again.state.revision == NEW
+    assert "RevisionPreviouslyFailed" not in reasons(again) and "DeliveryStarted" in reasons(again)
+
+
+def test_a_success_recorded_before_the_fix_forgets_its_failed_revision_on_the_next_pass() -> None:
+    legacy = DeliveryState(
+        phase=Phase.SUCCEEDED, revision="third00003", stable_revision="third00003", failed_revision=NEW
+    )
+    p = plan(rolling(), legacy, obs(version("third00003", 4), replicas=4, target=NEW))
+    assert p.state.phase is Phase.PROGRESSING and p.state.revision == NEW and p.state.failed_revision == ""
