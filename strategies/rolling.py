@@ -47,8 +47,13 @@ class RollingPlanner(NativePlanner):
             hold = (SetPaused(False),)
         if final and not obs.rollout_complete:
             verdict = check_step(spec, state, obs, self, new, n, state.step)
-            if isinstance(verdict, Plan) and verdict.state.phase not in (Phase.PROGRESSING, Phase.PAUSED):
-                return verdict
+            if isinstance(verdict, Plan) and (
+                verdict.state.phase is not Phase.PROGRESSING or verdict.state.hold is not state.hold
+            ):
+                # A failure is never dropped: rolled back, or (auto-rollback off) held as failed with
+                # the Deployment paused so no more new pods roll out while an operator decides.
+                stop: tuple[Action, ...] = (SetPaused(True),) if verdict.state.phase is Phase.PAUSED else ()
+                return Plan(verdict.state, stop + verdict.actions, verdict.requeue_after)
             return Plan(state, hold, RECHECK)
         verdict = check_step(spec, state, obs, self, new, want, state.step)
         if isinstance(verdict, Plan):

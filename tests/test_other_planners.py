@@ -13,7 +13,7 @@ from strategies.model import (
     SwitchActive,
 )
 
-from .planning import NEW, STABLE, obs, started, version
+from .planning import NEW, STABLE, later, obs, started, version
 
 
 def bg(**kw):
@@ -257,3 +257,22 @@ def test_a_success_recorded_before_the_fix_forgets_its_failed_revision_on_the_ne
     )
     p = plan(rolling(), legacy, obs(version("third00003", 4), replicas=4, target=NEW))
     assert p.state.phase is Phase.PROGRESSING and p.state.revision == NEW and p.state.failed_revision == ""
+
+
+# ---- rolling's last step fails with automatic rollback off (issue 10, defect 9) ----
+
+
+def test_rolling_last_step_failure_with_auto_rollback_off_is_held_as_failed_and_told() -> None:
+    from strategies.model import HoldReason
+
+    for points in ((), (25, 50)):
+        spec = rolling(pause_at=points, auto_rollback=False)
+        s = started(Strategy.ROLLING, step=len(points))
+        stuck = obs(version(STABLE, 2), version(NEW, 2, ready=0), replicas=4, paused=False, now=1061)
+        p = plan(spec, s, stuck)
+        assert p.state.phase is Phase.PAUSED and p.state.hold is HoldReason.FAILED, (points, p.state)
+        assert reasons(p) == ["DeliveryFailed"] and "automatic rollback is off" in p.state.message
+        assert p.paused, "no further new pods are rolled out while an operator decides"
+        assert not any(isinstance(a, RevertTemplate) for a in p.actions)
+        again = plan(spec, p.state, later(stuck, 30))
+        assert again.state.phase is Phase.PAUSED and not again.events()
