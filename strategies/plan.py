@@ -261,24 +261,25 @@ def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, plann
         R.DELIVERY_SUPERSEDED,
         f"revision {state.revision} superseded by {obs.target_revision} before it finished",
     )
-    if planner.native():
-        # The Deployment controller already follows the newest template; restart the plan on it.
-        restarted = state.replace(
-            revision=obs.target_revision, step=0, step_started=obs.now, analysis_started=obs.now, extensions=0, weight=0
-        )
-        nxt = planner.advance(spec, restarted, obs)
-        return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
-    undo = tuple(a for a in planner.undo(spec, state, obs) if not isinstance(a, RevertTemplate))
+    # The newest revision starts cleanly: whatever held the old one (an operator's pause, a failure
+    # with auto-rollback off, an inconclusive analysis, a manual promotion) was about that revision.
     restarted = state.replace(
         revision=obs.target_revision,
+        phase=Phase.PROGRESSING,
+        hold=HoldReason.NONE,
+        message=f"delivering revision {obs.target_revision} ({spec.strategy.value}); superseded {state.revision}",
         step=0,
         step_started=obs.now,
         analysis_started=obs.now,
         extensions=0,
         weight=0,
         switched=0.0,
-        phase=Phase.PROGRESSING,
     )
+    if planner.native():
+        # The Deployment controller already follows the newest template; restart the plan on it.
+        nxt = planner.advance(spec, restarted, obs)
+        return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
+    undo = tuple(a for a in planner.undo(spec, state, obs) if not isinstance(a, RevertTemplate))
     return Plan(restarted, (event,) + undo, 0.5)
 
 

@@ -67,3 +67,31 @@ def test_a_revision_that_failed_once_is_delivered_again_after_another_one_succee
     assert (record["phase"], record["stableRevision"]) == ("Succeeded", REV2)
     assert "RevisionPreviouslyFailed" not in f.reasons()
     assert f.serving() == {V2: 3}
+
+
+def test_superseding_a_rolling_delivery_held_as_failed_delivers_the_newest_with_its_checks() -> None:
+    from delivery import gate
+
+    f = Fixture()
+    f.given_deployment("rolling", V1, replicas=3, pause_at="50", interval="30s", auto_rollback="false")
+    f.given_delivered()
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert (f.record()["phase"], f.record()["hold"]) == ("Paused", "Failed")
+    assert gate.decide(REV2, f.deployment())[0] == 1
+
+    f.when_template_changes(V3)  # the fix
+    f.when_reconciled()
+    record = f.record()
+    assert (record["phase"], record["hold"], record["revision"], record["step"]) == ("Progressing", "", REV3, 0)
+    assert "failed" not in record["message"] and REV3 in record["message"]
+    assert gate.decide(REV3, f.deployment())[0] is None, "the gate of the fix waits for it, not exit 1"
+
+    f.when_settled()
+
+    record = f.record()
+    assert (record["phase"], record["stableRevision"]) == ("Succeeded", REV3)
+    assert f.serving() == {V3: 3}
+    assert gate.decide(REV3, f.deployment())[0] == 0
+    assert "StepPassed" in f.reasons()[f.reasons().index("DeliverySuperseded") :], "the new revision was checked"

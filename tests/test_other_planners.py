@@ -276,3 +276,33 @@ def test_rolling_last_step_failure_with_auto_rollback_off_is_held_as_failed_and_
         assert not any(isinstance(a, RevertTemplate) for a in p.actions)
         again = plan(spec, p.state, later(stuck, 30))
         assert again.state.phase is Phase.PAUSED and not again.events()
+
+
+# ---- superseding a paused native delivery starts the new one cleanly (issue 10, defect 5) ----
+
+
+def test_superseding_a_paused_rolling_or_recreate_delivery_starts_the_newest_one_cleanly() -> None:
+    from strategies.model import HoldReason
+
+    newer = "newer00002"
+    cases = (
+        (rolling(auto_rollback=False), started(Strategy.ROLLING, step=1), "RollingUpdate"),
+        (recreate(auto_rollback=False), started(Strategy.RECREATE), "Recreate"),
+    )
+    for spec, s, native in cases:
+        held = s.replace(phase=Phase.PAUSED, hold=HoldReason.FAILED, message="failed: new version unhealthy")
+        for paused_as in (held, s.replace(phase=Phase.PAUSED, hold=HoldReason.OPERATOR, message="paused by an operator")):
+            o = obs(version(STABLE, 3), version(NEW, 1, ready=0), replicas=4, target=newer, native=native, now=1100)
+            p = plan(spec, paused_as, o)
+            st = p.state
+            assert (st.phase, st.hold, st.revision, st.step) == (Phase.PROGRESSING, HoldReason.NONE, newer, 0), st
+            assert newer in st.message and "failed" not in st.message and "operator" not in st.message
+            assert "DeliverySuperseded" in reasons(p)
+    # the checks apply to the newest revision: crash-looping recreate pods roll back
+    spec, s, native = cases[1]
+    p = plan(
+        spec, s.replace(phase=Phase.PAUSED, hold=HoldReason.FAILED), obs(version(STABLE, 3), target=newer, now=1100)
+    )
+    crashing = obs(version(STABLE, 0), version(newer, 3, ready=0, crashloop=3), replicas=3, target=newer, paused=False)
+    failed = plan(recreate(), p.state, later(crashing, 105))
+    assert failed.state.phase is Phase.ROLLING_BACK and failed.state.failed_revision == newer
