@@ -291,7 +291,8 @@ def test_superseding_a_paused_rolling_or_recreate_delivery_starts_the_newest_one
     )
     for spec, s, native in cases:
         held = s.replace(phase=Phase.PAUSED, hold=HoldReason.FAILED, message="failed: new version unhealthy")
-        for paused_as in (held, s.replace(phase=Phase.PAUSED, hold=HoldReason.OPERATOR, message="paused by an operator")):
+        by_operator = s.replace(phase=Phase.PAUSED, hold=HoldReason.OPERATOR, message="paused by an operator")
+        for paused_as in (held, by_operator):
             o = obs(version(STABLE, 3), version(NEW, 1, ready=0), replicas=4, target=newer, native=native, now=1100)
             p = plan(spec, paused_as, o)
             st = p.state
