@@ -40,6 +40,9 @@ class CanaryPlanner:
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         steps = spec.steps
         if state.step >= len(steps) or (not steps[state.step].pause and steps[state.step].weight >= 100):
+            if state.phase is Phase.PAUSED:
+                # the promotion failed with auto-rollback off: held until `deliver promote` or `abort`
+                return Plan(state, () if obs.paused else (SetPaused(True),), None)
             return self._promote(spec, state, obs)
         step = steps[state.step]
         weight = step.weight if not step.pause else _previous_weight(spec, state.step)

@@ -45,9 +45,10 @@ def refusal(spec: DeliverySpec | None, state: DeliveryState, verb: str, target: 
     allowed = ALLOWED[verb]
     if verb == "retry" and state.phase in (Phase.SUCCEEDED, Phase.IDLE):
         stable = state.stable_revision or state.revision
+        why = " (a success forgets earlier failures)" if state.phase is Phase.SUCCEEDED else ""
         return (
             f"{target} is {state.phase.value}: revision {stable} is the stable version and no failed revision is "
-            f"kept (a success forgets earlier failures); to deliver a revision again, apply its template"
+            f"kept{why}; to deliver a revision again, apply its template"
         )
     if state.phase not in allowed:
         hint = " (no delivery in progress)" if verb != "retry" and verb != "resume" and state.phase.terminal else ""

@@ -314,3 +314,21 @@ def test_promotion_never_hands_over_zero_pods() -> None:
     p = plan(canary_spec(), s, obs(version(STABLE, 0), version(NEW, 0, owned=False), replicas=0, now=1001))
     assert AdoptNew() not in p.actions and p.state.hold is HoldReason.NO_REPLICAS
     assert p.state.phase is not Phase.SUCCEEDED
+
+
+def test_a_promotion_failing_with_auto_rollback_off_is_held_once_not_restarted_every_pass() -> None:
+    from strategies.model import HoldReason
+
+    spec = canary_spec(auto_rollback=False)
+    s = started(Strategy.CANARY, step=3, phase=Phase.PROMOTING)
+    o = obs(version(STABLE, 5), version(NEW, 5, ready=2, owned=False, crashloop=3), now=1001)
+    p = plan(spec, s, o)
+    assert (p.state.phase, p.state.hold, reasons(p)) == (Phase.PAUSED, HoldReason.FAILED, ["DeliveryFailed"])
+    for seconds in (5, 60, 600):
+        again = plan(spec, p.state, obs(version(STABLE, 5), version(NEW, 5, ready=5, owned=False), now=1001 + seconds))
+        assert (again.state.phase, again.state.hold) == (Phase.PAUSED, HoldReason.FAILED)
+        assert not again.events() and AdoptNew() not in again.actions, "held until an operator decides"
+    promoted = plan(
+        spec, p.state, obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1700, request="promote", request_id="p")
+    )
+    assert promoted.state.phase is Phase.PROMOTING and AdoptNew() in promoted.actions
