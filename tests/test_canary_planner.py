@@ -328,7 +328,6 @@ def test_a_promotion_failing_with_auto_rollback_off_is_held_once_not_restarted_e
         again = plan(spec, p.state, obs(version(STABLE, 5), version(NEW, 5, ready=5, owned=False), now=1001 + seconds))
         assert (again.state.phase, again.state.hold) == (Phase.PAUSED, HoldReason.FAILED)
         assert not again.events() and AdoptNew() not in again.actions, "held until an operator decides"
-    promoted = plan(
-        spec, p.state, obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1700, request="promote", request_id="p")
-    )
+    go = obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1700, request="promote", request_id="p")
+    promoted = plan(spec, p.state, go)
     assert promoted.state.phase is Phase.PROMOTING and AdoptNew() in promoted.actions
