@@ -307,3 +307,23 @@ def test_superseding_a_paused_rolling_or_recreate_delivery_starts_the_newest_one
     crashing = obs(version(STABLE, 0), version(newer, 3, ready=0, crashloop=3), replicas=3, target=newer, paused=False)
     failed = plan(recreate(), p.state, later(crashing, 105))
     assert failed.state.phase is Phase.ROLLING_BACK and failed.state.failed_revision == newer
+
+
+def test_bluegreen_failing_after_the_switch_with_auto_rollback_off_is_held_not_finished_by_itself() -> None:
+    from strategies.model import HoldReason
+
+    spec = bg(auto_rollback=False)
+    s = started(Strategy.BLUE_GREEN, step=1, switched=1000.0)
+    slow = obs(version(STABLE, 4), version(NEW, 4, ready=2, owned=False), replicas=4, now=1061)
+    p = plan(spec, s, slow)
+    assert (p.state.phase, p.state.hold, reasons(p)) == (Phase.PAUSED, HoldReason.FAILED, ["DeliveryFailed"])
+    ready = obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1100)  # past keep-warm too
+    again = plan(spec, p.state, ready)
+    assert (again.state.phase, again.state.hold) == (Phase.PAUSED, HoldReason.FAILED)
+    assert AdoptNew() not in again.actions and not again.events(), "a failed revision is not promoted by itself"
+    go = plan(
+        spec,
+        p.state,
+        obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1101, request="promote", request_id="p"),
+    )
+    assert AdoptNew() in go.actions and go.state.phase is Phase.PROMOTING
