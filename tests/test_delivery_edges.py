@@ -95,3 +95,68 @@ def test_superseding_a_rolling_delivery_held_as_failed_delivers_the_newest_with_
     assert f.serving() == {V3: 3}
     assert gate.decide(REV3, f.deployment())[0] == 0
     assert "StepPassed" in f.reasons()[f.reasons().index("DeliverySuperseded") :], "the new revision was checked"
+
+
+def test_a_crash_at_any_write_of_a_supersede_of_a_held_rolling_delivery_converges() -> None:
+    import pytest
+
+    from tests.fakekube import Crash
+
+    def given() -> Fixture:
+        f = Fixture()
+        f.given_deployment("rolling", V1, replicas=3, pause_at="50", interval="30s", auto_rollback="false")
+        f.given_delivered()
+        f.crashing.add(V2)
+        f.when_template_changes(V2)
+        f.when_settled()
+        f.when_template_changes(V3)
+        return f
+
+    clean = given()
+    start = len(clean.kube.writes)
+    clean.when_settled()
+    writes = len(clean.kube.writes) - start
+    assert writes >= 4
+    for k in range(1, writes + 1):
+        f = given()
+        f.kube.crash_at_write(k)
+        with pytest.raises(Crash):
+            f.when_settled()
+        f.when_restarted()
+        f.when_settled()
+        record = f.record()
+        assert (record["phase"], record["stableRevision"], f.serving()) == ("Succeeded", REV3, {V3: 3}), k
+
+
+def test_a_crash_at_any_write_while_scaled_to_zero_never_promotes() -> None:
+    import pytest
+
+    from tests.fakekube import Crash
+
+    def given() -> Fixture:
+        f = Fixture()
+        f.given_deployment("canary", V1, replicas=3, steps="20,50,100", interval="30s")
+        f.given_delivered()
+        f.when_template_changes(V2)
+        f.when_settled(until=lambda f: f.serving().get(V2, 0) == 1)
+        scale(f, 0)
+        return f
+
+    clean = given()
+    start = len(clean.kube.writes)
+    clean.when_settled()
+    writes = len(clean.kube.writes) - start
+    assert writes >= 2
+    for k in range(1, writes + 1):
+        f = given()
+        f.kube.crash_at_write(k)
+        with pytest.raises(Crash):
+            f.when_settled()
+        f.when_restarted()
+        f.when_time_passes(3600)
+        f.when_settled()
+        record = f.record()
+        assert (record["phase"], record["hold"], record["stableRevision"]) == ("Progressing", "NoReplicas", REV1), k
+        scale(f, 3)
+        f.when_settled()
+        assert (f.record()["phase"], f.record()["stableRevision"], f.serving()) == ("Succeeded", REV2, {V2: 3}), k
