@@ -160,3 +160,34 @@ def test_a_crash_at_any_write_while_scaled_to_zero_never_promotes() -> None:
         scale(f, 3)
         f.when_settled()
         assert (f.record()["phase"], f.record()["stableRevision"], f.serving()) == ("Succeeded", REV2, {V2: 3}), k
+
+
+def recreate_held_as_failed() -> Fixture:
+    """A recreate Deployment whose v2 crash-looped with auto-rollback off: held as failed."""
+    f = Fixture()
+    f.given_deployment("recreate", V1, replicas=2, interval="30s", auto_rollback="false")
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    d["spec"]["strategy"] = {"type": "Recreate"}
+    f.kube.put(DEPLOYMENTS, d)
+    f.given_delivered()
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert (f.record()["phase"], f.record()["hold"], f.record()["revision"]) == ("Paused", "Failed", REV2)
+    return f
+
+
+def test_superseding_a_held_recreate_delivery_checks_the_newest_revision() -> None:
+    f = recreate_held_as_failed()
+    f.crashing.add(V3)
+    f.when_template_changes(V3)  # also broken: it must be caught, not rolled out unchecked
+    f.when_settled()
+    record = f.record()
+    assert (record["phase"], record["hold"], record["revision"]) == ("Paused", "Failed", REV3)
+    assert len(f.events("DeliveryFailed", "Warning")) == 2, "the newest revision's failure is told too"
+
+    f = recreate_held_as_failed()
+    f.when_template_changes(V3)
+    f.when_settled()
+    assert (f.record()["phase"], f.record()["stableRevision"], f.serving()) == ("Succeeded", REV3, {V3: 2})
+    assert "StepPassed" in f.reasons() or any(v["outcome"] == "pass" for v in f.record()["verdicts"])
