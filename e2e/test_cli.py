@@ -143,7 +143,7 @@ def test_manual_gate_promote_pause_resume(
     # resume does not pass a manual gate, pause needs a running delivery: both refused, nothing changed
     before = kube.apps.read_namespaced_deployment("web", ns).metadata.resource_version
     r = deliver(k, "-n", ns, "resume", "web")
-    assert r.returncode == 1 and "manual gate" in r.stderr and "deliver promote web" in r.stderr
+    assert r.returncode == 1 and "manual promotion" in r.stderr and "deliver promote web" in r.stderr
     r = deliver(k, "-n", ns, "pause", "web")
     assert r.returncode == 1 and "Paused" in r.stderr
     assert kube.apps.read_namespaced_deployment("web", ns).metadata.resource_version == before

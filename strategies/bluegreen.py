@@ -94,6 +94,9 @@ class BlueGreenPlanner:
             nxt = self.advance(spec, moved, obs)
             return Plan(nxt.state, (passed,) + nxt.actions, nxt.requeue_after, nxt.paused)
 
+        if state.phase is Phase.PAUSED:
+            # failed after the switch with auto-rollback off: held until `deliver promote` or `abort`
+            return Plan(state, tuple(base), None)
         if not state.switched:
             # `promote` may arrive before the preview is fully Ready: switch only once it is.
             waiting = self._not_ready_to_switch(spec, state, obs, new, n)

@@ -26,7 +26,16 @@ from .model import (
     SetWeight,
 )
 from .reasons import EventReason as R
-from .steps import RECHECK, ROUTER_DRAIN, ceil_share, check_step, rollback, settle_adopted, step_passed
+from .steps import (
+    RECHECK,
+    ROUTER_DRAIN,
+    ceil_share,
+    check_step,
+    hold_no_replicas,
+    rollback,
+    settle_adopted,
+    step_passed,
+)
 
 
 class CanaryPlanner:
@@ -40,6 +49,9 @@ class CanaryPlanner:
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         steps = spec.steps
         if state.step >= len(steps) or (not steps[state.step].pause and steps[state.step].weight >= 100):
+            if state.phase is Phase.PAUSED:
+                # the promotion failed with auto-rollback off: held until `deliver promote` or `abort`
+                return Plan(state, () if obs.paused else (SetPaused(True),), None)
             return self._promote(spec, state, obs)
         step = steps[state.step]
         weight = step.weight if not step.pause else _previous_weight(spec, state.step)
@@ -106,6 +118,9 @@ class CanaryPlanner:
             head = ()
         ours = obs.deliver_owned(state.revision)
         adopted = obs.version(state.revision)
+        if ours is not None and n <= 0:
+            held = hold_no_replicas(state, obs, "promotion")
+            return Plan(held.state, head + (ScaleNew(n),) + held.actions, held.requeue_after)
         if ours is not None:
             problem = ours.health.problem(spec.max_restarts)
             if problem:

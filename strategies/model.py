@@ -48,6 +48,7 @@ class HoldReason(StrEnum):
     OPERATOR = "Operator"  # Paused: `deliver pause`
     ROUTER_UNAVAILABLE = "RouterUnavailable"  # Progressing: the router is broken; rolled back after the deadline
     PREVIOUSLY_FAILED = "PreviouslyFailed"  # RolledBack/Aborted: the template is the failed revision again
+    NO_REPLICAS = "NoReplicas"  # Progressing/Promoting: scaled to zero, no pods to check; goes on when they return
 
     def fits(self, phase: Phase) -> bool:
         """Whether this reason can describe a record in ``phase`` (others are stale and dropped)."""
@@ -55,6 +56,8 @@ class HoldReason(StrEnum):
             return True
         if self is HoldReason.ROUTER_UNAVAILABLE:
             return phase is Phase.PROGRESSING
+        if self is HoldReason.NO_REPLICAS:
+            return phase in (Phase.PROGRESSING, Phase.PROMOTING)
         if self is HoldReason.PREVIOUSLY_FAILED:
             return phase in (Phase.ROLLED_BACK, Phase.ABORTED)
         return phase is Phase.PAUSED

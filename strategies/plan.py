@@ -35,7 +35,7 @@ from .reasons import EventReason as R
 from .recreate import RecreatePlanner
 from .requests import refusal
 from .rolling import RollingPlanner
-from .steps import RECHECK, ROUTER_DRAIN, StrategyPlanner, finish_rollback, rollback
+from .steps import RECHECK, ROUTER_DRAIN, StrategyPlanner, finish_rollback, resume_with_replicas, rollback
 
 PLANNERS: dict[Strategy, StrategyPlanner] = {
     Strategy.CANARY: CanaryPlanner(),
@@ -59,7 +59,7 @@ def current_stable(obs: Observation) -> VersionObs | None:
 
 def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     """The next record and the actions that converge on it, for one Deployment."""
-    state, told = _record_analysed(state, obs)
+    state, told = _record_analysed(_forget_failure(state), obs)
     decided = _decide(spec, state, obs)
     actions = _unpin(spec, state, obs, decided) + told + decided.actions
     if obs.router_problem:
@@ -73,6 +73,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     record = decided.state
     if not record.hold.fits(record.phase):
         record = record.replace(hold=HoldReason.NONE)
+    record = _forget_failure(record)
     return Plan(record, actions, decided.requeue_after, paused)
 
 
@@ -103,6 +104,14 @@ def _unpin(spec: DeliverySpec, state: DeliveryState, obs: Observation, decided: 
         return at_rest and svc.pod_hash not in hashes
 
     return tuple(UnpinService(svc.name) for svc in obs.services if stale(svc))
+
+
+def _forget_failure(state: DeliveryState) -> DeliveryState:
+    """A failure is of a revision against the stable version of its time; once a delivery succeeded
+    that comparison is stale, and the failed revision may be delivered again like any other."""
+    if state.phase is Phase.SUCCEEDED and (state.failed_revision or state.failed_template is not None):
+        return state.replace(failed_revision="", failed_template=None)
+    return state
 
 
 def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, tuple[Action, ...]]:
@@ -151,6 +160,7 @@ def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     if in_progress:
         if state.phase == Phase.ROLLING_BACK:
             return finish_rollback(spec, state, obs, planner)  # the stable version is being restored
+        state = resume_with_replicas(state, obs)
         if obs.target_revision != state.revision:
             if obs.target_revision == state.stable_revision:
                 # The user put the stable template back: the delivery is moot.
@@ -282,24 +292,25 @@ def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, plann
         R.DELIVERY_SUPERSEDED,
         f"revision {state.revision} superseded by {obs.target_revision} before it finished",
     )
-    if planner.native():
-        # The Deployment controller already follows the newest template; restart the plan on it.
-        restarted = state.replace(
-            revision=obs.target_revision, step=0, step_started=obs.now, analysis_started=obs.now, extensions=0, weight=0
-        )
-        nxt = planner.advance(spec, restarted, obs)
-        return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
-    undo = tuple(a for a in planner.undo(spec, state, obs) if not isinstance(a, RevertTemplate))
+    # The newest revision starts cleanly: whatever held the old one (an operator's pause, a failure
+    # with auto-rollback off, an inconclusive analysis, a manual promotion) was about that revision.
     restarted = state.replace(
         revision=obs.target_revision,
+        phase=Phase.PROGRESSING,
+        hold=HoldReason.NONE,
+        message=f"delivering revision {obs.target_revision} ({spec.strategy.value}); superseded {state.revision}",
         step=0,
         step_started=obs.now,
         analysis_started=obs.now,
         extensions=0,
         weight=0,
         switched=0.0,
-        phase=Phase.PROGRESSING,
     )
+    if planner.native():
+        # The Deployment controller already follows the newest template; restart the plan on it.
+        nxt = planner.advance(spec, restarted, obs)
+        return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
+    undo = tuple(a for a in planner.undo(spec, state, obs) if not isinstance(a, RevertTemplate))
     return Plan(restarted, (event,) + undo, 0.5)
 
 

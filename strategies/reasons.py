@@ -16,6 +16,7 @@ class EventReason(StrEnum):
     DELIVERY_SUPERSEDED = "DeliverySuperseded"
     STEP_PASSED = "StepPassed"
     STEP_EXTENDED = "StepExtended"
+    DELIVERY_HELD = "DeliveryHeld"  # scaled to zero: no pods to check, the delivery waits for replicas
     AWAITING_PROMOTION = "AwaitingPromotion"  # a manual promotion step, or blue-green without auto-promote
     PROMOTING = "Promoting"
     ACTIVE_SWITCHED = "ActiveSwitched"

@@ -43,6 +43,13 @@ def refusal(spec: DeliverySpec | None, state: DeliveryState, verb: str, target: 
     if verb not in ALLOWED:
         return f"unknown request {verb!r}; one of: {', '.join(VERBS)}"
     allowed = ALLOWED[verb]
+    if verb == "retry" and state.phase in (Phase.SUCCEEDED, Phase.IDLE):
+        stable = state.stable_revision or state.revision
+        why = " (a success forgets earlier failures)" if state.phase is Phase.SUCCEEDED else ""
+        return (
+            f"{target} is {state.phase.value}: revision {stable} is the stable version and no failed revision is "
+            f"kept{why}; to deliver a revision again, apply its template"
+        )
     if state.phase not in allowed:
         hint = " (no delivery in progress)" if verb != "retry" and verb != "resume" and state.phase.terminal else ""
         names = ", ".join(p.value for p in allowed)

@@ -47,8 +47,13 @@ class RollingPlanner(NativePlanner):
             hold = (SetPaused(False),)
         if final and not obs.rollout_complete:
             checked = check_step(spec, state, obs, self, new, n, state.step)
-            if isinstance(checked, Plan) and checked.state.phase not in (Phase.PROGRESSING, Phase.PAUSED):
-                return checked
+            if isinstance(checked, Plan) and (
+                checked.state.phase is not Phase.PROGRESSING or checked.state.hold is not state.hold
+            ):
+                # A failure is never dropped: rolled back, or (auto-rollback off) held as failed with
+                # the Deployment paused so no more new pods roll out while an operator decides.
+                stop: tuple[Action, ...] = (SetPaused(True),) if checked.state.phase is Phase.PAUSED else ()
+                return Plan(checked.state, stop + checked.actions, checked.requeue_after)
             return Plan(state, hold, RECHECK)
         checked = check_step(spec, state, obs, self, new, want, state.step)
         if isinstance(checked, Plan):

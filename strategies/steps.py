@@ -170,6 +170,35 @@ def settle_adopted(state: DeliveryState, obs: Observation, adopted: VersionObs) 
     return (SetPaused(False),) if stuck and obs.paused else ()
 
 
+def hold_no_replicas(state: DeliveryState, obs: Observation, what: str) -> Plan:
+    """The Deployment wants zero replicas (KEDA, ``kubectl scale``): no pods, no evidence. Never pass
+    or promote on that; hold (no deadline runs) until replicas come back (``resume_with_replicas``)."""
+    if state.hold is HoldReason.NO_REPLICAS:
+        return Plan(state, (), None)  # already held, already told; a scale-up changes the Deployment
+    message = (
+        f"{what} held: the Deployment is scaled to zero, no pods of revision {state.revision} to check; "
+        f"goes on when it has replicas again (`deliver abort {obs.name}` rolls back)"
+    )
+    return Plan(
+        state.replace(hold=HoldReason.NO_REPLICAS, message=message),
+        (PostEvent("Normal", R.DELIVERY_HELD, message),),
+        None,
+    )
+
+
+def resume_with_replicas(state: DeliveryState, obs: Observation) -> DeliveryState:
+    """Replicas are back after a NO_REPLICAS hold: the step starts over (its hold, progress deadline
+    and analysis window count from now, on real pods)."""
+    if state.hold is not HoldReason.NO_REPLICAS or obs.replicas <= 0:
+        return state
+    return state.replace(
+        hold=HoldReason.NONE,
+        step_started=obs.now,
+        analysis_started=obs.now,
+        message=f"replicas are back ({obs.replicas}); step {state.step + 1} starts over",
+    )
+
+
 def step_verdict(state: DeliveryState, step: int) -> StepVerdict | None:
     """The verdict recorded for this step since it (re)started, if any."""
     for v in reversed(state.verdicts):
@@ -203,6 +232,8 @@ def check_step(
     is done and the delivery may move on (the caller then posts ``step_passed``), or None if the
     caller should keep converging.
     """
+    if expected <= 0:
+        return hold_no_replicas(state, obs, f"step {step + 1}")
     health = version.health if version is not None else None
     if health is not None:
         problem = health.problem(spec.max_restarts)

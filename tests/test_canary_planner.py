@@ -280,3 +280,54 @@ def test_the_plan_says_what_the_analysis_compares() -> None:
     recreate = DeliverySpec(strategy=Strategy.RECREATE, analysis=("x",), interval=10.0)
     (r,) = analyses(plan(recreate, started(Strategy.RECREATE, now=990), done))
     assert r.baseline_end == 990  # the old version stopped when the delivery started
+
+
+# ---- scaled to zero mid-delivery (issue 10, defect 13): no pods is no evidence ----
+
+
+def test_a_step_never_passes_on_zero_pods_and_the_delivery_holds_until_replicas_return() -> None:
+    from strategies.model import HoldReason
+
+    s = started(Strategy.CANARY, weight=20)
+    state = s
+    for now in (1031.0, 1100.0, 2000.0):  # far past the interval and the progress deadline
+        zero = obs(version(STABLE, 0), version(NEW, 0, owned=False), replicas=0, now=now)
+        p = plan(canary_spec(), state, zero)
+        state = p.state
+        assert state.phase is Phase.PROGRESSING and state.step == 0, state.message
+        assert state.hold is HoldReason.NO_REPLICAS and "scaled to zero" in state.message
+        assert not any(v.outcome == "pass" for v in state.verdicts)
+        assert not any(isinstance(a, AdoptNew) for a in p.actions)
+    assert reasons(plan(canary_spec(), s, obs(version(STABLE, 0), replicas=0, now=1031))) == ["DeliveryHeld"]
+    assert reasons(plan(canary_spec(), state, obs(version(STABLE, 0), replicas=0, now=2001))) == []  # told once
+    back = plan(canary_spec(), state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=2010))
+    assert back.state.hold is HoldReason.NONE and back.state.step == 0
+    assert back.state.step_started == 2010 and not back.state.verdicts  # the hold starts over on real pods
+    passed = plan(canary_spec(), back.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=2041))
+    assert passed.state.verdicts[-1].outcome == "pass" and "1/1" in passed.state.verdicts[-1].summary
+
+
+def test_promotion_never_hands_over_zero_pods() -> None:
+    from strategies.model import HoldReason
+
+    s = started(Strategy.CANARY, step=2, weight=50)
+    p = plan(canary_spec(), s, obs(version(STABLE, 0), version(NEW, 0, owned=False), replicas=0, now=1001))
+    assert AdoptNew() not in p.actions and p.state.hold is HoldReason.NO_REPLICAS
+    assert p.state.phase is not Phase.SUCCEEDED
+
+
+def test_a_promotion_failing_with_auto_rollback_off_is_held_once_not_restarted_every_pass() -> None:
+    from strategies.model import HoldReason
+
+    spec = canary_spec(auto_rollback=False)
+    s = started(Strategy.CANARY, step=3, phase=Phase.PROMOTING)
+    o = obs(version(STABLE, 5), version(NEW, 5, ready=2, owned=False, crashloop=3), now=1001)
+    p = plan(spec, s, o)
+    assert (p.state.phase, p.state.hold, reasons(p)) == (Phase.PAUSED, HoldReason.FAILED, ["DeliveryFailed"])
+    for seconds in (5, 60, 600):
+        again = plan(spec, p.state, obs(version(STABLE, 5), version(NEW, 5, ready=5, owned=False), now=1001 + seconds))
+        assert (again.state.phase, again.state.hold) == (Phase.PAUSED, HoldReason.FAILED)
+        assert not again.events() and AdoptNew() not in again.actions, "held until an operator decides"
+    go = obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1700, request="promote", request_id="p")
+    promoted = plan(spec, p.state, go)
+    assert promoted.state.phase is Phase.PROMOTING and AdoptNew() in promoted.actions

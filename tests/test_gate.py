@@ -434,3 +434,20 @@ def test_records_written_before_hold_existed_are_read_with_their_reason(phase: s
     from strategies.model import DeliveryState
 
     assert DeliveryState.from_dict(st(phase, message=message)).hold.value == hold
+
+
+def test_decide_a_rolling_last_step_held_as_failed_is_a_failure_not_a_timeout() -> None:
+    # issue 10, defect 9: the record the planner writes when rolling's last step fails with
+    # auto-rollback off makes the gate exit 1 at once (it used to wait for the timeout, 3)
+    from strategies import plan
+    from strategies.model import DeliverySpec, Strategy
+
+    from .planning import obs, started, version
+
+    spec = DeliverySpec(strategy=Strategy.ROLLING, progress_deadline=60.0, auto_rollback=False)
+    stuck = obs(version(A, 2), version(B, 2, ready=0), replicas=4, paused=False, target=B, now=1061)
+    record = plan(spec, started(Strategy.ROLLING, revision=B, stable_revision=A, stable_hash=A), stuck).state
+    d = deployment(TPL_B, record.to_dict(), {"deliver.dev/strategy": "rolling", "deliver.dev/auto-rollback": "false"})
+    del d["metadata"]["annotations"]["deliver.dev/steps"]
+    code, reason = gate.decide(B, d)
+    assert code == 1 and "automatic rollback is off" in reason

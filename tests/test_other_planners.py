@@ -13,7 +13,7 @@ from strategies.model import (
     SwitchActive,
 )
 
-from .planning import NEW, STABLE, obs, started, version
+from .planning import NEW, STABLE, later, obs, started, version
 
 
 def bg(**kw):
@@ -209,3 +209,124 @@ def test_bluegreen_analysis_compares_preview_with_active() -> None:
     )
     (a,) = [x for x in p.actions if isinstance(x, Analyse)]
     assert (a.new_hash, a.new_service, a.stable_service) == (NEW, "app-preview", "app")
+
+
+def test_no_strategy_passes_a_check_on_zero_pods() -> None:
+    from strategies.model import HoldReason
+
+    zero = obs(version(STABLE, 0), version(NEW, 0), replicas=0, paused=False, now=1500)
+    for spec, state in (
+        (rolling(), started(Strategy.ROLLING, step=0)),
+        (rolling(), started(Strategy.ROLLING, step=2)),
+        (recreate(), started(Strategy.RECREATE)),
+    ):
+        p = plan(spec, state, zero)
+        p = plan(spec, p.state, zero)
+        assert p.state.phase is Phase.PROGRESSING and p.state.hold is HoldReason.NO_REPLICAS, (spec.strategy, p.state)
+    bg_zero = obs(version(STABLE, 0), version(NEW, 0, owned=False), replicas=0, now=1500)
+    p = plan(bg(), started(Strategy.BLUE_GREEN), bg_zero)
+    p = plan(bg(), p.state, bg_zero)
+    assert p.state.step == 0 and p.state.hold is HoldReason.NO_REPLICAS
+    assert SwitchActive("app", NEW) not in p.actions
+
+
+# ---- a failed revision is forgotten once another one succeeds (issue 10, defect 11) ----
+
+
+def test_a_later_success_clears_the_failed_revision_so_it_may_be_delivered_again() -> None:
+    third = "third00003"
+    spec = rolling(pause_at=())
+    failed = DeliveryState(
+        phase=Phase.ROLLED_BACK,
+        stable_revision=STABLE,
+        stable_hash=STABLE,
+        failed_revision=NEW,
+        failed_template={"a": 1},
+    )
+    p = plan(spec, failed, obs(version(STABLE, 4), replicas=4, target=third))
+    assert p.state.phase is Phase.PROGRESSING and p.state.revision == third
+    done = obs(version(STABLE, 0), version(third, 4), replicas=4, target=third, paused=False, now=1011)
+    p = plan(spec, plan(spec, p.state, done).state, done)
+    assert p.state.phase is Phase.SUCCEEDED
+    assert (p.state.failed_revision, p.state.failed_template) == ("", None)
+    again = plan(spec, p.state, obs(version(third, 4), replicas=4, target=NEW, now=1020))
+    assert again.state.phase is Phase.PROGRESSING and again.state.revision == NEW
+    assert "RevisionPreviouslyFailed" not in reasons(again) and "DeliveryStarted" in reasons(again)
+
+
+def test_a_success_recorded_before_the_fix_forgets_its_failed_revision_on_the_next_pass() -> None:
+    legacy = DeliveryState(
+        phase=Phase.SUCCEEDED, revision="third00003", stable_revision="third00003", failed_revision=NEW
+    )
+    p = plan(rolling(), legacy, obs(version("third00003", 4), replicas=4, target=NEW))
+    assert p.state.phase is Phase.PROGRESSING and p.state.revision == NEW and p.state.failed_revision == ""
+
+
+# ---- rolling's last step fails with automatic rollback off (issue 10, defect 9) ----
+
+
+def test_rolling_last_step_failure_with_auto_rollback_off_is_held_as_failed_and_told() -> None:
+    from strategies.model import HoldReason
+
+    for points in ((), (25, 50)):
+        spec = rolling(pause_at=points, auto_rollback=False)
+        s = started(Strategy.ROLLING, step=len(points))
+        stuck = obs(version(STABLE, 2), version(NEW, 2, ready=0), replicas=4, paused=False, now=1061)
+        p = plan(spec, s, stuck)
+        assert p.state.phase is Phase.PAUSED and p.state.hold is HoldReason.FAILED, (points, p.state)
+        assert reasons(p) == ["DeliveryFailed"] and "automatic rollback is off" in p.state.message
+        assert p.paused, "no further new pods are rolled out while an operator decides"
+        assert not any(isinstance(a, RevertTemplate) for a in p.actions)
+        again = plan(spec, p.state, later(stuck, 30))
+        assert again.state.phase is Phase.PAUSED and not again.events()
+
+
+# ---- superseding a paused native delivery starts the new one cleanly (issue 10, defect 5) ----
+
+
+def test_superseding_a_paused_rolling_or_recreate_delivery_starts_the_newest_one_cleanly() -> None:
+    from strategies.model import HoldReason
+
+    newer = "newer00002"
+    cases = (
+        (rolling(auto_rollback=False), started(Strategy.ROLLING, step=1), "RollingUpdate"),
+        (recreate(auto_rollback=False), started(Strategy.RECREATE), "Recreate"),
+    )
+    for spec, s, native in cases:
+        held = s.replace(phase=Phase.PAUSED, hold=HoldReason.FAILED, message="failed: new version unhealthy")
+        by_operator = s.replace(phase=Phase.PAUSED, hold=HoldReason.OPERATOR, message="paused by an operator")
+        for paused_as in (held, by_operator):
+            o = obs(version(STABLE, 3), version(NEW, 1, ready=0), replicas=4, target=newer, native=native, now=1100)
+            p = plan(spec, paused_as, o)
+            st = p.state
+            assert (st.phase, st.hold, st.revision, st.step) == (Phase.PROGRESSING, HoldReason.NONE, newer, 0), st
+            assert newer in st.message and "failed" not in st.message and "operator" not in st.message
+            assert "DeliverySuperseded" in reasons(p)
+    # the checks apply to the newest revision: crash-looping recreate pods roll back
+    spec, s, native = cases[1]
+    p = plan(
+        spec, s.replace(phase=Phase.PAUSED, hold=HoldReason.FAILED), obs(version(STABLE, 3), target=newer, now=1100)
+    )
+    crashing = obs(version(STABLE, 0), version(newer, 3, ready=0, crashloop=3), replicas=3, target=newer, paused=False)
+    failed = plan(recreate(), p.state, later(crashing, 105))
+    assert failed.state.phase is Phase.ROLLING_BACK and failed.state.failed_revision == newer
+
+
+def test_bluegreen_failing_after_the_switch_with_auto_rollback_off_is_held_not_finished_by_itself() -> None:
+    from strategies.model import HoldReason
+
+    spec = bg(auto_rollback=False)
+    s = started(Strategy.BLUE_GREEN, step=1, switched=1000.0)
+    slow = obs(version(STABLE, 4), version(NEW, 4, ready=2, owned=False), replicas=4, now=1061)
+    p = plan(spec, s, slow)
+    assert (p.state.phase, p.state.hold, reasons(p)) == (Phase.PAUSED, HoldReason.FAILED, ["DeliveryFailed"])
+    ready = obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1100)  # past keep-warm too
+    again = plan(spec, p.state, ready)
+    assert (again.state.phase, again.state.hold) == (Phase.PAUSED, HoldReason.FAILED)
+    assert AdoptNew() not in again.actions and not again.events(), "a failed revision is not promoted by itself"
+    go = plan(
+        spec,
+        p.state,
+        obs(version(STABLE, 4), version(NEW, 4, owned=False), replicas=4, now=1101, request="promote", request_id="p"),
+    )
+    assert AdoptNew() in go.actions and go.state.phase is Phase.PROMOTING

@@ -55,3 +55,37 @@ def test_resume_does_not_pass_a_manual_promotion_promote_does() -> None:
         MANUAL, at_step, obs(version(STABLE, 5), version(NEW, 1, owned=False), request="promote", request_id="r2")
     )
     assert promoted.state.phase is Phase.PROMOTING
+
+
+def test_retry_after_a_success_is_refused_saying_how_to_deliver_a_revision_again() -> None:
+    done = DeliveryState(phase=Phase.SUCCEEDED, revision="third00003", stable_revision="third00003")
+    why = refusal(None, done, "retry", "ns/web") or ""
+    assert why.startswith("ns/web is Succeeded: revision third00003 is the stable version and no failed revision")
+    assert "apply its template" in why
+    # the planner follows the same rule: nothing is applied
+    p = plan(canary_spec(), done, obs(version("third00003", 5), target="third00003", request="retry", request_id="r"))
+    assert not p.actions or not any(type(a).__name__ == "ApplyTemplate" for a in p.actions)
+    assert p.state.handled_request == "r"
+
+
+def test_the_cli_refuses_requests_with_the_planners_words() -> None:
+    from delivery.cli.request_rules import check_request
+
+    deployment = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "web",
+            "annotations": {
+                "deliver.dev/strategy": "canary",
+                "deliver.dev/steps": "20,pause,100",
+                "deliver.dev/state": '{"phase": "Paused", "step": 1, "hold": "AwaitingPromotion"}',
+            },
+        },
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "x"}]}},
+        },
+    }
+    state = DeliveryState(phase=Phase.PAUSED, step=1, hold=HoldReason.AWAITING_PROMOTION)
+    for verb in ALLOWED:
+        assert check_request(deployment, verb) == refusal(MANUAL, state, verb, "ns/web"), verb
