@@ -2,7 +2,9 @@
 
 List + watch with resourceVersion, relist on 410 Gone, client-side timeouts on every stream; no
 polling loops. A delayed work queue carries the planners' requeue timers (e.g. "hold this step
-for 60s"); one worker reconciles one Deployment at a time, so a key is never processed twice at once.
+for 60s"). N workers reconcile concurrently, each a different Deployment: a key handed out is
+"processing" until ``done``, and adding it meanwhile only marks it to be handed out again after
+``done``, so a key is never processed twice at once. Analyses run off this path (delivery/background.py).
 """
 
 from __future__ import annotations
@@ -27,22 +29,43 @@ Key = tuple[str, str]
 
 
 class WorkQueue:
-    """Keys with due times; adding a pending key keeps the earlier due time (dedupe)."""
+    """Keys with due times; adding a pending key keeps the earlier due time (dedupe).
+
+    A key returned by ``get`` is processing until ``done(key)``: adding it meanwhile is remembered
+    (earliest due time) and queued by ``done``, so no two workers ever hold the same key.
+    """
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, Key]] = []
         self._due: dict[Key, float] = {}
+        self._processing: set[Key] = set()
+        self._again: dict[Key, float] = {}  # added while processing: due time once done
         self._cond = threading.Condition()
         self._closed = False
 
     def add(self, key: Key, delay: float = 0.0) -> None:
         due = time.monotonic() + max(0.0, delay)
         with self._cond:
-            if key in self._due and self._due[key] <= due:
+            if key in self._processing:
+                self._again[key] = min(due, self._again.get(key, due))
                 return
-            self._due[key] = due
-            heapq.heappush(self._heap, (due, key))
-            self._cond.notify()
+            self._push(key, due)
+
+    def done(self, key: Key) -> None:
+        """The worker holding ``key`` finished with it; a re-add made meanwhile is queued now."""
+        with self._cond:
+            self._processing.discard(key)
+            due = self._again.pop(key, None)
+            if due is not None:
+                self._push(key, due)
+
+    def _push(self, key: Key, due: float) -> None:
+        """Queue ``key`` (the caller holds the condition)."""
+        if key in self._due and self._due[key] <= due:
+            return
+        self._due[key] = due
+        heapq.heappush(self._heap, (due, key))
+        self._cond.notify()
 
     def get(self, timeout: float = 1.0) -> Key | None:
         deadline = time.monotonic() + timeout
@@ -54,6 +77,7 @@ class WorkQueue:
                 if self._heap and self._heap[0][0] <= now:
                     _, key = heapq.heappop(self._heap)
                     del self._due[key]
+                    self._processing.add(key)
                     return key
                 wait = deadline - now
                 if self._heap:
@@ -70,7 +94,7 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._due)
+            return len(self._due) + len(self._again)
 
 
 @dataclass
@@ -128,7 +152,11 @@ class Controller:
         is_leader: Callable[[], bool] = lambda: True,
         on_outcome: Callable[[Key, Outcome, float], None] | None = None,
         resync: float = 300.0,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError("a controller needs at least one worker")
+        self.workers = workers
         self.kube = kube
         self.reconciler = reconciler
         self.namespace = namespace
@@ -143,7 +171,7 @@ class Controller:
             Informer(kube, DEPLOYMENTS, namespace, self._on_deployment, self.stop),
             Informer(kube, REPLICASETS, namespace, self._on_replicaset, self.stop),
         ]
-        self.busy = threading.Event()  # set while a reconcile is writing
+        self.busy = _Busy()  # set while any worker is reconciling
 
     # ---- event handlers ----
 
@@ -197,20 +225,32 @@ class Controller:
                 self.queue.add(key)
 
     def run(self) -> None:
-        """Start the informers and work until ``stop`` is set; the current reconcile is finished first."""
+        """Start the informers and ``workers`` workers; work until ``stop`` is set. Each worker finishes
+        its current reconcile before this returns."""
         self.start()
-        log.info("controller started", extra={"namespace": self.namespace or "*"})
+        log.info("controller started", extra={"namespace": self.namespace or "*", "workers": self.workers})
+        workers = [threading.Thread(target=self.work, name=f"worker-{i}", daemon=True) for i in range(self.workers)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        self.queue.close()
+        log.info("controller stopped")
+
+    def work(self) -> None:
+        """One worker: take a due key (never one another worker holds), reconcile it, hand it back."""
         while not self.stop.is_set():
             key = self.queue.get(timeout=0.5)
             if key is None:
                 continue
-            if not self.is_leader():
-                self.queue.add(key, 2.0)
-                self.stop.wait(0.5)
-                continue
-            self.process(key)
-        self.queue.close()
-        log.info("controller stopped")
+            try:
+                if not self.is_leader():
+                    self.queue.add(key, 2.0)
+                    self.stop.wait(0.5)
+                    continue
+                self.process(key)
+            finally:
+                self.queue.done(key)
 
     def process(self, key: Key) -> None:
         started = time.monotonic()
@@ -230,3 +270,23 @@ class Controller:
             self.on_outcome(key, outcome, elapsed)
         if outcome.requeue_after is not None:
             self.queue.add(key, outcome.requeue_after)
+
+
+class _Busy:
+    """How many workers are reconciling; ``is_set`` while any is (so a shutdown waits for their writes)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def set(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._count = max(0, self._count - 1)
+
+    def is_set(self) -> bool:
+        with self._lock:
+            return self._count > 0

@@ -20,6 +20,7 @@ from strategies.reasons import EventReason
 
 from . import act, templates
 from . import spec as specmod
+from .background import AnalysisPool
 from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError
 from .events import post_event
 from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
@@ -31,6 +32,7 @@ log = logging.getLogger("deliver.reconcile")
 
 ROUTE_RECHECK = 5.0  # seconds between route checks while a delivery behind a router is open
 SPEC_RETRY = 2.0  # seconds before a pass whose spec could not be read (API error) is tried again
+ANALYSIS_WAIT = 2.0  # seconds between passes (health checks) while an analysis runs in the pool
 AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], StepVerdict]
 
 
@@ -50,6 +52,9 @@ class Reconciler:
     kube: Kube
     analyser: AnalyserFn | None = None
     clock: Callable[[], float] = time.time
+    # When set, analyses run in this pool, off the reconcile path (see delivery/background.py);
+    # when None, a pass runs its analysis inline (tests, one-shot use).
+    pool: AnalysisPool | None = None
     # Warnings about the engine's own I/O already posted, keyed by "uid/reason" -> message
     # (dedupe only; not state: a new process may post one again).
     _warned: dict[str, str] = field(default_factory=dict)
@@ -232,10 +237,23 @@ class Reconciler:
                     ),
                 )
         analysed: list[StepVerdict] = []
+        waiting: list[Analyse] = []  # analyses still running in the pool
 
         def run_analysis(action: Analyse) -> None:
-            verdict = self._run_analysis(spec, plan.state, deployment, action)
-            analysed.append(verdict)
+            if self.pool is None:
+                analysed.append(self._run_analysis(spec, plan.state, deployment, action))
+                return
+            meta, state_then = deployment["metadata"], plan.state
+            verdict = self.pool.verdict(
+                (meta["namespace"], meta["name"]),
+                meta["uid"],
+                action,
+                lambda: self._run_analysis(spec, state_then, deployment, action),
+            )
+            if verdict is None:
+                waiting.append(action)
+            else:
+                analysed.append(verdict)
 
         ctx = act.Context(self.kube, deployment, spec, plan.state, router, run_analysis)
         for action in actions:
@@ -270,6 +288,10 @@ class Reconciler:
             # Recorded by the next plan (reconcile runs it at once), in its one record write.
             return Outcome(0.0, plan.state.phase.value, plan.state.step, plan.state.weight, analysed=tuple(analysed))
         requeue = plan.requeue_after
+        if waiting:
+            # The verdict comes later (the pool requeues this Deployment when it is in); meanwhile
+            # each pass still checks health, so a crash-looping new version is rolled back at once.
+            requeue = ANALYSIS_WAIT
         if router.kind != "replica" and not plan.state.phase.terminal:
             # Routes are not watched: while a delivery is open, look at the route at least this often.
             requeue = min(requeue if requeue is not None else ROUTE_RECHECK, ROUTE_RECHECK)

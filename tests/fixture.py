@@ -52,9 +52,12 @@ def owner_ref(obj: dict[str, Any], kind: str, controller: bool = True) -> dict[s
 
 
 class Fixture:
-    def __init__(self) -> None:
+    def __init__(self, ns: str = NS, kube: FakeKube | None = None) -> None:
+        """``ns`` and a shared ``kube``: several Fixtures (one Deployment each, in its own namespace)
+        on the one fake API, e.g. for the controller's workers."""
         self.now = START
-        self.kube = FakeKube(namespace=NS, clock=lambda: self.now)
+        self.ns = ns
+        self.kube = kube if kube is not None else FakeKube(namespace=ns, clock=lambda: self.now)
         self.reconciler = Reconciler(self.kube, analyser=None, clock=lambda: self.now)
         self.crashing: set[str] = set()  # images whose containers crash-loop
         self.outcomes: list[Outcome] = []
@@ -72,7 +75,12 @@ class Fixture:
             {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "metadata": {"name": NAME, "uid": "uid-deployment-web", "annotations": ann},
+                "metadata": {
+                    "name": NAME,
+                    "namespace": self.ns,
+                    "uid": "uid-deployment-web" if self.ns == NS else f"uid-deployment-{self.ns}-web",
+                    "annotations": ann,
+                },
                 "spec": {
                     "replicas": replicas,
                     "selector": {"matchLabels": {"app": NAME}},
@@ -97,7 +105,7 @@ class Fixture:
             {
                 "apiVersion": "v1",
                 "kind": "Service",
-                "metadata": {"name": name},
+                "metadata": {"name": name, "namespace": self.ns},
                 "spec": {
                     "selector": selector or {"app": NAME},
                     "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
@@ -119,6 +127,7 @@ class Fixture:
                 "kind": "ReplicaSet",
                 "metadata": {
                     "name": f"{NAME}-{pod_hash}",
+                    "namespace": self.ns,
                     "labels": dict(tpl["metadata"]["labels"], **(labels or {})),
                     "ownerReferences": [owner_ref(owner, "Deployment")] if owner else [],
                 },
@@ -134,14 +143,14 @@ class Fixture:
 
     def when_template_changes(self, image: str) -> None:
         """The user (or GitOps) writes a new pod template."""
-        d = self.kube.obj(DEPLOYMENTS, NAME)
+        d = self.kube.obj(DEPLOYMENTS, NAME, self.ns)
         d["spec"]["template"] = template(image)
         d["metadata"]["generation"] += 1
         self.kube.put(DEPLOYMENTS, d)
 
     def when_annotated(self, **annotations: str | None) -> None:
         """The user changes deliver.dev/* annotations (None removes one)."""
-        d = self.kube.obj(DEPLOYMENTS, NAME)
+        d = self.kube.obj(DEPLOYMENTS, NAME, self.ns)
         ann = d["metadata"].setdefault("annotations", {})
         for k, v in annotations.items():
             key = f"deliver.dev/{k.replace('_', '-')}"
@@ -152,7 +161,7 @@ class Fixture:
         self.kube.put(DEPLOYMENTS, d)
 
     def when_reconciled(self) -> Outcome:
-        outcome = self.reconciler.reconcile(NS, NAME)
+        outcome = self.reconciler.reconcile(self.ns, NAME)
         self.outcomes.append(outcome)
         return outcome
 
@@ -187,7 +196,7 @@ class Fixture:
     def cluster(self) -> None:
         """One round of the Deployment controller, the ReplicaSet controller and the kubelet."""
         self._deployment_controller()
-        for rs in self.kube.find(REPLICASETS, NS):
+        for rs in self.kube.find(REPLICASETS, self.ns):
             self._replicaset_controller(rs)
         self._deployment_status()
 
@@ -195,13 +204,13 @@ class Fixture:
         uid = d["metadata"]["uid"]
         return [
             rs
-            for rs in self.kube.find(REPLICASETS, NS, selector_string(d["spec"]["selector"]))
+            for rs in self.kube.find(REPLICASETS, self.ns, selector_string(d["spec"]["selector"]))
             if any(r.get("uid") == uid and r.get("controller") for r in rs["metadata"].get("ownerReferences") or [])
         ]
 
     def _deployment_controller(self) -> None:
         try:
-            d = self.kube.obj(DEPLOYMENTS, NAME)
+            d = self.kube.obj(DEPLOYMENTS, NAME, self.ns)
         except KeyError:
             return
         want = int(d["spec"].get("replicas", 1))
@@ -225,7 +234,7 @@ class Fixture:
             self._scale(rs, 0)
 
     def _scale(self, rs: dict[str, Any], replicas: int) -> None:
-        stored = self.kube.obj(REPLICASETS, rs["metadata"]["name"])
+        stored = self.kube.obj(REPLICASETS, rs["metadata"]["name"], self.ns)
         if int(stored["spec"].get("replicas") or 0) != replicas:
             stored["spec"]["replicas"] = replicas
             self.kube.put(REPLICASETS, stored)
@@ -235,11 +244,11 @@ class Fixture:
         want = int(rs["spec"].get("replicas") or 0)
         pods = [
             p
-            for p in self.kube.find(PODS, NS)
+            for p in self.kube.find(PODS, self.ns)
             if (p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == rs["metadata"]["uid"]
         ]
         for pod in pods[want:]:
-            self.kube.remove(PODS, pod["metadata"]["name"])
+            self.kube.remove(PODS, pod["metadata"]["name"], self.ns)
         image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
         crashing = image in self.crashing
         for i in range(len(pods), want):
@@ -250,6 +259,7 @@ class Fixture:
                     "kind": "Pod",
                     "metadata": {
                         "name": f"{name}-{i}",
+                        "namespace": self.ns,
                         "labels": copy.deepcopy(rs["spec"]["template"]["metadata"]["labels"]),
                         "ownerReferences": [owner_ref(rs, "ReplicaSet")],
                     },
@@ -260,7 +270,7 @@ class Fixture:
         ready = 0 if crashing else want
         status = {"replicas": want, "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": 1}
         if {k: (rs.get("status") or {}).get(k) for k in status} != status:
-            self.kube.update_status(REPLICASETS, name, status)
+            self.kube.update_status(REPLICASETS, name, status, self.ns)
 
     def _pod_status(self, crashing: bool) -> dict[str, Any]:
         since = timestamp(self.now)
@@ -280,7 +290,7 @@ class Fixture:
 
     def _deployment_status(self) -> None:
         try:
-            d = self.kube.obj(DEPLOYMENTS, NAME)
+            d = self.kube.obj(DEPLOYMENTS, NAME, self.ns)
         except KeyError:
             return
         rev = templates.revision(d["spec"]["template"])
@@ -292,12 +302,12 @@ class Fixture:
         updated = sum(int(rs["spec"]["replicas"]) for rs in owned if templates.revision(rs["spec"]["template"]) == rev)
         status = dict(count, updatedReplicas=updated, observedGeneration=d["metadata"]["generation"])
         if {k: (d.get("status") or {}).get(k) for k in status} != status:
-            self.kube.update_status(DEPLOYMENTS, NAME, status)
+            self.kube.update_status(DEPLOYMENTS, NAME, status, self.ns)
 
     # ------------------------------------------------------------------ then
 
     def deployment(self) -> dict[str, Any]:
-        return copy.deepcopy(self.kube.obj(DEPLOYMENTS, NAME))
+        return copy.deepcopy(self.kube.obj(DEPLOYMENTS, NAME, self.ns))
 
     def record(self) -> dict[str, Any]:
         """The persisted delivery record, as JSON (``deliver.dev/state``)."""
@@ -311,13 +321,13 @@ class Fixture:
     def replicasets(self, image: str | None = None) -> list[dict[str, Any]]:
         return [
             rs
-            for rs in self.kube.find(REPLICASETS, NS)
+            for rs in self.kube.find(REPLICASETS, self.ns)
             if image is None or rs["spec"]["template"]["spec"]["containers"][0]["image"] == image
         ]
 
     def delivers_replicasets(self) -> list[dict[str, Any]]:
         """deliver's own ReplicaSets (its owner label, no controller)."""
-        return self.kube.find(REPLICASETS, NS, f"{templates.OWNER_LABEL}={NAME}")
+        return self.kube.find(REPLICASETS, self.ns, f"{templates.OWNER_LABEL}={NAME}")
 
     def serving(self) -> dict[str, int]:
         """image -> pods running it."""
@@ -331,13 +341,13 @@ class Fixture:
     def events(self, reason: str | None = None, type_: str | None = None) -> list[dict[str, Any]]:
         return [
             e
-            for e in self.kube.find(EVENTS, NS)
+            for e in self.kube.find(EVENTS, self.ns)
             if (reason is None or e["reason"] == reason) and (type_ is None or e["type"] == type_)
         ]
 
     def reasons(self) -> list[str]:
         """Event reasons in the order they were created."""
-        found = sorted(self.kube.find(EVENTS, NS), key=lambda e: int(e["metadata"]["resourceVersion"]))
+        found = sorted(self.kube.find(EVENTS, self.ns), key=lambda e: int(e["metadata"]["resourceVersion"]))
         return [e["reason"] for e in found]
 
     def writes_to(self, plural: str, verb: str | None = None) -> list[Any]:

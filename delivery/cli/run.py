@@ -50,6 +50,13 @@ from .params import Duration, ListenAddress
     show_default=True,
     help="On SIGTERM, how long to wait for the current write before releasing the Lease.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Deployments reconciled at once (never one Deployment twice); also the size of the analysis pool.",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @common
 @click.pass_obj
@@ -65,12 +72,14 @@ def run(
     retry_period: float,
     metrics_addr: tuple[str, int] | None,
     shutdown_grace: float,
+    workers: int,
     log_level: str,
 ) -> None:
     """Run the controller (JSON logs on stderr)."""
     # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
     from ..controller import Controller
     from ..leader import LeaderElector
+    from ..background import AnalysisPool
     from ..metrics import Metrics, Server
     from ..reconcile import Reconciler
 
@@ -107,12 +116,16 @@ def run(
     )
     if elector is not None:
         elector.on_change = lambda leading: None if leading else metrics.forget_all()
+    # Analyses run in their own bounded pool, off the workers: a slow or hung Prometheus delays
+    # only the verdicts, never another Deployment's pass or a health rollback.
+    pool = AnalysisPool(workers, on_done=lambda key: holder["c"].queue.add(key))
     controller = Controller(
         kube,
-        Reconciler(kube, analyser),
+        Reconciler(kube, analyser, pool=pool),
         None if all_namespaces else g.namespace,
         is_leader=is_leader,
         on_outcome=metrics.observe,
+        workers=workers,
     )
     holder["c"] = controller
 
@@ -140,6 +153,7 @@ def run(
     deadline = time.monotonic() + shutdown_grace
     while controller.busy.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
+    pool.shutdown()
     if elector is not None:
         elector.stop()
         elector.release()
