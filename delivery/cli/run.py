@@ -77,9 +77,9 @@ def run(
 ) -> None:
     """Run the controller (JSON logs on stderr)."""
     # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
+    from ..background import AnalysisPool
     from ..controller import Controller
     from ..leader import LeaderElector
-    from ..background import AnalysisPool
     from ..metrics import Metrics, Server
     from ..reconcile import Reconciler
 

@@ -1,0 +1,300 @@
+"""Workers and analyses off the reconcile path (issue 10, defect 3), on the one fake API.
+
+A hung Prometheus (here: an analyser blocked on an Event) must not delay another Deployment's pass,
+nor the health checks (and so the crash-loop rollback) of the Deployment being analysed; the work
+queue never hands one Deployment to two workers at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from delivery.background import AnalysisPool
+from delivery.controller import Controller, Key, WorkQueue
+from delivery.kube import PODS
+from delivery.reconcile import ANALYSIS_WAIT, Outcome, Reconciler
+from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
+from tests.fixture import NAME, NS, Fixture
+
+OTHER = "other"
+ROLLBACK = ("RollingBack", "RolledBack")
+
+
+class HungAnalyser:
+    """An analyser that blocks (like a Prometheus that never answers) until ``release`` is set."""
+
+    def __init__(self, clock: Any) -> None:
+        self.release = threading.Event()
+        self.calls: list[Analyse] = []
+        self.clock = clock
+
+    def __call__(
+        self, spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse
+    ) -> StepVerdict:
+        self.calls.append(action)
+        self.release.wait(30)
+        return StepVerdict(action.step, "pass", "fake: error rate ok", self.clock())
+
+
+def analysed_canary(f: Fixture) -> None:
+    """A canary with an analysis, delivered at rest on web:v1, then changed to web:v2."""
+    f.given_deployment(strategy="canary", steps="50,100", analysis="error-rate")
+    f.given_delivered()
+    f.when_template_changes("web:v2")
+
+
+def crashing_canary(f: Fixture) -> None:
+    """A canary (no analysis) whose new version api:v2 crash-loops; one pass has started it."""
+    f.given_deployment(strategy="canary", image="api:v1", steps="50,100")
+    f.given_delivered()
+    f.crashing.add("api:v2")
+    f.when_template_changes("api:v2")
+    f.when_reconciled()
+    f.cluster()
+    assert f.record()["phase"] == "Progressing"
+    assert f.events("StepPassed") == []
+
+
+def wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+# ---------------------------------------------------------------------------- the queue
+
+
+def test_a_key_handed_out_is_not_handed_out_again_until_done():
+    q = WorkQueue()
+    q.add((NS, "a"))
+    assert q.get(timeout=0.5) == (NS, "a")
+    q.add((NS, "a"), 0.0)  # an event while a worker holds it
+    q.add((NS, "b"))
+    assert q.get(timeout=0.2) == (NS, "b")
+    assert q.get(timeout=0.2) is None  # "a" waits for its worker
+    assert len(q) == 1
+    q.done((NS, "a"))
+    assert q.get(timeout=0.5) == (NS, "a")
+    q.done((NS, "a"))
+    q.done((NS, "b"))
+    assert q.get(timeout=0.1) is None  # nothing re-added: nothing handed out
+
+
+def test_many_workers_never_reconcile_one_key_twice_at_once():
+    q = WorkQueue()
+    inside: dict[Key, int] = {}
+    most: dict[Key, int] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    handled = []
+
+    def worker() -> None:
+        while not stop.is_set():
+            key = q.get(timeout=0.05)
+            if key is None:
+                continue
+            with lock:
+                inside[key] = inside.get(key, 0) + 1
+                most[key] = max(most.get(key, 0), inside[key])
+            q.add(key)  # an event for the same key arrives mid-reconcile
+            time.sleep(0.005)
+            with lock:
+                inside[key] -= 1
+                handled.append(key)
+            q.done(key)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for i in range(40):
+        q.add((NS, f"d{i % 3}"))
+    assert wait_for(lambda: len(handled) >= 60, 10)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert set(most) == {(NS, "d0"), (NS, "d1"), (NS, "d2")}
+    assert max(most.values()) == 1, most
+
+
+# ---------------------------------------------------------------------------- analysis off the path
+
+
+def test_a_pass_needing_a_verdict_returns_at_once_and_still_rolls_back_a_crash_loop():
+    f = Fixture()
+    analyser = HungAnalyser(lambda: f.now)
+    woken: list[Key] = []
+    pool = AnalysisPool(2, on_done=woken.append)
+    f.reconciler = Reconciler(f.kube, analyser=analyser, clock=lambda: f.now, pool=pool)
+    try:
+        analysed_canary(f)
+        f.when_settled(until=lambda _: pool.pending((NS, NAME)))
+        assert wait_for(lambda: len(analyser.calls) == 1, 5)
+        # Passes while the analysis hangs: each returns at once, no second analysis is started.
+        for _ in range(3):
+            started = time.monotonic()
+            outcome = f.when_reconciled()
+            f.cluster()
+            f.when_time_passes(ANALYSIS_WAIT)
+            assert time.monotonic() - started < 1.0
+            assert outcome.requeue_after == ANALYSIS_WAIT
+            assert f.record()["phase"] == "Progressing"
+        assert len(analyser.calls) == 1
+        # The canary's pods start crash-looping: the very next pass rolls back, analysis or not.
+        f.crashing.add("web:v2")
+        for pod in f.kube.find(PODS, NS):
+            if pod["spec"]["containers"][0]["image"] == "web:v2":
+                f.kube.remove(PODS, pod["metadata"]["name"])
+        f.cluster()
+        started = time.monotonic()
+        f.when_reconciled()
+        assert time.monotonic() - started < 1.0
+        assert f.record()["phase"] in ROLLBACK
+        assert not analyser.release.is_set()
+        # The late verdict belongs to a delivery that is over: it is never recorded.
+        analyser.release.set()
+        assert wait_for(lambda: woken == [(NS, NAME)], 5)
+        f.when_settled()
+        assert f.record()["phase"] == "RolledBack"
+        assert f.events("AnalysisPassed") == []
+    finally:
+        analyser.release.set()
+        pool.shutdown()
+
+
+def test_a_verdict_from_the_pool_is_recorded_by_the_next_pass():
+    f = Fixture()
+    analyser = HungAnalyser(lambda: f.now)
+    woken: list[Key] = []
+    pool = AnalysisPool(1, on_done=woken.append)
+    f.reconciler = Reconciler(f.kube, analyser=analyser, clock=lambda: f.now, pool=pool)
+    try:
+        analysed_canary(f)
+        f.when_settled(until=lambda _: pool.pending((NS, NAME)))
+        analyser.release.set()
+        assert wait_for(lambda: woken == [(NS, NAME)], 5)  # the controller would queue the key now
+        outcome = f.when_reconciled()
+        assert outcome.verdicts == ["pass"]
+        assert [v["outcome"] for v in f.record()["verdicts"]] == ["pass"]
+        assert len(f.events("AnalysisPassed")) == 1
+        f.when_settled()
+        assert f.record()["phase"] == "Succeeded"
+        assert f.image() == "web:v2"
+        # Each analysed step ran its analysis once (with steps 50,100 the step at 100 % is the promotion).
+        assert [a.step for a in analyser.calls] == sorted({v["step"] for v in f.record()["verdicts"]})
+    finally:
+        analyser.release.set()
+        pool.shutdown()
+
+
+def test_a_verdict_lost_with_the_process_is_simply_analysed_again():
+    f = Fixture()
+    first = HungAnalyser(lambda: f.now)
+    pool = AnalysisPool(1)
+    f.reconciler = Reconciler(f.kube, analyser=first, clock=lambda: f.now, pool=pool)
+    analysed_canary(f)
+    f.when_settled(until=lambda _: pool.pending((NS, NAME)))
+    # A new process: the pool (and the analysis running in it) is gone; nothing of it was state.
+    second = HungAnalyser(lambda: f.now)
+    second.release.set()
+    fresh = AnalysisPool(1)
+    f.reconciler = Reconciler(f.kube, analyser=second, clock=lambda: f.now, pool=fresh)
+    try:
+        f.when_settled()
+        assert f.record()["phase"] == "Succeeded"
+        assert len(first.calls) == 1
+        assert [a.step for a in second.calls] == [0]  # step 1's analysis again, in the new process
+    finally:
+        first.release.set()
+        pool.shutdown()
+        fresh.shutdown()
+
+
+# ---------------------------------------------------------------------------- the controller
+
+
+def two_deployments() -> tuple[Fixture, Fixture]:
+    """Deployment A (namespace shop) about to be analysed; B (namespace other) crash-looping."""
+    a = Fixture()
+    b = Fixture(OTHER, a.kube)
+    crashing_canary(b)
+    setup = HungAnalyser(lambda: a.now)
+    pool = AnalysisPool(1)
+    a.reconciler = Reconciler(a.kube, analyser=setup, clock=lambda: a.now, pool=pool)
+    analysed_canary(a)
+    a.when_settled(until=lambda _: pool.pending((NS, NAME)))
+    setup.release.set()
+    pool.shutdown()  # a restart: the next process starts A's analysis afresh
+    b.now = a.now
+    return a, b
+
+
+def run_workers(ctl: Controller) -> list[threading.Thread]:
+    threads = [threading.Thread(target=ctl.work, name=f"test-worker-{i}") for i in range(ctl.workers)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_a_hung_analysis_does_not_delay_a_crash_loop_rollback_in_another_namespace():
+    a, b = two_deployments()
+    analyser = HungAnalyser(lambda: a.now)
+    outcomes: list[tuple[Key, Outcome]] = []
+    pool = AnalysisPool(1)
+    ctl = Controller(
+        a.kube,
+        Reconciler(a.kube, analyser=analyser, clock=lambda: a.now, pool=pool),
+        on_outcome=lambda key, outcome, _elapsed: outcomes.append((key, outcome)),
+        workers=1,
+    )
+    pool.on_done = ctl.queue.add
+    threads = run_workers(ctl)
+    try:
+        ctl.queue.add((NS, NAME))  # A first: its pass starts the analysis, which hangs
+        assert wait_for(lambda: len(analyser.calls) == 1, 5)
+        started = time.monotonic()
+        ctl.queue.add((OTHER, NAME))
+        assert wait_for(lambda: any(k == (OTHER, NAME) and o.phase in ROLLBACK for k, o in outcomes), 3)
+        assert time.monotonic() - started < 2.0
+        assert not analyser.release.is_set()  # A's analysis still hangs
+    finally:
+        analyser.release.set()
+        ctl.stop.set()
+        for t in threads:
+            t.join(10)
+        pool.shutdown()
+    assert b.record()["phase"] in ROLLBACK
+    assert a.record()["phase"] not in ROLLBACK
+
+
+def test_workers_reconcile_other_deployments_while_one_pass_is_slow():
+    """Even an analysis run inline (no pool) holds only its own worker."""
+    a, b = two_deployments()
+    analyser = HungAnalyser(lambda: a.now)
+    outcomes: list[tuple[Key, Outcome]] = []
+    ctl = Controller(
+        a.kube,
+        Reconciler(a.kube, analyser=analyser, clock=lambda: a.now),
+        on_outcome=lambda key, outcome, _elapsed: outcomes.append((key, outcome)),
+        workers=2,
+    )
+    threads = run_workers(ctl)
+    try:
+        ctl.queue.add((NS, NAME))
+        assert wait_for(lambda: len(analyser.calls) == 1, 5)  # one worker is stuck in A's analysis
+        ctl.queue.add((NS, NAME))  # A again: not handed to the free worker while the first holds it
+        ctl.queue.add((OTHER, NAME))
+        assert wait_for(lambda: any(k == (OTHER, NAME) and o.phase in ROLLBACK for k, o in outcomes), 3)
+        assert len(analyser.calls) == 1
+        assert ctl.busy.is_set()
+    finally:
+        analyser.release.set()
+        ctl.stop.set()
+        for t in threads:
+            t.join(10)
+    assert b.record()["phase"] in ROLLBACK
+    assert not ctl.busy.is_set()
