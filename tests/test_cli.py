@@ -552,11 +552,37 @@ def test_lint_warns_about_ignored_annotations(tmp_path: Path) -> None:
         ["run", "--leader-elect", "--lease-duration", "5s", "--renew-deadline", "10s"],
         ["run", "--metrics-addr", "somewhere:port"],
         ["run", "--retry-period", "often"],
+        ["run", "--workers", "0"],
+        ["run", "--workers", "-2"],
+        ["run", "--workers", "many"],
+        ["run", "--workers", "1000"],
     ],
 )
 def test_run_rejects_bad_flags_with_2(kube: FakeKube, args: list[str]) -> None:
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 2, result.output
+
+
+@pytest.mark.parametrize("args, workers", [([], 4), (["--workers", "7"], 7)])
+def test_run_starts_the_workers_asked_for(
+    kube: FakeKube, monkeypatch: pytest.MonkeyPatch, args: list[str], workers: int
+) -> None:
+    from delivery.controller import Controller
+
+    seen: list[tuple[int, Any]] = []
+
+    def instead_of_running(self: Controller) -> None:
+        seen.append((self.workers, self.reconciler.pool))
+        raise RuntimeError("stop here")  # before run() would exit the process
+
+    monkeypatch.setattr(Controller, "run", instead_of_running)
+    monkeypatch.setattr("signal.signal", lambda *_args: None)  # keep pytest's handlers
+    monkeypatch.setattr("delivery.logs.setup", lambda **_kwargs: None)  # and its logging
+    result = CliRunner().invoke(cli.main, ["run", "--metrics-addr", "0", *args])
+    assert isinstance(result.exception, RuntimeError), result.output
+    [(count, pool)] = seen
+    assert count == workers and pool is not None
+    pool.shutdown()
 
 
 def test_live_view_renders_on_a_terminal() -> None:
