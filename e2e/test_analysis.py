@@ -506,3 +506,114 @@ def test_prometheus_down_mid_analysis_is_inconclusive_and_never_promotes(
     stays(held, 10, "the delivery paused at step 1, not promoted")
     assert not events(jk, namespace, "Promoting") and not events(jk, namespace, "DeliverySucceeded")
     print(f"[prometheus-down] paused {time.monotonic() - t0:.1f}s after the Deployment was created")
+
+
+# ---------------------------------------------------------------- a hung Prometheus (issue 10, defect 3)
+class HungServer:
+    """A real local TCP server that accepts connections and never answers: a Prometheus that hangs
+    (each query then takes deliver's full timeout, 10 s, three attempts)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.held: list[Any] = []
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._accept, name="hung-prometheus", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> HungServer:
+        self.thread.start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            self.accepted += 1
+            self.held.append(conn)  # read nothing, answer nothing, keep it open
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+CRASHING_CANARY = {
+    "deliver.dev/strategy": "canary",
+    "deliver.dev/steps": "50,100",
+    "deliver.dev/interval": "5s",
+    "deliver.dev/progress-deadline": "60s",
+}
+
+
+def test_hung_prometheus_delays_no_crash_loop_rollback_in_another_namespace(
+    cluster: Any, kube: Kube, jk: JsonKube, namespace: str, run_dir: Path
+) -> None:
+    """A canary analysing against a Prometheus that never answers (namespace A) must not delay the
+    health rollback of a crash-looping canary in namespace B: B's rollback with A's analysis hanging
+    takes about as long as B's rollback before anything was analysing."""
+    from kubernetes import client
+
+    from e2e.helpers import CRASHLOOP
+
+    other = f"{namespace[:50]}-b"
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    wait_for(lambda: kube.core.read_namespaced_service_account("default", other), 30, "ServiceAccount in B")
+    hung = HungServer().start()
+    ctl = ControllerProcess(cluster.kubeconfig, None, run_dir, prometheus_url=hung.url)
+    ctl.start()
+    try:
+        annotations = dict(ANNOTATIONS, **{"deliver.dev/interval": "3s", "deliver.dev/progress-deadline": "600s"})
+        kube.apps.create_namespaced_deployment(
+            namespace, make_deployment(NAME, replicas=N, image="example.com/web:v1", annotations=annotations)
+        )
+        kube.apps.create_namespaced_deployment(
+            other, make_deployment(NAME, replicas=N, image="example.com/web:v1", annotations=CRASHING_CANARY)
+        )
+        for ns in (namespace, other):
+            wait_for(
+                lambda ns=ns: (
+                    state(jk, ns).get("stableHash") and ready_by_hash(jk, ns).get(state(jk, ns)["stableHash"]) == N
+                ),
+                90,
+                f"v1 held by deliver in {ns}",
+                describe=describe(jk, ns),
+            )
+
+        def rolled_back_after(version: str) -> float:
+            started = time.monotonic()
+            set_image(kube.apps, other, NAME, f"example.com/web:{version}", behaviour=CRASHLOOP)
+            wait_for(
+                lambda: phase(jk, other) == "RolledBack" and image(jk, other) == "example.com/web:v1",
+                240,
+                f"B's crash-looping {version} rolled back",
+                describe=describe(jk, other),
+            )
+            return time.monotonic() - started
+
+        baseline = rolled_back_after("v2")  # nothing analysing: as with a healthy Prometheus
+
+        # A's canary comes up healthy and its analysis starts, against the Prometheus that hangs.
+        set_image(kube.apps, namespace, NAME, "example.com/web:v2")
+        wait_for(lambda: hung.accepted > 0, 90, "A's analysis querying Prometheus", describe=describe(jk, namespace))
+        analysing_since = time.monotonic()
+
+        with_hung = rolled_back_after("v3")
+        print(f"[hung-prometheus] B rolled back in {baseline:.1f}s before, {with_hung:.1f}s with A's analysis hanging")
+        # A's analysis is still hanging (no verdict yet): the two really overlapped.
+        assert phase(jk, namespace) == "Progressing" and not step_verdicts(jk, namespace), describe(jk, namespace)()
+        assert time.monotonic() - analysing_since < 60
+        assert with_hung <= max(2 * baseline, baseline + 15), (baseline, with_hung)
+    finally:
+        ctl.stop()
+        print("---- controller log (tail) ----")
+        print(ctl.log()[-6000:])
+        hung.stop()
+        kube.core.delete_namespace(other)
