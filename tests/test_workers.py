@@ -214,6 +214,59 @@ def test_a_verdict_lost_with_the_process_is_simply_analysed_again():
         fresh.shutdown()
 
 
+class InTurnAnalyser:
+    """The n-th analysis blocks until ``releases[n]`` is set, then answers ``outcomes[n]``."""
+
+    def __init__(self, clock: Any, outcomes: list[str]) -> None:
+        self.outcomes = outcomes
+        self.releases = [threading.Event() for _ in outcomes]
+        self.calls: list[Analyse] = []
+        self.clock = clock
+
+    def __call__(
+        self, spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse
+    ) -> StepVerdict:
+        n = len(self.calls)
+        self.calls.append(action)
+        self.releases[n].wait(30)
+        return StepVerdict(action.step, self.outcomes[n], f"fake: {self.outcomes[n]}", self.clock())
+
+
+def test_a_late_verdict_of_a_superseded_version_never_decides_for_the_new_one():
+    f = Fixture()
+    analyser = InTurnAnalyser(lambda: f.now, ["pass", "fail"])
+    woken: list[Key] = []
+    pool = AnalysisPool(2, on_done=woken.append)
+    f.reconciler = Reconciler(f.kube, analyser=analyser, clock=lambda: f.now, pool=pool)
+    try:
+        analysed_canary(f)
+        f.when_settled(until=lambda _: len(analyser.calls) == 1)  # v2's analysis hangs
+        f.when_template_changes("web:v3")
+        f.when_reconciled()  # v3's delivery starts
+        # v2's analysis answers "pass" now, after v3's step started and before v3 asks for a verdict.
+        analyser.releases[0].set()
+        assert wait_for(lambda: woken == [(NS, NAME)], 5)
+        f.when_settled(until=lambda _: len(analyser.calls) == 2)  # v3's own analysis (hangs)
+        assert analyser.calls[0].new_hash != analyser.calls[1].new_hash
+        for _ in range(3):
+            f.when_reconciled()
+            f.cluster()
+            f.when_time_passes(ANALYSIS_WAIT)
+        record = f.record()
+        assert (record["phase"], record["step"]) == ("Progressing", 0)
+        assert record.get("verdicts", []) == [] and f.events("AnalysisPassed") == []
+        # v3's own verdict decides.
+        analyser.releases[1].set()
+        assert wait_for(lambda: len(woken) == 2, 5)
+        f.when_settled()
+        assert f.record()["phase"] == "RolledBack"
+        assert len(f.events("AnalysisFailed")) == 1 and f.events("AnalysisPassed") == []
+    finally:
+        for release in analyser.releases:
+            release.set()
+        pool.shutdown()
+
+
 # ---------------------------------------------------------------------------- the controller
 
 
