@@ -186,7 +186,8 @@ def test_envoy_answers_on_admin_and_proxies(envoy: Envoy) -> None:
                                                     {
                                                         "name": "envoy.filters.http.router",
                                                         "typed_config": {
-                                                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                                            "@type": "type.googleapis.com/"
+                                                            "envoy.extensions.filters.http.router.v3.Router"
                                                         },
                                                     }
                                                 ],

@@ -19,8 +19,7 @@ from kubernetes import client
 
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
-from e2e.helpers import Kube, pods_of, set_image, wait_for
-from e2e.test_cli import canary, wait_phase, wait_stable
+from e2e.helpers import Kube, canary, pods_of, set_image, wait_for, wait_phase, wait_stable
 
 pytestmark = pytest.mark.e2e
 
