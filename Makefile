@@ -1,6 +1,8 @@
 # deliver — developer and CI entry points.
-#   make test   install + unit tests + e2e tests (what .ci/run does)
+#   make test   install + unit tests + e2e tests (what .ci/run does); prints the ten slowest
+#               tests of each phase and each phase's wall time
 #   make demo   install + the scripted demo on the local control plane
+#   make bench  the analysis benchmark, full length (long: not part of make test)
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
 # Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
 
@@ -9,8 +11,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 PYTEST := $(VENV)/bin/pytest
+# pytest options for every test phase: the ten slowest tests, so the time budget stays visible
+DURATIONS := --durations=10
 
-.PHONY: install venv system-packages binaries unit e2e test demo cluster-up cluster-down clean distclean
+# $(call timed,NAME,COMMAND): run COMMAND, then print NAME's wall time (also when it fails)
+timed = @start=$$(date +%s); $(2); rc=$$?; \
+	echo "== $(1): $$(( $$(date +%s) - start ))s wall (exit $$rc)"; exit $$rc
+
+.PHONY: install venv system-packages binaries unit e2e test demo bench cluster-up cluster-down clean distclean
 
 install: venv system-packages binaries
 
@@ -35,14 +43,16 @@ binaries: venv
 	$(PY) -m e2e.binaries
 
 unit: venv
-	$(PYTEST) tests -q
+	$(call timed,unit tests,$(PYTEST) tests -q $(DURATIONS))
 
 e2e: venv
-	$(PYTEST) e2e -q
+	$(call timed,e2e tests,$(PYTEST) e2e -q $(DURATIONS))
 
 test: install
-	$(MAKE) unit
-	$(MAKE) e2e
+	$(call timed,make test (unit + e2e),$(MAKE) --no-print-directory unit && $(MAKE) --no-print-directory e2e)
+
+bench: venv
+	$(call timed,analysis benchmark,$(PY) benchmarks/analysis.py)
 
 demo: install
 	$(PY) -m e2e.demo
