@@ -132,7 +132,11 @@ def test_canary_good_version_is_promoted_step_by_step(
     d = deployment(jk, namespace)
     assert d["spec"]["paused"] is True and image(jk, namespace) == "example.com/web:v2"
     assert not deliver_replicasets(jk, namespace)  # handed to the Deployment
-    assert len(events(jk, namespace, "StepPassed")) >= 2 and events(jk, namespace, "DeliverySucceeded")
+    wait_for(
+        lambda: len(events(jk, namespace, "StepPassed")) >= 2 and events(jk, namespace, "DeliverySucceeded"),
+        15,
+        "two StepPassed events and a DeliverySucceeded event",
+    )
 
 
 @pytest.mark.parametrize("behaviour", [NEVER_READY, CRASHLOOP])
@@ -326,7 +330,8 @@ def test_rolling_good_version_rolls_out_with_a_checked_pause(
     held = [s for s in samples if s[0] == 0 and s[1] == "Progressing" and s[2] and 2 <= s[3] < N]
     assert len(held) >= 5, f"never held at the pause point: {samples[::10]}"
     assert deployment(jk, namespace)["spec"]["paused"] is True
-    assert len(events(jk, namespace, "StepPassed")) >= 2  # the pause point and the end were both checked
+    # the pause point and the end were both checked
+    wait_for(lambda: len(events(jk, namespace, "StepPassed")) >= 2, 15, "two StepPassed events")
 
 
 @pytest.mark.parametrize("behaviour", [NEVER_READY, CRASHLOOP])
@@ -336,7 +341,7 @@ def test_rolling_bad_version_is_undone_by_reverting_the_template(
     v1 = given_v1(kube, jk, namespace, ROLLING)
     set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=behaviour)
     assert_rolled_back(jk, namespace, v1)
-    assert events(jk, namespace, "StableRestored")
+    wait_for(lambda: events(jk, namespace, "StableRestored"), 15, "a StableRestored event")
 
 
 # ---------------------------------------------------------------- recreate
@@ -359,7 +364,8 @@ def test_recreate_good_version_never_overlaps(
     assert len(samples) > 20
     _never_two_versions(samples)
     v2 = stable_hash(jk, namespace)
-    assert v2 != v1 and ready_by_hash(jk, namespace) == {v2: 3}
+    assert v2 != v1
+    wait_for(lambda: ready_by_hash(jk, namespace) == {v2: 3}, 30, "only v2 pods, all Ready")
 
 
 def test_recreate_bad_version_restores_old_without_overlap(
@@ -396,7 +402,7 @@ def test_removing_the_strategy_hands_the_deployment_back(
     wait_for(lambda: not deployment(jk, namespace)["spec"].get("paused"), 30, "unpaused")
     wait_for(lambda: not deliver_replicasets(jk, namespace), 30, "canary ReplicaSet removed")
     assert "deliver.dev/state" not in deployment(jk, namespace)["metadata"].get("annotations", {})
-    assert events(jk, namespace, "Released")
+    wait_for(lambda: events(jk, namespace, "Released"), 15, "a Released event")
     # a plain Deployment again: the native controller rolls out v2
     wait_for(
         lambda: (
