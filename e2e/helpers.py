@@ -33,10 +33,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client
 
 from delivery import templates
-from delivery.errors import NotFound
+from delivery.errors import KubeError, NotFound
 from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES
 from delivery.kube import Kube as JsonKube
 from e2e.cluster import BEHAVIOUR_LABEL, REPO_ROOT
@@ -81,13 +82,16 @@ class Kube:
 
 # ---------------------------------------------------------------------- waiting
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = 60.0,
     what: str = "condition",
     interval: float = 0.25,
     describe: Callable[[], Any] | None = None,
 ) -> T:
     """Poll ``predicate`` until it returns something truthy and return that value.
+
+    An API error while polling (e.g. a timeout on a loaded machine, or a 404 before the object
+    exists) counts as "not yet", not as a failure.
 
     On timeout, fail the test with ``what``, the last value or exception, and (if given) the
     output of ``describe()`` — e.g. the Deployment's status — so the failure explains itself.
@@ -101,6 +105,8 @@ def wait_for(
                 return last
         except client.ApiException as exc:
             last = f"ApiException {exc.status}: {exc.reason}"
+        except (KubeError, urllib3.exceptions.HTTPError, OSError) as exc:  # a slow or busy API server
+            last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
             break
         time.sleep(interval)
