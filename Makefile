@@ -3,6 +3,8 @@
 #               tests of each phase and each phase's wall time
 #   make demo   install + the scripted demo on the local control plane
 #   make bench  the analysis benchmark, full length (long: not part of make test)
+# Time budget of make test (2 cores): fresh machine, every Go build included, under 45 minutes;
+# warm cache under 20 minutes. Longer runs go behind their own targets (bench; chaos when it exists).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
 # Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
 
