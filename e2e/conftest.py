@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from delivery.kube import Kube as JsonKube
-from e2e.cluster import REPO_ROOT, Cluster, reap_stale
+from e2e.cluster import REPO_ROOT, Cluster, api_client, reap_stale
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, wait_for
 from e2e.services import Envoy, Prometheus
@@ -71,7 +71,7 @@ def cluster() -> Iterator[RunningCluster]:
 
 @pytest.fixture(scope="session")
 def kube(cluster: RunningCluster) -> Iterator[Kube]:
-    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api = api_client(cluster.kubeconfig)
     try:
         yield Kube(api_client=api, kubeconfig=cluster.kubeconfig)
     finally:
