@@ -1,7 +1,11 @@
 # deliver — developer and CI entry points.
 #   make check  style, types and import contracts (ruff, mypy, import-linter); needs only the venv
-#   make test   install + make check + unit tests + e2e tests (what .ci/run does)
+#   make test   install + make check + unit tests + e2e tests (what .ci/run does); prints the ten
+#               slowest tests of each phase and each phase's wall time
 #   make demo   install + the scripted demo on the local control plane
+#   make bench  the analysis benchmark, full length (long: not part of make test)
+# Time budget of make test (2 cores): fresh machine, every Go build included, under 45 minutes;
+# warm cache under 20 minutes. Longer runs go behind their own targets (bench; chaos when it exists).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
 # Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
 
@@ -10,8 +14,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 PYTEST := $(VENV)/bin/pytest
+# pytest options for every test phase: the ten slowest tests, so the time budget stays visible
+DURATIONS := --durations=10
 
-.PHONY: install venv system-packages binaries check unit e2e test demo cluster-up cluster-down clean distclean
+# $(call timed,NAME,COMMAND): run COMMAND, then print NAME's wall time (also when it fails)
+timed = @start=$$(date +%s); $(2); rc=$$?; \
+	echo "== $(1): $$(( $$(date +%s) - start ))s wall (exit $$rc)"; exit $$rc
+
+.PHONY: install venv system-packages binaries check unit e2e test demo bench cluster-up cluster-down clean distclean
 
 install: venv system-packages binaries
 
@@ -45,15 +55,17 @@ check: venv
 	exit $$status
 
 unit: venv
-	$(PYTEST) tests -q
+	$(call timed,unit tests,$(PYTEST) tests -q $(DURATIONS))
 
 e2e: venv
-	$(PYTEST) e2e -q
+	$(call timed,e2e tests,$(PYTEST) e2e -q $(DURATIONS))
 
 test: install
-	$(MAKE) check
-	$(MAKE) unit
-	$(MAKE) e2e
+	$(MAKE) --no-print-directory check
+	$(call timed,make test (unit + e2e),$(MAKE) --no-print-directory unit && $(MAKE) --no-print-directory e2e)
+
+bench: venv
+	$(call timed,analysis benchmark,$(PY) -m benchmarks.analysis)
 
 demo: install
 	$(PY) -m e2e.demo

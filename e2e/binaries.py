@@ -6,17 +6,28 @@ module through a wrapper module whose ``replace`` lines map every staging module
 go.mod). etcd comes from ``go.etcd.io/etcd/server/v3`` through a wrapper ``main``; kwok from
 ``sigs.k8s.io/kwok/cmd/kwok``. Everything is cached outside the repository, keyed by version:
 ``$DELIVER_CACHE/bin/<component>-<version>/``. A warm cache makes this a no-op.
+
+A build never leaves something a later run trusts unless it finished: each one builds into a
+fresh temporary directory beside its target and renames it into place only when every binary is
+there (a directory rename is atomic), so a failed, killed or interrupted build leaves at most a
+temporary directory, which the next build of that component removes. A per-component file lock
+(``bin/.<component>-<version>.lock``, released by the kernel if its holder dies) makes two runs
+on one machine build each component once: the second waits, then finds it built.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +134,55 @@ def _module_file(module: str, version: str, workdir: Path) -> str:
     return Path(match.group(1)).read_text()
 
 
-def build_kube() -> None:
-    out = _bin_dir("kubernetes", KUBE_VERSION)
-    if all((out / c).exists() for c in KUBE_COMMANDS):
+def _complete(out: Path, binaries: tuple[str, ...]) -> bool:
+    return all((out / b).is_file() for b in binaries)
+
+
+@contextmanager
+def _build_lock(out: Path) -> Iterator[None]:
+    """Hold the build lock of one cached component (blocks while another process builds it)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log(f"waiting for another run building {out.name}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _install(out: Path, binaries: tuple[str, ...], build: Callable[[Path], None]) -> None:
+    """Make ``out`` hold ``binaries``: unless already there, ``build(tmp)`` them into a fresh
+    temporary directory, check they are all there, and rename it to ``out`` in one step."""
+    if _complete(out, binaries):
         return
+    with _build_lock(out):
+        if _complete(out, binaries):  # another run built it while this one waited
+            return
+        for stale in [out.with_name(out.name + ".tmp"), *out.parent.glob(f".{out.name}.build-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # left by a build that was killed
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
+        tmp.chmod(0o755)
+        try:
+            build(tmp)
+            missing = [b for b in binaries if not (tmp / b).is_file()]
+            if missing:
+                raise SystemExit(f"build of {out.name} finished without {', '.join(missing)}")
+            if out.exists():  # an incomplete directory (e.g. a binary removed by hand)
+                shutil.rmtree(out)
+            tmp.rename(out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_kube() -> None:
+    _install(_bin_dir("kubernetes", KUBE_VERSION), KUBE_COMMANDS, _build_kube)
+
+
+def _build_kube(tmp: Path) -> None:
     work = cache_root() / "build" / f"kubernetes-{KUBE_VERSION}"
     work.mkdir(parents=True, exist_ok=True)
     staging = "v0." + KUBE_VERSION.split(".", 1)[1]
@@ -159,22 +215,18 @@ def build_kube() -> None:
             f"-X {pkg}.gitTreeState=clean",
             f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
         ]
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     _run(
         ["go", "build", "-trimpath", "-ldflags", "-s -w " + " ".join(flags), "-o", str(tmp) + "/"]
         + [f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS],
         work,
     )
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
 
 
 def build_etcd() -> None:
-    out = _bin_dir("etcd", ETCD_VERSION)
-    if (out / "etcd").exists():
-        return
+    _install(_bin_dir("etcd", ETCD_VERSION), ("etcd",), _build_etcd)
+
+
+def _build_etcd(tmp: Path) -> None:
     work = cache_root() / "build" / f"etcd-{ETCD_VERSION}"
     work.mkdir(parents=True, exist_ok=True)
     (work / "go.mod").write_text(
@@ -185,31 +237,22 @@ def build_etcd() -> None:
         "func main() { etcdmain.Main(os.Args) }\n"
     )
     _run(["go", "mod", "tidy"], work)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "etcd"), "."], work)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
 
 
 def _go_install(module_pkg: str, version: str, component: str, binary: str) -> None:
-    out = _bin_dir(component, version)
-    if (out / binary).exists():
-        return
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    env_bin = dict(_go_env(), GOBIN=str(tmp))
-    _log(f"$ go install {module_pkg}@{version}")
-    _wait(
-        subprocess.Popen(
-            ["go", "install", "-trimpath", "-ldflags", "-s -w", f"{module_pkg}@{version}"], cwd=tmp, env=env_bin
-        ),
-        f"{component} ({module_pkg}@{version})",
-    )
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    def build(tmp: Path) -> None:
+        _log(f"$ go install {module_pkg}@{version}")
+        _wait(
+            subprocess.Popen(
+                ["go", "install", "-trimpath", "-ldflags", "-s -w", f"{module_pkg}@{version}"],
+                cwd=tmp,
+                env=dict(_go_env(), GOBIN=str(tmp)),
+            ),
+            f"{component} ({module_pkg}@{version})",
+        )
+
+    _install(_bin_dir(component, version), (binary,), build)
 
 
 def build_kwok() -> None:

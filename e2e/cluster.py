@@ -70,6 +70,30 @@ def _log(msg: str) -> None:
     print(f"[cluster {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+# (connect, read) seconds for every request of the e2e kubernetes client. The client's default is
+# no timeout at all: on a loaded machine one request whose answer never came blocked a test until
+# pytest-timeout killed it after 600 s. With a timeout the request fails, and ``wait_for`` polls again.
+REQUEST_TIMEOUT = (10.0, 30.0)
+
+
+def api_client(kubeconfig: Path | str) -> Any:
+    """A ``kubernetes.client.ApiClient`` for ``kubeconfig`` whose requests time out (``REQUEST_TIMEOUT``)
+    unless a call passes its own ``_request_timeout``."""
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    rest = api.rest_client
+    request = rest.request
+
+    def request_with_timeout(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("_request_timeout"):
+            kwargs["_request_timeout"] = REQUEST_TIMEOUT
+        return request(*args, **kwargs)
+
+    rest.request = request_with_timeout
+    return api
+
+
 @dataclass
 class State:
     """What ``up`` started; persisted as ``state.json`` so ``down`` can stop exactly that."""
@@ -177,9 +201,7 @@ class Cluster:
 
     def api_client(self) -> Any:
         """A ``kubernetes.client.ApiClient`` authenticated as the cluster admin."""
-        from kubernetes import config
-
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        return api_client(self.kubeconfig)
 
     # ------------------------------------------------------------------ internals
     def _pick_ports(self) -> dict[str, int]:

@@ -5,10 +5,16 @@ Fixtures:
                            (or the one DELIVER_E2E_KUBECONFIG points at, which is left running).
                            Also sets $KUBECONFIG for subprocesses (e.g. the ``deliver`` CLI).
     kube        (session)  e2e.helpers.Kube: .core / .apps / .custom / .rbac ... API objects.
+    jk          (session)  delivery.kube.Kube: deliver's own JSON client on the same cluster.
     namespace   (function) a fresh namespace name (with its default ServiceAccount), deleted after.
     prometheus  (function) a started e2e.services.Prometheus (1s scrape, file_sd targets).
     envoy       (function) an e2e.services.Envoy, NOT started: call envoy.start(bootstrap).
     run_dir     (function) a per-test directory for services/logs.
+    controller  (function) the real controller (e2e.controller.ControllerProcess) watching
+                           ``namespace``; its log tail is printed after the test.
+    analysed_controller (function) the same, with ``--prometheus-url`` of the ``prometheus`` fixture.
+
+Builders, readers and waits for the tests are in e2e/helpers.py (the one helper layer).
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
-from e2e.cluster import REPO_ROOT, Cluster, reap_stale
+from delivery.kube import KubeClient as JsonKube
+from e2e.cluster import REPO_ROOT, Cluster, api_client, reap_stale
+from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, wait_for
 from e2e.services import Envoy, Prometheus
 
@@ -63,7 +71,7 @@ def cluster() -> Iterator[RunningCluster]:
 
 @pytest.fixture(scope="session")
 def kube(cluster: RunningCluster) -> Iterator[Kube]:
-    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api = api_client(cluster.kubeconfig)
     try:
         yield Kube(api_client=api, kubeconfig=cluster.kubeconfig)
     finally:
@@ -113,3 +121,32 @@ def envoy(run_dir: Path) -> Iterator[Envoy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def jk(cluster: RunningCluster) -> JsonKube:
+    return JsonKube.connect(str(cluster.kubeconfig))
+
+
+def _controller(ctl: ControllerProcess, tail: int) -> Iterator[ControllerProcess]:
+    ctl.start()
+    try:
+        yield ctl
+    finally:
+        ctl.stop()
+        print("---- controller log (tail) ----")
+        print(ctl.log()[-tail:])
+
+
+@pytest.fixture
+def controller(cluster: RunningCluster, namespace: str, run_dir: Path) -> Iterator[ControllerProcess]:
+    yield from _controller(ControllerProcess(cluster.kubeconfig, namespace, run_dir), 4000)
+
+
+@pytest.fixture
+def analysed_controller(
+    cluster: RunningCluster, namespace: str, run_dir: Path, prometheus: Prometheus
+) -> Iterator[ControllerProcess]:
+    yield from _controller(
+        ControllerProcess(cluster.kubeconfig, namespace, run_dir, prometheus_url=prometheus.url), 6000
+    )

@@ -1,15 +1,29 @@
-"""Small helpers so e2e tests read Given / When / Then.
+"""The one e2e helper layer, so tests read Given / When / Then.
 
-All Kubernetes access goes through the official ``kubernetes`` client (the project's one client).
+Every e2e file takes its builders, readers and waits from here (fixtures live in e2e/conftest.py);
+a test file defines only what is specific to its scenario.
+
+Two clients reach the cluster: ``Kube`` (typed objects from the official ``kubernetes`` client, the
+``kube`` fixture) and deliver's own JSON client ``delivery.kube.Kube`` (the ``jk`` fixture). The
+readers of deliver's record (``state``, ``phase``, ``events`` ...) accept either.
 
     dep = make_deployment("web", replicas=3, image="example.com/web:v1")
     kube.apps.create_namespaced_deployment(namespace, dep)
     wait_for(lambda: deployment_available(kube.apps, namespace, "web"), 60, "web Available")
     rs = pods_by_rs(kube, namespace, "web")      # {replicaset name: [pods]}
+    wait_phase(kube, namespace, "web", "Succeeded", ctl=controller)
+
+Waiting idiom: anything that converges is asserted with ``wait_for`` (until it holds) or ``stays``
+(that it keeps holding), each with a reason that explains a timeout. Never ``sleep`` then assert,
+and never assert on a value that is still moving after reading it once.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,9 +33,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client
 
-from e2e.cluster import BEHAVIOUR_LABEL
+from delivery import templates
+from delivery.errors import KubeError, NotFound
+from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES
+from delivery.kube import KubeClient as JsonKube
+from e2e.cluster import BEHAVIOUR_LABEL, REPO_ROOT
 
 T = TypeVar("T")
 
@@ -63,13 +82,16 @@ class Kube:
 
 # ---------------------------------------------------------------------- waiting
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = 60.0,
     what: str = "condition",
     interval: float = 0.25,
     describe: Callable[[], Any] | None = None,
 ) -> T:
     """Poll ``predicate`` until it returns something truthy and return that value.
+
+    An API error while polling (e.g. a timeout on a loaded machine, or a 404 before the object
+    exists) counts as "not yet", not as a failure.
 
     On timeout, fail the test with ``what``, the last value or exception, and (if given) the
     output of ``describe()`` — e.g. the Deployment's status — so the failure explains itself.
@@ -83,6 +105,8 @@ def wait_for(
                 return last
         except client.ApiException as exc:
             last = f"ApiException {exc.status}: {exc.reason}"
+        except (KubeError, urllib3.exceptions.HTTPError, OSError) as exc:  # a slow or busy API server
+            last = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:
             break
         time.sleep(interval)
@@ -96,12 +120,16 @@ def wait_for(
 
 
 def stays(predicate: Callable[[], Any], duration: float, what: str, interval: float = 0.25) -> None:
-    """Assert ``predicate`` stays truthy for ``duration`` seconds (e.g. "still unavailable")."""
+    """Assert ``predicate`` stays truthy for ``duration`` seconds (e.g. "still unavailable").
+
+    It is checked at least once at the start and once at the end of the period."""
     deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
+    while True:
         value = predicate()
         assert value, f"expected {what} to hold for {duration:.0f}s, but it stopped: {value!r}"
-        time.sleep(interval)
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
 
 # ---------------------------------------------------------------------- builders
@@ -313,3 +341,222 @@ def metrics_server(body: Callable[[], str]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---------------------------------------------------------------------- deliver's record
+STATE = "deliver.dev/state"
+REQUEST = "deliver.dev/request"
+TERMINAL = ("Succeeded", "RolledBack", "Aborted")
+
+
+def deployment(k: Kube | JsonKube, ns: str, name: str = "web") -> dict[str, Any]:
+    """The Deployment as a JSON dict, through either client."""
+    if isinstance(k, Kube):
+        return k.api_client.sanitize_for_serialization(k.apps.read_namespaced_deployment(name, ns))  # type: ignore[no-any-return]
+    return k.get(DEPLOYMENTS, ns, name)
+
+
+def state(k: Kube | JsonKube, ns: str, name: str = "web") -> dict[str, Any]:
+    """deliver's record on the Deployment (``{}`` before deliver has written one)."""
+    raw = (deployment(k, ns, name)["metadata"].get("annotations") or {}).get(STATE)
+    return json.loads(raw) if raw else {}
+
+
+def phase(k: Kube | JsonKube, ns: str, name: str = "web") -> str:
+    """The delivery's phase; ``Idle`` when deliver has recorded nothing (as ``deliver status`` says)."""
+    return str(state(k, ns, name).get("phase") or "Idle")
+
+
+def events(k: Kube | JsonKube, ns: str, reason: str) -> list[dict[str, Any]]:
+    """Events in ``ns`` with this reason, as JSON dicts (``message``, ``type``, ...)."""
+    if isinstance(k, Kube):
+        items = k.api_client.sanitize_for_serialization(k.core.list_namespaced_event(ns))["items"]
+    else:
+        items = k.items(EVENTS, ns)
+    return [e for e in items if e.get("reason") == reason]
+
+
+def event_messages(k: Kube | JsonKube, ns: str, reason: str) -> list[str]:
+    return [str(e.get("message", "")) for e in events(k, ns, reason)]
+
+
+def image(k: Kube | JsonKube, ns: str, name: str = "web") -> str:
+    """The image of the Deployment's template (what the Deployment says should run)."""
+    return str(deployment(k, ns, name)["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def restarts(pod: dict[str, Any]) -> int:
+    return sum(int(cs.get("restartCount") or 0) for cs in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def pods_of_hash(jk: JsonKube, ns: str, pod_hash: str, app: str = "web") -> list[dict[str, Any]]:
+    """Live (non-terminating) pods of ``app`` with this pod-template-hash."""
+    return [
+        p
+        for p in jk.items(PODS, ns, f"app={app},{templates.HASH_LABEL}={pod_hash}")
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def ready_by_hash(jk: JsonKube, ns: str, app: str = "web") -> dict[str, int]:
+    """Ready (non-terminating) pods per pod-template-hash."""
+    out: dict[str, int] = {}
+    for pod in jk.items(PODS, ns, f"app={app}"):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        h = pod["metadata"]["labels"].get(templates.HASH_LABEL, "")
+        out[h] = out.get(h, 0) + (1 if is_ready(pod) else 0)
+    return out
+
+
+def stable_rs(jk: JsonKube, ns: str, name: str = "web") -> dict[str, Any] | None:
+    """The Deployment's own ReplicaSet with replicas (the version serving)."""
+    uid = deployment(jk, ns, name)["metadata"]["uid"]
+    for rs in jk.items(REPLICASETS, ns, f"app={name}"):
+        refs = rs["metadata"].get("ownerReferences") or []
+        if any(r.get("controller") and r["uid"] == uid for r in refs) and rs["spec"].get("replicas"):
+            return rs
+    return None
+
+
+def stable_hash(jk: JsonKube, ns: str, name: str = "web") -> str:
+    rs = stable_rs(jk, ns, name)
+    return str(rs["spec"]["template"]["metadata"]["labels"][templates.HASH_LABEL]) if rs else ""
+
+
+def deliver_replicasets(jk: JsonKube, ns: str, name: str = "web") -> list[dict[str, Any]]:
+    """The ReplicaSets deliver created for ``name`` (canary / preview versions)."""
+    return jk.items(REPLICASETS, ns, f"{templates.OWNER_LABEL}={name}")
+
+
+def service_exists(jk: JsonKube, ns: str, name: str) -> bool:
+    try:
+        jk.get(SERVICES, ns, name)
+        return True
+    except NotFound:
+        return False
+
+
+def describe(jk: JsonKube, ns: str, name: str = "web") -> Callable[[], dict[str, Any]]:
+    """A ``describe=`` for ``wait_for``: the record, Ready pods per version and the ReplicaSets."""
+
+    def show() -> dict[str, Any]:
+        st = state(jk, ns, name)
+        return {
+            "phase": st.get("phase"),
+            "step": st.get("step"),
+            "message": st.get("message"),
+            "verdicts": st.get("verdicts"),
+            "ready": ready_by_hash(jk, ns, name),
+            "rs": [
+                (r["metadata"]["name"], r["spec"]["replicas"], (r.get("status") or {}).get("readyReplicas"))
+                for r in jk.items(REPLICASETS, ns)
+            ],
+        }
+
+    return show
+
+
+def wait_phase(
+    k: Kube | JsonKube,
+    ns: str,
+    name: str,
+    phase: str,
+    timeout: float = 90,
+    step: int | None = None,
+    ctl: Any = None,
+) -> dict[str, Any]:
+    """Wait until deliver's record for ``name`` is in ``phase`` (at ``step``, if given); returns the record.
+
+    ``ctl`` (a ControllerProcess) adds the controller's log tail to a timeout message."""
+
+    def check() -> dict[str, Any] | None:
+        s = state(k, ns, name)
+        if (s.get("phase") or "Idle") == phase and (step is None or s.get("step") == step):
+            return s
+        return None
+
+    def show() -> str:
+        tail = "\n".join(ctl.log().splitlines()[-15:]) if ctl else ""
+        return f"{state(k, ns, name)}\ncontroller log tail:\n{tail}"
+
+    return wait_for(
+        check, timeout, f"{ns}/{name} phase {phase}" + (f" step {step}" if step is not None else ""), describe=show
+    )
+
+
+def wait_ended(
+    k: Kube | JsonKube,
+    ns: str,
+    name: str,
+    timeout: float,
+    ctl: Any = None,
+    ends: tuple[str, ...] = ("RolledBack", "Succeeded", "Paused"),
+) -> dict[str, Any]:
+    """Wait until the delivery reaches one of ``ends``; returns the record."""
+
+    def ended() -> dict[str, Any] | None:
+        s = state(k, ns, name)
+        return s if s.get("phase") in ends else None
+
+    return wait_for(
+        ended,
+        timeout,
+        f"the delivery of {ns}/{name} to end ({' / '.join(ends)})",
+        describe=lambda: (state(k, ns, name), ctl.log()[-2000:] if ctl else ""),
+    )
+
+
+def wait_stable(k: Kube | JsonKube, ns: str, name: str, ctl: Any = None, timeout: float = 90) -> dict[str, Any]:
+    """The controller has seen the initial rollout through: Idle with a stable revision."""
+    return wait_for(
+        lambda: (lambda s: s if s.get("stableRevision") and s.get("phase") in ("Idle", "Succeeded") else None)(
+            state(k, ns, name)
+        ),
+        timeout,
+        f"{name} stable",
+        describe=lambda: (state(k, ns, name), ctl.log()[-2000:] if ctl else ""),
+    )
+
+
+# ---------------------------------------------------------------------- given: annotated Deployments
+def canary(name: str, steps: str, interval: str = "1s", replicas: int = 3, **extra: str) -> client.V1Deployment:
+    """A canary Deployment at ``example.com/web:v1``; ``extra`` keys become ``deliver.dev/<key-with-dashes>``."""
+    annotations = {
+        "deliver.dev/strategy": "canary",
+        "deliver.dev/steps": steps,
+        "deliver.dev/interval": interval,
+        **{f"deliver.dev/{k.replace('_', '-')}": v for k, v in extra.items()},
+    }
+    return make_deployment(name, replicas=replicas, image="example.com/web:v1", annotations=annotations)
+
+
+def images(kube: Kube, ns: str, name: str) -> set[str]:
+    """The images of the live pods of ``name`` (what really runs)."""
+    return {p.spec.containers[0].image for p in pods_of(kube, ns, name)}
+
+
+# ---------------------------------------------------------------------- the CLI
+def deliver(
+    kubeconfig: Path | str,
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI (`python -m delivery.cli`) as a user would; never raises on a non-zero exit."""
+    full_env = dict(os.environ, NO_COLOR="1", **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "delivery.cli", "--kubeconfig", str(kubeconfig), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        input=stdin,
+    )

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,11 +38,28 @@ from typing import Any
 import pytest
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS
 from delivery.kube import KubeClient as JsonKube
-from e2e.cluster import REPO_ROOT
 from e2e.controller import ControllerProcess
-from e2e.helpers import Kube, make_deployment, set_image, stays, wait_for
+from e2e.helpers import (
+    Kube,
+    deliver,
+    deliver_replicasets,
+    deployment,
+    describe,
+    events,
+    image,
+    is_ready,
+    make_deployment,
+    phase,
+    pods_of_hash,
+    ready_by_hash,
+    restarts,
+    set_image,
+    stable_rs,
+    state,
+    stays,
+    wait_for,
+)
 from e2e.services import Prometheus
 from e2e.versioned_app import VersionedApp
 
@@ -73,21 +88,6 @@ ANNOTATIONS = {
 
 # ---------------------------------------------------------------- fixtures
 @pytest.fixture
-def jk(cluster: Any) -> JsonKube:
-    return JsonKube.connect(str(cluster.kubeconfig))
-
-
-@pytest.fixture
-def controller(cluster: Any, namespace: str, run_dir: Path, prometheus: Prometheus) -> Iterator[ControllerProcess]:
-    ctl = ControllerProcess(cluster.kubeconfig, namespace, run_dir, prometheus_url=prometheus.url)
-    ctl.start()
-    yield ctl
-    ctl.stop()
-    print("---- controller log (tail) ----")
-    print(ctl.log()[-6000:])
-
-
-@pytest.fixture
 def apps(run_dir: Path) -> Iterator[list[VersionedApp]]:
     """Versioned app processes started by the test; all stopped (by pid) afterwards."""
     started: list[VersionedApp] = []
@@ -100,88 +100,7 @@ def apps(run_dir: Path) -> Iterator[list[VersionedApp]]:
         app.stop()
 
 
-# ---------------------------------------------------------------- reading the cluster
-def deployment(jk: JsonKube, ns: str) -> dict[str, Any]:
-    return jk.get(DEPLOYMENTS, ns, NAME)
-
-
-def state(jk: JsonKube, ns: str) -> dict[str, Any]:
-    raw = (deployment(jk, ns)["metadata"].get("annotations") or {}).get("deliver.dev/state")
-    return json.loads(raw) if raw else {}
-
-
-def phase(jk: JsonKube, ns: str) -> str:
-    return str(state(jk, ns).get("phase", ""))
-
-
-def stable_rs(jk: JsonKube, ns: str) -> dict[str, Any] | None:
-    """The Deployment's own ReplicaSet with replicas (the version serving)."""
-    uid = deployment(jk, ns)["metadata"]["uid"]
-    for rs in jk.items(REPLICASETS, ns):
-        refs = rs["metadata"].get("ownerReferences") or []
-        if any(r.get("controller") and r["uid"] == uid for r in refs) and rs["spec"].get("replicas"):
-            return rs
-    return None
-
-
-def deliver_replicasets(jk: JsonKube, ns: str) -> list[dict[str, Any]]:
-    return jk.items(REPLICASETS, ns, f"{templates.OWNER_LABEL}={NAME}")
-
-
-def pods_of_hash(jk: JsonKube, ns: str, pod_hash: str) -> list[dict[str, Any]]:
-    return [
-        p
-        for p in jk.items(PODS, ns, f"app={NAME},{templates.HASH_LABEL}={pod_hash}")
-        if not p["metadata"].get("deletionTimestamp")
-    ]
-
-
-def is_ready(pod: dict[str, Any]) -> bool:
-    return any(
-        c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions") or []
-    )
-
-
-def restarts(pod: dict[str, Any]) -> int:
-    return sum(int(cs.get("restartCount") or 0) for cs in (pod.get("status") or {}).get("containerStatuses") or [])
-
-
-def ready_by_hash(jk: JsonKube, ns: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for pod in jk.items(PODS, ns, f"app={NAME}"):
-        if pod["metadata"].get("deletionTimestamp"):
-            continue
-        h = pod["metadata"]["labels"].get(templates.HASH_LABEL, "")
-        out[h] = out.get(h, 0) + (1 if is_ready(pod) else 0)
-    return out
-
-
-def events(jk: JsonKube, ns: str, reason: str) -> list[dict[str, Any]]:
-    return [e for e in jk.items(EVENTS, ns) if e.get("reason") == reason]
-
-
-def image(jk: JsonKube, ns: str) -> str:
-    return str(deployment(jk, ns)["spec"]["template"]["spec"]["containers"][0]["image"])
-
-
-def describe(jk: JsonKube, ns: str) -> Any:
-    def show() -> dict[str, Any]:
-        st = state(jk, ns)
-        return {
-            "phase": st.get("phase"),
-            "step": st.get("step"),
-            "message": st.get("message"),
-            "verdicts": st.get("verdicts"),
-            "ready": ready_by_hash(jk, ns),
-            "rs": [
-                (r["metadata"]["name"], r["spec"]["replicas"], (r.get("status") or {}).get("readyReplicas"))
-                for r in jk.items(REPLICASETS, ns)
-            ],
-        }
-
-    return show
-
-
+# ---------------------------------------------------------------- reading the verdicts
 def step_verdicts(jk: JsonKube, ns: str, step: int = 0) -> list[dict[str, Any]]:
     return [v for v in state(jk, ns).get("verdicts", []) if v.get("step") == step]
 
@@ -200,13 +119,7 @@ def error_rates(chk: dict[str, Any]) -> tuple[float, float]:
 
 
 def deliver_status(cluster: Any, ns: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "delivery.cli", "--kubeconfig", str(cluster.kubeconfig), "-n", ns, "status", NAME],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = deliver(cluster.kubeconfig, "-n", ns, "status", NAME, timeout=60)
     return out.stdout + out.stderr
 
 
@@ -276,7 +189,10 @@ def deliver_v2(
     wait_scraped(prometheus, ns, stable_hash)
     wait_scraped(prometheus, ns, predicted)
     stable.set_traffic(rate=STABLE_RATE, error_share=BASE_ERRORS)
-    time.sleep(2)  # a couple of scrapes of the stable version under load before the change
+    # a couple of scrapes of the stable version under load before the change
+    prometheus.wait_for_series(
+        f'increase(http_requests_total{{namespace="{ns}",pod_template_hash="{stable_hash}"}}[1m]) > 0', timeout=30
+    )
 
     set_image(kube.apps, ns, NAME, "example.com/web:v2")
     ours = wait_for(lambda: deliver_replicasets(jk, ns), 30, "deliver's canary ReplicaSet", describe=describe(jk, ns))
@@ -330,7 +246,7 @@ def test_healthy_canary_is_promoted_by_metric_analysis(
     namespace: str,
     prometheus: Prometheus,
     apps: list[VersionedApp],
-    controller: ControllerProcess,
+    analysed_controller: ControllerProcess,
     run_dir: Path,
 ) -> None:
     t0 = time.monotonic()
@@ -368,7 +284,11 @@ def test_healthy_canary_is_promoted_by_metric_analysis(
     assert rs is not None and rs["spec"]["template"]["metadata"]["labels"][templates.HASH_LABEL] == d.canary_hash
     assert image(jk, namespace) == "example.com/web:v2"
     assert state(jk, namespace)["stableHash"] == d.canary_hash
-    assert events(jk, namespace, "AnalysisPassed") and events(jk, namespace, "DeliverySucceeded")
+    wait_for(
+        lambda: events(jk, namespace, "AnalysisPassed") and events(jk, namespace, "DeliverySucceeded"),
+        15,
+        "AnalysisPassed and DeliverySucceeded events",
+    )
     print(f"[healthy] promoted {time.monotonic() - t0:.1f}s after the Deployment was created")
 
 
@@ -378,7 +298,7 @@ def test_erroring_canary_with_ready_pods_is_rolled_back_by_metrics(
     namespace: str,
     prometheus: Prometheus,
     apps: list[VersionedApp],
-    controller: ControllerProcess,
+    analysed_controller: ControllerProcess,
     run_dir: Path,
     cluster: Any,
 ) -> None:
@@ -443,7 +363,11 @@ def test_erroring_canary_with_ready_pods_is_rolled_back_by_metrics(
         "only stable pods, all Ready",
         describe=describe(jk, namespace),
     )
-    assert events(jk, namespace, "AnalysisFailed") and events(jk, namespace, "DeliveryRolledBack")
+    wait_for(
+        lambda: events(jk, namespace, "AnalysisFailed") and events(jk, namespace, "DeliveryRolledBack"),
+        15,
+        "AnalysisFailed and DeliveryRolledBack events",
+    )
     assert not events(jk, namespace, "Promoting")
 
     # and `deliver status` shows the verdict with its numbers
@@ -459,7 +383,7 @@ def test_prometheus_down_mid_analysis_is_inconclusive_and_never_promotes(
     namespace: str,
     prometheus: Prometheus,
     apps: list[VersionedApp],
-    controller: ControllerProcess,
+    analysed_controller: ControllerProcess,
     run_dir: Path,
 ) -> None:
     t0 = time.monotonic()
@@ -488,7 +412,7 @@ def test_prometheus_down_mid_analysis_is_inconclusive_and_never_promotes(
         assert chk["outcome"] == "inconclusive", chk
         assert re.search(r"unreachable|connect|refused|unavailable", chk["msg"], re.I), chk
     assert "inconclusive" in state(jk, namespace)["message"]
-    assert events(jk, namespace, "AnalysisInconclusive")
+    wait_for(lambda: events(jk, namespace, "AnalysisInconclusive"), 15, "an AnalysisInconclusive event")
 
     # never promoted: it holds at the step (canary beside the full stable version, template v2)
     def held() -> bool:

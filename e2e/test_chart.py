@@ -21,8 +21,7 @@ from e2e.binaries import helm_path
 from e2e.cluster import REPO_ROOT
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
-from e2e.helpers import Kube, pods_of, set_image, wait_for
-from e2e.test_cli import canary, deliver, state_of, wait_phase, wait_stable
+from e2e.helpers import Kube, canary, deliver, pods_of, set_image, state, wait_for, wait_phase, wait_stable
 
 pytestmark = pytest.mark.e2e
 
@@ -162,7 +161,7 @@ def test_chart_installs_and_the_controller_works_under_its_rbac(
         )
         failing = [line for line in ctl.log().splitlines() if expected in line]
         assert '"action": "ScaleNew"' in failing[0] and '"msg": "action failed"' in failing[0]
-        s = state_of(kube, ns, "web")
+        s = state(kube, ns, "web")
         assert s["phase"] == "Progressing" and s["step"] == 0  # stuck safely at the first step
         assert {p.spec.containers[0].image for p in pods_of(kube, ns, "web")} == {"example.com/web:v2"}
         assert not [

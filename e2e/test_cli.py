@@ -11,119 +11,32 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
 from e2e.cluster import REPO_ROOT
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
-from e2e.helpers import Kube, make_deployment, pods_of, set_image, stays, wait_for
+from e2e.helpers import (
+    Kube,
+    canary,
+    deliver,
+    image,
+    images,
+    make_deployment,
+    phase,
+    set_image,
+    state,
+    stays,
+    wait_for,
+    wait_phase,
+    wait_stable,
+)
 
 pytestmark = pytest.mark.e2e
-
-STATE = "deliver.dev/state"
-REQUEST = "deliver.dev/request"
-
-
-# ---------------------------------------------------------------------- helpers (shared by e2e/test_*.py)
-
-
-def deliver(
-    kubeconfig: Path | str,
-    *args: str,
-    timeout: float = 120,
-    env: dict[str, str] | None = None,
-    stdin: str | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI (`python -m delivery.cli`) as a user would; never raises on a non-zero exit."""
-    full_env = dict(os.environ, NO_COLOR="1", **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "delivery.cli", "--kubeconfig", str(kubeconfig), *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        input=stdin,
-    )
-
-
-def state_of(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    d = kube.apps.read_namespaced_deployment(name, namespace)
-    raw = (d.metadata.annotations or {}).get(STATE)
-    return json.loads(raw) if raw else {"phase": "Idle"}
-
-
-def wait_phase(
-    kube: Kube,
-    namespace: str,
-    name: str,
-    phase: str,
-    timeout: float = 90,
-    step: int | None = None,
-    ctl: ControllerProcess | None = None,
-) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        s = state_of(kube, namespace, name)
-        if s.get("phase") == phase and (step is None or s.get("step") == step):
-            return s
-        return None
-
-    def describe() -> str:
-        tail = "\n".join(ctl.log().splitlines()[-15:]) if ctl else ""
-        return f"{state_of(kube, namespace, name)}\ncontroller log tail:\n{tail}"
-
-    return wait_for(
-        check,
-        timeout,
-        f"{namespace}/{name} phase {phase}" + (f" step {step}" if step is not None else ""),
-        describe=describe,
-    )
-
-
-def wait_stable(
-    kube: Kube, namespace: str, name: str, ctl: ControllerProcess | None = None, timeout: float = 90
-) -> dict[str, Any]:
-    """The controller has seen the initial rollout through: Idle with a stable revision."""
-    return wait_for(
-        lambda: (lambda s: s if s.get("stableRevision") and s.get("phase") in ("Idle", "Succeeded") else None)(
-            state_of(kube, namespace, name)
-        ),
-        timeout,
-        f"{name} stable",
-        describe=lambda: (state_of(kube, namespace, name), ctl.log()[-2000:] if ctl else ""),
-    )
-
-
-def images(kube: Kube, namespace: str, name: str) -> set[str]:
-    return {p.spec.containers[0].image for p in pods_of(kube, namespace, name)}
-
-
-def template_image(kube: Kube, namespace: str, name: str) -> str:
-    return kube.apps.read_namespaced_deployment(name, namespace).spec.template.spec.containers[0].image
-
-
-def canary(name: str, steps: str, interval: str = "1s", replicas: int = 3, **extra: str) -> client.V1Deployment:
-    annotations = {
-        "deliver.dev/strategy": "canary",
-        "deliver.dev/steps": steps,
-        "deliver.dev/interval": interval,
-        **{f"deliver.dev/{k.replace('_', '-')}": v for k, v in extra.items()},
-    }
-    return make_deployment(name, replicas=replicas, image="example.com/web:v1", annotations=annotations)
-
-
-@pytest.fixture
-def controller(cluster: RunningCluster, namespace: str, tmp_path: Path) -> Iterator[ControllerProcess]:
-    with ControllerProcess(cluster.kubeconfig, namespace, log_dir=tmp_path) as ctl:
-        yield ctl
-
 
 # ---------------------------------------------------------------------- operator verbs
 
@@ -132,15 +45,15 @@ def test_manual_gate_promote_pause_resume(
     cluster: RunningCluster, kube: Kube, namespace: str, controller: ControllerProcess
 ) -> None:
     k, ns = cluster.kubeconfig, namespace
-    # Given a canary with a manual gate after the first step, delivered once
+    # Given a canary with a manual promotion after the first step, delivered once
     kube.apps.create_namespaced_deployment(ns, canary("web", "34,pause,67,100", interval="8s"))
     wait_stable(kube, ns, "web", controller)
 
-    # When a new image arrives, the delivery stops at the manual gate
+    # When a new image arrives, the delivery stops at the manual promotion
     set_image(kube.apps, ns, "web", "example.com/web:v2")
     wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)
 
-    # resume does not pass a manual gate, pause needs a running delivery: both refused, nothing changed
+    # resume does not pass a manual promotion, pause needs a running delivery: both refused, nothing changed
     before = kube.apps.read_namespaced_deployment("web", ns).metadata.resource_version
     r = deliver(k, "-n", ns, "resume", "web")
     assert r.returncode == 1 and "manual promotion" in r.stderr and "deliver promote web" in r.stderr
@@ -159,7 +72,7 @@ def test_manual_gate_promote_pause_resume(
     assert r.returncode == 0, r.stderr
     wait_phase(kube, ns, "web", "Paused", step=2, ctl=controller)
     stays(
-        lambda: state_of(kube, ns, "web")["phase"] == "Paused" and state_of(kube, ns, "web")["step"] == 2,
+        lambda: state(kube, ns, "web")["phase"] == "Paused" and state(kube, ns, "web")["step"] == 2,
         6,
         "paused at step 3",
     )
@@ -171,7 +84,7 @@ def test_manual_gate_promote_pause_resume(
     assert r.returncode == 0, r.stderr
     wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
     wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v2"}, 60, "only v2 pods")
-    assert s["revision"] == state_of(kube, ns, "web")["stableRevision"]
+    assert s["revision"] == state(kube, ns, "web")["stableRevision"]
 
     # a verb with no delivery in progress: exit 1, nothing changed
     before = kube.apps.read_namespaced_deployment("web", ns).metadata.resource_version
@@ -191,7 +104,7 @@ def test_abort_retry_undo(cluster: RunningCluster, kube: Kube, namespace: str, c
     wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
     wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v2"}, 60, "v2 everywhere")
 
-    # abort at the manual gate: all traffic back on v2 at once, the canary's pods go away
+    # abort at the manual promotion: all traffic back on v2 at once, the canary's pods go away
     set_image(kube.apps, ns, "web", "example.com/web:v3")
     wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)
     assert "example.com/web:v3" in images(kube, ns, "web")
@@ -200,13 +113,13 @@ def test_abort_retry_undo(cluster: RunningCluster, kube: Kube, namespace: str, c
     s = wait_phase(kube, ns, "web", "Aborted", ctl=controller)
     assert "aborted by an operator" in s["message"]
     wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v2"}, 60, "only v2 pods after abort")
-    assert template_image(kube, ns, "web") == "example.com/web:v2"
+    assert image(kube, ns, "web") == "example.com/web:v2"
 
     # retry delivers the aborted revision again
     r = deliver(k, "-n", ns, "retry", "web")
     assert r.returncode == 0, r.stderr
     wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)
-    assert template_image(kube, ns, "web") == "example.com/web:v3"
+    assert image(kube, ns, "web") == "example.com/web:v3"
     assert deliver(k, "-n", ns, "promote", "web", "--full").returncode == 0
     wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
     wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v3"}, 60, "only v3 pods")
@@ -223,8 +136,8 @@ def test_abort_retry_undo(cluster: RunningCluster, kube: Kube, namespace: str, c
     # skipping v4, which deliver rolled back
     r = deliver(k, "-n", ns, "undo", "web", "-o", "json")
     assert r.returncode == 0, r.stderr
-    assert template_image(kube, ns, "web") == "example.com/web:v2"
-    wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)  # the canary's manual gate again
+    assert image(kube, ns, "web") == "example.com/web:v2"
+    wait_phase(kube, ns, "web", "Paused", step=1, ctl=controller)  # the canary's manual promotion again
     assert deliver(k, "-n", ns, "promote", "web", "--full").returncode == 0
     wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
     wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v2"}, 60, "back on v2")
@@ -282,7 +195,7 @@ def test_status_get_and_unmanaged(
             "web",
             "--watch",
             "--timeout",
-            "20s",
+            "30s",
         ],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
@@ -290,16 +203,26 @@ def test_status_get_and_unmanaged(
         text=True,
         env=dict(os.environ, NO_COLOR="1"),
     )
-    time.sleep(2)
+    lines: list[str] = []
+
+    def read_lines() -> None:
+        for line in proc.stdout or []:
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read_lines, daemon=True)
+    reader.start()
+    # the watch has read the Deployment (its first line) before the change, so it sees every event after it
+    wait_for(lambda: lines, 30, "the first line of `status --watch`", describe=lambda: proc.poll())
     set_image(kube.apps, ns, "web", "example.com/web:v2")
     wait_phase(kube, ns, "web", "Succeeded", ctl=controller)
-    out, err = proc.communicate(timeout=40)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    err = proc.stderr.read() if proc.stderr else ""
     assert proc.returncode == 3, err
-    lines = out.strip().splitlines()
     assert any("phase=Progressing" in line for line in lines)
     assert any("phase=Succeeded" in line for line in lines)
     assert any("verdict step 1: pass" in line for line in lines)
-    assert "\x1b[" not in out
+    assert not any("\x1b[" in line for line in lines)
 
 
 # ---------------------------------------------------------------------- lint agrees with the engine
@@ -365,8 +288,8 @@ def test_lint_catches_each_annotation_the_engine_rejects(
 ) -> None:
     k, ns = cluster.kubeconfig, namespace
     docs = []
-    for name, annotations in INVALID.items():
-        dep = make_deployment(name, replicas=1, annotations=annotations)
+    for name, invalid in INVALID.items():
+        dep = make_deployment(name, replicas=1, annotations=invalid)
         body = kube.api_client.sanitize_for_serialization(dep)
         docs.append(body)
         kube.apps.create_namespaced_deployment(ns, body)
@@ -386,7 +309,7 @@ def test_lint_catches_each_annotation_the_engine_rejects(
     )
     for name, key in EXPECTED_KEY.items():
         assert key in events[name], (name, events[name])
-        assert state_of(kube, ns, name).get("phase") == "Idle"  # and changes nothing
+        assert phase(kube, ns, name) == "Idle"  # and changes nothing
 
     # ...and `deliver lint` on the same manifests, offline, flags the same key for each
     r = deliver("/nonexistent/kubeconfig", "lint", str(manifest), "-o", "json")

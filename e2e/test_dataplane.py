@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +32,7 @@ from e2e import crds
 from e2e.controller import ControllerProcess
 from e2e.dataplane import LocalStack
 from e2e.demo import DEMO_ANNOTATIONS, demo_deployment, demo_route
-from e2e.helpers import Kube, deployment_available, set_image, wait_for
+from e2e.helpers import Kube, deployment_available, set_image, state, stays, wait_ended, wait_for
 from e2e.loadgen import LoadGen
 from e2e.services import Prometheus
 
@@ -88,11 +87,6 @@ def test_traffic_share_follows_each_weight(stack: LocalStack, json_kube: JsonKub
         print(f"{weight:>5}%  {share * 100:>11.1f}%  {took * 1000:>9.0f} ms  {c:>6}/{s}")
 
 
-def _state(kube: Kube, ns: str) -> dict[str, Any]:
-    d = kube.apps.read_namespaced_deployment(APP, ns)
-    return json.loads((d.metadata.annotations or {}).get("deliver.dev/state") or "{}")
-
-
 def _canary_weight(json_kube: JsonKube, ns: str) -> int | None:
     return router_for("gateway-api", RouterContext(json_kube, ns, APP, APP, STABLE, CANARY)).verify_weight()
 
@@ -106,7 +100,7 @@ def _start_app(kube: Kube, ns: str, annotations: dict[str, str | None] | None = 
             dep.metadata.annotations[key] = value
     kube.apps.create_namespaced_deployment(ns, dep)
     wait_for(lambda: deployment_available(kube.apps, ns, APP), 60, "v1 Available")
-    wait_for(lambda: _state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
+    wait_for(lambda: state(kube, ns, APP).get("stableHash"), 30, "deliver to record the stable version")
 
 
 # failure mode -> (canary process behaviour, analysis annotations, check name in the verdict)
@@ -150,24 +144,21 @@ def test_failing_canary_is_rolled_back_from_envoy_metrics(
 
             # Then traffic reaches it at 20 %, and Envoy's metrics fail the analysis: rolled back
             stack.plane.wait_for(stack.weights(20), timeout=60)  # type: ignore[union-attr]
-            final = wait_for(
-                lambda: (
-                    _state(kube, ns) if _state(kube, ns).get("phase") in ("RolledBack", "Succeeded", "Paused") else None
-                ),
-                120,
-                "the delivery to end",
-                describe=lambda: (_state(kube, ns), ctl.log()[-2000:]),
-            )
+            final = wait_ended(kube, ns, APP, 120, ctl)
             zero = stack.plane.wait_for(stack.weights(0), timeout=15)  # type: ignore[union-attr]
+            # no request reaches the canary once Envoy has weight 0
             after_rollback = lg.snapshot()
-            time.sleep(2)
+            stays(
+                lambda: lg.snapshot().minus(after_rollback).by_version.get("canary", 0) == 0,
+                2,
+                "no request on the canary after weight 0",
+            )
             tail = lg.snapshot().minus(after_rollback)
         assert final["phase"] == "RolledBack", final.get("message")
         failed = [v for v in final["verdicts"] if v["outcome"] == "fail"]
         assert failed and f"{check} fail" in failed[0]["summary"], final["verdicts"]
         assert _canary_weight(json_kube, ns) == 0
         assert zero is not None
-        # no request reaches the canary once Envoy has weight 0
         assert tail.by_version.get("canary", 0) == 0 and tail.by_version.get("stable", 0) > 0
         verdict_at = failed[0]["at"]
         to_patch, to_envoy = zero.seen_at - verdict_at, zero.at - verdict_at
@@ -197,24 +188,38 @@ def test_healthy_canary_is_promoted_through_envoy(
             set_image(kube.apps, ns, APP, "example.com/shop:v2")
             for w in (20, 50):
                 stack.plane.wait_for(stack.weights(w), timeout=90)  # type: ignore[union-attr]
-            final = wait_for(
-                lambda: (
-                    _state(kube, ns) if _state(kube, ns).get("phase") in ("RolledBack", "Succeeded", "Paused") else None
-                ),
-                150,
-                "the delivery to end",
-                describe=lambda: (_state(kube, ns), ctl.log()[-2000:]),
-            )
+            final = wait_ended(kube, ns, APP, 150, ctl)
         assert final["phase"] == "Succeeded", final.get("message")
         last_per_step = {v["step"]: v["outcome"] for v in final["verdicts"]}  # an extended step ends in pass
         assert last_per_step == {0: "pass", 1: "pass"}, final["verdicts"]
-        assert _canary_weight(json_kube, ns) == 0
-        history = [h.weights[CANARY] for h in stack.plane.history]  # type: ignore[union-attr]
-        assert history == [20, 50, 100, 0], history
-        v2 = [
-            rs
-            for rs in kube.apps.list_namespaced_replica_set(ns).items
-            if rs.spec.template.spec.containers[0].image == "example.com/shop:v2"
-        ][0]
-        svc = kube.core.read_namespaced_service(STABLE, ns)
-        assert svc.spec.selector["pod-template-hash"] == v2.spec.template.metadata.labels["pod-template-hash"]
+        # The record is written before the actions that follow it (stable Service to v2, canary weight
+        # back to 0), and Envoy applies the last route change a moment after it: wait for each.
+        wait_for(lambda: _canary_weight(json_kube, ns) == 0, 30, "the route's canary weight back to 0")
+
+        def weights_in_envoy() -> list[int]:
+            return [h.weights[CANARY] for h in stack.plane.history]  # type: ignore[union-attr]
+
+        wait_for(
+            lambda: 100 in weights_in_envoy() and weights_in_envoy()[-1] == 0,
+            30,
+            "Envoy to apply the canary weight 0 after 100",
+            describe=weights_in_envoy,
+        )
+        assert weights_in_envoy() == [20, 50, 100, 0]
+
+        def v2_hash() -> str:
+            return next(
+                rs.spec.template.metadata.labels["pod-template-hash"]
+                for rs in kube.apps.list_namespaced_replica_set(ns).items
+                if rs.spec.template.spec.containers[0].image == "example.com/shop:v2"
+            )
+
+        def stable_selects() -> str:
+            return str(kube.core.read_namespaced_service(STABLE, ns).spec.selector.get("pod-template-hash", ""))
+
+        wait_for(
+            lambda: stable_selects() == v2_hash(),
+            30,
+            "the stable Service to select v2",
+            describe=lambda: (stable_selects(), v2_hash()),
+        )

@@ -8,108 +8,43 @@ itself (kwok `never-ready` / `crashloop` pods), with the stable version fully se
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from delivery import templates
-from delivery.errors import NotFound
-from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES
+from delivery.kube import SERVICES
 from delivery.kube import KubeClient as JsonKube
 from e2e.controller import ControllerProcess
-from e2e.helpers import CRASHLOOP, NEVER_READY, Kube, make_deployment, set_image, wait_for
+from e2e.helpers import (
+    CRASHLOOP,
+    NEVER_READY,
+    Kube,
+    deliver_replicasets,
+    deployment,
+    describe,
+    events,
+    image,
+    make_deployment,
+    phase,
+    ready_by_hash,
+    service_exists,
+    set_image,
+    stable_hash,
+    state,
+    stays,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
 N = 5
 
 
-@pytest.fixture
-def jk(cluster: Any) -> JsonKube:
-    return JsonKube.connect(str(cluster.kubeconfig))
-
-
-@pytest.fixture
-def controller(cluster: Any, namespace: str, run_dir: Path) -> Iterator[ControllerProcess]:
-    ctl = ControllerProcess(cluster.kubeconfig, namespace, run_dir)
-    ctl.start()
-    yield ctl
-    ctl.stop()
-    print(ctl.log()[-4000:])
-
-
-# ---------------------------------------------------------------- reading the cluster
-def deployment(jk: JsonKube, ns: str, name: str = "web") -> dict[str, Any]:
-    return jk.get(DEPLOYMENTS, ns, name)
-
-
-def state(jk: JsonKube, ns: str, name: str = "web") -> dict[str, Any]:
-    raw = (deployment(jk, ns, name)["metadata"].get("annotations") or {}).get("deliver.dev/state")
-    return json.loads(raw) if raw else {}
-
-
-def phase(jk: JsonKube, ns: str, name: str = "web") -> str:
-    return state(jk, ns, name).get("phase", "")
-
-
-def ready_by_hash(jk: JsonKube, ns: str, app: str = "web") -> dict[str, int]:
-    """Ready (non-terminating) pods per pod-template-hash."""
-    out: dict[str, int] = {}
-    for pod in jk.items(PODS, ns, f"app={app}"):
-        if pod["metadata"].get("deletionTimestamp"):
-            continue
-        h = pod["metadata"]["labels"].get(templates.HASH_LABEL, "")
-        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
-        out[h] = out.get(h, 0) + (1 if ready else 0)
-    return out
-
-
-def stable_hash(jk: JsonKube, ns: str, name: str = "web") -> str:
-    d = deployment(jk, ns, name)
-    for rs in jk.items(REPLICASETS, ns, f"app={name}"):
-        refs = rs["metadata"].get("ownerReferences") or []
-        if any(r.get("controller") and r["uid"] == d["metadata"]["uid"] for r in refs) and rs["spec"]["replicas"] > 0:
-            return rs["spec"]["template"]["metadata"]["labels"][templates.HASH_LABEL]
-    return ""
-
-
-def deliver_replicasets(jk: JsonKube, ns: str, name: str = "web") -> list[dict[str, Any]]:
-    return jk.items(REPLICASETS, ns, f"{templates.OWNER_LABEL}={name}")
-
-
-def service_exists(jk: JsonKube, ns: str, name: str) -> bool:
-    try:
-        jk.get(SERVICES, ns, name)
-        return True
-    except NotFound:
-        return False
-
-
-def image(jk: JsonKube, ns: str, name: str = "web") -> str:
-    return deployment(jk, ns, name)["spec"]["template"]["spec"]["containers"][0]["image"]
-
-
-def events(jk: JsonKube, ns: str, reason: str) -> list[dict[str, Any]]:
-    return [e for e in jk.items(EVENTS, ns) if e.get("reason") == reason]
-
-
-def describe(jk: JsonKube, ns: str) -> Any:
-    return lambda: {
-        "state": state(jk, ns),
-        "ready": ready_by_hash(jk, ns),
-        "rs": [
-            (r["metadata"]["name"], r["spec"]["replicas"], r.get("status", {}).get("readyReplicas"))
-            for r in jk.items(REPLICASETS, ns)
-        ],
-    }
-
-
+# ---------------------------------------------------------------- given
 def given_v1(
     kube: Kube,
     jk: JsonKube,
@@ -163,7 +98,7 @@ def assert_rolled_back(jk: JsonKube, ns: str, v1_hash: str, replicas: int = N) -
     wait_for(lambda: image(jk, ns) == "example.com/web:v1", 15, "template reverted to v1")
     wait_for(lambda: not deliver_replicasets(jk, ns), 15, "deliver's ReplicaSet deleted")
     assert state(jk, ns)["failedRevision"]
-    assert events(jk, ns, "DeliveryRolledBack")
+    wait_for(lambda: events(jk, ns, "DeliveryRolledBack"), 15, "a DeliveryRolledBack event")
 
 
 CANARY = {
@@ -197,7 +132,11 @@ def test_canary_good_version_is_promoted_step_by_step(
     d = deployment(jk, namespace)
     assert d["spec"]["paused"] is True and image(jk, namespace) == "example.com/web:v2"
     assert not deliver_replicasets(jk, namespace)  # handed to the Deployment
-    assert len(events(jk, namespace, "StepPassed")) >= 2 and events(jk, namespace, "DeliverySucceeded")
+    wait_for(
+        lambda: len(events(jk, namespace, "StepPassed")) >= 2 and events(jk, namespace, "DeliverySucceeded"),
+        15,
+        "two StepPassed events and a DeliverySucceeded event",
+    )
 
 
 @pytest.mark.parametrize("behaviour", [NEVER_READY, CRASHLOOP])
@@ -225,8 +164,7 @@ def test_controller_killed_mid_canary_resumes_and_finishes(
     )
     controller.kill()  # SIGKILL in the middle of step 2
     before = state(jk, namespace)
-    time.sleep(2)
-    assert state(jk, namespace)["step"] == before["step"]  # nothing moves without the controller
+    stays(lambda: state(jk, namespace)["step"] == before["step"], 2, "nothing moving without the controller")
     controller.start()
     wait_for(
         lambda: phase(jk, namespace) == "Succeeded", 90, "promotion after restart", describe=describe(jk, namespace)
@@ -247,14 +185,18 @@ def test_invalid_annotation_changes_nothing_and_warns(
     message = events(jk, namespace, "InvalidAnnotation")[0]["message"]
     assert "deliver.dev/steps" in message and "abc" in message
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
-    time.sleep(4)
-    after = deployment(jk, namespace)
-    assert after["metadata"]["annotations"].get("deliver.dev/state") == before["metadata"]["annotations"].get(
-        "deliver.dev/state"
-    )
-    assert after["spec"]["paused"] is True  # still held: the change does not roll out ungated
-    assert not deliver_replicasets(jk, namespace)
-    assert ready_by_hash(jk, namespace) == {v1: N}
+
+    def unchanged() -> bool:
+        after = deployment(jk, namespace)
+        return (
+            after["metadata"]["annotations"].get("deliver.dev/state")
+            == before["metadata"]["annotations"].get("deliver.dev/state")
+            and after["spec"]["paused"] is True  # still held: the change does not roll out ungated
+            and not deliver_replicasets(jk, namespace)
+            and ready_by_hash(jk, namespace) == {v1: N}
+        )
+
+    stays(unchanged, 4, "the record unchanged, the Deployment held, no deliver ReplicaSet, only v1 pods Ready")
 
 
 # ---------------------------------------------------------------- blue-green
@@ -388,7 +330,8 @@ def test_rolling_good_version_rolls_out_with_a_checked_pause(
     held = [s for s in samples if s[0] == 0 and s[1] == "Progressing" and s[2] and 2 <= s[3] < N]
     assert len(held) >= 5, f"never held at the pause point: {samples[::10]}"
     assert deployment(jk, namespace)["spec"]["paused"] is True
-    assert len(events(jk, namespace, "StepPassed")) >= 2  # the pause point and the end were both checked
+    # the pause point and the end were both checked
+    wait_for(lambda: len(events(jk, namespace, "StepPassed")) >= 2, 15, "two StepPassed events")
 
 
 @pytest.mark.parametrize("behaviour", [NEVER_READY, CRASHLOOP])
@@ -398,7 +341,7 @@ def test_rolling_bad_version_is_undone_by_reverting_the_template(
     v1 = given_v1(kube, jk, namespace, ROLLING)
     set_image(kube.apps, namespace, "web", "example.com/web:v2", behaviour=behaviour)
     assert_rolled_back(jk, namespace, v1)
-    assert events(jk, namespace, "StableRestored")
+    wait_for(lambda: events(jk, namespace, "StableRestored"), 15, "a StableRestored event")
 
 
 # ---------------------------------------------------------------- recreate
@@ -421,7 +364,8 @@ def test_recreate_good_version_never_overlaps(
     assert len(samples) > 20
     _never_two_versions(samples)
     v2 = stable_hash(jk, namespace)
-    assert v2 != v1 and ready_by_hash(jk, namespace) == {v2: 3}
+    assert v2 != v1
+    wait_for(lambda: ready_by_hash(jk, namespace) == {v2: 3}, 30, "only v2 pods, all Ready")
 
 
 def test_recreate_bad_version_restores_old_without_overlap(
@@ -458,7 +402,7 @@ def test_removing_the_strategy_hands_the_deployment_back(
     wait_for(lambda: not deployment(jk, namespace)["spec"].get("paused"), 30, "unpaused")
     wait_for(lambda: not deliver_replicasets(jk, namespace), 30, "canary ReplicaSet removed")
     assert "deliver.dev/state" not in deployment(jk, namespace)["metadata"].get("annotations", {})
-    assert events(jk, namespace, "Released")
+    wait_for(lambda: events(jk, namespace, "Released"), 15, "a Released event")
     # a plain Deployment again: the native controller rolls out v2
     wait_for(
         lambda: (

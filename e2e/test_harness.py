@@ -6,9 +6,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from e2e._proc import free_port
+from e2e.cluster import api_client
 from e2e.helpers import (
     CRASHLOOP,
     NEVER_READY,
@@ -186,7 +187,8 @@ def test_envoy_answers_on_admin_and_proxies(envoy: Envoy) -> None:
                                                     {
                                                         "name": "envoy.filters.http.router",
                                                         "typed_config": {
-                                                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                                            "@type": "type.googleapis.com/"
+                                                            "envoy.extensions.filters.http.router.v3.Router"
                                                         },
                                                     }
                                                 ],
@@ -271,7 +273,7 @@ def test_service_account_tokens_and_rbac_are_enforced(kube: Kube, namespace: str
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="robot"))
     )
     kcfg = service_account_kubeconfig(kube, namespace, "robot", run_dir / "robot.kubeconfig")
-    robot = client.CoreV1Api(config.new_client_from_config(config_file=str(kcfg)))
+    robot = client.CoreV1Api(api_client(kcfg))
 
     # Then the API server authenticates it but RBAC forbids listing pods
     with pytest.raises(client.ApiException) as denied:

@@ -19,8 +19,7 @@ from kubernetes import client
 
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
-from e2e.helpers import Kube, pods_of, set_image, wait_for
-from e2e.test_cli import canary, wait_phase, wait_stable
+from e2e.helpers import Kube, canary, pods_of, set_image, wait_for, wait_phase, wait_stable
 
 pytestmark = pytest.mark.e2e
 
@@ -129,8 +128,14 @@ def test_leader_killed_the_other_takes_over_and_completes(
             "only v2 pods",
         )
         assert transitions(follower), "the new leader should have written the rest of the delivery"
-        code, body = get(f"http://{address(follower)}/metrics")
-        assert 'deliver_deliveries{phase="Succeeded"} 1.0' in body
+        # the gauges are refreshed by the controller's next pass after the record: wait for them
+        body = wait_for(
+            lambda: (lambda text: text if 'deliver_deliveries{phase="Succeeded"} 1.0' in text else "")(
+                get(f"http://{address(follower)}/metrics")[1]
+            ),
+            15,
+            "the new leader's metrics to count the delivery as Succeeded",
+        )
         assert 'deliver_delivery_weight_percent{deployment="web",namespace="' in body
         assert "deliver_reconcile_duration_seconds_count" in body
     finally:

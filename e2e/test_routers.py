@@ -15,12 +15,8 @@ The user's route object carries deliver's two backends plus rules/fields of its 
 from __future__ import annotations
 
 import copy
-import json
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +27,17 @@ from delivery.kube import HTTPROUTES, TRAFFICSPLITS, VIRTUALSERVICES, Resource
 from delivery.kube import KubeClient as JsonKube
 from e2e import crds
 from e2e.controller import ControllerProcess
-from e2e.helpers import Kube, deployment_available, make_deployment, set_image, wait_for
+from e2e.helpers import (
+    Kube,
+    deliver,
+    deployment_available,
+    event_messages,
+    make_deployment,
+    phase,
+    set_image,
+    state,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -249,20 +255,6 @@ class Routes:
 # ------------------------------------------------------------------ helpers
 
 
-def deliver_state(kube: Kube, ns: str) -> dict[str, Any]:
-    d = kube.apps.read_namespaced_deployment("web", ns)
-    return json.loads((d.metadata.annotations or {}).get("deliver.dev/state") or "{}")
-
-
-def cli(kubeconfig: Path, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "delivery.cli", "--kubeconfig", str(kubeconfig), "-n", ns, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def service_hash(kube: Kube, ns: str, name: str) -> str:
     return kube.core.read_namespaced_service(name, ns).spec.selector.get("pod-template-hash", "")
 
@@ -281,20 +273,7 @@ def given_web_v1(kube: Kube, ns: str, annotations: dict[str, str]) -> None:
         ns, make_deployment("web", replicas=2, image="example.com/web:v1", annotations=annotations)
     )
     wait_for(lambda: deployment_available(kube.apps, ns, "web"), 60, "web v1 Available")
-    wait_for(lambda: deliver_state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
-
-
-def events(kube: Kube, ns: str, reason: str) -> list[str]:
-    return [e.message for e in kube.core.list_namespaced_event(ns).items if e.reason == reason]
-
-
-@pytest.fixture
-def controller(cluster: Any, namespace: str, tmp_path: Path) -> Iterator[ControllerProcess]:
-    ctl = ControllerProcess(cluster.kubeconfig, namespace, tmp_path, extra_args=["--metrics-addr", "0"])
-    ctl.start()
-    yield ctl
-    ctl.stop()
-    print(ctl.log()[-4000:])
+    wait_for(lambda: state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
 
 
 # ------------------------------------------------------------------ tests
@@ -314,32 +293,32 @@ def test_router_moves_weights_step_by_step_and_back_to_zero(
     given_web_v1(kube, ns, annotations)
     assert created
 
-    def state() -> dict[str, Any]:
-        return deliver_state(kube, ns)
+    def record() -> dict[str, Any]:
+        return state(kube, ns)
 
     def at_gate(step: int) -> bool:
-        s = state()
+        s = record()
         return s.get("phase") == "Paused" and s.get("step") == step
 
     # When a new version is delivered
     set_image(kube.apps, ns, "web", "example.com/web:v2")
 
     # Then the first gate holds 20 % on the canary
-    wait_for(lambda: at_gate(1), 90, "the first manual gate (after 20 %)", describe=state)
+    wait_for(lambda: at_gate(1), 90, "the first manual promotion (after 20 %)", describe=record)
     assert routes.weights() == [(80, 20)] * len(routes.weights())
     v2_hash = pod_hash_of(kube, ns, "example.com/web:v2")
     assert v2_hash and service_hash(kube, ns, CANARY) == v2_hash
     assert service_hash(kube, ns, STABLE) != v2_hash
 
-    promoted = cli(cluster.kubeconfig, ns, "promote", "web")
+    promoted = deliver(cluster.kubeconfig, "-n", ns, "promote", "web")
     assert promoted.returncode == 0, promoted.stderr
-    wait_for(lambda: at_gate(3), 90, "the second manual gate (after 50 %)", describe=state)
+    wait_for(lambda: at_gate(3), 90, "the second manual promotion (after 50 %)", describe=record)
     assert set(routes.weights()) == {(50, 50)}
 
     # And after the last promote, all traffic is on the stable Service, which now selects v2
-    promoted = cli(cluster.kubeconfig, ns, "promote", "web")
+    promoted = deliver(cluster.kubeconfig, "-n", ns, "promote", "web")
     assert promoted.returncode == 0, promoted.stderr
-    wait_for(lambda: state().get("phase") == "Succeeded", 120, "promotion", describe=state)
+    wait_for(lambda: record().get("phase") == "Succeeded", 120, "promotion", describe=record)
     # (the record is written first; the Service re-point and weight reset follow it)
     wait_for(lambda: set(routes.weights()) == {(100, 0)}, 10, "weights reset after promotion", describe=routes.weights)
     wait_for(
@@ -350,11 +329,11 @@ def test_router_moves_weights_step_by_step_and_back_to_zero(
 
     # When a third version is started and aborted at 20 %
     set_image(kube.apps, ns, "web", "example.com/web:v3")
-    wait_for(lambda: at_gate(1), 90, "v3 at the first gate", describe=state)
+    wait_for(lambda: at_gate(1), 90, "v3 at the first gate", describe=record)
     assert set(routes.weights()) == {(80, 20)}
-    aborted = cli(cluster.kubeconfig, ns, "abort", "web")
+    aborted = deliver(cluster.kubeconfig, "-n", ns, "abort", "web")
     assert aborted.returncode == 0, aborted.stderr
-    wait_for(lambda: state().get("phase") == "Aborted", 60, "abort", describe=state)
+    wait_for(lambda: record().get("phase") == "Aborted", 60, "abort", describe=record)
 
     # Then the canary's weight is 0 again
     wait_for(lambda: set(routes.weights()) == {(100, 0)}, 10, "weight 0 after the abort", describe=routes.weights)
@@ -381,7 +360,7 @@ def test_missing_route_is_a_warning_event_and_no_action(
     given_web_v1(kube, ns, annotations)
     set_image(kube.apps, ns, "web", "example.com/web:v2")
 
-    messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
+    messages = wait_for(lambda: event_messages(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
     assert "no-such-route not found" in messages[0] and "deliver takes no action" in messages[0]
     ev = [e for e in kube.core.list_namespaced_event(ns).items if e.reason == "RouterUnavailable"][0]
     assert ev.type == "Warning" and ev.involved_object.name == "web"
@@ -402,10 +381,10 @@ def test_route_without_the_canary_backend_is_a_warning_event(
     given_web_v1(kube, ns, annotations)
     set_image(kube.apps, ns, "web", "example.com/web:v2")
 
-    messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
+    messages = wait_for(lambda: event_messages(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
     assert "rule 1 must have exactly one backendRef to Service web-stable and one to web-canary" in messages[0]
     assert not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items
-    assert deliver_state(kube, ns).get("phase") in (None, "Idle")
+    assert phase(kube, ns) == "Idle"
 
 
 def test_missing_crd_is_a_warning_event(
@@ -427,7 +406,7 @@ def test_missing_crd_is_a_warning_event(
         annotations = dict(ANNOTATIONS, **{"deliver.dev/router": "smi/web"})
         given_web_v1(kube, ns, annotations)
         set_image(kube.apps, ns, "web", "example.com/web:v2")
-        messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
+        messages = wait_for(lambda: event_messages(kube, ns, "RouterUnavailable"), 60, "a RouterUnavailable event")
         assert "split.smi-spec.io/v1alpha2 is not installed" in messages[0]
         assert not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items
     finally:
@@ -448,21 +427,21 @@ def test_route_deleted_mid_delivery_holds_then_rolls_back(
     }
     given_web_v1(kube, ns, annotations)
     set_image(kube.apps, ns, "web", "example.com/web:v2")
-    wait_for(lambda: deliver_state(kube, ns).get("weight") == 20, 60, "the first step at 20 %")
+    wait_for(lambda: state(kube, ns).get("weight") == 20, 60, "the first step at 20 %")
     # When the user's HTTPRoute disappears in the middle of a step
     kube.custom.delete_namespaced_custom_object("gateway.networking.k8s.io", "v1", ns, "httproutes", "web")
     # Then deliver warns and holds, and once the router has been broken for the progress deadline
     # it rolls back
-    messages = wait_for(lambda: events(kube, ns, "RouterUnavailable"), 30, "a RouterUnavailable event")
+    messages = wait_for(lambda: event_messages(kube, ns, "RouterUnavailable"), 30, "a RouterUnavailable event")
     assert "holding step" in messages[0]
-    assert deliver_state(kube, ns).get("phase") == "Progressing"
+    assert state(kube, ns).get("phase") == "Progressing"
     wait_for(
-        lambda: deliver_state(kube, ns).get("phase") == "RolledBack",
+        lambda: state(kube, ns).get("phase") == "RolledBack",
         60,
         "rollback",
-        describe=lambda: deliver_state(kube, ns),
+        describe=lambda: state(kube, ns),
     )
-    assert "traffic router unavailable" in deliver_state(kube, ns)["message"]
+    assert "traffic router unavailable" in state(kube, ns)["message"]
     assert not kube.apps.list_namespaced_replica_set(ns, label_selector="deliver.dev/owner=web").items
     assert (
         kube.apps.read_namespaced_deployment("web", ns).spec.template.spec.containers[0].image == "example.com/web:v1"

@@ -124,7 +124,7 @@ class Counters:
             "# TYPE http_request_duration_seconds histogram",
         ]
         cumulative = 0
-        for bound, n in zip(BUCKETS, buckets):
+        for bound, n in zip(BUCKETS, buckets, strict=False):
             cumulative += n
             lines.append(f'http_request_duration_seconds_bucket{{le="{bound:g}"}} {cumulative}')
         cumulative += buckets[-1]
