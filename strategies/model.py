@@ -276,6 +276,7 @@ class DeliveryState:
     router_problem: str = ""  # what was wrong with it then (a Warning is posted when this changes)
     failed_revision: str = ""  # a revision that was rolled back / aborted: not retried on its own
     failed_template: dict[str, Any] | None = None
+    retrying: str = ""  # `deliver retry` of failed_revision: its template is written until observed
     stable_template: dict[str, Any] | None = None  # to revert to even if its ReplicaSet is gone
     handled_request: str = ""  # last operator request consumed (id), so none is applied twice
     verdicts: tuple[StepVerdict, ...] = ()
@@ -309,6 +310,8 @@ class DeliveryState:
             d["routerProblem"] = self.router_problem
         if self.failed_template is not None:
             d["failedTemplate"] = self.failed_template
+        if self.retrying:
+            d["retrying"] = self.retrying
         if self.stable_template is not None:
             d["stableTemplate"] = self.stable_template
         return d
@@ -338,6 +341,7 @@ class DeliveryState:
             router_problem=str(d.get("routerProblem", "")),
             failed_revision=str(d.get("failedRevision", "")),
             failed_template=d.get("failedTemplate"),
+            retrying=str(d.get("retrying", "")),
             stable_template=d.get("stableTemplate"),
             handled_request=str(d.get("handledRequest", "")),
             verdicts=tuple(StepVerdict.from_dict(v) for v in d.get("verdicts", [])),

@@ -178,7 +178,24 @@ def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
                 return superseded
         return planner.advance(spec, state, obs)
 
+    if state.retrying:
+        state, reissue = _follow_retry(state, obs)
+        if reissue is not None:
+            return reissue
     return _idle(spec, state, obs, planner)
+
+
+def _follow_retry(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, Plan | None]:
+    """A ``deliver retry`` in flight: write the failed revision's template again until it is observed.
+
+    Once the Deployment's template is the retried revision, the failure is forgotten and the delivery
+    starts like any other. A template the user wrote meanwhile (neither the stable nor the retried
+    revision) wins: the retry is dropped and that template is delivered."""
+    if obs.target_revision == state.retrying:
+        return state.replace(retrying="", failed_revision="", failed_template=None), None
+    if obs.target_revision == state.stable_revision and state.failed_template:
+        return state, Plan(state, (ApplyTemplate(state.failed_template),), 0.5)
+    return state.replace(retrying=""), None
 
 
 def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan:
@@ -330,13 +347,16 @@ def _operator_request(
             return Plan(state.replace(message=message), (PostEvent("Warning", R.ABORT_REFUSED, message),), RECHECK)
         return rollback(spec, state, obs, planner, "aborted by an operator", Phase.ABORTED)
     if request == "retry" and state.failed_template:
+        # The failed revision stays in the record until its template is seen on the Deployment
+        # (``_follow_retry``): a template write that fails, or a crash right after this record is
+        # written, is re-issued on the next pass instead of losing the retry.
+        retrying = state.replace(
+            retrying=state.failed_revision,
+            hold=HoldReason.NONE,
+            message=f"retrying revision {state.failed_revision}",
+        )
         return Plan(
-            state.replace(
-                failed_revision="",
-                failed_template=None,
-                hold=HoldReason.NONE,
-                message=f"retrying revision {state.failed_revision}",
-            ),
+            retrying,
             (
                 ApplyTemplate(state.failed_template),
                 PostEvent("Normal", R.DELIVERY_RETRIED, f"retrying revision {state.failed_revision}"),

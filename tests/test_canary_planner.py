@@ -181,7 +181,15 @@ def test_failed_revision_is_not_retried_by_itself_but_retry_reapplies_it():
     quiet = plan(canary_spec(), p.state, obs(version(STABLE, 5)))
     assert not quiet.events()
     r = plan(canary_spec(), s, obs(version(STABLE, 5), target=STABLE, request="retry", request_id="x"))
-    assert any(type(a).__name__ == "ApplyTemplate" for a in r.actions) and r.state.failed_revision == ""
+    assert any(type(a).__name__ == "ApplyTemplate" for a in r.actions)
+    # kept until the template is observed: a lost template write is issued again, not forgotten
+    assert (r.state.failed_revision, r.state.retrying) == (NEW, NEW)
+    again = plan(canary_spec(), r.state, obs(version(STABLE, 5), target=STABLE))
+    assert [type(a).__name__ for a in again.actions] == ["ApplyTemplate"] and again.state.retrying == NEW
+    seen = plan(canary_spec(), r.state, obs(version(STABLE, 5), target=NEW))
+    assert seen.state.phase is Phase.PROGRESSING and (seen.state.retrying, seen.state.failed_revision) == ("", "")
+    other = plan(canary_spec(), r.state, obs(version(STABLE, 5), target="newer00002"))
+    assert other.state.revision == "newer00002" and not other.state.retrying, "a newer template wins over the retry"
 
 
 def test_new_template_mid_delivery_supersedes_the_old_canary():

@@ -191,3 +191,57 @@ def test_superseding_a_held_recreate_delivery_checks_the_newest_revision() -> No
     f.when_settled()
     assert (f.record()["phase"], f.record()["stableRevision"], f.serving()) == ("Succeeded", REV3, {V3: 2})
     assert "StepPassed" in f.reasons() or any(v["outcome"] == "pass" for v in f.record()["verdicts"])
+
+
+# ------------------------------------------------------------------ defect 6: actions after the record write
+
+
+def rolled_back_canary() -> Fixture:
+    """A canary whose v2 crash-looped and was rolled back; v2's crash has since been fixed."""
+    f = Fixture()
+    f.given_deployment("canary", V1, replicas=3, steps="50,100", interval="30s")
+    f.given_delivered()
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert (f.record()["phase"], f.record()["failedRevision"], f.image()) == ("RolledBack", REV2, V1)
+    f.crashing.clear()
+    return f
+
+
+def test_a_retry_survives_a_failed_or_lost_template_write() -> None:
+    import pytest
+
+    from delivery.errors import KubeError
+    from delivery.state import send_request
+    from tests.fakekube import Crash
+
+    clean = rolled_back_canary()
+    send_request(clean.kube, clean.deployment(), "retry")
+    clean.kube.writes.clear()
+    clean.when_settled()
+    assert (clean.record()["phase"], clean.record()["stableRevision"], clean.serving()) == ("Succeeded", REV2, {V2: 3})
+    assert len(clean.events("DeliveryRetried")) == 1
+    writes = len(clean.kube.writes)
+    assert writes >= 3
+    for k in range(1, writes + 1):
+        for crash in (True, False):
+            f = rolled_back_canary()
+            rid = send_request(f.kube, f.deployment(), "retry")
+            f.kube.writes.clear()
+            if crash:
+                f.kube.crash_at_write(k)
+                with pytest.raises(Crash):
+                    f.when_settled()
+                f.when_restarted()
+            else:
+                f.kube.fail_at_write(k, KubeError("the API server timed out", 504))
+                try:
+                    f.when_settled()
+                except KubeError:
+                    pass  # a failed record write: the controller's queue retries the key
+            f.when_settled()
+            record = f.record()
+            outcome = (record["phase"], record["stableRevision"], record["handledRequest"], f.serving())
+            assert outcome == ("Succeeded", REV2, rid, {V2: 3}), (k, crash)
+            assert len(f.events("DeliveryRetried")) <= 1, (k, crash)  # an Event lost with its write is not re-posted
