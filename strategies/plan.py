@@ -61,7 +61,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     """The next record and the actions that converge on it, for one Deployment."""
     state, told = _record_analysed(_forget_failure(state), obs)
     decided = _decide(spec, state, obs)
-    actions = _unpin(spec, state, obs, decided) + told + decided.actions
+    actions = _unpin(spec, state, obs, decided) + told + decided.actions + _stale(decided, obs)
     if obs.router_problem:
         # The route is gone or broken: no traffic reaches the new version through it anyway.
         actions = tuple(a for a in actions if not isinstance(a, SetWeight))
@@ -104,6 +104,21 @@ def _unpin(spec: DeliverySpec, state: DeliveryState, obs: Observation, decided: 
         return at_rest and svc.pod_hash not in hashes
 
     return tuple(UnpinService(svc.name) for svc in obs.services if stale(svc))
+
+
+def _stale(decided: Plan, obs: Observation) -> tuple[Action, ...]:
+    """Mid-delivery, a ReplicaSet of deliver's that is neither the revision being delivered nor the
+    stable one (a superseded canary or preview) goes, derived from what is observed on every pass: a
+    delete lost to a crash or a failed write is issued again, so a superseded version never keeps
+    serving beside the newest one."""
+    state = decided.state
+    if state.phase.terminal or state.phase is Phase.ROLLING_BACK:
+        return ()  # at rest `_idle` removes them; a rollback's undo does
+    if any(isinstance(a, DeleteNew) for a in decided.actions):
+        return ()
+    if any(not v.owned and v.revision != state.revision for v in obs.versions):
+        return (DeleteNew(keep_revision=state.revision),)
+    return ()
 
 
 def _forget_failure(state: DeliveryState) -> DeliveryState:

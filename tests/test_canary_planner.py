@@ -200,6 +200,18 @@ def test_new_template_mid_delivery_supersedes_the_old_canary():
     assert "DeliverySuperseded" in reasons(p)
 
 
+def test_a_superseded_canary_replicaset_is_deleted_on_every_pass_until_gone():
+    # the supersede pass was recorded, but its delete was lost (a crash, a failed write)
+    s = started(Strategy.CANARY)
+    o = obs(version(STABLE, 5), version("older00001", 3, owned=False), version(NEW, 1, owned=False), now=1001)
+    p = plan(canary_spec(), s, o)
+    assert DeleteNew(keep_revision=NEW) in p.actions and ScaleNew(1) in p.actions
+    for state in (s.replace(phase=Phase.PAUSED), s.replace(phase=Phase.PROMOTING, step=2)):
+        assert DeleteNew(keep_revision=NEW) in plan(canary_spec(), state, o).actions
+    quiet = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1001))
+    assert not any(isinstance(a, DeleteNew) for a in quiet.actions)
+
+
 def test_router_weight_waits_until_router_confirms():
     spec = canary_spec(router=RouterRef("gateway-api", "route"))
     s = started(Strategy.CANARY, weight=20)

@@ -245,3 +245,41 @@ def test_a_retry_survives_a_failed_or_lost_template_write() -> None:
             outcome = (record["phase"], record["stableRevision"], record["handledRequest"], f.serving())
             assert outcome == ("Succeeded", REV2, rid, {V2: 3}), (k, crash)
             assert len(f.events("DeliveryRetried")) <= 1, (k, crash)  # an Event lost with its write is not re-posted
+
+
+def test_a_superseded_canary_replicaset_goes_even_after_a_crash_at_any_write_of_the_supersede() -> None:
+    import pytest
+
+    from tests.fakekube import Crash
+
+    def given() -> Fixture:
+        f = Fixture()
+        f.given_deployment("canary", V1, replicas=4, steps="50,100", interval="30s")
+        f.given_delivered()
+        f.crashing.add(V2)  # v2 crash-loops: it must not keep serving while v3 is delivered
+        f.when_template_changes(V2)
+        f.reconciler.reconcile("shop", NAME)  # step 1 scaled, not yet observed as unhealthy
+        f.cluster()
+        assert f.serving().get(V2, 0) == 2
+        f.when_template_changes(V3)
+        f.kube.writes.clear()
+        return f
+
+    clean = given()
+    clean.when_reconciled()
+    writes = len(clean.kube.writes)
+    assert writes >= 3
+    for k in range(1, writes + 1):
+        f = given()
+        f.kube.crash_at_write(k)
+        with pytest.raises(Crash):
+            f.when_reconciled()
+        f.when_restarted()
+        f.when_reconciled()
+        f.cluster()
+        revisions = {
+            templates.revision(templates.without_hash(rs["spec"]["template"])) for rs in f.delivers_replicasets()
+        }
+        assert V2 not in f.serving() and revisions <= {REV3}, k
+        f.when_settled()
+        assert (f.record()["phase"], f.record()["stableRevision"], f.serving()) == ("Succeeded", REV3, {V3: 4}), k
