@@ -154,9 +154,7 @@ def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         old_planner = planner_for(old.strategy)
         if state.phase == Phase.ROLLING_BACK:
             return finish_rollback(old, state, obs, old_planner)
-        return rollback(
-            old, state, obs, old_planner, "strategy changed during the delivery", Phase.ABORTED, remember_failure=False
-        )
+        return _strategy_changed(spec, old, state, obs, old_planner)
 
     request = obs.request if obs.request_id and obs.request_id != state.handled_request else ""
     if obs.router_problem and in_progress and state.phase != Phase.ROLLING_BACK:
@@ -211,6 +209,25 @@ def _follow_retry(state: DeliveryState, obs: Observation) -> tuple[DeliveryState
     if obs.target_revision == state.stable_revision and state.failed_template:
         return state, Plan(state, (ApplyTemplate(state.failed_template),), 0.5)
     return state.replace(retrying=""), None
+
+
+def _strategy_changed(
+    spec: DeliverySpec, old: DeliverySpec, state: DeliveryState, obs: Observation, old_planner: StrategyPlanner
+) -> Plan:
+    """The strategy annotation changed mid-delivery: the old strategy's delivery is aborted and the
+    stable template written back (the new strategy starts from the stable version). The user's
+    revision does not vanish silently: the record says Aborted for it, a Warning says why and how to
+    deliver it with the new strategy, and its template stays in the record for `deliver retry`. It is
+    not remembered as failed (nothing was wrong with it): applying its template again delivers it."""
+    reason = (
+        f"deliver.dev/strategy changed from {old.strategy.value} to {spec.strategy.value} during the delivery; "
+        f"the Deployment's template is reverted to the stable revision {state.stable_revision}. To deliver "
+        f"revision {state.revision} with {spec.strategy.value}, apply its template again or run "
+        f"`deliver retry {obs.name}`"
+    )
+    aborted = rollback(old, state, obs, old_planner, reason, Phase.ABORTED, remember_failure=False)
+    kept = aborted.state.replace(failed_template=obs.template or None)
+    return Plan(kept, aborted.actions, aborted.requeue_after, aborted.paused)
 
 
 def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan:
@@ -364,17 +381,15 @@ def _operator_request(
     if request == "retry" and state.failed_template:
         # The failed revision stays in the record until its template is seen on the Deployment
         # (``_follow_retry``): a template write that fails, or a crash right after this record is
-        # written, is re-issued on the next pass instead of losing the retry.
-        retrying = state.replace(
-            retrying=state.failed_revision,
-            hold=HoldReason.NONE,
-            message=f"retrying revision {state.failed_revision}",
-        )
+        # written, is re-issued on the next pass instead of losing the retry. (A revision aborted by a
+        # strategy change keeps its template without being remembered as failed: it is the record's.)
+        revision = state.failed_revision or state.revision
+        retrying = state.replace(retrying=revision, hold=HoldReason.NONE, message=f"retrying revision {revision}")
         return Plan(
             retrying,
             (
                 ApplyTemplate(state.failed_template),
-                PostEvent("Normal", R.DELIVERY_RETRIED, f"retrying revision {state.failed_revision}"),
+                PostEvent("Normal", R.DELIVERY_RETRIED, f"retrying revision {revision}"),
             ),
             0.5,
         )

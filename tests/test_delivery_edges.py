@@ -283,3 +283,44 @@ def test_a_superseded_canary_replicaset_goes_even_after_a_crash_at_any_write_of_
         assert V2 not in f.serving() and revisions <= {REV3}, k
         f.when_settled()
         assert (f.record()["phase"], f.record()["stableRevision"], f.serving()) == ("Succeeded", REV3, {V3: 4}), k
+
+
+# ------------------------------------------------------------------ defect 10: strategy change mid-delivery
+
+
+def canary_changed_to_rolling() -> Fixture:
+    """A canary delivery of v2 at its first step, when the user changes the strategy to rolling."""
+    f = Fixture()
+    f.given_deployment("canary", V1, replicas=4, steps="50,100", interval="30s")
+    f.given_delivered()
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: f.serving().get(V2, 0) == 2)
+    f.when_annotated(strategy="rolling", steps=None)
+    f.when_settled()
+    return f
+
+
+def test_a_strategy_change_mid_delivery_records_the_revision_as_aborted_and_says_how_to_deliver_it() -> None:
+    from delivery.state import send_request
+
+    f = canary_changed_to_rolling()
+    record = f.record()
+    assert (record["phase"], record["revision"], record["stableRevision"]) == ("Aborted", REV2, REV1)
+    assert (f.image(), f.serving(), f.delivers_replicasets()) == (V1, {V1: 4}, [])
+    assert not record["failedRevision"], "not a failure of the revision: re-applying it is not refused"
+    [warning] = f.events("DeliveryAborted", "Warning")
+    for words in ("from canary to rolling", f"reverted to the stable revision {REV1}", "deliver retry web"):
+        assert words in warning["message"] and words in record["message"], words
+
+    send_request(f.kube, f.deployment(), "retry")  # the template of v2 comes back, delivered with rolling
+    f.when_settled()
+    record = f.record()
+    assert (record["phase"], record["strategy"], record["stableRevision"]) == ("Succeeded", "rolling", REV2)
+    assert f.serving() == {V2: 4}
+
+    f = canary_changed_to_rolling()
+    f.when_template_changes(V2)  # or the user (GitOps) applies it again
+    f.when_settled()
+    record = f.record()
+    assert (record["phase"], record["strategy"], record["stableRevision"]) == ("Succeeded", "rolling", REV2)
+    assert "RevisionPreviouslyFailed" not in f.reasons()
