@@ -324,3 +324,42 @@ def test_a_strategy_change_mid_delivery_records_the_revision_as_aborted_and_says
     record = f.record()
     assert (record["phase"], record["strategy"], record["stableRevision"]) == ("Succeeded", "rolling", REV2)
     assert "RevisionPreviouslyFailed" not in f.reasons()
+
+
+# ------------------------------------------------------------------ defect 4: progress deadline
+
+
+def test_a_readiness_blip_late_in_a_long_step_does_not_roll_back_but_a_pod_unready_too_long_does() -> None:
+    from delivery.kube import PODS, REPLICASETS
+    from tests.fixture import timestamp
+
+    def blip(f: Fixture, unready_for: float) -> None:
+        """One canary pod turned unready ``unready_for`` seconds ago (its ReplicaSet's status says so)."""
+        [rs] = f.delivers_replicasets()
+        pod = next(p for p in f.kube.find(PODS, "shop") if p["metadata"]["name"].startswith(rs["metadata"]["name"]))
+        pod["status"]["conditions"] = [
+            {"type": "Ready", "status": "False", "lastTransitionTime": timestamp(f.now - unready_for)}
+        ]
+        f.kube.put(PODS, pod)
+        f.kube.update_status(REPLICASETS, rs["metadata"]["name"], dict(rs["status"], readyReplicas=0))
+
+    def at_900s() -> Fixture:
+        f = Fixture()
+        f.given_deployment("canary", V1, replicas=3, steps="20,100", interval="30m", progress_deadline="60s")
+        f.given_delivered()
+        f.when_template_changes(V2)
+        f.when_settled(until=lambda f: f.serving().get(V2, 0) == 1 and f.record().get("weight") == 20)
+        f.when_time_passes(900)
+        return f
+
+    f = at_900s()
+    blip(f, 2)
+    f.when_reconciled()
+    assert (f.record()["phase"], f.serving()) == ("Progressing", {V1: 3, V2: 1}), f.record()["message"]
+    assert "DeliveryRolledBack" not in f.reasons()
+
+    f = at_900s()
+    blip(f, 61)
+    f.when_reconciled()
+    record = f.record()
+    assert record["phase"] == "RollingBack" and "unready for 61s" in record["message"], record["message"]
