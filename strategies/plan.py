@@ -131,7 +131,9 @@ def _forget_failure(state: DeliveryState) -> DeliveryState:
 
 def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, tuple[Action, ...]]:
     """Verdicts of analyses run since the record was read go into the record, and are announced."""
-    new = tuple(v for v in obs.analysed if v not in state.verdicts)
+    # by (step, at, outcome): a record short of room keeps verdicts without their details
+    recorded = {(v.step, v.at, v.outcome) for v in state.verdicts}
+    new = tuple(v for v in obs.analysed if (v.step, v.at, v.outcome) not in recorded)
     told = tuple(
         PostEvent(
             "Normal" if v.outcome == "pass" else "Warning",

@@ -363,3 +363,71 @@ def test_a_readiness_blip_late_in_a_long_step_does_not_roll_back_but_a_pod_unrea
     f.when_reconciled()
     record = f.record()
     assert record["phase"] == "RollingBack" and "unready for 61s" in record["message"], record["message"]
+
+
+# ------------------------------------------------------------------ defect 17: record size
+
+
+def big_template(image: str, kib: int) -> dict[str, object]:
+    """A pod template with a large JSON config in an env var."""
+    routes = (f'{{"route":"/api/v{i}","upstream":"svc-{i % 37}:8080","retries":{i % 5}}},' for i in range(kib * 16))
+    value = "".join(routes)[: kib * 1024]
+    tpl = template(image)
+    tpl["spec"]["containers"][0]["env"] = [{"name": "CONFIG", "value": value}]  # type: ignore[index]
+    return tpl
+
+
+def test_a_large_record_is_bounded_and_reads_back_what_decisions_need() -> None:
+    import json
+
+    from strategies.model import DeliveryState, Phase, StepVerdict
+
+    verdicts = tuple(StepVerdict(i % 3, "pass", "s" * 300, 1000.0 + i, {"checks": ["x" * 2000]}) for i in range(40))
+    small = DeliveryState(phase=Phase.PROGRESSING, revision=REV2, verdicts=verdicts[:3])
+    assert DeliveryState.from_dict(small.to_dict()) == small, "a small record is kept as it is"
+
+    stable, failed = big_template(V1, 140), big_template(V2, 140)
+    state = DeliveryState(
+        phase=Phase.ROLLED_BACK, revision=REV2, stable_template=stable, failed_template=failed, verdicts=verdicts
+    )
+    for budget in (256 * 1024, 64 * 1024):
+        d = state.to_dict(budget=budget)
+        assert len(json.dumps(d, sort_keys=True, separators=(",", ":"))) <= budget, budget
+        back = DeliveryState.from_dict(json.loads(json.dumps(d)))
+        assert (back.stable_template, back.failed_template) == (stable, failed), "templates kept, packed"
+        assert back.verdicts[-1].at == verdicts[-1].at and back.verdicts[-1].outcome == "pass"
+
+
+def test_a_record_past_the_annotation_limit_is_bounded_so_the_rollback_is_recorded() -> None:
+    f = Fixture()
+    f.given_deployment("canary", V1, replicas=3, steps="50,100", interval="30s")
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    d["spec"]["template"] = big_template(V1, 140)
+    f.kube.put(DEPLOYMENTS, d)
+    f.when_settled()
+    f.kube.writes.clear()
+    f.crashing.add(V2)
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    d["spec"]["template"] = big_template(V2, 140)
+    d["metadata"]["generation"] += 1
+    f.kube.put(DEPLOYMENTS, d)
+    f.when_settled()  # stable and failed template: 280 KiB unpacked, past the API's 256 KiB for annotations
+    record = f.record()
+    assert (record["phase"], f.serving()) == ("RolledBack", {V1: 3})
+    assert "RecordRejected" not in f.reasons()
+
+
+def test_a_rejected_record_write_raises_a_warning_once_and_is_not_retried_every_few_seconds() -> None:
+    f = Fixture()
+    f.given_deployment("canary", V1, replicas=3, steps="50,100", interval="30s")
+    f.given_delivered()
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    d["metadata"]["annotations"]["example.com/notes"] = "n" * (256 * 1024 - 600)  # leaves the record no room
+    f.kube.put(DEPLOYMENTS, d)
+    f.when_template_changes(V2)
+    outcome = f.when_reconciled()  # no exception out of the pass: a 422 is not a crash
+    assert outcome.requeue_after is not None and outcome.requeue_after >= 30
+    f.when_reconciled()
+    [warning] = f.events("RecordRejected", "Warning")
+    assert "256" in warning["message"] or "too long" in warning["message"].lower(), warning["message"]
+    assert f.serving() == {V1: 3}, "nothing acted on without a record"
