@@ -431,3 +431,29 @@ def test_a_rejected_record_write_raises_a_warning_once_and_is_not_retried_every_
     [warning] = f.events("RecordRejected", "Warning")
     assert "256" in warning["message"] or "too long" in warning["message"].lower(), warning["message"]
     assert f.serving() == {V1: 3}, "nothing acted on without a record"
+
+
+def test_a_rolling_delivery_changed_to_canary_is_rolled_back_natively_and_retry_delivers_it_as_a_canary() -> None:
+    from delivery.state import send_request
+
+    f = Fixture()
+    f.given_deployment("rolling", V1, replicas=4, pause_at="50", interval="30s")
+    f.given_delivered()
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: f.serving().get(V2, 0) >= 2)
+    f.when_annotated(strategy="canary", pause_at=None, steps="50,100")
+    f.when_settled()
+    record = f.record()
+    assert (record["phase"], record["revision"], f.serving()) == ("Aborted", REV2, {V1: 4})
+    assert "from rolling to canary" in f.events("DeliveryAborted", "Warning")[0]["message"]
+
+    send_request(f.kube, f.deployment(), "retry")
+    f.when_settled()
+    record = f.record()
+    assert (record["phase"], record["strategy"], record["stableRevision"], f.serving()) == (
+        "Succeeded",
+        "canary",
+        REV2,
+        {V2: 4},
+    )
+    assert "StepPassed" in f.reasons()[f.reasons().index("DeliveryRetried") :]
