@@ -33,6 +33,7 @@ log = logging.getLogger("deliver.reconcile")
 ROUTE_RECHECK = 5.0  # seconds between route checks while a delivery behind a router is open
 SPEC_RETRY = 2.0  # seconds before a pass whose spec could not be read (API error) is tried again
 ANALYSIS_WAIT = 2.0  # seconds between passes (health checks) while an analysis runs in the pool
+RECORD_RETRY = 60.0  # seconds before a pass whose record write was rejected (422) is tried again
 AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], StepVerdict]
 
 
@@ -225,6 +226,21 @@ class Reconciler:
             except Conflict:
                 log.debug("state write conflicted; planning again", extra=fields)
                 return Outcome(0.0, conflicted=True)
+            except KubeError as exc:
+                if exc.status != 422:
+                    raise
+                # The API server refuses the record (most often: the Deployment's annotations together
+                # past 256 KiB). Nothing is done without it; say so once, and try again calmly.
+                log.warning("record write rejected", extra=dict(fields, error=str(exc)))
+                self._warn_once(
+                    deployment,
+                    EventReason.RECORD_REJECTED,
+                    f"the API server rejected deliver's record ({specmod.STATE}): {exc}; deliver takes no action "
+                    "until it can write it (the annotations of an object may take 256 KiB together: remove "
+                    "large annotations, e.g. kubectl's last-applied-configuration by using server-side apply)",
+                )
+                return Outcome(RECORD_RETRY, state.phase.value, state.step, state.weight)
+            self._warned.pop(f"{deployment['metadata']['uid']}/{EventReason.RECORD_REJECTED.value}", None)
             if plan.state.phase != state.phase or plan.state.step != state.step:
                 log.info(
                     "transition",

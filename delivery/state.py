@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from strategies.model import DeliveryState
+from strategies.model import RECORD_BUDGET, DeliveryState
 from strategies.requests import VERBS
 
 from .errors import StateError
@@ -32,8 +32,19 @@ def read_state(deployment: dict[str, Any]) -> DeliveryState:
         raise StateError(f"{STATE} is not a valid deliver record: {exc}") from exc
 
 
-def encode_state(state: DeliveryState) -> str:
-    return json.dumps(state.to_dict(), sort_keys=True, separators=(",", ":"))
+ANNOTATIONS_LIMIT = 256 * 1024  # bytes the API server allows for all annotations of an object together
+
+
+def encode_state(state: DeliveryState, budget: int = RECORD_BUDGET) -> str:
+    return json.dumps(state.to_dict(budget), sort_keys=True, separators=(",", ":"))
+
+
+def record_budget(deployment: dict[str, Any]) -> int:
+    """Bytes the record may take beside the Deployment's other annotations (kubectl's
+    last-applied-configuration holds a whole manifest), at most ``RECORD_BUDGET``."""
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    others = sum(len(k.encode()) + len(str(v).encode()) for k, v in annotations.items() if k != STATE)
+    return max(1024, min(RECORD_BUDGET, ANNOTATIONS_LIMIT - others - len(STATE) - 256))
 
 
 def write_state(
@@ -42,7 +53,10 @@ def write_state(
     """Persist the record (and optionally spec.paused in the same patch) at the resourceVersion read."""
     meta = deployment["metadata"]
     patch: dict[str, Any] = {
-        "metadata": {"resourceVersion": meta["resourceVersion"], "annotations": {STATE: encode_state(state)}}
+        "metadata": {
+            "resourceVersion": meta["resourceVersion"],
+            "annotations": {STATE: encode_state(state, record_budget(deployment))},
+        }
     }
     if paused is not None:
         patch["spec"] = {"paused": paused}

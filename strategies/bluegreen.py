@@ -28,7 +28,7 @@ from .model import (
     VersionObs,
 )
 from .reasons import EventReason as R
-from .steps import RECHECK, check_step, rollback, settle_adopted, step_passed
+from .steps import RECHECK, check_step, rollback, settle_adopted, step_passed, unready_for
 
 PREVIEW, SWITCHED = 0, 1
 
@@ -140,7 +140,7 @@ class BlueGreenPlanner:
                 problem = new.health.problem(spec.max_restarts)
                 if problem:
                     return rollback(spec, state, obs, self, f"new version unhealthy after switch: {problem}")
-                if new.ready < n and obs.now - state.switched > spec.progress_deadline:
+                if new.ready < n and unready_for(obs, state.switched, new, n) > spec.progress_deadline:
                     return rollback(spec, state, obs, self, f"only {new.ready}/{n} new pods Ready after switch")
             if obs.now - state.switched < spec.keep_warm:
                 return Plan(state, tuple(actions), min(RECHECK * 5, spec.keep_warm - (obs.now - state.switched)))
@@ -188,7 +188,7 @@ class BlueGreenPlanner:
                 return rollback(
                     spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}"
                 )
-            if obs.now - state.step_started > spec.progress_deadline:
+            if unready_for(obs, state.step_started, new, n) > spec.progress_deadline:
                 ready = new.ready if new is not None else 0
                 return rollback(spec, state, obs, self, f"only {ready}/{n} new pods Ready; not switching")
             return Plan(state, (), RECHECK)

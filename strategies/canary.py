@@ -35,6 +35,7 @@ from .steps import (
     rollback,
     settle_adopted,
     step_passed,
+    unready_for,
 )
 
 
@@ -126,7 +127,7 @@ class CanaryPlanner:
             if problem:
                 return rollback(spec, state, obs, self, f"new version unhealthy while promoting: {problem}")
             if ours.ready < n:
-                if obs.now - state.step_started > spec.progress_deadline:
+                if unready_for(obs, state.step_started, ours, n) > spec.progress_deadline:
                     return rollback(spec, state, obs, self, f"only {ours.ready}/{n} new pods Ready while promoting")
                 return Plan(state, head + (ScaleNew(n), *services(spec, state.stable_hash, state.revision)), RECHECK)
             if spec.router.kind != "replica":

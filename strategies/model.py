@@ -6,12 +6,19 @@ snapshot of the cluster and the actions a planner asks the engine to take. No I/
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
+import zlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from .reasons import EventReason
+
+KEPT_VERDICTS = 20  # verdicts a record keeps (the newest), when it has room
+RECORD_BUDGET = 128 * 1024  # bytes: the API server allows 256 KiB for all annotations of an object together
+TEMPLATES = ("stableTemplate", "failedTemplate")
 
 
 class Strategy(StrEnum):
@@ -276,6 +283,7 @@ class DeliveryState:
     router_problem: str = ""  # what was wrong with it then (a Warning is posted when this changes)
     failed_revision: str = ""  # a revision that was rolled back / aborted: not retried on its own
     failed_template: dict[str, Any] | None = None
+    retrying: str = ""  # `deliver retry` of failed_revision: its template is written until observed
     stable_template: dict[str, Any] | None = None  # to revert to even if its ReplicaSet is gone
     handled_request: str = ""  # last operator request consumed (id), so none is applied twice
     verdicts: tuple[StepVerdict, ...] = ()
@@ -283,7 +291,8 @@ class DeliveryState:
     def replace(self, **changes: Any) -> DeliveryState:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, budget: int = RECORD_BUDGET) -> dict[str, Any]:
+        """The record as JSON data, at most ``budget`` bytes when encoded (see ``_bounded``)."""
         d: dict[str, Any] = {
             "phase": self.phase.value,
             "strategy": self.strategy,
@@ -302,16 +311,18 @@ class DeliveryState:
             "hold": self.hold.value,
             "failedRevision": self.failed_revision,
             "handledRequest": self.handled_request,
-            "verdicts": [v.to_dict() for v in self.verdicts[-20:]],
+            "verdicts": [v.to_dict() for v in self.verdicts[-KEPT_VERDICTS:]],
         }
         if self.router_down_since:
             d["routerDownSince"] = round(self.router_down_since, 3)
             d["routerProblem"] = self.router_problem
         if self.failed_template is not None:
             d["failedTemplate"] = self.failed_template
+        if self.retrying:
+            d["retrying"] = self.retrying
         if self.stable_template is not None:
             d["stableTemplate"] = self.stable_template
-        return d
+        return _bounded(d, budget)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeliveryState:
@@ -337,11 +348,59 @@ class DeliveryState:
             router_down_since=float(d.get("routerDownSince", 0.0)),
             router_problem=str(d.get("routerProblem", "")),
             failed_revision=str(d.get("failedRevision", "")),
-            failed_template=d.get("failedTemplate"),
-            stable_template=d.get("stableTemplate"),
+            failed_template=d.get("failedTemplate") or _unpack(d.get("failedTemplatePacked")),
+            retrying=str(d.get("retrying", "")),
+            stable_template=d.get("stableTemplate") or _unpack(d.get("stableTemplatePacked")),
             handled_request=str(d.get("handledRequest", "")),
             verdicts=tuple(StepVerdict.from_dict(v) for v in d.get("verdicts", [])),
         )
+
+
+def _encoded_size(d: dict[str, Any]) -> int:
+    return len(json.dumps(d, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _pack(template: dict[str, Any]) -> str:
+    """A template as compact text: zlib-compressed JSON, base64 (deterministic: no timestamp)."""
+    raw = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    return base64.b64encode(zlib.compress(raw, 9)).decode()
+
+
+def _unpack(text: Any) -> dict[str, Any] | None:
+    if not text:
+        return None
+    loaded: dict[str, Any] = json.loads(zlib.decompress(base64.b64decode(str(text))))
+    return loaded
+
+
+def _bounded(d: dict[str, Any], budget: int) -> dict[str, Any]:
+    """The record within ``budget`` bytes, giving up first what decisions need least.
+
+    A record past the API server's limit is rejected (422) and then nothing can be recorded or done,
+    so, in this order, until it fits: the templates are packed (lossless: ``from_dict`` unpacks
+    them); older verdicts lose their details, then only the newest 5, then only the newest verdict is
+    kept (decisions read only the current step's newest verdict); the failed template goes (`deliver
+    retry` is then refused; applying the template again delivers it); last the stable template (only
+    needed when the stable ReplicaSet is gone). A record small enough is returned as it is."""
+    if _encoded_size(d) <= budget:
+        return d
+    d = dict(d)
+    for key in TEMPLATES:
+        if key in d:
+            d[key + "Packed"] = _pack(d.pop(key))
+    verdicts: list[dict[str, Any]] = list(d.get("verdicts") or [])
+    for fewer in (len(verdicts), 5, 1):
+        if _encoded_size(d) <= budget:
+            return d
+        kept = verdicts[-fewer:] if verdicts else []
+        d["verdicts"] = [dict(v, details={}) for v in kept[:-1]] + kept[-1:]
+    if _encoded_size(d) > budget and verdicts:
+        d["verdicts"] = [dict(verdicts[-1], summary=str(verdicts[-1].get("summary", ""))[:200], details={})]
+    for key in ("failedTemplatePacked", "stableTemplatePacked"):
+        if _encoded_size(d) <= budget:
+            return d
+        d.pop(key, None)
+    return d
 
 
 # ---- actions: what a planner asks the engine to do (all idempotent) ----

@@ -61,7 +61,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     """The next record and the actions that converge on it, for one Deployment."""
     state, told = _record_analysed(_forget_failure(state), obs)
     decided = _decide(spec, state, obs)
-    actions = _unpin(spec, state, obs, decided) + told + decided.actions
+    actions = _unpin(spec, state, obs, decided) + told + decided.actions + _stale(decided, obs)
     if obs.router_problem:
         # The route is gone or broken: no traffic reaches the new version through it anyway.
         actions = tuple(a for a in actions if not isinstance(a, SetWeight))
@@ -106,6 +106,21 @@ def _unpin(spec: DeliverySpec, state: DeliveryState, obs: Observation, decided: 
     return tuple(UnpinService(svc.name) for svc in obs.services if stale(svc))
 
 
+def _stale(decided: Plan, obs: Observation) -> tuple[Action, ...]:
+    """Mid-delivery, a ReplicaSet of deliver's that is neither the revision being delivered nor the
+    stable one (a superseded canary or preview) goes, derived from what is observed on every pass: a
+    delete lost to a crash or a failed write is issued again, so a superseded version never keeps
+    serving beside the newest one."""
+    state = decided.state
+    if state.phase.terminal or state.phase is Phase.ROLLING_BACK:
+        return ()  # at rest `_idle` removes them; a rollback's undo does
+    if any(isinstance(a, DeleteNew) for a in decided.actions):
+        return ()
+    if any(not v.owned and v.revision != state.revision for v in obs.versions):
+        return (DeleteNew(keep_revision=state.revision),)
+    return ()
+
+
 def _forget_failure(state: DeliveryState) -> DeliveryState:
     """A failure is of a revision against the stable version of its time; once a delivery succeeded
     that comparison is stale, and the failed revision may be delivered again like any other."""
@@ -116,7 +131,9 @@ def _forget_failure(state: DeliveryState) -> DeliveryState:
 
 def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, tuple[Action, ...]]:
     """Verdicts of analyses run since the record was read go into the record, and are announced."""
-    new = tuple(v for v in obs.analysed if v not in state.verdicts)
+    # by (step, at, outcome): a record short of room keeps verdicts without their details
+    recorded = {(v.step, v.at, v.outcome) for v in state.verdicts}
+    new = tuple(v for v in obs.analysed if (v.step, v.at, v.outcome) not in recorded)
     told = tuple(
         PostEvent(
             "Normal" if v.outcome == "pass" else "Warning",
@@ -139,9 +156,7 @@ def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         old_planner = planner_for(old.strategy)
         if state.phase == Phase.ROLLING_BACK:
             return finish_rollback(old, state, obs, old_planner)
-        return rollback(
-            old, state, obs, old_planner, "strategy changed during the delivery", Phase.ABORTED, remember_failure=False
-        )
+        return _strategy_changed(spec, old, state, obs, old_planner)
 
     request = obs.request if obs.request_id and obs.request_id != state.handled_request else ""
     if obs.router_problem and in_progress and state.phase != Phase.ROLLING_BACK:
@@ -178,7 +193,43 @@ def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
                 return superseded
         return planner.advance(spec, state, obs)
 
+    if state.retrying:
+        state, reissue = _follow_retry(state, obs)
+        if reissue is not None:
+            return reissue
     return _idle(spec, state, obs, planner)
+
+
+def _follow_retry(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, Plan | None]:
+    """A ``deliver retry`` in flight: write the failed revision's template again until it is observed.
+
+    Once the Deployment's template is the retried revision, the failure is forgotten and the delivery
+    starts like any other. A template the user wrote meanwhile (neither the stable nor the retried
+    revision) wins: the retry is dropped and that template is delivered."""
+    if obs.target_revision == state.retrying:
+        return state.replace(retrying="", failed_revision="", failed_template=None), None
+    if obs.target_revision == state.stable_revision and state.failed_template:
+        return state, Plan(state, (ApplyTemplate(state.failed_template),), 0.5)
+    return state.replace(retrying=""), None
+
+
+def _strategy_changed(
+    spec: DeliverySpec, old: DeliverySpec, state: DeliveryState, obs: Observation, old_planner: StrategyPlanner
+) -> Plan:
+    """The strategy annotation changed mid-delivery: the old strategy's delivery is aborted and the
+    stable template written back (the new strategy starts from the stable version). The user's
+    revision does not vanish silently: the record says Aborted for it, a Warning says why and how to
+    deliver it with the new strategy, and its template stays in the record for `deliver retry`. It is
+    not remembered as failed (nothing was wrong with it): applying its template again delivers it."""
+    reason = (
+        f"deliver.dev/strategy changed from {old.strategy.value} to {spec.strategy.value} during the delivery; "
+        f"the Deployment's template is reverted to the stable revision {state.stable_revision}. To deliver "
+        f"revision {state.revision} with {spec.strategy.value}, apply its template again or run "
+        f"`deliver retry {obs.name}`"
+    )
+    aborted = rollback(old, state, obs, old_planner, reason, Phase.ABORTED, remember_failure=False)
+    kept = aborted.state.replace(failed_template=obs.template or None)
+    return Plan(kept, aborted.actions, aborted.requeue_after, aborted.paused)
 
 
 def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan:
@@ -330,16 +381,17 @@ def _operator_request(
             return Plan(state.replace(message=message), (PostEvent("Warning", R.ABORT_REFUSED, message),), RECHECK)
         return rollback(spec, state, obs, planner, "aborted by an operator", Phase.ABORTED)
     if request == "retry" and state.failed_template:
+        # The failed revision stays in the record until its template is seen on the Deployment
+        # (``_follow_retry``): a template write that fails, or a crash right after this record is
+        # written, is re-issued on the next pass instead of losing the retry. (A revision aborted by a
+        # strategy change keeps its template without being remembered as failed: it is the record's.)
+        revision = state.failed_revision or state.revision
+        retrying = state.replace(retrying=revision, hold=HoldReason.NONE, message=f"retrying revision {revision}")
         return Plan(
-            state.replace(
-                failed_revision="",
-                failed_template=None,
-                hold=HoldReason.NONE,
-                message=f"retrying revision {state.failed_revision}",
-            ),
+            retrying,
             (
                 ApplyTemplate(state.failed_template),
-                PostEvent("Normal", R.DELIVERY_RETRIED, f"retrying revision {state.failed_revision}"),
+                PostEvent("Normal", R.DELIVERY_RETRIED, f"retrying revision {revision}"),
             ),
             0.5,
         )

@@ -42,6 +42,7 @@ class EventReason(StrEnum):
     ROUTER_UNAVAILABLE = "RouterUnavailable"
     PERMISSION_DENIED = "PermissionDenied"
     ACTION_FAILED = "ActionFailed"
+    RECORD_REJECTED = "RecordRejected"  # the API server refused the record write (422, e.g. annotations too long)
     RELEASED = "Released"  # Normal: deliver.dev/strategy removed
 
 

@@ -170,6 +170,19 @@ def settle_adopted(state: DeliveryState, obs: Observation, adopted: VersionObs) 
     return (SetPaused(False),) if stuck and obs.paused else ()
 
 
+def unready_for(obs: Observation, since: float, version: VersionObs | None, expected: int) -> float:
+    """Seconds a needed pod has kept the step waiting, for the progress deadline.
+
+    While some of the ``expected`` pods do not exist yet, counted from ``since`` (the step's start).
+    Once they all exist, how long the longest-unready one has been unready (a pod never Ready counts
+    from its creation), never more than the step has run: a 2-second readiness blip 900 s into a long
+    step is 2 seconds, not 900."""
+    waited = obs.now - since
+    if version is None or version.health.total < expected:
+        return waited
+    return max(0.0, min(waited, version.health.oldest_unready_age))
+
+
 def hold_no_replicas(state: DeliveryState, obs: Observation, what: str) -> Plan:
     """The Deployment wants zero replicas (KEDA, ``kubectl scale``): no pods, no evidence. Never pass
     or promote on that; hold (no deadline runs) until replicas come back (``resume_with_replicas``)."""
@@ -242,13 +255,14 @@ def check_step(
     ready = version.ready if version is not None else 0
     waited = obs.now - state.step_started
     if ready < expected:
-        if waited > spec.progress_deadline or obs.deadline_exceeded:
+        unready = unready_for(obs, state.step_started, version, expected)
+        if unready > spec.progress_deadline or obs.deadline_exceeded:
             return rollback(
                 spec,
                 state,
                 obs,
                 planner,
-                f"only {ready}/{expected} new pods Ready after {int(waited)}s "
+                f"only {ready}/{expected} new pods Ready, a needed pod unready for {int(unready)}s "
                 f"(progress deadline {int(spec.progress_deadline)}s)",
             )
         return Plan(state, (), RECHECK)

@@ -59,6 +59,7 @@ from delivery.kube import (
 )
 
 JSON = dict[str, Any]
+ANNOTATIONS_LIMIT = 256 * 1024  # bytes, keys and values of all of an object's annotations together
 WRITE_VERBS = ("create", "replace", "patch", "delete")
 BUILT_IN = {DEPLOYMENTS, REPLICASETS, PODS, SERVICES, EVENTS, CONFIGMAPS, LEASES, NAMESPACES, INGRESSES}
 BUILT_IN_GROUPS = {r.group for r in BUILT_IN}
@@ -327,6 +328,9 @@ def validate(res: Resource, obj: JSON, old: JSON | None) -> None:
         _check_key(key, "annotation")
         if not isinstance(value, str):
             raise _invalid(f"annotation {key}: value must be a string, not {type(value).__name__}")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in (meta.get("annotations") or {}).items())
+    if size > ANNOTATIONS_LIMIT:
+        raise _invalid(f"metadata.annotations: Too long: must have at most {ANNOTATIONS_LIMIT} bytes")
     if res.plural in WITH_SELECTOR:
         spec = obj.get("spec") or {}
         selector = spec.get("selector") or {}

@@ -27,6 +27,9 @@ def version(
     **health: Any,
 ) -> VersionObs:
     ready = replicas if ready is None else ready
+    if ready < replicas:
+        # unless a test says otherwise, its unready pods have not been Ready since before the step
+        health.setdefault("oldest_unready_age", 1e9)
     return VersionObs(
         name=f"app-{revision}",
         pod_hash=pod_hash or revision,
@@ -35,7 +38,7 @@ def version(
         replicas=replicas,
         ready=ready,
         available=ready,
-        health=PodHealth(total=replicas, ready=ready, **health),
+        health=PodHealth(**{"total": replicas, "ready": ready, **health}),
     )
 
 

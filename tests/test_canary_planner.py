@@ -17,7 +17,7 @@ from strategies.model import (
     Strategy,
 )
 
-from .planning import NEW, STABLE, canary_spec, obs, started, version
+from .planning import NEW, STABLE, canary_spec, later, obs, started, version
 
 
 def kinds(p):
@@ -181,7 +181,15 @@ def test_failed_revision_is_not_retried_by_itself_but_retry_reapplies_it():
     quiet = plan(canary_spec(), p.state, obs(version(STABLE, 5)))
     assert not quiet.events()
     r = plan(canary_spec(), s, obs(version(STABLE, 5), target=STABLE, request="retry", request_id="x"))
-    assert any(type(a).__name__ == "ApplyTemplate" for a in r.actions) and r.state.failed_revision == ""
+    assert any(type(a).__name__ == "ApplyTemplate" for a in r.actions)
+    # kept until the template is observed: a lost template write is issued again, not forgotten
+    assert (r.state.failed_revision, r.state.retrying) == (NEW, NEW)
+    again = plan(canary_spec(), r.state, obs(version(STABLE, 5), target=STABLE))
+    assert [type(a).__name__ for a in again.actions] == ["ApplyTemplate"] and again.state.retrying == NEW
+    seen = plan(canary_spec(), r.state, obs(version(STABLE, 5), target=NEW))
+    assert seen.state.phase is Phase.PROGRESSING and (seen.state.retrying, seen.state.failed_revision) == ("", "")
+    other = plan(canary_spec(), r.state, obs(version(STABLE, 5), target="newer00002"))
+    assert other.state.revision == "newer00002" and not other.state.retrying, "a newer template wins over the retry"
 
 
 def test_new_template_mid_delivery_supersedes_the_old_canary():
@@ -190,6 +198,18 @@ def test_new_template_mid_delivery_supersedes_the_old_canary():
     assert p.state.revision == "newer00002" and p.state.step == 0
     assert DeleteNew() in p.actions and not any(isinstance(a, RevertTemplate) for a in p.actions)
     assert "DeliverySuperseded" in reasons(p)
+
+
+def test_a_superseded_canary_replicaset_is_deleted_on_every_pass_until_gone():
+    # the supersede pass was recorded, but its delete was lost (a crash, a failed write)
+    s = started(Strategy.CANARY)
+    o = obs(version(STABLE, 5), version("older00001", 3, owned=False), version(NEW, 1, owned=False), now=1001)
+    p = plan(canary_spec(), s, o)
+    assert DeleteNew(keep_revision=NEW) in p.actions and ScaleNew(1) in p.actions
+    for state in (s.replace(phase=Phase.PAUSED), s.replace(phase=Phase.PROMOTING, step=2)):
+        assert DeleteNew(keep_revision=NEW) in plan(canary_spec(), state, o).actions
+    quiet = plan(canary_spec(), s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1001))
+    assert not any(isinstance(a, DeleteNew) for a in quiet.actions)
 
 
 def test_router_weight_waits_until_router_confirms():
@@ -331,3 +351,33 @@ def test_a_promotion_failing_with_auto_rollback_off_is_held_once_not_restarted_e
     go = obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1700, request="promote", request_id="p")
     promoted = plan(spec, p.state, go)
     assert promoted.state.phase is Phase.PROMOTING and AdoptNew() in promoted.actions
+
+
+def test_progress_deadline_counts_how_long_a_needed_pod_is_unready_not_the_steps_age():
+    spec = canary_spec(interval=1800.0, progress_deadline=120.0)  # a 30-minute step, a 2-minute deadline
+    s = started(Strategy.CANARY, weight=20)
+    # 900 s into the step one pod was Ready until 2 s ago (a readiness blip): wait, do not roll back
+    blip = obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False, oldest_unready_age=2.0), now=1900)
+    p = plan(spec, s, blip)
+    assert p.state.phase is Phase.PROGRESSING and p.requeue_after
+    # unready for longer than the deadline: rolled back
+    stuck = obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False, oldest_unready_age=121.0), now=1900)
+    assert plan(spec, s, stuck).state.phase is Phase.ROLLING_BACK
+    # (a pod never Ready since its creation has been unready for its age: the observation says so)
+    # a pod that does not exist at all counts from the step's start
+    missing = obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False, total=0), now=1121)
+    assert plan(spec, s, missing).state.phase is Phase.ROLLING_BACK
+    assert plan(spec, s, later(missing, -2)).state.phase is Phase.PROGRESSING
+    # an unready age older than the step (a step just extended, or resumed) counts from the step's start
+    resumed = obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False, oldest_unready_age=500.0), now=1010)
+    assert plan(spec, s, resumed).state.phase is Phase.PROGRESSING
+
+
+def test_promotion_deadline_counts_the_unready_age_too():
+    spec = canary_spec(progress_deadline=120.0)
+    s = started(Strategy.CANARY, phase=Phase.PROMOTING, step=3, weight=100)
+    blip = obs(version(STABLE, 5), version(NEW, 5, ready=4, owned=False, oldest_unready_age=3.0), now=1900)
+    p = plan(spec, s, blip)
+    assert p.state.phase is Phase.PROMOTING and ScaleNew(5) in p.actions
+    stuck = obs(version(STABLE, 5), version(NEW, 5, ready=4, owned=False, oldest_unready_age=300.0), now=1900)
+    assert plan(spec, s, stuck).state.phase is Phase.ROLLING_BACK
