@@ -1,0 +1,137 @@
+"""The crash-point explorer over every strategy and scenario (issue 10): see ``tests.crashpoints``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from delivery.kube import DEPLOYMENTS, HTTPROUTES
+from tests.crashpoints import V1, V2, V3, Explorer, Report, Scenario, Step, explore
+from tests.fixture import NAME, Fixture
+
+REPLICAS = 2
+STRATEGY_KEYS = ("steps", "router", "pause-at", "keep-warm", "auto-promote")
+
+
+def httproute() -> dict[str, object]:
+    backends = [{"name": f"{NAME}-stable", "port": 80, "weight": 100}, {"name": f"{NAME}-canary", "port": 80, "weight": 0}]
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": NAME},
+        "spec": {"parentRefs": [{"name": "public"}], "rules": [{"backendRefs": backends}]},
+    }
+
+
+def given(strategy: str) -> Callable[[], Fixture]:
+    """A Deployment of ``strategy`` at rest on v1 behind the user's Service ``web``."""
+
+    def make() -> Fixture:
+        f = Fixture()
+        f.given_service(NAME)
+        common = {"interval": "30s", "progress_deadline": "60s"}
+        if strategy == "canary":
+            f.given_deployment("canary", V1, replicas=REPLICAS, steps="50,100", **common)
+        elif strategy == "router":
+            f.kube.put(HTTPROUTES, httproute())
+            f.given_deployment("canary", V1, replicas=REPLICAS, steps="50,100", router=f"gateway-api/{NAME}", **common)
+        elif strategy == "blue-green":
+            f.given_deployment("blue-green", V1, replicas=REPLICAS, keep_warm="30s", **common)
+        elif strategy == "rolling":
+            f.given_deployment("rolling", V1, replicas=REPLICAS, pause_at="50", **common)
+        else:
+            f.given_deployment("recreate", V1, replicas=REPLICAS, **common)
+            d = f.kube.obj(DEPLOYMENTS, NAME)
+            d["spec"]["strategy"] = {"type": "Recreate"}
+            f.kube.put(DEPLOYMENTS, d)
+        f.given_delivered()
+        return f
+
+    return make
+
+
+def change(image: str) -> Callable[[Fixture, Explorer], None]:
+    return lambda f, e: f.when_template_changes(image)
+
+
+def request(verb: str) -> Callable[[Fixture, Explorer], None]:
+    return lambda f, e: e.request(verb)
+
+
+def scale(replicas: int) -> Callable[[Fixture, Explorer], None]:
+    def do(f: Fixture, e: Explorer) -> None:
+        d = f.kube.obj(DEPLOYMENTS, NAME)
+        d["spec"]["replicas"] = replicas
+        f.kube.put(DEPLOYMENTS, d)
+
+    return do
+
+
+def release(f: Fixture, e: Explorer) -> None:
+    e.released = True
+    f.when_annotated(strategy=None)
+
+
+def switch_to(strategy: str) -> Callable[[Fixture, Explorer], None]:
+    def do(f: Fixture, e: Explorer) -> None:
+        f.when_annotated(strategy=strategy, **{k.replace("-", "_"): None for k in STRATEGY_KEYS})
+
+    return do
+
+
+def retry(f: Fixture, e: Explorer) -> None:
+    f.crashing.clear()  # the cause was fixed outside the template (a Secret, a dependency)
+    e.request("retry")
+
+
+def mid(f: Fixture) -> bool:
+    """The new version has pods and the delivery is still open."""
+    return f.serving().get(V2, 0) > 0 and f.record().get("phase") == "Progressing"
+
+
+OTHER = {"canary": "rolling", "router": "rolling", "blue-green": "canary", "rolling": "canary", "recreate": "rolling"}
+
+
+def scenarios(strategy: str) -> list[Scenario]:
+    g = given(strategy)
+    return [
+        Scenario(strategy, "good", g, (Step(change(V2)),)),
+        Scenario(strategy, "bad", g, (Step(change(V2)),), failed=frozenset({V2})),
+        Scenario(strategy, "supersede", g, (Step(change(V2), mid), Step(change(V3)))),
+        Scenario(strategy, "abort", g, (Step(change(V2), mid), Step(request("abort")))),
+        Scenario(strategy, "promote", g, (Step(change(V2), mid), Step(request("promote")))),
+        Scenario(strategy, "retry", g, (Step(change(V2)), Step(retry)), failed=frozenset({V2})),
+        Scenario(strategy, "release", g, (Step(change(V2), mid), Step(release))),
+        Scenario(strategy, "strategy-change", g, (Step(change(V2), mid), Step(switch_to(OTHER[strategy])))),
+        Scenario(strategy, "scale-to-zero", g, (Step(change(V2), mid), Step(scale(0)), Step(scale(REPLICAS)))),
+    ]
+
+
+STRATEGIES = ("canary", "router", "blue-green", "rolling", "recreate")
+ALL = [s for strategy in STRATEGIES for s in scenarios(strategy)]
+EXPLORED: dict[str, Report] = {}
+
+
+def _summary() -> None:
+    per: dict[str, int] = {}
+    for report in EXPLORED.values():
+        key = report.scenario.split("/")[0]
+        per[key] = per.get(key, 0) + report.explored
+    line = "crash points explored: " + " ".join(f"{k}={v}" for k, v in per.items())
+    out = Path(__file__).resolve().parent.parent / "run"
+    out.mkdir(exist_ok=True)
+    (out / "explorer.txt").write_text(line + "\n" + "\n".join(
+        f"{r.scenario}: {r.writes} writes, {r.explored} faulted runs, {len(r.violations)} violations"
+        for r in EXPLORED.values()) + "\n")
+    print(line)
+
+
+@pytest.mark.parametrize("scenario", ALL, ids=lambda s: f"{s.strategy}-{s.name}")
+def test_every_crash_point_converges_with_the_invariants(scenario: Scenario) -> None:
+    report = explore(scenario)
+    EXPLORED[report.scenario] = report
+    _summary()
+    assert report.writes > 0 and report.explored == 2 * report.writes
+    assert report.violations == [], "\n".join(report.violations[:20])
