@@ -36,6 +36,9 @@ def given(strategy: str) -> Callable[[], Fixture]:
             f.given_deployment("canary", V1, replicas=REPLICAS, steps="50,100", **common)
         elif strategy == "router":
             f.kube.put(HTTPROUTES, httproute())
+            # the route's backends exist before deliver runs (the user's, selecting the app)
+            f.given_service(f"{NAME}-stable")
+            f.given_service(f"{NAME}-canary")
             f.given_deployment("canary", V1, replicas=REPLICAS, steps="50,100", router=f"gateway-api/{NAME}", **common)
         elif strategy == "blue-green":
             f.given_deployment("blue-green", V1, replicas=REPLICAS, keep_warm="30s", **common)
