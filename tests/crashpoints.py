@@ -144,7 +144,7 @@ class Explorer:
             for service in traffic_services(f):
                 if not selected_ready(f, service):
                     self.violate(f"Service {service} receives traffic and selects no Ready pod ({record.get('phase')})")
-        for verb, rid in self.requests:
+        for verb, _ in self.requests:
             count = len(f.events(REQUEST_EVENTS[verb]))
             sent = sum(1 for v, _ in self.requests if REQUEST_EVENTS[v] == REQUEST_EVENTS[verb])
             if count > sent:
@@ -167,7 +167,11 @@ class Explorer:
         if self.requests and record and handled != self.requests[-1][1]:
             self.violate(f"request {self.requests[-1]} not recorded as handled (handledRequest={handled!r})")
         if clean is not None and end != clean:
-            diff = {k: (getattr(clean, k), getattr(end, k)) for k in Ending.__dataclass_fields__ if getattr(clean, k) != getattr(end, k)}
+            diff = {
+                k: (getattr(clean, k), getattr(end, k))
+                for k in Ending.__dataclass_fields__
+                if getattr(clean, k) != getattr(end, k)
+            }
             self.violate(f"ended differently from the clean run: {diff}")
         return end
 
@@ -182,17 +186,14 @@ class Ending:
     failed: str
     image: str
     serving: tuple[tuple[str, int], ...]
-    selectors: tuple[tuple[str, str], ...]
+    selectors: tuple[tuple[str, str], ...]  # Service receiving traffic -> images of the pods it selects
     weights: tuple[tuple[str, int], ...]
     delivers_replicasets: int
 
 
 def ending(f: Fixture) -> Ending:
     record = f.record()
-    selectors = tuple(
-        (s["metadata"]["name"], json.dumps(s["spec"].get("selector"), sort_keys=True))
-        for s in f.kube.find(SERVICES, NS)
-    )
+    selectors = tuple((name, ",".join(sorted(selected_images(f, name)))) for name in traffic_services(f))
     return Ending(
         phase=record.get("phase", "-"),
         revision=record.get("revision", ""),
@@ -230,6 +231,16 @@ def is_ready(pod: dict[str, Any]) -> bool:
 
 def ready_pods(f: Fixture) -> list[dict[str, Any]]:
     return [p for p in f.kube.find(PODS, NS, {"matchLabels": {"app": NAME}}) if is_ready(p)]
+
+
+def selected_images(f: Fixture, service: str) -> set[str]:
+    try:
+        selector = f.kube.obj(SERVICES, service)["spec"].get("selector") or {}
+    except KeyError:
+        return set()
+    return {
+        p["spec"]["containers"][0]["image"] for p in f.kube.find(PODS, NS, {"matchLabels": selector}) if is_ready(p)
+    }
 
 
 def selected_ready(f: Fixture, service: str) -> bool:
