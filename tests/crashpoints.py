@@ -72,6 +72,7 @@ class Explorer:
     violations: list[str] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (verb, id) sent
     failed_revisions: set[str] = field(default_factory=set)
+    applied: set[str] = field(default_factory=set)  # request ids the record has shown as handled
     released: bool = False
     crashes: int = 0
     errors: int = 0
@@ -84,8 +85,6 @@ class Explorer:
         d["metadata"].setdefault("annotations", {})[REQUEST] = json.dumps({"verb": verb, "id": rid, "at": self.f.now})
         self.f.kube.put(DEPLOYMENTS, d)
         self.requests.append((verb, rid))
-        if verb == "retry":
-            self.failed_revisions.clear()  # the operator asks for the failed revision again
 
     # ---- running
 
@@ -133,6 +132,10 @@ class Explorer:
     def check_pass(self) -> None:
         f = self.f
         record = f.record()
+        handled = record.get("handledRequest") or ""
+        if handled not in self.applied and any(rid == handled for v, rid in self.requests if v == "retry"):
+            self.failed_revisions.clear()  # the operator's retry was applied: the failed revision may go out again
+        self.applied.add(handled)
         failed = record.get("failedRevision") or ""
         if failed and record.get("phase") in ("RolledBack", "Aborted", "Paused", "RollingBack"):
             self.failed_revisions.add(failed)

@@ -132,8 +132,8 @@ def scenarios(strategy: str) -> list[Scenario]:
 
 STRATEGIES = ("canary", "router", "blue-green", "rolling", "recreate")
 RETRY = (
-    "issue 10 defect 6: retry erases the failed template in the record before ApplyTemplate succeeds; "
-    "a failed or crashed write there loses the retry (ends RolledBack) or applies it unrecorded"
+    "issue 10 defect 6: retry erases failedTemplate (and records the request handled) before ApplyTemplate "
+    "succeeds; a failed or crashed template write right after loses the retry: it ends RolledBack on v1"
 )
 ROUTED_PROMOTION = (
     "issue 10 defect 6 (same class, behind a router): a failed or crashed write at the promotion leaves the "
