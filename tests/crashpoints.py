@@ -26,7 +26,7 @@ from typing import Any
 
 from delivery import templates
 from delivery.errors import Conflict, DeliverError, KubeError
-from delivery.kube import DEPLOYMENTS, HTTPROUTES, PODS, SERVICES
+from delivery.kube import DEPLOYMENTS, EVENTS, HTTPROUTES, PODS, SERVICES, Resource
 from delivery.reconcile import Outcome
 from tests.fakekube import Crash
 from tests.fixture import NAME, NS, STATE, Fixture, template
@@ -131,7 +131,7 @@ class Explorer:
 
     def check_pass(self) -> None:
         f = self.f
-        record = f.record()
+        record = current_record(f)
         handled = record.get("handledRequest") or ""
         if handled not in self.applied and any(rid == handled for v, rid in self.requests if v == "retry"):
             self.failed_revisions.clear()  # the operator's retry was applied: the failed revision may go out again
@@ -148,7 +148,7 @@ class Explorer:
                 if not selected_ready(f, service):
                     self.violate(f"Service {service} receives traffic and selects no Ready pod ({record.get('phase')})")
         for verb, _ in self.requests:
-            count = len(f.events(REQUEST_EVENTS[verb]))
+            count = sum(1 for e in stored(f, EVENTS) if e["reason"] == REQUEST_EVENTS[verb])
             sent = sum(1 for v, _ in self.requests if REQUEST_EVENTS[v] == REQUEST_EVENTS[verb])
             if count > sent:
                 self.violate(f"request {verb} applied {count} times for {sent} sent")
@@ -228,12 +228,27 @@ def traffic_services(f: Fixture) -> list[str]:
     return names
 
 
+def stored(f: Fixture, res: Resource) -> list[dict[str, Any]]:
+    """The stored objects of a kind in the namespace, not copied (read only: checks run after every pass)."""
+    return [o for (plural, ns, _), o in f.kube.objects.items() if plural == res.plural and ns == NS]
+
+
+def selects(selector: dict[str, str], obj: dict[str, Any]) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def current_record(f: Fixture) -> dict[str, Any]:
+    raw = (f.kube.obj(DEPLOYMENTS, NAME)["metadata"].get("annotations") or {}).get(STATE)
+    return json.loads(raw) if raw else {}
+
+
 def is_ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions", []))
 
 
 def ready_pods(f: Fixture) -> list[dict[str, Any]]:
-    return [p for p in f.kube.find(PODS, NS, {"matchLabels": {"app": NAME}}) if is_ready(p)]
+    return [p for p in stored(f, PODS) if (p["metadata"].get("labels") or {}).get("app") == NAME and is_ready(p)]
 
 
 def selected_images(f: Fixture, service: str) -> set[str]:
@@ -241,9 +256,7 @@ def selected_images(f: Fixture, service: str) -> set[str]:
         selector = f.kube.obj(SERVICES, service)["spec"].get("selector") or {}
     except KeyError:
         return set()
-    return {
-        p["spec"]["containers"][0]["image"] for p in f.kube.find(PODS, NS, {"matchLabels": selector}) if is_ready(p)
-    }
+    return {p["spec"]["containers"][0]["image"] for p in stored(f, PODS) if selects(selector, p) and is_ready(p)}
 
 
 def selected_ready(f: Fixture, service: str) -> bool:
@@ -251,7 +264,7 @@ def selected_ready(f: Fixture, service: str) -> bool:
         selector = f.kube.obj(SERVICES, service)["spec"].get("selector") or {}
     except KeyError:
         return False
-    return any(is_ready(p) for p in f.kube.find(PODS, NS, {"matchLabels": selector})) if selector else False
+    return any(is_ready(p) for p in stored(f, PODS) if selects(selector, p)) if selector else False
 
 
 # ------------------------------------------------------------------ exploring
