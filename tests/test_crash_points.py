@@ -112,6 +112,11 @@ def mid(f: Fixture) -> bool:
     return f.serving().get(V2, 0) > 0 and f.record().get("phase") == "Progressing"
 
 
+def promoting(f: Fixture) -> bool:
+    """The new version is being made stable (the adopted ReplicaSet settles), or already is."""
+    return f.record().get("phase") in ("Promoting", "Succeeded")
+
+
 OTHER = {"canary": "rolling", "router": "rolling", "blue-green": "canary", "rolling": "canary", "recreate": "rolling"}
 
 
@@ -121,6 +126,7 @@ def scenarios(strategy: str) -> list[Scenario]:
         Scenario(strategy, "good", g, (Step(change(V2)),)),
         Scenario(strategy, "bad", g, (Step(change(V2)),), failed=frozenset({V2})),
         Scenario(strategy, "supersede", g, (Step(change(V2), mid), Step(change(V3)))),
+        Scenario(strategy, "supersede-promoting", g, (Step(change(V2), promoting), Step(change(V3)))),
         Scenario(strategy, "abort", g, (Step(change(V2), mid), Step(request("abort")))),
         Scenario(strategy, "promote", g, (Step(change(V2), mid), Step(request("promote")))),
         Scenario(strategy, "retry", g, (Step(change(V2)), Step(retry)), failed=frozenset({V2})),
@@ -145,11 +151,18 @@ SCALED_BACK = (
     "while it selects no Ready pod (an outage of that share until the canary pods are Ready); with a failed "
     "write at the first record write the delivery stays held (NoReplicas) after the scale back"
 )
+ADOPTION = (
+    "issue 10 defect 8: a new template while the adopted ReplicaSet settles (phase Promoting) supersedes with "
+    "the old stable: the active Service is pinned back to v1's pod-template-hash, already scaled to zero, "
+    "so it selects no Ready pod for the whole of v3's delivery (in the clean run already)"
+)
 KNOWN = {
     **{f"{s}/retry": RETRY for s in STRATEGIES},
     "router/good": ROUTED_PROMOTION,
     "router/supersede": ROUTED_PROMOTION,
     "router/promote": ROUTED_PROMOTION,
+    "router/supersede-promoting": ROUTED_PROMOTION,
+    "blue-green/supersede-promoting": ADOPTION,
     "router/scale-to-zero": SCALED_BACK,
 }
 ALL = [
