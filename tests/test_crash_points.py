@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -156,17 +157,32 @@ ADOPTION = (
     "the old stable: the active Service is pinned back to v1's pod-template-hash, already scaled to zero, "
     "so it selects no Ready pod for the whole of v3's delivery (in the clean run already)"
 )
-KNOWN = {
-    **{f"{s}/retry": RETRY for s in STRATEGIES},
-    "router/good": ROUTED_PROMOTION,
-    "router/supersede": ROUTED_PROMOTION,
-    "router/promote": ROUTED_PROMOTION,
-    "router/supersede-promoting": ROUTED_PROMOTION,
-    "blue-green/supersede-promoting": ADOPTION,
-    "router/scale-to-zero": SCALED_BACK,
+# each known defect: its reason, and the violations it explains (a pattern); any other violation in
+# the same scenario fails the test outright (xfail only accepts KnownDefect)
+SIGNATURES = {
+    RETRY: r"'phase': \('Succeeded', 'RolledBack'\)",
+    ROUTED_PROMOTION: r"'weights': \(\(\('web-canary', 0\), \('web-stable', 100\)\), \(\('web-canary', 100\)",
+    SCALED_BACK: r"Service web-canary receives traffic and selects no Ready pod|'hold': 'NoReplicas'",
+    ADOPTION: r"Service web receives traffic and selects no Ready pod",
 }
+KNOWN: dict[str, tuple[str, ...]] = {
+    **{f"{s}/retry": (RETRY,) for s in STRATEGIES},
+    "router/retry": (RETRY, ROUTED_PROMOTION),
+    "router/good": (ROUTED_PROMOTION,),
+    "router/supersede": (ROUTED_PROMOTION,),
+    "router/promote": (ROUTED_PROMOTION,),
+    "router/supersede-promoting": (ROUTED_PROMOTION,),
+    "router/scale-to-zero": (SCALED_BACK, ROUTED_PROMOTION),
+    "blue-green/supersede-promoting": (ADOPTION,),
+}
+
+
+class KnownDefect(AssertionError):
+    """Violations all explained by defects already filed (the only failure a known case may xfail with)."""
+
+
 ALL = [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=KNOWN[key]))
+    pytest.param(s, marks=pytest.mark.xfail(strict=True, raises=KnownDefect, reason=" AND ".join(KNOWN[key])))
     if (key := f"{s.strategy}/{s.name}") in KNOWN
     else s
     for strategy in STRATEGIES
@@ -197,7 +213,7 @@ def _write_figures() -> None:
     out.mkdir(exist_ok=True)
     lines = [summary_line()] + [
         f"{r.scenario}: {r.writes} writes, {r.explored} faulted runs, {len(r.violations)} violations"
-        + (f" (xfail: {KNOWN[r.scenario][:60]}...)" if r.scenario in KNOWN else "")
+        + (f" (xfail: {' AND '.join(d[:24] for d in KNOWN[r.scenario])}...)" if r.scenario in KNOWN else "")
         for r in EXPLORED.values()
     ]
     (out / "explorer.txt").write_text("\n".join(lines) + "\n")
@@ -215,4 +231,8 @@ def test_every_crash_point_converges_with_the_invariants(scenario: Scenario) -> 
     EXPLORED[report.scenario] = report
     _write_figures()
     assert report.writes > 0 and report.explored == 2 * report.writes
-    assert report.violations == [], "\n".join(report.violations[:20])
+    known = KNOWN.get(report.scenario, ())
+    new = [v for v in report.violations if not any(re.search(SIGNATURES[d], v) for d in known)]
+    assert new == [], "\n".join(new[:20])
+    if report.violations:
+        raise KnownDefect("\n".join(report.violations[:20]))
