@@ -236,3 +236,39 @@ def test_every_crash_point_converges_with_the_invariants(scenario: Scenario) -> 
     assert new == [], "\n".join(new[:20])
     if report.violations:
         raise KnownDefect("\n".join(report.violations[:20]))
+
+
+# ------------------------------------------------------------------ the explorer can fail
+
+
+def test_the_explorer_reports_an_action_lost_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted defect: a restarted process never switches the active Service again. The clean run
+    is unaffected; the explorer must find the crash points where the switch is lost."""
+    from delivery import act
+    from strategies.model import SwitchActive
+
+    execute = act.execute
+    restarted = {"yes": False}
+
+    def planted(ctx: act.Context, action: Any) -> None:
+        if isinstance(action, SwitchActive) and restarted["yes"]:
+            return
+        execute(ctx, action)
+
+    when_restarted = Fixture.when_restarted
+
+    def restart(self: Fixture) -> None:
+        restarted["yes"] = True
+        when_restarted(self)
+
+    def fresh() -> Fixture:
+        restarted["yes"] = False
+        return given("blue-green")()
+
+    monkeypatch.setattr(act, "execute", planted)
+    monkeypatch.setattr(Fixture, "when_restarted", restart)
+    report = explore(Scenario("blue-green", "planted", fresh, (Step(change(V2)),)))
+
+    assert report.violations, "a lost switch of the active Service must be found"
+    assert all(v.startswith("crash at write") for v in report.violations), "only restarts lose it"
+    assert any("ended differently from the clean run" in v for v in report.violations), report.violations
