@@ -133,6 +133,8 @@ def scenarios(strategy: str) -> list[Scenario]:
         Scenario(strategy, "retry", g, (Step(change(V2)), Step(retry)), failed=frozenset({V2})),
         Scenario(strategy, "release", g, (Step(change(V2), mid), Step(release))),
         Scenario(strategy, "strategy-change", g, (Step(change(V2), mid), Step(switch_to(OTHER[strategy])))),
+        Scenario(strategy, "hpa-scale", g, (Step(change(V2), mid), Step(scale(REPLICAS + 1)))),
+        Scenario(strategy, "pause-resume", g, (Step(change(V2), mid), Step(request("pause")), Step(request("resume")))),
         Scenario(strategy, "scale-to-zero", g, (Step(change(V2), mid), Step(scale(0)), Step(scale(REPLICAS)))),
     ]
 
@@ -171,6 +173,8 @@ KNOWN: dict[str, tuple[str, ...]] = {
     "router/good": (ROUTED_PROMOTION,),
     "router/supersede": (ROUTED_PROMOTION,),
     "router/promote": (ROUTED_PROMOTION,),
+    "router/hpa-scale": (ROUTED_PROMOTION,),
+    "router/pause-resume": (ROUTED_PROMOTION,),
     "router/supersede-promoting": (ROUTED_PROMOTION,),
     "router/scale-to-zero": (SCALED_BACK, ROUTED_PROMOTION),
     "blue-green/supersede-promoting": (ADOPTION,),
