@@ -30,7 +30,6 @@ own doing and are not.
 from __future__ import annotations
 
 import builtins
-import copy
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -87,6 +86,18 @@ class _Failure:
     verb: str | None  # a verb, "write" (any write), or None (any call)
     plural: str | None
     at_write: int = 0  # > 0: raised by that write (counted from when it was armed), not the next call
+
+
+def clone(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists, scalars): ``copy.deepcopy`` without its memo and
+    dispatch, several times faster; the fake copies every object it hands out or takes in."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(clone(v) for v in value)
+    return value
 
 
 # ------------------------------------------------------------------ selectors
@@ -181,7 +192,7 @@ def field_selector_matches(selector: str | None, obj: JSON) -> bool:
 def merge_patch(base: Any, patch: Any) -> Any:
     """RFC 7386: objects merge, null deletes, anything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     out = dict(base) if isinstance(base, dict) else {}
     for k, v in patch.items():
         if v is None:
@@ -196,20 +207,20 @@ def strategic_merge_patch(base: Any, patch: Any) -> Any:
     if isinstance(patch, list) and isinstance(base, list):
         named = all(isinstance(x, dict) and "name" in x for x in base + patch)
         if not named:
-            return copy.deepcopy(patch)
-        merged = [copy.deepcopy(x) for x in base]
+            return clone(patch)
+        merged = [clone(x) for x in base]
         for item in patch:
             index = next((i for i, x in enumerate(merged) if x["name"] == item["name"]), None)
             if item.get("$patch") == "delete":
                 if index is not None:
                     merged.pop(index)
             elif index is None:
-                merged.append(copy.deepcopy(item))
+                merged.append(clone(item))
             else:
                 merged[index] = strategic_merge_patch(merged[index], item)
         return merged
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     out = dict(base) if isinstance(base, dict) else {}
     for k, v in patch.items():
         if v is None:
@@ -246,7 +257,7 @@ def _resolve(doc: Any, tokens: list[str], path: str) -> Any:
 
 def json_patch(doc: Any, ops: list[JSON]) -> Any:
     """RFC 6902 (add, remove, replace, move, copy, test), atomic: any failed op is a 422."""
-    doc = copy.deepcopy(doc)
+    doc = clone(doc)
     for op in ops:
         kind, path = op.get("op"), op.get("path", "")
         tokens = _pointer(path)
@@ -255,14 +266,14 @@ def json_patch(doc: Any, ops: list[JSON]) -> Any:
                 raise _invalid(f"test failed at {path}")
             continue
         if kind in ("move", "copy"):
-            value = copy.deepcopy(_resolve(doc, _pointer(op["from"]), op["from"]))
+            value = clone(_resolve(doc, _pointer(op["from"]), op["from"]))
             if kind == "move":
                 doc = json_patch(doc, [{"op": "remove", "path": op["from"]}])
             doc = json_patch(doc, [{"op": "add", "path": path, "value": value}])
             continue
         if not tokens:
             if kind in ("add", "replace"):
-                doc = copy.deepcopy(op["value"])
+                doc = clone(op["value"])
                 continue
             raise _invalid("cannot remove the whole document")
         parent = _resolve(doc, tokens[:-1], path)
@@ -270,13 +281,13 @@ def json_patch(doc: Any, ops: list[JSON]) -> Any:
         if kind == "add":
             if isinstance(parent, list):
                 if key == "-":
-                    parent.append(copy.deepcopy(op["value"]))
+                    parent.append(clone(op["value"]))
                 elif key.isdigit() and int(key) <= len(parent):
-                    parent.insert(int(key), copy.deepcopy(op["value"]))
+                    parent.insert(int(key), clone(op["value"]))
                 else:
                     raise _invalid(f"{path}: index out of range")
             elif isinstance(parent, dict):
-                parent[key] = copy.deepcopy(op["value"])
+                parent[key] = clone(op["value"])
             else:
                 raise _invalid(f"{path}: parent is not a container")
         elif kind in ("remove", "replace"):
@@ -285,11 +296,11 @@ def json_patch(doc: Any, ops: list[JSON]) -> Any:
                 if kind == "remove":
                     parent.pop(int(key))
                 else:
-                    parent[int(key)] = copy.deepcopy(op["value"])
+                    parent[int(key)] = clone(op["value"])
             elif kind == "remove":
                 del parent[key]
             else:
-                parent[key] = copy.deepcopy(op["value"])
+                parent[key] = clone(op["value"])
         else:
             raise _invalid(f"unknown JSON patch op {kind!r}")
     return doc
@@ -439,12 +450,12 @@ class FakeKube:
         key = self._key(res, meta.get("namespace"), meta["name"])
         self._bump(obj)
         self.objects[key] = obj
-        self.history.append((self.rv, res.plural, key[1], event, copy.deepcopy(obj)))
-        return copy.deepcopy(obj)
+        self.history.append((self.rv, res.plural, key[1], event, clone(obj)))
+        return clone(obj)
 
     def put(self, res: Resource, obj: JSON) -> JSON:
         """Store an object as is (the test's given), filling namespace, uid and creationTimestamp."""
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         if res.namespaced:
             meta.setdefault("namespace", self.namespace)
@@ -464,7 +475,7 @@ class FakeKube:
     ) -> builtins.list[JSON]:
         """Copies of the stored objects of a kind (no API call)."""
         return [
-            copy.deepcopy(o)
+            clone(o)
             for (plural, ns, _), o in sorted(self.objects.items())
             if plural == res.plural
             and (namespace is None or ns == namespace)
@@ -515,7 +526,7 @@ class FakeKube:
         self._enter("get", res)
         self._served(res, res.path(namespace, name))
         try:
-            return copy.deepcopy(self.objects[self._key(res, namespace, name)])
+            return clone(self.objects[self._key(res, namespace, name)])
         except KeyError:
             raise NotFound(f"{res.plural} {namespace}/{name} not found", status=404, reason="NotFound") from None
 
@@ -543,14 +554,14 @@ class FakeKube:
         }
 
     def _write(self, verb: str, res: Resource, name: str, body: Any, content_type: str = "") -> None:
-        self.writes.append(Write(verb, res.plural, name, copy.deepcopy(body), content_type))
+        self.writes.append(Write(verb, res.plural, name, clone(body), content_type))
         self._enter(verb, res)
         self._served(res, res.path(None, name))
 
     def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
         meta = body.get("metadata") or {}
         self._write("create", res, meta.get("name") or meta.get("generateName", ""), body)
-        obj = copy.deepcopy(body)
+        obj = clone(body)
         meta = obj.setdefault("metadata", {})
         if res.namespaced:
             if meta.get("namespace") not in (None, namespace):
@@ -586,7 +597,7 @@ class FakeKube:
 
     def _update(self, res: Resource, current: JSON, new: JSON, sub: str) -> JSON:
         """Store ``new`` in place of ``current`` with the server's rules for what a write may change."""
-        new = copy.deepcopy(new)
+        new = clone(new)
         meta = new.setdefault("metadata", {})
         old_meta = current["metadata"]
         for fixed in ("name", "namespace", "uid", "creationTimestamp"):
@@ -595,9 +606,9 @@ class FakeKube:
         if res.plural in WITH_STATUS:
             if sub == "status":
                 new = dict(current, status=new.get("status"))
-                meta = new["metadata"] = copy.deepcopy(old_meta)
+                meta = new["metadata"] = clone(old_meta)
             elif "status" in current:
-                new["status"] = copy.deepcopy(current["status"])
+                new["status"] = clone(current["status"])
             else:
                 new.pop("status", None)
         validate(res, new, current)
@@ -648,7 +659,7 @@ class FakeKube:
         if obj is None:
             return  # like KubeClient.delete: already gone is fine
         self.rv += 1
-        self.history.append((self.rv, res.plural, key[1], "DELETED", copy.deepcopy(obj)))
+        self.history.append((self.rv, res.plural, key[1], "DELETED", clone(obj)))
         self._collect(obj["metadata"]["uid"], orphan=propagation == "Orphan")
 
     def _collect(self, uid: str, orphan: bool) -> None:
@@ -663,7 +674,7 @@ class FakeKube:
                 continue
             del self.objects[key]
             self.rv += 1
-            self.history.append((self.rv, key[0], key[1], "DELETED", copy.deepcopy(obj)))
+            self.history.append((self.rv, key[0], key[1], "DELETED", clone(obj)))
             self._collect(obj["metadata"]["uid"], orphan=False)
 
     def watch(
@@ -684,4 +695,4 @@ class FakeKube:
             raise Gone(f"WATCH {res.path(namespace)}: too old resource version: {since}", status=410)
         for rv, plural, ns, kind, obj in list(self.history):
             if rv > since and plural == res.plural and (namespace is None or ns == namespace):
-                yield {"type": kind, "object": copy.deepcopy(obj)}
+                yield {"type": kind, "object": clone(obj)}

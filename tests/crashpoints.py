@@ -1,0 +1,322 @@
+"""The crash-point explorer (issue 10, "a proof, not more examples"), on the one fake API.
+
+A scenario is a strategy's Deployment at rest on v1 (``given``) and a script of steps, each what the
+user or an operator does (a new template, a request, an annotation, a scale) and then the controllers
+running until deliver is at rest (or until a condition). ``explore`` runs it once cleanly, counting
+deliver's API writes; then, for every k, once with the k-th write failing (a 500, or a 409 for a
+patch) and once with the process dying right at it (``Crash``: a fresh ``Reconciler`` resumes on the
+same cluster), each time to the end. After every reconcile pass, and at the end, it checks:
+
+* no Service that receives traffic (the user's Service; with a router, every backend of a weight
+  above 0) selects zero Ready pods while any Ready pod of the app exists;
+* a revision that failed is never the stable one afterwards (unless an operator retried it);
+* each operator request is applied at most once per send (its Event) and recorded as handled;
+* at the end: the same terminal record, template, pods, Service selectors and route weights as the
+  clean run; no ReplicaSet of deliver's with replicas > 0 at rest; no pin left after a release.
+
+Violations are collected with the crash point that caused them, never stopped at the first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from delivery import templates
+from delivery.errors import Conflict, DeliverError, KubeError
+from delivery.kube import DEPLOYMENTS, EVENTS, HTTPROUTES, PODS, SERVICES, Resource
+from delivery.reconcile import Outcome
+from tests.fakekube import Crash
+from tests.fixture import NAME, NS, STATE, Fixture, template
+
+V1, V2, V3 = "web:v1", "web:v2", "web:v3"
+REQUEST = "deliver.dev/request"
+REQUEST_EVENTS = {
+    "abort": "DeliveryAborted",
+    "promote": "DeliveryPromoted",
+    "promote-full": "DeliveryPromoted",
+    "retry": "DeliveryRetried",
+    "pause": "DeliveryPaused",
+    "resume": "DeliveryResumed",
+}
+
+Until = Callable[[Fixture], bool]
+
+
+@dataclass(frozen=True)
+class Step:
+    """What happens (``do``, on the cluster, not through deliver's API writes), then the controllers
+    run until deliver is at rest, or until ``until`` holds."""
+
+    do: Callable[[Fixture, Explorer], None] | None = None
+    until: Until | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    strategy: str  # canary | router | blue-green | rolling | recreate
+    name: str
+    given: Callable[[], Fixture]
+    steps: tuple[Step, ...]
+    failed: frozenset[str] = frozenset()  # images that crash-loop from the start
+
+
+@dataclass
+class Explorer:
+    """One run of a scenario: the fixture, what was asked of deliver, and what went wrong."""
+
+    f: Fixture
+    label: str
+    violations: list[str] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (verb, id) sent
+    failed_revisions: set[str] = field(default_factory=set)
+    applied: set[str] = field(default_factory=set)  # request ids the record has shown as handled
+    released: bool = False
+    crashes: int = 0
+    errors: int = 0
+
+    # ---- what the user and operators do (the cluster's own writes: never counted as deliver's)
+
+    def request(self, verb: str) -> None:
+        rid = f"r{len(self.requests) + 1}-{verb}"
+        d = self.f.kube.obj(DEPLOYMENTS, NAME)
+        d["metadata"].setdefault("annotations", {})[REQUEST] = json.dumps({"verb": verb, "id": rid, "at": self.f.now})
+        self.f.kube.put(DEPLOYMENTS, d)
+        self.requests.append((verb, rid))
+
+    # ---- running
+
+    def settle(self, until: Until | None = None, passes: int = 200) -> None:
+        """Like ``Fixture.when_settled``, but an API error out of a pass requeues (as the controller
+        does), a ``Crash`` starts a new process, and the invariants are checked after every pass."""
+        f = self.f
+        quiet = 0
+        for _ in range(passes):
+            if until is not None and until(f):
+                return
+            try:
+                outcome = f.when_reconciled()
+            except Crash:
+                self.crashes += 1
+                f.when_restarted()
+                outcome = Outcome(0.0)
+            except (KubeError, DeliverError):
+                self.errors += 1
+                outcome = Outcome(5.0)
+            before = f.kube.rv
+            f.cluster()
+            self.check_pass()
+            # at rest: nothing changed and nothing is due, or held for an operator (a delivery behind a
+            # router still looks at its route every few seconds while it waits)
+            waiting = outcome.requeue_after is None or current_record(f).get("phase") == "Paused"
+            if waiting and f.kube.rv == before:
+                quiet += 1
+                if quiet >= 2:
+                    return
+            else:
+                quiet = 0
+            f.now += max(outcome.requeue_after or 1.0, 0.5)
+        self.violate(f"not at rest after {passes} passes: {f.record()}")
+
+    def run(self, scenario: Scenario) -> None:
+        for step in scenario.steps:
+            if step.do is not None:
+                step.do(self.f, self)
+            self.settle(step.until)
+
+    # ---- invariants
+
+    def violate(self, what: str) -> None:
+        if what not in self.violations:
+            self.violations.append(what)
+
+    def check_pass(self) -> None:
+        f = self.f
+        record = current_record(f)
+        handled = record.get("handledRequest") or ""
+        if handled not in self.applied and any(rid == handled for v, rid in self.requests if v == "retry"):
+            self.failed_revisions.clear()  # the operator's retry was applied: the failed revision may go out again
+        self.applied.add(handled)
+        failed = record.get("failedRevision") or ""
+        if failed and record.get("phase") in ("RolledBack", "Aborted", "Paused", "RollingBack"):
+            self.failed_revisions.add(failed)
+        stable = record.get("stableRevision") or ""
+        if stable and stable in self.failed_revisions:
+            self.violate(f"failed revision {stable} promoted to stable (phase {record.get('phase')})")
+        ready = ready_pods(f)
+        if ready:
+            for service in traffic_services(f):
+                if not selected_ready(f, service):
+                    self.violate(f"Service {service} receives traffic and selects no Ready pod ({record.get('phase')})")
+        for verb, _ in self.requests:
+            count = sum(1 for e in stored(f, EVENTS) if e["reason"] == REQUEST_EVENTS[verb])
+            sent = sum(1 for v, _ in self.requests if REQUEST_EVENTS[v] == REQUEST_EVENTS[verb])
+            if count > sent:
+                self.violate(f"request {verb} applied {count} times for {sent} sent")
+
+    def check_end(self, clean: Ending | None) -> Ending:
+        f = self.f
+        end = ending(f)
+        record = f.record()
+        if record and record.get("phase") not in ("Idle", "Succeeded", "RolledBack", "Aborted", "Paused"):
+            self.violate(f"not at rest: phase {record.get('phase')}")
+        for rs in f.delivers_replicasets():
+            if int(rs["spec"].get("replicas") or 0) > 0 and record.get("phase") != "Paused":
+                self.violate(f"deliver's ReplicaSet {rs['metadata']['name']} left with replicas at rest")
+        if self.released:
+            for svc in f.kube.find(SERVICES, NS):
+                if templates.HASH_LABEL in (svc["spec"].get("selector") or {}):
+                    self.violate(f"Service {svc['metadata']['name']} still pinned after the release")
+        handled = record.get("handledRequest", "")
+        if self.requests and record and handled != self.requests[-1][1]:
+            self.violate(f"request {self.requests[-1]} not recorded as handled (handledRequest={handled!r})")
+        if clean is not None and end != clean:
+            diff = {
+                k: (getattr(clean, k), getattr(end, k))
+                for k in Ending.__dataclass_fields__
+                if getattr(clean, k) != getattr(end, k)
+            }
+            self.violate(f"ended differently from the clean run: {diff}")
+        return end
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What a run leaves on the cluster, compared with the clean run's."""
+
+    phase: str
+    revision: str
+    stable: str
+    failed: str
+    image: str
+    serving: tuple[tuple[str, int], ...]
+    selectors: tuple[tuple[str, str], ...]  # Service receiving traffic -> images of the pods it selects
+    weights: tuple[tuple[str, int], ...]
+    delivers_replicasets: int
+
+
+def ending(f: Fixture) -> Ending:
+    record = f.record()
+    selectors = tuple((name, ",".join(sorted(selected_images(f, name)))) for name in traffic_services(f))
+    return Ending(
+        phase=record.get("phase", "-"),
+        revision=record.get("revision", ""),
+        stable=record.get("stableRevision", ""),
+        failed=record.get("failedRevision", ""),
+        image=f.image(),
+        serving=tuple(sorted(f.serving().items())),
+        selectors=selectors,
+        weights=tuple(sorted(route_weights(f).items())),
+        delivers_replicasets=len(f.delivers_replicasets()),
+    )
+
+
+# ------------------------------------------------------------------ what receives traffic
+
+
+def route_weights(f: Fixture) -> dict[str, int]:
+    try:
+        route = f.kube.obj(HTTPROUTES, NAME)
+    except KeyError:
+        return {}
+    return {b["name"]: int(b.get("weight", 1)) for r in route["spec"]["rules"] for b in r["backendRefs"]}
+
+
+def traffic_services(f: Fixture) -> list[str]:
+    """The user's Service, and each route backend that gets a share of the traffic."""
+    names = [NAME] if (SERVICES.plural, NS, NAME) in f.kube.objects else []
+    names += [name for name, weight in route_weights(f).items() if weight > 0]
+    return names
+
+
+def stored(f: Fixture, res: Resource) -> list[dict[str, Any]]:
+    """The stored objects of a kind in the namespace, not copied (read only: checks run after every pass)."""
+    return [o for (plural, ns, _), o in f.kube.objects.items() if plural == res.plural and ns == NS]
+
+
+def selects(selector: dict[str, str], obj: dict[str, Any]) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def current_record(f: Fixture) -> dict[str, Any]:
+    raw = (f.kube.obj(DEPLOYMENTS, NAME)["metadata"].get("annotations") or {}).get(STATE)
+    return json.loads(raw) if raw else {}
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (pod.get("status") or {}).get("conditions", []))
+
+
+def ready_pods(f: Fixture) -> list[dict[str, Any]]:
+    return [p for p in stored(f, PODS) if (p["metadata"].get("labels") or {}).get("app") == NAME and is_ready(p)]
+
+
+def selected_images(f: Fixture, service: str) -> set[str]:
+    try:
+        selector = f.kube.obj(SERVICES, service)["spec"].get("selector") or {}
+    except KeyError:
+        return set()
+    return {p["spec"]["containers"][0]["image"] for p in stored(f, PODS) if selects(selector, p) and is_ready(p)}
+
+
+def selected_ready(f: Fixture, service: str) -> bool:
+    try:
+        selector = f.kube.obj(SERVICES, service)["spec"].get("selector") or {}
+    except KeyError:
+        return False
+    return any(is_ready(p) for p in stored(f, PODS) if selects(selector, p)) if selector else False
+
+
+# ------------------------------------------------------------------ exploring
+
+
+@dataclass
+class Report:
+    scenario: str
+    writes: int  # deliver's API writes in the clean run (the crash points)
+    explored: int  # runs with a fault injected
+    violations: list[str]
+
+
+def run_once(scenario: Scenario, fault: Callable[[Fixture], None] | None, label: str, clean: Ending | None):
+    f = scenario.given()
+    f.crashing |= set(scenario.failed)
+    explorer = Explorer(f, label)
+    start = len(f.kube.writes)
+    if fault is not None:
+        fault(f)
+    explorer.run(scenario)
+    end = explorer.check_end(clean)
+    return explorer, end, len(f.kube.writes) - start
+
+
+def explore(scenario: Scenario) -> Report:
+    clean_run, clean, writes = run_once(scenario, None, "clean", None)
+    violations = [f"clean: {v}" for v in clean_run.violations]
+    explored = 0
+    for k in range(1, writes + 1):
+        for mode in ("error", "crash"):
+
+            def fault(f: Fixture, k: int = k, mode: str = mode) -> None:
+                if mode == "crash":
+                    f.kube.crash_at_write(k)
+                else:
+                    f.kube.fail_at_write(k, _error_for(f, k))
+
+            run, _, _ = run_once(scenario, fault, f"{mode}@{k}", clean)
+            explored += 1
+            violations += [f"{mode} at write {k}: {v}" for v in run.violations]
+    return Report(f"{scenario.strategy}/{scenario.name}", writes, explored, violations)
+
+
+def _error_for(f: Fixture, k: int) -> BaseException:
+    """Odd crash points get a 500, even ones a 409 Conflict (a concurrent writer)."""
+    if k % 2:
+        return KubeError("500 Internal Server Error: etcdserver: request timed out", status=500, reason="InternalError")
+    return Conflict("409 Conflict: the object has been modified", status=409, reason="Conflict")
+
+
+__all__ = ["Scenario", "Step", "Explorer", "Report", "explore", "V1", "V2", "V3", "template", "STATE"]
