@@ -140,7 +140,8 @@ class Explorer:
             self.failed_revisions.clear()  # the operator's retry was applied: the failed revision may go out again
         self.applied.add(handled)
         failed = record.get("failedRevision") or ""
-        if failed and record.get("phase") in ("RolledBack", "Aborted", "Paused", "RollingBack"):
+        retrying = record.get("retrying") or ""  # an applied retry keeps the revision until its template is written
+        if failed and failed != retrying and record.get("phase") in ("RolledBack", "Aborted", "Paused", "RollingBack"):
             self.failed_revisions.add(failed)
         stable = record.get("stableRevision") or ""
         if stable and stable in self.failed_revisions:

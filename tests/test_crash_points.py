@@ -140,10 +140,6 @@ def scenarios(strategy: str) -> list[Scenario]:
 
 
 STRATEGIES = ("canary", "router", "blue-green", "rolling", "recreate")
-RETRY = (
-    "issue 10 defect 6: retry erases failedTemplate (and records the request handled) before ApplyTemplate "
-    "succeeds; a failed or crashed template write right after loses the retry: it ends RolledBack on v1"
-)
 ROUTED_PROMOTION = (
     "issue 10 defect 6 (same class, behind a router): a failed or crashed write at the promotion leaves the "
     "route at 0/100 (all traffic to NAME-canary) and NAME-stable off the promoted pods at rest; the route "
@@ -162,14 +158,12 @@ ADOPTION = (
 # each known defect: its reason, and the violations it explains (a pattern); any other violation in
 # the same scenario fails the test outright (xfail only accepts KnownDefect)
 SIGNATURES = {
-    RETRY: r"'phase': \('Succeeded', 'RolledBack'\)",
     ROUTED_PROMOTION: r"'weights': \(\(\('web-canary', 0\), \('web-stable', 100\)\), \(\('web-canary', 100\)",
     SCALED_BACK: r"Service web-canary receives traffic and selects no Ready pod|'hold': 'NoReplicas'",
     ADOPTION: r"Service web receives traffic and selects no Ready pod",
 }
 KNOWN: dict[str, tuple[str, ...]] = {
-    **{f"{s}/retry": (RETRY,) for s in STRATEGIES},
-    "router/retry": (RETRY, ROUTED_PROMOTION),
+    "router/retry": (ROUTED_PROMOTION,),
     "router/good": (ROUTED_PROMOTION,),
     "router/supersede": (ROUTED_PROMOTION,),
     "router/promote": (ROUTED_PROMOTION,),
