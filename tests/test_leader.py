@@ -7,6 +7,7 @@ import urllib.request
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from delivery.errors import KubeError
 from delivery.kube import LEASES
@@ -153,8 +154,23 @@ def test_metrics_exposition() -> None:
     m.observe(("ns", "web"), Outcome(None), 0.01)  # deleted / unmanaged
     leader["v"] = False
     text = m.exposition().decode()
-    assert 'deployment="web"' not in text.split("deliver_verdicts_total")[0]
+    # the per-delivery series no longer name web (the verdicts counter keeps its history)
+    assert delivery_series(text, "web") == []
+    assert delivery_series(text, "api") != []  # the check sees the series it looks for
     assert "deliver_is_leader 0.0" in text
+    m.forget_all()  # leadership lost: this replica reports no delivery
+    assert delivery_series(m.exposition().decode(), "api") == []
+
+
+def delivery_series(text: str, deployment: str) -> list[str]:
+    """The samples of the per-delivery gauges (deliver_delivery_*) that name ``deployment``."""
+    return [
+        sample.name
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("deliver_delivery_")
+        for sample in family.samples
+        if sample.labels.get("deployment") == deployment
+    ]
 
 
 def test_http_endpoints() -> None:
