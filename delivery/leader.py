@@ -9,25 +9,31 @@
 * A leader that has not renewed successfully for ``renew_deadline`` stops acting at once
   (``is_leader()`` turns False even before the renew loop notices), well before another candidate
   may take over (``lease_duration`` > ``renew_deadline``).
+* Fencing: the reconciler writes through ``Fenced``, which checks ``is_leader()`` before every
+  write and raises ``LeadershipLost`` instead of sending it, so a long reconcile stops writing as
+  soon as the Lease is lost or not renewed in time, not only when the next key is dequeued. (A
+  write already sent when the Lease lapses cannot be called back; the renew deadline is shorter
+  than the lease duration so it lands before anyone else may lead.)
 * ``release()`` (on SIGTERM, after the current write finished) empties holderIdentity so the next
   leader takes over within one ``retry_period`` instead of waiting out the lease.
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import Conflict, KubeError, NotFound
-from .kube import LEASES, Kube
+from .errors import Conflict, KubeError, LeadershipLost, NotFound
+from .kube import JSON, LEASES, MERGE, Kube, Resource
 
 log = logging.getLogger("deliver.leader")
 
@@ -218,3 +224,76 @@ class LeaderElector:
             return False
         log.info("released the lease", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
         return True
+
+
+class Fenced:
+    """A ``Kube`` that sends a write only while ``is_leader()`` holds; reads always pass through.
+
+    The controller's reconciler writes through it, so a reconcile that outlives the leadership
+    (slow analysis, a stalled renew) stops at its next write with ``LeadershipLost``.
+    """
+
+    def __init__(self, kube: Kube, is_leader: Callable[[], bool]) -> None:
+        self.kube = kube
+        self.is_leader = is_leader
+
+    def _check(self, verb: str, what: str) -> None:
+        if not self.is_leader():
+            raise LeadershipLost(f"not the leader any more: {verb} {what} not sent")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        if method.upper() not in ("GET", "HEAD"):
+            self._check(method, path)
+        return self.kube.request(method, path, body, query, content_type, timeout)
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> JSON:
+        return self.kube.get(res, namespace, name)
+
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> JSON:
+        return self.kube.list(res, namespace, selector, field_selector)
+
+    def items(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> builtins.list[JSON]:
+        return self.kube.items(res, namespace, selector, field_selector)
+
+    def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
+        self._check("create", f"{res.plural} in {namespace}")
+        return self.kube.create(res, namespace, body)
+
+    def patch(
+        self, res: Resource, namespace: str | None, name: str, patch: Any, content_type: str = MERGE, sub: str = ""
+    ) -> JSON:
+        self._check("patch", f"{res.plural} {namespace}/{name}")
+        return self.kube.patch(res, namespace, name, patch, content_type, sub)
+
+    def replace(self, res: Resource, namespace: str | None, name: str, body: JSON) -> JSON:
+        self._check("replace", f"{res.plural} {namespace}/{name}")
+        return self.kube.replace(res, namespace, name, body)
+
+    def delete(self, res: Resource, namespace: str | None, name: str, propagation: str = "Background") -> None:
+        self._check("delete", f"{res.plural} {namespace}/{name}")
+        self.kube.delete(res, namespace, name, propagation)
+
+    def watch(
+        self, res: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 240
+    ) -> Iterator[JSON]:
+        return self.kube.watch(res, namespace, resource_version, timeout_seconds)

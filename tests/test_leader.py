@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from delivery.errors import KubeError
+from delivery.controller import Controller
+from delivery.errors import DeliverError, KubeError, LeadershipLost
 from delivery.kube import LEASES
-from delivery.leader import LeaderElector
+from delivery.leader import Fenced, LeaderElector
 from delivery.metrics import Metrics, Server, parse_addr
-from delivery.reconcile import Outcome
+from delivery.reconcile import Outcome, Reconciler
 from tests.fakekube import FakeKube
+from tests.fixture import NAME, NS, Fixture
 
 
 class Clock:
@@ -226,3 +228,58 @@ def test_release_after_stepping_down_mid_acquire() -> None:
     a.step()
     assert not a.is_leader() and holder(kube) == "a"
     assert a.release() and holder(kube) == ""
+
+
+# ---------------------------------------------------------------- issue 10 defect 15: fencing
+
+
+def fenced_canary_mid_change() -> tuple[Fixture, LeaderElector, Clock, Controller]:
+    """A canary whose template just changed (a reconcile with several writes ahead), on a leader's fenced Kube."""
+    f = Fixture()
+    f.given_deployment("canary", "web:v1", replicas=3, steps="20,50,100", interval="30s")
+    f.given_delivered()
+    f.when_template_changes("web:v2")
+    clock = Clock()
+    a = LeaderElector(f.kube, NS, "deliver", "a", 15, 10, 2, clock=clock, wall=lambda: 1.7e9 + clock.t)
+    a.step()
+    assert a.is_leader()
+    f.kube.writes.clear()
+    reconciler = Reconciler(Fenced(f.kube, a.is_leader), analyser=None, clock=lambda: f.now)
+    return f, a, clock, Controller(f.kube, reconciler, NS, is_leader=a.is_leader)
+
+
+def test_a_reconcile_stops_writing_once_the_lease_is_not_renewed() -> None:
+    f, a, clock, controller = fenced_canary_mid_change()
+
+    def renew_stalls(_kube: FakeKube) -> None:
+        clock.t += 11  # past the renew deadline while the first write is on its way
+
+    f.kube.before_write(renew_stalls)
+    controller.process((NS, NAME))
+    assert not a.is_leader()
+    assert len(f.kube.writes) == 1, [(w.verb, w.plural) for w in f.kube.writes]
+    assert controller.queue._due, "requeued for whoever leads next"
+
+
+def test_a_fenced_reconcile_writes_as_usual_while_leading() -> None:
+    f, a, _clock, controller = fenced_canary_mid_change()
+    controller.process((NS, NAME))
+    assert len(f.kube.writes) > 1 and f.record()["phase"] == "Progressing"
+
+
+def test_fenced_writes_raise_leadership_lost_and_reads_pass() -> None:
+    kube = FakeKube()
+    kube.put(LEASES, {"metadata": {"name": "x", "namespace": "ns"}, "spec": {}})
+    fenced = Fenced(kube, lambda: False)
+    assert fenced.get(LEASES, "ns", "x")["metadata"]["name"] == "x"
+    assert fenced.items(LEASES, "ns") and fenced.list(LEASES, "ns")["items"]
+    for write in (
+        lambda: fenced.patch(LEASES, "ns", "x", {"spec": {"holderIdentity": "me"}}),
+        lambda: fenced.create(LEASES, "ns", {"metadata": {"name": "y"}}),
+        lambda: fenced.replace(LEASES, "ns", "x", {"metadata": {"name": "x"}}),
+        lambda: fenced.delete(LEASES, "ns", "x"),
+        lambda: fenced.request("POST", "/api/v1/namespaces/ns/events", {}),
+    ):
+        with pytest.raises(LeadershipLost):
+            write()
+    assert kube.writes == [] and isinstance(LeadershipLost("x"), DeliverError)

@@ -70,7 +70,7 @@ def run(
     """Run the controller (JSON logs on stderr)."""
     # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
     from ..controller import Controller
-    from ..leader import LeaderElector
+    from ..leader import Fenced, LeaderElector
     from ..metrics import Metrics, Server
     from ..reconcile import Reconciler
 
@@ -109,7 +109,7 @@ def run(
         elector.on_change = lambda leading: None if leading else metrics.forget_all()
     controller = Controller(
         kube,
-        Reconciler(kube, analyser),
+        Reconciler(Fenced(kube, is_leader) if elector else kube, analyser),  # no write once leadership is gone
         None if all_namespaces else g.namespace,
         is_leader=is_leader,
         on_outcome=metrics.observe,
