@@ -14,6 +14,10 @@
   soon as the Lease is lost or not renewed in time, not only when the next key is dequeued. (A
   write already sent when the Lease lapses cannot be called back; the renew deadline is shorter
   than the lease duration so it lands before anyone else may lead.)
+* Time: ``ServerClock`` reads the API server's time off each Lease write the leader makes (the
+  ``managedFields`` timestamp the server stamps), so the step start times the reconciler records and
+  compares come from one clock, the API server's, whichever replica leads; skew between controller
+  pods does not shorten or lengthen a step after a failover.
 * ``release()`` (on SIGTERM, after the current write finished) empties holderIdentity so the next
   leader takes over within one ``retry_period`` instead of waiting out the lease.
 """
@@ -61,6 +65,7 @@ class LeaderElector:
     on_change: Callable[[bool], None] | None = None
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
+    server_clock: ServerClock | None = None  # anchored on every Lease this elector writes
 
     def __post_init__(self) -> None:
         if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
@@ -112,6 +117,7 @@ class LeaderElector:
                 created = self.kube.create(LEASES, self.namespace, body)
             except Conflict:
                 return "failed"  # someone else created it first; look again next round
+            self._anchor(created)
             self._observe(created)
             return "leader"
         spec = lease.get("spec") or {}
@@ -138,8 +144,13 @@ class LeaderElector:
             updated = self.kube.replace(LEASES, self.namespace, self.name, body)
         except Conflict:
             return "failed"
+        self._anchor(updated)
         self._observe(updated)
         return "leader"
+
+    def _anchor(self, written: dict[str, Any]) -> None:
+        if self.server_clock is not None:
+            self.server_clock.observe(written)
 
     def _observe(self, lease: dict[str, Any]) -> None:
         spec = lease.get("spec") or {}
@@ -224,6 +235,47 @@ class LeaderElector:
             return False
         log.info("released the lease", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
         return True
+
+
+class ServerClock:
+    """Wall-clock seconds as the API server counts them: this process's clock plus an offset.
+
+    The offset comes from objects this process just wrote (the leader's Lease renewals, every
+    ``retry_period``): the API server stamps ``metadata.managedFields[].time`` of the writing manager
+    with its own clock, to the second. Until a stamp is seen (or if the server sends none), it is
+    this process's clock. Error: under a second plus the write's latency, whatever the pods' skew.
+    """
+
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self.wall = wall
+        self.offset = 0.0
+        self.anchored = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.wall() + self.offset
+
+    def observe(self, written: dict[str, Any]) -> None:
+        """Take the server's time from an object this process has just written (its newest stamp)."""
+        stamps = [_parse_time(e.get("time")) for e in (written.get("metadata") or {}).get("managedFields") or []]
+        seen = [t for t in stamps if t is not None]
+        if not seen:
+            return
+        # the stamp is truncated to the second: the write happened within the second after it
+        server = max(seen) + 0.5
+        with self._lock:
+            self.offset = server - self.wall()
+            self.anchored = True
+
+
+def _parse_time(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 class Fenced:

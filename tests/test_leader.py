@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from delivery.controller import Controller
 from delivery.errors import DeliverError, KubeError, LeadershipLost
 from delivery.kube import LEASES
-from delivery.leader import Fenced, LeaderElector
+from delivery.leader import Fenced, LeaderElector, ServerClock
 from delivery.metrics import Metrics, Server, parse_addr
 from delivery.reconcile import Outcome, Reconciler
 from tests.fakekube import FakeKube
@@ -283,3 +285,56 @@ def test_fenced_writes_raise_leadership_lost_and_reads_pass() -> None:
         with pytest.raises(LeadershipLost):
             write()
     assert kube.writes == [] and isinstance(LeadershipLost("x"), DeliverError)
+
+
+# ---------------------------------------------------------------- issue 10 defect 16: one clock across replicas
+
+
+class StampingKube(FakeKube):
+    """The fake API, stamping managedFields time with the API server's clock as a real one does."""
+
+    def __init__(self, server_time: Callable[[], float]) -> None:
+        super().__init__()
+        self.server_time = server_time
+
+    def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
+        stamp = datetime.fromtimestamp(int(self.server_time()), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        obj["metadata"]["managedFields"] = [{"manager": "deliver", "operation": "Update", "time": stamp}]
+        return obj
+
+    def create(self, res: Any, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        return self._stamp(super().create(res, namespace, body))
+
+    def replace(self, res: Any, namespace: str | None, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._stamp(super().replace(res, namespace, name, body))
+
+
+def test_step_times_come_from_the_api_server_whatever_the_replicas_clocks() -> None:
+    """Replica a runs 200 s behind the API server, replica b 300 s ahead; a leads, then b takes over.
+    The time each reconciler would record and compare is the server's (to a second) on both."""
+    server = {"t": 1.7e9}
+    kube = StampingKube(lambda: server["t"])
+    mono = Clock()
+    clocks = {"a": ServerClock(lambda: server["t"] - 200), "b": ServerClock(lambda: server["t"] + 300)}
+    electors = {
+        n: LeaderElector(kube, "ns", "deliver", n, 15, 10, 2, clock=mono, wall=clocks[n].wall, server_clock=clocks[n])
+        for n in "ab"
+    }
+    electors["a"].step()
+    assert electors["a"].is_leader() and abs(clocks["a"]() - server["t"]) <= 1
+    started = clocks["a"]()  # a starts a step
+    electors["a"].step_down()
+    assert electors["a"].release()
+    server["t"] += 5
+    mono.t += 5
+    electors["b"].step()
+    assert electors["b"].is_leader()
+    elapsed = clocks["b"]() - started  # b judges the step's age after the failover
+    assert 4 <= elapsed <= 6, elapsed
+
+
+def test_server_clock_without_a_stamp_is_the_local_clock() -> None:
+    c = ServerClock(lambda: 100.0)
+    c.observe({"metadata": {}})
+    c.observe({"metadata": {"managedFields": [{"time": "not a time"}]}})
+    assert c() == 100.0 and not c.anchored

@@ -70,7 +70,7 @@ def run(
     """Run the controller (JSON logs on stderr)."""
     # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
     from ..controller import Controller
-    from ..leader import Fenced, LeaderElector
+    from ..leader import Fenced, LeaderElector, ServerClock
     from ..metrics import Metrics, Server
     from ..reconcile import Reconciler
 
@@ -86,6 +86,7 @@ def run(
         analyser = make_analyser(kube, prometheus_url)
 
     elector: LeaderElector | None = None
+    server_clock = ServerClock()  # step times from the API server's clock (see leader.ServerClock)
     if leader_elect:
         try:
             elector = LeaderElector(
@@ -95,6 +96,7 @@ def run(
                 lease_duration=lease_duration,
                 renew_deadline=renew_deadline,
                 retry_period=retry_period,
+                server_clock=server_clock,
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
@@ -109,7 +111,8 @@ def run(
         elector.on_change = lambda leading: None if leading else metrics.forget_all()
     controller = Controller(
         kube,
-        Reconciler(Fenced(kube, is_leader) if elector else kube, analyser),  # no write once leadership is gone
+        # no write once leadership is gone; times as the API server counts them
+        Reconciler(Fenced(kube, is_leader), analyser, clock=server_clock) if elector else Reconciler(kube, analyser),
         None if all_namespaces else g.namespace,
         is_leader=is_leader,
         on_outcome=metrics.observe,
