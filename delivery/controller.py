@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DeliverError, Gone, KubeError
+from .errors import DeliverError, Gone, KubeError, LeadershipLost
 from .kube import DEPLOYMENTS, REPLICASETS, Kube, Resource
 from .reconcile import Outcome, Reconciler
 from .spec import has_record, has_strategy
@@ -257,6 +257,12 @@ class Controller:
         self.busy.set()
         try:
             outcome = self.reconciler.reconcile(*key)
+        except LeadershipLost as exc:  # the reconciler's Kube is leader.Fenced: no write after the Lease is gone
+            log.info(
+                "leadership lost mid-reconcile; stopped writing",
+                extra={"namespace": key[0], "deployment": key[1], "error": str(exc)},
+            )
+            outcome = Outcome(2.0)  # the next leader (maybe this replica again) takes it from the record
         except DeliverError as exc:
             log.warning("reconcile failed", extra={"namespace": key[0], "deployment": key[1], "error": str(exc)})
             outcome = Outcome(5.0)

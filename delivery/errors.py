@@ -49,6 +49,11 @@ class Gone(KubeError):
     """410: a watch's resourceVersion is too old; relist."""
 
 
+class LeadershipLost(DeliverError):
+    """This replica no longer holds the leader Lease (or did not renew it within the renew deadline):
+    the write was not sent. Raised by ``leader.Fenced`` so a reconcile stops writing mid-way."""
+
+
 class AnalysisError(DeliverError):
     """Metric analysis could not produce a verdict."""
 

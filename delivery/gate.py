@@ -1,19 +1,25 @@
-"""``deliver gate``: wait for the delivery of the Deployment's current template and say how it ended.
+"""``deliver gate``: wait for the delivery of one revision and say how it ended.
 
-The revision to gate is fixed at the first read: the pod template the Deployment declares when the
-gate starts (the one the CI pipeline just applied). The gate then follows the rollout record until
-that revision is promoted (exit 0), rolled back / aborted / refused (exit 1), the timeout passes
-(exit 3) or the API keeps failing or denies access (exit 4). Waiting uses a watch on the
-Deployment, not a polling loop; if watching is forbidden it falls back to reading every 2 seconds.
+The revision to gate is fixed at the first read. Pinned (``--revision``, ``--image``, ``--manifest``:
+see ``Pin``), it is the revision the CI pipeline applied, found in the Deployment's template or in
+the record (its failed or stable template), however long ago that delivery ended. Not pinned, it is
+the template the Deployment declares when the gate starts, unless the record shows that template
+was put back after a failed delivery: then it is the failed revision. The gate then follows the
+rollout record until that revision is promoted (exit 0), rolled back / aborted / refused (exit 1),
+the timeout passes (exit 3) or the API keeps failing or denies access (exit 4). Waiting uses a
+watch on the Deployment, not a polling loop; if watching is forbidden it falls back to reading
+every 2 seconds.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import yaml
 
 from strategies.model import DeliverySpec, DeliveryState, HoldReason, Phase
 
@@ -24,10 +30,6 @@ from .kube import DEPLOYMENTS, Kube
 from .state import read_request, read_state
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_API = 0, 1, 2, 3, 4
-
-# A delivery that ended this recently, and whose template was already put back, is the one a gate
-# started right after the change reports (see choose_revision).
-RECENT = 120.0
 
 # How long the API may keep failing (5xx, unreachable) before the gate gives up with exit 4.
 API_PATIENCE = 30.0
@@ -49,6 +51,93 @@ class GateResult:
         return {EXIT_OK: "promoted", EXIT_FAILED: "failed", EXIT_TIMEOUT: "timeout", EXIT_API: "api-error"}.get(
             self.code, "error"
         )
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What the CI pipeline applied, to find the revision to gate by (one of the three, or nothing).
+
+    ``revision``: deliver's template revision (``deliver status`` shows it as target). ``image``: a
+    container image of the applied template. ``images``: every container's image of the applied
+    manifest (name -> image); with it, ``revision`` is the hash of the manifest's template, which
+    matches only if the manifest spells out every field the API server would default, so the
+    images find the template otherwise.
+    """
+
+    revision: str = ""
+    image: str = ""
+    images: tuple[tuple[str, str], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.revision or self.image or self.images)
+
+    def matches(self, template: dict[str, Any]) -> bool:
+        if self.revision and templates.revision(template) == self.revision:
+            return True
+        if self.image:
+            return self.image in dict(_images(template)).values()
+        return bool(self.images) and _images(template) == self.images
+
+    def describe(self) -> str:
+        if self.image:
+            return f"image {self.image}"
+        if self.images:
+            return f"the manifest's template (revision {self.revision}, {', '.join(i for _, i in self.images)})"
+        return f"revision {self.revision}"
+
+
+def _images(template: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    pod = template.get("spec") or {}
+    out: list[tuple[str, str]] = []
+    for key in ("initContainers", "containers"):
+        for c in pod.get(key) or []:
+            if isinstance(c, dict):
+                out.append((f"{key}/{c.get('name', '')}", str(c.get("image", ""))))
+    return tuple(sorted(out))
+
+
+def manifest_pin(text: str, name: str) -> Pin:
+    """The pin for the Deployment ``name`` in a manifest (one or more YAML documents). ValueError if none."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not YAML: {exc}") from None
+    found = [d for d in _flatten(docs) if d.get("kind") == "Deployment"]
+    named = [d for d in found if ((d.get("metadata") or {}).get("name")) == name]
+    if not named:
+        names = ", ".join(str((d.get("metadata") or {}).get("name", "?")) for d in found) or "none"
+        raise ValueError(f"no Deployment named {name} in it (Deployments: {names})")
+    template = (named[0].get("spec") or {}).get("template")
+    if not isinstance(template, dict) or not _images(template):
+        raise ValueError(f"Deployment {name} has no pod template with containers")
+    return Pin(revision=templates.revision(template), images=_images(template))
+
+
+def _flatten(docs: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    for d in docs:
+        if d.get("kind") == "List":
+            yield from (i for i in d.get("items") or [] if isinstance(i, dict))
+        else:
+            yield d
+
+
+def resolve(pin: Pin, deployment: dict[str, Any]) -> str:
+    """The revision ``pin`` names, looked for in the Deployment's template and the record ('' if not seen yet)."""
+    target_template = (deployment.get("spec") or {}).get("template") or {}
+    known: list[dict[str, Any]] = [target_template]
+    try:
+        state = read_state(deployment)
+    except StateError:
+        state = None
+    if state is not None:
+        if pin.revision and not pin.images:
+            seen = (state.revision, state.failed_revision, state.stable_revision)
+            return pin.revision if pin.revision in seen else ""
+        known += [t for t in (state.failed_template, state.stable_template) if t]
+    for template in known:
+        if pin.matches(template):
+            return templates.revision(template)
+    return ""
 
 
 def status_dict(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -138,13 +227,14 @@ def decide(want: str, deployment: dict[str, Any]) -> tuple[int | None, str]:
     return None, f"waiting for the controller to start delivering revision {want}"
 
 
-def choose_revision(deployment: dict[str, Any], now: float, recent: float = RECENT) -> str:
-    """The revision the gate follows: normally the template the Deployment declares now.
+def choose_revision(deployment: dict[str, Any]) -> str:
+    """The revision an unpinned gate follows: normally the template the Deployment declares now.
 
-    A delivery that failed fast may already have written the stable template back before the gate
-    started (a crash-looping canary is rolled back in well under a second). Then the template *is*
-    the stable version, and the delivery to report is the one in the record: still rolling back,
-    or rolled back / aborted less than ``recent`` seconds ago.
+    A delivery that failed may already have written the stable template back before the gate
+    started (a crash-looping canary is rolled back in well under a second; a CI stage may start
+    minutes after the apply). Then the template *is* the stable version, and the delivery to report
+    is the one in the record: still rolling back, or rolled back / aborted, however long ago. (To
+    gate a revert to the stable version after a failure, pin it: ``deliver gate --manifest``.)
     """
     target = templates.revision((deployment.get("spec") or {}).get("template") or {})
     try:
@@ -153,9 +243,7 @@ def choose_revision(deployment: dict[str, Any], now: float, recent: float = RECE
         return target
     if not state.revision or state.revision == target or target != state.stable_revision:
         return target
-    if not state.phase.terminal:
-        return state.revision
-    if state.phase in (Phase.ROLLED_BACK, Phase.ABORTED) and now - state.finished <= recent:
+    if not state.phase.terminal or state.phase in (Phase.ROLLED_BACK, Phase.ABORTED):
         return state.revision
     return target
 
@@ -187,10 +275,10 @@ class _Waiter:
         on_status: Callable[[dict[str, Any]], None],
         clock: Callable[[], float],
         sleep: Callable[[float], None],
-        wall: Callable[[], float] = time.time,
+        pin: Pin = Pin(),
     ) -> None:
         self.kube, self.namespace, self.name = kube, namespace, name
-        self.wall = wall
+        self.pin = pin
         self.on_status, self.clock, self.sleep = on_status, clock, sleep
         self.started = clock()
         self.deadline = self.started + timeout
@@ -207,11 +295,13 @@ class _Waiter:
 
     def see(self, deployment: dict[str, Any]) -> GateResult | None:
         if not self.want:
-            self.want = choose_revision(deployment, self.wall())
+            self.want = resolve(self.pin, deployment) if self.pin else choose_revision(deployment)
         if self.spec is None:
             self.spec = spec_of(deployment)
         self.last = status_dict(deployment)
         self.on_status(self.last)
+        if not self.want:  # pinned, and the pipeline's change has not reached the Deployment yet
+            return None
         code, reason = decide(self.want, deployment)
         return None if code is None else self.result(code, reason)
 
@@ -228,7 +318,7 @@ class _Waiter:
 
     def run(self) -> GateResult:
         while True:
-            if self.clock() >= self.deadline and self.want:
+            if self.clock() >= self.deadline and self.last:
                 return self.result(EXIT_TIMEOUT, self._timeout_reason())
             try:
                 deployment = self.kube.get(DEPLOYMENTS, self.namespace, self.name)
@@ -239,7 +329,7 @@ class _Waiter:
                 if stop is not None:
                     return stop
                 if self.clock() >= self.deadline:
-                    if not self.want:  # never reached the API at all
+                    if not self.last:  # never reached the API at all
                         return self.result(EXIT_API, f"cannot read deployment {self.namespace}/{self.name}: {exc}")
                     return self.result(EXIT_TIMEOUT, self._timeout_reason())
                 continue
@@ -289,6 +379,8 @@ class _Waiter:
         phase = self.last.get("phase", "")
         message = self.last.get("message", "")
         waited = int(self.clock() - self.started)
+        if not self.want:
+            return f"timed out after {waited}s waiting for {self.pin.describe()} to be applied to the Deployment"
         return (
             f"timed out after {waited}s waiting for revision {self.want}; "
             f"phase {phase}{': ' + message if message else ''}"
@@ -303,6 +395,7 @@ def wait(
     on_status: Callable[[dict[str, Any]], None] = lambda _s: None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    pin: Pin = Pin(),
 ) -> GateResult:
-    """Follow the delivery of the Deployment's current template until it ends or ``timeout`` passes."""
-    return _Waiter(kube, namespace, name, timeout, on_status, clock, sleep).run()
+    """Follow the delivery of the pinned revision (unpinned: see choose_revision) until it ends or ``timeout``."""
+    return _Waiter(kube, namespace, name, timeout, on_status, clock, sleep, pin).run()

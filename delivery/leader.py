@@ -9,25 +9,35 @@
 * A leader that has not renewed successfully for ``renew_deadline`` stops acting at once
   (``is_leader()`` turns False even before the renew loop notices), well before another candidate
   may take over (``lease_duration`` > ``renew_deadline``).
+* Fencing: the reconciler writes through ``Fenced``, which checks ``is_leader()`` before every
+  write and raises ``LeadershipLost`` instead of sending it, so a long reconcile stops writing as
+  soon as the Lease is lost or not renewed in time, not only when the next key is dequeued. (A
+  write already sent when the Lease lapses cannot be called back; the renew deadline is shorter
+  than the lease duration so it lands before anyone else may lead.)
+* Time: ``ServerClock`` reads the API server's time off each Lease write the leader makes (the
+  ``managedFields`` timestamp the server stamps), so the step start times the reconciler records and
+  compares come from one clock, the API server's, whichever replica leads; skew between controller
+  pods does not shorten or lengthen a step after a failover.
 * ``release()`` (on SIGTERM, after the current write finished) empties holderIdentity so the next
   leader takes over within one ``retry_period`` instead of waiting out the lease.
 """
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import Conflict, KubeError, NotFound
-from .kube import LEASES, Kube
+from .errors import Conflict, KubeError, LeadershipLost, NotFound
+from .kube import JSON, LEASES, MERGE, Kube, Resource
 
 log = logging.getLogger("deliver.leader")
 
@@ -55,6 +65,7 @@ class LeaderElector:
     on_change: Callable[[bool], None] | None = None
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
+    server_clock: ServerClock | None = None  # anchored on every Lease this elector writes
 
     def __post_init__(self) -> None:
         if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
@@ -106,6 +117,7 @@ class LeaderElector:
                 created = self.kube.create(LEASES, self.namespace, body)
             except Conflict:
                 return "failed"  # someone else created it first; look again next round
+            self._anchor(created)
             self._observe(created)
             return "leader"
         spec = lease.get("spec") or {}
@@ -132,8 +144,13 @@ class LeaderElector:
             updated = self.kube.replace(LEASES, self.namespace, self.name, body)
         except Conflict:
             return "failed"
+        self._anchor(updated)
         self._observe(updated)
         return "leader"
+
+    def _anchor(self, written: dict[str, Any]) -> None:
+        if self.server_clock is not None:
+            self.server_clock.observe(written)
 
     def _observe(self, lease: dict[str, Any]) -> None:
         spec = lease.get("spec") or {}
@@ -218,3 +235,117 @@ class LeaderElector:
             return False
         log.info("released the lease", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
         return True
+
+
+class ServerClock:
+    """Wall-clock seconds as the API server counts them: this process's clock plus an offset.
+
+    The offset comes from objects this process just wrote (the leader's Lease renewals, every
+    ``retry_period``): the API server stamps ``metadata.managedFields[].time`` of the writing manager
+    with its own clock, to the second. Until a stamp is seen (or if the server sends none), it is
+    this process's clock. Error: under a second plus the write's latency, whatever the pods' skew.
+    """
+
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self.wall = wall
+        self.offset = 0.0
+        self.anchored = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.wall() + self.offset
+
+    def observe(self, written: dict[str, Any]) -> None:
+        """Take the server's time from an object this process has just written (its newest stamp)."""
+        stamps = [_parse_time(e.get("time")) for e in (written.get("metadata") or {}).get("managedFields") or []]
+        seen = [t for t in stamps if t is not None]
+        if not seen:
+            return
+        # the stamp is truncated to the second: the write happened within the second after it
+        server = max(seen) + 0.5
+        with self._lock:
+            self.offset = server - self.wall()
+            self.anchored = True
+
+
+def _parse_time(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+class Fenced:
+    """A ``Kube`` that sends a write only while ``is_leader()`` holds; reads always pass through.
+
+    The controller's reconciler writes through it, so a reconcile that outlives the leadership
+    (slow analysis, a stalled renew) stops at its next write with ``LeadershipLost``.
+    """
+
+    def __init__(self, kube: Kube, is_leader: Callable[[], bool]) -> None:
+        self.kube = kube
+        self.is_leader = is_leader
+
+    def _check(self, verb: str, what: str) -> None:
+        if not self.is_leader():
+            raise LeadershipLost(f"not the leader any more: {verb} {what} not sent")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        if method.upper() not in ("GET", "HEAD"):
+            self._check(method, path)
+        return self.kube.request(method, path, body, query, content_type, timeout)
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> JSON:
+        return self.kube.get(res, namespace, name)
+
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> JSON:
+        return self.kube.list(res, namespace, selector, field_selector)
+
+    def items(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> builtins.list[JSON]:
+        return self.kube.items(res, namespace, selector, field_selector)
+
+    def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
+        self._check("create", f"{res.plural} in {namespace}")
+        return self.kube.create(res, namespace, body)
+
+    def patch(
+        self, res: Resource, namespace: str | None, name: str, patch: Any, content_type: str = MERGE, sub: str = ""
+    ) -> JSON:
+        self._check("patch", f"{res.plural} {namespace}/{name}")
+        return self.kube.patch(res, namespace, name, patch, content_type, sub)
+
+    def replace(self, res: Resource, namespace: str | None, name: str, body: JSON) -> JSON:
+        self._check("replace", f"{res.plural} {namespace}/{name}")
+        return self.kube.replace(res, namespace, name, body)
+
+    def delete(self, res: Resource, namespace: str | None, name: str, propagation: str = "Background") -> None:
+        self._check("delete", f"{res.plural} {namespace}/{name}")
+        self.kube.delete(res, namespace, name, propagation)
+
+    def watch(
+        self, res: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 240
+    ) -> Iterator[JSON]:
+        return self.kube.watch(res, namespace, resource_version, timeout_seconds)

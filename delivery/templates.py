@@ -33,6 +33,11 @@ def revision(template: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def is_revision(text: str) -> bool:
+    """Whether ``text`` could be a value of ``revision``."""
+    return len(text) == 10 and all(c in _ALPHABET for c in text)
+
+
 def with_hash(template: dict[str, Any], pod_hash: str) -> dict[str, Any]:
     tpl = copy.deepcopy(template)
     tpl.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = pod_hash

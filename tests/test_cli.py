@@ -613,3 +613,53 @@ def test_live_view_renders_on_a_terminal() -> None:
     assert "ns/web  Paused" in text and "34%" in text and "manual promotion" in text and "pass: health ok" in text
     view = output.progress_view(False, False, stream=buf)
     assert isinstance(view, output.EventPrinter)  # not a terminal: plain lines
+
+
+# ---------------------------------------------------------------- issue 10 defect 7: gate pins the revision it gates
+
+
+def rolled_back_an_hour_ago() -> dict[str, Any]:
+    state = st("RolledBack", B, A, finished=1.0, failedRevision=B, failedTemplate=TPL_B, message="crash loop")
+    return deployment(TPL_A, state)
+
+
+@pytest.mark.parametrize("pin", [[], ["--revision", B], ["--image", "web:v2"], ["--manifest", "MANIFEST"]])
+def test_gate_started_late_fails_for_a_rolled_back_change(kube: FakeKube, tmp_path: Any, pin: list[str]) -> None:
+    kube.put(DEPLOYMENTS, rolled_back_an_hour_ago())
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(
+        json.dumps({"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": TPL_B}})  # JSON is YAML
+    )
+    args = [str(manifest) if a == "MANIFEST" else a for a in pin]
+    result = invoke("gate", "web", "-n", "ns", "-o", "json", *args)
+    assert result.exit_code == 1, result.output
+    out = json.loads(result.stdout)
+    assert out["revision"] == B and "crash loop" in out["reason"]
+
+
+def test_gate_pinned_to_a_revert_is_nothing_to_deliver(kube: FakeKube) -> None:
+    kube.put(DEPLOYMENTS, rolled_back_an_hour_ago())
+    assert invoke("gate", "web", "-n", "ns", "--revision", A).exit_code == 0
+    assert invoke("gate", "web", "-n", "ns", "--image", "web:v1").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--revision", "abc"], "not a template revision"),
+        (["--revision", "AAAAAAAAAA"], "not a template revision"),
+        (["--image", ""], "not an image reference"),
+        (["--image", "web: v2"], "not an image reference"),
+        (["--manifest", "/nonexistent/web.yaml"], "--manifest"),
+        (["--manifest", "NOT_A_DEPLOYMENT"], "no Deployment named web"),
+        (["--revision", B, "--image", "web:v2"], "at most one"),
+    ],
+)
+def test_gate_bad_pins_are_usage_errors(kube: FakeKube, tmp_path: Any, args: list[str], words: str) -> None:
+    kube.put(DEPLOYMENTS, rolled_back_an_hour_ago())
+    other = tmp_path / "svc.yaml"
+    other.write_text("kind: Service\nmetadata: {name: web}\n")
+    args = [str(other) if a == "NOT_A_DEPLOYMENT" else a for a in args]
+    result = invoke("gate", "web", "-n", "ns", *args)
+    assert result.exit_code == 2, result.output
+    assert words in result.output

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
+import yaml
 
 from delivery import gate, junit, templates
 from delivery.errors import Forbidden, KubeError, Unauthorized
@@ -349,18 +350,20 @@ def test_junit_step_names_for_every_strategy() -> None:
 
 
 @pytest.mark.parametrize(
-    "state, template, now, want",
+    "state, template, want",
     [
-        (st("Succeeded", A, A), TPL_B, 100, B),  # a new change: follow it
-        (st("Progressing"), TPL_B, 100, B),
-        (st("RollingBack", B, A), TPL_A, 100, B),  # template already written back
-        (st("RolledBack", B, A, finished=90), TPL_A, 100, B),  # failed a moment ago
-        (st("RolledBack", B, A, finished=90), TPL_A, 90 + gate.RECENT + 1, A),  # long ago: nothing pending
-        (st("Idle", A, A), TPL_A, 100, A),
+        (st("Succeeded", A, A), TPL_B, B),  # a new change: follow it
+        (st("Progressing"), TPL_B, B),
+        (st("RollingBack", B, A), TPL_A, B),  # template already written back
+        (st("RolledBack", B, A, finished=90), TPL_A, B),  # failed a moment ago
+        (st("RolledBack", B, A, finished=90), TPL_A, B),  # long ago: still the failed change
+        (st("Aborted", B, A, finished=90), TPL_A, B),
+        (st("Succeeded", A, A, finished=90), TPL_A, A),
+        (st("Idle", A, A), TPL_A, A),
     ],
 )
-def test_choose_revision(state: dict[str, Any], template: dict[str, Any], now: float, want: str) -> None:
-    assert gate.choose_revision(deployment(template, state), now) == want
+def test_choose_revision(state: dict[str, Any], template: dict[str, Any], want: str) -> None:
+    assert gate.choose_revision(deployment(template, state)) == want
 
 
 def test_gate_started_after_a_fast_rollback_reports_it() -> None:
@@ -368,7 +371,7 @@ def test_gate_started_after_a_fast_rollback_reports_it() -> None:
     kube.put(
         DEPLOYMENTS, deployment(TPL_A, st("RolledBack", B, A, finished=1000.0, failedRevision=B, message="crash loop"))
     )
-    result = gate._Waiter(kube, "ns", "web", 60, lambda s: None, clock, clock.sleep, wall=lambda: 1010.0).run()
+    result = gate.wait(kube, "ns", "web", 60, clock=clock, sleep=clock.sleep)
     assert result.code == 1 and result.revision == B and "crash loop" in result.reason
 
 
@@ -451,3 +454,107 @@ def test_decide_a_rolling_last_step_held_as_failed_is_a_failure_not_a_timeout() 
     del d["metadata"]["annotations"]["deliver.dev/steps"]
     code, reason = gate.decide(B, d)
     assert code == 1 and "automatic rollback is off" in reason
+
+
+# ---------------------------------------------------------------- issue 10 defect 7: a late gate still fails
+
+
+def rolled_back_long_ago() -> dict[str, Any]:
+    return deployment(
+        TPL_A,
+        st("RolledBack", B, A, finished=1000.0, failedRevision=B, failedTemplate=TPL_B, message="crash loop"),
+    )
+
+
+def test_gate_started_long_after_a_rollback_still_fails() -> None:
+    """A Jenkins stage that starts 10 minutes after the apply finds the template already reverted."""
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, rolled_back_long_ago())
+    result = gate.wait(kube, "ns", "web", 60, clock=clock, sleep=clock.sleep)
+    assert result.code == 1 and result.revision == B and "crash loop" in result.reason
+
+
+@pytest.mark.parametrize(
+    "pin, code, want",
+    [
+        (gate.Pin(revision=B), 1, B),  # the failed change, however late
+        (gate.Pin(image="web:v2"), 1, B),  # found in the record's failed template
+        (gate.Pin(revision=A), 0, A),  # a revert to the stable version: nothing to deliver
+        (gate.Pin(image="web:v1"), 0, A),
+    ],
+)
+def test_a_pinned_gate_reports_the_pinned_revision_however_late(pin: gate.Pin, code: int, want: str) -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, rolled_back_long_ago())
+    result = gate.wait(kube, "ns", "web", 60, clock=clock, sleep=clock.sleep, pin=pin)
+    assert (result.code, result.revision) == (code, want), result.reason
+
+
+def test_a_pinned_gate_waits_for_its_revision_to_be_applied() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, deployment(TPL_A, st("Succeeded", A, A)))
+
+    def apply_b(k: FakeKube) -> dict[str, Any]:
+        obj = k.objects[("deployments", "ns", "web")]
+        obj["spec"]["template"] = copy.deepcopy(TPL_B)
+        k._bump(obj)
+        return {"type": "MODIFIED", "object": copy.deepcopy(obj)}
+
+    kube.watch_events = [
+        [apply_b, set_state(st("Progressing")), set_state(st("RolledBack", failedRevision=B, message="crash"))]
+    ]
+    result = gate.wait(kube, "ns", "web", 60, clock=clock, sleep=clock.sleep, pin=gate.Pin(image="web:v2"))
+    assert result.code == 1 and result.revision == B and "crash" in result.reason
+
+
+def test_a_pinned_gate_times_out_if_its_revision_never_appears() -> None:
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, deployment(TPL_A, st("Succeeded", A, A)))
+
+    def quiet(k: FakeKube) -> None:
+        clock.t += 30
+
+    kube.watch_events = [[quiet], [quiet]]
+    result = gate.wait(kube, "ns", "web", 45, clock=clock, sleep=clock.sleep, pin=gate.Pin(image="web:v9"))
+    assert result.code == 3 and "web:v9" in result.reason
+
+
+def test_manifest_pin_is_the_template_revision_or_its_images(tmp_path: Any) -> None:
+    doc = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": TPL_B}}
+    other = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}
+    path = tmp_path / "web.yaml"
+    path.write_text(yaml.safe_dump_all([other, doc]))
+    pin = gate.manifest_pin(path.read_text(), "web")
+    assert pin.revision == B
+    # the API server fills in defaults (imagePullPolicy, ...): the stored template hashes differently,
+    # and the manifest's images still find it
+    served = copy.deepcopy(TPL_B)
+    served["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"
+    assert pin.matches(served) and pin.matches(TPL_B) and not pin.matches(TPL_A)
+    with pytest.raises(ValueError):
+        gate.manifest_pin(yaml.safe_dump(other), "web")
+    with pytest.raises(ValueError):
+        gate.manifest_pin("{not yaml: [", "web")
+    with pytest.raises(ValueError):
+        gate.manifest_pin(yaml.safe_dump(doc), "api")  # names another Deployment
+
+
+def test_manifest_pin_finds_the_served_template_of_a_failed_change() -> None:
+    served = copy.deepcopy(TPL_B)
+    served["spec"]["containers"][0]["imagePullPolicy"] = "IfNotPresent"
+    d = deployment(
+        TPL_A,
+        st(
+            "RolledBack",
+            templates.revision(served),
+            A,
+            failedRevision=templates.revision(served),
+            failedTemplate=served,
+        ),
+    )
+    kube, clock = FakeKube(), Clock()
+    kube.put(DEPLOYMENTS, d)
+    doc = {"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": TPL_B}}
+    pin = gate.manifest_pin(yaml.safe_dump(doc), "web")
+    result = gate.wait(kube, "ns", "web", 60, clock=clock, sleep=clock.sleep, pin=pin)
+    assert result.code == 1 and result.revision == templates.revision(served)

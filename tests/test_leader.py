@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from delivery.errors import KubeError
+from delivery.controller import Controller
+from delivery.errors import DeliverError, KubeError, LeadershipLost
 from delivery.kube import LEASES
-from delivery.leader import LeaderElector
+from delivery.leader import Fenced, LeaderElector, ServerClock
 from delivery.metrics import Metrics, Server, parse_addr
-from delivery.reconcile import Outcome
+from delivery.reconcile import Outcome, Reconciler
 from tests.fakekube import FakeKube
+from tests.fixture import NAME, NS, Fixture
 
 
 class Clock:
@@ -153,8 +158,23 @@ def test_metrics_exposition() -> None:
     m.observe(("ns", "web"), Outcome(None), 0.01)  # deleted / unmanaged
     leader["v"] = False
     text = m.exposition().decode()
-    assert 'deployment="web"' not in text.split("deliver_verdicts_total")[0]
+    # the per-delivery series no longer name web (the verdicts counter keeps its history)
+    assert delivery_series(text, "web") == []
+    assert delivery_series(text, "api") != []  # the check sees the series it looks for
     assert "deliver_is_leader 0.0" in text
+    m.forget_all()  # leadership lost: this replica reports no delivery
+    assert delivery_series(m.exposition().decode(), "api") == []
+
+
+def delivery_series(text: str, deployment: str) -> list[str]:
+    """The samples of the per-delivery gauges (deliver_delivery_*) that name ``deployment``."""
+    return [
+        sample.name
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("deliver_delivery_")
+        for sample in family.samples
+        if sample.labels.get("deployment") == deployment
+    ]
 
 
 def test_http_endpoints() -> None:
@@ -210,3 +230,111 @@ def test_release_after_stepping_down_mid_acquire() -> None:
     a.step()
     assert not a.is_leader() and holder(kube) == "a"
     assert a.release() and holder(kube) == ""
+
+
+# ---------------------------------------------------------------- issue 10 defect 15: fencing
+
+
+def fenced_canary_mid_change() -> tuple[Fixture, LeaderElector, Clock, Controller]:
+    """A canary whose template just changed (a reconcile with several writes ahead), on a leader's fenced Kube."""
+    f = Fixture()
+    f.given_deployment("canary", "web:v1", replicas=3, steps="20,50,100", interval="30s")
+    f.given_delivered()
+    f.when_template_changes("web:v2")
+    clock = Clock()
+    a = LeaderElector(f.kube, NS, "deliver", "a", 15, 10, 2, clock=clock, wall=lambda: 1.7e9 + clock.t)
+    a.step()
+    assert a.is_leader()
+    f.kube.writes.clear()
+    reconciler = Reconciler(Fenced(f.kube, a.is_leader), analyser=None, clock=lambda: f.now)
+    return f, a, clock, Controller(f.kube, reconciler, NS, is_leader=a.is_leader)
+
+
+def test_a_reconcile_stops_writing_once_the_lease_is_not_renewed() -> None:
+    f, a, clock, controller = fenced_canary_mid_change()
+
+    def renew_stalls(_kube: FakeKube) -> None:
+        clock.t += 11  # past the renew deadline while the first write is on its way
+
+    f.kube.before_write(renew_stalls)
+    controller.process((NS, NAME))
+    assert not a.is_leader()
+    assert len(f.kube.writes) == 1, [(w.verb, w.plural) for w in f.kube.writes]
+    assert controller.queue._due, "requeued for whoever leads next"
+
+
+def test_a_fenced_reconcile_writes_as_usual_while_leading() -> None:
+    f, a, _clock, controller = fenced_canary_mid_change()
+    controller.process((NS, NAME))
+    assert len(f.kube.writes) > 1 and f.record()["phase"] == "Progressing"
+
+
+def test_fenced_writes_raise_leadership_lost_and_reads_pass() -> None:
+    kube = FakeKube()
+    kube.put(LEASES, {"metadata": {"name": "x", "namespace": "ns"}, "spec": {}})
+    fenced = Fenced(kube, lambda: False)
+    assert fenced.get(LEASES, "ns", "x")["metadata"]["name"] == "x"
+    assert fenced.items(LEASES, "ns") and fenced.list(LEASES, "ns")["items"]
+    for write in (
+        lambda: fenced.patch(LEASES, "ns", "x", {"spec": {"holderIdentity": "me"}}),
+        lambda: fenced.create(LEASES, "ns", {"metadata": {"name": "y"}}),
+        lambda: fenced.replace(LEASES, "ns", "x", {"metadata": {"name": "x"}}),
+        lambda: fenced.delete(LEASES, "ns", "x"),
+        lambda: fenced.request("POST", "/api/v1/namespaces/ns/events", {}),
+    ):
+        with pytest.raises(LeadershipLost):
+            write()
+    assert kube.writes == [] and isinstance(LeadershipLost("x"), DeliverError)
+
+
+# ---------------------------------------------------------------- issue 10 defect 16: one clock across replicas
+
+
+class StampingKube(FakeKube):
+    """The fake API, stamping managedFields time with the API server's clock as a real one does."""
+
+    def __init__(self, server_time: Callable[[], float]) -> None:
+        super().__init__()
+        self.server_time = server_time
+
+    def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
+        stamp = datetime.fromtimestamp(int(self.server_time()), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        obj["metadata"]["managedFields"] = [{"manager": "deliver", "operation": "Update", "time": stamp}]
+        return obj
+
+    def create(self, res: Any, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        return self._stamp(super().create(res, namespace, body))
+
+    def replace(self, res: Any, namespace: str | None, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._stamp(super().replace(res, namespace, name, body))
+
+
+def test_step_times_come_from_the_api_server_whatever_the_replicas_clocks() -> None:
+    """Replica a runs 200 s behind the API server, replica b 300 s ahead; a leads, then b takes over.
+    The time each reconciler would record and compare is the server's (to a second) on both."""
+    server = {"t": 1.7e9}
+    kube = StampingKube(lambda: server["t"])
+    mono = Clock()
+    clocks = {"a": ServerClock(lambda: server["t"] - 200), "b": ServerClock(lambda: server["t"] + 300)}
+    electors = {
+        n: LeaderElector(kube, "ns", "deliver", n, 15, 10, 2, clock=mono, wall=clocks[n].wall, server_clock=clocks[n])
+        for n in "ab"
+    }
+    electors["a"].step()
+    assert electors["a"].is_leader() and abs(clocks["a"]() - server["t"]) <= 1
+    started = clocks["a"]()  # a starts a step
+    electors["a"].step_down()
+    assert electors["a"].release()
+    server["t"] += 5
+    mono.t += 5
+    electors["b"].step()
+    assert electors["b"].is_leader()
+    elapsed = clocks["b"]() - started  # b judges the step's age after the failover
+    assert 4 <= elapsed <= 6, elapsed
+
+
+def test_server_clock_without_a_stamp_is_the_local_clock() -> None:
+    c = ServerClock(lambda: 100.0)
+    c.observe({"metadata": {}})
+    c.observe({"metadata": {"managedFields": [{"time": "not a time"}]}})
+    assert c() == 100.0 and not c.anchored

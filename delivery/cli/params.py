@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from .. import spec as specmod
+from .. import templates
 from ..errors import SpecError
 
 MONTH = 30 * 86400.0
@@ -59,3 +60,27 @@ class ListenAddress(click.ParamType[tuple[str, int] | None, Any]):
 
 # deployment.kubernetes.io/revision numbers start at 1
 REVISION = click.IntRange(min=1)
+
+
+class TemplateRevision(click.ParamType[str, Any]):
+    """deliver's pod template revision: 10 characters as ``deliver status`` shows them (target, revision)."""
+
+    name = "revision"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        if not templates.is_revision(text):
+            self.fail(f"{value!r} is not a template revision (10 characters, as `deliver status` shows it)", param, ctx)
+        return text
+
+
+class Image(click.ParamType[str, Any]):
+    """A container image reference as the pod template spells it (``registry/web:1.2``)."""
+
+    name = "image"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text.strip() or text != text.strip() or any(c.isspace() for c in text):
+            self.fail(f"{value!r} is not an image reference", param, ctx)
+        return text

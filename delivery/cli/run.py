@@ -79,7 +79,7 @@ def run(
     # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
     from ..background import AnalysisPool
     from ..controller import Controller
-    from ..leader import LeaderElector
+    from ..leader import Fenced, LeaderElector, ServerClock
     from ..metrics import Metrics, Server
     from ..reconcile import Reconciler
 
@@ -95,6 +95,7 @@ def run(
         analyser = make_analyser(kube, prometheus_url)
 
     elector: LeaderElector | None = None
+    server_clock = ServerClock()  # step times from the API server's clock (see leader.ServerClock)
     if leader_elect:
         try:
             elector = LeaderElector(
@@ -104,6 +105,7 @@ def run(
                 lease_duration=lease_duration,
                 renew_deadline=renew_deadline,
                 retry_period=retry_period,
+                server_clock=server_clock,
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
@@ -121,7 +123,12 @@ def run(
     pool = AnalysisPool(workers, on_done=lambda key: holder["c"].queue.add(key))
     controller = Controller(
         kube,
-        Reconciler(kube, analyser, pool=pool),
+        # no write once leadership is gone; times as the API server counts them
+        (
+            Reconciler(Fenced(kube, is_leader), analyser, clock=server_clock, pool=pool)
+            if elector
+            else Reconciler(kube, analyser, pool=pool)
+        ),
         None if all_namespaces else g.namespace,
         is_leader=is_leader,
         on_outcome=metrics.observe,
