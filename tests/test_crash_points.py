@@ -163,14 +163,7 @@ SIGNATURES = {
     ADOPTION: r"Service web receives traffic and selects no Ready pod",
 }
 KNOWN: dict[str, tuple[str, ...]] = {
-    "router/retry": (ROUTED_PROMOTION,),
-    "router/good": (ROUTED_PROMOTION,),
-    "router/supersede": (ROUTED_PROMOTION,),
-    "router/promote": (ROUTED_PROMOTION,),
-    "router/hpa-scale": (ROUTED_PROMOTION,),
-    "router/pause-resume": (ROUTED_PROMOTION,),
-    "router/supersede-promoting": (ROUTED_PROMOTION,),
-    "router/scale-to-zero": (SCALED_BACK, ROUTED_PROMOTION),
+    "router/scale-to-zero": (SCALED_BACK,),
     "blue-green/supersede-promoting": (ADOPTION,),
 }
 
