@@ -386,8 +386,24 @@ def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, plann
         # The Deployment controller already follows the newest template; restart the plan on it.
         nxt = planner.advance(spec, restarted, obs)
         return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
+    adopted = obs.version(state.revision)
+    pinned: tuple[Action, ...] = ()
+    if adopted is not None and adopted.owned and adopted.revision != state.stable_revision:
+        # The superseded revision was already handed to the Deployment (Promoting: it settles and
+        # the old stable is being scaled to zero): it is the stable version now, and what the
+        # Services (and route) of the newest delivery fall back to; pinning the old stable's hash
+        # would select no pod.
+        promoted = dict(
+            stable_revision=adopted.revision,
+            stable_hash=adopted.pod_hash,
+            stable_template=adopted.template or state.stable_template,
+        )
+        state, restarted = state.replace(**promoted), restarted.replace(**promoted)
+        if spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
+            # before the route goes back to 100/0, NAME-stable selects the promoted pods
+            pinned = (EnsureService(spec.stable_service, adopted.pod_hash),)
     undo = tuple(a for a in planner.undo(spec, state, obs) if not isinstance(a, RevertTemplate))
-    return Plan(restarted, (event,) + undo, 0.5)
+    return Plan(restarted, (event,) + pinned + undo, 0.5)
 
 
 def _operator_request(

@@ -164,7 +164,6 @@ SIGNATURES = {
 }
 KNOWN: dict[str, tuple[str, ...]] = {
     "router/scale-to-zero": (SCALED_BACK,),
-    "blue-green/supersede-promoting": (ADOPTION,),
 }
 
 
