@@ -288,6 +288,26 @@ def test_at_rest_canary_pods_are_deleted_only_after_a_reissued_reset_has_drained
     assert DeleteNew() in drained.actions
 
 
+def test_router_gives_the_canary_its_weight_only_once_it_has_a_ready_pod_after_a_scale_to_zero():
+    """Issue 10 defect 13 behind a router: scaled to zero the route is withdrawn from the canary
+    before its pods go; scaled back, the step's weight returns only with a Ready canary pod."""
+    from strategies.model import HoldReason
+
+    spec = canary_spec(router=RouterRef("gateway-api", "route"))
+    serving = started(Strategy.CANARY, weight=20)
+    zero = plan(spec, serving, obs(version(STABLE, 5), version(NEW, 1, owned=False), replicas=0, router_weight=20))
+    assert SetWeight(0) in zero.actions and SetWeight(20) not in zero.actions
+    assert ScaleNew(1) in zero.actions and ScaleNew(0) not in zero.actions  # the pods go once the route is 0
+    assert zero.state.weight == 0
+    gone = plan(spec, zero.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), replicas=0, router_weight=0))
+    assert ScaleNew(0) in gone.actions and gone.state.hold is HoldReason.NO_REPLICAS
+    back = obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False), replicas=5, router_weight=0, now=1100)
+    starting = plan(spec, gone.state, back)
+    assert not any(isinstance(a, SetWeight) and a.weight > 0 for a in starting.actions)
+    ready = plan(spec, starting.state, replace(back, versions=(version(STABLE, 5), version(NEW, 1, owned=False))))
+    assert SetWeight(20) in ready.actions and ready.state.weight == 20
+
+
 def test_hold_and_analysis_window_start_when_the_step_weight_is_served():
     s = started(Strategy.CANARY)  # step began at 1000; pods took until 1025 to become Ready
     p = plan(canary_spec(analysis=("x",)), s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1025))

@@ -162,9 +162,7 @@ SIGNATURES = {
     SCALED_BACK: r"Service web-canary receives traffic and selects no Ready pod|'hold': 'NoReplicas'",
     ADOPTION: r"Service web receives traffic and selects no Ready pod",
 }
-KNOWN: dict[str, tuple[str, ...]] = {
-    "router/scale-to-zero": (SCALED_BACK,),
-}
+KNOWN: dict[str, tuple[str, ...]] = {}
 
 
 class KnownDefect(AssertionError):
