@@ -129,6 +129,13 @@ class CanaryPlanner:
             head = ()
         ours = obs.deliver_owned(state.revision)
         adopted = obs.version(state.revision)
+        routed = spec.router.kind != "replica"
+        if routed and ours is not None and (ours.ready == 0 or n <= 0) and (state.weight or obs.router_weight):
+            # No Ready canary pod (scaled to zero, or back and still starting): the route gives it
+            # nothing (its pods go only after that), and the switch to 100 % is made again once its
+            # pods are Ready.
+            withdrawn = state.replace(weight=0, switched=0.0)
+            return Plan(withdrawn, head + (SetWeight(0), ScaleNew(max(n, ours.replicas))), RECHECK)
         if ours is not None and n <= 0:
             held = hold_no_replicas(state, obs, "promotion")
             return Plan(held.state, head + (ScaleNew(n),) + held.actions, held.requeue_after)

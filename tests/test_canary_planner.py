@@ -308,6 +308,19 @@ def test_router_gives_the_canary_its_weight_only_once_it_has_a_ready_pod_after_a
     assert SetWeight(20) in ready.actions and ready.state.weight == 20
 
 
+def test_router_promotion_scaled_to_zero_withdraws_the_route_and_switches_again_once_ready():
+    spec = canary_spec(router=RouterRef("gateway-api", "route"))
+    switched = started(Strategy.CANARY, phase=Phase.PROMOTING, step=3, weight=100, switched=990.0)
+    zero = plan(spec, switched, obs(version(STABLE, 5), version(NEW, 5, owned=False), replicas=0, router_weight=100))
+    assert SetWeight(0) in zero.actions and ScaleNew(5) in zero.actions and AdoptNew() not in zero.actions
+    assert (zero.state.weight, zero.state.switched) == (0, 0.0)
+    back = obs(version(STABLE, 5), version(NEW, 5, ready=0, owned=False), router_weight=0, now=1100)
+    starting = plan(spec, zero.state, back)
+    assert not any(isinstance(a, SetWeight) and a.weight > 0 for a in starting.actions)
+    ready = plan(spec, starting.state, replace(back, versions=(version(STABLE, 5), version(NEW, 5, owned=False))))
+    assert SetWeight(100) in ready.actions and AdoptNew() not in ready.actions  # switched again, then drained
+
+
 def test_hold_and_analysis_window_start_when_the_step_weight_is_served():
     s = started(Strategy.CANARY)  # step began at 1000; pods took until 1025 to become Ready
     p = plan(canary_spec(analysis=("x",)), s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1025))
