@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strategies
-from strategies.model import Analyse, DeliverySpec, DeliveryState, Phase, Plan, PostEvent, StepVerdict
+from strategies.model import Analyse, DeliverySpec, DeliveryState, Phase, Plan, PostEvent, StepVerdict, Strategy
 from strategies.reasons import EventReason
 
 from . import act, templates
@@ -130,6 +130,13 @@ class Reconciler:
                 router_weight = router.verify_weight()
             except RoutingError as exc:
                 router_problem = str(exc)  # a fact for the planner: it holds or rolls back
+        elif router.kind != "replica" and spec.strategy is Strategy.CANARY:
+            # At rest one read of the route (no validation): a reset lost after the record was
+            # written (a failed write, a crash) shows as a weight other than 0 and is issued again.
+            try:
+                router_weight = router.verify_weight()
+            except RoutingError:
+                router_weight = None  # a broken route at rest holds nothing; a delivery starting checks it
         obs = observe(self.kube, deployment, self.clock(), router_weight)
         obs = dataclasses.replace(obs, router_problem=router_problem, analysed=analysed)
         return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router)

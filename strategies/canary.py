@@ -59,11 +59,21 @@ class CanaryPlanner:
         want = ceil_share(obs.replicas, weight)
         new = obs.deliver_owned(state.revision)
         converge: list[Action] = [SetPaused(True)] if not obs.paused else []
-        converge += [ScaleNew(want), *services(spec, state.stable_hash, state.revision)]
         ready = new.ready if new is not None else 0
-        if ready >= want and weight > 0:
+        withdraw = (
+            spec.router.kind != "replica" and (ready == 0 or want == 0) and bool(state.weight or obs.router_weight)
+        )
+        if withdraw:
+            # No Ready canary pod (scaled to zero, or back from zero and still starting): the route
+            # gives it nothing until one is Ready, and the step's share starts over then. Scaled to
+            # zero, the canary pods go only once the route gives them nothing (the next pass).
+            converge.append(SetWeight(0))
+            state = state.replace(weight=0)
+        keep = new.replicas if withdraw and want == 0 and new is not None else want
+        converge += [ScaleNew(keep), *services(spec, state.stable_hash, state.revision)]
+        if not withdraw and want > 0 and ready >= want and weight > 0:
             converge.append(SetWeight(weight))
-        if ready >= want and state.weight != weight and not step.pause:
+        if not withdraw and want > 0 and ready >= want and state.weight != weight and not step.pause:
             # The step's share is served from now on: its hold and its analysis window start here,
             # not when the step began (pods may have taken most of the interval to become Ready).
             state = state.replace(weight=weight, step_started=obs.now, analysis_started=obs.now)
@@ -82,7 +92,7 @@ class CanaryPlanner:
                 )
             return Plan(state, tuple(converge), None)
 
-        if obs.router_weight is not None and ready >= want and obs.router_weight != weight:
+        if obs.router_weight is not None and want > 0 and ready >= want and obs.router_weight != weight:
             return Plan(state, tuple(converge), RECHECK)  # the router has not taken the weight yet
 
         compared = (spec.canary_service, spec.stable_service) if spec.router.kind != "replica" else ("", "")
@@ -119,6 +129,13 @@ class CanaryPlanner:
             head = ()
         ours = obs.deliver_owned(state.revision)
         adopted = obs.version(state.revision)
+        routed = spec.router.kind != "replica"
+        if routed and ours is not None and (ours.ready == 0 or n <= 0) and (state.weight or obs.router_weight):
+            # No Ready canary pod (scaled to zero, or back and still starting): the route gives it
+            # nothing (its pods go only after that), and the switch to 100 % is made again once its
+            # pods are Ready.
+            withdrawn = state.replace(weight=0, switched=0.0)
+            return Plan(withdrawn, head + (SetWeight(0), ScaleNew(max(n, ours.replicas))), RECHECK)
         if ours is not None and n <= 0:
             held = hold_no_replicas(state, obs, "promotion")
             return Plan(held.state, head + (ScaleNew(n),) + held.actions, held.requeue_after)

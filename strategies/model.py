@@ -273,7 +273,7 @@ class DeliveryState:
     step_started: float = 0.0
     started: float = 0.0
     finished: float = 0.0
-    switched: float = 0.0  # blue-green: when the active Service was switched
+    switched: float = 0.0  # when traffic last moved wholesale (blue-green's switch; a route set to 100 or reset)
     analysis_started: float = 0.0  # start of the cumulative analysis window
     extensions: int = 0
     weight: int = 0  # traffic share promised to the new version now

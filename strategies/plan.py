@@ -18,6 +18,7 @@ from .model import (
     DeleteNew,
     DeliverySpec,
     DeliveryState,
+    EnsureService,
     HoldReason,
     Observation,
     Phase,
@@ -103,7 +104,8 @@ def _unpin(spec: DeliverySpec, state: DeliveryState, obs: Observation, decided: 
             return True
         return at_rest and svc.pod_hash not in hashes
 
-    return tuple(UnpinService(svc.name) for svc in obs.services if stale(svc))
+    repointed = {a.name for a in decided.actions if isinstance(a, EnsureService)}
+    return tuple(UnpinService(svc.name) for svc in obs.services if stale(svc) and svc.name not in repointed)
 
 
 def _stale(decided: Plan, obs: Observation) -> tuple[Action, ...]:
@@ -248,14 +250,22 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
         if not obs.paused:
             actions.append(SetPaused(True))
         requeue: float | None = None
+        rerouted = _route_at_rest(spec, obs, stable)
+        if any(isinstance(a, SetWeight) for a in rerouted):
+            # the route is reset only now: the drain counts from here
+            state = state.replace(switched=obs.now)
+        actions += rerouted
         if any(not v.owned for v in obs.versions):
             # Behind a weighted router the canary pods stay a moment after the weight went to 0,
             # so the gateway/mesh has applied it before they disappear (drain).
-            drained = spec.router.kind == "replica" or obs.now - state.finished >= ROUTER_DRAIN
+            since = max(state.finished, state.switched)
+            drained = spec.router.kind == "replica" or (
+                obs.router_weight in (None, 0) and obs.now - since >= ROUTER_DRAIN
+            )
             if drained:
                 actions.append(DeleteNew())
             else:
-                requeue = ROUTER_DRAIN - (obs.now - state.finished)
+                requeue = max(0.2, ROUTER_DRAIN - (obs.now - since))
         new_state = state
         if state.phase == Phase.IDLE and (state.stable_revision, state.stable_hash) != (
             stable.revision,
@@ -279,6 +289,21 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
         # A missing route, CRD or backend stops a delivery before any Service or ReplicaSet exists.
         return _router_warning(spec, state, obs, "", 30.0)
     return _start(spec, state, obs, planner, stable)
+
+
+def _route_at_rest(spec: DeliverySpec, obs: Observation, stable: VersionObs) -> tuple[Action, ...]:
+    """At rest behind a weighted router, all traffic goes to NAME-stable and NAME-stable selects the
+    stable version's pods. Derived from what is observed on every pass, so a route reset or a repin
+    lost to a failed write or a crash after the record said Succeeded (or RolledBack) is issued again."""
+    if spec.strategy is not Strategy.CANARY or spec.router.kind == "replica":
+        return ()
+    actions: list[Action] = []
+    pinned = next((svc.pod_hash for svc in obs.services if svc.name == spec.stable_service), "")
+    if pinned and pinned != stable.pod_hash:
+        actions.append(EnsureService(spec.stable_service, stable.pod_hash))
+    if obs.router_weight not in (None, 0):
+        actions.append(SetWeight(0))
+    return tuple(actions)
 
 
 def _router_warning(spec: DeliverySpec, state: DeliveryState, obs: Observation, holding: str, wait: float) -> Plan:
@@ -361,8 +386,24 @@ def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, plann
         # The Deployment controller already follows the newest template; restart the plan on it.
         nxt = planner.advance(spec, restarted, obs)
         return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
+    adopted = obs.version(state.revision)
+    pinned: tuple[Action, ...] = ()
+    if adopted is not None and adopted.owned and adopted.revision != state.stable_revision:
+        # The superseded revision was already handed to the Deployment (Promoting: it settles and
+        # the old stable is being scaled to zero): it is the stable version now, and what the
+        # Services (and route) of the newest delivery fall back to; pinning the old stable's hash
+        # would select no pod.
+        promoted = dict(
+            stable_revision=adopted.revision,
+            stable_hash=adopted.pod_hash,
+            stable_template=adopted.template or state.stable_template,
+        )
+        state, restarted = state.replace(**promoted), restarted.replace(**promoted)
+        if spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
+            # before the route goes back to 100/0, NAME-stable selects the promoted pods
+            pinned = (EnsureService(spec.stable_service, adopted.pod_hash),)
     undo = tuple(a for a in planner.undo(spec, state, obs) if not isinstance(a, RevertTemplate))
-    return Plan(restarted, (event,) + undo, 0.5)
+    return Plan(restarted, (event,) + pinned + undo, 0.5)
 
 
 def _operator_request(

@@ -108,9 +108,10 @@ class Explorer:
             before = f.kube.rv
             f.cluster()
             self.check_pass()
-            # at rest: nothing changed and nothing is due, or held for an operator (a delivery behind a
-            # router still looks at its route every few seconds while it waits)
-            waiting = outcome.requeue_after is None or current_record(f).get("phase") == "Paused"
+            # at rest: nothing changed and nothing is due, or held for an operator or for replicas to
+            # come back (a delivery behind a router still looks at its route every few seconds while it waits)
+            held = current_record(f).get("phase") == "Paused" or current_record(f).get("hold") == "NoReplicas"
+            waiting = outcome.requeue_after is None or held
             if waiting and f.kube.rv == before:
                 quiet += 1
                 if quiet >= 2:

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 from strategies import plan
 from strategies.model import (
     AdoptNew,
@@ -244,6 +246,79 @@ def test_router_promotion_adopts_only_after_weight_100_has_drained():
     assert AdoptNew() not in p2.actions  # still draining the old pods
     p3 = plan(spec, p1.state, obs(version(STABLE, 5), version(NEW, 5, owned=False), now=1007, router_weight=100))
     assert AdoptNew() in p3.actions
+
+
+def test_at_rest_behind_a_router_a_lost_route_reset_and_stable_repin_are_issued_again():
+    """Succeeded was written, then the repin of NAME-stable and the route reset were lost (a failed
+    write, a crash): the next pass at rest re-issues both from what it observes."""
+    from strategies.model import ServiceObs
+
+    spec = canary_spec(router=RouterRef("gateway-api", "route"))
+    done = started(Strategy.CANARY, phase=Phase.SUCCEEDED, stable_revision=NEW, stable_hash=NEW, finished=1000.0)
+    lost = obs(
+        version(NEW, 5),
+        version(STABLE, 0),
+        now=1100,
+        router_weight=100,
+        services=(ServiceObs("app-stable", STABLE, ours=True), ServiceObs("app-canary", NEW, ours=True)),
+    )
+    p = plan(spec, done, lost)
+    assert EnsureService("app-stable", NEW) in p.actions and SetWeight(0) in p.actions
+    assert p.state.phase is Phase.SUCCEEDED and p.state.switched == 1100  # the drain counts from the reset
+    served = obs(
+        version(NEW, 5),
+        version(STABLE, 0),
+        now=1101,
+        router_weight=0,
+        services=(ServiceObs("app-stable", NEW, ours=True), ServiceObs("app-canary", NEW, ours=True)),
+    )
+    again = plan(spec, p.state, served)
+    assert not any(isinstance(a, (EnsureService, SetWeight)) for a in again.actions)
+
+
+def test_at_rest_canary_pods_are_deleted_only_after_a_reissued_reset_has_drained():
+    spec = canary_spec(router=RouterRef("gateway-api", "route"))
+    back = started(Strategy.CANARY, phase=Phase.ROLLED_BACK, finished=1000.0)
+    o = obs(version(STABLE, 5), version(NEW, 2, owned=False), target=STABLE, now=1100, router_weight=50)
+    p = plan(spec, back, o)
+    assert SetWeight(0) in p.actions and DeleteNew() not in p.actions
+    soon = plan(spec, p.state, later(replace(o, router_weight=0), 2))
+    assert DeleteNew() not in soon.actions and soon.requeue_after
+    drained = plan(spec, p.state, later(replace(o, router_weight=0), 6))
+    assert DeleteNew() in drained.actions
+
+
+def test_router_gives_the_canary_its_weight_only_once_it_has_a_ready_pod_after_a_scale_to_zero():
+    """Issue 10 defect 13 behind a router: scaled to zero the route is withdrawn from the canary
+    before its pods go; scaled back, the step's weight returns only with a Ready canary pod."""
+    from strategies.model import HoldReason
+
+    spec = canary_spec(router=RouterRef("gateway-api", "route"))
+    serving = started(Strategy.CANARY, weight=20)
+    zero = plan(spec, serving, obs(version(STABLE, 5), version(NEW, 1, owned=False), replicas=0, router_weight=20))
+    assert SetWeight(0) in zero.actions and SetWeight(20) not in zero.actions
+    assert ScaleNew(1) in zero.actions and ScaleNew(0) not in zero.actions  # the pods go once the route is 0
+    assert zero.state.weight == 0
+    gone = plan(spec, zero.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), replicas=0, router_weight=0))
+    assert ScaleNew(0) in gone.actions and gone.state.hold is HoldReason.NO_REPLICAS
+    back = obs(version(STABLE, 5), version(NEW, 1, ready=0, owned=False), replicas=5, router_weight=0, now=1100)
+    starting = plan(spec, gone.state, back)
+    assert not any(isinstance(a, SetWeight) and a.weight > 0 for a in starting.actions)
+    ready = plan(spec, starting.state, replace(back, versions=(version(STABLE, 5), version(NEW, 1, owned=False))))
+    assert SetWeight(20) in ready.actions and ready.state.weight == 20
+
+
+def test_router_promotion_scaled_to_zero_withdraws_the_route_and_switches_again_once_ready():
+    spec = canary_spec(router=RouterRef("gateway-api", "route"))
+    switched = started(Strategy.CANARY, phase=Phase.PROMOTING, step=3, weight=100, switched=990.0)
+    zero = plan(spec, switched, obs(version(STABLE, 5), version(NEW, 5, owned=False), replicas=0, router_weight=100))
+    assert SetWeight(0) in zero.actions and ScaleNew(5) in zero.actions and AdoptNew() not in zero.actions
+    assert (zero.state.weight, zero.state.switched) == (0, 0.0)
+    back = obs(version(STABLE, 5), version(NEW, 5, ready=0, owned=False), router_weight=0, now=1100)
+    starting = plan(spec, zero.state, back)
+    assert not any(isinstance(a, SetWeight) and a.weight > 0 for a in starting.actions)
+    ready = plan(spec, starting.state, replace(back, versions=(version(STABLE, 5), version(NEW, 5, owned=False))))
+    assert SetWeight(100) in ready.actions and AdoptNew() not in ready.actions  # switched again, then drained
 
 
 def test_hold_and_analysis_window_start_when_the_step_weight_is_served():

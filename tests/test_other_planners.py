@@ -36,6 +36,17 @@ def reasons(p):
 # ---- blue-green ----
 
 
+def test_bluegreen_superseded_while_the_adopted_revision_settles_keeps_the_active_service_on_it():
+    """Issue 10 defect 8: v2 is handed to the Deployment (Promoting, v1 scaling to zero) when v3 is
+    applied: v2 is the stable version now, and the active Service stays on its pods, not v1's."""
+    promoting = started(Strategy.BLUE_GREEN, phase=Phase.PROMOTING, step=2, switched=1000.0)
+    o = obs(version(STABLE, 0), version(NEW, 4), replicas=4, target="newrev0003", now=1100)
+    p = plan(bg(), promoting, o)
+    assert SwitchActive("app", NEW) in p.actions and SwitchActive("app", STABLE) not in p.actions
+    assert (p.state.revision, p.state.stable_revision, p.state.stable_hash) == ("newrev0003", NEW, NEW)
+    assert not any(isinstance(a, RevertTemplate) for a in p.actions)
+
+
 def test_bluegreen_brings_up_full_preview_with_active_on_stable():
     p = plan(bg(), DeliveryState(), obs(version(STABLE, 4), replicas=4))
     assert ScaleNew(4) in p.actions and SwitchActive("app", STABLE) in p.actions
