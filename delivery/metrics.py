@@ -60,7 +60,20 @@ class Metrics:
             ["namespace", "deployment", "outcome"],
             registry=self.registry,
         )
+        # Per delivery: every Prometheus query its analyses made (looks at running windows and step
+        # ends), by result (ok | error). A counter: queries per minute is PromQL's job, e.g.
+        # 60 * rate(deliver_analysis_queries_total[5m]).
+        self.analysis_queries = Counter(
+            "deliver_analysis_queries",
+            "Metrics queries made by the analyses of each delivery, by result (ok or error).",
+            ["namespace", "deployment", "result"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(self))
+
+    def count_query(self, namespace: str, deployment: str, ok: bool) -> None:
+        """The analyser's ``on_query`` callback (``delivery.verdicts.make_analyser``)."""
+        self.analysis_queries.labels(namespace, deployment, "ok" if ok else "error").inc()
 
     def observe(self, key: Key, outcome: Any, seconds: float) -> None:
         """The Controller's ``on_outcome`` callback."""

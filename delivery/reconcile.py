@@ -56,6 +56,9 @@ class Reconciler:
     # When set, analyses run in this pool, off the reconcile path (see delivery/background.py);
     # when None, a pass runs its analysis inline (tests, one-shot use).
     pool: AnalysisPool | None = None
+    # Seconds between looks at an analysed step's running window when deliver.dev/analysis-every is
+    # not set (`deliver run` passes twice its --scrape-interval); None: the planner's default.
+    analysis_every: float | None = None
     # Warnings about the engine's own I/O already posted, keyed by "uid/reason" -> message
     # (dedupe only; not state: a new process may post one again).
     _warned: dict[str, str] = field(default_factory=dict)
@@ -115,6 +118,8 @@ class Reconciler:
                 log.warning("invalid annotation", extra=_fields(deployment, key=err.key, problem=err.problem))
             return Outcome(None, phase="Invalid")
         self._warned.pop(f"{uid}/{EventReason.INVALID_ANNOTATION.value}", None)
+        if spec.analysis_every is None and self.analysis_every is not None:
+            spec = dataclasses.replace(spec, analysis_every=self.analysis_every)
         state = read_state(deployment)
         router = self._router(spec, deployment)
         router_weight = None
@@ -325,12 +330,23 @@ class Reconciler:
     ) -> StepVerdict:
         now = self.clock()
         if self.analyser is None:
-            return StepVerdict(action.step, "inconclusive", "no metrics provider configured (--prometheus-url)", now)
+            return StepVerdict(
+                action.step,
+                "inconclusive",
+                "no metrics provider configured (--prometheus-url)",
+                now,
+                interim=action.interim,
+            )
         try:
-            return self.analyser(spec, state, deployment, action)
+            verdict = self.analyser(spec, state, deployment, action)
+            # a look at a running window is interim whatever the analyser says: only the plan's
+            # action tells a look from a step's end
+            return (
+                verdict if verdict.interim == action.interim else dataclasses.replace(verdict, interim=action.interim)
+            )
         except Exception as exc:  # a broken analysis must never promote
             log.exception("analysis crashed", extra=_fields(deployment))
-            return StepVerdict(action.step, "inconclusive", f"analysis error: {exc}", now)
+            return StepVerdict(action.step, "inconclusive", f"analysis error: {exc}", now, interim=action.interim)
 
     def _post_rest(self, ctx: act.Context, rest: list[Any]) -> None:
         """The events a failed action would have been followed by still go out: the transition

@@ -37,7 +37,13 @@ KEYS: dict[str, str] = {
     "max-restarts": "container restarts tolerated across the new pods before failing (default 0)",
     "on-inconclusive": "pause | extend | rollback: what an inconclusive analysis does (default pause)",
     "max-extensions": "with on-inconclusive=extend: extensions before pausing (default 3)",
+    "analysis-every": "time between looks at an analysed step's growing window, e.g. 30s, at least 1s, or `off` "
+    "(judged at the step's end only); default twice the controller's --scrape-interval (30s)",
+    "promote-early": "true | false: a step whose every check passes moves on before its interval ends, "
+    "once held a minute (default false)",
 }
+ENGINE_ANALYSIS_KEYS = (PREFIX + "analysis-every",)  # analysis* keys the engine reads, not the checks'
+ANALYSIS_EVERY_MIN = 1.0  # seconds: the least time between looks at a running window
 RESERVED = {"state", "request"}
 ROUTER_KINDS = ("replica", "gateway-api", "nginx", "istio", "smi")
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -242,6 +248,10 @@ def _parse(
         fields["on_inconclusive"] = v.strip()
     if (v := get("max-extensions")) is not None:
         fields["max_extensions"] = _int(PREFIX + "max-extensions", v, 0, 100)
+    if (v := get("analysis-every")) is not None:
+        fields["analysis_every"] = _analysis_every(PREFIX + "analysis-every", v)
+    if (v := get("promote-early")) is not None:
+        fields["promote_early"] = _bool(PREFIX + "promote-early", v)
 
     if only is None:
         if len(name) > 52 and strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
@@ -284,12 +294,32 @@ def _parse(
             raise SpecError(PREFIX + "preview-service", "must differ from the active Service")
         from .analysis.checks import parse_checks  # the analysis schema lives with the analysis
 
-        fields["analysis"] = parse_checks(annotations, configmaps)
+        fields["analysis"] = parse_checks(_checks_only(annotations), configmaps)
+        _in_step_needs_checks(annotations, fields["analysis"])
     elif only == "analysis":
         from .analysis.checks import parse_checks
 
-        parse_checks(annotations, configmaps)
+        parse_checks(_checks_only(annotations), configmaps)
     return DeliverySpec(**fields)
+
+
+def _analysis_every(key: str, value: str) -> float:
+    """``deliver.dev/analysis-every``: a duration of at least ANALYSIS_EVERY_MIN, or ``off`` (0)."""
+    if value.strip().lower() == "off":
+        return 0.0
+    return parse_duration(key, value, minimum=ANALYSIS_EVERY_MIN, maximum=86400)
+
+
+def _checks_only(annotations: dict[str, str]) -> dict[str, str]:
+    """The annotations the metric checks are parsed from (without the engine's analysis-* keys)."""
+    return {k: v for k, v in annotations.items() if k not in ENGINE_ANALYSIS_KEYS}
+
+
+def _in_step_needs_checks(annotations: dict[str, str], checks: tuple[Any, ...]) -> None:
+    """In-step analysis keys without a metric check would silently do nothing: refused."""
+    for short in ("analysis-every", "promote-early"):
+        if PREFIX + short in annotations and not checks:
+            raise SpecError(PREFIX + short, f"has no effect without metric checks ({PREFIX}analysis)")
 
 
 def has_record(deployment: dict[str, Any]) -> bool:

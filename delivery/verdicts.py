@@ -2,38 +2,117 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
 
 from .kube import Kube
 
+if TYPE_CHECKING:
+    from .analysis.prometheus import Sample, Series
+    from .analysis.providers import MetricProvider
+    from .analysis.runner import AnalysisResult
+
+# (namespace, deployment, ok): one metrics query made for that delivery's analysis (ok: it answered)
+QueryCounter = Callable[[str, str, bool], None]
+
 
 def make_analyser(
-    kube: Kube, prometheus_url: str, timeout: float = 10.0, clock: Callable[[], float] = time.time
+    kube: Kube,
+    prometheus_url: str,
+    timeout: float = 10.0,
+    clock: Callable[[], float] = time.time,
+    on_query: QueryCounter | None = None,
 ) -> Callable[..., StepVerdict]:
     """The engine's analyser: Prometheus at ``prometheus_url``. (``kube`` is no longer read: the
-    plan names the pods and Services to compare.)"""
+    plan names the pods and Services to compare.) ``on_query`` is told of every query, per delivery
+    (the controller counts them in ``/metrics``)."""
     from .analysis.providers import make_provider
-    from .analysis.runner import Analyser, AnalysisTarget
 
-    runner = Analyser(make_provider("prometheus", url=prometheus_url, timeout=timeout))
+    provider = make_provider("prometheus", url=prometheus_url, timeout=timeout)
 
     def analyse(spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse) -> StepVerdict:
         """What to compare comes from the plan (the Analyse action); this only measures."""
         meta = deployment["metadata"]
-        target = AnalysisTarget(
-            namespace=meta["namespace"],
-            name=meta["name"],
-            canary_hash=action.new_hash or state.revision,
-            baseline_hash=action.stable_hash or state.stable_hash,
-            canary_service=action.new_service,
-            baseline_service=action.stable_service,
-        )
-        now = clock()
-        result = runner.run(spec.analysis, target, action.start, now, baseline_end=action.baseline_end)
-        return StepVerdict(action.step, result.outcome, result.summary(), now, details=result.to_dict())
+        counted = provider if on_query is None else counting(provider, meta["namespace"], meta["name"], on_query)
+        return run_checks(counted, spec, state, meta, action, clock())
 
     return analyse
+
+
+def run_checks(
+    provider: MetricProvider,
+    spec: DeliverySpec,
+    state: DeliveryState,
+    meta: dict[str, Any],
+    action: Analyse,
+    now: float,
+) -> StepVerdict:
+    """The declared checks over the action's window [start, now] as one StepVerdict. A look at the
+    running window (``action.interim``) says its evidence in one line (see ``evidence``)."""
+    from .analysis.runner import Analyser, AnalysisTarget
+
+    target = AnalysisTarget(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        canary_hash=action.new_hash or state.revision,
+        baseline_hash=action.stable_hash or state.stable_hash,
+        canary_service=action.new_service,
+        baseline_service=action.stable_service,
+    )
+    # One Analyser per analysis: they run concurrently on the pool's threads (looks and step ends of
+    # several deliveries), and an Analyser keeps the window it is judging while it runs.
+    result = Analyser(provider).run(spec.analysis, target, action.start, now, baseline_end=action.baseline_end)
+    summary = result.summary()
+    if action.interim:
+        summary = f"running window ({int(now - action.start)}s): {evidence(spec.analysis, result)}"
+    return StepVerdict(action.step, result.outcome, summary, now, details=result.to_dict(), interim=action.interim)
+
+
+def evidence(checks: Sequence[Any], result: AnalysisResult) -> str:
+    """The evidence of each check in one line, e.g. ``error-rate inconclusive: e=3.1 (fail at 40)
+    after 812 canary requests``. "fail at" is the e-value at which the check fails: 1/(alpha/k), the
+    check's Bonferroni share of the family-wise alpha (as ``delivery.analysis.runner`` judges it)."""
+    alphas = [float(getattr(c, "alpha", 0.05)) for c in checks] or [0.05]
+    fail_at = len(alphas) / min(alphas)
+    parts = []
+    for c in result.checks:
+        if c.e_value is None or not math.isfinite(c.e_value):
+            parts.append(f"{c.name} {c.outcome} ({c.message})")
+            continue
+        parts.append(
+            f"{c.name} {c.outcome}: e={c.e_value:.2g} (fail at {fail_at:g}) after {c.n_canary} canary requests"
+            + ("" if c.critical else " (not critical)")
+        )
+    return "; ".join(parts) or f"{result.outcome}: no checks"
+
+
+def counting(provider: MetricProvider, namespace: str, name: str, on_query: QueryCounter) -> MetricProvider:
+    """``provider``, telling ``on_query`` of each query it makes for this delivery."""
+    from .analysis.providers import MetricProvider
+
+    class Counted(MetricProvider):
+        name = provider.name
+
+        def instant(self, query: str, at: float) -> tuple[Sample, ...]:
+            try:
+                samples = provider.instant(query, at)
+            except Exception:
+                on_query(namespace, name, False)
+                raise
+            on_query(namespace, name, True)
+            return samples
+
+        def range(self, query: str, start: float, end: float, step: float) -> tuple[Series, ...]:
+            try:
+                series = provider.range(query, start, end, step)
+            except Exception:
+                on_query(namespace, name, False)
+                raise
+            on_query(namespace, name, True)
+            return series
+
+    return Counted()

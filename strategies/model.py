@@ -125,6 +125,10 @@ class DeliverySpec:
     on_inconclusive: str = "pause"  # pause | extend | rollback
     max_extensions: int = 3
     analysis: tuple[Any, ...] = ()  # delivery.analysis.checks.CheckSpec values
+    # In-step analysis: seconds between looks at the growing window of an analysed step (None: the
+    # engine's default, twice its Prometheus scrape interval; 0: off, the step is judged at its end only)
+    analysis_every: float | None = None
+    promote_early: bool = False  # a step whose every check passes moves on before its interval ends
 
 
 @dataclass(frozen=True)
@@ -239,15 +243,19 @@ class StepVerdict:
     summary: str
     at: float
     details: dict[str, Any] = field(default_factory=dict)
+    interim: bool = False  # a look at the running window of a step still being held (not its end)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "step": self.step,
             "outcome": self.outcome,
             "summary": self.summary,
             "at": round(self.at, 3),
             "details": self.details,
         }
+        if self.interim:
+            d["interim"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StepVerdict:
@@ -257,6 +265,7 @@ class StepVerdict:
             summary=str(d.get("summary", "")),
             at=float(d.get("at", 0.0)),
             details=dict(d.get("details") or {}),
+            interim=bool(d.get("interim", False)),
         )
 
 
@@ -287,6 +296,7 @@ class DeliveryState:
     stable_template: dict[str, Any] | None = None  # to revert to even if its ReplicaSet is gone
     handled_request: str = ""  # last operator request consumed (id), so none is applied twice
     verdicts: tuple[StepVerdict, ...] = ()
+    running: StepVerdict | None = None  # the newest look at the running window of the current step
 
     def replace(self, **changes: Any) -> DeliveryState:
         return dataclasses.replace(self, **changes)
@@ -313,6 +323,8 @@ class DeliveryState:
             "handledRequest": self.handled_request,
             "verdicts": [v.to_dict() for v in self.verdicts[-KEPT_VERDICTS:]],
         }
+        if self.running is not None:
+            d["running"] = self.running.to_dict()
         if self.router_down_since:
             d["routerDownSince"] = round(self.router_down_since, 3)
             d["routerProblem"] = self.router_problem
@@ -353,6 +365,7 @@ class DeliveryState:
             stable_template=d.get("stableTemplate") or _unpack(d.get("stableTemplatePacked")),
             handled_request=str(d.get("handledRequest", "")),
             verdicts=tuple(StepVerdict.from_dict(v) for v in d.get("verdicts", [])),
+            running=StepVerdict.from_dict(d["running"]) if d.get("running") else None,
         )
 
 
@@ -500,6 +513,7 @@ class Analyse:
     new_service: str = ""  # the Services in front of each, when the strategy has them
     stable_service: str = ""
     baseline_end: float | None = None  # the stable version stopped then (recreate): judge against its last window
+    interim: bool = False  # a look at the running window while the step is still held (its verdict is interim)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,15 @@ from .reasons import EventReason as R
 from .recreate import RecreatePlanner
 from .requests import refusal
 from .rolling import RollingPlanner
-from .steps import RECHECK, ROUTER_DRAIN, StrategyPlanner, finish_rollback, resume_with_replicas, rollback
+from .steps import (
+    RECHECK,
+    ROUTER_DRAIN,
+    StrategyPlanner,
+    finish_rollback,
+    record_looks,
+    resume_with_replicas,
+    rollback,
+)
 
 PLANNERS: dict[Strategy, StrategyPlanner] = {
     Strategy.CANARY: CanaryPlanner(),
@@ -75,6 +83,8 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     if not record.hold.fits(record.phase):
         record = record.replace(hold=HoldReason.NONE)
     record = _forget_failure(record)
+    if record.running is not None and (record.running.step != record.step or record.phase.terminal):
+        record = record.replace(running=None)  # the evidence of a window no longer running
     return Plan(record, actions, decided.requeue_after, paused)
 
 
@@ -135,8 +145,10 @@ def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliverySt
     """Verdicts of analyses run since the record was read go into the record, and are announced."""
     # by (step, at, outcome): a record short of room keeps verdicts without their details
     recorded = {(v.step, v.at, v.outcome) for v in state.verdicts}
-    new = tuple(v for v in obs.analysed if (v.step, v.at, v.outcome) not in recorded)
-    told = tuple(
+    looks = tuple(v for v in obs.analysed if v.interim)
+    new = tuple(v for v in obs.analysed if not v.interim and (v.step, v.at, v.outcome) not in recorded)
+    state, looked = record_looks(state, looks)
+    told = looked + tuple(
         PostEvent(
             "Normal" if v.outcome == "pass" else "Warning",
             {"pass": R.ANALYSIS_PASSED, "fail": R.ANALYSIS_FAILED}.get(v.outcome, R.ANALYSIS_INCONCLUSIVE),

@@ -26,6 +26,7 @@ class EventReason(StrEnum):
     ANALYSIS_PASSED = "AnalysisPassed"
     ANALYSIS_FAILED = "AnalysisFailed"  # Warning
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"  # Warning
+    ANALYSIS_RUNNING = "AnalysisRunning"  # Normal: the evidence of a look at the running window of a step
     # failures (Warning)
     DELIVERY_FAILED = "DeliveryFailed"  # failed with automatic rollback off: paused
     DELIVERY_ROLLED_BACK = "DeliveryRolledBack"

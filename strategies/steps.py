@@ -5,6 +5,7 @@ ReplicaSet, shares of replicas. Imported by the per-strategy planners; imports n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 from .model import (
@@ -227,6 +228,110 @@ def step_passed(state: DeliveryState, step: int, what: str, then: str = "") -> P
     return PostEvent("Normal", R.STEP_PASSED, f"{what} passed{detail}" + (f"; {then}" if then else ""))
 
 
+DEFAULT_ANALYSIS_EVERY = 30.0  # seconds between in-step looks when the engine names none (2 x a 15 s scrape)
+PROMOTE_EARLY_HOLD = 60.0  # promote-early: the least a step is held (never more than its interval)
+
+
+def analysis_every(spec: DeliverySpec) -> float:
+    """Seconds between looks at the running window of an analysed step (0: judged at its end only)."""
+    if not spec.analysis:
+        return 0.0
+    return DEFAULT_ANALYSIS_EVERY if spec.analysis_every is None else spec.analysis_every
+
+
+def window_start(state: DeliveryState) -> float:
+    """Start of the cumulative analysis window of the current step."""
+    return state.analysis_started or state.step_started
+
+
+def running_verdict(state: DeliveryState, step: int) -> StepVerdict | None:
+    """The newest look at the running window of ``step``, if it is of the window running now."""
+    look = state.running
+    if look is None or look.step != step or look.at < window_start(state):
+        return None
+    return look
+
+
+def record_looks(state: DeliveryState, looks: tuple[StepVerdict, ...]) -> tuple[DeliveryState, tuple[Action, ...]]:
+    """Looks at the running window (interim verdicts) into the record: the newest of the current step's
+    window is kept in ``running``; a failing one is also the step's verdict (the step ends on it).
+
+    An Event tells the evidence: ``AnalysisFailed`` for a failing look; ``AnalysisRunning`` for the
+    first look of a window, when the outcome changes, and each time the canary's requests grew tenfold
+    (so a long step posts a handful, not one per look). Looks of another step or window, or of a
+    delivery no longer progressing, are dropped."""
+    told: list[Action] = []
+    for look in sorted(looks, key=lambda v: v.at):
+        previous = running_verdict(state, look.step)
+        if (
+            state.phase is not Phase.PROGRESSING
+            or look.step != state.step
+            or look.at < window_start(state)
+            or (previous is not None and previous.at >= look.at)
+        ):
+            continue
+        state = state.replace(running=look)
+        if look.outcome == "fail":
+            state = state.replace(verdicts=state.verdicts + (look,))
+            told.append(PostEvent("Warning", R.ANALYSIS_FAILED, f"step {look.step + 1}: {look.summary}"))
+        elif (
+            previous is None
+            or previous.outcome != look.outcome
+            or _decade(canary_requests(look)) > _decade(canary_requests(previous))
+        ):
+            told.append(PostEvent("Normal", R.ANALYSIS_RUNNING, f"step {look.step + 1}: {look.summary}"))
+    return state, tuple(told)
+
+
+def canary_requests(verdict: StepVerdict) -> int:
+    """The new version's observations a verdict rests on (the largest of its checks'; 0: unknown)."""
+    most = 0
+    for check in verdict.details.get("checks") or ():
+        n = check.get("n") if isinstance(check, dict) else None
+        if isinstance(n, list | tuple) and n and isinstance(n[0], int | float):
+            most = max(most, int(n[0]))
+    return most
+
+
+def _decade(n: int) -> int:
+    return len(str(n)) if n > 0 else 0
+
+
+def look_in_step(
+    spec: DeliverySpec,
+    state: DeliveryState,
+    obs: Observation,
+    step: int,
+    waited: float,
+    analyse: Callable[[bool], Analyse],
+) -> Plan:
+    """A step still held (``waited`` < its interval): look at its growing window every
+    ``analysis_every``. The judges are anytime-valid, so looking often costs no false rollbacks.
+
+    The engine runs a look off the reconcile path and hands its verdict back as an observation;
+    ``plan`` keeps the newest in ``DeliveryState.running`` and records a failing one as the step's
+    verdict, so the next ``check_step`` rolls back at once. A passing look only ends the step with
+    ``promote-early`` and once the step was held ``PROMOTE_EARLY_HOLD`` (then it is recorded as the
+    step's verdict); otherwise the step is held for its whole interval and judged at its end.
+    Health is checked before this on every pass, whether a look is running or not."""
+    wait = min(RECHECK * 5, max(0.5, spec.interval - waited))
+    every = analysis_every(spec)
+    if every <= 0 or every >= spec.interval:
+        return Plan(state, (), wait)
+    last = running_verdict(state, step)
+    if (
+        last is not None
+        and last.outcome == "pass"
+        and spec.promote_early
+        and last.at - state.step_started >= min(spec.interval, PROMOTE_EARLY_HOLD)
+    ):
+        return Plan(state.replace(verdicts=state.verdicts + (last,)), (), 0.1)
+    since = obs.now - (last.at if last is not None else window_start(state))
+    if since < every:
+        return Plan(state, (), min(wait, max(0.5, every - since)))
+    return Plan(state, (analyse(True),), 0.1)
+
+
 def check_step(
     spec: DeliverySpec,
     state: DeliveryState,
@@ -266,9 +371,30 @@ def check_step(
                 f"(progress deadline {int(spec.progress_deadline)}s)",
             )
         return Plan(state, (), RECHECK)
-    if waited < spec.interval:
-        return Plan(state, (), min(RECHECK * 5, max(0.5, spec.interval - waited)))
     verdict = step_verdict(state, step)
+
+    def analyse(interim: bool) -> Analyse:
+        return Analyse(
+            step,
+            window_start(state),
+            new_hash=version.pod_hash if version is not None else state.revision,
+            stable_hash=state.stable_hash,
+            new_service=services[0],
+            stable_service=services[1],
+            baseline_end=baseline_end,
+            interim=interim,
+        )
+
+    if waited < spec.interval:
+        if verdict is not None and verdict.interim:
+            # A look at the running window decided before the step's end (see look_in_step).
+            if verdict.outcome == "fail":
+                return rollback(
+                    spec, state, obs, planner, f"analysis failed {int(waited)}s into the step: {verdict.summary}"
+                )
+            if verdict.outcome == "pass":
+                return "pass"
+        return look_in_step(spec, state, obs, step, waited, analyse)
     if verdict is None:
         if not spec.analysis:
             # Recorded only: the planner announces the passed step (one StepPassed) when it moves on.
@@ -276,16 +402,7 @@ def check_step(
             return Plan(
                 state.replace(verdicts=state.verdicts + (StepVerdict(step, "pass", summary, obs.now),)), (), 0.1
             )
-        analyse = Analyse(
-            step,
-            state.analysis_started or state.step_started,
-            new_hash=version.pod_hash if version is not None else state.revision,
-            stable_hash=state.stable_hash,
-            new_service=services[0],
-            stable_service=services[1],
-            baseline_end=baseline_end,
-        )
-        return Plan(state, (analyse,), 0.1)
+        return Plan(state, (analyse(False),), 0.1)
     if verdict.outcome == "pass":
         return "pass"
     if verdict.outcome == "fail":

@@ -57,6 +57,14 @@ from .params import Duration, ListenAddress
     show_default=True,
     help="Deployments reconciled at once (never one Deployment twice); also the size of the analysis pool.",
 )
+@click.option(
+    "--scrape-interval",
+    type=Duration(),
+    default="15s",
+    show_default=True,
+    help="Prometheus's scrape interval: an analysed step's running window is looked at every twice this "
+    "(unless deliver.dev/analysis-every says otherwise).",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @common
 @click.pass_obj
@@ -73,6 +81,7 @@ def run(
     metrics_addr: tuple[str, int] | None,
     shutdown_grace: float,
     workers: int,
+    scrape_interval: float,
     log_level: str,
 ) -> None:
     """Run the controller (JSON logs on stderr)."""
@@ -92,7 +101,7 @@ def run(
     if prometheus_url:
         from ..verdicts import make_analyser
 
-        analyser = make_analyser(kube, prometheus_url)
+        analyser = make_analyser(kube, prometheus_url, on_query=lambda ns, name, ok: metrics.count_query(ns, name, ok))
 
     elector: LeaderElector | None = None
     server_clock = ServerClock()  # step times from the API server's clock (see leader.ServerClock)
@@ -121,13 +130,18 @@ def run(
     # Analyses run in their own bounded pool, off the workers: a slow or hung Prometheus delays
     # only the verdicts, never another Deployment's pass or a health rollback.
     pool = AnalysisPool(workers, on_done=lambda key: holder["c"].queue.add(key))
+    # Looks at a running window: a new sample per series lands once per scrape interval, and targets
+    # are scraped at different offsets within it. A look every two intervals sees at least one fresh
+    # scrape of every target, at half the queries of a look every interval (which would often re-read
+    # the same samples).
+    every = max(1.0, 2 * scrape_interval)
     controller = Controller(
         kube,
         # no write once leadership is gone; times as the API server counts them
         (
-            Reconciler(Fenced(kube, is_leader), analyser, clock=server_clock, pool=pool)
+            Reconciler(Fenced(kube, is_leader), analyser, clock=server_clock, pool=pool, analysis_every=every)
             if elector
-            else Reconciler(kube, analyser, pool=pool)
+            else Reconciler(kube, analyser, pool=pool, analysis_every=every)
         ),
         None if all_namespaces else g.namespace,
         is_leader=is_leader,

@@ -48,6 +48,8 @@ def render_status(s: dict[str, Any], color: bool = False) -> str:
         lines.append(f"  pending request: {s['pendingRequest']} (not yet taken by the controller)")
     for v in (s.get("verdicts") or [])[-5:]:
         lines.append(f"  step {int(v['step']) + 1}: {v['outcome']}: {v['summary']}")
+    if s.get("running"):  # the newest look at the running window of the step being held
+        lines.append(f"  step {int(s['running']['step']) + 1} now: {s['running']['summary']}")
     return "\n".join(lines)
 
 
