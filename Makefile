@@ -3,7 +3,8 @@
 #   make test   install + make check + unit tests + e2e tests (what .ci/run does); prints the ten
 #               slowest tests of each phase and each phase's wall time
 #   make demo   install + the scripted demo on the local control plane
-#   make bench  the analysis benchmark, full length (long: not part of make test)
+#   make bench  the analysis benchmark, full length (long: not part of make test); the fail-fast
+#               benchmark in full (make test runs its --quick form, under a minute)
 # Time budget of make test (2 cores): fresh machine, every Go build included, under 45 minutes;
 # warm cache under 20 minutes. Longer runs go behind their own targets (bench; chaos when it exists).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
@@ -63,9 +64,11 @@ e2e: venv
 test: install
 	$(MAKE) --no-print-directory check
 	$(call timed,make test (unit + e2e),$(MAKE) --no-print-directory unit && $(MAKE) --no-print-directory e2e)
+	$(call timed,fail-fast benchmark (quick),$(PY) -m benchmarks.failfast --quick)
 
 bench: venv
 	$(call timed,analysis benchmark,$(PY) -m benchmarks.analysis)
+	$(call timed,fail-fast benchmark,$(PY) -m benchmarks.failfast)
 
 demo: install
 	$(PY) -m e2e.demo

@@ -301,3 +301,27 @@ def test_the_engine_default_is_twice_the_scrape_interval_unless_annotated():
     f.when_settled(until=lambda f: f.record().get("weight") == 20)
     f.when_settled(until=lambda f: len(analyser.looks()) >= 3)
     assert f.now - step_started(f) <= 3 * 10.0 + 15  # (not 3 x 30 s)
+
+
+# ------------------------------------------------------------------ the benchmark's time model
+
+
+def test_the_benchmarks_rules_decide_when_their_documents_say():
+    """benchmarks/failfast.py on a canary failing every request: deliver's first look (30 s), Argo's
+    4th failed one-minute measurement (failureLimit 3: 4 min), the step's end and Kayenta's first
+    interval (5 min); on identical healthy streams nobody rolls back."""
+    import numpy as np
+
+    from benchmarks import failfast as bench
+
+    rng = np.random.default_rng(1)
+    broken = bench.error_streams(rng, 20, 250, 1.0, 0.005)
+    seconds = {rule: set((tick * bench.TICK).tolist()) for rule, tick in bench.decide(broken).items()}
+    assert seconds == {
+        "deliver continuous": {30.0},
+        "deliver end-of-step": {300.0},
+        "argo": {240.0},
+        "kayenta": {300.0},
+    }
+    healthy = bench.error_streams(rng, 20, 250, 0.0, 0.0)
+    assert all((tick == bench.NEVER).all() for tick in bench.decide(healthy).values())

@@ -1,0 +1,1 @@
+"""Benchmarks: programs that print numbers and met/missed goals (not tests)."""
