@@ -7,8 +7,12 @@ a load generator (200 requests/s), and the deliver controller itself (``python -
 run --prometheus-url ...``). Then:
 
 1. a good version (v2) is delivered 20 -> 50 -> 100 % and promoted on real Envoy metrics;
-2. a bad version (v3, whose process fails 30 % of requests) is delivered and rolled back
-   automatically by the error-rate analysis.
+2. a bad version (v3, whose process fails 30 % of requests) is delivered behind a longer step
+   (``--bad-interval``, 2 minutes) and rolled back automatically by the error-rate analysis within
+   seconds of receiving traffic: the controller looks at the running window every two scrape
+   intervals (``--scrape-interval`` = Prometheus's 1 s), not only at the step's end (issue 17). The
+   summary says how long v3 had traffic, the 5xx it served, and what a step-end judgment would
+   have let it serve.
 
 The live view shows each delivery's phase, step, the route's weights, the request and error
 rates per version (from the clients' side) and the verdicts; a rich live table on a terminal,
@@ -117,6 +121,10 @@ class Delivery:
     periods: list[Period] = field(default_factory=list)
     message: str = ""
     rollback_ms: tuple[float, float] | None = None  # failed verdict -> route event, -> Envoy
+    interval: float = 0.0  # seconds of its analysed step
+    traffic_s: float | None = None  # seconds Envoy sent it traffic (first weight > 0 -> weight 0 again)
+    canary_requests: int = 0  # requests (and 5xx) the canary answered meanwhile
+    canary_5xx: int = 0
 
     @property
     def ok(self) -> bool:
@@ -313,6 +321,15 @@ def run_delivery(d: Delivery, ctx: dict[str, Any], view: View, timeout: float = 
     zero = [h for h in plane.history if h.weights.get(canary) == 0 and failed and h.seen_at >= failed[0]["at"]]
     if failed and zero:
         d.rollback_ms = ((zero[0].seen_at - failed[0]["at"]) * 1000, (zero[0].at - failed[0]["at"]) * 1000)
+    routed = [h for h in plane.history if h.at >= start_wall - 1]
+    first = next((h for h in routed if h.weights.get(canary, 0) > 0), None)
+    if first is not None:
+        off = next((h for h in routed if h.at > first.at and h.weights.get(canary, 0) == 0), None)
+        d.traffic_s = (off.at - first.at) if off is not None else None
+    for p in d.periods:
+        if p.weight > 0:
+            d.canary_requests += p.counts.by_version.get("canary", 0)
+            d.canary_5xx += p.counts.errors_by_version.get("canary", 0)
     view.event(
         f"{d.label}: finished {d.phase} in {d.finished - d.started:.1f}s "
         f"({'as expected' if d.ok else 'NOT as expected: wanted ' + d.expect})"
@@ -324,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     parser.add_argument("--interval", default="10s", help="analysis interval per step (default 10s)")
+    parser.add_argument(
+        "--bad-interval", default="2m", help="the interval of the bad version's steps (default 2m): it fails fast"
+    )
     parser.add_argument("--run-dir", type=Path, default=None, help="default: <repo>/run/demo")
     args = parser.parse_args(argv)
 
@@ -345,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     ns = "deliver-demo"
     good = Delivery("v2", f"example.com/{APP}:v2", "Succeeded")
     bad = Delivery("v3", f"example.com/{APP}:v3", "RolledBack")
+    from delivery.spec import parse_duration
+
+    good.interval = parse_duration("--interval", args.interval)
+    bad.interval = parse_duration("--bad-interval", args.bad_interval)
     timings: dict[str, float] = {}
     with ExitStack() as stack_:
         cluster = Cluster(run_dir)
@@ -369,7 +393,11 @@ def main(argv: list[str] | None = None) -> int:
         stack_.callback(local.stop)
         _log("starting the deliver controller")
         ctl = ControllerProcess(
-            cluster.kubeconfig, ns, work, prometheus_url=prometheus.url, extra_args=["--metrics-addr", "0"]
+            cluster.kubeconfig,
+            ns,
+            work,
+            prometheus_url=prometheus.url,
+            extra_args=["--metrics-addr", "0", "--scrape-interval", prometheus.scrape_interval],
         ).start()
         stack_.callback(ctl.stop)
         kube.apps.create_namespaced_deployment(ns, demo_deployment(APP, interval=args.interval))
@@ -389,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
                 run_delivery(good, ctx, view)
                 local.canary.control(fail_rate=BAD_FAIL_RATE)
                 view.event(f"v3's pods (the canary process) now fail {BAD_FAIL_RATE:.0%} of requests")
+                kube.apps.patch_namespaced_deployment(
+                    APP, ns, {"metadata": {"annotations": {"deliver.dev/interval": args.bad_interval}}}
+                )
+                view.event(f"v3's steps are held {args.bad_interval} (deliver.dev/interval); watch it fail fast")
                 run_delivery(bad, ctx, view)
                 local.canary.control(fail_rate=0.0)
         except Exception as exc:  # report, clean up, exit non-zero
@@ -454,6 +486,13 @@ def summary(
             lines.append(f"       weight {p.line(stable, canary)}")
         for v in d.verdicts:
             lines.append(f"       verdict step {v['step'] + 1}: {v['outcome']}: {v['summary']}")
+        if d.traffic_s is not None and d.expect == "RolledBack":
+            rate = d.canary_requests / d.traffic_s if d.traffic_s > 0 else 0.0
+            lines.append(
+                f"       fail fast: traffic for {d.traffic_s:.1f}s of its {d.interval:g}s step; the canary answered "
+                f"{d.canary_requests} requests, {d.canary_5xx} of them 5xx (judged only at the step's end: "
+                f"about {rate * d.interval * BAD_FAIL_RATE:,.0f} 5xx)"
+            )
         if d.rollback_ms:
             lines.append(
                 f"       failed verdict -> weight-0 patch seen {d.rollback_ms[0]:.0f} ms, "

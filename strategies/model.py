@@ -401,6 +401,8 @@ def _bounded(d: dict[str, Any], budget: int) -> dict[str, Any]:
     for key in TEMPLATES:
         if key in d:
             d[key + "Packed"] = _pack(d.pop(key))
+    if "running" in d and _encoded_size(d) > budget:
+        d["running"] = dict(d["running"], details={})  # the look's summary says its evidence
     verdicts: list[dict[str, Any]] = list(d.get("verdicts") or [])
     for fewer in (len(verdicts), 5, 1):
         if _encoded_size(d) <= budget:
