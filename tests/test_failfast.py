@@ -325,3 +325,28 @@ def test_the_benchmarks_rules_decide_when_their_documents_say():
     }
     healthy = bench.error_streams(rng, 20, 250, 0.0, 0.0)
     assert all((tick == bench.NEVER).all() for tick in bench.decide(healthy).values())
+
+
+@pytest.mark.parametrize(
+    ("annotations", "key"),
+    [
+        ({"analysis-every": "500ms"}, "deliver.dev/analysis-every"),
+        ({"promote-early": "maybe"}, "deliver.dev/promote-early"),
+    ],
+)
+def test_deliver_lint_refuses_bad_in_step_keys(tmp_path: Any, annotations: dict[str, str], key: str) -> None:
+    import json
+
+    from tests.test_cli import invoke, manifest
+
+    ann = {"deliver.dev/strategy": "canary", "deliver.dev/analysis": "error-rate"}
+    ann.update({f"deliver.dev/{k}": v for k, v in annotations.items()})
+    path = tmp_path / "m.yaml"
+    path.write_text(manifest(ann))
+    result = invoke("lint", str(path), "-o", "json")
+    assert result.exit_code == 1
+    [bad] = [r for r in json.loads(result.stdout)["results"] if not r["valid"]]
+    assert [p["key"] for p in bad["problems"]] == [key]
+    good = {k: v for k, v in ann.items()} | {"deliver.dev/analysis-every": "20s", "deliver.dev/promote-early": "true"}
+    path.write_text(manifest(good))
+    assert invoke("lint", str(path)).exit_code == 0
