@@ -350,3 +350,41 @@ def test_deliver_lint_refuses_bad_in_step_keys(tmp_path: Any, annotations: dict[
     good = {k: v for k, v in ann.items()} | {"deliver.dev/analysis-every": "20s", "deliver.dev/promote-early": "true"}
     path.write_text(manifest(good))
     assert invoke("lint", str(path)).exit_code == 0
+
+
+# ------------------------------------------------------------------ the planner alone (pure)
+
+
+def test_the_planner_asks_for_a_look_every_analysis_every_and_acts_only_on_its_window() -> None:
+    from dataclasses import replace as dreplace
+
+    from strategies import plan
+    from strategies.model import Phase, Strategy
+    from tests.planning import NEW, STABLE, canary_spec, obs, started, version
+
+    spec = canary_spec(analysis=("error-rate",), interval=300.0, analysis_every=30.0)
+    s = started(Strategy.CANARY, weight=20)  # the step's window started at 1000
+    at = obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1010)
+    early = plan(spec, s, at)
+    assert not any(isinstance(a, Analyse) for a in early.actions) and early.requeue_after == 10.0
+    due = plan(spec, s, dreplace(at, now=1031))
+    assert [a for a in due.actions if isinstance(a, Analyse)] == [
+        Analyse(0, 1000.0, new_hash=NEW, stable_hash=STABLE, interim=True)
+    ]
+    # a look of an earlier window (before this step's share was served) is dropped
+    stale = StepVerdict(0, "fail", "old window", 990.0, interim=True)
+    kept = plan(spec, s, dreplace(at, now=1031, analysed=(stale,)))
+    assert kept.state.phase is Phase.PROGRESSING and kept.state.running is None
+    # this window's failing look: recorded as the step's verdict, and the same plan rolls back
+    look = StepVerdict(0, "fail", "running window (31s): error-rate fail", 1031.0, interim=True)
+    rolled = plan(spec, s, dreplace(at, now=1032, analysed=(look,)))
+    assert rolled.state.verdicts == (look,) and rolled.state.phase is Phase.ROLLING_BACK
+    assert "32s into the step" in rolled.state.message and rolled.state.running is None
+    # a passing look: no new look before analysis-every has passed since it, and no early pass
+    ok = StepVerdict(0, "pass", "running window (31s): error-rate pass", 1031.0, interim=True)
+    held = plan(spec, s, dreplace(at, now=1032, analysed=(ok,)))
+    assert held.state.running == ok and held.state.verdicts == () and held.state.step == 0
+    assert not any(isinstance(a, Analyse) for a in held.actions)
+    assert plan(spec, held.state, dreplace(at, now=1062)).actions[-1] == Analyse(
+        0, 1000.0, new_hash=NEW, stable_hash=STABLE, interim=True
+    )
