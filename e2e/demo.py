@@ -313,6 +313,10 @@ def run_delivery(d: Delivery, ctx: dict[str, Any], view: View, timeout: float = 
     plane.listeners.clear()
     current.counts = lg.snapshot().minus(period_start)
     d.periods.append(current)
+    for p in d.periods:  # every period the canary had a share, however short (before the filter below)
+        if p.weight > 0 and p.counts is not None:
+            d.canary_requests += p.counts.by_version.get("canary", 0)
+            d.canary_5xx += p.counts.errors_by_version.get("canary", 0)
     d.periods = [p for p in d.periods if p.counts is not None and p.counts.total >= MIN_PERIOD]
     d.phase = str(state.get("phase", ""))
     d.message = str(state.get("message", ""))
@@ -326,10 +330,6 @@ def run_delivery(d: Delivery, ctx: dict[str, Any], view: View, timeout: float = 
     if first is not None:
         off = next((h for h in routed if h.at > first.at and h.weights.get(canary, 0) == 0), None)
         d.traffic_s = (off.at - first.at) if off is not None else None
-    for p in d.periods:
-        if p.weight > 0:
-            d.canary_requests += p.counts.by_version.get("canary", 0)
-            d.canary_5xx += p.counts.errors_by_version.get("canary", 0)
     view.event(
         f"{d.label}: finished {d.phase} in {d.finished - d.started:.1f}s "
         f"({'as expected' if d.ok else 'NOT as expected: wanted ' + d.expect})"
