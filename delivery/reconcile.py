@@ -84,7 +84,8 @@ class Reconciler:
                 continue
             if not outcome.conflicted:
                 if analysed:
-                    outcome.verdicts = [v.outcome for v in analysed]
+                    # step verdicts (a failing look is one: the step ends on it); other looks are not
+                    outcome.verdicts = [v.outcome for v in analysed if not v.interim or v.outcome == "fail"]
                 return outcome
         return outcome
 

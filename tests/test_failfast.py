@@ -388,3 +388,11 @@ def test_the_planner_asks_for_a_look_every_analysis_every_and_acts_only_on_its_w
     assert plan(spec, held.state, dreplace(at, now=1062)).actions[-1] == Analyse(
         0, 1000.0, new_hash=NEW, stable_hash=STABLE, interim=True
     )
+
+
+def test_only_step_verdicts_count_in_the_verdict_metric():
+    f = Fixture()
+    analysed(f, lambda a: "inconclusive" if a.interim else "pass")
+    f.when_settled(until=lambda f: f.record().get("step") == 1)
+    counted = [v for o in f.outcomes for v in o.verdicts]
+    assert counted == ["pass"]  # the step's end; its looks are not verdicts of the step
