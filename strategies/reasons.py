@@ -26,6 +26,7 @@ class EventReason(StrEnum):
     ANALYSIS_PASSED = "AnalysisPassed"
     ANALYSIS_FAILED = "AnalysisFailed"  # Warning
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"  # Warning
+    VERDICT_OUT_OF_REACH = "VerdictOutOfReach"  # Warning: a step's window cannot carry a verdict's requests
     # failures (Warning)
     DELIVERY_FAILED = "DeliveryFailed"  # failed with automatic rollback off: paused
     DELIVERY_ROLLED_BACK = "DeliveryRolledBack"
