@@ -74,8 +74,9 @@ def test_latency_forecast_is_the_first_n_at_which_the_judge_decides(verdict: str
     f = forecast_check(LATENCY, obs_, ALPHA)
     n = f.fail_requests if verdict == FAIL else f.pass_requests
     assert n is not None and n > 0
-    tail = 1 - LATENCY.quantile
-    canary_tail = tail * (1 + LATENCY.max_effect) if verdict == FAIL else tail
+    f_ = 1 + LATENCY.max_effect if verdict == FAIL else 1.0
+    tail = (1 - LATENCY.quantile) / (1 + 0.5 * (f_ - 1))  # the pooled p99 is exceeded 1 % of the time
+    canary_tail = tail * f_
 
     def judged(more: int) -> str:
         total = 1000 + more

@@ -13,8 +13,9 @@ and finds by bisection the smallest number of further requests (both arms togeth
 judge, fed those expected counts, returns that verdict.  The base rate is the maximum-likelihood
 estimate under each hypothesis (pooled for ``pass``; the baseline rate given a canary ``1 + max-effect``
 times worse for ``fail``), shrunk by half an event so that no errors yet is not a rate of zero.
-Latency checks count exceedances of the pooled quantiles, whose base rates are known by construction
-(0.5 for the median sub-test, ``1 - quantile`` for the tail), so only the requests matter.
+Latency checks count exceedances of the pooled quantiles, whose pooled rates are known by construction
+(0.5 for the median sub-test, ``1 - quantile`` for the tail, split between the arms by the hypothesis),
+so only the requests matter.
 
 A verdict is reached when the slower of the two is: ``Forecast.requests`` is the larger; ``None``
 means it cannot be reached (no traffic from an arm, or more than :data:`LIMIT` further requests).
@@ -208,12 +209,13 @@ def errors_path(spec: CheckSpec, obs: Observed, alpha: float, verdict: str) -> t
 
 def latency_path(spec: CheckSpec, obs: Observed, alpha: float, verdict: str) -> tuple[Callable[[int], bool], str]:
     """The same for a latency check: exceedances of the tail quantile ``max-effect`` more frequent."""
-    tail = 1.0 - spec.quantile
     factor = 1.0
     if verdict == FAIL:
         factor = max(0.0, 1.0 - spec.max_effect) if spec.direction == "decrease" else 1.0 + spec.max_effect
-    canary_tail = min(0.5, tail * factor)
     share = obs.canary_requests / obs.requests
+    # the threshold is the pooled quantile: both arms together exceed it 1 - quantile of the time
+    tail = (1.0 - spec.quantile) / (1.0 + share * (factor - 1.0))
+    canary_tail = min(0.5, tail * factor)
 
     def buckets(n: int, tail_rate: float) -> list[int]:
         above = round(n * tail_rate)
