@@ -36,7 +36,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 from scipy import optimize, stats
@@ -165,18 +165,29 @@ def latency_scenario(
     return out
 
 
-def scenarios(quick: bool) -> list[Callable[[np.random.Generator, int, tuple[int, ...]], list[Runs]]]:
-    out: list[Callable[[np.random.Generator, int, tuple[int, ...]], list[Runs]]] = []
+Scenario = Callable[[np.random.Generator, int, tuple[int, ...]], list[Runs]]
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    out: list[Scenario] = []
     for per_window in (2000,) if quick else (2000, 400):
         for rate in (0.005, 0.02):
             for share in (0.5, 0.2):
                 for verdict in (PASS, FAIL):
-                    out.append(
-                        lambda g, n, lk, p=per_window, s=share, r=rate, v=verdict: errors_scenario(g, n, p, s, r, v, lk)
-                    )
+                    out.append(partial(_errors, per_window, share, rate, verdict))
     for verdict in (PASS, FAIL):
-        out.append(lambda g, n, lk, v=verdict: latency_scenario(g, n, 1000, v, lk))
+        out.append(partial(_latency, verdict))
     return out
+
+
+def _errors(
+    per_window: int, share: float, rate: float, verdict: str, g: np.random.Generator, n: int, looks: tuple[int, ...]
+) -> list[Runs]:
+    return errors_scenario(g, n, per_window, share, rate, verdict, looks)
+
+
+def _latency(verdict: str, g: np.random.Generator, n: int, looks: tuple[int, ...]) -> list[Runs]:
+    return latency_scenario(g, n, 1000, verdict, looks)
 
 
 # --------------------------------------------------------------------------- the table
