@@ -42,15 +42,21 @@ SEEN = Observed(400, 1600, 60.0, canary_errors=2, baseline_errors=8)
 # --------------------------------------------------------------------------- the judge agrees
 
 
-def expected_errors(spec: CheckSpec, obs_: Observed, total: int, verdict: str) -> tuple[int, int, int, int]:
-    """The expected counts at ``total`` requests under the verdict's hypothesis, written out here
-    independently of the module: canary share and the base rate's MLE under canary = f x baseline."""
+def expected_errors(spec: CheckSpec, obs_: Observed, more: int, verdict: str) -> tuple[int, int, int, int]:
+    """The counts seen so far plus the expected counts of ``more`` requests under the verdict's
+    hypothesis, written out here independently of the module: the canary share, and the base rate's
+    MLE under canary = f x baseline (shrunk by half an event)."""
     f = 1 + spec.max_effect if verdict == FAIL else 1.0
     share = obs_.canary_requests / obs_.requests
     base = (obs_.canary_errors + obs_.baseline_errors + 0.5) / (obs_.baseline_requests + f * obs_.canary_requests + 1)
-    nc = round(total * share)
-    nb = total - nc
-    return nc, round(nc * base * f), nb, round(nb * base)
+    dc = round(more * share)
+    db = more - dc
+    return (
+        int(obs_.canary_requests) + dc,
+        int(obs_.canary_errors) + round(dc * base * f),
+        int(obs_.baseline_requests) + db,
+        int(obs_.baseline_errors) + round(db * base),
+    )
 
 
 @pytest.mark.parametrize("verdict", [FAIL, PASS])
@@ -60,7 +66,7 @@ def test_errors_forecast_is_the_first_n_at_which_the_judge_decides(verdict: str)
     assert n is not None and n > 0
 
     def judged(more: int) -> str:
-        nc, xc, nb, xb = expected_errors(ERRORS, SEEN, int(SEEN.requests) + more, verdict)
+        nc, xc, nb, xb = expected_errors(ERRORS, SEEN, more, verdict)
         return judge_errors(nc, xc, nb, xb, alpha=ALPHA, max_effect=ERRORS.max_effect).outcome
 
     assert judged(n) == verdict
@@ -146,10 +152,17 @@ def test_more_requests_at_a_smaller_canary_share_and_a_lower_base_rate() -> None
 def test_requests_already_seen_count_towards_the_verdict() -> None:
     early = forecast_check(ERRORS, SEEN, ALPHA)
     later = forecast_check(ERRORS, Observed(4000, 16000, 600, 20, 80), ALPHA)  # same rates, 10x the data
-    assert early.requests is not None and later.requests is not None
-    assert later.requests < early.requests
-    # the same total (within the half-event shrinkage of the base rate, 5 % here)
-    assert later.requests + 20000 == pytest.approx(early.requests + 2000, rel=0.1)
+    assert early.pass_requests is not None and later.pass_requests is not None
+    assert later.pass_requests < early.pass_requests
+
+
+def test_the_evidence_so_far_counts() -> None:
+    healthy = forecast_check(ERRORS, Observed(4000, 16000, 600, 20, 80), ALPHA)
+    worse = forecast_check(ERRORS, Observed(4000, 16000, 600, 30, 80), ALPHA)  # canary at 0.75 %: +50 %
+    assert healthy.fail_requests is not None and worse.fail_requests is not None
+    assert healthy.pass_requests is not None and worse.pass_requests is not None
+    assert worse.fail_requests < healthy.fail_requests / 2  # already looks worse: fails sooner
+    assert worse.pass_requests > healthy.pass_requests  # and passes later
 
 
 # --------------------------------------------------------------------------- edges

@@ -3,7 +3,8 @@
 The forecast asks the judges themselves, through their public functions only
 (:func:`~delivery.analysis.judges.judge_errors`, :func:`~delivery.analysis.judges.judge_latency`),
 so it stays right when their internals change.  For one check it follows the *expected path*: the
-counts the analysis would see if traffic kept the observed canary share and base rate, and
+counts observed so far plus those the analysis would see next if traffic kept the observed canary
+share and base rate, and
 
 * ``fail``: the canary were worse by exactly the check's ``max-effect`` (the smallest regression the
   check is configured to care about), or
@@ -13,9 +14,11 @@ and finds by bisection the smallest number of further requests (both arms togeth
 judge, fed those expected counts, returns that verdict.  The base rate is the maximum-likelihood
 estimate under each hypothesis (pooled for ``pass``; the baseline rate given a canary ``1 + max-effect``
 times worse for ``fail``), shrunk by half an event so that no errors yet is not a rate of zero.
-Latency checks count exceedances of the pooled quantiles, whose pooled rates are known by construction
-(0.5 for the median sub-test, ``1 - quantile`` for the tail, split between the arms by the hypothesis),
-so only the requests matter.
+The evidence so far counts: a canary that already looks worse is forecast to fail sooner and to pass
+later.  Latency checks count exceedances of the pooled quantiles, whose pooled rates are known by
+construction (0.5 for the median sub-test, ``1 - quantile`` for the tail, split between the arms by
+the hypothesis); the runner keeps no exceedance counts, so their path starts from the expected
+counts of the requests observed so far.
 
 A verdict is reached when the slower of the two is: ``Forecast.requests`` is the larger; ``None``
 means it cannot be reached (no traffic from an arm, or more than :data:`LIMIT` further requests).
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from delivery.analysis.checks import DEFAULT_ALPHA, CheckSpec
-from delivery.analysis.judges import FAIL, PASS, judge_errors, judge_latency
+from delivery.analysis.judges import FAIL, INCONCLUSIVE, PASS, judge_errors, judge_latency
 from delivery.analysis.runner import CheckResult
 
 LIMIT = 10**9  # further requests beyond which a verdict counts as out of reach
@@ -149,21 +152,29 @@ def check_alpha(checks: Sequence[CheckSpec]) -> float:
     return alpha / max(1, len(checks))
 
 
-def smallest(reaches: Callable[[int], bool], limit: int = LIMIT) -> int | None:
-    """The smallest n in [0, limit] with ``reaches(n)``, by doubling then bisection; None if none.
+def smallest(reaches: Callable[[int], bool], limit: int = LIMIT, start: int = 1, precision: float = 0.0) -> int | None:
+    """The smallest n in [0, limit] with ``reaches(n)``, by doubling from ``start`` then bisection; None if none.
 
     ``reaches`` should be monotone (False then True); if it is not, the answer is still an n with
-    ``reaches(n)`` and ``not reaches(n - 1)``.
+    ``reaches(n)`` and ``not reaches(n - 1)``.  ``precision`` > 0 stops the bisection once the
+    bracket is within that fraction of the answer (fewer judge calls; an n with ``reaches(n)``).
     """
     if reaches(0):
         return 0
-    lo, hi = 0, 1  # reaches(lo) is False
-    while not reaches(hi):
-        lo = hi
-        if hi >= limit:
-            return None
-        hi = min(limit, hi * 2)
-    while hi - lo > 1:
+    lo, hi = 0, max(1, min(start, limit))  # reaches(lo) is False
+    if reaches(hi):
+        while hi > 1 and reaches(hi // 2):  # a generous start: come down to a bracket
+            hi //= 2
+        lo = hi // 2 if hi > 1 else 0
+    else:
+        while True:
+            lo = hi
+            if hi >= limit:
+                return None
+            hi = min(limit, hi * 2)
+            if reaches(hi):
+                break
+    while hi - lo > 1 and hi - lo > precision * hi:
         mid = (lo + hi) // 2
         if reaches(mid):
             hi = mid
@@ -178,7 +189,8 @@ def _split(total: float, share: float) -> tuple[int, int]:
 
 
 def errors_path(spec: CheckSpec, obs: Observed, alpha: float, verdict: str) -> tuple[Callable[[int], bool], str]:
-    """Whether the judge returns ``verdict`` after n further requests on the expected path."""
+    """Whether the judge returns ``verdict`` after n further requests on the expected path: the counts
+    observed so far plus the expected counts of n more requests at the observed canary share."""
     factor = 1.0
     if verdict == FAIL:
         factor = max(0.0, 1.0 - spec.max_effect) if spec.direction == "decrease" else 1.0 + spec.max_effect
@@ -188,14 +200,16 @@ def errors_path(spec: CheckSpec, obs: Observed, alpha: float, verdict: str) -> t
     base = (bad + 0.5) / (obs.baseline_requests + factor * obs.canary_requests + 1.0)
     canary_rate = min(1.0, base * factor)
     why = f"{100 * base:.3g}% base rate, {100 * share:.0f}% canary share"
+    nc0, xc0 = round(obs.canary_requests), round(obs.canary_errors)
+    nb0, xb0 = round(obs.baseline_requests), round(obs.baseline_errors)
 
     def reaches(n: int) -> bool:
-        nc, nb = _split(obs.requests + n, share)
+        dc, db = _split(n, share)
         j = judge_errors(
-            nc,
-            round(nc * canary_rate),
-            nb,
-            round(nb * base),
+            nc0 + dc,
+            min(nc0 + dc, xc0 + round(dc * canary_rate)),
+            nb0 + db,
+            min(nb0 + db, xb0 + round(db * base)),
             alpha=alpha,
             direction=spec.direction,
             max_effect=spec.max_effect,
@@ -265,7 +279,7 @@ def forecast_analysis(
     counts: Mapping[str, tuple[float, float, float, float]],
     seconds: float,
 ) -> list[Forecast]:
-    """Forecasts of the critical checks of one analysis (non-critical ones never decide).
+    """Forecasts of the critical, still inconclusive checks of one analysis (non-critical ones never decide).
 
     ``results`` are the checks' results (their request counts); ``counts`` the (canary total, canary
     errors, baseline total, baseline errors) of each errors check; ``seconds`` the window's length.
@@ -276,8 +290,8 @@ def forecast_analysis(
     out: list[Forecast] = []
     for spec in checks:
         result = by_name.get(spec.name)
-        if not spec.critical or result is None:
-            continue
+        if not spec.critical or result is None or result.outcome != INCONCLUSIVE:
+            continue  # a check that decided needs no forecast
         if spec.kind == "errors":
             if spec.name not in counts:
                 continue
