@@ -210,6 +210,12 @@ def test_smallest_is_exact_and_none_past_the_limit() -> None:
     calls: list[int] = []
     smallest(lambda n: calls.append(n) is None and n >= 5000)
     assert len(calls) < 40
+    # a start above or below the answer finds the same edge
+    for start in (1, 4999, 5000, 5001, 10**6):
+        assert smallest(lambda n: n >= 5000, start=start) == 5000
+    # with a precision: an n that reaches, within that fraction of the edge
+    n = smallest(lambda n: n >= 5000, precision=0.01)
+    assert n is not None and 5000 <= n <= 5050
 
 
 def test_text_and_units() -> None:
@@ -337,7 +343,10 @@ def test_metrics_gauge_per_delivery_and_check() -> None:
     assert 'check="error-rate"' not in m.exposition().decode()
 
 
-def test_forecast_analysis_skips_non_critical_checks() -> None:
+def test_forecast_analysis_skips_non_critical_and_decided_checks() -> None:
     checks = (ERRORS, replace(LATENCY, critical=False))
     fc = forecast_analysis(checks, result().checks, {"error-rate": (400, 2, 1600, 8)}, 60.0)
     assert [f.check for f in fc] == ["error-rate"] and fc[0].alpha == pytest.approx(0.025)
+    decided = (replace(result().checks[0], outcome=PASS), result().checks[1])
+    fc = forecast_analysis(CHECKS, decided, {"error-rate": (400, 2, 1600, 8)}, 60.0)
+    assert [f.check for f in fc] == ["latency"]
