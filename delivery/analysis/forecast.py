@@ -321,10 +321,15 @@ def out_of_reach(forecast: Forecast, observed_requests: float, window_seconds: f
     needed = None if more is None else observed_requests + more
     if needed is not None and carried >= needed:
         return ""
-    need_text = "more than the traffic can bring" if needed is None else f"~{round_requests(int(needed)):,}"
+    if needed is None:
+        needs = f"check {forecast.check} has no verdict in reach ({forecast.reason or 'beyond the limit'})"
+    else:
+        needs = (
+            f"check {forecast.check} needs ~{round_requests(int(needed)):,} requests for a verdict (pass for a "
+            f"healthy canary, fail at {forecast.max_effect:+.0%}, alpha {forecast.alpha:.3g})"
+        )
     return (
-        f"check {forecast.check} needs {need_text} requests for a verdict (pass for a healthy canary, "
-        f"fail at {forecast.max_effect:+.0%}, alpha {forecast.alpha:.3g}) but a step's analysis window "
+        f"{needs} but a step's analysis window "
         f"of {duration(window_seconds)} carries ~{round_requests(int(carried)):,} at "
         f"{rate_text(forecast.rate)} req/s: its steps will end inconclusive; lengthen "
         "deliver.dev/interval, send more traffic to the canary or raise max-effect"
