@@ -3,8 +3,8 @@
 #   make test   install + make check + unit tests + e2e tests (what .ci/run does); prints the ten
 #               slowest tests of each phase and each phase's wall time
 #   make demo   install + the scripted demo on the local control plane
-#   make bench  the analysis benchmark, full length (long: not part of make test); the fail-fast
-#               benchmark in full (make test runs its --quick form, under a minute)
+#   make bench  the analysis benchmark, the fail-fast benchmark and the forecast calibration, full
+#               length (long: not part of make test; make test runs the fail-fast --quick form)
 # Time budget of make test (2 cores): fresh machine, every Go build included, under 45 minutes;
 # warm cache under 20 minutes. Longer runs go behind their own targets (bench; chaos when it exists).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
@@ -69,6 +69,7 @@ test: install
 bench: venv
 	$(call timed,analysis benchmark,$(PY) -m benchmarks.analysis)
 	$(call timed,fail-fast benchmark,$(PY) -m benchmarks.failfast)
+	$(call timed,forecast calibration,$(PY) -m benchmarks.forecast)
 
 demo: install
 	$(PY) -m e2e.demo

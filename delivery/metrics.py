@@ -4,7 +4,9 @@
 * ``/readyz``: 200 once the controller's initial lists of Deployments and ReplicaSets have synced,
   503 before; it does not depend on leadership, so standby replicas are Ready too.
 * ``/metrics``: deliveries by phase and per delivery (phase, current step, weight), verdict counts,
-  the reconcile duration histogram, reconcile errors, watch restarts and whether this replica leads.
+  the reconcile duration histogram, reconcile errors, watch restarts and whether this replica leads;
+  per delivery and check, the time-to-verdict forecast (``deliver_analysis_forecast_requests`` and
+  ``_seconds``) of its newest inconclusive analysis.
 
 Per-delivery numbers come from the reconcile outcomes of this replica, so they are the leader's view;
 a replica that loses or has no leadership reports none.
@@ -13,6 +15,7 @@ a replica that loses or has no leadership reports none.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +32,7 @@ log = logging.getLogger("deliver.metrics")
 
 Key = tuple[str, str]
 PHASES = [p.value for p in Phase] + ["Invalid"]
+TERMINAL = {p.value for p in Phase if p.terminal}
 
 
 class Metrics:
@@ -45,6 +49,8 @@ class Metrics:
         self.synced = synced
         self._lock = threading.Lock()
         self.deliveries: dict[Key, tuple[str, int, int]] = {}  # key -> (phase, step, weight)
+        # key -> check -> (more requests, seconds) until a verdict, from the newest verdict's forecast
+        self.forecasts: dict[Key, dict[str, tuple[float, float]]] = {}
         self.reconcile_seconds = Histogram(
             "deliver_reconcile_duration_seconds",
             "Time one reconcile pass of one Deployment took.",
@@ -88,11 +94,37 @@ class Metrics:
                 self.deliveries.pop(key, None)  # gone, or no longer managed
             else:
                 self.reconcile_errors.inc()
+            self._observe_forecast(key, outcome, phase)
+
+    def _observe_forecast(self, key: Key, outcome: Any, phase: str) -> None:
+        """The newest verdict's time-to-verdict forecast replaces the last (a decided verdict has none);
+        a delivery that ended or is gone has none. Out of reach, or no traffic, is +Inf."""
+        if phase in TERMINAL or (not phase and outcome.requeue_after is None):
+            self.forecasts.pop(key, None)
+            return
+        if not getattr(outcome, "verdicts", None):
+            return
+        from .analysis.forecast import Forecast
+
+        now: dict[str, tuple[float, float]] = {}
+        for d in getattr(outcome, "forecasts", None) or []:
+            f = Forecast.from_dict(d)
+            n, s = f.requests, f.seconds
+            now[f.check] = (math.inf if n is None else float(n), math.inf if s is None else s)
+        if now:
+            self.forecasts[key] = now
+        else:
+            self.forecasts.pop(key, None)
+
+    def forecast_snapshot(self) -> dict[Key, dict[str, tuple[float, float]]]:
+        with self._lock:
+            return {k: dict(v) for k, v in self.forecasts.items()}
 
     def forget_all(self) -> None:
         """Leadership lost: this replica no longer knows the deliveries."""
         with self._lock:
             self.deliveries.clear()
+            self.forecasts.clear()
 
     def snapshot(self) -> dict[Key, tuple[str, int, int]]:
         with self._lock:
@@ -144,6 +176,29 @@ class _StateCollector(Collector):
         synced = GaugeMetricFamily("deliver_informers_synced", "1 once the initial lists have synced.")
         synced.add_metric([], 1 if self.m.synced() else 0)
         yield synced
+        yield from _forecast_gauges(self.m.forecast_snapshot())
+
+
+def _forecast_gauges(snap: dict[Key, dict[str, tuple[float, float]]]) -> Iterator[Any]:
+    """Time to verdict per delivery and check, from the newest inconclusive verdict (docs/analysis.md)."""
+    labels = ["namespace", "deployment", "check"]
+    requests = GaugeMetricFamily(
+        "deliver_analysis_forecast_requests",
+        "Further requests (both arms) the check needs for a verdict, forecast at the newest inconclusive "
+        "analysis; +Inf when out of reach.",
+        labels=labels,
+    )
+    seconds = GaugeMetricFamily(
+        "deliver_analysis_forecast_seconds",
+        "The same at the observed request rate, in seconds; +Inf when out of reach or no traffic flows.",
+        labels=labels,
+    )
+    for (ns, name), checks in sorted(snap.items()):
+        for check, (n, s) in sorted(checks.items()):
+            requests.add_metric([ns, name, check], n)
+            seconds.add_metric([ns, name, check], s)
+    yield requests
+    yield seconds
 
 
 def parse_addr(addr: str) -> tuple[str, int] | None:

@@ -46,6 +46,7 @@ class Outcome:
     verdicts: list[str] = field(default_factory=list)  # outcomes of the analyses recorded by this pass
     conflicted: bool = False
     analysed: tuple[StepVerdict, ...] = ()  # verdicts not recorded yet: the next pass plans with them
+    forecasts: list[dict[str, Any]] = field(default_factory=list)  # the newest recorded verdict's time to verdict
 
 
 @dataclass
@@ -86,6 +87,7 @@ class Reconciler:
                 if analysed:
                     # step verdicts (a failing look is one: the step ends on it); other looks are not
                     outcome.verdicts = [v.outcome for v in analysed if not v.interim or v.outcome == "fail"]
+                    outcome.forecasts = list(analysed[-1].details.get("forecast") or [])
                 return outcome
         return outcome
 

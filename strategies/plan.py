@@ -28,6 +28,7 @@ from .model import (
     ServiceObs,
     SetPaused,
     SetWeight,
+    StepVerdict,
     Strategy,
     UnpinService,
     VersionObs,
@@ -156,7 +157,21 @@ def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliverySt
         )
         for v in new
     )
+    told += _out_of_reach(state, new)
     return (state.replace(verdicts=state.verdicts + new) if new else state), told
+
+
+def _out_of_reach(state: DeliveryState, new: tuple[StepVerdict, ...]) -> tuple[PostEvent, ...]:
+    """One Warning per delivery, with its first verdict whose forecast says a step's analysis window
+    cannot carry the requests a verdict needs (the engine's forecast puts why in the details)."""
+    earlier = [v for v in state.verdicts if v.at >= state.started]
+    if any(v.details.get("outOfReach") for v in earlier):
+        return ()
+    for v in new:
+        why = v.details.get("outOfReach")
+        if why:
+            return (PostEvent("Warning", R.VERDICT_OUT_OF_REACH, f"step {v.step + 1}: {why}"),)
+    return ()
 
 
 def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:

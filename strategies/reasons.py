@@ -27,6 +27,7 @@ class EventReason(StrEnum):
     ANALYSIS_FAILED = "AnalysisFailed"  # Warning
     ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"  # Warning
     ANALYSIS_RUNNING = "AnalysisRunning"  # Normal: the evidence of a look at the running window of a step
+    VERDICT_OUT_OF_REACH = "VerdictOutOfReach"  # Warning: a step's window cannot carry a verdict's requests
     # failures (Warning)
     DELIVERY_FAILED = "DeliveryFailed"  # failed with automatic rollback off: paused
     DELIVERY_ROLLED_BACK = "DeliveryRolledBack"

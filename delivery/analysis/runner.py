@@ -186,6 +186,9 @@ class Analyser:
     def __init__(self, provider: MetricProvider) -> None:
         self.provider = provider
         self._baseline_end: float | None = None
+        # (canary total, canary errors, baseline total, baseline errors) each errors check judged in
+        # the last run, for the time-to-verdict forecast (delivery/analysis/forecast.py)
+        self.counts: dict[str, tuple[float, float, float, float]] = {}
 
     def run(
         self,
@@ -199,6 +202,7 @@ class Analyser:
         versions never run together (recreate), against the equally long window ending at
         ``baseline_end``."""
         self._baseline_end = baseline_end
+        self.counts = {}
         results: list[CheckResult] = []
         k = max(1, len(checks))
         alpha = min((c.alpha for c in checks), default=DEFAULT_ALPHA)
@@ -243,6 +247,7 @@ class Analyser:
             (nc, xc), (nb, xb) = arms["canary"], arms["baseline"]
             # increase() extrapolates; errors can come out a hair above total
             xc, xb = min(xc, nc), min(xb, nb)
+            self.counts[spec.name] = (nc, xc, nb, xb)
             return judge_errors(
                 nc,
                 xc,

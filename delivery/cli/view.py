@@ -50,7 +50,22 @@ def render_status(s: dict[str, Any], color: bool = False) -> str:
         lines.append(f"  step {int(v['step']) + 1}: {v['outcome']}: {v['summary']}")
     if s.get("running"):  # the newest look at the running window of the step being held
         lines.append(f"  step {int(s['running']['step']) + 1} now: {s['running']['summary']}")
+    lines.extend(forecast_lines(s))
     return "\n".join(lines)
+
+
+def forecast_lines(s: dict[str, Any]) -> list[str]:
+    """Time to verdict of an open delivery's newest verdict, per check (docs/analysis.md#time-to-verdict)."""
+    from ..analysis.forecast import Forecast
+
+    verdicts = s.get("verdicts") or []
+    if not verdicts or s.get("phase") not in ("Progressing", "Paused"):
+        return []
+    details = verdicts[-1].get("details") or {}
+    return [
+        f"  time to verdict ({f.check}, at the last analysis): {f.text()}"
+        for f in (Forecast.from_dict(d) for d in details.get("forecast") or [])
+    ]
 
 
 @click.command()
