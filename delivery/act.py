@@ -25,6 +25,7 @@ from strategies.model import (
     SwitchActive,
     UnpinService,
 )
+from strategies.reasons import EventReason
 
 from . import templates
 from .errors import Conflict, NotFound, StateError
@@ -44,6 +45,9 @@ class Context:
     state: DeliveryState
     router: Router
     analyse: Callable[[Analyse], None]
+    # called after each Event a plan posts, with (deployment, record, type, reason, message): the
+    # notifications (delivery/notify.py) come from the very place the Events do
+    notify: Callable[[dict[str, Any], DeliveryState, str, EventReason, str], None] | None = None
 
     @property
     def ns(self) -> str:
@@ -310,6 +314,8 @@ def _analyse(ctx: Context, a: Analyse) -> None:
 
 def _post_event(ctx: Context, a: PostEvent) -> None:
     post_event(ctx.kube, ctx.deployment, a.type, a.reason, a.message)
+    if ctx.notify is not None:
+        ctx.notify(ctx.deployment, ctx.state, a.type, a.reason, a.message)
 
 
 _HANDLERS: dict[type, Callable[[Context, Any], None]] = {

@@ -24,6 +24,7 @@ from .background import AnalysisPool
 from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError
 from .events import post_event
 from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
+from .notify import Notifier
 from .observe import observe, replicasets
 from .routing import Router, RouterContext, router_for
 from .state import encode_state, read_state, write_state
@@ -56,6 +57,8 @@ class Reconciler:
     # When set, analyses run in this pool, off the reconcile path (see delivery/background.py);
     # when None, a pass runs its analysis inline (tests, one-shot use).
     pool: AnalysisPool | None = None
+    # When set, the Events of each plan are also sent as notifications (delivery/notify.py).
+    notifier: Notifier | None = None
     # Warnings about the engine's own I/O already posted, keyed by "uid/reason" -> message
     # (dedupe only; not state: a new process may post one again).
     _warned: dict[str, str] = field(default_factory=dict)
@@ -279,6 +282,7 @@ class Reconciler:
                 analysed.append(verdict)
 
         ctx = act.Context(self.kube, deployment, spec, plan.state, router, run_analysis)
+        ctx.notify = self.notifier.event if self.notifier is not None else None
         for action in actions:
             if isinstance(action, PostEvent):
                 log.info(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from strategies.model import CanaryStep, DeliverySpec, RouterRef, Strategy
 
@@ -38,6 +39,13 @@ KEYS: dict[str, str] = {
     "on-inconclusive": "pause | extend | rollback: what an inconclusive analysis does (default pause)",
     "max-extensions": "with on-inconclusive=extend: extensions before pausing (default 3)",
 }
+# notifications and hooks (issue 14): delivery/notify.py, strategies/hooks.py, delivery/hooks.py
+KEYS.update(
+    {
+        "notify-webhook": "http(s) URLs (comma-separated) sent each phase change as the generic JSON body",
+        "notify-slack": "http(s) URLs (comma-separated) sent each phase change as a Slack-compatible body",
+    }
+)
 RESERVED = {"state", "request"}
 ROUTER_KINDS = ("replica", "gateway-api", "nginx", "istio", "smi")
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -243,6 +251,14 @@ def _parse(
     if (v := get("max-extensions")) is not None:
         fields["max_extensions"] = _int(PREFIX + "max-extensions", v, 0, 100)
 
+    for short in ("notify-webhook", "notify-slack"):
+        if (v := get(short)) is not None:
+            urls = [u.strip() for u in v.split(",")]
+            if not any(urls):
+                raise SpecError(PREFIX + short, "needs at least one URL")
+            for url in urls:
+                webhook_url(PREFIX + short, url)
+
     if only is None:
         if len(name) > 52 and strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
             # deliver names its ReplicaSet NAME-<10-char revision> and labels it with NAME (max 63)
@@ -290,6 +306,24 @@ def _parse(
 
         parse_checks(annotations, configmaps)
     return DeliverySpec(**fields)
+
+
+def webhook_url(key: str, value: str) -> str:
+    """An http(s) URL a webhook (notification or hook) may be sent to; credentials do not belong in
+    an annotation (the signing secret is the controller's: DELIVER_WEBHOOK_SECRET)."""
+    url = value.strip()
+    if not url or any(c.isspace() for c in url):
+        raise SpecError(key, f"{value!r} is not a URL (empty, or with spaces)")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        raise SpecError(key, f"{value!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError(key, f"{value!r} is not an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise SpecError(key, f"the URL for {parts.hostname} carries credentials; keep secrets out of annotations")
+    return url
 
 
 def has_record(deployment: dict[str, Any]) -> bool:

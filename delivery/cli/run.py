@@ -57,6 +57,20 @@ from .params import Duration, ListenAddress
     show_default=True,
     help="Deployments reconciled at once (never one Deployment twice); also the size of the analysis pool.",
 )
+@click.option(
+    "--notify-webhook",
+    "notify_webhooks",
+    multiple=True,
+    envvar="DELIVER_NOTIFY_WEBHOOK",
+    help="Cluster-wide webhook for every delivery's phase changes, JSON body (repeatable; signed with the secret).",
+)
+@click.option(
+    "--notify-slack",
+    "notify_slacks",
+    multiple=True,
+    envvar="DELIVER_NOTIFY_SLACK",
+    help="Cluster-wide Slack-compatible incoming webhook for every delivery's phase changes (repeatable).",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @common
 @click.pass_obj
@@ -73,6 +87,8 @@ def run(
     metrics_addr: tuple[str, int] | None,
     shutdown_grace: float,
     workers: int,
+    notify_webhooks: tuple[str, ...],
+    notify_slacks: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run the controller (JSON logs on stderr)."""
@@ -121,13 +137,14 @@ def run(
     # Analyses run in their own bounded pool, off the workers: a slow or hung Prometheus delays
     # only the verdicts, never another Deployment's pass or a health rollback.
     pool = AnalysisPool(workers, on_done=lambda key: holder["c"].queue.add(key))
+    notifier = _notifier(notify_webhooks, notify_slacks, metrics.registry)
     controller = Controller(
         kube,
         # no write once leadership is gone; times as the API server counts them
         (
-            Reconciler(Fenced(kube, is_leader), analyser, clock=server_clock, pool=pool)
+            Reconciler(Fenced(kube, is_leader), analyser, clock=server_clock, pool=pool, notifier=notifier)
             if elector
-            else Reconciler(kube, analyser, pool=pool)
+            else Reconciler(kube, analyser, pool=pool, notifier=notifier)
         ),
         None if all_namespaces else g.namespace,
         is_leader=is_leader,
@@ -161,6 +178,8 @@ def run(
     while controller.busy.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
     pool.shutdown()
+    notifier.drain(min(shutdown_grace, 5.0))  # what is queued gets a moment; the Events remain either way
+    notifier.stop()
     if elector is not None:
         elector.stop()
         elector.release()
@@ -169,3 +188,20 @@ def run(
     log.info("controller exited")
     logging.shutdown()
     os._exit(0)  # informer threads may sit in a blocking read; do not wait for them
+
+
+def _notifier(webhooks: tuple[str, ...], slacks: tuple[str, ...], registry: Any) -> Any:
+    """The notification sender: cluster-wide targets from the flags, the HMAC secret from the environment."""
+    from ..errors import SpecError
+    from ..notify import SECRET_ENV, Notifier, Target
+    from ..spec import webhook_url
+
+    targets = []
+    for flag, urls, fmt in (("--notify-webhook", webhooks, "json"), ("--notify-slack", slacks, "slack")):
+        for url in urls:
+            try:
+                targets.append(Target(webhook_url(flag, url), fmt))
+            except SpecError as err:
+                raise click.BadParameter(err.problem, param_hint=flag) from None
+    secret = os.environ.get(SECRET_ENV, "").encode() or None
+    return Notifier(tuple(targets), secret=secret, registry=registry)
