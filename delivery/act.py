@@ -13,6 +13,7 @@ from strategies.model import (
     AdoptNew,
     Analyse,
     ApplyTemplate,
+    CallHook,
     DeleteNew,
     DeliverySpec,
     DeliveryState,
@@ -48,6 +49,7 @@ class Context:
     # called after each Event a plan posts, with (deployment, record, type, reason, message): the
     # notifications (delivery/notify.py) come from the very place the Events do
     notify: Callable[[dict[str, Any], DeliveryState, str, EventReason, str], None] | None = None
+    call_hook: Callable[[CallHook], None] | None = None  # asks the hook pool (delivery/hooks.py)
 
     @property
     def ns(self) -> str:
@@ -318,6 +320,11 @@ def _post_event(ctx: Context, a: PostEvent) -> None:
         ctx.notify(ctx.deployment, ctx.state, a.type, a.reason, a.message)
 
 
+def _call_hook(ctx: Context, a: CallHook) -> None:
+    if ctx.call_hook is not None:
+        ctx.call_hook(a)
+
+
 _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     SetPaused: _set_paused,
     ScaleNew: _scale_new,
@@ -331,4 +338,5 @@ _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     UnpinService: _unpin,
     Analyse: _analyse,
     PostEvent: _post_event,
+    CallHook: _call_hook,
 }

@@ -61,6 +61,8 @@ KINDS: dict[R, str] = {
     R.DELIVERY_ROLLED_BACK: "rolled-back",
     R.DELIVERY_ABORTED: "aborted",
     R.DELIVERY_FAILED: "failed",
+    R.AWAITING_CONFIRMATION: "paused",
+    R.HOOK_FAILED: "hook-failed",
 }
 # Reasons added by later modules (hooks) register here too, see ``notified``.
 

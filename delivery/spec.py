@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from strategies.model import CanaryStep, DeliverySpec, RouterRef, Strategy
+from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RouterRef, Strategy
 
 from . import templates
 from .errors import SpecError
@@ -44,6 +44,11 @@ KEYS.update(
     {
         "notify-webhook": "http(s) URLs (comma-separated) sent each phase change as the generic JSON body",
         "notify-slack": "http(s) URLs (comma-separated) sent each phase change as a Slack-compatible body",
+        "hook-pre-rollout": "http(s) URL that must answer 2xx before the first step (else no rollout)",
+        "hook-confirm-promotion": "canary: http(s) URL polled before promotion until it answers 2xx",
+        "hook-load-test": "canary: http(s) URL called when each step starts serving its share",
+        "hook-post-rollout": "http(s) URL called once the delivery ended (promoted, rolled back or aborted)",
+        "hook-timeout": "time a hook call may take before it counts as failed (default 10s)",
     }
 )
 RESERVED = {"state", "request"}
@@ -251,6 +256,9 @@ def _parse(
     if (v := get("max-extensions")) is not None:
         fields["max_extensions"] = _int(PREFIX + "max-extensions", v, 0, 100)
 
+    hooks = _hooks(strategy, get)
+    if only is None:
+        fields["hooks"] = hooks
     for short in ("notify-webhook", "notify-slack"):
         if (v := get(short)) is not None:
             urls = [u.strip() for u in v.split(",")]
@@ -306,6 +314,23 @@ def _parse(
 
         parse_checks(annotations, configmaps)
     return DeliverySpec(**fields)
+
+
+def _hooks(strategy: Strategy, get: Callable[[str], str | None]) -> Hooks:
+    """``deliver.dev/hook-*``: one URL per kind; confirm-promotion and load-test are canary's."""
+    urls: list[tuple[HookKind, str]] = []
+    for kind in HookKind:
+        value = get("hook-" + kind.value)
+        if value is None:
+            continue
+        key = PREFIX + "hook-" + kind.value
+        if kind in (HookKind.CONFIRM_PROMOTION, HookKind.LOAD_TEST) and strategy is not Strategy.CANARY:
+            raise SpecError(key, f"only applies to canary, not {strategy.value}")
+        urls.append((kind, webhook_url(key, value)))
+    timeout = Hooks().timeout
+    if (v := get("hook-timeout")) is not None:
+        timeout = parse_duration(PREFIX + "hook-timeout", v, minimum=0.1, maximum=300)
+    return Hooks(tuple(urls), timeout)
 
 
 def webhook_url(key: str, value: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import hooks
 from .bluegreen import BlueGreenPlanner
 from .canary import CanaryPlanner
 from .model import (
@@ -61,7 +62,7 @@ def current_stable(obs: Observation) -> VersionObs | None:
 def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     """The next record and the actions that converge on it, for one Deployment."""
     state, told = _record_analysed(_forget_failure(state), obs)
-    decided = _decide(spec, state, obs)
+    decided = hooks.finished(spec, state, obs, _decide(spec, state, obs))
     actions = _unpin(spec, state, obs, decided) + told + decided.actions + _stale(decided, obs)
     if obs.router_problem:
         # The route is gone or broken: no traffic reaches the new version through it anyway.
@@ -193,7 +194,7 @@ def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
             superseded = _supersede(spec, state, obs, planner)
             if superseded is not None:
                 return superseded
-        return planner.advance(spec, state, obs)
+        return hooks.advance(spec, state, obs, planner)
 
     if state.retrying:
         state, reissue = _follow_retry(state, obs)
@@ -352,7 +353,7 @@ def _start(
         stable_template=stable.template or None,
         message=f"delivering revision {obs.target_revision} ({spec.strategy.value})",
     )
-    first = planner.advance(spec, started, obs)
+    first = hooks.advance(spec, started, obs, planner)
     event = PostEvent(
         "Normal",
         R.DELIVERY_STARTED,
@@ -384,7 +385,7 @@ def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, plann
     )
     if planner.native():
         # The Deployment controller already follows the newest template; restart the plan on it.
-        nxt = planner.advance(spec, restarted, obs)
+        nxt = hooks.advance(spec, restarted, obs, planner)
         return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
     adopted = obs.version(state.revision)
     pinned: tuple[Action, ...] = ()

@@ -13,6 +13,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -223,3 +224,26 @@ def test_a_bad_webhook_url_is_an_invalid_annotation_and_no_action(url: str, need
     assert f.deployment() == before and f.delivers_replicasets() == []
     [warning] = f.events("InvalidAnnotation", "Warning")
     assert "deliver.dev/notify-webhook" in warning["message"] and needle in warning["message"]
+
+
+def test_the_chart_passes_cluster_wide_notifications_and_the_secret_by_environment() -> None:
+    from tests.test_chart import kinds, render
+
+    def env(*sets: str) -> dict[str, Any]:
+        [dep] = kinds(render(*sets))["Deployment"]
+        return {
+            e["name"]: e.get("value", e.get("valueFrom"))
+            for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    plain = env()
+    assert not {"DELIVER_NOTIFY_WEBHOOK", "DELIVER_NOTIFY_SLACK", "DELIVER_WEBHOOK_SECRET"} & set(plain)
+    got = env(
+        "notifications.webhooks={https://a.example/x,https://b.example/y}",
+        "notifications.slackSecret.name=slack",
+        "notifications.secret.name=hmac",
+    )
+    assert got["DELIVER_NOTIFY_WEBHOOK"] == "https://a.example/x https://b.example/y"
+    assert got["DELIVER_NOTIFY_SLACK"] == {"secretKeyRef": {"name": "slack", "key": "url"}}
+    assert got["DELIVER_WEBHOOK_SECRET"] == {"secretKeyRef": {"name": "hmac", "key": "secret"}}
+    assert env("notifications.slack={https://s.example/x}")["DELIVER_NOTIFY_SLACK"] == "https://s.example/x"

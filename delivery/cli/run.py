@@ -95,6 +95,7 @@ def run(
     # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
     from ..background import AnalysisPool
     from ..controller import Controller
+    from ..hooks import HookPool
     from ..leader import Fenced, LeaderElector, ServerClock
     from ..metrics import Metrics, Server
     from ..reconcile import Reconciler
@@ -138,13 +139,17 @@ def run(
     # only the verdicts, never another Deployment's pass or a health rollback.
     pool = AnalysisPool(workers, on_done=lambda key: holder["c"].queue.add(key))
     notifier = _notifier(notify_webhooks, notify_slacks, metrics.registry)
+    # Hook calls too: a slow hook delays only its own Deployment's gate (delivery/hooks.py).
+    hook_pool = HookPool(workers, on_done=lambda key: holder["c"].queue.add(key), secret=notifier.secret)
     controller = Controller(
         kube,
         # no write once leadership is gone; times as the API server counts them
         (
-            Reconciler(Fenced(kube, is_leader), analyser, clock=server_clock, pool=pool, notifier=notifier)
+            Reconciler(
+                Fenced(kube, is_leader), analyser, clock=server_clock, pool=pool, notifier=notifier, hook_pool=hook_pool
+            )
             if elector
-            else Reconciler(kube, analyser, pool=pool, notifier=notifier)
+            else Reconciler(kube, analyser, pool=pool, notifier=notifier, hook_pool=hook_pool)
         ),
         None if all_namespaces else g.namespace,
         is_leader=is_leader,
@@ -178,6 +183,7 @@ def run(
     while controller.busy.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
     pool.shutdown()
+    hook_pool.shutdown()
     notifier.drain(min(shutdown_grace, 5.0))  # what is queued gets a moment; the Events remain either way
     notifier.stop()
     if elector is not None:
