@@ -69,6 +69,20 @@ def test_pre_rollout_is_called_before_anything_is_rolled_out_and_a_2xx_starts_th
     assert f.reasons().index("HookPassed") < f.reasons().index("StepPassed")
 
 
+def test_a_delivery_calls_its_pre_rollout_hook_once_whatever_the_clocks_digits(rx: Receiver) -> None:
+    """The record keeps times to the millisecond: a call is known by the delivery's start as kept
+    there, not by the clock's full digits (else the next pass, reading the record, calls again)."""
+    f = canary(rx, pre_rollout="/pre")
+    f.when_time_passes(0.123456)
+    f.when_template_changes(V2)
+
+    f.when_settled()
+
+    assert f.record()["phase"] == "Succeeded"
+    assert len(rx.at("/pre")) == 1
+    assert len(f.events("HookPassed")) == 1
+
+
 @pytest.mark.parametrize("failure", ["status", "timeout", "unreachable"])
 def test_a_pre_rollout_hook_that_fails_times_out_or_is_unreachable_means_no_rollout(rx: Receiver, failure: str) -> None:
     f = canary(rx, pre_rollout="/pre")
