@@ -90,6 +90,10 @@ def request(
     return False, detail
 
 
+def _same_call(one: CallHook, other: CallHook) -> bool:
+    return (one.kind, one.revision, one.token, one.step) == (other.kind, other.revision, other.token, other.step)
+
+
 class HookPool:
     """Hook calls in a bounded thread pool (``workers=0``: made inline, for tests and one-shot use)."""
 
@@ -110,6 +114,20 @@ class HookPool:
                 calls = {}  # a new Deployment with the same name
             if action in calls:
                 return
+            if any(_same_call(action, a) and not f.done() for a, f in calls.items()):
+                return  # the same call of a delivery whose start was re-planned: it is under way
+            log.info(
+                "hook call started",
+                extra={
+                    "namespace": key[0],
+                    "deployment": key[1],
+                    "hook": action.kind.value,
+                    "revision": action.revision,
+                    "delivery": action.delivery,
+                    "token": action.token,
+                    "step": action.step,
+                },
+            )
             future: Future[HookResult]
             if self._executor is None:
                 future = Future()

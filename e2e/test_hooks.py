@@ -198,6 +198,7 @@ def test_a_load_test_hook_turns_an_inconclusive_canary_into_a_verdict(
         hooked = {"deliver.dev/hook-load-test": rx.url("/load"), "deliver.dev/on-inconclusive": "extend"}
         kube.apps.patch_namespaced_deployment(APP, ns, {"metadata": {"annotations": hooked}})
         set_image(kube.apps, ns, APP, "example.com/shop:v3")
+        wait_for(lambda: state(jk, ns, APP).get("revision") != quiet["revision"], 30, "the delivery of v3 to start")
         try:
             final = wait_ended(jk, ns, APP, 90, ctl, ends=("RolledBack", "Succeeded"))
         finally:
