@@ -19,6 +19,7 @@ import pytest
 
 from delivery import templates
 from delivery.hooks import HookPool
+from delivery.kube import DEPLOYMENTS
 from delivery.spec import problems
 from e2e.receiver import Receiver, Request
 from tests.fixture import NAME, NS, Fixture, template
@@ -110,6 +111,43 @@ def test_a_pre_rollout_hook_that_fails_times_out_or_is_unreachable_means_no_roll
     assert "pre-rollout hook failed" in rolled_back["message"]
     if failure != "unreachable":
         rx.wait_for(lambda _r: len(rx.at("/pre")) == 3, 5)  # a timed-out request is seen once its answer is due
+
+
+@pytest.mark.parametrize(
+    ("strategy", "annotations"),
+    [
+        ("rolling", {"pause_at": "50", "interval": "30s"}),
+        ("blue-green", {"interval": "30s", "keep_warm": "30s"}),
+        ("recreate", {"interval": "30s"}),
+    ],
+)
+@pytest.mark.parametrize("answer", [200, 500])
+def test_pre_and_post_rollout_hooks_work_for_every_strategy(
+    rx: Receiver, strategy: str, annotations: dict[str, str], answer: int
+) -> None:
+    rx.answer("/pre", answer)
+    f = Fixture()
+    f.given_deployment(strategy, V1, replicas=3, **annotations)
+    if strategy == "recreate":
+        d = f.deployment()
+        d["spec"]["strategy"] = {"type": "Recreate"}
+        f.kube.put(DEPLOYMENTS, d)
+    f.given_delivered()
+    f.when_annotated(hook_pre_rollout=rx.url("/pre"), hook_post_rollout=rx.url("/post"))
+    f.when_template_changes(V2)
+
+    f.when_settled()
+
+    record = f.record()
+    if answer == 200:
+        assert record["phase"] == "Succeeded" and f.image() == V2
+    else:
+        assert (record["phase"], record["failedRevision"]) == ("RolledBack", REV2)
+        assert f.image() == V1 and f.serving() == {V1: 3}, "nothing of v2 ever ran"
+        assert f.writes_to("replicasets", "create") == []
+    assert len(rx.at("/pre")) == (1 if answer == 200 else 3)
+    [post] = rx.at("/post")
+    assert post.json()["phase"] == record["phase"]
 
 
 def test_a_signed_hook_call_verifies_with_the_secret(rx: Receiver) -> None:
