@@ -64,7 +64,6 @@ KINDS: dict[R, str] = {
     R.AWAITING_CONFIRMATION: "paused",
     R.HOOK_FAILED: "hook-failed",
 }
-# Reasons added by later modules (hooks) register here too, see ``notified``.
 
 EMOJI = {
     "started": ":rocket:",
@@ -78,11 +77,6 @@ EMOJI = {
     "failed": ":x:",
     "hook-failed": ":warning:",
 }
-
-
-def notified(reason: R, kind: str) -> None:
-    """Send Events of ``reason`` as notifications of ``kind`` too."""
-    KINDS[reason] = kind
 
 
 @dataclass(frozen=True)
@@ -384,7 +378,6 @@ __all__ = [
     "body_json",
     "body_slack",
     "notification",
-    "notified",
     "signature",
     "targets_of",
 ]
