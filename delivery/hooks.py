@@ -5,7 +5,7 @@ The request: ``POST`` with the JSON body of ``body`` (hook, namespace, deploymen
 revision, stable revision, step, weight), signed like notifications when ``DELIVER_WEBHOOK_SECRET``
 is set (``X-Deliver-Signature``, ``delivery/notify.py``). 2xx within the timeout is a pass; any other
 status, a timeout or an unreachable URL is a failure, with what happened in ``HookResult.detail``.
-pre-rollout and post-rollout calls are tried up to 3 times (backoff 0.5 s, 1 s) before failing;
+pre-rollout and post-rollout calls are tried up to 3 times (tenacity, backoff 0.5 s, 1 s) before failing;
 confirm-promotion is polled by the planner anyway and load-test is called once per step.
 
 Nothing here is state: the answers live in memory (a few per Deployment) until a pass records what
@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from strategies.model import CallHook, DeliveryState, HookKind, HookResult
 
@@ -51,6 +52,10 @@ def body(deployment: dict[str, Any], state: DeliveryState, action: CallHook) -> 
     }
 
 
+class _NotPassed(Exception):
+    """One attempt of a hook call that did not answer 2xx (retried by tenacity, then reported)."""
+
+
 def request(
     url: str,
     payload: dict[str, Any],
@@ -62,8 +67,8 @@ def request(
     """POST ``payload``; (True, "HTTP 200 in 0.01s") on 2xx, else (False, what happened)."""
     data = json.dumps(payload, separators=(",", ":")).encode()
     delivery_id = uuid.uuid4().hex
-    detail = "not called"
-    for attempt in range(max(1, attempts)):
+
+    def attempt() -> str:
         started = time.monotonic()
         try:
             response = httpx.post(
@@ -74,20 +79,24 @@ def request(
                 follow_redirects=False,
             )
         except httpx.TimeoutException:
-            detail = f"timed out after {timeout:g}s"
+            raise _NotPassed(f"timed out after {timeout:g}s") from None
         except httpx.HTTPError as exc:
-            detail = f"unreachable ({type(exc).__name__}: {exc})"[:300]
-        else:
-            took = time.monotonic() - started
-            if 200 <= response.status_code < 300:
-                return True, f"HTTP {response.status_code} in {took:.2f}s"
-            text = response.text.strip().replace("\n", " ")[:200]
-            detail = f"HTTP {response.status_code}" + (f": {text}" if text else "")
-        if attempt + 1 < attempts:
-            time.sleep(backoff * 2**attempt)
-    if attempts > 1:
-        detail += f" ({attempts} attempts)"
-    return False, detail
+            raise _NotPassed(f"unreachable ({type(exc).__name__}: {exc})"[:300]) from None
+        if 200 <= response.status_code < 300:
+            return f"HTTP {response.status_code} in {time.monotonic() - started:.2f}s"
+        text = response.text.strip().replace("\n", " ")[:200]
+        raise _NotPassed(f"HTTP {response.status_code}" + (f": {text}" if text else ""))
+
+    retrying = Retrying(
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=wait_exponential(multiplier=backoff, max=30),
+        retry=retry_if_exception_type(_NotPassed),
+        reraise=True,
+    )
+    try:
+        return True, retrying(attempt)
+    except _NotPassed as exc:
+        return False, str(exc) + (f" ({attempts} attempts)" if attempts > 1 else "")
 
 
 def _same_call(one: CallHook, other: CallHook) -> bool:
