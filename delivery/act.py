@@ -13,6 +13,7 @@ from strategies.model import (
     AdoptNew,
     Analyse,
     ApplyTemplate,
+    CallHook,
     DeleteNew,
     DeliverySpec,
     DeliveryState,
@@ -25,6 +26,7 @@ from strategies.model import (
     SwitchActive,
     UnpinService,
 )
+from strategies.reasons import EventReason
 
 from . import templates
 from .errors import Conflict, NotFound, StateError
@@ -44,6 +46,10 @@ class Context:
     state: DeliveryState
     router: Router
     analyse: Callable[[Analyse], None]
+    # called after each Event a plan posts, with (deployment, record, type, reason, message): the
+    # notifications (delivery/notify.py) come from the very place the Events do
+    notify: Callable[[dict[str, Any], DeliveryState, str, EventReason, str], None] | None = None
+    call_hook: Callable[[CallHook], None] | None = None  # asks the hook pool (delivery/hooks.py)
 
     @property
     def ns(self) -> str:
@@ -310,6 +316,13 @@ def _analyse(ctx: Context, a: Analyse) -> None:
 
 def _post_event(ctx: Context, a: PostEvent) -> None:
     post_event(ctx.kube, ctx.deployment, a.type, a.reason, a.message)
+    if ctx.notify is not None:
+        ctx.notify(ctx.deployment, ctx.state, a.type, a.reason, a.message)
+
+
+def _call_hook(ctx: Context, a: CallHook) -> None:
+    if ctx.call_hook is not None:
+        ctx.call_hook(a)
 
 
 _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
@@ -325,4 +338,5 @@ _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     UnpinService: _unpin,
     Analyse: _analyse,
     PostEvent: _post_event,
+    CallHook: _call_hook,
 }

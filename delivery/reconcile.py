@@ -15,15 +15,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strategies
-from strategies.model import Analyse, DeliverySpec, DeliveryState, Phase, Plan, PostEvent, StepVerdict, Strategy
+from strategies.model import (
+    Analyse,
+    CallHook,
+    DeliverySpec,
+    DeliveryState,
+    Phase,
+    Plan,
+    PostEvent,
+    StepVerdict,
+    Strategy,
+)
 from strategies.reasons import EventReason
 
-from . import act, templates
+from . import act, hooks, templates
 from . import spec as specmod
 from .background import AnalysisPool
 from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError
 from .events import post_event
+from .hooks import HookPool
 from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
+from .notify import Notifier
 from .observe import observe, replicasets
 from .routing import Router, RouterContext, router_for
 from .state import encode_state, read_state, write_state
@@ -60,6 +72,10 @@ class Reconciler:
     # Seconds between looks at an analysed step's running window when deliver.dev/analysis-every is
     # not set (`deliver run` passes twice its --scrape-interval); None: the planner's default.
     analysis_every: float | None = None
+    # When set, the Events of each plan are also sent as notifications (delivery/notify.py).
+    notifier: Notifier | None = None
+    # Hook calls (delivery/hooks.py) run here; the default makes them inline (tests, one-shot use).
+    hook_pool: HookPool = field(default_factory=lambda: HookPool(workers=0))
     # Warnings about the engine's own I/O already posted, keyed by "uid/reason" -> message
     # (dedupe only; not state: a new process may post one again).
     _warned: dict[str, str] = field(default_factory=dict)
@@ -147,6 +163,7 @@ class Reconciler:
                 router_weight = None  # a broken route at rest holds nothing; a delivery starting checks it
         obs = observe(self.kube, deployment, self.clock(), router_weight)
         obs = dataclasses.replace(obs, router_problem=router_problem, analysed=analysed)
+        obs = dataclasses.replace(obs, hook_results=self.hook_pool.results((namespace, name), uid))
         return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router)
 
     def _release(self, deployment: dict[str, Any]) -> Outcome:
@@ -287,6 +304,8 @@ class Reconciler:
                 analysed.append(verdict)
 
         ctx = act.Context(self.kube, deployment, spec, plan.state, router, run_analysis)
+        ctx.notify = self.notifier.event if self.notifier is not None else None
+        ctx.call_hook = lambda a: self._call_hook(spec, deployment, plan.state, a)
         for action in actions:
             if isinstance(action, PostEvent):
                 log.info(
@@ -350,6 +369,20 @@ class Reconciler:
         except Exception as exc:  # a broken analysis must never promote
             log.exception("analysis crashed", extra=_fields(deployment))
             return StepVerdict(action.step, "inconclusive", f"analysis error: {exc}", now, interim=action.interim)
+
+    def _call_hook(self, spec: DeliverySpec, deployment: dict[str, Any], state: DeliveryState, a: CallHook) -> None:
+        url = spec.hooks.url(a.kind)
+        if not url:
+            return
+        meta = deployment["metadata"]
+        payload = hooks.body(deployment, state, a)
+        secret, timeout, clock = self.hook_pool.secret, spec.hooks.timeout, self.clock
+        self.hook_pool.call(
+            (meta["namespace"], meta["name"]),
+            meta["uid"],
+            a,
+            lambda: hooks.run_call(a, url, payload, timeout, secret, clock),
+        )
 
     def _post_rest(self, ctx: act.Context, rest: list[Any]) -> None:
         """The events a failed action would have been followed by still go out: the transition

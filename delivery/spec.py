@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from strategies.model import CanaryStep, DeliverySpec, RouterRef, Strategy
+from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RouterRef, Strategy
 
 from . import templates
 from .errors import SpecError
@@ -44,6 +45,18 @@ KEYS: dict[str, str] = {
 }
 ENGINE_ANALYSIS_KEYS = (PREFIX + "analysis-every",)  # analysis* keys the engine reads, not the checks'
 ANALYSIS_EVERY_MIN = 1.0  # seconds: the least time between looks at a running window
+# notifications and hooks (issue 14): delivery/notify.py, strategies/hooks.py, delivery/hooks.py
+KEYS.update(
+    {
+        "notify-webhook": "http(s) URLs (comma-separated) sent each phase change as the generic JSON body",
+        "notify-slack": "http(s) URLs (comma-separated) sent each phase change as a Slack-compatible body",
+        "hook-pre-rollout": "http(s) URL that must answer 2xx before the first step (else no rollout)",
+        "hook-confirm-promotion": "canary: http(s) URL polled before promotion until it answers 2xx",
+        "hook-load-test": "canary: http(s) URL called when each step starts serving its share",
+        "hook-post-rollout": "http(s) URL called once the delivery ended (promoted, rolled back or aborted)",
+        "hook-timeout": "time a hook call may take before it counts as failed (default 10s)",
+    }
+)
 RESERVED = {"state", "request"}
 ROUTER_KINDS = ("replica", "gateway-api", "nginx", "istio", "smi")
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
@@ -253,6 +266,17 @@ def _parse(
     if (v := get("promote-early")) is not None:
         fields["promote_early"] = _bool(PREFIX + "promote-early", v)
 
+    hooks = _hooks(strategy, get)
+    if only is None:
+        fields["hooks"] = hooks
+    for short in ("notify-webhook", "notify-slack"):
+        if (v := get(short)) is not None:
+            urls = [u.strip() for u in v.split(",")]
+            if not any(urls):
+                raise SpecError(PREFIX + short, "needs at least one URL")
+            for url in urls:
+                webhook_url(PREFIX + short, url)
+
     if only is None:
         if len(name) > 52 and strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
             # deliver names its ReplicaSet NAME-<10-char revision> and labels it with NAME (max 63)
@@ -320,6 +344,41 @@ def _in_step_needs_checks(annotations: dict[str, str], checks: tuple[Any, ...]) 
     for short in ("analysis-every", "promote-early"):
         if PREFIX + short in annotations and not checks:
             raise SpecError(PREFIX + short, f"has no effect without metric checks ({PREFIX}analysis)")
+
+
+def _hooks(strategy: Strategy, get: Callable[[str], str | None]) -> Hooks:
+    """``deliver.dev/hook-*``: one URL per kind; confirm-promotion and load-test are canary's."""
+    urls: list[tuple[HookKind, str]] = []
+    for kind in HookKind:
+        value = get("hook-" + kind.value)
+        if value is None:
+            continue
+        key = PREFIX + "hook-" + kind.value
+        if kind in (HookKind.CONFIRM_PROMOTION, HookKind.LOAD_TEST) and strategy is not Strategy.CANARY:
+            raise SpecError(key, f"only applies to canary, not {strategy.value}")
+        urls.append((kind, webhook_url(key, value)))
+    timeout = Hooks().timeout
+    if (v := get("hook-timeout")) is not None:
+        timeout = parse_duration(PREFIX + "hook-timeout", v, minimum=0.1, maximum=300)
+    return Hooks(tuple(urls), timeout)
+
+
+def webhook_url(key: str, value: str) -> str:
+    """An http(s) URL a webhook (notification or hook) may be sent to; credentials do not belong in
+    an annotation (the signing secret is the controller's: DELIVER_WEBHOOK_SECRET)."""
+    url = value.strip()
+    if not url or any(c.isspace() for c in url):
+        raise SpecError(key, f"{value!r} is not a URL (empty, or with spaces)")
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        raise SpecError(key, f"{value!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError(key, f"{value!r} is not an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise SpecError(key, f"the URL for {parts.hostname} carries credentials; keep secrets out of annotations")
+    return url
 
 
 def has_record(deployment: dict[str, Any]) -> bool:

@@ -104,6 +104,26 @@ class RouterRef:
     name: str = ""
 
 
+class HookKind(StrEnum):
+    """The webhooks a delivery calls (``deliver.dev/hook-KIND``; strategies/hooks.py decides when)."""
+
+    PRE_ROLLOUT = "pre-rollout"  # before the first step: 2xx or no rollout
+    CONFIRM_PROMOTION = "confirm-promotion"  # before promotion (canary): polled until 2xx
+    LOAD_TEST = "load-test"  # at the start of each analysed step (canary): generate traffic
+    POST_ROLLOUT = "post-rollout"  # once the delivery finished (promoted, rolled back or aborted)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """The hooks of one Deployment: the URL of each kind declared, and how long a call may take."""
+
+    urls: tuple[tuple[HookKind, str], ...] = ()
+    timeout: float = 10.0  # seconds per call; a call that takes longer is a failure
+
+    def url(self, kind: HookKind) -> str:
+        return next((u for k, u in self.urls if k is kind), "")
+
+
 @dataclass(frozen=True)
 class DeliverySpec:
     """The validated ``deliver.dev/*`` annotations of one Deployment."""
@@ -122,6 +142,7 @@ class DeliverySpec:
     canary_service: str = ""  # canary with a router
     router: RouterRef = RouterRef("replica")
     max_restarts: int = 0  # restarts tolerated per new pod before failing
+    hooks: Hooks = Hooks()  # deliver.dev/hook-* (strategies/hooks.py)
     on_inconclusive: str = "pause"  # pause | extend | rollback
     max_extensions: int = 3
     analysis: tuple[Any, ...] = ()  # delivery.analysis.checks.CheckSpec values
@@ -202,6 +223,7 @@ class Observation:
     router_weight: int | None = None  # weight the router reports now (None: unknown / no router)
     router_problem: str = ""  # why the declared router is broken now ("": it works or was not checked)
     analysed: tuple[StepVerdict, ...] = ()  # verdicts of the analyses run since the record was read
+    hook_results: tuple[HookResult, ...] = ()  # answers of hook calls that finished (newest last)
     services: tuple[ServiceObs, ...] = ()  # Services in front of this Deployment's pods (see ServiceObs)
     template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -270,6 +292,19 @@ class StepVerdict:
 
 
 @dataclass(frozen=True)
+class HookResult:
+    """The answer of one hook call (``CallHook``): 2xx (``ok``) or why not (error, timeout, status)."""
+
+    kind: HookKind
+    revision: str
+    delivery: float  # the delivery's start (DeliveryState.started): a result belongs to one delivery
+    token: str  # which call of that delivery (CallHook.token)
+    ok: bool
+    detail: str  # e.g. "HTTP 200 in 0.05s", "timed out after 10s"
+    at: float
+
+
+@dataclass(frozen=True)
 class DeliveryState:
     """The persisted rollout record (annotation ``deliver.dev/state``): enough to resume anywhere."""
 
@@ -295,6 +330,7 @@ class DeliveryState:
     retrying: str = ""  # `deliver retry` of failed_revision: its template is written until observed
     stable_template: dict[str, Any] | None = None  # to revert to even if its ReplicaSet is gone
     handled_request: str = ""  # last operator request consumed (id), so none is applied twice
+    hooks: tuple[str, ...] = ()  # hooks passed / due in this delivery (strategies/hooks.py)
     verdicts: tuple[StepVerdict, ...] = ()
     running: StepVerdict | None = None  # the newest look at the running window of the current step
 
@@ -334,6 +370,8 @@ class DeliveryState:
             d["retrying"] = self.retrying
         if self.stable_template is not None:
             d["stableTemplate"] = self.stable_template
+        if self.hooks:
+            d["hooks"] = list(self.hooks)
         return _bounded(d, budget)
 
     @classmethod
@@ -364,6 +402,7 @@ class DeliveryState:
             retrying=str(d.get("retrying", "")),
             stable_template=d.get("stableTemplate") or _unpack(d.get("stableTemplatePacked")),
             handled_request=str(d.get("handledRequest", "")),
+            hooks=tuple(str(h) for h in d.get("hooks") or ()),
             verdicts=tuple(StepVerdict.from_dict(v) for v in d.get("verdicts", [])),
             running=StepVerdict.from_dict(d["running"]) if d.get("running") else None,
         )
@@ -519,6 +558,18 @@ class Analyse:
 
 
 @dataclass(frozen=True)
+class CallHook:
+    """Call the Deployment's ``kind`` hook (off the reconcile path); its answer comes back as a
+    ``HookResult`` in a later observation. Same (kind, revision, delivery, token): the same call."""
+
+    kind: HookKind
+    revision: str
+    delivery: float
+    token: str = ""
+    step: int = 0  # for the body: the step the call is about
+
+
+@dataclass(frozen=True)
 class PostEvent:
     """Post a Kubernetes Event on the Deployment."""
 
@@ -540,6 +591,7 @@ Action = (
     | UnpinService
     | Analyse
     | PostEvent
+    | CallHook
 )
 
 

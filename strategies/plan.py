@@ -12,6 +12,8 @@ import dataclasses
 
 from .bluegreen import BlueGreenPlanner
 from .canary import CanaryPlanner
+from .hooks import advance as advance_with_hooks
+from .hooks import finished as after_delivery
 from .model import (
     Action,
     ApplyTemplate,
@@ -70,7 +72,7 @@ def current_stable(obs: Observation) -> VersionObs | None:
 def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     """The next record and the actions that converge on it, for one Deployment."""
     state, told = _record_analysed(_forget_failure(state), obs)
-    decided = _decide(spec, state, obs)
+    decided = after_delivery(spec, state, obs, _decide(spec, state, obs))
     actions = _unpin(spec, state, obs, decided) + told + decided.actions + _stale(decided, obs)
     if obs.router_problem:
         # The route is gone or broken: no traffic reaches the new version through it anyway.
@@ -220,7 +222,7 @@ def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
             superseded = _supersede(spec, state, obs, planner)
             if superseded is not None:
                 return superseded
-        return planner.advance(spec, state, obs)
+        return advance_with_hooks(spec, state, obs, planner)
 
     if state.retrying:
         state, reissue = _follow_retry(state, obs)
@@ -379,7 +381,7 @@ def _start(
         stable_template=stable.template or None,
         message=f"delivering revision {obs.target_revision} ({spec.strategy.value})",
     )
-    first = planner.advance(spec, started, obs)
+    first = advance_with_hooks(spec, started, obs, planner)
     event = PostEvent(
         "Normal",
         R.DELIVERY_STARTED,
@@ -411,7 +413,7 @@ def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, plann
     )
     if planner.native():
         # The Deployment controller already follows the newest template; restart the plan on it.
-        nxt = planner.advance(spec, restarted, obs)
+        nxt = advance_with_hooks(spec, restarted, obs, planner)
         return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
     adopted = obs.version(state.revision)
     pinned: tuple[Action, ...] = ()

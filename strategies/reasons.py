@@ -46,6 +46,10 @@ class EventReason(StrEnum):
     ACTION_FAILED = "ActionFailed"
     RECORD_REJECTED = "RecordRejected"  # the API server refused the record write (422, e.g. annotations too long)
     RELEASED = "Released"  # Normal: deliver.dev/strategy removed
+    # hooks (strategies/hooks.py)
+    HOOK_PASSED = "HookPassed"  # Normal: a hook answered 2xx
+    HOOK_FAILED = "HookFailed"  # Warning: a hook answered non-2xx, timed out or could not be reached
+    AWAITING_CONFIRMATION = "AwaitingConfirmation"  # Normal: promotion waits for the confirm-promotion hook
 
 
 __all__ = ["EventReason"]

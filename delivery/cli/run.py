@@ -65,6 +65,20 @@ from .params import Duration, ListenAddress
     help="Prometheus's scrape interval: an analysed step's running window is looked at every twice this "
     "(unless deliver.dev/analysis-every says otherwise).",
 )
+@click.option(
+    "--notify-webhook",
+    "notify_webhooks",
+    multiple=True,
+    envvar="DELIVER_NOTIFY_WEBHOOK",
+    help="Cluster-wide webhook for every delivery's phase changes, JSON body (repeatable; signed with the secret).",
+)
+@click.option(
+    "--notify-slack",
+    "notify_slacks",
+    multiple=True,
+    envvar="DELIVER_NOTIFY_SLACK",
+    help="Cluster-wide Slack-compatible incoming webhook for every delivery's phase changes (repeatable).",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @common
 @click.pass_obj
@@ -82,12 +96,15 @@ def run(
     shutdown_grace: float,
     workers: int,
     scrape_interval: float,
+    notify_webhooks: tuple[str, ...],
+    notify_slacks: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Run the controller (JSON logs on stderr)."""
     # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
     from ..background import AnalysisPool
     from ..controller import Controller
+    from ..hooks import HookPool
     from ..leader import Fenced, LeaderElector, ServerClock
     from ..metrics import Metrics, Server
     from ..reconcile import Reconciler
@@ -135,13 +152,24 @@ def run(
     # scrape of every target, at half the queries of a look every interval (which would often re-read
     # the same samples).
     every = max(1.0, 2 * scrape_interval)
+    notifier = _notifier(notify_webhooks, notify_slacks, metrics.registry)
+    # Hook calls too: a slow hook delays only its own Deployment's gate (delivery/hooks.py).
+    hook_pool = HookPool(workers, on_done=lambda key: holder["c"].queue.add(key), secret=notifier.secret)
     controller = Controller(
         kube,
         # no write once leadership is gone; times as the API server counts them
         (
-            Reconciler(Fenced(kube, is_leader), analyser, clock=server_clock, pool=pool, analysis_every=every)
+            Reconciler(
+                Fenced(kube, is_leader),
+                analyser,
+                clock=server_clock,
+                pool=pool,
+                analysis_every=every,
+                notifier=notifier,
+                hook_pool=hook_pool,
+            )
             if elector
-            else Reconciler(kube, analyser, pool=pool, analysis_every=every)
+            else Reconciler(kube, analyser, pool=pool, analysis_every=every, notifier=notifier, hook_pool=hook_pool)
         ),
         None if all_namespaces else g.namespace,
         is_leader=is_leader,
@@ -175,6 +203,9 @@ def run(
     while controller.busy.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
     pool.shutdown()
+    hook_pool.shutdown()
+    notifier.drain(min(shutdown_grace, 5.0))  # what is queued gets a moment; the Events remain either way
+    notifier.stop()
     if elector is not None:
         elector.stop()
         elector.release()
@@ -183,3 +214,20 @@ def run(
     log.info("controller exited")
     logging.shutdown()
     os._exit(0)  # informer threads may sit in a blocking read; do not wait for them
+
+
+def _notifier(webhooks: tuple[str, ...], slacks: tuple[str, ...], registry: Any) -> Any:
+    """The notification sender: cluster-wide targets from the flags, the HMAC secret from the environment."""
+    from ..errors import SpecError
+    from ..notify import SECRET_ENV, Notifier, Target
+    from ..spec import webhook_url
+
+    targets = []
+    for flag, urls, fmt in (("--notify-webhook", webhooks, "json"), ("--notify-slack", slacks, "slack")):
+        for url in urls:
+            try:
+                targets.append(Target(webhook_url(flag, url), fmt))
+            except SpecError as err:
+                raise click.BadParameter(err.problem, param_hint=flag) from None
+    secret = os.environ.get(SECRET_ENV, "").encode() or None
+    return Notifier(tuple(targets), secret=secret, registry=registry)

@@ -1,0 +1,383 @@
+"""Notifications: a delivery's phase changes sent to webhooks, off the reconcile path.
+
+Derived from the Events a plan posts (``act`` calls :meth:`Notifier.event` right after it posts
+each Event), so a notification and its Event cannot drift apart: the same reason, the same message.
+Only the reasons in ``KINDS`` are sent (a delivery's phase changes); the rest stay Events only.
+
+Targets: cluster-wide (``deliver run --notify-webhook/--notify-slack``) and per Deployment
+(annotations ``deliver.dev/notify-webhook`` / ``deliver.dev/notify-slack``, validated in
+``delivery/spec.py``). Two body formats: ``json`` (the generic body, ``body_json``) and ``slack``
+(an incoming-webhook body with ``text`` and ``blocks``, ``body_slack``).
+
+Never blocking: :meth:`Notifier.event` only puts the notification into a bounded queue; sender
+threads post it, retrying with exponential backoff (a retry waits in the queue, so one dead receiver
+never holds back another). A full queue drops the notification (counted). A receiver that stays down
+loses nothing that matters: the Kubernetes Event is there either way, and ``/metrics`` counts what
+was sent, what failed after every attempt and what was dropped.
+
+Signed when a secret is configured (``DELIVER_WEBHOOK_SECRET``, from the environment, e.g. a Secret
+mounted by the chart; never an annotation): ``X-Deliver-Signature: sha256=HEX``, the HMAC-SHA256 of
+``TIMESTAMP.BODY`` with ``X-Deliver-Timestamp: TIMESTAMP`` (seconds) ([notifications.md](../docs/notifications.md)).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import itertools
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from prometheus_client import CollectorRegistry, Counter
+
+from strategies.model import DeliveryState
+from strategies.reasons import EventReason as R
+
+log = logging.getLogger("deliver.notify")
+
+SECRET_ENV = "DELIVER_WEBHOOK_SECRET"  # the HMAC key of notifications and hooks
+FORMATS = ("json", "slack")
+ANNOTATION_FORMATS = {"deliver.dev/notify-webhook": "json", "deliver.dev/notify-slack": "slack"}
+
+# The Event reasons sent as notifications, and the kind each one is (the body's "kind").
+KINDS: dict[R, str] = {
+    R.DELIVERY_STARTED: "started",
+    R.STEP_PASSED: "step-passed",
+    R.AWAITING_PROMOTION: "paused",
+    R.DELIVERY_PAUSED: "paused",
+    R.DELIVERY_HELD: "paused",
+    R.ANALYSIS_INCONCLUSIVE: "inconclusive",
+    R.PROMOTING: "promoting",
+    R.DELIVERY_SUCCEEDED: "promoted",
+    R.DELIVERY_ROLLED_BACK: "rolled-back",
+    R.DELIVERY_ABORTED: "aborted",
+    R.DELIVERY_FAILED: "failed",
+    R.AWAITING_CONFIRMATION: "paused",
+    R.HOOK_FAILED: "hook-failed",
+}
+
+EMOJI = {
+    "started": ":rocket:",
+    "step-passed": ":white_check_mark:",
+    "paused": ":double_vertical_bar:",
+    "inconclusive": ":grey_question:",
+    "promoting": ":arrow_up:",
+    "promoted": ":tada:",
+    "rolled-back": ":rewind:",
+    "aborted": ":no_entry:",
+    "failed": ":x:",
+    "hook-failed": ":warning:",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One webhook: its URL and the body format it takes."""
+
+    url: str
+    format: str = "json"  # json | slack
+
+    @property
+    def origin(self) -> str:
+        """scheme://host[:port]: what logs and metrics name (a Slack URL's path is a credential)."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One phase change of one delivery, as sent."""
+
+    kind: str
+    reason: str
+    type: str  # Normal | Warning (the Event's)
+    message: str
+    namespace: str
+    deployment: str
+    strategy: str
+    phase: str
+    revision: str
+    stable_revision: str
+    step: int
+    weight: int
+    at: float
+    verdict: dict[str, Any] | None = None  # the newest verdict of the record, with its numbers
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def notification(deployment: dict[str, Any], state: DeliveryState, type_: str, reason: R, message: str) -> Notification:
+    """The notification of an Event posted by a plan whose record is ``state``."""
+    meta = deployment["metadata"]
+    verdict = state.verdicts[-1].to_dict() if state.verdicts else None
+    return Notification(
+        kind=KINDS.get(reason, "event"),
+        reason=reason.value,
+        type=type_,
+        message=message,
+        namespace=str(meta.get("namespace", "")),
+        deployment=str(meta.get("name", "")),
+        strategy=state.strategy,
+        phase=state.phase.value,
+        revision=state.revision,
+        stable_revision=state.stable_revision,
+        step=state.step,
+        weight=state.weight,
+        at=time.time(),
+        verdict=verdict,
+    )
+
+
+def body_json(n: Notification) -> dict[str, Any]:
+    """The generic body."""
+    return {
+        "id": n.id,
+        "kind": n.kind,
+        "reason": n.reason,
+        "type": n.type,
+        "message": n.message,
+        "namespace": n.namespace,
+        "deployment": n.deployment,
+        "strategy": n.strategy,
+        "phase": n.phase,
+        "revision": n.revision,
+        "stableRevision": n.stable_revision,
+        "step": n.step + 1 if n.step >= 0 else None,  # 1-based, as Events and `deliver status` say
+        "weight": n.weight,
+        "time": datetime.fromtimestamp(n.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "verdict": n.verdict,
+    }
+
+
+def body_slack(n: Notification) -> dict[str, Any]:
+    """A Slack incoming-webhook body (also taken by Mattermost, Rocket.Chat and others)."""
+    title = f"{EMOJI.get(n.kind, ':information_source:')} *{n.namespace}/{n.deployment}* {n.kind}: {n.message}"
+    facts = [f"phase *{n.phase}*", f"revision `{n.revision}`", f"stable `{n.stable_revision}`"]
+    if n.step >= 0:
+        facts.append(f"step {n.step + 1}, weight {n.weight}%")
+    if n.verdict is not None and n.kind in ("rolled-back", "failed", "inconclusive", "aborted"):
+        facts.append(f"verdict {n.verdict.get('outcome')}: {n.verdict.get('summary')}")
+    return {
+        "text": f"{n.namespace}/{n.deployment} {n.kind}: {n.message}",
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": title[:3000]}},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)[:3000]}]},
+        ],
+    }
+
+
+def signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The ``X-Deliver-Signature`` value: HMAC-SHA256 of ``TIMESTAMP.BODY``."""
+    return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(secret: bytes | None, body: bytes, delivery_id: str) -> dict[str, str]:
+    """The headers of one webhook request (signed when there is a secret)."""
+    headers = {"Content-Type": "application/json", "User-Agent": "deliver", "X-Deliver-Delivery": delivery_id}
+    if secret:
+        ts = str(int(time.time()))
+        headers["X-Deliver-Timestamp"] = ts
+        headers["X-Deliver-Signature"] = signature(secret, ts, body)
+    return headers
+
+
+def targets_of(deployment: dict[str, Any]) -> tuple[Target, ...]:
+    """The Deployment's own webhooks (its annotations, validated by ``delivery/spec.py``)."""
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    found: list[Target] = []
+    for key, fmt in ANNOTATION_FORMATS.items():
+        for url in str(annotations.get(key) or "").split(","):
+            if url.strip():
+                found.append(Target(url.strip(), fmt))
+    return tuple(found)
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    seq: int
+    target: Target = field(compare=False)
+    notification: Notification = field(compare=False)
+    attempt: int = field(default=0, compare=False)
+
+
+class Notifier:
+    """A bounded queue of notifications and the threads that send them (see the module's text)."""
+
+    def __init__(
+        self,
+        targets: tuple[Target, ...] = (),
+        secret: bytes | None = None,
+        registry: CollectorRegistry | None = None,
+        capacity: int = 1000,
+        attempts: int = 5,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        timeout: float = 5.0,
+        senders: int = 1,
+    ) -> None:
+        self.targets = targets
+        self.secret = secret or None
+        self.capacity = capacity
+        self.attempts = attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self._heap: list[_Job] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._inflight = 0
+        self._stopped = False
+        registry = registry if registry is not None else CollectorRegistry()
+        self.sent = Counter(
+            "deliver_notifications_sent_total", "Notifications a webhook answered 2xx.", ["target"], registry=registry
+        )
+        self.failed = Counter(
+            "deliver_notifications_failed_total",
+            "Notifications given up after every attempt failed (the Kubernetes Event remains).",
+            ["target"],
+            registry=registry,
+        )
+        self.retried = Counter(
+            "deliver_notification_retries_total",
+            "Failed attempts that were retried later.",
+            ["target"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "deliver_notifications_dropped_total",
+            "Notifications dropped because the queue was full (the Kubernetes Event remains).",
+            registry=registry,
+        )
+        self._threads = [
+            threading.Thread(target=self._run, name=f"notify-{i}", daemon=True) for i in range(max(1, senders))
+        ]
+        for t in self._threads:
+            t.start()
+
+    # ---- the reconcile side: never blocks
+
+    def event(self, deployment: dict[str, Any], state: DeliveryState, type_: str, reason: R, message: str) -> None:
+        """An Event was posted: queue its notification for every target (if its reason is notified)."""
+        if reason not in KINDS:
+            return
+        targets = self.targets + targets_of(deployment)
+        if not targets:
+            return
+        self.submit(notification(deployment, state, type_, reason, message), targets)
+
+    def submit(self, n: Notification, targets: tuple[Target, ...]) -> None:
+        with self._cond:
+            for target in targets:
+                if len(self._heap) + self._inflight >= self.capacity:
+                    self.dropped.inc()
+                    log.warning(
+                        "notification dropped: queue full",
+                        extra={"target": target.origin, "kind": n.kind, "deployment": n.deployment},
+                    )
+                    continue
+                heapq.heappush(self._heap, _Job(time.monotonic(), next(self._seq), target, n))
+            self._cond.notify_all()
+
+    # ---- the sender side
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._heap) + self._inflight
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until nothing is queued or being sent (tests, shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pending() == 0:
+                return True
+            time.sleep(0.02)
+        return self.pending() == 0
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._client.close()
+
+    def _take(self) -> _Job | None:
+        with self._cond:
+            while not self._stopped:
+                if self._heap:
+                    wait = self._heap[0].due - time.monotonic()
+                    if wait <= 0:
+                        self._inflight += 1
+                        return heapq.heappop(self._heap)
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
+            return None
+
+    def _run(self) -> None:
+        while True:
+            job = self._take()
+            if job is None:
+                return
+            try:
+                error = self._send(job)
+            except Exception as exc:  # a sender thread never dies
+                error = f"{type(exc).__name__}: {exc}"
+            with self._cond:
+                self._inflight -= 1
+                if error is None:
+                    self.sent.labels(job.target.origin).inc()
+                elif job.attempt + 1 < self.attempts and not self._stopped:
+                    self.retried.labels(job.target.origin).inc()
+                    delay = min(self.max_backoff, self.backoff * 2**job.attempt)
+                    job.attempt += 1
+                    job.due = time.monotonic() + delay
+                    heapq.heappush(self._heap, job)
+                    self._cond.notify_all()
+                else:
+                    self.failed.labels(job.target.origin).inc()
+                    log.warning(
+                        "notification not delivered",
+                        extra={
+                            "target": job.target.origin,
+                            "kind": job.notification.kind,
+                            "deployment": job.notification.deployment,
+                            "attempts": job.attempt + 1,
+                            "error": error,
+                        },
+                    )
+
+    def _send(self, job: _Job) -> str | None:
+        """One attempt; None when the receiver answered 2xx, else why not."""
+        n = job.notification
+        payload = body_slack(n) if job.target.format == "slack" else body_json(n)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        try:
+            response = self._client.post(job.target.url, content=body, headers=signed_headers(self.secret, body, n.id))
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"HTTP {response.status_code}"
+
+
+__all__ = [
+    "FORMATS",
+    "KINDS",
+    "SECRET_ENV",
+    "Notification",
+    "Notifier",
+    "Target",
+    "body_json",
+    "body_slack",
+    "notification",
+    "signature",
+    "targets_of",
+]

@@ -1,0 +1,240 @@
+"""Hooks: when a delivery calls the Deployment's webhooks (``deliver.dev/hook-*``) and what their
+answers decide. Pure, like every planner: the engine makes the calls off the reconcile path
+(``CallHook``) and hands their answers back as facts of a later observation (``HookResult``).
+
+* ``pre-rollout``: before the first step nothing is rolled out; the delivery waits (Progressing, step
+  1) until the hook answers. 2xx: the first step starts. Anything else (non-2xx, a timeout, an
+  unreachable URL): no rollout, the delivery is rolled back (the template goes back to the stable
+  one, the revision is remembered as failed) with a Warning ``HookFailed``.
+* ``load-test``: called when each canary step starts serving its share (again after an extension),
+  so a quiet service gets enough requests for a verdict. The step is not left before it answered
+  2xx; a failure is an inconclusive verdict for the step (``on-inconclusive`` decides).
+* ``confirm-promotion``: when all canary steps passed, promotion waits for it: called, and called
+  again every ``CONFIRM_POLL`` seconds, until it answers 2xx (an external approval). Meanwhile the
+  canary keeps its share and its health checks; ``deliver promote`` promotes, ``deliver abort``
+  rolls back.
+* ``post-rollout``: once the delivery ended (Succeeded, RolledBack or Aborted), called once; its
+  answer is an Event, it changes nothing.
+
+A hook that times out or errors is never a pass. What passed is kept in the record
+(``DeliveryState.hooks``), so a new leader does not call a passed gate again.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from .model import (
+    CallHook,
+    DeliverySpec,
+    DeliveryState,
+    HookKind,
+    HookResult,
+    Observation,
+    Phase,
+    Plan,
+    PostEvent,
+    SetPaused,
+    StepVerdict,
+    Strategy,
+)
+from .reasons import EventReason as R
+from .steps import RECHECK, StrategyPlanner, rollback
+
+CONFIRM_POLL = 5.0  # seconds between calls of a confirm-promotion hook that has not answered 2xx
+ENDED = (Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED)
+
+
+def origin(url: str) -> str:
+    """What Events show of a hook's URL: scheme://host[:port]/path (no query: it may hold a token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _entry(kind: HookKind, revision: str, token: str = "") -> str:
+    return f"{kind.value}/{revision}" + (f"/{token}" if token else "")
+
+
+def _newest(obs: Observation, kind: HookKind, state: DeliveryState, token: str | None = None) -> HookResult | None:
+    found = [
+        r
+        for r in obs.hook_results
+        if r.kind is kind
+        and r.revision == state.revision
+        and r.delivery == _delivery(state)
+        and (token is None or r.token == token)
+    ]
+    return max(found, key=lambda r: r.at) if found else None
+
+
+def _delivery(state: DeliveryState) -> float:
+    """Which delivery a call belongs to: its start as the record keeps it (to the millisecond)."""
+    return round(state.started, 3)
+
+
+def _call(kind: HookKind, state: DeliveryState, token: str = "") -> CallHook:
+    return CallHook(kind, state.revision, _delivery(state), token, state.step)
+
+
+def advance(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan:
+    """``planner.advance`` with the Deployment's hooks around it (no hooks: exactly that)."""
+    if not spec.hooks.urls:
+        return planner.advance(spec, state, obs)
+    gated = _pre_rollout(spec, state, obs, planner)
+    if isinstance(gated, Plan):
+        return gated
+    state, told = gated
+    state, more = _load_test_answered(spec, state, obs)
+    nxt = planner.advance(spec, state, obs)
+    nxt = _hold_for_load_test(spec, state, nxt)
+    nxt = _confirm_promotion(spec, state, obs, nxt)
+    nxt = _call_load_test(spec, nxt)
+    return Plan(nxt.state, told + more + nxt.actions, nxt.requeue_after, nxt.paused)
+
+
+def _pre_rollout(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner
+) -> Plan | tuple[DeliveryState, tuple[PostEvent, ...]]:
+    url = spec.hooks.url(HookKind.PRE_ROLLOUT)
+    passed = _entry(HookKind.PRE_ROLLOUT, state.revision)
+    # Only before anything of the delivery serves: a hook declared mid-delivery stops nothing.
+    if not url or passed in state.hooks or state.step != 0 or state.weight != 0:
+        return state, ()
+    if state.phase is not Phase.PROGRESSING:
+        return Plan(state, (), None)  # paused by an operator before the hook answered
+    result = _newest(obs, HookKind.PRE_ROLLOUT, state)
+    if result is None:
+        message = f"waiting for the pre-rollout hook ({origin(url)}) before step 1 of revision {state.revision}"
+        hold = () if obs.paused else (SetPaused(True),)
+        return Plan(state.replace(message=message), hold + (_call(HookKind.PRE_ROLLOUT, state),), RECHECK)
+    if not result.ok:
+        told = PostEvent(
+            "Warning",
+            R.HOOK_FAILED,
+            f"pre-rollout hook {origin(url)} failed: {result.detail}; revision {state.revision} is not rolled out",
+        )
+        failed = rollback(spec, state, obs, planner, f"pre-rollout hook failed: {result.detail}")
+        return Plan(failed.state, (told,) + failed.actions, failed.requeue_after, failed.paused)
+    started = state.replace(
+        hooks=state.hooks + (passed,),
+        step_started=obs.now,
+        analysis_started=obs.now,
+        message=f"pre-rollout hook passed; delivering revision {state.revision} ({spec.strategy.value})",
+    )
+    return started, (PostEvent("Normal", R.HOOK_PASSED, f"pre-rollout hook {origin(url)}: {result.detail}"),)
+
+
+def _serving(spec: DeliverySpec, state: DeliveryState) -> bool:
+    """A canary step that serves its share now (its analysis window is running)."""
+    if spec.strategy is not Strategy.CANARY or state.phase is not Phase.PROGRESSING:
+        return False
+    if not 0 <= state.step < len(spec.steps):
+        return False
+    step = spec.steps[state.step]
+    return not step.pause and step.weight < 100 and state.weight == step.weight
+
+
+def _load_token(state: DeliveryState) -> str:
+    return f"{state.step}@{state.step_started:.3f}"
+
+
+def _load_test_answered(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation
+) -> tuple[DeliveryState, tuple[PostEvent, ...]]:
+    """The load-test call of the current step answered: 2xx is kept in the record; anything else is
+    an inconclusive verdict for the step (no evidence is never a pass)."""
+    url = spec.hooks.url(HookKind.LOAD_TEST)
+    if not url or not _serving(spec, state):
+        return state, ()
+    token = _load_token(state)
+    entry = _entry(HookKind.LOAD_TEST, state.revision, token)
+    if entry in state.hooks or entry + ":failed" in state.hooks:
+        return state, ()
+    result = _newest(obs, HookKind.LOAD_TEST, state, token)
+    if result is None:
+        return state, ()
+    if result.ok:
+        return state.replace(hooks=state.hooks + (entry,)), ()
+    summary = f"load-test hook failed: {result.detail}"
+    verdict = StepVerdict(state.step, "inconclusive", summary, obs.now, {"hook": HookKind.LOAD_TEST.value})
+    told = PostEvent("Warning", R.HOOK_FAILED, f"step {state.step + 1}: load-test hook {origin(url)}: {result.detail}")
+    return state.replace(hooks=state.hooks + (entry + ":failed",), verdicts=state.verdicts + (verdict,)), (told,)
+
+
+def _hold_for_load_test(spec: DeliverySpec, state: DeliveryState, nxt: Plan) -> Plan:
+    """A step whose checks passed is not left before its load-test call answered 2xx."""
+    url = spec.hooks.url(HookKind.LOAD_TEST)
+    if not url or not _serving(spec, state):
+        return nxt
+    moved_on = nxt.state.step > state.step and nxt.state.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
+    token = _load_token(state)
+    if not moved_on or _entry(HookKind.LOAD_TEST, state.revision, token) in state.hooks:
+        return nxt
+    message = f"step {state.step + 1} passed its checks; waiting for the load-test hook ({origin(url)}) to answer"
+    return Plan(state.replace(message=message), (_call(HookKind.LOAD_TEST, state, token),), RECHECK)
+
+
+def _call_load_test(spec: DeliverySpec, nxt: Plan) -> Plan:
+    """Call the load-test hook for the step that serves its share now (once per step start)."""
+    url = spec.hooks.url(HookKind.LOAD_TEST)
+    if not url or not _serving(spec, nxt.state):
+        return nxt
+    token = _load_token(nxt.state)
+    entry = _entry(HookKind.LOAD_TEST, nxt.state.revision, token)
+    if entry in nxt.state.hooks or entry + ":failed" in nxt.state.hooks:
+        return nxt
+    call = _call(HookKind.LOAD_TEST, nxt.state, token)
+    if call in nxt.actions:
+        return nxt
+    return Plan(nxt.state, nxt.actions + (call,), nxt.requeue_after, nxt.paused)
+
+
+def _confirm_promotion(spec: DeliverySpec, state: DeliveryState, obs: Observation, nxt: Plan) -> Plan:
+    """Promotion (Progressing -> Promoting) waits until the confirm-promotion hook answers 2xx."""
+    url = spec.hooks.url(HookKind.CONFIRM_PROMOTION)
+    if not url or state.phase is not Phase.PROGRESSING or nxt.state.phase is not Phase.PROMOTING:
+        return nxt
+    result = _newest(obs, HookKind.CONFIRM_PROMOTION, state)
+    if result is not None and result.ok:
+        told = PostEvent("Normal", R.HOOK_PASSED, f"confirm-promotion hook {origin(url)}: {result.detail}; promoting")
+        return Plan(nxt.state, (told,) + nxt.actions, nxt.requeue_after, nxt.paused)
+    message = (
+        f"all steps passed; promotion waits for the confirm-promotion hook ({origin(url)}) to answer 2xx "
+        f"(`deliver promote {obs.name}` promotes now, `deliver abort {obs.name}` rolls back)"
+    )
+    held = state.replace(message=message)
+    told_once = () if state.message == message else (PostEvent("Normal", R.AWAITING_CONFIRMATION, message),)
+    if result is None:
+        return Plan(held, told_once + (_call(HookKind.CONFIRM_PROMOTION, state, "0"),), RECHECK)
+    waited = obs.now - result.at
+    if waited >= CONFIRM_POLL:
+        again = _call(HookKind.CONFIRM_PROMOTION, state, f"{result.at:.3f}")
+        return Plan(held, told_once + (again,), RECHECK)
+    return Plan(held, told_once, max(0.5, CONFIRM_POLL - waited))
+
+
+def finished(spec: DeliverySpec, before: DeliveryState, obs: Observation, decided: Plan) -> Plan:
+    """The post-rollout hook: due when a delivery ends, called once, its answer an Event."""
+    url = spec.hooks.url(HookKind.POST_ROLLOUT)
+    state = decided.state
+    if not url or state.phase not in ENDED:
+        return decided
+    due = _entry(HookKind.POST_ROLLOUT, state.revision) + ":due"
+    if not before.phase.terminal and due not in state.hooks:
+        state = state.replace(hooks=state.hooks + (due,))
+    if due not in state.hooks:
+        return decided
+    result = _newest(obs, HookKind.POST_ROLLOUT, state)
+    if result is None:
+        wait = RECHECK if decided.requeue_after is None else min(decided.requeue_after, RECHECK)
+        return Plan(state, decided.actions + (_call(HookKind.POST_ROLLOUT, state),), wait, decided.paused)
+    done = tuple(h for h in state.hooks if h != due) + (due.replace(":due", ":done"),)
+    told = PostEvent(
+        "Normal" if result.ok else "Warning",
+        R.HOOK_PASSED if result.ok else R.HOOK_FAILED,
+        f"post-rollout hook {origin(url)} ({state.phase.value} revision {state.revision}): {result.detail}",
+    )
+    return Plan(state.replace(hooks=done), decided.actions + (told,), decided.requeue_after, decided.paused)
+
+
+__all__ = ["CONFIRM_POLL", "advance", "finished", "origin"]

@@ -1,0 +1,250 @@
+"""Notifications (delivery/notify.py) against a real local HTTP receiver (e2e/receiver.py).
+
+Deliveries run on the one fake API (tests/fixture.py); the webhooks are real HTTP requests to a real
+server in a thread: bodies, Slack format, signatures, retries with backoff, a dead receiver, a full
+queue, and the counters /metrics shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from delivery import templates
+from delivery.notify import Notifier, Target, signature
+from e2e.receiver import Receiver, Request
+from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
+from tests.fixture import NAME, NS, Fixture, template
+
+V1, V2 = "web:v1", "web:v2"
+REV2 = templates.revision(template(V2))
+
+
+@pytest.fixture
+def rx() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+def value(registry: CollectorRegistry, name: str, target: str | None = None) -> float:
+    for line in generate_latest(registry).decode().splitlines():
+        if line.startswith(name) and (target is None or f'target="{target}"' in line):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def canary(notifier: Notifier, **annotations: str) -> Fixture:
+    f = Fixture()
+    f.given_deployment("canary", V1, replicas=3, **{"steps": "20,50,100", "interval": "30s", **annotations})
+    f.given_delivered()
+    f.reconciler.notifier = notifier
+    return f
+
+
+def kinds(requests: list[Request]) -> list[str]:
+    return [r.json()["kind"] for r in requests]
+
+
+def test_a_delivery_sends_each_phase_change_to_the_deployments_webhook_as_its_event_says(rx: Receiver) -> None:
+    notifier = Notifier(backoff=0.05)
+    f = canary(notifier, notify_webhook=rx.url("/hook"))
+    f.when_template_changes(V2)
+
+    f.when_settled()
+    assert notifier.drain(10)
+
+    got = rx.at("/hook")
+    assert kinds(got) == ["started", "step-passed", "step-passed", "promoting", "promoted"]
+    bodies = [r.json() for r in got]
+    events = [e for e in f.events() if e["reason"] in {b["reason"] for b in bodies}]
+    assert [b["message"] for b in bodies] == [e["message"] for e in events], "the same words as the Events"
+    done = bodies[-1]
+    assert (done["namespace"], done["deployment"], done["reason"], done["phase"]) == (
+        NS,
+        NAME,
+        "DeliverySucceeded",
+        "Succeeded",
+    )
+    assert done["revision"] == REV2 and done["strategy"] == "canary" and done["time"].endswith("Z")
+    assert len({b["id"] for b in bodies}) == 5, "each notification has its own id"
+    assert all("x-deliver-signature" not in r.headers for r in got), "no secret, no signature"
+
+
+def test_a_rollback_notification_carries_the_verdicts_numbers_in_json_and_slack(rx: Receiver) -> None:
+    notifier = Notifier(backoff=0.05)
+    f = canary(
+        notifier,
+        notify_webhook=rx.url("/json"),
+        notify_slack=rx.url("/slack"),
+        analysis="error-rate",
+        analysis_metrics="envoy",
+    )
+
+    def analyser(spec: DeliverySpec, state: DeliveryState, d: object, a: Analyse) -> StepVerdict:
+        details = {"error-rate": {"new": 0.12, "stable": 0.01, "e": 41.5}}
+        return StepVerdict(a.step, "fail", "error-rate: new 12.0% vs stable 1.0%", f.now, details)
+
+    f.reconciler.analyser = analyser
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert notifier.drain(10)
+
+    rolled = [r.json() for r in rx.at("/json") if r.json()["kind"] == "rolled-back"]
+    assert len(rolled) == 1
+    assert rolled[0]["type"] == "Warning" and "analysis failed" in rolled[0]["message"]
+    assert rolled[0]["verdict"]["outcome"] == "fail"
+    assert rolled[0]["verdict"]["details"]["error-rate"] == {"new": 0.12, "stable": 0.01, "e": 41.5}
+    slack = [r.json() for r in rx.at("/slack")]
+    assert len(slack) == len(rx.at("/json")), "each target gets every notification"
+    text = json.dumps(slack[-2:])
+    assert "rolled-back" in text and "error-rate: new 12.0% vs stable 1.0%" in text
+    assert all(set(s) == {"text", "blocks"} for s in slack)
+
+
+def test_a_signed_notification_verifies_with_the_secret_and_the_timestamp(rx: Receiver) -> None:
+    secret = b"s3cret"
+    notifier = Notifier((Target(rx.url("/signed")),), secret=secret)
+    f = canary(notifier)
+    f.when_template_changes(V2)
+    f.when_reconciled()
+    assert notifier.drain(10)
+
+    [req] = rx.at("/signed")
+    ts = req.headers["x-deliver-timestamp"]
+    expected = "sha256=" + hmac.new(secret, ts.encode() + b"." + req.body, hashlib.sha256).hexdigest()
+    assert req.headers["x-deliver-signature"] == expected == signature(secret, ts, req.body)
+    assert abs(int(ts) - time.time()) < 60
+    assert signature(b"other", ts, req.body) != expected
+
+
+def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(rx: Receiver) -> None:
+    calls: list[float] = []
+
+    def flaky(r: Request) -> int:
+        calls.append(time.monotonic())
+        return 503 if len(calls) <= 2 else 200
+
+    rx.answer("/flaky", flaky)
+    registry = CollectorRegistry()
+    notifier = Notifier((Target(rx.url("/flaky")),), registry=registry, backoff=0.2)
+    f = canary(notifier)
+    f.when_template_changes(V2)
+    f.when_reconciled()
+    assert notifier.drain(10)
+
+    assert [r.status for r in rx.at("/flaky")] == [503, 503, 200]
+    assert len({r.json()["id"] for r in rx.at("/flaky")}) == 1, "a retry is the same notification"
+    assert calls[1] - calls[0] >= 0.18 and calls[2] - calls[1] >= 0.38, "the wait doubles"
+    assert value(registry, "deliver_notifications_sent_total", rx.base) == 1
+    assert value(registry, "deliver_notification_retries_total", rx.base) == 2
+    assert value(registry, "deliver_notifications_failed_total", rx.base) == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_receiver_that_is_down_never_blocks_a_pass_and_is_counted_as_failed() -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    registry = CollectorRegistry()
+    # sent from the passes, 5 notifications x 3 attempts with 1 s + 2 s of backoff would take 15 s
+    notifier = Notifier((Target(down + "/x"),), registry=registry, attempts=3, backoff=1.0)
+    f = canary(notifier)
+    f.when_template_changes(V2)
+
+    started = time.monotonic()
+    f.when_settled()
+    took = time.monotonic() - started
+    assert notifier.drain(20)
+
+    assert f.record()["phase"] == "Succeeded", "the delivery goes on without the receiver"
+    assert value(registry, "deliver_notifications_failed_total", down) == 5, "5 notifications, each given up"
+    assert value(registry, "deliver_notification_retries_total", down) == 10, "after 3 attempts each"
+    assert value(registry, "deliver_notifications_sent_total", down) == 0
+    assert "DeliverySucceeded" in f.reasons(), "the Event remains"
+    assert took < 3, f"passes waited for the receiver ({took:.1f}s)"
+
+
+def test_a_full_queue_drops_and_counts_instead_of_waiting(rx: Receiver) -> None:
+    rx.delay("/slow", 2.0)  # waiting for room in the queue would hold the passes for 3 x 2 s
+    registry = CollectorRegistry()
+    notifier = Notifier((Target(rx.url("/slow")),), registry=registry, capacity=2, senders=1)
+    f = canary(notifier)
+    f.when_template_changes(V2)
+
+    started = time.monotonic()
+    f.when_settled()
+    assert time.monotonic() - started < 3, "a pass never waits for the queue"
+    assert notifier.drain(20)
+
+    dropped = value(registry, "deliver_notifications_dropped_total")
+    sent = value(registry, "deliver_notifications_sent_total", rx.base)
+    assert dropped >= 1 and sent + dropped == 5 and len(rx.at("/slow")) == sent
+
+
+def test_events_that_are_not_phase_changes_are_not_sent(rx: Receiver) -> None:
+    notifier = Notifier((Target(rx.url("/all")),))
+    f = canary(notifier)
+    f.when_annotated(steps="20,ten,100")
+    f.when_template_changes(V2)
+    f.when_reconciled()
+    assert notifier.drain(5)
+    assert f.reasons() == ["InvalidAnnotation"] and rx.at("/all") == []
+
+
+@pytest.mark.parametrize(
+    "url,needle",
+    [
+        ("ftp://example.com/x", "not an http"),
+        ("https://user:pw@example.com/x", "credentials"),
+        ("https:///nohost", "not an http"),
+        ("https://example.com:99999/x", "invalid port"),
+        ("https://a.example/x, ", "not a URL"),
+    ],
+)
+def test_a_bad_webhook_url_is_an_invalid_annotation_and_no_action(url: str, needle: str) -> None:
+    f = Fixture()
+    f.given_deployment("canary", V1, replicas=3, steps="20,100")
+    f.given_delivered()
+    f.when_annotated(notify_webhook=url)
+    f.when_template_changes(V2)
+    before = f.deployment()
+
+    f.when_reconciled()
+
+    assert f.deployment() == before and f.delivers_replicasets() == []
+    [warning] = f.events("InvalidAnnotation", "Warning")
+    assert "deliver.dev/notify-webhook" in warning["message"] and needle in warning["message"]
+
+
+def test_the_chart_passes_cluster_wide_notifications_and_the_secret_by_environment() -> None:
+    from tests.test_chart import kinds, render
+
+    def env(*sets: str) -> dict[str, Any]:
+        [dep] = kinds(render(*sets))["Deployment"]
+        return {
+            e["name"]: e.get("value", e.get("valueFrom"))
+            for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+
+    plain = env()
+    assert not {"DELIVER_NOTIFY_WEBHOOK", "DELIVER_NOTIFY_SLACK", "DELIVER_WEBHOOK_SECRET"} & set(plain)
+    got = env(
+        "notifications.webhooks={https://a.example/x,https://b.example/y}",
+        "notifications.slackSecret.name=slack",
+        "notifications.secret.name=hmac",
+    )
+    assert got["DELIVER_NOTIFY_WEBHOOK"] == "https://a.example/x https://b.example/y"
+    assert got["DELIVER_NOTIFY_SLACK"] == {"secretKeyRef": {"name": "slack", "key": "url"}}
+    assert got["DELIVER_WEBHOOK_SECRET"] == {"secretKeyRef": {"name": "hmac", "key": "secret"}}
+    assert env("notifications.slack={https://s.example/x}")["DELIVER_NOTIFY_SLACK"] == "https://s.example/x"
