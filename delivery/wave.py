@@ -149,6 +149,17 @@ def observe(stage: Stage, change: Change, wid: str, deployment: dict[str, Any], 
                 return StageView(stage, StageState.PASSED, f"already delivered: {reason}", want, False, marker, 0.0)
         return StageView(stage, StageState.PENDING, "not applied by this wave yet", want, False, marker, status=status)
     assert marker is not None
+    template = (deployment.get("spec") or {}).get("template") or {}
+    if not want and pin.matches(template):  # applied; the controller has not taken it up yet
+        return StageView(
+            stage,
+            StageState.DELIVERING,
+            "waiting for the controller to start delivering the change",
+            templates.revision(template),
+            True,
+            marker,
+            status=status,
+        )
     if not want:
         return StageView(
             stage,
@@ -201,7 +212,7 @@ def plan(wave: Wave, views: Mapping[str, StageView], until: str | None = None) -
             else f"stage {first} was put back by this wave after a failure"
         )
         at = wave.group_of(first)
-        untouched = tuple(s.name for g in wave.groups[at + 1 :] for s in g if views[s.name].state is StageState.PENDING)
+        untouched = tuple(s.name for g in wave.groups[at:] for s in g if views[s.name].state is StageState.PENDING)
         undo: tuple[str, ...] = ()
         abort: tuple[str, ...] = ()
         if wave.on_failure is OnFailure.ROLLBACK:
