@@ -42,6 +42,7 @@ from e2e.helpers import Kube, canary, deliver, deployment, image, make_deploymen
 pytestmark = pytest.mark.e2e
 
 STAGES = ("staging", "eu-1", "us-1")
+JENKINSFILE = REPO_ROOT / "docs" / "Jenkinsfile.wave"
 MARKER = "wave.deliver.dev/stage"
 
 
@@ -165,6 +166,11 @@ def junit_results(path: Path) -> list[tuple[str, str]]:
     return out
 
 
+def jenkins_commands() -> list[str]:
+    """The `sh` steps of docs/Jenkinsfile.wave, in order, exactly as written."""
+    return re.findall(r"^\s*sh '([^']*)'\s*$", JENKINSFILE.read_text(), flags=re.M)
+
+
 def wave_cmd(wave: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     # each stage names its kubeconfig; the global one is not used
     return deliver(wave.parent / "unused-kubeconfig", "wave", str(wave), *args, timeout=timeout)
@@ -189,6 +195,12 @@ def test_good_image_goes_through_all_three_in_order(sites: list[Site], ns: str, 
     for s, rec in zip(sites, records, strict=True):
         assert rec["phase"] == "Succeeded" and rec["revision"] != before[s.name]["stableRevision"], (s.name, rec)
         assert image(s.kube, ns) == "example.com/web:v2"
+    t0 = marks[0]["appliedAt"]
+    for s, rec, m in zip(sites, records, marks, strict=True):
+        print(
+            f"  {s.name}: applied +{m['appliedAt'] - t0:.1f}s, delivery started +{rec['started'] - t0:.1f}s, "
+            f"finished +{rec['finished'] - t0:.1f}s, wave saw it pass +{m['passedAt'] - t0:.1f}s"
+        )
     # in order: each stage was applied only after the previous one's delivery had finished
     for prev, nxt, prev_mark, next_mark in zip(records, records[1:], marks, marks[1:], strict=False):
         assert prev["finished"] <= nxt["started"], (prev, nxt)
@@ -201,6 +213,23 @@ def test_good_image_goes_through_all_three_in_order(sites: list[Site], ns: str, 
     r = wave_cmd(wave, "--image", "example.com/web:v2")
     assert r.returncode == 0, r.stderr
     assert [record(s, ns)["started"] for s in sites] == [rec["started"] for rec in records]
+
+    # the next build, as docs/Jenkinsfile.wave runs it: one pipeline stage per wave stage (--until)
+    commands = jenkins_commands()
+    assert len(commands) == 4 and all(c.startswith("deliver wave deploy/wave.yaml") for c in commands)
+    workspace = tmp_path / "workspace"
+    (workspace / "deploy").mkdir(parents=True)
+    (workspace / "deploy" / "wave.yaml").write_text(wave.read_text())  # its kubeconfig paths are absolute
+    env = dict(os.environ, IMAGE="example.com/web:v3", NO_COLOR="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `deliver`
+    seen = []
+    for command in commands:
+        r = subprocess.run(["bash", "-c", command], cwd=workspace, env=env, capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, (command, r.stderr)
+        seen.append([image(s.kube, ns)[-2:] for s in sites])
+    assert seen == [["v2", "v2", "v2"], ["v3", "v2", "v2"], ["v3", "v3", "v2"], ["v3", "v3", "v3"]]
+    assert [kind for _, kind in junit_results(workspace / "wave-staging.xml")] == ["passed", "skipped", "skipped"]
+    assert [kind for _, kind in junit_results(workspace / "wave-us.xml")] == ["passed"] * 3
 
 
 def test_a_change_that_fails_at_stage_2_stops_the_wave(sites: list[Site], ns: str, tmp_path: Path) -> None:

@@ -444,6 +444,21 @@ def test_soak_is_waited_out_and_resumes_from_the_marker() -> None:
     assert all(n["appliedAt"] - m["passedAt"] >= 60 for m, n in zip(marks, marks[1:], strict=False))
 
 
+def test_a_parallel_group_runs_at_once_and_the_wave_waits_for_all() -> None:
+    clock = Clock()
+    kubes = clusters(clock)
+    text = THREE.format(mode="rollback").replace(
+        "  - {name: eu-1, context: eu-1, namespace: ns, app: web}\n"
+        "  - {name: us-1, context: us-1, namespace: ns, app: web}",
+        "  - parallel:\n    - {name: eu-1, context: eu-1, namespace: ns, app: web}\n"
+        "    - {name: us-1, context: us-1, namespace: ns, app: web}",
+    )
+    w = parse(text)
+    assert [len(g) for g in w.groups] == [1, 2]
+    result = WaveRunner(w, CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep).run()
+    assert result.code == 0 and all(image_of(k) == "web:v2" for k in kubes.values())
+
+
 def test_dry_run_changes_nothing() -> None:
     clock = Clock()
     kubes = clusters(clock)
@@ -507,3 +522,28 @@ def test_cli_lint_and_usage_errors(tmp_path: Path) -> None:
     wave.write_text("wave: w\nstages: [{name: a, context: prod, namespace: n, app: x}]\n")
     r = run.invoke(cli.main, ["--kubeconfig", str(kc), "wave", str(wave), "--image", "x:1"])
     assert r.exit_code == 2 and "unknown context 'prod'" in r.output
+
+
+def test_views_plain_lines_in_ci_and_a_live_table_on_a_terminal() -> None:
+    import io
+
+    from delivery.cli.wave import LiveWaveView, PlainView
+    from delivery.wave import WaveEvent
+
+    w = parse(THREE.format(mode="hold"))
+    status = {"namespace": "ns", "name": "web", "phase": "Progressing", "step": 0, "weight": 50, "message": "m"}
+    out = io.StringIO()
+    plain = PlainView(w, out)
+    plain(WaveEvent("staging", "Delivering", "applied web:v2"))
+    plain(WaveEvent("staging", "Delivering", "m", status))
+    plain(WaveEvent("staging", "Delivering", "m", status))  # unchanged: no line
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "[staging] Delivering: applied web:v2" in lines[0]
+    assert "[staging] ns/web: phase=Progressing step=1 weight=50%" in lines[1]
+    screen = io.StringIO()
+    live = LiveWaveView(w, color=False, stream=screen)
+    live(WaveEvent("eu-1", "Delivering", "m", status))
+    live(WaveEvent("us-1", "passed", "revision promoted"))
+    live.close()
+    text = screen.getvalue()
+    assert "wave w" in text and "Progressing" in text and "revision promoted" in text
