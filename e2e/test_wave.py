@@ -248,7 +248,9 @@ def test_a_change_that_fails_at_stage_2_stops_the_wave(sites: list[Site], ns: st
     # on-failure: rollback
     wave = write_wave(tmp_path / "wave.yaml", sites, ns, on_failure="rollback")
     report = tmp_path / "wave.xml"
+    started = time.monotonic()
     r = wave_cmd(wave, "--image", "example.com/web:v2", "-o", "json", "--junit", str(report))
+    print(f"wave failing at stage 2, stage 1 rolled back: {time.monotonic() - started:.1f}s wall")
     assert r.returncode == 1, r.stderr
     result = json.loads(r.stdout)
     assert [(s["name"], s["result"]) for s in result["stages"]] == [
