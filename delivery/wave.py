@@ -515,8 +515,10 @@ class WaveRunner:
         on_event: Callable[[WaveEvent], None] = lambda _e: None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        lock: WaveLock | None = None,
     ) -> None:
         self.wave, self.change, self.kubes, self.wid = wave, change, kubes, wid
+        self.lock = lock
         self.on_event, self.clock, self.sleep = on_event, clock, sleep
         self.results = {s.name: StageResult(s.name, s.where) for s in wave.stages}
         self._stop = threading.Event()
@@ -566,6 +568,8 @@ class WaveRunner:
                 return self._result(started, EXIT_OK, p.reason)
             if p.outcome == "failed":
                 return self._fail(started, p, views)
+            if self.lock is not None and self.lock.lost:
+                return self._result(started, EXIT_FAILED, f"the wave lost its lock ({self.lock.lost}); it stops")
             codes = self._run_group(p.run, views)
             if EXIT_API in codes.values():
                 bad = next(n for n, c in codes.items() if c == EXIT_API)
@@ -628,7 +632,7 @@ class WaveRunner:
         except KubeError as exc:
             r.outcome, r.reason = "api-error", str(exc)
             code = EXIT_API
-        except DeliverError as exc:
+        except (DeliverError, ValueError) as exc:  # ValueError: the change no longer fits the Deployment
             r.outcome, r.reason = "failed", str(exc)
             code = EXIT_FAILED
         r.ended = self.clock()
@@ -758,20 +762,26 @@ class WaveRunner:
 
     def _fail(self, started: float, p: WavePlan, views: Mapping[str, StageView]) -> WaveResult:
         notes: list[str] = []
+        undo = list(p.undo)
         for name in p.abort:
             kube, stage = self.kubes[name], self.wave.stage(name)
             deployment = read_stage(kube, stage)
             if deployment is None:
                 continue
-            if not read_state(deployment).phase.terminal or views[name].held:
-                send_request(kube, deployment, "abort")
+            record = read_state(deployment)
+            if views[name].state is StageState.DELIVERING and (
+                record.phase.terminal or record.revision != views[name].revision
+            ):
+                undo.insert(0, name)  # the controller has not taken the change up yet: write the old one back
+                continue
+            self._abort(kube, stage, deployment)
             if views[name].state is not StageState.FAILED:
                 self._mark(kube, stage, rolled_back=self.clock())
                 self.results[name].outcome = "abort-requested"
                 self.results[name].reason = "its delivery was aborted after another stage failed"
             self._note(name, "abort-requested", "abort requested")
             notes.append(f"{name} aborted")
-        for name in p.undo:
+        for name in undo:
             ok, why = self._undo(name, views[name])
             self.results[name].outcome = "rolled-back" if ok else "failed"
             self.results[name].reason = why
@@ -790,6 +800,19 @@ class WaveRunner:
         if p.untouched:
             notes.append(f"{', '.join(p.untouched)} untouched")
         return self._result(started, EXIT_FAILED, p.reason + (f" ({'; '.join(notes)})" if notes else ""))
+
+    @staticmethod
+    def _abort(kube: Kube, stage: Stage, deployment: dict[str, Any]) -> None:
+        """deliver's abort request (what `deliver abort` writes), written again after a lost race."""
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                send_request(kube, deployment, "abort")
+                return
+            except Conflict:
+                fresh = read_stage(kube, stage)
+                if fresh is None:
+                    return
+                deployment = fresh
 
     def _undo(self, name: str, view: StageView) -> tuple[bool, str]:
         """Write the stage's previous template back (deliver delivers it as a change) and wait for it."""

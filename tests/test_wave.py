@@ -547,3 +547,62 @@ def test_views_plain_lines_in_ci_and_a_live_table_on_a_terminal() -> None:
     live.close()
     text = screen.getvalue()
     assert "wave w" in text and "Progressing" in text and "revision promoted" in text
+
+
+def test_a_wave_that_lost_its_lock_stops_before_the_next_stage() -> None:
+    clock = Clock()
+    clock.t = 1_800_000_000.0
+    kubes = clusters(clock)
+    lock = WaveLock(kubes["staging"], "ns", "web", "w1", clock)
+    lock.acquire()
+    clock.t += 40  # not renewed: expired, and another wave took it
+    WaveLock(kubes["staging"], "ns", "web", "other", clock).acquire()
+    lock.renew()
+    result = WaveRunner(
+        parse(THREE.format(mode="hold")), CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep, lock=lock
+    ).run()
+    assert result.code == 1 and "lost its lock" in result.reason
+    assert image_of(kubes["staging"]) == "web:v1"
+
+
+def given_marked(
+    kubes: dict[str, FakeKube], name: str, template: dict[str, Any], record: dict[str, Any], **m: Any
+) -> None:
+    d = kubes[name].get(DEPLOYMENTS, "ns", "web")
+    d["spec"]["template"] = copy.deepcopy(template)
+    d["metadata"]["annotations"][STATE] = json.dumps(record)
+    d["metadata"]["annotations"][MARKER] = Marker("w1", "w", name, revision=V2, previous=A, **m).to_json()
+    kubes[name].replace(DEPLOYMENTS, "ns", "web", d)
+
+
+PARALLEL = THREE.format(mode="rollback").replace(
+    "  - {name: eu-1, context: eu-1, namespace: ns, app: web}\n"
+    "  - {name: us-1, context: us-1, namespace: ns, app: web}",
+    "  - parallel:\n    - {name: eu-1, context: eu-1, namespace: ns, app: web}\n"
+    "    - {name: us-1, context: us-1, namespace: ns, app: web}",
+)
+
+
+def test_after_a_failure_a_delivery_going_on_in_the_group_is_aborted() -> None:
+    clock = Clock()
+    clock.t = 100.0
+    kubes = clusters(clock)
+    given_marked(kubes, "staging", TPL_V2, st("Succeeded", V2, V2), applied_at=1, passed_at=2)
+    given_marked(kubes, "eu-1", TPL_A, st("RolledBack", V2, A, failedRevision=V2), applied_at=3)
+    given_marked(kubes, "us-1", TPL_V2, st("Progressing", V2, A), applied_at=3)
+    result = WaveRunner(parse(PARALLEL), CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep).run()
+    assert result.code == 1 and [s.outcome for s in result.stages] == ["rolled-back", "failed", "abort-requested"]
+    annotations = kubes["us-1"].get(DEPLOYMENTS, "ns", "web")["metadata"]["annotations"]
+    assert json.loads(annotations["deliver.dev/request"])["verb"] == "abort"
+    assert json.loads(annotations[MARKER])["rolledBackAt"] > 0
+    assert image_of(kubes["staging"]) == "web:v1"
+
+
+def test_after_a_failure_a_change_not_yet_taken_up_is_written_back() -> None:
+    clock = Clock()
+    kubes = clusters(clock)
+    given_marked(kubes, "eu-1", TPL_A, st("RolledBack", V2, A, failedRevision=V2), applied_at=3)
+    given_marked(kubes, "us-1", TPL_V2, st("Idle", A, A), applied_at=3)  # its controller is behind
+    result = WaveRunner(parse(PARALLEL), CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep).run()
+    assert result.code == 1 and [s.outcome for s in result.stages] == ["not-reached", "failed", "rolled-back"]
+    assert image_of(kubes["us-1"]) == "web:v1" and kubes["staging"].writes == []

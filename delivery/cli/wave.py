@@ -230,7 +230,6 @@ def wave(
             view = PlainView(plan, stream)
     else:
         view = PlainView(plan, stream)
-    runner = WaveRunner(plan, change, kubes, wid, on_event=view)
     note(f"wave {plan.name} ({wid}): {change.describe()} through {len(plan.stages)} stage(s)")
     lock: WaveLock | None = None
     try:
@@ -239,6 +238,7 @@ def wave(
             lock = WaveLock(kubes[first.name], first.namespace, first.app, wid)
             lock.acquire()
             lock.start()
+        runner = WaveRunner(plan, change, kubes, wid, on_event=view, lock=lock)
         result = runner.run(until=until, dry_run=dry_run)
     except WaveBusy as exc:
         view.close()
