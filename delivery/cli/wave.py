@@ -148,7 +148,7 @@ def summary(result: WaveResult) -> str:
     "images",
     type=ContainerImage(),
     multiple=True,
-    help="The change: container NAME gets IMAGE (NAME=IMAGE; IMAGE alone for a one-container pod). Repeatable.",
+    help="The change: CONTAINER gets IMAGE (IMAGE alone: the pod's only container). Repeatable.",
 )
 @click.option(
     "--manifest", type=click.File("r"), help="The change: each stage's app gets its pod template from this file."
