@@ -332,6 +332,12 @@ def write_junit(path: str, result: WaveResult) -> None:
 # ---------------------------------------------------------------------------- clusters
 
 
+def where(stage: Stage, ref: ClusterRef) -> str:
+    """How a stage is shown: ``context@host:port namespace/app``."""
+    host = ref.server.split("://", 1)[-1].split("/", 1)[0]
+    return f"{ref.context or 'in-cluster'}@{host} {stage.namespace}/{stage.app}"
+
+
 def connect(refs: Mapping[str, ClusterRef]) -> dict[str, Kube]:
     """One client per distinct (kubeconfig, context); stages on the same cluster share it."""
     made: dict[tuple[str, str], Kube] = {}
@@ -516,11 +522,12 @@ class WaveRunner:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         lock: WaveLock | None = None,
+        where: Mapping[str, str] | None = None,
     ) -> None:
         self.wave, self.change, self.kubes, self.wid = wave, change, kubes, wid
         self.lock = lock
         self.on_event, self.clock, self.sleep = on_event, clock, sleep
-        self.results = {s.name: StageResult(s.name, s.where) for s in wave.stages}
+        self.results = {s.name: StageResult(s.name, (where or {}).get(s.name, s.where)) for s in wave.stages}
         self._stop = threading.Event()
 
     # ---- observing ----

@@ -24,6 +24,7 @@ from ..wave import (
     WaveRunner,
     connect,
     preflight,
+    where,
     write_junit,
 )
 from ..wavefile import Change, Wave, default_kubeconfig, load, parse_image, resolve_clusters, wave_id
@@ -90,17 +91,25 @@ class PlainView:
 class LiveWaveView:
     """A terminal: one row per stage, updated in place (rich)."""
 
-    def __init__(self, wave: Wave, color: bool, stream: TextIO) -> None:
+    def __init__(self, wave: Wave, color: bool, stream: TextIO, labels: dict[str, str] | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.wave = wave
-        self.rows: dict[str, list[str]] = {s.name: [s.where, "Pending", "", ""] for s in wave.stages}
+        labels = labels or {}
+        self.rows: dict[str, list[str]] = {
+            s.name: [labels.get(s.name, s.where), "Pending", "", ""] for s in wave.stages
+        }
         self.started = time.monotonic()
         self.lock = threading.Lock()
         self.console = Console(file=stream, no_color=not color, highlight=False)
-        self.live = Live(self._table(), console=self.console, refresh_per_second=4, transient=False)
+        # rich asks __rich__ on every refresh: the clock in the title ticks between events
+        self.live = Live(self, console=self.console, refresh_per_second=2, transient=False)
         self.live.start()
+
+    def __rich__(self) -> Any:
+        with self.lock:
+            return self._table()
 
     def _table(self) -> Any:
         from rich.table import Table
@@ -125,12 +134,10 @@ class LiveWaveView:
                 row[3] = str(st.get("message", ""))
             else:
                 row[1], row[3] = e.state, e.message
-            self.live.update(self._table())
+        self.live.refresh()
 
     def close(self) -> None:
-        with self.lock:
-            self.live.update(self._table())
-            self.live.stop()
+        self.live.stop()
 
 
 def summary(result: WaveResult) -> str:
@@ -222,10 +229,11 @@ def wave(
         _invalid(WaveFileError(wave_file, problems))
     wid = wave_id(plan, change)
     stream = sys.stderr
+    labels = {s.name: where(s, refs[s.name]) for s in plan.stages}
     view: PlainView | LiveWaveView
     if output.is_tty(stream) and not dry_run:
         try:
-            view = LiveWaveView(plan, output.color_wanted(g.no_color, stream), stream)
+            view = LiveWaveView(plan, output.color_wanted(g.no_color, stream), stream, labels)
         except Exception:  # a broken terminal must not break the command
             view = PlainView(plan, stream)
     else:
@@ -238,7 +246,7 @@ def wave(
             lock = WaveLock(kubes[first.name], first.namespace, first.app, wid)
             lock.acquire()
             lock.start()
-        runner = WaveRunner(plan, change, kubes, wid, on_event=view, lock=lock)
+        runner = WaveRunner(plan, change, kubes, wid, on_event=view, lock=lock, where=labels)
         result = runner.run(until=until, dry_run=dry_run)
     except WaveBusy as exc:
         view.close()
