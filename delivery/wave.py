@@ -146,7 +146,9 @@ def observe(stage: Stage, change: Change, wid: str, deployment: dict[str, Any], 
         if want:
             code, reason = decide(want, deployment)
             if code == EXIT_OK:
-                return StageView(stage, StageState.PASSED, f"already delivered: {reason}", want, False, marker, 0.0)
+                return StageView(
+                    stage, StageState.PASSED, f"already delivered: {reason}", want, False, marker, status=status
+                )
         return StageView(stage, StageState.PENDING, "not applied by this wave yet", want, False, marker, status=status)
     assert marker is not None
     template = (deployment.get("spec") or {}).get("template") or {}
