@@ -10,8 +10,9 @@ parallel. One wave file names a stage in each (staging → eu-1 → us-1). The t
   stage 1 rolled back (on-failure: rollback) or kept (hold);
 * the wave command killed mid-stage and run again finishes the wave without delivering anything
   twice; another wave for the same app meanwhile is refused;
-* an unreachable stage stops the wave with exit 4 before anything is changed; a stage whose app is
-  not annotated is exit 2.
+* an unreachable stage stops the wave with exit 4 before anything is changed, and a stage's API
+  server that goes away mid-wave stops it with 4 before the next stage; a stage whose app is not
+  annotated is exit 2.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from e2e._proc import stop as stop_process
 from e2e.cluster import REPO_ROOT, Cluster, api_client
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, canary, deliver, deployment, image, make_deployment, state, wait_for, wait_stable
@@ -122,7 +124,7 @@ def ns(sites: list[Site], request: pytest.FixtureRequest) -> Iterator[str]:
     for s in sites:
         try:
             s.kube.core.delete_namespace(name)
-        except client.ApiException:
+        except Exception:  # a cluster a test took down (the unreachable stage) is gone with its namespaces
             pass
 
 
@@ -355,3 +357,28 @@ def test_unreachable_stage_stops_the_wave_with_4(sites: list[Site], ns: str, tmp
     r = wave_cmd(wave, "--image", "example.com/web:v2", "--dry-run")
     assert r.returncode == 0 and "dry run" in r.stderr, r.stderr
     assert [deployment(s.kube, ns, "web")["metadata"]["resourceVersion"] for s in sites] == versions
+
+    # us-1's API server goes away while staging is delivering: the wave stops with 4 before eu-1
+    text["stages"][0]["overrides"] = {"interval": "3s"}
+    wave.write_text(yaml.safe_dump(text))
+    argv = [sys.executable, "-m", "delivery.cli", "wave", str(wave), "--image", "example.com/web:v2"]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO_ROOT,
+        env=dict(os.environ, NO_COLOR="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: marker(staging, ns), 60, "staging applied")
+        apiserver = next(p for p in us.cluster.state.procs if p.name == "kube-apiserver")
+        stop_process(apiserver)  # this test module's own process, by its recorded pid
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 4, err
+    assert "stage us-1" in err and "nothing further is changed" in err, err
+    assert record(staging, ns)["phase"] == "Succeeded" and image(staging.kube, ns) == "example.com/web:v2"
+    assert deployment(eu.kube, ns, "web")["metadata"]["resourceVersion"] == versions[1]  # untouched

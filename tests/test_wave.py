@@ -423,6 +423,24 @@ def test_an_unreachable_stage_stops_the_wave_with_4_and_changes_nothing_further(
     assert all(k.writes == [] for k in kubes.values())
 
 
+def test_a_cluster_lost_mid_wave_stops_it_with_4_before_the_next_stage() -> None:
+    clock = Clock()
+    kubes = clusters(clock)
+    staging_controller = kubes["staging"].watch_events[0][0]
+
+    def then_lose_us(k: FakeKube) -> dict[str, Any] | None:
+        event = staging_controller(k)
+        if event is not None:  # staging delivered: now us-1's API server is gone
+            kubes["us-1"].fail_next(*[KubeError("API server unreachable")] * 50, verb="get")
+        return event
+
+    kubes["staging"].watch_events = [[then_lose_us] for _ in range(50)]
+    result = WaveRunner(parse(THREE.format(mode="rollback")), CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep).run()
+    assert result.code == 4 and "stage us-1" in result.reason and "nothing further" in result.reason
+    assert image_of(kubes["staging"]) == "web:v2" and result.stages[0].outcome == "passed"
+    assert kubes["eu-1"].writes == [] and kubes["us-1"].writes == []
+
+
 def test_a_stage_timing_out_is_3_and_a_second_run_goes_on() -> None:
     clock = Clock()
     kubes = clusters(clock)
