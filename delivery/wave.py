@@ -14,7 +14,7 @@ Each cluster's own deliver controller does each delivery; the wave only sequence
 
 No state lives outside the clusters: the same command run again (after a crash, a killed CI job)
 observes the same stages and goes on where the wave stands. Two waves for the same app are kept
-apart by a Lease (``deliver-wave-<app>``) in the first stage's namespace (``WaveLock``).
+apart by a Lease (``deliver-wave-<app>``) in every stage's namespace (``WaveLocks``).
 """
 
 from __future__ import annotations
@@ -400,17 +400,25 @@ def _wall(text: Any) -> float:
 
 
 class WaveLock:
-    """A Lease ``deliver-wave-<app>`` in the first stage's namespace: one wave per app at a time.
+    """A Lease ``deliver-wave-<app>`` in one stage's namespace: one wave per app at a time.
 
     The holder is ``<wave id>/<run id>``. Another wave's Lease that was renewed within its duration
     refuses this wave (``WaveBusy``); an expired one is taken over, and so is one of the same wave
     (a crashed or killed run of the same command: both converge on the same stages).
     """
 
-    def __init__(self, kube: Kube, namespace: str, app: str, wid: str, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        app: str,
+        wid: str,
+        clock: Callable[[], float] = time.time,
+        identity: str = "",
+    ):
         self.kube, self.namespace, self.name = kube, namespace, lock_name(app)
         self.wid = wid
-        self.identity = f"{wid}/{uuid.uuid4().hex[:8]}"
+        self.identity = identity or f"{wid}/{uuid.uuid4().hex[:8]}"
         self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -490,6 +498,58 @@ class WaveLock:
             pass  # it expires by itself
 
 
+class WaveLocks:
+    """The wave's Lease on every stage's (cluster, namespace, app), taken in stage order.
+
+    One per stage, not only the first: a wave for the same app that starts elsewhere (a hotfix
+    straight to one region) is refused too. If one cannot be taken, those already taken are given
+    back and the wave is refused (``WaveBusy``).
+    """
+
+    def __init__(self, wave: Wave, kubes: Mapping[str, Kube], wid: str, clock: Callable[[], float] = time.time):
+        identity = f"{wid}/{uuid.uuid4().hex[:8]}"
+        self.locks: list[WaveLock] = []
+        seen: set[tuple[int, str, str]] = set()
+        for s in wave.stages:
+            key = (id(kubes[s.name]), s.namespace, s.app)
+            if key not in seen:
+                seen.add(key)
+                self.locks.append(WaveLock(kubes[s.name], s.namespace, s.app, wid, clock, identity))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def lost(self) -> str:
+        return next((lock.lost for lock in self.locks if lock.lost), "")
+
+    def acquire(self) -> None:
+        taken: list[WaveLock] = []
+        try:
+            for lock in self.locks:
+                lock.acquire()
+                taken.append(lock)
+        except BaseException:
+            for lock in taken:
+                lock.release()
+            raise
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(LOCK_RENEW):
+                for lock in self.locks:
+                    lock.renew()
+
+        self._thread = threading.Thread(target=loop, name="wave-locks", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for lock in self.locks:
+            lock.release()
+
+
 # ---------------------------------------------------------------------------- the run
 
 
@@ -523,7 +583,7 @@ class WaveRunner:
         on_event: Callable[[WaveEvent], None] = lambda _e: None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        lock: WaveLock | None = None,
+        lock: WaveLock | WaveLocks | None = None,
         where: Mapping[str, str] | None = None,
     ) -> None:
         self.wave, self.change, self.kubes, self.wid = wave, change, kubes, wid

@@ -624,3 +624,28 @@ def test_after_a_failure_a_change_not_yet_taken_up_is_written_back() -> None:
     result = WaveRunner(parse(PARALLEL), CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep).run()
     assert result.code == 1 and [s.outcome for s in result.stages] == ["not-reached", "failed", "rolled-back"]
     assert image_of(kubes["us-1"]) == "web:v1" and kubes["staging"].writes == []
+
+
+def test_locks_on_every_stage_refuse_a_wave_that_starts_elsewhere() -> None:
+    from delivery.wave import WaveLocks
+
+    clock = Clock()
+    clock.t = 1_800_000_000.0
+    kubes = clusters(clock)
+    release = WaveLocks(parse(THREE.format(mode="hold")), kubes, "release", clock)
+    release.acquire()
+    assert [len(k.items(LEASES, "ns")) for k in kubes.values()] == [1, 1, 1]
+    hotfix = parse("wave: hotfix\nstages: [{name: us-1, context: us-1, namespace: ns, app: web}]")
+    with pytest.raises(WaveBusy, match="another wave"):
+        WaveLocks(hotfix, {"us-1": kubes["us-1"]}, "hotfix", clock).acquire()
+    # a wave that gets the first Lease but not the second gives the first back
+    release.locks[0].release()
+    two = parse(
+        "wave: two\nstages: [{name: staging, context: staging, namespace: ns, app: web}, "
+        "{name: eu-1, context: eu-1, namespace: ns, app: web}]"
+    )
+    with pytest.raises(WaveBusy):
+        WaveLocks(two, {"staging": kubes["staging"], "eu-1": kubes["eu-1"]}, "two", clock).acquire()
+    assert kubes["staging"].items(LEASES, "ns") == []
+    release.release()
+    assert all(k.items(LEASES, "ns") == [] for k in kubes.values())

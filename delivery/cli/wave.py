@@ -19,7 +19,7 @@ from ..gate import EXIT_API, EXIT_FAILED, EXIT_USAGE
 from ..wave import (
     StageUnreachable,
     WaveEvent,
-    WaveLock,
+    WaveLocks,
     WaveResult,
     WaveRunner,
     connect,
@@ -239,11 +239,10 @@ def wave(
     else:
         view = PlainView(plan, stream)
     note(f"wave {plan.name} ({wid}): {change.describe()} through {len(plan.stages)} stage(s)")
-    lock: WaveLock | None = None
+    lock: WaveLocks | None = None
     try:
         if not dry_run:
-            first = plan.stages[0]
-            lock = WaveLock(kubes[first.name], first.namespace, first.app, wid)
+            lock = WaveLocks(plan, kubes, wid)
             lock.acquire()
             lock.start()
         runner = WaveRunner(plan, change, kubes, wid, on_event=view, lock=lock, where=labels)
