@@ -599,7 +599,7 @@ class WaveRunner:
         for s in self.wave.stages:
             deployment = read_stage(self.kubes[s.name], s)
             if deployment is None:
-                raise StageUnreachable(s.name, NotFound(f"deployment {s.namespace}/{s.app} not found"))
+                raise StateError(f"stage {s.name}: deployment {s.namespace}/{s.app} not found (deleted mid-wave?)")
             out[s.name] = observe(s, self.change, self.wid, deployment, self.clock())
         return out
 
@@ -626,6 +626,8 @@ class WaveRunner:
                 views = self.views()
             except StageUnreachable as exc:
                 return self._result(started, EXIT_API, f"{exc}; the wave stops, nothing further is changed")
+            except StateError as exc:
+                return self._result(started, EXIT_FAILED, f"{exc}; the wave stops, nothing further is changed")
             self._settle(views)
             p = plan(self.wave, views, until)
             if dry_run:

@@ -649,3 +649,12 @@ def test_locks_on_every_stage_refuse_a_wave_that_starts_elsewhere() -> None:
     assert kubes["staging"].items(LEASES, "ns") == []
     release.release()
     assert all(k.items(LEASES, "ns") == [] for k in kubes.values())
+
+
+def test_a_stage_deployment_deleted_mid_wave_stops_it_with_1() -> None:
+    clock = Clock()
+    kubes = clusters(clock)
+    kubes["us-1"].delete(DEPLOYMENTS, "ns", "web")
+    result = WaveRunner(parse(THREE.format(mode="rollback")), CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep).run()
+    assert result.code == 1 and "deployment ns/web not found" in result.reason
+    assert kubes["staging"].writes == [] and kubes["eu-1"].writes == []
