@@ -233,6 +233,20 @@ def test_good_image_goes_through_all_three_in_order(sites: list[Site], ns: str, 
     assert [kind for _, kind in junit_results(workspace / "wave-staging.xml")] == ["passed", "skipped", "skipped"]
     assert [kind for _, kind in junit_results(workspace / "wave-us.xml")] == ["passed"] * 3
 
+    # the change as a manifest: its pod template (the API server fills in the defaults) everywhere
+    doc = canary("web", "50,100", replicas=2, progress_deadline="5s")
+    doc.spec.template.spec.containers[0].image = "example.com/web:v4"
+    doc.spec.template.spec.containers[0].env = [client.V1EnvVar(name="MODE", value="fast")]
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(yaml.safe_dump(sites[0].kube.api_client.sanitize_for_serialization(doc)))
+    r = wave_cmd(wave, "--manifest", str(manifest), "-o", "json")
+    assert r.returncode == 0, r.stderr
+    assert [s["result"] for s in json.loads(r.stdout)["stages"]] == ["passed"] * 3
+    for s in sites:
+        container = deployment(s.kube, ns, "web")["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == "example.com/web:v4" and container["env"] == [{"name": "MODE", "value": "fast"}]
+        assert record(s, ns)["phase"] == "Succeeded"
+
 
 def test_a_change_that_fails_at_stage_2_stops_the_wave(sites: list[Site], ns: str, tmp_path: Path) -> None:
     given_web_everywhere(sites, ns)
