@@ -143,7 +143,9 @@ def observe(stage: Stage, change: Change, wid: str, deployment: dict[str, Any], 
     if ours and marker is not None and marker.rolled_back_at:
         return StageView(stage, StageState.ROLLED_BACK, "put back by this wave", want, True, marker, status=status)
     if not ours:
-        if want:
+        # already there (delivered by someone else)? Exact for an image change; a manifest's template
+        # is found by its images, which is not enough to skip writing it: it is applied (a no-op if same)
+        if want and not change.manifest:
             code, reason = decide(want, deployment)
             if code == EXIT_OK:
                 return StageView(

@@ -658,3 +658,15 @@ def test_a_stage_deployment_deleted_mid_wave_stops_it_with_1() -> None:
     result = WaveRunner(parse(THREE.format(mode="rollback")), CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep).run()
     assert result.code == 1 and "deployment ns/web not found" in result.reason
     assert kubes["staging"].writes == [] and kubes["eu-1"].writes == []
+
+
+def test_a_manifest_change_is_written_even_when_its_images_are_there() -> None:
+    other_env = copy.deepcopy(TPL_V2)
+    other_env["spec"]["containers"][0]["env"] = [{"name": "MODE", "value": "slow"}]
+    manifest = yaml.safe_dump({"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": TPL_V2}})
+    dep = deployment(other_env, st("Succeeded", templates.revision(other_env), templates.revision(other_env)))
+    view = observe(Stage("a", "ns", "web"), Change(manifest=manifest), WID, dep, now=1)
+    assert view.state is StageState.PENDING
+    assert observe(Stage("a", "ns", "web"), CHANGE, WID, deployment(TPL_V2, st("Idle", V2, V2)), 1).state is (
+        StageState.PASSED
+    )
