@@ -68,3 +68,16 @@ class QueryError(AnalysisError):
 
 class RoutingError(DeliverError):
     """A traffic router cannot apply or verify a weight (missing route, CRD or backend)."""
+
+
+class WaveFileError(DeliverError):
+    """A wave file (``deliver wave``) that cannot be run: every problem found, listed at once."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+class WaveBusy(DeliverError):
+    """Another wave holds the lock of the same app (its Lease has not expired)."""

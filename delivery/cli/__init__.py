@@ -84,3 +84,8 @@ for command in (
     run.run,
 ):
     main.add_command(command)
+
+# deliver wave (issue 15): one change through several clusters, stage by stage
+from .wave import wave as _wave  # noqa: E402
+
+main.add_command(_wave)

@@ -1,0 +1,475 @@
+"""The wave file of ``deliver wave``: stages in order, each a cluster, a namespace and an app. Pure.
+
+A wave ships one change (an image, or a manifest's pod template: ``Change``) to several clusters,
+one stage after the other, each cluster's own deliver controller doing the delivery. This module
+reads and checks the file (``parse``), reads the kubeconfigs the stages name (``resolve_clusters``:
+YAML only, no connection) and turns ``--image``/``--manifest`` into a ``Change``. Every problem is
+collected and raised at once as ``WaveFileError``: nothing is touched before the whole wave is valid.
+
+    wave: web-release
+    on-failure: rollback          # rollback | hold (default rollback)
+    timeout: 15m                  # per stage (default 15m)
+    soak: 0s                      # after each stage's success (default 0s)
+    stages:
+      - name: staging
+        context: staging          # kubeconfig context (default: the kubeconfig's current one)
+        kubeconfig: ~/.kube/staging.yaml   # default: --kubeconfig / $KUBECONFIG / ~/.kube/config
+        namespace: shop
+        app: web
+        overrides: {steps: "50,100", interval: 30s}   # deliver.dev/* keys, written with the change
+        soak: 5m
+      - name: eu-1
+        ...
+      - parallel:                 # these stages run at once; the wave waits for all of them
+          - {name: us-1, context: us-1, namespace: shop, app: web}
+          - {name: us-2, context: us-2, namespace: shop, app: web}
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import spec as specmod
+from . import templates
+from .errors import SpecError, WaveFileError
+from .gate import Pin, manifest_pin
+
+DEFAULT_TIMEOUT = 15 * 60.0
+MAX_DURATION = 7 * 86400.0
+_STAGE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
+_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_WAVE_KEYS = {"wave", "on-failure", "timeout", "soak", "stages"}
+_STAGE_KEYS = {"name", "context", "kubeconfig", "namespace", "app", "overrides", "soak", "timeout"}
+
+
+class OnFailure(Enum):
+    """What happens to the stages before the one that failed."""
+
+    ROLLBACK = "rollback"  # their previous template is written back (deliver delivers it as a change)
+    HOLD = "hold"  # they keep the new version; the wave stops
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    namespace: str
+    app: str
+    context: str = ""  # "" = the kubeconfig's current context
+    kubeconfig: str = ""  # "" = the default kubeconfig (--kubeconfig, $KUBECONFIG, ~/.kube/config)
+    overrides: tuple[tuple[str, str], ...] = ()  # (deliver.dev/KEY, value), written with the change
+    soak: float = 0.0
+    timeout: float = DEFAULT_TIMEOUT
+
+    @property
+    def where(self) -> str:
+        cluster = self.context or (Path(self.kubeconfig).name if self.kubeconfig else "current context")
+        return f"{cluster} {self.namespace}/{self.app}"
+
+
+@dataclass(frozen=True)
+class Wave:
+    """A parsed wave: ``groups`` run in order; the stages of one group run at once."""
+
+    name: str
+    groups: tuple[tuple[Stage, ...], ...]
+    on_failure: OnFailure = OnFailure.ROLLBACK
+    source: str = ""  # the file it came from, for messages
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        return tuple(s for g in self.groups for s in g)
+
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)
+
+    def group_of(self, name: str) -> int:
+        return next(i for i, g in enumerate(self.groups) if any(s.name == name for s in g))
+
+    def canonical(self) -> dict[str, Any]:
+        """What identifies the wave (with the change: its id). Paths and order included."""
+        return {
+            "wave": self.name,
+            "onFailure": self.on_failure.value,
+            "groups": [
+                [
+                    {
+                        "name": s.name,
+                        "context": s.context,
+                        "kubeconfig": s.kubeconfig,
+                        "namespace": s.namespace,
+                        "app": s.app,
+                        "overrides": dict(s.overrides),
+                        "soak": s.soak,
+                    }
+                    for s in g
+                ]
+                for g in self.groups
+            ],
+        }
+
+
+# ---------------------------------------------------------------------------- the change
+
+
+@dataclass(frozen=True)
+class Change:
+    """What the wave ships: container images (``images``) or a manifest's pod templates (``manifest``)."""
+
+    images: tuple[tuple[str, str], ...] = ()  # (container name, "" = the only container; image)
+    manifest: str = ""  # the text of the manifest file
+    manifest_name: str = ""
+
+    def describe(self) -> str:
+        if self.manifest:
+            return f"manifest {self.manifest_name or '-'}"
+        return ", ".join(f"{c + '=' if c else ''}{i}" for c, i in self.images)
+
+    def canonical(self) -> dict[str, Any]:
+        if self.manifest:
+            docs = [d for d in yaml.safe_load_all(self.manifest) if isinstance(d, dict)]
+            return {"manifest": docs}
+        return {"images": [list(p) for p in self.images]}
+
+    def template_for(self, stage: Stage, current: dict[str, Any]) -> dict[str, Any]:
+        """The pod template ``stage`` gets: ``current`` with the change applied. ValueError if it does not fit."""
+        if self.manifest:
+            template = _manifest_deployment(self.manifest, stage)
+            return copy.deepcopy(template)
+        new = templates.without_hash(current)
+        containers = (new.get("spec") or {}).get("containers") or []
+        for name, image in self.images:
+            if not name:
+                if len(containers) != 1:
+                    names = ", ".join(str(c.get("name")) for c in containers)
+                    raise ValueError(f"the pod has {len(containers)} containers ({names}): say which, NAME=IMAGE")
+                containers[0]["image"] = image
+                continue
+            found = [c for c in containers if c.get("name") == name]
+            if not found:
+                names = ", ".join(str(c.get("name")) for c in containers)
+                raise ValueError(f"no container named {name!r} (containers: {names})")
+            found[0]["image"] = image
+        return new
+
+    def pin_for(self, stage: Stage, current: dict[str, Any]) -> Pin:
+        """How the gate finds this change on ``stage`` (in the template or deliver's record)."""
+        if self.manifest:
+            doc = {
+                "kind": "Deployment",
+                "metadata": {"name": stage.app},
+                "spec": {"template": self.template_for(stage, current)},
+            }
+            return manifest_pin(yaml.safe_dump(doc), stage.app)
+        return Pin(revision=templates.revision(self.template_for(stage, current)))
+
+
+def _manifest_deployment(text: str, stage: Stage) -> dict[str, Any]:
+    """The pod template of ``stage.app``'s Deployment in the manifest (one for its namespace first)."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError as exc:
+        raise ValueError(f"the manifest is not YAML: {exc}") from None
+    flat: list[dict[str, Any]] = []
+    for d in docs:
+        flat += [i for i in d.get("items") or [] if isinstance(i, dict)] if d.get("kind") == "List" else [d]
+    named = [d for d in flat if d.get("kind") == "Deployment" and (d.get("metadata") or {}).get("name") == stage.app]
+    here = [d for d in named if (d.get("metadata") or {}).get("namespace") in (None, "", stage.namespace)]
+    if not here:
+        raise ValueError(f"the manifest has no Deployment {stage.app} for namespace {stage.namespace}")
+    template = (here[0].get("spec") or {}).get("template")
+    if not isinstance(template, dict) or not ((template.get("spec") or {}).get("containers")):
+        raise ValueError(f"Deployment {stage.app} in the manifest has no pod template with containers")
+    return template
+
+
+_IMAGE_REF = re.compile(r"^[^\s=]+$")
+
+
+def parse_image(value: str) -> tuple[str, str]:
+    """``NAME=IMAGE`` or ``IMAGE`` (the pod's only container) → (name, image). ValueError if malformed."""
+    name, sep, image = value.partition("=")
+    if not sep:
+        name, image = "", value
+    if sep and not _DNS1123.match(name):
+        raise ValueError(f"{name!r} is not a container name")
+    if not _IMAGE_REF.match(image):
+        raise ValueError(f"{image!r} is not an image reference")
+    return name, image
+
+
+def wave_id(wave: Wave, change: Change) -> str:
+    """A short id of (wave, change): the same command run again finds its own stages by it."""
+    text = json.dumps({"wave": wave.canonical(), "change": change.canonical()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+@dataclass
+class _Problems:
+    source: str
+    found: list[str] = field(default_factory=list)
+
+    def add(self, where: str, problem: str) -> None:
+        self.found.append(f"{where}: {problem}" if where else problem)
+
+
+def _duration(p: _Problems, where: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+        if 0 <= seconds <= MAX_DURATION:
+            return seconds
+        p.add(where, f"{value!r} is out of range (0s..{MAX_DURATION:g}s)")
+        return default
+    try:
+        return specmod.parse_duration(where, str(value), maximum=MAX_DURATION)
+    except SpecError as exc:
+        p.add(where, exc.problem)
+        return default
+
+
+def _overrides(p: _Problems, where: str, value: Any) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        p.add(where, "must be a mapping of deliver.dev/* keys to values, e.g. {steps: '50,100'}")
+        return ()
+    out: list[tuple[str, str]] = []
+    for key, raw in value.items():
+        short = str(key).removeprefix(specmod.PREFIX)
+        if short in specmod.RESERVED or (short not in specmod.KEYS and not short.startswith("analysis")):
+            p.add(f"{where}.{key}", f"not a deliver.dev/* annotation a wave may set (known: {', '.join(specmod.KEYS)})")
+            continue
+        if short == "strategy":
+            p.add(f"{where}.{key}", "the strategy is the Deployment's own; a wave only tunes it")
+            continue
+        if isinstance(raw, bool):
+            text = "true" if raw else "false"
+        elif isinstance(raw, str | int | float):
+            text = str(raw)
+        else:
+            p.add(f"{where}.{key}", f"must be a string, not {type(raw).__name__}")
+            continue
+        out.append((specmod.PREFIX + short, text))
+    return tuple(sorted(out))
+
+
+def _stage(p: _Problems, where: str, raw: Any, defaults: tuple[float, float], base: Path | None) -> Stage | None:
+    if not isinstance(raw, dict):
+        p.add(where, "a stage is a mapping with name, context or kubeconfig, namespace and app")
+        return None
+    for key in raw:
+        if key not in _STAGE_KEYS:
+            p.add(f"{where}.{key}", f"unknown field (known: {', '.join(sorted(_STAGE_KEYS))})")
+    name = str(raw.get("name") or "")
+    if not _STAGE_NAME.match(name):
+        p.add(f"{where}.name", f"{name!r} is missing or not a name (lower case, digits, '-', '.', '_')")
+    label = f"stage {name}" if name else where
+    values: dict[str, str] = {}
+    for key in ("namespace", "app"):
+        value = raw.get(key)
+        if not isinstance(value, str) or not _DNS1123.match(value):
+            p.add(f"{label}.{key}", f"{value!r} is missing or not a valid name")
+        values[key] = str(value or "")
+    for key in ("context", "kubeconfig"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            p.add(f"{label}.{key}", f"{value!r} is not a {key} name")
+        values[key] = str(value or "").strip()
+    kubeconfig = values["kubeconfig"]
+    if kubeconfig:
+        path = Path(os.path.expanduser(kubeconfig))
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        kubeconfig = str(path)
+    return Stage(
+        name=name,
+        namespace=values["namespace"],
+        app=values["app"],
+        context=values["context"],
+        kubeconfig=kubeconfig,
+        overrides=_overrides(p, f"{label}.overrides", raw.get("overrides")),
+        soak=_duration(p, f"{label}.soak", raw.get("soak"), defaults[0]),
+        timeout=_duration(p, f"{label}.timeout", raw.get("timeout"), defaults[1]),
+    )
+
+
+def parse(text: str, source: str = "wave file", base: Path | None = None) -> Wave:
+    """The wave in ``text``; raises WaveFileError listing every problem. ``base``: for relative kubeconfigs."""
+    p = _Problems(source)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise WaveFileError(source, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(raw, dict):
+        raise WaveFileError(source, ["a wave file is a mapping with `wave` and `stages`"])
+    for key in raw:
+        if key not in _WAVE_KEYS:
+            p.add(str(key), f"unknown field (known: {', '.join(sorted(_WAVE_KEYS))})")
+    name = raw.get("wave")
+    if not isinstance(name, str) or not _STAGE_NAME.match(name):
+        p.add("wave", f"{name!r} is missing or not a name")
+    try:
+        on_failure = OnFailure(str(raw.get("on-failure", "rollback")))
+    except ValueError:
+        p.add("on-failure", f"{raw.get('on-failure')!r} is not rollback or hold")
+        on_failure = OnFailure.ROLLBACK
+    soak = _duration(p, "soak", raw.get("soak"), 0.0)
+    timeout = _duration(p, "timeout", raw.get("timeout"), DEFAULT_TIMEOUT)
+    if timeout <= 0:
+        p.add("timeout", "must be more than 0s")
+    stages = raw.get("stages")
+    groups: list[tuple[Stage, ...]] = []
+    if not isinstance(stages, list) or not stages:
+        p.add("stages", "a non-empty list of stages is needed")
+        stages = []
+    for i, item in enumerate(stages):
+        where = f"stages[{i}]"
+        if isinstance(item, dict) and "parallel" in item:
+            if set(item) != {"parallel"} or not isinstance(item["parallel"], list) or not item["parallel"]:
+                p.add(where, "`parallel` takes a non-empty list of stages and nothing beside it")
+                continue
+            group = [
+                _stage(p, f"{where}.parallel[{j}]", s, (soak, timeout), base) for j, s in enumerate(item["parallel"])
+            ]
+            groups.append(tuple(s for s in group if s is not None))
+        else:
+            one = _stage(p, where, item, (soak, timeout), base)
+            if one is not None:
+                groups.append((one,))
+    wave = Wave(str(name or ""), tuple(g for g in groups if g), on_failure, source)
+    seen: dict[str, int] = {}
+    for s in wave.stages:
+        seen[s.name] = seen.get(s.name, 0) + 1
+    for stage_name, n in seen.items():
+        if n > 1 and stage_name:
+            p.add(f"stage {stage_name}", f"named {n} times: a stage appears once in a wave")
+    targets: dict[tuple[str, str, str, str], str] = {}
+    for s in wave.stages:
+        key = (s.kubeconfig, s.context, s.namespace, s.app)
+        if key in targets and s.name != targets[key]:
+            p.add(f"stage {s.name}", f"the same cluster, namespace and app as stage {targets[key]} (a stage twice)")
+        targets.setdefault(key, s.name)
+    if p.found:
+        raise WaveFileError(source, p.found)
+    return wave
+
+
+def load(path: str) -> Wave:
+    """Read and parse a wave file; an unreadable file is a WaveFileError too."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise WaveFileError(path, [f"cannot read it: {exc.strerror or exc}"]) from None
+    return parse(text, path, Path(path).resolve().parent)
+
+
+# ---------------------------------------------------------------------------- kubeconfigs, offline
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    """Where a stage's API server is, read from its kubeconfig (no connection)."""
+
+    kubeconfig: str  # the file ("" = in-cluster)
+    context: str  # the context used ("" = in-cluster)
+    server: str
+
+
+def default_kubeconfig(flag: str | None) -> str:
+    """The kubeconfig a stage without one uses: --kubeconfig, else $KUBECONFIG's first file, else ~/.kube/config."""
+    if flag:
+        return flag
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), "")
+    return first or os.path.expanduser("~/.kube/config")
+
+
+def resolve_clusters(wave: Wave, default: str) -> dict[str, ClusterRef]:
+    """Each stage's kubeconfig, context and server, from the kubeconfig files only.
+
+    Raises WaveFileError for a missing kubeconfig, an unknown context, or two stages that are the
+    same app in the same namespace of the same API server.
+    """
+    problems: list[str] = []
+    out: dict[str, ClusterRef] = {}
+    files: dict[str, dict[str, Any] | str] = {}
+    for s in wave.stages:
+        path = s.kubeconfig or default
+        if path not in files:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    loaded = yaml.safe_load(fh)
+                files[path] = loaded if isinstance(loaded, dict) else f"{path} is not a kubeconfig"
+            except (OSError, yaml.YAMLError) as exc:
+                files[path] = f"cannot read kubeconfig {path}: {getattr(exc, 'strerror', None) or exc}"
+        cfg = files[path]
+        if isinstance(cfg, str):
+            problems.append(f"stage {s.name}: {cfg}")
+            continue
+        contexts = {
+            str(c.get("name")): c.get("context") or {} for c in cfg.get("contexts") or [] if isinstance(c, dict)
+        }
+        context = s.context or str(cfg.get("current-context") or "")
+        if context not in contexts:
+            known = ", ".join(sorted(contexts)) or "none"
+            what = f"unknown context {context!r}" if context else "no context given and no current-context"
+            problems.append(f"stage {s.name}: {what} in {path} (contexts: {known})")
+            continue
+        cluster_name = str(contexts[context].get("cluster", ""))
+        clusters = {
+            str(c.get("name")): c.get("cluster") or {} for c in cfg.get("clusters") or [] if isinstance(c, dict)
+        }
+        server = str((clusters.get(cluster_name) or {}).get("server", ""))
+        if not server:
+            problems.append(f"stage {s.name}: context {context!r} names cluster {cluster_name!r}, not in {path}")
+            continue
+        out[s.name] = ClusterRef(path, context, server)
+    seen: dict[tuple[str, str, str], str] = {}
+    for s in wave.stages:
+        ref = out.get(s.name)
+        if ref is None:
+            continue
+        key = (ref.server.rstrip("/"), s.namespace, s.app)
+        if key in seen:
+            problems.append(
+                f"stage {s.name}: {s.namespace}/{s.app} on {ref.server} is stage {seen[key]} already (a stage twice)"
+            )
+        seen.setdefault(key, s.name)
+    if problems:
+        raise WaveFileError(wave.source, problems)
+    return out
+
+
+def stage_problems(stage: Stage, change: Change, deployment: dict[str, Any]) -> list[str]:
+    """Why ``stage`` cannot take ``change`` on this Deployment (empty: it can). Pure."""
+    meta = deployment.get("metadata") or {}
+    name = f"{meta.get('namespace', stage.namespace)}/{meta.get('name', stage.app)}"
+    if not specmod.has_strategy(deployment):
+        return [f"deployment {name} is not managed by deliver (no {specmod.STRATEGY} annotation)"]
+    out: list[str] = []
+    with_overrides = copy.deepcopy(deployment)
+    annotations = with_overrides.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations.update(dict(stage.overrides))
+    for err in specmod.problems(with_overrides):
+        origin = " (from the stage's overrides)" if err.key in dict(stage.overrides) else ""
+        out.append(f"{err.key}: {err.problem}{origin}")
+    try:
+        change.template_for(stage, (deployment.get("spec") or {}).get("template") or {})
+    except ValueError as exc:
+        out.append(str(exc))
+    return out
