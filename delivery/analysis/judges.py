@@ -279,27 +279,30 @@ def stratified_test(
     m = xc + xb
     ls, l1s = _log_shares(nc, nb)
     shape = xc.shape[:-1]
-    up_lw = _FAIL_LOG_W + stratified_loglik(_FAIL_OFFSETS, xc, m, ls, l1s)
-    down_lw = _FAIL_LOG_W + stratified_loglik(-_FAIL_OFFSETS, xc, m, ls, l1s)
-    log_up, log_down = special.logsumexp(up_lw, axis=-1), special.logsumexp(down_lw, axis=-1)
-    log_e = {"increase": log_up, "decrease": log_down}.get(direction)
-    if log_e is None:
-        if direction != "either":
-            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
+    ups, downs = direction in ("increase", "either"), direction in ("decrease", "either")
+    log_up = log_down = ok_up = ok_down = np.full(shape, np.inf)
+    if ups:
+        log_up = special.logsumexp(_FAIL_LOG_W + stratified_loglik(_FAIL_OFFSETS, xc, m, ls, l1s), axis=-1)
+    if downs:
+        log_down = special.logsumexp(_FAIL_LOG_W + stratified_loglik(-_FAIL_OFFSETS, xc, m, ls, l1s), axis=-1)
+    if direction == "either":
         log_e = np.logaddexp(log_up, log_down) - math.log(2.0)
+    else:
+        log_e = log_up if ups else log_down
     level = math.log(1.0 / pa)
     # pass: the bad effect is within max_effect with confidence 1 - pass_alpha
     up_t = math.log1p(max_effect)
-    up_off = up_t * _PASS_UNITS
-    ok_up = _pass_log_e(np.full(shape, up_t), -1, up_off, xc, m, ls, l1s)
-    if max_effect < 1:
+    up_off = down_off = up_t * _PASS_UNITS
+    if ups:
+        ok_up = _pass_log_e(np.full(shape, up_t), -1, up_off, xc, m, ls, l1s)
+    if downs and max_effect < 1:
         down_t = math.log1p(-max_effect)
         down_off = -down_t * _PASS_UNITS
         ok_down = _pass_log_e(np.full(shape, down_t), +1, down_off, xc, m, ls, l1s)
-    else:  # a decrease can never exceed 100 %: always within
-        down_off = up_off
-        ok_down = np.full(shape, np.inf)
-    pass_log_e = {"increase": ok_up, "decrease": ok_down, "either": np.minimum(ok_up, ok_down)}[direction]
+    # (a decrease can never exceed 100 %: with max_effect >= 1 it is always within)
+    pass_log_e = np.minimum(ok_up, ok_down)
     out: Columns = {"log_e": _f(log_e), "reject": log_e >= math.log(1.0 / alpha)}
     out["pass_log_e"] = _f(pass_log_e)
     out["bounded"] = pass_log_e >= level
@@ -313,9 +316,11 @@ def stratified_test(
         x_all, m_all = xc.sum(axis=-1), m.sum(axis=-1)
         out["share"] = _f(np.where(m_all > 0, x_all / np.where(m_all > 0, m_all, 1.0), np.nan))
     if with_bound:
-        up = np.expm1(_bound(-1, up_off, level, xc, m, ls, l1s))
-        down = -np.expm1(_bound(+1, down_off, level, xc, m, ls, l1s))
-        out["bound"] = _f({"increase": up, "decrease": down, "either": np.maximum(up, down)}[direction])
+        up = np.expm1(_bound(-1, up_off, level, xc, m, ls, l1s)) if ups else np.full(shape, -np.inf)
+        down = np.full(shape, -np.inf)
+        if downs:  # 1 - r: at most 100 %
+            down = -np.expm1(_bound(+1, down_off, level, xc, m, ls, l1s))
+        out["bound"] = _f(np.maximum(up, down))
     else:
         out["bound"] = np.full(shape, np.nan)
     return out
@@ -628,7 +633,7 @@ def judge_errors(
     rates = f"{100 * xc / nc:.3g}% vs {100 * xb / nb:.3g}%"
     sizes_txt = _sizes(nc, nb, tc.size)
     bound = float(r["bound"])
-    bound_txt = f"bound {bound:+.0%}" if math.isfinite(bound) else "bound unknown"
+    bound_txt = f"bound {bound:+.0%}" if math.isfinite(bound) else "not bounded yet"
     if code == FAIL_CODE:
         msg = f"{_fmt_e(log_e)} >= {1 / alpha:.3g}, {rates}, {sizes_txt}"
     elif code == PASS_CODE:
