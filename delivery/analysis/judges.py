@@ -236,7 +236,7 @@ def _bound(toward: int, offsets: Array, level: float, xc: Array, m: Array, ls: A
     lim = _LOG_RATIO_LIMIT
     lo, hi = np.full(shape, -lim), np.full(shape, lim)
 
-    def rejected(t: Array) -> Array:
+    def rejected(t: Array) -> NDArray[np.bool_]:
         return _pass_log_e(t, toward, offsets, xc, m, ls, l1s) >= level
 
     # toward -1: rejected(θ0) is non-decreasing in θ0; find the smallest rejected θ0
