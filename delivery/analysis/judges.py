@@ -55,13 +55,15 @@ DIRECTIONS = ("increase", "decrease", "either")
 # negligible-rate test): c ≈ 10 puts most prior mass on rate ratios between about 0.3x and 3x.
 CONCENTRATION = 10.0
 
-# The fail test's mixture over the log rate ratio: a normal prior centred on a doubled rate (the
-# regression the defaults are meant to catch: max-effect 0.5, so twice the tolerated effect), sd
-# 0.5 in log r, on a grid from +5 % to 10x.  Matched this way it reaches ~99 % of the power of the
-# test that knows the true ratio (benchmarks/analysis.py prints that bound).
-FAIL_CENTRE, FAIL_WIDTH = math.log(2.0), 0.5
+# The fail test's mixture over the log rate ratio: half-normal (sd 0.7) on log r > 0, on a grid
+# from +5 % to 10x: most weight on the modest regressions that are hard to see, enough on large
+# ones.  Tried against it on the benchmark: a normal centred on a doubled rate (sd 0.5) detects
+# ~0.5 point more at a 20 % share but rolls back 1.2-1.5 % of healthy canaries (the target is
+# <= 1 %); wider or more distant priors lose detection.  Either way the test stays within ~3
+# points of one that knows the true ratio (benchmarks/analysis.py prints that bound).
+FAIL_WIDTH = 0.7
 _FAIL_OFFSETS = np.linspace(math.log(1.05), math.log(10.0), 40)
-_FAIL_LOG_W = -0.5 * ((_FAIL_OFFSETS - FAIL_CENTRE) / FAIL_WIDTH) ** 2
+_FAIL_LOG_W = -0.5 * (_FAIL_OFFSETS / FAIL_WIDTH) ** 2
 _FAIL_LOG_W = _FAIL_LOG_W - special.logsumexp(_FAIL_LOG_W)
 # The pass test's alternatives, as multiples u of the tolerated log ratio below the tested one:
 # u = 1 is a canary exactly as good as the baseline; a normal weight (sd 0.35) around it.
