@@ -253,3 +253,26 @@ def test_missing_windows_count_as_no_traffic_and_fractional_increments_keep_thei
     c = r.checks[0]
     assert (c.n_canary, c.n_baseline) == (1002, 4002)  # rounded running totals, not 4 x round(250.4)
     assert "0.2% vs 0.15%" in c.message  # 2 errors of 1002, 6 of 4002 (not 4 x round(0.4) = 0)
+
+
+def test_pass_test_is_anytime_valid_for_a_canary_at_the_tolerated_edge() -> None:
+    """A canary exactly max_effect worse (r = 1.5) under share drift, checked after every window:
+    the rate of ever passing stays below the pass level."""
+    rng = np.random.default_rng(19)
+    alpha = 0.05
+    xc, nc, xb, nb = _drift_streams(600, rng, ratio=1.5)
+    r = errors_core(
+        *(_prefixes(a) for a in (xc, nc, xb, nb)),
+        0.025,
+        pass_alpha=alpha,
+        negligible_rate=0.0,
+        min_samples=0,
+        windows=True,
+        with_bound=False,
+    )
+    ever = (r["code"] == PASS_CODE).any(axis=1).mean()
+    assert ever <= alpha
+    # while a healthy canary on the same traffic passes most of the time
+    xc, nc, xb, nb = _drift_streams(200, rng, ratio=1.0)
+    healthy = errors_core(xc, nc, xb, nb, 0.025, pass_alpha=alpha, negligible_rate=0.0, windows=True)
+    assert (healthy["code"] == PASS_CODE).mean() > 0.5
