@@ -56,14 +56,14 @@ from benchmarks.analysis import (
     BOUNDS,
     FAMILY,
     MEDIAN,
-    SCENARIOS,
     SIGMA,
+    equal_scenarios,
     hist_quantile,
     hodges_lehmann_reject,
-    latency_histograms,
+    latency_stream,
     wilson,
 )
-from benchmarks.analysis import WINDOWS as GENERATED_TICKS  # latency_histograms draws this many periods
+from benchmarks.analysis import WINDOWS as GENERATED_TICKS  # latency_stream draws this many periods
 from delivery.analysis.judges import FAIL_CODE, PASS_CODE, errors_core, latency_core
 
 TICK = 15.0  # seconds; also the scrape interval
@@ -113,7 +113,7 @@ def error_streams(rng: np.random.Generator, reps: int, per_tick: int, rate_c: fl
 
 
 def latency_streams(rng: np.random.Generator, reps: int, per_tick: int, shape: str) -> Streams:
-    parts = [latency_histograms(rng, reps, per_tick, shape) for _ in range(math.ceil(HORIZON / GENERATED_TICKS))]
+    parts = [latency_stream(rng, reps, per_tick, shape) for _ in range(math.ceil(HORIZON / GENERATED_TICKS))]
     hc = np.concatenate([p[0] for p in parts], axis=1)[:, :HORIZON]
     hb = np.concatenate([p[1] for p in parts], axis=1)[:, :HORIZON]
     slow = BOUNDS > P99_STABLE  # buckets wholly above the stable p99 (bounds are ~5 % apart)
@@ -128,14 +128,15 @@ def _rates(name: str) -> tuple[float, float]:
     return canary, 0.005
 
 
-# analysis.py's scenarios, and the demo's bad canary (30 % errors) and a 5 % one in between
+SCENARIOS = equal_scenarios()
+# analysis.py's equal-share scenarios, and the demo's bad canary (30 % errors) and a 5 % one in between
 SCENARIO_NAMES = (
     *(name for name in SCENARIOS if name.startswith("errors")),
     "errors 0.5% -> 5%",
     "errors 0.5% -> 30%",
     *(name for name in SCENARIOS if name.startswith("latency")),
 )
-REGRESSION = {name: SCENARIOS[name][0] if name in SCENARIOS else True for name in SCENARIO_NAMES}
+REGRESSION = {name: SCENARIOS[name].regression if name in SCENARIOS else True for name in SCENARIO_NAMES}
 LATENCY_SHAPE = {"latency A/A": "aa", "latency +20% whole": "shift", "latency p99 +20% tail": "tail"}
 
 

@@ -11,7 +11,7 @@ generator, imported):
   errors   base rate 0.5 % or 2 %, canary share 50 % or 20 % (of 2,000 requests per window; also 400
            per window without ``--quick``); a healthy canary (same rate: the forecast of a *pass*) or
            one worse by exactly the check's max-effect (+50 %: the forecast of a *fail*)
-  latency  ``benchmarks.analysis.latency_histograms`` at 1,000 requests per arm per window: A/A (a
+  latency  ``benchmarks.analysis.latency_stream`` at 1,000 requests per arm per window: A/A (a
            pass) and its p99 tail regression, with the check's max-effect set to that regression's
            true exceedance ratio at the pooled p99 (a fail)
 
@@ -41,7 +41,7 @@ from functools import cache, partial
 import numpy as np
 from scipy import optimize, stats
 
-from benchmarks.analysis import ALPHA, BOUNDS, FAMILY, TAIL_K, WINDOWS, latency_histograms
+from benchmarks.analysis import ALPHA, BOUNDS, FAMILY, TAIL_K, WINDOWS, latency_stream
 from delivery.analysis.checks import CheckSpec, parse_checks
 from delivery.analysis.forecast import Observed, errors_path, latency_path, smallest
 from delivery.analysis.judges import FAIL, INC_CODE, PASS, errors_core, latency_core
@@ -157,7 +157,7 @@ def latency_scenario(
     spec = replace(LATENCY, max_effect=effect) if verdict == FAIL else LATENCY
     codes = []
     for start in range(0, reps, 100):
-        hc, hb = latency_histograms(rng, min(100, reps - start), per_arm, "tail" if verdict == FAIL else "aa")
+        hc, hb = latency_stream(rng, min(100, reps - start), per_arm, "tail" if verdict == FAIL else "aa")
         r = latency_core(
             np.cumsum(hc, 1),
             np.cumsum(hb, 1),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 
 import httpx
+import numpy as np
 import pytest
 
 from delivery.analysis.checks import parse_checks
@@ -18,21 +20,41 @@ from delivery.errors import MetricsUnavailable, QueryError
 TARGET = AnalysisTarget("shop", "web", "canaryhash", "basehash", "web-canary", "web-stable")
 
 
+def _window_seconds(query: str) -> float:
+    m = re.search(r"\[(\d+)(ms|s)\]", query)
+    assert m, f"no [window] in {query}"
+    return int(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+
+
 class Fake(MetricProvider):
-    """Answers by which arm (hash/service) and which series the rendered PromQL asks for."""
+    """Answers by which arm (hash/service) and which series the rendered PromQL asks for.
 
-    def __init__(self, answer: Callable[[str, str, str], tuple[Sample, ...]]) -> None:
+    ``answer`` gives the counts over the whole analysed span (``span`` seconds, traffic at a steady
+    rate): an instant query over a ``[w]`` window gets w/span of them, a range query w/span at each
+    step (the per-window increments increase() would give)."""
+
+    def __init__(self, answer: Callable[[str, str, str], tuple[Sample, ...]], span: float = 600.0) -> None:
         self.answer = answer
+        self.span = span
         self.queries: list[tuple[str, float]] = []
+        self.ranges: list[tuple[str, float, float, float]] = []
 
-    def instant(self, query: str, at: float) -> tuple[Sample, ...]:
-        self.queries.append((query, at))
+    def _ask(self, query: str) -> tuple[Sample, ...]:
         arm = "canary" if ("canaryhash" in query or "web-canary" in query) else "baseline"
         kind = "buckets" if "_bucket" in query else ("errors" if ('code=~"5' in query or "rq_xx" in query) else "total")
         return self.answer(arm, kind, query)
 
+    def instant(self, query: str, at: float) -> tuple[Sample, ...]:
+        self.queries.append((query, at))
+        f = _window_seconds(query) / self.span
+        return tuple(Sample(s.labels, at, s.value * f) for s in self._ask(query))
+
     def range(self, query: str, start: float, end: float, step: float) -> tuple[Series, ...]:
-        raise NotImplementedError
+        self.queries.append((query, end))
+        self.ranges.append((query, start, end, step))
+        f = _window_seconds(query) / self.span
+        times = np.arange(start, end + step / 2, step)
+        return tuple(Series(s.labels, tuple((float(t), s.value * f) for t in times)) for s in self._ask(query))
 
 
 def counts(data: dict[str, dict[str, float | None]]) -> Callable[[str, str, str], tuple[Sample, ...]]:
@@ -55,14 +77,17 @@ ERRORS = parse_checks({"deliver.dev/analysis": "error-rate"})
 
 
 def test_error_regression_fails_and_queries_are_rendered() -> None:
-    fake = Fake(counts({"canary": {"total": 4000, "errors": 48}, "baseline": {"total": 4000, "errors": 20}}))
+    fake = Fake(counts({"canary": {"total": 4000, "errors": 48}, "baseline": {"total": 4000, "errors": 20}}), span=93.0)
     r = Analyser(fake).run(ERRORS, TARGET, 1000.0, 1093.0)
     assert r.outcome == "fail"
     (c,) = r.checks
     assert c.outcome == "fail" and c.n_canary == 4000 and c.e_value is not None and c.e_value >= 20
-    q, at = fake.queries[0]
+    # one whole 60 s window by a range query (step 60 s), the last 33 s by an instant query at the end
+    q, first, last, step = fake.ranges[0]
+    assert (first, last, step) == (1060.0, 1060.0, 60.0) and "[60s]" in q
+    assert 'namespace="shop"' in q and 'pod_template_hash="canaryhash"' in q
+    q, at = next((q, at) for q, at in fake.queries if "[33s]" in q)
     assert at == 1093.0
-    assert 'namespace="shop"' in q and 'pod_template_hash="canaryhash"' in q and "[93s]" in q
     assert any('pod_template_hash="basehash"' in q for q, _ in fake.queries)
     assert r.summary().startswith("error-rate fail (e=")
 

@@ -21,6 +21,7 @@ KEY_CHECKS = PREFIX + "analysis"
 KEY_METRICS = PREFIX + "analysis-metrics"
 KEY_CONFIG = PREFIX + "analysis-config"
 KEY_ALPHA = PREFIX + "analysis-alpha"
+KEY_RESOLUTION = PREFIX + "analysis-resolution"
 KEY_CHECK_OPTIONS = PREFIX + "analysis."  # + <check name>
 
 KINDS = ("errors", "latency")
@@ -33,6 +34,12 @@ DEFAULT_MAX_EFFECT = 0.5
 DEFAULT_MIN_SAMPLES = 1000
 DEFAULT_QUANTILE = 0.99
 DEFAULT_NEGLIGIBLE_RATE = 0.001
+# A rate above this is not negligible: for a metric whose "bad" share is naturally high, bound the
+# ratio with max-effect instead.  (Allowing 1.0 passed a canary at 2 % errors beside 1.4 %.)
+MAX_NEGLIGIBLE_RATE = 0.1
+# Per-window increments are fetched at this resolution (seconds); see docs/analysis.md.
+DEFAULT_RESOLUTION = 60.0
+MIN_RESOLUTION, MAX_RESOLUTION = 1.0, 3600.0
 
 # Keys a check of each kind needs; every query is written once, arm-neutral ({hash}, {service}),
 # and evaluated once for the canary and once for the baseline.
@@ -75,6 +82,7 @@ class CheckSpec:
     alpha: float = DEFAULT_ALPHA  # family-wise false-rollback rate of the whole analysis
     quantile: float = DEFAULT_QUANTILE  # latency: the tail quantile watched for exceedances
     negligible_rate: float = DEFAULT_NEGLIGIBLE_RATE  # errors: a canary rate surely below this passes
+    resolution: float = DEFAULT_RESOLUTION  # seconds per window of the stratified judges
 
 
 def _http(metric_filter: str) -> str:
@@ -160,6 +168,21 @@ def _float(key: str, text: str, lo: float, hi: float, lo_open: bool = True) -> f
     return v
 
 
+_DURATION_RE = re.compile(r"^([0-9]+)(s|m|h)?$")
+
+
+def parse_resolution(text: str) -> float:
+    """``deliver.dev/analysis-resolution``: whole seconds (``90``, ``90s``), minutes or hours, in
+    [1s, 1h]; raise SpecError otherwise."""
+    m = _DURATION_RE.match(text.strip())
+    if not m:
+        raise SpecError(KEY_RESOLUTION, f"{text!r} is not a duration such as 60s, 2m or 1h")
+    seconds = float(int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2) or "s"])
+    if not MIN_RESOLUTION <= seconds <= MAX_RESOLUTION:
+        raise SpecError(KEY_RESOLUTION, f"{text!r} must be between 1s and 1h")
+    return seconds
+
+
 def _options(key: str, text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in text.split(","):
@@ -212,7 +235,7 @@ def _apply_options(spec: CheckSpec, key: str, opts: Mapping[str, str]) -> CheckS
     if "quantile" in opts:
         changes["quantile"] = _float(key, opts["quantile"], 0.5, 0.9999, lo_open=False)
     if "negligible-rate" in opts:
-        changes["negligible_rate"] = _float(key, opts["negligible-rate"], 0.0, 1.0, lo_open=False)
+        changes["negligible_rate"] = _float(key, opts["negligible-rate"], 0.0, MAX_NEGLIGIBLE_RATE, lo_open=False)
     return replace(spec, **changes)  # type: ignore[arg-type]
 
 
@@ -244,11 +267,11 @@ def parse_checks(
     for key in annotations:
         if not key.startswith(PREFIX + "analysis"):
             continue
-        if key in (KEY_CHECKS, KEY_METRICS, KEY_CONFIG, KEY_ALPHA) or key.startswith(KEY_CHECK_OPTIONS):
+        if key in (KEY_CHECKS, KEY_METRICS, KEY_CONFIG, KEY_ALPHA, KEY_RESOLUTION) or key.startswith(KEY_CHECK_OPTIONS):
             continue
         raise SpecError(
             key,
-            f"unknown analysis key; known: {KEY_CHECKS}, {KEY_METRICS}, {KEY_CONFIG}, {KEY_ALPHA}, "
+            f"unknown analysis key; known: {KEY_CHECKS}, {KEY_METRICS}, {KEY_CONFIG}, {KEY_ALPHA}, {KEY_RESOLUTION}, "
             f"{KEY_CHECK_OPTIONS}<check>",
         )
 
@@ -270,6 +293,9 @@ def parse_checks(
     alpha = DEFAULT_ALPHA
     if KEY_ALPHA in annotations:
         alpha = _float(KEY_ALPHA, annotations[KEY_ALPHA].strip(), 0.0, 0.5)
+    resolution = DEFAULT_RESOLUTION
+    if KEY_RESOLUTION in annotations:
+        resolution = parse_resolution(annotations[KEY_RESOLUTION])
     cm_name = annotations.get(KEY_CONFIG, "").strip() or None
     if cm_name is not None and not _CONFIGMAP_RE.match(cm_name):
         raise SpecError(KEY_CONFIG, f"{cm_name!r} is not a valid ConfigMap name")
@@ -292,7 +318,7 @@ def parse_checks(
         if name in BUILTIN_CHECKS:
             kind = "errors" if name == "error-rate" else "latency"
             template = f"{family}:{name}"
-            spec = CheckSpec(name, kind, template, dict(TEMPLATES[template]), alpha=alpha)
+            spec = CheckSpec(name, kind, template, dict(TEMPLATES[template]), alpha=alpha, resolution=resolution)
         else:
             if cm_name is None:
                 raise SpecError(
@@ -316,7 +342,7 @@ def parse_checks(
                 if "kind" in opts and cm_kind != kind:
                     raise SpecError(okey, f"kind={kind} but ConfigMap {cm_name!r} declares {name}.kind={cm_kind}")
                 kind = cm_kind
-            spec = CheckSpec(name, kind, None, queries, alpha=alpha)
+            spec = CheckSpec(name, kind, None, queries, alpha=alpha, resolution=resolution)
         if spec.template is None:
             opts = {k: v for k, v in opts.items() if k != "kind"}  # already applied with the ConfigMap
         spec = _apply_options(spec, okey, opts)

@@ -1,9 +1,13 @@
 """The analysis entry point the engine calls: run declared checks for a target over a window.
 
-``Analyser.run`` queries cumulative canary and baseline observations over [start, end] (one
-instant query per arm and series at ``end`` with ``{window}`` = end - start), judges each check at
-its Bonferroni share alpha/k of the family-wise false-rollback rate, and never raises: any
-provider or data problem makes that check inconclusive with the reason in its message.
+``Analyser.run`` cuts [start, end] into windows of the check's resolution (``{window}`` = the
+resolution, default 60 s), anchored at ``start`` so a growing span keeps its earlier windows, and
+fetches per-window increments for each arm and series: one range query over the whole windows
+(step = resolution) and one instant query for the last, partial window.  Each check is judged
+stratified (every window against its own traffic share) and fails at its Bonferroni share alpha/k
+of the family-wise false-rollback rate; a pass needs every critical check to pass, so each pass
+test runs at the family's alpha.  It never raises: any provider or data problem makes that check
+inconclusive with the reason in its message.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from delivery.analysis.checks import DEFAULT_ALPHA, CheckSpec, render_query
 from delivery.analysis.judges import FAIL, INCONCLUSIVE, PASS, Judgement, judge_errors, judge_latency
-from delivery.analysis.prometheus import Sample
+from delivery.analysis.prometheus import Sample, Series
 from delivery.analysis.providers import MetricProvider
 from delivery.errors import AnalysisError, DeliverError
 
@@ -156,28 +160,66 @@ def _finite(samples: Sequence[Sample], what: str) -> None:
         raise AnalysisError(f"{what} returned {bad[0].value} (NaN/Inf) for {bad[0].labels or 'the result'}")
 
 
-def _total(samples: Sequence[Sample], what: str) -> float | None:
-    """Sum of an instant vector; None when empty."""
-    if not samples:
-        return None
-    _finite(samples, what)
-    return float(sum(s.value for s in samples))
-
-
-def _cumulative_buckets(samples: Sequence[Sample], what: str) -> dict[float, float]:
-    """le -> cumulative count (summed over series with the same le)."""
-    _finite(samples, what)
-    out: dict[float, float] = {}
-    for s in samples:
-        le = s.labels.get("le")
+def _cumulative_buckets(series: Sequence[tuple[dict[str, str], np.ndarray]], what: str) -> dict[float, np.ndarray]:
+    """le -> per-window cumulative counts (summed over series with the same le)."""
+    out: dict[float, np.ndarray] = {}
+    for labels, values in series:
+        le = labels.get("le")
         if le is None:
             raise AnalysisError(f"{what} returned a series without an 'le' label; aggregate with sum by (le)")
         try:
             bound = float(le)
         except ValueError:
             raise AnalysisError(f"{what} returned le={le!r}, not a number") from None
-        out[bound] = out.get(bound, 0.0) + s.value
+        out[bound] = out.get(bound, 0.0) + _integral(values)
     return out
+
+
+# A last partial window shorter than this is left out (Prometheus has no two samples in it yet).
+MIN_PARTIAL_WINDOW = 1.0
+
+
+def promql_duration(seconds: float) -> str:
+    """A PromQL duration: whole seconds as ``60s``, otherwise milliseconds (``1500ms``)."""
+    ms = int(round(seconds * 1000))
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The analysed span cut into windows: ``full`` windows of ``resolution`` seconds from
+    ``start``, then a partial one of ``tail`` seconds (0: none) ending at ``end``."""
+
+    start: float
+    end: float
+    resolution: float
+    full: int
+    tail: float
+
+    @classmethod
+    def cut(cls, start: float, end: float, resolution: float) -> Windows:
+        span = end - start
+        full = int(math.floor(span / resolution + 1e-9))
+        tail = span - full * resolution
+        if tail < MIN_PARTIAL_WINDOW and full > 0:
+            tail = 0.0
+        return cls(start, end, resolution, full, tail)
+
+    @property
+    def count(self) -> int:
+        return self.full + (1 if self.tail > 0 else 0)
+
+    def index(self, ts: float, offset: float) -> int | None:
+        """Window of a range-query point at ``ts`` (shifted by ``offset``), None if off the grid."""
+        i = int(round((ts - offset - self.start) / self.resolution)) - 1
+        return i if 0 <= i < self.full else None
+
+
+def _integral(values: np.ndarray) -> np.ndarray:
+    """Whole per-window counts from increase()'s extrapolated increments: round the running total
+    and take differences, so rounding never adds up across windows (and stays >= 0)."""
+    run = np.rint(np.maximum.accumulate(np.cumsum(np.maximum(values, 0.0))))
+    return np.diff(run, prepend=0.0)
 
 
 class Analyser:
@@ -208,7 +250,7 @@ class Analyser:
         alpha = min((c.alpha for c in checks), default=DEFAULT_ALPHA)
         for spec in checks:
             try:
-                judgement = self._check(spec, target, start, end, alpha / k)
+                judgement = self._check(spec, target, start, end, alpha / k, alpha)
             except DeliverError as exc:  # MetricsUnavailable, QueryError, AnalysisError, ...
                 judgement = Judgement(INCONCLUSIVE, None, None, None, None, None, 0, 0, str(exc))
             except Exception as exc:  # never let a check crash the engine; never a pass
@@ -220,34 +262,69 @@ class Analyser:
 
     # ------------------------------------------------------------------
 
-    def _query(
-        self, spec: CheckSpec, key: str, arm: str, target: AnalysisTarget, end: float, window: str
-    ) -> tuple[Sample, ...]:
+    def _windows(
+        self, spec: CheckSpec, key: str, arm: str, target: AnalysisTarget, grid: Windows
+    ) -> list[tuple[dict[str, str], np.ndarray]] | None:
+        """Per-window increments of one query for one arm: (labels, values per window) per series,
+        or None when the query returned no series at all."""
         if key not in spec.queries:
             raise AnalysisError(f"check {spec.name} has no {key!r} query (ConfigMap not loaded?)")
-        promql = render_query(spec.queries[key], target.placeholders(arm, window))
-        at = self._baseline_end if arm == "baseline" and self._baseline_end is not None else end
-        return self.provider.instant(promql, at)
+        what = f"{spec.name} {arm} {key}"
+        offset = (self._baseline_end - grid.end) if arm == "baseline" and self._baseline_end is not None else 0.0
+        out: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], np.ndarray]] = {}
 
-    def _check(self, spec: CheckSpec, target: AnalysisTarget, start: float, end: float, alpha: float) -> Judgement:
+        def slot(labels: dict[str, str]) -> np.ndarray:
+            k = tuple(sorted(labels.items()))
+            if k not in out:
+                out[k] = (labels, np.zeros(grid.count))
+            return out[k][1]
+
+        if grid.full:
+            promql = render_query(spec.queries[key], target.placeholders(arm, promql_duration(grid.resolution)))
+            first = grid.start + grid.resolution + offset
+            last = grid.start + grid.full * grid.resolution + offset
+            series: tuple[Series, ...] = self.provider.range(promql, first, last, grid.resolution)
+            for s in series:
+                values = slot(s.labels)
+                for ts, v in s.points:
+                    if not math.isfinite(v):
+                        raise AnalysisError(f"{what} returned {v} (NaN/Inf) for {s.labels or 'the result'}")
+                    i = grid.index(ts, offset)
+                    if i is not None:
+                        values[i] += v
+        if grid.tail > 0:
+            promql = render_query(spec.queries[key], target.placeholders(arm, promql_duration(grid.tail)))
+            samples = self.provider.instant(promql, grid.end + offset)
+            _finite(samples, what)
+            for smp in samples:
+                slot(smp.labels)[grid.count - 1] += smp.value
+        if not out:
+            return None
+        return list(out.values())
+
+    def _check(
+        self, spec: CheckSpec, target: AnalysisTarget, start: float, end: float, alpha: float, family_alpha: float
+    ) -> Judgement:
+        """Judge one check: fail at ``alpha`` (its Bonferroni share), pass at ``family_alpha``."""
         if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
             raise AnalysisError(f"empty analysis window [{start}, {end}]")
-        window = f"{max(1, int(math.ceil(end - start)))}s"
+        grid = Windows.cut(start, end, spec.resolution)
         if spec.kind == "errors":
-            arms: dict[str, tuple[float, float]] = {}
+            arms: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for arm in ("canary", "baseline"):
-                what = f"{spec.name} {arm} total"
-                total = _total(self._query(spec, "total", arm, target, end, window), what)
-                if total is None:
+                totals = self._windows(spec, "total", arm, target, grid)
+                if totals is None:
                     raise AnalysisError(
                         f"no data: the {arm} total query returned no series (no traffic or wrong labels)"
                     )
-                errs = _total(self._query(spec, "errors", arm, target, end, window), f"{spec.name} {arm} errors")
-                arms[arm] = (total, errs or 0.0)  # no error series yet means no errors
+                errs = self._windows(spec, "errors", arm, target, grid)  # no error series yet: no errors
+                total = _integral(np.sum([v for _, v in totals], axis=0))
+                bad = _integral(np.sum([v for _, v in errs], axis=0)) if errs else np.zeros(grid.count)
+                # increase() extrapolates; errors can come out a hair above total
+                arms[arm] = (total, np.minimum(bad, total))
             (nc, xc), (nb, xb) = arms["canary"], arms["baseline"]
-            # increase() extrapolates; errors can come out a hair above total
-            xc, xb = min(xc, nc), min(xb, nb)
-            self.counts[spec.name] = (nc, xc, nb, xb)
+            # the forecast (delivery/analysis/forecast.py) reads the totals of the span
+            self.counts[spec.name] = (float(nc.sum()), float(xc.sum()), float(nb.sum()), float(xb.sum()))
             return judge_errors(
                 nc,
                 xc,
@@ -258,20 +335,21 @@ class Analyser:
                 max_effect=spec.max_effect,
                 min_samples=spec.min_samples,
                 negligible_rate=spec.negligible_rate,
+                pass_alpha=family_alpha,
             )
         if spec.kind == "latency":
-            hist: dict[str, dict[float, float]] = {}
+            hist: dict[str, dict[float, np.ndarray]] = {}
             for arm in ("canary", "baseline"):
-                what = f"{spec.name} {arm} buckets"
-                hist[arm] = _cumulative_buckets(self._query(spec, "buckets", arm, target, end, window), what)
-                if not hist[arm]:
+                series = self._windows(spec, "buckets", arm, target, grid)
+                if not series:
                     raise AnalysisError(f"no data: the {arm} histogram query returned no series")
+                hist[arm] = _cumulative_buckets(series, f"{spec.name} {arm} buckets")
             common = sorted(set(hist["canary"]) & set(hist["baseline"]))
             if not common:
                 raise AnalysisError("canary and baseline histograms share no bucket bound")
             bounds = np.array(common)
-            c = np.array([hist["canary"][b] for b in common])
-            b_ = np.array([hist["baseline"][b] for b in common])
+            c = np.stack([hist["canary"][b] for b in common], axis=1)  # (windows, buckets), cumulative
+            b_ = np.stack([hist["baseline"][b] for b in common], axis=1)
             return judge_latency(
                 c,
                 b_,
@@ -282,5 +360,6 @@ class Analyser:
                 max_effect=spec.max_effect,
                 min_samples=spec.min_samples,
                 quantile=spec.quantile,
+                pass_alpha=family_alpha,
             )
         raise AnalysisError(f"check {spec.name} has unknown kind {spec.kind!r}")
