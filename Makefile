@@ -33,14 +33,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[test]'
 	touch $@
 
+# Only what the project runs: Debian's prometheus recommends prometheus-node-exporter, which pulls
+# its collectors (systemd timers, smartmontools, nvme-cli, ipmitool, ...); tests start their own
+# prometheus on 127.0.0.1 and scrape only the project's processes (docs/local-cluster.md).
+APT_LEAN := --no-install-recommends
+
 system-packages:
 	@if command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus; then \
 	  echo "prometheus: $$(command -v prometheus || echo /usr/bin/prometheus)"; \
 	else \
-	  echo "installing Debian's prometheus package"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus; \
+	  echo "installing Debian's prometheus package (without its recommends)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) prometheus; \
 	fi
-	@command -v openssl >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl)
+	@command -v openssl >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) openssl)
 
 binaries: venv
 	$(PY) -m e2e.binaries
