@@ -4,8 +4,9 @@ The health check and the resource actions of gitops/argocd/argocd-cm.yaml run un
 (e2e/argocd.py, Argo CD's contract: ``obj`` in, ``hs.status``/``hs.message`` out; an action returns
 the modified ``obj``) on the Deployment read from the local control plane while the real controller
 drives a canary through its phases. An action's result is patched onto the cluster as Argo CD
-does, and the controller must take it. With ``DELIVER_RECORD_ARGOCD=PATH`` the objects are written
-to PATH (that is how tests/data/argocd_objects.json was recorded).
+does, and the controller must take it. Flux's kstatus judges the same objects (e2e/kstatus.py).
+With ``DELIVER_RECORD_ARGOCD=PATH`` the objects are written to PATH (that is how
+tests/data/argocd_objects.json was recorded).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from e2e.helpers import (
     wait_for,
     wait_stable,
 )
+from e2e.kstatus import kstatus
 
 pytestmark = pytest.mark.e2e
 
@@ -144,11 +146,14 @@ def test_argocd_health_and_actions_on_live_objects(
 
     # retry through its action: the controller takes it and delivers the failed revision again
     rid = argocd_action(lua, jk, ns, "web", "retry")
-    retried = when_phase(jk, ns, "web", "RolledBack", timeout=90, handledRequest=rid)
-    assert (
-        json.loads(retried["metadata"]["annotations"]["deliver.dev/state"])["started"]
-        > json.loads(back["metadata"]["annotations"]["deliver.dev/state"])["started"]
-    )  # a new delivery ran (and the crashing version was rolled back again)
+    first = json.loads(back["metadata"]["annotations"]["deliver.dev/state"])["started"]
+    wait_for(
+        lambda: (lambda st: st.get("handledRequest") == rid and st.get("started", 0) > first)(state(jk, ns, "web")),
+        60,
+        "the retry taken and a new delivery started",
+        describe=lambda: state(jk, ns, "web"),
+    )
+    when_phase(jk, ns, "web", "RolledBack", timeout=90)  # the crashing version is rolled back again
 
     # a good version, aborted at the gate through the abort action: Degraded
     kube.apps.patch_namespaced_deployment(
@@ -176,6 +181,18 @@ def test_argocd_health_and_actions_on_live_objects(
     status, message = lua.health(invalid)
     assert status == "Degraded" and "weights must increase: 20 after 50" in message, message
     assert "weights must increase: 20 after 50" in " ".join(event_messages(jk, ns, "InvalidAnnotation"))
+
+    # Flux's health assessment (kstatus) on the same live objects: a deliver-managed Deployment is
+    # InProgress at rest, because the deployment controller marks a paused Deployment's Progressing
+    # condition Unknown/DeploymentPaused (docs/gitops.md#flux)
+    verdicts = kstatus(RECORDED)
+    assert verdicts["unmanaged"][0] == "Current"
+    for label in ("at-rest", "succeeded", "rolled-back", "aborted"):
+        assert verdicts[label] == ("InProgress", "ReplicaSet not Available"), (label, verdicts[label])
+    for label in ("progressing", "paused-at-gate"):
+        assert verdicts[label][0] == "InProgress", (label, verdicts[label])
+    progressing = [c for c in rest["status"]["conditions"] if c["type"] == "Progressing"]
+    assert [(c["status"], c["reason"]) for c in progressing] == [("Unknown", "DeploymentPaused")]
 
     target = os.environ.get("DELIVER_RECORD_ARGOCD")
     if target:
