@@ -4,6 +4,7 @@
 #               slowest tests of each phase and each phase's wall time
 #   make demo   install + the scripted demo on the local control plane
 #   make bench  the analysis benchmark, full length (long: not part of make test)
+#   make image  the controller image, an OCI archive in dist/ (docs/install.md)
 # Time budget of make test (2 cores): fresh machine, every Go build included, under 45 minutes;
 # warm cache under 20 minutes. Longer runs go behind their own targets (bench; chaos when it exists).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
@@ -46,9 +47,19 @@ system-packages:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) prometheus; \
 	fi
 	@command -v openssl >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) openssl)
+	@command -v buildah >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 || \
+	  (echo "installing Debian's buildah and mmdebstrap (make image, e2e/test_image.py)"; apt-get update -q && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) buildah mmdebstrap)
 
 binaries: venv
 	$(PY) -m e2e.binaries
+
+# The controller image as an OCI archive, built without a container daemon (buildah, chroot
+# isolation, vfs storage; a Debian base made by mmdebstrap unless BASE=<image from a registry>):
+# dist/deliver-<version>.oci.tar, cached in ~/.cache/deliver/image by a hash of its inputs.
+.PHONY: image
+image: venv system-packages
+	$(call timed,make image,$(PY) -m e2e.image $(if $(BASE),--base $(BASE)))
 
 # Fast (seconds) and offline: no cluster, no binaries. Configuration in pyproject.toml.
 # Runs every tool, so one pass shows every problem; fails if any tool failed.
