@@ -184,6 +184,9 @@ def build(base: str | None = None) -> Path:
     buildah("push", "--compression-format", "gzip", reference(), f"oci-archive:{tmp}:{reference()}")
     os.replace(tmp, archive)
     buildah("rmi", "--prune")  # the build stage's intermediate image; the base and the result stay
+    for stale in cache_dir().glob("deliver-*.oci.tar"):
+        if stale != archive:
+            stale.unlink()  # archives of older sources: the cache keeps one
     _log(f"built in {time.monotonic() - started:.0f}s: {archive}")
     return archive
 
