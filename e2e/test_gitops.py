@@ -36,7 +36,7 @@ from e2e.helpers import (
     wait_for,
     wait_stable,
 )
-from e2e.kstatus import kstatus
+from e2e.kstatus import flux_cel, kstatus
 
 pytestmark = pytest.mark.e2e
 
@@ -193,6 +193,20 @@ def test_argocd_health_and_actions_on_live_objects(
         assert verdicts[label][0] == "InProgress", (label, verdicts[label])
     progressing = [c for c in rest["status"]["conditions"] if c["type"] == "Progressing"]
     assert [(c["status"], c["reason"]) for c in progressing] == [("Unknown", "DeploymentPaused")]
+
+    # deliver's healthCheckExprs for Flux (gitops/flux/kustomization-health.yaml), through Flux's own
+    # CEL evaluator: Current at rest, InProgress mid-delivery, Failed after a rollback or an abort
+    assert flux_cel(RECORDED) == {
+        "at-rest": "Current",
+        "succeeded": "Current",
+        "unmanaged": "Current",
+        "progressing": "InProgress",
+        "paused-at-gate": "InProgress",
+        "rolled-back": "Failed",
+        "self-heal-refused": "Failed",
+        "aborted": "Failed",
+        "invalid-steps": "Failed",
+    }
 
     target = os.environ.get("DELIVER_RECORD_ARGOCD")
     if target:
