@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -60,15 +61,29 @@ def unpack(archive: Path, rootfs: Path) -> dict[str, object]:
                 for entry in tar:
                     path = Path(entry.name)
                     if path.name.startswith(".wh."):
-                        target = rootfs / path.parent / path.name.removeprefix(".wh.")
-                        if path.name == ".wh..wh..opq":
-                            for child in (rootfs / path.parent).iterdir():
-                                subprocess.run(["rm", "-rf", str(child)], check=True)
-                        else:
-                            subprocess.run(["rm", "-rf", str(target)], check=True)
+                        parent = inside(rootfs, rootfs / path.parent)
+                        doomed = (
+                            list(parent.iterdir())
+                            if path.name == ".wh..wh..opq"
+                            else [parent / path.name.removeprefix(".wh.")]
+                        )
+                        for target in doomed:
+                            if target.is_dir() and not target.is_symlink():
+                                shutil.rmtree(target)
+                            else:
+                                target.unlink(missing_ok=True)
                         continue
-                    tar.extract(entry, rootfs, set_attrs=True, filter="fully_trusted")
+                    # "tar" filter: nothing lands outside rootfs, also through the image's absolute
+                    # symlinks (Debian's /var/run -> /run); setuid bits are dropped
+                    tar.extract(entry, rootfs, filter="tar")
     return config
+
+
+def inside(rootfs: Path, path: Path) -> Path:
+    """``path``, resolved, if it lies in ``rootfs`` (never a path of this machine's)."""
+    resolved = path.resolve()
+    assert resolved.is_relative_to(rootfs.resolve()), (path, resolved)
+    return resolved
 
 
 def free_port() -> int:
@@ -128,6 +143,13 @@ def test_the_image_runs_the_chart_controller_and_delivers_a_canary(
     archive = build()  # cached by the hash of its inputs (e2e/image.py)
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
+    try:
+        run_image(cluster, kube, ns, tmp_path, archive, rootfs)
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)  # ~500 MB unpacked
+
+
+def run_image(cluster: RunningCluster, kube: Kube, ns: str, tmp_path: Path, archive: Path, rootfs: Path) -> None:
     config = unpack(archive, rootfs)["config"]
     assert isinstance(config, dict)
     assert config["User"] == "65532:65532" and config["Entrypoint"] == ["deliver"]
@@ -163,6 +185,7 @@ def test_the_image_runs_the_chart_controller_and_delivers_a_canary(
     var_run = rootfs / "var" / "run"
     sa = (rootfs / "run" if var_run.is_symlink() else var_run) / SA_DIR.removeprefix("var/run/")
     sa.mkdir(parents=True)
+    sa = inside(rootfs, sa)
     (sa / "token").write_text(token)
     (sa / "ca.crt").write_bytes(ca)
     (sa / "namespace").write_text(ns)
@@ -189,6 +212,10 @@ def test_the_image_runs_the_chart_controller_and_delivers_a_canary(
             status = Path(f"/proc/{pid}/status").read_text().splitlines()
             uids = next(line for line in status if line.startswith("Uid:")).split()[1:]
             assert uids == ["65532"] * 4, (pid, uids)  # real, effective, saved, filesystem
+            mounts = {
+                line.split()[4]: line.split()[5] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+            }
+            assert mounts["/"].split(",")[0] == "ro" and mounts["/tmp"].split(",")[0] == "rw", mounts
         kube.apps.create_namespaced_deployment(ns, canary("web", "50,100"))
         wait_stable(kube, ns, "web", ctl)
         set_image(kube.apps, ns, "web", "example.com/web:v2")
