@@ -22,7 +22,7 @@ COPY strategies ./strategies
 COPY delivery ./delivery
 RUN python3 -m venv /opt/deliver \
  && /opt/deliver/bin/pip install . \
- && /opt/deliver/bin/pip uninstall -y -q pip \
+ && /opt/deliver/bin/pip uninstall -y -q setuptools pip \
  && find /opt/deliver/lib -depth -type d -name tests -path '*/site-packages/*/*' -exec rm -rf {} + \
  && /opt/deliver/bin/python -c "import delivery.cli, scipy.special, numpy, kubernetes" \
  && /opt/deliver/bin/deliver --help > /tmp/help.txt && rm /tmp/help.txt
