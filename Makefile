@@ -5,6 +5,7 @@
 #   make demo   install + the scripted demo on the local control plane
 #   make bench  the analysis benchmark, the fail-fast benchmark and the forecast calibration, full
 #               length (long: not part of make test; make test runs the fail-fast --quick form)
+#   make image  the controller image, an OCI archive in dist/ (docs/install.md)
 # Time budget of make test (2 cores): fresh machine, every Go build included, under 45 minutes;
 # warm cache under 20 minutes. Longer runs go behind their own targets (bench; chaos when it exists).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
@@ -34,17 +35,32 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[test]'
 	touch $@
 
+# Only what the project runs: Debian's prometheus recommends prometheus-node-exporter, which pulls
+# its collectors (systemd timers, smartmontools, nvme-cli, ipmitool, ...); tests start their own
+# prometheus on 127.0.0.1 and scrape only the project's processes (docs/local-cluster.md).
+APT_LEAN := --no-install-recommends
+
 system-packages:
 	@if command -v prometheus >/dev/null 2>&1 || test -x /usr/bin/prometheus; then \
 	  echo "prometheus: $$(command -v prometheus || echo /usr/bin/prometheus)"; \
 	else \
-	  echo "installing Debian's prometheus package"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus; \
+	  echo "installing Debian's prometheus package (without its recommends)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) prometheus; \
 	fi
-	@command -v openssl >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssl)
+	@command -v openssl >/dev/null 2>&1 || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) openssl)
+	@command -v buildah >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 || \
+	  (echo "installing Debian's buildah and mmdebstrap (make image, e2e/test_image.py)"; apt-get update -q && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) buildah mmdebstrap)
 
 binaries: venv
 	$(PY) -m e2e.binaries
+
+# The controller image as an OCI archive, built without a container daemon (buildah, chroot
+# isolation, vfs storage; a Debian base made by mmdebstrap unless BASE=<image from a registry>):
+# dist/deliver-<version>.oci.tar, cached in ~/.cache/deliver/image by a hash of its inputs.
+.PHONY: image
+image: venv system-packages
+	$(call timed,make image,$(PY) -m e2e.image $(if $(BASE),--base $(BASE)))
 
 # Fast (seconds) and offline: no cluster, no binaries. Configuration in pyproject.toml.
 # Runs every tool, so one pass shows every problem; fails if any tool failed.
