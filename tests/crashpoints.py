@@ -8,7 +8,9 @@ patch) and once with the process dying right at it (``Crash``: a fresh ``Reconci
 same cluster), each time to the end. After every reconcile pass, and at the end, it checks:
 
 * no Service that receives traffic (the user's Service; with a router, every backend of a weight
-  above 0) selects zero Ready pods while any Ready pod of the app exists;
+  above 0) selects zero Ready pods while any Ready pod of the app exists and the Deployment wants
+  replicas (scaled to zero, the user asked for no serving capacity: the Deployment controller drops
+  the stable pods at once and deliver its own a pass later);
 * a revision that failed is never the stable one afterwards (unless an operator retried it);
 * each operator request is applied at most once per send (its Event) and recorded as handled;
 * at the end: the same terminal record, template, pods, Service selectors and route weights as the
@@ -148,7 +150,11 @@ class Explorer:
         if stable and stable in self.failed_revisions:
             self.violate(f"failed revision {stable} promoted to stable (phase {record.get('phase')})")
         ready = ready_pods(f)
-        if ready:
+        # Scaled to zero (KEDA, an operator), nothing is meant to serve: the Deployment controller
+        # takes the stable pods away at once (a paused Deployment is still scaled), deliver its own
+        # a pass later; a Service without Ready pods then is what the user asked for, not an outage.
+        wanted = int(f.kube.obj(DEPLOYMENTS, NAME)["spec"].get("replicas", 1))
+        if ready and wanted > 0:
             for service in traffic_services(f):
                 if not selected_ready(f, service):
                     self.violate(f"Service {service} receives traffic and selects no Ready pod ({record.get('phase')})")
