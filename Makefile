@@ -4,8 +4,10 @@
 #               slowest tests of each phase and each phase's wall time
 #   make demo   install + the scripted demo on the local control plane
 #   make bench  the analysis benchmark, full length (long: not part of make test)
+#   make chaos  chaos on the local control plane, full run (e2e/chaos.py; figures in docs/chaos.md;
+#               long: make test runs the short version, e2e/test_chaos.py)
 # Time budget of make test (2 cores): fresh machine, every Go build included, under 45 minutes;
-# warm cache under 20 minutes. Longer runs go behind their own targets (bench; chaos when it exists).
+# warm cache under 20 minutes. Longer runs go behind their own targets (bench, chaos).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
 # Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
 
@@ -21,7 +23,7 @@ DURATIONS := --durations=10
 timed = @start=$$(date +%s); $(2); rc=$$?; \
 	echo "== $(1): $$(( $$(date +%s) - start ))s wall (exit $$rc)"; exit $$rc
 
-.PHONY: install venv system-packages binaries check unit e2e test demo bench cluster-up cluster-down clean distclean
+.PHONY: install venv system-packages binaries check unit e2e test demo bench chaos cluster-up cluster-down clean distclean
 
 install: venv system-packages binaries
 
@@ -69,6 +71,9 @@ bench: venv
 
 demo: install
 	$(PY) -m e2e.demo
+
+chaos: install
+	$(call timed,chaos (full),$(PY) -m e2e.chaos --out run/chaos.md)
 
 cluster-up: install
 	$(PY) -m e2e.cluster up
