@@ -638,59 +638,60 @@ class Chaos:
                 ctl.stop()
                 crds.install(self.kube.api_client, ["httproute"])
 
-    def invalid_annotations(self, examples: int) -> None:
-        """``examples`` generated invalid annotation sets on a canary at rest (hypothesis, seeded):
-        after each, nothing deliver writes may have changed; a Warning Event each is expected."""
-        from hypothesis import HealthCheck, given, settings
-        from hypothesis import seed as hseed
+    def invalid_annotations(self, examples: int, parallel: int = 4) -> None:
+        """``examples`` generated invalid annotation sets (hypothesis, seeded), applied one after the
+        other to canaries at rest (``parallel`` namespaces, one controller each), a new template
+        applied under the first: after each set nothing deliver writes may have changed; a Warning
+        Event each is expected (the one write allowed)."""
+        sets = generate_invalid_sets(examples, self.seed)
+        trial = Trial("invalid", "canary", expected="")
+        lock = threading.Lock()
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=self._invalid_part, args=(sets[i::parallel], trial, lock))
+            for i in range(min(parallel, len(sets)))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        say(
+            f"invalid: {trial.faults} sets in {time.monotonic() - started:.0f}s, {trial.writes} with writes, "
+            f"{trial.warned} warned" + (f" [{trial.note}]" if trial.note else "")
+        )
+        self.figures.trials.append(trial)
 
+    def _invalid_part(self, sets: list[dict[str, str]], trial: Trial, lock: threading.Lock) -> None:
+        base = STRATEGIES["canary"][0]
         with self.namespace("invalid") as ns:
             ctl = self.controller(ns)
-            trial = Trial("invalid", "canary", expected="")
             try:
                 self.given(ns, "canary", ctl)
-                baseline: dict[str, Any] = {}
+                baseline = self._writes_snapshot(ns)
                 previous: set[str] = set()
-                started = time.monotonic()
-
-                @hseed(self.seed)
-                @settings(
-                    max_examples=examples,
-                    deadline=None,
-                    database=None,
-                    suppress_health_check=list(HealthCheck),
-                )
-                @given(invalid_sets())
-                def one(annotations: dict[str, str]) -> None:
-                    nonlocal baseline, previous
+                for n, annotations in enumerate(sets):
                     before = self._warnings(ns)
-                    base = STRATEGIES["canary"][0]
                     patch: dict[str, str | None] = {k: base.get(k) for k in previous - set(annotations)}
                     patch.update(annotations)
                     self.kube.apps.patch_namespaced_deployment("web", ns, {"metadata": {"annotations": patch}})
                     previous = set(annotations)
-                    if not baseline:
-                        # a new template under invalid annotations: it must not roll out either
+                    if n == 0:
+                        # a new template under invalid annotations (the user's write): it must not go out
                         set_image(self.kube.apps, ns, "web", "example.com/web:v2")
-                    warned = _wait(lambda: self._warnings(ns) != before, 5.0)
-                    trial.warned += warned
-                    trial.faults += 1
+                    warned = _wait(lambda before=before: self._warnings(ns) != before, 5.0)
                     now = self._writes_snapshot(ns)
-                    if not baseline:
-                        baseline = now
-                    elif now != baseline:
+                    with lock:
+                        trial.warned += warned
+                        trial.faults += 1
+                        if now != baseline:
+                            trial.writes += 1
+                            trial.note = f"changed after {annotations}: {_diff(baseline, now)}"
+                    baseline = now
+                image = self.jk.get(DEPLOYMENTS, ns, "web")["spec"]["template"]["spec"]["containers"][0]["image"]
+                if image != "example.com/web:v2":
+                    with lock:
                         trial.writes += 1
-                        trial.note = f"changed after {annotations}: {_diff(baseline, now)}"
-                        baseline = now
-
-                one()
-                trial.converge = None
-                trial.phase = ""
-                say(
-                    f"invalid: {trial.faults} sets in {time.monotonic() - started:.0f}s, {trial.writes} with writes, "
-                    f"{trial.warned} warned" + (f" [{trial.note}]" if trial.note else "")
-                )
-                self.figures.trials.append(trial)
+                        trial.note = f"the user's template was replaced: {image}"
             finally:
                 ctl.stop()
 
@@ -711,7 +712,6 @@ class Chaos:
             "record": (d["metadata"].get("annotations") or {}).get("deliver.dev/state"),
             "paused": d["spec"].get("paused"),
             "replicas": d["spec"].get("replicas"),
-            "image": d["spec"]["template"]["spec"]["containers"][0]["image"],
             "replicasets": {
                 r["metadata"]["name"]: r["metadata"]["resourceVersion"] for r in self.jk.items(REPLICASETS, ns)
             },
@@ -753,10 +753,46 @@ def invalid_sets(base: dict[str, str] | None = None) -> Any:
     sets = st.builds(lambda a, b: {**a, **b}, known, extra).filter(lambda d: 1 <= len(d) <= 4)
 
     def rejected(annotations: dict[str, str]) -> bool:
-        deployment = {"metadata": {"annotations": {**base, **annotations}}, "spec": {}}
+        deployment = {
+            "metadata": {"name": "web", "annotations": {**base, **annotations}},
+            "spec": {
+                "replicas": N,
+                "selector": {"matchLabels": {"app": "web"}},
+                "strategy": {"type": "RollingUpdate"},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "app", "image": "example.com/web:v1"}]},
+                },
+            },
+        }
         return len(specmod.problems(deployment, configmaps=lambda name: {})) > 0
 
     return sets.filter(rejected)
+
+
+def generate_invalid_sets(count: int, seed: int) -> list[dict[str, str]]:
+    """``count`` distinct invalid annotation sets from ``invalid_sets`` (seeded, reproducible)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as hseed
+
+    found: list[dict[str, str]] = []
+    keys: set[str] = set()
+
+    for round_ in range(20):
+
+        @hseed(seed * 1000 + round_)
+        @settings(max_examples=count, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(invalid_sets())
+        def collect(annotations: dict[str, str]) -> None:
+            key = json.dumps(annotations, sort_keys=True)
+            if key not in keys and len(found) < count:
+                keys.add(key)
+                found.append(annotations)
+
+        collect()
+        if len(found) >= count:
+            break
+    return found
 
 
 def _rv(obj: dict[str, Any]) -> str:
@@ -810,7 +846,11 @@ def run(chaos: Chaos, plan: Plan) -> Figures:
     ]
     for name, step in steps:
         say(f"--- {name}")
-        step()
+        try:
+            step()
+        except Exception as exc:  # a trial that could not run is reported, and the run goes on
+            say(f"{name}: could not run: {exc!r}")
+            chaos.figures.trials.append(Trial(name, "-", stuck=True, note=f"could not run: {exc!r}"[:300]))
     return chaos.figures
 
 
