@@ -318,13 +318,14 @@ def summary_line() -> str:
         per[key] = per.get(key, 0) + report.explored
     violations = sum(len(r.violations) for r in EXPLORED.values())
     known = sum(len(r.violations) for r in EXPLORED.values() if r.scenario in KNOWN)
-    return (
-        "crash points explored: "
-        + " ".join(f"{k}={v}" for k, v in per.items())
-        + f" (total {sum(per.values())}); violations: {violations}, all in known defects (xfail)"
-        * (violations == known)
-        + f" ({violations - known} NEW)" * (violations != known)
-    )
+    if violations == 0:
+        verdict = "violations: 0"
+    elif violations == known:
+        verdict = f"violations: {violations}, all in known defects (xfail)"
+    else:
+        verdict = f"violations: {violations} ({violations - known} NEW)"
+    counts = " ".join(f"{k}={v}" for k, v in per.items())
+    return f"crash points explored: {counts} (total {sum(per.values())}); {verdict}"
 
 
 def _write_figures() -> None:
