@@ -97,7 +97,7 @@ class Trial:
 class Figures:
     trials: list[Trial] = field(default_factory=list)
 
-    def rows(self) -> list[tuple[str, int, int, int, int, int, int, str, str]]:
+    def rows(self) -> list[tuple[str, int, int, int, int, int, int, int, str, str]]:
         out = []
         for kind in dict.fromkeys(t.kind for t in self.trials):
             ts = [t for t in self.trials if t.kind == kind]
@@ -109,6 +109,7 @@ class Figures:
                     sum(t.faults for t in ts),
                     sum(t.stuck for t in ts),
                     sum(t.promotions > 1 for t in ts),
+                    sum(t.sent for t in ts),
                     sum(t.lost for t in ts),
                     sum(t.writes for t in ts),
                     f"{statistics.median(conv):.1f}" if conv else "-",
@@ -119,8 +120,8 @@ class Figures:
 
     def table(self) -> str:
         head = (
-            "| kind | trials | faults | stuck | double promotions | lost requests | writes | "
-            "converge p50 (s) | converge max (s) |\n|---|---|---|---|---|---|---|---|---|\n"
+            "| kind | trials | faults | stuck | double promotions | operator requests | lost requests | writes | "
+            "converge p50 (s) | converge max (s) |\n|---|---|---|---|---|---|---|---|---|---|\n"
         )
         return head + "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in self.rows())
 
@@ -250,6 +251,10 @@ class SwitchableProxy:
     def set(self, mode: str) -> None:
         if mode == "down":
             if self.sock is not None:
+                try:  # wakes the thread blocked in accept(); close() alone leaves the port listening
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 self.sock.close()
                 self.sock = None
             for conn in self.active:  # a stopped Prometheus drops its connections
@@ -562,13 +567,13 @@ class Chaos:
                         proxy.set(mode)
                         trial.faults = 1
                         time.sleep(outage)
-                        if record_of(self.jk, ns).get("phase") in ("Promoting", "Succeeded") and mode == "hang":
-                            trial.note = "promoted while Prometheus hung"
+                        if record_of(self.jk, ns).get("phase") in ("Promoting", "Succeeded"):
+                            trial.note = "promoted while Prometheus was away"
                         proxy.set("forward")
                         return time.monotonic()
 
                     self.deliver(trial, ns, ctl, fault, deadline=150.0)
-                    if trial.note == "promoted while Prometheus hung":
+                    if trial.note == "promoted while Prometheus was away":
                         trial.expected = "not promoted blind"
                 finally:
                     ctl.stop()
@@ -712,10 +717,9 @@ class Chaos:
             "record": (d["metadata"].get("annotations") or {}).get("deliver.dev/state"),
             "paused": d["spec"].get("paused"),
             "replicas": d["spec"].get("replicas"),
-            "replicasets": {
-                r["metadata"]["name"]: r["metadata"]["resourceVersion"] for r in self.jk.items(REPLICASETS, ns)
-            },
-            "services": {s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in self.jk.items(SERVICES, ns)},
+            # what deliver writes of them (labels, annotations, spec); their status is the controllers'
+            "replicasets": {r["metadata"]["name"]: _written(r) for r in self.jk.items(REPLICASETS, ns)},
+            "services": {s["metadata"]["name"]: _written(s) for s in self.jk.items(SERVICES, ns)},
             "configmaps": sorted(c["metadata"]["name"] for c in self.jk.items(CONFIGMAPS, ns)),
             "pods": sorted(p["metadata"]["name"] for p in self.jk.items(PODS, ns)),
         }
@@ -795,8 +799,9 @@ def generate_invalid_sets(count: int, seed: int) -> list[dict[str, str]]:
     return found
 
 
-def _rv(obj: dict[str, Any]) -> str:
-    return str(obj["metadata"]["resourceVersion"])
+def _written(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return json.dumps([meta.get("labels"), meta.get("annotations"), meta.get("ownerReferences"), obj.get("spec")])
 
 
 def _crd_gone(ext: client.ApiextensionsV1Api) -> bool:
