@@ -800,8 +800,13 @@ def generate_invalid_sets(count: int, seed: int) -> list[dict[str, str]]:
 
 
 def _written(obj: dict[str, Any]) -> str:
+    """What deliver could have written to a ReplicaSet or Service. A ReplicaSet's ``deliver.dev/*``
+    annotations are left out: the Deployment controller copies the Deployment's annotations onto the
+    ReplicaSet of its template, so the user's annotation write shows up there (kube-controller-manager's
+    write, not deliver's; deliver never writes those keys on a ReplicaSet)."""
     meta = obj["metadata"]
-    return json.dumps([meta.get("labels"), meta.get("annotations"), meta.get("ownerReferences"), obj.get("spec")])
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith("deliver.dev/")}
+    return json.dumps([meta.get("labels"), annotations, meta.get("ownerReferences"), obj.get("spec")], sort_keys=True)
 
 
 def _crd_gone(ext: client.ApiextensionsV1Api) -> bool:
