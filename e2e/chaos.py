@@ -446,7 +446,8 @@ class Chaos:
         names = list(STRATEGIES)
         deliveries = max(len(names), -(-total // 3)) if total else 0
         per = [total // deliveries + (i < total % deliveries) for i in range(deliveries)]
-        plans = [(names[i % len(names)], k, i % 2 == 1) for i, k in enumerate(per)]
+        # every other delivery of each strategy gets an operator abort (alternating by round)
+        plans = [(names[i % len(names)], k, (i + i // len(names)) % 2 == 1) for i, k in enumerate(per)]
         for batch in range(0, len(plans), 4):
             threads = [
                 threading.Thread(target=self._kill_trial, args=(s, k, abort, random.Random(self.rng.random())))
