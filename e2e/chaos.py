@@ -847,13 +847,13 @@ class Plan:
 
 def run(chaos: Chaos, plan: Plan) -> Figures:
     steps: list[tuple[str, Callable[[], None]]] = [
-        ("kill", lambda: chaos.kills(plan.kills)),
-        ("apiserver", lambda: chaos.apiserver_restarts(plan.apiserver)),
+        *[("kill", lambda: chaos.kills(plan.kills))] * bool(plan.kills),
+        *[("apiserver", lambda: chaos.apiserver_restarts(plan.apiserver))] * bool(plan.apiserver),
         *[("prometheus-hang", lambda: chaos.prometheus("hang"))] * plan.prometheus_hang,
         *[("prometheus-stop", lambda: chaos.prometheus("down"))] * plan.prometheus_stop,
         *[("route-deleted", lambda: chaos.router("route"))] * plan.route_deleted,
         *[("crd-deleted", lambda: chaos.router("crd"))] * plan.crd_deleted,
-        ("invalid", lambda: chaos.invalid_annotations(plan.invalid)),
+        *[("invalid", lambda: chaos.invalid_annotations(plan.invalid))] * bool(plan.invalid),
     ]
     for name, step in steps:
         say(f"--- {name}")
