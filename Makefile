@@ -6,8 +6,10 @@
 #   make bench  the analysis benchmark, the fail-fast benchmark and the forecast calibration, full
 #               length (long: not part of make test; make test runs the fail-fast --quick form)
 #   make image  the controller image, an OCI archive in dist/ (docs/install.md)
+#   make chaos  chaos on the local control plane, full run (e2e/chaos.py; figures in docs/chaos.md;
+#               long: make test runs the short version, e2e/test_chaos.py)
 # Time budget of make test (2 cores): fresh machine, every Go build included, under 45 minutes;
-# warm cache under 20 minutes. Longer runs go behind their own targets (bench; chaos when it exists).
+# warm cache under 20 minutes. Longer runs go behind their own targets (bench, chaos).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
 # Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
 
@@ -23,7 +25,7 @@ DURATIONS := --durations=10
 timed = @start=$$(date +%s); $(2); rc=$$?; \
 	echo "== $(1): $$(( $$(date +%s) - start ))s wall (exit $$rc)"; exit $$rc
 
-.PHONY: install venv system-packages binaries check unit e2e test demo bench cluster-up cluster-down clean distclean
+.PHONY: install venv system-packages binaries check unit e2e test demo bench chaos cluster-up cluster-down clean distclean
 
 install: venv system-packages binaries
 
@@ -89,6 +91,9 @@ bench: venv
 
 demo: install
 	$(PY) -m e2e.demo
+
+chaos: install
+	$(call timed,chaos (full),$(PY) -m e2e.chaos --out run/chaos.md)
 
 cluster-up: install
 	$(PY) -m e2e.cluster up

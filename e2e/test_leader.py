@@ -7,19 +7,23 @@ and the other takes over at once. /metrics, /healthz and /readyz are served by b
 
 from __future__ import annotations
 
-import json
+import os
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
 
+from delivery.kube import DEPLOYMENTS, EVENTS, REPLICASETS, SERVICES
+from delivery.kube import KubeClient as JsonKube
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
-from e2e.helpers import Kube, canary, pods_of, set_image, wait_for, wait_phase, wait_stable
+from e2e.helpers import Kube, canary, pods_of, set_image, stays, wait_for, wait_phase, wait_stable
 
 pytestmark = pytest.mark.e2e
 
@@ -70,20 +74,52 @@ def holder(kube: Kube, namespace: str) -> str:
     return lease.spec.holder_identity or ""
 
 
+def lease(kube: Kube, namespace: str) -> tuple[str, int]:
+    """(holderIdentity, leaseTransitions) of the election Lease, as the API server stores it."""
+    try:
+        spec = client.CoordinationV1Api(kube.api_client).read_namespaced_lease("deliver-e2e", namespace).spec
+    except client.ApiException:
+        return "", 0
+    return spec.holder_identity or "", spec.lease_transitions or 0
+
+
+def identity(ctl: ControllerProcess) -> str:
+    """The identity this process puts in the Lease (it names itself when it starts campaigning)."""
+
+    def found() -> str | None:
+        m = re.search(r'"msg": "waiting for leadership".*?"identity": "([^"]+)"', ctl.log())
+        return m.group(1) if m else None
+
+    return wait_for(found, 30, "the elector identity in the controller log", describe=lambda: ctl.log()[-2000:])
+
+
+def deliver_writes(jk: JsonKube, namespace: str) -> dict[str, Any]:
+    """Everything deliver writes in the namespace, minus what other controllers keep changing (status):
+    the Deployment's annotations and spec, each ReplicaSet's labels/annotations/spec, each Service's
+    labels and selector, and every Event deliver posted (the Lease is the election, not a delivery write)."""
+    d = jk.get(DEPLOYMENTS, namespace, "web")
+    return {
+        "deployment": (d["metadata"].get("annotations"), d["spec"]),
+        "replicasets": {
+            r["metadata"]["name"]: (r["metadata"].get("labels"), r["metadata"].get("annotations"), r["spec"])
+            for r in jk.items(REPLICASETS, namespace)
+        },
+        "services": {
+            s["metadata"]["name"]: (s["metadata"].get("labels"), s["spec"].get("selector"))
+            for s in jk.items(SERVICES, namespace)
+        },
+        "events": {
+            e["metadata"]["name"]: e.get("count", 1)
+            for e in jk.items(EVENTS, namespace)
+            if (e.get("source") or {}).get("component") == "deliver" or e.get("reportingComponent") == "deliver"
+        },
+    }
+
+
 def pair(cluster: RunningCluster, namespace: str, tmp_path: Path) -> tuple[ControllerProcess, ControllerProcess]:
     a = ControllerProcess(cluster.kubeconfig, namespace, tmp_path, extra_args=ELECTION, name="a").start()
     b = ControllerProcess(cluster.kubeconfig, namespace, tmp_path, extra_args=ELECTION, name="b").start()
     return a, b
-
-
-def transitions(ctl: ControllerProcess) -> list[float]:
-    """Wall-clock times of the state transitions this process wrote."""
-    out = []
-    for line in ctl.log().splitlines():
-        if '"msg": "transition"' in line:
-            ts = json.loads(line)["ts"]
-            out.append(time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone + float(ts[19:-1] or 0))
-    return out
 
 
 def test_leader_killed_the_other_takes_over_and_completes(
@@ -103,7 +139,10 @@ def test_leader_killed_the_other_takes_over_and_completes(
         wait_stable(kube, namespace, "web", leader)
         set_image(kube.apps, namespace, "web", "example.com/web:v2")
         wait_phase(kube, namespace, "web", "Progressing", ctl=leader)
-        assert transitions(follower) == []  # the standby never wrote
+
+        # the Lease names the leader (behaviour, not a log line)
+        held_by, transitions_before = lease(kube, namespace)
+        assert held_by == identity(leader) != identity(follower)
 
         # the leader dies without a chance to clean up
         leader.kill()
@@ -115,6 +154,9 @@ def test_leader_killed_the_other_takes_over_and_completes(
             interval=0.1,
             describe=lambda: follower.log()[-2000:],
         )
+        # the Lease moved to the follower, counted as a transition
+        wait_for(lambda: lease(kube, namespace)[0] == identity(follower), 10, "the Lease held by the follower")
+        assert lease(kube, namespace)[1] > transitions_before
         failover = time.monotonic() - killed
         print(f"\nfailover after SIGKILL: {failover:.2f}s (lease {LEASE_DURATION}s, retry {RETRY}s)")
         assert failover <= LEASE_DURATION + 4  # bounded by the lease, not by luck
@@ -127,7 +169,8 @@ def test_leader_killed_the_other_takes_over_and_completes(
             60,
             "only v2 pods",
         )
-        assert transitions(follower), "the new leader should have written the rest of the delivery"
+        # only the follower was alive after the kill: it wrote the rest, and still holds the Lease
+        assert not leader.alive() and lease(kube, namespace)[0] == identity(follower)
         # the gauges are refreshed by the controller's next pass after the record: wait for them
         body = wait_for(
             lambda: (lambda text: text if 'deliver_deliveries{phase="Succeeded"} 1.0' in text else "")(
@@ -167,5 +210,64 @@ def test_sigterm_releases_the_lease_for_a_prompt_handover(
         set_image(kube.apps, namespace, "web", "example.com/web:v2")
         wait_phase(kube, namespace, "web", "Succeeded", ctl=follower)
     finally:
+        a.stop()
+        b.stop()
+
+
+def test_frozen_leader_writes_nothing_after_losing_the_lease(
+    cluster: RunningCluster, kube: Kube, jk: JsonKube, namespace: str, tmp_path: Path
+) -> None:
+    """Fencing (issue 10 defect 15), measured on the cluster: the leader is frozen (SIGSTOP: a long
+    GC pause, a stalled node) mid-delivery, the follower takes the Lease and moves the delivery on;
+    then the follower is frozen and the old leader thawed while its step is due. Nothing deliver
+    writes may change while only the old leader runs: it lost the Lease, so it must not write."""
+    a, b = pair(cluster, namespace, tmp_path)
+    frozen: list[ControllerProcess] = []
+
+    def freeze(ctl: ControllerProcess) -> None:
+        assert ctl.proc is not None
+        os.killpg(ctl.proc.pid, signal.SIGSTOP)
+        frozen.append(ctl)
+
+    def thaw(ctl: ControllerProcess) -> None:
+        assert ctl.proc is not None
+        os.killpg(ctl.proc.pid, signal.SIGCONT)
+        frozen.remove(ctl)
+
+    try:
+        wait_for(lambda: leads(a) != leads(b), 30, "exactly one leader")
+        leader, follower = (a, b) if leads(a) else (b, a)
+        old_id, new_id = identity(leader), identity(follower)
+        kube.apps.create_namespaced_deployment(namespace, canary("web", "34,67,100", interval="3s"))
+        wait_stable(kube, namespace, "web", leader)
+        set_image(kube.apps, namespace, "web", "example.com/web:v2")
+        wait_phase(kube, namespace, "web", "Progressing", step=0, ctl=leader)
+
+        freeze(leader)
+        wait_for(lambda: lease(kube, namespace)[0] == new_id, LEASE_DURATION + 10, "the follower to take the Lease")
+        # the new leader acts: it moves the delivery past the step the old one was frozen in
+        wait_phase(kube, namespace, "web", "Progressing", step=1, timeout=30, ctl=follower)
+
+        freeze(follower)
+        time.sleep(3.5)  # the step's 3 s interval passes: the next transition is due
+        before = deliver_writes(jk, namespace)
+        thaw(leader)
+        # a window shorter than the Lease (the old leader could legitimately win it back after
+        # LEASE_DURATION of seeing no renewal from the frozen follower)
+        stays(
+            lambda: deliver_writes(jk, namespace) == before,
+            LEASE_DURATION - 1,
+            "no deliver write while only the deposed leader runs",
+        )
+        assert leader.alive() and lease(kube, namespace)[0] == new_id
+        assert "lost leadership" in leader.log()
+
+        thaw(follower)
+        s = wait_phase(kube, namespace, "web", "Succeeded", timeout=90, ctl=follower)
+        assert s["revision"] == s["stableRevision"]
+        assert old_id != new_id
+    finally:
+        for ctl in list(frozen):
+            thaw(ctl)
         a.stop()
         b.stop()

@@ -8,9 +8,13 @@ patch) and once with the process dying right at it (``Crash``: a fresh ``Reconci
 same cluster), each time to the end. After every reconcile pass, and at the end, it checks:
 
 * no Service that receives traffic (the user's Service; with a router, every backend of a weight
-  above 0) selects zero Ready pods while any Ready pod of the app exists;
+  above 0) selects zero Ready pods while any Ready pod of the app exists and the Deployment wants
+  replicas (scaled to zero, the user asked for no serving capacity: the Deployment controller drops
+  the stable pods at once and deliver its own a pass later);
 * a revision that failed is never the stable one afterwards (unless an operator retried it);
-* each operator request is applied at most once per send (its Event) and recorded as handled;
+* each operator request is applied exactly once per send, counted from its effect (an abort puts the
+  delivery in Aborted, a promote leaves a step before its interval, a retry writes the failed
+  template back, pause/resume enter/leave an operator's pause), and recorded as handled;
 * at the end: the same terminal record, template, pods, Service selectors and route weights as the
   clean run; no ReplicaSet of deliver's with replicas > 0 at rest; no pin left after a release.
 
@@ -26,21 +30,14 @@ from typing import Any
 
 from delivery import templates
 from delivery.errors import Conflict, DeliverError, KubeError
-from delivery.kube import DEPLOYMENTS, EVENTS, HTTPROUTES, PODS, SERVICES, Resource
+from delivery.kube import DEPLOYMENTS, HTTPROUTES, INGRESSES, PODS, SERVICES, TRAFFICSPLITS, VIRTUALSERVICES, Resource
 from delivery.reconcile import Outcome
+from delivery.routing.nginx import CANARY, CANARY_WEIGHT
 from tests.fakekube import Crash
 from tests.fixture import NAME, NS, STATE, Fixture, template
 
 V1, V2, V3 = "web:v1", "web:v2", "web:v3"
 REQUEST = "deliver.dev/request"
-REQUEST_EVENTS = {
-    "abort": "DeliveryAborted",
-    "promote": "DeliveryPromoted",
-    "promote-full": "DeliveryPromoted",
-    "retry": "DeliveryRetried",
-    "pause": "DeliveryPaused",
-    "resume": "DeliveryResumed",
-}
 
 Until = Callable[[Fixture], bool]
 
@@ -69,6 +66,7 @@ class Explorer:
 
     f: Fixture
     label: str
+    failed_images: frozenset[str] = frozenset()  # the scenario's crash-looping images (what a retry re-applies)
     violations: list[str] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (verb, id) sent
     failed_revisions: set[str] = field(default_factory=set)
@@ -76,6 +74,11 @@ class Explorer:
     released: bool = False
     crashes: int = 0
     errors: int = 0
+    # what each operator request did, counted from its effect on the cluster (the record's phase
+    # and step, the Deployment's template), never from its Event: verb -> times applied
+    effects: dict[str, int] = field(default_factory=dict)
+    interval: float = 30.0  # the scenario's step interval: a step left sooner was skipped by a promote
+    seen: tuple[dict[str, Any], str] | None = None  # (record, template image) after the last pass
 
     # ---- what the user and operators do (the cluster's own writes: never counted as deliver's)
 
@@ -125,7 +128,45 @@ class Explorer:
         for step in scenario.steps:
             if step.do is not None:
                 step.do(self.f, self)
+                self.seen = (current_record(self.f), self.f.image())  # the user's own change is no effect
             self.settle(step.until)
+
+    def count_effects(self) -> None:
+        """Each request's effect, from one pass to the next: an abort puts the delivery in Aborted;
+        a promote leaves a step before its interval (or starts the promotion early); a retry writes
+        the failed revision's template back; pause and resume enter and leave an operator's pause."""
+        f = self.f
+        record, image = current_record(f), f.image()
+        if self.seen is None:
+            self.seen = (record, image)
+            return
+        before, before_image = self.seen
+        self.seen = (record, image)
+        was, now = before.get("phase"), record.get("phase")
+        sent = {verb for verb, _ in self.requests}
+
+        def applied(verb: str) -> None:
+            self.effects[verb] = self.effects.get(verb, 0) + 1
+
+        if "abort" in sent and now == "Aborted" and was != "Aborted":
+            applied("abort")
+        early = f.now - float(before.get("stepStarted") or 0.0) < self.interval
+        moved_on = int(record.get("step") or 0) > int(before.get("step") or 0) or (
+            was in ("Progressing", "Paused") and now in ("Promoting", "Succeeded")
+        )
+        if (
+            sent & {"promote", "promote-full"}
+            and moved_on
+            and early
+            and record.get("revision") == before.get("revision")
+        ):
+            applied("promote-full" if "promote-full" in sent else "promote")
+        if "retry" in sent and image != before_image and image in self.failed_images:
+            applied("retry")
+        if "pause" in sent and now == "Paused" and record.get("hold") == "Operator" and was != "Paused":
+            applied("pause")
+        if "resume" in sent and was == "Paused" and before.get("hold") == "Operator" and now != "Paused":
+            applied("resume")
 
     # ---- invariants
 
@@ -148,13 +189,18 @@ class Explorer:
         if stable and stable in self.failed_revisions:
             self.violate(f"failed revision {stable} promoted to stable (phase {record.get('phase')})")
         ready = ready_pods(f)
-        if ready:
+        # Scaled to zero (KEDA, an operator), nothing is meant to serve: the Deployment controller
+        # takes the stable pods away at once (a paused Deployment is still scaled), deliver its own
+        # a pass later; a Service without Ready pods then is what the user asked for, not an outage.
+        wanted = int(f.kube.obj(DEPLOYMENTS, NAME)["spec"].get("replicas", 1))
+        if ready and wanted > 0:
             for service in traffic_services(f):
                 if not selected_ready(f, service):
                     self.violate(f"Service {service} receives traffic and selects no Ready pod ({record.get('phase')})")
+        self.count_effects()
         for verb, _ in self.requests:
-            count = sum(1 for e in stored(f, EVENTS) if e["reason"] == REQUEST_EVENTS[verb])
-            sent = sum(1 for v, _ in self.requests if REQUEST_EVENTS[v] == REQUEST_EVENTS[verb])
+            count = self.effects.get(verb, 0)
+            sent = sum(1 for v, _ in self.requests if v == verb)
             if count > sent:
                 self.violate(f"request {verb} applied {count} times for {sent} sent")
 
@@ -171,6 +217,10 @@ class Explorer:
             for svc in f.kube.find(SERVICES, NS):
                 if templates.HASH_LABEL in (svc["spec"].get("selector") or {}):
                     self.violate(f"Service {svc['metadata']['name']} still pinned after the release")
+        for verb in {v for v, _ in self.requests}:
+            sent = sum(1 for v, _ in self.requests if v == verb)
+            if self.effects.get(verb, 0) != sent:
+                self.violate(f"request {verb} applied {self.effects.get(verb, 0)} times for {sent} sent (lost)")
         handled = record.get("handledRequest", "")
         if self.requests and record and handled != self.requests[-1][1]:
             self.violate(f"request {self.requests[-1]} not recorded as handled (handledRequest={handled!r})")
@@ -219,11 +269,31 @@ def ending(f: Fixture) -> Ending:
 
 
 def route_weights(f: Fixture) -> dict[str, int]:
-    try:
-        route = f.kube.obj(HTTPROUTES, NAME)
-    except KeyError:
-        return {}
-    return {b["name"]: int(b.get("weight", 1)) for r in route["spec"]["rules"] for b in r["backendRefs"]}
+    """Backend Service -> weight, from whichever route the scenario uses (Gateway API HTTPRoute,
+    Istio VirtualService, SMI TrafficSplit, or the user's Ingress with deliver's NGINX canary Ingress)."""
+    kinds = {res.plural: res for res in (HTTPROUTES, VIRTUALSERVICES, TRAFFICSPLITS, INGRESSES)}
+    found = {
+        plural: o for (plural, ns, name), o in f.kube.objects.items() if ns == NS and name == NAME and plural in kinds
+    }
+    if HTTPROUTES.plural in found:
+        rules = found[HTTPROUTES.plural]["spec"]["rules"]
+        return {b["name"]: int(b.get("weight", 1)) for r in rules for b in r["backendRefs"]}
+    if VIRTUALSERVICES.plural in found:
+        out: dict[str, int] = {}
+        for http in found[VIRTUALSERVICES.plural]["spec"].get("http") or []:
+            routes = http.get("route") or []
+            for r in routes:
+                host = r["destination"]["host"].split(".")[0]
+                out[host] = out.get(host, 0) + int(r.get("weight", 100 if len(routes) == 1 else 0))
+        return out
+    if TRAFFICSPLITS.plural in found:
+        return {b["service"]: int(b.get("weight", 0)) for b in found[TRAFFICSPLITS.plural]["spec"]["backends"]}
+    if INGRESSES.plural in found:
+        canary = f.kube.objects.get((INGRESSES.plural, NS, f"{NAME}-canary"))
+        annotations = (canary or {}).get("metadata", {}).get("annotations") or {}
+        weight = int(annotations.get(CANARY_WEIGHT, 0)) if annotations.get(CANARY) == "true" else 0
+        return {f"{NAME}-stable": 100 - weight, f"{NAME}-canary": weight}
+    return {}
 
 
 def traffic_services(f: Fixture) -> list[str]:
@@ -286,7 +356,7 @@ class Report:
 def run_once(scenario: Scenario, fault: Callable[[Fixture], None] | None, label: str, clean: Ending | None):
     f = scenario.given()
     f.crashing |= set(scenario.failed)
-    explorer = Explorer(f, label)
+    explorer = Explorer(f, label, failed_images=scenario.failed)
     start = len(f.kube.writes)
     if fault is not None:
         fault(f)

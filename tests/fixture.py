@@ -8,8 +8,9 @@
     assert f.record()["phase"] == "Progressing"
 
 The fake runs no controllers. ``cluster()`` plays them once: the Deployment controller (creates and
-scales the Deployment's own ReplicaSet for its template unless paused; when paused, only scales old
-versions down once the new one is saturated, as the real one does), the ReplicaSet controller and
+scales the Deployment's own ReplicaSet for its template unless paused; when paused, no rollout but
+scaling still: the one active ReplicaSet, or with none active the newest, gets ``spec.replicas``, and
+old versions are scaled down once the new one is saturated, as the real one does), the ReplicaSet controller and
 kubelet (pods per ReplicaSet, Ready, or crash-looping for images in ``crashing``), and the status of
 both. Tests look only at what the API shows: objects, the ``deliver.dev/state`` record, Events.
 """
@@ -218,12 +219,28 @@ class Fixture:
         owned = self._owned(d)
         new = next((rs for rs in owned if templates.revision(rs["spec"]["template"]) == rev), None)
         if d["spec"].get("paused"):
+            # paused stops rollouts, not scaling (the real controller's sync -> scale, which
+            # runs for a paused Deployment too): the one active ReplicaSet, or with none active the
+            # one of the template, else the newest, is scaled to spec.replicas; no ReplicaSet is
+            # created while paused
+            olds = sorted((rs for rs in owned if rs is not new), key=_created, reverse=True)
+            active = [rs for rs in ([new] if new is not None else []) + olds if int(rs["spec"].get("replicas") or 0)]
+            target = (
+                active[0]
+                if len(active) == 1
+                else None
+                if active
+                else (new if new is not None else olds[0] if olds else None)
+            )
+            if target is not None:
+                self._scale(target, want)
+                return
             saturated = (
                 new is not None
                 and int(new["spec"]["replicas"]) == want
                 and int((new.get("status") or {}).get("availableReplicas") or 0) >= want
             )
-            olds = [rs for rs in owned if rs is not new] if saturated else []
+            olds = olds if saturated else []
         else:
             if new is None:
                 image = d["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -352,6 +369,13 @@ class Fixture:
 
     def writes_to(self, plural: str, verb: str | None = None) -> list[Any]:
         return [w for w in self.kube.writes if w.plural == plural and (verb is None or w.verb == verb)]
+
+
+def _created(obj: dict[str, Any]) -> tuple[str, int]:
+    """Creation order: the timestamp, then the fake's serial (in the uid) for objects of the same second."""
+    meta = obj["metadata"]
+    serial = str(meta.get("uid", "")).rsplit("-", 1)[-1]
+    return meta.get("creationTimestamp") or "", int(serial) if serial.isdigit() else 0
 
 
 def timestamp(now: float) -> str:

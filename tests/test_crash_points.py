@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -10,9 +11,21 @@ from typing import Any
 
 import pytest
 
-from delivery.kube import DEPLOYMENTS, HTTPROUTES
-from tests.crashpoints import V1, V2, V3, Explorer, Report, Scenario, Step, explore
-from tests.fixture import NAME, Fixture
+from delivery import templates
+from delivery.cli.undo import previous_revision
+from delivery.errors import KubeError
+from delivery.kube import (
+    DEPLOYMENTS,
+    HTTPROUTES,
+    INGRESSES,
+    REPLICASETS,
+    TRAFFICSPLITS,
+    VIRTUALSERVICES,
+    Resource,
+    selector_string,
+)
+from tests.crashpoints import REQUEST, STATE, V1, V2, V3, Explorer, Report, Scenario, Step, Until, explore
+from tests.fixture import NAME, NS, Fixture
 
 REPLICAS = 2
 STRATEGY_KEYS = ("steps", "router", "pause-at", "keep-warm", "auto-promote")
@@ -30,6 +43,48 @@ def httproute() -> dict[str, object]:
         "spec": {"parentRefs": [{"name": "public"}], "rules": [{"backendRefs": backends}]},
     }
 
+
+def virtualservice() -> dict[str, object]:
+    route = [
+        {"destination": {"host": f"{NAME}-stable", "port": {"number": 80}}, "weight": 100},
+        {"destination": {"host": f"{NAME}-canary", "port": {"number": 80}}, "weight": 0},
+    ]
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": NAME},
+        "spec": {"hosts": [NAME], "http": [{"name": "main", "route": route}]},
+    }
+
+
+def trafficsplit() -> dict[str, object]:
+    backends = [{"service": f"{NAME}-stable", "weight": 100}, {"service": f"{NAME}-canary", "weight": 0}]
+    return {
+        "apiVersion": "split.smi-spec.io/v1alpha2",
+        "kind": "TrafficSplit",
+        "metadata": {"name": NAME},
+        "spec": {"service": NAME, "backends": backends},
+    }
+
+
+def ingress() -> dict[str, object]:
+    backend = {"service": {"name": f"{NAME}-stable", "port": {"number": 80}}}
+    path = {"path": "/", "pathType": "Prefix", "backend": backend}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": NAME},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": "shop.example.com", "http": {"paths": [path]}}]},
+    }
+
+
+# the other weighted routers (the "router" strategy is Gateway API): the route kind and the user's route
+ROUTES: dict[str, tuple[Resource, Callable[[], dict[str, object]]]] = {
+    "istio": (VIRTUALSERVICES, virtualservice),
+    "smi": (TRAFFICSPLITS, trafficsplit),
+    "nginx": (INGRESSES, ingress),
+}
+ROUTE_OF = {"router": (HTTPROUTES, httproute), **ROUTES}
 
 _AT_REST: dict[str, tuple[dict[Any, Any], int, int, float]] = {}
 
@@ -59,6 +114,12 @@ def given(strategy: str) -> Callable[[], Fixture]:
             f.given_service(f"{NAME}-stable")
             f.given_service(f"{NAME}-canary")
             f.given_deployment("canary", V1, replicas=REPLICAS, steps="50,100", router=f"gateway-api/{NAME}", **common)
+        elif strategy in ROUTES:
+            res, route = ROUTES[strategy]
+            f.kube.put(res, route())
+            f.given_service(f"{NAME}-stable")
+            f.given_service(f"{NAME}-canary")
+            f.given_deployment("canary", V1, replicas=REPLICAS, steps="50,100", router=f"{strategy}/{NAME}", **common)
         elif strategy == "blue-green":
             f.given_deployment("blue-green", V1, replicas=REPLICAS, keep_warm="30s", **common)
         elif strategy == "rolling":
@@ -108,6 +169,50 @@ def retry(f: Fixture, e: Explorer) -> None:
     e.request("retry")
 
 
+def undo(f: Fixture, e: Explorer) -> None:
+    """``deliver undo``: the previous revision's template (from the Deployment's ReplicaSets, as the
+    CLI picks it) written into the Deployment; deliver delivers it like any change."""
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    rs, why = previous_revision(d, f.kube.find(REPLICASETS, NS, selector_string(d["spec"]["selector"])))
+    assert rs is not None, why
+    d["spec"]["template"] = templates.without_hash(rs["spec"]["template"])
+    d["metadata"]["generation"] += 1
+    f.kube.put(DEPLOYMENTS, d)
+
+
+def route_outage(strategy: str, failures: int = 6) -> Callable[[Fixture, Explorer], None]:
+    """The router's API fails the next ``failures`` writes of the route (a webhook down, a 503)."""
+    res = ROUTE_OF[strategy][0]
+
+    def do(f: Fixture, e: Explorer) -> None:
+        error = KubeError("503 Service Unavailable: webhook down", status=503, reason="ServiceUnavailable")
+        f.kube.fail_next(*[error] * failures, verb="write", resource=res)
+
+    return do
+
+
+def crd_removed(f: Fixture, e: Explorer) -> None:
+    """The Gateway API CRD is deleted (and with it the route): the router's kind is not served."""
+    f.kube.installed.discard(HTTPROUTES)
+    f.kube.remove(HTTPROUTES, NAME)
+
+
+def crd_restored(f: Fixture, e: Explorer) -> None:
+    """The CRD is installed again and GitOps re-applies the user's route (100 % to NAME-stable)."""
+    f.kube.installed.add(HTTPROUTES)
+    f.kube.put(HTTPROUTES, httproute())
+
+
+def later(seconds: float) -> Until:
+    start: list[float] = []
+
+    def until(f: Fixture) -> bool:
+        start.append(f.now)
+        return f.now - start[0] >= seconds
+
+    return until
+
+
 def mid(f: Fixture) -> bool:
     """The new version has pods and the delivery is still open."""
     return f.serving().get(V2, 0) > 0 and f.record().get("phase") == "Progressing"
@@ -123,7 +228,23 @@ OTHER = {"canary": "rolling", "router": "rolling", "blue-green": "canary", "roll
 
 def scenarios(strategy: str) -> list[Scenario]:
     g = given(strategy)
-    return [
+    routed = (
+        [Scenario(strategy, "route-outage", g, (Step(change(V2), mid), Step(route_outage(strategy))))]
+        if strategy in ROUTE_OF
+        else []
+    )
+    if strategy == "router":
+        outage = (Step(change(V2), mid), Step(crd_removed, later(60)), Step(crd_restored))
+        routed.append(Scenario(strategy, "crd-missing", g, outage))
+    if strategy in ROUTES:  # the other routers: the paths that write their route
+        return [
+            Scenario(strategy, "good", g, (Step(change(V2)),)),
+            Scenario(strategy, "bad", g, (Step(change(V2)),), failed=frozenset({V2})),
+            Scenario(strategy, "abort", g, (Step(change(V2), mid), Step(request("abort")))),
+            Scenario(strategy, "promote", g, (Step(change(V2), mid), Step(request("promote")))),
+            *routed,
+        ]
+    return routed + [
         Scenario(strategy, "good", g, (Step(change(V2)),)),
         Scenario(strategy, "bad", g, (Step(change(V2)),), failed=frozenset({V2})),
         Scenario(strategy, "supersede", g, (Step(change(V2), mid), Step(change(V3)))),
@@ -142,10 +263,11 @@ def scenarios(strategy: str) -> list[Scenario]:
             g,
             (Step(change(V2), promoting), Step(scale(0)), Step(scale(REPLICAS))),
         ),
+        Scenario(strategy, "undo", g, (Step(change(V2)), Step(undo))),
     ]
 
 
-STRATEGIES = ("canary", "router", "blue-green", "rolling", "recreate")
+STRATEGIES = ("canary", "router", "blue-green", "rolling", "recreate", "istio", "smi", "nginx")
 ROUTED_PROMOTION = (
     "issue 10 defect 6 (same class, behind a router): a failed or crashed write at the promotion leaves the "
     "route at 0/100 (all traffic to NAME-canary) and NAME-stable off the promoted pods at rest; the route "
@@ -161,23 +283,17 @@ ADOPTION = (
     "the old stable: the active Service is pinned back to v1's pod-template-hash, already scaled to zero, "
     "so it selects no Ready pod for the whole of v3's delivery (in the clean run already)"
 )
-SCALED_AT_REST = (
-    "blue-green, scaled to zero while the adopted ReplicaSet settles: a failed or crashed write right after "
-    "the Succeeded record leaves the Deployment 'waiting for the initial rollout to finish' after the scale "
-    "back, with no pod of any version and the active Service unpinned (found by the routed helper, not fixed)"
-)
 # each known defect: its reason, and the violations it explains (a pattern); any other violation in
 # the same scenario fails the test outright (xfail only accepts KnownDefect)
 SIGNATURES = {
     ROUTED_PROMOTION: r"'weights': \(\(\('web-canary', 0\), \('web-stable', 100\)\), \(\('web-canary', 100\)",
     SCALED_BACK: r"Service web-canary receives traffic and selects no Ready pod|'hold': 'NoReplicas'",
     ADOPTION: r"Service web receives traffic and selects no Ready pod",
-    SCALED_AT_REST: r"not at rest after 200 passes: .*'phase': 'Succeeded'|ended differently from the clean run: "
-    r"\{'serving': \(\(\('web:v2', 2\),\), \(\)\)",
 }
-KNOWN: dict[str, tuple[str, ...]] = {
-    "blue-green/scale-to-zero-promoting": (SCALED_AT_REST,),
-}
+# (empty: blue-green's "scaled to zero and back after a crash at the Succeeded record write" was
+# the old fake's doing, which did not scale a paused Deployment; the real controller does, see
+# test_the_fake_scales_a_paused_deployment_like_the_real_controller)
+KNOWN: dict[str, tuple[str, ...]] = {}
 
 
 class KnownDefect(AssertionError):
@@ -202,13 +318,14 @@ def summary_line() -> str:
         per[key] = per.get(key, 0) + report.explored
     violations = sum(len(r.violations) for r in EXPLORED.values())
     known = sum(len(r.violations) for r in EXPLORED.values() if r.scenario in KNOWN)
-    return (
-        "crash points explored: "
-        + " ".join(f"{k}={v}" for k, v in per.items())
-        + f" (total {sum(per.values())}); violations: {violations}, all in known defects (xfail)"
-        * (violations == known)
-        + f" ({violations - known} NEW)" * (violations != known)
-    )
+    if violations == 0:
+        verdict = "violations: 0"
+    elif violations == known:
+        verdict = f"violations: {violations}, all in known defects (xfail)"
+    else:
+        verdict = f"violations: {violations} ({violations - known} NEW)"
+    counts = " ".join(f"{k}={v}" for k, v in per.items())
+    return f"crash points explored: {counts} (total {sum(per.values())}); {verdict}"
 
 
 def _write_figures() -> None:
@@ -275,3 +392,75 @@ def test_the_explorer_reports_an_action_lost_after_a_crash(monkeypatch: pytest.M
     assert report.violations, "a lost switch of the active Service must be found"
     assert all(v.startswith("crash at write") for v in report.violations), "only restarts lose it"
     assert any("ended differently from the clean run" in v for v in report.violations), report.violations
+
+
+# ------------------------------------------------------------------ the fake is faithful where it matters
+
+
+def test_the_fake_scales_a_paused_deployment_like_the_real_controller() -> None:
+    """Paused stops rollouts, not scaling (kube-controller-manager: syncDeployment calls sync ->
+    scale for a paused Deployment; FindActiveOrLatest picks the ReplicaSet). Scaled to zero and back
+    while paused, the Deployment's ReplicaSet comes back with its pods, and no new one is made for
+    a template that has none. (The old fake left a paused Deployment's ReplicaSets alone, which
+    made blue-green's "scaled to zero and back after the Succeeded record" look like an outage.)"""
+    f = given("blue-green")()
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    d["spec"]["paused"] = True
+    f.kube.put(DEPLOYMENTS, d)
+    scale(0)(f, None)  # type: ignore[arg-type]
+    f.cluster()
+    assert f.serving() == {}
+    scale(REPLICAS + 1)(f, None)  # type: ignore[arg-type]
+    f.cluster()
+    assert f.serving() == {V1: REPLICAS + 1}
+    f.when_template_changes(V2)  # paused: no ReplicaSet for it, the old one keeps its replicas
+    scale(1)(f, None)  # type: ignore[arg-type]
+    f.cluster()
+    assert f.serving() == {V1: 1} and not f.replicasets(V2)
+
+
+def three_steps() -> Fixture:
+    f = Fixture()
+    f.given_service(NAME)
+    f.given_deployment("canary", V1, replicas=REPLICAS, steps="25,50,100", interval="30s", progress_deadline="60s")
+    f.given_delivered()
+    return f
+
+
+def test_the_explorer_counts_a_request_applied_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted defect: a restarted process forgets which request it handled (as if the record
+    were written without it), so a pending `deliver promote` is applied again. Counted from its
+    effect (a step left before its interval), not from an Event."""
+    when_restarted = Fixture.when_restarted
+
+    def forgetful(self: Fixture) -> None:
+        d = self.kube.obj(DEPLOYMENTS, NAME)
+        raw = d["metadata"]["annotations"].get(STATE)
+        if raw:
+            record = json.loads(raw)
+            record.pop("handledRequest", None)
+            d["metadata"]["annotations"][STATE] = json.dumps(record)
+            self.kube.put(DEPLOYMENTS, d)
+        when_restarted(self)
+
+    monkeypatch.setattr(Fixture, "when_restarted", forgetful)
+    steps = (Step(change(V2), mid), Step(request("promote")))
+    report = explore(Scenario("canary", "planted-twice", three_steps, steps))
+    assert any("request promote applied 2 times for 1 sent" in v for v in report.violations), report.violations
+
+
+def test_the_explorer_reports_a_lost_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted defect: a restarted process drops a pending request unread. The delivery still
+    finishes (its steps pass by time), so only the count of applied effects shows the loss."""
+    when_restarted = Fixture.when_restarted
+
+    def dropping(self: Fixture) -> None:
+        d = self.kube.obj(DEPLOYMENTS, NAME)
+        if d["metadata"]["annotations"].pop(REQUEST, None) is not None:
+            self.kube.put(DEPLOYMENTS, d)
+        when_restarted(self)
+
+    monkeypatch.setattr(Fixture, "when_restarted", dropping)
+    report = explore(Scenario("canary", "planted-lost", three_steps, (Step(change(V2), mid), Step(request("promote")))))
+    lost = [v for v in report.violations if "request promote applied 0 times for 1 sent (lost)" in v]
+    assert lost and all(v.startswith("crash at write") for v in lost), report.violations
