@@ -17,7 +17,9 @@ from strategies.model import (
     DeliverySpec,
     DeliveryState,
     EnsureService,
+    HoldStable,
     PostEvent,
+    ReleaseStable,
     RevertTemplate,
     ScaleNew,
     SetPaused,
@@ -30,7 +32,7 @@ from . import templates
 from .errors import Conflict, NotFound, StateError
 from .events import post_event
 from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
-from .observe import replicasets
+from .observe import held_replicasets, replicasets
 from .routing import Router
 
 log = logging.getLogger("deliver.act")
@@ -191,7 +193,7 @@ def _adopt(ctx: Context, a: AdoptNew) -> None:
 
 def _stable_template(ctx: Context, stable_revision: str) -> dict[str, Any]:
     owned, _ = replicasets(ctx.kube, ctx.deployment)
-    for rs in owned:
+    for rs in owned + held_replicasets(ctx.kube, ctx.deployment):
         if templates.revision(rs["spec"]["template"]) == stable_revision:
             return templates.without_hash(rs["spec"]["template"])
     raise StateError(f"stable revision {stable_revision} has no ReplicaSet left to restore from")
@@ -228,6 +230,74 @@ def _revert(ctx: Context, a: RevertTemplate) -> None:
 
 def _apply_template(ctx: Context, a: ApplyTemplate) -> None:
     _replace_template(ctx, templates.without_hash(a.template))
+
+
+def _hold_stable(ctx: Context, a: HoldStable) -> None:
+    """Run the stable ReplicaSet at ``a.replicas``, out of the Deployment controller's hands.
+
+    A paused Deployment controller still scales its one active ReplicaSet to spec.replicas, so the
+    stable ReplicaSet is first held, in one merge patch guarded by its resourceVersion: its labels
+    other than pod-template-hash give way to ``deliver.dev/held-by`` (the Deployment's selector no
+    longer matches it, so the controller neither scales nor re-adopts it) and its controller
+    reference becomes a plain owner reference (still garbage-collected with the Deployment). Its
+    pods, their labels and the Services in front of them do not change. ``ReleaseStable`` undoes it.
+    """
+    held = held_replicasets(ctx.kube, ctx.deployment)
+    if held:
+        rs = held[0]
+        if int(rs["spec"].get("replicas") or 0) != a.replicas:
+            ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"], {"spec": {"replicas": a.replicas}})
+        return
+    owned, _ = replicasets(ctx.kube, ctx.deployment)
+    stable = [
+        rs
+        for rs in owned
+        if templates.revision(rs["spec"]["template"]) == ctx.state.stable_revision
+        and int(rs["spec"].get("replicas") or 0)
+    ]
+    if not stable:
+        log.info("no active stable ReplicaSet to hold", extra={"revision": ctx.state.stable_revision})
+        return
+    rs = stable[0]
+    labels: dict[str, Any] = {k: None for k in rs["metadata"].get("labels") or {} if k != templates.HASH_LABEL}
+    labels[templates.HELD_LABEL] = ctx.name
+    ctx.kube.patch(
+        REPLICASETS,
+        ctx.ns,
+        rs["metadata"]["name"],
+        {
+            "metadata": {
+                "resourceVersion": rs["metadata"]["resourceVersion"],
+                "labels": labels,
+                "ownerReferences": [_owner_ref(ctx.deployment, controller=False)],
+            },
+            "spec": {"replicas": a.replicas},
+        },
+    )
+
+
+def release_held(kube: Kube, deployment: dict[str, Any]) -> None:
+    """Hand every ReplicaSet deliver holds for this Deployment back to it: the labels of its pod
+    template (which the Deployment created it with) and the Deployment's controller reference again."""
+    for rs in held_replicasets(kube, deployment):
+        labels: dict[str, Any] = dict((rs["spec"]["template"].get("metadata") or {}).get("labels") or {})
+        labels[templates.HELD_LABEL] = None
+        kube.patch(
+            REPLICASETS,
+            rs["metadata"]["namespace"],
+            rs["metadata"]["name"],
+            {
+                "metadata": {
+                    "resourceVersion": rs["metadata"]["resourceVersion"],
+                    "labels": labels,
+                    "ownerReferences": [_owner_ref(deployment, controller=True)],
+                }
+            },
+        )
+
+
+def _release_stable(ctx: Context, a: ReleaseStable) -> None:
+    release_held(ctx.kube, ctx.deployment)
 
 
 def _set_weight(ctx: Context, a: SetWeight) -> None:
@@ -320,6 +390,8 @@ _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     RevertTemplate: _revert,
     ApplyTemplate: _apply_template,
     SetWeight: _set_weight,
+    HoldStable: _hold_stable,
+    ReleaseStable: _release_stable,
     EnsureService: _ensure_service_action,
     SwitchActive: _switch,
     UnpinService: _unpin,

@@ -182,6 +182,7 @@ class Reconciler:
             except RoutingError as exc:  # the route is the user's; the Services serve the app either way
                 log.warning("route not reset at release", extra=_fields(deployment, error=str(exc)))
                 route = f"route {router_ref.kind}/{router_ref.name} (not reset: {exc})"
+        act.release_held(self.kube, deployment)  # a stable ReplicaSet held for an exact canary share
         _, ours_rs = replicasets(self.kube, deployment)
         for rs in ours_rs:
             self.kube.delete(REPLICASETS, ns, rs["metadata"]["name"])

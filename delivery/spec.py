@@ -37,6 +37,7 @@ KEYS: dict[str, str] = {
     "max-restarts": "container restarts tolerated across the new pods before failing (default 0)",
     "on-inconclusive": "pause | extend | rollback: what an inconclusive analysis does (default pause)",
     "max-extensions": "with on-inconclusive=extend: extensions before pausing (default 3)",
+    "canary-scale": "canary: exact (stable scaled down as the canary scales up; default) | surge (stable kept at N)",
 }
 RESERVED = {"state", "request"}
 ROUTER_KINDS = ("replica", "gateway-api", "nginx", "istio", "smi")
@@ -242,6 +243,12 @@ def _parse(
         fields["on_inconclusive"] = v.strip()
     if (v := get("max-extensions")) is not None:
         fields["max_extensions"] = _int(PREFIX + "max-extensions", v, 0, 100)
+    if (v := get("canary-scale")) is not None:
+        if strategy is not Strategy.CANARY:
+            raise SpecError(PREFIX + "canary-scale", f"only applies to canary, not {strategy.value}")
+        if v.strip() not in ("exact", "surge"):
+            raise SpecError(PREFIX + "canary-scale", f"{v!r} is not one of exact, surge")
+        fields["canary_scale"] = v.strip()
 
     if only is None:
         if len(name) > 52 and strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):

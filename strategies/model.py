@@ -125,6 +125,7 @@ class DeliverySpec:
     on_inconclusive: str = "pause"  # pause | extend | rollback
     max_extensions: int = 3
     analysis: tuple[Any, ...] = ()  # delivery.analysis.checks.CheckSpec values
+    canary_scale: str = "exact"  # canary: exact (stable scaled down as the canary scales up) | surge
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class VersionObs:
     created: float = 0.0
     health: PodHealth = PodHealth()
     template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # without pod-template-hash
+    held: bool = False  # the Deployment's ReplicaSet, held by deliver for an exact canary share (HoldStable)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,20 @@ class ServiceObs:
     name: str
     pod_hash: str = ""  # the pod-template-hash it is pinned to ("": it selects the app)
     ours: bool = False  # created by deliver for this Deployment (its owner label)
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """How many of the Deployment's pods may be unavailable at once, as the user declared it: the
+    Deployment's ``maxUnavailable``/``maxSurge`` (int or percent text) and a PodDisruptionBudget
+    selecting its pods (its ``minAvailable`` or ``maxUnavailable``, "" when absent)."""
+
+    strategy: str = "RollingUpdate"  # the Deployment's spec.strategy.type
+    max_unavailable: str = "25%"
+    max_surge: str = "25%"
+    pdb_min_available: str = ""
+    pdb_max_unavailable: str = ""
+    unknown: bool = False  # the PodDisruptionBudgets could not be read: assume none may go
 
 
 @dataclass(frozen=True)
@@ -199,6 +215,7 @@ class Observation:
     router_problem: str = ""  # why the declared router is broken now ("": it works or was not checked)
     analysed: tuple[StepVerdict, ...] = ()  # verdicts of the analyses run since the record was read
     services: tuple[ServiceObs, ...] = ()  # Services in front of this Deployment's pods (see ServiceObs)
+    disruption: Disruption = Disruption()  # what the user allows to be unavailable (exact canary shares)
     template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def version(self, revision: str) -> VersionObs | None:
@@ -455,6 +472,20 @@ class ApplyTemplate:
 
 
 @dataclass(frozen=True)
+class HoldStable:
+    """Exact canary share: take the stable ReplicaSet from the Deployment controller (which would scale
+    it back to spec.replicas) and run it at ``replicas``. ``ReleaseStable`` hands it back."""
+
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ReleaseStable:
+    """Hand a ReplicaSet held by ``HoldStable`` back to the Deployment (its labels and controller
+    reference restored); the Deployment controller scales it from then on."""
+
+
+@dataclass(frozen=True)
 class SetWeight:
     """Send this percentage of traffic to the new version through the declared router."""
 
@@ -519,6 +550,8 @@ Action = (
     | RevertTemplate
     | ApplyTemplate
     | SetWeight
+    | HoldStable
+    | ReleaseStable
     | EnsureService
     | SwitchActive
     | UnpinService

@@ -14,16 +14,19 @@ from .bluegreen import BlueGreenPlanner
 from .canary import CanaryPlanner
 from .model import (
     Action,
+    AdoptNew,
     ApplyTemplate,
     DeleteNew,
     DeliverySpec,
     DeliveryState,
     EnsureService,
     HoldReason,
+    HoldStable,
     Observation,
     Phase,
     Plan,
     PostEvent,
+    ReleaseStable,
     RevertTemplate,
     ServiceObs,
     SetPaused,
@@ -62,7 +65,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     """The next record and the actions that converge on it, for one Deployment."""
     state, told = _record_analysed(_forget_failure(state), obs)
     decided = _decide(spec, state, obs)
-    actions = _unpin(spec, state, obs, decided) + told + decided.actions + _stale(decided, obs)
+    actions = _unpin(spec, state, obs, decided) + told + _release_held(decided.actions, obs) + _stale(decided, obs)
     if obs.router_problem:
         # The route is gone or broken: no traffic reaches the new version through it anyway.
         actions = tuple(a for a in actions if not isinstance(a, SetWeight))
@@ -106,6 +109,19 @@ def _unpin(spec: DeliverySpec, state: DeliveryState, obs: Observation, decided: 
 
     repointed = {a.name for a in decided.actions if isinstance(a, EnsureService)}
     return tuple(UnpinService(svc.name) for svc in obs.services if stale(svc) and svc.name not in repointed)
+
+
+def _release_held(actions: tuple[Action, ...], obs: Observation) -> tuple[Action, ...]:
+    """A stable ReplicaSet held for an exact canary share (``HoldStable``) goes back to the Deployment
+    whenever a plan does not hold it any more (promotion, rollback, abort, supersede, a hold, at
+    rest), derived from what is observed so a lost release is issued again: first, so stable capacity
+    comes back before anything else; after the adoption when promoting, so the Deployment controller
+    sees the new ReplicaSet saturated and scales the old one down instead of back up."""
+    if not any(v.held for v in obs.versions) or any(isinstance(a, (HoldStable, ReleaseStable)) for a in actions):
+        return actions
+    if any(isinstance(a, AdoptNew) for a in actions):
+        return actions + (ReleaseStable(),)
+    return (ReleaseStable(),) + actions
 
 
 def _stale(decided: Plan, obs: Observation) -> tuple[Action, ...]:

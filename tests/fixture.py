@@ -224,6 +224,13 @@ class Fixture:
                 and int((new.get("status") or {}).get("availableReplicas") or 0) >= want
             )
             olds = [rs for rs in owned if rs is not new] if saturated else []
+            # FindActiveOrLatest: its one active ReplicaSet is scaled up to spec.replicas, paused or
+            # not (so a ReplicaSet handed back after deliver held it below N comes back). The real
+            # controller also scales it down, and scales the newest one when none is active; neither
+            # is played here (the explorer's scale-to-zero scenarios are written against this fake).
+            active = [rs for rs in owned if int(rs["spec"].get("replicas") or 0) > 0]
+            if not saturated and len(active) == 1 and int(active[0]["spec"].get("replicas") or 0) < want:
+                self._scale(active[0], want)
         else:
             if new is None:
                 image = d["spec"]["template"]["spec"]["containers"][0]["image"]
