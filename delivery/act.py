@@ -11,6 +11,7 @@ from typing import Any
 from strategies.model import (
     Action,
     AdoptNew,
+    Affinity,
     Analyse,
     ApplyTemplate,
     DeleteNew,
@@ -301,10 +302,12 @@ def _release_stable(ctx: Context, a: ReleaseStable) -> None:
 
 
 def _set_weight(ctx: Context, a: SetWeight) -> None:
-    if a.weight <= 0:
+    match = ctx.spec.match if a.match else None
+    pin = Affinity(f"deliver-{ctx.name}", ctx.state.stable_revision, ctx.state.revision) if a.pin else None
+    if a.weight <= 0 and match is None and not a.mirror and pin is None:
         ctx.router.reset()
     else:
-        ctx.router.set_weight(a.weight)
+        ctx.router.set_weight(a.weight, match, a.mirror, pin)
 
 
 def _service_ports(ctx: Context) -> list[dict[str, Any]]:

@@ -137,8 +137,14 @@ class Reconciler:
                 router_weight = router.verify_weight()
             except RoutingError:
                 router_weight = None  # a broken route at rest holds nothing; a delivery starting checks it
+        router_extras = False
+        if router_weight is not None:
+            try:  # a request match of deliver.dev/match left on the route (a lost reset) is removed too
+                router_extras = router.verify_extras()
+            except RoutingError:
+                router_extras = False
         obs = observe(self.kube, deployment, self.clock(), router_weight)
-        obs = dataclasses.replace(obs, router_problem=router_problem, analysed=analysed)
+        obs = dataclasses.replace(obs, router_problem=router_problem, analysed=analysed, router_extras=router_extras)
         return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router)
 
     def _release(self, deployment: dict[str, Any]) -> Outcome:

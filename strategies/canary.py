@@ -18,6 +18,7 @@ import math
 from .model import (
     Action,
     AdoptNew,
+    CanaryStep,
     DeleteNew,
     DeliverySpec,
     DeliveryState,
@@ -70,14 +71,21 @@ class CanaryPlanner:
                 return Plan(state, () if obs.paused else (SetPaused(True),), None)
             return self._promote(spec, state, obs)
         step = steps[state.step]
-        weight = step.weight if not step.pause else _previous_weight(spec, state.step)
-        want = canary_pods(obs.replicas, weight, spec.canary_scale)
+        shown = step if not step.pause else _previous_step(spec, state.step)  # what a pause keeps serving
+        weight = shown.weight if shown is not None else 0
+        matching = shown is not None and shown.match  # a `match` step: matched requests only, one new pod
+        mirroring = shown is not None and shown.mirror  # a `mirror` step: pods for the copies, stable keeps N
+        if mirroring:
+            want = ceil_share(obs.replicas, spec.mirror_percent)
+        elif matching:
+            want = min(1, obs.replicas)
+        else:
+            want = canary_pods(obs.replicas, weight, spec.canary_scale)
         new = obs.deliver_owned(state.revision)
         converge: list[Action] = [SetPaused(True)] if not obs.paused else []
         ready = new.ready if new is not None else 0
-        withdraw = (
-            spec.router.kind != "replica" and (ready == 0 or want == 0) and bool(state.weight or obs.router_weight)
-        )
+        routed = bool(state.weight or obs.router_weight or obs.router_extras)
+        withdraw = spec.router.kind != "replica" and (ready == 0 or want == 0) and routed
         if withdraw:
             # No Ready canary pod (scaled to zero, or back from zero and still starting): the route
             # gives it nothing until one is Ready, and the step's share starts over then. Scaled to
@@ -86,10 +94,12 @@ class CanaryPlanner:
             state = state.replace(weight=0)
         keep = new.replicas if withdraw and want == 0 and new is not None else want
         converge += [ScaleNew(keep), *services(spec, state.stable_hash, state.revision)]
-        held = hold_stable(spec, state, obs, want, new)
+        held = hold_stable(spec, state, obs, 0 if mirroring else want, new)
         converge += held
-        if not withdraw and want > 0 and ready >= want and weight > 0:
-            converge.append(SetWeight(weight))
+        if not withdraw and want > 0 and ready >= want and (weight > 0 or matching or mirroring):
+            mirror = spec.mirror_percent if mirroring else 0
+            pin = spec.affinity and weight > 0  # weighted steps: each client stays on the version it got
+            converge.append(SetWeight(weight, match=spec.match is not None, mirror=mirror, pin=pin))
         settled = not held or held[0].replicas <= stable_goal(obs.replicas, want)
         if not withdraw and want > 0 and ready >= want and settled and state.weight != weight and not step.pause:
             # The step's share is served from now on: its hold and its analysis window start here,
@@ -129,10 +139,10 @@ class CanaryPlanner:
                 step_started=obs.now,
                 analysis_started=obs.now,
                 extensions=0,
-                message=f"step {state.step + 1} ({weight}%) passed",
+                message=f"step {state.step + 1} ({step.describe()}) passed",
             )
             nxt = self.advance(spec, moved, obs)
-            event = step_passed(state, state.step, f"step {state.step + 1} ({weight}%)", "moving on")
+            event = step_passed(state, state.step, f"step {state.step + 1} ({step.describe()})", "moving on")
             return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
         return Plan(state, tuple(converge), RECHECK)
 
@@ -176,11 +186,14 @@ class CanaryPlanner:
                     return Plan(
                         state.replace(weight=100, switched=obs.now), head + (SetWeight(100), *_keep_held(obs)), RECHECK
                     )
-                if obs.router_weight not in (None, 100) or obs.now - state.switched < ROUTER_DRAIN:
+                # scale-down-delay: the old pods stay that long after the switch (an abort meanwhile
+                # switches traffic back at once); they go with the adoption.
+                keep = max(ROUTER_DRAIN, spec.scale_down_delay)
+                if obs.router_weight not in (None, 100) or obs.now - state.switched < keep:
                     return Plan(
                         state,
                         head + (SetWeight(100), *_keep_held(obs)),
-                        max(0.2, ROUTER_DRAIN - (obs.now - state.switched)),
+                        max(0.2, min(RECHECK * 5, keep - (obs.now - state.switched))),
                     )
             return Plan(state.replace(weight=100), head + (SetWeight(100), AdoptNew(), *_release(obs)), RECHECK)
         if adopted is not None and adopted.owned:
@@ -217,11 +230,12 @@ def services(spec: DeliverySpec, stable_hash: str, new_hash: str) -> tuple[Actio
     return (EnsureService(spec.stable_service, stable_hash), EnsureService(spec.canary_service, new_hash))
 
 
-def _previous_weight(spec: DeliverySpec, index: int) -> int:
+def _previous_step(spec: DeliverySpec, index: int) -> CanaryStep | None:
+    """The step a manual-promotion pause keeps serving: the last one before it (None: none)."""
     for step in reversed(spec.steps[:index]):
         if not step.pause:
-            return step.weight
-    return 0
+            return step
+    return None
 
 
 # ---------------------------------------------------------------- replica shares (canary-scale)

@@ -39,7 +39,14 @@ from .reasons import EventReason as R
 from .recreate import RecreatePlanner
 from .requests import refusal
 from .rolling import RollingPlanner
-from .steps import RECHECK, ROUTER_DRAIN, StrategyPlanner, finish_rollback, resume_with_replicas, rollback
+from .steps import (
+    RECHECK,
+    StrategyPlanner,
+    drain_time,
+    finish_rollback,
+    resume_with_replicas,
+    rollback,
+)
 
 PLANNERS: dict[Strategy, StrategyPlanner] = {
     Strategy.CANARY: CanaryPlanner(),
@@ -274,14 +281,16 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
         if any(not v.owned for v in obs.versions):
             # Behind a weighted router the canary pods stay a moment after the weight went to 0,
             # so the gateway/mesh has applied it before they disappear (drain).
+            # After a rollback or abort, an abort-scale-down-delay keeps them longer (drain_time).
             since = max(state.finished, state.switched)
+            keep = drain_time(spec, state)
             drained = spec.router.kind == "replica" or (
-                obs.router_weight in (None, 0) and obs.now - since >= ROUTER_DRAIN
+                obs.router_weight in (None, 0) and not obs.router_extras and obs.now - since >= keep
             )
             if drained:
                 actions.append(DeleteNew())
             else:
-                requeue = max(0.2, ROUTER_DRAIN - (obs.now - since))
+                requeue = max(0.2, min(RECHECK * 5, keep - (obs.now - since)))
         new_state = state
         if state.phase == Phase.IDLE and (state.stable_revision, state.stable_hash) != (
             stable.revision,
@@ -317,7 +326,7 @@ def _route_at_rest(spec: DeliverySpec, obs: Observation, stable: VersionObs) -> 
     pinned = next((svc.pod_hash for svc in obs.services if svc.name == spec.stable_service), "")
     if pinned and pinned != stable.pod_hash:
         actions.append(EnsureService(spec.stable_service, stable.pod_hash))
-    if obs.router_weight not in (None, 0):
+    if obs.router_weight not in (None, 0) or obs.router_extras:
         actions.append(SetWeight(0))
     return tuple(actions)
 
