@@ -236,45 +236,50 @@ def _apply_template(ctx: Context, a: ApplyTemplate) -> None:
 def _hold_stable(ctx: Context, a: HoldStable) -> None:
     """Run the stable ReplicaSet at ``a.replicas``, out of the Deployment controller's hands.
 
-    A paused Deployment controller still scales its one active ReplicaSet to spec.replicas, so the
-    stable ReplicaSet is first held, in one merge patch guarded by its resourceVersion: its labels
-    other than pod-template-hash give way to ``deliver.dev/held-by`` (the Deployment's selector no
-    longer matches it, so the controller neither scales nor re-adopts it) and its controller
-    reference becomes a plain owner reference (still garbage-collected with the Deployment). Its
-    pods, their labels and the Services in front of them do not change. ``ReleaseStable`` undoes it.
+    A paused Deployment controller still scales its one active ReplicaSet to spec.replicas, and when
+    none is active it scales its newest one up to spec.replicas. So deliver holds the stable
+    ReplicaSet and, first, every other ReplicaSet of the Deployment with no replicas (its history):
+    each in one merge patch guarded by its resourceVersion, its labels other than pod-template-hash
+    give way to ``deliver.dev/held-by`` (the Deployment's selector no longer matches it, so the
+    controller neither scales nor re-adopts it) and its controller reference becomes a plain owner
+    reference (still garbage-collected with the Deployment). Pods, their labels and the Services in
+    front of them do not change. ``ReleaseStable`` hands them all back.
     """
-    held = held_replicasets(ctx.kube, ctx.deployment)
-    if held:
-        rs = held[0]
-        if int(rs["spec"].get("replicas") or 0) != a.replicas:
-            ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"], {"spec": {"replicas": a.replicas}})
-        return
     owned, _ = replicasets(ctx.kube, ctx.deployment)
-    stable = [
-        rs
-        for rs in owned
-        if templates.revision(rs["spec"]["template"]) == ctx.state.stable_revision
-        and int(rs["spec"].get("replicas") or 0)
+    held = held_replicasets(ctx.kube, ctx.deployment)
+
+    def is_stable(rs: dict[str, Any]) -> bool:
+        return templates.revision(rs["spec"]["template"]) == ctx.state.stable_revision
+
+    stable = [rs for rs in held if is_stable(rs)] or [
+        rs for rs in owned if is_stable(rs) and int(rs["spec"].get("replicas") or 0)
     ]
     if not stable:
         log.info("no active stable ReplicaSet to hold", extra={"revision": ctx.state.stable_revision})
         return
-    rs = stable[0]
+    for rs in owned:
+        if rs is not stable[0] and not int(rs["spec"].get("replicas") or 0):
+            _detach(ctx, rs, None)  # history first: the controller must find none to scale up
+    if stable[0] in held:
+        if int(stable[0]["spec"].get("replicas") or 0) != a.replicas:
+            ctx.kube.patch(REPLICASETS, ctx.ns, stable[0]["metadata"]["name"], {"spec": {"replicas": a.replicas}})
+        return
+    _detach(ctx, stable[0], a.replicas)
+
+
+def _detach(ctx: Context, rs: dict[str, Any], replicas: int | None) -> None:
     labels: dict[str, Any] = {k: None for k in rs["metadata"].get("labels") or {} if k != templates.HASH_LABEL}
     labels[templates.HELD_LABEL] = ctx.name
-    ctx.kube.patch(
-        REPLICASETS,
-        ctx.ns,
-        rs["metadata"]["name"],
-        {
-            "metadata": {
-                "resourceVersion": rs["metadata"]["resourceVersion"],
-                "labels": labels,
-                "ownerReferences": [_owner_ref(ctx.deployment, controller=False)],
-            },
-            "spec": {"replicas": a.replicas},
-        },
-    )
+    patch: dict[str, Any] = {
+        "metadata": {
+            "resourceVersion": rs["metadata"]["resourceVersion"],
+            "labels": labels,
+            "ownerReferences": [_owner_ref(ctx.deployment, controller=False)],
+        }
+    }
+    if replicas is not None:
+        patch["spec"] = {"replicas": replicas}
+    ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"], patch)
 
 
 def release_held(kube: Kube, deployment: dict[str, Any]) -> None:

@@ -176,7 +176,7 @@ class CanaryPlanner:
                     return rollback(spec, state, obs, self, f"only {ours.ready}/{n} new pods Ready while promoting")
                 return Plan(
                     state,
-                    head + (ScaleNew(n), *services(spec, state.stable_hash, state.revision), *_keep_held(obs)),
+                    head + (ScaleNew(n), *services(spec, state.stable_hash, state.revision), *_keep_held(obs, state)),
                     RECHECK,
                 )
             if spec.router.kind != "replica":
@@ -184,7 +184,9 @@ class CanaryPlanner:
                 # router confirms 100% and has had ROUTER_DRAIN to apply it.
                 if state.weight != 100 or not state.switched:
                     return Plan(
-                        state.replace(weight=100, switched=obs.now), head + (SetWeight(100), *_keep_held(obs)), RECHECK
+                        state.replace(weight=100, switched=obs.now),
+                        head + (SetWeight(100), *_keep_held(obs, state)),
+                        RECHECK,
                     )
                 # scale-down-delay: the old pods stay that long after the switch (an abort meanwhile
                 # switches traffic back at once); they go with the adoption.
@@ -192,7 +194,7 @@ class CanaryPlanner:
                 if obs.router_weight not in (None, 100) or obs.now - state.switched < keep:
                     return Plan(
                         state,
-                        head + (SetWeight(100), *_keep_held(obs)),
+                        head + (SetWeight(100), *_keep_held(obs, state)),
                         max(0.2, min(RECHECK * 5, keep - (obs.now - state.switched))),
                     )
             return Plan(state.replace(weight=100), head + (SetWeight(100), AdoptNew(), *_release(obs)), RECHECK)
@@ -325,9 +327,10 @@ def hold_stable(
     return (HoldStable(target),)
 
 
-def _keep_held(obs: Observation) -> tuple[Action, ...]:
+def _keep_held(obs: Observation, state: DeliveryState) -> tuple[Action, ...]:
     """While promoting: a held stable ReplicaSet stays as it is until the new one is adopted."""
-    return tuple(HoldStable(v.replicas) for v in obs.versions if v.held)[:1]
+    stable = obs.version(state.stable_revision)
+    return (HoldStable(stable.replicas),) if stable is not None and stable.held else ()
 
 
 def _release(obs: Observation) -> tuple[Action, ...]:

@@ -235,3 +235,70 @@ def test_an_invalid_canary_scale_is_no_action_a_warning_and_a_lint_problem() -> 
     assert f.delivers_replicasets() == []
     [result] = lint_documents([f.deployment()], "web.yaml")
     assert [p["key"] for p in result["problems"]] == ["deliver.dev/canary-scale"]
+
+
+class RealisticFixture(Fixture):
+    """The fixture, with one more rule of the real (paused) Deployment controller: when none of its
+    ReplicaSets is active it scales the newest one up to spec.replicas (FindActiveOrLatest)."""
+
+    def _deployment_controller(self) -> None:
+        super()._deployment_controller()
+        d = self.kube.obj(DEPLOYMENTS, NAME, NS)
+        owned = self._owned(d)
+        if owned and not any(int(rs["spec"].get("replicas") or 0) for rs in owned):
+            newest = max(owned, key=lambda rs: int(rs["metadata"]["resourceVersion"]))
+            self._scale(newest, int(d["spec"]["replicas"]))
+
+
+def test_the_deployments_history_is_held_too_so_no_old_version_is_scaled_up() -> None:
+    f = RealisticFixture()
+    f.given_deployment("canary", V1, replicas=4, steps="50,100", interval="30s")
+    f.given_delivered()
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert f.record()["phase"] == "Succeeded" and f.serving() == {V2: 4}  # v1's ReplicaSet is history now
+    f.when_template_changes("web:v3")
+    seen: list[dict[str, int]] = []
+    f.when_settled(until=lambda f: seen.append(f.serving()) or False)
+    assert all(V1 not in s for s in seen), f"the history ReplicaSet of v1 was scaled up: {seen}"
+    assert {"web:v3": 2, V2: 2} in seen
+    assert f.record()["phase"] == "Succeeded" and f.serving() == {"web:v3": 4} and held(f) == []
+    assert len(f.replicasets()) == 3 and all(
+        any(r.get("controller") for r in rs["metadata"]["ownerReferences"]) for rs in f.replicasets()
+    ), "the history is the Deployment's again"
+
+
+def test_an_abort_after_an_earlier_delivery_restores_the_stable_version_not_an_older_one() -> None:
+    from tests.crashpoints import Explorer
+
+    f = RealisticFixture()
+    f.given_deployment("canary", V1, replicas=2, steps="20,pause,100", interval="1s")
+    f.given_delivered()
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: f.record().get("phase") == "Paused")
+    Explorer(f, "promote").request("promote")
+    f.when_settled()
+    f.when_template_changes("web:v3")
+    f.when_settled(until=lambda f: f.record().get("phase") == "Paused")
+    assert f.serving() == {"web:v3": 1, V2: 1}
+    Explorer(f, "abort").request("abort")
+    f.when_settled()
+    assert f.record()["phase"] == "Aborted" and f.serving() == {V2: 2} and held(f) == []
+
+
+def test_deliver_undo_sees_the_history_deliver_holds() -> None:
+    from delivery.cli.undo import previous_revision
+
+    f = RealisticFixture()
+    f.given_deployment("canary", V1, replicas=4, steps="50,100", interval="30s")
+    f.given_delivered()
+    f.when_template_changes(V2)
+    f.when_settled()
+    f.when_template_changes("web:v3")
+    f.when_settled(until=lambda f: len(held(f)) == 2)  # v2 (stable, 2 pods) and v1 (history, none)
+    for rs in held(f):
+        rs["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/revision"] = (
+            "2" if rs["spec"]["replicas"] else "1"
+        )
+    found, why = previous_revision(f.deployment(), held(f))
+    assert found is not None and found["spec"]["template"]["spec"]["containers"][0]["image"] == V2, why
