@@ -284,8 +284,11 @@ def _detach(ctx: Context, rs: dict[str, Any], replicas: int | None) -> None:
 
 def release_held(kube: Kube, deployment: dict[str, Any]) -> None:
     """Hand every ReplicaSet deliver holds for this Deployment back to it: the labels of its pod
-    template (which the Deployment created it with) and the Deployment's controller reference again."""
-    for rs in held_replicasets(kube, deployment):
+    template (which the Deployment created it with) and the Deployment's controller reference again,
+    the one with pods first."""
+    # The ReplicaSet with pods first: handed back alone, the history (no pods) would have the paused
+    # controller scale its newest one up, as when none is active.
+    for rs in sorted(held_replicasets(kube, deployment), key=lambda rs: -int(rs["spec"].get("replicas") or 0)):
         labels: dict[str, Any] = dict((rs["spec"]["template"].get("metadata") or {}).get("labels") or {})
         labels[templates.HELD_LABEL] = None
         kube.patch(

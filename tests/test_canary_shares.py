@@ -239,7 +239,19 @@ def test_an_invalid_canary_scale_is_no_action_a_warning_and_a_lint_problem() -> 
 
 class RealisticFixture(Fixture):
     """The fixture, with one more rule of the real (paused) Deployment controller: when none of its
-    ReplicaSets is active it scales the newest one up to spec.replicas (FindActiveOrLatest)."""
+    ReplicaSets is active it scales the newest one up to spec.replicas (FindActiveOrLatest); and the
+    controller gets in between any two of deliver's ReplicaSet writes, as the real one may."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._between()
+
+    def _between(self) -> None:
+        def act(kube: Any) -> None:
+            self._deployment_controller()
+            self._between()
+
+        self.kube.before_write(act, match=lambda w: w.plural == "replicasets")
 
     def _deployment_controller(self) -> None:
         super()._deployment_controller()
