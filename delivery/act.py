@@ -11,6 +11,7 @@ from typing import Any
 from strategies.model import (
     Action,
     AdoptNew,
+    Affinity,
     Analyse,
     ApplyTemplate,
     CallHook,
@@ -18,7 +19,9 @@ from strategies.model import (
     DeliverySpec,
     DeliveryState,
     EnsureService,
+    HoldStable,
     PostEvent,
+    ReleaseStable,
     RevertTemplate,
     ScaleNew,
     SetPaused,
@@ -32,7 +35,7 @@ from . import templates
 from .errors import Conflict, NotFound, StateError
 from .events import post_event
 from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
-from .observe import replicasets
+from .observe import held_replicasets, replicasets
 from .routing import Router
 
 log = logging.getLogger("deliver.act")
@@ -197,7 +200,7 @@ def _adopt(ctx: Context, a: AdoptNew) -> None:
 
 def _stable_template(ctx: Context, stable_revision: str) -> dict[str, Any]:
     owned, _ = replicasets(ctx.kube, ctx.deployment)
-    for rs in owned:
+    for rs in owned + held_replicasets(ctx.kube, ctx.deployment):
         if templates.revision(rs["spec"]["template"]) == stable_revision:
             return templates.without_hash(rs["spec"]["template"])
     raise StateError(f"stable revision {stable_revision} has no ReplicaSet left to restore from")
@@ -236,11 +239,89 @@ def _apply_template(ctx: Context, a: ApplyTemplate) -> None:
     _replace_template(ctx, templates.without_hash(a.template))
 
 
+def _hold_stable(ctx: Context, a: HoldStable) -> None:
+    """Run the stable ReplicaSet at ``a.replicas``, out of the Deployment controller's hands.
+
+    A paused Deployment controller still scales its one active ReplicaSet to spec.replicas, and when
+    none is active it scales its newest one up to spec.replicas. So deliver holds the stable
+    ReplicaSet and, first, every other ReplicaSet of the Deployment with no replicas (its history):
+    each in one merge patch guarded by its resourceVersion, its labels other than pod-template-hash
+    give way to ``deliver.dev/held-by`` (the Deployment's selector no longer matches it, so the
+    controller neither scales nor re-adopts it) and its controller reference becomes a plain owner
+    reference (still garbage-collected with the Deployment). Pods, their labels and the Services in
+    front of them do not change. ``ReleaseStable`` hands them all back.
+    """
+    owned, _ = replicasets(ctx.kube, ctx.deployment)
+    held = held_replicasets(ctx.kube, ctx.deployment)
+
+    def is_stable(rs: dict[str, Any]) -> bool:
+        return templates.revision(rs["spec"]["template"]) == ctx.state.stable_revision
+
+    stable = [rs for rs in held if is_stable(rs)] or [
+        rs for rs in owned if is_stable(rs) and int(rs["spec"].get("replicas") or 0)
+    ]
+    if not stable:
+        log.info("no active stable ReplicaSet to hold", extra={"revision": ctx.state.stable_revision})
+        return
+    for rs in owned:
+        if rs is not stable[0] and not int(rs["spec"].get("replicas") or 0):
+            _detach(ctx, rs, None)  # history first: the controller must find none to scale up
+    if stable[0] in held:
+        if int(stable[0]["spec"].get("replicas") or 0) != a.replicas:
+            ctx.kube.patch(REPLICASETS, ctx.ns, stable[0]["metadata"]["name"], {"spec": {"replicas": a.replicas}})
+        return
+    _detach(ctx, stable[0], a.replicas)
+
+
+def _detach(ctx: Context, rs: dict[str, Any], replicas: int | None) -> None:
+    labels: dict[str, Any] = {k: None for k in rs["metadata"].get("labels") or {} if k != templates.HASH_LABEL}
+    labels[templates.HELD_LABEL] = ctx.name
+    patch: dict[str, Any] = {
+        "metadata": {
+            "resourceVersion": rs["metadata"]["resourceVersion"],
+            "labels": labels,
+            "ownerReferences": [_owner_ref(ctx.deployment, controller=False)],
+        }
+    }
+    if replicas is not None:
+        patch["spec"] = {"replicas": replicas}
+    ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"], patch)
+
+
+def release_held(kube: Kube, deployment: dict[str, Any]) -> None:
+    """Hand every ReplicaSet deliver holds for this Deployment back to it: the labels of its pod
+    template (which the Deployment created it with) and the Deployment's controller reference again,
+    the one with pods first."""
+    # The ReplicaSet with pods first: handed back alone, the history (no pods) would have the paused
+    # controller scale its newest one up, as when none is active.
+    for rs in sorted(held_replicasets(kube, deployment), key=lambda rs: -int(rs["spec"].get("replicas") or 0)):
+        labels: dict[str, Any] = dict((rs["spec"]["template"].get("metadata") or {}).get("labels") or {})
+        labels[templates.HELD_LABEL] = None
+        kube.patch(
+            REPLICASETS,
+            rs["metadata"]["namespace"],
+            rs["metadata"]["name"],
+            {
+                "metadata": {
+                    "resourceVersion": rs["metadata"]["resourceVersion"],
+                    "labels": labels,
+                    "ownerReferences": [_owner_ref(deployment, controller=True)],
+                }
+            },
+        )
+
+
+def _release_stable(ctx: Context, a: ReleaseStable) -> None:
+    release_held(ctx.kube, ctx.deployment)
+
+
 def _set_weight(ctx: Context, a: SetWeight) -> None:
-    if a.weight <= 0:
+    match = ctx.spec.match if a.match else None
+    pin = Affinity(f"deliver-{ctx.name}", ctx.state.stable_revision, ctx.state.revision) if a.pin else None
+    if a.weight <= 0 and match is None and not a.mirror and pin is None:
         ctx.router.reset()
     else:
-        ctx.router.set_weight(a.weight)
+        ctx.router.set_weight(a.weight, match, a.mirror, pin)
 
 
 def _service_ports(ctx: Context) -> list[dict[str, Any]]:
@@ -333,6 +414,8 @@ _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     RevertTemplate: _revert,
     ApplyTemplate: _apply_template,
     SetWeight: _set_weight,
+    HoldStable: _hold_stable,
+    ReleaseStable: _release_stable,
     EnsureService: _ensure_service_action,
     SwitchActive: _switch,
     UnpinService: _unpin,

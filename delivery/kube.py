@@ -63,6 +63,7 @@ HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
 TRAFFICSPLITS = Resource("split.smi-spec.io", "v1alpha2", "trafficsplits")
+PDBS = Resource("policy", "v1", "poddisruptionbudgets")
 
 
 def _error(exc: ApiException, what: str) -> KubeError:

@@ -6,11 +6,12 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from strategies.model import Observation, PodHealth, ServiceObs, VersionObs
+from strategies.model import Disruption, Observation, PodHealth, ServiceObs, VersionObs
 
 from . import templates
+from .errors import KubeError
 from .health import pod_health
-from .kube import PODS, REPLICASETS, SERVICES, Kube, selector_string
+from .kube import PDBS, PODS, REPLICASETS, SERVICES, Kube, selector_string
 from .state import read_request
 
 
@@ -41,6 +42,64 @@ def replicasets(kube: Kube, deployment: dict[str, Any]) -> tuple[list[dict[str, 
     return owned, ours
 
 
+def held_replicasets(kube: Kube, deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Deployment's stable ReplicaSet while deliver holds it for an exact canary share (HoldStable)."""
+    meta = deployment["metadata"]
+    found = kube.items(REPLICASETS, meta["namespace"], f"{templates.HELD_LABEL}={meta['name']}")
+    return [rs for rs in found if not _has_controller(rs)]
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Does a LabelSelector (matchLabels, matchExpressions) select these labels? (empty: everything)"""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if (
+            (op == "In" and labels.get(key) not in values)
+            or (op == "NotIn" and labels.get(key) in values)
+            or (op == "Exists" and key not in labels)
+            or (op == "DoesNotExist" and key in labels)
+        ):
+            return False
+    return True
+
+
+def disruption_of(kube: Kube, deployment: dict[str, Any]) -> Disruption:
+    """What the user allows to be unavailable: the Deployment's rolling-update limits and the first
+    PodDisruptionBudget whose selector selects its pods (read only for canary Deployments)."""
+    spec = deployment["spec"]
+    strategy = spec.get("strategy") or {}
+    rolling = strategy.get("rollingUpdate") or {}
+    found = Disruption(
+        strategy=str(strategy.get("type") or "RollingUpdate"),
+        max_unavailable=str(rolling.get("maxUnavailable", "25%")),
+        max_surge=str(rolling.get("maxSurge", "25%")),
+    )
+    annotations = deployment["metadata"].get("annotations") or {}
+    if str(annotations.get("deliver.dev/strategy", "")).strip() != "canary":
+        return found
+    labels = templates.without_hash(spec["template"])["metadata"].get("labels") or {}
+    try:
+        budgets = kube.items(PDBS, deployment["metadata"]["namespace"])
+    except KubeError:
+        return Disruption(found.strategy, found.max_unavailable, found.max_surge, unknown=True)
+    for pdb in budgets:
+        pspec = pdb.get("spec") or {}
+        selector = pspec.get("selector")
+        if selector is None or not _selects(selector, labels):
+            continue
+        return Disruption(
+            found.strategy,
+            found.max_unavailable,
+            found.max_surge,
+            pdb_min_available=str(pspec.get("minAvailable", "")),
+            pdb_max_unavailable=str(pspec.get("maxUnavailable", "")),
+        )
+    return found
+
+
 def services_of(kube: Kube, deployment: dict[str, Any]) -> tuple[ServiceObs, ...]:
     """The Services in front of this Deployment's pods, and those deliver created for it."""
     meta = deployment["metadata"]
@@ -59,12 +118,14 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
     status = deployment.get("status") or {}
     ns = meta["namespace"]
     owned, ours = replicasets(kube, deployment)
+    held = held_replicasets(kube, deployment)
     pods = kube.items(PODS, ns, selector_string(spec["selector"]))
     by_hash: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for pod in pods:
         by_hash[((pod.get("metadata") or {}).get("labels") or {}).get(templates.HASH_LABEL, "")].append(pod)
     versions = []
-    for rs, is_owned in [(r, True) for r in owned] + [(r, False) for r in ours]:
+    listed = [(r, True, False) for r in owned] + [(r, True, True) for r in held] + [(r, False, False) for r in ours]
+    for rs, is_owned, is_held in listed:
         tpl = rs["spec"]["template"]
         pod_hash = ((tpl.get("metadata") or {}).get("labels") or {}).get(templates.HASH_LABEL, "")
         rstatus = rs.get("status") or {}
@@ -80,6 +141,7 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
                 created=_ts(rs["metadata"].get("creationTimestamp")),
                 health=pod_health(by_hash.get(pod_hash, []), now) if pod_hash else PodHealth(),
                 template=templates.without_hash(tpl),
+                held=is_held,
             )
         )
     deadline = any(
@@ -89,6 +151,7 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
     verb, rid = read_request(deployment)
     return Observation(
         services=services_of(kube, deployment),
+        disruption=disruption_of(kube, deployment),
         now=now,
         namespace=ns,
         name=meta["name"],

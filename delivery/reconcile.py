@@ -161,8 +161,14 @@ class Reconciler:
                 router_weight = router.verify_weight()
             except RoutingError:
                 router_weight = None  # a broken route at rest holds nothing; a delivery starting checks it
+        router_extras = False
+        if router_weight is not None:
+            try:  # a request match of deliver.dev/match left on the route (a lost reset) is removed too
+                router_extras = router.verify_extras()
+            except RoutingError:
+                router_extras = False
         obs = observe(self.kube, deployment, self.clock(), router_weight)
-        obs = dataclasses.replace(obs, router_problem=router_problem, analysed=analysed)
+        obs = dataclasses.replace(obs, router_problem=router_problem, analysed=analysed, router_extras=router_extras)
         obs = dataclasses.replace(obs, hook_results=self.hook_pool.results((namespace, name), uid))
         return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router)
 
@@ -207,6 +213,7 @@ class Reconciler:
             except RoutingError as exc:  # the route is the user's; the Services serve the app either way
                 log.warning("route not reset at release", extra=_fields(deployment, error=str(exc)))
                 route = f"route {router_ref.kind}/{router_ref.name} (not reset: {exc})"
+        act.release_held(self.kube, deployment)  # a stable ReplicaSet held for an exact canary share
         _, ours_rs = replicasets(self.kube, deployment)
         for rs in ours_rs:
             self.kube.delete(REPLICASETS, ns, rs["metadata"]["name"])

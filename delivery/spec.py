@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RouterRef, Strategy
+from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RequestMatch, RouterRef, Strategy
 
 from . import templates
 from .errors import SpecError
@@ -42,6 +42,14 @@ KEYS: dict[str, str] = {
     "(judged at the step's end only); default twice the controller's --scrape-interval (30s)",
     "promote-early": "true | false: a step whose every check passes moves on before its interval ends, "
     "once held a minute (default false)",
+    "match": "canary with gateway-api/istio/nginx: header:NAME=VALUE or cookie:NAME=VALUE routed to the new version",
+    "scale-down-delay": "canary with a router: how long the old version stays up after the switch to 100 % "
+    "(an abort then switches back at once); blue-green: the same as keep-warm (default 0)",
+    "abort-scale-down-delay": "canary with a router, blue-green: how long a rolled-back/aborted version's pods "
+    "stay (no traffic) before they go (default 0)",
+    "affinity": "canary with gateway-api/istio: `cookie` pins each client to the version it first got (default off)",
+    "mirror-percent": "canary with gateway-api/istio and a `mirror` step: percent of requests copied (default 100)",
+    "canary-scale": "canary: exact (stable scaled down as the canary scales up; default) | surge (stable kept at N)",
 }
 ENGINE_ANALYSIS_KEYS = (PREFIX + "analysis-every",)  # analysis* keys the engine reads, not the checks'
 ANALYSIS_EVERY_MIN = 1.0  # seconds: the least time between looks at a running window
@@ -103,6 +111,12 @@ def _percent_list(key: str, value: str, allow_pause: bool) -> tuple[CanaryStep, 
     steps: list[CanaryStep] = []
     last = 0
     for token in tokens:
+        if token.lower() in ("match", "mirror") and allow_pause:
+            kind = token.lower()
+            if any(not s.pause and not s.match and not s.mirror for s in steps) or any(getattr(s, kind) for s in steps):
+                raise SpecError(key, f"`{kind}` must come before any percentage, once")
+            steps.append(CanaryStep(match=True) if kind == "match" else CanaryStep(mirror=True))
+            continue
         if token.lower() == "pause":
             if not allow_pause:
                 raise SpecError(key, "`pause` is not allowed here")
@@ -119,7 +133,7 @@ def _percent_list(key: str, value: str, allow_pause: bool) -> tuple[CanaryStep, 
             raise SpecError(key, f"weights must increase: {weight} after {last}")
         last = weight
         steps.append(CanaryStep(weight=weight))
-    if not any(not s.pause for s in steps):
+    if not any(not s.pause and not s.match and not s.mirror for s in steps):
         raise SpecError(key, "needs at least one percentage")
     return tuple(steps)
 
@@ -141,6 +155,26 @@ def _router(key: str, value: str) -> RouterRef:
     if not name:
         raise SpecError(key, f"{kind} needs the route's name: {kind}/NAME")
     return RouterRef(kind, _name(key, name))
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
+_COOKIE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_MATCH_VALUE = re.compile(r"^[A-Za-z0-9._~-]{1,256}$")
+MATCH_ROUTERS = ("gateway-api", "istio", "nginx")
+MIRROR_ROUTERS = ("gateway-api", "istio")
+
+
+def _match(key: str, value: str) -> RequestMatch:
+    """``header:NAME=VALUE`` or ``cookie:NAME=VALUE`` (names and values plain tokens, no quoting)."""
+    kind, _, rest = value.strip().partition(":")
+    name, eq, wanted = rest.partition("=")
+    if kind not in ("header", "cookie") or not eq:
+        raise SpecError(key, f"{value!r} is not header:NAME=VALUE or cookie:NAME=VALUE")
+    if not (_HEADER_NAME if kind == "header" else _COOKIE_NAME).match(name):
+        raise SpecError(key, f"{name!r} is not a valid {kind} name")
+    if not _MATCH_VALUE.match(wanted):
+        raise SpecError(key, f"{wanted!r} must be 1..256 of letters, digits and . _ ~ -")
+    return RequestMatch(kind, name.lower() if kind == "header" else name, wanted)
 
 
 def _selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -276,6 +310,41 @@ def _parse(
                 raise SpecError(PREFIX + short, "needs at least one URL")
             for url in urls:
                 webhook_url(PREFIX + short, url)
+    if (v := get("match")) is not None:
+        if strategy is not Strategy.CANARY:
+            raise SpecError(PREFIX + "match", f"only applies to canary, not {strategy.value}")
+        fields["match"] = _match(PREFIX + "match", v)
+    if (v := get("scale-down-delay")) is not None:
+        key = PREFIX + "scale-down-delay"
+        if strategy is Strategy.BLUE_GREEN:
+            if get("keep-warm") is not None:
+                raise SpecError(key, "blue-green's keep-warm is the same thing; set one of them")
+            fields["keep_warm"] = parse_duration(key, v)
+        elif strategy is Strategy.CANARY:
+            fields["scale_down_delay"] = parse_duration(key, v, maximum=86400)
+        else:
+            raise SpecError(key, f"only applies to canary and blue-green, not {strategy.value}")
+    if (v := get("abort-scale-down-delay")) is not None:
+        key = PREFIX + "abort-scale-down-delay"
+        if strategy not in (Strategy.CANARY, Strategy.BLUE_GREEN):
+            raise SpecError(key, f"only applies to canary and blue-green, not {strategy.value}")
+        fields["abort_scale_down_delay"] = parse_duration(key, v, maximum=86400)
+    if (v := get("affinity")) is not None:
+        if strategy is not Strategy.CANARY:
+            raise SpecError(PREFIX + "affinity", f"only applies to canary, not {strategy.value}")
+        if v.strip() not in ("cookie", "none"):
+            raise SpecError(PREFIX + "affinity", f"{v!r} is not one of cookie, none")
+        fields["affinity"] = v.strip() == "cookie"
+    if (v := get("mirror-percent")) is not None:
+        if strategy is not Strategy.CANARY:
+            raise SpecError(PREFIX + "mirror-percent", f"only applies to canary, not {strategy.value}")
+        fields["mirror_percent"] = _int(PREFIX + "mirror-percent", v.strip().rstrip("%"), 1, 100)
+    if (v := get("canary-scale")) is not None:
+        if strategy is not Strategy.CANARY:
+            raise SpecError(PREFIX + "canary-scale", f"only applies to canary, not {strategy.value}")
+        if v.strip() not in ("exact", "surge"):
+            raise SpecError(PREFIX + "canary-scale", f"{v!r} is not one of exact, surge")
+        fields["canary_scale"] = v.strip()
 
     if only is None:
         if len(name) > 52 and strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
@@ -314,6 +383,8 @@ def _parse(
                     PREFIX + short,
                     f"the default Service name {value!r} is not a valid Service name; set {PREFIX + short} explicitly",
                 )
+        if strategy is Strategy.CANARY:
+            _check_match(fields)
         if strategy is Strategy.BLUE_GREEN and fields["active_service"] == fields["preview_service"]:
             raise SpecError(PREFIX + "preview-service", "must differ from the active Service")
         from .analysis.checks import parse_checks  # the analysis schema lives with the analysis
@@ -379,6 +450,48 @@ def webhook_url(key: str, value: str) -> str:
     if parts.username or parts.password:
         raise SpecError(key, f"the URL for {parts.hostname} carries credentials; keep secrets out of annotations")
     return url
+
+
+def _check_match(fields: dict[str, Any]) -> None:
+    """``deliver.dev/match`` and a ``match`` step need each other and a router that can match requests."""
+    match: RequestMatch | None = fields.get("match")
+    router: RouterRef = fields.get("router", RouterRef("replica"))
+    mirrored = any(step.mirror for step in fields.get("steps", ()))
+    for short, attr in (("scale-down-delay", "scale_down_delay"), ("abort-scale-down-delay", "abort_scale_down_delay")):
+        if fields.get(attr) and router.kind == "replica":
+            raise SpecError(
+                PREFIX + short,
+                "needs a weighted router: without one the user's Service still sends the old (or failed) "
+                "version its share of requests",
+            )
+    if fields.get("affinity") and router.kind not in MIRROR_ROUTERS:
+        raise SpecError(
+            PREFIX + "affinity", f"session affinity needs a gateway-api or istio router (not {router.kind})"
+        )
+    if "mirror_percent" in fields and not mirrored:
+        raise SpecError(PREFIX + "mirror-percent", "needs a `mirror` step in deliver.dev/steps")
+    if mirrored and router.kind not in MIRROR_ROUTERS:
+        raise SpecError(
+            PREFIX + "steps",
+            f"a `mirror` step needs a router that mirrors requests: gateway-api or istio (not {router.kind})",
+        )
+    if any(step.match for step in fields.get("steps", ())) and match is None:
+        raise SpecError(PREFIX + "steps", "a `match` step needs deliver.dev/match (e.g. header:x-canary=always)")
+    if match is None:
+        return
+    if router.kind == "smi":
+        raise SpecError(
+            PREFIX + "match",
+            "an SMI TrafficSplit only splits by weight and has no request matches; "
+            "use a gateway-api, istio or nginx router",
+        )
+    if router.kind not in MATCH_ROUTERS:
+        raise SpecError(PREFIX + "match", "needs a router that can match requests: gateway-api, istio or nginx")
+    if router.kind == "nginx" and match.kind == "cookie" and match.value != "always":
+        raise SpecError(
+            PREFIX + "match",
+            "ingress-nginx routes by cookie only when its value is `always` (cookie:NAME=always)",
+        )
 
 
 def has_record(deployment: dict[str, Any]) -> bool:

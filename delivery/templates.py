@@ -10,6 +10,7 @@ from typing import Any
 HASH_LABEL = "pod-template-hash"
 OWNER_LABEL = "deliver.dev/owner"
 REVISION_LABEL = "deliver.dev/revision"
+HELD_LABEL = "deliver.dev/held-by"  # on the Deployment's stable ReplicaSet while deliver holds it (exact canary)
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 

@@ -6,6 +6,15 @@ becomes Envoy ``weighted_clusters`` (one Envoy cluster per Service name, so Envo
 ``envoy_cluster_name="<Service name>"``). Since e2e pods are fake, each Service name is mapped to a
 real local process (``e2e.app_server``) standing in for that Service's pods.
 
+A rule's ``RequestMirror`` filter to a mapped backend becomes its route's
+``request_mirror_policies`` (with its ``percent``); a backendRef's ``ResponseHeaderModifier``
+``add`` becomes its weighted cluster's ``response_headers_to_add`` (session affinity's
+Set-Cookie). Rules with ``matches`` become Envoy routes with the same path and header matches
+(``Exact`` and ``RegularExpression`` headers), ordered as Gateway API orders rules (an exact path
+first, then the longer prefix, then more header matches, then the earlier rule), so a rule that
+adds a header match to the weighted rule's path wins for requests that carry it; Envoy takes the
+first route that matches.
+
 Envoy reads its routes from a file-based RDS source that is replaced atomically (write + rename,
 see ``e2e.services.Envoy.set_weights``); each update is confirmed from Envoy's admin config dump
 before it is recorded in ``history``, so a test knows when the proxy really uses a weight.
@@ -23,6 +32,7 @@ Standalone: ``python -m e2e.dataplane --kubeconfig K -n NS --route web
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
 import signal
 import sys
@@ -32,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from delivery.errors import DeliverError, Gone, NotFound
 from delivery.kube import HTTPROUTES, Kube, KubeClient
@@ -69,6 +80,78 @@ def weights_of(route: dict[str, Any], backends: list[str], namespace: str) -> di
     return None
 
 
+def _envoy_match(match: dict[str, Any]) -> dict[str, Any]:
+    path = match.get("path") or {"type": "PathPrefix", "value": "/"}
+    kind, value = path.get("type", "PathPrefix"), str(path.get("value", "/"))
+    out: dict[str, Any] = (
+        {"path": value}
+        if kind == "Exact"
+        else {"safe_regex": {"regex": value}}
+        if kind == "RegularExpression"
+        else {"prefix": value}
+    )
+    headers = []
+    for h in match.get("headers") or []:
+        if h.get("type") == "RegularExpression":
+            string_match: dict[str, Any] = {"safe_regex": {"regex": h["value"]}}
+        else:
+            string_match = {"exact": h["value"]}
+        headers.append({"name": str(h["name"]).lower(), "string_match": string_match})
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def envoy_routes(route: dict[str, Any], backends: list[str], namespace: str) -> list[dict[str, Any]] | None:
+    """Envoy routes for the rules of ``route`` that reference mapped backends, in Gateway API's
+    precedence order (None: no such rule). A rule's unmapped backends are left out."""
+    entries: list[tuple[tuple[int, int, int, int], dict[str, Any]]] = []
+    for order, rule in enumerate((route.get("spec") or {}).get("rules") or []):
+        found: dict[str, int] = {}
+        added: dict[str, list[dict[str, Any]]] = {}  # backend -> response headers its filters add
+        for ref in rule.get("backendRefs") or []:
+            if (ref.get("kind") or "Service") != "Service" or (ref.get("namespace") or namespace) != namespace:
+                continue
+            if ref.get("name") in backends:
+                found[ref["name"]] = found.get(ref["name"], 0) + int(ref.get("weight", 1))
+                for f in ref.get("filters") or []:
+                    for h in (f.get("responseHeaderModifier") or {}).get("add") or []:
+                        added.setdefault(ref["name"], []).append(
+                            {
+                                "header": {"key": h["name"], "value": h["value"]},
+                                "append_action": "APPEND_IF_EXISTS_OR_ADD",
+                            }
+                        )
+        if not found or sum(found.values()) <= 0:
+            continue
+        if len(found) == 1:
+            action: dict[str, Any] = {"cluster": next(iter(found))}
+        else:
+            clusters = []
+            for b in backends:
+                entry: dict[str, Any] = {"name": b, "weight": found.get(b, 0)}
+                if added.get(b):
+                    entry["response_headers_to_add"] = added[b]
+                clusters.append(entry)
+            action = {"weighted_clusters": {"clusters": clusters}}
+        mirrors = []
+        for f in rule.get("filters") or []:
+            ref = (f.get("requestMirror") or {}).get("backendRef") or {}
+            if f.get("type") == "RequestMirror" and ref.get("name") in backends:
+                percent = int((f.get("requestMirror") or {}).get("percent", 100))
+                fraction = {"default_value": {"numerator": percent, "denominator": "HUNDRED"}}
+                mirrors.append({"cluster": ref["name"], "runtime_fraction": fraction})
+        if mirrors:
+            action["request_mirror_policies"] = mirrors
+        for match in rule.get("matches") or [{}]:
+            em = _envoy_match(match)
+            key = ("path" in em, len(em.get("prefix", em.get("path", ""))), len(em.get("headers", [])), -order)
+            entries.append((key, {"match": em, "route": action}))
+    if not entries:
+        return None
+    return [r for _, r in sorted(entries, key=lambda e: e[0], reverse=True)]
+
+
 class DataPlane:
     def __init__(self, kube: Kube, namespace: str, route: str, envoy: Envoy, backends: dict[str, str]) -> None:
         self.kube, self.namespace, self.route = kube, namespace, route
@@ -76,6 +159,7 @@ class DataPlane:
         self.backends = dict(backends)
         self.history: list[Applied] = []
         self.current: dict[str, int] = {}
+        self.routes: list[dict[str, Any]] = []  # what Envoy routes by now, when rules with matches are in play
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -139,12 +223,20 @@ class DataPlane:
             return
         seen, seen_wall = time.monotonic(), time.time()
         weights = weights_of(route, list(self.backends), self.namespace)
-        if weights is None or weights == self.current:
+        routes = envoy_routes(route, list(self.backends), self.namespace) or []
+        matched = len(routes) > 1 or any(
+            "headers" in r["match"] or "request_mirror_policies" in r["route"] or "response_headers_to_add" in str(r)
+            for r in routes
+        )
+        if weights is None or (weights == self.current and (routes if matched else []) == self.routes):
             return
         if sum(weights.values()) <= 0:
             self.errors.append(f"route {self.route} gives every backend weight 0; keeping {self.current}")
             return
-        self.envoy.set_weights(weights)  # returns once Envoy's config dump shows the new version
+        if matched or self.routes:
+            self.envoy.set_routes(routes)  # returns once Envoy's config dump shows the new version
+        else:
+            self.envoy.set_weights(weights)  # returns once Envoy's config dump shows the new version
         applied = Applied(
             seen_wall,
             time.time(),
@@ -154,6 +246,7 @@ class DataPlane:
         )
         with self._changed:
             self.current = dict(weights)
+            self.routes = routes if matched else []
             self.history.append(applied)
             self._changed.notify_all()
         for listener in self.listeners:
@@ -161,6 +254,16 @@ class DataPlane:
         log.info("envoy weights %s (route rv %s, %.3fs)", weights, applied.resource_version, applied.took)
 
     # ---- waiting ----
+
+    def wait_routes(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0) -> None:
+        """Block until the routes Envoy uses (``routes``; [] when only weights are in play) satisfy ``predicate``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self.routes):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"envoy routes still {self.routes} (errors: {self.errors[-3:]})")
+                self._changed.wait(min(left, 0.5))
 
     def wait_for(self, weights: dict[str, int], timeout: float = 30.0) -> Applied | None:
         """Block until Envoy routes by ``weights``; returns that update (None if it was the start state)."""
@@ -258,6 +361,59 @@ class LocalStack:
             self.envoy.stop()
         self.stable.stop()
         self.canary.stop()
+
+
+def versions(url: str, n: int, headers: dict[str, str] | None = None) -> dict[str, int]:
+    """``n`` GETs of ``url`` on one keep-alive connection with ``headers``: answers per ``x-version``
+    (``-``: no such header, ``error``: a transport error or a status >= 500)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=5)
+    seen: dict[str, int] = {}
+    try:
+        for _ in range(n):
+            try:
+                conn.request("GET", parts.path or "/", headers=headers or {})
+                resp = conn.getresponse()
+                resp.read()
+                version = resp.getheader("x-version") or "-" if resp.status < 500 else "error"
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=5)
+                version = "error"
+            seen[version] = seen.get(version, 0) + 1
+    finally:
+        conn.close()
+    return seen
+
+
+class CookieClient:
+    """One HTTP client with a cookie jar (name=value pairs from ``Set-Cookie``), on one keep-alive
+    connection: what a browser does with a session cookie."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port, self.path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+        self.cookies: dict[str, str] = {}
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
+
+    def get(self) -> str:
+        """One GET; the version that answered (``x-version``), ``error`` on a failure."""
+        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        try:
+            self.conn.request("GET", self.path, headers=headers)
+            resp = self.conn.getresponse()
+            resp.read()
+        except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
+            return "error"
+        for value in resp.msg.get_all("set-cookie") or []:
+            name, _, rest = value.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0].strip()
+        return (resp.getheader("x-version") or "-") if resp.status < 500 else "error"
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:

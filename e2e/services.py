@@ -372,13 +372,36 @@ class Envoy(_Service):
         self.pid_file.write_text(json.dumps(meta, indent=2))
         self._wait_route_version(version, timeout)
 
+    def set_routes(self, routes: list[dict[str, Any]], timeout: float = 10.0) -> None:
+        """Replace the whole route list (Envoy ``Route`` objects, first match wins: header-matched
+        routes before the weighted one) and wait until Envoy uses it. ``weights()`` reads the last
+        route's split."""
+        meta = self._meta()
+        version = int(meta.get("route_version", 0)) + 1
+        doc = {
+            "version_info": str(version),
+            "resources": [
+                {
+                    "@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+                    "name": "split",
+                    "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}],
+                }
+            ],
+        }
+        tmp = self.dir / ".rds.yaml.tmp"
+        tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+        tmp.replace(self.dir / "rds.yaml")
+        meta["route_version"] = version
+        self.pid_file.write_text(json.dumps(meta, indent=2))
+        self._wait_route_version(version, timeout)
+
     def weights(self) -> dict[str, int]:
         """The split Envoy currently routes by (read from its admin config dump)."""
         dump = json.loads(_http_get(f"{self.admin_url}/config_dump?resource=dynamic_route_configs")[1])
         for cfg in dump.get("configs", []):
             rc = cfg.get("route_config", {})
             if rc.get("name") == "split":
-                route = rc["virtual_hosts"][0]["routes"][0]["route"]
+                route = rc["virtual_hosts"][0]["routes"][-1]["route"]
                 return {c["name"]: int(c.get("weight", 0)) for c in route["weighted_clusters"]["clusters"]}
         return {}
 

@@ -78,6 +78,7 @@ MIN_SAMPLES = 5000  # requests per arm before a pass is possible
 ANNOTATIONS = {
     "deliver.dev/strategy": "canary",
     "deliver.dev/steps": "50,100",
+    "deliver.dev/canary-scale": "surge",  # the rates below assume all N stable pods beside the canary
     "deliver.dev/interval": f"{int(INTERVAL)}s",
     "deliver.dev/progress-deadline": "60s",
     "deliver.dev/analysis": "error-rate,latency",
@@ -472,6 +473,7 @@ class HungServer:
 CRASHING_CANARY = {
     "deliver.dev/strategy": "canary",
     "deliver.dev/steps": "50,100",
+    "deliver.dev/canary-scale": "surge",  # the rates below assume all N stable pods beside the canary
     "deliver.dev/interval": "5s",
     "deliver.dev/progress-deadline": "60s",
 }

@@ -122,11 +122,16 @@ def test_canary_good_version_is_promoted_step_by_step(
     stop.set()
     v2 = stable_hash(jk, namespace)
     assert v2 != v1
-    # at each analysed step: ceil(N*w/100) canary pods Ready beside all N stable pods
-    for step, canary in ((0, 1), (1, 3)):
+    # exact shares (deliver.dev/canary-scale defaults to exact): at each step the nearest whole share
+    # of N runs the new version (20 % of 5: 1; 50 %: 2, a tie goes to fewer) and stable the rest
+    for step, canary in ((0, 1), (1, 2)):
         held = [r for s, p, r in seen if s == step and p == "Progressing" and r.get(v2) == canary]
         assert held, f"step {step}: never saw {canary} canary pods Ready; samples: {seen[-5:]}"
-        assert all(r.get(v1) == N for r in held), f"stable capacity dropped at step {step}: {held}"
+        exact = [r for r in held if r.get(v1) == N - canary]
+        assert exact, f"step {step}: stable never came down to {N - canary} beside {canary} canary pods: {held[-5:]}"
+    # capacity never below what maxUnavailable allows (25 % of 5, rounded down: 1) while stable scales down
+    low = [r for _, p, r in seen if p == "Progressing" and r.get(v1, 0) + r.get(v2, 0) < N - 1]
+    assert not low, f"Ready pods fell below N - maxUnavailable: {low[:5]}"
     assert all(r.get(v2, 0) <= N for _, _, r in seen)
     wait_for(lambda: ready_by_hash(jk, namespace) == {v2: N}, 30, "only v2 pods")
     d = deployment(jk, namespace)
@@ -139,13 +144,19 @@ def test_canary_good_version_is_promoted_step_by_step(
     )
 
 
+# (canary-scale, the least stable Ready pods allowed): surge never takes a stable pod away; exact
+# (the default) may go as low as the Deployment's maxUnavailable allows (25 % of 5, rounded down: 1)
+SCALES = [("surge", N), ("exact", N - 1)]
+
+
+@pytest.mark.parametrize("scale,floor", SCALES, ids=[s for s, _ in SCALES])
 @pytest.mark.parametrize("behaviour", [NEVER_READY, CRASHLOOP])
 def test_canary_bad_version_is_rolled_back(
-    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess, behaviour: str
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess, behaviour: str, scale: str, floor: int
 ) -> None:
-    v1 = given_v1(kube, jk, namespace, CANARY)
-    # stable capacity never dropped while the bad canary was tried: sampled all along (every
-    # 0.1 s), not re-checked at the end, so a dip anywhere between apply and rollback fails
+    v1 = given_v1(kube, jk, namespace, dict(CANARY, **{"deliver.dev/canary-scale": scale}))
+    # stable capacity never dropped below the floor while the bad canary was tried: sampled all
+    # along (every 0.1 s), not re-checked at the end, so a dip anywhere between apply and rollback fails
     samples, stop = sampler(
         lambda: (bool(deliver_replicasets(jk, namespace)), ready_by_hash(jk, namespace).get(v1, 0)), 0.1
     )
@@ -153,7 +164,8 @@ def test_canary_bad_version_is_rolled_back(
     assert_rolled_back(jk, namespace, v1)
     stop.set()
     stable = [ready for _, ready in samples]
-    assert min(stable) == N, f"stable Ready pods dropped to {min(stable)} of {N} during the delivery: {samples}"
+    assert min(stable) >= floor, f"stable Ready pods dropped to {min(stable)} of {N} during the delivery: {samples}"
+    assert stable[-1] == N, f"stable capacity not whole again after the rollback: {samples[-5:]}"
     # a crash-looping canary is rolled back within a second or two: a few samples while it existed
     assert any(canary_exists for canary_exists, _ in samples), f"no sample while the canary existed: {samples}"
 

@@ -1,29 +1,41 @@
 """Canary: deliver's own ReplicaSet takes a growing share of traffic, step by step, each analysed.
 
-Replica ratio (no router): step weight w on a Deployment of N replicas runs ceil(N*w/100) new pods
-beside the N stable pods (stable capacity is never reduced). With a weighted router the same pods
-receive exactly w percent. Promotion scales the new version to N, shifts all traffic, then hands the
-ReplicaSet to the Deployment, whose own controller scales the old version to zero.
+Replica shares (``deliver.dev/canary-scale``): the Deployment's (or its HPA's) replica count N is the
+total. ``exact`` (the default) runs the new version's share of N as new pods and scales the stable
+ReplicaSet down by as many (held from the Deployment controller, ``HoldStable``) once they are Ready,
+never leaving fewer pods available than the Deployment's ``maxUnavailable`` and a PodDisruptionBudget
+allow; ``surge`` runs ceil(N*w/100) new pods beside all N stable pods. With a weighted router the new
+pods receive exactly w percent of traffic either way. Promotion scales the new version to N, shifts
+all traffic, then hands the ReplicaSet to the Deployment, whose own controller scales the old version
+to zero. A rollback gives the stable ReplicaSet back first and keeps the canary's pods until the
+stable version is back at full capacity.
 """
 
 from __future__ import annotations
 
+import math
+
 from .model import (
     Action,
     AdoptNew,
+    CanaryStep,
     DeleteNew,
     DeliverySpec,
     DeliveryState,
+    Disruption,
     EnsureService,
     HoldReason,
+    HoldStable,
     Observation,
     Phase,
     Plan,
     PostEvent,
+    ReleaseStable,
     RevertTemplate,
     ScaleNew,
     SetPaused,
     SetWeight,
+    VersionObs,
 )
 from .reasons import EventReason as R
 from .steps import (
@@ -45,6 +57,10 @@ class CanaryPlanner:
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
         # Traffic first; behind a router the pods go once it has drained them (steps.undo_actions).
+        # A stable version scaled down for an exact share gets its capacity back before the canary's
+        # pods go (the plan releases a held ReplicaSet first; its Deployment scales it back up).
+        if _restoring_stable(spec, state, obs):
+            return (SetWeight(0), RevertTemplate(state.stable_revision, state.stable_template))
         return (SetWeight(0), DeleteNew(), RevertTemplate(state.stable_revision, state.stable_template))
 
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
@@ -55,14 +71,21 @@ class CanaryPlanner:
                 return Plan(state, () if obs.paused else (SetPaused(True),), None)
             return self._promote(spec, state, obs)
         step = steps[state.step]
-        weight = step.weight if not step.pause else _previous_weight(spec, state.step)
-        want = ceil_share(obs.replicas, weight)
+        shown = step if not step.pause else _previous_step(spec, state.step)  # what a pause keeps serving
+        weight = shown.weight if shown is not None else 0
+        matching = shown is not None and shown.match  # a `match` step: matched requests only, one new pod
+        mirroring = shown is not None and shown.mirror  # a `mirror` step: pods for the copies, stable keeps N
+        if mirroring:
+            want = ceil_share(obs.replicas, spec.mirror_percent)
+        elif matching:
+            want = min(1, obs.replicas)
+        else:
+            want = canary_pods(obs.replicas, weight, spec.canary_scale)
         new = obs.deliver_owned(state.revision)
         converge: list[Action] = [SetPaused(True)] if not obs.paused else []
         ready = new.ready if new is not None else 0
-        withdraw = (
-            spec.router.kind != "replica" and (ready == 0 or want == 0) and bool(state.weight or obs.router_weight)
-        )
+        routed = bool(state.weight or obs.router_weight or obs.router_extras)
+        withdraw = spec.router.kind != "replica" and (ready == 0 or want == 0) and routed
         if withdraw:
             # No Ready canary pod (scaled to zero, or back from zero and still starting): the route
             # gives it nothing until one is Ready, and the step's share starts over then. Scaled to
@@ -71,9 +94,14 @@ class CanaryPlanner:
             state = state.replace(weight=0)
         keep = new.replicas if withdraw and want == 0 and new is not None else want
         converge += [ScaleNew(keep), *services(spec, state.stable_hash, state.revision)]
-        if not withdraw and want > 0 and ready >= want and weight > 0:
-            converge.append(SetWeight(weight))
-        if not withdraw and want > 0 and ready >= want and state.weight != weight and not step.pause:
+        held = hold_stable(spec, state, obs, 0 if mirroring else want, new)
+        converge += held
+        if not withdraw and want > 0 and ready >= want and (weight > 0 or matching or mirroring):
+            mirror = spec.mirror_percent if mirroring else 0
+            pin = spec.affinity and weight > 0  # weighted steps: each client stays on the version it got
+            converge.append(SetWeight(weight, match=spec.match is not None, mirror=mirror, pin=pin))
+        settled = not held or held[0].replicas <= stable_goal(obs.replicas, want)
+        if not withdraw and want > 0 and ready >= want and settled and state.weight != weight and not step.pause:
             # The step's share is served from now on: its hold and its analysis window start here,
             # not when the step began (pods may have taken most of the interval to become Ready).
             state = state.replace(weight=weight, step_started=obs.now, analysis_started=obs.now)
@@ -111,10 +139,10 @@ class CanaryPlanner:
                 step_started=obs.now,
                 analysis_started=obs.now,
                 extensions=0,
-                message=f"step {state.step + 1} ({weight}%) passed",
+                message=f"step {state.step + 1} ({step.describe()}) passed",
             )
             nxt = self.advance(spec, moved, obs)
-            event = step_passed(state, state.step, f"step {state.step + 1} ({weight}%)", "moving on")
+            event = step_passed(state, state.step, f"step {state.step + 1} ({step.describe()})", "moving on")
             return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)
         return Plan(state, tuple(converge), RECHECK)
 
@@ -146,15 +174,30 @@ class CanaryPlanner:
             if ours.ready < n:
                 if unready_for(obs, state.step_started, ours, n) > spec.progress_deadline:
                     return rollback(spec, state, obs, self, f"only {ours.ready}/{n} new pods Ready while promoting")
-                return Plan(state, head + (ScaleNew(n), *services(spec, state.stable_hash, state.revision)), RECHECK)
+                return Plan(
+                    state,
+                    head + (ScaleNew(n), *services(spec, state.stable_hash, state.revision), *_keep_held(obs, state)),
+                    RECHECK,
+                )
             if spec.router.kind != "replica":
                 # All traffic to the new pods first; the old pods go (adoption) only after the
                 # router confirms 100% and has had ROUTER_DRAIN to apply it.
                 if state.weight != 100 or not state.switched:
-                    return Plan(state.replace(weight=100, switched=obs.now), head + (SetWeight(100),), RECHECK)
-                if obs.router_weight not in (None, 100) or obs.now - state.switched < ROUTER_DRAIN:
-                    return Plan(state, head + (SetWeight(100),), max(0.2, ROUTER_DRAIN - (obs.now - state.switched)))
-            return Plan(state.replace(weight=100), head + (SetWeight(100), AdoptNew()), RECHECK)
+                    return Plan(
+                        state.replace(weight=100, switched=obs.now),
+                        head + (SetWeight(100), *_keep_held(obs, state)),
+                        RECHECK,
+                    )
+                # scale-down-delay: the old pods stay that long after the switch (an abort meanwhile
+                # switches traffic back at once); they go with the adoption.
+                keep = max(ROUTER_DRAIN, spec.scale_down_delay)
+                if obs.router_weight not in (None, 100) or obs.now - state.switched < keep:
+                    return Plan(
+                        state,
+                        head + (SetWeight(100), *_keep_held(obs, state)),
+                        max(0.2, min(RECHECK * 5, keep - (obs.now - state.switched))),
+                    )
+            return Plan(state.replace(weight=100), head + (SetWeight(100), AdoptNew(), *_release(obs)), RECHECK)
         if adopted is not None and adopted.owned:
             settling = settle_adopted(state, obs, adopted)
             if settling is not None:
@@ -189,8 +232,120 @@ def services(spec: DeliverySpec, stable_hash: str, new_hash: str) -> tuple[Actio
     return (EnsureService(spec.stable_service, stable_hash), EnsureService(spec.canary_service, new_hash))
 
 
-def _previous_weight(spec: DeliverySpec, index: int) -> int:
+def _previous_step(spec: DeliverySpec, index: int) -> CanaryStep | None:
+    """The step a manual-promotion pause keeps serving: the last one before it (None: none)."""
     for step in reversed(spec.steps[:index]):
         if not step.pause:
-            return step.weight
-    return 0
+            return step
+    return None
+
+
+# ---------------------------------------------------------------- replica shares (canary-scale)
+
+
+def _scaled(value: str, total: int, round_up: bool) -> int:
+    """An int-or-percent value ("2", "25%") of ``total``, as Kubernetes scales it; unreadable: 0."""
+    text = value.strip()
+    try:
+        if text.endswith("%"):
+            exact = total * int(text[:-1]) / 100
+            return math.ceil(exact) if round_up else math.floor(exact)
+        return int(text)
+    except ValueError:
+        return 0
+
+
+def min_available(total: int, disruption: Disruption) -> int:
+    """Pods (stable and canary together) that must stay available while the stable is scaled down:
+    the Deployment's ``maxUnavailable`` (rounded down, as its controller does; 1 when it and
+    ``maxSurge`` are both 0; none for Recreate) and a PodDisruptionBudget's ``minAvailable`` /
+    ``maxUnavailable`` (rounded up, as the disruption controller does). Unreadable PDBs: all."""
+    if disruption.unknown:
+        return total
+    unavailable = 0
+    if disruption.strategy == "RollingUpdate":
+        unavailable = _scaled(disruption.max_unavailable, total, round_up=False)
+        if unavailable == 0 and _scaled(disruption.max_surge, total, round_up=True) == 0:
+            unavailable = 1
+    floor = total - unavailable
+    if disruption.pdb_min_available:
+        floor = max(floor, _scaled(disruption.pdb_min_available, total, round_up=True))
+    if disruption.pdb_max_unavailable:
+        floor = max(floor, total - _scaled(disruption.pdb_max_unavailable, total, round_up=True))
+    return max(0, min(total, floor))
+
+
+def canary_pods(total: int, weight: int, mode: str = "exact") -> int:
+    """New pods for a step of ``weight`` percent on ``total`` replicas.
+
+    ``surge``: ceil(total*w/100) (at least one). ``exact``: the nearest whole share of ``total`` (a
+    tie goes to the fewer canary pods), at least one and, below 100 %, at most ``total - 1`` so a
+    stable pod stays; 100 %: all of them."""
+    if mode == "surge":
+        return ceil_share(total, weight)
+    if weight <= 0 or total <= 0:
+        return 0
+    if weight >= 100:
+        return total
+    nearest = math.ceil(total * weight / 100 - 0.5)
+    return max(1, min(nearest, total - 1))
+
+
+def stable_goal(total: int, canary: int) -> int:
+    """Stable pods beside ``canary`` new ones in an exact step: the rest of ``total``, at least one
+    (one replica in all: one pod of each, the nearest share a canary below 100 % can have)."""
+    return max(1, total - canary)
+
+
+def stable_pods(total: int, canary: int, stable: VersionObs, new: VersionObs | None, disruption: Disruption) -> int:
+    """The stable ReplicaSet's replicas now, on the way to ``stable_goal``.
+
+    Never fewer than the pods that keep ``min_available`` pods available beside the canary's Ready
+    ones (scaled back up at once when canary pods stop being Ready); scaled down only by as many pods
+    as are available beyond ``min_available`` (the canary's Ready pods count: they serve the same
+    app), so capacity never drops below what the user allows."""
+    floor = min_available(total, disruption)
+    canary_ready = min(new.replicas, new.ready) if new is not None else 0
+    cover = min(total, max(stable_goal(total, canary), floor - canary_ready))
+    if cover >= stable.replicas:
+        return cover
+    available = min(stable.replicas, stable.available) + canary_ready
+    removable = max(0, available - floor)
+    return max(cover, stable.replicas - removable)
+
+
+def hold_stable(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, canary: int, new: VersionObs | None
+) -> tuple[HoldStable, ...]:
+    """The HoldStable of an exact step (none: the Deployment keeps its stable ReplicaSet at N)."""
+    stable = obs.version(state.stable_revision)
+    if spec.canary_scale != "exact" or obs.replicas <= 0 or canary <= 0 or stable is None or not stable.owned:
+        return ()
+    target = stable_pods(obs.replicas, canary, stable, new, obs.disruption)
+    if target >= obs.replicas and not stable.held:
+        return ()
+    return (HoldStable(target),)
+
+
+def _keep_held(obs: Observation, state: DeliveryState) -> tuple[Action, ...]:
+    """While promoting: a held stable ReplicaSet stays as it is until the new one is adopted."""
+    stable = obs.version(state.stable_revision)
+    return (HoldStable(stable.replicas),) if stable is not None and stable.held else ()
+
+
+def _release(obs: Observation) -> tuple[Action, ...]:
+    return (ReleaseStable(),) if any(v.held for v in obs.versions) else ()
+
+
+def _restoring_stable(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> bool:
+    """Undoing an exact canary: is the stable version still short of its capacity (so the canary's
+    pods stay)? Bounded by the progress deadline, so a stable that cannot come back does not keep
+    the failed version's pods forever."""
+    stable = obs.version(state.stable_revision)
+    if stable is None or obs.replicas <= 0:
+        return False
+    if stable.held:
+        return True
+    if spec.canary_scale != "exact" or stable.ready >= obs.replicas:
+        return False
+    return obs.now - state.finished < spec.progress_deadline

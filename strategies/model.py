@@ -91,9 +91,37 @@ class CanaryStep:
 
     weight: int = 0
     pause: bool = False  # a manual promotion: wait for `deliver promote`
+    match: bool = False  # only requests matching ``DeliverySpec.match`` reach the new version (weight 0)
+    mirror: bool = False  # the new version gets a copy of ``DeliverySpec.mirror_percent`` % of requests (weight 0)
 
     def describe(self) -> str:
+        if self.match:
+            return "match (matched requests only)"
+        if self.mirror:
+            return "mirror (a copy of the traffic)"
         return "pause (manual promotion)" if self.pause else f"{self.weight}%"
+
+
+@dataclass(frozen=True)
+class Affinity:
+    """Session affinity at a weighted step: the cookie ``cookie`` carries the version a client got
+    first (``stable`` or ``canary``: their revisions), and requests carrying it go to that version."""
+
+    cookie: str
+    stable: str
+    canary: str
+
+
+@dataclass(frozen=True)
+class RequestMatch:
+    """``deliver.dev/match``: requests carrying this header (or cookie) value go to the new version."""
+
+    kind: str  # header | cookie
+    name: str
+    value: str
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}={self.value}"
 
 
 @dataclass(frozen=True)
@@ -150,6 +178,12 @@ class DeliverySpec:
     # engine's default, twice its Prometheus scrape interval; 0: off, the step is judged at its end only)
     analysis_every: float | None = None
     promote_early: bool = False  # a step whose every check passes moves on before its interval ends
+    canary_scale: str = "exact"  # canary: exact (stable scaled down as the canary scales up) | surge
+    match: RequestMatch | None = None  # canary with a router: requests routed to the new version by header/cookie
+    mirror_percent: int = 100  # canary `mirror` step: share of requests copied to the new version
+    affinity: bool = False  # canary with gateway-api/istio: a cookie pins each client to the version it first got
+    scale_down_delay: float = 0.0  # canary with a router: seconds the old version stays after all traffic moved
+    abort_scale_down_delay: float = 0.0  # canary with a router, blue-green: seconds a rolled-back version stays
 
 
 @dataclass(frozen=True)
@@ -187,6 +221,7 @@ class VersionObs:
     created: float = 0.0
     health: PodHealth = PodHealth()
     template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # without pod-template-hash
+    held: bool = False  # the Deployment's ReplicaSet, held by deliver for an exact canary share (HoldStable)
 
 
 @dataclass(frozen=True)
@@ -197,6 +232,20 @@ class ServiceObs:
     name: str
     pod_hash: str = ""  # the pod-template-hash it is pinned to ("": it selects the app)
     ours: bool = False  # created by deliver for this Deployment (its owner label)
+
+
+@dataclass(frozen=True)
+class Disruption:
+    """How many of the Deployment's pods may be unavailable at once, as the user declared it: the
+    Deployment's ``maxUnavailable``/``maxSurge`` (int or percent text) and a PodDisruptionBudget
+    selecting its pods (its ``minAvailable`` or ``maxUnavailable``, "" when absent)."""
+
+    strategy: str = "RollingUpdate"  # the Deployment's spec.strategy.type
+    max_unavailable: str = "25%"
+    max_surge: str = "25%"
+    pdb_min_available: str = ""
+    pdb_max_unavailable: str = ""
+    unknown: bool = False  # the PodDisruptionBudgets could not be read: assume none may go
 
 
 @dataclass(frozen=True)
@@ -222,9 +271,11 @@ class Observation:
     request_id: str = ""  # unique id of that request (consumed once)
     router_weight: int | None = None  # weight the router reports now (None: unknown / no router)
     router_problem: str = ""  # why the declared router is broken now ("": it works or was not checked)
+    router_extras: bool = False  # the route carries deliver's request matches or mirror now (see Router.verify_extras)
     analysed: tuple[StepVerdict, ...] = ()  # verdicts of the analyses run since the record was read
     hook_results: tuple[HookResult, ...] = ()  # answers of hook calls that finished (newest last)
     services: tuple[ServiceObs, ...] = ()  # Services in front of this Deployment's pods (see ServiceObs)
+    disruption: Disruption = Disruption()  # what the user allows to be unavailable (exact canary shares)
     template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def version(self, revision: str) -> VersionObs | None:
@@ -509,10 +560,29 @@ class ApplyTemplate:
 
 
 @dataclass(frozen=True)
+class HoldStable:
+    """Exact canary share: take the stable ReplicaSet from the Deployment controller (which would scale
+    it back to spec.replicas) and run it at ``replicas``. ``ReleaseStable`` hands it back."""
+
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ReleaseStable:
+    """Hand a ReplicaSet held by ``HoldStable`` back to the Deployment (its labels and controller
+    reference restored); the Deployment controller scales it from then on."""
+
+
+@dataclass(frozen=True)
 class SetWeight:
-    """Send this percentage of traffic to the new version through the declared router."""
+    """Send this percentage of traffic to the new version through the declared router; with
+    ``match``, also every request matching ``DeliverySpec.match`` (even at weight 0); with ``mirror``,
+    a copy of that percent of requests (the clients get the stable version's answers)."""
 
     weight: int
+    match: bool = False
+    mirror: int = 0  # percent of requests copied to the new version (responses discarded); 0: no mirror
+    pin: bool = False  # session affinity: a cookie pins each client to the version it first got
 
 
 @dataclass(frozen=True)
@@ -586,6 +656,8 @@ Action = (
     | RevertTemplate
     | ApplyTemplate
     | SetWeight
+    | HoldStable
+    | ReleaseStable
     | EnsureService
     | SwitchActive
     | UnpinService

@@ -16,16 +16,19 @@ from .hooks import advance as advance_with_hooks
 from .hooks import finished as after_delivery
 from .model import (
     Action,
+    AdoptNew,
     ApplyTemplate,
     DeleteNew,
     DeliverySpec,
     DeliveryState,
     EnsureService,
     HoldReason,
+    HoldStable,
     Observation,
     Phase,
     Plan,
     PostEvent,
+    ReleaseStable,
     RevertTemplate,
     ServiceObs,
     SetPaused,
@@ -41,8 +44,8 @@ from .requests import refusal
 from .rolling import RollingPlanner
 from .steps import (
     RECHECK,
-    ROUTER_DRAIN,
     StrategyPlanner,
+    drain_time,
     finish_rollback,
     record_looks,
     resume_with_replicas,
@@ -73,7 +76,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     """The next record and the actions that converge on it, for one Deployment."""
     state, told = _record_analysed(_forget_failure(state), obs)
     decided = after_delivery(spec, state, obs, _decide(spec, state, obs))
-    actions = _unpin(spec, state, obs, decided) + told + decided.actions + _stale(decided, obs)
+    actions = _unpin(spec, state, obs, decided) + told + _release_held(decided.actions, obs) + _stale(decided, obs)
     if obs.router_problem:
         # The route is gone or broken: no traffic reaches the new version through it anyway.
         actions = tuple(a for a in actions if not isinstance(a, SetWeight))
@@ -119,6 +122,19 @@ def _unpin(spec: DeliverySpec, state: DeliveryState, obs: Observation, decided: 
 
     repointed = {a.name for a in decided.actions if isinstance(a, EnsureService)}
     return tuple(UnpinService(svc.name) for svc in obs.services if stale(svc) and svc.name not in repointed)
+
+
+def _release_held(actions: tuple[Action, ...], obs: Observation) -> tuple[Action, ...]:
+    """A stable ReplicaSet held for an exact canary share (``HoldStable``) goes back to the Deployment
+    whenever a plan does not hold it any more (promotion, rollback, abort, supersede, a hold, at
+    rest), derived from what is observed so a lost release is issued again: first, so stable capacity
+    comes back before anything else; after the adoption when promoting, so the Deployment controller
+    sees the new ReplicaSet saturated and scales the old one down instead of back up."""
+    if not any(v.held for v in obs.versions) or any(isinstance(a, (HoldStable, ReleaseStable)) for a in actions):
+        return actions
+    if any(isinstance(a, AdoptNew) for a in actions):
+        return actions + (ReleaseStable(),)
+    return (ReleaseStable(),) + actions
 
 
 def _stale(decided: Plan, obs: Observation) -> tuple[Action, ...]:
@@ -287,14 +303,16 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
         if any(not v.owned for v in obs.versions):
             # Behind a weighted router the canary pods stay a moment after the weight went to 0,
             # so the gateway/mesh has applied it before they disappear (drain).
+            # After a rollback or abort, an abort-scale-down-delay keeps them longer (drain_time).
             since = max(state.finished, state.switched)
+            keep = drain_time(spec, state)
             drained = spec.router.kind == "replica" or (
-                obs.router_weight in (None, 0) and obs.now - since >= ROUTER_DRAIN
+                obs.router_weight in (None, 0) and not obs.router_extras and obs.now - since >= keep
             )
             if drained:
                 actions.append(DeleteNew())
             else:
-                requeue = max(0.2, ROUTER_DRAIN - (obs.now - since))
+                requeue = max(0.2, min(RECHECK * 5, keep - (obs.now - since)))
         new_state = state
         if state.phase == Phase.IDLE and (state.stable_revision, state.stable_hash) != (
             stable.revision,
@@ -330,7 +348,7 @@ def _route_at_rest(spec: DeliverySpec, obs: Observation, stable: VersionObs) -> 
     pinned = next((svc.pod_hash for svc in obs.services if svc.name == spec.stable_service), "")
     if pinned and pinned != stable.pod_hash:
         actions.append(EnsureService(spec.stable_service, stable.pod_hash))
-    if obs.router_weight not in (None, 0):
+    if obs.router_weight not in (None, 0) or obs.router_extras:
         actions.append(SetWeight(0))
     return tuple(actions)
 

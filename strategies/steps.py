@@ -101,11 +101,20 @@ def _drains(spec: DeliverySpec) -> bool:
     return spec.router.kind != "replica" or spec.strategy is Strategy.BLUE_GREEN
 
 
+def drain_time(spec: DeliverySpec, state: DeliveryState) -> float:
+    """Seconds deliver's pods stay after traffic moved away from them: ROUTER_DRAIN, or after a
+    rollback or abort the longer ``abort-scale-down-delay`` (the record says RolledBack/Aborted
+    meanwhile; the pods go at rest)."""
+    if state.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.ABORTED):
+        return max(ROUTER_DRAIN, spec.abort_scale_down_delay)
+    return ROUTER_DRAIN
+
+
 def undo_actions(
     spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner
 ) -> tuple[Action, ...]:
     actions = planner.undo(spec, state, obs)
-    if _drains(spec) and obs.now - state.finished < ROUTER_DRAIN:
+    if _drains(spec) and obs.now - state.finished < drain_time(spec, state):
         actions = tuple(a for a in actions if not isinstance(a, DeleteNew))
     return actions
 
@@ -117,8 +126,9 @@ def finish_rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, 
     else:
         done = (
             obs.target_revision == state.stable_revision
-            and not any(not v.owned for v in obs.versions)
+            and (spec.abort_scale_down_delay > 0 or not any(not v.owned for v in obs.versions))
             and obs.router_weight in (None, 0)
+            and not obs.router_extras  # a request match of deliver.dev/match left on the route
         )
     if done:
         final = Phase.ABORTED if state.step == -2 else Phase.ROLLED_BACK
@@ -137,7 +147,7 @@ def finish_rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, 
         actions = (SetPaused(True),) + actions
     wait = RECHECK
     if _drains(spec) and obs.now - state.finished < ROUTER_DRAIN:
-        wait = max(0.2, ROUTER_DRAIN - (obs.now - state.finished))
+        wait = max(0.2, ROUTER_DRAIN - (obs.now - state.finished))  # (an abort-scale-down-delay runs at rest)
     return Plan(state, actions, wait)
 
 

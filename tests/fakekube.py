@@ -48,6 +48,7 @@ from delivery.kube import (
     LEASES,
     MERGE,
     NAMESPACES,
+    PDBS,
     PODS,
     REPLICASETS,
     SERVICES,
@@ -60,7 +61,7 @@ from delivery.kube import (
 JSON = dict[str, Any]
 ANNOTATIONS_LIMIT = 256 * 1024  # bytes, keys and values of all of an object's annotations together
 WRITE_VERBS = ("create", "replace", "patch", "delete")
-BUILT_IN = {DEPLOYMENTS, REPLICASETS, PODS, SERVICES, EVENTS, CONFIGMAPS, LEASES, NAMESPACES, INGRESSES}
+BUILT_IN = {DEPLOYMENTS, REPLICASETS, PODS, SERVICES, EVENTS, CONFIGMAPS, LEASES, NAMESPACES, INGRESSES, PDBS}
 BUILT_IN_GROUPS = {r.group for r in BUILT_IN}
 WITH_STATUS = {DEPLOYMENTS.plural, REPLICASETS.plural, PODS.plural, SERVICES.plural}
 WITH_SELECTOR = {DEPLOYMENTS.plural, REPLICASETS.plural}

@@ -9,6 +9,7 @@ from strategies.model import (
     DeliverySpec,
     DeliveryState,
     EnsureService,
+    HoldStable,
     Phase,
     RevertTemplate,
     RouterRef,
@@ -65,7 +66,8 @@ def test_health_only_step_records_a_pass_then_moves_to_next_weight():
     assert p.state.verdicts and p.state.verdicts[-1].outcome == "pass"
     p2 = plan(canary_spec(), p.state, o)
     assert p2.state.step == 1
-    assert ScaleNew(3) in p2.actions  # 50% of 5 -> 3 pods
+    assert ScaleNew(2) in p2.actions  # 50% of 5 -> 2 pods (exact: the nearest share, a tie to fewer)
+    assert HoldStable(3) in p2.actions  # and 3 stable pods (5 - 1 maxUnavailable available meanwhile)
     assert "StepPassed" in reasons(p2)
 
 

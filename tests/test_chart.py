@@ -161,6 +161,7 @@ RESOURCES = {
     "SERVICES": ("", "services"),
     "EVENTS": ("", "events"),
     "CONFIGMAPS": ("", "configmaps"),
+    "PDBS": ("policy", "poddisruptionbudgets"),
     "LEASES": ("coordination.k8s.io", "leases"),
 }
 METHOD_VERB = {

@@ -180,7 +180,9 @@ def test_confirm_promotion_holds_the_promotion_and_is_polled_until_it_answers_2x
     record = f.record()
     assert (record["phase"], record["step"]) == ("Progressing", 1), "held at its last step (50%), not promoted"
     assert "confirm-promotion" in record["message"]
-    assert f.serving() == {V1: 3, V2: 2}, "the canary keeps its last share (50% of 3)"
+    # exact shares (the default): the canary keeps its pods (50% of 3: 1); while promotion waits for
+    # the hook, the stable ReplicaSet is handed back to the Deployment, so stable capacity is whole
+    assert f.serving() == {V1: 3, V2: 1}, "the canary keeps its last share, stable capacity whole"
     assert len(f.events("AwaitingConfirmation")) == 1, "said once"
     assert "Promoting" not in f.reasons()
     calls = rx.at("/confirm")

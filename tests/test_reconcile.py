@@ -60,10 +60,10 @@ def test_a_canary_delivery_runs_to_success_step_by_step() -> None:
     f = canary()
     f.when_template_changes(V2)
 
-    shares: list[int] = []
+    shares: list[tuple[int, int]] = []
 
     def note_share(f: Fixture) -> bool:
-        shares.append(f.serving().get(V2, 0))
+        shares.append((f.serving().get(V2, 0), f.serving().get(V1, 0)))
         return False
 
     f.when_settled(until=note_share)
@@ -72,7 +72,8 @@ def test_a_canary_delivery_runs_to_success_step_by_step() -> None:
     assert (record["phase"], record["stableRevision"]) == ("Succeeded", REV2)
     assert f.serving() == {V2: 3}
     assert f.delivers_replicasets() == [], "the new ReplicaSet was handed to the Deployment"
-    assert {1, 2, 3} <= set(shares), "20%, 50% then 100% of 3 replicas"
+    assert (1, 2) in shares, "20% and 50% of 3 replicas (exact: 1 new pod, the stable scaled down to 2)"
+    assert shares[-1] == (3, 0)
     assert f.reasons()[0] == "DeliveryStarted" and f.reasons()[-1] == "DeliverySucceeded"
 
 
@@ -210,7 +211,12 @@ def test_a_conflict_on_a_guarded_action_is_retried_at_once_and_applied_once() ->
     f.when_template_changes(V2)
 
     def is_adoption(w: Write) -> bool:
-        return w.plural == "replicasets" and w.verb == "patch" and "ownerReferences" in str(w.body)
+        return (
+            w.plural == "replicasets"
+            and w.verb == "patch"
+            and templates.OWNER_LABEL in str(w.body)
+            and "ownerReferences" in str(w.body)
+        )
 
     # The ReplicaSet controller writes the status between deliver's read and its adoption patch.
     f.kube.before_write(

@@ -37,8 +37,9 @@ def previous_revision(
     owned = []
     for rs in replicasets:
         refs = (rs.get("metadata") or {}).get("ownerReferences") or []
-        if not any(r.get("controller") and r.get("uid") == uid for r in refs):
-            continue
+        held = ((rs.get("metadata") or {}).get("labels") or {}).get(templates.HELD_LABEL) == meta.get("name")
+        if not any((r.get("controller") or held) and r.get("uid") == uid for r in refs):
+            continue  # (held: the Deployment's, held by deliver for an exact canary share)
         try:
             number = int(((rs["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION)) or 0)
         except ValueError:
@@ -104,7 +105,7 @@ def undo(g: Globals, app: str, to_revision: int | None) -> None:
         try:
             rss: list[dict[str, Any]] = kube.items(
                 REPLICASETS, g.namespace, selector_string(deployment["spec"]["selector"])
-            )
+            ) + kube.items(REPLICASETS, g.namespace, f"{templates.HELD_LABEL}={app}")  # held for an exact canary
         except KubeError as exc:
             api_failed(exc)
         rs, why = previous_revision(deployment, rss, to_revision)

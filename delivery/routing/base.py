@@ -12,6 +12,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Protocol
 
+from strategies.model import Affinity, RequestMatch
+
 from ..errors import RoutingError
 from ..kube import Kube
 
@@ -32,14 +34,23 @@ class Router(Protocol):
     def validate(self) -> None:
         """Raise RoutingError when the route, its CRD or the expected backends are missing."""
 
-    def set_weight(self, weight: int) -> None:
-        """Send ``weight`` percent of traffic to the canary Service (one patch)."""
+    def set_weight(
+        self, weight: int, match: RequestMatch | None = None, mirror: int = 0, pin: Affinity | None = None
+    ) -> None:
+        """Send ``weight`` percent of traffic to the canary Service, and with ``match`` every request
+        matching it (even at weight 0); with ``mirror``, a copy of that percent of requests (the
+        clients get the stable version's answers); with ``pin``, session affinity (a cookie naming the
+        version a client first got sends it there again). Without, none of these of deliver's is
+        left. One patch."""
 
     def verify_weight(self) -> int | None:
         """The canary weight the route declares now (None: this router cannot tell)."""
 
     def reset(self) -> None:
-        """All traffic back to stable (weight 0), in one patch."""
+        """All traffic back to stable (weight 0, deliver's request matches removed), in one patch."""
+
+    def verify_extras(self) -> bool:
+        """Does the route carry deliver's request matches (``deliver.dev/match``) or mirror now?"""
 
 
 class ReplicaRouter:
@@ -53,7 +64,9 @@ class ReplicaRouter:
     def validate(self) -> None:
         return None
 
-    def set_weight(self, weight: int) -> None:
+    def set_weight(
+        self, weight: int, match: RequestMatch | None = None, mirror: int = 0, pin: Affinity | None = None
+    ) -> None:
         return None
 
     def verify_weight(self) -> int | None:
@@ -61,6 +74,9 @@ class ReplicaRouter:
 
     def reset(self) -> None:
         return None
+
+    def verify_extras(self) -> bool:
+        return False
 
 
 # kind -> "module:Class" under delivery.routing

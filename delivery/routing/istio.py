@@ -7,18 +7,41 @@ must carry exactly those two destinations (Istio wants a route's weights to add 
 deliver does not share a route with a third destination). One JSON patch sets only the two
 ``weight`` fields (stable ``100 - w``, canary ``w``) of each managed route, each guarded by a
 ``test`` op on the destination's host; every other route, match, retry, header and field stays.
+
+With ``deliver.dev/match`` (``set_weight(w, match)``) deliver puts, first in ``spec.http`` (Istio
+takes the first route that matches), one route of its own per managed http route, named
+``deliver-match-<n>``: the route's matches (any request when it has none) each with
+``headers: {NAME: {exact: VALUE}}`` added (a cookie: ``cookie: {regex: ...}``), its other fields
+(timeouts, retries, rewrites), and one destination, the canary Service, at weight 100. The same
+patch adds, replaces or removes them; ``reset`` removes them.
+
+At a ``mirror`` step (``set_weight(0, mirror=p)``) each managed http route gets ``mirror: {host:
+<the canary destination's host, port>}`` and ``mirrorPercentage: {value: p}``: Istio sends a copy of
+that share of requests to the canary and discards its answers. deliver's mirror is the one whose
+host is the canary Service; the same patch sets or removes it.
+
+Session affinity at weighted steps (``pin``): each managed destination gets ``headers: {response:
+{add: {set-cookie: deliver-NAME=<its revision>; Path=/}}}`` (a destination with headers of the
+user's is refused), and two routes ``deliver-pin-<n>`` after the match routes send a request whose
+cookie names a revision to that version's destination alone.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+
+from strategies.model import Affinity, RequestMatch
 
 from ..errors import RoutingError
 from ..kube import VIRTUALSERVICES
 from .base import RouterContext
-from .gateway import JSON, guarded_patch, pair, pointer, read_route, share
+from .gateway import JSON, guarded_patch, literal, pair, pointer, read_route, share
 
 SECTIONS = ("http", "tls", "tcp")
+MATCH_ROUTE = "deliver-match-"
+PIN_ROUTE = "deliver-pin-"
+OURS = (MATCH_ROUTE, PIN_ROUTE)  # the names of deliver's own http routes
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,8 @@ class IstioRouter:
         found: list[ManagedRoute] = []
         for section in SECTIONS:
             for i, route in enumerate(spec.get(section) or []):
+                if section == "http" and str(route.get("name", "")).startswith(OURS):
+                    continue  # deliver's own request-match route
                 dests = route.get("route") or []
                 hosts = [str((d.get("destination") or {}).get("host", "")) for d in dests]
                 stable = [j for j, h in enumerate(hosts) if self._is(h, c.stable_service)]
@@ -96,7 +121,146 @@ class IstioRouter:
     def verify_weight(self) -> int | None:
         return min(share(r.stable_weight, r.canary_weight) for r in self.managed(self._load()))
 
-    def patch_ops(self, vs: JSON, weight: int) -> list[JSON]:
+    def match_routes(self, vs: JSON, match: RequestMatch | None) -> list[JSON]:
+        """deliver's request-match http routes for ``vs`` (none without ``match``)."""
+        if match is None:
+            return []
+        if match.kind == "header":
+            header = {match.name: {"exact": match.value}}
+        else:
+            cookie = f"{literal(match.name)}={literal(match.value)}"
+            header = {"cookie": {"regex": rf"^(.*;\s*)?{cookie}(;.*)?$"}}
+        http = (vs.get("spec") or {}).get("http") or []
+        out: list[JSON] = []
+        for r in self.managed(vs):
+            if r.section != "http":
+                continue
+            route = http[r.index]
+            extra = {
+                k: copy.deepcopy(v)
+                for k, v in route.items()
+                if k not in ("name", "match", "route", "mirror", "mirrorPercentage")
+            }
+            matches = route.get("match") or [{}]
+            canary = {k: copy.deepcopy(v) for k, v in route["route"][r.canary].items() if k != "weight"}
+            out.append(
+                dict(
+                    extra,
+                    name=f"{MATCH_ROUTE}{len(out)}",
+                    match=[dict(copy.deepcopy(m), headers=dict(m.get("headers") or {}, **header)) for m in matches],
+                    route=[dict(canary, weight=100)],
+                )
+            )
+        if not out:
+            c = self.ctx
+            raise RoutingError(f"{self.what} {c.namespace}/{c.route} has no http route to match requests on")
+        return out
+
+    def mirror_ops(self, vs: JSON, mirror: int) -> list[JSON]:
+        http = (vs.get("spec") or {}).get("http") or []
+        ops: list[JSON] = []
+        for r in self.managed(vs):
+            if r.section != "http":
+                continue
+            route = http[r.index]
+            base = pointer("spec", "http", r.index)
+            ours = self._is(str((route.get("mirror") or {}).get("host", "")), self.ctx.canary_service)
+            if mirror > 0:
+                dest = route["route"][r.canary].get("destination") or {}
+                want = {k: copy.deepcopy(dest[k]) for k in ("host", "port") if k in dest}
+                percentage = {"value": float(mirror)}
+                if route.get("mirror") == want and route.get("mirrorPercentage") == percentage:
+                    continue
+                if route.get("mirror") and not ours:
+                    c = self.ctx
+                    raise RoutingError(f"{self.what} {c.namespace}/{c.route} http[{r.index}] mirrors to another host")
+                ops.append({"op": "add", "path": base + "/mirror", "value": want})
+                ops.append({"op": "add", "path": base + "/mirrorPercentage", "value": percentage})
+            elif ours:
+                ops.append({"op": "test", "path": base + "/mirror/host", "value": route["mirror"]["host"]})
+                ops.append({"op": "remove", "path": base + "/mirror"})
+                if "mirrorPercentage" in route:
+                    ops.append({"op": "remove", "path": base + "/mirrorPercentage"})
+        if mirror > 0 and not ops and not any(r.section == "http" for r in self.managed(vs)):
+            c = self.ctx
+            raise RoutingError(f"{self.what} {c.namespace}/{c.route} has no http route to mirror")
+        return ops
+
+    @staticmethod
+    def _cookie_headers(dest: JSON) -> bool:
+        """deliver's Set-Cookie response header on a destination (session affinity)."""
+        added = ((dest.get("headers") or {}).get("response") or {}).get("add") or {}
+        return str(added.get("set-cookie", "")).startswith("deliver-")
+
+    def pin_routes(self, vs: JSON, pin: Affinity | None) -> list[JSON]:
+        if pin is None:
+            return []
+        http = (vs.get("spec") or {}).get("http") or []
+        out: list[JSON] = []
+        for r in self.managed(vs):
+            if r.section != "http":
+                continue
+            route = http[r.index]
+            for index, value in ((r.canary, pin.canary), (r.stable, pin.stable)):
+                cookie = f"{literal(pin.cookie)}={literal(value)}"
+                header = {"cookie": {"regex": rf"^(.*;\s*)?{cookie}(;.*)?$"}}
+                dest = {k: copy.deepcopy(v) for k, v in route["route"][index].items() if k not in ("weight", "headers")}
+                out.append(
+                    {
+                        "name": f"{PIN_ROUTE}{len(out)}",
+                        "match": [
+                            dict(copy.deepcopy(m), headers=dict(m.get("headers") or {}, **header))
+                            for m in route.get("match") or [{}]
+                        ],
+                        "route": [dict(dest, weight=100)],
+                    }
+                )
+        return out
+
+    def cookie_ops(self, vs: JSON, pin: Affinity | None) -> list[JSON]:
+        http = (vs.get("spec") or {}).get("http") or []
+        ops: list[JSON] = []
+        for r in self.managed(vs):
+            if r.section != "http":
+                continue
+            for index, value in ((r.stable, pin.stable if pin else ""), (r.canary, pin.canary if pin else "")):
+                dest = http[r.index]["route"][index]
+                path = pointer("spec", "http", r.index, "route", index, "headers")
+                ours = self._cookie_headers(dest)
+                if pin is None:
+                    if ours:
+                        ops.append({"op": "remove", "path": path})
+                    continue
+                want = {"response": {"add": {"set-cookie": f"{pin.cookie}={value}; Path=/"}}}
+                if dest.get("headers") == want:
+                    continue
+                if dest.get("headers") and not ours:
+                    c = self.ctx
+                    raise RoutingError(
+                        f"{self.what} {c.namespace}/{c.route} http[{r.index}] destination "
+                        f"{dest['destination'].get('host')} has headers of its own; no session affinity there"
+                    )
+                ops.append({"op": "add", "path": path, "value": want})
+        return ops
+
+    def match_ops(self, vs: JSON, match: RequestMatch | None, pin: Affinity | None = None) -> list[JSON]:
+        http = (vs.get("spec") or {}).get("http") or []
+        have = [i for i, route in enumerate(http) if str(route.get("name", "")).startswith(OURS)]
+        want = self.match_routes(vs, match) + self.pin_routes(vs, pin)
+        if [http[i] for i in have] == want:
+            return []
+        ops: list[JSON] = []
+        for i in reversed(have):
+            ops.append({"op": "test", "path": pointer("spec", "http", i, "name"), "value": http[i]["name"]})
+            ops.append({"op": "remove", "path": pointer("spec", "http", i)})
+        if want and not http:
+            ops.append({"op": "add", "path": "/spec/http", "value": []})
+        ops += [{"op": "add", "path": pointer("spec", "http", n), "value": route} for n, route in enumerate(want)]
+        return ops
+
+    def patch_ops(
+        self, vs: JSON, weight: int, match: RequestMatch | None = None, mirror: int = 0, pin: Affinity | None = None
+    ) -> list[JSON]:
         stable_w, canary_w = pair(weight)
         ops: list[JSON] = []
         for r in self.managed(vs):
@@ -106,13 +270,30 @@ class IstioRouter:
                 base = pointer("spec", r.section, r.index, "route", index)
                 ops.append({"op": "test", "path": base + "/destination/host", "value": host})
                 ops.append({"op": "add", "path": base + "/weight", "value": value})
-        return ops
+        return ops + self.mirror_ops(vs, mirror) + self.cookie_ops(vs, pin) + self.match_ops(vs, match, pin)
 
-    def set_weight(self, weight: int) -> None:
+    def set_weight(
+        self, weight: int, match: RequestMatch | None = None, mirror: int = 0, pin: Affinity | None = None
+    ) -> None:
         c = self.ctx
         guarded_patch(
-            c.kube, VIRTUALSERVICES, c.namespace, c.route, self.what, lambda vs: self.patch_ops(vs, weight), self._load
+            c.kube,
+            VIRTUALSERVICES,
+            c.namespace,
+            c.route,
+            self.what,
+            lambda vs: self.patch_ops(vs, weight, match, mirror, pin),
+            self._load,
         )
 
     def reset(self) -> None:
         self.set_weight(0)
+
+    def verify_extras(self) -> bool:
+        http = (self._load().get("spec") or {}).get("http") or []
+        return any(
+            str(route.get("name", "")).startswith(OURS)
+            or any(self._cookie_headers(d) for d in route.get("route") or [])
+            or self._is(str((route.get("mirror") or {}).get("host", "")), self.ctx.canary_service)
+            for route in http
+        )

@@ -11,6 +11,11 @@ never edits the user's Ingress NAME: it generates ``NAME-canary`` from it, with
 * the two canary annotations, deliver's owner label, and an ownerReference to the Deployment (so
   it is garbage-collected with it).
 
+With ``deliver.dev/match`` the canary Ingress also carries ``canary-by-header`` (and
+``canary-by-header-value``) or ``canary-by-cookie`` (ingress-nginx routes a request whose cookie
+value is ``always``), so matched requests reach the canary at any weight; without, those
+annotations are removed.
+
 ``set_weight`` creates it, or changes its weight (and re-syncs its spec if the user's Ingress
 changed) in one merge patch; ``reset`` writes weight 0 in one patch. A canary Ingress of the same
 name that deliver did not generate is never touched.
@@ -21,6 +26,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from strategies.model import Affinity, RequestMatch
+
 from ..errors import Conflict, KubeError, NotFound, RoutingError
 from ..kube import DEPLOYMENTS, INGRESSES
 from .base import RouterContext
@@ -29,6 +36,10 @@ from .gateway import JSON, clamp, read_route
 CANARY = "nginx.ingress.kubernetes.io/canary"
 CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 CANARY_PREFIX = "nginx.ingress.kubernetes.io/canary"
+CANARY_BY_HEADER = "nginx.ingress.kubernetes.io/canary-by-header"
+CANARY_BY_HEADER_VALUE = "nginx.ingress.kubernetes.io/canary-by-header-value"
+CANARY_BY_COOKIE = "nginx.ingress.kubernetes.io/canary-by-cookie"
+MATCH_KEYS = (CANARY_BY_HEADER, CANARY_BY_HEADER_VALUE, CANARY_BY_COOKIE)
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 OWNER_LABEL = "deliver.dev/owner"
 
@@ -118,7 +129,18 @@ class NginxRouter:
     def _ours(self, canary: JSON) -> bool:
         return ((canary.get("metadata") or {}).get("labels") or {}).get(OWNER_LABEL) == self.ctx.deployment
 
-    def canary_body(self, ingress: JSON, weight: int, owner: JSON) -> JSON:
+    @staticmethod
+    def match_annotations(match: RequestMatch | None) -> dict[str, str | None]:
+        """The canary-by-* annotations for ``match`` (None values: to be removed)."""
+        out: dict[str, str | None] = dict.fromkeys(MATCH_KEYS)
+        if match is not None and match.kind == "header":
+            out[CANARY_BY_HEADER] = match.name
+            out[CANARY_BY_HEADER_VALUE] = match.value
+        elif match is not None:
+            out[CANARY_BY_COOKIE] = match.name
+        return out
+
+    def canary_body(self, ingress: JSON, weight: int, owner: JSON, match: RequestMatch | None = None) -> JSON:
         c = self.ctx
         meta = ingress.get("metadata") or {}
         annotations = {
@@ -128,6 +150,7 @@ class NginxRouter:
         }
         annotations[CANARY] = "true"
         annotations[CANARY_WEIGHT] = str(clamp(weight))
+        annotations.update({k: v for k, v in self.match_annotations(match).items() if v is not None})
         labels = dict(meta.get("labels") or {})
         labels[OWNER_LABEL] = c.deployment
         return {
@@ -143,14 +166,19 @@ class NginxRouter:
             "spec": self.canary_spec(ingress),
         }
 
-    def weight_patch(self, ingress: JSON, canary: JSON, weight: int) -> JSON | None:
-        """The one merge patch taking ``canary`` to ``weight`` (and to the user's current spec); None: no-op."""
+    def weight_patch(self, ingress: JSON, canary: JSON, weight: int, match: RequestMatch | None = None) -> JSON | None:
+        """The one merge patch taking ``canary`` to ``weight`` and ``match`` (and to the user's current
+        spec); None: no-op."""
         want = self.canary_spec(ingress)
         have = canary.get("spec") or {}
         annotations = (canary.get("metadata") or {}).get("annotations") or {}
-        patch: JSON = {}
+        wanted: dict[str, str | None] = {}
         if annotations.get(CANARY) != "true" or annotations.get(CANARY_WEIGHT) != str(clamp(weight)):
-            patch["metadata"] = {"annotations": {CANARY: "true", CANARY_WEIGHT: str(clamp(weight))}}
+            wanted = {CANARY: "true", CANARY_WEIGHT: str(clamp(weight))}
+        wanted.update({k: v for k, v in self.match_annotations(match).items() if annotations.get(k) != v})
+        patch: JSON = {}
+        if wanted:
+            patch["metadata"] = {"annotations": wanted}
         if want != have:
             spec_patch: dict[str, Any] = dict(want)
             for key in have:
@@ -186,17 +214,25 @@ class NginxRouter:
         except ValueError:
             return 0
 
-    def set_weight(self, weight: int) -> None:
+    def set_weight(
+        self, weight: int, match: RequestMatch | None = None, mirror: int = 0, pin: Affinity | None = None
+    ) -> None:
         c = self.ctx
+        if pin is not None:
+            raise RoutingError(f"deliver has no session affinity through {self.what} (needs gateway-api or istio)")
+        if mirror:
+            raise RoutingError(
+                "deliver does not mirror through ingress-nginx (a `mirror` step needs gateway-api or istio)"
+            )
         for _ in range(3):
             ingress = self._load()
             self.canary_spec(ingress)  # the user's Ingress must route to the stable Service
             canary = self._canary()
             if canary is None:
-                if clamp(weight) == 0:
+                if clamp(weight) == 0 and match is None:
                     return  # no canary Ingress: nothing goes to the canary already
                 try:
-                    c.kube.create(INGRESSES, c.namespace, self.canary_body(ingress, weight, self._owner()))
+                    c.kube.create(INGRESSES, c.namespace, self.canary_body(ingress, weight, self._owner(), match))
                     return
                 except Conflict:
                     continue  # created meanwhile: patch it instead
@@ -207,7 +243,7 @@ class NginxRouter:
                     f"Ingress {c.namespace}/{self.canary_name} exists and was not "
                     f"generated by deliver for {c.deployment}; not touching it"
                 )
-            patch = self.weight_patch(ingress, canary, weight)
+            patch = self.weight_patch(ingress, canary, weight, match)
             if patch is None:
                 return
             try:
@@ -231,11 +267,17 @@ class NginxRouter:
                 f"generated by deliver for {c.deployment}; not touching it"
             )
         annotations = (canary.get("metadata") or {}).get("annotations") or {}
-        if annotations.get(CANARY_WEIGHT) == "0":
+        if annotations.get(CANARY_WEIGHT) == "0" and not any(k in annotations for k in MATCH_KEYS):
             return
+        reset: dict[str, str | None] = {CANARY_WEIGHT: "0", **dict.fromkeys(k for k in MATCH_KEYS if k in annotations)}
         try:
-            c.kube.patch(INGRESSES, c.namespace, self.canary_name, {"metadata": {"annotations": {CANARY_WEIGHT: "0"}}})
+            c.kube.patch(INGRESSES, c.namespace, self.canary_name, {"metadata": {"annotations": reset}})
         except NotFound:
             return
         except KubeError as exc:
             raise RoutingError(f"cannot patch Ingress {c.namespace}/{self.canary_name}: {exc}") from None
+
+    def verify_extras(self) -> bool:
+        canary = self._canary()
+        annotations = ((canary or {}).get("metadata") or {}).get("annotations") or {}
+        return canary is not None and self._ours(canary) and any(k in annotations for k in MATCH_KEYS)

@@ -9,6 +9,8 @@ only their two weights (stable ``100 - w``, canary ``w``). Other backends keep t
 
 from __future__ import annotations
 
+from strategies.model import Affinity, RequestMatch
+
 from ..errors import RoutingError
 from ..kube import TRAFFICSPLITS
 from .base import RouterContext
@@ -58,11 +60,26 @@ class SmiRouter:
             ops.append({"op": "add", "path": base + "/weight", "value": value})
         return ops
 
-    def set_weight(self, weight: int) -> None:
+    def set_weight(
+        self, weight: int, match: RequestMatch | None = None, mirror: int = 0, pin: Affinity | None = None
+    ) -> None:
         c = self.ctx
+        if pin is not None:
+            raise RoutingError(f"deliver has no session affinity through {self.what} (needs gateway-api or istio)")
+        if mirror:
+            raise RoutingError(
+                "an SMI TrafficSplit cannot mirror requests (a `mirror` step needs gateway-api or istio)"
+            )
+        if match is not None:
+            raise RoutingError(
+                "an SMI TrafficSplit has no request matches (deliver.dev/match needs gateway-api, istio or nginx)"
+            )
         guarded_patch(
             c.kube, TRAFFICSPLITS, c.namespace, c.route, self.what, lambda ts: self.patch_ops(ts, weight), self._load
         )
 
     def reset(self) -> None:
         self.set_weight(0)
+
+    def verify_extras(self) -> bool:
+        return False

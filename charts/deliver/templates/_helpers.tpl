@@ -78,6 +78,10 @@ The rules the controller needs on the resources it touches; nothing else. Where 
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
+# exact canary shares read the PodDisruptionBudgets that select the pods (deliver.dev/canary-scale)
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["list"]
 {{- if .Values.routers.gatewayApi }}
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
