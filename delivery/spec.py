@@ -59,8 +59,8 @@ KEYS.update(
         "notify-webhook": "http(s) URLs (comma-separated) sent each phase change as the generic JSON body",
         "notify-slack": "http(s) URLs (comma-separated) sent each phase change as a Slack-compatible body",
         "hook-pre-rollout": "http(s) URL that must answer 2xx before the first step (else no rollout)",
-        "hook-confirm-promotion": "canary: http(s) URL polled before promotion until it answers 2xx",
-        "hook-load-test": "canary: http(s) URL called when each step starts serving its share",
+        "hook-confirm-promotion": "canary, blue-green: http(s) URL polled before promotion (the switch) until 2xx",
+        "hook-load-test": "canary, blue-green: http(s) URL called when each step (the preview) starts being analysed",
         "hook-post-rollout": "http(s) URL called once the delivery ended (promoted, rolled back or aborted)",
         "hook-timeout": "time a hook call may take before it counts as failed (default 10s)",
     }
@@ -301,6 +301,13 @@ def _parse(
         fields["promote_early"] = _bool(PREFIX + "promote-early", v)
 
     hooks = _hooks(strategy, get)
+    manual_switch = strategy is Strategy.BLUE_GREEN and not fields.get("auto_promote", True)
+    if manual_switch and hooks.url(HookKind.CONFIRM_PROMOTION):
+        raise SpecError(
+            PREFIX + "hook-confirm-promotion",
+            'with deliver.dev/auto-promote "false" the switch already waits for `deliver promote` (which passes '
+            "the hook anyway); keep one of the two",
+        )
     if only is None:
         fields["hooks"] = hooks
     for short in ("notify-webhook", "notify-slack"):
@@ -418,15 +425,17 @@ def _in_step_needs_checks(annotations: dict[str, str], checks: tuple[Any, ...]) 
 
 
 def _hooks(strategy: Strategy, get: Callable[[str], str | None]) -> Hooks:
-    """``deliver.dev/hook-*``: one URL per kind; confirm-promotion and load-test are canary's."""
+    """``deliver.dev/hook-*``: one URL per kind; confirm-promotion and load-test are canary's and
+    blue-green's (the strategies that analyse a new version before it takes all traffic)."""
     urls: list[tuple[HookKind, str]] = []
     for kind in HookKind:
         value = get("hook-" + kind.value)
         if value is None:
             continue
         key = PREFIX + "hook-" + kind.value
-        if kind in (HookKind.CONFIRM_PROMOTION, HookKind.LOAD_TEST) and strategy is not Strategy.CANARY:
-            raise SpecError(key, f"only applies to canary, not {strategy.value}")
+        gated = (Strategy.CANARY, Strategy.BLUE_GREEN)
+        if kind in (HookKind.CONFIRM_PROMOTION, HookKind.LOAD_TEST) and strategy not in gated:
+            raise SpecError(key, f"only applies to canary and blue-green, not {strategy.value}")
         urls.append((kind, webhook_url(key, value)))
     timeout = Hooks().timeout
     if (v := get("hook-timeout")) is not None:

@@ -42,6 +42,18 @@ def services(spec: DeliverySpec, stable_hash: str, new_hash: str) -> tuple[Actio
     )
 
 
+def preview(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+    """What keeps the preview step converged: the Deployment paused, the active Service pinned to the
+    stable pods, the new version at full size behind the preview Service. Also what holds the preview
+    while the switch waits for the confirm-promotion hook (``strategies/hooks.py``)."""
+    held: tuple[Action, ...] = () if obs.paused else (SetPaused(True),)
+    return held + (
+        SwitchActive(spec.active_service, state.stable_hash),
+        ScaleNew(obs.replicas),
+        *services(spec, state.stable_hash, state.revision),
+    )
+
+
 class BlueGreenPlanner:
     def native(self) -> bool:
         return False
@@ -60,11 +72,7 @@ class BlueGreenPlanner:
         if state.step <= PREVIEW:
             # The active Service is pinned to the stable pods before the preview pods exist: they carry
             # the same app labels, and a crash between the two writes must not let them take traffic.
-            base += [
-                SwitchActive(spec.active_service, state.stable_hash),
-                ScaleNew(n),
-                *services(spec, state.stable_hash, state.revision),
-            ]
+            base = list(preview(spec, state, obs))
             if state.phase == Phase.PAUSED:
                 if new is not None and new.health.problem(spec.max_restarts):
                     return rollback(

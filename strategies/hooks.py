@@ -6,13 +6,16 @@ answers decide. Pure, like every planner: the engine makes the calls off the rec
   1) until the hook answers. 2xx: the first step starts. Anything else (non-2xx, a timeout, an
   unreachable URL): no rollout, the delivery is rolled back (the template goes back to the stable
   one, the revision is remembered as failed) with a Warning ``HookFailed``.
-* ``load-test``: called when each canary step starts serving its share (again after an extension),
-  so a quiet service gets enough requests for a verdict. The step is not left before it answered
-  2xx; a failure is an inconclusive verdict for the step (``on-inconclusive`` decides).
-* ``confirm-promotion``: when all canary steps passed, promotion waits for it: called, and called
-  again every ``CONFIRM_POLL`` seconds, until it answers 2xx (an external approval). Meanwhile the
-  canary keeps its share and its health checks; ``deliver promote`` promotes, ``deliver abort``
-  rolls back.
+* ``load-test``: called when each canary step starts serving its share, or when a blue-green
+  preview is fully Ready (its analysis compares the preview Service with the active one); again after
+  an extension, so a quiet service gets enough requests for a verdict. The step is not left before it
+  answered 2xx; a failure is an inconclusive verdict for the step (``on-inconclusive`` decides).
+* ``confirm-promotion``: when all canary steps passed, or a blue-green preview passed, promotion (the
+  blue-green switch of the active Service) waits for it: called, and called again every
+  ``CONFIRM_POLL`` seconds, until it answers 2xx (an external approval). Meanwhile the canary keeps
+  its share, the preview its pods (the active Service still selects the stable ones), both their
+  health checks; the record's hold is ``AwaitingConfirmation``. ``deliver promote`` promotes,
+  ``deliver abort`` rolls back.
 * ``post-rollout``: once the delivery ended (Succeeded, RolledBack or Aborted), called once; its
   answer is an Event, it changes nothing.
 
@@ -24,10 +27,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from .bluegreen import PREVIEW
+from .bluegreen import preview as hold_preview
 from .model import (
+    Action,
     CallHook,
     DeliverySpec,
     DeliveryState,
+    HoldReason,
     HookKind,
     HookResult,
     Observation,
@@ -78,6 +85,8 @@ def _call(kind: HookKind, state: DeliveryState, token: str = "") -> CallHook:
 
 def advance(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan:
     """``planner.advance`` with the Deployment's hooks around it (no hooks: exactly that)."""
+    if state.hold is HoldReason.AWAITING_CONFIRMATION:
+        state = state.replace(hold=HoldReason.NONE)  # set again below while promotion still waits
     if not spec.hooks.urls:
         return planner.advance(spec, state, obs)
     gated = _pre_rollout(spec, state, obs, planner)
@@ -86,9 +95,9 @@ def advance(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner:
     state, told = gated
     state, more = _load_test_answered(spec, state, obs)
     nxt = planner.advance(spec, state, obs)
-    nxt = _hold_for_load_test(spec, state, nxt)
+    nxt = _hold_for_load_test(spec, state, obs, nxt)
     nxt = _confirm_promotion(spec, state, obs, nxt)
-    nxt = _call_load_test(spec, nxt)
+    nxt = _call_load_test(spec, obs, nxt)
     return Plan(nxt.state, told + more + nxt.actions, nxt.requeue_after, nxt.paused)
 
 
@@ -125,13 +134,42 @@ def _pre_rollout(
 
 
 def _serving(spec: DeliverySpec, state: DeliveryState) -> bool:
-    """A canary step that serves its share now (its analysis window is running)."""
-    if spec.strategy is not Strategy.CANARY or state.phase is not Phase.PROGRESSING:
+    """A canary step that serves its share now, or a blue-green preview not switched yet (its
+    analysis window is running)."""
+    if state.phase is not Phase.PROGRESSING:
+        return False
+    if spec.strategy is Strategy.BLUE_GREEN:
+        return state.step == PREVIEW and not state.switched
+    if spec.strategy is not Strategy.CANARY:
         return False
     if not 0 <= state.step < len(spec.steps):
         return False
     step = spec.steps[state.step]
     return not step.pause and step.weight < 100 and state.weight == step.weight
+
+
+def _preview_ready(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> bool:
+    """Blue-green: the preview runs at full size, all Ready (something to send the load to). Other
+    strategies: always (a canary's step serves its share once its weight is set)."""
+    if spec.strategy is not Strategy.BLUE_GREEN:
+        return True
+    new = obs.deliver_owned(state.revision)
+    return obs.replicas > 0 and new is not None and new.ready >= obs.replicas
+
+
+def _keep(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+    """What a hold of the hooks keeps converging: a blue-green's preview (the active Service pinned to
+    the stable pods); a canary's last writes stand as they are."""
+    return hold_preview(spec, state, obs) if spec.strategy is Strategy.BLUE_GREEN else ()
+
+
+def _left(state: DeliveryState, nxt: Plan) -> bool:
+    """Whether ``nxt`` leaves the current step: to the next one, to promotion, or to a manual
+    promotion (a blue-green preview without auto-promote pauses at its own step)."""
+    manual = nxt.state.phase is Phase.PAUSED and nxt.state.hold is HoldReason.AWAITING_PROMOTION
+    if manual and nxt.state.step == state.step:
+        return True
+    return nxt.state.step > state.step and nxt.state.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
 
 
 def _load_token(state: DeliveryState) -> str:
@@ -161,23 +199,24 @@ def _load_test_answered(
     return state.replace(hooks=state.hooks + (entry + ":failed",), verdicts=state.verdicts + (verdict,)), (told,)
 
 
-def _hold_for_load_test(spec: DeliverySpec, state: DeliveryState, nxt: Plan) -> Plan:
+def _hold_for_load_test(spec: DeliverySpec, state: DeliveryState, obs: Observation, nxt: Plan) -> Plan:
     """A step whose checks passed is not left before its load-test call answered 2xx."""
     url = spec.hooks.url(HookKind.LOAD_TEST)
     if not url or not _serving(spec, state):
         return nxt
-    moved_on = nxt.state.step > state.step and nxt.state.phase in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING)
     token = _load_token(state)
-    if not moved_on or _entry(HookKind.LOAD_TEST, state.revision, token) in state.hooks:
+    if not _left(state, nxt) or _entry(HookKind.LOAD_TEST, state.revision, token) in state.hooks:
         return nxt
     message = f"step {state.step + 1} passed its checks; waiting for the load-test hook ({origin(url)}) to answer"
-    return Plan(state.replace(message=message), (_call(HookKind.LOAD_TEST, state, token),), RECHECK)
+    call = _call(HookKind.LOAD_TEST, state, token)
+    return Plan(state.replace(message=message), _keep(spec, state, obs) + (call,), RECHECK)
 
 
-def _call_load_test(spec: DeliverySpec, nxt: Plan) -> Plan:
-    """Call the load-test hook for the step that serves its share now (once per step start)."""
+def _call_load_test(spec: DeliverySpec, obs: Observation, nxt: Plan) -> Plan:
+    """Call the load-test hook for the step that serves its share now (once per step start; a
+    blue-green preview once it is all Ready)."""
     url = spec.hooks.url(HookKind.LOAD_TEST)
-    if not url or not _serving(spec, nxt.state):
+    if not url or not _serving(spec, nxt.state) or not _preview_ready(spec, nxt.state, obs):
         return nxt
     token = _load_token(nxt.state)
     entry = _entry(HookKind.LOAD_TEST, nxt.state.revision, token)
@@ -189,28 +228,53 @@ def _call_load_test(spec: DeliverySpec, nxt: Plan) -> Plan:
     return Plan(nxt.state, nxt.actions + (call,), nxt.requeue_after, nxt.paused)
 
 
+def _promotes(spec: DeliverySpec, state: DeliveryState, nxt: Plan) -> bool:
+    """Whether ``nxt`` is the promotion the confirm-promotion hook gates: a canary's move to
+    Promoting; a blue-green's move from the preview to the switch of the active Service."""
+    if state.phase is not Phase.PROGRESSING:
+        return False
+    if spec.strategy is Strategy.BLUE_GREEN:
+        return (
+            state.step == PREVIEW
+            and not state.switched
+            and nxt.state.step > PREVIEW
+            and nxt.state.phase in (Phase.PROGRESSING, Phase.PROMOTING)
+        )
+    return nxt.state.phase is Phase.PROMOTING
+
+
 def _confirm_promotion(spec: DeliverySpec, state: DeliveryState, obs: Observation, nxt: Plan) -> Plan:
-    """Promotion (Progressing -> Promoting) waits until the confirm-promotion hook answers 2xx."""
+    """Promotion (canary: Progressing -> Promoting; blue-green: the switch of the active Service)
+    waits until the confirm-promotion hook answers 2xx."""
     url = spec.hooks.url(HookKind.CONFIRM_PROMOTION)
-    if not url or state.phase is not Phase.PROGRESSING or nxt.state.phase is not Phase.PROMOTING:
+    if not url or not _promotes(spec, state, nxt):
         return nxt
     result = _newest(obs, HookKind.CONFIRM_PROMOTION, state)
     if result is not None and result.ok:
-        told = PostEvent("Normal", R.HOOK_PASSED, f"confirm-promotion hook {origin(url)}: {result.detail}; promoting")
+        then = "switching the active Service" if spec.strategy is Strategy.BLUE_GREEN else "promoting"
+        told = PostEvent("Normal", R.HOOK_PASSED, f"confirm-promotion hook {origin(url)}: {result.detail}; {then}")
         return Plan(nxt.state, (told,) + nxt.actions, nxt.requeue_after, nxt.paused)
-    message = (
-        f"all steps passed; promotion waits for the confirm-promotion hook ({origin(url)}) to answer 2xx "
-        f"(`deliver promote {obs.name}` promotes now, `deliver abort {obs.name}` rolls back)"
-    )
-    held = state.replace(message=message)
+    if spec.strategy is Strategy.BLUE_GREEN:
+        message = (
+            f"preview of revision {state.revision} passed; the switch of the active Service waits for the "
+            f"confirm-promotion hook ({origin(url)}) to answer 2xx (`deliver promote {obs.name}` switches now, "
+            f"`deliver abort {obs.name}` rolls back)"
+        )
+    else:
+        message = (
+            f"all steps passed; promotion waits for the confirm-promotion hook ({origin(url)}) to answer 2xx "
+            f"(`deliver promote {obs.name}` promotes now, `deliver abort {obs.name}` rolls back)"
+        )
+    held = state.replace(message=message, hold=HoldReason.AWAITING_CONFIRMATION)
     told_once = () if state.message == message else (PostEvent("Normal", R.AWAITING_CONFIRMATION, message),)
+    keep = _keep(spec, state, obs)
     if result is None:
-        return Plan(held, told_once + (_call(HookKind.CONFIRM_PROMOTION, state, "0"),), RECHECK)
+        return Plan(held, keep + told_once + (_call(HookKind.CONFIRM_PROMOTION, state, "0"),), RECHECK)
     waited = obs.now - result.at
     if waited >= CONFIRM_POLL:
         again = _call(HookKind.CONFIRM_PROMOTION, state, f"{result.at:.3f}")
-        return Plan(held, told_once + (again,), RECHECK)
-    return Plan(held, told_once, max(0.5, CONFIRM_POLL - waited))
+        return Plan(held, keep + told_once + (again,), RECHECK)
+    return Plan(held, keep + told_once, max(0.5, CONFIRM_POLL - waited))
 
 
 def finished(spec: DeliverySpec, before: DeliveryState, obs: Observation, decided: Plan) -> Plan:

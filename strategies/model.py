@@ -56,12 +56,13 @@ class HoldReason(StrEnum):
     ROUTER_UNAVAILABLE = "RouterUnavailable"  # Progressing: the router is broken; rolled back after the deadline
     PREVIOUSLY_FAILED = "PreviouslyFailed"  # RolledBack/Aborted: the template is the failed revision again
     NO_REPLICAS = "NoReplicas"  # Progressing/Promoting: scaled to zero, no pods to check; goes on when they return
+    AWAITING_CONFIRMATION = "AwaitingConfirmation"  # Progressing: promotion waits for the confirm-promotion hook
 
     def fits(self, phase: Phase) -> bool:
         """Whether this reason can describe a record in ``phase`` (others are stale and dropped)."""
         if self is HoldReason.NONE:
             return True
-        if self is HoldReason.ROUTER_UNAVAILABLE:
+        if self in (HoldReason.ROUTER_UNAVAILABLE, HoldReason.AWAITING_CONFIRMATION):
             return phase is Phase.PROGRESSING
         if self is HoldReason.NO_REPLICAS:
             return phase in (Phase.PROGRESSING, Phase.PROMOTING)
@@ -136,8 +137,8 @@ class HookKind(StrEnum):
     """The webhooks a delivery calls (``deliver.dev/hook-KIND``; strategies/hooks.py decides when)."""
 
     PRE_ROLLOUT = "pre-rollout"  # before the first step: 2xx or no rollout
-    CONFIRM_PROMOTION = "confirm-promotion"  # before promotion (canary): polled until 2xx
-    LOAD_TEST = "load-test"  # at the start of each analysed step (canary): generate traffic
+    CONFIRM_PROMOTION = "confirm-promotion"  # before promotion (canary) or the switch (blue-green): polled until 2xx
+    LOAD_TEST = "load-test"  # at the start of each analysed step (canary) or of the preview (blue-green): traffic
     POST_ROLLOUT = "post-rollout"  # once the delivery finished (promoted, rolled back or aborted)
 
 

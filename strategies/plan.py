@@ -501,6 +501,7 @@ def _operator_request(
             step_started=obs.now,
             analysis_started=obs.now,
             extensions=0,
+            hold=HoldReason.NONE,  # e.g. AwaitingConfirmation: the operator confirmed
             message=f"{request} by an operator",
         )
         if request == "promote-full":
