@@ -19,7 +19,7 @@ import pytest
 
 from delivery import templates
 from delivery.hooks import HookPool
-from delivery.kube import DEPLOYMENTS
+from delivery.kube import DEPLOYMENTS, PODS, SERVICES
 from delivery.spec import problems
 from e2e.receiver import Receiver, Request
 from tests.fixture import NAME, NS, Fixture, template
@@ -41,6 +41,29 @@ def canary(rx: Receiver, **hooks: str) -> Fixture:
     f.given_delivered()
     f.when_annotated(**{f"hook_{k}": rx.url(path) for k, path in hooks.items()})
     return f
+
+
+def bluegreen(rx: Receiver, **hooks: str) -> Fixture:
+    """A blue-green Deployment at rest on v1 (the user's Service NAME is its active Service)."""
+    f = Fixture()
+    f.given_service(NAME)
+    f.given_deployment("blue-green", V1, replicas=2, interval="30s", keep_warm="30s")
+    f.given_delivered()
+    f.when_annotated(**{f"hook_{k}": rx.url(path) for k, path in hooks.items()})
+    return f
+
+
+def active_selects(f: Fixture) -> set[str]:
+    """The images of the pods the active Service (the user's) selects: what takes the traffic."""
+    selector = f.kube.obj(SERVICES, NAME)["spec"]["selector"]
+    return {p["spec"]["containers"][0]["image"] for p in f.kube.find(PODS, NS, {"matchLabels": selector})}
+
+
+def poll(f: Fixture, times: int, seconds: float = 6) -> None:
+    for _ in range(times):
+        f.when_reconciled()
+        f.cluster()
+        f.when_time_passes(seconds)
 
 
 # ------------------------------------------------------------------ pre-rollout
@@ -184,6 +207,7 @@ def test_confirm_promotion_holds_the_promotion_and_is_polled_until_it_answers_2x
     # the hook, the stable ReplicaSet is handed back to the Deployment, so stable capacity is whole
     assert f.serving() == {V1: 3, V2: 1}, "the canary keeps its last share, stable capacity whole"
     assert len(f.events("AwaitingConfirmation")) == 1, "said once"
+    assert record["hold"] == "AwaitingConfirmation", "what the Argo CD health reads (Suspended)"
     assert "Promoting" not in f.reasons()
     calls = rx.at("/confirm")
     assert len(calls) >= 5 and all(c.status == 403 for c in calls)
@@ -209,6 +233,97 @@ def test_an_operator_promote_passes_a_confirm_promotion_hook_that_never_answers(
     f.when_settled()
 
     assert f.record()["phase"] == "Succeeded"
+
+
+def test_a_blue_green_switch_waits_for_confirm_promotion_with_the_active_service_on_stable(rx: Receiver) -> None:
+    f = bluegreen(rx, confirm_promotion="/confirm")
+    approved = {"yes": False}
+    rx.answer("/confirm", lambda r: 200 if approved["yes"] else 403)
+    f.when_template_changes(V2)
+
+    f.when_settled(until=lambda f: len(rx.at("/confirm")) >= 2)
+    poll(f, 5)  # 30 s more: still held
+
+    record = f.record()
+    assert (record["phase"], record["step"], record["hold"]) == ("Progressing", 0, "AwaitingConfirmation")
+    assert not record.get("switched"), "not switched"
+    assert "switch of the active Service waits for the confirm-promotion hook" in record["message"]
+    assert active_selects(f) == {V1}, "the active Service keeps selecting the stable pods"
+    assert f.serving() == {V1: 2, V2: 2}, "the preview stays up at full size"
+    assert "ActiveSwitched" not in f.reasons()
+    assert len(f.events("AwaitingConfirmation")) == 1, "said once"
+    calls = rx.at("/confirm")
+    assert len(calls) >= 5 and all(c.status == 403 for c in calls), "polled"
+    body = calls[0].json()
+    assert (body["hook"], body["strategy"], body["revision"]) == ("confirm-promotion", "blue-green", REV2)
+
+    approved["yes"] = True
+    f.when_settled(until=lambda f: f.record().get("switched", 0) > 0)
+    assert active_selects(f) == {V2}, "switched once the hook answered 2xx"
+    assert "switching the active Service" in f.events("HookPassed")[-1]["message"]
+    assert f.reasons().index("HookPassed") < f.reasons().index("ActiveSwitched")
+    f.when_settled()
+    assert f.record()["phase"] == "Succeeded" and f.record()["hold"] == ""
+
+
+@pytest.mark.parametrize("failure", ["status", "timeout", "unreachable"])
+def test_a_blue_green_confirm_promotion_that_fails_never_switches_and_promote_overrides_it(
+    rx: Receiver, failure: str
+) -> None:
+    from delivery.state import send_request
+
+    f = bluegreen(rx, confirm_promotion="/confirm")
+    f.when_annotated(hook_timeout="200ms")
+    if failure == "status":
+        rx.answer("/confirm", 500)
+    elif failure == "timeout":
+        rx.delay("/confirm", 0.5)
+    else:
+        f.when_annotated(hook_confirm_promotion="http://127.0.0.1:9/confirm")
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: f.record().get("hold") == "AwaitingConfirmation")
+    poll(f, 4)
+
+    assert f.record()["phase"] == "Progressing" and not f.record().get("switched")
+    assert active_selects(f) == {V1}, "a hook that errors or times out is never a pass"
+
+    send_request(f.kube, f.deployment(), "promote")
+    f.when_settled(until=lambda f: f.record().get("switched", 0) > 0)
+    assert active_selects(f) == {V2}, "`deliver promote` switches without the hook"
+    assert f.record()["hold"] == "", "the hold went with the promotion"
+    f.when_settled()
+    assert f.record()["phase"] == "Succeeded" and f.serving() == {V2: 2}
+
+
+def test_deliver_abort_rolls_back_a_blue_green_awaiting_confirmation(rx: Receiver) -> None:
+    from delivery.state import send_request
+
+    f = bluegreen(rx, confirm_promotion="/confirm")
+    rx.answer("/confirm", 403)
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: f.record().get("hold") == "AwaitingConfirmation")
+
+    send_request(f.kube, f.deployment(), "abort")
+    f.when_settled()
+
+    assert (f.record()["phase"], f.record()["hold"]) == ("Aborted", "")
+    assert f.image() == V1 and f.serving() == {V1: 2} and active_selects(f) == {V1}
+
+
+def test_a_crash_looping_preview_awaiting_confirmation_is_rolled_back(rx: Receiver) -> None:
+    f = bluegreen(rx, confirm_promotion="/confirm")
+    rx.answer("/confirm", 403)
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: f.record().get("hold") == "AwaitingConfirmation")
+
+    f.crashing.add(V2)
+    for pod in f.kube.find(PODS, NS, {"matchLabels": {"app": NAME}}):
+        if pod["spec"]["containers"][0]["image"] == V2:
+            f.kube.delete(PODS, NS, pod["metadata"]["name"])  # its pods restart, crash-looping
+    f.when_settled()
+
+    assert f.record()["phase"] == "RolledBack" and "unhealthy" in f.record()["message"]
+    assert active_selects(f) == {V1}
 
 
 # ------------------------------------------------------------------ load-test
@@ -265,6 +380,47 @@ def test_a_step_is_not_left_before_its_load_test_call_answered(rx: Receiver) -> 
     pool.shutdown()
 
 
+def test_a_blue_green_switch_waits_for_the_load_test_call_of_its_preview(rx: Receiver) -> None:
+    f = bluegreen(rx, load_test="/load")
+    pool = HookPool(workers=1)
+    f.reconciler.hook_pool = pool
+    rx.delay("/load", 2.0)  # slow: the preview's checks pass long before it answers
+    f.when_template_changes(V2)
+
+    for _ in range(30):  # 45 s of fake time: the preview's interval (30s) is long over
+        f.when_reconciled()
+        f.cluster()
+        f.when_time_passes(1.5)
+    record = f.record()
+    assert (record["phase"], record["step"]) == ("Progressing", 0), "not switched before the call answered"
+    assert "waiting for the load-test hook" in record["message"]
+    assert active_selects(f) == {V1} and f.serving() == {V1: 2, V2: 2}, "the preview is held, not switched"
+
+    f.when_settled(until=lambda f: f.record()["phase"] == "Succeeded" or bool(time.sleep(0.01)))
+    pool.shutdown()
+    assert f.record()["phase"] == "Succeeded"
+    [call] = rx.at("/load")
+    body = call.json()
+    assert (body["hook"], body["strategy"], body["step"], body["weight"]) == ("load-test", "blue-green", 1, 0)
+    assert f.reasons().index("StepPassed") < f.reasons().index("ActiveSwitched")
+
+
+def test_a_failing_blue_green_load_test_is_no_evidence_and_the_preview_never_passes(rx: Receiver) -> None:
+    f = bluegreen(rx, load_test="/load")
+    preview_at_call: list[int] = []
+    rx.answer("/load", lambda r: (preview_at_call.append(f.serving().get(V2, 0)), 500)[1])
+    f.when_template_changes(V2)
+
+    f.when_settled()
+
+    record = f.record()
+    assert (record["phase"], record["hold"], record["step"]) == ("Paused", "Inconclusive", 0)
+    assert "load-test hook failed: HTTP 500" in record["message"]
+    assert "StepPassed" not in f.reasons() and "ActiveSwitched" not in f.reasons()
+    assert active_selects(f) == {V1}
+    assert preview_at_call == [2], "called once, when the preview ran at full size"
+
+
 # ------------------------------------------------------------------ post-rollout
 
 
@@ -306,7 +462,7 @@ def test_a_failing_post_rollout_after_a_rollback_is_a_warning_and_changes_nothin
         ("canary", "hook-load-test", "file:///etc/passwd", "not an http"),
         ("canary", "hook-post-rollout", "https://u:p@example.com/x", "credentials"),
         ("rolling", "hook-confirm-promotion", "https://example.com/ok", "only applies to canary"),
-        ("blue-green", "hook-load-test", "https://example.com/ok", "only applies to canary"),
+        ("recreate", "hook-load-test", "https://example.com/ok", "only applies to canary and blue-green"),
         ("canary", "hook-timeout", "forever", "not a duration"),
     ],
 )
@@ -317,6 +473,18 @@ def test_bad_hook_annotations_are_invalid(strategy: str, key: str, value: str, n
     }
     found = problems(d)
     assert [e.key for e in found] == [f"deliver.dev/{key}"] and needle in str(found[0])
+
+
+def test_blue_green_takes_both_gating_hooks_but_not_confirm_promotion_without_auto_promote() -> None:
+    def found(**annotations: str) -> list[str]:
+        keys = {"deliver.dev/strategy": "blue-green", **{f"deliver.dev/{k}": v for k, v in annotations.items()}}
+        d = {"metadata": {"name": "web", "annotations": keys}, "spec": {"selector": {"matchLabels": {"app": "web"}}}}
+        return [str(e) for e in problems(d)]
+
+    url = "https://example.com/ok"
+    assert found(**{"hook-confirm-promotion": url, "hook-load-test": url}) == []
+    [problem] = found(**{"hook-confirm-promotion": url, "auto-promote": "false"})
+    assert "deliver.dev/hook-confirm-promotion" in problem and "deliver promote" in problem
 
 
 def test_a_bad_hook_url_takes_no_action_and_warns(rx: Receiver) -> None:
