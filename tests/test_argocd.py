@@ -103,8 +103,22 @@ def test_every_phase_and_hold(lua: ArgoLua, phase: Phase) -> None:
         st = DeliveryState(phase=phase, strategy="canary", hold=hold, step=1, weight=50, message="m")
         status, message = lua.health(managed(st))
         expected = "Degraded" if phase is Phase.PAUSED and hold is HoldReason.FAILED else EXPECTED[phase]
+        if phase is Phase.PROGRESSING and hold is HoldReason.AWAITING_CONFIRMATION:
+            expected = "Suspended"  # an external approval gate (the confirm-promotion hook)
         assert status == expected, (phase, hold, message)
         assert message.startswith(f"deliver canary: {phase.value}") and message.endswith(": m")
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blue-green"])
+def test_a_delivery_awaiting_its_confirm_promotion_hook_reads_suspended(lua: ArgoLua, strategy: str) -> None:
+    waiting = "promotion waits for the confirm-promotion hook (https://approvals.example.com/web) to answer 2xx"
+    st = DeliveryState(
+        phase=Phase.PROGRESSING, strategy=strategy, hold=HoldReason.AWAITING_CONFIRMATION, message=waiting
+    )
+    status, message = lua.health(managed(st, **{"deliver.dev/strategy": strategy}))
+    assert status == "Suspended" and message.endswith(waiting), message
+    moving = DeliveryState(phase=Phase.PROGRESSING, strategy=strategy, message="the switch goes on")
+    assert lua.health(managed(moving, **{"deliver.dev/strategy": strategy}))[0] == "Progressing", "only the hold makes it Suspended"
 
 
 @pytest.mark.parametrize("phase", list(Phase))

@@ -9,6 +9,7 @@
 -- deliver's record (annotation deliver.dev/state) instead:
 --   Idle, Succeeded                  Healthy (Progressing while its pods are not all updated and available)
 --   Progressing, Promoting, RollingBack  Progressing
+--   Progressing held for the confirm-promotion hook (hold AwaitingConfirmation; canary or blue-green)  Suspended
 --   Paused (a manual gate, an operator's pause, an inconclusive analysis)  Suspended
 --   Paused after a failed step (auto-rollback off), RolledBack, Aborted    Degraded
 --   an invalid deliver.dev/strategy or deliver.dev/steps, an unreadable record  Degraded
@@ -98,6 +99,10 @@ if phase == "Idle" or phase == "Succeeded" then
   local status, message = builtin(obj, true)
   hs.status = status
   hs.message = status == "Healthy" and summary or summary .. "; " .. message
+elseif phase == "Progressing" and hold == "AwaitingConfirmation" then
+  -- an external approval gate (the confirm-promotion hook): waiting on someone, like a manual gate
+  hs.status = "Suspended"
+  hs.message = summary
 elseif phase == "Progressing" or phase == "Promoting" or phase == "RollingBack" then
   hs.status = "Progressing"
   hs.message = summary
