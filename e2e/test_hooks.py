@@ -6,6 +6,9 @@
   before any pod of the new version exists; promotion waits for the confirm-promotion hook (polled,
   403 until approved) while the canary keeps its share; once approved it is promoted and the
   post-rollout hook hears about it.
+* ``test_a_blue_green_switch_waits_for_its_confirm_promotion_hook``: the preview is up and passed,
+  the active Service keeps selecting the stable pods while the hook answers 403; once it answers
+  200 the active Service is switched and the delivery succeeds.
 * ``test_a_load_test_hook_turns_an_inconclusive_canary_into_a_verdict``: a real app behind Envoy
   with no traffic: the canary's analysis is inconclusive (rolled back, on-inconclusive rollback).
   With a load-test hook whose server drives real requests through Envoy when called, the next
@@ -22,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from delivery.kube import HTTPROUTES
+from delivery import templates
+from delivery.kube import HTTPROUTES, SERVICES
 from delivery.kube import KubeClient as JsonKube
 from e2e import crds
 from e2e.conftest import RunningCluster
@@ -37,6 +41,7 @@ from e2e.helpers import (
     describe,
     events,
     image,
+    make_deployment,
     phase,
     set_image,
     state,
@@ -133,6 +138,49 @@ def test_pre_rollout_confirm_promotion_and_post_rollout_around_a_canary(
     assert (post["hook"], post["phase"], post["deployment"]) == ("post-rollout", "Succeeded", "web")
     wait_for(lambda: len(events(jk, namespace, "HookPassed")) == 3, 10, "pre, confirm and post HookPassed")
     assert len(events(jk, namespace, "AwaitingConfirmation")) == 1
+
+
+def test_a_blue_green_switch_waits_for_its_confirm_promotion_hook(
+    kube: Kube, jk: JsonKube, namespace: str, controller: ControllerProcess, rx: Receiver
+) -> None:
+    approved = threading.Event()
+    rx.answer("/confirm", lambda r: 200 if approved.is_set() else 403)
+    annotations = {
+        "deliver.dev/strategy": "blue-green",
+        "deliver.dev/interval": "2s",
+        "deliver.dev/keep-warm": "2s",
+        "deliver.dev/hook-confirm-promotion": rx.url("/confirm"),
+    }
+    kube.apps.create_namespaced_deployment(
+        namespace, make_deployment("web", replicas=2, image="example.com/web:v1", annotations=annotations)
+    )
+    stable = wait_stable(jk, namespace, "web", controller)["stableHash"]
+    set_image(kube.apps, namespace, "web", "example.com/web:v2")
+
+    wait_for(
+        lambda: events(jk, namespace, "AwaitingConfirmation"),
+        60,
+        "AwaitingConfirmation",
+        describe=describe(jk, namespace),
+    )
+
+    def active() -> str:
+        return str(jk.get(SERVICES, namespace, "web")["spec"]["selector"].get(templates.HASH_LABEL, ""))
+
+    def held() -> bool:
+        record = state(jk, namespace)
+        return record["phase"] == "Progressing" and record["hold"] == "AwaitingConfirmation" and not record["switched"]
+
+    stays(lambda: held() and active() == stable, 6, "the switch held, the active Service on the stable pods")
+    assert len(rx.at("/confirm")) >= 2, "polled"
+    assert rx.at("/confirm")[0].json()["strategy"] == "blue-green"
+
+    approved.set()
+    final = wait_ended(jk, namespace, "web", 60, controller, ends=("Succeeded", "RolledBack"))
+    assert final["phase"] == "Succeeded", final["message"]
+    assert active() == final["stableHash"] != stable, "switched to the new version once the hook answered 2xx"
+    assert len(events(jk, namespace, "AwaitingConfirmation")) == 1
+    assert "switching the active Service" in events(jk, namespace, "HookPassed")[0]["message"]
 
 
 # ---------------------------------------------------------------------------- load-test through Envoy

@@ -115,10 +115,11 @@ def test_a_delivery_awaiting_its_confirm_promotion_hook_reads_suspended(lua: Arg
     st = DeliveryState(
         phase=Phase.PROGRESSING, strategy=strategy, hold=HoldReason.AWAITING_CONFIRMATION, message=waiting
     )
-    status, message = lua.health(managed(st, **{"deliver.dev/strategy": strategy}))
+    declared = {"deliver.dev/strategy": strategy}
+    status, message = lua.health(managed(st, **declared))
     assert status == "Suspended" and message.endswith(waiting), message
     moving = DeliveryState(phase=Phase.PROGRESSING, strategy=strategy, message="the switch goes on")
-    assert lua.health(managed(moving, **{"deliver.dev/strategy": strategy}))[0] == "Progressing", "only the hold makes it Suspended"
+    assert lua.health(managed(moving, **declared))[0] == "Progressing", "only the hold makes it Suspended"
 
 
 @pytest.mark.parametrize("phase", list(Phase))
