@@ -428,10 +428,19 @@ def latency_core(
     with ``windows=True``.
 
     Two anytime-valid exceedance tests, each failing at alpha/2: of the pooled median (a shift of
-    the whole distribution) and of the pooled ``quantile`` (a tail-only regression); thresholds
-    come from all windows of both arms together (label-blind), exceedances are counted per window
-    and judged stratified.  Fails when either rejects; passes with enough data and both effects
-    bounded within ``max_effect`` (each at pass_alpha: a pass needs both, so no split is needed).
+    the whole distribution) and of the pooled ``quantile`` (a tail-only regression); exceedances
+    are counted per window and judged stratified.  Fails when either rejects; passes with enough
+    data and both effects bounded within ``max_effect`` (each at pass_alpha: a pass needs both, so
+    no split is needed).
+
+    Thresholds are label-blind (both arms pooled).  One window (``windows=False``) is judged
+    against its own pooled quantiles: valid for that one look.  A sequence of windows
+    (``windows=True``) is a stream looked at again and again as it grows, so each window's
+    threshold comes from the windows **before** it only (the first window sets the first
+    threshold and is not tested): a window's threshold never changes once the window exists, so
+    the product over windows stays one e-process across looks (a threshold re-picked from all
+    the data at every look would make each look a different test, and Ville's bound would no
+    longer cover the sequence of looks).
     """
     hc, hb = np.broadcast_arrays(_f(hc), _f(hb))
     bounds = _f(bounds)
@@ -446,14 +455,20 @@ def latency_core(
     cc, cb = np.cumsum(hc, axis=-1), np.cumsum(hb, axis=-1)
     out: Columns = {"n_canary": nc, "n_baseline": nb, "invalid": invalid}
     codes = []
+    if windows:  # each window's thresholds from the windows before it (predictable)
+        past_c, past_b = np.cumsum(hc, axis=-2) - hc, np.cumsum(hb, axis=-2) - hb
+    else:  # one window: its own pooled data
+        past_c, past_b = hc, hb
     for tag, q in (("median", 0.5), ("tail", quantile)):
-        idx = pooled_threshold_index(hc.sum(axis=-2), hb.sum(axis=-2), bounds, q)
-        safe = np.broadcast_to(np.maximum(idx, 0)[..., None, None], (*ncw.shape, 1))
-        xc = ncw - np.take_along_axis(cc, safe, axis=-1)[..., 0]
-        xb = nbw - np.take_along_axis(cb, safe, axis=-1)[..., 0]
+        idx_w = pooled_threshold_index(past_c, past_b, bounds, q)  # (..., W); -1: no threshold yet
+        tested = idx_w >= 0
+        safe = np.maximum(idx_w, 0)[..., None]
+        xc = np.where(tested, ncw - np.take_along_axis(cc, safe, axis=-1)[..., 0], 0.0)
+        xb = np.where(tested, nbw - np.take_along_axis(cb, safe, axis=-1)[..., 0], 0.0)
         pa = alpha if pass_alpha is None else pass_alpha
         r = stratified_test(xc, ncw, xb, nbw, alpha / 2.0, direction, max_effect, pa, with_bound)
-        ok = idx >= 0
+        ok = tested.any(axis=-1)
+        idx = idx_w[..., -1]  # the newest window's threshold (reported)
         code = np.where(
             ok & r["reject"],
             FAIL_CODE,
@@ -714,6 +729,14 @@ def _sample_windows(name: str, values: ArrayLike | Sequence[ArrayLike]) -> tuple
     return wins, ""
 
 
+def _one_window(values: object) -> bool:
+    """Raw latency samples given as one flat array (one window), not as per-window arrays."""
+    try:
+        return bool(np.ndim(values) == 1)  # type: ignore[arg-type]
+    except ValueError:  # ragged per-window arrays
+        return False
+
+
 def judge_latency(
     canary: ArrayLike,
     baseline: ArrayLike,
@@ -732,8 +755,11 @@ def judge_latency(
     Samples: one array (one window), or a list of per-window arrays / a 2-D array (one row per
     window).  Bucket counts are per bucket, or Prometheus-style cumulative (``le``) with
     ``cumulative=True``; a 2-D array is a list of per-window histograms.  Windows are judged
-    stratified; both arms need the same number of windows.  With samples the thresholds are the
-    exact pooled quantiles; with buckets they are the bucket bounds nearest to them.
+    stratified; both arms need the same number of windows.  One window is judged against its own
+    pooled quantiles; a sequence of windows is a stream that may be judged again as it grows, so
+    each window is judged against the pooled quantiles of the windows before it and the first
+    window only sets them (:func:`latency_core`).  With samples the thresholds are the exact
+    quantiles; with buckets they are the bucket bounds nearest to them.
     """
     check_parameters(
         alpha=alpha,
@@ -758,8 +784,12 @@ def judge_latency(
         if nc_ == 0 or nb_ == 0:
             return _inconclusive(f"no latency samples from {'canary' if nc_ == 0 else 'baseline'}", nc_, nb_)
         pooled = np.concatenate([*cw, *bw])
-        edges = np.unique(np.quantile(pooled, [0.5, quantile], method="lower"))
-        edges = np.append(edges, np.inf)
+        single = _one_window(canary) and _one_window(baseline)
+        if single:  # the exact pooled quantiles
+            edges = np.unique(np.quantile(pooled, [0.5, quantile], method="lower"))
+        else:  # every value a bound: each window's threshold is the exact quantile of the windows before it
+            edges = np.unique(pooled)
+        edges = np.append(edges[np.isfinite(edges)], np.inf)
         bins = np.concatenate([[-np.inf], edges])
         hc = np.array([np.histogram(w, bins=bins)[0] for w in cw], dtype=np.float64)
         hb = np.array([np.histogram(w, bins=bins)[0] for w in bw], dtype=np.float64)
@@ -784,6 +814,7 @@ def judge_latency(
                 hb_.sum(),
             )
         hc, hb = hc_, hb_
+        single = np.ndim(canary) == 1 and np.ndim(baseline) == 1
         if not np.isinf(bnd[-1]):  # observations above the last bound are not in the histogram
             bnd = np.append(bnd, np.inf)
             hc = np.concatenate([hc, np.zeros((hc.shape[0], 1))], axis=1)
@@ -792,16 +823,26 @@ def judge_latency(
     if nc == 0 or nb == 0:
         arm = "canary and baseline" if nc == nb == 0 else ("canary" if nc == 0 else "baseline")
         return _inconclusive(f"no latency observations from {arm}", nc, nb)
-    r = latency_core(
-        hc, hb, bnd, alpha, direction, max_effect, int(min_samples), quantile, pass_alpha=pass_alpha, windows=True
-    )
+    if single:  # one window: judged against its own pooled quantiles
+        r = latency_core(
+            hc[0], hb[0], bnd, alpha, direction, max_effect, int(min_samples), quantile, pass_alpha=pass_alpha
+        )
+    else:  # a stream of windows: each against the quantiles of the windows before it
+        r = latency_core(
+            hc, hb, bnd, alpha, direction, max_effect, int(min_samples), quantile, pass_alpha=pass_alpha, windows=True
+        )
     code = int(r["code"])
     parts = []
     for tag in ("median", "tail"):
         idx = int(r[f"{tag}_index"])
         label = "p50" if tag == "median" else f"p{100 * quantile:g}"
         if idx < 0:
-            parts.append(f"{label}: no bucket bound splits the data")
+            why = (
+                "no bucket bound splits the data"
+                if single or hc.shape[0] > 1
+                else "the first window sets the threshold"
+            )
+            parts.append(f"{label}: {why}")
             continue
         bound = float(r[f"{tag}_bound"])
         head = (
