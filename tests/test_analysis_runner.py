@@ -200,8 +200,8 @@ def test_latency_series_without_le_is_inconclusive() -> None:
 
 
 def test_family_wise_alpha_is_split_across_checks() -> None:
-    # e ≈ 30: above 1/0.05 = 20 (one check) but below 2/0.05 = 40 (two checks)
-    data = {"canary": {"total": 4000, "errors": 42}, "baseline": {"total": 4000, "errors": 20}}
+    # e ≈ 25: above 1/0.05 = 20 (one check) but below 2/0.05 = 40 (two checks)
+    data = {"canary": {"total": 4000, "errors": 43}, "baseline": {"total": 4000, "errors": 20}}
     one = Analyser(Fake(counts(data))).run(ERRORS, TARGET, 0, 600).checks[0]
     assert one.e_value is not None and 20 <= one.e_value < 40, one.e_value
     assert one.outcome == "fail"

@@ -61,10 +61,26 @@ CONCENTRATION = 10.0
 # ~0.5 point more at a 20 % share but rolls back 1.2-1.5 % of healthy canaries (the target is
 # <= 1 %); wider or more distant priors lose detection.  Either way the test stays within ~4
 # points of one that knows the true ratio (benchmarks/analysis.py prints that bound).
+#
+# A second component (issue 17) spends a quarter of the evidence on large regressions: a normal
+# on log r centred on a tenfold rate (sd 1.0, grid 2x .. 1000x).  A mixture of e-processes is an
+# e-process, so this is the same as running a large-effect test at alpha/4 beside the modest-effect
+# one at 3 alpha/4: a canary failing 5 % instead of 0.5 % is caught at the first look far more
+# often (benchmarks/failfast.py: 5.7-6x fewer bad requests than Argo-style instead of 5.0x), at
+# the price of ~1 point of detection of a doubled rate at a 20 % share (benchmarks/analysis.py).
 FAIL_WIDTH = 0.7
-_FAIL_OFFSETS = np.linspace(math.log(1.05), math.log(10.0), 40)
-_FAIL_LOG_W = -0.5 * (_FAIL_OFFSETS / FAIL_WIDTH) ** 2
-_FAIL_LOG_W = _FAIL_LOG_W - special.logsumexp(_FAIL_LOG_W)
+FAIL_LARGE_WEIGHT, FAIL_LARGE_CENTRE, FAIL_LARGE_WIDTH = 0.25, 10.0, 1.0
+_SMALL_OFFSETS = np.linspace(math.log(1.05), math.log(10.0), 40)
+_LARGE_OFFSETS = np.linspace(math.log(2.0), math.log(1000.0), 30)
+_SMALL_LOG_W = -0.5 * (_SMALL_OFFSETS / FAIL_WIDTH) ** 2
+_LARGE_LOG_W = -0.5 * ((_LARGE_OFFSETS - math.log(FAIL_LARGE_CENTRE)) / FAIL_LARGE_WIDTH) ** 2
+_FAIL_OFFSETS = np.concatenate([_SMALL_OFFSETS, _LARGE_OFFSETS])
+_FAIL_LOG_W = np.concatenate(
+    [
+        math.log1p(-FAIL_LARGE_WEIGHT) + _SMALL_LOG_W - special.logsumexp(_SMALL_LOG_W),
+        math.log(FAIL_LARGE_WEIGHT) + _LARGE_LOG_W - special.logsumexp(_LARGE_LOG_W),
+    ]
+)
 # The pass test's alternatives, as multiples u of the tolerated log ratio below the tested one:
 # u = 1 is a canary exactly as good as the baseline; a normal weight (sd 0.35) around it.
 _PASS_UNITS = np.linspace(0.2, 2.0, 19)
