@@ -156,16 +156,43 @@ def _window(cum: np.ndarray, start: np.ndarray, end: int) -> np.ndarray:
     return out
 
 
+MAX_WINDOWS = HORIZON // PER_WINDOW + 1
+
+
+def _windows(cum: np.ndarray, start: np.ndarray, end: int) -> np.ndarray:
+    """Per-window sums over [start, end) as the engine cuts them (delivery/analysis/runner.py:
+    windows of PER_WINDOW ticks anchored at the start, the last one partial), padded with empty
+    windows to MAX_WINDOWS: (reps, MAX_WINDOWS, ...) from cumulative sums with a leading zero."""
+    reps = cum.shape[0]
+    lo = start[:, None] + PER_WINDOW * np.arange(MAX_WINDOWS)[None, :]  # (reps, windows)
+    hi = np.minimum(lo + PER_WINDOW, end)
+    lo = np.minimum(lo, end)
+    rows = np.arange(reps)[:, None]
+    out: np.ndarray = cum[rows, hi] - cum[rows, lo]
+    return out
+
+
 def deliver_codes(s: Streams) -> Callable[[np.ndarray, int], np.ndarray]:
-    """code(start ticks per rep, end tick) of deliver's judge on the cumulative window [start, end)."""
+    """code(start ticks per rep, end tick) of deliver's judge on the window [start, end), cut into
+    1-minute windows and judged stratified as the engine does."""
     if s.errors is not None:
         xc, xb, per_tick = s.errors
         cxc = np.concatenate([np.zeros((xc.shape[0], 1)), np.cumsum(xc, 1)], 1)
         cxb = np.concatenate([np.zeros((xb.shape[0], 1)), np.cumsum(xb, 1)], 1)
+        cn = np.broadcast_to(np.arange(HORIZON + 1, dtype=np.float64) * per_tick, cxc.shape)
 
         def judge_errors(start: np.ndarray, end: int) -> np.ndarray:
-            n = (end - np.minimum(start, end)).astype(np.float64) * per_tick
-            r = errors_core(_window(cxc, start, end), n, _window(cxb, start, end), n, ALPHA / FAMILY)
+            n = _windows(cn, start, end)
+            r = errors_core(
+                _windows(cxc, start, end),
+                n,
+                _windows(cxb, start, end),
+                n,
+                ALPHA / FAMILY,
+                pass_alpha=ALPHA,
+                windows=True,
+                with_bound=False,
+            )
             return np.asarray(r["code"])
 
         return judge_errors
@@ -175,7 +202,15 @@ def deliver_codes(s: Streams) -> Callable[[np.ndarray, int], np.ndarray]:
     chc, chb = np.concatenate([zero, np.cumsum(hc, 1)], 1), np.concatenate([zero, np.cumsum(hb, 1)], 1)
 
     def judge_latency(start: np.ndarray, end: int) -> np.ndarray:
-        r = latency_core(_window(chc, start, end), _window(chb, start, end), BOUNDS, ALPHA / FAMILY)
+        r = latency_core(
+            _windows(chc, start, end),
+            _windows(chb, start, end),
+            BOUNDS,
+            ALPHA / FAMILY,
+            pass_alpha=ALPHA,
+            windows=True,
+            with_bound=False,
+        )
         return np.asarray(r["code"])
 
     return judge_latency
