@@ -288,6 +288,61 @@ def decide(s: Streams) -> dict[str, np.ndarray]:
     }
 
 
+# --------------------------------------------------------------------------- information bound
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The fewest bad requests a test with <= 1 % false rollbacks can be expected to serve."""
+
+    scenario: str
+    requests_per_window: int
+    ratio: float  # the canary's error rate / the baseline's
+    threshold: float  # log LR at which the oracle rolls back (1 % of A/A runs cross it in the horizon)
+    mean_bad_requests: float  # the oracle's, under the regression
+    floor_bad_requests: float  # the first look that has any data: LAG + 1 ticks of the canary's errors
+
+
+def oracle_bounds(reps: int, seed: int, traffics: tuple[int, ...] = (1000, 200)) -> list[Bound]:
+    """An oracle that knows the true rate ratio r: the likelihood ratio of r against 1 of the
+    canary's share of all errors (given each tick's errors, as deliver's test; equal traffic), looked
+    at every tick (every scrape: no look can see more), one test over the whole 30-minute horizon
+    (no fresh start per step), rolling back when it crosses the threshold that exactly 1 % of
+    healthy canaries cross within the horizon (calibrated on simulated A/A runs).  The one-sided
+    likelihood-ratio test of the true effect is the fastest to reach a given evidence on average
+    (Wald), so no rule with <= 1 % false rollbacks can be expected to serve clearly fewer bad
+    requests on these data than this oracle."""
+    out = []
+    for traffic in traffics:
+        per_tick = traffic // PER_WINDOW
+        rng = np.random.default_rng([seed, traffic, 1717])
+        n = max(4 * reps, 20000)
+        null = error_streams(rng, n, per_tick, 0.005, 0.005).errors
+        assert null is not None
+        for name in SCENARIO_NAMES:
+            if not name.startswith("errors") or not REGRESSION[name]:
+                continue
+            rate_c, rate_b = _rates(name)
+            r = rate_c / rate_b
+
+            def loglik(xc: np.ndarray, xb: np.ndarray, r: float = r) -> np.ndarray:
+                # data through tick k is seen at the look of tick k + 1 + LAG; the last look is HORIZON
+                cum = np.cumsum(xc * math.log(r) - (xc + xb) * math.log((1 + r) / 2), axis=1)
+                return np.asarray(cum[:, : HORIZON - LAG])
+
+            threshold = float(np.quantile(loglik(null[0], null[1]).max(axis=1), 0.99))
+            bad = error_streams(rng, n, per_tick, rate_c, rate_b).errors
+            assert bad is not None
+            crossed = loglik(bad[0], bad[1]) >= threshold
+            k = np.where(crossed.any(axis=1), crossed.argmax(axis=1), HORIZON)  # last tick of data seen
+            tick = np.minimum(k + 1 + LAG, HORIZON)  # the rollback's tick: the canary served ticks [0, tick)
+            cum_bad = np.concatenate([np.zeros((n, 1)), np.cumsum(bad[0], axis=1)], axis=1)
+            served = cum_bad[np.arange(n), tick]
+            floor = (LAG + 1) * per_tick * rate_c
+            out.append(Bound(name, traffic, r, threshold, float(served.mean()), floor))
+    return out
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -344,10 +399,12 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def targets(rows: list[Row]) -> list[str]:
+def targets(rows: list[Row], bounds: list[Bound] | None = None) -> list[str]:
     """The issue's goals, each with met / MISSED: continuous serves >= 5x fewer bad requests than
-    Argo-style on the error regressions; its false rollbacks <= 1 %."""
+    Argo-style on the error regressions; its false rollbacks <= 1 %.  A missed ratio says what the
+    information bound allows (the oracle of :func:`oracle_bounds`)."""
     by = {(r.scenario, r.requests_per_window, r.rule): r for r in rows}
+    bound = {(b.scenario, b.requests_per_window): b for b in bounds or ()}
     out = []
     for (scenario, traffic, rule), r in sorted(by.items()):
         if rule != "deliver continuous":
@@ -356,7 +413,8 @@ def targets(rows: list[Row]) -> list[str]:
             ok = r.rollback_rate <= 0.01
             out.append(
                 f"[{'met' if ok else 'MISSED'}] {traffic}/window {scenario}: deliver continuous false rollbacks "
-                f"{100 * r.rollback_rate:.2f}% <= 1%"
+                f"{100 * r.rollback_rate:.2f}% (95% {100 * r.wilson_low:.1f}-{100 * r.wilson_high:.1f}%, "
+                f"{r.reps} runs) <= 1%"
             )
         elif scenario.startswith("errors"):
             argo = by[(scenario, traffic, "argo")]
@@ -364,12 +422,36 @@ def targets(rows: list[Row]) -> list[str]:
             # Argo's threshold also rolls back healthy canaries: say how often, beside its bad requests
             aa = by.get(("errors A/A 0.5% vs 0.5%", traffic, "argo"))
             noisy = f"; argo rolls back {100 * aa.rollback_rate:.0f}% of healthy canaries here" if aa else ""
+            why = ""
+            b = bound.get((scenario, traffic))
+            if b is not None and ratio < 5:
+                best = argo.mean_bad_requests / max(b.mean_bad_requests, 1e-9)
+                why = (
+                    f"; information bound: an oracle that knows the effect, looking at every scrape with "
+                    f"<= 1% false rollbacks, serves {b.mean_bad_requests:,.1f}, at most {best:.1f}x fewer than argo"
+                    + (": 5x is not reachable on these data" if best < 5 else "")
+                )
             out.append(
                 f"[{'met' if ratio >= 5 else 'MISSED'}] {traffic}/window {scenario}: deliver continuous serves "
-                f"{ratio:.1f}x fewer bad requests than argo (mean {r.mean_bad_requests:,.0f} vs "
-                f"{argo.mean_bad_requests:,.0f}) >= 5x{noisy}"
+                f"{ratio:.2f}x fewer bad requests than argo (mean {r.mean_bad_requests:,.1f} vs "
+                f"{argo.mean_bad_requests:,.1f}) >= 5x{noisy}{why}"
             )
     return out
+
+
+def bounds_table(bounds: list[Bound]) -> str:
+    lines = [
+        "Information bound of the error regressions (oracle: knows the rate ratio, looks at every scrape, "
+        "1% false rollbacks in 30 minutes):",
+        "| scenario | req/arm/window | rate ratio | oracle: bad requests served (mean) | floor: first look with data |",
+        "|---|---|---|---|---|",
+    ]
+    for b in bounds:
+        lines.append(
+            f"| {b.scenario} | {b.requests_per_window} | {b.ratio:g} | {b.mean_bad_requests:,.1f} "
+            f"| {b.floor_bad_requests:,.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,14 +466,23 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--reps must be at least 1")
     t0 = time.monotonic()
     rows = run(reps, args.seed)
+    bounds = oracle_bounds(reps, args.seed)
     elapsed = time.monotonic() - t0
     print(table(rows))
     print()
-    goals = targets(rows)
+    print(bounds_table(bounds))
+    print()
+    goals = targets(rows, bounds)
     print("\n".join(goals))
     print(f"\n{reps} repetitions per scenario, seed {args.seed}, {elapsed:.0f}s")
     if args.json:
-        payload = {"reps": reps, "seed": args.seed, "rows": [asdict(r) for r in rows], "targets": goals}
+        payload = {
+            "reps": reps,
+            "seed": args.seed,
+            "rows": [asdict(r) for r in rows],
+            "bounds": [asdict(b) for b in bounds],
+            "targets": goals,
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2))
     return 0
 
