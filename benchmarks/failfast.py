@@ -104,6 +104,7 @@ class Streams:
     bad: np.ndarray  # (reps, HORIZON) the canary's bad requests per tick
     errors: tuple[np.ndarray, np.ndarray, int] | None = None  # canary errors, baseline errors, requests/tick
     latency: tuple[np.ndarray, np.ndarray] | None = None  # (reps, HORIZON, B) bucket counts per tick
+    before: np.ndarray | None = None  # latency: (reps, PER_WINDOW, B) the baseline's minute before tick 0
 
 
 def error_streams(rng: np.random.Generator, reps: int, per_tick: int, rate_c: float, rate_b: float) -> Streams:
@@ -113,11 +114,12 @@ def error_streams(rng: np.random.Generator, reps: int, per_tick: int, rate_c: fl
 
 
 def latency_streams(rng: np.random.Generator, reps: int, per_tick: int, shape: str) -> Streams:
-    parts = [latency_stream(rng, reps, per_tick, shape) for _ in range(math.ceil(HORIZON / GENERATED_TICKS))]
-    hc = np.concatenate([p[0] for p in parts], axis=1)[:, :HORIZON]
-    hb = np.concatenate([p[1] for p in parts], axis=1)[:, :HORIZON]
+    ticks = HORIZON + PER_WINDOW  # and the baseline's minute before the delivery
+    parts = [latency_stream(rng, reps, per_tick, shape) for _ in range(math.ceil(ticks / GENERATED_TICKS))]
+    hc = np.concatenate([p[0] for p in parts], axis=1)[:, PER_WINDOW:ticks]
+    hb = np.concatenate([p[1] for p in parts], axis=1)[:, :ticks]
     slow = BOUNDS > P99_STABLE  # buckets wholly above the stable p99 (bounds are ~5 % apart)
-    return Streams(bad=hc[..., slow].sum(axis=-1), latency=(hc, hb))
+    return Streams(bad=hc[..., slow].sum(axis=-1), latency=(hc, hb[:, PER_WINDOW:]), before=hb[:, :PER_WINDOW])
 
 
 def _rates(name: str) -> tuple[float, float]:
@@ -201,7 +203,14 @@ def deliver_codes(s: Streams) -> Callable[[np.ndarray, int], np.ndarray]:
     zero = np.zeros((hc.shape[0], 1, hc.shape[2]))
     chc, chb = np.concatenate([zero, np.cumsum(hc, 1)], 1), np.concatenate([zero, np.cumsum(hb, 1)], 1)
 
+    # the baseline's minute before each step's window seeds its latency thresholds (the engine's
+    # prior query): ticks [start - PER_WINDOW, start), the minute before the delivery for start 0
+    assert s.before is not None
+    chb_ext = np.concatenate([zero, np.cumsum(np.concatenate([s.before, hb], 1), 1)], 1)
+
     def judge_latency(start: np.ndarray, end: int) -> np.ndarray:
+        rows = np.arange(hc.shape[0])
+        prior = chb_ext[rows, start + PER_WINDOW] - chb_ext[rows, start]
         r = latency_core(
             _windows(chc, start, end),
             _windows(chb, start, end),
@@ -210,6 +219,7 @@ def deliver_codes(s: Streams) -> Callable[[np.ndarray, int], np.ndarray]:
             pass_alpha=ALPHA,
             windows=True,
             with_bound=False,
+            prior=prior,
         )
         return np.asarray(r["code"])
 

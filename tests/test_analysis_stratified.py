@@ -311,14 +311,16 @@ def test_latency_thresholds_do_not_move_between_looks_so_looking_after_every_win
         assert seen.mean() <= alpha / 2, f"{tag}: {seen.mean():.3f} of healthy canaries rejected at level {alpha / 2}"
 
 
-def test_a_stream_of_windows_judges_each_window_against_the_windows_before_it() -> None:
+def test_the_first_window_is_judged_against_the_prior_when_there_is_one() -> None:
     rng = np.random.default_rng(5)
     one = [0.1 * np.exp(0.5 * rng.standard_normal(3000)) for _ in range(2)]
-    # one window: judged against its own pooled quantiles
-    assert judge_latency(one[0] * 1.3, one[1], alpha=0.05, min_samples=100).outcome == "fail"
-    # the same as the first window of a stream: it only sets the thresholds
-    first = judge_latency([one[0] * 1.3], [one[1]], alpha=0.05, min_samples=100)
-    assert first.outcome == "inconclusive" and "first window sets the threshold" in first.message
+    # no prior: the first window against its own pooled quantiles
+    assert judge_latency([one[0] * 1.3], [one[1]], alpha=0.05, min_samples=100).outcome == "fail"
+    # a prior from a period ten times slower puts both thresholds above every request: no evidence
+    slow = 1.0 * np.exp(0.5 * rng.standard_normal(3000))
+    seeded = judge_latency([one[0] * 1.3], [one[1]], alpha=0.05, min_samples=100, prior=slow)
+    assert seeded.outcome == "inconclusive", seeded.message
+    # the later windows are judged against the prior and the windows before them
     two = [0.1 * np.exp(0.5 * rng.standard_normal(3000)) for _ in range(2)]
-    later = judge_latency([one[0], two[0] * 1.3], [one[1], two[1]], alpha=0.05, min_samples=100)
-    assert later.outcome == "fail"
+    later = judge_latency([one[0], two[0] * 1.3], [one[1], two[1]], alpha=0.05, min_samples=100, prior=slow)
+    assert later.outcome == "fail", later.message

@@ -439,9 +439,11 @@ def latency_core(
     pass_alpha: float | None = None,
     windows: bool = False,
     with_bound: bool = True,
+    prior: ArrayLike | None = None,
 ) -> Columns:
     """Vectorised latency judge on per-bucket histogram counts: (..., B), or (..., W, B) per window
-    with ``windows=True``.
+    with ``windows=True``; ``prior`` (..., B): bucket counts from before the span (the baseline's
+    window before it) that seed the thresholds and are not tested.
 
     Two anytime-valid exceedance tests, each failing at alpha/2: of the pooled median (a shift of
     the whole distribution) and of the pooled ``quantile`` (a tail-only regression); exceedances
@@ -449,14 +451,15 @@ def latency_core(
     data and both effects bounded within ``max_effect`` (each at pass_alpha: a pass needs both, so
     no split is needed).
 
-    Thresholds are label-blind (both arms pooled).  One window (``windows=False``) is judged
-    against its own pooled quantiles: valid for that one look.  A sequence of windows
-    (``windows=True``) is a stream looked at again and again as it grows, so each window's
-    threshold comes from the windows **before** it only (the first window sets the first
-    threshold and is not tested): a window's threshold never changes once the window exists, so
-    the product over windows stays one e-process across looks (a threshold re-picked from all
-    the data at every look would make each look a different test, and Ville's bound would no
-    longer cover the sequence of looks).
+    Thresholds are label-blind (both arms pooled).  A sequence of windows (``windows=True``) is a
+    stream looked at again and again as it grows, so each window's threshold comes from the data
+    **before** it only (``prior`` and the earlier windows): a window's threshold never changes once
+    the window exists, so the product over windows stays one e-process across looks (a threshold
+    re-picked from all the data at every look would make each look a different test, and Ville's
+    bound would no longer cover the sequence of looks).  The first window, when ``prior`` holds
+    no data, is judged against its own pooled quantiles: valid at any one look, and fixed once the
+    window is complete, but looks inside it re-pick them (give ``prior`` to avoid that).  One
+    window (``windows=False``) is judged against ``prior`` or else its own pooled quantiles.
     """
     hc, hb = np.broadcast_arrays(_f(hc), _f(hb))
     bounds = _f(bounds)
@@ -471,10 +474,19 @@ def latency_core(
     cc, cb = np.cumsum(hc, axis=-1), np.cumsum(hb, axis=-1)
     out: Columns = {"n_canary": nc, "n_baseline": nb, "invalid": invalid}
     codes = []
-    if windows:  # each window's thresholds from the windows before it (predictable)
-        past_c, past_b = np.cumsum(hc, axis=-2) - hc, np.cumsum(hb, axis=-2) - hb
-    else:  # one window: its own pooled data
-        past_c, past_b = hc, hb
+    # each window's thresholds from the data before it (predictable): prior + earlier windows
+    seed = (
+        np.zeros(hc.shape[:-2] + hc.shape[-1:])
+        if prior is None
+        else np.broadcast_to(_f(prior), hc.shape[:-2] + hc.shape[-1:])
+    )
+    seed = np.where(np.isfinite(seed) & (seed > 0), seed, 0.0)
+    past_c = np.cumsum(hc, axis=-2) - hc + seed[..., None, :]
+    past_b = np.cumsum(hb, axis=-2) - hb
+    # the first window with nothing before it: its own pooled data
+    first = (past_c[..., :1, :].sum(axis=-1) + past_b[..., :1, :].sum(axis=-1)) <= 0
+    past_c[..., :1, :] = np.where(first[..., None], hc[..., :1, :], past_c[..., :1, :])
+    past_b[..., :1, :] = np.where(first[..., None], hb[..., :1, :], past_b[..., :1, :])
     for tag, q in (("median", 0.5), ("tail", quantile)):
         idx_w = pooled_threshold_index(past_c, past_b, bounds, q)  # (..., W); -1: no threshold yet
         tested = idx_w >= 0
@@ -745,14 +757,6 @@ def _sample_windows(name: str, values: ArrayLike | Sequence[ArrayLike]) -> tuple
     return wins, ""
 
 
-def _one_window(values: object) -> bool:
-    """Raw latency samples given as one flat array (one window), not as per-window arrays."""
-    try:
-        return bool(np.ndim(values) == 1)  # type: ignore[arg-type]
-    except ValueError:  # ragged per-window arrays
-        return False
-
-
 def judge_latency(
     canary: ArrayLike,
     baseline: ArrayLike,
@@ -765,17 +769,19 @@ def judge_latency(
     min_samples: int = 1000,
     quantile: float = 0.99,
     pass_alpha: float | None = None,
+    prior: ArrayLike | None = None,
 ) -> Judgement:
     """Judge latency: raw samples (``bounds=None``) or histogram bucket counts with upper ``bounds``.
 
     Samples: one array (one window), or a list of per-window arrays / a 2-D array (one row per
     window).  Bucket counts are per bucket, or Prometheus-style cumulative (``le``) with
     ``cumulative=True``; a 2-D array is a list of per-window histograms.  Windows are judged
-    stratified; both arms need the same number of windows.  One window is judged against its own
-    pooled quantiles; a sequence of windows is a stream that may be judged again as it grows, so
-    each window is judged against the pooled quantiles of the windows before it and the first
-    window only sets them (:func:`latency_core`).  With samples the thresholds are the exact
-    quantiles; with buckets they are the bucket bounds nearest to them.
+    stratified; both arms need the same number of windows.  Windows are a stream that may be
+    judged again as it grows, so each window is judged against the pooled quantiles of the data
+    before it: ``prior`` (samples, or one histogram like a window's: e.g. the baseline's window
+    before the span; never tested) and the earlier windows; the first window, with no prior, against
+    its own (:func:`latency_core`).  With samples the thresholds are the exact quantiles; with
+    buckets they are the bucket bounds nearest to them.
     """
     check_parameters(
         alpha=alpha,
@@ -799,16 +805,22 @@ def judge_latency(
             )
         if nc_ == 0 or nb_ == 0:
             return _inconclusive(f"no latency samples from {'canary' if nc_ == 0 else 'baseline'}", nc_, nb_)
-        pooled = np.concatenate([*cw, *bw])
-        single = _one_window(canary) and _one_window(baseline)
-        if single:  # the exact pooled quantiles
+        pw: Array = np.zeros(0)
+        if prior is not None:
+            pwins, problem = _sample_windows("prior samples", prior)
+            if pwins is None:
+                return _inconclusive(problem)
+            pw = np.concatenate(pwins) if pwins else pw
+        pooled = np.concatenate([*cw, *bw, pw])
+        if len(cw) == 1 and pw.size == 0:  # the exact pooled quantiles
             edges = np.unique(np.quantile(pooled, [0.5, quantile], method="lower"))
-        else:  # every value a bound: each window's threshold is the exact quantile of the windows before it
+        else:  # every value a bound: each window's threshold is the exact quantile of the data before it
             edges = np.unique(pooled)
         edges = np.append(edges[np.isfinite(edges)], np.inf)
         bins = np.concatenate([[-np.inf], edges])
         hc = np.array([np.histogram(w, bins=bins)[0] for w in cw], dtype=np.float64)
         hb = np.array([np.histogram(w, bins=bins)[0] for w in bw], dtype=np.float64)
+        seed: Array | None = np.histogram(pw, bins=bins)[0].astype(np.float64) if pw.size else None
         bnd = edges
     else:
         try:
@@ -830,35 +842,41 @@ def judge_latency(
                 hb_.sum(),
             )
         hc, hb = hc_, hb_
-        single = np.ndim(canary) == 1 and np.ndim(baseline) == 1
+        seed = None
+        if prior is not None:
+            ph, problem = _histograms("prior buckets", prior, bnd, cumulative)
+            if ph is None:
+                return _inconclusive(problem)
+            seed = ph.sum(axis=0)
         if not np.isinf(bnd[-1]):  # observations above the last bound are not in the histogram
             bnd = np.append(bnd, np.inf)
             hc = np.concatenate([hc, np.zeros((hc.shape[0], 1))], axis=1)
             hb = np.concatenate([hb, np.zeros((hb.shape[0], 1))], axis=1)
+            seed = None if seed is None else np.append(seed, 0.0)
     nc, nb = float(hc.sum()), float(hb.sum())
     if nc == 0 or nb == 0:
         arm = "canary and baseline" if nc == nb == 0 else ("canary" if nc == 0 else "baseline")
         return _inconclusive(f"no latency observations from {arm}", nc, nb)
-    if single:  # one window: judged against its own pooled quantiles
-        r = latency_core(
-            hc[0], hb[0], bnd, alpha, direction, max_effect, int(min_samples), quantile, pass_alpha=pass_alpha
-        )
-    else:  # a stream of windows: each against the quantiles of the windows before it
-        r = latency_core(
-            hc, hb, bnd, alpha, direction, max_effect, int(min_samples), quantile, pass_alpha=pass_alpha, windows=True
-        )
+    r = latency_core(
+        hc,
+        hb,
+        bnd,
+        alpha,
+        direction,
+        max_effect,
+        int(min_samples),
+        quantile,
+        pass_alpha=pass_alpha,
+        windows=True,
+        prior=seed,
+    )
     code = int(r["code"])
     parts = []
     for tag in ("median", "tail"):
         idx = int(r[f"{tag}_index"])
         label = "p50" if tag == "median" else f"p{100 * quantile:g}"
         if idx < 0:
-            why = (
-                "no bucket bound splits the data"
-                if single or hc.shape[0] > 1
-                else "the first window sets the threshold"
-            )
-            parts.append(f"{label}: {why}")
+            parts.append(f"{label}: no bucket bound splits the data")
             continue
         bound = float(r[f"{tag}_bound"])
         head = (
