@@ -104,6 +104,7 @@ class Streams:
     bad: np.ndarray  # (reps, HORIZON) the canary's bad requests per tick
     errors: tuple[np.ndarray, np.ndarray, int] | None = None  # canary errors, baseline errors, requests/tick
     latency: tuple[np.ndarray, np.ndarray] | None = None  # (reps, HORIZON, B) bucket counts per tick
+    before: np.ndarray | None = None  # latency: (reps, PER_WINDOW, B) the baseline's minute before tick 0
 
 
 def error_streams(rng: np.random.Generator, reps: int, per_tick: int, rate_c: float, rate_b: float) -> Streams:
@@ -113,11 +114,12 @@ def error_streams(rng: np.random.Generator, reps: int, per_tick: int, rate_c: fl
 
 
 def latency_streams(rng: np.random.Generator, reps: int, per_tick: int, shape: str) -> Streams:
-    parts = [latency_stream(rng, reps, per_tick, shape) for _ in range(math.ceil(HORIZON / GENERATED_TICKS))]
-    hc = np.concatenate([p[0] for p in parts], axis=1)[:, :HORIZON]
-    hb = np.concatenate([p[1] for p in parts], axis=1)[:, :HORIZON]
+    ticks = HORIZON + PER_WINDOW  # and the baseline's minute before the delivery
+    parts = [latency_stream(rng, reps, per_tick, shape) for _ in range(math.ceil(ticks / GENERATED_TICKS))]
+    hc = np.concatenate([p[0] for p in parts], axis=1)[:, PER_WINDOW:ticks]
+    hb = np.concatenate([p[1] for p in parts], axis=1)[:, :ticks]
     slow = BOUNDS > P99_STABLE  # buckets wholly above the stable p99 (bounds are ~5 % apart)
-    return Streams(bad=hc[..., slow].sum(axis=-1), latency=(hc, hb))
+    return Streams(bad=hc[..., slow].sum(axis=-1), latency=(hc, hb[:, PER_WINDOW:]), before=hb[:, :PER_WINDOW])
 
 
 def _rates(name: str) -> tuple[float, float]:
@@ -156,16 +158,43 @@ def _window(cum: np.ndarray, start: np.ndarray, end: int) -> np.ndarray:
     return out
 
 
+MAX_WINDOWS = HORIZON // PER_WINDOW + 1
+
+
+def _windows(cum: np.ndarray, start: np.ndarray, end: int) -> np.ndarray:
+    """Per-window sums over [start, end) as the engine cuts them (delivery/analysis/runner.py:
+    windows of PER_WINDOW ticks anchored at the start, the last one partial), padded with empty
+    windows to MAX_WINDOWS: (reps, MAX_WINDOWS, ...) from cumulative sums with a leading zero."""
+    reps = cum.shape[0]
+    lo = start[:, None] + PER_WINDOW * np.arange(MAX_WINDOWS)[None, :]  # (reps, windows)
+    hi = np.minimum(lo + PER_WINDOW, end)
+    lo = np.minimum(lo, end)
+    rows = np.arange(reps)[:, None]
+    out: np.ndarray = cum[rows, hi] - cum[rows, lo]
+    return out
+
+
 def deliver_codes(s: Streams) -> Callable[[np.ndarray, int], np.ndarray]:
-    """code(start ticks per rep, end tick) of deliver's judge on the cumulative window [start, end)."""
+    """code(start ticks per rep, end tick) of deliver's judge on the window [start, end), cut into
+    1-minute windows and judged stratified as the engine does."""
     if s.errors is not None:
         xc, xb, per_tick = s.errors
         cxc = np.concatenate([np.zeros((xc.shape[0], 1)), np.cumsum(xc, 1)], 1)
         cxb = np.concatenate([np.zeros((xb.shape[0], 1)), np.cumsum(xb, 1)], 1)
+        cn = np.broadcast_to(np.arange(HORIZON + 1, dtype=np.float64) * per_tick, cxc.shape)
 
         def judge_errors(start: np.ndarray, end: int) -> np.ndarray:
-            n = (end - np.minimum(start, end)).astype(np.float64) * per_tick
-            r = errors_core(_window(cxc, start, end), n, _window(cxb, start, end), n, ALPHA / FAMILY)
+            n = _windows(cn, start, end)
+            r = errors_core(
+                _windows(cxc, start, end),
+                n,
+                _windows(cxb, start, end),
+                n,
+                ALPHA / FAMILY,
+                pass_alpha=ALPHA,
+                windows=True,
+                with_bound=False,
+            )
             return np.asarray(r["code"])
 
         return judge_errors
@@ -174,8 +203,24 @@ def deliver_codes(s: Streams) -> Callable[[np.ndarray, int], np.ndarray]:
     zero = np.zeros((hc.shape[0], 1, hc.shape[2]))
     chc, chb = np.concatenate([zero, np.cumsum(hc, 1)], 1), np.concatenate([zero, np.cumsum(hb, 1)], 1)
 
+    # the baseline's minute before each step's window seeds its latency thresholds (the engine's
+    # prior query): ticks [start - PER_WINDOW, start), the minute before the delivery for start 0
+    assert s.before is not None
+    chb_ext = np.concatenate([zero, np.cumsum(np.concatenate([s.before, hb], 1), 1)], 1)
+
     def judge_latency(start: np.ndarray, end: int) -> np.ndarray:
-        r = latency_core(_window(chc, start, end), _window(chb, start, end), BOUNDS, ALPHA / FAMILY)
+        rows = np.arange(hc.shape[0])
+        prior = chb_ext[rows, start + PER_WINDOW] - chb_ext[rows, start]
+        r = latency_core(
+            _windows(chc, start, end),
+            _windows(chb, start, end),
+            BOUNDS,
+            ALPHA / FAMILY,
+            pass_alpha=ALPHA,
+            windows=True,
+            with_bound=False,
+            prior=prior,
+        )
         return np.asarray(r["code"])
 
     return judge_latency
@@ -253,19 +298,79 @@ def decide(s: Streams) -> dict[str, np.ndarray]:
     }
 
 
+# --------------------------------------------------------------------------- information bound
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The fewest bad requests a test with <= 1 % false rollbacks can be expected to serve."""
+
+    scenario: str
+    requests_per_window: int
+    ratio: float  # the canary's error rate / the baseline's
+    threshold: float  # log LR at which the oracle rolls back (1 % of A/A runs cross it in the horizon)
+    mean_bad_requests: float  # the oracle's, under the regression
+    floor_bad_requests: float  # the first look that has any data: LAG + 1 ticks of the canary's errors
+
+
+def oracle_bounds(reps: int, seed: int, traffics: tuple[int, ...] = (1000, 200)) -> list[Bound]:
+    """An oracle that knows the true rate ratio r: the likelihood ratio of r against 1 of the
+    canary's share of all errors (given each tick's errors, as deliver's test; equal traffic), looked
+    at every tick (every scrape: no look can see more), one test over the whole 30-minute horizon
+    (no fresh start per step), rolling back when it crosses the threshold that exactly 1 % of
+    healthy canaries cross within the horizon (calibrated on simulated A/A runs).  The one-sided
+    likelihood-ratio test of the true effect is the fastest to reach a given evidence on average
+    (Wald), so no rule with <= 1 % false rollbacks can be expected to serve clearly fewer bad
+    requests on these data than this oracle."""
+    out = []
+    for traffic in traffics:
+        per_tick = traffic // PER_WINDOW
+        rng = np.random.default_rng([seed, traffic, 1717])
+        n = max(4 * reps, 20000)
+        null = error_streams(rng, n, per_tick, 0.005, 0.005).errors
+        assert null is not None
+        for name in SCENARIO_NAMES:
+            if not name.startswith("errors") or not REGRESSION[name]:
+                continue
+            rate_c, rate_b = _rates(name)
+            r = rate_c / rate_b
+
+            def loglik(xc: np.ndarray, xb: np.ndarray, r: float = r) -> np.ndarray:
+                # data through tick k is seen at the look of tick k + 1 + LAG; the last look is HORIZON
+                cum = np.cumsum(xc * math.log(r) - (xc + xb) * math.log((1 + r) / 2), axis=1)
+                return np.asarray(cum[:, : HORIZON - LAG])
+
+            threshold = float(np.quantile(loglik(null[0], null[1]).max(axis=1), 0.99))
+            bad = error_streams(rng, n, per_tick, rate_c, rate_b).errors
+            assert bad is not None
+            crossed = loglik(bad[0], bad[1]) >= threshold
+            k = np.where(crossed.any(axis=1), crossed.argmax(axis=1), HORIZON)  # last tick of data seen
+            tick = np.minimum(k + 1 + LAG, HORIZON)  # the rollback's tick: the canary served ticks [0, tick)
+            cum_bad = np.concatenate([np.zeros((n, 1)), np.cumsum(bad[0], axis=1)], axis=1)
+            served = cum_bad[np.arange(n), tick]
+            floor = (LAG + 1) * per_tick * rate_c
+            out.append(Bound(name, traffic, r, threshold, float(served.mean()), floor))
+    return out
+
+
 # --------------------------------------------------------------------------- driver
 
 
-def run(reps: int, seed: int, traffics: tuple[int, ...] = (1000, 200), chunk: int = 100) -> list[Row]:
+def run(
+    reps: int, seed: int, traffics: tuple[int, ...] = (1000, 200), chunk: int = 100, aa_reps: int | None = None
+) -> list[Row]:
+    """``aa_reps``: repetitions of the A/A scenarios (default ``reps``): a false rollback rate near
+    1 % needs thousands of runs to tell 1 % from 1.5 %."""
     rows: list[Row] = []
     for traffic in traffics:
         per_tick = traffic // PER_WINDOW
         for s_i, name in enumerate(SCENARIO_NAMES):
             rng = np.random.default_rng([seed, traffic, s_i, 17])
+            n_reps = reps if REGRESSION[name] or aa_reps is None else aa_reps
             when: dict[str, list[np.ndarray]] = {r: [] for r in RULES}
             bad: dict[str, list[np.ndarray]] = {r: [] for r in RULES}
-            for first in range(0, reps, chunk):
-                s = streams(name, rng, min(chunk, reps - first), per_tick)
+            for first in range(0, n_reps, chunk):
+                s = streams(name, rng, min(chunk, n_reps - first), per_tick)
                 cum_bad = np.concatenate([np.zeros((s.bad.shape[0], 1)), np.cumsum(s.bad, 1)], 1)
                 for rule, tick in decide(s).items():
                     served = np.minimum(tick, HORIZON)  # ticks the canary served before the rollback
@@ -276,15 +381,15 @@ def run(reps: int, seed: int, traffics: tuple[int, ...] = (1000, 200), chunk: in
                 b = np.concatenate(bad[rule])
                 rolled = tick <= HORIZON
                 k = int(rolled.sum())
-                lo, hi = wilson(k, reps)
+                lo, hi = wilson(k, n_reps)
                 rows.append(
                     Row(
                         name,
                         REGRESSION[name],
                         traffic,
                         rule,
-                        reps,
-                        k / reps,
+                        n_reps,
+                        k / n_reps,
                         lo,
                         hi,
                         float(np.median(b)),
@@ -309,10 +414,12 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def targets(rows: list[Row]) -> list[str]:
+def targets(rows: list[Row], bounds: list[Bound] | None = None) -> list[str]:
     """The issue's goals, each with met / MISSED: continuous serves >= 5x fewer bad requests than
-    Argo-style on the error regressions; its false rollbacks <= 1 %."""
+    Argo-style on the error regressions; its false rollbacks <= 1 %.  A missed ratio says what the
+    information bound allows (the oracle of :func:`oracle_bounds`)."""
     by = {(r.scenario, r.requests_per_window, r.rule): r for r in rows}
+    bound = {(b.scenario, b.requests_per_window): b for b in bounds or ()}
     out = []
     for (scenario, traffic, rule), r in sorted(by.items()):
         if rule != "deliver continuous":
@@ -321,7 +428,15 @@ def targets(rows: list[Row]) -> list[str]:
             ok = r.rollback_rate <= 0.01
             out.append(
                 f"[{'met' if ok else 'MISSED'}] {traffic}/window {scenario}: deliver continuous false rollbacks "
-                f"{100 * r.rollback_rate:.2f}% <= 1%"
+                f"{100 * r.rollback_rate:.2f}% (95% {100 * r.wilson_low:.1f}-{100 * r.wilson_high:.1f}%, "
+                f"{r.reps} runs) <= 1%"
+                + (
+                    ""
+                    if ok
+                    else f" (the judges promise <= alpha/k = {100 * ALPHA / FAMILY:g}% per check and analysed step; "
+                    f"this delivery has {STEPS} steps, each a fresh e-process: <= 1% per delivery needs a "
+                    "smaller deliver.dev/analysis-alpha, docs/failfast.md)"
+                )
             )
         elif scenario.startswith("errors"):
             argo = by[(scenario, traffic, "argo")]
@@ -329,34 +444,74 @@ def targets(rows: list[Row]) -> list[str]:
             # Argo's threshold also rolls back healthy canaries: say how often, beside its bad requests
             aa = by.get(("errors A/A 0.5% vs 0.5%", traffic, "argo"))
             noisy = f"; argo rolls back {100 * aa.rollback_rate:.0f}% of healthy canaries here" if aa else ""
+            why = ""
+            b = bound.get((scenario, traffic))
+            if b is not None and ratio < 5:
+                best = argo.mean_bad_requests / max(b.mean_bad_requests, 1e-9)
+                why = (
+                    f"; information bound: an oracle that knows the effect, looking at every scrape with "
+                    f"<= 1% false rollbacks, serves {b.mean_bad_requests:,.1f}, at most {best:.1f}x fewer than argo"
+                    + (": 5x is not reachable on these data" if best < 5 else "")
+                )
             out.append(
                 f"[{'met' if ratio >= 5 else 'MISSED'}] {traffic}/window {scenario}: deliver continuous serves "
-                f"{ratio:.1f}x fewer bad requests than argo (mean {r.mean_bad_requests:,.0f} vs "
-                f"{argo.mean_bad_requests:,.0f}) >= 5x{noisy}"
+                f"{ratio:.2f}x fewer bad requests than argo (mean {r.mean_bad_requests:,.1f} vs "
+                f"{argo.mean_bad_requests:,.1f}) >= 5x{noisy}{why}"
             )
     return out
+
+
+def bounds_table(bounds: list[Bound]) -> str:
+    lines = [
+        "Information bound of the error regressions (oracle: knows the rate ratio, looks at every scrape, "
+        "1% false rollbacks in 30 minutes):",
+        "| scenario | req/arm/window | rate ratio | oracle: bad requests served (mean) | floor: first look with data |",
+        "|---|---|---|---|---|",
+    ]
+    for b in bounds:
+        lines.append(
+            f"| {b.scenario} | {b.requests_per_window} | {b.ratio:g} | {b.mean_bad_requests:,.1f} "
+            f"| {b.floor_bad_requests:,.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=None, help="repetitions per scenario (default 1000, --quick 100)")
     ap.add_argument("--quick", action="store_true", help="100 repetitions (under a minute)")
+    ap.add_argument(
+        "--aa-reps",
+        type=int,
+        default=None,
+        help="repetitions of the A/A scenarios (default 5 x --reps; --quick: --reps)",
+    )
     ap.add_argument("--seed", type=int, default=20261130)
     ap.add_argument("--json", metavar="PATH", help="also write the rows and targets as JSON")
     args = ap.parse_args(argv)
     reps = args.reps or (100 if args.quick else 1000)
+    aa_reps = args.aa_reps or (reps if args.quick else 5 * reps)
     if reps < 1:
         ap.error("--reps must be at least 1")
     t0 = time.monotonic()
-    rows = run(reps, args.seed)
+    rows = run(reps, args.seed, aa_reps=aa_reps)
+    bounds = oracle_bounds(reps, args.seed)
     elapsed = time.monotonic() - t0
     print(table(rows))
     print()
-    goals = targets(rows)
+    print(bounds_table(bounds))
+    print()
+    goals = targets(rows, bounds)
     print("\n".join(goals))
-    print(f"\n{reps} repetitions per scenario, seed {args.seed}, {elapsed:.0f}s")
+    print(f"\n{reps} repetitions per scenario ({aa_reps} of each A/A), seed {args.seed}, {elapsed:.0f}s")
     if args.json:
-        payload = {"reps": reps, "seed": args.seed, "rows": [asdict(r) for r in rows], "targets": goals}
+        payload = {
+            "reps": reps,
+            "seed": args.seed,
+            "rows": [asdict(r) for r in rows],
+            "bounds": [asdict(b) for b in bounds],
+            "targets": goals,
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2))
     return 0
 

@@ -221,3 +221,11 @@ def test_bad_parameters_raise() -> None:
         judge_errors(1, 0, 1, 0, direction="up")
     with pytest.raises(ValueError):
         judge_latency([0.1], [0.1], quantile=1.0)
+
+
+def test_a_large_regression_fails_from_one_scrape() -> None:
+    # issue 17: a canary failing ~5 % against 0.5 %, seen for one 15-s scrape of 250 requests per
+    # arm (12 vs 1 errors), fails a check at alpha/k = 0.025 (e >= 40): the fail mixture gives a
+    # quarter of its weight to large regressions (before: e = 26, the step went on serving errors)
+    v = judge_errors(250, 12, 250, 1, alpha=0.025, min_samples=100)
+    assert v.outcome == "fail" and v.e_value is not None and v.e_value >= 40, v.message

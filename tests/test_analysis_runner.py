@@ -191,6 +191,31 @@ def test_latency_uses_common_bucket_bounds_only() -> None:
     assert "0.3" not in r.checks[0].message
 
 
+def test_latency_thresholds_are_seeded_by_the_baselines_window_before_the_span() -> None:
+    # the span [600, 660] is one (first) window; the baseline's minute before it seeds the
+    # thresholds, so the first window's are not picked from its own data (judges.latency_core)
+    base = _cum([2000, 3000, 4400, 500, 90, 10], LES)
+    canary = _cum([2000, 3000, 4000, 700, 250, 50], LES)
+    fake = Fake(hist(canary, base), span=60.0)
+    r = Analyser(fake).run(LATENCY, TARGET, 600, 660)
+    prior = [(q, at) for q, at in fake.queries if at == 600 and "basehash" in q]
+    assert len(prior) == 1 and _window_seconds(prior[0][0]) == 60, fake.queries
+    assert r.outcome == "fail", r.summary()
+
+
+def test_latency_without_a_prior_window_judges_the_first_window_by_its_own_data() -> None:
+    class NoPrior(Fake):
+        def instant(self, query: str, at: float) -> tuple[Sample, ...]:
+            if at == 600:
+                raise QueryError("no data before the span")
+            return super().instant(query, at)
+
+    base = _cum([2000, 3000, 4400, 500, 90, 10], LES)
+    canary = _cum([2000, 3000, 4000, 700, 250, 50], LES)
+    r = Analyser(NoPrior(hist(canary, base), span=60.0)).run(LATENCY, TARGET, 600, 660)
+    assert r.outcome == "fail", r.summary()
+
+
 def test_latency_series_without_le_is_inconclusive() -> None:
     def answer(arm: str, kind: str, query: str) -> tuple[Sample, ...]:
         return (Sample({"pod": "x"}, 0, 5.0),)
@@ -200,8 +225,8 @@ def test_latency_series_without_le_is_inconclusive() -> None:
 
 
 def test_family_wise_alpha_is_split_across_checks() -> None:
-    # e ≈ 30: above 1/0.05 = 20 (one check) but below 2/0.05 = 40 (two checks)
-    data = {"canary": {"total": 4000, "errors": 42}, "baseline": {"total": 4000, "errors": 20}}
+    # e ≈ 25: above 1/0.05 = 20 (one check) but below 2/0.05 = 40 (two checks)
+    data = {"canary": {"total": 4000, "errors": 43}, "baseline": {"total": 4000, "errors": 20}}
     one = Analyser(Fake(counts(data))).run(ERRORS, TARGET, 0, 600).checks[0]
     assert one.e_value is not None and 20 <= one.e_value < 40, one.e_value
     assert one.outcome == "fail"

@@ -396,3 +396,24 @@ def test_only_step_verdicts_count_in_the_verdict_metric():
     f.when_settled(until=lambda f: f.record().get("step") == 1)
     counted = [v for o in f.outcomes for v in o.verdicts]
     assert counted == ["pass"]  # the step's end; its looks are not verdicts of the step
+
+
+def test_the_information_bound_is_no_better_than_the_first_look_and_is_named_in_a_missed_goal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The oracle of benchmarks/failfast.py (knows the effect, looks at every scrape, 1 % false
+    rollbacks) cannot beat the first look that has data, reaches it for a canary failing 30 %, and
+    a missed bad-requests goal says what the bound allows."""
+    from benchmarks import failfast as bench
+
+    monkeypatch.setattr(bench, "SCENARIO_NAMES", tuple(n for n in bench.SCENARIO_NAMES if n.startswith("errors")))
+    bounds = {(b.scenario, b.requests_per_window): b for b in bench.oracle_bounds(200, 3, traffics=(1000,))}
+    for b in bounds.values():
+        assert b.mean_bad_requests >= 0.9 * b.floor_bad_requests
+    worst = bounds[("errors 0.5% -> 30%", 1000)]
+    assert worst.mean_bad_requests == pytest.approx(worst.floor_bad_requests, rel=0.05)
+    modest = bounds[("errors 0.5% -> 1.0%", 1000)]
+    assert modest.mean_bad_requests > 5 * modest.floor_bad_requests  # a doubled rate takes minutes
+    rows = bench.run(20, 3, traffics=(1000,))
+    goals = [g for g in bench.targets(rows, list(bounds.values())) if "0.5% -> 1.0%" in g]
+    assert goals and goals[0].startswith("[MISSED]") and "information bound" in goals[0]

@@ -61,10 +61,26 @@ CONCENTRATION = 10.0
 # ~0.5 point more at a 20 % share but rolls back 1.2-1.5 % of healthy canaries (the target is
 # <= 1 %); wider or more distant priors lose detection.  Either way the test stays within ~4
 # points of one that knows the true ratio (benchmarks/analysis.py prints that bound).
+#
+# A second component (issue 17) spends a quarter of the evidence on large regressions: a normal
+# on log r centred on a tenfold rate (sd 1.0, grid 2x .. 1000x).  A mixture of e-processes is an
+# e-process, so this is the same as running a large-effect test at alpha/4 beside the modest-effect
+# one at 3 alpha/4: a canary failing 5 % instead of 0.5 % is caught at the first look far more
+# often (benchmarks/failfast.py: 5.7-6x fewer bad requests than Argo-style instead of 5.0x), at
+# the price of ~1 point of detection of a doubled rate at a 20 % share (benchmarks/analysis.py).
 FAIL_WIDTH = 0.7
-_FAIL_OFFSETS = np.linspace(math.log(1.05), math.log(10.0), 40)
-_FAIL_LOG_W = -0.5 * (_FAIL_OFFSETS / FAIL_WIDTH) ** 2
-_FAIL_LOG_W = _FAIL_LOG_W - special.logsumexp(_FAIL_LOG_W)
+FAIL_LARGE_WEIGHT, FAIL_LARGE_CENTRE, FAIL_LARGE_WIDTH = 0.25, 10.0, 1.0
+_SMALL_OFFSETS = np.linspace(math.log(1.05), math.log(10.0), 40)
+_LARGE_OFFSETS = np.linspace(math.log(2.0), math.log(1000.0), 30)
+_SMALL_LOG_W = -0.5 * (_SMALL_OFFSETS / FAIL_WIDTH) ** 2
+_LARGE_LOG_W = -0.5 * ((_LARGE_OFFSETS - math.log(FAIL_LARGE_CENTRE)) / FAIL_LARGE_WIDTH) ** 2
+_FAIL_OFFSETS = np.concatenate([_SMALL_OFFSETS, _LARGE_OFFSETS])
+_FAIL_LOG_W = np.concatenate(
+    [
+        math.log1p(-FAIL_LARGE_WEIGHT) + _SMALL_LOG_W - special.logsumexp(_SMALL_LOG_W),
+        math.log(FAIL_LARGE_WEIGHT) + _LARGE_LOG_W - special.logsumexp(_LARGE_LOG_W),
+    ]
+)
 # The pass test's alternatives, as multiples u of the tolerated log ratio below the tested one:
 # u = 1 is a canary exactly as good as the baseline; a normal weight (sd 0.35) around it.
 _PASS_UNITS = np.linspace(0.2, 2.0, 19)
@@ -423,15 +439,27 @@ def latency_core(
     pass_alpha: float | None = None,
     windows: bool = False,
     with_bound: bool = True,
+    prior: ArrayLike | None = None,
 ) -> Columns:
     """Vectorised latency judge on per-bucket histogram counts: (..., B), or (..., W, B) per window
-    with ``windows=True``.
+    with ``windows=True``; ``prior`` (..., B): bucket counts from before the span (the baseline's
+    window before it) that seed the thresholds and are not tested.
 
     Two anytime-valid exceedance tests, each failing at alpha/2: of the pooled median (a shift of
-    the whole distribution) and of the pooled ``quantile`` (a tail-only regression); thresholds
-    come from all windows of both arms together (label-blind), exceedances are counted per window
-    and judged stratified.  Fails when either rejects; passes with enough data and both effects
-    bounded within ``max_effect`` (each at pass_alpha: a pass needs both, so no split is needed).
+    the whole distribution) and of the pooled ``quantile`` (a tail-only regression); exceedances
+    are counted per window and judged stratified.  Fails when either rejects; passes with enough
+    data and both effects bounded within ``max_effect`` (each at pass_alpha: a pass needs both, so
+    no split is needed).
+
+    Thresholds are label-blind (both arms pooled).  A sequence of windows (``windows=True``) is a
+    stream looked at again and again as it grows, so each window's threshold comes from the data
+    **before** it only (``prior`` and the earlier windows): a window's threshold never changes once
+    the window exists, so the product over windows stays one e-process across looks (a threshold
+    re-picked from all the data at every look would make each look a different test, and Ville's
+    bound would no longer cover the sequence of looks).  The first window, when ``prior`` holds
+    no data, is judged against its own pooled quantiles: valid at any one look, and fixed once the
+    window is complete, but looks inside it re-pick them (give ``prior`` to avoid that).  One
+    window (``windows=False``) is judged against ``prior`` or else its own pooled quantiles.
     """
     hc, hb = np.broadcast_arrays(_f(hc), _f(hb))
     bounds = _f(bounds)
@@ -446,14 +474,29 @@ def latency_core(
     cc, cb = np.cumsum(hc, axis=-1), np.cumsum(hb, axis=-1)
     out: Columns = {"n_canary": nc, "n_baseline": nb, "invalid": invalid}
     codes = []
+    # each window's thresholds from the data before it (predictable): prior + earlier windows
+    seed = (
+        np.zeros(hc.shape[:-2] + hc.shape[-1:])
+        if prior is None
+        else np.broadcast_to(_f(prior), hc.shape[:-2] + hc.shape[-1:])
+    )
+    seed = np.where(np.isfinite(seed) & (seed > 0), seed, 0.0)
+    past_c = np.cumsum(hc, axis=-2) - hc + seed[..., None, :]
+    past_b = np.cumsum(hb, axis=-2) - hb
+    # the first window with nothing before it: its own pooled data
+    first = (past_c[..., :1, :].sum(axis=-1) + past_b[..., :1, :].sum(axis=-1)) <= 0
+    past_c[..., :1, :] = np.where(first[..., None], hc[..., :1, :], past_c[..., :1, :])
+    past_b[..., :1, :] = np.where(first[..., None], hb[..., :1, :], past_b[..., :1, :])
     for tag, q in (("median", 0.5), ("tail", quantile)):
-        idx = pooled_threshold_index(hc.sum(axis=-2), hb.sum(axis=-2), bounds, q)
-        safe = np.broadcast_to(np.maximum(idx, 0)[..., None, None], (*ncw.shape, 1))
-        xc = ncw - np.take_along_axis(cc, safe, axis=-1)[..., 0]
-        xb = nbw - np.take_along_axis(cb, safe, axis=-1)[..., 0]
+        idx_w = pooled_threshold_index(past_c, past_b, bounds, q)  # (..., W); -1: no threshold yet
+        tested = idx_w >= 0
+        safe = np.maximum(idx_w, 0)[..., None]
+        xc = np.where(tested, ncw - np.take_along_axis(cc, safe, axis=-1)[..., 0], 0.0)
+        xb = np.where(tested, nbw - np.take_along_axis(cb, safe, axis=-1)[..., 0], 0.0)
         pa = alpha if pass_alpha is None else pass_alpha
         r = stratified_test(xc, ncw, xb, nbw, alpha / 2.0, direction, max_effect, pa, with_bound)
-        ok = idx >= 0
+        ok = tested.any(axis=-1)
+        idx = idx_w[..., -1]  # the newest window's threshold (reported)
         code = np.where(
             ok & r["reject"],
             FAIL_CODE,
@@ -726,14 +769,19 @@ def judge_latency(
     min_samples: int = 1000,
     quantile: float = 0.99,
     pass_alpha: float | None = None,
+    prior: ArrayLike | None = None,
 ) -> Judgement:
     """Judge latency: raw samples (``bounds=None``) or histogram bucket counts with upper ``bounds``.
 
     Samples: one array (one window), or a list of per-window arrays / a 2-D array (one row per
     window).  Bucket counts are per bucket, or Prometheus-style cumulative (``le``) with
     ``cumulative=True``; a 2-D array is a list of per-window histograms.  Windows are judged
-    stratified; both arms need the same number of windows.  With samples the thresholds are the
-    exact pooled quantiles; with buckets they are the bucket bounds nearest to them.
+    stratified; both arms need the same number of windows.  Windows are a stream that may be
+    judged again as it grows, so each window is judged against the pooled quantiles of the data
+    before it: ``prior`` (samples, or one histogram like a window's: e.g. the baseline's window
+    before the span; never tested) and the earlier windows; the first window, with no prior, against
+    its own (:func:`latency_core`).  With samples the thresholds are the exact quantiles; with
+    buckets they are the bucket bounds nearest to them.
     """
     check_parameters(
         alpha=alpha,
@@ -757,12 +805,22 @@ def judge_latency(
             )
         if nc_ == 0 or nb_ == 0:
             return _inconclusive(f"no latency samples from {'canary' if nc_ == 0 else 'baseline'}", nc_, nb_)
-        pooled = np.concatenate([*cw, *bw])
-        edges = np.unique(np.quantile(pooled, [0.5, quantile], method="lower"))
-        edges = np.append(edges, np.inf)
+        pw: Array = np.zeros(0)
+        if prior is not None:
+            pwins, problem = _sample_windows("prior samples", prior)
+            if pwins is None:
+                return _inconclusive(problem)
+            pw = np.concatenate(pwins) if pwins else pw
+        pooled = np.concatenate([*cw, *bw, pw])
+        if len(cw) == 1 and pw.size == 0:  # the exact pooled quantiles
+            edges = np.unique(np.quantile(pooled, [0.5, quantile], method="lower"))
+        else:  # every value a bound: each window's threshold is the exact quantile of the data before it
+            edges = np.unique(pooled)
+        edges = np.append(edges[np.isfinite(edges)], np.inf)
         bins = np.concatenate([[-np.inf], edges])
         hc = np.array([np.histogram(w, bins=bins)[0] for w in cw], dtype=np.float64)
         hb = np.array([np.histogram(w, bins=bins)[0] for w in bw], dtype=np.float64)
+        seed: Array | None = np.histogram(pw, bins=bins)[0].astype(np.float64) if pw.size else None
         bnd = edges
     else:
         try:
@@ -784,16 +842,33 @@ def judge_latency(
                 hb_.sum(),
             )
         hc, hb = hc_, hb_
+        seed = None
+        if prior is not None:
+            ph, problem = _histograms("prior buckets", prior, bnd, cumulative)
+            if ph is None:
+                return _inconclusive(problem)
+            seed = ph.sum(axis=0)
         if not np.isinf(bnd[-1]):  # observations above the last bound are not in the histogram
             bnd = np.append(bnd, np.inf)
             hc = np.concatenate([hc, np.zeros((hc.shape[0], 1))], axis=1)
             hb = np.concatenate([hb, np.zeros((hb.shape[0], 1))], axis=1)
+            seed = None if seed is None else np.append(seed, 0.0)
     nc, nb = float(hc.sum()), float(hb.sum())
     if nc == 0 or nb == 0:
         arm = "canary and baseline" if nc == nb == 0 else ("canary" if nc == 0 else "baseline")
         return _inconclusive(f"no latency observations from {arm}", nc, nb)
     r = latency_core(
-        hc, hb, bnd, alpha, direction, max_effect, int(min_samples), quantile, pass_alpha=pass_alpha, windows=True
+        hc,
+        hb,
+        bnd,
+        alpha,
+        direction,
+        max_effect,
+        int(min_samples),
+        quantile,
+        pass_alpha=pass_alpha,
+        windows=True,
+        prior=seed,
     )
     code = int(r["code"])
     parts = []

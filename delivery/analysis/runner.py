@@ -302,6 +302,35 @@ class Analyser:
             return None
         return list(out.values())
 
+    def _prior_buckets(
+        self, spec: CheckSpec, target: AnalysisTarget, grid: Windows, common: Sequence[float]
+    ) -> np.ndarray | None:
+        """The baseline's histogram (cumulative, over ``common`` bounds) in the window of one
+        resolution before the span: it seeds the latency thresholds of the span's first window, so
+        no window's threshold depends on its own data (judges.latency_core).  None when it cannot
+        be had (no data, a query error): the first window then uses its own pooled quantiles."""
+        offset = (self._baseline_end - grid.end) if self._baseline_end is not None else 0.0
+        promql = render_query(
+            spec.queries["buckets"], target.placeholders("baseline", promql_duration(grid.resolution))
+        )
+        try:
+            samples = self.provider.instant(promql, grid.start + offset)
+        except DeliverError:
+            return None
+        by_le: dict[float, float] = {}
+        for smp in samples:
+            le = smp.labels.get("le")
+            if le is None or not smp.finite:
+                return None
+            try:
+                bound = float(le)
+            except ValueError:
+                return None
+            by_le[bound] = by_le.get(bound, 0.0) + max(smp.value, 0.0)
+        if not by_le or any(b not in by_le for b in common):
+            return None
+        return np.array([by_le[b] for b in common])
+
     def _check(
         self, spec: CheckSpec, target: AnalysisTarget, start: float, end: float, alpha: float, family_alpha: float
     ) -> Judgement:
@@ -354,6 +383,7 @@ class Analyser:
                 c,
                 b_,
                 bounds,
+                prior=self._prior_buckets(spec, target, grid, common),
                 cumulative=True,
                 alpha=alpha,
                 direction=spec.direction,
