@@ -432,7 +432,7 @@ class Chaos:
             f"converge {trial.converge if trial.converge is None else round(trial.converge, 1)}s"
             + (f", promotions {trial.promotions}" if trial.promotions > 1 else "")
             + (f", lost {trial.lost}" if trial.lost else "")
-            + (f", Ready pods down to {trial.fewest} (floor {trial.floor})" if trial.below_floor else "")
+            + f", fewest Ready {trial.fewest} (floor {trial.floor}{', BELOW' if trial.below_floor else ''})"
             + (f" [{trial.note}]" if trial.note else "")
         )
         return trial
