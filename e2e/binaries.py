@@ -3,7 +3,10 @@
 kube-apiserver, kube-controller-manager and kube-scheduler come from the ``k8s.io/kubernetes``
 module through a wrapper module whose ``replace`` lines map every staging module to the
 ``v0.X.Y`` release that matches the pinned Kubernetes release (read from that release's own
-go.mod). etcd comes from ``go.etcd.io/etcd/server/v3`` through a wrapper ``main``; kwok from
+go.mod); kubectl comes from the same module and release (``cmd/kubectl``), built on its own into its
+own directory, so the tests run the kubectl of the cluster's release rather than whatever is on
+PATH, and adding it did not rebuild the control plane (the Go build cache makes it incremental).
+etcd comes from ``go.etcd.io/etcd/server/v3`` through a wrapper ``main``; kwok from
 ``sigs.k8s.io/kwok/cmd/kwok``. Everything is cached outside the repository, keyed by version:
 ``$DELIVER_CACHE/bin/<component>-<version>/``. A warm cache makes this a no-op.
 
@@ -37,6 +40,7 @@ KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.19.5"
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+KUBECTL = "kubectl"  # from the same k8s.io/kubernetes release, cached as kubectl-<KUBE_VERSION>
 
 
 def cache_root() -> Path:
@@ -78,6 +82,11 @@ def locate() -> Binaries:
 
 def helm_path() -> Path:
     return _bin_dir("helm", HELM_VERSION) / "helm"
+
+
+def kubectl_path() -> Path:
+    """The kubectl of the cluster's Kubernetes release (``python -m e2e.binaries --only kubectl``)."""
+    return _bin_dir(KUBECTL, KUBE_VERSION) / KUBECTL
 
 
 def _log(msg: str) -> None:
@@ -179,11 +188,18 @@ def _install(out: Path, binaries: tuple[str, ...], build: Callable[[Path], None]
 
 
 def build_kube() -> None:
-    _install(_bin_dir("kubernetes", KUBE_VERSION), KUBE_COMMANDS, _build_kube)
+    _install(_bin_dir("kubernetes", KUBE_VERSION), KUBE_COMMANDS, lambda tmp: _build_kube(tmp, KUBE_COMMANDS))
 
 
-def _build_kube(tmp: Path) -> None:
-    work = cache_root() / "build" / f"kubernetes-{KUBE_VERSION}"
+def build_kubectl() -> None:
+    _install(_bin_dir(KUBECTL, KUBE_VERSION), (KUBECTL,), lambda tmp: _build_kube(tmp, (KUBECTL,)))
+
+
+def _build_kube(tmp: Path, commands: tuple[str, ...]) -> None:
+    """Build ``k8s.io/kubernetes/cmd/<command>`` for each command into ``tmp``, through a wrapper
+    module of its own (one per set of commands, so two builds never share a work directory)."""
+    name = "kubernetes" if commands == KUBE_COMMANDS else "-".join(commands)
+    work = cache_root() / "build" / f"{name}-{KUBE_VERSION}"
     work.mkdir(parents=True, exist_ok=True)
     staging = "v0." + KUBE_VERSION.split(".", 1)[1]
     (work / "go.mod").write_text("module deliver.dev/e2e/kubebin\n\ngo 1.24.0\n")
@@ -201,7 +217,7 @@ def _build_kube(tmp: Path) -> None:
         + "\n)\n"
     )
     (work / "go.mod").write_text(gomod)
-    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in KUBE_COMMANDS)
+    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"' for c in commands)
     (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
     _run(["go", "mod", "tidy"], work)
     major, minor = KUBE_VERSION.lstrip("v").split(".")[:2]
@@ -217,7 +233,7 @@ def _build_kube(tmp: Path) -> None:
         ]
     _run(
         ["go", "build", "-trimpath", "-ldflags", "-s -w " + " ".join(flags), "-o", str(tmp) + "/"]
-        + [f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS],
+        + [f"k8s.io/kubernetes/cmd/{c}" for c in commands],
         work,
     )
 
@@ -265,17 +281,18 @@ def build_helm() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.binaries")
-    parser.add_argument("--only", choices=["etcd", "kube", "kwok", "helm"], action="append")
+    parser.add_argument("--only", choices=["etcd", "kube", "kwok", "helm", "kubectl"], action="append")
     parser.add_argument("--print", action="store_true", help="print binary paths and exit")
     args = parser.parse_args(argv)
     if args.print:
         for name, path in locate().all().items():
             print(f"{name}\t{path}\t{'ok' if path.exists() else 'missing'}")
         print(f"helm\t{helm_path()}\t{'ok' if helm_path().exists() else 'missing'}")
+        print(f"kubectl\t{kubectl_path()}\t{'ok' if kubectl_path().exists() else 'missing'}")
         return 0
-    steps = {"etcd": build_etcd, "kwok": build_kwok, "kube": build_kube, "helm": build_helm}
+    steps = {"etcd": build_etcd, "kwok": build_kwok, "kube": build_kube, "helm": build_helm, "kubectl": build_kubectl}
     started = time.monotonic()
-    for name in args.only or ["etcd", "kwok", "kube", "helm"]:
+    for name in args.only or list(steps):
         steps[name]()
     _log(f"all binaries ready in {time.monotonic() - started:.0f}s under {cache_root() / 'bin'}")
     return 0

@@ -9,7 +9,9 @@ Kinds of trial (each in its own namespace, with its own controller process):
 * ``kill``: SIGKILL of the controller at seeded random instants of a delivery (canary, blue-green,
   rolling, recreate in turn), restarted 0-1 s later; every other delivery also gets an operator
   ``abort`` at a random instant while it is Progressing (it must end Aborted: applied once, not lost).
-* ``apiserver``: kube-apiserver stopped and started again mid-delivery (same flags, same etcd).
+* ``apiserver``: kube-apiserver stopped and started again mid-delivery (same flags, same etcd); the
+  deliveries' progress deadline (120 s) covers the control plane's restart, so a good version must
+  be promoted through it.
 * ``prometheus-hang`` / ``prometheus-stop``: the Prometheus deliver queries (through a proxy) accepts
   connections and never answers / refuses them, mid-analysis, for longer than a query's timeout;
   a delivery held as inconclusive (Paused) is resumed by an operator once Prometheus is back.
@@ -22,7 +24,9 @@ Kinds of trial (each in its own namespace, with its own controller process):
 
 Per trial: the terminal phase (stuck = none within the deadline, or not at rest), promotions (the
 record entering Succeeded for the new revision; more than one is a double promotion), operator
-requests sent but never applied (lost), and seconds from the last fault to at rest (converge).
+requests sent but never applied (lost), the fewest Ready pods of both versions sampled during the
+delivery (below the capacity floor, N less the Deployment's maxUnavailable, is a finding; Recreate
+has none), and seconds from the last fault to at rest (converge).
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ from e2e import _proc, crds
 from e2e.cluster import REPO_ROOT, Cluster, api_client
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, deliver_replicasets, make_deployment, ready_by_hash, set_image, wait_for
+from strategies.canary import min_available
+from strategies.model import Disruption
 
 N = 3
 TERMINAL = ("Succeeded", "Aborted", "RolledBack")
@@ -63,6 +69,21 @@ STRATEGIES: dict[str, tuple[dict[str, str], str | None]] = {
     "recreate": ({"deliver.dev/strategy": "recreate", **GOOD}, "Recreate"),
 }
 CRD = "httproutes.gateway.networking.k8s.io"
+# kube-apiserver restarts: kube-controller-manager re-establishes its watches after one and, on this
+# shared machine, has taken about a minute to act again (create a canary's pods, scale a ReplicaSet
+# down). A good version must be promoted through that, so the progress deadline covers a control-plane
+# restart (as a production one should: a pod is not unhealthy because the control plane was away)
+# and a rollback of the good version is a finding; the kill trials keep the short 30 s deadline.
+CONTROL_PLANE_RESTART = {"deliver.dev/progress-deadline": "120s"}
+
+
+def capacity_floor(strategy: str) -> int:
+    """The fewest Ready pods (both versions) a good delivery of ``strategy`` may leave: N less the
+    Deployment's ``maxUnavailable`` (the default 25 % of 3, rounded down: none), the floor deliver keeps
+    while exact canary shares scale the stable version down; Recreate stops every old pod first."""
+    if STRATEGIES[strategy][1] == "Recreate":
+        return 0
+    return min_available(N, Disruption())
 
 
 def say(msg: str) -> None:
@@ -85,19 +106,32 @@ class Trial:
     lost: int = 0
     converge: float | None = None
     writes: int = 0  # invalid: sets after which deliver had written something
+    floor: int = 0  # the fewest Ready pods allowed during the delivery (stable and new together)
+    fewest: int | None = None  # the fewest Ready pods sampled during the delivery
     warned: int = 0  # invalid: sets answered with a Warning Event
     note: str = ""
 
     @property
     def wrong(self) -> bool:
-        return self.stuck or self.promotions > 1 or self.lost > 0 or self.writes > 0 or self.phase != self.expected
+        return (
+            self.stuck
+            or self.promotions > 1
+            or self.lost > 0
+            or self.writes > 0
+            or self.below_floor
+            or self.phase != self.expected
+        )
+
+    @property
+    def below_floor(self) -> bool:
+        return self.fewest is not None and self.fewest < self.floor
 
 
 @dataclass
 class Figures:
     trials: list[Trial] = field(default_factory=list)
 
-    def rows(self) -> list[tuple[str, int, int, int, int, int, int, int, str, str]]:
+    def rows(self) -> list[tuple[str, int, int, int, int, int, int, int, int, str, str]]:
         out = []
         for kind in dict.fromkeys(t.kind for t in self.trials):
             ts = [t for t in self.trials if t.kind == kind]
@@ -112,6 +146,7 @@ class Figures:
                     sum(t.sent for t in ts),
                     sum(t.lost for t in ts),
                     sum(t.writes for t in ts),
+                    sum(t.below_floor for t in ts),
                     f"{statistics.median(conv):.1f}" if conv else "-",
                     f"{conv[-1]:.1f}" if conv else "-",
                 )
@@ -121,7 +156,8 @@ class Figures:
     def table(self) -> str:
         head = (
             "| kind | trials | faults | stuck | double promotions | operator requests | lost requests | writes | "
-            "converge p50 (s) | converge max (s) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+            "below capacity floor | converge p50 (s) | converge max (s) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n"
         )
         return head + "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in self.rows())
 
@@ -133,11 +169,13 @@ class Figures:
 
 
 class RecordLog:
-    """Polls the Deployment's record every 0.1 s (through API restarts): each distinct record, in order."""
+    """Polls the Deployment's record every 0.1 s (through API restarts): each distinct record, in order;
+    and the Ready pods of the app (both versions together), keeping the fewest seen."""
 
     def __init__(self, jk: JsonKube, ns: str) -> None:
         self.jk, self.ns = jk, ns
         self.records: list[tuple[float, dict[str, Any]]] = []
+        self.fewest: int | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -161,6 +199,9 @@ class RecordLog:
             if key != last:
                 self.records.append((time.monotonic(), record))
                 last = key
+            ready = quietly(lambda: sum(ready_by_hash(self.jk, self.ns).values()))
+            if ready is not None:
+                self.fewest = ready if self.fewest is None else min(self.fewest, ready)
             self.stop.wait(0.1)
 
     def promotions(self, revision: str) -> int:
@@ -364,6 +405,7 @@ class Chaos:
     ) -> Trial:
         """Apply v2, run ``fault(t0, trial)`` (returns when its last fault ended, monotonic), then wait
         until the delivery is at rest in a terminal phase."""
+        trial.floor = capacity_floor(trial.strategy)
         with RecordLog(self.jk, ns) as log:
             set_image(self.kube.apps, ns, "web", "example.com/web:v2")
             t0 = time.monotonic()
@@ -382,6 +424,7 @@ class Chaos:
             else:
                 trial.converge = max(0.0, at_rest - last_fault)
         revision = next((r.get("revision", "") for _, r in log.records if r.get("phase") == "Progressing"), "")
+        trial.fewest = log.fewest
         trial.promotions = log.promotions(revision) if revision else 0
         self.figures.trials.append(trial)
         say(
@@ -389,6 +432,7 @@ class Chaos:
             f"converge {trial.converge if trial.converge is None else round(trial.converge, 1)}s"
             + (f", promotions {trial.promotions}" if trial.promotions > 1 else "")
             + (f", lost {trial.lost}" if trial.lost else "")
+            + f", fewest Ready {trial.fewest} (floor {trial.floor}{', BELOW' if trial.below_floor else ''})"
             + (f" [{trial.note}]" if trial.note else "")
         )
         return trial
@@ -502,7 +546,7 @@ class Chaos:
                 ctls = {ns: self.controller(ns) for ns in (a, b)}
                 try:
                     for (ns, ctl), strategy in zip(ctls.items(), strategies, strict=True):
-                        self.given(ns, strategy, ctl)
+                        self.given(ns, strategy, ctl, CONTROL_PLANE_RESTART)
                     at = self.rng.uniform(1.0, 6.0)
                     restarted: dict[str, float] = {}
                     lock = threading.Lock()
@@ -524,7 +568,11 @@ class Chaos:
                         return restarted["done"]
 
                     threads = [
-                        threading.Thread(target=self.deliver, args=(Trial("apiserver", s), ns, ctl, fault))
+                        threading.Thread(
+                            target=self.deliver,
+                            args=(Trial("apiserver", s), ns, ctl, fault),
+                            kwargs={"deadline": 240.0},
+                        )
                         for (ns, ctl), s in zip(ctls.items(), strategies, strict=True)
                     ]
                     for t in threads:

@@ -13,6 +13,9 @@ Fixtures:
     controller  (function) the real controller (e2e.controller.ControllerProcess) watching
                            ``namespace``; its log tail is printed after the test.
     analysed_controller (function) the same, with ``--prometheus-url`` of the ``prometheus`` fixture.
+    kubectl     (session, autouse) the kubectl built from the cluster's Kubernetes release
+                           (e2e/binaries.py); its directory goes first on $PATH for the session, so
+                           a test or subprocess running ``kubectl`` runs that one, not the machine's.
 
 Builders, readers and waits for the tests are in e2e/helpers.py (the one helper layer).
 """
@@ -30,6 +33,7 @@ import pytest
 from kubernetes import client
 
 from delivery.kube import KubeClient as JsonKube
+from e2e.binaries import kubectl_path
 from e2e.cluster import REPO_ROOT, Cluster, api_client, reap_stale
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, wait_for
@@ -44,6 +48,20 @@ class RunningCluster:
     @property
     def run_dir(self) -> Path | None:
         return self.cluster.run_dir if self.cluster else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kubectl() -> Iterator[Path]:
+    """The built kubectl, its directory first on $PATH (when it is built: a test that needs it
+    checks ``kubectl.exists()`` and says how to build it)."""
+    path = kubectl_path()
+    old_path = os.environ.get("PATH", "")
+    if path.exists():
+        os.environ["PATH"] = f"{path.parent}{os.pathsep}{old_path}"
+    try:
+        yield path
+    finally:
+        os.environ["PATH"] = old_path
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@ On the real local control plane, with the real controller process: 5 SIGKILLs at
 instants across the four strategies (every other delivery also aborted by an operator), one
 kube-apiserver restart mid-delivery, one Prometheus that hangs mid-analysis, and 100 generated
 invalid annotation sets. Each test prints its figures; any stuck delivery, double promotion, lost
-operator request or write after an invalid set fails it. The runner is e2e/chaos.py.
+operator request, write after an invalid set, or Ready pods below the capacity floor fails it.
+The runner is e2e/chaos.py.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def test_controller_killed_at_random_instants_across_the_strategies(
     c.kills(5)
     assert sum(t.faults for t in c.figures.trials) == 5
     assert {t.strategy for t in c.figures.trials} == {"canary", "blue-green", "rolling", "recreate"}
+    # Ready pods are sampled all along each delivery (the capacity floor): the probe sees a drop, as
+    # Recreate's by-design gap (every old pod stopped before a new one starts) shows
+    assert all(t.fewest is not None for t in c.figures.trials)
+    (recreate,) = [t for t in c.figures.trials if t.strategy == "recreate"]
+    assert recreate.floor == 0 and recreate.fewest is not None and recreate.fewest < 3, recreate
     judged(c.figures)
 
 

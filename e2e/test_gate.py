@@ -7,8 +7,10 @@ failed verdict); the gate times out with exit 3; a rejected credential gives exi
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from e2e.binaries import KUBE_VERSION, kubectl_path
 from e2e.cluster import BEHAVIOUR_LABEL, REPO_ROOT
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
@@ -60,12 +63,17 @@ def manifest(bad: bool = False) -> str:
     return yaml.safe_dump(doc)
 
 
+def pipeline_path() -> str:
+    return os.pathsep.join([str(Path(sys.executable).parent), str(kubectl_path().parent), os.environ.get("PATH", "")])
+
+
 def run_pipeline(
     workspace: Path, kubeconfig: Path, namespace: str, image: str
 ) -> list[subprocess.CompletedProcess[str]]:
-    """What Jenkins does: each `sh` step in the workspace with the stage's environment; stop at the first failure."""
+    """What Jenkins does: each `sh` step in the workspace with the stage's environment; stop at the first failure.
+    `deliver` is the venv's; `kubectl` the one built from the cluster's release (e2e/binaries.py)."""
     env = dict(os.environ, APP="web", NAMESPACE=namespace, IMAGE=image, KUBECONFIG=str(kubeconfig))
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # `deliver` and `kubectl`
+    env["PATH"] = pipeline_path()
     env.pop("NO_COLOR", None)
     results = []
     for command in jenkins_commands():
@@ -90,13 +98,22 @@ def junit_cases(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def test_jenkinsfile_commands_gate_good_and_bad_versions(
-    cluster: RunningCluster, kube: Kube, namespace: str, tmp_path: Path
+    cluster: RunningCluster, kube: Kube, namespace: str, tmp_path: Path, kubectl: Path
 ) -> None:
     commands = jenkins_commands()
     assert [c.split()[0] for c in commands] == ["deliver", "sed", "deliver"]
     assert "deliver gate" in commands[-1] and "--junit deliver-report.xml" in commands[-1]
-    if not any((Path(p) / "kubectl").exists() for p in os.environ.get("PATH", "").split(os.pathsep)):
-        pytest.fail("kubectl is needed on PATH for the Jenkinsfile's apply step")
+    if not kubectl.exists():
+        pytest.fail(f"kubectl is not built: {kubectl} (python -m e2e.binaries --only kubectl, or make install)")
+    # the Jenkinsfile's `kubectl` is the one of the cluster's release, not whatever the machine has
+    assert shutil.which("kubectl", path=pipeline_path()) == str(kubectl)
+    client_version = subprocess.run(
+        ["kubectl", "version", "--client", "-o", "json"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PATH=pipeline_path()),
+    )
+    assert json.loads(client_version.stdout)["clientVersion"]["gitVersion"] == KUBE_VERSION, client_version
     workspace = tmp_path / "workspace"
     (workspace / "k8s").mkdir(parents=True)
     report = workspace / "deliver-report.xml"

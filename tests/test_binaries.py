@@ -113,3 +113,71 @@ def test_a_cached_binary_is_not_built_again(env: dict[str, str]) -> None:
     assert build_helm(env).wait(timeout=30) == 0
     assert build_helm(env).wait(timeout=30) == 0
     assert len(go_calls(env)) == 1
+
+
+# A fake ``go`` for the k8s.io/kubernetes builds: ``mod download -json`` answers with a release go.mod
+# (two staging modules), ``mod tidy`` does nothing, ``build -o DIR/ PKG...`` writes one file per
+# package into DIR.
+FAKE_GO_KUBE = """#!/bin/sh
+echo "$*" >> "$FAKE_GO_LOG"
+case "$1" in
+mod)
+    if [ "$2" = download ]; then printf '{"GoMod": "%s"}\\n' "$FAKE_KUBE_GOMOD"; fi ;;
+build)
+    while [ "$1" != -o ]; do shift; done
+    out="$2"; shift 2
+    for pkg in "$@"; do printf 'built\\n' > "$out${pkg##*/}"; chmod +x "$out${pkg##*/}"; done ;;
+esac
+"""
+
+KUBE_GOMOD = """module k8s.io/kubernetes
+
+go 1.24.0
+
+godebug default=go1.24
+
+replace (
+\tk8s.io/api => ./staging/src/k8s.io/api
+\tk8s.io/kubectl => ./staging/src/k8s.io/kubectl
+)
+"""
+
+
+def test_kubectl_is_built_from_the_clusters_kubernetes_release_into_its_own_cached_directory(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (Path(env["PATH"].split(os.pathsep)[0]) / "go").write_text(FAKE_GO_KUBE)
+    gomod = tmp_path / "kubernetes.mod"
+    gomod.write_text(KUBE_GOMOD)
+    env = dict(env, FAKE_KUBE_GOMOD=str(gomod))
+    build = "from e2e.binaries import main; raise SystemExit(main(['--only', 'kubectl']))"
+
+    # When kubectl is built (twice: the second run finds it cached)
+    for _ in range(2):
+        assert subprocess.run([sys.executable, "-c", build], cwd=REPO, env=env).returncode == 0
+
+    # Then it is kubectl-<the cluster's Kubernetes version>/kubectl, beside the other binaries, built once
+    cache = Path(env["DELIVER_CACHE"])
+    assert (cache / "bin" / f"kubectl-{binaries.KUBE_VERSION}" / "kubectl").read_text() == "built\n"
+    assert leftovers(env) == [f"kubectl-{binaries.KUBE_VERSION}"]  # the control plane's directory untouched
+    builds = [c for c in go_calls(env) if c.startswith("build ")]
+    assert len(builds) == 1 and builds[0].endswith(" k8s.io/kubernetes/cmd/kubectl"), builds
+    assert f"-X k8s.io/component-base/version.gitVersion={binaries.KUBE_VERSION}" in builds[0]
+    assert f"mod download -json k8s.io/kubernetes@{binaries.KUBE_VERSION}" in go_calls(env)
+    # from the same release's module, every staging module at its matching v0 release
+    work = cache / "build" / f"kubectl-{binaries.KUBE_VERSION}"
+    staging = "v0." + binaries.KUBE_VERSION.split(".", 1)[1]
+    wrapper = (work / "go.mod").read_text()
+    assert f"require k8s.io/kubernetes {binaries.KUBE_VERSION}" in wrapper
+    assert f"k8s.io/kubectl => k8s.io/kubectl {staging}" in wrapper and "godebug default=go1.24" in wrapper
+    assert '_ "k8s.io/kubernetes/cmd/kubectl"' in (work / "tools.go").read_text()
+
+
+def test_print_lists_kubectl_beside_the_other_binaries(env: dict[str, str]) -> None:
+    printed = subprocess.run(
+        [sys.executable, "-m", "e2e.binaries", "--print"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in printed.stdout.splitlines()}
+    expected = Path(env["DELIVER_CACHE"]) / "bin" / f"kubectl-{binaries.KUBE_VERSION}" / "kubectl"
+    assert rows["kubectl"] == [str(expected), "missing"]
+    assert Path(rows["kube-apiserver"][0]).parent.parent == expected.parent.parent
