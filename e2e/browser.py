@@ -68,9 +68,10 @@ class Browser:
         return [str(e[ELEMENT]) for e in found]
 
     def text(self, css: str) -> str:
-        """The visible text of the first element matching ``css`` ("" when there is none)."""
-        elements = self.find(css)
-        return str(self._call("GET", f"/element/{elements[0]}/text")) if elements else ""
+        """The visible text of the first element matching ``css`` ("" when there is none). One script,
+        so a fragment the page replaces meanwhile is never a stale reference."""
+        found = self.script("const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css)
+        return str(found or "").strip()
 
     def click(self, css: str) -> None:
         elements = self.find(css)
@@ -90,9 +91,6 @@ class Browser:
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self._call("GET", "/screenshot")))
         return path
-
-    def logs(self) -> str:
-        return ""
 
 
 def call(method: str, url: str, body: Any = None) -> Any:
