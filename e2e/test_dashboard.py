@@ -19,11 +19,15 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from delivery.kube import KubeClient as JsonKube
 from e2e.browser import Browser, browser_missing, chromium
 from e2e.cluster import REPO_ROOT
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, canary, service_account_kubeconfig, set_image, state, wait_for, wait_phase, wait_stable
+from e2e.services import Prometheus
+from e2e.test_analysis import BAD_ERRORS, apps, deliver_v2  # noqa: F401 (apps: the fixture of its app processes)
+from e2e.versioned_app import VersionedApp
 
 MISSING = browser_missing()
 if MISSING:
@@ -142,3 +146,36 @@ def test_a_user_without_rights_sees_why_and_no_button_works(
     after = kube.apps.read_namespaced_deployment("web", ns).metadata.annotations
     assert after == before and "deliver.dev/request" not in json.dumps(after)  # the kube-controller-manager
     # still writes the Deployment's status, so its resourceVersion moves; deliver's annotations do not
+
+
+def test_a_rolled_back_canary_shows_its_evidence(
+    cluster: RunningCluster,
+    kube: Kube,
+    jk: JsonKube,
+    namespace: str,
+    prometheus: Prometheus,
+    apps: list[VersionedApp],  # noqa: F811 (the fixture imported above)
+    analysed_controller: ControllerProcess,
+    run_dir: Path,
+) -> None:
+    ns = namespace
+    with dashboard(cluster.kubeconfig, ns, run_dir / "dashboard.log") as url, chromium(run_dir / "driver.log") as b:
+        b.get(f"{url}?d={ns}%2Fweb")
+        # Given a canary answering 10% errors (e2e/test_analysis.py's harness), rolled back by its analysis
+        deliver_v2(kube, jk, ns, prometheus, apps, run_dir, canary_errors=BAD_ERRORS)
+        wait_phase(jk, ns, "web", "RolledBack", ctl=analysed_controller, timeout=90)
+        # Then the page shows the rollback, the failing verdict with its numbers, and one point per
+        # analysed window the record keeps in the error-rate chart
+        wait_for(lambda: on_page(b)[0] == "RolledBack", 2, "RolledBack on the page within 2 s")
+        recorded = [
+            c
+            for v in state(jk, ns, "web").get("verdicts", [])
+            for c in (v.get("details") or {}).get("checks", [])
+            if c.get("name") == "error-rate" and (c.get("e") is not None or c.get("stat") is not None)
+        ]
+        assert recorded, state(jk, ns, "web")
+        wait_for(lambda: "error-rate: fail" in b.text("#detail"), 5, "the failing check's numbers")
+        points = b.script("return document.querySelectorAll('figure[data-check=\"error-rate\"] circle').length;")
+        assert points == len(recorded), (points, recorded)
+        if SHOTS.is_dir():
+            b.screenshot(SHOTS / "dashboard-rolled-back.png")

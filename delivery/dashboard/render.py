@@ -229,23 +229,31 @@ def forecast_html(s: dict[str, Any]) -> str:
 
 
 def charts_html(verdicts: list[dict[str, Any]]) -> str:
-    """One SVG per analysed check: its evidence (the e-value when the judge gives one, else the
-    statistic) at each analysed window, coloured by outcome."""
+    """One SVG per analysed check: its evidence (``evidence``) at the end of each analysed window
+    the record keeps, coloured by outcome."""
     series: dict[str, list[tuple[float, float, str]]] = {}
     for v in verdicts:
         details = v.get("details") or {}
         window = details.get("window") or [0, float(v.get("at", 0) or 0)]
         for c in details.get("checks") or []:
-            value = c.get("e", c.get("stat"))
-            if value is None:
-                continue
-            try:
-                y = float(value)
-            except (TypeError, ValueError):
-                continue
-            if math.isfinite(y):
+            y = evidence(c)
+            if y is not None:
                 series.setdefault(str(c.get("name", "")), []).append((float(window[-1]), y, str(c.get("outcome", ""))))
     return "".join(chart_svg(name, points) for name, points in sorted(series.items()))
+
+
+def evidence(c: dict[str, Any]) -> float | None:
+    """A check's evidence on one scale: log10 of its e-value (the judges' evidence against the
+    baseline, which spans hundreds of decades), else its statistic; None when it has neither."""
+    try:
+        if c.get("e") is not None:
+            e = float(c["e"])
+            y = math.log10(e) if e > 0 else None
+        else:
+            y = float(c["stat"]) if c.get("stat") is not None else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return y if y is not None and math.isfinite(y) else None
 
 
 def chart_svg(name: str, points: list[tuple[float, float, str]], width: int = 360, height: int = 140) -> str:
@@ -271,7 +279,7 @@ def chart_svg(name: str, points: list[tuple[float, float, str]], width: int = 36
     )
     return (
         f'<figure class="chart" data-check="{escape(name)}">'
-        f"<figcaption>{escape(name)}: {len(points)} analysed windows</figcaption>"
+        f"<figcaption>{escape(name)}: log10 e-value (else statistic), {len(points)} analysed windows</figcaption>"
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
         f'<line class="axis" x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}"/>'
         f'<text x="2" y="{pad}" class="tick">{y1:g}</text><text x="2" y="{height - pad}" class="tick">{y0:g}</text>'
