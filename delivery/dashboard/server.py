@@ -26,8 +26,8 @@ from strategies.requests import shown
 from ..errors import Conflict, Forbidden, KubeError, NotFound, Unauthorized
 from ..kube import DEPLOYMENTS, Kube
 from ..state import send_request
-from . import render
 from .data import Snapshot, collect, denied
+from .render import VERBS, detail_html, error_html, list_html, page
 
 Check = Callable[[dict[str, Any], str], "str | None"]  # why a request may not be sent now (None: it may)
 ATTEMPTS = 5  # writes lost to a concurrent change before giving up (as the CLI)
@@ -72,16 +72,16 @@ class Dashboard:
 
     def fragments(self, snap: Snapshot, selected: str) -> dict[str, str]:
         return {
-            "error": render.error_html(snap),
-            "list": render.list_html(snap, selected),
-            "detail": render.detail_html(snap, selected, self.read_only),
+            "error": error_html(snap),
+            "list": list_html(snap, selected),
+            "detail": detail_html(snap, selected, self.read_only),
         }
 
     def request(self, namespace: str, name: str, verb: str) -> tuple[int, str]:
         """Send ``verb`` for namespace/name as ``deliver VERB`` does: (HTTP status, message)."""
         if self.read_only:
             return HTTPStatus.FORBIDDEN, "the dashboard is read-only (--read-only)"
-        if verb not in render.VERBS:
+        if verb not in VERBS:
             return HTTPStatus.BAD_REQUEST, f"unknown request {verb!r}"
         if self.namespace is not None and namespace != self.namespace:
             return HTTPStatus.BAD_REQUEST, f"this dashboard shows namespace {self.namespace} only"
@@ -146,7 +146,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         selected = (parse_qs(url.query).get("d") or [""])[0]
         if url.path == "/":
-            html = render.page(self.dash.snapshot, selected, self.dash.token, self.dash.read_only)
+            html = page(self.dash.snapshot, selected, self.dash.token, self.dash.read_only)
             self._send(HTTPStatus.OK, html.encode(), "text/html; charset=utf-8")
         elif url.path == "/events":
             self._events(selected)
