@@ -133,6 +133,21 @@ def test_chart_has_one_point_per_analysed_window() -> None:
     svg = charts_html(verdicts)
     assert svg.count("<circle") == 3 and "3 analysed windows" in svg
     assert "<title>1.47712 (pass)</title>" in svg  # log10(30)
+    assert "threshold" not in svg  # the judge did not say where it fails
+    verdicts[-1]["details"]["checks"][0].update(outcome="fail", e=1e12, msg="e=1e12 >= 40, 10% vs 1%")
+    assert 'class="threshold"' in charts_html(verdicts) and "fails at e ≥ 40" in charts_html(verdicts)
+
+
+def test_all_namespaces_and_a_request_outside_the_namespace(kube: FakeKube) -> None:
+    other = deployment(TPL_B, st("Paused", hold="Operator"))
+    other["metadata"].update(namespace="prod", uid="u9")
+    kube.put(DEPLOYMENTS, other)
+    assert [d.key for d in collect(kube, None).deliveries] == ["ns/web", "prod/web"]
+    assert [d.key for d in collect(kube, "ns").deliveries] == ["ns/web"]
+    status, message = Dashboard(kube, "ns", check_request).request("prod", "web", "resume")
+    assert status == 400 and "namespace ns only" in message
+    status, message = Dashboard(kube, None, check_request).request("prod", "web", "resume")
+    assert status == 200, message
 
 
 def test_forbidden_and_unreachable_are_shown(kube: FakeKube) -> None:

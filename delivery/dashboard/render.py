@@ -7,6 +7,7 @@ fragments (``#error``, ``#list``, ``#detail``) with the ones pushed over server-
 from __future__ import annotations
 
 import math
+import re
 import time
 from html import escape
 from typing import Any
@@ -232,6 +233,7 @@ def charts_html(verdicts: list[dict[str, Any]]) -> str:
     """One SVG per analysed check: its evidence (``evidence``) at the end of each analysed window
     the record keeps, coloured by outcome."""
     series: dict[str, list[tuple[float, float, str]]] = {}
+    thresholds: dict[str, float] = {}
     for v in verdicts:
         details = v.get("details") or {}
         window = details.get("window") or [0, float(v.get("at", 0) or 0)]
@@ -239,7 +241,21 @@ def charts_html(verdicts: list[dict[str, Any]]) -> str:
             y = evidence(c)
             if y is not None:
                 series.setdefault(str(c.get("name", "")), []).append((float(window[-1]), y, str(c.get("outcome", ""))))
-    return "".join(chart_svg(name, points) for name, points in sorted(series.items()))
+            bar = fail_threshold(c)
+            if bar is not None:
+                thresholds[str(c.get("name", ""))] = bar
+    return "".join(chart_svg(name, points, thresholds.get(name)) for name, points in sorted(series.items()))
+
+
+def fail_threshold(c: dict[str, Any]) -> float | None:
+    """log10 of the e-value at which the check fails, when its judge said it (``e=... >= 40``)."""
+    found = re.search(r">= ([0-9.]+(?:e[+-]?[0-9]+)?)", str(c.get("msg", "")))
+    if c.get("e") is None or not found:
+        return None
+    try:
+        return math.log10(float(found.group(1)))
+    except (ValueError, OverflowError):
+        return None
 
 
 def evidence(c: dict[str, Any]) -> float | None:
@@ -256,12 +272,18 @@ def evidence(c: dict[str, Any]) -> float | None:
     return y if y is not None and math.isfinite(y) else None
 
 
-def chart_svg(name: str, points: list[tuple[float, float, str]], width: int = 360, height: int = 140) -> str:
+def chart_svg(
+    name: str,
+    points: list[tuple[float, float, str]],
+    threshold: float | None = None,
+    width: int = 360,
+    height: int = 140,
+) -> str:
     pad = 28
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
     x0, x1 = min(xs), max(xs)
-    y0, y1 = min(0.0, min(ys)), max(ys) or 1.0
+    y0, y1 = min([0.0, *ys]), max([0.0, *ys, *([threshold] if threshold is not None else [])])
     if y1 == y0:
         y1 = y0 + 1.0
 
@@ -272,6 +294,13 @@ def chart_svg(name: str, points: list[tuple[float, float, str]], width: int = 36
         return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
 
     line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in points)
+    bar = ""
+    if threshold is not None:
+        bar = (
+            f'<line class="threshold" x1="{pad}" y1="{sy(threshold):.1f}" x2="{width - pad}" y2="{sy(threshold):.1f}"/>'
+            f'<text class="tick" x="{width - pad}" y="{sy(threshold) - 3:.1f}" text-anchor="end">'
+            f"fails at e ≥ {10**threshold:.3g}</text>"
+        )
     dots = "".join(
         f'<circle class="point o-{escape(o)}" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5">'
         f"<title>{y:g} ({escape(o)})</title></circle>"
@@ -283,5 +312,5 @@ def chart_svg(name: str, points: list[tuple[float, float, str]], width: int = 36
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
         f'<line class="axis" x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}"/>'
         f'<text x="2" y="{pad}" class="tick">{y1:g}</text><text x="2" y="{height - pad}" class="tick">{y0:g}</text>'
-        f'<polyline class="series" points="{line}"/>{dots}</svg></figure>'
+        f'<polyline class="series" points="{line}"/>{dots}{bar}</svg></figure>'
     )
