@@ -311,6 +311,6 @@ def chart_svg(
         f"<figcaption>{escape(name)}: log10 e-value (else statistic), {len(points)} analysed windows</figcaption>"
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
         f'<line class="axis" x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}"/>'
-        f'<text x="2" y="{pad}" class="tick">{y1:g}</text><text x="2" y="{height - pad}" class="tick">{y0:g}</text>'
+        f'<text x="2" y="{pad}" class="tick">{y1:.3g}</text><text x="2" y="{height - pad}" class="tick">{y0:.3g}</text>'
         f'<polyline class="series" points="{line}"/>{dots}{bar}</svg></figure>'
     )
