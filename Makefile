@@ -53,6 +53,9 @@ system-packages:
 	@command -v buildah >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 || \
 	  (echo "installing Debian's buildah and mmdebstrap (make image, e2e/test_image.py)"; apt-get update -q && \
 	   DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) buildah mmdebstrap)
+	@test -x /usr/bin/chromium && test -x /usr/bin/chromedriver || \
+	  (echo "installing Debian's chromium and chromium-driver (the dashboard's browser tests, e2e/test_dashboard.py)"; \
+	   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_LEAN) chromium chromium-driver)
 
 binaries: venv
 	$(PY) -m e2e.binaries

@@ -89,3 +89,8 @@ for command in (
 from .wave import wave as _wave  # noqa: E402
 
 main.add_command(_wave)
+
+# deliver dashboard (issue 16): a live local web page of the deliveries
+from .dashboard import dashboard as _dashboard  # noqa: E402
+
+main.add_command(_dashboard)

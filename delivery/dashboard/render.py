@@ -1,0 +1,316 @@
+"""The dashboard's HTML, rendered on the server: the page, the list, one delivery in detail, the charts.
+
+Every value from the cluster is escaped. The page's script (``static/dashboard.js``) replaces the
+fragments (``#error``, ``#list``, ``#detail``) with the ones pushed over server-sent events.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from .. import output
+from .data import Delivery, Snapshot
+
+VERBS = ("promote", "pause", "resume", "abort", "retry")  # the buttons, in the order shown
+LIST_COLUMNS = ("DELIVERY", "STRATEGY", "PHASE", "STEP", "WEIGHT", "READY", "REVISION", "AGE")
+POD_COLUMNS = ("VERSION", "REVISION", "REPLICASET", "IMAGES", "READY", "NOT READY", "RESTARTS")
+VERB_HELP = {
+    "promote": "move to the next step (passes a manual pause step)",
+    "pause": "hold at the current step",
+    "resume": "continue a paused delivery",
+    "abort": "stop and put all traffic back on the stable version",
+    "retry": "start a rolled-back or aborted delivery again",
+}
+
+
+def phase_class(phase: str) -> str:
+    """The CSS class of a phase: the colour ``deliver status`` gives it (``output.PHASE_STYLE``)."""
+    return f"c-{output.PHASE_STYLE.get(phase, 'none')}"
+
+
+def page(snap: Snapshot, selected: str, token: str, read_only: bool) -> str:
+    title = f"deliver: {selected}" if selected else f"deliver: {snap.scope}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="deliver-token" content="{escape(token)}">
+<title>{escape(title)}</title>
+<link rel="stylesheet" href="/static/dashboard.css">
+</head>
+<body data-selected="{escape(selected)}" data-read-only="{str(read_only).lower()}">
+<header><a href="/" class="home">deliver</a> <span class="scope">{escape(snap.scope)}</span>
+<span id="conn" class="conn">connecting…</span>{' <span class="ro">read-only</span>' if read_only else ""}</header>
+<div id="notice" role="status"></div>
+<div id="error">{error_html(snap)}</div>
+<main>
+<section id="list">{list_html(snap, selected)}</section>
+<section id="detail">{detail_html(snap, selected, read_only)}</section>
+</main>
+<script src="/static/dashboard.js"></script>
+</body></html>
+"""
+
+
+def error_html(snap: Snapshot) -> str:
+    parts = []
+    if snap.error:
+        kind = "forbidden" if snap.forbidden else "unreachable"
+        parts.append(f'<div class="error {kind}"><strong>Cannot read the cluster.</strong> {escape(snap.error)}</div>')
+    for w in snap.warnings:
+        parts.append(f'<div class="warning">{escape(w)}</div>')
+    return "".join(parts)
+
+
+def list_html(snap: Snapshot, selected: str) -> str:
+    if snap.error:
+        return '<p class="empty">No deliveries shown: the cluster could not be read (above).</p>'
+    if not snap.deliveries:
+        return f'<p class="empty">No deliveries found in {escape(snap.scope)}.</p>'
+    rows = []
+    for d in snap.deliveries:
+        s = d.status
+        phase = s.get("phase", "Idle") if s["valid"] else "Invalid"
+        age = output.age(snap.at - float(s["started"])) if s.get("started") else "-"
+        chosen = ' class="selected"' if d.key == selected else ""
+        rows.append(
+            f'<tr data-key="{escape(d.key)}"{chosen}>'
+            f'<td class="name"><a href="/?d={quote(d.key, safe="")}">{escape(d.key)}</a></td>'
+            f"<td>{escape(str(s.get('strategy', '')))}</td>"
+            f'<td class="phase {phase_class(phase)}">{escape(phase)}</td>'
+            f'<td class="step">{int(s.get("step", 0) or 0) + 1}</td>'
+            f'<td class="weight">{escape(str(s.get("weight", 0)))}%</td>'
+            f"<td>{s['ready']}/{s['replicas']}</td>"
+            f'<td class="revision">{escape(str(s.get("revision") or s.get("target", "")))}</td>'
+            f"<td>{escape(age)}</td></tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("DELIVERY", "STRATEGY", "PHASE", "STEP", "WEIGHT", "READY", "REVISION", "AGE")
+    )
+    return f'<table class="deliveries"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def detail_html(snap: Snapshot, selected: str, read_only: bool) -> str:
+    if not selected:
+        return '<p class="hint">Choose a delivery to see its steps, pods and evidence.</p>'
+    d = snap.find(selected)
+    if d is None:
+        if snap.error:
+            return ""
+        return f'<p class="empty">No delivery {escape(selected)} in {escape(snap.scope)}.</p>'
+    s = d.status
+    phase = s.get("phase", "Idle") if s["valid"] else "Invalid"
+    parts = [
+        f'<h2>{escape(d.key)} <span class="phase {phase_class(phase)}">{escape(phase)}</span></h2>',
+        f'<p class="summary">strategy {escape(str(s.get("strategy", "")))} · step '
+        f'<span class="step">{int(s.get("step", 0) or 0) + 1}</span> · weight '
+        f'<span class="weight">{escape(str(s.get("weight", 0)))}%</span> · ready {s["ready"]}/{s["replicas"]}</p>',
+    ]
+    for p in s.get("problems") or []:
+        parts.append(f'<div class="error invalid">invalid annotation, deliver takes no action: {escape(p)}</div>')
+    if s.get("message"):
+        parts.append(f'<p class="message">{escape(str(s["message"]))}</p>')
+    if s.get("revision"):
+        parts.append(
+            f'<p class="revisions">revision {escape(str(s["revision"]))} (stable '
+            f"{escape(str(s.get('stableRevision', '')))}, template {escape(str(s.get('target', '')))})</p>"
+        )
+    if s.get("pendingRequest"):
+        parts.append(
+            f'<p class="pending">pending request: {escape(str(s["pendingRequest"]))}'
+            " (not yet taken by the controller)</p>"
+        )
+    if not read_only:
+        parts.append(buttons_html(d, disabled=bool(snap.error)))
+    parts.append(ladder_html(d))
+    parts.append(versions_html(d))
+    parts.append(verdicts_html(d))
+    return "".join(parts)
+
+
+def buttons_html(d: Delivery, disabled: bool = False) -> str:
+    ns, name = d.status["namespace"], d.status["name"]
+    off = " disabled" if disabled else ""
+    return (
+        '<div class="buttons">'
+        + "".join(
+            f'<button type="button" data-verb="{v}" data-ns="{escape(ns)}" data-name="{escape(name)}" '
+            f'title="{escape(VERB_HELP[v])}"{off}>{v}</button>'
+            for v in VERBS
+        )
+        + "</div>"
+    )
+
+
+def ladder_html(d: Delivery) -> str:
+    if not d.ladder:
+        return ""
+    items = "".join(f'<li class="rung {r.where}">{i + 1}. {escape(r.label)}</li>' for i, r in enumerate(d.ladder))
+    return f'<h3>Steps</h3><ol class="ladder">{items}</ol>'
+
+
+def versions_html(d: Delivery) -> str:
+    if not d.versions:
+        return '<h3>Pods</h3><p class="empty">no running version</p>'
+    rows = "".join(
+        f'<tr class="version {v.role}"><td>{v.role}</td><td>{escape(v.revision)}</td><td>{escape(v.name)}</td>'
+        f'<td>{escape(", ".join(v.images))}</td><td class="ready">{v.ready}</td>'
+        f'<td class="notready">{v.not_ready}</td><td class="restarts">{v.restarts}</td></tr>'
+        for v in d.versions
+    )
+    head = "".join(
+        f"<th>{h}</th>" for h in ("VERSION", "REVISION", "REPLICASET", "IMAGES", "READY", "NOT READY", "RESTARTS")
+    )
+    return f'<h3>Pods</h3><table class="versions"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def verdicts_html(d: Delivery) -> str:
+    s = d.status
+    verdicts: list[dict[str, Any]] = list(s.get("verdicts") or [])
+    running = s.get("running")
+    if not verdicts and not running:
+        return ""
+    parts = ['<h3>Verdicts</h3><ul class="verdicts">']
+    for v in verdicts:
+        parts.append(verdict_item(v))
+    if running:
+        parts.append(verdict_item(running, now=True))
+    parts.append("</ul>")
+    forecast = forecast_html(s)
+    if forecast:
+        parts.append(forecast)
+    charts = charts_html(verdicts + ([running] if running else []))
+    if charts:
+        parts.append(f'<h3>Evidence</h3><div class="charts">{charts}</div>')
+    return "".join(parts)
+
+
+def verdict_item(v: dict[str, Any], now: bool = False) -> str:
+    outcome = str(v.get("outcome", ""))
+    when = time.strftime("%H:%M:%S", time.localtime(float(v.get("at", 0) or 0)))
+    checks = ((v.get("details") or {}).get("checks")) or []
+    numbers = "".join(f"<li>{escape(check_numbers(c))}</li>" for c in checks)
+    label = "now" if now else when
+    return (
+        f'<li class="verdict o-{escape(outcome)}"><span class="step">step {int(v.get("step", 0)) + 1}</span> '
+        f'<span class="outcome">{escape(outcome)}</span> <span class="at">{escape(label)}</span> '
+        f"{escape(str(v.get('summary', '')))}{'<ul class=numbers>' + numbers + '</ul>' if numbers else ''}</li>"
+    )
+
+
+def check_numbers(c: dict[str, Any]) -> str:
+    """One check's numbers as the record keeps them (``CheckResult.to_dict``)."""
+    n = c.get("n") or [0, 0]
+    bits = [f"{c.get('name', '')}: {c.get('outcome', '')}"]
+    for key, word in (("stat", "statistic"), ("e", "e-value"), ("p", "p-value"), ("effect", "effect")):
+        if c.get(key) is not None:
+            bits.append(f"{word} {c[key]}")
+    bits.append(f"samples canary {n[0]} baseline {n[1]}")
+    if c.get("msg"):
+        bits.append(str(c["msg"]))
+    return " · ".join(bits)
+
+
+def forecast_html(s: dict[str, Any]) -> str:
+    verdicts = s.get("verdicts") or []
+    if not verdicts or s.get("phase") not in ("Progressing", "Paused"):
+        return ""
+    forecasts = (verdicts[-1].get("details") or {}).get("forecast") or []
+    if not forecasts:
+        return ""
+    from ..analysis.forecast import Forecast
+
+    items = "".join(
+        f"<li>{escape(f.check)}: {escape(f.text())}</li>" for f in (Forecast.from_dict(x) for x in forecasts)
+    )
+    return f'<h3>Time to verdict</h3><ul class="forecast">{items}</ul>'
+
+
+def charts_html(verdicts: list[dict[str, Any]]) -> str:
+    """One SVG per analysed check: its evidence (``evidence``) at the end of each analysed window
+    the record keeps, coloured by outcome."""
+    series: dict[str, list[tuple[float, float, str]]] = {}
+    thresholds: dict[str, float] = {}
+    for v in verdicts:
+        details = v.get("details") or {}
+        window = details.get("window") or [0, float(v.get("at", 0) or 0)]
+        for c in details.get("checks") or []:
+            y = evidence(c)
+            if y is not None:
+                series.setdefault(str(c.get("name", "")), []).append((float(window[-1]), y, str(c.get("outcome", ""))))
+            bar = fail_threshold(c)
+            if bar is not None:
+                thresholds[str(c.get("name", ""))] = bar
+    return "".join(chart_svg(name, points, thresholds.get(name)) for name, points in sorted(series.items()))
+
+
+def fail_threshold(c: dict[str, Any]) -> float | None:
+    """log10 of the e-value at which the check fails, when its judge said it (``e=... >= 40``)."""
+    found = re.search(r">= ([0-9.]+(?:e[+-]?[0-9]+)?)", str(c.get("msg", "")))
+    if c.get("e") is None or not found:
+        return None
+    try:
+        return math.log10(float(found.group(1)))
+    except (ValueError, OverflowError):
+        return None
+
+
+def evidence(c: dict[str, Any]) -> float | None:
+    """A check's evidence on one scale: log10 of its e-value (the judges' evidence against the
+    baseline, which spans hundreds of decades), else its statistic; None when it has neither."""
+    try:
+        if c.get("e") is not None:
+            e = float(c["e"])
+            y = math.log10(e) if e > 0 else None
+        else:
+            y = float(c["stat"]) if c.get("stat") is not None else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return y if y is not None and math.isfinite(y) else None
+
+
+def chart_svg(
+    name: str,
+    points: list[tuple[float, float, str]],
+    threshold: float | None = None,
+    width: int = 360,
+    height: int = 140,
+) -> str:
+    pad = 28
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min([0.0, *ys]), max([0.0, *ys, *([threshold] if threshold is not None else [])])
+    if y1 == y0:
+        y1 = y0 + 1.0
+
+    def sx(x: float) -> float:
+        return pad + (x - x0) / ((x1 - x0) or 1.0) * (width - 2 * pad)
+
+    def sy(y: float) -> float:
+        return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
+
+    line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in points)
+    bar = ""
+    if threshold is not None:
+        bar = (
+            f'<line class="threshold" x1="{pad}" y1="{sy(threshold):.1f}" x2="{width - pad}" y2="{sy(threshold):.1f}"/>'
+            f'<text class="tick" x="{width - pad}" y="{sy(threshold) - 3:.1f}" text-anchor="end">'
+            f"fails at e ≥ {10**threshold:.3g}</text>"
+        )
+    dots = "".join(
+        f'<circle class="point o-{escape(o)}" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5">'
+        f"<title>{y:g} ({escape(o)})</title></circle>"
+        for x, y, o in points
+    )
+    return (
+        f'<figure class="chart" data-check="{escape(name)}">'
+        f"<figcaption>{escape(name)}: log10 e-value (else statistic), {len(points)} analysed windows</figcaption>"
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        f'<line class="axis" x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}"/>'
+        f'<text x="2" y="{pad}" class="tick">{y1:.3g}</text><text x="2" y="{height - pad}" class="tick">{y0:.3g}</text>'
+        f'<polyline class="series" points="{line}"/>{dots}{bar}</svg></figure>'
+    )
