@@ -157,7 +157,7 @@ def test_chart_draws_every_look_point_and_the_rates_with_their_bound() -> None:
     assert rates.count("<circle") == 6 and rates.count('class="bound"') == 6
     assert "canary 1% vs baseline 0.5%, effect bound +150% (canary ≤ 1.25%)" in rates
     assert "canary 0.4% vs baseline 0.5%, effect bound +20% (canary ≤ 0.6%)" in rates
-    assert 'class="baseline"' in rates
+    assert rates.count('class="baseline"') == 7  # its line and a tick at each window
 
 
 def test_detail_charts_the_records_look_points(kube: FakeKube) -> None:

@@ -425,6 +425,10 @@ def rates_svg(name: str, points: list[Point], width: int = 360, height: int = 14
             marks.append(
                 f'<line class="bound" x1="{sx(p.x):.1f}" y1="{sy(canary):.1f}" x2="{sx(p.x):.1f}" y2="{sy(top):.1f}"/>'
             )
+        b = sy(p.baseline or 0.0)  # a tick too: one window's line alone would not show
+        marks.append(
+            f'<line class="baseline" x1="{sx(p.x) - 6:.1f}" y1="{b:.1f}" x2="{sx(p.x) + 6:.1f}" y2="{b:.1f}"/>'
+        )
         marks.append(
             f'<circle class="rate o-{escape(p.outcome)}" cx="{sx(p.x):.1f}" cy="{sy(canary):.1f}" r="3">'
             f"<title>{escape(title)}</title></circle>"
