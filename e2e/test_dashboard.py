@@ -167,15 +167,26 @@ def test_a_rolled_back_canary_shows_its_evidence(
         # Then the page shows the rollback, the failing verdict with its numbers, and one point per
         # analysed window the record keeps in the error-rate chart
         wait_for(lambda: on_page(b)[0] == "RolledBack", 2, "RolledBack on the page within 2 s")
-        recorded = [
-            c
-            for v in state(jk, ns, "web").get("verdicts", [])
+        record = state(jk, ns, "web")
+        # the analysed windows: the record's look points of this delivery, and the step verdicts
+        # that are not among them
+        looked = [p[0] for p in (record.get("looks") or {}).get("error-rate", []) if p[3] is not None]
+        recorded = looked + [
+            v["at"]
+            for v in record.get("verdicts", [])
             for c in (v.get("details") or {}).get("checks", [])
-            if c.get("name") == "error-rate" and (c.get("e") is not None or c.get("stat") is not None)
+            if c.get("name") == "error-rate"
+            and (c.get("e") is not None or c.get("stat") is not None)
+            and not any(abs(x - v["at"]) < 0.1 for x in looked)
         ]
-        assert recorded, state(jk, ns, "web")
+        assert recorded, record
         wait_for(lambda: "error-rate: fail" in b.text("#detail"), 5, "the failing check's numbers")
-        points = b.script("return document.querySelectorAll('figure[data-check=\"error-rate\"] circle').length;")
-        assert points == len(recorded), (points, recorded)
+        evidence = 'figure.chart:not(.rates)[data-check="error-rate"] circle'
+        points = b.script(f"return document.querySelectorAll('{evidence}').length;")
+        print(f"error-rate chart: {points} points, record: {len(looked)} look points, {len(recorded)} windows")
+        assert points == len(recorded), (points, record)
+        # and the canary's rate against the baseline's, with the judge's bound, at each window
+        rates = b.script("return document.querySelectorAll('figure.rates[data-check=\"error-rate\"] circle').length;")
+        assert 1 <= rates <= points, (rates, points)  # a window without traffic has no rates
         if SHOTS.is_dir():
             b.screenshot(SHOTS / "dashboard-rolled-back.png")

@@ -17,6 +17,7 @@ from typing import Any
 from .reasons import EventReason
 
 KEPT_VERDICTS = 20  # verdicts a record keeps (the newest), when it has room
+KEPT_LOOKS = 30  # look points per check a record keeps for the current delivery (the newest)
 RECORD_BUDGET = 128 * 1024  # bytes: the API server allows 256 KiB for all annotations of an object together
 TEMPLATES = ("stableTemplate", "failedTemplate")
 
@@ -343,6 +344,62 @@ class StepVerdict:
         )
 
 
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True)
+class LookPoint:
+    """One check's numbers at one look (or step verdict) of the current delivery: the evidence
+    series the dashboard charts. Kept as a compact list in the record (``to_list``)."""
+
+    at: float
+    step: int
+    outcome: str
+    e_value: float | None
+    canary_rate: float | None
+    baseline_rate: float | None
+    effect_bound: float | None
+
+    @classmethod
+    def from_check(cls, at: float, step: int, check: dict[str, Any]) -> LookPoint:
+        """From one check of a verdict's details (``CheckResult.to_dict``)."""
+        rate = check.get("rate")
+        rc, rb = (rate[0], rate[1]) if isinstance(rate, list | tuple) and len(rate) == 2 else (None, None)
+        return cls(
+            at, step, str(check.get("outcome", "")), _num(check.get("e")), _num(rc), _num(rb), _num(check.get("bound"))
+        )
+
+    def to_list(self) -> list[Any]:
+        return [
+            round(self.at, 1),
+            self.step,
+            self.outcome,
+            self.e_value,
+            self.canary_rate,
+            self.baseline_rate,
+            self.effect_bound,
+        ]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> LookPoint:
+        return cls(float(v[0]), int(v[1]), str(v[2]), _num(v[3]), _num(v[4]), _num(v[5]), _num(v[6]))
+
+
+def with_look(
+    looks: dict[str, tuple[LookPoint, ...]], verdict: StepVerdict, keep: int = KEPT_LOOKS
+) -> dict[str, tuple[LookPoint, ...]]:
+    """``looks`` with one point per check of ``verdict`` added, each check's newest ``keep`` kept."""
+    out = dict(looks)
+    for check in verdict.details.get("checks") or ():
+        if not isinstance(check, dict) or not check.get("name"):
+            continue
+        name = str(check["name"])
+        point = LookPoint.from_check(verdict.at, verdict.step, check)
+        out[name] = (*out.get(name, ()), point)[-keep:]
+    return out
+
+
 @dataclass(frozen=True)
 class HookResult:
     """The answer of one hook call (``CallHook``): 2xx (``ok``) or why not (error, timeout, status)."""
@@ -385,6 +442,8 @@ class DeliveryState:
     hooks: tuple[str, ...] = ()  # hooks passed / due in this delivery (strategies/hooks.py)
     verdicts: tuple[StepVerdict, ...] = ()
     running: StepVerdict | None = None  # the newest look at the running window of the current step
+    # per check, the numbers of the newest looks of this delivery (KEPT_LOOKS each): the dashboard's chart
+    looks: dict[str, tuple[LookPoint, ...]] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> DeliveryState:
         return dataclasses.replace(self, **changes)
@@ -424,6 +483,8 @@ class DeliveryState:
             d["stableTemplate"] = self.stable_template
         if self.hooks:
             d["hooks"] = list(self.hooks)
+        if self.looks:
+            d["looks"] = {name: [p.to_list() for p in points[-KEPT_LOOKS:]] for name, points in self.looks.items()}
         return _bounded(d, budget)
 
     @classmethod
@@ -457,6 +518,10 @@ class DeliveryState:
             hooks=tuple(str(h) for h in d.get("hooks") or ()),
             verdicts=tuple(StepVerdict.from_dict(v) for v in d.get("verdicts", [])),
             running=StepVerdict.from_dict(d["running"]) if d.get("running") else None,
+            looks={
+                str(name): tuple(LookPoint.from_list(p) for p in points)
+                for name, points in (d.get("looks") or {}).items()
+            },
         )
 
 
@@ -482,8 +547,9 @@ def _bounded(d: dict[str, Any], budget: int) -> dict[str, Any]:
 
     A record past the API server's limit is rejected (422) and then nothing can be recorded or done,
     so, in this order, until it fits: the templates are packed (lossless: ``from_dict`` unpacks
-    them); older verdicts lose their details, then only the newest 5, then only the newest verdict is
-    kept (decisions read only the current step's newest verdict); the failed template goes (`deliver
+    them); the look points go (only the dashboard reads them); older verdicts lose their details, then
+    only the newest 5, then only the newest verdict is kept (decisions read only the current step's
+    newest verdict); the failed template goes (`deliver
     retry` is then refused; applying the template again delivers it); last the stable template (only
     needed when the stable ReplicaSet is gone). A record small enough is returned as it is."""
     if _encoded_size(d) <= budget:
@@ -492,6 +558,8 @@ def _bounded(d: dict[str, Any], budget: int) -> dict[str, Any]:
     for key in TEMPLATES:
         if key in d:
             d[key + "Packed"] = _pack(d.pop(key))
+    if "looks" in d and _encoded_size(d) > budget:
+        d.pop("looks")  # only the dashboard's chart reads them
     if "running" in d and _encoded_size(d) > budget:
         d["running"] = dict(d["running"], details={})  # the look's summary says its evidence
     verdicts: list[dict[str, Any]] = list(d.get("verdicts") or [])

@@ -37,6 +37,7 @@ from .model import (
     Strategy,
     UnpinService,
     VersionObs,
+    with_look,
 )
 from .reasons import EventReason as R
 from .recreate import RecreatePlanner
@@ -176,7 +177,11 @@ def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliverySt
         for v in new
     )
     told += _out_of_reach(state, new)
-    return (state.replace(verdicts=state.verdicts + new) if new else state), told
+    charted = state.looks
+    for v in new:
+        if v.at >= state.started:  # a point of this delivery's evidence (the dashboard's chart)
+            charted = with_look(charted, v)
+    return (state.replace(verdicts=state.verdicts + new, looks=charted) if new else state), told
 
 
 def _out_of_reach(state: DeliveryState, new: tuple[StepVerdict, ...]) -> tuple[PostEvent, ...]:

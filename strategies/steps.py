@@ -24,6 +24,7 @@ from .model import (
     StepVerdict,
     Strategy,
     VersionObs,
+    with_look,
 )
 from .reasons import EventReason as R
 
@@ -280,7 +281,7 @@ def record_looks(state: DeliveryState, looks: tuple[StepVerdict, ...]) -> tuple[
             or (previous is not None and previous.at >= look.at)
         ):
             continue
-        state = state.replace(running=look)
+        state = state.replace(running=look, looks=with_look(state.looks, look))
         if look.outcome == "fail":
             state = state.replace(verdicts=state.verdicts + (look,))
             told.append(PostEvent("Warning", R.ANALYSIS_FAILED, f"step {look.step + 1}: {look.summary}"))

@@ -262,3 +262,27 @@ def test_result_round_trips_through_compact_json() -> None:
     back = AnalysisResult.from_dict(json.loads(text))
     assert back.to_dict() == d
     assert back.outcome == r.outcome and back.window_start == 1000.25 and back.checks[0].n_canary == 4000
+
+
+def test_each_check_records_its_rates_bound_and_fail_threshold() -> None:
+    data = {"canary": {"total": 4000, "errors": 48}, "baseline": {"total": 4000, "errors": 20}}
+    two = parse_checks({"deliver.dev/analysis": "error-rate,latency"})
+
+    def answer(arm: str, kind: str, query: str) -> tuple[Sample, ...]:
+        return counts(data)(arm, kind, query) if kind != "buckets" else ()
+
+    r = Analyser(Fake(answer)).run(two, TARGET, 0, 600)
+    errors, latency = r.checks
+    assert errors.rates is not None
+    assert errors.rates[0] == pytest.approx(48 / 4000, rel=0.02) and errors.rates[1] == pytest.approx(
+        20 / 4000, rel=0.05
+    )
+    assert errors.fail_at == pytest.approx(2 / 0.05)  # two checks: each fails at alpha/2
+    assert errors.effect_bound is not None and errors.effect_bound > 0
+    d = errors.to_dict()
+    assert d["rate"] == [pytest.approx(errors.rates[0], rel=1e-3), pytest.approx(errors.rates[1], rel=1e-3)]
+    assert d["fail_at"] == 40 and d["bound"] == pytest.approx(errors.effect_bound, rel=1e-3)
+    # a check that judged nothing has no rates and no bound, but still says where it would fail
+    assert latency.outcome == "inconclusive" and latency.rates is None and latency.effect_bound is None
+    assert "rate" not in latency.to_dict() and "bound" not in latency.to_dict() and latency.to_dict()["fail_at"] == 40
+    assert CheckResult.from_dict(d).to_dict() == d

@@ -133,9 +133,41 @@ def test_chart_has_one_point_per_analysed_window() -> None:
     svg = charts_html(verdicts)
     assert svg.count("<circle") == 3 and "3 analysed windows" in svg
     assert "<title>1.47712 (pass)</title>" in svg  # log10(30)
-    assert "threshold" not in svg  # the judge did not say where it fails
+    assert "threshold" not in svg  # the record does not say where it fails
+    assert 'class="chart rates"' not in svg  # nor the rates
     verdicts[-1]["details"]["checks"][0].update(outcome="fail", e=1e12, msg="e=1e12 >= 40, 10% vs 1%")
+    assert "threshold" not in charts_html(verdicts)  # the message's text is not read
+    verdicts[-1]["details"]["checks"][0]["fail_at"] = 40
     assert 'class="threshold"' in charts_html(verdicts) and "fails at e ≥ 40" in charts_html(verdicts)
+
+
+def test_chart_draws_every_look_point_and_the_rates_with_their_bound() -> None:
+    # the record's look points of this delivery (strategies.model.LookPoint.to_list) and step verdicts
+    looks = {"error-rate": [[1000.0 + 30 * i, 0, "inconclusive", 2.0**i, 0.01 * i, 0.005, 1.5] for i in range(1, 6)]}
+    final = copy.deepcopy(VERDICT)
+    final.update(outcome="fail", at=1150.0)  # the fifth look failed: it is also the step's verdict
+    final["details"]["window"] = [900.0, 1150.0]
+    final["details"]["checks"][0].update(outcome="inconclusive", e=32.0, fail_at=40, rate=[0.05, 0.005], bound=1.5)
+    earlier = copy.deepcopy(VERDICT)  # a step verdict before the looks
+    earlier["details"]["checks"][0].update(rate=[0.004, 0.005], bound=0.2)
+    html = charts_html([earlier, final], looks)
+    evidence, rates = html.split('<figure class="chart rates"')
+    assert evidence.count("<circle") == 6 and "6 analysed windows" in evidence  # 5 looks + the earlier verdict
+    assert "fails at e ≥ 40" in evidence
+    assert rates.count("<circle") == 6 and rates.count('class="bound"') == 6
+    assert "canary 1% vs baseline 0.5%, effect bound +150% (canary ≤ 1.25%)" in rates
+    assert "canary 0.4% vs baseline 0.5%, effect bound +20% (canary ≤ 0.6%)" in rates
+    assert rates.count('class="baseline"') == 7  # its line and a tick at each window
+
+
+def test_detail_charts_the_records_look_points(kube: FakeKube) -> None:
+    d = kube.get(DEPLOYMENTS, "ns", "web")
+    record = json.loads(d["metadata"]["annotations"]["deliver.dev/state"])
+    record["looks"] = {"error-rate": [[1010.0 + i, 0, "pass", 3.0, 0.01, 0.01, 0.3] for i in range(4)]}
+    d["metadata"]["annotations"]["deliver.dev/state"] = json.dumps(record)
+    kube.put(DEPLOYMENTS, d)
+    html = detail_html(collect(kube, "ns"), "ns/web", read_only=True)
+    assert "5 analysed windows" in html  # the verdict and four looks
 
 
 def test_all_namespaces_and_a_request_outside_the_namespace(kube: FakeKube) -> None:

@@ -70,13 +70,30 @@ class CheckResult:
     n_baseline: int
     critical: bool
     message: str
+    # the numbers the dashboard charts: canary and baseline rate over the span (errors checks: the
+    # share of requests that failed), the judge's anytime-valid bound on the effect, and the e-value
+    # at which the check fails (1 / its Bonferroni share of alpha)
+    rates: tuple[float, float] | None = None
+    effect_bound: float | None = None
+    fail_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "outcome": self.outcome}
-        for key, v in (("stat", self.statistic), ("p", self.p_value), ("e", self.e_value), ("effect", self.effect)):
+        for key, v in (
+            ("stat", self.statistic),
+            ("p", self.p_value),
+            ("e", self.e_value),
+            ("effect", self.effect),
+            ("bound", self.effect_bound),
+            ("fail_at", self.fail_at),
+        ):
             rv = _r(v)
             if rv is not None:
                 d[key] = rv
+        if self.rates is not None:
+            rc, rb = _r(self.rates[0]), _r(self.rates[1])
+            if rc is not None and rb is not None:
+                d["rate"] = [rc, rb]
         d["n"] = [self.n_canary, self.n_baseline]
         d["critical"] = self.critical
         d["msg"] = self.message
@@ -85,6 +102,7 @@ class CheckResult:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CheckResult:
         n = d.get("n") or [0, 0]
+        rate = d.get("rate")
         return cls(
             name=str(d["name"]),
             outcome=str(d["outcome"]),
@@ -96,12 +114,34 @@ class CheckResult:
             n_baseline=int(n[1]),
             critical=bool(d.get("critical", True)),
             message=str(d.get("msg", "")),
+            rates=(float(rate[0]), float(rate[1])) if rate else None,
+            effect_bound=d.get("bound"),
+            fail_at=d.get("fail_at"),
         )
 
     @classmethod
-    def from_judgement(cls, name: str, critical: bool, v: Judgement) -> CheckResult:
+    def from_judgement(
+        cls,
+        name: str,
+        critical: bool,
+        v: Judgement,
+        rates: tuple[float, float] | None = None,
+        fail_at: float | None = None,
+    ) -> CheckResult:
         return cls(
-            name, v.outcome, v.statistic, v.p_value, v.e_value, v.effect, v.n_canary, v.n_baseline, critical, v.message
+            name,
+            v.outcome,
+            v.statistic,
+            v.p_value,
+            v.e_value,
+            v.effect,
+            v.n_canary,
+            v.n_baseline,
+            critical,
+            v.message,
+            rates,
+            v.effect_bound,
+            fail_at,
         )
 
 
@@ -257,8 +297,20 @@ class Analyser:
                 judgement = Judgement(
                     INCONCLUSIVE, None, None, None, None, None, 0, 0, f"internal error: {type(exc).__name__}: {exc}"
                 )
-            results.append(CheckResult.from_judgement(spec.name, spec.critical, judgement))
+            results.append(
+                CheckResult.from_judgement(
+                    spec.name, spec.critical, judgement, rates=self._rates(spec.name), fail_at=k / alpha
+                )
+            )
         return AnalysisResult(combine(results), tuple(results), float(start), float(end))
+
+    def _rates(self, name: str) -> tuple[float, float] | None:
+        """(canary, baseline) error rate over the span of an errors check judged in this run."""
+        counts = self.counts.get(name)
+        if counts is None or counts[0] <= 0 or counts[2] <= 0:
+            return None
+        nc, xc, nb, xb = counts
+        return xc / nc, xb / nb
 
     # ------------------------------------------------------------------
 

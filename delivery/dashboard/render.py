@@ -7,8 +7,8 @@ fragments (``#error``, ``#list``, ``#detail``) with the ones pushed over server-
 from __future__ import annotations
 
 import math
-import re
 import time
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -182,7 +182,7 @@ def verdicts_html(d: Delivery) -> str:
     forecast = forecast_html(s)
     if forecast:
         parts.append(forecast)
-    charts = charts_html(verdicts + ([running] if running else []))
+    charts = charts_html(verdicts + ([running] if running else []), s.get("looks"))
     if charts:
         parts.append(f'<h3>Evidence</h3><div class="charts">{charts}</div>')
     return "".join(parts)
@@ -229,33 +229,107 @@ def forecast_html(s: dict[str, Any]) -> str:
     return f'<h3>Time to verdict</h3><ul class="forecast">{items}</ul>'
 
 
-def charts_html(verdicts: list[dict[str, Any]]) -> str:
-    """One SVG per analysed check: its evidence (``evidence``) at the end of each analysed window
-    the record keeps, coloured by outcome."""
-    series: dict[str, list[tuple[float, float, str]]] = {}
+@dataclass(frozen=True)
+class Point:
+    """One check's numbers at one analysed window (a look or a step's verdict), as charted."""
+
+    x: float  # when (end of the analysed window)
+    y: float  # evidence (``evidence``)
+    outcome: str
+    canary: float | None = None  # canary rate
+    baseline: float | None = None  # baseline rate
+    bound: float | None = None  # the judge's upper bound on the effect (rate ratio - 1)
+
+    @property
+    def canary_bound(self) -> float | None:
+        """The canary's rate the effect bound still allows: baseline x (1 + bound)."""
+        if self.baseline is None or self.bound is None or not math.isfinite(self.bound):
+            return None
+        return max(0.0, self.baseline * (1.0 + self.bound))
+
+
+def _rates(c: dict[str, Any]) -> tuple[float | None, float | None]:
+    rate = c.get("rate")
+    if isinstance(rate, list | tuple) and len(rate) == 2:
+        try:
+            return float(rate[0]), float(rate[1])
+        except (TypeError, ValueError):
+            pass
+    return None, None
+
+
+def _float(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _log10(e: float | None) -> float | None:
+    if e is None or e <= 0 or not math.isfinite(e):
+        return None
+    return math.log10(e)
+
+
+def evidence_series(
+    verdicts: list[dict[str, Any]], looks: dict[str, Any] | None = None
+) -> tuple[dict[str, list[Point]], dict[str, float]]:
+    """Per check, one point per analysed window: the record's look points (``looks``: the newest of
+    this delivery) and the verdicts' checks not already among them; and per check the log10 of the
+    e-value at which it fails (its ``fail_at``; none when the record does not say)."""
+    series: dict[str, list[Point]] = {}
     thresholds: dict[str, float] = {}
+    for name, rows in (looks or {}).items():
+        for row in rows or ():
+            if not isinstance(row, list | tuple) or len(row) < 7:
+                continue
+            y = _log10(_float(row[3]))
+            at = _float(row[0])
+            if y is None or at is None:
+                continue
+            series.setdefault(str(name), []).append(
+                Point(at, y, str(row[2]), _float(row[4]), _float(row[5]), _float(row[6]))
+            )
+    looked = {name: [p.x for p in points] for name, points in series.items()}
     for v in verdicts:
         details = v.get("details") or {}
-        window = details.get("window") or [0, float(v.get("at", 0) or 0)]
+        at = float(v.get("at", 0) or 0)
+        window = details.get("window") or [0, at]
         for c in details.get("checks") or []:
-            y = evidence(c)
-            if y is not None:
-                series.setdefault(str(c.get("name", "")), []).append((float(window[-1]), y, str(c.get("outcome", ""))))
+            name = str(c.get("name", ""))
             bar = fail_threshold(c)
             if bar is not None:
-                thresholds[str(c.get("name", ""))] = bar
-    return "".join(chart_svg(name, points, thresholds.get(name)) for name, points in sorted(series.items()))
+                thresholds[name] = bar
+            y = evidence(c)
+            if y is None:
+                continue
+            if any(abs(x - at) < 0.1 for x in looked.get(name, ())):
+                continue  # this verdict is one of the record's look points
+            rc, rb = _rates(c)
+            series.setdefault(name, []).append(
+                Point(float(window[-1]), y, str(c.get("outcome", "")), rc, rb, _float(c.get("bound")))
+            )
+    for points in series.values():
+        points.sort(key=lambda p: p.x)
+    return series, thresholds
+
+
+def charts_html(verdicts: list[dict[str, Any]], looks: dict[str, Any] | None = None) -> str:
+    """Per analysed check: its evidence at the end of each analysed window the record keeps, coloured
+    by outcome, against the e-value at which it fails; and its canary vs baseline rate with the
+    judge's bound."""
+    series, thresholds = evidence_series(verdicts, looks)
+    out = []
+    for name, points in sorted(series.items()):
+        if not points:
+            continue
+        out.append(chart_svg(name, points, thresholds.get(name)))
+        rates = rates_svg(name, points)
+        if rates:
+            out.append(rates)
+    return "".join(out)
 
 
 def fail_threshold(c: dict[str, Any]) -> float | None:
-    """log10 of the e-value at which the check fails, when its judge said it (``e=... >= 40``)."""
-    found = re.search(r">= ([0-9.]+(?:e[+-]?[0-9]+)?)", str(c.get("msg", "")))
-    if c.get("e") is None or not found:
-        return None
-    try:
-        return math.log10(float(found.group(1)))
-    except (ValueError, OverflowError):
-        return None
+    """log10 of the e-value at which the check fails (``fail_at`` in its numbers), else None."""
+    return _log10(_float(c.get("fail_at")))
 
 
 def evidence(c: dict[str, Any]) -> float | None:
@@ -274,14 +348,14 @@ def evidence(c: dict[str, Any]) -> float | None:
 
 def chart_svg(
     name: str,
-    points: list[tuple[float, float, str]],
+    points: list[Point],
     threshold: float | None = None,
     width: int = 360,
     height: int = 140,
 ) -> str:
     pad = 28
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
+    xs = [p.x for p in points]
+    ys = [p.y for p in points]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min([0.0, *ys]), max([0.0, *ys, *([threshold] if threshold is not None else [])])
     if y1 == y0:
@@ -293,7 +367,7 @@ def chart_svg(
     def sy(y: float) -> float:
         return height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad)
 
-    line = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in points)
+    line = " ".join(f"{sx(p.x):.1f},{sy(p.y):.1f}" for p in points)
     bar = ""
     if threshold is not None:
         bar = (
@@ -302,9 +376,9 @@ def chart_svg(
             f"fails at e ≥ {10**threshold:.3g}</text>"
         )
     dots = "".join(
-        f'<circle class="point o-{escape(o)}" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5">'
-        f"<title>{y:g} ({escape(o)})</title></circle>"
-        for x, y, o in points
+        f'<circle class="point o-{escape(p.outcome)}" cx="{sx(p.x):.1f}" cy="{sy(p.y):.1f}" r="3.5">'
+        f"<title>{p.y:g} ({escape(p.outcome)})</title></circle>"
+        for p in points
     )
     return (
         f'<figure class="chart" data-check="{escape(name)}">'
@@ -313,4 +387,58 @@ def chart_svg(
         f'<line class="axis" x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}"/>'
         f'<text x="2" y="{pad}" class="tick">{y1:.3g}</text><text x="2" y="{height - pad}" class="tick">{y0:.3g}</text>'
         f'<polyline class="series" points="{line}"/>{dots}{bar}</svg></figure>'
+    )
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.3g}%"
+
+
+def rates_svg(name: str, points: list[Point], width: int = 360, height: int = 140) -> str:
+    """Canary (dots) vs baseline (line) rate at each analysed window, with a whisker from the
+    canary's rate up to the rate the judge's effect bound still allows; empty without rates."""
+    pts = [p for p in points if p.canary is not None and p.baseline is not None]
+    if not pts:
+        return ""
+    pad = 28
+    x0, x1 = min(p.x for p in pts), max(p.x for p in pts)
+    tops = [p.canary_bound for p in pts if p.canary_bound is not None]
+    y1 = max([*(p.canary or 0.0 for p in pts), *(p.baseline or 0.0 for p in pts)])
+    if tops:  # a bound far above the rates would flatten them: cap the scale at 3x their top
+        y1 = max(y1, min(max(tops), 3 * y1 if y1 > 0 else max(tops)))
+    y1 = y1 or 1.0
+
+    def sx(x: float) -> float:
+        return pad + (x - x0) / ((x1 - x0) or 1.0) * (width - 2 * pad)
+
+    def sy(y: float) -> float:
+        return height - pad - min(y, y1) / y1 * (height - 2 * pad)
+
+    baseline = " ".join(f"{sx(p.x):.1f},{sy(p.baseline or 0.0):.1f}" for p in pts)
+    marks = []
+    for p in pts:
+        canary = p.canary or 0.0
+        top = p.canary_bound
+        title = f"canary {_pct(canary)} vs baseline {_pct(p.baseline or 0.0)}"
+        if top is not None:
+            title += f", effect bound {p.bound:+.0%} (canary ≤ {_pct(top)})"
+            marks.append(
+                f'<line class="bound" x1="{sx(p.x):.1f}" y1="{sy(canary):.1f}" x2="{sx(p.x):.1f}" y2="{sy(top):.1f}"/>'
+            )
+        b = sy(p.baseline or 0.0)  # a tick too: one window's line alone would not show
+        marks.append(
+            f'<line class="baseline" x1="{sx(p.x) - 6:.1f}" y1="{b:.1f}" x2="{sx(p.x) + 6:.1f}" y2="{b:.1f}"/>'
+        )
+        marks.append(
+            f'<circle class="rate o-{escape(p.outcome)}" cx="{sx(p.x):.1f}" cy="{sy(canary):.1f}" r="3">'
+            f"<title>{escape(title)}</title></circle>"
+        )
+    return (
+        f'<figure class="chart rates" data-check="{escape(name)}">'
+        f"<figcaption>{escape(name)}: canary (dots) vs baseline (line) rate, whisker to the bound, "
+        f"{len(pts)} analysed windows</figcaption>"
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        f'<line class="axis" x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}"/>'
+        f'<text x="2" y="{pad}" class="tick">{_pct(y1)}</text><text x="2" y="{height - pad}" class="tick">0%</text>'
+        f'<polyline class="baseline" points="{baseline}"/>{"".join(marks)}</svg></figure>'
     )
