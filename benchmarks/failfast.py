@@ -13,11 +13,14 @@ style judge are imported, not copied); the time model is new, because what users
 Rules (rollback is counted at the decision; the engine's reaction, ~1 s, is left out for all):
 
   deliver continuous   deliver's judges (judges.errors_core / latency_core, alpha 0.05 over a
-                       2-check family, as in analysis.py) on the step's cumulative window, looked at
-                       every 30 s (analysis-every, 2 x the scrape interval) while the step is held:
-                       a failing look rolls back at once; the step's end decides pass (next step,
-                       fresh window) / fail / inconclusive (extend).
-  deliver end-of-step  the same judges at each step's end only (deliver before issue 17).
+                       2-check family, as in analysis.py) on the delivery's analysis span (from
+                       its first analysed step to now: one e-process per delivery, as the engine's
+                       window_start), looked at every 30 s (analysis-every, 2 x the scrape
+                       interval) while a step is held: a failing look rolls back at once; the
+                       step's end decides pass (next step, the span goes on) / fail / inconclusive
+                       (extend).
+  deliver end-of-step  the same judges over the same span at each step's end only
+                       (analysis-every: off).
   argo                 Argo Rollouts background analysis as its docs describe it: one measurement
                        per window (interval: 1m) of the canary's error rate over that window
                        (failureCondition: >= 1 %; latency: canary/baseline p99 > 1.10, as in
@@ -230,14 +233,15 @@ def run_deliver(s: Streams, continuous: bool) -> np.ndarray:
     """Tick of the rollback per repetition (NEVER: none within the horizon)."""
     code = deliver_codes(s)
     reps = s.bad.shape[0]
-    start = np.zeros(reps, dtype=int)  # the step's window starts here
+    start = np.zeros(reps, dtype=int)  # the delivery's analysis span starts here, at its first step
+    step_start = np.zeros(reps, dtype=int)  # the step's (or its extension's) hold started here
     step_end = np.full(reps, STEP)
     passed = np.zeros(reps, dtype=int)
     rollback = np.full(reps, NEVER)
     open_ = np.ones(reps, dtype=bool)  # neither rolled back nor promoted
     for t in range(1, HORIZON + 1):
         at_end = open_ & (step_end == t)
-        looking = open_ & ~at_end & continuous & (t % EVERY == 0) & ((t - start) >= EVERY)
+        looking = open_ & ~at_end & continuous & (t % EVERY == 0) & ((t - step_start) >= EVERY)
         judged = at_end | looking
         if not judged.any():
             continue
@@ -247,8 +251,8 @@ def run_deliver(s: Streams, continuous: bool) -> np.ndarray:
         open_ &= ~failed
         ends = at_end & ~failed
         ok = ends & (c == PASS_CODE)
-        passed[ok] += 1
-        start[ok] = t
+        passed[ok] += 1  # the span goes on: one e-process over the whole delivery, as the engine
+        step_start[ends] = t
         step_end[ends] = t + STEP  # the next step, or the same step extended (inconclusive)
         open_ &= passed < STEPS  # promoted
     return rollback
@@ -433,9 +437,8 @@ def targets(rows: list[Row], bounds: list[Bound] | None = None) -> list[str]:
                 + (
                     ""
                     if ok
-                    else f" (the judges promise <= alpha/k = {100 * ALPHA / FAMILY:g}% per check and analysed step; "
-                    f"this delivery has {STEPS} steps, each a fresh e-process: <= 1% per delivery needs a "
-                    "smaller deliver.dev/analysis-alpha, docs/failfast.md)"
+                    else f" (the judges promise <= alpha/k = {100 * ALPHA / FAMILY:g}% per check and delivery; "
+                    "<= 1% needs a smaller deliver.dev/analysis-alpha, docs/failfast.md)"
                 )
             )
         elif scenario.startswith("errors"):

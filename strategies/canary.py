@@ -102,9 +102,12 @@ class CanaryPlanner:
             converge.append(SetWeight(weight, match=spec.match is not None, mirror=mirror, pin=pin))
         settled = not held or held[0].replicas <= stable_goal(obs.replicas, want)
         if not withdraw and want > 0 and ready >= want and settled and state.weight != weight and not step.pause:
-            # The step's share is served from now on: its hold and its analysis window start here,
-            # not when the step began (pods may have taken most of the interval to become Ready).
-            state = state.replace(weight=weight, step_started=obs.now, analysis_started=obs.now)
+            # The step's share is served from now on: its hold starts here, not when the step began
+            # (pods may have taken most of the interval to become Ready). The analysis span starts
+            # with the first share served and runs over the whole delivery (one e-process: the
+            # judges are stratified per window, so later steps' shares continue it; docs/failfast.md).
+            span = obs.now if state.weight == 0 else state.analysis_started
+            state = state.replace(weight=weight, step_started=obs.now, analysis_started=span)
 
         if step.pause or state.phase == Phase.PAUSED:
             if new is not None:
@@ -136,8 +139,7 @@ class CanaryPlanner:
         if checked == "pass":
             moved = state.replace(
                 step=state.step + 1,
-                step_started=obs.now,
-                analysis_started=obs.now,
+                step_started=obs.now,  # the analysis span goes on: one e-process per delivery
                 extensions=0,
                 message=f"step {state.step + 1} ({step.describe()}) passed",
             )

@@ -427,7 +427,7 @@ class DeliveryState:
     started: float = 0.0
     finished: float = 0.0
     switched: float = 0.0  # when traffic last moved wholesale (blue-green's switch; a route set to 100 or reset)
-    analysis_started: float = 0.0  # start of the cumulative analysis window
+    analysis_started: float = 0.0  # start of the delivery's analysis span (its first analysed step)
     extensions: int = 0
     weight: int = 0  # traffic share promised to the new version now
     message: str = ""  # for people; decisions use phase and hold

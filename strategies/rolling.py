@@ -79,7 +79,7 @@ class RollingPlanner(NativePlanner):
                 ),
                 None,
             )
-        moved = state.replace(step=state.step + 1, step_started=obs.now, analysis_started=obs.now, extensions=0)
+        moved = state.replace(step=state.step + 1, step_started=obs.now, extensions=0)  # the span goes on
         nxt = self.advance(spec, moved, obs)
         event = step_passed(state, state.step, f"pause point {points[state.step]}%", "resuming")
         return Plan(nxt.state, (event,) + nxt.actions, nxt.requeue_after)

@@ -251,7 +251,11 @@ def analysis_every(spec: DeliverySpec) -> float:
 
 
 def window_start(state: DeliveryState) -> float:
-    """Start of the cumulative analysis window of the current step."""
+    """Start of the delivery's analysis span: the start of its first analysed step (canary: when its
+    first share was served). Every look and step end judges [span start, now], so the delivery's
+    looks are looks at one e-process and it spends the fail side's alpha/k once, not once per step
+    (docs/failfast.md). A new delivery (start, supersede), an operator's promote and replicas back
+    after a scale to zero start a new span."""
     return state.analysis_started or state.step_started
 
 
@@ -337,7 +341,7 @@ def look_in_step(
         and last.at - state.step_started >= min(spec.interval, PROMOTE_EARLY_HOLD)
     ):
         return Plan(state.replace(verdicts=state.verdicts + (last,)), (), 0.1)
-    since = obs.now - (last.at if last is not None else window_start(state))
+    since = obs.now - (last.at if last is not None else max(window_start(state), state.step_started))
     if since < every:
         return Plan(state, (), min(wait, max(0.5, every - since)))
     return Plan(state, (analyse(True),), 0.1)

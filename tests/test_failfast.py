@@ -417,3 +417,79 @@ def test_the_information_bound_is_no_better_than_the_first_look_and_is_named_in_
     rows = bench.run(20, 3, traffics=(1000,))
     goals = [g for g in bench.targets(rows, list(bounds.values())) if "0.5% -> 1.0%" in g]
     assert goals and goals[0].startswith("[MISSED]") and "information bound" in goals[0]
+
+
+# ------------------------------------------------------------------ one analysis span per delivery
+
+
+def test_the_analysis_span_starts_at_the_deliverys_first_analysed_step_and_goes_on_over_its_steps() -> None:
+    """After a step change the Analyse action's start is still the start of the first analysed
+    step (when its share was served), so every look and step end of the delivery are looks at one
+    e-process: the fail side spends alpha/k once per delivery, not once per step."""
+    from dataclasses import replace as dreplace
+
+    from strategies import plan
+    from strategies.model import Strategy
+    from tests.planning import NEW, STABLE, canary_spec, obs, started, version
+
+    spec = canary_spec(analysis=("error-rate",), interval=300.0, analysis_every=30.0)
+    s = started(Strategy.CANARY)  # step 0 began at 1000; its pods are Ready at 1025
+    served = plan(spec, s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1025))
+    assert served.state.analysis_started == 1025.0 and served.state.weight == 20
+    passed = served.state.replace(verdicts=(StepVerdict(0, "pass", "error-rate pass", 1326.0),))
+    moved = plan(spec, passed, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1326))
+    assert moved.state.step == 1 and moved.state.analysis_started == 1025.0
+    at = obs(version(STABLE, 3), version(NEW, 3, owned=False), now=1330)
+    second = plan(spec, moved.state, at)  # step 1's share (50 %) is served from 1330
+    assert second.state.weight == 50 and second.state.step_started == 1330.0
+    assert second.state.analysis_started == 1025.0
+    # the first look of step 1 comes analysis-every after its share was served, over the whole span
+    assert not any(isinstance(a, Analyse) for a in plan(spec, second.state, dreplace(at, now=1345)).actions)
+    look = [a for a in plan(spec, second.state, dreplace(at, now=1361)).actions if isinstance(a, Analyse)]
+    assert [(a.step, a.start, a.interim) for a in look] == [(1, 1025.0, True)]
+    end = [a for a in plan(spec, second.state, dreplace(at, now=1631)).actions if isinstance(a, Analyse)]
+    assert [(a.step, a.start, a.interim) for a in end] == [(1, 1025.0, False)]
+    # a new delivery (superseding this one) starts a new span
+    newer = obs(version(STABLE, 3), version(NEW, 3, owned=False), now=1640, target="v9")
+    assert plan(spec, second.state, newer).state.analysis_started == 1640.0
+
+
+def test_rolling_pause_points_share_one_analysis_span() -> None:
+    from strategies import plan
+    from strategies.model import DeliverySpec, Strategy
+    from tests.planning import NEW, STABLE, obs, started, version
+
+    spec = DeliverySpec(strategy=Strategy.ROLLING, pause_at=(20, 60), interval=300.0, analysis=("error-rate",))
+    s = started(Strategy.ROLLING).replace(verdicts=(StepVerdict(0, "pass", "error-rate pass", 1301.0),))
+    moved = plan(spec, s, obs(version(STABLE, 4), version(NEW, 1), now=1301, native="RollingUpdate"))
+    assert moved.state.step == 1 and moved.state.step_started == 1301.0
+    assert moved.state.analysis_started == 1000.0
+
+
+def test_healthy_canaries_over_three_steps_are_rolled_back_at_most_alpha_over_k_per_delivery() -> None:
+    """benchmarks/failfast.py's deliver rules judge the delivery's span from its first step (as the
+    engine's window_start), and healthy canaries looked at every 30 s over three 5-minute steps at
+    1000 requests/window are rolled back in at most half of alpha/k = 2.5 % of deliveries: 1.0 % on
+    these streams (with a fresh e-process per step, as before: 1.77 %)."""
+    import numpy as np
+
+    from benchmarks import failfast as bench
+
+    rng = np.random.default_rng([20261130, 17])
+    healthy = bench.error_streams(rng, 3000, 250, 0.005, 0.005)
+    judge = bench.deliver_codes(healthy)
+    starts: set[int] = set()
+
+    def spy(start: Any, end: int) -> Any:
+        starts.update(np.unique(start).tolist())
+        return judge(start, end)
+
+    original = bench.deliver_codes
+    bench.deliver_codes = lambda s: spy  # type: ignore[assignment]
+    try:
+        tick = bench.run_deliver(healthy, continuous=True)
+    finally:
+        bench.deliver_codes = original
+    assert starts == {0}  # every look and step end: the span from the first step
+    rate = float((tick <= bench.HORIZON).mean())
+    assert rate <= bench.ALPHA / bench.FAMILY / 2, rate
