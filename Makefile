@@ -8,8 +8,8 @@
 #   make image  the controller image, an OCI archive in dist/ (docs/install.md)
 #   make chaos  chaos on the local control plane, full run (e2e/chaos.py; figures in docs/chaos.md;
 #               long: make test runs the short version, e2e/test_chaos.py)
-# Time budget of make test (2 cores): fresh machine, every Go build included, under 45 minutes;
-# warm cache under 20 minutes. Longer runs go behind their own targets (bench, chaos).
+# Time budget of make test (2 cores): fresh machine, every Go build and the image included, under
+# 60 minutes; warm caches under 30 minutes (measured: 22). Longer runs go behind their own targets (bench, chaos).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
 # Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
 
