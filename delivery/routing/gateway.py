@@ -261,20 +261,8 @@ class GatewayRouter:
                 if pin is not None:
                     cookie = {"name": "Set-Cookie", "value": f"{pin.cookie}={value}; Path=/"}
                     want = {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [cookie]}}
-                if want is not None and [filters[j] for j in have] == [want]:
-                    continue
                 base = pointer("spec", "rules", r.rule, "backendRefs", index, "filters")
-                emptied = bool(have) and len(have) == len(filters)  # only deliver's: the key goes too
-                for j in reversed(have):
-                    ops.append({"op": "test", "path": f"{base}/{j}/type", "value": "ResponseHeaderModifier"})
-                    ops.append({"op": "remove", "path": f"{base}/{j}"})
-                if emptied and want is None:
-                    ops.append({"op": "remove", "path": base})
-                if want is not None:
-                    if "filters" not in ref or emptied:
-                        ops.append({"op": "add", "path": base, "value": [want]})
-                    else:
-                        ops.append({"op": "add", "path": base + "/-", "value": want})
+                ops += _filter_ops(base, filters, have, want, "ResponseHeaderModifier", "filters" in ref)
         return ops
 
     def match_rules(self, route: JSON, match: RequestMatch | None) -> list[JSON]:
@@ -327,19 +315,7 @@ class GatewayRouter:
                 if mirror < 100:
                     want["requestMirror"]["percent"] = int(mirror)
             base = pointer("spec", "rules", r.rule, "filters")
-            if want is not None and [filters[j] for j in have] == [want]:
-                continue
-            emptied = bool(have) and len(have) == len(filters)  # only deliver's: the key goes too
-            for j in reversed(have):
-                ops.append({"op": "test", "path": f"{base}/{j}/type", "value": "RequestMirror"})
-                ops.append({"op": "remove", "path": f"{base}/{j}"})
-            if emptied and want is None:
-                ops.append({"op": "remove", "path": base})
-            if want is not None:
-                if "filters" not in rule or emptied:
-                    ops.append({"op": "add", "path": base, "value": [want]})
-                else:
-                    ops.append({"op": "add", "path": base + "/-", "value": want})
+            ops += _filter_ops(base, filters, have, want, "RequestMirror", "filters" in rule)
         return ops
 
     def match_ops(self, route: JSON, match: RequestMatch | None, pin: Affinity | None = None) -> list[JSON]:
@@ -452,3 +428,27 @@ class GatewayRouter:
             or any(self.is_cookie_filter(f) for ref in rule.get("backendRefs") or [] for f in ref.get("filters") or [])
             for rule in rules
         )
+
+
+def _filter_ops(
+    base: str, filters: list[JSON], have: list[int], want: JSON | None, kind: str, keyed: bool
+) -> list[JSON]:
+    """JSON patch ops that leave exactly ``want`` (or nothing, with None) as deliver's filter in the
+    ``filters`` list at ``base``, where deliver's own are at indexes ``have`` and of type ``kind``
+    (each removal guarded by a test of its type); ``keyed``: the object has a ``filters`` key. []:
+    already so. When only deliver's filters were there and none is wanted, the key goes too."""
+    if want is not None and [filters[j] for j in have] == [want]:
+        return []
+    ops: list[JSON] = []
+    emptied = bool(have) and len(have) == len(filters)
+    for j in reversed(have):
+        ops.append({"op": "test", "path": f"{base}/{j}/type", "value": kind})
+        ops.append({"op": "remove", "path": f"{base}/{j}"})
+    if emptied and want is None:
+        ops.append({"op": "remove", "path": base})
+    if want is not None:
+        if not keyed or emptied:
+            ops.append({"op": "add", "path": base, "value": [want]})
+        else:
+            ops.append({"op": "add", "path": base + "/-", "value": want})
+    return ops
