@@ -13,6 +13,9 @@ Fixtures:
     controller  (function) the real controller (e2e.controller.ControllerProcess) watching
                            ``namespace``; its log tail is printed after the test.
     analysed_controller (function) the same, with ``--prometheus-url`` of the ``prometheus`` fixture.
+    json_kube   (function) ``jk`` with the HTTPRoute CRD installed.
+    stack       (function) a started e2e.dataplane.LocalStack for the demo's app ``shop`` behind its
+                           HTTPRoute: Envoy, the app processes, scraped by ``prometheus``.
     kubectl     (session, autouse) the kubectl built from the cluster's Kubernetes release
                            (e2e/binaries.py); its directory goes first on $PATH for the session, so
                            a test or subprocess running ``kubectl`` runs that one, not the machine's.
@@ -32,10 +35,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from delivery.kube import HTTPROUTES
 from delivery.kube import KubeClient as JsonKube
+from e2e import crds
 from e2e.binaries import kubectl_path
 from e2e.cluster import REPO_ROOT, Cluster, api_client, reap_stale
 from e2e.controller import ControllerProcess
+from e2e.dataplane import LocalStack
+from e2e.demo import demo_route
 from e2e.helpers import Kube, wait_for
 from e2e.services import Envoy, Prometheus
 
@@ -168,3 +175,18 @@ def analysed_controller(
     yield from _controller(
         ControllerProcess(cluster.kubeconfig, namespace, run_dir, prometheus_url=prometheus.url), 6000
     )
+
+
+@pytest.fixture
+def json_kube(cluster: RunningCluster, kube: Kube) -> JsonKube:
+    crds.install(kube.api_client, ["httproute"])
+    return JsonKube.connect(str(cluster.kubeconfig))
+
+
+@pytest.fixture
+def stack(json_kube: JsonKube, namespace: str, tmp_path: Path, prometheus: Prometheus) -> Iterator[LocalStack]:
+    app = "shop"
+    json_kube.create(HTTPROUTES, namespace, demo_route(app))
+    s = LocalStack(json_kube, namespace, app, tmp_path, f"{app}-stable", f"{app}-canary", prometheus).start()
+    yield s
+    s.stop()

@@ -19,19 +19,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from delivery.kube import HTTPROUTES
 from delivery.kube import KubeClient as JsonKube
 from delivery.routing import RouterContext, router_for
-from e2e import crds
 from e2e.controller import ControllerProcess
 from e2e.dataplane import LocalStack
-from e2e.demo import DEMO_ANNOTATIONS, demo_deployment, demo_route
+from e2e.demo import DEMO_ANNOTATIONS, demo_deployment
 from e2e.helpers import Kube, deployment_available, set_image, state, stays, wait_ended, wait_for
 from e2e.loadgen import LoadGen
 from e2e.services import Prometheus
@@ -42,20 +39,6 @@ TOLERANCE = 0.035
 REQUESTS_PER_STEP = 3000
 APP = "shop"
 STABLE, CANARY = f"{APP}-stable", f"{APP}-canary"
-
-
-@pytest.fixture
-def json_kube(cluster: Any, kube: Kube) -> JsonKube:
-    crds.install(kube.api_client, ["httproute"])
-    return JsonKube.connect(str(cluster.kubeconfig))
-
-
-@pytest.fixture
-def stack(json_kube: JsonKube, namespace: str, tmp_path: Path, prometheus: Prometheus) -> Iterator[LocalStack]:
-    json_kube.create(HTTPROUTES, namespace, demo_route(APP))
-    s = LocalStack(json_kube, namespace, APP, tmp_path, STABLE, CANARY, prometheus).start()
-    yield s
-    s.stop()
 
 
 def test_traffic_share_follows_each_weight(stack: LocalStack, json_kube: JsonKube, namespace: str) -> None:

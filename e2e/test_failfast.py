@@ -11,18 +11,14 @@ prints them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from delivery.kube import HTTPROUTES
-from delivery.kube import KubeClient as JsonKube
-from e2e import crds
 from e2e.controller import ControllerProcess
 from e2e.dataplane import LocalStack
-from e2e.demo import demo_deployment, demo_route
+from e2e.demo import demo_deployment
 from e2e.helpers import Kube, deployment_available, set_image, state, wait_ended, wait_for
 from e2e.loadgen import LoadGen
 from e2e.services import Prometheus
@@ -33,20 +29,6 @@ APP = "shop"
 STABLE, CANARY = f"{APP}-stable", f"{APP}-canary"
 STEP = "5m"
 WITHIN = 30.0  # seconds from the canary's first traffic to its last
-
-
-@pytest.fixture
-def json_kube(cluster: Any, kube: Kube) -> JsonKube:
-    crds.install(kube.api_client, ["httproute"])
-    return JsonKube.connect(str(cluster.kubeconfig))
-
-
-@pytest.fixture
-def stack(json_kube: JsonKube, namespace: str, tmp_path: Path, prometheus: Prometheus) -> Iterator[LocalStack]:
-    json_kube.create(HTTPROUTES, namespace, demo_route(APP))
-    s = LocalStack(json_kube, namespace, APP, tmp_path, STABLE, CANARY, prometheus).start()
-    yield s
-    s.stop()
 
 
 def test_a_canary_failing_30_percent_behind_a_5_minute_step_is_rolled_back_within_30s(
