@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +39,11 @@ KUBE_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.19.5"
+# The peer of benchmarks/controller.py: the newest Argo Rollouts release (v1.10.2) builds here; its
+# go.mod asks for go >= 1.26.10, so its build (only) runs on the approved go1.27.3 toolchain.
+ARGO_ROLLOUTS_VERSION = "v1.10.2"
+ARGO_ROLLOUTS_MODULE = "github.com/argoproj/argo-rollouts"
+ARGO_TOOLCHAIN = "go1.27.3"
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBECTL = "kubectl"  # from the same k8s.io/kubernetes release, cached as kubectl-<KUBE_VERSION>
@@ -87,6 +93,16 @@ def helm_path() -> Path:
 def kubectl_path() -> Path:
     """The kubectl of the cluster's Kubernetes release (``python -m e2e.binaries --only kubectl``)."""
     return _bin_dir(KUBECTL, KUBE_VERSION) / KUBECTL
+
+
+def argo_rollouts_path() -> Path:
+    """The Argo Rollouts controller built from its module (``python -m e2e.binaries --only argo-rollouts``)."""
+    return _bin_dir("argo-rollouts", ARGO_ROLLOUTS_VERSION) / "rollouts-controller"
+
+
+def argo_rollouts_crds() -> list[Path]:
+    """The CRDs of the same release, copied from the module's ``manifests/crds`` beside the binary."""
+    return sorted((_bin_dir("argo-rollouts", ARGO_ROLLOUTS_VERSION) / "crds").glob("*-crd.yaml"))
 
 
 def _log(msg: str) -> None:
@@ -279,9 +295,60 @@ def build_helm() -> None:
     _go_install("helm.sh/helm/v3/cmd/helm", HELM_VERSION, "helm", "helm")
 
 
+def build_argo_rollouts() -> None:
+    _install(
+        _bin_dir("argo-rollouts", ARGO_ROLLOUTS_VERSION),
+        ("rollouts-controller", "crds/rollout-crd.yaml"),
+        _build_argo_rollouts,
+    )
+
+
+def _build_argo_rollouts(tmp: Path) -> None:
+    """Build ``cmd/rollouts-controller`` inside the module's own source tree, so its own go.mod and
+    its replace lines decide every dependency (no wrapper module could carry those replaces)."""
+    work = cache_root() / "build" / f"argo-rollouts-{ARGO_ROLLOUTS_VERSION}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(_go_env(), GOTOOLCHAIN=ARGO_TOOLCHAIN)
+    scratch = Path(tempfile.mkdtemp(prefix="argo-mod-", dir=work.parent))
+    try:
+        (scratch / "go.mod").write_text("module deliver.dev/bench/argo\n")
+        found = subprocess.run(
+            ["go", "mod", "download", "-json", f"{ARGO_ROLLOUTS_MODULE}@{ARGO_ROLLOUTS_VERSION}"],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    zip_path = re.search(r'"Zip":\s*"([^"]+)"', found)
+    if not zip_path or not Path(zip_path.group(1)).is_file():
+        raise SystemExit(f"the module proxy gave no source for {ARGO_ROLLOUTS_MODULE}@{ARGO_ROLLOUTS_VERSION}: {found}")
+    _log(f"unpacking {ARGO_ROLLOUTS_MODULE}@{ARGO_ROLLOUTS_VERSION}")
+    prefix = f"{ARGO_ROLLOUTS_MODULE}@{ARGO_ROLLOUTS_VERSION}/"
+    with zipfile.ZipFile(zip_path.group(1)) as archive:
+        for member in archive.infolist():
+            if member.is_dir() or not member.filename.startswith(prefix):
+                continue
+            target = work / member.filename[len(prefix) :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(member))
+    version_pkg = f"{ARGO_ROLLOUTS_MODULE}/utils/version"
+    release = ARGO_ROLLOUTS_VERSION.lstrip("v")
+    flags = f"-s -w -X {version_pkg}.version={release} -X {version_pkg}.buildDate=1970-01-01T00:00:00Z"
+    out = str(tmp / "rollouts-controller")
+    cmd = ["go", "build", "-trimpath", "-ldflags", flags, "-o", out, "./cmd/rollouts-controller"]
+    _log("$ GOTOOLCHAIN=" + ARGO_TOOLCHAIN + " " + " ".join(cmd))
+    _wait(subprocess.Popen(cmd, cwd=work, env=env), f"argo-rollouts {ARGO_ROLLOUTS_VERSION}")
+    (tmp / "crds").mkdir()
+    for crd in sorted((work / "manifests" / "crds").glob("*-crd.yaml")):
+        shutil.copy(crd, tmp / "crds" / crd.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.binaries")
-    parser.add_argument("--only", choices=["etcd", "kube", "kwok", "helm", "kubectl"], action="append")
+    parser.add_argument("--only", choices=["etcd", "kube", "kwok", "helm", "kubectl", "argo-rollouts"], action="append")
     parser.add_argument("--print", action="store_true", help="print binary paths and exit")
     args = parser.parse_args(argv)
     if args.print:
@@ -291,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kubectl\t{kubectl_path()}\t{'ok' if kubectl_path().exists() else 'missing'}")
         return 0
     steps = {"etcd": build_etcd, "kwok": build_kwok, "kube": build_kube, "helm": build_helm, "kubectl": build_kubectl}
+    if args.only and "argo-rollouts" in args.only:  # the benchmark's peer: only when asked for by name
+        steps["argo-rollouts"] = build_argo_rollouts
     started = time.monotonic()
     for name in args.only or list(steps):
         steps[name]()

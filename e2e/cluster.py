@@ -121,8 +121,23 @@ class State:
 class Cluster:
     """The local control plane living in ``run_dir``."""
 
-    def __init__(self, run_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path | None = None,
+        nodes: int = NODE_COUNT,
+        max_pods: int = 110,
+        audit_policy: Path | None = None,
+        clients: dict[str, str] | None = None,
+    ) -> None:
+        """``nodes`` kwok nodes of ``max_pods`` pods each; ``audit_policy``: the API server writes its
+        audit log (``logs/audit.log``) under that policy; ``clients``: more identities, name ->
+        certificate subject, each with a kubeconfig ``<name>.kubeconfig`` in the run dir (the
+        controller benchmark tells controllers apart by them)."""
         self.run_dir = (run_dir or default_run_dir()).resolve()
+        self.nodes = nodes
+        self.max_pods = max_pods
+        self.audit_policy = audit_policy
+        self.clients = dict(clients or {})
         self.state_file = self.run_dir / "state.json"
         self.kubeconfig = self.run_dir / "kubeconfig"
         self.pki_dir = self.run_dir / "pki"
@@ -270,6 +285,17 @@ class Cluster:
         path.write_text(json.dumps(cfg, indent=2) + "\n")
         path.chmod(0o600)
 
+    def _audit_flags(self) -> list[str]:
+        if self.audit_policy is None:
+            return []
+        return [
+            f"--audit-policy-file={self.audit_policy}",
+            f"--audit-log-path={self.log_dir / 'audit.log'}",
+            "--audit-log-format=json",
+            "--audit-log-mode=batch",
+            "--audit-log-maxsize=0",
+        ]
+
     def _start_all(self, bins: Binaries, state: State, deadline: float) -> None:
         ports = state.ports
 
@@ -285,12 +311,13 @@ class Cluster:
                 "scheduler": "/CN=system:kube-scheduler",
                 "kwok": "/O=system:masters/CN=kwok-controller",
                 "front-proxy-client": "/CN=front-proxy-client",
+                **self.clients,
             },
         )
         _log(f"certificates ready ({time.monotonic() - t:.1f}s)")
         server = f"https://127.0.0.1:{ports['apiserver']}"
         kcfg = {}
-        for name in ("admin", "controller-manager", "scheduler", "kwok"):
+        for name in ("admin", "controller-manager", "scheduler", "kwok", *self.clients):
             path = self.kubeconfig if name == "admin" else self.run_dir / f"{name}.kubeconfig"
             c = pki.clients[name]
             self._write_kubeconfig(path, server, name, c.cert, c.key)
@@ -358,6 +385,7 @@ class Cluster:
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
                 "--event-ttl=1h",
+                *self._audit_flags(),
             ],
         )
         _proc.wait_until(
@@ -429,17 +457,17 @@ class Cluster:
 
         api = self.api_client()
         core = client.CoreV1Api(api)
-        for i in range(NODE_COUNT):
-            core.create_node(_node_body(f"kwok-node-{i}", i))
+        for i in range(self.nodes):
+            core.create_node(_node_body(f"kwok-node-{i}", i, self.max_pods))
 
         def nodes_ready() -> bool:
             nodes = core.list_node(label_selector="type=kwok").items
-            return len(nodes) == NODE_COUNT and all(
+            return len(nodes) == self.nodes and all(
                 any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])) for n in nodes
             )
 
-        _proc.wait_until(nodes_ready, remaining(), kwok, f"{NODE_COUNT} kwok nodes Ready")
-        _log(f"{NODE_COUNT} fake nodes Ready")
+        _proc.wait_until(nodes_ready, remaining(), kwok, f"{self.nodes} kwok nodes Ready")
+        _log(f"{self.nodes} fake nodes Ready")
 
         def default_sa() -> bool:
             core.read_namespaced_service_account("default", "default")
@@ -484,7 +512,10 @@ def reap_stale(base: Path | None = None) -> list[Path]:
     return removed
 
 
-def _node_body(name: str, index: int) -> dict[str, Any]:
+def _node_body(name: str, index: int, max_pods: int = 110) -> dict[str, Any]:
+    allocatable = dict(NODE_ALLOCATABLE, pods=str(max_pods))
+    if max_pods > 110:  # room for that many pods of the e2e apps' requests too
+        allocatable.update(cpu=str(max_pods), memory=f"{max_pods * 2}Gi")
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -502,7 +533,7 @@ def _node_body(name: str, index: int) -> dict[str, Any]:
             },
         },
         "spec": {},
-        "status": {"allocatable": dict(NODE_ALLOCATABLE), "capacity": dict(NODE_ALLOCATABLE)},
+        "status": {"allocatable": dict(allocatable), "capacity": dict(allocatable)},
     }
 
 
