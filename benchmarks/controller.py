@@ -215,6 +215,7 @@ class PodWatch:
                         allow_watch_bookmarks=True,
                         timeout_seconds=300,
                         _preload_content=False,
+                        _request_timeout=(10, 330),
                     )
                     for line in stream:
                         event = json.loads(line)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cache import Cache, Store
 from .errors import DeliverError, Gone, KubeError, LeadershipLost
 from .kube import DEPLOYMENTS, REPLICASETS, Kube, Resource
 from .reconcile import Outcome, Reconciler
@@ -97,35 +98,64 @@ class WorkQueue:
             return len(self._due) + len(self._again)
 
 
+PAGE = 500  # objects per page of a relist: the memory of a relist is one page, not the cluster
+
+
 @dataclass
 class Informer:
-    """list + watch of one resource; calls ``on_event(type, obj)``; relists on 410 and on errors."""
+    """list + watch of one resource; keeps ``store`` (delivery/cache.py) when given, then calls
+    ``on_event(type, obj)``; relists (in pages of ``page``) on 410 and on errors."""
 
     kube: Kube
     resource: Resource
     namespace: str | None
-    on_event: Callable[[str, dict[str, Any]], None]
+    on_event: Callable[[str, dict[str, Any]], None] | None
     stop: threading.Event
+    store: Store | None = None
     synced: threading.Event = field(default_factory=threading.Event)
     restarts: int = 0
     watch_timeout: int = 240
+    page: int = PAGE
+
+    def relist(self) -> str:
+        """List every object page by page; the store gets exactly them. Returns the resourceVersion
+        to watch from (the first page's: the pages are one snapshot)."""
+        listed: list[dict[str, Any]] = []
+        token: str | None = None
+        rv = ""
+        while True:
+            listing = self.kube.list(self.resource, self.namespace, limit=self.page, continue_token=token)
+            meta = listing.get("metadata") or {}
+            rv = rv or str(meta.get("resourceVersion", ""))
+            items = listing.get("items") or []
+            if self.store is not None:
+                listed += items
+            if self.on_event is not None:
+                for obj in items:
+                    self.on_event("SYNC", obj)
+            token = meta.get("continue") or None
+            if not token:
+                break
+        if self.store is not None:
+            self.store.replace_all(listed)
+        return rv
 
     def run(self) -> None:
         backoff = 0.5
         while not self.stop.is_set():
             try:
-                listing = self.kube.list(self.resource, self.namespace)
-                for obj in listing.get("items") or []:
-                    self.on_event("SYNC", obj)
+                rv = self.relist()
                 self.synced.set()
-                rv = listing["metadata"]["resourceVersion"]
                 backoff = 0.5
                 while not self.stop.is_set():
                     for event in self.kube.watch(self.resource, self.namespace, rv, self.watch_timeout):
                         obj = event.get("object") or {}
                         rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                         if event.get("type") != "BOOKMARK":
-                            self.on_event(event["type"], obj)
+                            if self.store is not None:
+                                self.store.apply(event["type"], obj)
+                            if self.on_event is not None:
+                                self.on_event(event["type"], obj)
                         if self.stop.is_set():
                             return
             except Gone:
@@ -153,6 +183,7 @@ class Controller:
         on_outcome: Callable[[Key, Outcome, float], None] | None = None,
         resync: float = 300.0,
         workers: int = 1,
+        cache: Cache | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("a controller needs at least one worker")
@@ -167,9 +198,17 @@ class Controller:
         self.stop = threading.Event()
         self.managed: set[Key] = set()
         self._lock = threading.Lock()
+        self.cache = cache
+        stores = cache.stores if cache is not None else {}
         self.informers = [
-            Informer(kube, DEPLOYMENTS, namespace, self._on_deployment, self.stop),
-            Informer(kube, REPLICASETS, namespace, self._on_replicaset, self.stop),
+            Informer(kube, DEPLOYMENTS, namespace, self._on_deployment, self.stop, stores.get(DEPLOYMENTS)),
+            Informer(kube, REPLICASETS, namespace, self._on_replicaset, self.stop, stores.get(REPLICASETS)),
+        ]
+        # the cache's other resources: watched only to be read from memory (no pass on their events)
+        self.informers += [
+            Informer(kube, res, namespace, None, self.stop, store)
+            for res, store in stores.items()
+            if res not in (DEPLOYMENTS, REPLICASETS)
         ]
         self.busy = _Busy()  # set while any worker is reconciling
 
@@ -200,7 +239,9 @@ class Controller:
 
     @property
     def synced(self) -> bool:
-        return all(i.synced.is_set() for i in self.informers)
+        """The informers that trigger passes have listed once (the cache's others may lag: until
+        they list, their reads go to the API server)."""
+        return all(i.synced.is_set() for i in self.informers if i.on_event is not None)
 
     @property
     def watch_restarts(self) -> int:

@@ -110,8 +110,11 @@ class Kube(Protocol):
         namespace: str | None = None,
         selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
     ) -> JSON:
-        """The List object: ``items`` and ``metadata.resourceVersion`` to watch from."""
+        """The List object: ``items`` and ``metadata.resourceVersion`` to watch from. With ``limit``, one
+        page: ``metadata.continue`` (when more follow) is the ``continue_token`` of the next."""
         ...
 
     def items(
@@ -224,10 +227,11 @@ class KubeClient:
         namespace: str | None = None,
         selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
     ) -> JSON:
-        return self.request(
-            "GET", res.path(namespace), query={"labelSelector": selector, "fieldSelector": field_selector}
-        )
+        query = {"labelSelector": selector, "fieldSelector": field_selector, "limit": limit, "continue": continue_token}
+        return self.request("GET", res.path(namespace), query=query)
 
     def items(
         self,

@@ -315,8 +315,10 @@ class Fenced:
         namespace: str | None = None,
         selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
     ) -> JSON:
-        return self.kube.list(res, namespace, selector, field_selector)
+        return self.kube.list(res, namespace, selector, field_selector, limit, continue_token)
 
     def items(
         self,

@@ -379,6 +379,7 @@ class FakeKube:
         self.compacted = 0  # watches from a resourceVersion below this are Gone
         self.history: list[tuple[int, str, str, str, JSON]] = []  # (rv, plural, namespace, type, object)
         self.writes: list[Write] = []
+        self.pages: list[tuple[str, int]] = []  # (resource, items) of each paged list (limit given)
         self.calls: list[tuple[str, str]] = []
         self.watch_events: list[list[Any]] = []  # scripted watch batches (objects or callables(fake))
         self._failures: list[_Failure] = []
@@ -548,11 +549,21 @@ class FakeKube:
         namespace: str | None = None,
         selector: str | None = None,
         field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
     ) -> JSON:
-        return {
-            "items": self.items(res, namespace, selector, field_selector),
-            "metadata": {"resourceVersion": str(self.rv)},
-        }
+        """With ``limit``: pages in name order, ``metadata.continue`` the offset of the next page (the
+        API server's tokens are opaque; the pages all carry the first page's resourceVersion)."""
+        found = self.items(res, namespace, selector, field_selector)
+        meta: JSON = {"resourceVersion": str(self.rv)}
+        if limit:
+            start = int(continue_token or 0)
+            found = sorted(found, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+            if start + limit < len(found):
+                meta["continue"] = str(start + limit)
+            found = found[start : start + limit]
+            self.pages.append((res.plural, len(found)))
+        return {"items": found, "metadata": meta}
 
     def _write(self, verb: str, res: Resource, name: str, body: Any, content_type: str = "") -> None:
         self.writes.append(Write(verb, res.plural, name, clone(body), content_type))

@@ -25,6 +25,7 @@ from typing import Any
 
 from delivery import templates
 from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES, selector_string
+from delivery.cache import Cache, CachedKube
 from delivery.reconcile import Outcome, Reconciler
 from tests.fakekube import FakeKube
 
@@ -53,13 +54,19 @@ def owner_ref(obj: dict[str, Any], kind: str, controller: bool = True) -> dict[s
 
 
 class Fixture:
-    def __init__(self, ns: str = NS, kube: FakeKube | None = None) -> None:
+    def __init__(self, ns: str = NS, kube: FakeKube | None = None, cache_lag: int | None = None) -> None:
         """``ns`` and a shared ``kube``: several Fixtures (one Deployment each, in its own namespace)
-        on the one fake API, e.g. for the controller's workers."""
+        on the one fake API, e.g. for the controller's workers. ``cache_lag``: the reconciler reads
+        through the informer cache (delivery/cache.py), whose watch delivers at each pass what had
+        happened that many passes before (0: caught up; None: no cache, every read from the API)."""
         self.now = START
         self.ns = ns
         self.kube = kube if kube is not None else FakeKube(namespace=ns, clock=lambda: self.now)
-        self.reconciler = Reconciler(self.kube, analyser=None, clock=lambda: self.now)
+        self.cache_lag = cache_lag
+        self.cache = Cache() if cache_lag is not None else None
+        self._cached_upto = -1  # history entries applied to the cache (-1: not listed yet)
+        self._history_at_pass: list[int] = []  # the fake's history length at each pass
+        self.reconciler = self._reconciler()
         self.crashing: set[str] = set()  # images whose containers crash-loop
         self.outcomes: list[Outcome] = []
 
@@ -161,14 +168,44 @@ class Fixture:
                 ann[key] = v
         self.kube.put(DEPLOYMENTS, d)
 
+    def _reconciler(self) -> Reconciler:
+        reads = CachedKube(self.kube, self.cache) if self.cache is not None else self.kube
+        return Reconciler(reads, analyser=None, clock=lambda: self.now)
+
+    def _catch_up(self) -> None:
+        """The cache's watches deliver what happened, all but the last ``cache_lag`` events."""
+        if self.cache is None:
+            return
+        history = self.kube.history
+        if self._cached_upto < 0 or self._cached_upto > len(history):  # first pass, or compacted: relist
+            for res, store in self.cache.stores.items():
+                store.replace_all(self.kube.find(res))
+            self._cached_upto = len(history)
+            self._history_at_pass = [len(history)]
+            return
+        self._history_at_pass.append(len(history))
+        lag = self.cache_lag or 0
+        # what had happened ``lag`` passes ago (a watch that slow still delivers everything, later)
+        upto = self._history_at_pass[-1 - lag] if len(self._history_at_pass) > lag else self._cached_upto
+        upto = max(self._cached_upto, min(upto, len(history)))
+        plurals = {res.plural: store for res, store in self.cache.stores.items()}
+        for _rv, plural, _ns, kind, obj in history[self._cached_upto : upto]:
+            if plural in plurals:
+                plurals[plural].apply(kind, obj)
+        self._cached_upto = upto
+
     def when_reconciled(self) -> Outcome:
+        self._catch_up()
         outcome = self.reconciler.reconcile(self.ns, NAME)
         self.outcomes.append(outcome)
         return outcome
 
     def when_restarted(self) -> None:
-        """A new controller process: everything deliver kept in memory is gone."""
-        self.reconciler = Reconciler(self.kube, analyser=None, clock=lambda: self.now)
+        """A new controller process: everything deliver kept in memory is gone (its cache too)."""
+        if self.cache is not None:
+            self.cache = Cache()
+            self._cached_upto = -1
+        self.reconciler = self._reconciler()
 
     def when_settled(self, passes: int = 300, until: Callable[[Fixture], bool] | None = None) -> Outcome:
         """Reconcile, let the cluster act, let time pass; until deliver has nothing left to do (or ``until``)."""
@@ -180,7 +217,9 @@ class Fixture:
             outcome = self.when_reconciled()
             before = self.kube.rv
             self.cluster()
-            if outcome.requeue_after is None and self.kube.rv == before:
+            # a lagging cache's watch still has events to deliver: each of them would start a pass
+            caught_up = self.cache is None or self._cached_upto >= len(self.kube.history)
+            if outcome.requeue_after is None and self.kube.rv == before and caught_up:
                 quiet += 1
                 if quiet >= 2:
                     return outcome

@@ -103,6 +103,7 @@ def run(
     """Run the controller (JSON logs on stderr)."""
     # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
     from ..background import AnalysisPool
+    from ..cache import Cache, CachedKube
     from ..controller import Controller
     from ..hooks import HookPool
     from ..leader import Fenced, LeaderElector, ServerClock
@@ -155,12 +156,16 @@ def run(
     notifier = _notifier(notify_webhooks, notify_slacks, metrics.registry)
     # Hook calls too: a slow hook delays only its own Deployment's gate (delivery/hooks.py).
     hook_pool = HookPool(workers, on_done=lambda key: holder["c"].queue.add(key), secret=notifier.secret)
+    # The engine reads Deployments, ReplicaSets, pods, Services and PodDisruptionBudgets from the
+    # informers' stores (delivery/cache.py); writes and everything else go to the API server.
+    cache = Cache(None if all_namespaces else g.namespace)
+    reads = CachedKube(kube, cache)
     controller = Controller(
         kube,
         # no write once leadership is gone; times as the API server counts them
         (
             Reconciler(
-                Fenced(kube, is_leader),
+                Fenced(reads, is_leader),
                 analyser,
                 clock=server_clock,
                 pool=pool,
@@ -169,12 +174,13 @@ def run(
                 hook_pool=hook_pool,
             )
             if elector
-            else Reconciler(kube, analyser, pool=pool, analysis_every=every, notifier=notifier, hook_pool=hook_pool)
+            else Reconciler(reads, analyser, pool=pool, analysis_every=every, notifier=notifier, hook_pool=hook_pool)
         ),
         None if all_namespaces else g.namespace,
         is_leader=is_leader,
         on_outcome=metrics.observe,
         workers=workers,
+        cache=cache,
     )
     holder["c"] = controller
 

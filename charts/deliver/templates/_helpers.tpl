@@ -52,9 +52,10 @@ The rules the controller needs on the resources it touches; nothing else. Where 
   deployments  get (reconcile), list+watch (informer), patch (state record, spec.paused, template on rollback)
   replicasets  get, list+watch (informer, observe), create (canary/preview ReplicaSet),
                patch (scale, adopt), delete (rollback, cleanup)
-  pods         list (health of each version)
+  pods         list+watch (informer cache: health of each version)
   services     get, create, patch (stable/canary, preview/active Services, blue-green switch),
-               list + delete (unpin/remove them when deliver.dev/strategy is removed)
+               list+watch (informer cache), delete (unpin/remove them when deliver.dev/strategy is removed)
+  poddisruptionbudgets list+watch (informer cache: exact canary shares)
   events       create (Kubernetes Events on the Deployment)
   configmaps   get (custom analysis queries, deliver.dev/analysis-config)
   routers      get + patch on the route object (nginx: also create the canary Ingress)
@@ -68,10 +69,10 @@ The rules the controller needs on the resources it touches; nothing else. Where 
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
@@ -81,7 +82,7 @@ The rules the controller needs on the resources it touches; nothing else. Where 
 # exact canary shares read the PodDisruptionBudgets that select the pods (deliver.dev/canary-scale)
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 {{- if .Values.routers.gatewayApi }}
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]

@@ -1,0 +1,309 @@
+"""The informer cache: what the controller's watches last said, so a reconcile pass reads memory.
+
+Without it every pass of every Deployment listed its ReplicaSets (three selectors), pods,
+Services and PodDisruptionBudgets from the API server: eight requests before it decided anything.
+With it, the controller's informers (delivery/controller.py) keep one ``Store`` per resource
+(Deployments, ReplicaSets, pods, Services, PodDisruptionBudgets) and ``CachedKube`` answers the
+engine's ``get`` and ``items`` for those from memory; everything else, and every write, goes to
+the API server.
+
+What is kept is only what deliver reads: ``metadata.managedFields`` is dropped from every object,
+and a pod keeps only its identity, labels, owner and the status fields health is judged on
+(delivery/health.py), so a cluster's pods cost little memory.
+
+Staleness. A store may lag the API server by one watch event, so:
+
+* a write's answer is put in the store at once (write-through: the next pass sees its own writes);
+* an object is only replaced by one with a newer resourceVersion (an event arriving late never
+  rolls the store back);
+* a write refused as Conflict (the record's resourceVersion precondition, delivery/state.py)
+  re-reads that object from the API server into the store before the Conflict goes up, so the
+  reconciler's re-plan sees the newer object;
+* until its informer has listed once (``synced``), or for a namespace it does not watch, a store
+  is not used: those reads go to the API server as before.
+
+The stores are level-triggered inputs like the API itself: a stale read can only delay a decision
+by one event, and every write is still guarded by the record's resourceVersion.
+"""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import labels
+from .errors import Conflict, KubeError, NotFound
+from .kube import DEPLOYMENTS, MERGE, PDBS, PODS, REPLICASETS, SERVICES, Kube, Resource
+
+JSON = dict[str, Any]
+
+CACHED = (DEPLOYMENTS, REPLICASETS, PODS, SERVICES, PDBS)
+
+_POD_META = ("name", "namespace", "uid", "labels", "ownerReferences", "creationTimestamp", "deletionTimestamp")
+
+
+def _newer(candidate: str, held: str) -> bool:
+    """Is resourceVersion ``candidate`` newer than ``held``? (etcd revisions; opaque ones: yes)."""
+    if candidate.isdigit() and held.isdigit():
+        return int(candidate) >= int(held)
+    return True
+
+
+def _container(cs: JSON) -> JSON:
+    return {k: cs[k] for k in ("name", "ready", "restartCount", "state") if k in cs}
+
+
+def trim(res: Resource, obj: JSON) -> JSON:
+    """What the store keeps of an object: no managedFields; for a pod, only what health reads."""
+    meta = obj.get("metadata") or {}
+    if res == PODS:
+        status = obj.get("status") or {}
+        kept: JSON = {"phase": status.get("phase")}
+        if "conditions" in status:
+            kept["conditions"] = [
+                {k: c[k] for k in ("type", "status", "lastTransitionTime") if k in c}
+                for c in status.get("conditions") or []
+            ]
+        for field in ("containerStatuses", "initContainerStatuses"):
+            if field in status:
+                kept[field] = [_container(cs) for cs in status.get(field) or []]
+        small_meta = {k: meta[k] for k in _POD_META if k in meta}
+        small_meta["resourceVersion"] = meta.get("resourceVersion", "")
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": small_meta, "status": kept}
+    if "managedFields" not in meta:
+        return obj
+    return dict(obj, metadata={k: v for k, v in meta.items() if k != "managedFields"})
+
+
+class Store:
+    """The objects of one resource as last seen, with a label index; thread-safe."""
+
+    def __init__(self, res: Resource, namespace: str | None = None) -> None:
+        self.res = res
+        self.namespace = namespace  # the informer's scope (None: every namespace)
+        self.synced = threading.Event()
+        self._lock = threading.Lock()
+        self._objects: dict[tuple[str, str], JSON] = {}
+        self._by_ns: dict[str, set[str]] = defaultdict(set)
+        self._by_label: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._objects)
+
+    def serves(self, namespace: str | None) -> bool:
+        """May reads in ``namespace`` be answered from here?"""
+        if not self.synced.is_set():
+            return False
+        return self.namespace is None or namespace == self.namespace
+
+    # ---- writes (informer and write-through) ----
+
+    def replace_all(self, objects: builtins.list[JSON]) -> None:
+        """A relist: exactly these objects, nothing else (what was deleted meanwhile goes)."""
+        with self._lock:
+            self._objects.clear()
+            self._by_ns.clear()
+            self._by_label.clear()
+            for obj in objects:
+                self._put(trim(self.res, obj))
+        self.synced.set()
+
+    def apply(self, kind: str, obj: JSON) -> None:
+        """A watch event (ADDED, MODIFIED, DELETED) or a write's answer (kind "WRITE")."""
+        meta = obj.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            held = self._objects.get(key)
+            if kind == "DELETED":
+                if held is not None and _newer(meta.get("resourceVersion", ""), self._rv(held)):
+                    self._drop(key)
+                return
+            if held is not None and not _newer(meta.get("resourceVersion", ""), self._rv(held)):
+                return
+            if held is not None:
+                self._drop(key)
+            self._put(trim(self.res, obj))
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            if (namespace, name) in self._objects:
+                self._drop((namespace, name))
+
+    @staticmethod
+    def _rv(obj: JSON) -> str:
+        return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+    def _put(self, obj: JSON) -> None:
+        meta = obj.get("metadata") or {}
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        self._objects[(ns, name)] = obj
+        self._by_ns[ns].add(name)
+        for k, v in (meta.get("labels") or {}).items():
+            self._by_label[(ns, k, v)].add(name)
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        obj = self._objects.pop(key)
+        ns, name = key
+        self._by_ns[ns].discard(name)
+        if not self._by_ns[ns]:
+            del self._by_ns[ns]
+        for k, v in ((obj.get("metadata") or {}).get("labels") or {}).items():
+            names = self._by_label.get((ns, k, v))
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._by_label[(ns, k, v)]
+
+    # ---- reads (copies: a caller may change what it gets) ----
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        with self._lock:
+            obj = self._objects.get((namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def items(self, namespace: str | None, selector: str | None = None) -> builtins.list[JSON]:
+        reqs = labels.parse(selector)
+        with self._lock:
+            namespaces = [namespace] if namespace is not None else list(self._by_ns)
+            found = []
+            for ns in namespaces:
+                names: set[str] | None = None
+                for r in reqs:  # narrow by an equality requirement through the index
+                    if r.op == "=" and len(r.values) == 1:
+                        hit = self._by_label.get((ns, r.key, next(iter(r.values))), set())
+                        names = hit if names is None or len(hit) < len(names) else names
+                for name in sorted(names if names is not None else self._by_ns.get(ns, set())):
+                    obj = self._objects[(ns, name)]
+                    if labels.matches(reqs, (obj.get("metadata") or {}).get("labels")):
+                        found.append(obj)
+            return copy.deepcopy(found)
+
+
+class Cache:
+    """One store per cached resource, scoped like the controller's informers."""
+
+    def __init__(self, namespace: str | None = None) -> None:
+        self.stores = {res: Store(res, namespace) for res in CACHED}
+
+    def store(self, res: Resource) -> Store | None:
+        return self.stores.get(res)
+
+    def size(self) -> dict[str, int]:
+        return {res.plural: len(store) for res, store in self.stores.items()}
+
+
+class CachedKube:
+    """A ``Kube`` whose reads of the cached resources come from the informers' stores.
+
+    Writes go to ``kube`` and their answers into the stores; every other call is ``kube``'s.
+    """
+
+    def __init__(self, kube: Kube, cache: Cache) -> None:
+        self.kube = kube
+        self.cache = cache
+
+    def _serving(self, res: Resource, namespace: str | None) -> Store | None:
+        store = self.cache.store(res)
+        return store if store is not None and store.serves(namespace) else None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        return self.kube.request(method, path, body, query, content_type, timeout)
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> JSON:
+        store = self._serving(res, namespace)
+        if store is None or namespace is None:
+            return self.kube.get(res, namespace, name)
+        found = store.get(namespace, name)
+        if found is None:
+            raise NotFound(f"{res.plural} {namespace}/{name} not found (informer cache)", status=404, reason="NotFound")
+        return found
+
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> JSON:
+        return self.kube.list(res, namespace, selector, field_selector, limit, continue_token)
+
+    def items(
+        self,
+        res: Resource,
+        namespace: str | None = None,
+        selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> builtins.list[JSON]:
+        store = self._serving(res, namespace)
+        if store is None or field_selector:
+            return self.kube.items(res, namespace, selector, field_selector)
+        return store.items(namespace, selector)
+
+    def _through(self, res: Resource, answer: JSON) -> JSON:
+        store = self.cache.store(res)
+        if store is not None and answer.get("metadata"):
+            store.apply("WRITE", answer)
+        return answer
+
+    def _refresh(self, res: Resource, namespace: str | None, name: str) -> None:
+        """After a Conflict: the API server's object into the store (the next plan reads it)."""
+        store = self.cache.store(res)
+        if store is None or namespace is None:
+            return
+        try:
+            store.apply("WRITE", self.kube.get(res, namespace, name))
+        except NotFound:
+            store.forget(namespace, name)
+        except KubeError:
+            pass  # the Conflict still goes up; the watch catches the store up
+
+    def _guarded(self, res: Resource, namespace: str | None, name: str, write: Callable[[], JSON]) -> JSON:
+        try:
+            return self._through(res, write())
+        except Conflict:
+            self._refresh(res, namespace, name)
+            raise
+        except NotFound:
+            store = self.cache.store(res)
+            if store is not None and namespace is not None:
+                store.forget(namespace, name)
+            raise
+
+    def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
+        return self._through(res, self.kube.create(res, namespace, body))
+
+    def patch(
+        self, res: Resource, namespace: str | None, name: str, patch: Any, content_type: str = MERGE, sub: str = ""
+    ) -> JSON:
+        return self._guarded(
+            res, namespace, name, lambda: self.kube.patch(res, namespace, name, patch, content_type, sub)
+        )
+
+    def replace(self, res: Resource, namespace: str | None, name: str, body: JSON) -> JSON:
+        return self._guarded(res, namespace, name, lambda: self.kube.replace(res, namespace, name, body))
+
+    def delete(self, res: Resource, namespace: str | None, name: str, propagation: str = "Background") -> None:
+        self.kube.delete(res, namespace, name, propagation)
+        store = self.cache.store(res)
+        if store is not None and namespace is not None:
+            store.forget(namespace, name)
+
+    def watch(
+        self, res: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 240
+    ) -> Iterator[JSON]:
+        return self.kube.watch(res, namespace, resource_version, timeout_seconds)

@@ -1,0 +1,288 @@
+"""The informer cache (delivery/cache.py) and paged relists (issue 13), on the one fake API.
+
+A pass reads Deployments, ReplicaSets, pods, Services and PodDisruptionBudgets from the informers'
+stores instead of eight API requests; these tests hold it to the API's answers: selectors select
+what the API server selects, a late event never rolls a store back, a write is seen by the next
+pass, a Conflict refreshes the object, and every strategy ends where it ends without the cache,
+also with a watch that lags behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from delivery import labels
+from delivery.cache import Cache, CachedKube, Store, trim
+from delivery.controller import Controller, Informer
+from delivery.errors import Conflict, NotFound
+from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, SERVICES
+from delivery.reconcile import Reconciler
+from tests.fakekube import FakeKube, selector_matches
+from tests.fixture import NAME, NS, Fixture
+
+KEYS = ["app", "tier", "deliver.dev/owner", "x"]
+VALUES = ["a", "b", "web", ""]
+
+
+# ---------------------------------------------------------------------------- selectors
+
+
+@st.composite
+def requirement(draw: Any) -> str:
+    key = draw(st.sampled_from(KEYS))
+    kind = draw(st.sampled_from(["=", "==", "!=", "in", "notin", "exists", "!exists"]))
+    if kind in ("=", "==", "!="):
+        return f"{key}{kind}{draw(st.sampled_from(VALUES[:3]))}"
+    if kind in ("in", "notin"):
+        values = draw(st.lists(st.sampled_from(VALUES[:3]), min_size=1, max_size=3))
+        return f"{key} {kind} ({','.join(values)})"
+    return key if kind == "exists" else f"!{key}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(requirement(), max_size=4),
+    st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES[:3]), max_size=4),
+)
+def test_a_selector_selects_what_the_api_server_selects(reqs: list[str], found: dict[str, str]) -> None:
+    selector = ",".join(reqs)
+    assert labels.matches(labels.parse(selector), found) == selector_matches(selector, found)
+
+
+def test_a_selector_the_api_server_would_refuse_is_an_error() -> None:
+    with pytest.raises(ValueError, match="invalid label selector"):
+        labels.parse("app in a,b")
+
+
+# ---------------------------------------------------------------------------- the store
+
+
+def rs(name: str, rv: int, **lbls: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "resourceVersion": str(rv),
+            "labels": lbls,
+            "managedFields": [{"manager": "kube-controller-manager"}],
+        },
+        "spec": {"replicas": 1},
+    }
+
+
+def test_a_late_event_never_rolls_the_store_back() -> None:
+    store = Store(REPLICASETS)
+    store.replace_all([rs("a", 10, app="web")])
+    store.apply("WRITE", rs("a", 12, app="web", step="2"))  # a write's answer
+    store.apply("MODIFIED", rs("a", 11, app="web", step="1"))  # the watch, one event behind
+    assert store.get(NS, "a")["metadata"]["labels"] == {"app": "web", "step": "2"}
+    store.apply("DELETED", rs("a", 11, app="web"))  # an older deletion cannot remove a newer object
+    assert store.get(NS, "a") is not None
+    store.apply("DELETED", rs("a", 13, app="web"))
+    assert store.get(NS, "a") is None and store.items(NS, "app=web") == []
+
+
+def test_the_label_index_follows_changed_labels() -> None:
+    store = Store(REPLICASETS)
+    store.replace_all([rs("a", 1, app="web"), rs("b", 2, app="web", held="yes")])
+    assert [o["metadata"]["name"] for o in store.items(NS, "app=web")] == ["a", "b"]
+    store.apply("MODIFIED", rs("b", 3, app="shop"))
+    assert [o["metadata"]["name"] for o in store.items(NS, "app=web")] == ["a"]
+    assert [o["metadata"]["name"] for o in store.items(NS, "app=shop,!held")] == ["b"]
+    assert store.items("elsewhere", "app=web") == []
+    assert [o["metadata"]["name"] for o in store.items(None, "app in (web,shop)")] == ["a", "b"]
+
+
+def test_a_relist_drops_what_was_deleted_meanwhile_and_reads_are_copies() -> None:
+    store = Store(REPLICASETS)
+    store.replace_all([rs("a", 1, app="web"), rs("b", 2, app="web")])
+    store.replace_all([rs("b", 5, app="web")])
+    got = store.items(NS, "app=web")
+    assert [o["metadata"]["name"] for o in got] == ["b"]
+    got[0]["metadata"]["labels"]["app"] = "changed"  # a caller changing what it read
+    assert store.items(NS, "app=web")[0]["metadata"]["labels"]["app"] == "web"
+
+
+def test_the_store_keeps_no_managed_fields_and_of_a_pod_only_what_health_reads() -> None:
+    assert "managedFields" not in trim(REPLICASETS, rs("a", 1))["metadata"]
+    pod = {
+        "metadata": {
+            "name": "p",
+            "namespace": NS,
+            "resourceVersion": "7",
+            "labels": {"app": "web"},
+            "annotations": {"big": "x" * 5000},
+        },
+        "spec": {"containers": [{"name": "app", "image": "web:v1", "env": [{"name": "A", "value": "1"}]}]},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "t", "lastProbeTime": None}],
+            "containerStatuses": [
+                {"name": "app", "ready": True, "restartCount": 2, "state": {"running": {}}, "imageID": "sha256:..."}
+            ],
+        },
+    }
+    kept = trim(PODS, pod)
+    assert "spec" not in kept and "annotations" not in kept["metadata"]
+    assert kept["status"]["containerStatuses"] == [
+        {"name": "app", "ready": True, "restartCount": 2, "state": {"running": {}}}
+    ]
+    assert kept["status"]["conditions"] == [{"type": "Ready", "status": "True", "lastTransitionTime": "t"}]
+
+
+# ---------------------------------------------------------------------------- CachedKube
+
+
+def cached(kube: FakeKube, namespace: str | None = None) -> tuple[Cache, CachedKube]:
+    cache = Cache(namespace)
+    for res, store in cache.stores.items():
+        store.replace_all(kube.find(res))
+    return cache, CachedKube(kube, cache)
+
+
+def test_reads_come_from_the_store_and_writes_go_through_to_it() -> None:
+    f = Fixture()
+    f.given_deployment(strategy="canary", steps="50,100")
+    f.cluster()
+    cache, reads = cached(f.kube)
+    f.kube.calls.clear()
+    deployment = reads.get(DEPLOYMENTS, NS, NAME)
+    assert reads.items(REPLICASETS, NS, f"app={NAME}")
+    assert f.kube.calls == []  # nothing asked of the API server
+    patched = reads.patch(DEPLOYMENTS, NS, NAME, {"metadata": {"annotations": {"deliver.dev/x": "1"}}})
+    assert reads.get(DEPLOYMENTS, NS, NAME)["metadata"]["annotations"]["deliver.dev/x"] == "1"
+    assert patched["metadata"]["resourceVersion"] != deployment["metadata"]["resourceVersion"]
+    with pytest.raises(NotFound):
+        reads.get(DEPLOYMENTS, NS, "missing")
+
+
+def test_a_conflict_refreshes_the_object_so_the_next_plan_reads_the_new_one() -> None:
+    f = Fixture()
+    f.given_deployment(strategy="canary", steps="50,100")
+    cache, reads = cached(f.kube)
+    stale = reads.get(DEPLOYMENTS, NS, NAME)
+    f.kube.patch(DEPLOYMENTS, NS, NAME, {"metadata": {"labels": {"changed": "by-someone"}}})  # the store misses it
+    with pytest.raises(Conflict):
+        reads.patch(
+            DEPLOYMENTS,
+            NS,
+            NAME,
+            {"metadata": {"resourceVersion": stale["metadata"]["resourceVersion"], "labels": {"x": "y"}}},
+        )
+    assert reads.get(DEPLOYMENTS, NS, NAME)["metadata"]["labels"]["changed"] == "by-someone"
+
+
+def test_reads_go_to_the_api_server_until_the_store_has_listed_and_outside_its_namespace() -> None:
+    f = Fixture()
+    f.given_deployment(strategy="canary", steps="50,100")
+    cache = Cache(namespace=NS)
+    reads = CachedKube(f.kube, cache)
+    assert reads.get(DEPLOYMENTS, NS, NAME)["metadata"]["name"] == NAME  # not listed yet: the API
+    assert ("get", "deployments") in f.kube.calls
+    cache.stores[SERVICES].replace_all([])
+    f.kube.calls.clear()
+    assert reads.items(SERVICES, NS) == []
+    reads.items(SERVICES, "other-namespace")
+    assert f.kube.calls == [("list", "services")]
+
+
+# ---------------------------------------------------------------------------- paged relists
+
+
+def test_a_relist_comes_in_pages_and_fills_the_store() -> None:
+    kube = FakeKube(namespace=NS)
+    for i in range(7):
+        kube.put(REPLICASETS, rs(f"rs-{i}", 0, app="web"))
+    seen: list[str] = []
+    store = Store(REPLICASETS)
+    informer = Informer(
+        kube, REPLICASETS, None, lambda t, o: seen.append(o["metadata"]["name"]), threading.Event(), store, page=3
+    )
+    informer.relist()
+    assert kube.pages == [("replicasets", 3), ("replicasets", 3), ("replicasets", 1)]
+    assert len(store) == 7 and sorted(seen) == [f"rs-{i}" for i in range(7)]
+
+
+# ---------------------------------------------------------------------------- the engine on the cache
+
+
+def outcome(f: Fixture) -> tuple[str, str, dict[str, int], list[str]]:
+    f.when_settled()
+    return f.record().get("phase", ""), f.image(), f.serving(), f.reasons()
+
+
+SCENARIOS = {
+    "canary": ({"strategy": "canary", "steps": "20,50,100", "interval": "30s"}, False),
+    "canary crash-looping": ({"strategy": "canary", "steps": "20,50,100", "interval": "30s"}, True),
+    "blue-green": ({"strategy": "blue-green", "interval": "30s"}, False),
+    "blue-green crash-looping": ({"strategy": "blue-green", "interval": "30s"}, True),
+    "rolling": ({"strategy": "rolling", "pause_at": "50", "interval": "30s"}, False),
+    "recreate crash-looping": ({"strategy": "recreate", "interval": "30s"}, True),
+}
+
+
+@pytest.mark.parametrize("lag", [0, 1, 3])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_strategy_ends_where_it_ends_without_the_cache(scenario: str, lag: int) -> None:
+    """The same delivery, read from the API (no cache) and from a cache whose watch is ``lag``
+    events behind at every pass: the same phase, template, pods and Events at the end."""
+    annotations, crash = SCENARIOS[scenario]
+    ends = []
+    for cache_lag in (None, lag):
+        f = Fixture(cache_lag=cache_lag)
+        f.given_deployment(image="web:v1", replicas=4, **annotations)
+        if annotations["strategy"] == "recreate":
+            d = f.kube.obj(DEPLOYMENTS, NAME)
+            d["spec"]["strategy"] = {"type": "Recreate"}
+            f.kube.put(DEPLOYMENTS, d)
+        f.given_delivered()
+        if crash:
+            f.crashing.add("web:v2")
+        f.when_template_changes("web:v2")
+        ends.append(outcome(f))
+    assert ends[1][:3] == ends[0][:3]
+    assert sorted(set(ends[1][3])) == sorted(set(ends[0][3]))
+
+
+def test_a_pass_on_a_caught_up_cache_asks_the_api_server_for_nothing_but_writes() -> None:
+    f = Fixture(cache_lag=0)
+    f.given_deployment(strategy="canary", steps="20,50,100", interval="30s")
+    f.given_delivered()
+    f.when_template_changes("web:v2")
+    f.when_reconciled()  # lists into the cache, starts the delivery
+    f.cluster()
+    f.kube.calls.clear()
+    f.when_reconciled()
+    reads = [c for c in f.kube.calls if c[0] in ("get", "list")]
+    assert reads == [], reads
+
+
+def test_the_controller_keeps_its_stores_from_its_watches() -> None:
+    """Controller + informers on the fake API: the stores follow the fake, the pass reads them."""
+    f = Fixture()
+    f.given_deployment(strategy="canary", steps="50,100", interval="30s")
+    f.given_delivered()
+    cache = Cache()
+    controller = Controller(f.kube, Reconciler(CachedKube(f.kube, cache), clock=lambda: f.now), cache=cache)
+    controller.start()
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(s.synced.is_set() for s in cache.stores.values()):
+            time.sleep(0.01)
+        assert cache.size()["deployments"] == 1 and cache.size()["pods"] == 3
+        f.when_template_changes("web:v2")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            got = cache.stores[DEPLOYMENTS].get(NS, NAME)
+            if got and got["spec"]["template"]["spec"]["containers"][0]["image"] == "web:v2":
+                break
+            time.sleep(0.01)
+        assert cache.stores[DEPLOYMENTS].get(NS, NAME)["spec"]["template"]["spec"]["containers"][0]["image"] == "web:v2"
+    finally:
+        controller.stop.set()
