@@ -57,8 +57,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -197,7 +198,7 @@ class PodWatch:
         core = client.CoreV1Api(self.api)
         while not self.stop.is_set():
             try:
-                listing = core.list_pod_for_all_namespaces(label_selector=REV_LABEL, _preload_content=False)
+                listing: Any = core.list_pod_for_all_namespaces(label_selector=REV_LABEL, _preload_content=False)
                 body = json.loads(listing.data)
                 now = time.monotonic()
                 with self.cond:
@@ -208,7 +209,7 @@ class PodWatch:
                     self.cond.notify_all()
                 rv = body["metadata"]["resourceVersion"]
                 while not self.stop.is_set():
-                    stream = core.list_pod_for_all_namespaces(
+                    stream: Any = core.list_pod_for_all_namespaces(
                         label_selector=REV_LABEL,
                         watch=True,
                         resource_version=rv,
@@ -452,14 +453,15 @@ class Bench:
 
         core = client.CoreV1Api(self.api)
         for ns in (*NAMESPACES.values(), "argo-rollouts", "deliver-system"):
-            core.create_namespace({"metadata": {"name": ns}})
+            core.create_namespace(cast(Any, {"metadata": {"name": ns}}))
         ext = client.ApiextensionsV1Api(self.api)
         for path in binaries.argo_rollouts_crds():
             ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             crd = ext.read_custom_resource_definition("rollouts.argoproj.io")
-            if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+            conditions = (crd.status.conditions if crd.status else None) or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
                 break
             time.sleep(0.5)
         self.watch = PodWatch(self.cluster.kubeconfig)
@@ -475,7 +477,7 @@ class Bench:
         started = time.monotonic()
 
         def make(name: str) -> None:
-            apps.create_namespaced_deployment(NAMESPACES["deliver"], deployment(name, self.args.step))
+            apps.create_namespaced_deployment(NAMESPACES["deliver"], cast(Any, deployment(name, self.args.step)))
             custom.create_namespaced_custom_object(
                 "argoproj.io",
                 "v1alpha1",
@@ -506,11 +508,8 @@ class Bench:
         """Wait until every app of both kinds is settled and both controllers are quiet."""
         started = time.monotonic()
         for kind in USERS:
-            self.watch.wait(
-                lambda k=kind: self.watch.all_settled(NAMESPACES[k], self._revs(k)),
-                900,
-                f"{kind}'s apps settled",
-            )
+            revs = self._revs(kind)
+            self.watch.wait(partial(self.watch.all_settled, NAMESPACES[kind], revs), 900, f"{kind}'s apps settled")
         for run in runs.values():  # quiet: under 5 % of a core over 5 s, or 2 minutes passed
             limit = time.monotonic() + 120
             while time.monotonic() < limit:
@@ -644,7 +643,7 @@ def _s(v: float) -> str:
 def render_size(n: int, figs: dict[str, Figures], args: argparse.Namespace) -> str:
     d, a = figs["deliver"], figs["argo"]
     c = args.concurrent
-    rows = [
+    rows: list[tuple[str, Callable[[Figures], str]]] = [
         ("RSS at rest / peak (MiB)", lambda f: f"{f.rss_rest_mib:.0f} / {f.rss_peak_mib:.0f}"),
         (
             f"CPU seconds over {args.idle:g} s idle",
@@ -673,7 +672,7 @@ def render_size(n: int, figs: dict[str, Figures], args: argparse.Namespace) -> s
         ("API requests per minute at rest", lambda f: f"{f.idle_requests_per_min:.1f}"),
         ("watch connections held", lambda f: str(f.watches)),
     ]
-    width = max(len(r[0]) for r in rows) + 2
+    width = max(len(label) for label, _ in rows) + 2
     cols = [CONTROLLER_NAMES["deliver"], CONTROLLER_NAMES["argo"]]
     lines = [
         f"N = {n} apps x {REPLICAS} replicas; canary 20 -> 50 -> 100 % by replica ratio, {args.step:g} s per step"

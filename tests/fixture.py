@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES, selector_string
 from delivery.cache import Cache, CachedKube
+from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES, selector_string
 from delivery.reconcile import Outcome, Reconciler
 from tests.fakekube import FakeKube
 
