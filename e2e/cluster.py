@@ -128,16 +128,19 @@ class Cluster:
         max_pods: int = 110,
         audit_policy: Path | None = None,
         clients: dict[str, str] | None = None,
+        kcm_args: list[str] | None = None,
     ) -> None:
         """``nodes`` kwok nodes of ``max_pods`` pods each; ``audit_policy``: the API server writes its
         audit log (``logs/audit.log``) under that policy; ``clients``: more identities, name ->
         certificate subject, each with a kubeconfig ``<name>.kubeconfig`` in the run dir (the
-        controller benchmark tells controllers apart by them)."""
+        controller benchmark tells controllers apart by them); ``kcm_args``: more
+        kube-controller-manager flags (a later flag wins over the default one)."""
         self.run_dir = (run_dir or default_run_dir()).resolve()
         self.nodes = nodes
         self.max_pods = max_pods
         self.audit_policy = audit_policy
         self.clients = dict(clients or {})
+        self.kcm_args = list(kcm_args or [])
         self.state_file = self.run_dir / "state.json"
         self.kubeconfig = self.run_dir / "kubeconfig"
         self.pki_dir = self.run_dir / "pki"
@@ -416,6 +419,7 @@ class Cluster:
                 "--kube-api-qps=100",
                 "--kube-api-burst=200",
                 "--profiling=false",
+                *self.kcm_args,
             ],
         )
         sched = self._start(
