@@ -166,6 +166,18 @@ class Store:
             obj = self._objects.get((namespace, name))
             return copy.deepcopy(obj) if obj is not None else None
 
+    def owners(self, namespace: str, name: str) -> JSON | None:
+        """Just the labels and ownerReferences of an object (no deep copy: for event handlers)."""
+        with self._lock:
+            obj = self._objects.get((namespace, name))
+            if obj is None:
+                return None
+            meta = obj.get("metadata") or {}
+            return {
+                "labels": dict(meta.get("labels") or {}),
+                "ownerReferences": list(meta.get("ownerReferences") or []),
+            }
+
     def items(self, namespace: str | None, selector: str | None = None) -> builtins.list[JSON]:
         reqs = labels.parse(selector)
         with self._lock:

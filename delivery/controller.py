@@ -19,10 +19,10 @@ from typing import Any
 
 from .cache import Cache, Store
 from .errors import DeliverError, Gone, KubeError, LeadershipLost
-from .kube import DEPLOYMENTS, REPLICASETS, Kube, Resource
+from .kube import DEPLOYMENTS, PODS, REPLICASETS, Kube, Resource
 from .reconcile import Outcome, Reconciler
 from .spec import has_record, has_strategy
-from .templates import OWNER_LABEL
+from .templates import HELD_LABEL, OWNER_LABEL
 
 log = logging.getLogger("deliver.controller")
 
@@ -204,9 +204,10 @@ class Controller:
             Informer(kube, DEPLOYMENTS, namespace, self._on_deployment, self.stop, stores.get(DEPLOYMENTS)),
             Informer(kube, REPLICASETS, namespace, self._on_replicaset, self.stop, stores.get(REPLICASETS)),
         ]
-        # the cache's other resources: watched only to be read from memory (no pass on their events)
+        # the cache's other resources: read from memory; a pod's change also starts a pass of its
+        # Deployment (a crash-looping canary is seen at its first restart, not at the next timer)
         self.informers += [
-            Informer(kube, res, namespace, None, self.stop, store)
+            Informer(kube, res, namespace, self._on_pod if res == PODS else None, self.stop, store)
             for res, store in stores.items()
             if res not in (DEPLOYMENTS, REPLICASETS)
         ]
@@ -224,18 +225,38 @@ class Controller:
             self.managed.add(key)
         self.queue.add(key)
 
-    def _on_replicaset(self, type_: str, obj: dict[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
-        owner = (meta.get("labels") or {}).get(OWNER_LABEL)
-        for ref in meta.get("ownerReferences") or []:
+    @staticmethod
+    def _deployment_of(rs_meta: dict[str, Any]) -> str | None:
+        """The Deployment a ReplicaSet serves: its controller, or deliver's labels on its own and held ones."""
+        for ref in rs_meta.get("ownerReferences") or []:
             if ref.get("kind") == "Deployment":
-                owner = ref.get("name")
-        if owner:
-            key = (meta.get("namespace", ""), owner)
+                return str(ref.get("name"))
+        found = rs_meta.get("labels") or {}
+        owner = found.get(OWNER_LABEL) or found.get(HELD_LABEL)
+        return str(owner) if owner else None
+
+    def _enqueue_managed(self, namespace: str, name: str | None) -> None:
+        if name:
+            key = (namespace, name)
             with self._lock:
                 known = key in self.managed
             if known:
                 self.queue.add(key)
+
+    def _on_replicaset(self, type_: str, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        self._enqueue_managed(meta.get("namespace", ""), self._deployment_of(meta))
+
+    def _on_pod(self, type_: str, obj: dict[str, Any]) -> None:
+        if type_ == "SYNC" or self.cache is None:
+            return  # a relist is not a change; without the ReplicaSet store the owner is unknown
+        meta = obj.get("metadata") or {}
+        ns = meta.get("namespace", "")
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == "ReplicaSet":
+                rs_meta = self.cache.stores[REPLICASETS].owners(ns, str(ref.get("name")))
+                if rs_meta is not None:
+                    self._enqueue_managed(ns, self._deployment_of(rs_meta))
 
     @property
     def synced(self) -> bool:

@@ -286,3 +286,31 @@ def test_the_controller_keeps_its_stores_from_its_watches() -> None:
         assert cache.stores[DEPLOYMENTS].get(NS, NAME)["spec"]["template"]["spec"]["containers"][0]["image"] == "web:v2"
     finally:
         controller.stop.set()
+
+
+def test_a_pod_change_starts_a_pass_of_its_deployment() -> None:
+    """A crash-looping canary is seen at the pod's change, not at the next timer: the pod informer
+    finds the Deployment through the pod's ReplicaSet in the cache."""
+    f = Fixture()
+    f.given_deployment(strategy="canary", steps="50,100", interval="30s")
+    f.given_delivered()
+    cache = Cache()
+    controller = Controller(f.kube, Reconciler(CachedKube(f.kube, cache), clock=lambda: f.now), cache=cache)
+    controller.start()
+    try:
+        assert wait_until(lambda: all(s.synced.is_set() for s in cache.stores.values()))
+        assert controller.queue.get(timeout=2) == (NS, NAME)  # the Deployment's own listing
+        controller.queue.done((NS, NAME))
+        assert controller.queue.get(timeout=0.3) is None
+        pod = f.kube.find(PODS, NS)[0]
+        f.kube.update_status(PODS, pod["metadata"]["name"], dict(pod["status"], phase="Failed"), namespace=NS)
+        assert controller.queue.get(timeout=2) == (NS, NAME)
+    finally:
+        controller.stop.set()
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.01)
+    return bool(predicate())
