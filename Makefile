@@ -3,8 +3,9 @@
 #   make test   install + make check + unit tests + e2e tests (what .ci/run does); prints the ten
 #               slowest tests of each phase and each phase's wall time
 #   make demo   install + the scripted demo on the local control plane
-#   make bench  the analysis benchmark, the fail-fast benchmark and the forecast calibration, full
-#               length (long: not part of make test; make test runs the fail-fast --quick form)
+#   make bench  the analysis benchmark, the fail-fast benchmark, the forecast calibration and the
+#               controller benchmark against Argo Rollouts, full length (long: not part of make test;
+#               make test runs the fail-fast and controller --quick forms)
 #   make image  the controller image, an OCI archive in dist/ (docs/install.md)
 #   make chaos  chaos on the local control plane, full run (e2e/chaos.py; figures in docs/chaos.md;
 #               long: make test runs the short version, e2e/test_chaos.py)
@@ -25,9 +26,9 @@ DURATIONS := --durations=10
 timed = @start=$$(date +%s); $(2); rc=$$?; \
 	echo "== $(1): $$(( $$(date +%s) - start ))s wall (exit $$rc)"; exit $$rc
 
-.PHONY: install venv system-packages binaries check unit e2e test demo bench chaos cluster-up cluster-down clean distclean
+.PHONY: install venv system-packages binaries peer check unit e2e test demo bench chaos cluster-up cluster-down clean distclean
 
-install: venv system-packages binaries
+install: venv system-packages binaries peer
 
 # The venv is (re)installed when pyproject.toml changes; the stamp keeps warm runs fast.
 venv: $(VENV)/.installed
@@ -60,6 +61,11 @@ system-packages:
 binaries: venv
 	$(PY) -m e2e.binaries
 
+# The controller benchmark's peer: the Argo Rollouts controller built from its Go module (on the
+# go1.27.3 toolchain its go.mod asks for), cached in ~/.cache/deliver/bin (docs/performance.md).
+peer: venv
+	$(PY) -m e2e.binaries --only argo-rollouts
+
 # The controller image as an OCI archive, built without a container daemon (buildah, chroot
 # isolation, vfs storage; a Debian base made by mmdebstrap unless BASE=<image from a registry>):
 # dist/deliver-<version>.oci.tar, cached in ~/.cache/deliver/image by a hash of its inputs.
@@ -86,13 +92,16 @@ test: install
 	$(MAKE) --no-print-directory check
 	$(call timed,make test (unit + e2e),$(MAKE) --no-print-directory unit && $(MAKE) --no-print-directory e2e)
 	$(call timed,fail-fast benchmark (quick),$(PY) -m benchmarks.failfast --quick)
+	$(call timed,controller benchmark (quick),$(PY) -m benchmarks.controller --quick)
 
-bench: venv
+bench: venv binaries peer
 	$(call timed,analysis benchmark,$(PY) -m benchmarks.analysis)
 	$(call timed,fail-fast benchmark,$(PY) -m benchmarks.failfast)
 	$(call timed,forecast calibration,$(PY) -m benchmarks.forecast)
+	$(call timed,controller benchmark,$(PY) -m benchmarks.controller)
 
-demo: install
+# The demo needs no peer: not the whole of install.
+demo: venv system-packages binaries
 	$(PY) -m e2e.demo
 
 chaos: install

@@ -260,9 +260,10 @@ class Controller:
 
     @property
     def synced(self) -> bool:
-        """The informers that trigger passes have listed once (the cache's others may lag: until
-        they list, their reads go to the API server)."""
-        return all(i.synced.is_set() for i in self.informers if i.on_event is not None)
+        """The Deployment and ReplicaSet informers have listed once. The cache's others may lag, or
+        be refused (an older RBAC without watch on pods): until they list, those reads go to the API
+        server, so readiness does not wait for them."""
+        return all(i.synced.is_set() for i in self.informers if i.resource in (DEPLOYMENTS, REPLICASETS))
 
     @property
     def watch_restarts(self) -> int:
