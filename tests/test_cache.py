@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from delivery import labels
 from delivery.cache import Cache, CachedKube, Store, trim
 from delivery.controller import Controller, Informer
-from delivery.errors import Conflict, NotFound
+from delivery.errors import Conflict, Forbidden, NotFound
 from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, SERVICES
 from delivery.reconcile import Reconciler
 from tests.fakekube import FakeKube, selector_matches
@@ -314,3 +314,25 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
     while time.monotonic() < deadline and not predicate():
         time.sleep(0.01)
     return bool(predicate())
+
+
+def test_a_refused_pod_watch_leaves_the_controller_ready_and_its_reads_on_the_api_server() -> None:
+    """An RBAC from before the cache (pods: list only) refuses the pod informer: the controller is
+    still ready, and pod reads go to the API server as they did before."""
+    f = Fixture()
+    f.given_deployment(strategy="canary", steps="50,100", interval="30s")
+    f.given_delivered()
+    refused = [Forbidden("pods is forbidden: cannot list pods", status=403) for _ in range(50)]
+    f.kube.fail_next(*refused, verb="list", resource=PODS)
+    cache = Cache()
+    controller = Controller(f.kube, Reconciler(CachedKube(f.kube, cache), clock=lambda: f.now), cache=cache)
+    controller.start()
+    try:
+        assert wait_until(lambda: controller.synced)
+        assert not cache.stores[PODS].synced.is_set()
+        f.kube.calls.clear()
+        f.kube._failures.clear()  # the test reads pods itself now
+        assert CachedKube(f.kube, cache).items(PODS, NS, "app=web")
+        assert ("list", "pods") in f.kube.calls
+    finally:
+        controller.stop.set()
