@@ -576,12 +576,15 @@ class Bench:
         _log(f"settled in {time.monotonic() - started:.1f}s")
 
     def change(self, kind: str, app: str, crash: bool = False) -> tuple[str, float]:
-        """A new pod template for one app; returns (new revision, time of the change)."""
+        """A new pod template for one app; returns (its revision, time of the change)."""
         from kubernetes import client
 
         rev = self.revs[kind][app] + 1
         self.revs[kind][app] = rev
-        patch = {"spec": {"template": _template(app, rev, crash)}}
+        template = _template(app, rev, crash)
+        if not crash:  # a merge patch keeps labels it does not name: an earlier crash's must go
+            template["metadata"]["labels"][BEHAVIOUR_LABEL] = None
+        patch = {"spec": {"template": template}}
         ns = NAMESPACES[kind]
         at = time.monotonic()
         if kind == "deliver":
