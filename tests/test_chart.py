@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from delivery.cache import CACHED
 from e2e.binaries import helm_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,9 +192,9 @@ def used_by_engine() -> set[tuple[str, str, str]]:
             if const in RESOURCES:
                 group, plural = RESOURCES[const]
                 used.add((group, plural, METHOD_VERB[method]))
-    # the informers list and watch Deployments and ReplicaSets through a Resource variable
-    for plural in ("deployments", "replicasets"):
-        used |= {("apps", plural, "list"), ("apps", plural, "watch")}
+    # the informers list and watch, through a Resource variable, every resource the cache keeps
+    for res in CACHED:
+        used |= {(res.group, res.plural, "list"), (res.group, res.plural, "watch")}
     return used
 
 
