@@ -313,9 +313,16 @@ EXPLORED: dict[str, Report] = {}
 
 # The same explorer with the controller reading through the informer cache (delivery/cache.py),
 # its watch one pass behind: a restart gives the new process a fresh cache (Fixture.when_restarted).
+# A representative subset, to keep the unit suite's time: canary (no router), blue-green and
+# rolling, without "undo" and "retry" (a second delivery of a template, the paths "good" and "bad"
+# walk; ~12 s). The whole matrix (every strategy and scenario at lag 1; these three at lag 3) was
+# explored once with no violation: scenarios(strategy, lag) runs it.
 CACHE_LAG = 1
 CACHED_STRATEGIES = ("canary", "blue-green", "rolling")
-ALL_CACHED = [s for strategy in CACHED_STRATEGIES for s in scenarios(strategy, CACHE_LAG)]
+CACHED_SKIPPED = ("undo", "retry")
+ALL_CACHED = [
+    s for strategy in CACHED_STRATEGIES for s in scenarios(strategy, CACHE_LAG) if s.name not in CACHED_SKIPPED
+]
 EXPLORED_CACHED: dict[str, Report] = {}
 
 
@@ -353,7 +360,8 @@ def _write_figures() -> None:
     ]
     lines += [cached_summary_line()] if EXPLORED_CACHED else []
     lines += [
-        f"cache lag {CACHE_LAG}: {r.scenario}: {r.writes} writes, {r.explored} faulted runs, {len(r.violations)} violations"
+        f"cache lag {CACHE_LAG}: {r.scenario}: {r.writes} writes, {r.explored} faulted runs, "
+        f"{len(r.violations)} violations"
         for r in EXPLORED_CACHED.values()
     ]
     (out / "explorer.txt").write_text("\n".join(lines) + "\n")
@@ -425,6 +433,19 @@ def test_the_explorer_reports_an_action_lost_after_a_crash(monkeypatch: pytest.M
     assert report.violations, "a lost switch of the active Service must be found"
     assert all(v.startswith("crash at write") for v in report.violations), "only restarts lose it"
     assert any("ended differently from the clean run" in v for v in report.violations), report.violations
+
+
+def test_the_explorer_through_the_cache_reports_a_store_that_misses_its_own_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A planted cache defect: a write's answer is not put in the store (no write-through), so a
+    pass reads what it wrote only when the lagging watch brings it. The explorer must find it."""
+    from delivery.cache import CachedKube
+
+    monkeypatch.setattr(CachedKube, "_through", lambda self, res, answer: answer)
+    scenario = next(s for s in scenarios("canary", CACHE_LAG) if s.name == "release")
+    report = explore(scenario)
+    assert any("left with replicas at rest" in v for v in report.violations), report.violations
 
 
 # ------------------------------------------------------------------ the fake is faithful where it matters
