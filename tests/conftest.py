@@ -11,3 +11,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     module = sys.modules.get("tests.test_crash_points")
     if module is not None and module.EXPLORED:
         terminalreporter.write_line(module.summary_line())
+    if module is not None and module.EXPLORED_CACHED:
+        terminalreporter.write_line(module.cached_summary_line())

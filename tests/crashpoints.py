@@ -115,7 +115,8 @@ class Explorer:
             # come back (a delivery behind a router still looks at its route every few seconds while it waits)
             held = current_record(f).get("phase") == "Paused" or current_record(f).get("hold") == "NoReplicas"
             waiting = outcome.requeue_after is None or held
-            if waiting and f.kube.rv == before:
+            # a lagging cache's watch still has events to deliver: each of them would start a pass
+            if waiting and f.kube.rv == before and f.cache_caught_up():
                 quiet += 1
                 if quiet >= 2:
                     return

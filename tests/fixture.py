@@ -194,6 +194,10 @@ class Fixture:
                 plurals[plural].apply(kind, obj)
         self._cached_upto = upto
 
+    def cache_caught_up(self) -> bool:
+        """Has the cache's watch delivered everything that happened (always, without a cache)?"""
+        return self.cache is None or self._cached_upto >= len(self.kube.history)
+
     def when_reconciled(self) -> Outcome:
         self._catch_up()
         outcome = self.reconciler.reconcile(self.ns, NAME)
@@ -218,7 +222,7 @@ class Fixture:
             before = self.kube.rv
             self.cluster()
             # a lagging cache's watch still has events to deliver: each of them would start a pass
-            caught_up = self.cache is None or self._cached_upto >= len(self.kube.history)
+            caught_up = self.cache_caught_up()
             if outcome.requeue_after is None and self.kube.rv == before and caught_up:
                 quiet += 1
                 if quiet >= 2:
