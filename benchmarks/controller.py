@@ -821,6 +821,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 1 for n in args.sizes) or args.step <= 0 or args.idle <= 0 or min(counts) < 1:
         parser.error("sizes, --step, --idle, --singles, --concurrent and --crash must be positive")
     args.sizes = sorted(set(args.sizes))
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C: the controllers and the cluster are stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     bench = Bench(args)
     _log(f"machine: {machine()}")

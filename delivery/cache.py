@@ -14,8 +14,8 @@ and a pod keeps only its identity, labels, owner and the status fields health is
 Staleness. A store may lag the API server by one watch event, so:
 
 * a write's answer is put in the store at once (write-through: the next pass sees its own writes);
-* an object is only replaced by one with a newer resourceVersion (an event arriving late never
-  rolls the store back);
+* an object is only replaced by one with a newer resourceVersion, and a deleted one is not brought
+  back by an update from before its deletion (an event arriving late never rolls the store back);
 * a write refused as Conflict (the record's resourceVersion precondition, delivery/state.py)
   re-reads that object from the API server into the store before the Conflict goes up, so the
   reconciler's re-plan sees the newer object;
@@ -42,6 +42,7 @@ from .kube import DEPLOYMENTS, MERGE, PDBS, PODS, REPLICASETS, SERVICES, Kube, R
 JSON = dict[str, Any]
 
 CACHED = (DEPLOYMENTS, REPLICASETS, PODS, SERVICES, PDBS)
+TOMBSTONES = 10_000  # deleted objects remembered per store (see Store.apply)
 
 _POD_META = ("name", "namespace", "uid", "labels", "ownerReferences", "creationTimestamp", "deletionTimestamp")
 
@@ -90,6 +91,9 @@ class Store:
         self._objects: dict[tuple[str, str], JSON] = {}
         self._by_ns: dict[str, set[str]] = defaultdict(set)
         self._by_label: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+        # deleted objects: (namespace, name) -> the last resourceVersion seen of them, so that a late
+        # update from before the deletion does not bring them back (cleared by a relist)
+        self._deleted: dict[tuple[str, str], str] = {}
 
     def __len__(self) -> int:
         with self._lock:
@@ -109,6 +113,7 @@ class Store:
             self._objects.clear()
             self._by_ns.clear()
             self._by_label.clear()
+            self._deleted.clear()
             for obj in objects:
                 self._put(trim(self.res, obj))
         self.synced.set()
@@ -117,22 +122,39 @@ class Store:
         """A watch event (ADDED, MODIFIED, DELETED) or a write's answer (kind "WRITE")."""
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
+        rv = str(meta.get("resourceVersion", ""))
         with self._lock:
             held = self._objects.get(key)
             if kind == "DELETED":
-                if held is not None and _newer(meta.get("resourceVersion", ""), self._rv(held)):
+                if held is None:
+                    self._bury(key, rv)
+                elif _newer(rv, self._rv(held)):
                     self._drop(key)
+                    self._bury(key, rv)
                 return
-            if held is not None and not _newer(meta.get("resourceVersion", ""), self._rv(held)):
+            if held is not None and not _newer(rv, self._rv(held)):
                 return
+            gone = self._deleted.get(key)
+            if held is None and gone is not None:
+                if not _newer(rv, gone) or rv == gone:
+                    return  # an update from before the deletion
+                del self._deleted[key]  # created again
             if held is not None:
                 self._drop(key)
             self._put(trim(self.res, obj))
 
     def forget(self, namespace: str, name: str) -> None:
+        """Deleted by this process: gone from the store, and no update older than it comes back."""
         with self._lock:
-            if (namespace, name) in self._objects:
-                self._drop((namespace, name))
+            key = (namespace, name)
+            if key in self._objects:
+                self._bury(key, self._rv(self._objects[key]))
+                self._drop(key)
+
+    def _bury(self, key: tuple[str, str], rv: str) -> None:
+        if len(self._deleted) >= TOMBSTONES:  # bounded: the oldest go first
+            self._deleted.pop(next(iter(self._deleted)))
+        self._deleted[key] = rv
 
     @staticmethod
     def _rv(obj: JSON) -> str:

@@ -336,3 +336,17 @@ def test_a_refused_pod_watch_leaves_the_controller_ready_and_its_reads_on_the_ap
         assert ("list", "pods") in f.kube.calls
     finally:
         controller.stop.set()
+
+
+def test_a_late_update_does_not_bring_back_a_deleted_object() -> None:
+    """Found by the explorer's review: after this process deleted an object (or its DELETED event
+    came), a late update from before the deletion put it back in the store."""
+    store = Store(REPLICASETS)
+    store.replace_all([rs("a", 10, app="web"), rs("b", 10, app="web")])
+    store.forget(NS, "a")  # CachedKube.delete
+    store.apply("MODIFIED", rs("a", 10, app="web"))  # the watch, behind: same version as deleted
+    store.apply("DELETED", rs("b", 12, app="web"))
+    store.apply("MODIFIED", rs("b", 11, app="web"))  # from before the deletion
+    assert store.get(NS, "a") is None and store.get(NS, "b") is None
+    store.apply("ADDED", rs("b", 20, app="web"))  # created again, later
+    assert store.get(NS, "b") is not None
