@@ -353,7 +353,7 @@ class ControllerRun:
                 self.proc.wait()
 
 
-def start_controller(kind: str, cluster: Cluster) -> ControllerRun:
+def start_controller(kind: str, cluster: Cluster, extra: list[str]) -> ControllerRun:
     kubeconfig = cluster.run_dir / f"{USERS[kind]}.kubeconfig"
     log_path = cluster.log_dir / f"{kind}.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -371,6 +371,7 @@ def start_controller(kind: str, cluster: Cluster) -> ControllerRun:
             "deliver-system",
             "--metrics-addr",
             "127.0.0.1:0",
+            *extra,
         ]
     else:
         argv = [
@@ -381,6 +382,7 @@ def start_controller(kind: str, cluster: Cluster) -> ControllerRun:
             "0",
             "--healthzPort",
             "0",
+            *extra,
         ]
         env["POD_NAMESPACE"] = "argo-rollouts"
     return ControllerRun(kind, argv, env, log_path)
@@ -631,7 +633,8 @@ class Bench:
 
     def measure(self, n: int) -> None:
         _log(f"N = {n}: starting both controllers")
-        runs = {kind: start_controller(kind, self.cluster) for kind in USERS}
+        extra = {"deliver": self.args.deliver_args.split(), "argo": self.args.argo_args.split()}
+        runs = {kind: start_controller(kind, self.cluster, extra[kind]) for kind in USERS}
         figs = {kind: Figures() for kind in USERS}
         start_offset = self.audit.offset()
         try:
@@ -812,6 +815,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crash", type=int, default=20, help="crash-looping canaries at once, per N")
     parser.add_argument("--argo-deadline", type=int, default=15, help="Argo's progressDeadlineSeconds")
     parser.add_argument("--keep", action="store_true", help="leave the cluster up (run/bench-controller)")
+    parser.add_argument("--deliver-args", default="", help="more flags for deliver run (experiments)")
+    parser.add_argument("--argo-args", default="", help="more flags for the Argo Rollouts controller (experiments)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "run" / "bench-controller.json")
     args = parser.parse_args(argv)
     if args.quick:
