@@ -451,6 +451,8 @@ class Figures:
     concurrent_wall: float = 0.0
     rollback: list[float] = field(default_factory=list)
     requests_per_delivery: float = 0.0
+    concurrent_cpu_s: float = 0.0  # the controller's CPU seconds over the 100 deliveries
+    machine_busy: float = 0.0  # share of the machine's CPU time in use meanwhile (all processes)
     failed: list[str] = field(default_factory=list)
 
 
@@ -462,6 +464,18 @@ class Deliveries:
     first_rs: list[float]
     ends: list[float]  # to finished (all new pods Ready, no old pod) or to rolled back
     wall: float  # from the first change to the last one finished (NaN: not all finished)
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else math.nan
 
 
 def pct(values: list[float], q: float) -> float:
@@ -674,8 +688,11 @@ class Bench:
         _log(f"{kind}: {len(concurrent)} deliveries at once")
         a0 = self.audit.offset()
         started = time.monotonic()
+        cpu0, machine0 = run.cpu_seconds(), machine_cpu()
         many = self.deliveries(kind, concurrent, False, fig)
         took = time.monotonic() - started
+        fig.concurrent_cpu_s = run.cpu_seconds() - cpu0
+        fig.machine_busy = busy_share(machine0, machine_cpu())
         a1 = self.audit.offset()
         fig.first_concurrent = many.first_pod
         fig.rs_concurrent = many.first_rs
@@ -735,6 +752,10 @@ def render_size(n: int, figs: dict[str, Figures], args: argparse.Namespace) -> s
         (
             f"crash-looping canary -> stable restored, {args.crash} at once: p50 / p99 (s)",
             lambda f: f"{_s(pct(f.rollback, 0.5))} / {_s(pct(f.rollback, 0.99))}",
+        ),
+        (
+            f"CPU seconds for the {c} at once (machine busy meanwhile)",
+            lambda f: f"{f.concurrent_cpu_s:.1f} ({100 * f.machine_busy:.0f} %)",
         ),
         ("API requests per delivery", lambda f: f"{f.requests_per_delivery:.1f}"),
         ("API requests per minute at rest", lambda f: f"{f.idle_requests_per_min:.1f}"),
