@@ -27,6 +27,7 @@ from .templates import HELD_LABEL, OWNER_LABEL
 log = logging.getLogger("deliver.controller")
 
 Key = tuple[str, str]
+FIRST = 3600.0  # how far ahead of "now" a key queued first goes (any key due now waits behind it)
 
 
 class WorkQueue:
@@ -44,8 +45,10 @@ class WorkQueue:
         self._cond = threading.Condition()
         self._closed = False
 
-    def add(self, key: Key, delay: float = 0.0) -> None:
-        due = time.monotonic() + max(0.0, delay)
+    def add(self, key: Key, delay: float = 0.0, first: bool = False) -> None:
+        """Queue ``key`` after ``delay`` seconds; ``first``: ahead of every key due now (a user's
+        change waits for no pass of a delivery already under way)."""
+        due = time.monotonic() + max(0.0, delay) - (FIRST if first else 0.0)
         with self._cond:
             if key in self._processing:
                 self._again[key] = min(due, self._again.get(key, due))
@@ -197,6 +200,7 @@ class Controller:
         self.queue = WorkQueue()
         self.stop = threading.Event()
         self.managed: set[Key] = set()
+        self._generations: dict[Key, int] = {}  # the metadata.generation last seen of each managed one
         self._lock = threading.Lock()
         self.cache = cache
         stores = cache.stores if cache is not None else {}
@@ -218,12 +222,17 @@ class Controller:
     def _on_deployment(self, type_: str, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
+        generation = int(meta.get("generation") or 0)
         with self._lock:
             if type_ == "DELETED" or not (has_strategy(obj) or has_record(obj)):
                 self.managed.discard(key)
+                self._generations.pop(key, None)
                 return
             self.managed.add(key)
-        self.queue.add(key)
+            seen = self._generations.get(key)
+            self._generations[key] = generation
+        # a changed spec (a new template, above all) is a user's: its pass goes first
+        self.queue.add(key, first=seen is not None and generation > seen)
 
     @staticmethod
     def _deployment_of(rs_meta: dict[str, Any]) -> str | None:

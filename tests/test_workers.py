@@ -354,3 +354,32 @@ def test_workers_reconcile_other_deployments_while_one_pass_is_slow():
             t.join(10)
     assert b.record()["phase"] in ROLLBACK
     assert not ctl.busy.is_set()
+
+
+def test_a_key_queued_first_goes_ahead_of_every_key_due_now():
+    q = WorkQueue()
+    q.add((NS, "progress-1"))
+    q.add((NS, "progress-2"))
+    q.add((NS, "new-template"), first=True)
+    assert [q.get(timeout=0.2) for _ in range(3)] == [(NS, "new-template"), (NS, "progress-1"), (NS, "progress-2")]
+
+
+def test_a_changed_spec_is_reconciled_before_passes_already_queued():
+    """100 templates changed at once: each one's first pass (its new ReplicaSet) must not wait
+    behind the passes that deliveries already under way queued meanwhile."""
+    f = Fixture()
+    controller = Controller(f.kube, f.reconciler)
+    d = {
+        "metadata": {"namespace": NS, "name": "web", "generation": 1, "annotations": {"deliver.dev/strategy": "canary"}}
+    }
+    controller._on_deployment("ADDED", d)
+    assert controller.queue.get(timeout=0.2) == (NS, "web")
+    controller.queue.done((NS, "web"))
+    other = {
+        "metadata": {"namespace": NS, "name": "api", "generation": 3, "annotations": {"deliver.dev/strategy": "canary"}}
+    }
+    controller._on_deployment("ADDED", other)  # a delivery under way: a pass queued
+    controller._on_deployment("MODIFIED", {**d, "metadata": {**d["metadata"], "generation": 2}})
+    assert controller.queue.get(timeout=0.2) == (NS, "web")
+    controller._on_deployment("MODIFIED", other)  # same generation: a status or record change
+    assert controller.queue.get(timeout=0.2) == (NS, "api")
