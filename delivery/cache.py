@@ -183,10 +183,13 @@ class Store:
 
     # ---- reads (copies: a caller may change what it gets) ----
 
+    # The stored objects are never changed in place (an update replaces the whole object), so the
+    # copies are made after the lock is released: workers do not queue behind each other's copies.
+
     def get(self, namespace: str, name: str) -> JSON | None:
         with self._lock:
             obj = self._objects.get((namespace, name))
-            return copy.deepcopy(obj) if obj is not None else None
+        return copy.deepcopy(obj) if obj is not None else None
 
     def owners(self, namespace: str, name: str) -> JSON | None:
         """Just the labels and ownerReferences of an object (no deep copy: for event handlers)."""
@@ -215,7 +218,7 @@ class Store:
                     obj = self._objects[(ns, name)]
                     if labels.matches(reqs, (obj.get("metadata") or {}).get("labels")):
                         found.append(obj)
-            return copy.deepcopy(found)
+        return copy.deepcopy(found)
 
 
 class Cache:
@@ -291,7 +294,7 @@ class CachedKube:
     def _through(self, res: Resource, answer: JSON) -> JSON:
         store = self.cache.store(res)
         if store is not None and answer.get("metadata"):
-            store.apply("WRITE", answer)
+            store.apply("WRITE", copy.deepcopy(answer))  # the caller may change what it got back
         return answer
 
     def _refresh(self, res: Resource, namespace: str | None, name: str) -> None:

@@ -350,3 +350,12 @@ def test_a_late_update_does_not_bring_back_a_deleted_object() -> None:
     assert store.get(NS, "a") is None and store.get(NS, "b") is None
     store.apply("ADDED", rs("b", 20, app="web"))  # created again, later
     assert store.get(NS, "b") is not None
+
+
+def test_changing_a_write_s_answer_does_not_change_the_store() -> None:
+    f = Fixture()
+    f.given_deployment(strategy="canary", steps="50,100")
+    cache, reads = cached(f.kube)
+    answer = reads.patch(DEPLOYMENTS, NS, NAME, {"metadata": {"labels": {"x": "1"}}})
+    answer["spec"]["replicas"] = 99  # e.g. act.py keeping the answer as its Deployment and changing it
+    assert reads.get(DEPLOYMENTS, NS, NAME)["spec"]["replicas"] == 3
