@@ -195,22 +195,36 @@ def _selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None = None) -> DeliverySpec:
-    """Validate every ``deliver.dev/*`` annotation of a Deployment; raise SpecError on the first problem."""
+    """Validate every ``deliver.dev/*`` annotation of a Deployment; raise SpecError on the first problem.
+
+    A valid Deployment (every pass of a managed one) is parsed once: ``problems`` (one parse per
+    key, to name every problem) runs only when that parse or the unknown-key check fails, and then
+    decides which problem is raised."""
+    if not _unknown_keys(deployment):
+        try:
+            return _parse(deployment, configmaps)
+        except SpecError:
+            pass
     found = problems(deployment, configmaps)
     if found:
         raise found[0]
     return _parse(deployment, configmaps)
 
 
-def problems(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None = None) -> list[SpecError]:
-    """Every problem of the Deployment's deliver annotations (empty: valid)."""
-    errors: list[SpecError] = []
+def _unknown_keys(deployment: dict[str, Any]) -> list[SpecError]:
+    errors = []
     annotations = (deployment.get("metadata") or {}).get("annotations") or {}
     for key in annotations:
         if key.startswith(PREFIX):
             short = key[len(PREFIX) :]
             if short not in KEYS and short not in RESERVED and not short.startswith("analysis"):
                 errors.append(SpecError(key, f"unknown key (known: {', '.join(sorted(KEYS))}, analysis*)"))
+    return errors
+
+
+def problems(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None = None) -> list[SpecError]:
+    """Every problem of the Deployment's deliver annotations (empty: valid)."""
+    errors: list[SpecError] = _unknown_keys(deployment)
     # Validate key by key so every problem is reported, not only the first.
     for key in KEYS:
         try:

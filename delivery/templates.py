@@ -15,7 +15,7 @@ _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def without_hash(template: dict[str, Any]) -> dict[str, Any]:
-    """The template with the pod-template-hash label removed (what the Deployment declares)."""
+    """The template with the pod-template-hash label removed (what the Deployment declares); a copy."""
     tpl = copy.deepcopy(template)
     labels = (tpl.get("metadata") or {}).get("labels")
     if labels and HASH_LABEL in labels:
@@ -23,9 +23,18 @@ def without_hash(template: dict[str, Any]) -> dict[str, Any]:
     return tpl
 
 
+def _without_hash_view(template: dict[str, Any]) -> dict[str, Any]:
+    """``without_hash`` for reading only: copies just the dicts on the way to the label."""
+    labels = (template.get("metadata") or {}).get("labels")
+    if not labels or HASH_LABEL not in labels:
+        return template
+    meta = dict(template["metadata"], labels={k: v for k, v in labels.items() if k != HASH_LABEL})
+    return dict(template, metadata=meta)
+
+
 def revision(template: dict[str, Any]) -> str:
     """A short, label-safe hash of a pod template, ignoring pod-template-hash."""
-    canonical = json.dumps(without_hash(template), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(_without_hash_view(template), sort_keys=True, separators=(",", ":"))
     number = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:8], "big")
     out = []
     for _ in range(10):
