@@ -53,7 +53,7 @@ from .params import Duration, ListenAddress
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=4,
+    default=16,
     show_default=True,
     help="Deployments reconciled at once (never one Deployment twice); also the size of the analysis pool.",
 )
