@@ -563,7 +563,7 @@ def test_run_rejects_bad_flags_with_2(kube: FakeKube, args: list[str]) -> None:
     assert result.exit_code == 2, result.output
 
 
-@pytest.mark.parametrize("args, workers", [([], 4), (["--workers", "7"], 7)])
+@pytest.mark.parametrize("args, workers", [([], 16), (["--workers", "7"], 7)])
 def test_run_starts_the_workers_asked_for(
     kube: FakeKube, monkeypatch: pytest.MonkeyPatch, args: list[str], workers: int
 ) -> None:
