@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cache import Cache, Store
+from .cache import Cache, Store, trim
 from .errors import DeliverError, Gone, KubeError, LeadershipLost
 from .kube import DEPLOYMENTS, PODS, REPLICASETS, Kube, Resource
 from .reconcile import Outcome, Reconciler
@@ -131,8 +131,8 @@ class Informer:
             meta = listing.get("metadata") or {}
             rv = rv or str(meta.get("resourceVersion", ""))
             items = listing.get("items") or []
-            if self.store is not None:
-                listed += items
+            if self.store is not None:  # trimmed page by page: a relist holds one raw page at a time
+                listed += [trim(self.resource, obj) for obj in items]
             if self.on_event is not None:
                 for obj in items:
                     self.on_event("SYNC", obj)
