@@ -717,10 +717,10 @@ def _s(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.2f}"
 
 
-def render_size(n: int, figs: dict[str, Figures], args: argparse.Namespace) -> str:
-    d, a = figs["deliver"], figs["argo"]
+def rows(args: argparse.Namespace) -> list[tuple[str, Callable[[Figures], str]]]:
+    """The table's rows: a label and how to show one controller's figure."""
     c = args.concurrent
-    rows: list[tuple[str, Callable[[Figures], str]]] = [
+    return [
         ("RSS at rest / peak (MiB)", lambda f: f"{f.rss_rest_mib:.0f} / {f.rss_peak_mib:.0f}"),
         (
             f"CPU seconds over {args.idle:g} s idle",
@@ -761,14 +761,19 @@ def render_size(n: int, figs: dict[str, Figures], args: argparse.Namespace) -> s
         ("API requests per minute at rest", lambda f: f"{f.idle_requests_per_min:.1f}"),
         ("watch connections held", lambda f: str(f.watches)),
     ]
-    width = max(len(label) for label, _ in rows) + 2
+
+
+def render_size(n: int, figs: dict[str, Figures], args: argparse.Namespace) -> str:
+    d, a = figs["deliver"], figs["argo"]
+    table = rows(args)
+    width = max(len(label) for label, _ in table) + 2
     cols = [CONTROLLER_NAMES["deliver"], CONTROLLER_NAMES["argo"]]
     lines = [
         f"N = {n} apps x {REPLICAS} replicas; canary 20 -> 50 -> 100 % by replica ratio, {args.step:g} s per step"
         f" (Argo: progressDeadlineSeconds {args.argo_deadline}, progressDeadlineAbort)",
         f"{'':{width}}{cols[0]:<34}{cols[1]}",
     ]
-    for label, cell in rows:
+    for label, cell in table:
         lines.append(f"{label:{width}}{cell(d):<34}{cell(a)}")
     for kind, f in figs.items():
         for problem in f.failed:
@@ -815,6 +820,26 @@ def render_targets(n: int, figs: dict[str, Figures], args: argparse.Namespace) -
     return "\n".join(lines)
 
 
+def markdown(path: Path) -> str:
+    """The figures of a run (its JSON file) as one Markdown table, every N side by side."""
+    data = json.loads(path.read_text())
+    args = argparse.Namespace(**data["args"])
+    results = {int(n): {k: Figures(**f) for k, f in figs.items()} for n, figs in data["results"].items()}
+    sizes = sorted(results)
+    head = ["", *[f"N={n} {CONTROLLER_NAMES[k]}" for n in sizes for k in ("deliver", "argo")]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, cell in rows(args):
+        shown = label.replace("->", "→")
+        lines.append(
+            "| " + " | ".join([shown, *[cell(results[n][k]) for n in sizes for k in ("deliver", "argo")]]) + " |"
+        )
+    largest = max(sizes)
+    lines += ["", f"Targets at N = {largest} ({data['machine']}):", ""]
+    for label, met, value in targets(largest, results[largest], args):
+        lines.append(f"- {label}: {value}, **{'met' if met else 'missed'}**")
+    return "\n".join(lines)
+
+
 def machine() -> str:
     cpu = "?"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -839,7 +864,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deliver-args", default="", help="more flags for deliver run (experiments)")
     parser.add_argument("--argo-args", default="", help="more flags for the Argo Rollouts controller (experiments)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "run" / "bench-controller.json")
+    parser.add_argument("--markdown", type=Path, help="print a run's JSON figures as Markdown and exit")
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        print(markdown(args.markdown))
+        return 0
     if args.quick:
         args.sizes = [100]
         args.singles = min(args.singles, 3)
