@@ -65,6 +65,13 @@ from typing import Any, cast
 
 if __package__ in (None, ""):  # run as a script (python benchmarks/controller.py): the repo on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    try:
+        import kubernetes  # noqa: F401  (only to know whether this Python has the project's packages)
+    except ImportError:  # a Python without them (the machine's own): the project's venv runs it
+        _venv = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "python"
+        if not _venv.exists():
+            raise SystemExit("the project's venv is missing: run `make install` first") from None
+        os.execv(str(_venv), [str(_venv), *sys.argv])
 
 import yaml
 
