@@ -513,14 +513,19 @@ def wait_ended(
 
 
 def wait_stable(k: Kube | JsonKube, ns: str, name: str, ctl: Any = None, timeout: float = 90) -> dict[str, Any]:
-    """The controller has seen the initial rollout through: Idle with a stable revision."""
+    """The controller has seen the initial rollout through: Idle with a stable revision, and the
+    Deployment controller has seen deliver's last spec change (the pause): its status write would
+    otherwise come after this returns (a test comparing resourceVersions would see it)."""
+
+    def stable() -> dict[str, Any] | None:
+        d = deployment(k, ns, name)
+        s = state(k, ns, name)
+        observed = int((d.get("status") or {}).get("observedGeneration") or 0)
+        settled = observed >= int(d["metadata"].get("generation") or 0)
+        return s if settled and s.get("stableRevision") and s.get("phase") in ("Idle", "Succeeded") else None
+
     return wait_for(
-        lambda: (lambda s: s if s.get("stableRevision") and s.get("phase") in ("Idle", "Succeeded") else None)(
-            state(k, ns, name)
-        ),
-        timeout,
-        f"{name} stable",
-        describe=lambda: (state(k, ns, name), ctl.log()[-2000:] if ctl else ""),
+        stable, timeout, f"{name} stable", describe=lambda: (state(k, ns, name), ctl.log()[-2000:] if ctl else "")
     )
 
 
