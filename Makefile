@@ -10,7 +10,7 @@
 #   make chaos  chaos on the local control plane, full run (e2e/chaos.py; figures in docs/chaos.md;
 #               long: make test runs the short version, e2e/test_chaos.py)
 # Time budget of make test (2 cores): fresh machine, every Go build and the image included, under
-# 60 minutes; warm caches under 30 minutes (measured: 22). Longer runs go behind their own targets (bench, chaos).
+# 60 minutes; warm caches under 30 minutes (measured: 24.5). Longer runs go behind their own targets (bench, chaos).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
 # Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
 
