@@ -16,11 +16,7 @@ _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 def without_hash(template: dict[str, Any]) -> dict[str, Any]:
     """The template with the pod-template-hash label removed (what the Deployment declares); a copy."""
-    tpl = copy.deepcopy(template)
-    labels = (tpl.get("metadata") or {}).get("labels")
-    if labels and HASH_LABEL in labels:
-        del labels[HASH_LABEL]
-    return tpl
+    return copy.deepcopy(_without_hash_view(template))
 
 
 def _without_hash_view(template: dict[str, Any]) -> dict[str, Any]:
