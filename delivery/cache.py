@@ -137,13 +137,17 @@ class Store:
 
     def replace_all(self, objects: builtins.list[JSON]) -> None:
         """A relist: exactly these objects, nothing else (what was deleted meanwhile goes)."""
+        self.replace_trimmed([trim(self.res, obj) for obj in objects])
+
+    def replace_trimmed(self, objects: builtins.list[JSON]) -> None:
+        """``replace_all`` with objects already trimmed (an informer trims each page as it comes)."""
         with self._lock:
             self._objects.clear()
             self._by_ns.clear()
             self._by_label.clear()
             self._deleted.clear()
             for obj in objects:
-                self._put(trim(self.res, obj))
+                self._put(obj)
         self.synced.set()
 
     def apply(self, kind: str, obj: JSON) -> None:

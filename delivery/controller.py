@@ -140,7 +140,7 @@ class Informer:
             if not token:
                 break
         if self.store is not None:
-            self.store.replace_all(listed)
+            self.store.replace_trimmed(listed)
         return rv
 
     def run(self) -> None:
