@@ -1,4 +1,5 @@
-"""Label selectors in the API's string form (what ``kube.selector_string`` builds), matched locally.
+"""Label selectors in the API's string form (what ``kube.selector_string`` builds) and as
+LabelSelector objects (matchLabels, matchExpressions), matched locally.
 
 The informer cache (delivery/cache.py) answers ``items(res, ns, selector)`` from memory, so it must
 select exactly what the API server would: ``a=b``, ``a==b``, ``a!=b``, ``a in (x,y)``,
@@ -8,6 +9,7 @@ select exactly what the API server would: ``a=b``, ``a==b``, ``a!=b``, ``a in (x
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,21 @@ def matches(requirements: tuple[Requirement, ...], labels: dict[str, str] | None
     """An empty selector selects everything."""
     found = labels or {}
     return all(r.matches(found) for r in requirements)
+
+
+_OPERATORS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!exists"}
+
+
+def from_selector(selector: dict[str, Any]) -> tuple[Requirement, ...]:
+    """The requirements of a LabelSelector object (an operator it does not know requires nothing)."""
+    reqs = [Requirement(k, "=", frozenset([v])) for k, v in (selector.get("matchLabels") or {}).items()]
+    for expr in selector.get("matchExpressions") or []:
+        op = _OPERATORS.get(expr.get("operator", ""))
+        if op is not None:
+            reqs.append(Requirement(str(expr.get("key", "")), op, frozenset(expr.get("values") or [])))
+    return tuple(reqs)
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str] | None) -> bool:
+    """Does a LabelSelector object select these labels? (empty: everything)"""
+    return matches(from_selector(selector), labels)

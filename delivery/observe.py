@@ -12,6 +12,7 @@ from . import templates
 from .errors import KubeError
 from .health import pod_health
 from .kube import PDBS, PODS, REPLICASETS, SERVICES, Kube, selector_string
+from .labels import selects
 from .state import read_request
 
 
@@ -49,23 +50,6 @@ def held_replicasets(kube: Kube, deployment: dict[str, Any]) -> list[dict[str, A
     return [rs for rs in found if not _has_controller(rs)]
 
 
-def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """Does a LabelSelector (matchLabels, matchExpressions) select these labels? (empty: everything)"""
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if (
-            (op == "In" and labels.get(key) not in values)
-            or (op == "NotIn" and labels.get(key) in values)
-            or (op == "Exists" and key not in labels)
-            or (op == "DoesNotExist" and key in labels)
-        ):
-            return False
-    return True
-
-
 def disruption_of(kube: Kube, deployment: dict[str, Any]) -> Disruption:
     """What the user allows to be unavailable: the Deployment's rolling-update limits and the first
     PodDisruptionBudget whose selector selects its pods (read only for canary Deployments)."""
@@ -88,7 +72,7 @@ def disruption_of(kube: Kube, deployment: dict[str, Any]) -> Disruption:
     for pdb in budgets:
         pspec = pdb.get("spec") or {}
         selector = pspec.get("selector")
-        if selector is None or not _selects(selector, labels):
+        if selector is None or not selects(selector, labels):
             continue
         return Disruption(
             found.strategy,

@@ -15,6 +15,7 @@ from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RequestM
 
 from . import templates
 from .errors import SpecError
+from .labels import selects
 
 PREFIX = "deliver.dev/"
 STRATEGY = PREFIX + "strategy"
@@ -175,23 +176,6 @@ def _match(key: str, value: str) -> RequestMatch:
     if not _MATCH_VALUE.match(wanted):
         raise SpecError(key, f"{wanted!r} must be 1..256 of letters, digits and . _ ~ -")
     return RequestMatch(kind, name.lower() if kind == "header" else name, wanted)
-
-
-def _selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        k, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(k) not in values:
-            return False
-        if op == "NotIn" and labels.get(k) in values:
-            return False
-        if op == "Exists" and k not in labels:
-            return False
-        if op == "DoesNotExist" and k in labels:
-            return False
-    return True
 
 
 def parse(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None = None) -> DeliverySpec:
@@ -385,7 +369,7 @@ def _parse(
                 )
         if strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
             selector = spec.get("selector") or {}
-            if _selector_matches(selector, {"deliver.dev/owner": name}):
+            if selects(selector, {"deliver.dev/owner": name}):
                 raise SpecError(
                     STRATEGY,
                     "the Deployment's selector must use matchLabels or In/Exists "

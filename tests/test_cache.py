@@ -21,7 +21,7 @@ from delivery import labels
 from delivery.cache import Cache, CachedKube, Store, trim
 from delivery.controller import Controller, Informer
 from delivery.errors import Conflict, Forbidden, NotFound
-from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, SERVICES
+from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, SERVICES, selector_string
 from delivery.reconcile import Reconciler
 from tests.fakekube import FakeKube, selector_matches
 from tests.fixture import NAME, NS, Fixture
@@ -53,6 +53,35 @@ def requirement(draw: Any) -> str:
 def test_a_selector_selects_what_the_api_server_selects(reqs: list[str], found: dict[str, str]) -> None:
     selector = ",".join(reqs)
     assert labels.matches(labels.parse(selector), found) == selector_matches(selector, found)
+
+
+@st.composite
+def label_selector(draw: Any) -> dict[str, Any]:
+    ops = ["In", "NotIn", "Exists", "DoesNotExist"]
+    exprs = draw(
+        st.lists(
+            st.builds(
+                lambda k, op, vs: {"key": k, "operator": op, "values": vs if op in ("In", "NotIn") else []},
+                st.sampled_from(KEYS),
+                st.sampled_from(ops),
+                st.lists(st.sampled_from(VALUES[:3]), min_size=1, max_size=3),
+            ),
+            max_size=3,
+        )
+    )
+    match = draw(st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES[:3]), max_size=2))
+    return {"matchLabels": match, "matchExpressions": exprs}
+
+
+@settings(max_examples=400, deadline=None)
+@given(label_selector(), st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES[:3]), max_size=4))
+def test_a_label_selector_object_selects_what_the_api_server_selects(
+    selector: dict[str, Any], found: dict[str, str]
+) -> None:
+    """The one matcher of LabelSelector objects (observe: PodDisruptionBudgets; spec: the selector
+    check) and the string form agree with the fake API's."""
+    assert labels.selects(selector, found) == selector_matches(selector, found)
+    assert labels.selects(selector, found) == labels.matches(labels.parse(selector_string(selector)), found)
 
 
 def test_a_selector_the_api_server_would_refuse_is_an_error() -> None:
