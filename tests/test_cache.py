@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -292,48 +294,21 @@ def test_a_pass_on_a_caught_up_cache_asks_the_api_server_for_nothing_but_writes(
     assert reads == [], reads
 
 
-def test_the_controller_keeps_its_stores_from_its_watches() -> None:
-    """Controller + informers on the fake API: the stores follow the fake, the pass reads them."""
+def at_rest_canary() -> Fixture:
     f = Fixture()
     f.given_deployment(strategy="canary", steps="50,100", interval="30s")
     f.given_delivered()
+    return f
+
+
+@contextmanager
+def running_controller(f: Fixture) -> Iterator[tuple[Controller, Cache]]:
+    """The controller with its cache and informers running on the fake API (workers not started)."""
     cache = Cache()
     controller = Controller(f.kube, Reconciler(CachedKube(f.kube, cache), clock=lambda: f.now), cache=cache)
     controller.start()
     try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not all(s.synced.is_set() for s in cache.stores.values()):
-            time.sleep(0.01)
-        assert cache.size()["deployments"] == 1 and cache.size()["pods"] == 3
-        f.when_template_changes("web:v2")
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            got = cache.stores[DEPLOYMENTS].get(NS, NAME)
-            if got and got["spec"]["template"]["spec"]["containers"][0]["image"] == "web:v2":
-                break
-            time.sleep(0.01)
-        assert cache.stores[DEPLOYMENTS].get(NS, NAME)["spec"]["template"]["spec"]["containers"][0]["image"] == "web:v2"
-    finally:
-        controller.stop.set()
-
-
-def test_a_pod_change_starts_a_pass_of_its_deployment() -> None:
-    """A crash-looping canary is seen at the pod's change, not at the next timer: the pod informer
-    finds the Deployment through the pod's ReplicaSet in the cache."""
-    f = Fixture()
-    f.given_deployment(strategy="canary", steps="50,100", interval="30s")
-    f.given_delivered()
-    cache = Cache()
-    controller = Controller(f.kube, Reconciler(CachedKube(f.kube, cache), clock=lambda: f.now), cache=cache)
-    controller.start()
-    try:
-        assert wait_until(lambda: all(s.synced.is_set() for s in cache.stores.values()))
-        assert controller.queue.get(timeout=2) == (NS, NAME)  # the Deployment's own listing
-        controller.queue.done((NS, NAME))
-        assert controller.queue.get(timeout=0.3) is None
-        pod = f.kube.find(PODS, NS)[0]
-        f.kube.update_status(PODS, pod["metadata"]["name"], dict(pod["status"], phase="Failed"), namespace=NS)
-        assert controller.queue.get(timeout=2) == (NS, NAME)
+        yield controller, cache
     finally:
         controller.stop.set()
 
@@ -345,26 +320,49 @@ def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
     return bool(predicate())
 
 
+def image_in_store(cache: Cache) -> str | None:
+    got = cache.stores[DEPLOYMENTS].get(NS, NAME)
+    return str(got["spec"]["template"]["spec"]["containers"][0]["image"]) if got else None
+
+
+def test_the_controller_keeps_its_stores_from_its_watches() -> None:
+    """Controller + informers on the fake API: the stores follow the fake, the pass reads them."""
+    f = at_rest_canary()
+    with running_controller(f) as (_, cache):
+        wait_until(lambda: all(s.synced.is_set() for s in cache.stores.values()))
+        assert cache.size()["deployments"] == 1 and cache.size()["pods"] == 3
+        f.when_template_changes("web:v2")
+        wait_until(lambda: image_in_store(cache) == "web:v2")
+        assert image_in_store(cache) == "web:v2"
+
+
+def test_a_pod_change_starts_a_pass_of_its_deployment() -> None:
+    """A crash-looping canary is seen at the pod's change, not at the next timer: the pod informer
+    finds the Deployment through the pod's ReplicaSet in the cache."""
+    f = at_rest_canary()
+    with running_controller(f) as (controller, cache):
+        assert wait_until(lambda: all(s.synced.is_set() for s in cache.stores.values()))
+        assert controller.queue.get(timeout=2) == (NS, NAME)  # the Deployment's own listing
+        controller.queue.done((NS, NAME))
+        assert controller.queue.get(timeout=0.3) is None
+        pod = f.kube.find(PODS, NS)[0]
+        f.kube.update_status(PODS, pod["metadata"]["name"], dict(pod["status"], phase="Failed"), namespace=NS)
+        assert controller.queue.get(timeout=2) == (NS, NAME)
+
+
 def test_a_refused_pod_watch_leaves_the_controller_ready_and_its_reads_on_the_api_server() -> None:
     """An RBAC from before the cache (pods: list only) refuses the pod informer: the controller is
     still ready, and pod reads go to the API server as they did before."""
-    f = Fixture()
-    f.given_deployment(strategy="canary", steps="50,100", interval="30s")
-    f.given_delivered()
+    f = at_rest_canary()
     refused = [Forbidden("pods is forbidden: cannot list pods", status=403) for _ in range(50)]
     f.kube.fail_next(*refused, verb="list", resource=PODS)
-    cache = Cache()
-    controller = Controller(f.kube, Reconciler(CachedKube(f.kube, cache), clock=lambda: f.now), cache=cache)
-    controller.start()
-    try:
+    with running_controller(f) as (controller, cache):
         assert wait_until(lambda: controller.synced)
         assert not cache.stores[PODS].synced.is_set()
         f.kube.calls.clear()
         f.kube._failures.clear()  # the test reads pods itself now
         assert CachedKube(f.kube, cache).items(PODS, NS, "app=web")
         assert ("list", "pods") in f.kube.calls
-    finally:
-        controller.stop.set()
 
 
 def test_a_late_update_does_not_bring_back_a_deleted_object() -> None:
