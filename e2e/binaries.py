@@ -35,10 +35,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-KUBE_VERSION = "v1.34.4"
+KUBE_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
-HELM_VERSION = "v3.19.5"
+HELM_VERSION = "v4.3.2"
 # The peer of benchmarks/controller.py: the newest Argo Rollouts release (v1.10.2) builds here; its
 # go.mod asks for go >= 1.26.10, so its build (only) runs on the approved go1.27.3 toolchain.
 ARGO_ROLLOUTS_VERSION = "v1.10.2"
@@ -292,7 +292,7 @@ def build_kwok() -> None:
 
 
 def build_helm() -> None:
-    _go_install("helm.sh/helm/v3/cmd/helm", HELM_VERSION, "helm", "helm")
+    _go_install("helm.sh/helm/v4/cmd/helm", HELM_VERSION, "helm", "helm")
 
 
 def build_argo_rollouts() -> None:
