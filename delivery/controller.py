@@ -291,10 +291,14 @@ class Controller:
 
     def _resync_loop(self) -> None:
         while not self.stop.wait(self.resync):
-            with self._lock:
-                keys = list(self.managed)
-            for key in keys:
-                self.queue.add(key)
+            self.requeue_all()
+
+    def requeue_all(self) -> None:
+        """A pass for every managed Deployment (the periodic resync; a change of the hold mode)."""
+        with self._lock:
+            keys = list(self.managed)
+        for key in keys:
+            self.queue.add(key)
 
     def run(self) -> None:
         """Start the informers and ``workers`` workers; work until ``stop`` is set. Each worker finishes

@@ -64,6 +64,10 @@ INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
 TRAFFICSPLITS = Resource("split.smi-spec.io", "v1alpha2", "trafficsplits")
 PDBS = Resource("policy", "v1", "poddisruptionbudgets")
+MUTATING_POLICIES = Resource("admissionregistration.k8s.io", "v1", "mutatingadmissionpolicies", namespaced=False)
+MUTATING_POLICY_BINDINGS = Resource(
+    "admissionregistration.k8s.io", "v1", "mutatingadmissionpolicybindings", namespaced=False
+)
 
 
 def _error(exc: ApiException, what: str) -> KubeError:

@@ -42,8 +42,10 @@ class Metrics:
         watch_restarts: Callable[[], int] = lambda: 0,
         synced: Callable[[], bool] = lambda: False,
         registry: CollectorRegistry | None = None,
+        hold_mode: Callable[[], str] = lambda: "paused",
     ) -> None:
         self.registry = registry or CollectorRegistry()
+        self.hold_mode = hold_mode
         self.is_leader = is_leader
         self.watch_restarts = watch_restarts
         self.synced = synced
@@ -176,6 +178,16 @@ class _StateCollector(Collector):
         synced = GaugeMetricFamily("deliver_informers_synced", "1 once the initial lists have synced.")
         synced.add_metric([], 1 if self.m.synced() else 0)
         yield synced
+        mode = GaugeMetricFamily(
+            "deliver_hold_mode",
+            "1 for the hold mode in force: policy (the API server pauses each template change; unpaused at "
+            "rest) or paused (deliver pauses managed Deployments at rest).",
+            labels=["mode"],
+        )
+        current = self.m.hold_mode()
+        for name in ("policy", "paused"):
+            mode.add_metric([name], 1 if name == current else 0)
+        yield mode
         yield from _forecast_gauges(self.m.forecast_snapshot())
 
 

@@ -20,6 +20,7 @@ from strategies.model import (
     CallHook,
     DeliverySpec,
     DeliveryState,
+    HoldMode,
     Phase,
     Plan,
     PostEvent,
@@ -72,6 +73,9 @@ class Reconciler:
     # Seconds between looks at an analysed step's running window when deliver.dev/analysis-every is
     # not set (`deliver run` passes twice its --scrape-interval); None: the planner's default.
     analysis_every: float | None = None
+    # Who holds a template change until deliver acts (delivery/holdpolicy.py's HoldWatch.mode): in
+    # the policy mode a Deployment at rest is unpaused; by default deliver pauses it itself.
+    hold_mode: Callable[[], HoldMode] = lambda: HoldMode.PAUSED
     # When set, the Events of each plan are also sent as notifications (delivery/notify.py).
     notifier: Notifier | None = None
     # Hook calls (delivery/hooks.py) run here; the default makes them inline (tests, one-shot use).
@@ -170,6 +174,7 @@ class Reconciler:
         obs = observe(self.kube, deployment, self.clock(), router_weight)
         obs = dataclasses.replace(obs, router_problem=router_problem, analysed=analysed, router_extras=router_extras)
         obs = dataclasses.replace(obs, hook_results=self.hook_pool.results((namespace, name), uid))
+        obs = dataclasses.replace(obs, hold_mode=self.hold_mode())
         return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router)
 
     def _release(self, deployment: dict[str, Any]) -> Outcome:

@@ -46,6 +46,16 @@ class Phase(StrEnum):
         return self in (Phase.IDLE, Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.ABORTED)
 
 
+class HoldMode(StrEnum):
+    """How a template change waits for deliver before anything rolls out (docs/hold-modes.md).
+
+    A fact the engine observes (is the API server's hold policy in force?); the planners decide
+    what a Deployment looks like at rest from it."""
+
+    POLICY = "policy"  # the API server pauses each template change (MutatingAdmissionPolicy): unpaused at rest
+    PAUSED = "paused"  # no such policy: deliver keeps a managed Deployment paused at rest
+
+
 class HoldReason(StrEnum):
     """Why a delivery is held (not moving on by itself). Decisions test this, never the message."""
 
@@ -268,6 +278,7 @@ class Observation:
     available_replicas: int = 0
     total_replicas: int = 0  # status.replicas
     deadline_exceeded: bool = False  # Progressing condition reason ProgressDeadlineExceeded
+    hold_mode: HoldMode = HoldMode.PAUSED  # who holds a template change until deliver acts (HoldMode)
     versions: tuple[VersionObs, ...] = ()
     request: str = ""  # promote | promote-full | abort | retry | pause | resume | ""
     request_id: str = ""  # unique id of that request (consumed once)

@@ -22,6 +22,7 @@ from .model import (
     DeliverySpec,
     DeliveryState,
     EnsureService,
+    HoldMode,
     HoldReason,
     HoldStable,
     Observation,
@@ -81,6 +82,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     if obs.router_problem:
         # The route is gone or broken: no traffic reaches the new version through it anyway.
         actions = tuple(a for a in actions if not isinstance(a, SetWeight))
+    actions = _at_rest(decided, obs, actions)
     # A pause is written in the same patch as the record, so the Deployment controller is held by
     # the very write that records the decision. (An unpause stays an action: it must wait for the
     # actions before it, e.g. the template revert of a native rollback.)
@@ -93,6 +95,22 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     if record.running is not None and (record.running.step != record.step or record.phase.terminal):
         record = record.replace(running=None)  # the evidence of a window no longer running
     return Plan(record, actions, decided.requeue_after, paused)
+
+
+def _at_rest(decided: Plan, obs: Observation, actions: tuple[Action, ...]) -> tuple[Action, ...]:
+    """A Deployment at rest on its stable template in the ``policy`` hold mode is unpaused, so Helm,
+    kubectl, kstatus and Argo CD read it as any plain Deployment: the API server pauses the next
+    template change in the same write (HoldMode.POLICY). In the ``paused`` mode the planners' pause
+    stays. A plan that writes a template (a retry, a revert) keeps the pause: that template waits."""
+    record = decided.state
+    if obs.hold_mode is not HoldMode.POLICY or not record.phase.terminal:
+        return actions
+    if not record.stable_revision or obs.target_revision != record.stable_revision:
+        return actions  # e.g. a revision that failed before, held until `deliver retry`
+    if any(isinstance(a, (ApplyTemplate, RevertTemplate)) for a in actions):
+        return actions
+    kept = tuple(a for a in actions if not isinstance(a, SetPaused))
+    return kept + ((SetPaused(False),) if obs.paused else ())
 
 
 def services_in_use(spec: DeliverySpec) -> tuple[str, ...]:
@@ -290,7 +308,9 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
         if not obs.owned_versions() or not obs.rollout_complete:
             # First rollout of a new Deployment (or a native rollout deliver did not start): let the
             # Deployment controller finish it; there is nothing to compare against yet.
-            if obs.paused and not obs.owned_versions():
+            # In the policy mode a template changed during the first rollout was paused by the API
+            # server; with no stable version to compare against it rolls out natively as well.
+            if obs.paused and (not obs.owned_versions() or obs.hold_mode is HoldMode.POLICY):
                 return Plan(state, (SetPaused(False),), RECHECK)
             return Plan(state.replace(message="waiting for the initial rollout to finish"), (), RECHECK)
         return Plan(state, (), None)  # scaled to zero: nothing runs, nothing to deliver against

@@ -385,6 +385,18 @@ class FakeKube:
         self._failures: list[_Failure] = []
         self._before_write: list[tuple[Callable[[FakeKube], object], Callable[[Write], bool] | None]] = []
         self._serial = 0
+        # deliver's MutatingAdmissionPolicy (delivery/holdpolicy.py), as the API server runs it: a
+        # write that changes the pod template of a Deployment with deliver.dev/strategy is stored paused
+        self.hold_policy = False
+
+    def _admit(self, res: Resource, old: JSON | None, new: JSON, sub: str = "") -> None:
+        if not self.hold_policy or old is None or res.plural != "deployments" or sub:
+            return
+        annotations = (new.get("metadata") or {}).get("annotations") or {}
+        if "deliver.dev/strategy" not in annotations:
+            return
+        if (new.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+            new.setdefault("spec", {})["paused"] = True
 
     # ---- telling it to fail ----
 
@@ -464,8 +476,9 @@ class FakeKube:
         meta.setdefault("uid", f"uid-{meta['name']}")
         meta.setdefault("creationTimestamp", _now_text(self.clock))
         meta.setdefault("generation", 1)
-        existed = self._key(res, meta.get("namespace"), meta["name"]) in self.objects
-        self._store(res, obj, "MODIFIED" if existed else "ADDED")
+        old = self.objects.get(self._key(res, meta.get("namespace"), meta["name"]))
+        self._admit(res, old, obj)
+        self._store(res, obj, "MODIFIED" if old is not None else "ADDED")
         return self.obj(res, meta["name"], meta.get("namespace"))
 
     def obj(self, res: Resource, name: str, namespace: str | None = None) -> JSON:
@@ -623,6 +636,7 @@ class FakeKube:
                 new["status"] = clone(current["status"])
             else:
                 new.pop("status", None)
+        self._admit(res, current, new, sub)
         validate(res, new, current)
         generation = int(old_meta.get("generation") or 1)
         meta["generation"] = generation + 1 if new.get("spec") != current.get("spec") else generation

@@ -27,6 +27,7 @@ from delivery import templates
 from delivery.cache import Cache, CachedKube
 from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES, selector_string
 from delivery.reconcile import Outcome, Reconciler
+from strategies.model import HoldMode
 from tests.fakekube import FakeKube
 
 NS = "shop"
@@ -54,7 +55,13 @@ def owner_ref(obj: dict[str, Any], kind: str, controller: bool = True) -> dict[s
 
 
 class Fixture:
-    def __init__(self, ns: str = NS, kube: FakeKube | None = None, cache_lag: int | None = None) -> None:
+    def __init__(
+        self,
+        ns: str = NS,
+        kube: FakeKube | None = None,
+        cache_lag: int | None = None,
+        hold_mode: HoldMode = HoldMode.PAUSED,
+    ) -> None:
         """``ns`` and a shared ``kube``: several Fixtures (one Deployment each, in its own namespace)
         on the one fake API, e.g. for the controller's workers. ``cache_lag``: the reconciler reads
         through the informer cache (delivery/cache.py), whose watch delivers at each pass what had
@@ -62,6 +69,10 @@ class Fixture:
         self.now = START
         self.ns = ns
         self.kube = kube if kube is not None else FakeKube(namespace=ns, clock=lambda: self.now)
+        # HoldMode.POLICY: the fake API server runs deliver's hold policy, and the reconciler knows it
+        self.hold_mode = hold_mode
+        if hold_mode is HoldMode.POLICY:
+            self.kube.hold_policy = True
         self.cache_lag = cache_lag
         self.cache = Cache() if cache_lag is not None else None
         self._cached_upto = -1  # history entries applied to the cache (-1: not listed yet)
@@ -150,8 +161,8 @@ class Fixture:
     # ------------------------------------------------------------------ when
 
     def when_template_changes(self, image: str) -> None:
-        """The user (or GitOps) writes a new pod template."""
-        d = self.kube.obj(DEPLOYMENTS, NAME, self.ns)
+        """The user (or GitOps) writes a new pod template (through the API server's admission: a copy)."""
+        d = copy.deepcopy(self.kube.obj(DEPLOYMENTS, NAME, self.ns))
         d["spec"]["template"] = template(image)
         d["metadata"]["generation"] += 1
         self.kube.put(DEPLOYMENTS, d)
@@ -170,7 +181,7 @@ class Fixture:
 
     def _reconciler(self) -> Reconciler:
         reads = CachedKube(self.kube, self.cache) if self.cache is not None else self.kube
-        return Reconciler(reads, analyser=None, clock=lambda: self.now)
+        return Reconciler(reads, analyser=None, clock=lambda: self.now, hold_mode=lambda: self.hold_mode)
 
     def _catch_up(self) -> None:
         """The cache's watches deliver what happened, all but the last ``cache_lag`` events."""

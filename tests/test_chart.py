@@ -28,8 +28,13 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(HELM), *args], capture_output=True, text=True, check=check, timeout=120)
 
 
-def render(*sets: str, namespace: str = "deliver-system") -> list[dict[str, Any]]:
+MAP_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+
+
+def render(*sets: str, namespace: str = "deliver-system", api_versions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     args = ["template", "rel", str(CHART), "-n", namespace]
+    for api in api_versions:
+        args += ["--api-versions", api]
     for s in sets:
         args += ["--set", s]
     return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
@@ -65,7 +70,7 @@ def test_helm_lint_strict() -> None:
 
 
 def test_default_install_cluster_wide_with_leader_election() -> None:
-    by = kinds(render())
+    by = kinds(render("holdPolicy.install=false"))
     assert set(by) == {
         "ServiceAccount",
         "ClusterRole",
@@ -83,6 +88,7 @@ def test_default_install_cluster_wide_with_leader_election() -> None:
     args = c["args"]
     assert args[0] == "run" and "--all-namespaces" in args and "--leader-elect" in args
     assert "--lease-namespace=deliver-system" in args and "--metrics-addr=:8080" in args
+    assert "--hold-mode=auto" in args and "--hold-policy=deliver-hold-template-changes" in args
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
@@ -96,7 +102,7 @@ def test_default_install_cluster_wide_with_leader_election() -> None:
     svc = by["Service"][0]
     assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
-    binding = by["ClusterRoleBinding"][0]
+    binding = next(b for b in by["ClusterRoleBinding"] if b["metadata"]["name"] == "rel-deliver")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-deliver", "namespace": "deliver-system"}]
 
 
@@ -212,3 +218,24 @@ def test_each_router_adds_only_its_own_rights(flag: str) -> None:
     base = grants(next(d for d in render() if d["kind"] == "ClusterRole")["rules"])
     with_router = grants(next(d for d in render(f"{flag}=true") if d["kind"] == "ClusterRole")["rules"])
     assert with_router - base == ROUTERS[flag]
+
+
+def test_the_hold_policy_is_what_deliver_hold_policy_prints() -> None:
+    from delivery.holdpolicy import manifests
+
+    by = kinds(render(api_versions=(MAP_API,)))
+    assert by["MutatingAdmissionPolicy"] + by["MutatingAdmissionPolicyBinding"] == manifests()
+    hold = next(r for r in by["ClusterRole"] if r["metadata"]["name"] == "rel-deliver-hold-policy")
+    assert grants(hold["rules"]) == {
+        ("admissionregistration.k8s.io", res, verb)
+        for res in ("mutatingadmissionpolicies", "mutatingadmissionpolicybindings")
+        for verb in ("get", "list", "watch")
+    }
+
+
+def test_no_hold_policy_when_not_installed_or_paused() -> None:
+    assert "MutatingAdmissionPolicy" not in kinds(render("holdPolicy.install=false", api_versions=(MAP_API,)))
+    by = kinds(render("holdPolicy.mode=paused", "holdPolicy.install=false"))
+    assert all(r["metadata"]["name"] != "rel-deliver-hold-policy" for r in by["ClusterRole"])
+    args = by["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--hold-mode=paused" in args

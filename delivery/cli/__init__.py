@@ -25,7 +25,7 @@ import click
 
 from .. import output
 from ..gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from . import gate, lint, requests, run, undo, view
+from . import gate, holdpolicy, lint, requests, run, undo, view
 from .context import Globals, first_path
 from .lint import lint_documents
 from .params import Duration
@@ -82,6 +82,7 @@ for command in (
     lint.lint,
     gate.gate,
     run.run,
+    holdpolicy.hold_policy,
 ):
     main.add_command(command)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from strategies.model import HoldMode
 
 from .. import logs
 from .context import Globals, common, fail
@@ -79,6 +82,20 @@ from .params import Duration, ListenAddress
     envvar="DELIVER_NOTIFY_SLACK",
     help="Cluster-wide Slack-compatible incoming webhook for every delivery's phase changes (repeatable).",
 )
+@click.option(
+    "--hold-mode",
+    type=click.Choice(["auto", "policy", "paused"]),
+    default="auto",
+    show_default=True,
+    help="Who holds a template change until deliver acts: auto = the API server's MutatingAdmissionPolicy when "
+    "it is installed and bound (Deployments unpaused at rest), else deliver pauses them at rest (docs/hold-modes.md).",
+)
+@click.option(
+    "--hold-policy",
+    default="deliver-hold-template-changes",
+    show_default=True,
+    help="Name of the MutatingAdmissionPolicy (and its binding) that holds template changes.",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @common
 @click.pass_obj
@@ -98,6 +115,8 @@ def run(
     scrape_interval: float,
     notify_webhooks: tuple[str, ...],
     notify_slacks: tuple[str, ...],
+    hold_mode: str,
+    hold_policy: str,
     log_level: str,
 ) -> None:
     """Run the controller (JSON logs on stderr)."""
@@ -105,6 +124,7 @@ def run(
     from ..background import AnalysisPool
     from ..cache import Cache, CachedKube
     from ..controller import Controller
+    from ..holdpolicy import HoldStatus, HoldWatch
     from ..hooks import HookPool
     from ..leader import Fenced, LeaderElector, ServerClock
     from ..metrics import Metrics, Server
@@ -138,10 +158,20 @@ def run(
             raise click.UsageError(str(exc)) from None
     is_leader: Callable[[], bool] = elector.is_leader if elector else (lambda: True)
     holder: dict[str, Controller] = {}
+
+    def hold_changed(status: HoldStatus) -> None:
+        # every managed Deployment gets a pass: those at rest are paused (or unpaused) at once
+        if "c" in holder:
+            holder["c"].requeue_all()
+
+    forced = None if hold_mode == "auto" else HoldMode(hold_mode)
+    hold = HoldWatch(kube, threading.Event(), hold_policy, forced, on_change=hold_changed)
+    log.info("hold mode", extra={"mode": hold.status.mode.value, "why": hold.status.why})
     metrics = Metrics(
         is_leader=is_leader,
         watch_restarts=lambda: holder["c"].watch_restarts if "c" in holder else 0,
         synced=lambda: bool(holder.get("c") and holder["c"].synced),
+        hold_mode=lambda: hold.mode().value,
     )
     if elector is not None:
         elector.on_change = lambda leading: None if leading else metrics.forget_all()
@@ -172,9 +202,18 @@ def run(
                 analysis_every=every,
                 notifier=notifier,
                 hook_pool=hook_pool,
+                hold_mode=hold.mode,
             )
             if elector
-            else Reconciler(reads, analyser, pool=pool, analysis_every=every, notifier=notifier, hook_pool=hook_pool)
+            else Reconciler(
+                reads,
+                analyser,
+                pool=pool,
+                analysis_every=every,
+                notifier=notifier,
+                hook_pool=hook_pool,
+                hold_mode=hold.mode,
+            )
         ),
         None if all_namespaces else g.namespace,
         is_leader=is_leader,
@@ -183,6 +222,8 @@ def run(
         cache=cache,
     )
     holder["c"] = controller
+    hold.stop = controller.stop
+    hold.start()
 
     server = None
     if metrics_addr is not None:

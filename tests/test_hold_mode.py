@@ -1,0 +1,276 @@
+"""Hold modes (issue 23): the API server's MutatingAdmissionPolicy holds each template change, so a
+managed Deployment is unpaused at rest (``policy``); without it deliver pauses it at rest (``paused``).
+
+The fake API runs deliver's policy as the API server would (``FakeKube.hold_policy``): a write that
+changes the pod template of an annotated Deployment is stored paused, deliver's own writes included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from delivery import templates
+from delivery.errors import Forbidden
+from delivery.holdpolicy import MATCH_CONDITIONS, POLICY_NAME, HoldStatus, HoldWatch, detect, manifests
+from delivery.kube import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, REPLICASETS
+from delivery.metrics import Metrics
+from strategies.model import HoldMode
+from tests.fakekube import FakeKube
+from tests.fixture import NAME, Fixture, template
+
+V1, V2 = "web:v1", "web:v2"
+REV1, REV2 = templates.revision(template(V1)), templates.revision(template(V2))
+
+STRATEGIES: dict[str, dict[str, str]] = {
+    "canary": {"steps": "20,50,100", "interval": "30s"},
+    "rolling": {"pause_at": "40", "interval": "30s"},
+    "blue-green": {"interval": "30s", "keep_warm": "60s", "active_service": "web", "preview_service": "web-preview"},
+    "recreate": {"interval": "30s"},
+}
+
+
+def managed(strategy: str = "canary", mode: HoldMode = HoldMode.POLICY) -> Fixture:
+    f = Fixture(hold_mode=mode)
+    f.given_deployment(strategy, V1, replicas=3, **STRATEGIES[strategy])
+    if strategy == "recreate":
+        d = f.kube.obj(DEPLOYMENTS, NAME)
+        d["spec"]["strategy"] = {"type": "Recreate"}
+        f.kube.put(DEPLOYMENTS, d)
+    f.given_delivered()
+    return f
+
+
+def native_replicasets_of(f: Fixture, image: str) -> list[dict[str, Any]]:
+    """The Deployment controller's own ReplicaSets running ``image`` (not deliver's)."""
+    return [
+        rs
+        for rs in f.kube.find(REPLICASETS, f.ns)
+        if any(r.get("controller") for r in rs["metadata"].get("ownerReferences") or [])
+        and rs["spec"]["template"]["spec"]["containers"][0]["image"] == image
+        and int(rs["spec"].get("replicas") or 0) > 0
+    ]
+
+
+# ------------------------------------------------------------------ at rest
+
+
+def test_policy_mode_leaves_a_managed_deployment_unpaused_at_rest() -> None:
+    f = managed("canary", HoldMode.POLICY)
+    assert not f.deployment()["spec"].get("paused"), "at rest it looks like any plain Deployment"
+    assert f.record()["stableRevision"] == REV1
+
+
+def test_paused_mode_pauses_a_managed_deployment_at_rest() -> None:
+    f = managed("canary", HoldMode.PAUSED)
+    assert f.deployment()["spec"]["paused"] is True
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_policy_mode_delivers_a_held_change_and_ends_unpaused(strategy: str) -> None:
+    f = managed(strategy, HoldMode.POLICY)
+    f.when_template_changes(V2)
+    assert f.deployment()["spec"]["paused"] is True, "the API server held the change in the same write"
+
+    early: list[int] = []
+
+    def watch(f: Fixture) -> bool:
+        record = f.record()
+        if strategy in ("canary", "blue-green") and record.get("phase") == "Progressing":
+            early.append(len(native_replicasets_of(f, V2)))
+        return False
+
+    f.when_settled(until=watch)
+
+    record = f.record()
+    assert (record["phase"], record["stableRevision"]) == ("Succeeded", REV2)
+    assert f.serving() == {V2: 3}
+    assert not f.deployment()["spec"].get("paused"), "unpaused again at rest"
+    assert not any(early), "the Deployment controller rolled nothing of v2 out before deliver promoted it"
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_policy_mode_rolls_back_a_crash_looping_change_and_rests_unpaused(strategy: str) -> None:
+    f = managed(strategy, HoldMode.POLICY)
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+
+    f.when_settled()
+
+    record = f.record()
+    assert (record["phase"], record["failedRevision"]) == ("RolledBack", REV2)
+    assert f.serving() == {V1: 3}
+    assert not f.deployment()["spec"].get("paused")
+
+
+def test_a_retry_in_policy_mode_is_held_and_delivered_not_rolled_out_natively() -> None:
+    f = managed("canary", HoldMode.POLICY)
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert f.record()["phase"] == "RolledBack"
+    f.crashing.discard(V2)
+
+    from delivery.state import send_request
+
+    send_request(f.kube, f.deployment(), "retry")
+    f.when_reconciled()  # writes the failed template back: the policy pauses that write
+    d = f.deployment()
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == V2
+    assert d["spec"]["paused"] is True
+    f.cluster()
+    assert not native_replicasets_of(f, V2), "the retried template waits for deliver"
+    f.when_settled()
+    assert (f.record()["phase"], f.record()["stableRevision"]) == ("Succeeded", REV2)
+
+
+# ------------------------------------------------------------------ switching modes
+
+
+def test_the_policy_disappearing_pauses_deployments_at_rest_at_their_next_pass() -> None:
+    f = managed("canary", HoldMode.POLICY)
+    assert not f.deployment()["spec"].get("paused")
+
+    f.hold_mode = HoldMode.PAUSED
+    f.kube.hold_policy = False
+    f.when_reconciled()
+
+    assert f.deployment()["spec"]["paused"] is True
+
+
+def test_the_policy_appearing_unpauses_deployments_at_rest() -> None:
+    f = managed("canary", HoldMode.PAUSED)
+    assert f.deployment()["spec"]["paused"] is True
+
+    f.hold_mode = HoldMode.POLICY
+    f.kube.hold_policy = True
+    f.when_reconciled()
+
+    assert not f.deployment()["spec"].get("paused")
+
+
+def test_a_delivery_in_flight_keeps_its_hold_when_the_mode_changes() -> None:
+    f = managed("canary", HoldMode.POLICY)
+    f.when_template_changes(V2)
+    f.when_reconciled()
+    assert f.record()["phase"] == "Progressing"
+
+    f.hold_mode = HoldMode.PAUSED
+    f.kube.hold_policy = False
+    f.when_reconciled()
+    f.cluster()
+
+    assert f.deployment()["spec"]["paused"] is True
+    assert not native_replicasets_of(f, V2)
+    f.when_settled()
+    assert f.record()["phase"] == "Succeeded"
+    assert f.deployment()["spec"]["paused"] is True, "paused at rest in the paused mode"
+
+
+# ------------------------------------------------------------------ detecting the mode
+
+
+SERVED = (MUTATING_POLICIES, MUTATING_POLICY_BINDINGS)
+
+
+def test_an_api_server_without_the_api_means_paused_and_says_why() -> None:
+    status = detect(FakeKube())
+    assert status.mode is HoldMode.PAUSED and "does not serve" in status.why
+
+
+def install(kube: FakeKube, policy: dict[str, Any] | None = None, binding: dict[str, Any] | None = None) -> None:
+    p, b = manifests()
+    kube.put(MUTATING_POLICIES, policy or p)
+    kube.put(MUTATING_POLICY_BINDINGS, binding or b)
+
+
+def test_detect_without_a_policy_is_paused_and_says_how_to_install_it() -> None:
+    status = detect(FakeKube(installed=SERVED))
+    assert status.mode is HoldMode.PAUSED
+    assert "deliver hold-policy" in status.why
+
+
+def test_detect_with_deliver_s_policy_and_a_cluster_wide_binding_is_policy() -> None:
+    kube = FakeKube(installed=SERVED)
+    install(kube)
+    assert detect(kube).mode is HoldMode.POLICY
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: p["spec"].update(matchConditions=MATCH_CONDITIONS[:1]),
+        lambda p: p["spec"].update(failurePolicy="Ignore"),
+        lambda p: p["spec"].update(mutations=[]),
+        lambda p: p["spec"]["matchConstraints"]["resourceRules"][0].update(resources=["statefulsets"]),
+    ],
+)
+def test_a_policy_that_would_not_hold_every_change_is_not_trusted(change: Any) -> None:
+    kube = FakeKube(installed=SERVED)
+    policy = manifests()[0]
+    change(policy)
+    install(kube, policy=policy)
+    assert detect(kube).mode is HoldMode.PAUSED
+
+
+def test_a_binding_limited_to_some_namespaces_is_not_trusted() -> None:
+    kube = FakeKube(installed=SERVED)
+    binding = manifests()[1]
+    binding["spec"]["matchResources"] = {"namespaceSelector": {"matchLabels": {"team": "a"}}}
+    install(kube, binding=binding)
+    status = detect(kube)
+    assert status.mode is HoldMode.PAUSED and "matchResources" in status.why
+
+
+def test_a_policy_deliver_may_not_read_means_paused() -> None:
+    kube = FakeKube(installed=SERVED)
+    install(kube)
+    kube.fail_next(Forbidden("forbidden", status=403, reason="Forbidden"), verb="get")
+    status = detect(kube)
+    assert status.mode is HoldMode.PAUSED and "forbidden" in status.why
+
+
+def test_the_watch_reports_a_deleted_policy_and_a_new_one() -> None:
+    import threading
+
+    kube = FakeKube(installed=SERVED)
+    install(kube)
+    seen: list[HoldStatus] = []
+    watch = HoldWatch(kube, threading.Event(), on_change=seen.append)
+    assert watch.mode() is HoldMode.POLICY
+
+    kube.remove(MUTATING_POLICIES, POLICY_NAME)
+    watch._on_event("DELETED", {"metadata": {"name": POLICY_NAME}})
+    assert watch.mode() is HoldMode.PAUSED and [s.mode for s in seen] == [HoldMode.PAUSED]
+
+    install(kube)
+    watch._on_event("ADDED", {"metadata": {"name": POLICY_NAME}})
+    assert watch.mode() is HoldMode.POLICY and [s.mode for s in seen] == [HoldMode.PAUSED, HoldMode.POLICY]
+
+
+def test_a_forced_mode_reads_nothing() -> None:
+    import threading
+
+    kube = FakeKube(installed=SERVED)
+    watch = HoldWatch(kube, threading.Event(), forced=HoldMode.POLICY)
+    assert watch.mode() is HoldMode.POLICY and kube.calls == []
+
+
+# ------------------------------------------------------------------ what people see
+
+
+def test_deliver_hold_policy_prints_the_policy_and_binding() -> None:
+    from delivery.cli import main
+
+    result = CliRunner().invoke(main, ["hold-policy"])
+    assert result.exit_code == 0, result.output
+    assert list(yaml.safe_load_all(result.output)) == manifests()
+
+
+def test_metrics_say_which_hold_mode_is_in_force() -> None:
+    text = Metrics(hold_mode=lambda: "policy").exposition().decode()
+    assert 'deliver_hold_mode{mode="policy"} 1.0' in text
+    assert 'deliver_hold_mode{mode="paused"} 0.0' in text
