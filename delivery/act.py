@@ -6,9 +6,11 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from strategies.model import (
+    REJECTED_MARK,
     Action,
     AdoptNew,
     Affinity,
@@ -20,6 +22,7 @@ from strategies.model import (
     DeliveryState,
     EnsureService,
     HoldStable,
+    MarkRejected,
     PostEvent,
     ReleaseStable,
     RevertTemplate,
@@ -239,6 +242,33 @@ def _apply_template(ctx: Context, a: ApplyTemplate) -> None:
     _replace_template(ctx, templates.without_hash(a.template))
 
 
+def _mark_rejected(ctx: Context, a: MarkRejected) -> None:
+    """Write (or take away) deliver's Progressing condition on the Deployment's status. While the
+    Deployment is paused its controller keeps a ProgressDeadlineExceeded condition as it is; once it
+    runs unpaused and complete it writes its own (NewReplicaSetAvailable)."""
+    status = ctx.deployment.get("status") or {}
+    conditions = [dict(c) for c in status.get("conditions") or []]
+    progressing = next((c for c in conditions if c.get("type") == "Progressing"), None)
+    ours = progressing is not None and str(progressing.get("message") or "").startswith(REJECTED_MARK)
+    if not a.message and not ours:
+        return
+    if a.message and ours and progressing is not None and progressing.get("message") == a.message:
+        return
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if a.message:
+        mark = {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": a.message}
+    else:  # what the Deployment controller itself says of a paused Deployment
+        mark = {
+            "type": "Progressing",
+            "status": "Unknown",
+            "reason": "DeploymentPaused",
+            "message": "Deployment is paused",
+        }
+    mark.update(lastUpdateTime=now, lastTransitionTime=now)
+    kept = [c for c in conditions if c.get("type") != "Progressing"] + [mark]
+    ctx.deployment = ctx.kube.patch(DEPLOYMENTS, ctx.ns, ctx.name, {"status": {"conditions": kept}}, sub="status")
+
+
 def _hold_stable(ctx: Context, a: HoldStable) -> None:
     """Run the stable ReplicaSet at ``a.replicas``, out of the Deployment controller's hands.
 
@@ -408,6 +438,7 @@ def _call_hook(ctx: Context, a: CallHook) -> None:
 
 _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     SetPaused: _set_paused,
+    MarkRejected: _mark_rejected,
     ScaleNew: _scale_new,
     DeleteNew: _delete_new,
     AdoptNew: _adopt,

@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from strategies.model import Disruption, Observation, PodHealth, ServiceObs, VersionObs
+from strategies.model import REJECTED_MARK, Disruption, Observation, PodHealth, ServiceObs, VersionObs
 
 from . import templates
 from .errors import KubeError
@@ -128,10 +128,14 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
                 held=is_held,
             )
         )
-    deadline = any(
-        c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+    exceeded = [
+        str(c.get("message") or "")
         for c in status.get("conditions") or []
-    )
+        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+    ]
+    # deliver's own mark of a rejected template (MarkRejected) is not the Deployment controller's deadline
+    marked = any(m.startswith(REJECTED_MARK) for m in exceeded)
+    deadline = bool(exceeded) and not marked
     verb, rid = read_request(deployment)
     return Observation(
         services=services_of(kube, deployment),
@@ -150,6 +154,7 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
         available_replicas=int(status.get("availableReplicas") or 0),
         total_replicas=int(status.get("replicas") or 0),
         deadline_exceeded=deadline,
+        rejected_marked=marked,
         versions=tuple(versions),
         request=verb,
         request_id=rid,

@@ -279,6 +279,7 @@ class Observation:
     total_replicas: int = 0  # status.replicas
     deadline_exceeded: bool = False  # Progressing condition reason ProgressDeadlineExceeded
     hold_mode: HoldMode = HoldMode.PAUSED  # who holds a template change until deliver acts (HoldMode)
+    rejected_marked: bool = False  # the status carries deliver's MarkRejected condition
     versions: tuple[VersionObs, ...] = ()
     request: str = ""  # promote | promote-full | abort | retry | pause | resume | ""
     request_id: str = ""  # unique id of that request (consumed once)
@@ -639,6 +640,19 @@ class ApplyTemplate:
     template: dict[str, Any]
 
 
+REJECTED_MARK = "deliver rejected"  # how deliver's Progressing condition message starts (MarkRejected)
+
+
+@dataclass(frozen=True)
+class MarkRejected:
+    """Say on the Deployment's status that its template was rejected: the Progressing condition False
+    with reason ProgressDeadlineExceeded (what kubectl rollout status, kstatus, Helm --wait and Argo CD
+    read as a failed rollout), its message starting with ``REJECTED_MARK``. An empty ``message`` takes
+    deliver's mark away (a new delivery starts, or the stable template is back)."""
+
+    message: str
+
+
 @dataclass(frozen=True)
 class HoldStable:
     """Exact canary share: take the stable ReplicaSet from the Deployment controller (which would scale
@@ -735,6 +749,7 @@ Action = (
     | AdoptNew
     | RevertTemplate
     | ApplyTemplate
+    | MarkRejected
     | SetWeight
     | HoldStable
     | ReleaseStable

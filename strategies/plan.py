@@ -15,6 +15,7 @@ from .canary import CanaryPlanner
 from .hooks import advance as advance_with_hooks
 from .hooks import finished as after_delivery
 from .model import (
+    REJECTED_MARK,
     Action,
     AdoptNew,
     ApplyTemplate,
@@ -25,6 +26,7 @@ from .model import (
     HoldMode,
     HoldReason,
     HoldStable,
+    MarkRejected,
     Observation,
     Phase,
     Plan,
@@ -83,6 +85,12 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         # The route is gone or broken: no traffic reaches the new version through it anyway.
         actions = tuple(a for a in actions if not isinstance(a, SetWeight))
     actions = _at_rest(decided, obs, actions)
+    if (
+        obs.rejected_marked
+        and not decided.state.phase.terminal
+        and not any(isinstance(a, MarkRejected) for a in actions)
+    ):
+        actions = (MarkRejected(""),) + actions  # a new delivery: the last one's rejection is not its own
     # A pause is written in the same patch as the record, so the Deployment controller is held by
     # the very write that records the decision. (An unpause stays an action: it must wait for the
     # actions before it, e.g. the template revert of a native rollback.)
@@ -316,29 +324,16 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
         return Plan(state, (), None)  # scaled to zero: nothing runs, nothing to deliver against
 
     if obs.target_revision == stable.revision:
-        actions: list[Action] = []
-        if not obs.paused:
-            actions.append(SetPaused(True))
-        requeue: float | None = None
-        rerouted = _route_at_rest(spec, obs, stable)
-        if any(isinstance(a, SetWeight) for a in rerouted):
-            # the route is reset only now: the drain counts from here
-            state = state.replace(switched=obs.now)
-        actions += rerouted
-        if any(not v.owned for v in obs.versions):
-            # Behind a weighted router the canary pods stay a moment after the weight went to 0,
-            # so the gateway/mesh has applied it before they disappear (drain).
-            # After a rollback or abort, an abort-scale-down-delay keeps them longer (drain_time).
-            since = max(state.finished, state.switched)
-            keep = drain_time(spec, state)
-            drained = spec.router.kind == "replica" or (
-                obs.router_weight in (None, 0) and not obs.router_extras and obs.now - since >= keep
-            )
-            if drained:
-                actions.append(DeleteNew())
-            else:
-                requeue = max(0.2, min(RECHECK * 5, keep - (obs.now - since)))
+        if obs.hold_mode is HoldMode.POLICY and _rejected_to_hold(state):
+            return _hold_rejected(spec, state, obs, stable)
+        actions, requeue, state = _settle(spec, state, obs, stable, pause=True)
         new_state = state
+        if state.hold is HoldReason.PREVIOUSLY_FAILED and obs.hold_mode is HoldMode.POLICY:
+            # The stable template was written over the held rejected one (`helm rollback`, a git
+            # revert): at rest at once; the failure stays remembered, its template is let go.
+            new_state = state.replace(hold=HoldReason.NONE, failed_template=None, message="")
+        if obs.rejected_marked:
+            actions.append(MarkRejected(""))
         if state.phase == Phase.IDLE and (state.stable_revision, state.stable_hash) != (
             stable.revision,
             stable.pod_hash,
@@ -352,15 +347,79 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
         message = (
             f"revision {state.failed_revision} was rolled back before; run `deliver retry {obs.name}` to try it again"
         )
-        actions = [] if obs.paused else [SetPaused(True)]
+        actions, requeue, state = _settle(spec, state, obs, stable, pause=True)
         if state.hold is not HoldReason.PREVIOUSLY_FAILED:
             actions.append(PostEvent("Warning", R.REVISION_PREVIOUSLY_FAILED, message))
-        return Plan(state.replace(message=message, hold=HoldReason.PREVIOUSLY_FAILED), tuple(actions), None)
+        if obs.hold_mode is HoldMode.POLICY and not obs.rejected_marked:
+            actions.append(
+                MarkRejected(f"{REJECTED_MARK} revision {state.failed_revision}: {state.message or message}")
+            )
+        kept = state.message if state.hold is HoldReason.PREVIOUSLY_FAILED else message
+        return Plan(state.replace(message=kept, hold=HoldReason.PREVIOUSLY_FAILED), tuple(actions), requeue)
 
     if obs.router_problem:
         # A missing route, CRD or backend stops a delivery before any Service or ReplicaSet exists.
         return _router_warning(spec, state, obs, "", 30.0)
     return _start(spec, state, obs, planner, stable)
+
+
+def _settle(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, stable: VersionObs, pause: bool
+) -> tuple[list[Action], float | None, DeliveryState]:
+    """At rest on the stable version: paused (the paused hold mode; the policy mode unpauses in
+    ``_at_rest``), the route reset, deliver's leftover pods gone once drained."""
+    actions: list[Action] = []
+    if pause and not obs.paused:
+        actions.append(SetPaused(True))
+    requeue: float | None = None
+    rerouted = _route_at_rest(spec, obs, stable)
+    if any(isinstance(a, SetWeight) for a in rerouted):
+        # the route is reset only now: the drain counts from here
+        state = state.replace(switched=obs.now)
+    actions += rerouted
+    if any(not v.owned for v in obs.versions):
+        # Behind a weighted router the canary pods stay a moment after the weight went to 0,
+        # so the gateway/mesh has applied it before they disappear (drain).
+        # After a rollback or abort, an abort-scale-down-delay keeps them longer (drain_time).
+        since = max(state.finished, state.switched)
+        keep = drain_time(spec, state)
+        drained = spec.router.kind == "replica" or (
+            obs.router_weight in (None, 0) and not obs.router_extras and obs.now - since >= keep
+        )
+        if drained:
+            actions.append(DeleteNew())
+        else:
+            requeue = max(0.2, min(RECHECK * 5, keep - (obs.now - since)))
+    return actions, requeue, state
+
+
+def _rejected_to_hold(state: DeliveryState) -> bool:
+    """A rollback or abort just restored the stable version, and the rejected template is to be held."""
+    return (
+        state.phase in (Phase.ROLLED_BACK, Phase.ABORTED)
+        and bool(state.failed_revision)
+        and state.failed_template is not None
+        and not state.retrying
+        and state.hold is not HoldReason.PREVIOUSLY_FAILED
+    )
+
+
+def _hold_rejected(spec: DeliverySpec, state: DeliveryState, obs: Observation, stable: VersionObs) -> Plan:
+    """In the policy mode a rolled-back (or aborted) template does not vanish: it is written back into
+    the Deployment, held (paused) while the stable version keeps serving, and the status says it was
+    rejected. So the Deployment reads as the failed rollout it is to Helm --wait, kubectl rollout status,
+    kstatus and Argo CD, never as the stable template "successfully rolled out", and a GitOps tool sees
+    no drift from what it applied (Argo Rollouts keeps an aborted spec the same way). Once: the user
+    writing the stable template over it (`helm rollback`) is at rest (``_idle``)."""
+    actions, requeue, state = _settle(spec, state, obs, stable, pause=False)
+    why = state.message or f"revision {state.failed_revision} was rolled back"
+    assert state.failed_template is not None  # _rejected_to_hold
+    held = (
+        SetPaused(True),
+        ApplyTemplate(state.failed_template),
+        MarkRejected(f"{REJECTED_MARK} revision {state.failed_revision}: {why}"),
+    )
+    return Plan(state.replace(hold=HoldReason.PREVIOUSLY_FAILED), held + tuple(actions), requeue or RECHECK)
 
 
 def _route_at_rest(spec: DeliverySpec, obs: Observation, stable: VersionObs) -> tuple[Action, ...]:

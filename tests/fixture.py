@@ -371,7 +371,17 @@ class Fixture:
             for k in ("replicas", "readyReplicas", "availableReplicas")
         }
         updated = sum(int(rs["spec"]["replicas"]) for rs in owned if templates.revision(rs["spec"]["template"]) == rev)
-        status = dict(count, updatedReplicas=updated, observedGeneration=d["metadata"]["generation"])
+        status: dict[str, Any] = dict(count, updatedReplicas=updated, observedGeneration=d["metadata"]["generation"])
+        # conditions as the real controller keeps them: a paused Deployment's Progressing condition
+        # stays as it is (a ProgressDeadlineExceeded one above all); unpaused and complete, it says so
+        conditions = [dict(c) for c in (d.get("status") or {}).get("conditions") or []]
+        want = int(d["spec"].get("replicas", 1))
+        if not d["spec"].get("paused") and updated == want == count["availableReplicas"] == count["replicas"]:
+            conditions = [c for c in conditions if c.get("type") != "Progressing"] + [
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}
+            ]
+        if conditions:
+            status["conditions"] = conditions
         if {k: (d.get("status") or {}).get(k) for k in status} != status:
             self.kube.update_status(DEPLOYMENTS, NAME, status, self.ns)
 

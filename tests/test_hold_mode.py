@@ -18,7 +18,7 @@ from delivery.errors import Forbidden
 from delivery.holdpolicy import MATCH_CONDITIONS, POLICY_NAME, HoldStatus, HoldWatch, detect, manifests
 from delivery.kube import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, REPLICASETS
 from delivery.metrics import Metrics
-from strategies.model import HoldMode
+from strategies.model import REJECTED_MARK, HoldMode
 from tests.fakekube import FakeKube
 from tests.fixture import NAME, Fixture, template
 
@@ -92,8 +92,16 @@ def test_policy_mode_delivers_a_held_change_and_ends_unpaused(strategy: str) -> 
     assert not any(early), "the Deployment controller rolled nothing of v2 out before deliver promoted it"
 
 
+def progressing(f: Fixture) -> dict[str, Any]:
+    conditions = (f.deployment().get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Progressing"), {})
+
+
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_policy_mode_rolls_back_a_crash_looping_change_and_rests_unpaused(strategy: str) -> None:
+def test_policy_mode_holds_a_rolled_back_template_and_marks_it_rejected(strategy: str) -> None:
+    """A rejected change never reads as rolled out: its template stays, held, while the stable version
+    serves, and the status says ProgressDeadlineExceeded (kubectl rollout status fails at once,
+    kstatus says Failed)."""
     f = managed(strategy, HoldMode.POLICY)
     f.crashing.add(V2)
     f.when_template_changes(V2)
@@ -101,12 +109,52 @@ def test_policy_mode_rolls_back_a_crash_looping_change_and_rests_unpaused(strate
     f.when_settled()
 
     record = f.record()
-    assert (record["phase"], record["failedRevision"]) == ("RolledBack", REV2)
+    assert (record["phase"], record["failedRevision"], record["hold"]) == ("RolledBack", REV2, "PreviouslyFailed")
+    assert f.serving() == {V1: 3}, "the stable version serves"
+    assert f.image() == V2, "the rejected template is what the Deployment says, as applied"
+    assert f.deployment()["spec"]["paused"] is True
+    mark = progressing(f)
+    assert (mark.get("status"), mark.get("reason")) == ("False", "ProgressDeadlineExceeded")
+    assert mark["message"].startswith(REJECTED_MARK) and REV2 in mark["message"]
+    assert not f.delivers_replicasets()
+
+
+def test_writing_the_stable_template_over_a_held_rejected_one_is_at_rest_at_once() -> None:
+    """`helm upgrade --rollback-on-failure` puts the previous release's template back: the version
+    already running. It is not delivered again: unpaused, the rejection mark gone, the failure kept."""
+    f = managed("canary", HoldMode.POLICY)
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert f.image() == V2
+
+    f.when_template_changes(V1)
+    f.when_settled()
+
+    record = f.record()
+    assert (record["phase"], record["hold"], record["failedRevision"]) == ("RolledBack", "", REV2)
+    assert f.image() == V1 and not f.deployment()["spec"].get("paused")
+    assert progressing(f).get("reason") == "NewReplicaSetAvailable"
+    assert [e["reason"] for e in f.events()].count("DeliveryStarted") == 1, "not delivered again"
     assert f.serving() == {V1: 3}
+
+
+def test_a_new_template_over_a_held_rejected_one_is_delivered_and_the_mark_goes() -> None:
+    f = managed("canary", HoldMode.POLICY)
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    f.when_settled()
+
+    f.when_template_changes("web:v3")
+    f.when_reconciled()
+    assert f.record()["phase"] == "Progressing"
+    assert not progressing(f).get("message", "").startswith(REJECTED_MARK)
+    f.when_settled()
+    assert f.record()["phase"] == "Succeeded" and f.serving() == {"web:v3": 3}
     assert not f.deployment()["spec"].get("paused")
 
 
-def test_a_retry_in_policy_mode_is_held_and_delivered_not_rolled_out_natively() -> None:
+def test_a_retry_in_policy_mode_delivers_the_held_template() -> None:
     f = managed("canary", HoldMode.POLICY)
     f.crashing.add(V2)
     f.when_template_changes(V2)
@@ -117,14 +165,14 @@ def test_a_retry_in_policy_mode_is_held_and_delivered_not_rolled_out_natively() 
     from delivery.state import send_request
 
     send_request(f.kube, f.deployment(), "retry")
-    f.when_reconciled()  # writes the failed template back: the policy pauses that write
-    d = f.deployment()
-    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == V2
-    assert d["spec"]["paused"] is True
+    f.when_reconciled()  # the request taken: the template to deliver is the held one already
+    f.when_reconciled()
+    assert f.record()["phase"] == "Progressing"
     f.cluster()
-    assert not native_replicasets_of(f, V2), "the retried template waits for deliver"
+    assert not native_replicasets_of(f, V2), "the held template waits for deliver"
     f.when_settled()
     assert (f.record()["phase"], f.record()["stableRevision"]) == ("Succeeded", REV2)
+    assert not f.deployment()["spec"].get("paused")
 
 
 # ------------------------------------------------------------------ switching modes
