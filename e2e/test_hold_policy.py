@@ -1,0 +1,400 @@
+"""The policy hold mode on the real control plane (issue 23, docs/hold-modes.md).
+
+deliver's MutatingAdmissionPolicy runs in the real kube-apiserver (v1.37, admissionregistration.k8s.io/v1)
+for this module only (``hold_policy``: installed at its start, removed at its end; the other modules run
+without it, in the ``paused`` mode, on the same cluster). The tools users run next to deliver read
+the live Deployments as they run: ``kubectl rollout status`` (the kubectl built from the same
+Kubernetes release), kstatus (sigs.k8s.io/cli-utils, the library Flux and Helm 4 use, e2e/kstatus.py)
+and the Helm 4 CLI (built from helm.sh/helm/v4). docs/gitops.md has the table these tests assert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from delivery import templates
+from delivery.errors import NotFound
+from delivery.holdpolicy import POLICY_NAME, manifests
+from delivery.kube import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS
+from delivery.kube import KubeClient as JsonKube
+from e2e.binaries import helm_path
+from e2e.cluster import BEHAVIOUR_LABEL
+from e2e.conftest import RunningCluster
+from e2e.controller import ControllerProcess
+from e2e.helpers import (
+    CRASHLOOP,
+    Kube,
+    deployment,
+    images,
+    make_deployment,
+    replica_sets,
+    set_image,
+    state,
+    stays,
+    wait_for,
+)
+from e2e.kstatus import kstatus
+
+pytestmark = pytest.mark.e2e
+
+STRATEGIES: dict[str, dict[str, str]] = {
+    "canary": {"deliver.dev/strategy": "canary", "deliver.dev/steps": "50,100", "deliver.dev/interval": "2s"},
+    "blue-green": {"deliver.dev/strategy": "blue-green", "deliver.dev/interval": "2s", "deliver.dev/keep-warm": "2s"},
+    "rolling": {"deliver.dev/strategy": "rolling", "deliver.dev/pause-at": "50", "deliver.dev/interval": "2s"},
+    "recreate": {"deliver.dev/strategy": "recreate", "deliver.dev/interval": "2s"},
+}
+ROLLBACK = {"deliver.dev/progress-deadline": "20s"}
+
+
+@pytest.fixture(scope="module")
+def hold_policy(cluster: RunningCluster) -> Iterator[None]:
+    jk = JsonKube.connect(str(cluster.kubeconfig))
+    policy, binding = manifests()
+    jk.create(MUTATING_POLICIES, None, policy)
+    jk.create(MUTATING_POLICY_BINDINGS, None, binding)
+    time.sleep(2)  # the API server's policy informer picks them up
+    try:
+        yield
+    finally:
+        uninstall(jk)
+
+
+def uninstall(jk: JsonKube) -> None:
+    for res in (MUTATING_POLICY_BINDINGS, MUTATING_POLICIES):
+        try:
+            jk.delete(res, None, POLICY_NAME)
+        except NotFound:
+            pass
+
+
+def kubectl(cluster: RunningCluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+    return subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def rollout_status(cluster: RunningCluster, ns: str, name: str = "web", timeout: str = "60s") -> tuple[int, str, float]:
+    start = time.monotonic()
+    r = kubectl(cluster, "rollout", "status", f"deployment/{name}", "-n", ns, f"--timeout={timeout}", timeout=120)
+    return r.returncode, (r.stdout + r.stderr).strip(), time.monotonic() - start
+
+
+def kstatus_of(jk: JsonKube, ns: str, name: str = "web") -> str:
+    return kstatus({"d": deployment(jk, ns, name)})["d"][0]
+
+
+def create(kube: Kube, ns: str, annotations: dict[str, str], name: str = "web", replicas: int = 2) -> None:
+    body = make_deployment(name, replicas=replicas, image="example.com/web:v1", annotations=annotations)
+    if annotations.get("deliver.dev/strategy") == "recreate":
+        body.spec.strategy = client.V1DeploymentStrategy(type="Recreate")
+    kube.apps.create_namespaced_deployment(ns, body)
+
+
+def at_rest(jk: JsonKube, ns: str, name: str = "web", timeout: float = 90) -> dict[str, Any]:
+    """Idle/Succeeded, unpaused, every replica updated and available, the status current."""
+
+    def rested() -> dict[str, Any] | None:
+        d = deployment(jk, ns, name)
+        s = state(jk, ns, name)
+        st = d.get("status") or {}
+        want = int(d["spec"].get("replicas") or 1)
+        ok = (
+            s.get("phase") in ("Idle", "Succeeded", "RolledBack")
+            and not d["spec"].get("paused")
+            and int(st.get("observedGeneration") or 0) >= int(d["metadata"]["generation"])
+            and st.get("updatedReplicas") == st.get("availableReplicas") == want
+        )
+        return d if ok else None
+
+    return wait_for(rested, timeout, f"{name} at rest, unpaused", describe=lambda: state(jk, ns, name))
+
+
+def owned_replicasets(kube: Kube, ns: str, name: str = "web") -> set[str]:
+    return {rs.metadata.name for rs in replica_sets(kube.apps, ns, name) if rs.metadata.owner_references}
+
+
+# ---------------------------------------------------------------- the policy itself
+
+
+def test_the_policy_holds_every_kind_of_template_write(
+    cluster: RunningCluster, kube: Kube, jk: JsonKube, namespace: str, hold_policy: None, tmp_path: Path
+) -> None:
+    """No controller runs: only the API server's policy and the Deployment controller. Each way a
+    user changes a template is stored paused in the same write, and no ReplicaSet of it appears."""
+    ns = namespace
+    create(kube, ns, STRATEGIES["canary"])
+    kube.apps.create_namespaced_deployment(ns, make_deployment("plain", replicas=1))
+    at_rest_plain = wait_for(
+        lambda: (deployment(jk, ns, "web").get("status") or {}).get("availableReplicas") == 2, 60, "web available"
+    )
+    assert at_rest_plain
+
+    manifest = tmp_path / "web.yaml"
+
+    def apply_manifest(image: str, server_side: bool) -> subprocess.CompletedProcess[str]:
+        body = client.ApiClient().sanitize_for_serialization(
+            make_deployment("web", replicas=2, image=image, annotations=STRATEGIES["canary"])
+        )
+        manifest.write_text(yaml.safe_dump(body))
+        extra = ["--server-side", "--force-conflicts"] if server_side else []
+        return kubectl(cluster, "apply", "-n", ns, "-f", str(manifest), *extra)
+
+    writes = {
+        "kubectl set image": lambda: kubectl(
+            cluster, "set", "image", "deployment/web", "app=example.com/web:v2", "-n", ns
+        ),
+        "kubectl rollout restart": lambda: kubectl(cluster, "rollout", "restart", "deployment/web", "-n", ns),
+        "kubectl apply": lambda: apply_manifest("example.com/web:v3", server_side=False),
+        "server-side apply": lambda: apply_manifest("example.com/web:v4", server_side=True),
+    }
+    for how, write in writes.items():
+        before = owned_replicasets(kube, ns)
+        target_before = templates.revision(deployment(jk, ns)["spec"]["template"])
+        r = write()
+        assert r.returncode == 0, (how, r.stderr)
+        d = deployment(jk, ns)
+        assert templates.revision(d["spec"]["template"]) != target_before, how
+        assert d["spec"].get("paused") is True, f"{how}: stored paused in the same write"
+        stays(lambda b=before: owned_replicasets(kube, ns) == b, 2, f"{how}: no ReplicaSet of the held template")
+        # release it by hand (what deliver does once it decided), so the next write starts at rest
+        assert kubectl(cluster, "rollout", "resume", "deployment/web", "-n", ns).returncode == 0
+        wait_for(
+            lambda: (
+                (deployment(jk, ns).get("status") or {}).get("updatedReplicas") == 2
+                and (deployment(jk, ns).get("status") or {}).get("availableReplicas") == 2
+            ),
+            60,
+            f"{how}: rolled out once resumed",
+        )
+
+    # not held: a scale, and any write to a Deployment deliver does not manage
+    assert kubectl(cluster, "scale", "deployment/web", "--replicas=3", "-n", ns).returncode == 0
+    assert not deployment(jk, ns)["spec"].get("paused")
+    assert kubectl(cluster, "set", "image", "deployment/plain", "app=example.com/app:v2", "-n", ns).returncode == 0
+    assert not deployment(jk, ns, "plain")["spec"].get("paused")
+
+
+# ---------------------------------------------------------------- every strategy, and what tools read
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_policy_mode_delivers_every_strategy_and_tools_read_it_as_plain(
+    cluster: RunningCluster,
+    kube: Kube,
+    jk: JsonKube,
+    namespace: str,
+    hold_policy: None,
+    controller: ControllerProcess,
+    strategy: str,
+) -> None:
+    ns = namespace
+    create(kube, ns, STRATEGIES[strategy])
+    rest = at_rest(jk, ns)
+    assert '"mode": "policy"' in controller.log() or '"mode":"policy"' in controller.log().replace(" ", "")
+    assert kstatus_of(jk, ns) == "Current"
+    code, out, _ = rollout_status(cluster, ns)
+    assert code == 0 and "successfully rolled out" in out, out
+    assert not rest["spec"].get("paused")
+
+    set_image(kube.apps, ns, "web", "example.com/web:v2")
+    held = deployment(jk, ns)
+    assert held["spec"]["paused"] is True, "held by the API server in the write itself"
+    # mid-delivery: every tool says it is not rolled out yet
+    assert kstatus_of(jk, ns) == "InProgress"
+    wait_for(
+        lambda: state(jk, ns).get("phase") == "Succeeded", 120, f"{strategy} delivered", describe=lambda: state(jk, ns)
+    )
+    at_rest(jk, ns)
+    code, out, _ = rollout_status(cluster, ns)
+    assert code == 0, out
+    assert kstatus_of(jk, ns) == "Current"
+    assert images(kube, ns, "web") == {"example.com/web:v2"}
+
+
+def test_a_rolled_back_change_reads_as_failed_and_the_stable_template_written_back_is_at_rest(
+    cluster: RunningCluster, kube: Kube, jk: JsonKube, namespace: str, hold_policy: None, controller: ControllerProcess
+) -> None:
+    ns = namespace
+    create(kube, ns, {**STRATEGIES["canary"], **ROLLBACK})
+    at_rest(jk, ns)
+    stable = deployment(jk, ns)["spec"]["template"]
+
+    set_image(kube.apps, ns, "web", "example.com/web:v2", behaviour=CRASHLOOP)
+    wait_for(lambda: state(jk, ns).get("phase") == "RolledBack", 120, "rolled back", describe=lambda: state(jk, ns))
+    wait_for(
+        lambda: state(jk, ns).get("hold") == "PreviouslyFailed" and deployment(jk, ns)["spec"].get("paused"),
+        60,
+        "the rejected template held",
+    )
+    d = deployment(jk, ns)
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "example.com/web:v2"
+    wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v1"}, 60, "only v1 runs")
+    code, out, took = rollout_status(cluster, ns)
+    assert code != 0 and "exceeded its progress deadline" in out and took < 30, (code, out, took)
+    assert kstatus_of(jk, ns) == "Failed"
+
+    # the stable template written over it (what `helm rollback` does): at rest at once, not delivered
+    jk.patch(
+        DEPLOYMENTS,
+        ns,
+        "web",
+        [{"op": "replace", "path": "/spec/template", "value": stable}],
+        content_type="application/json-patch+json",
+    )
+    at_rest(jk, ns, timeout=60)
+    code, out, _ = rollout_status(cluster, ns)
+    assert code == 0, out
+    assert kstatus_of(jk, ns) == "Current"
+    assert state(jk, ns).get("phase") == "RolledBack", "nothing delivered again"
+
+
+# ---------------------------------------------------------------- Helm 4, as a CI pipeline runs it
+
+CHART_YAML = "apiVersion: v2\nname: shop\nversion: 0.1.0\n"
+TEMPLATE = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    deliver.dev/strategy: canary
+    deliver.dev/steps: "50,100"
+    deliver.dev/interval: 2s
+    deliver.dev/progress-deadline: 20s
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels:
+        app: web
+        {{- if .Values.crash }}
+        %s: crashloop
+        {{- end }}
+    spec:
+      containers:
+        - name: app
+          image: {{ .Values.image }}
+          ports: [{containerPort: 8080}]
+"""
+
+
+def test_helm4_wait_reads_deliver_right(
+    cluster: RunningCluster,
+    kube: Kube,
+    jk: JsonKube,
+    namespace: str,
+    hold_policy: None,
+    controller: ControllerProcess,
+    tmp_path: Path,
+) -> None:
+    ns = namespace
+    chart = tmp_path / "shop"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(CHART_YAML)
+    (chart / "values.yaml").write_text("image: example.com/web:v1\ncrash: false\n")
+    (chart / "templates" / "web.yaml").write_text(TEMPLATE % BEHAVIOUR_LABEL)
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(cluster.kubeconfig),
+        HELM_CACHE_HOME=str(tmp_path / "h" / "cache"),
+        HELM_CONFIG_HOME=str(tmp_path / "h" / "config"),
+        HELM_DATA_HOME=str(tmp_path / "h" / "data"),
+    )
+
+    def helm(*args: str) -> tuple[int, str, float]:
+        start = time.monotonic()
+        r = subprocess.run([str(helm_path()), *args, "-n", ns], capture_output=True, text=True, env=env, timeout=300)
+        return r.returncode, r.stdout + r.stderr, time.monotonic() - start
+
+    code, out, took = helm("install", "shop", str(chart), "--wait", "--timeout", "90s")
+    assert code == 0, out
+    at_rest(jk, ns)
+    code, out, took = helm("upgrade", "shop", str(chart), "--wait", "--timeout", "90s")
+    assert code == 0 and took < 30, (out, took)
+
+    code, out, took = helm(
+        "upgrade", "shop", str(chart), "--wait", "--timeout", "120s", "--set", "image=example.com/web:v2"
+    )
+    assert code == 0, out
+    assert state(jk, ns).get("phase") == "Succeeded", "Helm returned once deliver had promoted"
+    assert images(kube, ns, "web") == {"example.com/web:v2"}
+
+    code, out, took = helm(
+        "upgrade",
+        "shop",
+        str(chart),
+        "--wait",
+        "--timeout",
+        "120s",
+        "--set",
+        "image=example.com/web:v3",
+        "--set",
+        "crash=true",
+    )
+    assert code != 0, out
+    assert state(jk, ns).get("phase") in ("RolledBack", "RollingBack", "Progressing")
+    wait_for(lambda: state(jk, ns).get("hold") == "PreviouslyFailed", 90, "the rejected template held")
+    code, out, _ = rollout_status(cluster, ns)
+    assert code != 0, out
+
+    code, out, took = helm(
+        "upgrade",
+        "shop",
+        str(chart),
+        "--wait",
+        "--timeout",
+        "120s",
+        "--rollback-on-failure",
+        "--set",
+        "image=example.com/web:v3",
+        "--set",
+        "crash=true",
+    )
+    assert code != 0, out
+    at_rest(jk, ns, timeout=90)
+    assert images(kube, ns, "web") == {"example.com/web:v2"}
+    assert deployment(jk, ns)["spec"]["template"]["spec"]["containers"][0]["image"] == "example.com/web:v2"
+    code, out, _ = rollout_status(cluster, ns)
+    assert code == 0, out
+
+
+# ---------------------------------------------------------------- the policy going away
+
+
+def test_a_policy_deleted_mid_delivery_loses_nothing(
+    cluster: RunningCluster, kube: Kube, jk: JsonKube, namespace: str, hold_policy: None, controller: ControllerProcess
+) -> None:
+    ns = namespace
+    create(kube, ns, {**STRATEGIES["canary"], "deliver.dev/steps": "50,pause,100"})
+    at_rest(jk, ns)
+    set_image(kube.apps, ns, "web", "example.com/web:v2")
+    wait_for(lambda: state(jk, ns).get("hold") == "AwaitingPromotion", 90, "at the manual gate")
+
+    uninstall(jk)
+    wait_for(lambda: "hold mode changed" in controller.log(), 30, "the controller saw the policy go")
+    assert deployment(jk, ns)["spec"]["paused"] is True
+    assert images(kube, ns, "web") == {"example.com/web:v1", "example.com/web:v2"}
+
+    from delivery.state import send_request
+
+    send_request(jk, deployment(jk, ns), "promote")
+    wait_for(lambda: state(jk, ns).get("phase") == "Succeeded", 90, "promoted")
+    wait_for(lambda: deployment(jk, ns)["spec"].get("paused") is True, 30, "paused at rest in the paused mode")
+    assert images(kube, ns, "web") == {"example.com/web:v2"}
+
+    # and back: the policy installed again, the Deployment at rest is unpaused
+    policy, binding = manifests()
+    jk.create(MUTATING_POLICIES, None, policy)
+    jk.create(MUTATING_POLICY_BINDINGS, None, binding)
+    at_rest(jk, ns, timeout=60)
+    assert json.loads(json.dumps(state(jk, ns))).get("phase") == "Succeeded"
