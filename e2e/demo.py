@@ -391,6 +391,15 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix="deliver-demo-", dir=cluster.run_dir))
         local = LocalStack(jk, ns, APP, work, f"{APP}-stable", f"{APP}-canary", prometheus).start()
         stack_.callback(local.stop)
+        # deliver's hold policy (docs/hold-modes.md): the API server pauses each template change, so
+        # at rest the Deployment stays unpaused and reads Available/Current to every tool
+        from delivery.holdpolicy import manifests
+        from delivery.kube import MUTATING_POLICIES, MUTATING_POLICY_BINDINGS
+
+        policy, binding = manifests()
+        jk.create(MUTATING_POLICIES, None, policy)
+        jk.create(MUTATING_POLICY_BINDINGS, None, binding)
+        _log("installed deliver's MutatingAdmissionPolicy (`deliver hold-policy`): hold mode policy")
         _log("starting the deliver controller")
         ctl = ControllerProcess(
             cluster.kubeconfig,
@@ -404,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for(lambda: deployment_available(kube.apps, ns, APP), 60, f"{APP} v1 Available")
         wait_for(lambda: _state(kube, ns).get("stableHash"), 30, "deliver to record the stable version")
         timings["setup"] = time.monotonic() - t0
+        _log(at_rest_line(kube, ns))
         _log(
             f"ready after {timings['setup']:.1f}s: Envoy {local.url} -> {local.stable.address} (stable), "
             f"{local.canary.address} (canary); load {LOAD_RATE:.0f} req/s"
@@ -426,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # report, clean up, exit non-zero
             print(f"demo failed: {exc}", file=sys.stderr)
             print(ctl.log()[-3000:], file=sys.stderr)
+        _log(at_rest_line(kube, ns))
         route_after = jk.get(HTTPROUTES, ns, APP)
         admin_rule_untouched = route_untouched(original_route, route_after)
         if not admin_rule_untouched:
@@ -448,6 +459,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     return 0 if ok else 1
+
+
+def at_rest_line(kube: Any, ns: str) -> str:
+    """What kubectl get / kstatus read of the Deployment now: paused or not, its conditions."""
+    d = kube.apps.read_namespaced_deployment(APP, ns)
+    conditions = {c.type: f"{c.status}/{c.reason}" for c in (d.status.conditions or [])}
+    image = d.spec.template.spec.containers[0].image
+    return (
+        f"{APP}: template {image}, paused={bool(d.spec.paused)}, "
+        f"READY {d.status.ready_replicas or 0}/{d.spec.replicas}, "
+        f"UP-TO-DATE {d.status.updated_replicas or 0}, Available {conditions.get('Available', '-')}, "
+        f"Progressing {conditions.get('Progressing', '-')}"
+    )
 
 
 def route_untouched(before: dict[str, Any], after: dict[str, Any]) -> bool:
