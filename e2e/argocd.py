@@ -99,10 +99,11 @@ class ArgoLua:
         self.open_libs = open_libs
         self._binary = build_argocd_lua()
 
-    def run_many(self, name: str, objects: list[dict[str, Any]]) -> list[Any]:
-        """What script ``name`` returns for each object (as JSON data); LuaError if it failed for any."""
-        mode = "action" if name != "health" else "health-openlibs" if self.open_libs else "health"
-        request = {"mode": mode, "script": self.scripts[name], "objects": objects}
+    def run(self, script: str, objects: list[dict[str, Any]], mode: str = "health") -> list[Any]:
+        """What ``script`` returns for each object (as JSON data), run as Argo CD runs a health check
+        (``mode`` "health"; "health-openlibs" with useOpenLibs) or an action ("action");
+        LuaError if it failed for any."""
+        request = {"mode": mode, "script": script, "objects": objects}
         out = subprocess.run(
             [str(self._binary)], input=json.dumps(request), capture_output=True, text=True, timeout=60, check=False
         )
@@ -111,9 +112,17 @@ class ArgoLua:
         results = []
         for outcome in json.loads(out.stdout):
             if "error" in outcome:
-                raise LuaError(f"{name}: {outcome['error']}")
+                raise LuaError(outcome["error"])
             results.append(outcome.get("result"))
         return results
+
+    def run_many(self, name: str, objects: list[dict[str, Any]]) -> list[Any]:
+        """What script ``name`` (health, discovery or a verb) returns for each object."""
+        mode = "action" if name != "health" else "health-openlibs" if self.open_libs else "health"
+        try:
+            return self.run(self.scripts[name], objects, mode)
+        except LuaError as e:
+            raise LuaError(f"{name}: {e}") from None
 
     def _run(self, name: str, obj: dict[str, Any]) -> Any:
         return self.run_many(name, [obj])[0]

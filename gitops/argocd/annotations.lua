@@ -12,7 +12,7 @@ local SPACE = { [9] = true, [10] = true, [11] = true, [12] = true, [13] = true, 
 local function text_of(list, first, last)
   local parts = {}
   for i = first, last do table.insert(parts, BYTE[list[i]]) end
-  return table.concat(parts)
+  return join(parts)
 end
 
 -- Whether bytes list[first..last] spell word (lower case letters), ignoring case.

@@ -17,13 +17,13 @@
 --   the operator)                   Suspended
 --   RolledBack, Aborted             Degraded while the Deployment is paused (held: the rejected
 --                                   template is not rolled out); else the built-in answer
---   ProgressDeadlineExceeded        Degraded, in any phase
+--   ProgressDeadlineExceeded        Degraded, in every phase (at rest as the built-in rules say it)
 --   an invalid deliver.dev/strategy or deliver.dev/steps, an unreadable record   Degraded
 --   a record too long to read here  Unknown
 
 local STATE = "deliver.dev/state"
 local STRATEGY = "deliver.dev/strategy"
-local READ_LIMIT = 6144 -- bytes of the record read at most (reading costs grow with the square)
+local READ_BUDGET = 40000000 -- byte steps the record reader may take (about 0.3 s; they grow with the square of the bytes read)
 
 -- #include json.lua
 -- #include annotations.lua
@@ -91,11 +91,11 @@ local function health(dep)
     hs.status, hs.message = builtin(dep, true)
     return hs
   end
-  local record, why, too_long = read_record(raw, READ_LIMIT)
+  local record, why, too_long = read_record(raw, READ_BUDGET, dep)
   if record == nil and too_long then
     hs.status = "Unknown"
-    hs.message = "deliver: " .. STATE .. " is too long to read in Argo CD's Lua (" .. why ..
-        " before its phase); `deliver status` shows the delivery"
+    hs.message = "deliver: " .. STATE .. " is too long for Argo CD's Lua to read (" .. why ..
+        ", before its phase); `deliver status` shows the delivery"
     return hs
   end
   if type(record) ~= "table" or record[1] ~= nil then
@@ -117,12 +117,12 @@ local function health(dep)
 
   local at_rest, at_rest_message = builtin(dep, true)
   local condition = progressing_condition(dep.status or {})
-  if condition ~= nil and condition.reason == "ProgressDeadlineExceeded" then
-    hs.status = "Degraded"
-    hs.message = summary .. "; Deployment \"" .. ((dep.metadata or {}).name or "") .. "\" exceeded its progress deadline"
-  elseif phase == "Idle" or phase == "Succeeded" then
+  if phase == "Idle" or phase == "Succeeded" then
     hs.status = at_rest
     hs.message = at_rest_message == nil and summary or summary .. "; " .. at_rest_message
+  elseif condition ~= nil and condition.reason == "ProgressDeadlineExceeded" then
+    hs.status = "Degraded"
+    hs.message = summary .. "; Deployment \"" .. ((dep.metadata or {}).name or "") .. "\" exceeded its progress deadline"
   elseif phase == "Progressing" and hold == "AwaitingConfirmation" then
     -- an external approval gate (the confirm-promotion hook): waiting on someone, like a manual gate
     hs.status = "Suspended"

@@ -6,7 +6,9 @@
 -- left to read a string with is its length (#) and comparison (<, <=), so a byte is found by a
 -- binary search: the next byte of `text` after the `known` prefix is the largest b with
 -- known .. BYTE[b] <= text. Each probe costs the length of the prefix, so reading n bytes costs
--- about n * n * 8 byte steps: the reader reads only as far as it must and never past `limit`.
+-- about n * n * 9 byte steps: the reader reads only as far as it must, takes the parts of a
+-- nested value that the object itself also holds (a pod template's keys and strings) as whole
+-- tokens, and stops at a budget of work.
 
 -- BYTE[b]: the one-byte string of byte value b (0..255), made by the compiler from "\b" escapes.
 local BYTE = {}
@@ -21,9 +23,31 @@ do
   end
 end
 
--- A cursor over text that reads at most limit bytes (reading more raises {json = ..., long = true}).
-local function cursor(text, limit)
-  return { text = text, known = "", at = 0, size = #text, limit = limit or #text }
+-- The strings of list joined (table.concat puts every item on gopher-lua's data stack, which
+-- holds 5120: a long list is joined in pieces).
+local function join(list)
+  if #list <= 200 then return table.concat(list) end
+  local pieces = {}
+  for first = 1, #list, 200 do
+    local last = first + 199
+    if last > #list then last = #list end
+    table.insert(pieces, table.concat(list, "", first, last))
+  end
+  return join(pieces)
+end
+
+-- A cursor over text. budget: the byte steps its probes may take in all (a probe takes as many as
+-- the bytes read so far); going over raises {json = ..., long = true}.
+local function cursor(text, budget)
+  return { text = text, known = "", at = 0, size = #text, budget = budget or 1e12, work = 0 }
+end
+
+-- Count a probe's work; raise when the budget is spent.
+local function charge(c, probes)
+  c.work = c.work + probes * (c.at + 8)
+  if c.work > c.budget then
+    error({ json = "the reader's budget ran out after " .. c.at .. " bytes", long = true })
+  end
 end
 
 local function fail(c, what)
@@ -35,7 +59,7 @@ end
 local function peek(c, guess)
   if c.next ~= nil then return c.next end
   if c.at >= c.size then return nil end
-  if c.at >= c.limit then error({ json = "more than " .. c.limit .. " bytes to read", long = true }) end
+  charge(c, 9)
   local known, text = c.known, c.text
   local lo, hi = 0, 255
   if guess ~= nil then
@@ -80,17 +104,66 @@ local function token(text)
   local last = table.remove(list)
   local parts = {}
   for _, b in ipairs(list) do table.insert(parts, BYTE[b]) end
-  return { text = text, above = table.concat(parts) .. BYTE[last + 1] }
+  return { text = text, above = join(parts) .. BYTE[last + 1] }
 end
 
 -- Whether the text goes on with tok at the cursor; if so, take it (two probes, whatever its length).
 local function skip(c, tok)
   local known = c.known
   local with = known .. tok.text
+  charge(c, 2)
   if #with > c.size or with > c.text or c.text >= known .. tok.above then return false end
-  if c.at + #tok.text > c.limit then error({ json = "more than " .. c.limit .. " bytes to read", long = true }) end
   c.known, c.at, c.next = with, c.at + #tok.text, nil
   return true
+end
+
+-- The token of dict (a list sorted by text, no token a prefix of another) that the text goes on
+-- with at the cursor, taken; or nil. A binary search: about log2(#dict) + 1 probes.
+local function lookup(c, dict)
+  if dict == nil or #dict == 0 then return nil end
+  local known, text = c.known, c.text
+  local lo, hi = 0, #dict
+  while lo < hi do
+    local mid = lo + hi + 1
+    mid = (mid - mid % 2) / 2
+    charge(c, 1)
+    if known .. dict[mid].text <= text then lo = mid else hi = mid - 1 end
+  end
+  if lo == 0 then return nil end
+  local tok = dict[lo]
+  charge(c, 1)
+  if text >= known .. tok.above then return nil end
+  c.known, c.at, c.next = known .. tok.text, c.at + #tok.text, nil
+  return tok
+end
+
+-- Tokens for reading a record's nested values (its templates are pod templates, like obj's own):
+-- every key of obj as `"key":` and every short string of obj as `"string"`, sorted.
+local function dictionary(root)
+  local keys, strings, seen, count = {}, {}, {}, 0
+  local function add(list, text, above, value)
+    if seen[text] == nil then
+      seen[text] = true
+      table.insert(list, { text = text, above = above, value = value })
+    end
+  end
+  local function walk(value, depth)
+    for k, item in pairs(value) do
+      count = count + 1
+      if count > 4000 or depth > 32 then return end
+      if type(k) == "string" and #k <= 256 then add(keys, '"' .. k .. '":', '"' .. k .. '";', k) end
+      if type(item) == "string" and #item <= 256 then
+        add(strings, '"' .. item .. '"', '"' .. item .. "#", item)
+      elseif type(item) == "table" then
+        walk(item, depth + 1)
+      end
+    end
+  end
+  walk(root, 0)
+  local function by_text(a, b) return a.text < b.text end
+  table.sort(keys, by_text)
+  table.sort(strings, by_text)
+  return { keys = keys, strings = strings }
 end
 
 local WHITE = { [32] = true, [9] = true, [10] = true, [13] = true }
@@ -141,7 +214,7 @@ local function read_string(c)
     local b = peek(c, 97)
     if b == nil then fail(c, "unterminated string") end
     take(c)
-    if b == QUOTE then return table.concat(parts) end
+    if b == QUOTE then return join(parts) end
     if b < 32 then fail(c, "control character in a string") end
     if b == BACKSLASH then
       local e = peek(c, 110)
@@ -176,7 +249,7 @@ local function read_number(c)
   while NUMBER[peek(c, 48)] do
     table.insert(parts, BYTE[take(c)])
   end
-  local number = tonumber(table.concat(parts))
+  local number = tonumber(join(parts))
   if number == nil then fail(c, "bad number") end
   return number
 end
@@ -201,6 +274,9 @@ local function read_object(c, depth, keys, stop)
           break
         end
       end
+    elseif depth > 0 and c.dict ~= nil then
+      local tok = lookup(c, c.dict.keys)
+      if tok ~= nil then key = tok.value end
     end
     if key == nil then
       key = read_string(c)
@@ -240,7 +316,13 @@ end
 read_value = function(c, depth)
   if depth > 64 then fail(c, "nested too deep") end
   local b = space(c, QUOTE)
-  if b == QUOTE then return read_string(c) end
+  if b == QUOTE then
+    if depth > 1 and c.dict ~= nil then -- inside a template: a string obj holds too, taken whole
+      local tok = lookup(c, c.dict.strings)
+      if tok ~= nil then return tok.value end
+    end
+    return read_string(c)
+  end
   if b == 123 then return (read_object(c, depth)) end
   if b == 91 then return read_array(c, depth) end
   if NUMBER[b] then return read_number(c) end
@@ -260,9 +342,11 @@ end
 
 -- Deliver's record read from the annotation text, as far as phase (deliver writes its keys sorted,
 -- so hold, message and the failed template come before it; what follows phase is not read):
--- record, nil; or nil, why, too_long.
-local function read_record(text, limit)
-  local c = cursor(text, limit)
+-- record, nil; or nil, why, too_long. like: an object whose keys and strings the record's nested
+-- values probably hold too (the Deployment), to read them faster.
+local function read_record(text, budget, like)
+  local c = cursor(text, budget)
+  if like ~= nil then c.dict = dictionary(like) end
   local ok, record = pcall(function()
     if space(c, 123) ~= 123 then fail(c, "not a JSON object") end
     local found, closed = read_object(c, 0, RECORD_KEYS, function(object, key, sorted)

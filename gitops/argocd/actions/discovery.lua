@@ -6,7 +6,7 @@
 -- also in Promoting; retry in RolledBack and Aborted when a failed revision is kept.
 -- Only the base and table libraries (Argo CD opens no string library for actions).
 
-local READ_LIMIT = 6144 -- bytes of the record read at most, as in the health check
+local READ_BUDGET = 40000000 -- byte steps the record reader may take, as in the health check
 
 -- #include json.lua
 -- #include annotations.lua
@@ -28,7 +28,7 @@ end
 if annotation_problem(annotations) ~= nil then -- deliver takes no request then (the CLI refuses it too)
   return actions
 end
-local record = read_record(annotations["deliver.dev/state"], READ_LIMIT)
+local record = read_record(annotations["deliver.dev/state"], READ_BUDGET, obj)
 if type(record) ~= "table" or record[1] ~= nil then
   return actions
 end
