@@ -10,7 +10,8 @@
 //     Argo CD converts an unstructured object (JSON null dropped, both from maps and arrays;
 //     integers and floats as numbers; empty maps and arrays as empty tables), and `actionParams`
 //     as an empty table;
-//   - a run is cut off after one second;
+//   - the script is compiled once and the compiled function reused (Argo CD's compiled-script
+//     cache), each run in a new state; a run is cut off after one second;
 //   - the returned value is encoded with layeh.com/gopher-json, as Argo CD does; for an action an
 //     empty table that stood for a map in the input becomes {} again (Argo CD's cleanReturnedObj).
 //
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
 	luajson "layeh.com/gopher-json"
 )
 
@@ -57,13 +59,18 @@ func main() {
 		os.Exit(2)
 	}
 	out := make([]outcome, 0, len(req.Objects))
+	proto, compileErr := compile(req.Script)
 	for _, raw := range req.Objects {
 		obj, err := unstructured(raw)
 		if err != nil {
 			out = append(out, outcome{Error: "not a JSON object: " + err.Error()})
 			continue
 		}
-		result, err := run(obj, req.Script, openLibs)
+		var result json.RawMessage
+		err = compileErr
+		if err == nil {
+			result, err = run(obj, proto, openLibs)
+		}
 		if err == nil && req.Mode == "action" {
 			result, err = cleanAction(result, obj)
 		}
@@ -218,8 +225,17 @@ func osDate(l *lua.LState) int {
 	return 1
 }
 
-// run executes script with obj as Argo CD does and returns the JSON of the value it returns.
-func run(obj map[string]any, script string, openLibs bool) (json.RawMessage, error) {
+// compile parses and compiles a script as LState.LoadString does (chunk name "<string>").
+func compile(script string) (*lua.FunctionProto, error) {
+	chunk, err := parse.Parse(strings.NewReader(script), "<string>")
+	if err != nil {
+		return nil, &lua.ApiError{Type: lua.ApiErrorSyntax, Object: lua.LString(err.Error()), Cause: err}
+	}
+	return lua.Compile(chunk, "<string>")
+}
+
+// run executes the compiled script with obj as Argo CD does and returns the JSON of the value it returns.
+func run(obj map[string]any, proto *lua.FunctionProto, openLibs bool) (json.RawMessage, error) {
 	l := lua.NewState(lua.Options{SkipOpenLibs: !openLibs})
 	defer l.Close()
 	for _, lib := range []struct {
@@ -241,12 +257,8 @@ func run(obj map[string]any, script string, openLibs bool) (json.RawMessage, err
 	l.SetContext(ctx)
 	l.SetGlobal("actionParams", l.CreateTable(0, 0))
 	l.SetGlobal("obj", toLua(l, obj))
-	fn, err := l.LoadString(script)
-	if err == nil {
-		l.Push(fn)
-		err = l.PCall(0, lua.MultRet, nil)
-	}
-	if err != nil {
+	l.Push(l.NewFunctionFromProto(proto))
+	if err := l.PCall(0, lua.MultRet, nil); err != nil {
 		if apiErr, ok := err.(*lua.ApiError); ok && apiErr.Type == lua.ApiErrorRun {
 			apiErr.StackTrace = ""
 		}

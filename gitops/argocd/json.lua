@@ -10,18 +10,22 @@
 -- nested value that the object itself also holds (a pod template's keys and strings) as whole
 -- tokens, and stops at a budget of work.
 
--- BYTE[b]: the one-byte string of byte value b (0..255), made by the compiler from "\b" escapes.
-local BYTE = {}
-do
-  local items = {}
-  for b = 0, 255 do
-    items[b + 1] = '"\\' .. b .. '"'
-  end
-  local made = loadstring("return {" .. table.concat(items, ",") .. "}")()
-  for b = 0, 255 do
-    BYTE[b] = made[b + 1]
-  end
-end
+-- BYTE[b]: the one-byte string of byte value b (0..255), made by the compiler from "\b" escapes
+-- when first needed (a Deployment deliver does not manage never needs it).
+local BYTE = setmetatable({}, {
+  __index = function(bytes, wanted)
+    local items = {}
+    for b = 0, 255 do
+      items[b + 1] = '"\\' .. b .. '"'
+    end
+    local made = loadstring("return {" .. table.concat(items, ",") .. "}")()
+    for b = 0, 255 do
+      rawset(bytes, b, made[b + 1])
+    end
+    setmetatable(bytes, nil)
+    return rawget(bytes, wanted)
+  end,
+})
 
 -- The strings of list joined (table.concat puts every item on gopher-lua's data stack, which
 -- holds 5120: a long list is joined in pieces).
@@ -98,13 +102,10 @@ local function bytes_of(text, limit)
   return list
 end
 
--- A token to look for whole: its text and the least string above every text starting with it.
-local function token(text)
-  local list = bytes_of(text, 64)
-  local last = table.remove(list)
-  local parts = {}
-  for _, b in ipairs(list) do table.insert(parts, BYTE[b]) end
-  return { text = text, above = join(parts) .. BYTE[last + 1] }
+-- A token to look for whole: its text and the least string above every text starting with it
+-- (the text with its last byte one higher, given as `above`).
+local function token(text, above)
+  return { text = text, above = above }
 end
 
 -- Whether the text goes on with tok at the cursor; if so, take it (two probes, whatever its length).
@@ -175,7 +176,7 @@ for b = 65, 70 do HEX[b] = b - 55 end
 for b = 97, 102 do HEX[b] = b - 87 end
 local NUMBER = { [45] = true, [43] = true, [46] = true, [101] = true, [69] = true }
 for b = 48, 57 do NUMBER[b] = true end
-local TRUE, FALSE, NULL = token("true"), token("false"), token("null")
+local TRUE, FALSE, NULL = token("true", "trud"), token("false", "falsf"), token("null", "nulm")
 
 local function floor(x) return x - x % 1 end
 
@@ -337,7 +338,7 @@ end
 local RECORD_KEYS = {}
 for _, name in ipairs({ "analysisStarted", "extensions", "failedRevision", "failedTemplate", "failedTemplatePacked",
   "finished", "handledRequest", "hold", "hooks", "looks", "message", "phase", "retrying", "revision" }) do
-  table.insert(RECORD_KEYS, { name = name, token = token('"' .. name .. '":') })
+  table.insert(RECORD_KEYS, { name = name, token = token('"' .. name .. '":', '"' .. name .. '";') })
 end
 
 -- Deliver's record read from the annotation text, as far as phase (deliver writes its keys sorted,
