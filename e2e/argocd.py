@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -24,6 +25,9 @@ from e2e.cluster import REPO_ROOT
 
 SOURCES = REPO_ROOT / "gitops" / "argocd"
 RENDERED = SOURCES / "argocd-cm.yaml"
+# the same two scripts for argo-helm (values: configs.cm) and for the Argo CD operator (ArgoCD CR)
+RENDERED_HELM = SOURCES / "argo-helm-values.yaml"
+RENDERED_OPERATOR = SOURCES / "argocd-operator-patch.yaml"
 HEALTH_KEY = "resource.customizations.health.apps_Deployment"
 ACTIONS_KEY = "resource.customizations.actions.apps_Deployment"
 VERBS = ("promote", "abort", "retry")
@@ -45,11 +49,16 @@ def _block(text: str, indent: int) -> str:
     return "".join(pad + line + "\n" if line else "\n" for line in text.splitlines())
 
 
-def render() -> str:
-    """The argocd-cm.yaml text: the health check and the actions, each script self-contained."""
+def _actions() -> str:
+    """The actions value: discovery.lua and the definitions, as Argo CD reads it (YAML)."""
     actions = "discovery.lua: |\n" + _block(_source("actions/discovery.lua"), 2) + "definitions:\n"
     for verb in VERBS:
         actions += f"  - name: {verb}\n    action.lua: |\n" + _block(_source(f"actions/{verb}.lua"), 6)
+    return actions
+
+
+def render() -> str:
+    """The argocd-cm.yaml text: the health check and the actions, each script self-contained."""
     return (
         "# deliver's Argo CD customizations for apps/Deployment: merge into your argocd-cm ConfigMap\n"
         "# (docs/gitops.md). Rendered by `python -m e2e.argocd` from gitops/argocd/*.lua: edit those.\n"
@@ -62,8 +71,42 @@ def render() -> str:
         "    app.kubernetes.io/name: argocd-cm\n"
         "    app.kubernetes.io/part-of: argocd\n"
         "data:\n"
-        f"  {HEALTH_KEY}: |\n" + _block(_source("health.lua"), 4) + f"  {ACTIONS_KEY}: |\n" + _block(actions, 4)
+        f"  {HEALTH_KEY}: |\n" + _block(_source("health.lua"), 4) + f"  {ACTIONS_KEY}: |\n" + _block(_actions(), 4)
     )
+
+
+def render_helm_values() -> str:
+    """Values for the argo-helm chart (argo-cd): the same two argocd-cm keys under configs.cm."""
+    return (
+        "# deliver's Argo CD customizations for apps/Deployment as values of the argo-helm chart argo-cd\n"
+        "# (helm upgrade ... -f this file; docs/gitops.md). Rendered by `python -m e2e.argocd`.\n"
+        "configs:\n"
+        "  cm:\n"
+        f"    {HEALTH_KEY}: |\n" + _block(_source("health.lua"), 6) + f"    {ACTIONS_KEY}: |\n" + _block(_actions(), 6)
+    )
+
+
+def render_operator_patch() -> str:
+    """A merge patch for the Argo CD operator's ArgoCD resource (spec.resourceHealthChecks and
+    spec.resourceActions: group, kind, and the script as check / the actions as action)."""
+    return (
+        "# deliver's Argo CD customizations for apps/Deployment for the Argo CD operator's ArgoCD resource\n"
+        "# (kubectl patch argocd NAME --type merge --patch-file this file; a merge patch replaces both lists:\n"
+        "# add your own entries to them first; docs/gitops.md). Rendered by `python -m e2e.argocd`.\n"
+        "spec:\n"
+        "  resourceHealthChecks:\n"
+        "    - group: apps\n"
+        "      kind: Deployment\n"
+        "      check: |\n" + _block(_source("health.lua"), 8) + "  resourceActions:\n"
+        "    - group: apps\n"
+        "      kind: Deployment\n"
+        "      action: |\n" + _block(_actions(), 8)
+    )
+
+
+def rendered_files() -> dict[Path, str]:
+    """Each file ``python -m e2e.argocd`` writes, with its text."""
+    return {RENDERED: render(), RENDERED_HELM: render_helm_values(), RENDERED_OPERATOR: render_operator_patch()}
 
 
 def scripts() -> dict[str, str]:
@@ -165,8 +208,9 @@ def _health(hs: Any) -> tuple[str, str]:
 
 
 def main() -> int:
-    RENDERED.write_text(render())
-    print(f"wrote {RENDERED.relative_to(REPO_ROOT)}")
+    for path, text in rendered_files().items():
+        path.write_text(text)
+        print(f"wrote {path.relative_to(REPO_ROOT)}")
     return 0
 
 

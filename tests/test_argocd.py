@@ -23,7 +23,18 @@ import pytest
 
 from delivery import spec as specmod
 from delivery.state import encode_state, read_request
-from e2e.argocd import RENDERED, ArgoLua, LuaError, render, scripts
+from e2e.argocd import (
+    ACTIONS_KEY,
+    HEALTH_KEY,
+    RENDERED,
+    RENDERED_HELM,
+    RENDERED_OPERATOR,
+    ArgoLua,
+    LuaError,
+    render,
+    rendered_files,
+    scripts,
+)
 from strategies.model import DeliveryState, HoldReason, Phase
 from strategies.requests import ALLOWED
 
@@ -62,6 +73,19 @@ def managed(
 
 def test_the_rendered_argocd_cm_is_current() -> None:
     assert RENDERED.read_text() == render(), "run `python -m e2e.argocd` after editing gitops/argocd/*.lua"
+    for path, text in rendered_files().items():
+        assert path.read_text() == text, f"{path.name}: run `python -m e2e.argocd` after editing gitops/argocd/*.lua"
+
+
+def test_the_helm_values_and_the_operator_patch_carry_the_same_scripts() -> None:
+    import yaml
+
+    cm = yaml.safe_load(render())["data"]
+    helm_cm = yaml.safe_load(RENDERED_HELM.read_text())["configs"]["cm"]
+    spec = yaml.safe_load(RENDERED_OPERATOR.read_text())["spec"]
+    assert helm_cm == {HEALTH_KEY: cm[HEALTH_KEY], ACTIONS_KEY: cm[ACTIONS_KEY]}
+    assert spec["resourceHealthChecks"] == [{"group": "apps", "kind": "Deployment", "check": cm[HEALTH_KEY]}]
+    assert spec["resourceActions"] == [{"group": "apps", "kind": "Deployment", "action": cm[ACTIONS_KEY]}]
 
 
 def test_the_harness_opens_what_argo_cd_opens(lua: ArgoLua) -> None:
