@@ -336,11 +336,33 @@ def test_a_record_too_long_to_read_is_unknown_not_an_error(lua: ArgoLua) -> None
     assert lua.enabled_actions(obj) == set()
 
 
-@pytest.mark.parametrize("raw", ["{", "not json", '{"phase": "Sideways"}', "[1, 2]", '{"phase":"Idle"} x'])
+UNREADABLE = [
+    "{",
+    "not json",
+    '{"phase": "Sideways"}',
+    "[1, 2]",
+    '{"phase":"Idle"} x',
+    '{"phase":"Idle"',
+    '{"hold":"","looks":{"a":[1,2',
+    '{"message":"unterminated',
+    '{"message":"bad \\q escape","phase":"Idle"}',
+    '{"phase":3}',
+]
+
+
+@pytest.mark.parametrize("raw", UNREADABLE)
 def test_an_unreadable_record_is_degraded(lua: ArgoLua, raw: str) -> None:
     status, message = lua.health(managed(None, **{"deliver.dev/state": raw}))
     assert status == "Degraded" and "deliver.dev/state" in message, message
     assert lua.enabled_actions(managed(None, **{"deliver.dev/state": raw})) == set()
+
+
+def test_a_record_written_in_another_key_order_is_read_whole(lua: ArgoLua) -> None:
+    raw = '{"phase":"Paused","hold":"Operator","message":"paused by ops"}'
+    assert lua.health(managed(None, **{"deliver.dev/state": raw})) == (
+        "Suspended",
+        "deliver canary: Paused: paused by ops",
+    )
 
 
 def test_at_rest_with_pods_not_yet_updated_is_progressing(lua: ArgoLua) -> None:

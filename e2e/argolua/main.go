@@ -184,8 +184,8 @@ func osTime(l *lua.LState) int {
 	return 1
 }
 
-// osDate supports what deliver's scripts could need: "*t" / "!*t" and the plain formats %Y %m %d
-// %H %M %S (a smaller set than Argo CD's; an unknown flag is kept as written).
+// osDate: "*t" / "!*t" tables, and a format whose %-flags Argo CD maps to Go layouts (an unknown
+// flag is kept as written; %w is the weekday number).
 func osDate(l *lua.LState) int {
 	now := time.Now()
 	format := "%c"
@@ -209,12 +209,21 @@ func osDate(l *lua.LState) int {
 		l.Push(t)
 		return 1
 	}
-	layouts := map[byte]string{'Y': "2006", 'm': "01", 'd': "02", 'H': "15", 'M': "04", 'S': "05", 'c': "02 Jan 06 15:04 MST"}
+	layouts := map[byte]string{
+		'a': "Mon", 'A': "Monday", 'b': "Jan", 'B': "January", 'c': "02 Jan 06 15:04 MST", 'd': "02",
+		'F': "2006-01-02", 'H': "15", 'I': "03", 'm': "01", 'M': "04", 'p': "PM", 'P': "pm", 'S': "05",
+		'x': "15/04/05", 'X': "15:04:05", 'y': "06", 'Y': "2006", 'z': "-0700", 'Z': "MST",
+	}
 	var b strings.Builder
 	for i := 0; i < len(format); i++ {
 		if format[i] == '%' && i+1 < len(format) {
 			if layout, ok := layouts[format[i+1]]; ok {
 				b.WriteString(now.Format(layout))
+				i++
+				continue
+			}
+			if format[i+1] == 'w' {
+				b.WriteString(fmt.Sprint(int(now.Weekday())))
 				i++
 				continue
 			}

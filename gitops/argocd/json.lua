@@ -86,6 +86,7 @@ end
 -- Take the next byte (after peek).
 local function take(c)
   local b = peek(c)
+  if b == nil then fail(c, "unexpected end") end
   c.known = c.known .. BYTE[b]
   c.at = c.at + 1
   c.next = nil
@@ -256,8 +257,8 @@ local function read_number(c)
 end
 
 -- The members of an object (the opening brace not yet taken). keys: tokens to try first for each
--- key, in the order expected (deliver writes its record with sorted keys); stop(object, key, sorted):
--- whether enough is read (the rest is then not read).
+-- key, in the order expected (deliver writes its record with sorted keys); stop(object, key, sorted),
+-- asked at each key before its value: whether enough is read (the rest is then not read).
 local function read_object(c, depth, keys, stop)
   take(c)
   local result, last, sorted, tried = {}, nil, true, 1
@@ -286,6 +287,7 @@ local function read_object(c, depth, keys, stop)
     end
     if last ~= nil and not (last < key) then sorted = false end
     last = key
+    if stop ~= nil and stop(result, key, sorted) then return result, false end
     result[key] = read_value(c, depth + 1)
     local sep = space(c, COMMA)
     if sep == 125 then
@@ -293,7 +295,6 @@ local function read_object(c, depth, keys, stop)
       return result, true
     end
     if sep ~= COMMA then fail(c, "expected ',' or '}'") end
-    if stop ~= nil and stop(result, key, sorted) then return result, false end
     take(c)
   end
 end
@@ -308,9 +309,9 @@ local function read_array(c, depth)
   while true do
     table.insert(result, read_value(c, depth + 1))
     local sep = space(c, COMMA)
+    if sep ~= COMMA and sep ~= 93 then fail(c, "expected ',' or ']'") end
     take(c)
     if sep == 93 then return result end
-    if sep ~= COMMA then fail(c, "expected ',' or ']'") end
   end
 end
 
@@ -341,8 +342,9 @@ for _, name in ipairs({ "analysisStarted", "extensions", "failedRevision", "fail
   table.insert(RECORD_KEYS, { name = name, token = token('"' .. name .. '":', '"' .. name .. '";') })
 end
 
--- Deliver's record read from the annotation text, as far as phase (deliver writes its keys sorted,
--- so hold, message and the failed template come before it; what follows phase is not read):
+-- Deliver's record read from the annotation text, as far as phase and the key after it (deliver
+-- writes its keys sorted, so hold, message and the failed template come before it; the values
+-- after phase are not read):
 -- record, nil; or nil, why, too_long. like: an object whose keys and strings the record's nested
 -- values probably hold too (the Deployment), to read them faster.
 local function read_record(text, budget, like)
@@ -351,7 +353,7 @@ local function read_record(text, budget, like)
   local ok, record = pcall(function()
     if space(c, 123) ~= 123 then fail(c, "not a JSON object") end
     local found, closed = read_object(c, 0, RECORD_KEYS, function(object, key, sorted)
-      return object.phase ~= nil and sorted and not (key < "phase")
+      return object.phase ~= nil and sorted and "phase" < key -- nothing read yet sorts before phase
     end)
     if closed and space(c) ~= nil then fail(c, "trailing characters") end
     return found
