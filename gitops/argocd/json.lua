@@ -1,5 +1,5 @@
 -- deliver: reading text in Argo CD's Lua (inlined where a script says `-- #include json.lua`;
--- `python -m e2e.argocd` renders argocd-cm.yaml).
+-- `python -m e2e.argocd` renders the files of gitops/argocd from them).
 --
 -- Argo CD runs argocd-cm scripts with only the base, table and package libraries and a cut-down os
 -- (argoproj/argo-cd util/lua/lua.go): no `string`, no `math`, and strings have no methods. What is
