@@ -7,7 +7,8 @@ go.mod); kubectl comes from the same module and release (``cmd/kubectl``), built
 own directory, so the tests run the kubectl of the cluster's release rather than whatever is on
 PATH, and adding it did not rebuild the control plane (the Go build cache makes it incremental).
 etcd comes from ``go.etcd.io/etcd/server/v3`` through a wrapper ``main``; kwok from
-``sigs.k8s.io/kwok/cmd/kwok``. Everything is cached outside the repository, keyed by version:
+``sigs.k8s.io/kwok/cmd/kwok``; argocd-lua (Argo CD's Lua sandbox, e2e/argocd.py) from
+``e2e/argolua`` on gopher-lua. Everything is cached outside the repository, keyed by version:
 ``$DELIVER_CACHE/bin/<component>-<version>/``. A warm cache makes this a no-op.
 
 A build never leaves something a later run trusts unless it finished: each one builds into a
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -44,6 +46,11 @@ HELM_VERSION = "v4.3.2"
 ARGO_ROLLOUTS_VERSION = "v1.10.2"
 ARGO_ROLLOUTS_MODULE = "github.com/argoproj/argo-rollouts"
 ARGO_TOOLCHAIN = "go1.27.3"
+# Argo CD's Lua sandbox for the health check and actions in gitops/argocd: e2e/argolua, a small Go
+# program on the gopher-lua release Argo CD's go.mod pins (argoproj/argo-cd, util/lua/lua.go).
+# Cached as argocd-lua-<gopher-lua version>-<hash of e2e/argolua>, so an edit of it rebuilds.
+GOPHER_LUA_VERSION = "v1.1.2"
+ARGOCD_LUA_SOURCE = Path(__file__).resolve().parent / "argolua"
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 KUBECTL = "kubectl"  # from the same k8s.io/kubernetes release, cached as kubectl-<KUBE_VERSION>
@@ -103,6 +110,19 @@ def argo_rollouts_path() -> Path:
 def argo_rollouts_crds() -> list[Path]:
     """The CRDs of the same release, copied from the module's ``manifests/crds`` beside the binary."""
     return sorted((_bin_dir("argo-rollouts", ARGO_ROLLOUTS_VERSION) / "crds").glob("*-crd.yaml"))
+
+
+def argocd_lua_version() -> str:
+    """The cache key of the Argo CD Lua harness: the gopher-lua release and a hash of its sources."""
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):
+        digest.update((ARGOCD_LUA_SOURCE / name).read_bytes())
+    return f"{GOPHER_LUA_VERSION}-{digest.hexdigest()[:12]}"
+
+
+def argocd_lua_path() -> Path:
+    """Argo CD's Lua sandbox (``python -m e2e.binaries --only argocd-lua``; e2e/argocd.py builds it on first use)."""
+    return _bin_dir("argocd-lua", argocd_lua_version()) / "argocd-lua"
 
 
 def _log(msg: str) -> None:
@@ -295,6 +315,19 @@ def build_helm() -> None:
     _go_install("helm.sh/helm/v4/cmd/helm", HELM_VERSION, "helm", "helm")
 
 
+def build_argocd_lua() -> Path:
+    """Build e2e/argolua (gopher-lua and layeh.com/gopher-json only, as its go.sum pins) once."""
+
+    def build(tmp: Path) -> None:
+        _log(f"$ go build e2e/argolua (gopher-lua {GOPHER_LUA_VERSION})")
+        cmd = ["go", "build", "-mod=readonly", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "argocd-lua"), "."]
+        _wait(subprocess.Popen(cmd, cwd=ARGOCD_LUA_SOURCE, env=_go_env()), "argocd-lua")
+
+    path = argocd_lua_path()
+    _install(path.parent, (path.name,), build)
+    return path
+
+
 def build_argo_rollouts() -> None:
     _install(
         _bin_dir("argo-rollouts", ARGO_ROLLOUTS_VERSION),
@@ -348,7 +381,9 @@ def _build_argo_rollouts(tmp: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m e2e.binaries")
-    parser.add_argument("--only", choices=["etcd", "kube", "kwok", "helm", "kubectl", "argo-rollouts"], action="append")
+    parser.add_argument(
+        "--only", choices=["etcd", "kube", "kwok", "helm", "kubectl", "argocd-lua", "argo-rollouts"], action="append"
+    )
     parser.add_argument("--print", action="store_true", help="print binary paths and exit")
     args = parser.parse_args(argv)
     if args.print:
@@ -356,8 +391,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}\t{path}\t{'ok' if path.exists() else 'missing'}")
         print(f"helm\t{helm_path()}\t{'ok' if helm_path().exists() else 'missing'}")
         print(f"kubectl\t{kubectl_path()}\t{'ok' if kubectl_path().exists() else 'missing'}")
+        print(f"argocd-lua\t{argocd_lua_path()}\t{'ok' if argocd_lua_path().exists() else 'missing'}")
         return 0
-    steps = {"etcd": build_etcd, "kwok": build_kwok, "kube": build_kube, "helm": build_helm, "kubectl": build_kubectl}
+    steps = {
+        "etcd": build_etcd,
+        "kwok": build_kwok,
+        "kube": build_kube,
+        "helm": build_helm,
+        "kubectl": build_kubectl,
+        "argocd-lua": build_argocd_lua,
+    }
     if args.only and "argo-rollouts" in args.only:  # the benchmark's peer: only when asked for by name
         steps["argo-rollouts"] = build_argo_rollouts
     started = time.monotonic()

@@ -4,6 +4,9 @@
 -- An action is enabled in the phases where deliver takes that request (strategies/requests.py,
 -- ALLOWED; tests/test_argocd.py checks the two agree): promote in Progressing and Paused; abort
 -- also in Promoting; retry in RolledBack and Aborted when a failed revision is kept.
+-- Only the base and table libraries (Argo CD opens no string library for actions).
+
+local READ_BUDGET = 40000000 -- byte steps the record reader may take, as in the health check
 
 -- #include json.lua
 -- #include annotations.lua
@@ -25,8 +28,8 @@ end
 if annotation_problem(annotations) ~= nil then -- deliver takes no request then (the CLI refuses it too)
   return actions
 end
-local record = json_object(annotations["deliver.dev/state"])
-if type(record) ~= "table" then
+local record = read_record(annotations["deliver.dev/state"], READ_BUDGET, obj)
+if type(record) ~= "table" or record[1] ~= nil then
   return actions
 end
 local phase = record.phase or "Idle"
