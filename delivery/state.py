@@ -35,8 +35,22 @@ def read_state(deployment: dict[str, Any]) -> DeliveryState:
 ANNOTATIONS_LIMIT = 256 * 1024  # bytes the API server allows for all annotations of an object together
 
 
+# Written first, in this order: readers without a JSON library read these without going through a
+# large template (Argo CD's Lua sandbox has no string library, gitops/argocd/json.lua).
+RECORD_HEAD = ("phase", "hold", "message", "strategy", "revision", "stableRevision", "step", "weight", "handledRequest")
+
+
 def encode_state(state: DeliveryState, budget: int = RECORD_BUDGET) -> str:
-    return json.dumps(state.to_dict(budget), sort_keys=True, separators=(",", ":"))
+    """The record as compact JSON: ``RECORD_HEAD`` first, then every other key sorted (deterministic)."""
+    d = state.to_dict(budget)
+    head = {k: d[k] for k in RECORD_HEAD if k in d}
+    # derived, for those readers: is there a failed template to `deliver retry` (it may be large)?
+    head["retryable"] = bool(d.get("failedTemplate") or d.get("failedTemplatePacked"))
+    rest = {k: v for k, v in d.items() if k not in head}
+    text = json.dumps(head, separators=(",", ":"))
+    if rest:
+        text = text[:-1] + "," + json.dumps(rest, sort_keys=True, separators=(",", ":"))[1:]
+    return text
 
 
 def record_budget(deployment: dict[str, Any]) -> int:

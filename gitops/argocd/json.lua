@@ -177,7 +177,7 @@ for b = 65, 70 do HEX[b] = b - 55 end
 for b = 97, 102 do HEX[b] = b - 87 end
 local NUMBER = { [45] = true, [43] = true, [46] = true, [101] = true, [69] = true }
 for b = 48, 57 do NUMBER[b] = true end
-local TRUE, FALSE, NULL = token("true", "trud"), token("false", "falsf"), token("null", "nulm")
+local TRUE, FALSE, NULL = token("true", "truf"), token("false", "falsf"), token("null", "nulm")
 
 local function floor(x) return x - x % 1 end
 
@@ -335,8 +335,16 @@ read_value = function(c, depth)
   fail(c, "unexpected byte " .. b)
 end
 
--- The keys of deliver's record, in the order deliver writes them (sorted; delivery/state.py).
+-- The keys of deliver's record, in the order deliver writes them: its head first (delivery/state.py
+-- RECORD_HEAD), then the rest sorted. (Records of older versions are sorted throughout.)
+local HEAD = { "phase", "hold", "message", "strategy", "revision", "stableRevision", "step", "weight",
+  "handledRequest", "retryable" }
+local IN_HEAD = {}
+for _, name in ipairs(HEAD) do IN_HEAD[name] = true end
 local RECORD_KEYS = {}
+for _, name in ipairs(HEAD) do
+  table.insert(RECORD_KEYS, { name = name, token = token('"' .. name .. '":', '"' .. name .. '";') })
+end
 for _, name in ipairs({ "analysisStarted", "extensions", "failedRevision", "failedTemplate", "failedTemplatePacked",
   "finished", "handledRequest", "hold", "hooks", "looks", "message", "phase", "retrying", "revision" }) do
   table.insert(RECORD_KEYS, { name = name, token = token('"' .. name .. '":', '"' .. name .. '";') })
@@ -353,7 +361,9 @@ local function read_record(text, budget, like)
   local ok, record = pcall(function()
     if space(c, 123) ~= 123 then fail(c, "not a JSON object") end
     local found, closed = read_object(c, 0, RECORD_KEYS, function(object, key, sorted)
-      return object.phase ~= nil and sorted and "phase" < key -- nothing read yet sorts before phase
+      if object.phase == nil then return false end
+      if sorted then return "phase" < key end -- an older record: nothing read yet sorts before phase
+      return not IN_HEAD[key] -- the head is read: the rest (templates, verdicts) is not needed
     end)
     if closed and space(c) ~= nil then fail(c, "trailing characters") end
     return found

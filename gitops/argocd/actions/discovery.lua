@@ -36,7 +36,7 @@ local phase = record.phase or "Idle"
 for name, phases in pairs(ALLOWED) do
   local enabled = phases[phase] == true
   if name == "retry" then
-    enabled = enabled and (record.failedTemplate ~= nil or record.failedTemplatePacked ~= nil)
+    enabled = enabled and (record.retryable == true or record.failedTemplate ~= nil or record.failedTemplatePacked ~= nil)
   end
   actions[name]["disabled"] = not enabled
 end
