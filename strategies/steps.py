@@ -14,6 +14,7 @@ from .model import (
     DeleteNew,
     DeliverySpec,
     DeliveryState,
+    HoldMode,
     HoldReason,
     Observation,
     Phase,
@@ -111,10 +112,25 @@ def drain_time(spec: DeliverySpec, state: DeliveryState) -> float:
     return ROUTER_DRAIN
 
 
+def keeps_rejected(state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> bool:
+    """In the policy hold mode a canary or blue-green rollback (or abort) of a failed revision leaves
+    the Deployment's template as it is, the rejected one, held (paused) while the stable ReplicaSet
+    serves: the template is the user's as applied (no field of it changes owner, so Helm's server-side
+    apply meets no conflict) and it reads as a failed rollout (docs/hold-modes.md)."""
+    return (
+        obs.hold_mode is HoldMode.POLICY
+        and not planner.native()
+        and bool(state.failed_revision)
+        and state.failed_revision == state.revision
+    )
+
+
 def undo_actions(
     spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner
 ) -> tuple[Action, ...]:
     actions = planner.undo(spec, state, obs)
+    if keeps_rejected(state, obs, planner):
+        actions = tuple(a for a in actions if not isinstance(a, RevertTemplate))
     if _drains(spec) and obs.now - state.finished < drain_time(spec, state):
         actions = tuple(a for a in actions if not isinstance(a, DeleteNew))
     return actions
@@ -125,8 +141,11 @@ def finish_rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, 
     if planner.native():
         done = obs.target_revision == state.stable_revision and obs.rollout_complete
     else:
+        restored = obs.target_revision == state.stable_revision or (
+            keeps_rejected(state, obs, planner) and obs.target_revision == state.revision
+        )
         done = (
-            obs.target_revision == state.stable_revision
+            restored
             and (spec.abort_scale_down_delay > 0 or not any(not v.owned for v in obs.versions))
             and obs.router_weight in (None, 0)
             and not obs.router_extras  # a request match of deliver.dev/match left on the route
