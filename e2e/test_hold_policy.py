@@ -207,9 +207,10 @@ def test_policy_mode_delivers_every_strategy_and_tools_read_it_as_plain(
     assert code == 0 and "successfully rolled out" in out, out
     assert not rest["spec"].get("paused")
 
-    set_image(kube.apps, ns, "web", "example.com/web:v2")
-    held = deployment(jk, ns)
-    assert held["spec"]["paused"] is True, "held by the API server in the write itself"
+    written = kube.apps.patch_namespaced_deployment(
+        "web", ns, {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "example.com/web:v2"}]}}}}
+    )
+    assert written.spec.paused is True, "held by the API server in the write itself"
     # mid-delivery: every tool says it is not rolled out yet
     assert kstatus_of(jk, ns) == "InProgress"
     wait_for(
