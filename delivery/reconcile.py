@@ -31,7 +31,7 @@ from strategies.reasons import EventReason
 from . import act, hooks, templates
 from . import spec as specmod
 from .background import AnalysisPool
-from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError
+from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError, StateError
 from .events import post_event
 from .hooks import HookPool
 from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
@@ -139,7 +139,23 @@ class Reconciler:
         self._warned.pop(f"{uid}/{EventReason.INVALID_ANNOTATION.value}", None)
         if spec.analysis_every is None and self.analysis_every is not None:
             spec = dataclasses.replace(spec, analysis_every=self.analysis_every)
-        state = read_state(deployment)
+        try:
+            state = read_state(deployment)
+        except StateError as exc:
+            # A record written by hand (or broken): nothing deliver would do could be trusted. Say so
+            # once, act on nothing, and look again calmly; other Deployments are not held up.
+            log.warning("record unreadable", extra=_fields(deployment, error=str(exc)))
+            self._warn_once(
+                deployment,
+                EventReason.RECORD_REJECTED,
+                f"{exc}; deliver takes no action on this Deployment until it can read it (restore the record, or "
+                f"remove it with `kubectl annotate deployment {deployment['metadata']['name']} {specmod.STATE}-` "
+                "so deliver takes the running version as stable)",
+            )
+            return Outcome(RECORD_RETRY, phase="Invalid")
+        unreadable = f"{uid}/{EventReason.RECORD_REJECTED.value}"
+        if self._warned.get(unreadable, "").startswith(f"{specmod.STATE} is not a valid"):
+            self._warned.pop(unreadable)  # readable again (a rejected write is forgotten once one passes)
         router = self._router(spec, deployment)
         router_weight = None
         # Also before a delivery would start (template != stable): a missing route/CRD/backend must

@@ -22,17 +22,26 @@ from .spec import REQUEST, STATE
 REQUESTS = VERBS  # the operator requests (their rules: strategies.requests.refusal)
 
 
+ANNOTATIONS_LIMIT = 256 * 1024  # bytes the API server allows for all annotations of an object together
+RECORD_MAX = (
+    ANNOTATIONS_LIMIT  # bytes of a record read (deliver writes at most RECORD_BUDGET); more is refused unparsed
+)
+
+
 def read_state(deployment: dict[str, Any]) -> DeliveryState:
+    """The record of the Deployment (empty when it has none). Anyone who may edit the Deployment may
+    have written it: one over ``RECORD_MAX`` bytes, not JSON, or not a record (see
+    ``DeliveryState.from_dict`` and its caps) raises StateError, and the caller takes no action."""
     raw = ((deployment.get("metadata") or {}).get("annotations") or {}).get(STATE)
     if not raw:
         return DeliveryState()
+    text = str(raw)
+    if len(text) > RECORD_MAX or len(text.encode()) > RECORD_MAX:
+        raise StateError(f"{STATE} is not a valid deliver record: more than {RECORD_MAX} bytes")
     try:
-        return DeliveryState.from_dict(json.loads(raw))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StateError(f"{STATE} is not a valid deliver record: {exc}") from exc
-
-
-ANNOTATIONS_LIMIT = 256 * 1024  # bytes the API server allows for all annotations of an object together
+        return DeliveryState.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+        raise StateError(f"{STATE} is not a valid deliver record: {exc}") from None
 
 
 def encode_state(state: DeliveryState, budget: int = RECORD_BUDGET) -> str:
