@@ -23,9 +23,9 @@ REQUESTS = VERBS  # the operator requests (their rules: strategies.requests.refu
 
 
 ANNOTATIONS_LIMIT = 256 * 1024  # bytes the API server allows for all annotations of an object together
-RECORD_MAX = (
-    ANNOTATIONS_LIMIT  # bytes of a record read (deliver writes at most RECORD_BUDGET); more is refused unparsed
-)
+# bytes of a record read (deliver writes at most RECORD_BUDGET): more is refused unparsed
+RECORD_MAX = ANNOTATIONS_LIMIT
+REQUEST_MAX = 4096  # bytes of an operator request (deliver writes ~80): more is no request
 
 
 def read_state(deployment: dict[str, Any]) -> DeliveryState:
@@ -75,12 +75,12 @@ def write_state(
 def read_request(deployment: dict[str, Any]) -> tuple[str, str]:
     """(verb, id) of the pending operator request, or ("", "")."""
     raw = ((deployment.get("metadata") or {}).get("annotations") or {}).get(REQUEST)
-    if not raw:
+    if not raw or len(str(raw)) > REQUEST_MAX:
         return "", ""
     try:
-        data = json.loads(raw)
+        data = json.loads(str(raw))
         verb, rid = str(data["verb"]), str(data["id"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return "", ""
     return (verb, rid) if verb in REQUESTS else ("", "")
 

@@ -110,3 +110,60 @@ def test_a_bomb_in_one_record_is_a_warning_no_action_and_others_go_on() -> None:
     other.when_template_changes("web:v2")
     other.when_reconciled()
     assert other.record()["phase"] == "Progressing"
+
+
+# ---- item 8: a number of 5,000 digits (or any other) in any numeric annotation is a SpecError naming its key
+
+HUGE = "9" * 5000
+CANARY_ROUTED = {"strategy": "canary", "router": "gateway-api/web", "steps": "mirror,50,100", "analysis": "error-rate"}
+NUMERIC: list[tuple[dict[str, str], str]] = [
+    ({"strategy": "canary", "steps": f"20,{HUGE}"}, "steps"),
+    ({"strategy": "canary", "steps": f"{HUGE}%"}, "steps"),
+    ({"strategy": "rolling", "pause-at": HUGE}, "pause-at"),
+    ({"strategy": "canary", "interval": f"{HUGE}s"}, "interval"),
+    ({"strategy": "canary", "interval": f"{HUGE}h{HUGE}m"}, "interval"),
+    ({"strategy": "canary", "progress-deadline": f"{HUGE}ms"}, "progress-deadline"),
+    ({"strategy": "blue-green", "keep-warm": f"{HUGE}m"}, "keep-warm"),
+    ({"strategy": "canary", "max-restarts": HUGE}, "max-restarts"),
+    ({"strategy": "canary", "max-extensions": HUGE}, "max-extensions"),
+    ({**CANARY_ROUTED, "mirror-percent": HUGE}, "mirror-percent"),
+    ({"strategy": "canary", "hook-timeout": f"{HUGE}s"}, "hook-timeout"),
+    ({**CANARY_ROUTED, "scale-down-delay": f"{HUGE}s"}, "scale-down-delay"),
+    ({**CANARY_ROUTED, "abort-scale-down-delay": f"{HUGE}s"}, "abort-scale-down-delay"),
+    ({**CANARY_ROUTED, "analysis-every": f"{HUGE}s"}, "analysis-every"),
+    ({"strategy": "canary", "analysis": "error-rate", "analysis-resolution": HUGE}, "analysis-resolution"),
+    ({"strategy": "canary", "analysis": "error-rate", "analysis-resolution": f"{HUGE}m"}, "analysis-resolution"),
+    ({"strategy": "canary", "analysis": "error-rate", "analysis-alpha": "0." + HUGE}, "analysis-alpha"),
+    ({"strategy": "canary", "analysis": "error-rate", "analysis.error-rate": f"min-samples={HUGE}"}, "analysis"),
+    ({"strategy": "canary", "analysis": "error-rate", "analysis.error-rate": f"max-effect=0.{HUGE}"}, "analysis"),
+    ({"strategy": "canary", "analysis": "latency", "analysis.latency": f"quantile=0.{HUGE}"}, "analysis"),
+]
+
+
+@pytest.mark.parametrize(("annotations", "key"), NUMERIC, ids=[k + str(i) for i, (_, k) in enumerate(NUMERIC)])
+def test_a_huge_number_in_an_annotation_is_a_spec_error_naming_its_key(annotations: dict[str, str], key: str) -> None:
+    from delivery import spec
+    from delivery.errors import SpecError
+
+    deployment = {
+        "metadata": {
+            "name": "web",
+            "namespace": "ns",
+            "annotations": {f"deliver.dev/{k}": v for k, v in annotations.items()},
+        },
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "strategy": {"type": "RollingUpdate"}, "template": {}},
+    }
+    with pytest.raises(SpecError) as err:
+        spec.parse(deployment)
+    assert err.value.key.startswith(f"deliver.dev/{key}"), err.value
+    assert len(str(err.value)) < 400, "the message shows a short form of the value"
+    found = spec.problems(deployment)  # deliver lint / status list it too, without raising
+    assert any(e.key.startswith(f"deliver.dev/{key}") for e in found)
+
+
+def test_a_deeply_nested_or_huge_request_annotation_is_no_request() -> None:
+    from delivery.spec import REQUEST
+    from delivery.state import read_request
+
+    for raw in ("[" * 100_000, json.dumps({"verb": "promote", "id": "x" * 300_000})):
+        assert read_request({"metadata": {"annotations": {REQUEST: raw}}}) == ("", "")
