@@ -167,3 +167,106 @@ def test_a_deeply_nested_or_huge_request_annotation_is_no_request() -> None:
 
     for raw in ("[" * 100_000, json.dumps({"verb": "promote", "id": "x" * 300_000})):
         assert read_request({"metadata": {"annotations": {REQUEST: raw}}}) == ("", "")
+
+
+# ---- the dashboard: one bad Deployment shows an error, the others render; the poller never dies
+
+BAD_RECORDS: dict[str, dict[str, object]] = {
+    "started-inf": {"phase": "Progressing", "started": "1e999"},
+    "at-nan": {"phase": "Progressing", "verdicts": [{"step": 0, "outcome": "pass", "at": float("nan")}]},
+    "checks-not-objects": {
+        "phase": "Progressing",
+        "verdicts": [{"step": 0, "outcome": "pass", "at": 1.0, "details": {"checks": [1, "x", None]}}],
+    },
+    "window-garbage": {
+        "phase": "Progressing",
+        "verdicts": [
+            {"step": 0, "outcome": "pass", "at": 1.0, "details": {"window": "x", "checks": [{"name": "a", "e": 2}]}}
+        ],
+    },
+    "n-garbage": {
+        "phase": "Progressing",
+        "verdicts": [{"step": 0, "outcome": "pass", "at": 1.0, "details": {"checks": [{"name": "a", "n": 5}]}}],
+    },
+    "forecast-garbage": {
+        "phase": "Progressing",
+        "verdicts": [{"step": 0, "outcome": "pass", "at": 1.0, "details": {"forecast": [1, {"x": 1}]}}],
+    },
+    "looks-inf": {"phase": "Progressing", "looks": {"a": [[1.0, 0, "pass", 1e308, 1e308, 0.0, float("inf")]]}},
+}
+
+
+def _dashboard_kube() -> object:
+    from tests.fakekube import FakeKube
+    from tests.test_gate import TPL_B, deployment, st
+
+    kube = FakeKube()
+    good = deployment(TPL_B, st("Progressing", step=1, weight=50, started=900.0))
+    kube.put(DEPLOYMENTS, good)
+    for i, (name, record) in enumerate(BAD_RECORDS.items()):
+        d = deployment(TPL_B)
+        d["metadata"].update(name=name, uid=f"bad-{i}")
+        d["metadata"]["annotations"][STATE] = json.dumps(record)
+        kube.put(DEPLOYMENTS, d)
+    return kube
+
+
+def test_a_bad_record_breaks_neither_the_list_nor_the_details_of_others() -> None:
+    from delivery.dashboard.data import collect
+    from delivery.dashboard.render import detail_html, list_html, page
+
+    snap = collect(_dashboard_kube(), "ns", now=960.0)  # type: ignore[arg-type]
+    assert len(snap.deliveries) == 1 + len(BAD_RECORDS)
+    html = list_html(snap, "ns/web")
+    assert '<td class="step">2</td><td class="weight">50%</td>' in html and "<td>60s</td>" in html
+    for name in BAD_RECORDS:
+        assert f"ns/{name}" in html
+        detail = detail_html(snap, f"ns/{name}", read_only=False)
+        assert name in detail
+    assert "ns/web" in page(snap, "ns/started-inf", "t", read_only=False)
+
+
+def test_a_deployment_that_cannot_be_collected_is_an_error_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from delivery.dashboard import data
+    from delivery.dashboard.render import detail_html, list_html
+
+    real = data.status_dict
+
+    def status_dict(deployment: dict[str, object]) -> dict[str, object]:
+        if deployment["metadata"]["name"] == "n-garbage":  # type: ignore[index]
+            raise RuntimeError("boom")
+        return real(deployment)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(data, "status_dict", status_dict)
+    snap = data.collect(_dashboard_kube(), "ns", now=960.0)  # type: ignore[arg-type]
+    html = list_html(snap, "")
+    assert "ns/web" in html and "ns/n-garbage" in html and "cannot be shown" in html
+    assert "cannot be shown" in detail_html(snap, "ns/n-garbage", read_only=True)
+
+
+def test_the_dashboard_poller_survives_a_failing_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from delivery.dashboard import server
+
+    calls: list[int] = []
+
+    def collect(kube: object, namespace: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in collect")
+        return server.Snapshot(time.time(), "namespace ns")
+
+    monkeypatch.setattr(server, "collect", collect)
+    dash = server.Dashboard(kube=None, namespace="ns", check=lambda d, v: None, interval=0.01)  # type: ignore[arg-type]
+    thread = threading.Thread(target=dash.poll, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert thread.is_alive() and len(calls) >= 3
+    finally:
+        dash.stopping.set()
+        thread.join(2)
