@@ -270,3 +270,53 @@ def test_the_dashboard_poller_survives_a_failing_read(monkeypatch: pytest.Monkey
     finally:
         dash.stopping.set()
         thread.join(2)
+
+
+# ---- item 15: what the engine keeps in memory per Deployment is forgotten with it, and capped
+
+
+def _hook_result(action: object) -> object:
+    from strategies.model import HookResult
+
+    a = action
+    return HookResult(a.kind, a.revision, a.delivery, a.token, True, "HTTP 200", 1.0)  # type: ignore[attr-defined]
+
+
+def test_the_hook_pool_forgets_a_deleted_deployment_and_keeps_at_most_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from delivery import hooks
+    from strategies.model import CallHook, HookKind
+
+    monkeypatch.setattr(hooks, "DEPLOYMENTS_KEPT", 10)
+    pool = hooks.HookPool(workers=0)
+    action = CallHook(HookKind.PRE_ROLLOUT, "r1", 1.0)
+    pool.call(("ns", "gone"), "u-gone", action, lambda: _hook_result(action))  # type: ignore[arg-type,return-value]
+    assert pool.results(("ns", "gone"), "u-gone")
+    pool.forget(("ns", "gone"))
+    assert pool.results(("ns", "gone"), "u-gone") == ()
+    for i in range(50):
+        pool.call(("ns", f"d{i}"), f"u{i}", action, lambda: _hook_result(action))  # type: ignore[arg-type,return-value]
+    assert len(pool._calls) == 10
+    assert pool.results(("ns", "d0"), "u0") == () and pool.results(("ns", "d49"), "u49")
+
+
+def test_the_reconciler_forgets_the_warnings_of_a_deleted_deployment_and_keeps_at_most_its_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from delivery import reconcile
+    from strategies.reasons import EventReason
+
+    f = Fixture()
+    f.given_deployment("canary", "web:v1", replicas=3, steps="50,20")  # invalid: warned
+    f.when_reconciled()
+    assert f.events("InvalidAnnotation") and f.reconciler._warned
+    f.kube.delete(DEPLOYMENTS, f.ns, NAME)
+    f.when_reconciled()
+    assert not f.reconciler._warned
+
+    monkeypatch.setattr(reconcile, "WARNED_MAX", 5)
+    for i in range(20):
+        d = {"metadata": {"name": f"d{i}", "namespace": f.ns, "uid": f"u{i}"}}
+        f.reconciler._warn_once(d, EventReason.INVALID_ANNOTATION, "bad")
+    assert len(f.reconciler._warned) == 5
+    newest = {"metadata": {"name": "d19", "namespace": f.ns, "uid": "u19"}}
+    assert not f.reconciler._warn_once(newest, EventReason.INVALID_ANNOTATION, "bad")  # still remembered
