@@ -320,3 +320,78 @@ def test_the_reconciler_forgets_the_warnings_of_a_deleted_deployment_and_keeps_a
     assert len(f.reconciler._warned) == 5
     newest = {"metadata": {"name": "d19", "namespace": f.ns, "uid": "u19"}}
     assert not f.reconciler._warn_once(newest, EventReason.INVALID_ANNOTATION, "bad")  # still remembered
+
+
+# ---- item 14: wave files, manifests and kubeconfigs are read bounded; one API server is one cluster
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)
+)
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once() -> None:
+    import time
+
+    from delivery.errors import WaveFileError
+    from delivery.wavefile import parse
+
+    started = time.monotonic()
+    with pytest.raises(WaveFileError, match="alias"):
+        parse("wave: w\nstages: [{name: a, namespace: n, app: x}]\n" + LAUGHS)
+    with pytest.raises(WaveFileError, match="bytes"):
+        parse("wave: w\nstages: [{name: a, namespace: n, app: x}]\n# " + "x" * (5 * 1024 * 1024))
+    assert time.monotonic() - started < 5
+
+
+def test_deliver_wave_refuses_a_manifest_alias_bomb_with_exit_2(tmp_path: pytest.TempPathFactory) -> None:
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from delivery import cli
+    from tests.test_wave import kubeconfig
+
+    tmp = Path(str(tmp_path))
+    kc = kubeconfig(tmp)
+    wave = tmp / "wave.yaml"
+    wave.write_text("wave: w\nstages: [{name: a, context: staging, namespace: n, app: x}]\n")
+    bomb = tmp / "bomb.yaml"
+    bomb.write_text("kind: Deployment\nmetadata: {name: x}\n" + LAUGHS)
+    r = CliRunner().invoke(cli.main, ["--kubeconfig", str(kc), "wave", str(wave), "--lint", "--manifest", str(bomb)])
+    assert r.exit_code == 2 and "alias" in r.output, r.output
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("https://127.0.0.1:6443", "https://localhost:6443/"),
+        ("https://API.Example.com:6443", "https://api.example.com:6443"),
+        ("https://api.example.com", "https://api.example.com:443/"),
+        ("HTTPS://api.example.com/", "https://api.example.com"),
+        ("https://[::1]:6443", "https://127.0.0.1:6443"),
+    ],
+)
+def test_two_spellings_of_one_api_server_are_a_stage_twice(
+    tmp_path: pytest.TempPathFactory, one: str, other: str
+) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from delivery.errors import WaveFileError
+    from delivery.wavefile import parse, resolve_clusters
+
+    path = Path(str(tmp_path)) / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [{"name": "a", "cluster": {"server": one}}, {"name": "b", "cluster": {"server": other}}],
+                "contexts": [{"name": "a", "context": {"cluster": "a"}}, {"name": "b", "context": {"cluster": "b"}}],
+            }
+        )
+    )
+    w = parse(
+        "wave: w\nstages: [{name: a, context: a, namespace: n, app: x}, {name: b, context: b, namespace: n, app: x}]"
+    )
+    with pytest.raises(WaveFileError, match="a stage twice"):
+        resolve_clusters(w, str(path))
