@@ -395,3 +395,26 @@ def test_two_spellings_of_one_api_server_are_a_stage_twice(
     )
     with pytest.raises(WaveFileError, match="a stage twice"):
         resolve_clusters(w, str(path))
+
+
+def test_two_names_of_one_cluster_are_a_stage_twice_at_run_time() -> None:
+    from delivery.wave import preflight
+    from delivery.wavefile import Change, parse
+    from tests.fakekube import FakeKube
+    from tests.test_gate import TPL_A, A, deployment, st
+
+    one = FakeKube()  # one API server, reached as https://api.internal and as https://10.0.0.1 (say)
+    one.put(DEPLOYMENTS, deployment(TPL_A, st("Idle", A, A)))
+    other = FakeKube()
+    other_dep = deployment(TPL_A, st("Idle", A, A))
+    other_dep["metadata"]["uid"] = "u-elsewhere"
+    other.put(DEPLOYMENTS, other_dep)
+    w = parse(
+        "wave: w\nstages: [{name: a, context: a, namespace: ns, app: web},"
+        " {name: b, context: b, namespace: ns, app: web}, {name: c, context: c, namespace: ns, app: web}]"
+    )
+    problems = preflight(w, Change(images=(("", "web:v2"),)), {"a": one, "b": one, "c": other})
+    assert [p for p in problems if "a stage twice" in p] == [
+        "stage b: deployment ns/web is the very object stage a reads (uid u1): the two stages are one cluster "
+        "under two names (a stage twice)"
+    ], problems
