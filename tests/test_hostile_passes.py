@@ -179,3 +179,24 @@ def test_a_hostile_record_is_a_warning_and_no_action(record: str) -> None:
     _no_action(f, record, before["spec"])
     [warning] = f.events("RecordRejected", "Warning")
     assert STATE in warning["message"] and "takes no action" in warning["message"]
+
+
+@seed(24)
+@SETTINGS
+@given(
+    details=st.dictionaries(st.sampled_from(["checks", "window", "forecast", "outcome"]) | st.text(max_size=8), JSON),
+    message=st.text(max_size=200),
+    hooks=st.lists(st.text(max_size=20), max_size=5),
+)
+def test_a_well_formed_record_with_hostile_details_and_text_raises_nothing(
+    details: dict[str, Any], message: str, hooks: list[str]
+) -> None:
+    f = fresh()
+    record = f.record()
+    verdict = {"step": 0, "outcome": "pass", "summary": message, "at": f.now, "details": details}
+    record.update(message=message, hooks=hooks, verdicts=[verdict], running=verdict)
+    f.when_annotated(state=json.dumps(record))
+    f.when_template_changes("web:v2")
+    for _ in range(3):
+        f.when_reconciled()  # raises nothing; what it does is the planner's business
+    assert f.record()["phase"]
