@@ -24,7 +24,7 @@ import yaml
 from strategies.model import DeliverySpec, DeliveryState, HoldReason, Phase
 
 from . import spec as specmod
-from . import templates
+from . import templates, yamlfile
 from .errors import Forbidden, Gone, KubeError, NotFound, SpecError, StateError, Unauthorized
 from .kube import DEPLOYMENTS, Kube
 from .state import read_request, read_state
@@ -99,7 +99,7 @@ def _images(template: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 def manifest_pin(text: str, name: str) -> Pin:
     """The pin for the Deployment ``name`` in a manifest (one or more YAML documents). ValueError if none."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        docs = [d for d in yamlfile.load_all(text) if isinstance(d, dict)]
     except yaml.YAMLError as exc:
         raise ValueError(f"not YAML: {exc}") from None
     found = [d for d in _flatten(docs) if d.get("kind") == "Deployment"]

@@ -34,6 +34,7 @@ log = logging.getLogger("deliver.hooks")
 
 Key = tuple[str, str]
 KEEP = 8  # answers kept per Deployment (the planner reads the newest of each kind)
+DEPLOYMENTS_KEPT = 10_000  # Deployments whose calls are kept (the least recently called forgotten first)
 ATTEMPTS = {HookKind.PRE_ROLLOUT: 3, HookKind.POST_ROLLOUT: 3}
 
 
@@ -145,7 +146,9 @@ class HookPool:
             calls[action] = future
             while len(calls) > KEEP:
                 calls.pop(next(iter(calls)))
-            self._calls[key] = (uid, calls)
+            self._calls.pop(key, None)
+            self._calls[key] = (uid, calls)  # the newest last: the oldest go first past the cap
+            self._evict()
         if self._executor is None:
             future.set_result(run())
         future.add_done_callback(lambda _f: self._finished(key))
@@ -158,6 +161,18 @@ class HookPool:
                 return ()
             done = [f.result() for f in calls.values() if f.done() and not f.cancelled()]
         return tuple(sorted(done, key=lambda r: r.at))
+
+    def forget(self, key: Key) -> None:
+        """Drop what is kept for a Deployment that is gone (or no longer deliver's)."""
+        with self._lock:
+            self._calls.pop(key, None)
+
+    def _evict(self) -> None:
+        """At most DEPLOYMENTS_KEPT Deployments' calls: the least recently called go first, finished
+        ones before running ones (a forgotten answer is asked for again: the call is made again)."""
+        while len(self._calls) > DEPLOYMENTS_KEPT:
+            idle = (k for k, (_, calls) in self._calls.items() if all(f.done() for f in calls.values()))
+            self._calls.pop(next(idle, next(iter(self._calls))))
 
     def _finished(self, key: Key) -> None:
         if self.on_done is not None and self._executor is not None:

@@ -32,7 +32,7 @@ from strategies.reasons import EventReason
 from . import act, hooks, templates
 from . import spec as specmod
 from .background import AnalysisPool
-from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError
+from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError, StateError
 from .events import post_event
 from .hooks import HookPool
 from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
@@ -46,6 +46,7 @@ log = logging.getLogger("deliver.reconcile")
 ROUTE_RECHECK = 5.0  # seconds between route checks while a delivery behind a router is open
 SPEC_RETRY = 2.0  # seconds before a pass whose spec could not be read (API error) is tried again
 ANALYSIS_WAIT = 2.0  # seconds between passes (health checks) while an analysis runs in the pool
+WARNED_MAX = 10_000  # warnings remembered for dedupe (the oldest forgotten first)
 RECORD_RETRY = 60.0  # seconds before a pass whose record write was rejected (422) is tried again
 AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], StepVerdict]
 
@@ -80,8 +81,9 @@ class Reconciler:
     notifier: Notifier | None = None
     # Hook calls (delivery/hooks.py) run here; the default makes them inline (tests, one-shot use).
     hook_pool: HookPool = field(default_factory=lambda: HookPool(workers=0))
-    # Warnings about the engine's own I/O already posted, keyed by "uid/reason" -> message
-    # (dedupe only; not state: a new process may post one again).
+    # Warnings about the engine's own I/O already posted, keyed by "namespace/name/uid/reason" -> message
+    # (dedupe only; not state: a new process may post one again). Forgotten with the Deployment, and
+    # at most WARNED_MAX kept (the oldest forgotten first: such a warning may be posted again).
     _warned: dict[str, str] = field(default_factory=dict)
 
     def configmaps(self, namespace: str) -> Callable[[str], dict[str, str]]:
@@ -115,10 +117,12 @@ class Reconciler:
         try:
             deployment = self.kube.get(DEPLOYMENTS, namespace, name)
         except NotFound:
+            self._forget(namespace, name)
             return Outcome(None)
         if not specmod.has_strategy(deployment):
             if specmod.has_record(deployment):
                 return self._release(deployment)
+            self._forget(namespace, name)
             return Outcome(None)
         uid = deployment["metadata"]["uid"]
         try:
@@ -140,10 +144,26 @@ class Reconciler:
             if self._warn_once(deployment, EventReason.INVALID_ANNOTATION, message):
                 log.warning("invalid annotation", extra=_fields(deployment, key=err.key, problem=err.problem))
             return Outcome(None, phase="Invalid")
-        self._warned.pop(f"{uid}/{EventReason.INVALID_ANNOTATION.value}", None)
+        self._warned.pop(_warn_key(deployment, EventReason.INVALID_ANNOTATION), None)
         if spec.analysis_every is None and self.analysis_every is not None:
             spec = dataclasses.replace(spec, analysis_every=self.analysis_every)
-        state = read_state(deployment)
+        try:
+            state = read_state(deployment)
+        except StateError as exc:
+            # A record written by hand (or broken): nothing deliver would do could be trusted. Say so
+            # once, act on nothing, and look again calmly; other Deployments are not held up.
+            log.warning("record unreadable", extra=_fields(deployment, error=str(exc)))
+            self._warn_once(
+                deployment,
+                EventReason.RECORD_REJECTED,
+                f"{exc}; deliver takes no action on this Deployment until it can read it (restore the record, or "
+                f"remove it with `kubectl annotate deployment {deployment['metadata']['name']} {specmod.STATE}-` "
+                "so deliver takes the running version as stable)",
+            )
+            return Outcome(RECORD_RETRY, phase="Invalid")
+        unreadable = _warn_key(deployment, EventReason.RECORD_REJECTED)
+        if self._warned.get(unreadable, "").startswith(f"{specmod.STATE} is not a valid"):
+            self._warned.pop(unreadable)  # readable again (a rejected write is forgotten once one passes)
         router = self._router(spec, deployment)
         router_weight = None
         # Also before a delivery would start (template != stable): a missing route/CRD/backend must
@@ -284,7 +304,7 @@ class Reconciler:
                     "large annotations, e.g. kubectl's last-applied-configuration by using server-side apply)",
                 )
                 return Outcome(RECORD_RETRY, state.phase.value, state.step, state.weight)
-            self._warned.pop(f"{deployment['metadata']['uid']}/{EventReason.RECORD_REJECTED.value}", None)
+            self._warned.pop(_warn_key(deployment, EventReason.RECORD_REJECTED), None)
             if plan.state.phase != state.phase or plan.state.step != state.step:
                 log.info(
                     "transition",
@@ -405,12 +425,28 @@ class Reconciler:
 
     def _warn_once(self, deployment: dict[str, Any], reason: EventReason, message: str) -> bool:
         """A Warning Event, unless the same one was just posted for this Deployment (in-memory dedupe)."""
-        key = deployment["metadata"]["uid"] + "/" + reason.value
+        key = _warn_key(deployment, reason)
         if self._warned.get(key) == message:
             return False
         post_event(self.kube, deployment, "Warning", reason, message)
-        self._warned[key] = message
+        self._warned.pop(key, None)
+        self._warned[key] = message  # the newest last: the oldest go first past WARNED_MAX
+        while len(self._warned) > WARNED_MAX:
+            self._warned.pop(next(iter(self._warned)))
         return True
+
+    def _forget(self, namespace: str, name: str) -> None:
+        """The Deployment is gone (or no longer deliver's): drop what this process kept about it."""
+        prefix = f"{namespace}/{name}/"
+        for key in [k for k in self._warned if k.startswith(prefix)]:
+            del self._warned[key]
+        self.hook_pool.forget((namespace, name))
+
+
+def _warn_key(deployment: dict[str, Any], reason: EventReason) -> str:
+    """Key of a posted warning: namespace/name/uid/reason (a new Deployment of the same name is another)."""
+    meta = deployment["metadata"]
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}/{meta.get('uid', '')}/{reason.value}"
 
 
 def _released_message(kept: list[str], route: str, generated: str) -> str:

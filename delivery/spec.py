@@ -7,6 +7,7 @@ problem of a Deployment at once (used by ``deliver lint`` and ``deliver status``
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,22 +68,36 @@ KEYS.update(
     }
 )
 RESERVED = {"state", "request"}
+# Caps on reading annotations (anyone who may edit the Deployment writes them)
+NUMBER_DIGITS = 9  # digits of a number in an annotation (7 days in ms has 9): more is refused unparsed
+SHOWN = 80  # characters of a value quoted in a message (an Event says what is wrong, not the whole value)
 ROUTER_KINDS = ("replica", "gateway-api", "nginx", "istio", "smi")
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")
+_DIGITS = rf"[0-9]{{1,{NUMBER_DIGITS}}}"  # a bounded whole number: never int() of thousands of digits
+_N = f"({_DIGITS})"
+_DURATION = re.compile(rf"^(?:{_N}h)?(?:{_N}m(?!s))?(?:{_N}s)?(?:{_N}ms)?$")
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = SHOWN
+
+
+def _shown(value: object) -> str:
+    """A value as quoted in a message: repr, at most ``SHOWN`` characters of it."""
+    return _REPR.repr(value)
 
 
 def parse_duration(key: str, value: str, minimum: float = 0.0, maximum: float = 7 * 86400) -> float:
     text = value.strip()
     match = _DURATION.match(text)
     if not text or not match or not any(match.groups()):
-        raise SpecError(key, f"{value!r} is not a duration (use e.g. 30s, 2m, 1h30m)")
+        raise SpecError(key, f"{_shown(value)} is not a duration (use e.g. 30s, 2m, 1h30m)")
     h, m, s, ms = (int(g) if g else 0 for g in match.groups())
     seconds = h * 3600 + m * 60 + s + ms / 1000
     if seconds < minimum or seconds > maximum:
-        raise SpecError(key, f"{value!r} is out of range ({minimum:g}s..{maximum:g}s)")
+        raise SpecError(key, f"{_shown(value)} is out of range ({minimum:g}s..{maximum:g}s)")
     return seconds
 
 
@@ -92,14 +107,14 @@ def _bool(key: str, value: str) -> bool:
         return True
     if low in _FALSE:
         return False
-    raise SpecError(key, f"{value!r} is not a boolean (use true or false)")
+    raise SpecError(key, f"{_shown(value)} is not a boolean (use true or false)")
 
 
 def _int(key: str, value: str, lo: int, hi: int) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise SpecError(key, f"{value!r} is not a whole number") from None
+    text = value.strip()
+    if not re.fullmatch(rf"[+-]?{_DIGITS}", text):
+        raise SpecError(key, f"{_shown(value)} is not a whole number (at most {NUMBER_DIGITS} digits)")
+    number = int(text)
     if not lo <= number <= hi:
         raise SpecError(key, f"{number} is out of range ({lo}..{hi})")
     return number
@@ -108,7 +123,7 @@ def _int(key: str, value: str, lo: int, hi: int) -> int:
 def _percent_list(key: str, value: str, allow_pause: bool) -> tuple[CanaryStep, ...]:
     tokens = [t.strip() for t in value.split(",")]
     if not value.strip() or any(t == "" for t in tokens):
-        raise SpecError(key, f"{value!r} must be a comma-separated list with no empty items")
+        raise SpecError(key, f"{_shown(value)} must be a comma-separated list with no empty items")
     steps: list[CanaryStep] = []
     last = 0
     for token in tokens:
@@ -125,8 +140,8 @@ def _percent_list(key: str, value: str, allow_pause: bool) -> tuple[CanaryStep, 
                 raise SpecError(key, "two `pause` steps in a row")
             steps.append(CanaryStep(pause=True))
             continue
-        if not re.fullmatch(r"\d+%?", token):
-            raise SpecError(key, f"{token!r} is not a percentage (in {value!r})")
+        if not re.fullmatch(rf"{_DIGITS}%?", token):
+            raise SpecError(key, f"{_shown(token)} is not a percentage (in {_shown(value)})")
         weight = int(token.rstrip("%"))
         if not 1 <= weight <= 100:
             raise SpecError(key, f"{weight} is outside 1..100")
@@ -141,14 +156,14 @@ def _percent_list(key: str, value: str, allow_pause: bool) -> tuple[CanaryStep, 
 
 def _name(key: str, value: str) -> str:
     if not _DNS1035.match(value):
-        raise SpecError(key, f"{value!r} is not a valid Service/object name")
+        raise SpecError(key, f"{_shown(value)} is not a valid Service/object name")
     return value
 
 
 def _router(key: str, value: str) -> RouterRef:
     kind, _, name = value.strip().partition("/")
     if kind not in ROUTER_KINDS:
-        raise SpecError(key, f"unknown router kind {kind!r} (use one of {', '.join(ROUTER_KINDS)})")
+        raise SpecError(key, f"unknown router kind {_shown(kind)} (use one of {', '.join(ROUTER_KINDS)})")
     if kind == "replica":
         if name:
             raise SpecError(key, "the replica router takes no name")
@@ -170,11 +185,11 @@ def _match(key: str, value: str) -> RequestMatch:
     kind, _, rest = value.strip().partition(":")
     name, eq, wanted = rest.partition("=")
     if kind not in ("header", "cookie") or not eq:
-        raise SpecError(key, f"{value!r} is not header:NAME=VALUE or cookie:NAME=VALUE")
+        raise SpecError(key, f"{_shown(value)} is not header:NAME=VALUE or cookie:NAME=VALUE")
     if not (_HEADER_NAME if kind == "header" else _COOKIE_NAME).match(name):
-        raise SpecError(key, f"{name!r} is not a valid {kind} name")
+        raise SpecError(key, f"{_shown(name)} is not a valid {kind} name")
     if not _MATCH_VALUE.match(wanted):
-        raise SpecError(key, f"{wanted!r} must be 1..256 of letters, digits and . _ ~ -")
+        raise SpecError(key, f"{_shown(wanted)} must be 1..256 of letters, digits and . _ ~ -")
     return RequestMatch(kind, name.lower() if kind == "header" else name, wanted)
 
 
@@ -244,7 +259,9 @@ def _parse(
     try:
         strategy = Strategy(raw.strip())
     except ValueError:
-        raise SpecError(STRATEGY, f"unknown strategy {raw!r} (use rolling, canary, blue-green or recreate)") from None
+        raise SpecError(
+            STRATEGY, f"unknown strategy {_shown(raw)} (use rolling, canary, blue-green or recreate)"
+        ) from None
 
     fields: dict[str, Any] = {"strategy": strategy}
     if (v := get("steps")) is not None:
@@ -289,7 +306,7 @@ def _parse(
         fields["max_restarts"] = _int(PREFIX + "max-restarts", v, 0, 1000)
     if (v := get("on-inconclusive")) is not None:
         if v.strip() not in ("pause", "extend", "rollback"):
-            raise SpecError(PREFIX + "on-inconclusive", f"{v!r} is not one of pause, extend, rollback")
+            raise SpecError(PREFIX + "on-inconclusive", f"{_shown(v)} is not one of pause, extend, rollback")
         fields["on_inconclusive"] = v.strip()
     if (v := get("max-extensions")) is not None:
         fields["max_extensions"] = _int(PREFIX + "max-extensions", v, 0, 100)
@@ -338,7 +355,7 @@ def _parse(
         if strategy is not Strategy.CANARY:
             raise SpecError(PREFIX + "affinity", f"only applies to canary, not {strategy.value}")
         if v.strip() not in ("cookie", "none"):
-            raise SpecError(PREFIX + "affinity", f"{v!r} is not one of cookie, none")
+            raise SpecError(PREFIX + "affinity", f"{_shown(v)} is not one of cookie, none")
         fields["affinity"] = v.strip() == "cookie"
     if (v := get("mirror-percent")) is not None:
         if strategy is not Strategy.CANARY:
@@ -348,7 +365,7 @@ def _parse(
         if strategy is not Strategy.CANARY:
             raise SpecError(PREFIX + "canary-scale", f"only applies to canary, not {strategy.value}")
         if v.strip() not in ("exact", "surge"):
-            raise SpecError(PREFIX + "canary-scale", f"{v!r} is not one of exact, surge")
+            raise SpecError(PREFIX + "canary-scale", f"{_shown(v)} is not one of exact, surge")
         fields["canary_scale"] = v.strip()
 
     if only is None:
@@ -386,7 +403,8 @@ def _parse(
             if not _DNS1035.match(value):
                 raise SpecError(
                     PREFIX + short,
-                    f"the default Service name {value!r} is not a valid Service name; set {PREFIX + short} explicitly",
+                    f"the default Service name {_shown(value)} is not a valid Service name; "
+                    f"set {PREFIX + short} explicitly",
                 )
         if strategy is Strategy.CANARY:
             _check_match(fields)
@@ -446,14 +464,14 @@ def webhook_url(key: str, value: str) -> str:
     an annotation (the signing secret is the controller's: DELIVER_WEBHOOK_SECRET)."""
     url = value.strip()
     if not url or any(c.isspace() for c in url):
-        raise SpecError(key, f"{value!r} is not a URL (empty, or with spaces)")
+        raise SpecError(key, f"{_shown(value)} is not a URL (empty, or with spaces)")
     parts = urlsplit(url)
     try:
         parts.port  # noqa: B018 (raises on a bad port)
     except ValueError:
-        raise SpecError(key, f"{value!r} has an invalid port") from None
+        raise SpecError(key, f"{_shown(value)} has an invalid port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SpecError(key, f"{value!r} is not an http:// or https:// URL with a host")
+        raise SpecError(key, f"{_shown(value)} is not an http:// or https:// URL with a host")
     if parts.username or parts.password:
         raise SpecError(key, f"the URL for {parts.hostname} carries credentials; keep secrets out of annotations")
     return url
@@ -563,7 +581,7 @@ def service_takeovers(
         errors.append(
             SpecError(
                 PREFIX + short,
-                f"Service {name!r} was not created by deliver for this Deployment and does not select its "
+                f"Service {_shown(name)} was not created by deliver for this Deployment and does not select its "
                 f"pods (selector {shown}); deliver does not redirect it",
             )
         )

@@ -22,17 +22,26 @@ from .spec import REQUEST, STATE
 REQUESTS = VERBS  # the operator requests (their rules: strategies.requests.refusal)
 
 
+ANNOTATIONS_LIMIT = 256 * 1024  # bytes the API server allows for all annotations of an object together
+# bytes of a record read (deliver writes at most RECORD_BUDGET): more is refused unparsed
+RECORD_MAX = ANNOTATIONS_LIMIT
+REQUEST_MAX = 4096  # bytes of an operator request (deliver writes ~80): more is no request
+
+
 def read_state(deployment: dict[str, Any]) -> DeliveryState:
+    """The record of the Deployment (empty when it has none). Anyone who may edit the Deployment may
+    have written it: one over ``RECORD_MAX`` bytes, not JSON, or not a record (see
+    ``DeliveryState.from_dict`` and its caps) raises StateError, and the caller takes no action."""
     raw = ((deployment.get("metadata") or {}).get("annotations") or {}).get(STATE)
     if not raw:
         return DeliveryState()
+    text = str(raw)
+    if len(text) > RECORD_MAX or len(text.encode()) > RECORD_MAX:
+        raise StateError(f"{STATE} is not a valid deliver record: more than {RECORD_MAX} bytes")
     try:
-        return DeliveryState.from_dict(json.loads(raw))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StateError(f"{STATE} is not a valid deliver record: {exc}") from exc
-
-
-ANNOTATIONS_LIMIT = 256 * 1024  # bytes the API server allows for all annotations of an object together
+        return DeliveryState.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+        raise StateError(f"{STATE} is not a valid deliver record: {exc}") from None
 
 
 # Written first, in this order: readers without a JSON library read these without going through a
@@ -80,12 +89,12 @@ def write_state(
 def read_request(deployment: dict[str, Any]) -> tuple[str, str]:
     """(verb, id) of the pending operator request, or ("", "")."""
     raw = ((deployment.get("metadata") or {}).get("annotations") or {}).get(REQUEST)
-    if not raw:
+    if not raw or len(str(raw)) > REQUEST_MAX:
         return "", ""
     try:
-        data = json.loads(raw)
+        data = json.loads(str(raw))
         verb, rid = str(data["verb"]), str(data["id"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return "", ""
     return (verb, rid) if verb in REQUESTS else ("", "")
 

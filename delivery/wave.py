@@ -378,11 +378,21 @@ def preflight(wave: Wave, change: Change, kubes: Mapping[str, Kube]) -> list[str
     StageUnreachable when a cluster cannot be read: the caller exits 4 before anything is touched.
     """
     problems: list[str] = []
+    readers: dict[str, str] = {}  # Deployment uid -> the stage that reads it
     for s in wave.stages:
         deployment = read_stage(kubes[s.name], s)
         if deployment is None:
             problems.append(f"stage {s.name}: deployment {s.namespace}/{s.app} not found")
             continue
+        # One cluster under two names (a DNS alias, a load balancer: the URLs differ) is found here:
+        # a uid names one object of one cluster.
+        uid = str((deployment.get("metadata") or {}).get("uid") or "")
+        if uid and uid in readers:
+            problems.append(
+                f"stage {s.name}: deployment {s.namespace}/{s.app} is the very object stage {readers[uid]} reads "
+                f"(uid {uid}): the two stages are one cluster under two names (a stage twice)"
+            )
+        readers.setdefault(uid, s.name)
         problems += [f"stage {s.name}: {p}" for p in stage_problems(s, change, deployment)]
     return problems
 

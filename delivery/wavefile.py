@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from . import spec as specmod
-from . import templates
+from . import templates, yamlfile
 from .errors import SpecError, WaveFileError
 from .gate import Pin, manifest_pin
 
@@ -136,7 +137,7 @@ class Change:
 
     def canonical(self) -> dict[str, Any]:
         if self.manifest:
-            docs = [d for d in yaml.safe_load_all(self.manifest) if isinstance(d, dict)]
+            docs = [d for d in yamlfile.load_all(self.manifest) if isinstance(d, dict)]
             return {"manifest": docs}
         return {"images": [list(p) for p in self.images]}
 
@@ -176,7 +177,7 @@ class Change:
 def _manifest_deployment(text: str, stage: Stage) -> dict[str, Any]:
     """The pod template of ``stage.app``'s Deployment in the manifest (one for its namespace first)."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        docs = [d for d in yamlfile.load_all(text) if isinstance(d, dict)]
     except yaml.YAMLError as exc:
         raise ValueError(f"the manifest is not YAML: {exc}") from None
     flat: list[dict[str, Any]] = []
@@ -311,7 +312,7 @@ def parse(text: str, source: str = "wave file", base: Path | None = None) -> Wav
     """The wave in ``text``; raises WaveFileError listing every problem. ``base``: for relative kubeconfigs."""
     p = _Problems(source)
     try:
-        raw = yaml.safe_load(text)
+        raw = yamlfile.load(text)
     except yaml.YAMLError as exc:
         raise WaveFileError(source, [f"not valid YAML: {exc}"]) from None
     if not isinstance(raw, dict):
@@ -371,10 +372,11 @@ def parse(text: str, source: str = "wave file", base: Path | None = None) -> Wav
 def load(path: str) -> Wave:
     """Read and parse a wave file; an unreadable file is a WaveFileError too."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = yamlfile.read(path)
     except OSError as exc:
         raise WaveFileError(path, [f"cannot read it: {exc.strerror or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise WaveFileError(path, [f"not read: {exc}"]) from None
     return parse(text, path, Path(path).resolve().parent)
 
 
@@ -399,6 +401,27 @@ def default_kubeconfig(flag: str | None) -> str:
     return first or os.path.expanduser("~/.kube/config")
 
 
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}  # one machine's API server, however a kubeconfig names it
+
+
+def server_identity(url: str) -> str:
+    """One spelling of an API server's URL: scheme and host lower-case, the default port written
+    out, no trailing slash; ``localhost``, ``127.0.0.1`` and ``[::1]`` are one host. Two stages whose
+    servers have the same identity are on one cluster. (Two different names of one server, a DNS
+    alias or a load balancer, still look like two: the wave cannot tell offline.)"""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:  # a port that is not a number: compared as written
+        return url.strip().rstrip("/").lower()
+    if host in _LOOPBACK:
+        host = "127.0.0.1"
+    port = port or _DEFAULT_PORTS.get(scheme, 0)
+    return f"{scheme}://{host}:{port}{parts.path.rstrip('/')}"
+
+
 def resolve_clusters(wave: Wave, default: str) -> dict[str, ClusterRef]:
     """Each stage's kubeconfig, context and server, from the kubeconfig files only.
 
@@ -412,8 +435,7 @@ def resolve_clusters(wave: Wave, default: str) -> dict[str, ClusterRef]:
         path = s.kubeconfig or default
         if path not in files:
             try:
-                with open(path, encoding="utf-8") as fh:
-                    loaded = yaml.safe_load(fh)
+                loaded = yamlfile.load(yamlfile.read(path))
                 files[path] = loaded if isinstance(loaded, dict) else f"{path} is not a kubeconfig"
             except (OSError, yaml.YAMLError) as exc:
                 files[path] = f"cannot read kubeconfig {path}: {getattr(exc, 'strerror', None) or exc}"
@@ -444,7 +466,7 @@ def resolve_clusters(wave: Wave, default: str) -> dict[str, ClusterRef]:
         ref = out.get(s.name)
         if ref is None:
             continue
-        key = (ref.server.rstrip("/"), s.namespace, s.app)
+        key = (server_identity(ref.server), s.namespace, s.app)
         if key in seen:
             problems.append(
                 f"stage {s.name}: {s.namespace}/{s.app} on {ref.server} is stage {seen[key]} already (a stage twice)"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
+import reprlib
 import zlib
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +22,12 @@ KEPT_VERDICTS = 20  # verdicts a record keeps (the newest), when it has room
 KEPT_LOOKS = 30  # look points per check a record keeps for the current delivery (the newest)
 RECORD_BUDGET = 128 * 1024  # bytes: the API server allows 256 KiB for all annotations of an object together
 TEMPLATES = ("stableTemplate", "failedTemplate")
+# Caps on reading a record: it is an annotation anyone who may edit the Deployment can write by hand.
+PACKED_MAX = 1024 * 1024  # bytes a packed template may inflate to (a whole Deployment is at most ~1.5 MiB)
+RECORD_DEPTH = 64  # nesting of JSON arrays/objects in a record or a packed template (a pod template: ~12)
+RECORD_COUNT_MAX = 1_000_000  # a step index, extension count, ... (a canary has at most ~200 steps)
+RECORD_TIME_MAX = 32_503_680_000.0  # a time in a record: seconds since the epoch, before the year 3000
+RECORD_NUMBER_TEXT = 32  # characters of a number written as text (an older record's "3")
 
 
 class Strategy(StrEnum):
@@ -346,12 +354,14 @@ class StepVerdict:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StepVerdict:
+        """A verdict of a record; ValueError when a field is missing, of the wrong type or out of range."""
+        d = _object("verdict", d)
         return cls(
-            step=int(d["step"]),
+            step=record_int("verdict step", d["step"], lo=-RECORD_COUNT_MAX),
             outcome=str(d["outcome"]),
             summary=str(d.get("summary", "")),
-            at=float(d.get("at", 0.0)),
-            details=dict(d.get("details") or {}),
+            at=record_time("verdict at", d.get("at", 0.0)),
+            details=_object("verdict details", d.get("details") or {}),
             interim=bool(d.get("interim", False)),
         )
 
@@ -395,7 +405,16 @@ class LookPoint:
 
     @classmethod
     def from_list(cls, v: list[Any]) -> LookPoint:
-        return cls(float(v[0]), int(v[1]), str(v[2]), _num(v[3]), _num(v[4]), _num(v[5]), _num(v[6]))
+        """A look point of a record; ValueError when it is not a list of 7 or its time or step is bad.
+        The evidence numbers may be NaN or infinite (an analysis keeps them so); readers cope."""
+        if not isinstance(v, list) or len(v) < 7:
+            raise ValueError(f"a look point is a list of 7 values, not {_shown(v)}")
+        return cls(
+            record_time("look at", v[0]),
+            record_int("look step", v[1], lo=-RECORD_COUNT_MAX),
+            str(v[2]),
+            *(_num(x) for x in v[3:7]),
+        )
 
 
 def with_look(
@@ -501,6 +520,19 @@ class DeliveryState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeliveryState:
+        """The record from its JSON data. Anyone who may edit the Deployment may have written it: a
+        field of the wrong type, a time or count that is not finite or out of range, nesting deeper
+        than ``RECORD_DEPTH`` or a packed template that is not one (or inflates past ``PACKED_MAX``)
+        raises ValueError naming the field. The evidence numbers of verdicts and looks are data."""
+        try:
+            return cls._from_dict(d)
+        except (KeyError, TypeError, AttributeError, OverflowError, RecursionError) as exc:
+            raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def _from_dict(cls, d: dict[str, Any]) -> DeliveryState:
+        d = _object("the record", d)
+        check_depth(d)
         phase = Phase(d.get("phase", Phase.IDLE.value))
         message = str(d.get("message", ""))
         hold = HoldReason(d["hold"]) if "hold" in d else HoldReason.from_legacy(phase, message)
@@ -510,29 +542,29 @@ class DeliveryState:
             revision=str(d.get("revision", "")),
             stable_revision=str(d.get("stableRevision", "")),
             stable_hash=str(d.get("stableHash", "")),
-            step=int(d.get("step", 0)),
-            step_started=float(d.get("stepStarted", 0.0)),
-            started=float(d.get("started", 0.0)),
-            finished=float(d.get("finished", 0.0)),
-            switched=float(d.get("switched", 0.0)),
-            analysis_started=float(d.get("analysisStarted", 0.0)),
-            extensions=int(d.get("extensions", 0)),
-            weight=int(d.get("weight", 0)),
+            step=record_int("step", d.get("step", 0), lo=-RECORD_COUNT_MAX),  # -1: rolling back
+            step_started=record_time("stepStarted", d.get("stepStarted", 0.0)),
+            started=record_time("started", d.get("started", 0.0)),
+            finished=record_time("finished", d.get("finished", 0.0)),
+            switched=record_time("switched", d.get("switched", 0.0)),
+            analysis_started=record_time("analysisStarted", d.get("analysisStarted", 0.0)),
+            extensions=record_int("extensions", d.get("extensions", 0)),
+            weight=record_int("weight", d.get("weight", 0), 100),
             message=message,
             hold=hold,
-            router_down_since=float(d.get("routerDownSince", 0.0)),
+            router_down_since=record_time("routerDownSince", d.get("routerDownSince", 0.0)),
             router_problem=str(d.get("routerProblem", "")),
             failed_revision=str(d.get("failedRevision", "")),
-            failed_template=d.get("failedTemplate") or _unpack(d.get("failedTemplatePacked")),
+            failed_template=_template(d, "failedTemplate"),
             retrying=str(d.get("retrying", "")),
-            stable_template=d.get("stableTemplate") or _unpack(d.get("stableTemplatePacked")),
+            stable_template=_template(d, "stableTemplate"),
             handled_request=str(d.get("handledRequest", "")),
-            hooks=tuple(str(h) for h in d.get("hooks") or ()),
-            verdicts=tuple(StepVerdict.from_dict(v) for v in d.get("verdicts", [])),
+            hooks=tuple(str(h) for h in _array("hooks", d.get("hooks") or [])),
+            verdicts=tuple(StepVerdict.from_dict(v) for v in _array("verdicts", d.get("verdicts", []))),
             running=StepVerdict.from_dict(d["running"]) if d.get("running") else None,
             looks={
-                str(name): tuple(LookPoint.from_list(p) for p in points)
-                for name, points in (d.get("looks") or {}).items()
+                str(name): tuple(LookPoint.from_list(p) for p in _array("looks", points))
+                for name, points in _object("looks", d.get("looks") or {}).items()
             },
         )
 
@@ -547,11 +579,93 @@ def _pack(template: dict[str, Any]) -> str:
     return base64.b64encode(zlib.compress(raw, 9)).decode()
 
 
-def _unpack(text: Any) -> dict[str, Any] | None:
+def _template(d: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """A template of the record, as it is (``key``) or packed (``key + "Packed"``), or None."""
+    if d.get(key):
+        return _object(key, d[key])
+    return _unpack(key + "Packed", d.get(key + "Packed"))
+
+
+def _unpack(key: str, text: Any) -> dict[str, Any] | None:
+    """A packed template (``_pack``), inflated to at most ``PACKED_MAX`` bytes: a few hundred KiB of
+    hand-written zeros would otherwise inflate to gigabytes in one read."""
     if not text:
         return None
-    loaded: dict[str, Any] = json.loads(zlib.decompress(base64.b64decode(str(text))))
+    if not isinstance(text, str):
+        raise ValueError(f"{key} is not text but {_shown(text)}")
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.b64decode(text, validate=True), PACKED_MAX + 1)
+    except zlib.error as exc:
+        raise ValueError(f"{key} is not zlib data ({exc})") from None
+    if len(raw) > PACKED_MAX:
+        raise ValueError(f"{key} inflates past {PACKED_MAX} bytes")
+    if not inflater.eof:
+        raise ValueError(f"{key} is truncated")
+    loaded = _object(key, json.loads(raw))
+    check_depth(loaded)
     return loaded
+
+
+def check_depth(value: Any, limit: int = RECORD_DEPTH) -> None:
+    """ValueError if JSON data nests deeper than ``limit`` arrays/objects (walked without recursion)."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            raise ValueError(f"nested deeper than {limit} levels")
+        todo.extend((child, depth + 1) for child in children)
+
+
+def record_int(key: str, value: Any, hi: int = RECORD_COUNT_MAX, lo: int = 0) -> int:
+    """A count of a record (a step, a weight): a whole number in lo..hi; ValueError otherwise."""
+    number = _finite(key, value)
+    if not lo <= number <= hi:
+        raise ValueError(f"{key}: {_shown(value)} is out of range ({lo}..{hi})")
+    return int(number)
+
+
+def record_time(key: str, value: Any) -> float:
+    """A time of a record: seconds since the epoch, finite, 0..RECORD_TIME_MAX; ValueError otherwise."""
+    number = _finite(key, value)
+    if not 0 <= number <= RECORD_TIME_MAX:
+        raise ValueError(f"{key}: {_shown(value)} is out of range (0..{RECORD_TIME_MAX:.0f})")
+    return number
+
+
+def _finite(key: str, value: Any) -> float:
+    if isinstance(value, str) and len(value) <= RECORD_NUMBER_TEXT:
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"{key}: {_shown(value)} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key}: {_shown(value)} is not a number")
+    if isinstance(value, int):
+        return value if abs(value) <= RECORD_TIME_MAX else math.inf  # no float overflow of a huge int
+    if not math.isfinite(value):
+        raise ValueError(f"{key}: {value} is not a finite number")
+    return value
+
+
+def _object(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} is not a JSON object but {_shown(value)}")
+    return value
+
+
+def _array(key: str, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{key} is not a JSON array but {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A value of a record in a message: its type and a short form of it (reprlib: bounded)."""
+    return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
 def _bounded(d: dict[str, Any], budget: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -40,6 +41,8 @@ MAX_NEGLIGIBLE_RATE = 0.1
 # Per-window increments are fetched at this resolution (seconds); see docs/analysis.md.
 DEFAULT_RESOLUTION = 60.0
 MIN_RESOLUTION, MAX_RESOLUTION = 1.0, 3600.0
+NUMBER_TEXT = 32  # characters of a number in an annotation (0.0001, 1e-3, ...): more is refused unparsed
+SHOWN = 80  # characters of a value quoted in a message
 
 # Keys a check of each kind needs; every query is written once, arm-neutral ({hash}, {service}),
 # and evaluated once for the canary and once for the baseline.
@@ -133,7 +136,7 @@ def safe_value(name: str, value: str) -> str:
     """Return ``value`` if it can be substituted into PromQL without escaping; raise QueryError."""
     if not _SAFE_VALUE_RE.match(value):
         raise QueryError(
-            f"refusing to substitute placeholder {{{name}}} = {value!r}: only letters, digits and "
+            f"refusing to substitute placeholder {{{name}}} = {_shown(value)}: only letters, digits and "
             "._:/- are allowed (a quote, backslash, brace or newline could break out of a label matcher)"
         )
     return value
@@ -157,18 +160,29 @@ def render_query(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER_RE.sub(sub, template)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = SHOWN
+
+
+def _shown(value: object) -> str:
+    """A value as quoted in a message: repr, at most ``SHOWN`` characters of it."""
+    return _REPR.repr(value)
+
+
 def _float(key: str, text: str, lo: float, hi: float, lo_open: bool = True) -> float:
+    if len(text) > NUMBER_TEXT:
+        raise SpecError(key, f"{_shown(text)} is not a number of at most {NUMBER_TEXT} characters")
     try:
         v = float(text)
     except ValueError:
-        raise SpecError(key, f"{text!r} is not a number") from None
+        raise SpecError(key, f"{_shown(text)} is not a number") from None
     if not math.isfinite(v) or v > hi or v < lo or (lo_open and v == lo):
         bound = "(" if lo_open else "["
-        raise SpecError(key, f"{text!r} must be in {bound}{lo}, {hi}]")
+        raise SpecError(key, f"{_shown(text)} must be in {bound}{lo}, {hi}]")
     return v
 
 
-_DURATION_RE = re.compile(r"^([0-9]+)(s|m|h)?$")
+_DURATION_RE = re.compile(r"^([0-9]{1,9})(s|m|h)?$")  # bounded: never int() of thousands of digits
 
 
 def parse_resolution(text: str) -> float:
@@ -176,10 +190,10 @@ def parse_resolution(text: str) -> float:
     [1s, 1h]; raise SpecError otherwise."""
     m = _DURATION_RE.match(text.strip())
     if not m:
-        raise SpecError(KEY_RESOLUTION, f"{text!r} is not a duration such as 60s, 2m or 1h")
+        raise SpecError(KEY_RESOLUTION, f"{_shown(text)} is not a duration such as 60s, 2m or 1h")
     seconds = float(int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2) or "s"])
     if not MIN_RESOLUTION <= seconds <= MAX_RESOLUTION:
-        raise SpecError(KEY_RESOLUTION, f"{text!r} must be between 1s and 1h")
+        raise SpecError(KEY_RESOLUTION, f"{_shown(text)} must be between 1s and 1h")
     return seconds
 
 
@@ -190,10 +204,10 @@ def _options(key: str, text: str) -> dict[str, str]:
         if not part:
             continue
         if "=" not in part:
-            raise SpecError(key, f"{part!r} is not key=value")
+            raise SpecError(key, f"{_shown(part)} is not key=value")
         k, v = (s.strip() for s in part.split("=", 1))
         if k in out:
-            raise SpecError(key, f"option {k!r} given twice")
+            raise SpecError(key, f"option {_shown(k)} given twice")
         out[k] = v
     return out
 
@@ -209,26 +223,28 @@ def _apply_options(spec: CheckSpec, key: str, opts: Mapping[str, str]) -> CheckS
     changes: dict[str, object] = {}
     if "kind" in opts:
         if opts["kind"] not in KINDS:
-            raise SpecError(key, f"kind={opts['kind']!r} must be one of {', '.join(KINDS)}")
+            raise SpecError(key, f"kind={_shown(opts['kind'])} must be one of {', '.join(KINDS)}")
         if spec.template is not None and opts["kind"] != spec.kind:
             raise SpecError(key, f"built-in check {spec.name} is of kind {spec.kind}")
         changes["kind"] = opts["kind"]
     if "direction" in opts:
         if opts["direction"] not in DIRECTIONS:
-            raise SpecError(key, f"direction={opts['direction']!r} must be one of {', '.join(DIRECTIONS)}")
+            raise SpecError(key, f"direction={_shown(opts['direction'])} must be one of {', '.join(DIRECTIONS)}")
         changes["direction"] = opts["direction"]
     if "max-effect" in opts:
         changes["max_effect"] = _float(key, opts["max-effect"], 0.0, 100.0)
     if "critical" in opts:
         v = opts["critical"].lower()
         if v not in _BOOL:
-            raise SpecError(key, f"critical={opts['critical']!r} must be true or false")
+            raise SpecError(key, f"critical={_shown(opts['critical'])} must be true or false")
         changes["critical"] = _BOOL[v]
     if "min-samples" in opts:
         try:
+            if len(opts["min-samples"]) > NUMBER_TEXT:
+                raise ValueError("too long")
             n = int(opts["min-samples"])
         except ValueError:
-            raise SpecError(key, f"min-samples={opts['min-samples']!r} is not an integer") from None
+            raise SpecError(key, f"min-samples={_shown(opts['min-samples'])} is not an integer") from None
         if n < 1 or n > 10**12:
             raise SpecError(key, "min-samples must be at least 1")
         changes["min_samples"] = n
@@ -243,12 +259,12 @@ def _custom_from_configmap(name: str, kind: str, cm_name: str, data: Mapping[str
     key = f"{KEY_CONFIG} ({cm_name})"
     kind = data.get(f"{name}.kind", kind).strip()
     if kind not in KINDS:
-        raise SpecError(f"{key} {name}.kind", f"{kind!r} must be one of {', '.join(KINDS)}")
+        raise SpecError(f"{key} {name}.kind", f"{_shown(kind)} must be one of {', '.join(KINDS)}")
     queries: dict[str, str] = {}
     for q in QUERY_KEYS[kind]:
         dkey = f"{name}.{q}"
         if dkey not in data:
-            raise SpecError(key, f"custom check {name!r} of kind {kind} needs data key {dkey!r}")
+            raise SpecError(key, f"custom check {_shown(name)} of kind {kind} needs data key {_shown(dkey)}")
         validate_template(f"{key} {dkey}", data[dkey])
         queries[q] = data[dkey].strip()
     return kind, queries
@@ -282,14 +298,14 @@ def parse_checks(
         if not part:
             continue
         if not _NAME_RE.match(part):
-            raise SpecError(KEY_CHECKS, f"{part!r} is not a valid check name (lowercase letters, digits, '-')")
+            raise SpecError(KEY_CHECKS, f"{_shown(part)} is not a valid check name (lowercase letters, digits, '-')")
         if part in names:
-            raise SpecError(KEY_CHECKS, f"check {part!r} listed twice")
+            raise SpecError(KEY_CHECKS, f"check {_shown(part)} listed twice")
         names.append(part)
 
     family = annotations.get(KEY_METRICS, "http").strip()
     if family not in METRIC_FAMILIES:
-        raise SpecError(KEY_METRICS, f"{family!r} must be one of {', '.join(METRIC_FAMILIES)}")
+        raise SpecError(KEY_METRICS, f"{_shown(family)} must be one of {', '.join(METRIC_FAMILIES)}")
     alpha = DEFAULT_ALPHA
     if KEY_ALPHA in annotations:
         alpha = _float(KEY_ALPHA, annotations[KEY_ALPHA].strip(), 0.0, 0.5)
@@ -298,12 +314,12 @@ def parse_checks(
         resolution = parse_resolution(annotations[KEY_RESOLUTION])
     cm_name = annotations.get(KEY_CONFIG, "").strip() or None
     if cm_name is not None and not _CONFIGMAP_RE.match(cm_name):
-        raise SpecError(KEY_CONFIG, f"{cm_name!r} is not a valid ConfigMap name")
+        raise SpecError(KEY_CONFIG, f"{_shown(cm_name)} is not a valid ConfigMap name")
 
     for key in annotations:
         if key.startswith(KEY_CHECK_OPTIONS) and key[len(KEY_CHECK_OPTIONS) :] not in names:
             raise SpecError(
-                key, f"options for check {key[len(KEY_CHECK_OPTIONS) :]!r}, which {KEY_CHECKS} does not list"
+                key, f"options for check {_shown(key[len(KEY_CHECK_OPTIONS) :])}, which {KEY_CHECKS} does not list"
             )
     if not names:
         if KEY_CHECKS in annotations or any(k.startswith(PREFIX + "analysis") for k in annotations):
@@ -323,12 +339,12 @@ def parse_checks(
             if cm_name is None:
                 raise SpecError(
                     KEY_CHECKS,
-                    f"custom check {name!r} needs its PromQL in a ConfigMap named by {KEY_CONFIG} "
+                    f"custom check {_shown(name)} needs its PromQL in a ConfigMap named by {KEY_CONFIG} "
                     f"(built-ins: {', '.join(BUILTIN_CHECKS)})",
                 )
             kind = opts.get("kind", "errors")
             if kind not in KINDS:
-                raise SpecError(okey, f"kind={kind!r} must be one of {', '.join(KINDS)}")
+                raise SpecError(okey, f"kind={_shown(kind)} must be one of {', '.join(KINDS)}")
             queries: dict[str, str] = {}
             if configmaps is not None:
                 if data is None:
@@ -337,10 +353,10 @@ def parse_checks(
                     except (SpecError, KubeError):
                         raise  # an API error (not a missing ConfigMap) is the caller's to retry
                     except Exception as exc:  # the ConfigMap itself is missing or unreadable
-                        raise SpecError(KEY_CONFIG, f"cannot read ConfigMap {cm_name!r}: {exc}") from exc
+                        raise SpecError(KEY_CONFIG, f"cannot read ConfigMap {_shown(cm_name)}: {exc}") from exc
                 cm_kind, queries = _custom_from_configmap(name, kind, cm_name, data)
                 if "kind" in opts and cm_kind != kind:
-                    raise SpecError(okey, f"kind={kind} but ConfigMap {cm_name!r} declares {name}.kind={cm_kind}")
+                    raise SpecError(okey, f"kind={kind} but ConfigMap {_shown(cm_name)} declares {name}.kind={cm_kind}")
                 kind = cm_kind
             spec = CheckSpec(name, kind, None, queries, alpha=alpha, resolution=resolution)
         if spec.template is None:

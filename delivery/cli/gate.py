@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .. import junit, output
+from .. import junit, output, yamlfile
 from ..gate import Pin, manifest_pin, wait
 from .context import Globals, common, fail, note
 from .params import Duration, Image, TemplateRevision
@@ -104,7 +104,7 @@ def _pin(app: str, revision: str | None, image: str | None, manifest: Any) -> Pi
         raise click.UsageError(f"give at most one of --revision, --image, --manifest (got {' and '.join(given)})")
     if manifest is not None:
         try:
-            return manifest_pin(manifest.read(), app)
+            return manifest_pin(manifest.read(yamlfile.YAML_MAX + 1), app)
         except (ValueError, OSError) as exc:
             raise click.BadParameter(str(exc), param_hint="'--manifest'") from None
     return Pin(revision=revision or "", image=image or "")

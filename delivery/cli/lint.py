@@ -8,7 +8,7 @@ from typing import Any
 import click
 import yaml
 
-from .. import output
+from .. import output, yamlfile
 from .. import spec as specmod
 from ..errors import SpecError
 from ..gate import EXIT_FAILED, EXIT_USAGE
@@ -107,7 +107,7 @@ def read_manifest(path: str) -> tuple[list[Any], dict[str, Any] | None]:
     except OSError as exc:
         fail(f"{path}: {exc.strerror or exc}", EXIT_USAGE)
     try:
-        return list(yaml.safe_load_all(text)), None
+        return yamlfile.load_all(text), None
     except yaml.YAMLError as exc:
         return [], {
             "file": path,

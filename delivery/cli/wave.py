@@ -12,8 +12,9 @@ import time
 from typing import Any, TextIO
 
 import click
+import yaml
 
-from .. import output
+from .. import output, yamlfile
 from ..errors import DeliverError, KubeError, WaveBusy, WaveFileError
 from ..gate import EXIT_API, EXIT_FAILED, EXIT_USAGE
 from ..wave import (
@@ -287,9 +288,12 @@ def _change(images: tuple[tuple[str, str], ...], manifest: Any) -> Change:
         raise click.UsageError("give --image or --manifest, not both")
     if manifest is not None:
         try:
-            text = manifest.read()
+            text = manifest.read(yamlfile.YAML_MAX + 1)
+            yamlfile.load_all(text)  # bounded (no aliases, size and node caps): refused here, exit 2
         except OSError as exc:
             raise click.BadParameter(str(exc), param_hint="'--manifest'") from None
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"not read as YAML: {exc}", param_hint="'--manifest'") from None
         return Change(manifest=text, manifest_name=getattr(manifest, "name", "-"))
     if not images:
         raise click.UsageError("the change is missing: give --image [NAME=]IMAGE or --manifest FILE")

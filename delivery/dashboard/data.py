@@ -18,6 +18,7 @@ from ..health import is_ready
 from ..kube import DEPLOYMENTS, PODS, REPLICASETS, Kube
 
 JSON = dict[str, Any]
+ERROR_SHOWN = 200  # characters of an error shown for a Deployment the dashboard cannot show
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,12 @@ def collect(kube: Kube, namespace: str | None, now: float | None = None) -> Snap
             pods = kube.items(PODS, namespace)
         except KubeError as exc:
             warnings.append(f"pods per version not shown: {exc}")
-    deliveries = [delivery(d, replicasets, pods) for d in deployments]
+    deliveries = []
+    for d in deployments:
+        try:
+            deliveries.append(delivery(d, replicasets, pods))
+        except Exception as exc:  # one Deployment's hostile or broken data must not hide the others
+            deliveries.append(broken(d, exc))
     deliveries.sort(key=lambda d: (d.status["namespace"], d.status["name"]))
     return Snapshot(now, scope, tuple(deliveries), warnings=tuple(warnings))
 
@@ -101,6 +107,23 @@ def denied(exc: KubeError, what: str) -> str:
 def delivery(deployment: JSON, replicasets: list[JSON], pods: list[JSON]) -> Delivery:
     s = status_dict(deployment)
     return Delivery(s, versions(deployment, s, replicasets, pods), ladder(deployment, s))
+
+
+def broken(deployment: JSON, exc: Exception) -> Delivery:
+    """A Deployment the dashboard cannot show: its name and why (``status["error"]``), nothing else."""
+    meta = deployment.get("metadata") or {}
+    why = f"this delivery cannot be shown ({type(exc).__name__}: {str(exc)[:ERROR_SHOWN]}); see `deliver status`"
+    status: JSON = {
+        "namespace": str(meta.get("namespace", "")),
+        "name": str(meta.get("name", "")),
+        "valid": False,
+        "problems": [],
+        "phase": "Unknown",
+        "ready": 0,
+        "replicas": 0,
+        "error": why,
+    }
+    return Delivery(status)
 
 
 def _owned_by(obj: JSON, uid: str) -> bool:

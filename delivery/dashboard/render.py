@@ -16,6 +16,7 @@ from urllib.parse import quote
 from .. import output
 from .data import Delivery, Snapshot
 
+SHOWN = 300  # characters of an error shown for a delivery that cannot be rendered
 VERBS = ("promote", "pause", "resume", "abort", "retry")  # the buttons, in the order shown
 LIST_COLUMNS = ("DELIVERY", "STRATEGY", "PHASE", "STEP", "WEIGHT", "READY", "REVISION", "AGE")
 POD_COLUMNS = ("VERSION", "REVISION", "REPLICASET", "IMAGES", "READY", "NOT READY", "RESTARTS")
@@ -72,25 +73,39 @@ def list_html(snap: Snapshot, selected: str) -> str:
         return f'<p class="empty">No deliveries found in {escape(snap.scope)}.</p>'
     rows = []
     for d in snap.deliveries:
-        s = d.status
-        phase = s.get("phase", "Idle") if s["valid"] else "Invalid"
-        age = output.age(snap.at - float(s["started"])) if s.get("started") else "-"
-        chosen = ' class="selected"' if d.key == selected else ""
-        rows.append(
-            f'<tr data-key="{escape(d.key)}"{chosen}>'
-            f'<td class="name"><a href="/?d={quote(d.key, safe="")}">{escape(d.key)}</a></td>'
-            f"<td>{escape(str(s.get('strategy', '')))}</td>"
-            f'<td class="phase {phase_class(phase)}">{escape(phase)}</td>'
-            f'<td class="step">{int(s.get("step", 0) or 0) + 1}</td>'
-            f'<td class="weight">{escape(str(s.get("weight", 0)))}%</td>'
-            f"<td>{s['ready']}/{s['replicas']}</td>"
-            f'<td class="revision">{escape(str(s.get("revision") or s.get("target", "")))}</td>'
-            f"<td>{escape(age)}</td></tr>"
-        )
-    head = "".join(
-        f"<th>{h}</th>" for h in ("DELIVERY", "STRATEGY", "PHASE", "STEP", "WEIGHT", "READY", "REVISION", "AGE")
-    )
+        try:
+            rows.append(list_row(snap, d, selected))
+        except Exception as exc:  # one Deployment's bad data shows as its own error row, the rest render
+            rows.append(broken_row(d, f"this delivery cannot be shown ({type(exc).__name__}: {exc})"))
+    head = "".join(f"<th>{h}</th>" for h in LIST_COLUMNS)
     return f'<table class="deliveries"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def broken_row(d: Delivery, why: str) -> str:
+    return (
+        f'<tr data-key="{escape(d.key)}" class="broken"><td class="name"><a href="/?d={quote(d.key, safe="")}">'
+        f'{escape(d.key)}</a></td><td colspan="{len(LIST_COLUMNS) - 1}" class="error">{escape(why[:SHOWN])}</td></tr>'
+    )
+
+
+def list_row(snap: Snapshot, d: Delivery, selected: str) -> str:
+    s = d.status
+    if s.get("error"):
+        return broken_row(d, str(s["error"]))
+    phase = s.get("phase", "Idle") if s["valid"] else "Invalid"
+    age = output.age(snap.at - float(s["started"])) if s.get("started") else "-"
+    chosen = ' class="selected"' if d.key == selected else ""
+    return (
+        f'<tr data-key="{escape(d.key)}"{chosen}>'
+        f'<td class="name"><a href="/?d={quote(d.key, safe="")}">{escape(d.key)}</a></td>'
+        f"<td>{escape(str(s.get('strategy', '')))}</td>"
+        f'<td class="phase {phase_class(phase)}">{escape(phase)}</td>'
+        f'<td class="step">{int(s.get("step", 0) or 0) + 1}</td>'
+        f'<td class="weight">{escape(str(s.get("weight", 0)))}%</td>'
+        f"<td>{s['ready']}/{s['replicas']}</td>"
+        f'<td class="revision">{escape(str(s.get("revision") or s.get("target", "")))}</td>'
+        f"<td>{escape(age)}</td></tr>"
+    )
 
 
 def detail_html(snap: Snapshot, selected: str, read_only: bool) -> str:
@@ -101,6 +116,16 @@ def detail_html(snap: Snapshot, selected: str, read_only: bool) -> str:
         if snap.error:
             return ""
         return f'<p class="empty">No delivery {escape(selected)} in {escape(snap.scope)}.</p>'
+    try:
+        if d.status.get("error"):
+            raise ValueError(d.status["error"])
+        return delivery_html(snap, d, read_only)
+    except Exception as exc:  # one Deployment's bad data: say so in its own detail, nothing else breaks
+        why = str(exc) if d.status.get("error") else f"this delivery cannot be shown ({type(exc).__name__}: {exc})"
+        return f'<h2>{escape(d.key)}</h2><div class="error broken">{escape(why[:SHOWN])}</div>'
+
+
+def delivery_html(snap: Snapshot, d: Delivery, read_only: bool) -> str:
     s = d.status
     phase = s.get("phase", "Idle") if s["valid"] else "Invalid"
     parts = [

@@ -11,6 +11,7 @@ server is bound to, JSON, and the per-server token the page carries (CSRF).
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import time
@@ -29,6 +30,7 @@ from ..state import send_request
 from .data import Snapshot, collect, denied
 from .render import VERBS, detail_html, error_html, list_html, page
 
+log = logging.getLogger("deliver.dashboard")
 Check = Callable[[dict[str, Any], str], "str | None"]  # why a request may not be sent now (None: it may)
 ATTEMPTS = 5  # writes lost to a concurrent change before giving up (as the CLI)
 HEARTBEAT = 15.0  # seconds between keep-alive comments on an idle event stream
@@ -62,7 +64,16 @@ class Dashboard:
 
     def poll(self) -> None:
         while not self.stopping.is_set():
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as exc:  # the poller must outlive any one bad read: the page says what failed
+                log.exception("dashboard read failed")
+                with self.changed:
+                    self.snapshot = Snapshot(
+                        time.time(), self.snapshot.scope, error=f"reading the cluster failed: {exc}"
+                    )
+                    self.version += 1
+                    self.changed.notify_all()
             self.stopping.wait(self.interval)
 
     def wait_change(self, seen: int, timeout: float) -> tuple[int, Snapshot]:
