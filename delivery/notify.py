@@ -22,6 +22,7 @@ mounted by the chart; never an annotation): ``X-Deliver-Signature: sha256=HEX``,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import hmac
@@ -285,6 +286,10 @@ class Notifier:
         self.max_backoff = max_backoff
         self.timeout = timeout  # one wall-clock deadline per attempt
         self.egress = egress
+        # The operator's own targets (the flags) are reached under the same policy with their hosts
+        # allowed; a tenant's URL on the same host still goes through ``egress`` alone.
+        operator_hosts = tuple(h for h in (urlsplit(t.url).hostname for t in targets) if h)
+        self._operator_egress = dataclasses.replace(egress, allow_hosts=egress.allow_hosts + operator_hosts)
         self._ready: dict[str, deque[_Job]] = {}  # per namespace, oldest first
         self._turns: deque[str] = deque()  # namespaces with ready jobs, in round-robin order
         self._delayed: list[_Job] = []  # retries, by due time
@@ -478,9 +483,8 @@ class Notifier:
         body = encoded(body_slack(n) if job.target.format == "slack" else body_json(n))
         if not body:
             return "the notification does not fit the request cap"
-        answer = post(
-            job.target.url, body, signed_headers(self.secret, body, n.id, n.namespace), self.egress, self.timeout
-        )
+        policy = self._operator_egress if job.target in self.targets else self.egress
+        answer = post(job.target.url, body, signed_headers(self.secret, body, n.id, n.namespace), policy, self.timeout)
         return None if answer.ok else answer.detail or answer.outcome
 
 
