@@ -604,9 +604,16 @@ def test_run_hands_the_egress_policy_and_fairness_limits_to_hooks_and_notificati
     monkeypatch.setattr(Controller, "run", instead_of_running)
     monkeypatch.setattr("signal.signal", lambda *_args: None)
     monkeypatch.setattr("delivery.logs.setup", lambda **_kwargs: None)
-    args = ["--egress-allow-host", "*.ci.svc", "--egress-allow-cidr", "127.0.0.0/8", "--egress-deny-cidr",
-            "10.96.0.0/12", "--egress-deny-cidr", "10.244.0.0/16", "--no-egress-public",
-            "--hook-calls-per-namespace", "3", "--notify-senders", "6", "--notify-queue-per-namespace", "20"]  # fmt: skip
+    args = [
+        "--egress-allow-host=*.ci.svc",
+        "--egress-allow-cidr=127.0.0.0/8",
+        "--egress-deny-cidr=10.96.0.0/12",
+        "--egress-deny-cidr=10.244.0.0/16",
+        "--no-egress-public",
+        "--hook-calls-per-namespace=3",
+        "--notify-senders=6",
+        "--notify-queue-per-namespace=20",
+    ]
     result = CliRunner().invoke(cli.main, ["run", "--metrics-addr", "0", *args])
     assert isinstance(result.exception, RuntimeError), result.output
     [(hook_pool, notifier)] = seen

@@ -7,6 +7,7 @@ queue, and the counters /metrics shows.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import time
@@ -240,27 +241,38 @@ def test_a_bad_webhook_url_is_an_invalid_annotation_and_no_action(url: str, need
     assert "deliver.dev/notify-webhook" in warning["message"] and needle in warning["message"]
 
 
-def test_the_chart_passes_cluster_wide_notifications_and_the_secret_by_environment() -> None:
+def test_the_chart_passes_cluster_wide_notifications_and_the_secret_from_secrets() -> None:
     from tests.test_chart import kinds, render
 
-    def env(*sets: str) -> dict[str, Any]:
-        [dep] = kinds(render(*sets))["Deployment"]
-        return {
+    def env(*sets: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        by = kinds(render(*sets))
+        [dep] = by["Deployment"]
+        found = {
             e["name"]: e.get("value", e.get("valueFrom"))
             for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
         }
+        return found, {s["metadata"]["name"]: s for s in by.get("Secret", [])}
 
-    plain = env()
+    plain, secrets = env()
     assert not {"DELIVER_NOTIFY_WEBHOOK", "DELIVER_NOTIFY_SLACK", "DELIVER_WEBHOOK_SECRET"} & set(plain)
-    got = env(
+    assert secrets == {}
+    got, secrets = env(
         "notifications.webhooks={https://a.example/x,https://b.example/y}",
         "notifications.slackSecret.name=slack",
         "notifications.secret.name=hmac",
     )
-    assert got["DELIVER_NOTIFY_WEBHOOK"] == "https://a.example/x https://b.example/y"
+    assert got["DELIVER_NOTIFY_WEBHOOK"] == {"secretKeyRef": {"name": "rel-deliver-notifications", "key": "webhooks"}}
+    stored = base64.b64decode(secrets["rel-deliver-notifications"]["data"]["webhooks"]).decode()
+    assert stored == "https://a.example/x https://b.example/y"
     assert got["DELIVER_NOTIFY_SLACK"] == {"secretKeyRef": {"name": "slack", "key": "url"}}
     assert got["DELIVER_WEBHOOK_SECRET"] == {"secretKeyRef": {"name": "hmac", "key": "secret"}}
-    assert env("notifications.slack={https://s.example/x}")["DELIVER_NOTIFY_SLACK"] == "https://s.example/x"
+    got, secrets = env("notifications.slack={https://s.example/T0/B0/XXXX}")
+    assert got["DELIVER_NOTIFY_SLACK"] == {"secretKeyRef": {"name": "rel-deliver-notifications", "key": "slack"}}
+    assert "XXXX" not in str(kinds(render("notifications.slack={https://s.example/T0/B0/XXXX}"))["Deployment"])
+    got, secrets = env("notifications.existingSecret.name=mine")
+    assert got["DELIVER_NOTIFY_WEBHOOK"]["secretKeyRef"] == {"name": "mine", "key": "webhooks", "optional": True}
+    assert got["DELIVER_NOTIFY_SLACK"]["secretKeyRef"] == {"name": "mine", "key": "slack", "optional": True}
+    assert secrets == {}
 
 
 # ------------------------------------------------------------------ fairness between namespaces
