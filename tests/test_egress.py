@@ -9,19 +9,23 @@ would with ``deliver run --egress-allow-cidr 127.0.0.0/8``.
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from delivery import hooks
+from delivery import egress, hooks
 from delivery.egress import LOOPBACK, MAX_REQUEST_BYTES, EgressPolicy
 from delivery.errors import SpecError
 from delivery.hooks import HookPool
 from delivery.notify import Notification, Notifier, Target
 from delivery.spec import parse
+from e2e._pki import make_pki
 from e2e.receiver import Receiver
 from tests.fixture import Fixture, template
 
@@ -236,3 +240,45 @@ def test_a_notification_with_a_huge_verdict_is_sent_within_the_request_cap(rx: R
     assert len(got.body) <= MAX_REQUEST_BYTES
     assert got.json()["verdict"]["outcome"] == "fail" and got.json()["verdict"]["truncated"] is True
     notifier.stop()
+
+
+def test_tls_keeps_the_urls_host_for_sni_and_the_certificate_while_connecting_to_the_checked_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """https://kubernetes.default.svc resolved (once) to an allowed 127.0.0.1: the TLS handshake names
+    the URL's host (SNI), the certificate is checked for it, and the Host header is the URL's."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not found")
+    pki = make_pki(tmp_path, {})
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki.serving_cert, pki.serving_key)
+    names: list[str | None] = []
+
+    def sni(_sock: Any, name: str | None, _ctx: Any) -> None:
+        names.append(name)
+
+    server_ctx.sni_callback = sni
+    client_ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    monkeypatch.setattr(egress, "_SSL", client_ctx)
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, port, *a, **k: (
+            [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+            if host == "kubernetes.default.svc"
+            else real(host, port, *a, **k)
+        ),
+    )
+    rx = Receiver()
+    rx.httpd.socket = server_ctx.wrap_socket(rx.httpd.socket, server_side=True)
+    with rx:
+        port = rx.httpd.server_address[1]
+        policy = EgressPolicy.parse(allow_cidrs=("127.0.0.1/32",))
+        ok, detail = hooks.request(f"https://kubernetes.default.svc:{port}/pre", {}, 5.0, egress=policy)
+        assert (ok, detail) == (True, "HTTP 200")
+        assert names == ["kubernetes.default.svc"]
+        assert rx.at("/pre")[0].headers["host"] == f"kubernetes.default.svc:{port}"
+        # and the default policy refuses the same name: its address is loopback
+        ok, detail = hooks.request(f"https://kubernetes.default.svc:{port}/pre", {}, 5.0, egress=EgressPolicy())
+        assert not ok and "egress policy" in detail and len(rx.at("/pre")) == 1
