@@ -300,7 +300,8 @@ def post(
         return Answer(False, str(exc), detail=exc.why, denied=True)
     except httpx.HTTPError as exc:
         took = time.monotonic() - started
-        return Answer(False, words, detail=f"{type(exc).__name__}: {exc}"[:300], seconds=took)
+        detail = f"{type(exc).__name__}: {exc}".replace(url, origin(url))[:300]  # a path may hold a token
+        return Answer(False, words, detail=detail, seconds=took)
     took = time.monotonic() - started
     return Answer(200 <= status < 300, f"HTTP {status}", status, f"HTTP {status}, {read} bytes read", took)
 

@@ -344,7 +344,7 @@ class Notifier:
             for target in targets:
                 if self._count.get(ns, 0) >= self.per_namespace:
                     victim = ns  # a full namespace makes room in its own queue only
-                elif sum(self._count.values()) >= self.capacity:
+                elif self._count and sum(self._count.values()) >= self.capacity:
                     victim = max(self._count, key=lambda k: (self._queued(k), k == ns))
                 else:
                     victim = None
