@@ -2,11 +2,15 @@
 later pass finds the answer in its observation (``HookResult``); ``strategies/hooks.py`` decides.
 
 The request: ``POST`` with the JSON body of ``body`` (hook, namespace, deployment, strategy, phase,
-revision, stable revision, step, weight), signed like notifications when ``DELIVER_WEBHOOK_SECRET``
-is set (``X-Deliver-Signature``, ``delivery/notify.py``). 2xx within the timeout is a pass; any other
-status, a timeout or an unreachable URL is a failure, with what happened in ``HookResult.detail``.
-pre-rollout and post-rollout calls are tried up to 3 times (tenacity, backoff 0.5 s, 1 s) before failing;
-confirm-promotion is polled by the planner anyway and load-test is called once per step.
+revision, stable revision, step, weight), signed with the namespace's key like notifications when
+``DELIVER_WEBHOOK_SECRET`` is set (``X-Deliver-Signature: v2=``, ``delivery/notify.py``), sent through
+``delivery/egress.py`` (the operator's egress policy, one deadline for the whole call, a capped
+answer). 2xx within the timeout is a pass; any other status, no answer by the deadline or a refused
+destination is a failure, with the words a tenant may read in ``HookResult.detail`` (never the
+answer's body). pre-rollout and post-rollout calls are tried up to 3 times (tenacity, backoff 0.5 s,
+1 s; none started after ``BUDGET`` minus the timeout) before failing; confirm-promotion is polled by
+the planner anyway and load-test is called once per step. At most ``per_namespace`` calls of one
+namespace run at once (``_NamespaceLimiter``), so one namespace's hanging hooks hold no other's.
 
 Nothing here is state: the answers live in memory (a few per Deployment) until a pass records what
 it decided. A restart loses them and the planner asks again (the same call, made once more).
