@@ -282,3 +282,15 @@ def test_tls_keeps_the_urls_host_for_sni_and_the_certificate_while_connecting_to
         # and the default policy refuses the same name: its address is loopback
         ok, detail = hooks.request(f"https://kubernetes.default.svc:{port}/pre", {}, 5.0, egress=EgressPolicy())
         assert not ok and "egress policy" in detail and len(rx.at("/pre")) == 1
+
+
+def test_the_operators_own_notification_hosts_are_allowed_for_its_urls_only() -> None:
+    """--notify-webhook http://alerts.monitoring.svc/... is the operator's: its host may be in a
+    private range for that target; a tenant's URL to the same host still meets the plain policy."""
+    notifier = Notifier((Target("http://alerts.monitoring.svc/deliver"),), egress=EgressPolicy())
+    private = ipaddress.ip_address("10.96.7.7")
+    assert notifier._operator_egress.refusal("alerts.monitoring.svc", private) is None
+    assert notifier.egress.refusal("alerts.monitoring.svc", private) is not None
+    metadata = ipaddress.ip_address("169.254.169.254")
+    assert notifier._operator_egress.refusal("alerts.monitoring.svc", metadata) is not None
+    notifier.stop()
