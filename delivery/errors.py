@@ -81,3 +81,16 @@ class WaveFileError(DeliverError):
 
 class WaveBusy(DeliverError):
     """Another wave holds the lock of the same app (its Lease has not expired)."""
+
+
+class EgressDenied(DeliverError):
+    """The operator's egress policy refused a hook or notification destination (before any packet left)."""
+
+    def __init__(self, host: str, why: str) -> None:
+        super().__init__(
+            f"{host} refused by the operator's egress policy ({why}); an operator allows it with "
+            f"`deliver run --egress-allow-host {host}` or `--egress-allow-cidr` (chart values egress.allowHosts, "
+            "egress.allowCIDRs)"
+        )
+        self.host = host
+        self.why = why

@@ -22,6 +22,7 @@ mounted by the chart; never an annotation): ``X-Deliver-Signature: sha256=HEX``,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import heapq
 import hmac
@@ -31,20 +32,24 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from prometheus_client import CollectorRegistry, Counter
 
 from strategies.model import DeliveryState
 from strategies.reasons import EventReason as R
 
+from .egress import MAX_REQUEST_BYTES, EgressPolicy, post
+
 log = logging.getLogger("deliver.notify")
 
-SECRET_ENV = "DELIVER_WEBHOOK_SECRET"  # the HMAC key of notifications and hooks
+SECRET_ENV = "DELIVER_WEBHOOK_SECRET"  # the operator's secret: each namespace's HMAC key is derived from it
+KEY_LABEL = b"deliver-namespace-key/v2\x00"  # namespace_key(): HMAC-SHA256(secret, KEY_LABEL + namespace)
+DEFAULT_POLICY = EgressPolicy()  # the controller's comes from `deliver run --egress-*`
 FORMATS = ("json", "slack")
 ANNOTATION_FORMATS = {"deliver.dev/notify-webhook": "json", "deliver.dev/notify-slack": "slack"}
 
@@ -174,19 +179,55 @@ def body_slack(n: Notification) -> dict[str, Any]:
     }
 
 
-def signature(secret: bytes, timestamp: str, body: bytes) -> str:
-    """The ``X-Deliver-Signature`` value: HMAC-SHA256 of ``TIMESTAMP.BODY``."""
-    return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+def namespace_key(secret: bytes, namespace: str) -> bytes:
+    """The HMAC key of one namespace's hooks and notifications, derived from the operator's secret:
+    a receiver given this key can verify its namespace's requests and forge no other namespace's."""
+    return hmac.new(secret, KEY_LABEL + namespace.encode(), hashlib.sha256).digest()
 
 
-def signed_headers(secret: bytes | None, body: bytes, delivery_id: str) -> dict[str, str]:
-    """The headers of one webhook request (signed when there is a secret)."""
-    headers = {"Content-Type": "application/json", "User-Agent": "deliver", "X-Deliver-Delivery": delivery_id}
+def signature(key: bytes, namespace: str, delivery_id: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Deliver-Signature`` value: ``v2=`` + hex HMAC-SHA256, with the namespace's key, of
+    ``v2.NAMESPACE.DELIVERY.TIMESTAMP.BODY`` (the delivery id and the time are signed with the body)."""
+    signed = b".".join((b"v2", namespace.encode(), delivery_id.encode(), timestamp.encode(), body))
+    return "v2=" + hmac.new(key, signed, hashlib.sha256).hexdigest()
+
+
+def signed_headers(secret: bytes | None, body: bytes, delivery_id: str, namespace: str) -> dict[str, str]:
+    """The headers of one webhook request (signed with the namespace's key when there is a secret)."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "deliver",
+        "X-Deliver-Delivery": delivery_id,
+        "X-Deliver-Namespace": namespace,
+    }
     if secret:
         ts = str(int(time.time()))
         headers["X-Deliver-Timestamp"] = ts
-        headers["X-Deliver-Signature"] = signature(secret, ts, body)
+        headers["X-Deliver-Signature"] = signature(namespace_key(secret, namespace), namespace, delivery_id, ts, body)
     return headers
+
+
+def encoded(payload: dict[str, Any]) -> bytes:
+    """The request body, within ``MAX_REQUEST_BYTES``: a verdict's numbers go first (``truncated``),
+    then the message is cut."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    if len(body) <= MAX_REQUEST_BYTES:
+        return body
+    payload = dict(payload)
+    if isinstance(payload.get("verdict"), dict):
+        v = payload["verdict"]
+        payload["verdict"] = {k: v.get(k) for k in ("step", "outcome", "at")} | {
+            "summary": str(v.get("summary", ""))[:1000],
+            "details": None,
+            "truncated": True,
+        }
+    for key in ("message", "text"):
+        if isinstance(payload.get(key), str):
+            payload[key] = payload[key][:2000]
+    if isinstance(payload.get("blocks"), list):
+        payload["blocks"] = payload["blocks"][:1]
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return body if len(body) <= MAX_REQUEST_BYTES else body[:0]
 
 
 def targets_of(deployment: dict[str, Any]) -> tuple[Target, ...]:
@@ -210,7 +251,15 @@ class _Job:
 
 
 class Notifier:
-    """A bounded queue of notifications and the threads that send them (see the module's text)."""
+    """Per-namespace queues of notifications and the sender threads that serve them round-robin.
+
+    Fairness: a namespace has at most ``per_namespace`` notifications queued, waiting for a retry or
+    being sent, and at most ``sending_per_namespace`` being sent at once, so its slow or dead targets
+    hold at most that many of the ``senders`` threads; the other senders go on with the other
+    namespaces, one job of each in turn. A namespace over its limit drops its own oldest waiting
+    notification, never another namespace's. ``capacity`` bounds them all: when it is reached, the
+    namespace with the most queued drops its oldest (the newest notification of a namespace is kept).
+    """
 
     def __init__(
         self,
@@ -222,19 +271,33 @@ class Notifier:
         backoff: float = 1.0,
         max_backoff: float = 60.0,
         timeout: float = 5.0,
-        senders: int = 1,
+        senders: int = 4,
+        per_namespace: int = 50,
+        sending_per_namespace: int = 2,
+        egress: EgressPolicy = DEFAULT_POLICY,
     ) -> None:
         self.targets = targets
         self.secret = secret or None
         self.capacity = capacity
+        self.per_namespace = max(1, per_namespace)
+        self.sending_per_namespace = max(1, sending_per_namespace)
         self.attempts = attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
-        self._heap: list[_Job] = []
+        self.timeout = timeout  # one wall-clock deadline per attempt
+        self.egress = egress
+        # The operator's own targets (the flags) are reached under the same policy with their hosts
+        # allowed; a tenant's URL on the same host still goes through ``egress`` alone.
+        operator_hosts = tuple(h for h in (urlsplit(t.url).hostname for t in targets) if h)
+        self._operator_egress = dataclasses.replace(egress, allow_hosts=egress.allow_hosts + operator_hosts)
+        self._ready: dict[str, deque[_Job]] = {}  # per namespace, oldest first
+        self._turns: deque[str] = deque()  # namespaces with ready jobs, in round-robin order
+        self._delayed: list[_Job] = []  # retries, by due time
+        self._count: dict[str, int] = {}  # per namespace: ready + delayed + being sent
+        self._sending: dict[str, int] = {}
+        self._busy: set[tuple[str, Target]] = set()  # (namespace, target) with a request under way
         self._seq = itertools.count()
         self._cond = threading.Condition()
-        self._inflight = 0
         self._stopped = False
         registry = registry if registry is not None else CollectorRegistry()
         self.sent = Counter(
@@ -254,7 +317,8 @@ class Notifier:
         )
         self.dropped = Counter(
             "deliver_notifications_dropped_total",
-            "Notifications dropped because the queue was full (the Kubernetes Event remains).",
+            "Notifications dropped because their namespace's queue or the whole queue was full "
+            "(the Kubernetes Event remains).",
             registry=registry,
         )
         self._threads = [
@@ -275,23 +339,61 @@ class Notifier:
         self.submit(notification(deployment, state, type_, reason, message), targets)
 
     def submit(self, n: Notification, targets: tuple[Target, ...]) -> None:
+        ns = n.namespace
         with self._cond:
             for target in targets:
-                if len(self._heap) + self._inflight >= self.capacity:
-                    self.dropped.inc()
-                    log.warning(
-                        "notification dropped: queue full",
-                        extra={"target": target.origin, "kind": n.kind, "deployment": n.deployment},
-                    )
+                if self._count.get(ns, 0) >= self.per_namespace:
+                    victim = ns  # a full namespace makes room in its own queue only
+                elif self._count and sum(self._count.values()) >= self.capacity:
+                    victim = max(self._count, key=lambda k: (self._queued(k), k == ns))
+                else:
+                    victim = None
+                if victim is not None and not self._drop_oldest(victim):
+                    self._dropped(ns, target, n)  # all of it is being sent: the new one goes
                     continue
-                heapq.heappush(self._heap, _Job(time.monotonic(), next(self._seq), target, n))
+                self._count[ns] = self._count.get(ns, 0) + 1
+                self._push_ready(_Job(time.monotonic(), next(self._seq), target, n))
             self._cond.notify_all()
+
+    def _queued(self, ns: str) -> int:
+        return self._count.get(ns, 0) - self._sending.get(ns, 0)
+
+    def _drop_oldest(self, ns: str) -> bool:
+        """Drop ``ns``'s oldest notification that is not being sent; False when there is none."""
+        ready = self._ready.get(ns) or deque()
+        waiting = [j for j in self._delayed if j.notification.namespace == ns]
+        candidates = ([ready[0]] if ready else []) + waiting
+        if not candidates:
+            return False
+        oldest = min(candidates, key=lambda j: j.seq)
+        if ready and oldest is ready[0]:
+            ready.popleft()
+        else:
+            self._delayed.remove(oldest)
+            heapq.heapify(self._delayed)
+        self._count[ns] -= 1
+        self._dropped(ns, oldest.target, oldest.notification)
+        return True
+
+    def _dropped(self, ns: str, target: Target, n: Notification) -> None:
+        self.dropped.inc()
+        log.warning(
+            "notification dropped: queue full",
+            extra={"target": target.origin, "kind": n.kind, "namespace": ns, "deployment": n.deployment},
+        )
+
+    def _push_ready(self, job: _Job) -> None:
+        ns = job.notification.namespace
+        ready = self._ready.setdefault(ns, deque())
+        ready.append(job)
+        if ns not in self._turns:
+            self._turns.append(ns)
 
     # ---- the sender side
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._heap) + self._inflight
+            return sum(self._count.values())
 
     def drain(self, timeout: float) -> bool:
         """Wait until nothing is queued or being sent (tests, shutdown); False on timeout."""
@@ -306,19 +408,33 @@ class Notifier:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-        self._client.close()
 
     def _take(self) -> _Job | None:
         with self._cond:
             while not self._stopped:
-                if self._heap:
-                    wait = self._heap[0].due - time.monotonic()
-                    if wait <= 0:
-                        self._inflight += 1
-                        return heapq.heappop(self._heap)
-                    self._cond.wait(wait)
-                else:
-                    self._cond.wait()
+                now = time.monotonic()
+                while self._delayed and self._delayed[0].due <= now:
+                    self._push_ready(heapq.heappop(self._delayed))
+                for _ in range(len(self._turns)):
+                    ns = self._turns[0]
+                    self._turns.rotate(-1)  # the next one takes the next namespace's turn
+                    ready = self._ready.get(ns)
+                    if not ready:
+                        self._turns.remove(ns)
+                        self._ready.pop(ns, None)
+                        continue
+                    if self._sending.get(ns, 0) >= self.sending_per_namespace:
+                        continue
+                    # one request at a time per target: a target gets its notifications in order
+                    job = next((j for j in ready if (ns, j.target) not in self._busy), None)
+                    if job is None:
+                        continue
+                    ready.remove(job)
+                    self._busy.add((ns, job.target))
+                    self._sending[ns] = self._sending.get(ns, 0) + 1
+                    return job
+                wait = self._delayed[0].due - now if self._delayed else None
+                self._cond.wait(wait)
             return None
 
     def _run(self) -> None:
@@ -330,42 +446,46 @@ class Notifier:
                 error = self._send(job)
             except Exception as exc:  # a sender thread never dies
                 error = f"{type(exc).__name__}: {exc}"
+            ns = job.notification.namespace
             with self._cond:
-                self._inflight -= 1
-                if error is None:
-                    self.sent.labels(job.target.origin).inc()
-                elif job.attempt + 1 < self.attempts and not self._stopped:
+                self._sending[ns] -= 1
+                self._busy.discard((ns, job.target))
+                if error is not None and job.attempt + 1 < self.attempts and not self._stopped:
                     self.retried.labels(job.target.origin).inc()
                     delay = min(self.max_backoff, self.backoff * 2**job.attempt)
                     job.attempt += 1
                     job.due = time.monotonic() + delay
-                    heapq.heappush(self._heap, job)
-                    self._cond.notify_all()
+                    heapq.heappush(self._delayed, job)
                 else:
-                    self.failed.labels(job.target.origin).inc()
-                    log.warning(
-                        "notification not delivered",
-                        extra={
-                            "target": job.target.origin,
-                            "kind": job.notification.kind,
-                            "deployment": job.notification.deployment,
-                            "attempts": job.attempt + 1,
-                            "error": error,
-                        },
-                    )
+                    self._count[ns] -= 1
+                    if not self._count[ns]:
+                        del self._count[ns]
+                    if error is None:
+                        self.sent.labels(job.target.origin).inc()
+                    else:
+                        self.failed.labels(job.target.origin).inc()
+                        log.warning(
+                            "notification not delivered",
+                            extra={
+                                "target": job.target.origin,
+                                "kind": job.notification.kind,
+                                "namespace": ns,
+                                "deployment": job.notification.deployment,
+                                "attempts": job.attempt + 1,
+                                "error": error,
+                            },
+                        )
+                self._cond.notify_all()
 
     def _send(self, job: _Job) -> str | None:
-        """One attempt; None when the receiver answered 2xx, else why not."""
+        """One attempt; None when the receiver answered 2xx, else why not (for the log)."""
         n = job.notification
-        payload = body_slack(n) if job.target.format == "slack" else body_json(n)
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        try:
-            response = self._client.post(job.target.url, content=body, headers=signed_headers(self.secret, body, n.id))
-        except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"
-        if 200 <= response.status_code < 300:
-            return None
-        return f"HTTP {response.status_code}"
+        body = encoded(body_slack(n) if job.target.format == "slack" else body_json(n))
+        if not body:
+            return "the notification does not fit the request cap"
+        policy = self._operator_egress if job.target in self.targets else self.egress
+        answer = post(job.target.url, body, signed_headers(self.secret, body, n.id, n.namespace), policy, self.timeout)
+        return None if answer.ok else answer.detail or answer.outcome
 
 
 __all__ = [
@@ -377,7 +497,9 @@ __all__ = [
     "Target",
     "body_json",
     "body_slack",
+    "namespace_key",
     "notification",
     "signature",
+    "signed_headers",
     "targets_of",
 ]

@@ -409,11 +409,12 @@ class Reconciler:
         meta = deployment["metadata"]
         payload = hooks.body(deployment, state, a)
         secret, timeout, clock = self.hook_pool.secret, spec.hooks.timeout, self.clock
+        egress = self.hook_pool.egress
         self.hook_pool.call(
             (meta["namespace"], meta["name"]),
             meta["uid"],
             a,
-            lambda: hooks.run_call(a, url, payload, timeout, secret, clock),
+            lambda: hooks.run_call(a, url, payload, timeout, secret, clock, egress),
         )
 
     def _post_rest(self, ctx: act.Context, rest: list[Any]) -> None:

@@ -64,7 +64,7 @@ KEYS.update(
         "hook-confirm-promotion": "canary, blue-green: http(s) URL polled before promotion (the switch) until 2xx",
         "hook-load-test": "canary, blue-green: http(s) URL called when each step (the preview) starts being analysed",
         "hook-post-rollout": "http(s) URL called once the delivery ended (promoted, rolled back or aborted)",
-        "hook-timeout": "time a hook call may take before it counts as failed (default 10s)",
+        "hook-timeout": "time one hook call may take in all before it counts as failed (default 10s, at most 1m)",
     }
 )
 RESERVED = {"state", "request"}
@@ -330,6 +330,8 @@ def _parse(
             urls = [u.strip() for u in v.split(",")]
             if not any(urls):
                 raise SpecError(PREFIX + short, "needs at least one URL")
+            if len(urls) > MAX_URLS:
+                raise SpecError(PREFIX + short, f"{len(urls)} URLs; at most {MAX_URLS} per annotation")
             for url in urls:
                 webhook_url(PREFIX + short, url)
     if (v := get("match")) is not None:
@@ -455,14 +457,21 @@ def _hooks(strategy: Strategy, get: Callable[[str], str | None]) -> Hooks:
         urls.append((kind, webhook_url(key, value)))
     timeout = Hooks().timeout
     if (v := get("hook-timeout")) is not None:
-        timeout = parse_duration(PREFIX + "hook-timeout", v, minimum=0.1, maximum=300)
+        timeout = parse_duration(PREFIX + "hook-timeout", v, minimum=0.1, maximum=MAX_HOOK_TIMEOUT)
     return Hooks(tuple(urls), timeout)
+
+
+MAX_URLS = 5  # per notify-* annotation (each URL is one request per phase change)
+MAX_URL_LENGTH = 2048
+MAX_HOOK_TIMEOUT = 60.0  # seconds, one attempt (docs/security.md: the caps)
 
 
 def webhook_url(key: str, value: str) -> str:
     """An http(s) URL a webhook (notification or hook) may be sent to; credentials do not belong in
     an annotation (the signing secret is the controller's: DELIVER_WEBHOOK_SECRET)."""
     url = value.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise SpecError(key, f"a URL of {len(url)} characters; at most {MAX_URL_LENGTH}")
     if not url or any(c.isspace() for c in url):
         raise SpecError(key, f"{_shown(value)} is not a URL (empty, or with spaces)")
     parts = urlsplit(url)

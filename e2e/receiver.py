@@ -4,6 +4,8 @@
         rx.answer("/pre", 500)             # this path answers 500 (default 200)
         ... rx.url("/pre") ...
         rx.wait_for(lambda r: r.json()["kind"] == "promoted")
+        rx.body("/big", b"x" * 2**20, repeat=150)   # a 150 MiB answer (rx.sent["/big"]: bytes it got out)
+        rx.drip("/slow", every=0.5, count=12)       # headers at once, then one byte of body every 0.5 s
 
 Every request is kept (path, headers, body, time), whatever was answered. Used by the unit tests of
 delivery/notify.py and delivery/hooks.py and by e2e/test_notifications.py and e2e/test_hooks.py.
@@ -11,6 +13,8 @@ delivery/notify.py and delivery/hooks.py and by e2e/test_notifications.py and e2
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -33,11 +37,30 @@ class Request:
         return json.loads(self.body)
 
 
+def namespace_key(secret: bytes, namespace: str) -> bytes:
+    """A namespace's signing key, as docs/notifications.md tells a receiver to derive it."""
+    return hmac.new(secret, b"deliver-namespace-key/v2\x00" + namespace.encode(), hashlib.sha256).digest()
+
+
+def verified(key: bytes, headers: dict[str, str], body: bytes, tolerance: float = 300) -> bool:
+    """A v2 signature checked as docs/notifications.md shows (``key``: the namespace's key)."""
+    h = {k.lower(): v for k, v in headers.items()}
+    ts, delivery, namespace = h["x-deliver-timestamp"], h["x-deliver-delivery"], h["x-deliver-namespace"]
+    if abs(time.time() - int(ts)) > tolerance:
+        return False
+    signed = b".".join((b"v2", namespace.encode(), delivery.encode(), ts.encode(), body))
+    expected = "v2=" + hmac.new(key, signed, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, h["x-deliver-signature"])
+
+
 class Receiver:
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.requests: list[Request] = []
         self._answers: dict[str, Callable[[Request], int]] = {}
         self._delays: dict[str, float] = {}
+        self._bodies: dict[str, tuple[bytes, int]] = {}
+        self._drips: dict[str, tuple[float, int]] = {}
+        self.sent: dict[str, int] = {}  # bytes of body written per path before the caller hung up
         self._lock = threading.Condition()
         rx = self
 
@@ -57,11 +80,24 @@ class Receiver:
                     rx._lock.notify_all()
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Length", "2")
+                    if path in rx._drips:
+                        every, count = rx._drips[path]
+                        self.send_header("Content-Length", str(count))
+                        self.end_headers()
+                        for _ in range(count):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            rx._count(path, 1)
+                            time.sleep(every)
+                        return
+                    data, repeat = rx._bodies.get(path, (b"ok", 1))
+                    self.send_header("Content-Length", str(len(data) * repeat))
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    for _ in range(repeat):
+                        self.wfile.write(data)
+                        rx._count(path, len(data))
                 except OSError:
-                    pass  # the caller gave up (timeout)
+                    pass  # the caller gave up (timeout, or it read all it wanted)
 
             def log_message(self, fmt: str, *args: Any) -> None:
                 return None
@@ -85,6 +121,18 @@ class Receiver:
     def delay(self, path: str, seconds: float) -> None:
         """``path`` answers only after ``seconds`` (a hook that times out)."""
         self._delays[path] = seconds
+
+    def body(self, path: str, data: bytes, repeat: int = 1) -> None:
+        """``path`` answers with ``data`` repeated ``repeat`` times as its body."""
+        self._bodies[path] = (data, repeat)
+
+    def drip(self, path: str, every: float, count: int) -> None:
+        """``path`` sends its status and headers at once, then ``count`` bytes of body, one every ``every`` s."""
+        self._drips[path] = (every, count)
+
+    def _count(self, path: str, n: int) -> None:
+        with self._lock:
+            self.sent[path] = self.sent.get(path, 0) + n
 
     def at(self, path: str) -> list[Request]:
         with self._lock:

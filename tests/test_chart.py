@@ -239,3 +239,93 @@ def test_no_hold_policy_when_not_installed_or_paused() -> None:
     assert all(r["metadata"]["name"] != "rel-deliver-hold-policy" for r in by["ClusterRole"])
     args = by["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--hold-mode=paused" in args
+
+
+# ---------------------------------------------------------------- egress (docs/security.md, "Outbound calls")
+
+
+def controller_args(*sets: str) -> list[str]:
+    [dep] = kinds(render(*sets))["Deployment"]
+    return list(dep["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_egress_values_become_the_controllers_flags() -> None:
+    args = controller_args(
+        "egress.allowHosts={*.ci.svc,hooks.example.com}",
+        "egress.allowCIDRs={10.20.0.0/16}",
+        "egress.denyCIDRs={10.96.0.0/12,10.244.0.0/16}",
+        "egress.public=false",
+        "egress.hookCallsPerNamespace=3",
+        "notifications.senders=6",
+        "notifications.queuePerNamespace=20",
+    )
+    for flag in (
+        "--egress-allow-host=*.ci.svc",
+        "--egress-allow-host=hooks.example.com",
+        "--egress-allow-cidr=10.20.0.0/16",
+        "--egress-deny-cidr=10.96.0.0/12",
+        "--egress-deny-cidr=10.244.0.0/16",
+        "--no-egress-public",
+        "--hook-calls-per-namespace=3",
+        "--notify-senders=6",
+        "--notify-queue-per-namespace=20",
+    ):
+        assert flag in args
+    assert "--no-egress-public" not in controller_args()
+
+
+def test_the_network_policy_lets_the_controller_reach_only_what_its_egress_policy_allows() -> None:
+    assert "NetworkPolicy" not in kinds(render()), "opt-in: it needs the API server's addresses"
+    [np] = kinds(
+        render(
+            "networkPolicy.enabled=true",
+            "networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+            "analysis.prometheusUrl=http://prometheus.monitoring.svc:9090",
+            "networkPolicy.prometheus.namespaceSelector.matchLabels.team=monitoring",
+            "egress.allowCIDRs={10.20.0.0/16}",
+            "egress.denyCIDRs={10.96.0.0/12,fd00:10:96::/112}",
+        )
+    )["NetworkPolicy"]
+    spec = np["spec"]
+    assert spec["policyTypes"] == ["Egress"]
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "rel"
+    api, dns, prometheus, allowed, public = spec["egress"]
+    assert api["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}] and {p["port"] for p in api["ports"]} == {443, 6443}
+    assert {(p["protocol"], p["port"]) for p in dns["ports"]} == {("UDP", 53), ("TCP", 53)}
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert prometheus["to"][0]["namespaceSelector"] == {"matchLabels": {"team": "monitoring"}}
+    assert prometheus["ports"] == [{"protocol": "TCP", "port": 9090}]
+    assert allowed == {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}
+    v4, v6 = (b["ipBlock"] for b in public["to"])
+    assert v4["cidr"] == "0.0.0.0/0" and v6["cidr"] == "::/0"
+    for denied in ("169.254.0.0/16", "127.0.0.0/8", "10.0.0.0/8", "192.168.0.0/16", "10.96.0.0/12"):
+        assert denied in v4["except"]
+    for denied in ("fe80::/10", "fc00::/7", "fd00:10:96::/112"):
+        assert denied in v6["except"]
+
+    [np] = kinds(
+        render("networkPolicy.enabled=true", "networkPolicy.apiServer.cidrs={10.0.0.1/32}", "egress.public=false")
+    )["NetworkPolicy"]
+    assert len(np["spec"]["egress"]) == 2, "API server and DNS only: no public rule, no Prometheus"
+
+
+@pytest.mark.parametrize(
+    ("sets", "needle"),
+    [
+        (["networkPolicy.enabled=true"], "networkPolicy.apiServer.cidrs"),
+        (
+            [
+                "networkPolicy.enabled=true",
+                "networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+                "analysis.prometheusUrl=http://p:9090",
+            ],
+            "networkPolicy.prometheus",
+        ),
+    ],
+)
+def test_a_network_policy_without_what_it_needs_fails_with_what_to_set(sets: list[str], needle: str) -> None:
+    args = ["template", "rel", str(CHART)]
+    for s in sets:
+        args += ["--set", s]
+    result = helm(*args, check=False)
+    assert result.returncode != 0 and needle in result.stderr

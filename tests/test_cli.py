@@ -556,6 +556,11 @@ def test_lint_warns_about_ignored_annotations(tmp_path: Path) -> None:
         ["run", "--workers", "-2"],
         ["run", "--workers", "many"],
         ["run", "--workers", "1000"],
+        ["run", "--egress-deny-cidr", "10.96.0.0/33"],
+        ["run", "--egress-allow-cidr", "everything"],
+        ["run", "--egress-allow-host", "https://hooks.example.com/x"],
+        ["run", "--hook-calls-per-namespace", "0"],
+        ["run", "--notify-senders", "0"],
     ],
 )
 def test_run_rejects_bad_flags_with_2(kube: FakeKube, args: list[str]) -> None:
@@ -583,6 +588,42 @@ def test_run_starts_the_workers_asked_for(
     [(count, pool)] = seen
     assert count == workers and pool is not None
     pool.shutdown()
+
+
+def test_run_hands_the_egress_policy_and_fairness_limits_to_hooks_and_notifications(
+    kube: FakeKube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from delivery.controller import Controller
+
+    seen: list[Any] = []
+
+    def instead_of_running(self: Controller) -> None:
+        seen.append((self.reconciler.hook_pool, self.reconciler.notifier))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(Controller, "run", instead_of_running)
+    monkeypatch.setattr("signal.signal", lambda *_args: None)
+    monkeypatch.setattr("delivery.logs.setup", lambda **_kwargs: None)
+    args = [
+        "--egress-allow-host=*.ci.svc",
+        "--egress-allow-cidr=127.0.0.0/8",
+        "--egress-deny-cidr=10.96.0.0/12",
+        "--egress-deny-cidr=10.244.0.0/16",
+        "--no-egress-public",
+        "--hook-calls-per-namespace=3",
+        "--notify-senders=6",
+        "--notify-queue-per-namespace=20",
+    ]
+    result = CliRunner().invoke(cli.main, ["run", "--metrics-addr", "0", *args])
+    assert isinstance(result.exception, RuntimeError), result.output
+    [(hook_pool, notifier)] = seen
+    policy = hook_pool.egress
+    assert policy is notifier.egress and policy.allow_hosts == ("*.ci.svc",) and not policy.public
+    assert [str(n) for n in policy.deny_cidrs] == ["10.96.0.0/12", "10.244.0.0/16"]
+    assert [str(n) for n in policy.allow_cidrs] == ["127.0.0.0/8"]
+    assert hook_pool._limiter.limit == 3 and len(notifier._threads) == 6 and notifier.per_namespace == 20
+    hook_pool.shutdown()
+    notifier.stop()
 
 
 def test_live_view_renders_on_a_terminal() -> None:

@@ -8,20 +8,20 @@ a slow hook to show a step is not left before its load-test call answered.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from delivery import templates
+from delivery import hooks, templates
+from delivery.egress import LOOPBACK
 from delivery.hooks import HookPool
 from delivery.kube import DEPLOYMENTS, PODS, SERVICES
 from delivery.spec import problems
-from e2e.receiver import Receiver, Request
+from e2e.receiver import Receiver, Request, namespace_key, verified
+from strategies.model import CallHook, HookKind, HookResult
 from tests.fixture import NAME, NS, Fixture, template
 
 V1, V2 = "web:v1", "web:v2"
@@ -37,6 +37,7 @@ def rx() -> Iterator[Receiver]:
 def canary(rx: Receiver, **hooks: str) -> Fixture:
     """A canary Deployment at rest on v1 with these hooks (kind -> path on the receiver)."""
     f = Fixture()
+    f.reconciler.hook_pool = HookPool(workers=0, egress=LOOPBACK)  # the receivers run on 127.0.0.1
     f.given_deployment("canary", V1, replicas=3, steps="20,50,100", interval="30s")
     f.given_delivered()
     f.when_annotated(**{f"hook_{k}": rx.url(path) for k, path in hooks.items()})
@@ -46,6 +47,7 @@ def canary(rx: Receiver, **hooks: str) -> Fixture:
 def bluegreen(rx: Receiver, **hooks: str) -> Fixture:
     """A blue-green Deployment at rest on v1 (the user's Service NAME is its active Service)."""
     f = Fixture()
+    f.reconciler.hook_pool = HookPool(workers=0, egress=LOOPBACK)  # the receivers run on 127.0.0.1
     f.given_service(NAME)
     f.given_deployment("blue-green", V1, replicas=2, interval="30s", keep_warm="30s")
     f.given_delivered()
@@ -127,7 +129,10 @@ def test_a_pre_rollout_hook_that_fails_times_out_or_is_unreachable_means_no_roll
     assert f.writes_to("replicasets", "create") == [], "nothing was rolled out"
     assert f.serving() == {V1: 3}
     [failed] = f.events("HookFailed", "Warning")
-    expected = {"status": "HTTP 503", "timeout": "timed out after 0.3s", "unreachable": "unreachable"}[failure]
+    # a timeout and a closed port look the same to a tenant (no port-scan oracle)
+    expected = {"status": "HTTP 503", "timeout": "no answer within 0.3s", "unreachable": "no answer within 0.3s"}[
+        failure
+    ]
     assert "pre-rollout hook" in failed["message"] and expected in failed["message"]
     assert "not rolled out" in failed["message"]
     [rolled_back] = f.events("DeliveryRolledBack")
@@ -150,6 +155,7 @@ def test_pre_and_post_rollout_hooks_work_for_every_strategy(
 ) -> None:
     rx.answer("/pre", answer)
     f = Fixture()
+    f.reconciler.hook_pool = HookPool(workers=0, egress=LOOPBACK)  # the receivers run on 127.0.0.1
     f.given_deployment(strategy, V1, replicas=3, **annotations)
     if strategy == "recreate":
         d = f.deployment()
@@ -175,14 +181,15 @@ def test_pre_and_post_rollout_hooks_work_for_every_strategy(
 
 def test_a_signed_hook_call_verifies_with_the_secret(rx: Receiver) -> None:
     f = canary(rx, pre_rollout="/pre")
-    f.reconciler.hook_pool = HookPool(workers=0, secret=b"k3y")
+    f.reconciler.hook_pool = HookPool(workers=0, secret=b"k3y", egress=LOOPBACK)
     f.when_template_changes(V2)
     f.when_reconciled()
 
     [call] = rx.at("/pre")
-    ts = call.headers["x-deliver-timestamp"]
-    mac = hmac.new(b"k3y", ts.encode() + b"." + call.body, hashlib.sha256).hexdigest()
-    assert call.headers["x-deliver-signature"] == "sha256=" + mac
+    assert call.headers["x-deliver-namespace"] == NS and call.headers["x-deliver-signature"].startswith("v2=")
+    assert verified(namespace_key(b"k3y", NS), call.headers, call.body)
+    assert not verified(b"k3y", call.headers, call.body), "the operator's secret itself signs nothing"
+    assert not verified(namespace_key(b"k3y", "other"), call.headers, call.body)
 
 
 # ------------------------------------------------------------------ confirm-promotion
@@ -357,7 +364,7 @@ def test_a_failing_load_test_is_no_evidence_and_the_step_never_passes(rx: Receiv
 
 def test_a_step_is_not_left_before_its_load_test_call_answered(rx: Receiver) -> None:
     f = canary(rx, load_test="/load")
-    pool = HookPool(workers=1)
+    pool = HookPool(workers=1, egress=LOOPBACK)
     f.reconciler.hook_pool = pool
     rx.delay("/load", 1.5)
     f.when_template_changes(V2)
@@ -382,7 +389,7 @@ def test_a_step_is_not_left_before_its_load_test_call_answered(rx: Receiver) -> 
 
 def test_a_blue_green_switch_waits_for_the_load_test_call_of_its_preview(rx: Receiver) -> None:
     f = bluegreen(rx, load_test="/load")
-    pool = HookPool(workers=1)
+    pool = HookPool(workers=1, egress=LOOPBACK)
     f.reconciler.hook_pool = pool
     rx.delay("/load", 2.0)  # slow: the preview's checks pass long before it answers
     f.when_template_changes(V2)
@@ -517,3 +524,28 @@ def test_deliver_lint_reports_bad_hook_and_notification_urls(tmp_path: Path) -> 
     assert result.exit_code == 1
     [bad] = json.loads(result.stdout)["results"]
     assert sorted(p["key"] for p in bad["problems"]) == ["deliver.dev/hook-pre-rollout", "deliver.dev/notify-slack"]
+
+
+# ------------------------------------------------------------------ fairness between namespaces
+
+
+def test_one_namespaces_slow_hooks_never_hold_anothers(rx: Receiver) -> None:
+    """Namespace a starts more slow hook calls than the pool has threads; b's call is made at once."""
+    rx.delay("/slow", 2.0)
+    pool = HookPool(workers=4, egress=LOOPBACK)
+    action = CallHook(HookKind.LOAD_TEST, REV2, 1.0)
+
+    def call(path: str) -> Callable[[], HookResult]:
+        return lambda: hooks.run_call(action, rx.url(path), {"namespace": "x"}, 5.0, None, time.time, LOOPBACK)
+
+    for i in range(6):
+        pool.call(("a", f"web{i}"), "uid", action, call("/slow"))
+    started = time.monotonic()
+    pool.call(("b", "web"), "uid", action, call("/fast"))
+    while not pool.results(("b", "web"), "uid") and time.monotonic() - started < 10:
+        time.sleep(0.02)
+
+    took = time.monotonic() - started
+    assert took < 1.0, f"b's hook waited {took:.1f}s for a's"
+    assert len(rx.at("/slow")) <= 2, "a holds at most its per-namespace share of the pool"
+    pool.shutdown()

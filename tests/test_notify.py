@@ -7,8 +7,7 @@ queue, and the counters /metrics shows.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
 import json
 import socket
 import time
@@ -19,8 +18,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from delivery import templates
-from delivery.notify import Notifier, Target, signature
-from e2e.receiver import Receiver, Request
+from delivery.egress import LOOPBACK
+from delivery.notify import Notification, Notifier, Target
+from e2e.receiver import Receiver, Request, namespace_key, verified
 from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
 from tests.fixture import NAME, NS, Fixture, template
 
@@ -54,7 +54,7 @@ def kinds(requests: list[Request]) -> list[str]:
 
 
 def test_a_delivery_sends_each_phase_change_to_the_deployments_webhook_as_its_event_says(rx: Receiver) -> None:
-    notifier = Notifier(backoff=0.05)
+    notifier = Notifier(backoff=0.05, egress=LOOPBACK)
     f = canary(notifier, notify_webhook=rx.url("/hook"))
     f.when_template_changes(V2)
 
@@ -79,7 +79,7 @@ def test_a_delivery_sends_each_phase_change_to_the_deployments_webhook_as_its_ev
 
 
 def test_a_rollback_notification_carries_the_verdicts_numbers_in_json_and_slack(rx: Receiver) -> None:
-    notifier = Notifier(backoff=0.05)
+    notifier = Notifier(backoff=0.05, egress=LOOPBACK)
     f = canary(
         notifier,
         notify_webhook=rx.url("/json"),
@@ -111,7 +111,7 @@ def test_a_rollback_notification_carries_the_verdicts_numbers_in_json_and_slack(
 
 def test_a_signed_notification_verifies_with_the_secret_and_the_timestamp(rx: Receiver) -> None:
     secret = b"s3cret"
-    notifier = Notifier((Target(rx.url("/signed")),), secret=secret)
+    notifier = Notifier((Target(rx.url("/signed")),), secret=secret, egress=LOOPBACK)
     f = canary(notifier)
     f.when_template_changes(V2)
     f.when_reconciled()
@@ -119,10 +119,25 @@ def test_a_signed_notification_verifies_with_the_secret_and_the_timestamp(rx: Re
 
     [req] = rx.at("/signed")
     ts = req.headers["x-deliver-timestamp"]
-    expected = "sha256=" + hmac.new(secret, ts.encode() + b"." + req.body, hashlib.sha256).hexdigest()
-    assert req.headers["x-deliver-signature"] == expected == signature(secret, ts, req.body)
     assert abs(int(ts) - time.time()) < 60
-    assert signature(b"other", ts, req.body) != expected
+    assert verified(namespace_key(secret, NS), req.headers, req.body)
+    assert not verified(namespace_key(secret, "other"), req.headers, req.body), "one namespace's key only"
+
+
+def test_the_delivery_id_and_time_are_signed_with_the_body(rx: Receiver) -> None:
+    """A receiver that checks the signature cannot be fed a replay under another delivery id or time."""
+    notifier = Notifier((Target(rx.url("/signed")),), secret=b"s3cret", egress=LOOPBACK)
+    f = canary(notifier)
+    f.when_template_changes(V2)
+    f.when_reconciled()
+    assert notifier.drain(10)
+    [req] = rx.at("/signed")
+    key = namespace_key(b"s3cret", NS)
+    assert verified(key, req.headers, req.body)
+    assert not verified(key, {**req.headers, "x-deliver-delivery": "0" * 32}, req.body)
+    moved = str(int(req.headers["x-deliver-timestamp"]) - 7)
+    assert not verified(key, {**req.headers, "x-deliver-timestamp": moved}, req.body)
+    assert not verified(key, {**req.headers, "x-deliver-namespace": "other"}, req.body)
 
 
 def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(rx: Receiver) -> None:
@@ -134,7 +149,7 @@ def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(rx: Receive
 
     rx.answer("/flaky", flaky)
     registry = CollectorRegistry()
-    notifier = Notifier((Target(rx.url("/flaky")),), registry=registry, backoff=0.2)
+    notifier = Notifier((Target(rx.url("/flaky")),), registry=registry, backoff=0.2, egress=LOOPBACK)
     f = canary(notifier)
     f.when_template_changes(V2)
     f.when_reconciled()
@@ -158,7 +173,7 @@ def test_a_receiver_that_is_down_never_blocks_a_pass_and_is_counted_as_failed() 
     down = f"http://127.0.0.1:{free_port()}"
     registry = CollectorRegistry()
     # sent from the passes, 5 notifications x 3 attempts with 1 s + 2 s of backoff would take 15 s
-    notifier = Notifier((Target(down + "/x"),), registry=registry, attempts=3, backoff=1.0)
+    notifier = Notifier((Target(down + "/x"),), registry=registry, attempts=3, backoff=1.0, egress=LOOPBACK)
     f = canary(notifier)
     f.when_template_changes(V2)
 
@@ -178,7 +193,7 @@ def test_a_receiver_that_is_down_never_blocks_a_pass_and_is_counted_as_failed() 
 def test_a_full_queue_drops_and_counts_instead_of_waiting(rx: Receiver) -> None:
     rx.delay("/slow", 2.0)  # waiting for room in the queue would hold the passes for 3 x 2 s
     registry = CollectorRegistry()
-    notifier = Notifier((Target(rx.url("/slow")),), registry=registry, capacity=2, senders=1)
+    notifier = Notifier((Target(rx.url("/slow")),), registry=registry, capacity=2, senders=1, egress=LOOPBACK)
     f = canary(notifier)
     f.when_template_changes(V2)
 
@@ -193,7 +208,7 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(rx: Receiver) -> None:
 
 
 def test_events_that_are_not_phase_changes_are_not_sent(rx: Receiver) -> None:
-    notifier = Notifier((Target(rx.url("/all")),))
+    notifier = Notifier((Target(rx.url("/all")),), egress=LOOPBACK)
     f = canary(notifier)
     f.when_annotated(steps="20,ten,100")
     f.when_template_changes(V2)
@@ -227,24 +242,83 @@ def test_a_bad_webhook_url_is_an_invalid_annotation_and_no_action(url: str, need
     assert "deliver.dev/notify-webhook" in warning["message"] and needle in warning["message"]
 
 
-def test_the_chart_passes_cluster_wide_notifications_and_the_secret_by_environment() -> None:
+def test_the_chart_passes_cluster_wide_notifications_and_the_secret_from_secrets() -> None:
     from tests.test_chart import kinds, render
 
-    def env(*sets: str) -> dict[str, Any]:
-        [dep] = kinds(render(*sets))["Deployment"]
-        return {
+    def env(*sets: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        by = kinds(render(*sets))
+        [dep] = by["Deployment"]
+        found = {
             e["name"]: e.get("value", e.get("valueFrom"))
             for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
         }
+        return found, {s["metadata"]["name"]: s for s in by.get("Secret", [])}
 
-    plain = env()
+    plain, secrets = env()
     assert not {"DELIVER_NOTIFY_WEBHOOK", "DELIVER_NOTIFY_SLACK", "DELIVER_WEBHOOK_SECRET"} & set(plain)
-    got = env(
+    assert secrets == {}
+    got, secrets = env(
         "notifications.webhooks={https://a.example/x,https://b.example/y}",
         "notifications.slackSecret.name=slack",
         "notifications.secret.name=hmac",
     )
-    assert got["DELIVER_NOTIFY_WEBHOOK"] == "https://a.example/x https://b.example/y"
+    assert got["DELIVER_NOTIFY_WEBHOOK"] == {"secretKeyRef": {"name": "rel-deliver-notifications", "key": "webhooks"}}
+    stored = base64.b64decode(secrets["rel-deliver-notifications"]["data"]["webhooks"]).decode()
+    assert stored == "https://a.example/x https://b.example/y"
     assert got["DELIVER_NOTIFY_SLACK"] == {"secretKeyRef": {"name": "slack", "key": "url"}}
     assert got["DELIVER_WEBHOOK_SECRET"] == {"secretKeyRef": {"name": "hmac", "key": "secret"}}
-    assert env("notifications.slack={https://s.example/x}")["DELIVER_NOTIFY_SLACK"] == "https://s.example/x"
+    got, secrets = env("notifications.slack={https://s.example/T0/B0/XXXX}")
+    assert got["DELIVER_NOTIFY_SLACK"] == {"secretKeyRef": {"name": "rel-deliver-notifications", "key": "slack"}}
+    assert "XXXX" not in str(kinds(render("notifications.slack={https://s.example/T0/B0/XXXX}"))["Deployment"])
+    got, secrets = env("notifications.existingSecret.name=mine")
+    assert got["DELIVER_NOTIFY_WEBHOOK"]["secretKeyRef"] == {"name": "mine", "key": "webhooks", "optional": True}
+    assert got["DELIVER_NOTIFY_SLACK"]["secretKeyRef"] == {"name": "mine", "key": "slack", "optional": True}
+    assert secrets == {}
+
+
+# ------------------------------------------------------------------ fairness between namespaces
+
+
+def rolled_back(namespace: str) -> Notification:
+    return Notification(
+        "rolled-back", "DeliveryRolledBack", "Warning", "revision r2 rolled back", namespace, NAME, "canary",
+        "RollingBack", "r2", "r1", -1, 0, time.time(),
+    )  # fmt: skip
+
+
+def test_one_namespaces_slow_targets_never_delay_anothers_rollback_notice(rx: Receiver) -> None:
+    """Namespace a's three webhooks drip their answers (each holds a sender until its deadline);
+    namespace b's rollback notice still goes out at once, with the controller's default senders."""
+    for i in range(3):
+        rx.drip(f"/a{i}", every=0.5, count=40)
+    notifier = Notifier(egress=LOOPBACK)
+    drips = tuple(Target(rx.url(f"/a{i}")) for i in range(3))
+    for _ in range(3):
+        notifier.submit(rolled_back("a"), drips)
+    time.sleep(0.2)  # a's requests are under way
+
+    started = time.time()
+    notifier.submit(rolled_back("b"), (Target(rx.url("/b")),))
+    got = rx.wait_for(lambda r: r.path == "/b", 5)
+
+    assert got.at - started < 1.0, f"b's notice waited {got.at - started:.1f}s behind a's"
+    notifier.stop()
+
+
+def test_a_full_namespace_queue_drops_its_own_oldest_never_anothers(rx: Receiver) -> None:
+    rx.delay("/a", 1.0)
+    registry = CollectorRegistry()
+    notifier = Notifier(registry=registry, per_namespace=2, sending_per_namespace=1, egress=LOOPBACK)
+    a = [rolled_back("a") for _ in range(4)]
+    notifier.submit(a[0], (Target(rx.url("/a")),))  # being sent
+    time.sleep(0.2)
+    notifier.submit(a[1], (Target(rx.url("/a")),))  # waits
+    notifier.submit(rolled_back("b"), (Target(rx.url("/b")),))
+    notifier.submit(a[2], (Target(rx.url("/a")),))  # a is full: a[1] goes
+    notifier.submit(a[3], (Target(rx.url("/a")),))  # and then a[2]
+    assert notifier.drain(10)
+
+    assert [r.json()["id"] for r in rx.at("/a")] == [a[0].id, a[3].id], "a keeps its newest"
+    assert len(rx.at("/b")) == 1, "b loses nothing"
+    assert value(registry, "deliver_notifications_dropped_total") == 2
+    notifier.stop()

@@ -96,6 +96,56 @@ from .params import Duration, ListenAddress
     show_default=True,
     help="Name of the MutatingAdmissionPolicy (and its binding) that holds template changes.",
 )
+@click.option(
+    "--egress-allow-host",
+    "egress_allow_hosts",
+    multiple=True,
+    envvar="DELIVER_EGRESS_ALLOW_HOST",
+    help="Host (or *.domain) that hooks and notifications may reach even in a private or denied range "
+    "(repeatable; never lifts loopback or link-local: use --egress-allow-cidr for those).",
+)
+@click.option(
+    "--egress-allow-cidr",
+    "egress_allow_cidrs",
+    multiple=True,
+    envvar="DELIVER_EGRESS_ALLOW_CIDR",
+    help="Addresses hooks and notifications may reach whatever else says (repeatable), e.g. 10.20.0.0/16.",
+)
+@click.option(
+    "--egress-deny-cidr",
+    "egress_deny_cidrs",
+    multiple=True,
+    envvar="DELIVER_EGRESS_DENY_CIDR",
+    help="Addresses hooks and notifications never reach unless allowed: the cluster's service and pod CIDRs "
+    "(repeatable). Loopback, link-local, multicast and private ranges are denied anyway.",
+)
+@click.option(
+    "--egress-public/--no-egress-public",
+    default=True,
+    show_default=True,
+    help="Let hooks and notifications reach public addresses; off: only allowed hosts and CIDRs.",
+)
+@click.option(
+    "--hook-calls-per-namespace",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Hook calls of one namespace running at once (the others wait in that namespace's queue).",
+)
+@click.option(
+    "--notify-senders",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Threads sending notifications, serving the namespaces' queues in turn.",
+)
+@click.option(
+    "--notify-queue-per-namespace",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="Notifications of one namespace queued or being sent; more drop that namespace's oldest.",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
 @common
 @click.pass_obj
@@ -117,6 +167,13 @@ def run(
     notify_slacks: tuple[str, ...],
     hold_mode: str,
     hold_policy: str,
+    egress_allow_hosts: tuple[str, ...],
+    egress_allow_cidrs: tuple[str, ...],
+    egress_deny_cidrs: tuple[str, ...],
+    egress_public: bool,
+    hook_calls_per_namespace: int,
+    notify_senders: int,
+    notify_queue_per_namespace: int,
     log_level: str,
 ) -> None:
     """Run the controller (JSON logs on stderr)."""
@@ -183,9 +240,28 @@ def run(
     # scrape of every target, at half the queries of a look every interval (which would often re-read
     # the same samples).
     every = max(1.0, 2 * scrape_interval)
-    notifier = _notifier(notify_webhooks, notify_slacks, metrics.registry)
-    # Hook calls too: a slow hook delays only its own Deployment's gate (delivery/hooks.py).
-    hook_pool = HookPool(workers, on_done=lambda key: holder["c"].queue.add(key), secret=notifier.secret)
+    egress = _egress(egress_allow_hosts, egress_allow_cidrs, egress_deny_cidrs, egress_public)
+    log.info(
+        "egress policy",
+        extra={
+            "allow_hosts": list(egress.allow_hosts),
+            "allow_cidrs": [str(n) for n in egress.allow_cidrs],
+            "deny_cidrs": [str(n) for n in egress.deny_cidrs],
+            "public": egress.public,
+        },
+    )
+    notifier = _notifier(
+        notify_webhooks, notify_slacks, metrics.registry, egress, notify_senders, notify_queue_per_namespace
+    )
+    # Hook calls too: a slow hook delays only its own Deployment's gate (delivery/hooks.py), and one
+    # namespace's hooks hold at most --hook-calls-per-namespace of the pool's threads.
+    hook_pool = HookPool(
+        workers,
+        on_done=lambda key: holder["c"].queue.add(key),
+        secret=notifier.secret,
+        egress=egress,
+        per_namespace=hook_calls_per_namespace,
+    )
     # The engine reads Deployments, ReplicaSets, pods, Services and PodDisruptionBudgets from the
     # informers' stores (delivery/cache.py); writes and everything else go to the API server.
     cache = Cache(None if all_namespaces else g.namespace)
@@ -263,7 +339,27 @@ def run(
     os._exit(0)  # informer threads may sit in a blocking read; do not wait for them
 
 
-def _notifier(webhooks: tuple[str, ...], slacks: tuple[str, ...], registry: Any) -> Any:
+def _egress(hosts: tuple[str, ...], allow: tuple[str, ...], deny: tuple[str, ...], public: bool) -> Any:
+    """The operator's egress policy from the flags (an environment value may hold several, space-separated)."""
+    from ..egress import EgressPolicy
+
+    def split(values: tuple[str, ...]) -> list[str]:
+        return [part for v in values for part in v.split()]
+
+    try:
+        return EgressPolicy.parse(split(hosts), split(allow), split(deny), public)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--egress-*") from None
+
+
+def _notifier(
+    webhooks: tuple[str, ...],
+    slacks: tuple[str, ...],
+    registry: Any,
+    egress: Any,
+    senders: int,
+    per_namespace: int,
+) -> Any:
     """The notification sender: cluster-wide targets from the flags, the HMAC secret from the environment."""
     from ..errors import SpecError
     from ..notify import SECRET_ENV, Notifier, Target
@@ -271,10 +367,12 @@ def _notifier(webhooks: tuple[str, ...], slacks: tuple[str, ...], registry: Any)
 
     targets = []
     for flag, urls, fmt in (("--notify-webhook", webhooks, "json"), ("--notify-slack", slacks, "slack")):
-        for url in urls:
+        for url in (part for u in urls for part in u.split()):
             try:
                 targets.append(Target(webhook_url(flag, url), fmt))
             except SpecError as err:
                 raise click.BadParameter(err.problem, param_hint=flag) from None
     secret = os.environ.get(SECRET_ENV, "").encode() or None
-    return Notifier(tuple(targets), secret=secret, registry=registry)
+    return Notifier(
+        tuple(targets), secret=secret, registry=registry, egress=egress, senders=senders, per_namespace=per_namespace
+    )

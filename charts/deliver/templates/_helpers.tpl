@@ -104,3 +104,14 @@ The rules the controller needs on the resources it touches; nothing else. Where 
   verbs: ["get", "patch"]
 {{- end }}
 {{- end }}
+
+{{/* The Secret the controller reads notification URLs from: the user's, or the chart's own. */}}
+{{- define "deliver.notificationsSecret" -}}
+{{- default (printf "%s-notifications" (include "deliver.fullname" .)) .Values.notifications.existingSecret.name }}
+{{- end }}
+
+{{/* The chart's own Secret data: the URLs, space-separated. */}}
+{{- define "deliver.notificationsData" -}}
+webhooks: {{ join " " .Values.notifications.webhooks | b64enc | quote }}
+slack: {{ join " " .Values.notifications.slack | b64enc | quote }}
+{{- end }}
