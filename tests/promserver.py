@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+@functools.cache
 def series_answer(n: int, kind: str = "vector") -> bytes:
     """A successful answer with ``n`` series, each with the labels of a real per-pod counter."""
     result: list[dict[str, Any]] = []
