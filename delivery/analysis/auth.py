@@ -9,13 +9,14 @@ removes the secrets' values themselves, whatever echoed them.
 
 from __future__ import annotations
 
+import base64
 import os
 import ssl
 import threading
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -163,10 +164,18 @@ class Scrub:
     def __init__(self, auth: PrometheusAuth, client_auth: httpx.Auth | None) -> None:
         self.auth, self.client_auth = auth, client_auth
 
-    def __call__(self, text: str) -> str:
-        secrets = [v for v in self.auth.headers.values() if len(v) >= 4]
+    def secrets(self) -> list[str]:
+        """Each secret as it could be echoed: itself, URL-quoted, and a basic auth header's base64."""
+        raw = [v for v in self.auth.headers.values() if len(v) >= 4]
         if isinstance(self.client_auth, _FileAuth) and len(self.client_auth.secret.current) >= 4:
-            secrets.append(self.client_auth.secret.current)
-        for s in sorted(secrets, key=len, reverse=True):
+            value = self.client_auth.secret.current
+            raw.append(value)
+            if self.client_auth.username is not None:
+                raw.append(base64.b64encode(f"{self.client_auth.username}:{value}".encode()).decode())
+        out = set(raw) | {quote(v, safe="") for v in raw}
+        return sorted(out, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self.secrets():
             text = text.replace(s, REDACTED)
         return text
