@@ -52,6 +52,16 @@ B = f'namespace="{NS}"'
         (f'x{{a="1" or {B}}}', f'x{{a="1",{B} or {B}}}'),
         ('{"http.requests"}', f'{{"http.requests",{B}}}'),
         ("SUM BY (le) (X)", f"SUM BY (le) (X{{{B}}})"),
+        # a keyword where an operand is expected is a metric name to Prometheus: bound like one
+        ("rate(offset[5m])", f"rate(offset{{{B}}}[5m])"),
+        ("and + or", f"and{{{B}}} + or{{{B}}}"),
+        ("sum(bool) > bool unless", f"sum(bool{{{B}}}) > bool unless{{{B}}}"),
+        ("x unless group_left", f"x{{{B}}} unless group_left{{{B}}}"),
+        ("sum", f"sum{{{B}}}"),
+        ("x offset 1m and offset", f"x{{{B}}} offset 1m and offset{{{B}}}"),
+        ("x == bool on(a) group_right() y", f"x{{{B}}} == bool on(a) group_right() y{{{B}}}"),
+        ("topk by (a) (3, x)", f"topk by (a) (3, x{{{B}}})"),
+        ("start + end", f"start{{{B}}} + end{{{B}}}"),
     ],
 )
 def test_binding_examples(query: str, bound: str) -> None:
@@ -84,6 +94,9 @@ def test_binding_examples(query: str, bound: str) -> None:
         "rate(x[step()])",
         "x[1.5m]",
         'sum by (x{a="b"}) (y)',
+        "rate(by[5m])",
+        "x + on",
+        "x / on",
         "x" * 20000,
     ],
 )
@@ -106,7 +119,19 @@ def test_unquote_follows_go_escapes() -> None:
 # --------------------------------------------------------------------------- property tests
 
 LABELS = st.sampled_from(["a", "job", "le", "pod_template_hash", "code", "__name__", "x_1"])
-METRICS = st.sampled_from(["x", "http_requests_total", "job:rate5m:sum", "envoy_cluster_upstream_rq_total", "up"])
+METRICS = st.sampled_from(
+    [
+        "x",
+        "http_requests_total",
+        "job:rate5m:sum",
+        "envoy_cluster_upstream_rq_total",
+        "up",
+        "offset",
+        "sum",
+        "and",
+        "bool",
+    ]
+)
 OPS = st.sampled_from(["=", "!=", "=~", "!~"])
 # any text, including quotes, backslashes, braces, commas and the word namespace
 VALUES = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12) | st.sampled_from(

@@ -31,8 +31,6 @@ from delivery.errors import QueryNotConfined
 NAMESPACE_LABEL = "namespace"
 MAX_QUERY_LENGTH = 16 * 1024
 
-KEYWORDS = frozenset({"and", "or", "unless", "atan2", "bool", "offset"})
-LABEL_LIST_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
 AGGREGATIONS = frozenset(
     {
         "sum",
@@ -255,50 +253,84 @@ def confine(query: str, namespace: str) -> str:
     return "".join(out)
 
 
+COMPARISONS = frozenset({"==", "!=", "<", ">", "<=", ">="})
+BINARY_KEYWORDS = frozenset({"and", "or", "unless", "atan2"})
+BINARY_OPERATORS = COMPARISONS | BINARY_KEYWORDS | {"+", "-", "*", "/", "%", "^", "bool"}
+
+
 def _plan(query: str, namespace: str | None) -> tuple[list[tuple[int, str]], list[int]]:
-    """(insertions (offset, text), offsets of the selectors found)."""
+    """(insertions (offset, text), offsets of the selectors found).
+
+    Prometheus takes a keyword where an operand is expected as a metric name (``rate(offset[5m])``
+    reads the series named ``offset``), so a keyword is an operator only where an operator can be:
+    ``and``/``or``/``unless``/``atan2``/``offset`` after an operand, ``bool`` after a comparison,
+    ``group_left``/``group_right`` after ``on(...)``/``ignoring(...)``. Elsewhere it is a
+    selector, and bound like any other."""
     tokens = tokenize(query)
     matcher = f'{NAMESPACE_LABEL}="{namespace}"'
     inserts: list[tuple[int, str]] = []
     found: list[int] = []
     i = _significant(tokens, 0)
-    in_brackets = 0
-    seen_any = False
+    if i >= len(tokens):
+        raise _refuse(query, "empty query")
+    operand = True  # an operand is expected next (start, after '(', ',', an operator, ...)
+    prev = ""  # the previous significant token's text (lowercased words)
+    after_matching = False  # the previous token closed an on(...)/ignoring(...) list
     while i < len(tokens):
         t = tokens[i]
-        seen_any = True
-        if t.text == "[":
-            in_brackets += 1
-        elif t.text == "]":
-            in_brackets -= 1
-        elif t.text == "{":
+        matching, was_operand = False, operand
+        if t.text == "{":
             found.append(t.start)
             i = _bind_braces(query, tokens, i, namespace, inserts)
-        elif t.kind == "ident" and not in_brackets:
+            operand = False
+        elif t.kind == "ident":
             word = t.text.lower()
             nxt = _significant(tokens, i + 1)
             nxt_text = tokens[nxt].text if nxt < len(tokens) else ""
-            if word in LABEL_LIST_KEYWORDS:
+            if word in ("group_left", "group_right") and after_matching:
                 if nxt_text == "(":
                     i = _skip_label_list(query, tokens, nxt)
-                elif word not in ("group_left", "group_right"):
+                operand = True
+            elif (word in ("by", "without") and not was_operand) or (
+                word in ("on", "ignoring") and prev in BINARY_OPERATORS
+            ):
+                if nxt_text != "(":
                     raise _refuse(query, f"{t.text} needs a label list in parentheses")
-            elif word in KEYWORDS or word in NUMBER_WORDS:
-                pass
+                i = _skip_label_list(query, tokens, nxt)
+                matching = word in ("on", "ignoring")
+                # after on(...): the right operand (or group_left); after by(...): the aggregation's
+                # parenthesised body, or nothing more of it
+                operand = matching
+            elif word in ("by", "without", "on", "ignoring"):
+                raise _refuse(query, f"{t.text!r} where a series or value is expected")
+            elif word in BINARY_KEYWORDS and not was_operand:
+                operand = True
+            elif word == "offset" and not was_operand:
+                operand = True  # a duration follows
+            elif word == "bool" and prev in COMPARISONS:
+                operand = True
+            elif word in NUMBER_WORDS:
+                operand = False
             elif nxt_text == "(":
                 if word in REFUSED_FUNCTIONS:
                     raise _refuse(query, f"{t.text}() reads series the query does not name")
+                operand = True
             elif word in AGGREGATIONS and nxt < len(tokens) and tokens[nxt].text.lower() in ("by", "without"):
-                pass
-            else:  # a metric name: its selector
+                operand = False  # so the by/without after it is a modifier
+            else:  # a metric name (keywords included, where an operand is expected): its selector
                 found.append(t.start)
                 if nxt_text == "{":
                     i = _bind_braces(query, tokens, nxt, namespace, inserts)
                 else:
                     inserts.append((t.end, "{" + matcher + "}"))
+                operand = False
+        elif t.kind in ("number", "duration", "string") or t.text in (")", "]"):
+            operand = False
+        else:  # '(', '[', ',', ':', and every operator
+            operand = True
+        prev = tokens[i].text.lower()
+        after_matching = matching
         i = _significant(tokens, i + 1)
-    if not seen_any:
-        raise _refuse(query, "empty query")
     return inserts, found
 
 
