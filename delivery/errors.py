@@ -66,6 +66,14 @@ class QueryError(AnalysisError):
     """The metrics backend rejected the query (bad PromQL, 4xx)."""
 
 
+class QueryLimitExceeded(QueryError):
+    """A metrics answer went over a cap (bytes read, series): the check is inconclusive, never retried."""
+
+
+class QueryNotConfined(QueryError):
+    """A query that could read another namespace's series (names it, or matches ``namespace`` by regex or negation)."""
+
+
 class RoutingError(DeliverError):
     """A traffic router cannot apply or verify a weight (missing route, CRD or backend)."""
 

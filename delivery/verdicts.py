@@ -29,13 +29,15 @@ def make_analyser(
     timeout: float = 10.0,
     clock: Callable[[], float] = time.time,
     on_query: QueryCounter | None = None,
+    **options: Any,
 ) -> Callable[..., StepVerdict]:
     """The engine's analyser: Prometheus at ``prometheus_url``. (``kube`` is no longer read: the
     plan names the pods and Services to compare.) ``on_query`` is told of every query, per delivery
-    (the controller counts them in ``/metrics``)."""
+    (the controller counts them in ``/metrics``). ``options`` go to the client: ``auth``
+    (a PrometheusAuth), ``max_series``, ``max_bytes``. A bad URL or option raises ValueError."""
     from .analysis.providers import make_provider
 
-    provider = make_provider("prometheus", url=prometheus_url, timeout=timeout)
+    provider = make_provider("prometheus", url=prometheus_url, timeout=timeout, **options)
 
     def analyse(spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse) -> StepVerdict:
         """What to compare comes from the plan (the Analyse action); this only measures."""

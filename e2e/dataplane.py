@@ -3,7 +3,9 @@
 It knows nothing of deliver. Like a Gateway API implementation it list+watches one HTTPRoute and
 programs its proxy with the route's backend weights: the rule that carries the mapped backends
 becomes Envoy ``weighted_clusters`` (one Envoy cluster per Service name, so Envoy's metrics carry
-``envoy_cluster_name="<Service name>"``). Since e2e pods are fake, each Service name is mapped to a
+``envoy_cluster_name="<Service name>"``; Prometheus adds ``namespace="<route's namespace>"`` as a
+target label when it scrapes this Envoy, as deliver binds every query to the Deployment's
+namespace). Since e2e pods are fake, each Service name is mapped to a
 real local process (``e2e.app_server``) standing in for that Service's pods.
 
 A rule's ``RequestMirror`` filter to a mapped backend becomes its route's
@@ -322,7 +324,10 @@ class LocalStack:
                 {self.stable_service: self.stable.address, self.canary_service: self.canary.address},
             ).start()
             if self.prometheus is not None:
-                self.prometheus.add_target("envoy", self.envoy.admin_address, metrics_path="/stats/prometheus")
+                # the Service's namespace as a target label: deliver binds every query to it
+                self.prometheus.add_target(
+                    "envoy", self.envoy.admin_address, {"namespace": self.namespace}, metrics_path="/stats/prometheus"
+                )
                 self.prometheus.add_target("app", self.stable.address, {"version": "stable"})
                 self.prometheus.add_target("app", self.canary.address, {"version": "canary"})
         except BaseException:

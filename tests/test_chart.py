@@ -158,6 +158,64 @@ def test_service_monitor_and_image_values() -> None:
     assert by["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/deliver:1.2.3"
 
 
+def controller(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod: dict[str, Any] = kinds(docs)["Deployment"][0]["spec"]["template"]["spec"]
+    return pod
+
+
+def test_prometheus_credentials_come_from_a_mounted_secret_never_the_url() -> None:
+    pod = controller(
+        render(
+            "analysis.prometheusUrl=https://prometheus.monitoring.svc:9090",
+            "analysis.prometheus.secretName=prom-creds",
+            "analysis.prometheus.username=deliver",
+            "analysis.prometheus.passwordKey=password",
+            "analysis.prometheus.caKey=ca.crt",
+            "analysis.prometheus.certKey=tls.crt",
+            "analysis.prometheus.keyKey=tls.key",
+            "analysis.prometheus.headers.X-Scope-OrgID=team-a",
+            "analysis.prometheus.maxSeries=500",
+        )
+    )
+    [c] = pod["containers"]
+    d = "/etc/deliver/prometheus"
+    for arg in (
+        "--prometheus-username=deliver",
+        f"--prometheus-password-file={d}/password",
+        f"--prometheus-ca-file={d}/ca.crt",
+        f"--prometheus-cert-file={d}/tls.crt",
+        f"--prometheus-key-file={d}/tls.key",
+        "--prometheus-header=X-Scope-OrgID=team-a",
+        "--prometheus-max-series=500",
+        "--prometheus-max-bytes=8388608",
+        "--prometheus-timeout=10s",
+    ):
+        assert arg in c["args"], c["args"]
+    assert {"name": "prometheus-credentials", "mountPath": d, "readOnly": True} in c["volumeMounts"]
+    [vol] = [v for v in pod["volumes"] if v["name"] == "prometheus-credentials"]
+    assert vol["secret"] == {"secretName": "prom-creds", "defaultMode": 0o400}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["DELIVER_PROMETHEUS_URL"] == "https://prometheus.monitoring.svc:9090"
+
+
+def test_prometheus_service_account_token_and_bad_combinations() -> None:
+    [c] = controller(
+        render("analysis.prometheusUrl=https://prom:9090", "analysis.prometheus.serviceAccountToken=true")
+    )["containers"]
+    assert "--prometheus-bearer-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token" in c["args"]
+    assert not any(a.startswith("--prometheus") for a in controller(render())["containers"][0]["args"])
+    for sets, says in (
+        (["analysis.prometheus.passwordKey=pw"], "secretName"),
+        (["analysis.prometheus.secretName=s", "analysis.prometheus.username=u"], "username and passwordKey"),
+        (["analysis.prometheus.secretName=s", "analysis.prometheus.certKey=c"], "certKey and keyKey"),
+    ):
+        args = ["template", "rel", str(CHART)]
+        for one in sets:
+            args += ["--set", one]
+        bad = helm(*args, check=False)
+        assert bad.returncode != 0 and says in bad.stderr, bad.stderr
+
+
 # ---------------------------------------------------------------- least privilege, checked against the code
 
 # Resource constants of delivery/kube.py -> (API group, plural)

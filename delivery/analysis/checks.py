@@ -15,6 +15,7 @@ import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from delivery.analysis.promql import confine
 from delivery.errors import KubeError, QueryError, SpecError
 
 PREFIX = "deliver.dev/"
@@ -92,6 +93,10 @@ def _http(metric_filter: str) -> str:
     return f'namespace="{{namespace}}",pod_template_hash="{{hash}}"{metric_filter}'
 
 
+def _envoy(metric_filter: str) -> str:
+    return f'namespace="{{namespace}}",envoy_cluster_name="{{service}}"{metric_filter}'
+
+
 TEMPLATES: dict[str, dict[str, str]] = {
     "http:error-rate": {
         "total": "sum(increase(http_requests_total{" + _http("") + "}[{window}]))",
@@ -100,14 +105,17 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "http:latency": {
         "buckets": "sum by (le) (increase(http_request_duration_seconds_bucket{" + _http("") + "}[{window}]))",
     },
+    # Envoy's per-cluster stats carry the Service's namespace as the `namespace` label, added at
+    # scrape time (docs/analysis.md#envoy-metrics-and-the-namespace-label): cluster names are
+    # Service names, and two namespaces may have a Service of the same name.
     "envoy:error-rate": {
-        "total": 'sum(increase(envoy_cluster_upstream_rq_total{envoy_cluster_name="{service}"}[{window}]))',
+        "total": "sum(increase(envoy_cluster_upstream_rq_total{" + _envoy("") + "}[{window}]))",
         "errors": "sum(increase(envoy_cluster_upstream_rq_xx{"
-        'envoy_cluster_name="{service}",envoy_response_code_class="5"}[{window}]))',
+        + _envoy(',envoy_response_code_class="5"')
+        + "}[{window}]))",
     },
     "envoy:latency": {
-        "buckets": "sum by (le) (increase(envoy_cluster_upstream_rq_time_bucket{"
-        'envoy_cluster_name="{service}"}[{window}]))',
+        "buckets": "sum by (le) (increase(envoy_cluster_upstream_rq_time_bucket{" + _envoy("") + "}[{window}]))",
     },
 }
 
@@ -130,6 +138,16 @@ def validate_template(key: str, query: str) -> None:
         )
     if query.count("(") != query.count(")") or query.count("[") != query.count("]"):
         raise SpecError(key, "unbalanced brackets in PromQL")
+    # every selector will be bound to the Deployment's namespace (delivery/analysis/promql.py):
+    # refuse now, offline too, what would try to read another one
+    try:
+        confine(render_query(query, _VALIDATION_VALUES), _VALIDATION_VALUES["namespace"])
+    except QueryError as exc:
+        raise SpecError(key, str(exc)) from None
+
+
+# stand-ins for the placeholders when a template is checked before any target is known
+_VALIDATION_VALUES = {p: "deliver-validate" for p in PLACEHOLDERS} | {"window": "60s"}
 
 
 def safe_value(name: str, value: str) -> str:

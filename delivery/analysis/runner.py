@@ -22,6 +22,7 @@ import numpy as np
 from delivery.analysis.checks import DEFAULT_ALPHA, CheckSpec, render_query
 from delivery.analysis.judges import FAIL, INCONCLUSIVE, PASS, Judgement, judge_errors, judge_latency
 from delivery.analysis.prometheus import Sample, Series
+from delivery.analysis.promql import confine
 from delivery.analysis.providers import MetricProvider
 from delivery.errors import AnalysisError, DeliverError
 
@@ -50,6 +51,11 @@ class AnalysisTarget:
             "service": self.canary_service if canary else self.baseline_service,
             "window": window,
         }
+
+    def query(self, template: str, arm: str, window: str) -> str:
+        """The PromQL sent for one arm: placeholders substituted, every series selector bound to
+        this namespace (QueryError, so an inconclusive check, for a query that would leave it)."""
+        return confine(render_query(template, self.placeholders(arm, window)), self.namespace)
 
 
 def _r(v: float | None, digits: int = 4) -> float | None:
@@ -332,7 +338,7 @@ class Analyser:
             return out[k][1]
 
         if grid.full:
-            promql = render_query(spec.queries[key], target.placeholders(arm, promql_duration(grid.resolution)))
+            promql = target.query(spec.queries[key], arm, promql_duration(grid.resolution))
             first = grid.start + grid.resolution + offset
             last = grid.start + grid.full * grid.resolution + offset
             series: tuple[Series, ...] = self.provider.range(promql, first, last, grid.resolution)
@@ -345,7 +351,7 @@ class Analyser:
                     if i is not None:
                         values[i] += v
         if grid.tail > 0:
-            promql = render_query(spec.queries[key], target.placeholders(arm, promql_duration(grid.tail)))
+            promql = target.query(spec.queries[key], arm, promql_duration(grid.tail))
             samples = self.provider.instant(promql, grid.end + offset)
             _finite(samples, what)
             for smp in samples:
@@ -362,10 +368,8 @@ class Analyser:
         no window's threshold depends on its own data (judges.latency_core).  None when it cannot
         be had (no data, a query error): the first window then uses its own pooled quantiles."""
         offset = (self._baseline_end - grid.end) if self._baseline_end is not None else 0.0
-        promql = render_query(
-            spec.queries["buckets"], target.placeholders("baseline", promql_duration(grid.resolution))
-        )
         try:
+            promql = target.query(spec.queries["buckets"], "baseline", promql_duration(grid.resolution))
             samples = self.provider.instant(promql, grid.start + offset)
         except DeliverError:
             return None

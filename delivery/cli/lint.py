@@ -18,6 +18,7 @@ from .context import Globals, common, fail, note
 def lint_documents(docs: list[Any], source: str) -> list[dict[str, Any]]:
     """Every annotated Deployment in ``docs`` with its problems (and warnings). Pure, offline."""
     found: list[dict[str, Any]] = []
+    configmaps = _configmaps(docs)
 
     def visit(doc: Any, index: int) -> None:
         if not isinstance(doc, dict):
@@ -68,8 +69,10 @@ def lint_documents(docs: list[Any], source: str) -> list[dict[str, Any]]:
                 meta, annotations={str(k): str(v) if not isinstance(v, str) else v for k, v in annotations.items()}
             ),
         )
+        # the analysis ConfigMap, when it is in the same files: its queries are checked too
+        cm = configmaps.get((str(meta.get("namespace") or ""), str(annotations.get(ANALYSIS_CONFIG, "")).strip()))
         try:
-            errors = specmod.problems(stringified)
+            errors = specmod.problems(stringified, None if cm is None else (lambda _name: cm))
         except Exception as exc:  # a malformed manifest is a lint finding, not a crash
             errors = [SpecError(specmod.STRATEGY, f"cannot validate: {exc}")]
         for e in errors:
@@ -91,6 +94,31 @@ def lint_documents(docs: list[Any], source: str) -> list[dict[str, Any]]:
     for i, doc in enumerate(docs):
         visit(doc, i)
     return found
+
+
+ANALYSIS_CONFIG = "deliver.dev/analysis-config"
+
+
+def _configmaps(docs: list[Any]) -> dict[tuple[str, str], dict[str, str]]:
+    """The ConfigMaps among ``docs`` (and their Lists) by (namespace, name), data as strings."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+
+    def visit(doc: Any) -> None:
+        if not isinstance(doc, dict):
+            return
+        if isinstance(doc.get("items"), list) and str(doc.get("kind", "")).endswith("List"):
+            for item in doc["items"]:
+                visit(item)
+        elif doc.get("kind") == "ConfigMap" and isinstance(doc.get("metadata"), dict):
+            meta = doc["metadata"]
+            data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+            out[(str(meta.get("namespace") or ""), str(meta.get("name", "")))] = {
+                str(k): str(v) for k, v in (data or {}).items()
+            }
+
+    for doc in docs:
+        visit(doc)
+    return out
 
 
 def read_manifest(path: str) -> tuple[list[Any], dict[str, Any] | None]:

@@ -20,7 +20,59 @@ from .params import Duration, ListenAddress
 
 
 @click.command()
-@click.option("--prometheus-url", envvar="DELIVER_PROMETHEUS_URL", help="Prometheus for metric analysis.")
+@click.option(
+    "--prometheus-url",
+    envvar="DELIVER_PROMETHEUS_URL",
+    help="Prometheus for metric analysis (no user:password@: use the credential flags below).",
+)
+@click.option(
+    "--prometheus-bearer-token-file",
+    envvar="DELIVER_PROMETHEUS_BEARER_TOKEN_FILE",
+    type=click.Path(dir_okay=False),
+    help="File holding a bearer token for Prometheus, re-read when it changes (e.g. a projected ServiceAccount token).",
+)
+@click.option("--prometheus-username", envvar="DELIVER_PROMETHEUS_USERNAME", help="Basic auth user for Prometheus.")
+@click.option(
+    "--prometheus-password-file",
+    envvar="DELIVER_PROMETHEUS_PASSWORD_FILE",
+    type=click.Path(dir_okay=False),
+    help="File holding the basic auth password (with --prometheus-username), re-read when it changes.",
+)
+@click.option(
+    "--prometheus-header",
+    "prometheus_headers",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Extra HTTP header sent to Prometheus, e.g. X-Scope-OrgID=tenant-a (repeatable; values are never logged).",
+)
+@click.option(
+    "--prometheus-ca-file",
+    type=click.Path(dir_okay=False),
+    help="CA bundle that signs Prometheus' TLS certificate (default: the system's).",
+)
+@click.option("--prometheus-cert-file", type=click.Path(dir_okay=False), help="Client certificate (mutual TLS).")
+@click.option("--prometheus-key-file", type=click.Path(dir_okay=False), help="Client certificate's private key.")
+@click.option(
+    "--prometheus-timeout",
+    type=Duration(),
+    default="10s",
+    show_default=True,
+    help="Wall-clock deadline of one Prometheus query, retries included.",
+)
+@click.option(
+    "--prometheus-max-series",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="Most series one query may return; more makes the check inconclusive.",
+)
+@click.option(
+    "--prometheus-max-bytes",
+    type=click.IntRange(1024, 1 << 30),
+    default=8 << 20,
+    show_default=True,
+    help="Most bytes read of one Prometheus answer; more makes the check inconclusive.",
+)
 @click.option("--all-namespaces/--namespaced", default=False, help="Watch every namespace (default: only -n).")
 @click.option(
     "--leader-elect/--no-leader-elect",
@@ -152,6 +204,16 @@ from .params import Duration, ListenAddress
 def run(
     g: Globals,
     prometheus_url: str | None,
+    prometheus_bearer_token_file: str | None,
+    prometheus_username: str | None,
+    prometheus_password_file: str | None,
+    prometheus_headers: tuple[str, ...],
+    prometheus_ca_file: str | None,
+    prometheus_cert_file: str | None,
+    prometheus_key_file: str | None,
+    prometheus_timeout: float,
+    prometheus_max_series: int,
+    prometheus_max_bytes: int,
     all_namespaces: bool,
     leader_elect: bool,
     lease_name: str,
@@ -191,12 +253,36 @@ def run(
         raise click.UsageError("need --lease-duration > --renew-deadline > --retry-period > 0")
     logs.setup(json_lines=True, level=log_level)
     log = logging.getLogger("deliver")
+    prometheus_options = _prometheus_options(
+        prometheus_url,
+        prometheus_bearer_token_file,
+        prometheus_username,
+        prometheus_password_file,
+        prometheus_headers,
+        prometheus_ca_file,
+        prometheus_cert_file,
+        prometheus_key_file,
+        prometheus_max_series,
+        prometheus_max_bytes,
+    )
     kube = g.kube()
     analyser = None
     if prometheus_url:
         from ..verdicts import make_analyser
 
-        analyser = make_analyser(kube, prometheus_url, on_query=lambda ns, name, ok: metrics.count_query(ns, name, ok))
+        try:
+            analyser = make_analyser(
+                kube,
+                prometheus_url,
+                timeout=prometheus_timeout,
+                on_query=lambda ns, name, ok: metrics.count_query(ns, name, ok),
+                **prometheus_options,
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--prometheus-url") from None
+        from ..analysis.auth import redact_url
+
+        log.info("metric analysis on", extra={"prometheus": redact_url(prometheus_url)})
 
     elector: LeaderElector | None = None
     server_clock = ServerClock()  # step times from the API server's clock (see leader.ServerClock)
@@ -350,6 +436,53 @@ def _egress(hosts: tuple[str, ...], allow: tuple[str, ...], deny: tuple[str, ...
         return EgressPolicy.parse(split(hosts), split(allow), split(deny), public)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--egress-*") from None
+
+
+def _prometheus_options(
+    url: str | None,
+    token_file: str | None,
+    username: str | None,
+    password_file: str | None,
+    headers: tuple[str, ...],
+    ca_file: str | None,
+    cert_file: str | None,
+    key_file: str | None,
+    max_series: int,
+    max_bytes: int,
+) -> dict[str, Any]:
+    """The Prometheus client's options from the flags; a bad combination is a usage error (exit 2)
+    whose message never repeats a secret."""
+    from pathlib import Path
+
+    from ..analysis.auth import USERINFO_HINT, PrometheusAuth, has_userinfo, redact_url
+
+    if url and has_userinfo(url):
+        raise click.BadParameter(
+            f"{redact_url(url)} carries credentials: {USERINFO_HINT}", param_hint="--prometheus-url"
+        )
+    parsed: dict[str, str] = {}
+    for h in headers:
+        name, sep, value = h.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{name.strip() or '(empty)'}: want NAME=VALUE", param_hint="--prometheus-header")
+        parsed[name.strip()] = value.strip()
+    try:
+        auth = PrometheusAuth(
+            bearer_token_file=Path(token_file) if token_file else None,
+            username=username or None,
+            password_file=Path(password_file) if password_file else None,
+            headers=parsed,
+            ca_file=Path(ca_file) if ca_file else None,
+            cert_file=Path(cert_file) if cert_file else None,
+            key_file=Path(key_file) if key_file else None,
+        )
+        auth.verify()  # the TLS files load now, not at the first query
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    for flag, path in (("--prometheus-bearer-token-file", token_file), ("--prometheus-password-file", password_file)):
+        if path and not Path(path).is_file():
+            raise click.BadParameter(f"{path} is not a readable file", param_hint=flag)
+    return {"auth": auth, "max_series": max_series, "max_bytes": max_bytes}
 
 
 def _notifier(
