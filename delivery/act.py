@@ -105,11 +105,17 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
         if int(rs["spec"].get("replicas") or 0) != a.replicas or any(
             (rs["metadata"].get("annotations") or {}).get(k) != v for k, v in replicas_note.items()
         ):
+            # Guarded by the resourceVersion the plan was made on (as every ReplicaSet scale write):
+            # a ReplicaSet changed meanwhile (a lagging cache, another writer) makes this a Conflict,
+            # the cache re-reads it and deliver plans again, instead of scaling from stale numbers.
             ctx.kube.patch(
                 REPLICASETS,
                 ctx.ns,
                 rs["metadata"]["name"],
-                {"metadata": {"annotations": replicas_note}, "spec": {"replicas": a.replicas}},
+                {
+                    "metadata": {"annotations": replicas_note, "resourceVersion": rs["metadata"]["resourceVersion"]},
+                    "spec": {"replicas": a.replicas},
+                },
             )
         return
     # Re-delivering an earlier revision (`deliver undo`, a git revert): the Deployment still keeps
@@ -268,7 +274,15 @@ def _hold_stable(ctx: Context, a: HoldStable) -> None:
             _detach(ctx, rs, None)  # history first: the controller must find none to scale up
     if stable[0] in held:
         if int(stable[0]["spec"].get("replicas") or 0) != a.replicas:
-            ctx.kube.patch(REPLICASETS, ctx.ns, stable[0]["metadata"]["name"], {"spec": {"replicas": a.replicas}})
+            ctx.kube.patch(
+                REPLICASETS,
+                ctx.ns,
+                stable[0]["metadata"]["name"],
+                {
+                    "metadata": {"resourceVersion": stable[0]["metadata"]["resourceVersion"]},
+                    "spec": {"replicas": a.replicas},
+                },
+            )
         return
     _detach(ctx, stable[0], a.replicas)
 
