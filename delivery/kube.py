@@ -64,6 +64,8 @@ INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
 TRAFFICSPLITS = Resource("split.smi-spec.io", "v1alpha2", "trafficsplits")
 PDBS = Resource("policy", "v1", "poddisruptionbudgets")
+TOKENREVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", namespaced=False)
+SUBJECTACCESSREVIEWS = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", namespaced=False)
 
 
 def _error(exc: ApiException, what: str) -> KubeError:
