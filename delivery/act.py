@@ -412,7 +412,13 @@ def _analyse(ctx: Context, a: Analyse) -> None:
 def _post_event(ctx: Context, a: PostEvent) -> None:
     post_event(ctx.kube, ctx.deployment, a.type, a.reason, a.message)
     if ctx.notify is not None:
-        ctx.notify(ctx.deployment, ctx.state, a.type, a.reason, a.message)
+        # A notification never changes what a delivery does: a notifier that breaks (its queue, a
+        # target it cannot build) is logged, and the plan's other actions still run (issue 24; found
+        # by the crash-point explorer's notifier-broken scenario, which stopped the pass here).
+        try:
+            ctx.notify(ctx.deployment, ctx.state, a.type, a.reason, a.message)
+        except Exception:  # any failure of the notifier, by design
+            log.exception("notification failed; the delivery goes on", extra={"reason": a.reason.value})
 
 
 def _call_hook(ctx: Context, a: CallHook) -> None:
