@@ -104,10 +104,10 @@ def test_default_install_cluster_wide_with_leader_election() -> None:
 def test_metrics_are_read_only_with_a_token_the_api_server_authorizes() -> None:
     by = kinds(render("metrics.serviceMonitor.enabled=true"))
     bindings = {b["metadata"]["name"]: b for b in by["ClusterRoleBinding"]}
-    delegator = bindings["rel-deliver-auth-delegator"]
+    delegator = bindings["rel-deliver-deliver-system-auth-delegator"]
     assert delegator["roleRef"]["name"] == "system:auth-delegator"
     assert delegator["subjects"][0]["name"] == "rel-deliver"
-    reader = next(r for r in by["ClusterRole"] if r["metadata"]["name"] == "rel-deliver-metrics-reader")
+    reader = next(r for r in by["ClusterRole"] if r["metadata"]["name"] == "rel-deliver-deliver-system-metrics-reader")
     assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
     endpoint = by["ServiceMonitor"][0]["spec"]["endpoints"][0]
     assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -130,7 +130,7 @@ def test_namespaced_mode_has_no_cluster_rights() -> None:
     # access reviews' system:auth-delegator, and the only ClusterRole the scrapers' metrics-reader
     with_auth = kinds(render("watch.scope=namespaced", "watch.namespace=apps", namespace="deliver-system"))
     assert [b["roleRef"]["name"] for b in with_auth["ClusterRoleBinding"]] == ["system:auth-delegator"]
-    assert [r["metadata"]["name"] for r in with_auth["ClusterRole"]] == ["rel-deliver-metrics-reader"]
+    assert [r["metadata"]["name"] for r in with_auth["ClusterRole"]] == ["rel-deliver-deliver-system-metrics-reader"]
     roles = {r["metadata"]["name"]: r for r in by["Role"]}
     assert roles["rel-deliver"]["metadata"]["namespace"] == "apps"
     assert roles["rel-deliver-leader-election"]["metadata"]["namespace"] == "deliver-system"
