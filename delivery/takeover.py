@@ -13,7 +13,8 @@ so do the labels of its pod template. A Service may be rewritten only if it is
 
   - every pod it selects belongs to a ReplicaSet of this Deployment (its own, deliver's, or one
     deliver holds for it): the pod's controller reference names a ReplicaSet with an ownerReference
-    to this Deployment's uid;
+    to this Deployment's uid (terminating pods, and pods whose ReplicaSet is gone, are being
+    removed and do not count);
   - no other Deployment's pod template has labels it selects: a Deployment scaled to zero still
     owns its Service.
 
@@ -66,15 +67,19 @@ def serves_only(kube: Kube, service: JSON, deployment: JSON) -> str:
     if not templates.fronts(rest, pod_labels):
         return "it does not select this Deployment's pods"
     query = selector_string({"matchLabels": rest})
-    mine: dict[str, bool] = {}  # ReplicaSet name -> it belongs to this Deployment
+    mine: dict[str, bool | None] = {}  # ReplicaSet name -> this Deployment's (None: gone)
     for pod in kube.items(PODS, ns, query):
-        refs = (pod.get("metadata") or {}).get("ownerReferences") or []
-        ctl = next((r for r in refs if r.get("controller")), None)
-        name = str(ctl.get("name")) if ctl is not None and ctl.get("kind") == "ReplicaSet" else ""
-        if name and name not in mine:
-            mine[name] = _owned_by(kube, ns, name, str(ctl.get("uid") or ""), uid) if ctl else False
-        if not name or not mine[name]:
-            return f"it also selects pod {pod['metadata'].get('name')}, which is not this Deployment's"
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            continue  # terminating: no Service sends it traffic, and it is going
+        ctl = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+        if ctl is None or ctl.get("kind") != "ReplicaSet":
+            return f"it also selects pod {meta.get('name')}, which is not this Deployment's"
+        name = str(ctl.get("name"))
+        if name not in mine:
+            mine[name] = _owned_by(kube, ns, name, str(ctl.get("uid") or ""), uid)
+        if mine[name] is False:
+            return f"it also selects pod {meta.get('name')}, which is not this Deployment's"
     for other in kube.items(DEPLOYMENTS, ns):
         if other["metadata"].get("uid") == uid:
             continue
@@ -84,16 +89,18 @@ def serves_only(kube: Kube, service: JSON, deployment: JSON) -> str:
     return ""
 
 
-def _owned_by(kube: Kube, ns: str, name: str, rs_uid: str, uid: str) -> bool:
+def _owned_by(kube: Kube, ns: str, name: str, rs_uid: str, uid: str) -> bool | None:
     """Is ReplicaSet ``name`` (of uid ``rs_uid``, when the pod says) this Deployment's: controlled by
-    it, or deliver's own or held one for it (an ownerReference to its uid either way)?"""
+    it, or deliver's own or held one for it (an ownerReference to its uid either way)? None when it
+    is gone: its pods are being garbage-collected (a superseded ReplicaSet of deliver's just
+    deleted), which says nothing about whose Service this is."""
     try:
         rs = kube.get(REPLICASETS, ns, name)
     except NotFound:
-        return False
+        return None
     meta = rs.get("metadata") or {}
     if rs_uid and meta.get("uid") and meta.get("uid") != rs_uid:
-        return False
+        return None  # the pod's ReplicaSet is gone; another of the same name exists now
     return any(ref.get("uid") == uid and ref.get("kind") == "Deployment" for ref in meta.get("ownerReferences") or [])
 
 

@@ -271,6 +271,31 @@ def test_a_service_selecting_pods_no_deployment_owns_is_not_taken_over() -> None
     assert f.writes_to("services") == [] and f.events("InvalidAnnotation", "Warning")
 
 
+def test_pods_on_their_way_out_do_not_refuse_the_deployments_own_service() -> None:
+    # A superseded ReplicaSet of deliver's was just deleted: its pods linger (terminating, or not yet
+    # collected). They are this Deployment's past, not another owner's: the Service stays usable.
+    f = Fixture()
+    f.given_service("public", {"app": NAME})
+    f.given_deployment("blue-green", V1, replicas=2, interval="30s", active_service="public")
+    gone = {"controller": True, "kind": "ReplicaSet", "name": f"{NAME}-superseded", "uid": "uid-gone"}
+    f.kube.put(
+        PODS, {"metadata": {"name": "old-1", "namespace": NS, "labels": {"app": NAME}, "ownerReferences": [gone]}}
+    )
+    terminating = {
+        "name": "old-2",
+        "namespace": NS,
+        "labels": {"app": NAME},
+        "deletionTimestamp": "2026-01-01T00:00:00Z",
+    }
+    f.kube.put(PODS, {"metadata": terminating})
+    f.when_settled()
+    f.when_template_changes(V2)
+
+    f.when_reconciled()
+
+    assert f.events("InvalidAnnotation") == [] and f.record()["phase"] == "Progressing"
+
+
 def test_a_service_labelled_as_delivers_but_not_owned_by_this_deployment_is_not_taken_over() -> None:
     # deliver's owner label alone is a label anyone who made the Service could set; deliver's own
     # Services also carry this Deployment's ownerReference.
