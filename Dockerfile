@@ -7,6 +7,11 @@
 # BASE is any image with Python 3.11 and its venv module at the same path in both stages: the
 # default python:3.11-slim-bookworm, or the Debian bookworm base `make image` makes (python3,
 # python3-venv, ca-certificates, libstdc++6; no compiler either way).
+# Pin it for a release: --build-arg BASE=docker.io/library/python:3.11-slim-bookworm@sha256:<digest>
+# (the digest your registry resolves the tag to today; the tag alone moves). The default is left a
+# tag: its digest cannot be resolved where this file is maintained (no registry is reachable), and a
+# digest copied from elsewhere unverified would pin nothing trustworthy. `make image`'s own base is
+# pinned by DELIVER_DEBIAN_SNAPSHOT and records its package versions (e2e/image.py).
 ARG BASE=docker.io/library/python:3.11-slim-bookworm
 
 # ---- build: a virtualenv with deliver and its pinned dependencies (wheels: the base has no compiler)

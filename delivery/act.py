@@ -108,11 +108,17 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
         if int(rs["spec"].get("replicas") or 0) != a.replicas or any(
             (rs["metadata"].get("annotations") or {}).get(k) != v for k, v in replicas_note.items()
         ):
+            # Guarded by the resourceVersion the plan was made on (as every ReplicaSet scale write):
+            # a ReplicaSet changed meanwhile (a lagging cache, another writer) makes this a Conflict,
+            # the cache re-reads it and deliver plans again, instead of scaling from stale numbers.
             ctx.kube.patch(
                 REPLICASETS,
                 ctx.ns,
                 rs["metadata"]["name"],
-                {"metadata": {"annotations": replicas_note}, "spec": {"replicas": a.replicas}},
+                {
+                    "metadata": {"annotations": replicas_note, "resourceVersion": rs["metadata"]["resourceVersion"]},
+                    "spec": {"replicas": a.replicas},
+                },
             )
         return
     # Re-delivering an earlier revision (`deliver undo`, a git revert): the Deployment still keeps
@@ -298,7 +304,15 @@ def _hold_stable(ctx: Context, a: HoldStable) -> None:
             _detach(ctx, rs, None)  # history first: the controller must find none to scale up
     if stable[0] in held:
         if int(stable[0]["spec"].get("replicas") or 0) != a.replicas:
-            ctx.kube.patch(REPLICASETS, ctx.ns, stable[0]["metadata"]["name"], {"spec": {"replicas": a.replicas}})
+            ctx.kube.patch(
+                REPLICASETS,
+                ctx.ns,
+                stable[0]["metadata"]["name"],
+                {
+                    "metadata": {"resourceVersion": stable[0]["metadata"]["resourceVersion"]},
+                    "spec": {"replicas": a.replicas},
+                },
+            )
         return
     _detach(ctx, stable[0], a.replicas)
 
@@ -428,7 +442,13 @@ def _analyse(ctx: Context, a: Analyse) -> None:
 def _post_event(ctx: Context, a: PostEvent) -> None:
     post_event(ctx.kube, ctx.deployment, a.type, a.reason, a.message)
     if ctx.notify is not None:
-        ctx.notify(ctx.deployment, ctx.state, a.type, a.reason, a.message)
+        # A notification never changes what a delivery does: a notifier that breaks (its queue, a
+        # target it cannot build) is logged, and the plan's other actions still run (issue 24; found
+        # by the crash-point explorer's notifier-broken scenario, which stopped the pass here).
+        try:
+            ctx.notify(ctx.deployment, ctx.state, a.type, a.reason, a.message)
+        except Exception:  # any failure of the notifier, by design
+            log.exception("notification failed; the delivery goes on", extra={"reason": a.reason.value})
 
 
 def _call_hook(ctx: Context, a: CallHook) -> None:

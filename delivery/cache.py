@@ -16,6 +16,7 @@ Staleness. A store may lag the API server by one watch event, so:
 * a write's answer is put in the store at once (write-through: the next pass sees its own writes);
 * an object is only replaced by one with a newer resourceVersion, and a deleted one is not brought
   back by an update from before its deletion (an event arriving late never rolls the store back);
+  a relist keeps what this process saw later than the list's snapshot (``Store.replace_trimmed``);
 * a write refused as Conflict (the record's resourceVersion precondition, delivery/state.py)
   re-reads that object from the API server into the store before the Conflict goes up, so the
   reconciler's re-plan sees the newer object;
@@ -57,11 +58,30 @@ def copy_json(value: Any) -> Any:
     return value
 
 
+def _rv_int(rv: str) -> int | None:
+    return int(rv) if rv.isdigit() else None
+
+
 def _newer(candidate: str, held: str) -> bool:
-    """Is resourceVersion ``candidate`` newer than ``held``? (etcd revisions; opaque ones: yes)."""
-    if candidate.isdigit() and held.isdigit():
-        return int(candidate) >= int(held)
+    """May resourceVersion ``candidate`` replace ``held`` (the same or a later version)?
+
+    The API's resourceVersions are opaque strings in general: clients are told to compare them only
+    for equality. Here they are not compared blindly but as what they are on every API server
+    deliver runs against: etcd-backed storage, where an object's resourceVersion is the etcd
+    revision of its last change, a decimal integer that only grows (cluster-wide), so of two versions
+    of one object the larger is the later one. A non-decimal (opaque) version cannot be ordered:
+    the candidate wins, which is what a cache without the comparison did.
+    """
+    c, h = _rv_int(candidate), _rv_int(held)
+    if c is not None and h is not None:
+        return c >= h
     return True
+
+
+def _strictly_older(candidate: str, held: str) -> bool:
+    """Is ``candidate`` known to be an earlier version than ``held`` (both decimal, smaller)?"""
+    c, h = _rv_int(candidate), _rv_int(held)
+    return c is not None and h is not None and c < h
 
 
 def _container(cs: JSON) -> JSON:
@@ -135,19 +155,53 @@ class Store:
 
     # ---- writes (informer and write-through) ----
 
-    def replace_all(self, objects: builtins.list[JSON]) -> None:
+    def replace_all(self, objects: builtins.list[JSON], list_rv: str = "") -> None:
         """A relist: exactly these objects, nothing else (what was deleted meanwhile goes)."""
-        self.replace_trimmed([trim(self.res, obj) for obj in objects])
+        self.replace_trimmed([trim(self.res, obj) for obj in objects], list_rv)
 
-    def replace_trimmed(self, objects: builtins.list[JSON]) -> None:
-        """``replace_all`` with objects already trimmed (an informer trims each page as it comes)."""
+    def replace_trimmed(self, objects: builtins.list[JSON], list_rv: str = "") -> None:
+        """``replace_all`` with objects already trimmed (an informer trims each page as it comes).
+
+        ``list_rv`` is the list's resourceVersion (its snapshot). A relist never rolls the store
+        back past what this process saw later by write-through or watch (issue 24):
+
+        * a listed object older than the one held (e.g. a write's answer at rv 105, the list's copy
+          at rv 100) leaves the held one in place;
+        * a listed object this process deleted at or after the listed version stays deleted;
+        * a held object missing from the list but newer than the list's snapshot (created after it)
+          is kept; any other object missing from the list was deleted and goes.
+
+        The watch then starts from the list's resourceVersion and delivers what happened after the
+        snapshot, each event again only replacing older versions.
+        """
         with self._lock:
-            self._objects.clear()
+            held = self._objects
+            deleted = self._deleted
+            self._objects = {}
             self._by_ns.clear()
             self._by_label.clear()
-            self._deleted.clear()
+            self._deleted = {}
+            listed: set[tuple[str, str]] = set()
             for obj in objects:
+                meta = obj.get("metadata") or {}
+                key = (meta.get("namespace", ""), meta.get("name", ""))
+                listed.add(key)
+                rv = str(meta.get("resourceVersion", ""))
+                mine = held.get(key)
+                if mine is not None and _strictly_older(rv, self._rv(mine)):
+                    self._put(mine)  # seen later by write-through or watch: the newer one stays
+                    continue
+                gone = deleted.get(key)
+                if mine is None and gone is not None and (rv == gone or _strictly_older(rv, gone)):
+                    self._deleted[key] = gone  # deleted after this version: not brought back
+                    continue
                 self._put(obj)
+            for key, obj in held.items():
+                if key not in listed and _strictly_older(list_rv, self._rv(obj)):
+                    self._put(obj)  # created or changed after the list's snapshot
+            for key, rv in deleted.items():
+                if key not in self._deleted and key not in self._objects and _strictly_older(list_rv, rv):
+                    self._deleted[key] = rv  # deleted after the snapshot: the watch may still replay older events
         self.synced.set()
 
     def apply(self, kind: str, obj: JSON) -> None:

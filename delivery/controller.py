@@ -140,7 +140,7 @@ class Informer:
             if not token:
                 break
         if self.store is not None:
-            self.store.replace_trimmed(listed)
+            self.store.replace_trimmed(listed, rv)
         return rv
 
     def run(self) -> None:

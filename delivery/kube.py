@@ -68,6 +68,8 @@ MUTATING_POLICIES = Resource("admissionregistration.k8s.io", "v1", "mutatingadmi
 MUTATING_POLICY_BINDINGS = Resource(
     "admissionregistration.k8s.io", "v1", "mutatingadmissionpolicybindings", namespaced=False
 )
+TOKENREVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", namespaced=False)
+SUBJECTACCESSREVIEWS = Resource("authorization.k8s.io", "v1", "subjectaccessreviews", namespaced=False)
 
 
 def _error(exc: ApiException, what: str) -> KubeError:

@@ -10,13 +10,23 @@
 
 Per-delivery numbers come from the reconcile outcomes of this replica, so they are the leader's view;
 a replica that loses or has no leadership reports none.
+
+``/metrics`` names every namespace and Deployment deliver manages: tenant names, which not everyone
+who can reach the pod may read (issue 24). With ``--metrics-auth kubernetes`` (the default on any
+address but loopback) it asks for a bearer token, as kube-rbac-proxy does: the API server
+authenticates it (TokenReview) and authorizes ``get`` on the non-resource URL ``/metrics`` for its
+user (SubjectAccessReview); 401 without a valid token, 403 without the right. Answers are cached
+for a minute per token (by hash). ``/healthz`` and ``/readyz`` say nothing about tenants and stay
+open for the kubelet's probes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +37,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from strategies.model import Phase
+
+from .errors import KubeError
+from .kube import SUBJECTACCESSREVIEWS, TOKENREVIEWS, Kube
 
 log = logging.getLogger("deliver.metrics")
 
@@ -231,16 +244,104 @@ def parse_addr(addr: str) -> tuple[str, int] | None:
     return host, number
 
 
-class Server:
-    """A small threaded HTTP server for the three endpoints."""
+AUTH_MODES = ("auto", "none", "kubernetes")
 
-    def __init__(self, metrics: Metrics, host: str, port: int) -> None:
+
+def is_loopback(host: str) -> bool:
+    """Only this pod/machine can reach ``host`` ('' and 0.0.0.0 listen everywhere)."""
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def auth_mode(mode: str, host: str) -> str:
+    """``auto``: ``kubernetes`` unless /metrics listens on loopback only."""
+    if mode == "auto":
+        return "none" if is_loopback(host) else "kubernetes"
+    return mode
+
+
+class KubeAuthorizer:
+    """Who may read ``path``: a bearer token the API server authenticates (TokenReview) whose user may
+    ``get`` that non-resource URL (SubjectAccessReview). Both requests go through ``Kube``."""
+
+    CACHE_SIZE = 1024
+
+    def __init__(
+        self, kube: Kube, path: str = "/metrics", ttl: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.kube = kube
+        self.path = path
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, int, str]] = {}  # sha256(token) -> (until, code, why)
+
+    def check(self, authorization: str | None) -> tuple[int, str]:
+        """(200, user) when allowed; (401, why), (403, why) or (503, why: the API server failed)."""
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return 401, "a bearer token is required"
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self.clock()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1], hit[2]
+        try:
+            code, why = self._review(token)
+        except KubeError as exc:
+            log.warning("cannot review a /metrics token", extra={"error": str(exc)})
+            return 503, "the API server could not review the token"
+        with self._lock:
+            if len(self._cache) >= self.CACHE_SIZE:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = (now + self.ttl, code, why)
+        return code, why
+
+    def _review(self, token: str) -> tuple[int, str]:
+        review = self.kube.create(
+            TOKENREVIEWS,
+            None,
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
+        )
+        status = review.get("status") or {}
+        if not status.get("authenticated"):
+            return 401, "the token is not valid"
+        user = status.get("user") or {}
+        spec: dict[str, Any] = {
+            "user": user.get("username", ""),
+            "groups": list(user.get("groups") or []),
+            "nonResourceAttributes": {"path": self.path, "verb": "get"},
+        }
+        if user.get("uid"):
+            spec["uid"] = user["uid"]
+        if user.get("extra"):
+            spec["extra"] = user["extra"]
+        access = self.kube.create(
+            SUBJECTACCESSREVIEWS,
+            None,
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec},
+        )
+        if not (access.get("status") or {}).get("allowed"):
+            return 403, f"{spec['user']} may not get {self.path}"
+        return 200, str(spec["user"])
+
+
+class Server:
+    """A small threaded HTTP server for the three endpoints; ``auth`` guards ``/metrics``."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int, auth: KubeAuthorizer | None = None) -> None:
         m = metrics
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # http.server naming
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
+                    if auth is not None:
+                        code, why = auth.check(self.headers.get("Authorization"))
+                        if code != 200:
+                            self._send(code, (why + "\n").encode())
+                            return
                     self._send(200, m.exposition(), CONTENT_TYPE_LATEST)
                 elif path in ("/healthz", "/livez"):
                     self._send(200, b"ok\n")

@@ -29,7 +29,7 @@ from strategies.model import (
 )
 from strategies.reasons import EventReason
 
-from . import act, hooks, templates
+from . import act, hooks, takeover, templates
 from . import spec as specmod
 from .background import AnalysisPool
 from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError, StateError
@@ -127,9 +127,9 @@ class Reconciler:
         uid = deployment["metadata"]["uid"]
         try:
             spec = specmod.parse(deployment, self.configmaps(namespace))
-            # A Service-name annotation may not take over a Service that is neither deliver's
-            # nor already in front of this Deployment's pods: refused like an invalid annotation.
-            takeovers = specmod.service_takeovers(spec, deployment, self.kube.items(SERVICES, namespace))
+            # A Service-name annotation may not take over a Service that is neither deliver's nor
+            # already in front of this Deployment's pods alone: refused like an invalid annotation.
+            takeovers = takeover.service_takeovers(self.kube, spec, deployment)
             if takeovers:
                 raise takeovers[0]
         except KubeError as exc:

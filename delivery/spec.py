@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RequestMatch, RouterRef, Strategy
 
-from . import templates
 from .errors import SpecError
 from .labels import selects
 
@@ -559,39 +558,3 @@ def leftover_routing(deployment: dict[str, Any]) -> tuple[RouterRef, str, str, s
         value = str(annotations.get(PREFIX + short, default)).strip()
         names.append(value if _DNS1035.match(value) else default)
     return router, names[0], names[1], names[2]
-
-
-def service_takeovers(
-    spec: DeliverySpec, deployment: dict[str, Any], services: list[dict[str, Any]]
-) -> list[SpecError]:
-    """Problems of the Service-name annotations: each Service the strategy would pin must, if it
-    exists, be deliver's own for this Deployment (its owner label) or already in front of this
-    Deployment's pods (its selector, ignoring pod-template-hash, a non-empty subset of the pod
-    template's labels). Any other Service in the namespace is not deliver's to redirect."""
-    meta = deployment.get("metadata") or {}
-    labels = templates.without_hash((deployment.get("spec") or {}).get("template") or {})
-    pod_labels = (labels.get("metadata") or {}).get("labels") or {}
-    named: tuple[tuple[str, str], ...] = ()
-    if spec.strategy is Strategy.BLUE_GREEN:
-        named = (("active-service", spec.active_service), ("preview-service", spec.preview_service))
-    elif spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
-        named = (("stable-service", spec.stable_service), ("canary-service", spec.canary_service))
-    by_name = {(svc.get("metadata") or {}).get("name"): svc for svc in services}
-    errors = []
-    for short, name in named:
-        svc = by_name.get(name)
-        if svc is None:
-            continue  # deliver creates it
-        owner = ((svc.get("metadata") or {}).get("labels") or {}).get(templates.OWNER_LABEL)
-        selector = (svc.get("spec") or {}).get("selector") or {}
-        if owner == meta.get("name") or templates.fronts(selector, pod_labels):
-            continue
-        shown = ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "none"
-        errors.append(
-            SpecError(
-                PREFIX + short,
-                f"Service {_shown(name)} was not created by deliver for this Deployment and does not select its "
-                f"pods (selector {shown}); deliver does not redirect it",
-            )
-        )
-    return errors

@@ -55,6 +55,7 @@ class StageState(Enum):
     PASSED = "Passed"  # delivered (and soaked)
     FAILED = "Failed"  # rolled back, aborted, refused or held failed by the cluster's deliver
     ROLLED_BACK = "RolledBack"  # passed, then put back by this wave after a later stage failed
+    UNREACHABLE = "Unreachable"  # its API server could not be read: where it stands is unknown
 
 
 @dataclass(frozen=True)
@@ -201,11 +202,15 @@ class WavePlan:
     undo: tuple[str, ...] = ()  # passed stages of this wave to put back, the latest first
     abort: tuple[str, ...] = ()  # deliveries of this wave to abort (still going, or held failed)
     untouched: tuple[str, ...] = ()  # stages the wave never reached
+    # stages whose API server cannot be read and which this wave may have changed: a rollback
+    # cannot know whether they need putting back (the run exits 4: run the wave again to finish)
+    unreachable: tuple[str, ...] = ()
 
 
 def plan(wave: Wave, views: Mapping[str, StageView], until: str | None = None) -> WavePlan:
     """The next move of the wave, from the observed stages. Pure."""
     stages = wave.stages
+    lost = tuple(s.name for s in stages if views[s.name].state is StageState.UNREACHABLE)
     failed = tuple(s.name for s in stages if views[s.name].state is StageState.FAILED)
     rolled = tuple(s.name for s in stages if views[s.name].state is StageState.ROLLED_BACK)
     if failed or rolled:
@@ -216,7 +221,18 @@ def plan(wave: Wave, views: Mapping[str, StageView], until: str | None = None) -
             else f"stage {first} was put back by this wave after a failure"
         )
         at = wave.group_of(first)
-        untouched = tuple(s.name for g in wave.groups[at:] for s in g if views[s.name].state is StageState.PENDING)
+        # A stage that cannot be read matters only if this wave may have changed it: it is in a group
+        # up to the failed one, or up to the last group where a readable stage carries this wave's
+        # change. A stage beyond both was never reached: its rollback is not needed (issue 24).
+        reached = max([at] + [wave.group_of(s.name) for s in stages if views[s.name].ours])
+        unknown = tuple(n for n in lost if wave.group_of(n) <= reached)
+        untouched = tuple(
+            s.name
+            for g in wave.groups[at:]
+            for s in g
+            if views[s.name].state is StageState.PENDING
+            or (views[s.name].state is StageState.UNREACHABLE and s.name not in unknown)
+        )
         undo: tuple[str, ...] = ()
         abort: tuple[str, ...] = ()
         if wave.on_failure is OnFailure.ROLLBACK:
@@ -235,7 +251,20 @@ def plan(wave: Wave, views: Mapping[str, StageView], until: str | None = None) -
                     or (views[s.name].state is StageState.FAILED and views[s.name].held)
                 )
             )
-        return WavePlan("failed", reason, failed=failed or rolled, undo=undo, abort=abort, untouched=untouched)
+        if wave.on_failure is not OnFailure.ROLLBACK:
+            unknown = ()
+        return WavePlan(
+            "failed",
+            reason,
+            failed=failed or rolled,
+            undo=undo,
+            abort=abort,
+            untouched=untouched,
+            unreachable=unknown,
+        )
+    if lost:
+        # nothing failed that can be seen: no stage is started while a cluster cannot be read
+        return WavePlan("unreachable", f"stage {lost[0]}: {views[lost[0]].reason}", unreachable=lost)
     last = wave.group_of(until) if until else len(wave.groups) - 1
     for i, group in enumerate(wave.groups):
         todo = tuple(s.name for s in group if views[s.name].state is not StageState.PASSED)
@@ -360,6 +389,7 @@ class StageUnreachable(DeliverError):
     def __init__(self, stage: str, error: KubeError) -> None:
         super().__init__(f"stage {stage}: {error}")
         self.stage = stage
+        self.error = error
 
 
 def read_stage(kube: Kube, stage: Stage) -> dict[str, Any] | None:
@@ -607,9 +637,15 @@ class WaveRunner:
     # ---- observing ----
 
     def views(self) -> dict[str, StageView]:
+        """Every stage as its cluster says; a cluster that cannot be read is an ``UNREACHABLE`` view
+        (the plan decides whether that stops the wave: it does not stop a rollback of the others)."""
         out: dict[str, StageView] = {}
         for s in self.wave.stages:
-            deployment = read_stage(self.kubes[s.name], s)
+            try:
+                deployment = read_stage(self.kubes[s.name], s)
+            except StageUnreachable as exc:
+                out[s.name] = StageView(s, StageState.UNREACHABLE, str(exc.error))
+                continue
             if deployment is None:
                 raise StateError(f"stage {s.name}: deployment {s.namespace}/{s.app} not found (deleted mid-wave?)")
             out[s.name] = observe(s, self.change, self.wid, deployment, self.clock())
@@ -636,8 +672,6 @@ class WaveRunner:
         for _ in range(4 * len(self.wave.groups) + 8):
             try:
                 views = self.views()
-            except StageUnreachable as exc:
-                return self._result(started, EXIT_API, f"{exc}; the wave stops, nothing further is changed")
             except StateError as exc:
                 return self._result(started, EXIT_FAILED, f"{exc}; the wave stops, nothing further is changed")
             self._settle(views)
@@ -651,6 +685,8 @@ class WaveRunner:
                 return self._result(started, EXIT_OK, p.reason)
             if p.outcome == "failed":
                 return self._fail(started, p, views)
+            if p.outcome == "unreachable":
+                return self._result(started, EXIT_API, f"{p.reason}; the wave stops, nothing further is changed")
             if self.lock is not None and self.lock.lost:
                 return self._result(started, EXIT_FAILED, f"the wave lost its lock ({self.lock.lost}); it stops")
             codes = self._run_group(p.run, views)
@@ -846,9 +882,15 @@ class WaveRunner:
     def _fail(self, started: float, p: WavePlan, views: Mapping[str, StageView]) -> WaveResult:
         notes: list[str] = []
         undo = list(p.undo)
+        lost = list(p.unreachable)
         for name in p.abort:
             kube, stage = self.kubes[name], self.wave.stage(name)
-            deployment = read_stage(kube, stage)
+            try:
+                deployment = read_stage(kube, stage)
+            except StageUnreachable as exc:
+                lost.append(name)
+                self.results[name].reason = f"unreachable: {exc.error}"
+                continue
             if deployment is None:
                 continue
             record = read_state(deployment)
@@ -865,10 +907,22 @@ class WaveRunner:
             self._note(name, "abort-requested", "abort requested")
             notes.append(f"{name} aborted")
         for name in undo:
-            ok, why = self._undo(name, views[name])
+            try:
+                ok, why = self._undo(name, views[name])
+            except StageUnreachable as exc:
+                lost.append(name)
+                self.results[name].reason = f"unreachable: {exc.error}"
+                continue
             self.results[name].outcome = "rolled-back" if ok else "failed"
             self.results[name].reason = why
             notes.append(f"{name} {'rolled back' if ok else 'NOT rolled back: ' + why}")
+        for name in lost:
+            self.results[name].outcome = "api-error"
+            if not self.results[name].reason.startswith("unreachable"):
+                self.results[name].reason = f"unreachable: {views[name].reason}"
+            self.results[name].reason += "; not rolled back: run the wave again to finish the rollback"
+        if lost:
+            notes.append(f"{', '.join(lost)} unreachable, NOT rolled back")
         if self.wave.on_failure is OnFailure.HOLD:
             for name, v in views.items():
                 if v.ours and v.state in (StageState.PASSED, StageState.SOAKING):
@@ -880,9 +934,12 @@ class WaveRunner:
         for name in p.untouched:
             self.results[name].outcome = "not-reached"
             self.results[name].reason = "untouched: an earlier stage failed"
+            if views[name].state is StageState.UNREACHABLE:
+                self.results[name].reason += f" (unreachable: {views[name].reason}; never changed by this wave)"
         if p.untouched:
             notes.append(f"{', '.join(p.untouched)} untouched")
-        return self._result(started, EXIT_FAILED, p.reason + (f" ({'; '.join(notes)})" if notes else ""))
+        code = EXIT_API if lost else EXIT_FAILED
+        return self._result(started, code, p.reason + (f" ({'; '.join(notes)})" if notes else ""))
 
     @staticmethod
     def _abort(kube: Kube, stage: Stage, deployment: dict[str, Any]) -> None:

@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes import client
 
@@ -110,11 +111,29 @@ class Trial:
     fewest: int | None = None  # the fewest Ready pods sampled during the delivery
     warned: int = 0  # invalid: sets answered with a Warning Event
     note: str = ""
+    # The fault's proof (issue 24: a trial must not pass because its fault never happened). ``None``:
+    # this kind proves nothing beyond its count; ``False``: it had to prove its fault and did not.
+    injected: bool | None = None  # the fault happened (apiserver: a request failed, the pid changed; ...)
+    observed: bool | None = None  # deliver met it (Prometheus: one of its queries was held unanswered)
+    fault_error: str = ""  # the fault could not be injected (the exception)
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def unproven(self) -> str:
+        """Why this trial's fault is not shown to have happened ("" when it is, or needs no proof)."""
+        if self.fault_error:
+            return f"fault not injected: {self.fault_error}"
+        if self.injected is False:
+            return "fault not shown to have happened"
+        if self.observed is False:
+            return "fault not met by deliver"
+        return ""
 
     @property
     def wrong(self) -> bool:
         return (
-            self.stuck
+            bool(self.unproven)
+            or self.stuck
             or self.promotions > 1
             or self.lost > 0
             or self.writes > 0
@@ -131,7 +150,7 @@ class Trial:
 class Figures:
     trials: list[Trial] = field(default_factory=list)
 
-    def rows(self) -> list[tuple[str, int, int, int, int, int, int, int, int, str, str]]:
+    def rows(self) -> list[tuple[str, int, int, int, int, int, int, int, int, int, str, str]]:
         out = []
         for kind in dict.fromkeys(t.kind for t in self.trials):
             ts = [t for t in self.trials if t.kind == kind]
@@ -147,6 +166,7 @@ class Figures:
                     sum(t.lost for t in ts),
                     sum(t.writes for t in ts),
                     sum(t.below_floor for t in ts),
+                    sum(bool(t.unproven) for t in ts),
                     f"{statistics.median(conv):.1f}" if conv else "-",
                     f"{conv[-1]:.1f}" if conv else "-",
                 )
@@ -156,8 +176,8 @@ class Figures:
     def table(self) -> str:
         head = (
             "| kind | trials | faults | stuck | double promotions | operator requests | lost requests | writes | "
-            "below capacity floor | converge p50 (s) | converge max (s) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n"
+            "below capacity floor | fault unproven | converge p50 (s) | converge max (s) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         )
         return head + "\n".join("| " + " | ".join(str(c) for c in row) + " |" for row in self.rows())
 
@@ -240,6 +260,7 @@ class SwitchableProxy:
         self.port = _proc.free_port()
         self.mode = "forward"
         self.forwarded = 0
+        self.swallowed = 0  # connections or requests held unanswered while hanging (deliver met the hang)
         self.held: list[socket.socket] = []
         self.active: list[socket.socket] = []
         self.sock: socket.socket | None = None
@@ -263,6 +284,7 @@ class SwitchableProxy:
                 return
             if self.mode == "hang":
                 self.held.append(conn)  # read nothing, answer nothing
+                self.swallowed += 1
                 continue
             self.forwarded += 1
             try:
@@ -278,6 +300,7 @@ class SwitchableProxy:
         try:
             while data := src.recv(65536):
                 if self.mode == "hang":
+                    self.swallowed += 1
                     continue  # a kept-alive connection hangs too: the query is swallowed, never answered
                 dst.sendall(data)
         except OSError:
@@ -319,21 +342,76 @@ class SwitchableProxy:
             conn.close()
 
 
-def restart_apiserver(cluster: Cluster, down_for: float = 1.0) -> float:
+def probe(url: str, timeout: float = 2.0) -> str:
+    """One HTTP GET: "answered" (any HTTP answer), "timeout" (connected, no answer in time),
+    "refused" (nothing listens) or "error: ..." — how a fault shows itself to a client."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            return "answered" if sock.recv(16).startswith(b"HTTP/") else "error: not HTTP"
+    except TimeoutError:
+        return "timeout"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as exc:
+        return f"error: {exc}"
+
+
+@dataclass(frozen=True)
+class Restart:
+    """What a kube-apiserver restart did, as evidence: its pids, whether a request failed while it
+    was down, and how long it was unavailable."""
+
+    down: float
+    old_pid: int
+    new_pid: int
+    refused: bool  # a request to it failed while it was stopped
+    ready_after: bool  # it answered /readyz again afterwards
+
+    @property
+    def proven(self) -> bool:
+        return self.old_pid != self.new_pid and self.refused and self.ready_after
+
+    def evidence(self) -> str:
+        return (
+            f"kube-apiserver pid {self.old_pid} -> {self.new_pid}, a request while down "
+            f"{'failed' if self.refused else 'DID NOT fail'}, down {self.down:.1f}s"
+        )
+
+
+def restart_apiserver(cluster: Cluster, down_for: float = 1.0) -> Restart:
     """Stop kube-apiserver (SIGTERM, as a node drain or an upgrade would) and start it again with the
-    same flags against the same etcd; returns the seconds it was unavailable."""
+    same flags against the same etcd; returns the evidence that it really went away and came back."""
     state = cluster.state
     proc = next(p for p in state.procs if p.name == "kube-apiserver")
     header = Path(proc.log).read_text(errors="replace").splitlines()[0]
     argv = header.removeprefix("# ").split()
     started = time.monotonic()
     _proc.stop(proc)
+    refused = not proc.alive() and not quietly(lambda: cluster._apiserver_ready(state), False)
     time.sleep(down_for)
     new = _proc.start(proc.name, argv, Path(proc.log), cwd=cluster.run_dir)
     state.procs = [new if p.pid == proc.pid else p for p in state.procs]
     state.save(cluster.state_file)
     _proc.wait_until(lambda: cluster._apiserver_ready(state), 60, new, "kube-apiserver /readyz after a restart")
-    return time.monotonic() - started
+    ready = bool(quietly(lambda: cluster._apiserver_ready(state), False))
+    return Restart(time.monotonic() - started, proc.pid, new.pid, refused, ready)
+
+
+def judge_prometheus_fault(trial: Trial, mode: str, probed: str, met: int) -> None:
+    """The Prometheus fault's proof: a query of ours timed out (``hang``: connected, never answered)
+    or was refused (``down``); and, for a hang, deliver's own queries were held by it (``met``: the
+    requests the hung proxy swallowed besides the probe's). A hang deliver never queried through, or
+    a proxy that still answered, proves nothing: the trial fails."""
+    want = {"hang": "timeout", "down": "refused"}[mode]
+    trial.injected = probed == want
+    trial.evidence.append(f"probe during the outage: {probed} (want {want})")
+    if mode == "hang":
+        trial.observed = met > 0
+        trial.evidence.append(f"deliver's requests held by the hang: {met}")
 
 
 # ------------------------------------------------------------------ the runner
@@ -411,7 +489,8 @@ class Chaos:
             t0 = time.monotonic()
             try:
                 last_fault = fault(t0, trial)
-            except Exception as exc:  # a fault that could not be injected is a finding, not a crash
+            except Exception as exc:  # a fault that could not be injected fails the trial (Trial.unproven)
+                trial.fault_error = f"{type(exc).__name__}: {exc}"[:300]
                 trial.note = f"fault failed: {exc}"
                 last_fault = time.monotonic()
             if not ctl.alive():
@@ -548,7 +627,7 @@ class Chaos:
                     for (ns, ctl), strategy in zip(ctls.items(), strategies, strict=True):
                         self.given(ns, strategy, ctl, CONTROL_PLANE_RESTART)
                     at = self.rng.uniform(1.0, 6.0)
-                    restarted: dict[str, float] = {}
+                    restarted: dict[str, Any] = {}
                     lock = threading.Lock()
 
                     def fault(
@@ -556,16 +635,21 @@ class Chaos:
                         trial: Trial,
                         at: float = at,
                         lock: threading.Lock = lock,
-                        restarted: dict[str, float] = restarted,
+                        restarted: dict[str, Any] = restarted,
                     ) -> float:
                         with lock:  # one restart shared by both deliveries
                             if "done" not in restarted:
                                 time.sleep(max(0.0, t0 + at - time.monotonic()))
-                                restarted["down"] = restart_apiserver(self.cluster)  # type: ignore[arg-type]
+                                restarted["restart"] = restart_apiserver(self.cluster)  # type: ignore[arg-type]
                                 restarted["done"] = time.monotonic()
+                        if "restart" not in restarted:  # the other delivery's restart raised
+                            raise RuntimeError("the shared kube-apiserver restart failed")
+                        restart: Restart = restarted["restart"]
                         trial.faults = 1
-                        trial.note = f"apiserver down {restarted['down']:.1f}s"
-                        return restarted["done"]
+                        trial.injected = restart.proven
+                        trial.evidence.append(restart.evidence())
+                        trial.note = f"apiserver down {restart.down:.1f}s"
+                        return float(restarted["done"])
 
                     threads = [
                         threading.Thread(
@@ -615,10 +699,14 @@ class Chaos:
                         wait_for(lambda: proxy.forwarded > before, 60, "the analysis to query Prometheus")
                         proxy.set(mode)
                         trial.faults = 1
-                        time.sleep(outage)
+                        swallowed, began = proxy.swallowed, time.monotonic()
+                        seen = probe(proxy.url + "/api/v1/query?query=vector(1)", timeout=2.0)
+                        time.sleep(max(0.0, outage - (time.monotonic() - began)))
                         if record_of(self.jk, ns).get("phase") in ("Promoting", "Succeeded"):
                             trial.note = "promoted while Prometheus was away"
+                        met = proxy.swallowed - swallowed - (1 if seen == "timeout" else 0)
                         proxy.set("forward")
+                        judge_prometheus_fault(trial, mode, seen, met)
                         return time.monotonic()
 
                     self.deliver(trial, ns, ctl, fault, deadline=150.0)

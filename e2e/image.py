@@ -13,6 +13,11 @@ ca-certificates; no docs/man/locales) into a tarball that buildah imports as
 ``$DELIVER_CACHE/image`` (default ``~/.cache/deliver/image``), the archive keyed by a hash of every
 input (Dockerfile, .dockerignore, pyproject.toml, README.md, delivery/, strategies/, the base), so
 ``make image`` and e2e/test_image.py rebuild only when one changed. Timings: docs/install.md.
+
+Pinning: ``--base`` should name a registry base by digest (``python:3.11-slim-bookworm@sha256:...``);
+the Debian base made here is pinned by ``DELIVER_DEBIAN_SNAPSHOT`` (snapshot.debian.org) and, either
+way, its package versions are written beside the archive; the archive's manifest digest is printed
+for the chart's ``image.digest``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,12 @@ MIRRORS = (
     "deb http://deb.debian.org/debian bookworm main",
     "deb http://deb.debian.org/debian-security bookworm-security main",
 )
+# Pinning the Debian base (issue 24). The live mirrors above move: two builds a week apart get other
+# package versions. DELIVER_DEBIAN_SNAPSHOT=20261201T000000Z builds from snapshot.debian.org at that
+# instant instead: the same packages every time. Either way the versions that went in are recorded
+# (``packages``: dist/deliver-<version>.packages.txt) and the archive's manifest digest printed, to be
+# pinned as the chart's image.digest.
+SNAPSHOT_ENV = "DELIVER_DEBIAN_SNAPSHOT"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "libstdc++6")  # numpy's wheels need libstdc++
 EXCLUDED = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*")
 INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
@@ -80,8 +91,47 @@ def buildah(*args: str, capture: bool = False, quiet: bool = False) -> str:
     return (out.stdout or "").strip()
 
 
+def mirrors(snapshot: str | None = None) -> tuple[str, ...]:
+    """The APT sources of the base: the live mirrors, or snapshot.debian.org at ``snapshot``
+    (``YYYYMMDDTHHMMSSZ``; default: $DELIVER_DEBIAN_SNAPSHOT)."""
+    snapshot = os.environ.get(SNAPSHOT_ENV, "") if snapshot is None else snapshot
+    if not snapshot:
+        return MIRRORS
+    if not (len(snapshot) == 16 and snapshot[8] == "T" and snapshot.endswith("Z") and snapshot[:8].isdigit()):
+        raise SystemExit(f"{SNAPSHOT_ENV} must look like 20261201T000000Z, not {snapshot!r}")
+    archive = "deb [check-valid-until=no] http://snapshot.debian.org/archive"
+    return (
+        f"{archive}/debian/{snapshot} {SUITE} main",
+        f"{archive}/debian-security/{snapshot} {SUITE}-security main",
+    )
+
+
 def _recipe() -> str:
-    return json.dumps([SUITE, MIRRORS, BASE_PACKAGES, EXCLUDED])
+    return json.dumps([SUITE, mirrors(), BASE_PACKAGES, EXCLUDED])
+
+
+def packages(tarball: Path) -> dict[str, str]:
+    """The Debian packages (name -> version) installed in a root filesystem tarball, from its dpkg
+    status: what the base was really made of, whichever mirror it came from."""
+    with tarfile.open(tarball) as tar:
+        member = next((m for m in tar if m.name.lstrip("./") == "var/lib/dpkg/status"), None)
+        if member is None:
+            return {}
+        text = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
+    found: dict[str, str] = {}
+    for stanza in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace())
+        if "Package" in fields and "installed" in fields.get("Status", "").split():
+            found[fields["Package"]] = fields.get("Version", "")
+    return dict(sorted(found.items()))
+
+
+def manifest_digest(archive: Path) -> str:
+    """The OCI archive's image manifest digest (``sha256:...``): what ``image.digest`` pins once the
+    archive is copied to a registry as is (``skopeo copy oci-archive:... docker://...``)."""
+    with tarfile.open(archive) as tar:
+        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+    return str(index["manifests"][0]["digest"])
 
 
 def base_tarball() -> Path:
@@ -95,7 +145,7 @@ def base_tarball() -> Path:
     _log(f"making the Debian {SUITE} base with mmdebstrap (once; a few minutes)")
     argv = ["mmdebstrap", "--variant=essential", "--include=" + ",".join(BASE_PACKAGES)]
     argv += [f"--dpkgopt=path-exclude={p}" for p in EXCLUDED] + ["--dpkgopt=path-include=/usr/share/doc/*/copyright"]
-    _run([*argv, SUITE, str(target) + ".tmp", *MIRRORS])
+    _run([*argv, SUITE, str(target) + ".tmp", *mirrors()])
     os.replace(str(target) + ".tmp", target)
     return target
 
@@ -220,9 +270,18 @@ def main() -> int:
     out.unlink(missing_ok=True)
     shutil.copyfile(archive, out)
     size = sizes(archive)
+    if args.base is None:  # the Debian base made here: record what it was made of
+        listed = packages(base_tarball())
+        record = out.with_name(out.name.removesuffix(".oci.tar") + ".packages.txt")
+        record.write_text(
+            f"# Debian {SUITE} base of {reference()}; sources: {'; '.join(mirrors())}\n"
+            + "".join(f"{name}={ver}\n" for name, ver in listed.items())
+        )
+        print(f"{record}: {len(listed)} Debian packages, versions recorded")
     print(
         f"{out}: {reference()} — {size['compressed'] / 1e6:.1f} MB compressed layers, "
-        f"{size['unpacked'] / 1e6:.1f} MB unpacked ({time.monotonic() - started:.0f}s)"
+        f"{size['unpacked'] / 1e6:.1f} MB unpacked ({time.monotonic() - started:.0f}s); "
+        f"manifest digest {manifest_digest(archive)} (the chart's image.digest once pushed as is)"
     )
     return 0
 

@@ -4,7 +4,9 @@ On the real local control plane, with the real controller process: 5 SIGKILLs at
 instants across the four strategies (every other delivery also aborted by an operator), one
 kube-apiserver restart mid-delivery, one Prometheus that hangs mid-analysis, and 100 generated
 invalid annotation sets. Each test prints its figures; any stuck delivery, double promotion, lost
-operator request, write after an invalid set, or Ready pods below the capacity floor fails it.
+operator request, write after an invalid set, or Ready pods below the capacity floor fails it, and
+so does a fault that was not injected or not shown to have happened (the restart and the hang each
+prove theirs: ``Trial.unproven``; the judging is unit-tested in tests/test_chaos_judging.py).
 The runner is e2e/chaos.py.
 """
 
@@ -31,11 +33,18 @@ def chaos(
     return Chaos(cluster.kubeconfig, kube, jk, run_dir, SEED, cluster=cluster.cluster, prometheus_port=prometheus_port)
 
 
-def judged(figures: Figures) -> None:
+def judged(figures: Figures, proven: bool = False) -> None:
+    """Print the figures and fail on any violation; a trial whose fault could not be injected, or
+    (``proven``) whose fault is not shown to have happened, is one (Trial.unproven)."""
     print("\n" + figures.table())
+    for t in figures.trials:
+        if t.evidence:
+            print(f"{t.kind} {t.strategy}: " + "; ".join(t.evidence))
     assert figures.trials
     bad = figures.violations()
-    assert not bad, "\n".join(str(t) for t in bad)
+    assert not bad, "\n".join(f"{t.unproven or 'wrong'}: {t}" for t in bad)
+    if proven:
+        assert all(t.injected is True and t.observed is not False for t in figures.trials), figures.trials
 
 
 def test_controller_killed_at_random_instants_across_the_strategies(
@@ -58,7 +67,7 @@ def test_apiserver_restarted_mid_delivery(cluster: RunningCluster, kube: Kube, j
         pytest.skip("restarting kube-apiserver needs the cluster this session started (DELIVER_E2E_KUBECONFIG is set)")
     c = chaos(cluster, kube, jk, run_dir)
     c.apiserver_restarts(1)
-    judged(c.figures)
+    judged(c.figures, proven=True)  # a request failed while it was down, and its pid changed
 
 
 def test_prometheus_hangs_mid_analysis(
@@ -66,7 +75,7 @@ def test_prometheus_hangs_mid_analysis(
 ) -> None:
     c = chaos(cluster, kube, jk, run_dir, prometheus_port=prometheus.port)
     c.prometheus("hang")
-    judged(c.figures)
+    judged(c.figures, proven=True)  # our probe timed out, and deliver's own queries were held
 
 
 def test_invalid_annotation_sets_write_nothing(

@@ -34,7 +34,7 @@ from delivery.kube import DEPLOYMENTS, HTTPROUTES, INGRESSES, PODS, SERVICES, TR
 from delivery.reconcile import Outcome
 from delivery.routing.nginx import CANARY, CANARY_WEIGHT
 from tests.fakekube import Crash
-from tests.fixture import NAME, NS, STATE, Fixture, template
+from tests.fixture import NAME, STATE, Fixture, template
 
 V1, V2, V3 = "web:v1", "web:v2", "web:v3"
 REQUEST = "deliver.dev/request"
@@ -58,6 +58,12 @@ class Scenario:
     given: Callable[[], Fixture]
     steps: tuple[Step, ...]
     failed: frozenset[str] = frozenset()  # images that crash-loop from the start
+    # other Deployments reconciled by the same process (another worker each), on the same fake API:
+    # each made from the main fixture (its namespace, the shared kube); a crash restarts them all
+    peers: tuple[Callable[[Fixture], Fixture], ...] = ()
+    # the faults tried at each crash point: "error" (500, or 409 for even k), "crash" (the process
+    # dies), "relist" (the informer cache relists and gets an older list: Fixture.stale_relist)
+    modes: tuple[str, ...] = ("error", "crash")
 
 
 @dataclass
@@ -79,12 +85,13 @@ class Explorer:
     effects: dict[str, int] = field(default_factory=dict)
     interval: float = 30.0  # the scenario's step interval: a step left sooner was skipped by a promote
     seen: tuple[dict[str, Any], str] | None = None  # (record, template image) after the last pass
+    peers: list[Explorer] = field(default_factory=list)  # the other workers' Deployments (same process)
 
     # ---- what the user and operators do (the cluster's own writes: never counted as deliver's)
 
     def request(self, verb: str) -> None:
         rid = f"r{len(self.requests) + 1}-{verb}"
-        d = self.f.kube.obj(DEPLOYMENTS, NAME)
+        d = self.f.kube.obj(DEPLOYMENTS, NAME, self.f.ns)
         d["metadata"].setdefault("annotations", {})[REQUEST] = json.dumps({"verb": verb, "id": rid, "at": self.f.now})
         self.f.kube.put(DEPLOYMENTS, d)
         self.requests.append((verb, rid))
@@ -93,43 +100,58 @@ class Explorer:
 
     def settle(self, until: Until | None = None, passes: int = 200) -> None:
         """Like ``Fixture.when_settled``, but an API error out of a pass requeues (as the controller
-        does), a ``Crash`` starts a new process, and the invariants are checked after every pass."""
+        does), a ``Crash`` starts a new process, and the invariants are checked after every pass.
+        With peers, each pass of this Deployment is followed by one of each peer's (one worker each,
+        one process: a crash in any of them restarts all), until all are at rest."""
         f = self.f
+        workers = [self, *self.peers]
         quiet = 0
         for _ in range(passes):
             if until is not None and until(f):
                 return
-            try:
-                outcome = f.when_reconciled()
-            except Crash:
-                self.crashes += 1
-                f.when_restarted()
-                outcome = Outcome(0.0)
-            except (KubeError, DeliverError):
-                self.errors += 1
-                outcome = Outcome(5.0)
+            outcomes = []
+            for w in workers:
+                w.f.now = f.now
+                try:
+                    outcome = w.f.when_reconciled()
+                except Crash:
+                    self.crashes += 1
+                    for other in workers:
+                        other.f.when_restarted()
+                    outcome = Outcome(0.0)
+                except (KubeError, DeliverError):
+                    self.errors += 1
+                    outcome = Outcome(5.0)
+                outcomes.append(outcome)
             before = f.kube.rv
-            f.cluster()
-            self.check_pass()
+            for w in workers:
+                w.f.cluster()
+            for w in workers:
+                w.check_pass()
             # at rest: nothing changed and nothing is due, or held for an operator or for replicas to
             # come back (a delivery behind a router still looks at its route every few seconds while it waits)
-            held = current_record(f).get("phase") == "Paused" or current_record(f).get("hold") == "NoReplicas"
-            waiting = outcome.requeue_after is None or held
+            waiting = all(
+                o.requeue_after is None
+                or current_record(w.f).get("phase") == "Paused"
+                or current_record(w.f).get("hold") == "NoReplicas"
+                for w, o in zip(workers, outcomes, strict=True)
+            )
             # a lagging cache's watch still has events to deliver: each of them would start a pass
-            if waiting and f.kube.rv == before and f.cache_caught_up():
+            if waiting and f.kube.rv == before and all(w.f.cache_caught_up() for w in workers):
                 quiet += 1
                 if quiet >= 2:
                     return
             else:
                 quiet = 0
-            f.now += max(outcome.requeue_after or 1.0, 0.5)
+            f.now += min(max(o.requeue_after or 1.0, 0.5) for o in outcomes)
         self.violate(f"not at rest after {passes} passes: {f.record()}")
 
     def run(self, scenario: Scenario) -> None:
         for step in scenario.steps:
             if step.do is not None:
                 step.do(self.f, self)
-                self.seen = (current_record(self.f), self.f.image())  # the user's own change is no effect
+                for w in (self, *self.peers):  # the user's own change is no effect
+                    w.seen = (current_record(w.f), w.f.image())
             self.settle(step.until)
 
     def count_effects(self) -> None:
@@ -172,6 +194,8 @@ class Explorer:
     # ---- invariants
 
     def violate(self, what: str) -> None:
+        if self.label.startswith("peer "):
+            what = f"{self.label.split(':')[0]}: {what}"
         if what not in self.violations:
             self.violations.append(what)
 
@@ -193,7 +217,7 @@ class Explorer:
         # Scaled to zero (KEDA, an operator), nothing is meant to serve: the Deployment controller
         # takes the stable pods away at once (a paused Deployment is still scaled), deliver its own
         # a pass later; a Service without Ready pods then is what the user asked for, not an outage.
-        wanted = int(f.kube.obj(DEPLOYMENTS, NAME)["spec"].get("replicas", 1))
+        wanted = int(f.kube.obj(DEPLOYMENTS, NAME, f.ns)["spec"].get("replicas", 1))
         if ready and wanted > 0:
             for service in traffic_services(f):
                 if not selected_ready(f, service):
@@ -215,7 +239,7 @@ class Explorer:
             if int(rs["spec"].get("replicas") or 0) > 0 and record.get("phase") != "Paused":
                 self.violate(f"deliver's ReplicaSet {rs['metadata']['name']} left with replicas at rest")
         if self.released:
-            for svc in f.kube.find(SERVICES, NS):
+            for svc in f.kube.find(SERVICES, f.ns):
                 if templates.HASH_LABEL in (svc["spec"].get("selector") or {}):
                     self.violate(f"Service {svc['metadata']['name']} still pinned after the release")
         for verb in {v for v, _ in self.requests}:
@@ -274,7 +298,7 @@ def route_weights(f: Fixture) -> dict[str, int]:
     Istio VirtualService, SMI TrafficSplit, or the user's Ingress with deliver's NGINX canary Ingress)."""
     kinds = {res.plural: res for res in (HTTPROUTES, VIRTUALSERVICES, TRAFFICSPLITS, INGRESSES)}
     found = {
-        plural: o for (plural, ns, name), o in f.kube.objects.items() if ns == NS and name == NAME and plural in kinds
+        plural: o for (plural, ns, name), o in f.kube.objects.items() if ns == f.ns and name == NAME and plural in kinds
     }
     if HTTPROUTES.plural in found:
         rules = found[HTTPROUTES.plural]["spec"]["rules"]
@@ -290,7 +314,7 @@ def route_weights(f: Fixture) -> dict[str, int]:
     if TRAFFICSPLITS.plural in found:
         return {b["service"]: int(b.get("weight", 0)) for b in found[TRAFFICSPLITS.plural]["spec"]["backends"]}
     if INGRESSES.plural in found:
-        canary = f.kube.objects.get((INGRESSES.plural, NS, f"{NAME}-canary"))
+        canary = f.kube.objects.get((INGRESSES.plural, f.ns, f"{NAME}-canary"))
         annotations = (canary or {}).get("metadata", {}).get("annotations") or {}
         weight = int(annotations.get(CANARY_WEIGHT, 0)) if annotations.get(CANARY) == "true" else 0
         return {f"{NAME}-stable": 100 - weight, f"{NAME}-canary": weight}
@@ -299,14 +323,14 @@ def route_weights(f: Fixture) -> dict[str, int]:
 
 def traffic_services(f: Fixture) -> list[str]:
     """The user's Service, and each route backend that gets a share of the traffic."""
-    names = [NAME] if (SERVICES.plural, NS, NAME) in f.kube.objects else []
+    names = [NAME] if (SERVICES.plural, f.ns, NAME) in f.kube.objects else []
     names += [name for name, weight in route_weights(f).items() if weight > 0]
     return names
 
 
 def stored(f: Fixture, res: Resource) -> list[dict[str, Any]]:
     """The stored objects of a kind in the namespace, not copied (read only: checks run after every pass)."""
-    return [o for (plural, ns, _), o in f.kube.objects.items() if plural == res.plural and ns == NS]
+    return [o for (plural, ns, _), o in f.kube.objects.items() if plural == res.plural and ns == f.ns]
 
 
 def selects(selector: dict[str, str], obj: dict[str, Any]) -> bool:
@@ -315,7 +339,7 @@ def selects(selector: dict[str, str], obj: dict[str, Any]) -> bool:
 
 
 def current_record(f: Fixture) -> dict[str, Any]:
-    raw = (f.kube.obj(DEPLOYMENTS, NAME)["metadata"].get("annotations") or {}).get(STATE)
+    raw = (f.kube.obj(DEPLOYMENTS, NAME, f.ns)["metadata"].get("annotations") or {}).get(STATE)
     return json.loads(raw) if raw else {}
 
 
@@ -329,7 +353,7 @@ def ready_pods(f: Fixture) -> list[dict[str, Any]]:
 
 def selected_images(f: Fixture, service: str) -> set[str]:
     try:
-        selector = f.kube.obj(SERVICES, service)["spec"].get("selector") or {}
+        selector = f.kube.obj(SERVICES, service, f.ns)["spec"].get("selector") or {}
     except KeyError:
         return set()
     return {p["spec"]["containers"][0]["image"] for p in stored(f, PODS) if selects(selector, p) and is_ready(p)}
@@ -337,7 +361,7 @@ def selected_images(f: Fixture, service: str) -> set[str]:
 
 def selected_ready(f: Fixture, service: str) -> bool:
     try:
-        selector = f.kube.obj(SERVICES, service)["spec"].get("selector") or {}
+        selector = f.kube.obj(SERVICES, service, f.ns)["spec"].get("selector") or {}
     except KeyError:
         return False
     return any(is_ready(p) for p in stored(f, PODS) if selects(selector, p)) if selector else False
@@ -354,16 +378,26 @@ class Report:
     violations: list[str]
 
 
-def run_once(scenario: Scenario, fault: Callable[[Fixture], None] | None, label: str, clean: Ending | None):
+def run_once(
+    scenario: Scenario, fault: Callable[[Fixture], None] | None, label: str, clean: tuple[Ending, ...] | None
+) -> tuple[Explorer, tuple[Ending, ...], int]:
     f = scenario.given()
     f.crashing |= set(scenario.failed)
     explorer = Explorer(f, label, failed_images=scenario.failed)
+    for make in scenario.peers:
+        peer = make(f)
+        peer.crashing |= set(scenario.failed)
+        # a peer's violations are the run's: they share its list
+        explorer.peers.append(Explorer(peer, f"peer {peer.ns}: {label}", scenario.failed, explorer.violations))
+    if f.cache is not None:
+        f.mark_origin()
     start = len(f.kube.writes)
     if fault is not None:
         fault(f)
     explorer.run(scenario)
-    end = explorer.check_end(clean)
-    return explorer, end, len(f.kube.writes) - start
+    workers = [explorer, *explorer.peers]
+    ends = tuple(w.check_end(clean[i] if clean is not None else None) for i, w in enumerate(workers))
+    return explorer, ends, len(f.kube.writes) - start
 
 
 def explore(scenario: Scenario) -> Report:
@@ -371,11 +405,13 @@ def explore(scenario: Scenario) -> Report:
     violations = [f"clean: {v}" for v in clean_run.violations]
     explored = 0
     for k in range(1, writes + 1):
-        for mode in ("error", "crash"):
+        for mode in scenario.modes:
 
             def fault(f: Fixture, k: int = k, mode: str = mode) -> None:
                 if mode == "crash":
                     f.kube.crash_at_write(k)
+                elif mode == "relist":
+                    f.kube.before_write(lambda kube: f.stale_relist(), _kth(k))
                 else:
                     f.kube.fail_at_write(k, _error_for(f, k))
 
@@ -383,6 +419,17 @@ def explore(scenario: Scenario) -> Report:
             explored += 1
             violations += [f"{mode} at write {k}: {v}" for v in run.violations]
     return Report(f"{scenario.strategy}/{scenario.name}", writes, explored, violations)
+
+
+def _kth(k: int) -> Callable[[Any], bool]:
+    """A ``before_write`` match for the k-th write from now."""
+    seen = [0]
+
+    def match(_write: Any) -> bool:
+        seen[0] += 1
+        return seen[0] == k
+
+    return match
 
 
 def _error_for(f: Fixture, k: int) -> BaseException:

@@ -77,6 +77,10 @@ class Fixture:
         self.cache = Cache() if cache_lag is not None else None
         self._cached_upto = -1  # history entries applied to the cache (-1: not listed yet)
         self._history_at_pass: list[int] = []  # the fake's history length at each pass
+        # the Reconciler's other parts for each (new) process, e.g. a hook pool or a notifier
+        self.options: Callable[[], dict[str, Any]] | None = None
+        # the objects when this fixture began (with ``kube.history`` after it: any earlier state)
+        self._origin: tuple[dict[tuple[str, str, str], dict[str, Any]], int, int] = ({}, 0, 0)
         self.reconciler = self._reconciler()
         self.crashing: set[str] = set()  # images whose containers crash-loop
         self.outcomes: list[Outcome] = []
@@ -181,7 +185,40 @@ class Fixture:
 
     def _reconciler(self) -> Reconciler:
         reads = CachedKube(self.kube, self.cache) if self.cache is not None else self.kube
-        return Reconciler(reads, analyser=None, clock=lambda: self.now, hold_mode=lambda: self.hold_mode)
+        return Reconciler(
+            reads,
+            analyser=None,
+            clock=lambda: self.now,
+            hold_mode=lambda: self.hold_mode,
+            **(self.options() if self.options else {}),
+        )
+
+    def mark_origin(self) -> None:
+        """Remember the objects now: ``stale_relist`` rebuilds older lists from them and the history."""
+        self._origin = (copy.deepcopy(self.kube.objects), len(self.kube.history), self.kube.rv)
+
+    def stale_relist(self, passes_back: int = 3) -> None:
+        """The cache relists and gets an older list than what it holds (an API server behind on etcd,
+        a watch cache serving from before deliver's last writes): the objects as they were
+        ``passes_back`` passes ago, at that resourceVersion; its watches then go on from there
+        (replaying what came after, as an informer watching from the list's resourceVersion does)."""
+        if self.cache is None or self._cached_upto < 0:
+            return
+        objects, start, origin_rv = self._origin
+        marks = [m for m in self._history_at_pass if m >= start] or [start]
+        upto = max(start, min(marks[max(0, len(marks) - 1 - passes_back)], self._cached_upto))
+        state = dict(objects)
+        for _rv, plural, ns, kind, obj in self.kube.history[start:upto]:
+            key = (plural, ns, obj["metadata"]["name"])
+            if kind == "DELETED":
+                state.pop(key, None)
+            else:
+                state[key] = obj
+        rv = self.kube.history[upto - 1][0] if upto > start else origin_rv
+        for res, store in self.cache.stores.items():
+            listed = [o for (plural, ns, _), o in state.items() if plural == res.plural]
+            store.replace_all(copy.deepcopy(listed), str(rv))
+        self._cached_upto = upto
 
     def _catch_up(self) -> None:
         """The cache's watches deliver what happened, all but the last ``cache_lag`` events."""

@@ -386,3 +386,55 @@ def test_changing_a_write_s_answer_does_not_change_the_store() -> None:
     answer = reads.patch(DEPLOYMENTS, NS, NAME, {"metadata": {"labels": {"x": "1"}}})
     answer["spec"]["replicas"] = 99  # e.g. act.py keeping the answer as its Deployment and changing it
     assert reads.get(DEPLOYMENTS, NS, NAME)["spec"]["replicas"] == 3
+
+
+def test_a_relist_older_than_a_write_does_not_roll_the_store_back() -> None:
+    # A write's answer (rv 105) is in the store; a relist whose snapshot was taken before it (rv 100)
+    # arrives afterwards: the object stays at 105.
+    store = Store(REPLICASETS)
+    store.replace_all([rs("a", 90, app="web"), rs("gone", 91, app="web")])
+    store.apply("WRITE", rs("a", 105, app="web", step="2"))
+    store.forget(NS, "gone")  # deleted by this process after the list's snapshot
+    store.replace_all([rs("a", 100, app="web", step="1"), rs("gone", 91, app="web")])
+    assert store.get(NS, "a")["metadata"]["labels"] == {"app": "web", "step": "2"}
+    assert store.get(NS, "gone") is None
+    # An object created by a write after the snapshot is not dropped for missing from the list.
+    store.apply("WRITE", rs("new", 106, app="web"))
+    store.replace_trimmed([trim(REPLICASETS, rs("a", 100, app="web", step="1"))], list_rv="100")
+    assert store.get(NS, "new") is not None and store.get(NS, "a")["metadata"]["labels"]["step"] == "2"
+    # A newer list wins as before: what it lacks was deleted, what it has is newer.
+    store.replace_all([rs("a", 110, app="web", step="3")])
+    assert [o["metadata"]["name"] for o in store.items(NS)] == ["a"]
+    assert store.get(NS, "a")["metadata"]["labels"]["step"] == "3"
+
+
+def test_a_replicaset_scale_on_stale_data_is_refused_and_refreshes_the_store() -> None:
+    # The store's copy of deliver's ReplicaSet is older than the server's (someone scaled it to 5
+    # meanwhile; ReplicaSet events lag). Scaling it from the stale copy must not overwrite the
+    # server's 5 blindly: the write carries the resourceVersion it was planned on, is refused as a
+    # Conflict, and the store holds the server's object for the next plan.
+    from delivery import act
+    from delivery import spec as specmod
+    from delivery.routing import RouterContext, router_for
+    from delivery.state import read_state
+    from strategies.model import Phase, ScaleNew
+
+    f = Fixture()
+    f.given_deployment(strategy="canary", steps="50,100", replicas=10)
+    f.given_delivered()
+    f.when_template_changes("web:v2")
+    f.when_reconciled()
+    [mine] = f.delivers_replicasets()
+    cache, reads = cached(f.kube)
+    name = mine["metadata"]["name"]
+    f.kube.patch(REPLICASETS, NS, name, {"spec": {"replicas": 5}})  # the store misses it
+    d = reads.get(DEPLOYMENTS, NS, NAME)
+    spec = specmod.parse(d, lambda _: {})
+    state = read_state(d)
+    assert state.phase is Phase.PROGRESSING
+    router = router_for(spec.router.kind, RouterContext(reads, NS, NAME, spec.router.name, "", ""))
+    ctx = act.Context(reads, d, spec, state, router, lambda a: None)
+    with pytest.raises(Conflict):
+        act.execute(ctx, ScaleNew(6))
+    assert f.kube.get(REPLICASETS, NS, name)["spec"]["replicas"] == 5
+    assert reads.get(REPLICASETS, NS, name)["spec"]["replicas"] == 5

@@ -104,11 +104,39 @@ def test_default_install_cluster_wide_with_leader_election() -> None:
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     binding = next(b for b in by["ClusterRoleBinding"] if b["metadata"]["name"] == "rel-deliver")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-deliver", "namespace": "deliver-system"}]
+    assert "--metrics-auth=kubernetes" in args  # /metrics names tenants: a token is asked for (issue 24)
+
+
+def test_metrics_are_read_only_with_a_token_the_api_server_authorizes() -> None:
+    by = kinds(render("metrics.serviceMonitor.enabled=true"))
+    bindings = {b["metadata"]["name"]: b for b in by["ClusterRoleBinding"]}
+    delegator = bindings["rel-deliver-deliver-system-auth-delegator"]
+    assert delegator["roleRef"]["name"] == "system:auth-delegator"
+    assert delegator["subjects"][0]["name"] == "rel-deliver"
+    reader = next(r for r in by["ClusterRole"] if r["metadata"]["name"] == "rel-deliver-deliver-system-metrics-reader")
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    endpoint = by["ServiceMonitor"][0]["spec"]["endpoints"][0]
+    assert endpoint["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    # auth off: no binding, no token, the flag says so
+    off = kinds(render("metrics.auth=none", "metrics.serviceMonitor.enabled=true"))
+    assert [b["metadata"]["name"] for b in off["ClusterRoleBinding"]] == ["rel-deliver", "rel-deliver-hold-policy"]
+    assert "bearerTokenFile" not in off["ServiceMonitor"][0]["spec"]["endpoints"][0]
+    args = off["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--metrics-auth=none" in args
+    bad = helm("template", "rel", str(CHART), "--set", "metrics.auth=open", check=False)
+    assert bad.returncode != 0 and "metrics.auth" in bad.stderr
 
 
 def test_namespaced_mode_has_no_cluster_rights() -> None:
-    by = kinds(render("watch.scope=namespaced", "watch.namespace=apps", namespace="deliver-system"))
+    by = kinds(
+        render("watch.scope=namespaced", "watch.namespace=apps", "metrics.auth=none", namespace="deliver-system")
+    )
     assert "ClusterRole" not in by and "ClusterRoleBinding" not in by
+    # with /metrics behind a token (the default), the only cluster-wide binding is the token and
+    # access reviews' system:auth-delegator, and the only ClusterRole the scrapers' metrics-reader
+    with_auth = kinds(render("watch.scope=namespaced", "watch.namespace=apps", namespace="deliver-system"))
+    assert [b["roleRef"]["name"] for b in with_auth["ClusterRoleBinding"]] == ["system:auth-delegator"]
+    assert [r["metadata"]["name"] for r in with_auth["ClusterRole"]] == ["rel-deliver-deliver-system-metrics-reader"]
     roles = {r["metadata"]["name"]: r for r in by["Role"]}
     assert roles["rel-deliver"]["metadata"]["namespace"] == "apps"
     assert roles["rel-deliver-leader-election"]["metadata"]["namespace"] == "deliver-system"
@@ -216,6 +244,17 @@ def test_prometheus_service_account_token_and_bad_combinations() -> None:
         assert bad.returncode != 0 and says in bad.stderr, bad.stderr
 
 
+def test_an_image_digest_pins_the_image() -> None:
+    digest = "sha256:" + "ab" * 32
+    by = kinds(render("image.repository=registry.example/deliver", "image.tag=1.2.3", f"image.digest={digest}"))
+    assert (
+        by["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"registry.example/deliver@{digest}"
+    )
+    bad = helm("template", "rel", str(CHART), "--set", "image.digest=latest", check=False)
+    assert bad.returncode != 0 and "image.digest" in bad.stderr
+
+
 # ---------------------------------------------------------------- least privilege, checked against the code
 
 # Resource constants of delivery/kube.py -> (API group, plural)
@@ -239,7 +278,17 @@ METHOD_VERB = {
     "delete": "delete",
     "watch": "watch",
 }
-ENGINE = ["act.py", "observe.py", "reconcile.py", "events.py", "state.py", "controller.py", "health.py", "verdicts.py"]
+ENGINE = [
+    "act.py",
+    "observe.py",
+    "reconcile.py",
+    "events.py",
+    "state.py",
+    "controller.py",
+    "health.py",
+    "verdicts.py",
+    "takeover.py",
+]
 ROUTERS = {
     "routers.gatewayApi": {("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")},
     "routers.nginx": {("networking.k8s.io", "ingresses", v) for v in ("get", "create", "patch")},
@@ -265,7 +314,7 @@ def used_by_engine() -> set[tuple[str, str, str]]:
 def test_rbac_grants_exactly_what_the_engine_uses() -> None:
     used = used_by_engine()
     assert ("apps", "replicasets", "create") in used and ("", "events", "create") in used  # the scan works
-    role = next(d for d in render() if d["kind"] == "ClusterRole")
+    role = next(d for d in render() if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "rel-deliver")
     granted = grants(role["rules"])
     assert used - granted == set(), "the engine needs verbs the chart does not grant"
     assert granted - used == set(), "the chart grants verbs the engine never uses"
@@ -273,8 +322,14 @@ def test_rbac_grants_exactly_what_the_engine_uses() -> None:
 
 @pytest.mark.parametrize("flag", sorted(ROUTERS))
 def test_each_router_adds_only_its_own_rights(flag: str) -> None:
-    base = grants(next(d for d in render() if d["kind"] == "ClusterRole")["rules"])
-    with_router = grants(next(d for d in render(f"{flag}=true") if d["kind"] == "ClusterRole")["rules"])
+    base = grants(
+        next(d for d in render() if d["metadata"]["name"] == "rel-deliver" and d["kind"] == "ClusterRole")["rules"]
+    )
+    with_router = grants(
+        next(
+            d for d in render(f"{flag}=true") if d["metadata"]["name"] == "rel-deliver" and d["kind"] == "ClusterRole"
+        )["rules"]
+    )
     assert with_router - base == ROUTERS[flag]
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from e2e.image import REPOSITORY, reference, version
@@ -37,3 +39,41 @@ def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
     for sources in copied:
         for source in sources.split():
             assert f"!{source.rstrip('/')}" in {i.rstrip("/") for i in ignore}, source
+
+
+def test_the_base_records_its_debian_package_versions(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    status = (
+        b"Package: python3\nStatus: install ok installed\nVersion: 3.11.2-1+b1\n\n"
+        b"Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n\n"
+        b"Package: ca-certificates\nStatus: install ok installed\nVersion: 20230311\nDescription: x\n more\n"
+    )
+    tarball = tmp_path / "base.tar"
+    with tarfile.open(tarball, "w") as tar:
+        info = tarfile.TarInfo("./var/lib/dpkg/status")
+        info.size = len(status)
+        tar.addfile(info, io.BytesIO(status))
+    from e2e.image import packages
+
+    assert packages(tarball) == {"ca-certificates": "20230311", "python3": "3.11.2-1+b1"}
+
+
+def test_a_debian_snapshot_pins_the_base_sources(monkeypatch: Any) -> None:
+    from e2e.image import MIRRORS, SNAPSHOT_ENV, mirrors
+
+    monkeypatch.delenv(SNAPSHOT_ENV, raising=False)
+    assert mirrors() == MIRRORS
+    pinned = mirrors("20261201T000000Z")
+    assert all("snapshot.debian.org/archive/" in m and "/20261201T000000Z bookworm" in m for m in pinned)
+    with pytest.raises(SystemExit):
+        mirrors("yesterday")
+
+
+def test_the_chart_pins_the_image_by_digest_when_given() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"]["digest"] == ""  # set per release: `make image` prints it
+    helper = (CHART / "templates" / "_helpers.tpl").read_text()
+    assert '"%s@%s"' in helper and "sha256:[a-f0-9]{64}" in helper
+    assert 'include "deliver.image"' in (CHART / "templates" / "deployment.yaml").read_text()

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS, HTTPROUTES, PODS, SERVICES
+from delivery.kube import DEPLOYMENTS, HTTPROUTES, PODS, REPLICASETS, SERVICES
 from tests.fakekube import Crash
-from tests.fixture import NAME, NS, STATE, Fixture, template
+from tests.fixture import NAME, NS, STATE, Fixture, owner_ref, template
 
 V1, V2, V3 = "web:v1", "web:v2", "web:v3"
 REV2 = templates.revision(template(V2))
@@ -204,6 +204,112 @@ def test_services_deliver_may_touch_are_its_own_and_those_in_front_of_the_pods()
     assert f.events("InvalidAnnotation") == []
     assert selected_images(f, "web-public") == {V2}
     assert f.kube.obj(SERVICES, f"{NAME}-preview")["metadata"]["labels"][templates.OWNER_LABEL] == NAME
+
+
+def given_victim(f: Fixture, replicas: int) -> None:
+    """Another team's Deployment ``shop`` in the namespace whose pods carry ``app: web`` too (labels
+    the hostile user can copy into their own template), and its Service ``shop`` selecting ``app: web``."""
+    tpl = {"metadata": {"labels": {"app": NAME, "team": "shop"}}, "spec": {"containers": [{"name": "a", "image": "s"}]}}
+    shop = f.kube.put(
+        DEPLOYMENTS,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "shop", "namespace": NS, "uid": "uid-deployment-shop"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"team": "shop"}}, "template": tpl},
+        },
+    )
+    f.kube.put(
+        REPLICASETS,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": "shop-1",
+                "namespace": NS,
+                "labels": {"team": "shop"},
+                "ownerReferences": [owner_ref(shop, "Deployment")],
+            },
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"team": "shop"}}, "template": tpl},
+        },
+    )
+    f.given_service("shop", {"app": NAME})
+
+
+@pytest.mark.parametrize("victim_pods", [2, 0], ids=["serving", "scaled-to-zero"])
+def test_a_service_in_front_of_another_deployments_pods_is_not_taken_over(victim_pods: int) -> None:
+    # The selector {app: web} is a subset of this Deployment's pod labels, which the annotating user
+    # controls: that alone does not make the Service this Deployment's. It selects (or, scaled to
+    # zero, would select) the pods of the Deployment `shop`, so deliver refuses to pin it.
+    f = Fixture()
+    given_victim(f, victim_pods)
+    f.given_deployment("blue-green", V1, replicas=2, interval="30s", active_service="shop")
+    f.when_settled()
+    f.when_template_changes(V2)
+    f.kube.writes.clear()
+
+    f.when_reconciled()
+    f.when_reconciled()
+
+    assert f.kube.obj(SERVICES, "shop")["spec"]["selector"] == {"app": NAME}, "never rewritten"
+    assert f.writes_to("services") == [] and f.writes_to("replicasets") == []
+    [warning] = f.events("InvalidAnnotation", "Warning")
+    assert "deliver.dev/active-service" in warning["message"] and "shop" in warning["message"]
+
+
+def test_a_service_selecting_pods_no_deployment_owns_is_not_taken_over() -> None:
+    f = Fixture()
+    f.given_deployment("blue-green", V1, replicas=2, interval="30s", active_service="public")
+    f.given_service("public", {"app": NAME})
+    f.kube.put(PODS, {"metadata": {"name": "bare", "namespace": NS, "labels": {"app": NAME}}, "spec": {}})
+    f.when_settled()
+    f.when_template_changes(V2)
+    f.kube.writes.clear()
+
+    f.when_reconciled()
+
+    assert f.writes_to("services") == [] and f.events("InvalidAnnotation", "Warning")
+
+
+def test_pods_on_their_way_out_do_not_refuse_the_deployments_own_service() -> None:
+    # A superseded ReplicaSet of deliver's was just deleted: its pods linger (terminating, or not yet
+    # collected). They are this Deployment's past, not another owner's: the Service stays usable.
+    f = Fixture()
+    f.given_service("public", {"app": NAME})
+    f.given_deployment("blue-green", V1, replicas=2, interval="30s", active_service="public")
+    gone = {"controller": True, "kind": "ReplicaSet", "name": f"{NAME}-superseded", "uid": "uid-gone"}
+    f.kube.put(
+        PODS, {"metadata": {"name": "old-1", "namespace": NS, "labels": {"app": NAME}, "ownerReferences": [gone]}}
+    )
+    terminating = {
+        "name": "old-2",
+        "namespace": NS,
+        "labels": {"app": NAME},
+        "deletionTimestamp": "2026-01-01T00:00:00Z",
+    }
+    f.kube.put(PODS, {"metadata": terminating})
+    f.when_settled()
+    f.when_template_changes(V2)
+
+    f.when_reconciled()
+
+    assert f.events("InvalidAnnotation") == [] and f.record()["phase"] == "Progressing"
+
+
+def test_a_service_labelled_as_delivers_but_not_owned_by_this_deployment_is_not_taken_over() -> None:
+    # deliver's owner label alone is a label anyone who made the Service could set; deliver's own
+    # Services also carry this Deployment's ownerReference.
+    f = Fixture()
+    given_victim(f, 2)
+    f.kube.patch(SERVICES, NS, "shop", {"metadata": {"labels": {templates.OWNER_LABEL: NAME}}})
+    f.given_deployment("blue-green", V1, replicas=2, interval="30s", active_service="shop")
+    f.when_settled()
+    f.when_template_changes(V2)
+    f.kube.writes.clear()
+
+    f.when_reconciled()
+
+    assert f.writes_to("services") == [] and f.events("InvalidAnnotation", "Warning")
 
 
 def test_a_crash_at_any_write_of_a_release_behind_a_router_still_leaves_the_app_served() -> None:

@@ -441,6 +441,49 @@ def test_a_cluster_lost_mid_wave_stops_it_with_4_before_the_next_stage() -> None
     assert kubes["eu-1"].writes == [] and kubes["us-1"].writes == []
 
 
+def test_a_rollback_needs_only_the_stages_the_wave_changed() -> None:
+    # staging passes, eu-1 fails, and us-1 (never reached) cannot be read any more: staging is still
+    # put back; us-1 is reported unreachable and untouched, and the wave fails with 1, not 4.
+    clock = Clock()
+    kubes = clusters(clock, bad={"eu-1": {"web:v2"}})
+    eu_controller = kubes["eu-1"].watch_events[0][0]
+
+    def then_lose_us(k: FakeKube) -> dict[str, Any] | None:
+        event = eu_controller(k)
+        if event is not None:  # eu-1 rolled back by its controller: now us-1's API server is gone
+            kubes["us-1"].fail_next(*[KubeError("API server unreachable")] * 500, verb="get")
+        return event
+
+    kubes["eu-1"].watch_events = [[then_lose_us] for _ in range(50)]
+    result = WaveRunner(parse(THREE.format(mode="rollback")), CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep).run()
+    assert result.code == 1 and "stage eu-1 failed" in result.reason, result.reason
+    assert image_of(kubes["staging"]) == "web:v1"  # put back although us-1 cannot be read
+    assert [s.outcome for s in result.stages] == ["rolled-back", "failed", "not-reached"]
+    assert "unreachable" in result.stages[2].reason and kubes["us-1"].writes == []
+
+
+def test_a_stage_to_roll_back_that_cannot_be_read_is_4_and_the_others_are_still_put_back() -> None:
+    # staging and eu-1 passed, us-1 failed; then staging's API server is gone: eu-1 is put back,
+    # staging cannot be, and the wave says so with 4 (run it again to finish the rollback).
+    clock = Clock()
+    kubes = clusters(clock, bad={"us-1": {"web:v2"}})
+    us_controller = kubes["us-1"].watch_events[0][0]
+
+    def then_lose_staging(k: FakeKube) -> dict[str, Any] | None:
+        event = us_controller(k)
+        if event is not None:
+            kubes["staging"].fail_next(*[KubeError("API server unreachable")] * 500, verb="get")
+        return event
+
+    kubes["us-1"].watch_events = [[then_lose_staging] for _ in range(50)]
+    result = WaveRunner(parse(THREE.format(mode="rollback")), CHANGE, kubes, "w1", clock=clock, sleep=clock.sleep).run()
+    assert result.code == 4 and "staging" in result.reason, result.reason
+    kubes["staging"]._failures.clear()  # its API server back, to look
+    assert image_of(kubes["eu-1"]) == "web:v1" and image_of(kubes["staging"]) == "web:v2"
+    assert [s.outcome for s in result.stages][1:] == ["rolled-back", "failed"]
+    assert "unreachable" in result.stages[0].reason
+
+
 def test_a_stage_timing_out_is_3_and_a_second_run_goes_on() -> None:
     clock = Clock()
     kubes = clusters(clock)

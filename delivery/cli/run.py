@@ -99,6 +99,15 @@ from .params import Duration, ListenAddress
     help="HOST:PORT for /metrics, /healthz and /readyz ('0' disables).",
 )
 @click.option(
+    "--metrics-auth",
+    type=click.Choice(["auto", "none", "kubernetes"]),
+    default="auto",
+    show_default=True,
+    help="Who may read /metrics (it names every managed namespace): 'kubernetes' asks for a bearer token "
+    "the API server authenticates (TokenReview) and authorizes for get on /metrics (SubjectAccessReview); "
+    "'none' serves anyone who reaches the port; 'auto' is 'kubernetes' unless the address is loopback.",
+)
+@click.option(
     "--shutdown-grace",
     type=Duration(),
     default="30s",
@@ -222,6 +231,7 @@ def run(
     renew_deadline: float,
     retry_period: float,
     metrics_addr: tuple[str, int] | None,
+    metrics_auth: str,
     shutdown_grace: float,
     workers: int,
     scrape_interval: float,
@@ -246,7 +256,7 @@ def run(
     from ..holdpolicy import HoldStatus, HoldWatch
     from ..hooks import HookPool
     from ..leader import Fenced, LeaderElector, ServerClock
-    from ..metrics import Metrics, Server
+    from ..metrics import KubeAuthorizer, Metrics, Server, auth_mode
     from ..reconcile import Reconciler
 
     if leader_elect and not (lease_duration > renew_deadline > retry_period > 0):
@@ -390,11 +400,13 @@ def run(
     server = None
     if metrics_addr is not None:
         try:
-            server = Server(metrics, *metrics_addr).start()
+            mode = auth_mode(metrics_auth, metrics_addr[0])
+            auth = KubeAuthorizer(kube) if mode == "kubernetes" else None
+            server = Server(metrics, *metrics_addr, auth=auth).start()
         except OSError as exc:
             fail(f"cannot serve metrics on {metrics_addr[0]}:{metrics_addr[1]}: {exc}")
         host, port = server.address
-        log.info("serving /metrics, /healthz, /readyz", extra={"address": f"{host}:{port}"})
+        log.info("serving /metrics, /healthz, /readyz", extra={"address": f"{host}:{port}", "metrics_auth": mode})
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal received; finishing the current reconcile", extra={"signal": signum})

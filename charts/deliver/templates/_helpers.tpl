@@ -115,3 +115,15 @@ The rules the controller needs on the resources it touches; nothing else. Where 
 webhooks: {{ join " " .Values.notifications.webhooks | b64enc | quote }}
 slack: {{ join " " .Values.notifications.slack | b64enc | quote }}
 {{- end }}
+
+{{/* The controller image: repository@digest when a digest is set, else repository:tag. */}}
+{{- define "deliver.image" -}}
+{{- with .Values.image.digest -}}
+{{- if not (regexMatch "^sha256:[a-f0-9]{64}$" .) -}}
+{{- fail (printf "image.digest must be sha256: and 64 hex digits, not %q" .) -}}
+{{- end -}}
+{{- printf "%s@%s" $.Values.image.repository . -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
