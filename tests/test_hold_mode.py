@@ -326,3 +326,18 @@ def test_metrics_say_which_hold_mode_is_in_force() -> None:
     text = Metrics(hold_mode=lambda: "policy").exposition().decode()
     assert 'deliver_hold_mode{mode="policy"} 1.0' in text
     assert 'deliver_hold_mode{mode="paused"} 0.0' in text
+
+
+def test_deliver_status_says_which_hold_mode_the_cluster_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    from delivery.cli import main
+    from delivery.cli.context import Globals
+    from tests.test_gate import TPL_B, deployment, st
+
+    kube = FakeKube(installed=SERVED)
+    kube.put(DEPLOYMENTS, deployment(TPL_B, st("Progressing", step=0, weight=20)))
+    monkeypatch.setattr(Globals, "kube", lambda self: kube)
+    result = CliRunner().invoke(main, ["status", "web", "-n", "ns"])
+    assert result.exit_code == 0 and "hold mode: paused (no MutatingAdmissionPolicy" in result.stderr
+    install(kube)
+    result = CliRunner().invoke(main, ["status", "web", "-n", "ns"])
+    assert "hold mode: policy" in result.stderr and "hold mode" not in result.stdout

@@ -68,6 +68,20 @@ def forecast_lines(s: dict[str, Any]) -> list[str]:
     ]
 
 
+def hold_mode_line(g: Globals) -> str:
+    """Which hold mode the cluster's policy gives (docs/hold-modes.md), as far as the caller may read it."""
+    from ..errors import DeliverError
+    from ..holdpolicy import detect
+
+    try:
+        found = detect(g.kube())
+    except DeliverError as exc:
+        return f"hold mode: unknown ({exc})"
+    if "forbidden" in found.why:
+        return "hold mode: unknown (you may not read MutatingAdmissionPolicies; the controller's log and /metrics say)"
+    return f"hold mode: {found.mode.value} ({found.why})"
+
+
 @click.command()
 @click.argument("app")
 @click.option("-w", "--watch", is_flag=True, help="Keep following the delivery (Ctrl-C to stop).")
@@ -80,6 +94,7 @@ def status(g: Globals, app: str, watch: bool, timeout: float | None) -> None:
     s = status_dict(deployment)
     if not watch:
         print_result(g, s, render_status(s, g.color))
+        note(hold_mode_line(g))
         return
     watch_status(g, app, deployment, timeout)
 
