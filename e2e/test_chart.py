@@ -91,6 +91,10 @@ def test_chart_installs_and_the_controller_works_under_its_rbac(
         "replicaCount=0",
         "--set",
         "watch.scope=namespaced",
+        # the hold policy is cluster-wide: installed here it would hold every other test's Deployments
+        # (e2e/test_hold_policy.py installs the same objects for its own module)
+        "--set",
+        "holdPolicy.install=false",
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "STATUS: deployed" in r.stdout
@@ -189,7 +193,8 @@ def test_cluster_scope_chart_watches_every_namespace(
     )
     home = tmp_path / "helm"
     try:
-        r = helm(cluster.kubeconfig, home, "install", release, str(CHART), "-n", ns, "--set", "replicaCount=0")
+        r = helm(cluster.kubeconfig, home, "install", release, str(CHART), "-n", ns, "--set", "replicaCount=0",
+                 "--set", "holdPolicy.install=false")  # fmt: skip
         assert r.returncode == 0, r.stdout + r.stderr
         name = f"{release}-deliver"
         assert kube.rbac.read_cluster_role(name) and kube.rbac.read_cluster_role_binding(name)

@@ -162,7 +162,7 @@ def run_image(cluster: RunningCluster, kube: Kube, ns: str, tmp_path: Path, arch
                HELM_CONFIG_HOME=str(home / "f"), HELM_DATA_HOME=str(home / "d"))  # fmt: skip
     r = subprocess.run(
         [str(helm_path()), "install", "rel", str(CHART), "-n", ns, "--set", "replicaCount=0",
-         "--set", "watch.scope=namespaced", "--set", f"metrics.port={port}"],
+         "--set", "watch.scope=namespaced", "--set", f"metrics.port={port}", "--set", "holdPolicy.install=false"],
         capture_output=True, text=True, env=env, timeout=180,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr

@@ -442,3 +442,12 @@ def test_a_network_policy_without_what_it_needs_fails_with_what_to_set(sets: lis
         args += ["--set", s]
     result = helm(*args, check=False)
     assert result.returncode != 0 and needle in result.stderr
+
+
+def test_a_namespaced_install_holds_at_rest_unless_told_the_policy_is_there() -> None:
+    def args(*sets: str) -> list[str]:
+        docs = render("watch.scope=namespaced", "watch.namespace=apps", *sets)
+        return list(kinds(docs)["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"])
+
+    assert "--hold-mode=paused" in args()  # it may not read the cluster-wide policy
+    assert "--hold-mode=policy" in args("holdPolicy.mode=policy")
