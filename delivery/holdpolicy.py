@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from strategies.model import HoldMode
+from strategies.model import REJECTED_MARK, HoldMode
 
 from .controller import Informer
 from .errors import Forbidden, KubeError, NotFound
@@ -78,6 +78,69 @@ def manifests(name: str = POLICY_NAME) -> list[dict[str, Any]]:
         "spec": {"policyName": name},
     }
     return [policy, binding]
+
+
+GUARD_NAME = "deliver-keep-rejected-templates-held"
+REJECTED_CONDITION = (
+    "has(oldObject.status) && has(oldObject.status.conditions) && oldObject.status.conditions.exists(c, "
+    "c.type == 'Progressing' && c.reason == 'ProgressDeadlineExceeded' && has(c.message) && "
+    "c.message.startsWith('{mark}'))"
+)
+
+
+def guard_manifests(name: str = GUARD_NAME) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy and binding that refuse to unpause a Deployment whose template deliver
+    rejected (its status carries deliver's mark, ``MarkRejected``) without changing the template: a
+    `kubectl rollout resume` of a held rejected template would roll it out natively. Apply another
+    template, or `deliver retry` (deliver takes the mark away before it unpauses anything)."""
+    rejected = REJECTED_CONDITION.format(mark=REJECTED_MARK)
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "deliver"}},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["UPDATE"],
+                        "resources": ["deployments"],
+                    }
+                ]
+            },
+            "matchConditions": [
+                dict(MATCH_CONDITIONS[0]),
+                {
+                    "name": "unpaused-as-it-is",
+                    "expression": "has(oldObject.spec.paused) && oldObject.spec.paused && "
+                    "!(has(object.spec.paused) && object.spec.paused) && "
+                    "object.spec.template == oldObject.spec.template",
+                },
+            ],
+            "validations": [
+                {
+                    "expression": f"!({rejected})",
+                    "messageExpression": "'deliver rejected the template of ' + object.metadata.name + "
+                    "' and holds it: apply another template, or run `deliver retry ' + object.metadata.name + '`'",
+                    "reason": "Forbidden",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "deliver"}},
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
+
+
+def all_manifests(name: str = POLICY_NAME, guard: str = GUARD_NAME) -> list[dict[str, Any]]:
+    """What `deliver hold-policy` prints and the chart installs: the hold policy and the guard."""
+    return manifests(name) + guard_manifests(guard)
 
 
 @dataclass(frozen=True)

@@ -393,12 +393,9 @@ def main(argv: list[str] | None = None) -> int:
         stack_.callback(local.stop)
         # deliver's hold policy (docs/hold-modes.md): the API server pauses each template change, so
         # at rest the Deployment stays unpaused and reads Available/Current to every tool
-        from delivery.holdpolicy import manifests
-        from delivery.kube import MUTATING_POLICIES, MUTATING_POLICY_BINDINGS
+        from e2e.helpers import install_hold_policy
 
-        policy, binding = manifests()
-        jk.create(MUTATING_POLICIES, None, policy)
-        jk.create(MUTATING_POLICY_BINDINGS, None, binding)
+        install_hold_policy(jk)
         _log("installed deliver's MutatingAdmissionPolicy (`deliver hold-policy`): hold mode policy")
         _log("starting the deliver controller")
         ctl = ControllerProcess(

@@ -38,7 +38,18 @@ from kubernetes import client
 
 from delivery import templates
 from delivery.errors import KubeError, NotFound
-from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES
+from delivery.holdpolicy import all_manifests
+from delivery.kube import (
+    DEPLOYMENTS,
+    EVENTS,
+    MUTATING_POLICIES,
+    MUTATING_POLICY_BINDINGS,
+    PODS,
+    REPLICASETS,
+    SERVICES,
+    VALIDATING_POLICIES,
+    VALIDATING_POLICY_BINDINGS,
+)
 from delivery.kube import KubeClient as JsonKube
 from e2e.cluster import BEHAVIOUR_LABEL, REPO_ROOT
 
@@ -565,3 +576,26 @@ def deliver(
         env=full_env,
         input=stdin,
     )
+
+
+# ---------------------------------------------------------------------- deliver's hold policy
+HOLD_POLICY_KINDS = {
+    "MutatingAdmissionPolicy": MUTATING_POLICIES,
+    "MutatingAdmissionPolicyBinding": MUTATING_POLICY_BINDINGS,
+    "ValidatingAdmissionPolicy": VALIDATING_POLICIES,
+    "ValidatingAdmissionPolicyBinding": VALIDATING_POLICY_BINDINGS,
+}
+
+
+def install_hold_policy(jk: JsonKube) -> None:
+    """What `deliver hold-policy` prints: the hold policy and the guard of rejected templates."""
+    for obj in all_manifests():
+        jk.create(HOLD_POLICY_KINDS[obj["kind"]], None, obj)
+
+
+def uninstall_hold_policy(jk: JsonKube) -> None:
+    for obj in reversed(all_manifests()):
+        try:
+            jk.delete(HOLD_POLICY_KINDS[obj["kind"]], None, obj["metadata"]["name"])
+        except NotFound:
+            pass

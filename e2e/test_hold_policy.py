@@ -23,9 +23,7 @@ import yaml
 from kubernetes import client
 
 from delivery import templates
-from delivery.errors import NotFound
-from delivery.holdpolicy import POLICY_NAME, manifests
-from delivery.kube import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS
+from delivery.kube import DEPLOYMENTS
 from delivery.kube import KubeClient as JsonKube
 from e2e.binaries import helm_path
 from e2e.cluster import BEHAVIOUR_LABEL
@@ -37,11 +35,13 @@ from e2e.helpers import (
     deployment,
     event_messages,
     images,
+    install_hold_policy,
     make_deployment,
     replica_sets,
     set_image,
     state,
     stays,
+    uninstall_hold_policy,
     wait_for,
 )
 from e2e.kstatus import kstatus
@@ -60,23 +60,13 @@ ROLLBACK = {"deliver.dev/progress-deadline": "20s"}
 @pytest.fixture(scope="module")
 def hold_policy(cluster: RunningCluster) -> Iterator[None]:
     jk = JsonKube.connect(str(cluster.kubeconfig))
-    uninstall(jk)  # left by a session that was killed
-    policy, binding = manifests()
-    jk.create(MUTATING_POLICIES, None, policy)
-    jk.create(MUTATING_POLICY_BINDINGS, None, binding)
+    uninstall_hold_policy(jk)  # left by a session that was killed
+    install_hold_policy(jk)
     time.sleep(2)  # the API server's policy informer picks them up
     try:
         yield
     finally:
-        uninstall(jk)
-
-
-def uninstall(jk: JsonKube) -> None:
-    for res in (MUTATING_POLICY_BINDINGS, MUTATING_POLICIES):
-        try:
-            jk.delete(res, None, POLICY_NAME)
-        except NotFound:
-            pass
+        uninstall_hold_policy(jk)
 
 
 def kubectl(cluster: RunningCluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -244,6 +234,10 @@ def test_a_rolled_back_change_reads_as_failed_and_the_stable_template_written_ba
     code, out, took = rollout_status(cluster, ns)
     assert code != 0 and "exceeded its progress deadline" in out and took < 30, (code, out, took)
     assert kstatus_of(jk, ns) == "Failed"
+    # a manual resume of the held rejected template would roll it out natively: refused
+    r = kubectl(cluster, "rollout", "resume", "deployment/web", "-n", ns)
+    assert r.returncode != 0 and "deliver rejected the template of web" in r.stderr, r.stderr
+    assert deployment(jk, ns)["spec"]["paused"] is True
 
     # the stable template written over it (what `helm rollback` does): at rest at once, not delivered
     jk.patch(
@@ -383,7 +377,7 @@ def test_a_policy_deleted_mid_delivery_loses_nothing(
     set_image(kube.apps, ns, "web", "example.com/web:v2")
     wait_for(lambda: state(jk, ns).get("hold") == "AwaitingPromotion", 90, "at the manual gate")
 
-    uninstall(jk)
+    uninstall_hold_policy(jk)
     wait_for(lambda: "hold mode changed" in controller.log(), 30, "the controller saw the policy go")
     assert deployment(jk, ns)["spec"]["paused"] is True
     assert images(kube, ns, "web") == {"example.com/web:v1", "example.com/web:v2"}
@@ -396,8 +390,6 @@ def test_a_policy_deleted_mid_delivery_loses_nothing(
     assert images(kube, ns, "web") == {"example.com/web:v2"}
 
     # and back: the policy installed again, the Deployment at rest is unpaused
-    policy, binding = manifests()
-    jk.create(MUTATING_POLICIES, None, policy)
-    jk.create(MUTATING_POLICY_BINDINGS, None, binding)
+    install_hold_policy(jk)
     at_rest(jk, ns, timeout=60)
     assert json.loads(json.dumps(state(jk, ns))).get("phase") == "Succeeded"

@@ -334,10 +334,16 @@ def test_each_router_adds_only_its_own_rights(flag: str) -> None:
 
 
 def test_the_hold_policy_is_what_deliver_hold_policy_prints() -> None:
-    from delivery.holdpolicy import manifests
+    from delivery.holdpolicy import all_manifests
 
     by = kinds(render(api_versions=(MAP_API,)))
-    assert by["MutatingAdmissionPolicy"] + by["MutatingAdmissionPolicyBinding"] == manifests()
+    rendered = [
+        *by["MutatingAdmissionPolicy"],
+        *by["MutatingAdmissionPolicyBinding"],
+        *by["ValidatingAdmissionPolicy"],
+        *by["ValidatingAdmissionPolicyBinding"],
+    ]
+    assert rendered == all_manifests()
     hold = next(r for r in by["ClusterRole"] if r["metadata"]["name"] == "rel-deliver-hold-policy")
     assert grants(hold["rules"]) == {
         ("admissionregistration.k8s.io", res, verb)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from delivery import templates
 from delivery.errors import Forbidden
-from delivery.holdpolicy import MATCH_CONDITIONS, POLICY_NAME, HoldStatus, HoldWatch, detect, manifests
+from delivery.holdpolicy import MATCH_CONDITIONS, POLICY_NAME, HoldStatus, HoldWatch, all_manifests, detect, manifests
 from delivery.kube import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, REPLICASETS
 from delivery.metrics import Metrics
 from strategies.model import REJECTED_MARK, HoldMode
@@ -319,7 +319,7 @@ def test_deliver_hold_policy_prints_the_policy_and_binding() -> None:
 
     result = CliRunner().invoke(main, ["hold-policy"])
     assert result.exit_code == 0, result.output
-    assert list(yaml.safe_load_all(result.output)) == manifests()
+    assert list(yaml.safe_load_all(result.output)) == all_manifests()
 
 
 def test_metrics_say_which_hold_mode_is_in_force() -> None:

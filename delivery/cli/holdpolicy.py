@@ -10,12 +10,18 @@ import yaml
 
 from ..errors import DeliverError
 from ..gate import EXIT_API, EXIT_FAILED
-from ..holdpolicy import POLICY_NAME, detect, manifests
+from ..holdpolicy import GUARD_NAME, POLICY_NAME, all_manifests, detect
 from .context import Globals, common, fail
 
 
 @click.command("hold-policy")
 @click.option("--name", default=POLICY_NAME, show_default=True, help="Name of the policy and its binding.")
+@click.option(
+    "--guard-name",
+    default=GUARD_NAME,
+    show_default=True,
+    help="Name of the ValidatingAdmissionPolicy (and binding) that keeps a rejected template held.",
+)
 @click.option(
     "--check",
     is_flag=True,
@@ -24,11 +30,12 @@ from .context import Globals, common, fail
 )
 @common
 @click.pass_obj
-def hold_policy(g: Globals, name: str, check: bool) -> None:
+def hold_policy(g: Globals, name: str, guard_name: str, check: bool) -> None:
     """Print the MutatingAdmissionPolicy and binding that pause each template change of a managed
-    Deployment inside the API server (Kubernetes 1.36+), or --check the cluster's."""
+    Deployment inside the API server (Kubernetes 1.36+), and the ValidatingAdmissionPolicy that keeps a
+    rejected template held; or --check the cluster's."""
     if not check:
-        sys.stdout.write(yaml.safe_dump_all(manifests(name), sort_keys=False))
+        sys.stdout.write(yaml.safe_dump_all(all_manifests(name, guard_name), sort_keys=False))
         return
     try:
         status = detect(g.kube(), name)
