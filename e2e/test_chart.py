@@ -127,7 +127,10 @@ def test_chart_installs_and_the_controller_works_under_its_rbac(
     with pytest.raises(Forbidden):
         sa.items(DEPLOYMENTS, "default")  # namespaced mode: no rights outside its namespace
 
-    with ControllerProcess(sa_config, ns, log_dir=tmp_path, extra_args=["--leader-elect"]) as ctl:
+    # --hold-mode paused: as the chart runs it namespaced (it may not read the cluster-wide policy)
+    with ControllerProcess(
+        sa_config, ns, log_dir=tmp_path, extra_args=["--leader-elect", "--hold-mode", "paused"]
+    ) as ctl:
         # a canary completes under the chart's RBAC
         kube.apps.create_namespaced_deployment(ns, canary("web", "34,67,100"))
         wait_stable(kube, ns, "web", ctl)

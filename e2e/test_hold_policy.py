@@ -393,3 +393,42 @@ def test_a_policy_deleted_mid_delivery_loses_nothing(
     install_hold_policy(jk)
     at_rest(jk, ns, timeout=60)
     assert json.loads(json.dumps(state(jk, ns))).get("phase") == "Succeeded"
+
+
+def test_a_gate_an_abort_and_an_invalid_annotation_read_right(
+    cluster: RunningCluster, kube: Kube, jk: JsonKube, namespace: str, hold_policy: None, controller: ControllerProcess
+) -> None:
+    """The rest of the tool table (docs/gitops.md): at a manual gate nothing reads as rolled out; an
+    aborted change reads as failed, like a rolled-back one; an invalid annotation changes nothing, so a
+    template change under it stays held."""
+    from delivery.state import send_request
+
+    ns = namespace
+    create(kube, ns, {**STRATEGIES["canary"], "deliver.dev/steps": "50,pause,100"})
+    at_rest(jk, ns)
+    set_image(kube.apps, ns, "web", "example.com/web:v2")
+    wait_for(lambda: state(jk, ns).get("hold") == "AwaitingPromotion", 90, "at the manual gate")
+    code, out, took = rollout_status(cluster, ns, timeout="3s")
+    assert code != 0 and "timed out" in out, out  # still waiting for the rollout when its timeout ends
+    assert kstatus_of(jk, ns) == "InProgress"
+
+    send_request(jk, deployment(jk, ns), "abort")
+    wait_for(
+        lambda: state(jk, ns).get("phase") == "Aborted" and state(jk, ns).get("hold") == "PreviouslyFailed",
+        90,
+        "aborted, the template held",
+    )
+    code, out, _ = rollout_status(cluster, ns)
+    assert code != 0 and "exceeded its progress deadline" in out, out
+    assert kstatus_of(jk, ns) == "Failed"
+    assert images(kube, ns, "web") == {"example.com/web:v1"}
+
+    # an invalid annotation: deliver takes no action, so a template change stays held, read as not done
+    jk.patch(DEPLOYMENTS, ns, "web", {"metadata": {"annotations": {"deliver.dev/steps": "50,20"}}})
+    wait_for(lambda: event_messages(jk, ns, "InvalidAnnotation"), 30, "the InvalidAnnotation Event")
+    set_image(kube.apps, ns, "web", "example.com/web:v3")
+    assert deployment(jk, ns)["spec"]["paused"] is True
+    assert kstatus_of(jk, ns) == "InProgress"
+    code, out, _ = rollout_status(cluster, ns, timeout="3s")
+    assert code != 0, out
+    stays(lambda: images(kube, ns, "web") == {"example.com/web:v1"}, 3, "nothing of v3 rolls out")
