@@ -59,6 +59,7 @@ from e2e.receiver import Receiver
 TOKEN = b"METADATA-SECRET-TOKEN-7f3a9c"  # the denied "metadata/admin" server's answer
 BIG = b"HUGE-ANSWER-PREFIX-c41d"  # the first bytes of the 150 MiB answer (and of each MiB of it)
 DRIP = b"DRIPPED-BYTES-e09b"  # what the drip servers send, a byte at a time
+METADATA_PATH = "/latest/meta-data/iam/security-credentials/admin"
 MARKERS = {"metadata token": TOKEN, "150 MiB body": BIG, "dripped body": DRIP}
 
 CHART_MEMORY_LIMIT_MIB = 256  # charts/deliver/values.yaml resources.limits.memory
@@ -345,7 +346,9 @@ class Hostile:
                 data={
                     "steal.kind": "errors",
                     "steal.total": f'sum(increase(http_requests_total{{namespace="{victim}"}}[{{window}}]))',
-                    "steal.errors": f'sum(increase(http_requests_total{{namespace="{victim}",code=~"5.."}}[{{window}}]))',
+                    "steal.errors": (
+                        f'sum(increase(http_requests_total{{namespace="{victim}",code=~"5.."}}[{{window}}]))'
+                    ),
                 },
             ),
         )
@@ -365,7 +368,7 @@ class Hostile:
             "infinite": {STATE: json.dumps({"phase": "Idle", "started": "1e999"})},
             "digits": {"deliver.dev/interval": "9" * 5000},
             "metadata": {
-                "deliver.dev/hook-pre-rollout": f"{servers['metadata']}/latest/meta-data/iam/security-credentials/admin",
+                "deliver.dev/hook-pre-rollout": servers["metadata"] + METADATA_PATH,
                 "deliver.dev/hook-post-rollout": f"{servers['metadata']}/admin/token",
                 **notify,
             },
@@ -398,8 +401,9 @@ class Hostile:
     def churn(self, ns: str, names: list[str], stop: threading.Event, every: float) -> None:
         version = 2
         while not stop.wait(every):
+            image = f"example.com/evil:v{version}"
             for name in names:
-                quiet_call(lambda n=name: set_image(self.kube.apps, ns, n, f"example.com/evil:v{version}"))  # type: ignore[misc]
+                quiet_call(lambda n=name, i=image: set_image(self.kube.apps, ns, n, i))  # type: ignore[misc]
             version += 1
 
     # ---- measuring
@@ -433,7 +437,7 @@ class Hostile:
         figures = Figures(quiet, hostile)
         with ExitStack() as stack:
             metadata = stack.enter_context(Receiver(host="127.0.0.2"))
-            metadata.body("/latest/meta-data/iam/security-credentials/admin", TOKEN)
+            metadata.body(METADATA_PATH, TOKEN)
             metadata.body("/admin/token", TOKEN)
             big = stack.enter_context(Receiver())
             big.body("/big", BIG + b"\0" * (2**20 - len(BIG)), repeat=150)
