@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import statistics
 import sys
@@ -140,7 +141,9 @@ class Run:
     name: str
     promote: list[float] = field(default_factory=list)
     rollback: list[float] = field(default_factory=list)
+    notice: list[float] = field(default_factory=list)  # seconds to the rolled-back notification's arrival
     rss_peak_mib: float = 0.0
+    cpu_s: float = 0.0  # the controller's CPU time (user + system) over the run
     restarts: int = 0
     alive: bool = True
 
@@ -151,6 +154,10 @@ class Run:
     @property
     def rollback_median(self) -> float:
         return statistics.median(self.rollback) if self.rollback else float("nan")
+
+    @property
+    def notice_median(self) -> float:
+        return statistics.median(self.notice) if self.notice else float("nan")
 
 
 @dataclass
@@ -197,6 +204,11 @@ class Figures:
                 h.rss_peak_mib < CHART_MEMORY_LIMIT_MIB,
             ),
             ("controller restarts", f"{h.restarts}", h.restarts == 0 and h.alive),
+            (
+                "victim rollback notices received (one per rollback)",
+                f"{len(h.notice)} of {len(h.rollback)}",
+                len(h.notice) == len(h.rollback) > 0,
+            ),
             ("hostile bytes in Events, records, notifications", f"{self.leaked}", self.leaked == 0),
             (
                 "requests that reached the denied server (127.0.0.2)",
@@ -220,11 +232,13 @@ class Figures:
             return ", ".join(f"{x:.1f}" for x in xs)
 
         lines = [
-            "| run | rounds | promotion s (median; each) | rollback s (median; each) | controller VmHWM |",
-            "|---|---|---|---|---|",
+            "| run | rounds | promotion s (median; each) | rollback s (median; each) "
+            "| rollback notice received s (median; each) | controller VmHWM | controller CPU |",
+            "|---|---|---|---|---|---|---|",
             *[
                 f"| {r.name} | {len(r.promote)} | {r.promote_median:.1f}; {times(r.promote)} | "
-                f"{r.rollback_median:.1f}; {times(r.rollback)} | {r.rss_peak_mib:.0f} MiB |"
+                f"{r.rollback_median:.1f}; {times(r.rollback)} | {r.notice_median:.1f}; {times(r.notice)} | "
+                f"{r.rss_peak_mib:.0f} MiB | {r.cpu_s:.1f} s |"
                 for r in (q, h)
             ],
             "",
@@ -293,10 +307,12 @@ class Hostile:
                 describe=lambda: ctl.log()[-1500:],
             )
 
-    def victim_round(self, ns: str, version: int, ctl: ControllerProcess) -> tuple[float, float]:
-        """A good canary and a crash-looping one started together; seconds to Succeeded and to RolledBack."""
+    def victim_round(self, ns: str, version: int, ctl: ControllerProcess, rx: Receiver) -> tuple[float, float, float]:
+        """A good canary and a crash-looping one started together; seconds to Succeeded, to RolledBack
+        and to the rolled-back notification's arrival at the victim's receiver."""
         good_before = self.record(ns, "good").get("stableHash")
         crash_before = self.record(ns, "crash").get("failedRevision")
+        wall0 = time.time()
         t0 = time.monotonic()
         set_image(self.kube.apps, ns, "good", f"example.com/web:v{version}")
         set_image(self.kube.apps, ns, "crash", f"example.com/web:v{version}", behaviour=CRASHLOOP)
@@ -320,15 +336,26 @@ class Hostile:
             interval=0.1,
             describe=lambda: (ended, self.record(ns, "good"), self.record(ns, "crash"), ctl.log()[-1500:]),
         )
-        # both at rest again before the next round: the rolled-back one's template back at v1
-        return ended["good"], ended["crash"]
 
-    def victim_rounds(self, ns: str, rounds: int, ctl: ControllerProcess, run: Run, first: int = 2) -> None:
+        def rolled_back(r: Any) -> bool:
+            body = r.json()
+            return bool(r.at >= wall0 and body.get("kind") == "rolled-back" and body.get("deployment") == "crash")
+
+        notice = rx.wait_for(rolled_back, 60)
+        return ended["good"], ended["crash"], notice.at - wall0
+
+    def victim_rounds(
+        self, ns: str, rounds: int, ctl: ControllerProcess, run: Run, rx: Receiver, first: int = 2
+    ) -> None:
         for i in range(rounds):
-            promote, rollback = self.victim_round(ns, first + i, ctl)
+            promote, rollback, notice = self.victim_round(ns, first + i, ctl, rx)
             run.promote.append(promote)
             run.rollback.append(rollback)
-            say(f"{run.name} round {i + 1}: promoted in {promote:.1f}s, rolled back in {rollback:.1f}s")
+            run.notice.append(notice)
+            say(
+                f"{run.name} round {i + 1}: promoted in {promote:.1f}s, rolled back in {rollback:.1f}s, "
+                f"its notice received at {notice:.1f}s"
+            )
 
     # ---- the hostile namespace
 
@@ -419,6 +446,11 @@ class Hostile:
             m = re.search(r"VmHWM:\s+(\d+) kB", status)
             if m:
                 run.rss_peak_mib = max(run.rss_peak_mib, int(m.group(1)) / 1024)
+            try:  # utime and stime, fields 14 and 15 of /proc/PID/stat (after the command's parentheses)
+                fields = Path(f"/proc/{ctl.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                run.cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                pass
 
     def texts(self, ns: str) -> tuple[list[str], list[str]]:
         """(every Event of ``ns`` as JSON, every Deployment's annotations as JSON)."""
@@ -487,9 +519,7 @@ class Hostile:
             if settle:  # the attacks are under way before the victim starts
                 time.sleep(settle)
             self.given_victim(vns, rx.url("/victim"), ctl)
-            self.victim_rounds(vns, rounds, ctl, run)
-            # the victim's rollback notices are posted (fairness: no hostile queue delays them)
-            wait_for(lambda: len(rx.requests) >= 2 * rounds, 60, "the victim's notifications")
+            self.victim_rounds(vns, rounds, ctl, run, rx)
             run.alive = ctl.alive()
             run.restarts = ctl.starts - 1
             self.victim_bodies = [r.body for r in rx.requests]
@@ -530,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m e2e.hostile", description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=6, help="victim rounds per run (a promotion and a rollback each)")
     p.add_argument("--churn-every", type=float, default=2.0, help="seconds between the hostile template changes")
+    p.add_argument("--settle", type=float, default=20.0, help="seconds of attacks before the victim starts")
     p.add_argument("--out", type=Path, default=None, help="also write the report (markdown) here")
     args = p.parse_args(argv)
     run_dir = REPO_ROOT / "run" / f"hostile-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -539,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kube = Kube(api_client=api, kubeconfig=cluster.kubeconfig)
         h = Hostile(cluster.kubeconfig, kube, JsonKube.connect(str(cluster.kubeconfig)), run_dir)
-        figures = h.run(args.rounds, churn_every=args.churn_every)
+        figures = h.run(args.rounds, churn_every=args.churn_every, settle=args.settle)
     finally:
         api.close()
         cluster.down()
