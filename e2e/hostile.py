@@ -185,19 +185,23 @@ class Figures:
         h = getattr(self.hostile, f"{what}_median")
         return float(h / q) if q else float("inf")
 
-    def goals(self, ratio_goal: float = RATIO_GOAL) -> list[tuple[str, str, bool]]:
+    def slower(self, what: str) -> float:
+        """Seconds the hostile median took longer than the quiet one."""
+        return float(getattr(self.hostile, f"{what}_median") - getattr(self.quiet, f"{what}_median"))
+
+    def goals(self, ratio_goal: float = RATIO_GOAL, slack: float = 0.0) -> list[tuple[str, str, bool]]:
+        """(goal, measured, met). ``slack``: seconds of difference met whatever the ratio (the short
+        version's allowance for sub-second medians on shared cores; the full run has none)."""
         h = self.hostile
+        within = f" (or at most {slack:g} s slower)" if slack else ""
         return [
             (
-                f"victim time to promotion, hostile / quiet ≤ {ratio_goal}",
-                f"{self.ratio('promote'):.2f}",
-                self.ratio("promote") <= ratio_goal,
-            ),
-            (
-                f"victim time to rollback, hostile / quiet ≤ {ratio_goal}",
-                f"{self.ratio('rollback'):.2f}",
-                self.ratio("rollback") <= ratio_goal,
-            ),
+                f"victim time to {what}, hostile / quiet ≤ {ratio_goal}{within}",
+                f"{self.ratio(key):.2f} ({self.slower(key):+.1f} s)",
+                self.ratio(key) <= ratio_goal or self.slower(key) <= slack,
+            )
+            for what, key in (("promotion", "promote"), ("rollback", "rollback"))
+        ] + [
             (
                 f"controller peak RSS (VmHWM) < {CHART_MEMORY_LIMIT_MIB} MiB (chart limit)",
                 f"{h.rss_peak_mib:.0f} MiB",
@@ -222,10 +226,10 @@ class Figures:
             ),
         ]
 
-    def missed(self, ratio_goal: float = RATIO_GOAL) -> list[str]:
-        return [name for name, _, ok in self.goals(ratio_goal) if not ok]
+    def missed(self, ratio_goal: float = RATIO_GOAL, slack: float = 0.0) -> list[str]:
+        return [f"{name}: {value}" for name, value, ok in self.goals(ratio_goal, slack) if not ok]
 
-    def table(self, ratio_goal: float = RATIO_GOAL) -> str:
+    def table(self, ratio_goal: float = RATIO_GOAL, slack: float = 0.0) -> str:
         q, h = self.quiet, self.hostile
 
         def times(xs: list[float]) -> str:
@@ -244,7 +248,10 @@ class Figures:
             "",
             "| goal | measured | |",
             "|---|---|---|",
-            *[f"| {name} | {value} | {'met' if ok else 'MISSED'} |" for name, value, ok in self.goals(ratio_goal)],
+            *[
+                f"| {name} | {value} | {'met' if ok else 'MISSED'} |"
+                for name, value, ok in self.goals(ratio_goal, slack)
+            ],
             "",
             f"Attack traffic: {self.big_sent_mib:.2f} MiB of the 150 MiB answer written before the controller hung up; "
             f"{self.drip_requests} requests to the drip servers; {self.hostile_queries} hostile queries reached "
@@ -552,13 +559,13 @@ class Hostile:
 
 
 # ---------------------------------------------------------------------- entry point
-def report(figures: Figures, ratio_goal: float = RATIO_GOAL) -> str:
-    return f"hostile-namespace test, {figures.wall / 60:.1f} min\n\n{figures.table(ratio_goal)}\n"
+def report(figures: Figures, ratio_goal: float = RATIO_GOAL, slack: float = 0.0) -> str:
+    return f"hostile-namespace test, {figures.wall / 60:.1f} min\n\n{figures.table(ratio_goal, slack)}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m e2e.hostile", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=6, help="victim rounds per run (a promotion and a rollback each)")
+    p.add_argument("--rounds", type=int, default=12, help="victim rounds per run (a promotion and a rollback each)")
     p.add_argument("--churn-every", type=float, default=2.0, help="seconds between the hostile template changes")
     p.add_argument("--settle", type=float, default=20.0, help="seconds of attacks before the victim starts")
     p.add_argument("--out", type=Path, default=None, help="also write the report (markdown) here")

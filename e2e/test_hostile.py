@@ -21,23 +21,26 @@ from e2e.hostile import Hostile, report
 
 pytestmark = pytest.mark.e2e
 
-ROUNDS = 2
-# The full run's goal is hostile / quiet ≤ 1.5 for the victim's medians (e2e/hostile.py, 6 rounds).
-# With 2 rounds on 2 shared cores, one slow round moves a median by seconds, so the short version
-# holds a looser 2.0; every other goal is the full run's.
+ROUNDS = 5
+# The full run's goal is hostile / quiet ≤ 1.5 for the victim's medians (e2e/hostile.py, 12 rounds,
+# no allowance). The short version's medians are of 5 rounds on 2 cores shared with other work, and
+# the victim's rollback takes ~0.3 s (a crash-looping canary is rolled back at its first restart),
+# where one busy poll of 0.2 s doubles it: so the short version holds a looser 2.0, or at most 1 s
+# slower (under one reconcile pass of the victim's 2 s interval). Every other goal is the full run's.
 SHORT_RATIO = 2.0
+SHORT_SLACK = 1.0
 
 
 def test_a_hostile_namespace_neither_leaks_nor_delays_the_victim(
     cluster: RunningCluster, kube: Kube, jk: JsonKube, run_dir: Path
 ) -> None:
     figures = Hostile(cluster.kubeconfig, kube, jk, run_dir).run(ROUNDS)
-    print("\n" + report(figures, SHORT_RATIO))
+    print("\n" + report(figures, SHORT_RATIO, SHORT_SLACK))
     assert len(figures.quiet.promote) == len(figures.hostile.promote) == ROUNDS
     # the attacks ran: the hostile namespace got its Warnings, the big answer was (partly) sent,
     # the drip servers were called, the unbound query reached Prometheus bound to its namespace
     assert {"RecordRejected", "InvalidAnnotation"} <= set(figures.warnings), figures.warnings
     assert figures.big_sent_mib > 0 and figures.drip_requests > 0
     assert figures.hostile_queries > 0
-    missed = figures.missed(SHORT_RATIO)
+    missed = figures.missed(SHORT_RATIO, SHORT_SLACK)
     assert not missed, missed
