@@ -366,13 +366,20 @@ class Hostile:
 
     # ---- the hostile namespace
 
-    def given_hostile(self, ns: str, victim: str, servers: dict[str, str]) -> list[str]:
-        """Every attack at once; returns the names of the Deployments whose templates keep changing."""
+    def given_hostile(self, ns: str, victim: str, servers: dict[str, str], attacks: bool = True) -> list[str]:
+        """Every attack at once; returns the names of the Deployments whose templates keep changing.
+        Without ``attacks``: the same Deployments with plain canary annotations (the quiet run)."""
+        base = {"deliver.dev/strategy": "canary", "deliver.dev/steps": "50,100", "deliver.dev/interval": "1s"}
+        if not attacks:
+            names = ["bomb", "infinite", "digits", "metadata", "huge", "drip", "steal", "unbound"]
+            for name in names:
+                body = make_deployment(name, replicas=2, image="example.com/evil:v1", annotations=base)
+                self.kube.apps.create_namespaced_deployment(ns, body)
+            return names
         notify = {
             "deliver.dev/notify-webhook": ",".join(f"{servers['drip']}/n{i}" for i in range(5)),
             "deliver.dev/notify-slack": ",".join(f"{servers['drip']}/s{i}" for i in range(5)),
         }
-        base = {"deliver.dev/strategy": "canary", "deliver.dev/steps": "50,100", "deliver.dev/interval": "1s"}
         self.kube.core.create_namespaced_config_map(
             ns,
             client.V1ConfigMap(
@@ -471,8 +478,11 @@ class Hostile:
         started = time.monotonic()
         quiet = Run("quiet")
         hostile = Run("hostile")
-        with self.namespace("victim-quiet") as vq:
-            self._victim_run(vq, rounds, quiet, hostile_ns=None)
+        # quiet: the same scenario without the attacks (the tenant's eight canaries change templates
+        # just as often, with plain annotations), so the ratio is the attacks' cost, not the churn's
+        with self.namespace("tenant") as tns, self.namespace("victim-quiet") as vq:
+            names = self.given_hostile(tns, vq, {}, attacks=False)
+            self._victim_run(vq, rounds, quiet, churn=(tns, names, churn_every), settle=settle)
         figures = Figures(quiet, hostile)
         with ExitStack() as stack:
             metadata = stack.enter_context(Receiver(host="127.0.0.2"))
@@ -487,9 +497,7 @@ class Hostile:
             hns = stack.enter_context(self.namespace("hostile"))
             vns = stack.enter_context(self.namespace("victim"))
             names = self.given_hostile(hns, vns, servers)
-            prom = self._victim_run(
-                vns, rounds, hostile, hostile_ns=hns, churn=(hns, names, churn_every), settle=settle
-            )
+            prom = self._victim_run(vns, rounds, hostile, churn=(hns, names, churn_every), settle=settle)
             figures.denied_requests = metadata.connections + len(metadata.requests)
             figures.big_sent_mib = big.sent.get("/big", 0) / 2**20
             figures.drip_requests = len(drip.requests)
@@ -508,7 +516,6 @@ class Hostile:
         vns: str,
         rounds: int,
         run: Run,
-        hostile_ns: str | None,
         churn: tuple[str, list[str], float] | None = None,
         settle: float = 0.0,
     ) -> list[str]:
