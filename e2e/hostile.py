@@ -14,8 +14,10 @@ cloud metadata address) serves two namespaces:
 * **victim** delivers, round after round, a good canary (promoted) and a crash-looping one (rolled
   back), notifying its own receiver.
 
-The same victim rounds run first without the hostile namespace (**quiet**), each run with a fresh
-controller. Measured: the victim's time to promotion and to rollback (hostile vs quiet), the
+The same victim rounds run first alone (**quiet**), then beside a tenant whose eight Deployments
+are the hostile ones' with plain annotations, changed as often (**churn**: the same scenario
+without the attacks), each run with a fresh controller. Measured: the victim's time to promotion
+and to rollback (hostile vs quiet, and vs churn: the attacks' own cost), the
 controller's peak RSS (VmHWM) and restarts, hostile bytes found in any Event, record or
 notification of either namespace, requests that reached the denied server, and queries that
 reached Prometheus naming the victim (or not bound to the hostile namespace).
@@ -162,7 +164,8 @@ class Run:
 
 @dataclass
 class Figures:
-    quiet: Run
+    quiet: Run  # the victim alone: no other tenant
+    churn: Run  # the same scenario without the attacks: the tenant's Deployments plain, as often changed
     hostile: Run
     leaks: dict[str, int] = field(default_factory=dict)  # marker -> bytes found (occurrences x length)
     cross: int = 0  # hostile namespace's name found in the victim's Events, records, notifications
@@ -180,14 +183,14 @@ class Figures:
     def leaked(self) -> int:
         return sum(self.leaks.values()) + self.cross
 
-    def ratio(self, what: str) -> float:
-        q = getattr(self.quiet, f"{what}_median")
+    def ratio(self, what: str, base: str = "quiet") -> float:
+        q = getattr(getattr(self, base), f"{what}_median")
         h = getattr(self.hostile, f"{what}_median")
         return float(h / q) if q else float("inf")
 
-    def slower(self, what: str) -> float:
-        """Seconds the hostile median took longer than the quiet one."""
-        return float(getattr(self.hostile, f"{what}_median") - getattr(self.quiet, f"{what}_median"))
+    def slower(self, what: str, base: str = "quiet") -> float:
+        """Seconds the hostile median took longer than the baseline's."""
+        return float(getattr(self.hostile, f"{what}_median") - getattr(getattr(self, base), f"{what}_median"))
 
     def goals(self, ratio_goal: float = RATIO_GOAL, slack: float = 0.0) -> list[tuple[str, str, bool]]:
         """(goal, measured, met). ``slack``: seconds of difference met whatever the ratio (the short
@@ -196,10 +199,11 @@ class Figures:
         within = f" (or at most {slack:g} s slower)" if slack else ""
         return [
             (
-                f"victim time to {what}, hostile / quiet ≤ {ratio_goal}{within}",
-                f"{self.ratio(key):.2f} ({self.slower(key):+.1f} s)",
-                self.ratio(key) <= ratio_goal or self.slower(key) <= slack,
+                f"victim time to {what}, hostile / {base} ≤ {ratio_goal}{within}",
+                f"{self.ratio(key, base):.2f} ({self.slower(key, base):+.1f} s)",
+                self.ratio(key, base) <= ratio_goal or self.slower(key, base) <= slack,
             )
+            for base in ("quiet", "churn")
             for what, key in (("promotion", "promote"), ("rollback", "rollback"))
         ] + [
             (
@@ -230,7 +234,7 @@ class Figures:
         return [f"{name}: {value}" for name, value, ok in self.goals(ratio_goal, slack) if not ok]
 
     def table(self, ratio_goal: float = RATIO_GOAL, slack: float = 0.0) -> str:
-        q, h = self.quiet, self.hostile
+        runs = (self.quiet, self.churn, self.hostile)
 
         def times(xs: list[float]) -> str:
             return ", ".join(f"{x:.1f}" for x in xs)
@@ -243,7 +247,7 @@ class Figures:
                 f"| {r.name} | {len(r.promote)} | {r.promote_median:.1f}; {times(r.promote)} | "
                 f"{r.rollback_median:.1f}; {times(r.rollback)} | {r.notice_median:.1f}; {times(r.notice)} | "
                 f"{r.rss_peak_mib:.0f} MiB | {r.cpu_s:.1f} s |"
-                for r in (q, h)
+                for r in runs
             ],
             "",
             "| goal | measured | |",
@@ -476,14 +480,16 @@ class Hostile:
 
     def run(self, rounds: int, churn_every: float = 2.0, settle: float = 8.0) -> Figures:
         started = time.monotonic()
-        quiet = Run("quiet")
-        hostile = Run("hostile")
-        # quiet: the same scenario without the attacks (the tenant's eight canaries change templates
-        # just as often, with plain annotations), so the ratio is the attacks' cost, not the churn's
-        with self.namespace("tenant") as tns, self.namespace("victim-quiet") as vq:
-            names = self.given_hostile(tns, vq, {}, attacks=False)
-            self._victim_run(vq, rounds, quiet, churn=(tns, names, churn_every), settle=settle)
-        figures = Figures(quiet, hostile)
+        quiet, churned, hostile = Run("quiet"), Run("churn"), Run("hostile")
+        # quiet: the victim alone
+        with self.namespace("victim-quiet") as vq:
+            self._victim_run(vq, rounds, quiet)
+        # churn: the same scenario without the attacks (the tenant's eight canaries change templates
+        # just as often, with plain annotations): hostile / churn is the attacks' own cost
+        with self.namespace("tenant") as tns, self.namespace("victim-churn") as vc:
+            names = self.given_hostile(tns, vc, {}, attacks=False)
+            self._victim_run(vc, rounds, churned, churn=(tns, names, churn_every), settle=settle)
+        figures = Figures(quiet, churned, hostile)
         with ExitStack() as stack:
             metadata = stack.enter_context(Receiver(host="127.0.0.2"))
             metadata.body(METADATA_PATH, TOKEN)
