@@ -286,6 +286,15 @@ class Hostile:
             yield name
         finally:
             quiet_call(lambda: self.kube.core.delete_namespace(name))
+            # gone before the next run starts: its controller (--all-namespaces) would see it terminate
+            quiet_call(lambda: wait_for(lambda: self._gone(name), 90, f"namespace {name} deleted"))
+
+    def _gone(self, name: str) -> bool:
+        try:
+            self.kube.core.read_namespace(name)
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
 
     def controller(self, tag: str, prometheus_url: str) -> ControllerProcess:
         return ControllerProcess(
