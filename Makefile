@@ -8,7 +8,8 @@
 #               make test runs the fail-fast and controller --quick forms)
 #   make image  the controller image, an OCI archive in dist/ (docs/install.md)
 #   make chaos  chaos on the local control plane, full run (e2e/chaos.py; figures in docs/chaos.md;
-#               long: make test runs the short version, e2e/test_chaos.py)
+#               long: make test runs the short version, e2e/test_chaos.py), then the hostile-namespace
+#               test (e2e/hostile.py; figures in docs/security.md; short version e2e/test_hostile.py)
 # Time budget of make test (2 cores): fresh machine, every Go build and the image included, under
 # 60 minutes; warm caches under 30 minutes (measured: 24.5). Longer runs go behind their own targets (bench, chaos).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
@@ -106,6 +107,7 @@ demo: venv system-packages binaries
 
 chaos: install
 	$(call timed,chaos (full),$(PY) -m e2e.chaos --out run/chaos.md)
+	$(call timed,hostile namespace (full),$(PY) -m e2e.hostile --out run/hostile.md)
 
 cluster-up: install
 	$(PY) -m e2e.cluster up

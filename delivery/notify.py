@@ -51,6 +51,9 @@ SECRET_ENV = "DELIVER_WEBHOOK_SECRET"  # the operator's secret: each namespace's
 KEY_LABEL = b"deliver-namespace-key/v2\x00"  # namespace_key(): HMAC-SHA256(secret, KEY_LABEL + namespace)
 DEFAULT_POLICY = EgressPolicy()  # the controller's comes from `deliver run --egress-*`
 FORMATS = ("json", "slack")
+# A namespace's dropped notifications are logged at most once in this many seconds (with how many
+# were dropped since): a tenant that floods its own queue does not flood the controller's log.
+DROP_LOG_EVERY = 10.0
 ANNOTATION_FORMATS = {"deliver.dev/notify-webhook": "json", "deliver.dev/notify-slack": "slack"}
 
 # The Event reasons sent as notifications, and the kind each one is (the body's "kind").
@@ -321,6 +324,8 @@ class Notifier:
             "(the Kubernetes Event remains).",
             registry=registry,
         )
+        # namespace -> (when its last drop was logged, its drops not logged since); one entry a namespace
+        self._drops_logged: dict[str, tuple[float | None, int]] = {}
         self._threads = [
             threading.Thread(target=self._run, name=f"notify-{i}", daemon=True) for i in range(max(1, senders))
         ]
@@ -377,9 +382,21 @@ class Notifier:
 
     def _dropped(self, ns: str, target: Target, n: Notification) -> None:
         self.dropped.inc()
+        now = time.monotonic()
+        last, unlogged = self._drops_logged.get(ns, (None, 0))
+        if last is not None and now - last < DROP_LOG_EVERY:
+            self._drops_logged[ns] = (last, unlogged + 1)
+            return
+        self._drops_logged[ns] = (now, 0)
         log.warning(
             "notification dropped: queue full",
-            extra={"target": target.origin, "kind": n.kind, "namespace": ns, "deployment": n.deployment},
+            extra={
+                "target": target.origin,
+                "kind": n.kind,
+                "namespace": ns,
+                "deployment": n.deployment,
+                "dropped": unlogged + 1,  # this one and those of the namespace not logged since the last line
+            },
         )
 
     def _push_ready(self, job: _Job) -> None:

@@ -8,6 +8,7 @@ every action is idempotent.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -85,6 +86,10 @@ class Reconciler:
     # (dedupe only; not state: a new process may post one again). Forgotten with the Deployment, and
     # at most WARNED_MAX kept (the oldest forgotten first: such a warning may be posted again).
     _warned: dict[str, str] = field(default_factory=dict)
+    # Records refused, keyed like ``_warned`` -> (digest of the record's text, why): an unchanged one
+    # is refused again without being parsed (a packed template inflated) or logged again, however
+    # often its Deployment's objects change. Forgotten with the Deployment, at most WARNED_MAX kept.
+    _rejected: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def configmaps(self, namespace: str) -> Callable[[str], dict[str, str]]:
         def read(name: str) -> dict[str, str]:
@@ -148,11 +153,12 @@ class Reconciler:
         if spec.analysis_every is None and self.analysis_every is not None:
             spec = dataclasses.replace(spec, analysis_every=self.analysis_every)
         try:
-            state = read_state(deployment)
+            state = self._read_state(deployment)
         except StateError as exc:
             # A record written by hand (or broken): nothing deliver would do could be trusted. Say so
             # once, act on nothing, and look again calmly; other Deployments are not held up.
-            log.warning("record unreadable", extra=_fields(deployment, error=str(exc)))
+            if exc.__cause__ is not _SEEN:
+                log.warning("record unreadable", extra=_fields(deployment, error=str(exc)))
             self._warn_once(
                 deployment,
                 EventReason.RECORD_REJECTED,
@@ -424,6 +430,27 @@ class Reconciler:
             if isinstance(action, PostEvent):
                 act.execute(ctx, action)
 
+    def _read_state(self, deployment: dict[str, Any]) -> DeliveryState:
+        """``read_state``, except that a record refused before and unchanged since is refused again
+        at the cost of a digest (the StateError's cause is then ``_SEEN``)."""
+        key = _warn_key(deployment, EventReason.RECORD_REJECTED)
+        known = self._rejected.get(key)
+        digest = b""
+        if known is not None:
+            digest = _digest(deployment)
+            if known[0] == digest:
+                raise StateError(known[1]) from _SEEN
+        try:
+            state = read_state(deployment)
+        except StateError as exc:
+            self._rejected.pop(key, None)
+            self._rejected[key] = (digest or _digest(deployment), str(exc))
+            while len(self._rejected) > WARNED_MAX:
+                self._rejected.pop(next(iter(self._rejected)))
+            raise
+        self._rejected.pop(key, None)
+        return state
+
     def _warn_once(self, deployment: dict[str, Any], reason: EventReason, message: str) -> bool:
         """A Warning Event, unless the same one was just posted for this Deployment (in-memory dedupe)."""
         key = _warn_key(deployment, reason)
@@ -441,7 +468,19 @@ class Reconciler:
         prefix = f"{namespace}/{name}/"
         for key in [k for k in self._warned if k.startswith(prefix)]:
             del self._warned[key]
+        for key in [k for k in self._rejected if k.startswith(prefix)]:
+            del self._rejected[key]
         self.hook_pool.forget((namespace, name))
+
+
+# The cause of a StateError for a record refused before and unchanged since (not logged again).
+_SEEN = StateError("refused before, unchanged since")
+
+
+def _digest(deployment: dict[str, Any]) -> bytes:
+    """A digest of the Deployment's record text (what ``read_state`` reads)."""
+    raw = str(((deployment.get("metadata") or {}).get("annotations") or {}).get(specmod.STATE) or "")
+    return hashlib.blake2b(raw.encode(errors="surrogatepass"), digest_size=16).digest()
 
 
 def _warn_key(deployment: dict[str, Any], reason: EventReason) -> str:

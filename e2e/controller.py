@@ -27,12 +27,14 @@ class ControllerProcess:
         prometheus_url: str | None = None,
         extra_args: list[str] | None = None,
         name: str = "controller",
+        egress_allow_cidr: str = "127.0.0.0/8",
     ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.namespace = namespace
         self.log_path = Path(log_dir) / f"{name}.log"
         self.prometheus_url = prometheus_url
         self.extra_args = list(extra_args or [])
+        self.egress_allow_cidr = egress_allow_cidr
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -49,7 +51,8 @@ class ControllerProcess:
             argv += ["--metrics-addr", "127.0.0.1:0"]  # tests run several controllers side by side
         # The hook and notification receivers of the tests run on 127.0.0.1, which the controller's
         # egress policy refuses unless the operator allows it (docs/security.md): allow it as one would.
-        argv += ["--egress-allow-cidr", "127.0.0.0/8"]
+        # e2e/hostile.py allows only 127.0.0.1/32, so that 127.0.0.2 stands for a denied destination.
+        argv += ["--egress-allow-cidr", self.egress_allow_cidr]
         return argv + self.extra_args
 
     def start(self) -> ControllerProcess:

@@ -59,7 +59,8 @@ class Receiver:
         self._answers: dict[str, Callable[[Request], int]] = {}
         self._delays: dict[str, float] = {}
         self._bodies: dict[str, tuple[bytes, int]] = {}
-        self._drips: dict[str, tuple[float, int]] = {}
+        self._drips: dict[str, tuple[float, int, bytes]] = {}
+        self.connections = 0  # TCP connections accepted, whatever was sent on them (a GET, garbage, nothing)
         self.sent: dict[str, int] = {}  # bytes of body written per path before the caller hung up
         self._lock = threading.Condition()
         rx = self
@@ -81,11 +82,11 @@ class Receiver:
                 try:
                     self.send_response(status)
                     if path in rx._drips:
-                        every, count = rx._drips[path]
+                        every, count, pattern = rx._drips[path]
                         self.send_header("Content-Length", str(count))
                         self.end_headers()
-                        for _ in range(count):
-                            self.wfile.write(b"x")
+                        for i in range(count):
+                            self.wfile.write(pattern[i % len(pattern) : i % len(pattern) + 1])
                             self.wfile.flush()
                             rx._count(path, 1)
                             time.sleep(every)
@@ -103,6 +104,7 @@ class Receiver:
                 return None
 
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.httpd.verify_request = self._accepted  # type: ignore[method-assign]
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="receiver", daemon=True)
 
@@ -126,9 +128,15 @@ class Receiver:
         """``path`` answers with ``data`` repeated ``repeat`` times as its body."""
         self._bodies[path] = (data, repeat)
 
-    def drip(self, path: str, every: float, count: int) -> None:
-        """``path`` sends its status and headers at once, then ``count`` bytes of body, one every ``every`` s."""
-        self._drips[path] = (every, count)
+    def drip(self, path: str, every: float, count: int, pattern: bytes = b"x") -> None:
+        """``path`` sends its status and headers at once, then ``count`` bytes of body, one every ``every`` s
+        (the bytes of ``pattern`` in turn)."""
+        self._drips[path] = (every, count, pattern)
+
+    def _accepted(self, request: Any, client_address: Any) -> bool:
+        with self._lock:
+            self.connections += 1
+        return True
 
     def _count(self, path: str, n: int) -> None:
         with self._lock:

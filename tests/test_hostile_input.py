@@ -418,3 +418,39 @@ def test_two_names_of_one_cluster_are_a_stage_twice_at_run_time() -> None:
         "stage b: deployment ns/web is the very object stage a reads (uid u1): the two stages are one cluster "
         "under two names (a stage twice)"
     ], problems
+
+
+def test_a_rejected_record_is_not_inflated_nor_logged_again_while_it_is_unchanged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # e2e/hostile.py: a tenant changing a bombed Deployment's template every 2 s made the controller
+    # pass over it ~13 times a second (its ReplicaSets' and pods' events), each pass inflating the
+    # packed template up to PACKED_MAX again (3 ms) and logging a warning: 840 lines a minute.
+    import delivery.reconcile as reconcile
+
+    reads: list[object] = []
+
+    def counting(deployment: dict[str, object]) -> DeliveryState:
+        reads.append(deployment)
+        return read_state(deployment)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconcile, "read_state", counting)
+    f = Fixture()
+    f.given_deployment("canary", "web:v1", replicas=3)
+    f.given_delivered()
+    f.when_annotated(state=BOMB)
+    f.when_template_changes("web:v2")
+    reads.clear()
+    with caplog.at_level("WARNING", logger="deliver.reconcile"):
+        for _ in range(5):
+            f.when_reconciled()
+    assert len(reads) == 1
+    assert sum(r.getMessage() == "record unreadable" for r in caplog.records) == 1
+    assert len(f.events("RecordRejected", "Warning")) == 1
+    # another record is read again (and so is one made readable)
+    f.when_annotated(state=json.dumps({"phase": "Idle", "started": "1e999"}))
+    f.when_reconciled()
+    assert len(reads) == 2
+    f.when_annotated(state=json.dumps({"phase": "Idle"}))
+    f.when_reconciled()
+    assert len(reads) == 3
