@@ -454,3 +454,14 @@ def test_a_rejected_record_is_not_inflated_nor_logged_again_while_it_is_unchange
     f.when_annotated(state=json.dumps({"phase": "Idle"}))
     f.when_reconciled()
     assert len(reads) == 3
+
+
+@pytest.mark.parametrize(
+    "forecast",
+    [[{"fail": "x"}], [{"rate": "nan?"}], ["not a dict"], {"a": 1}, [{"fail": 10**400}], [{"pass": float("inf")}]],
+)
+def test_deliver_status_survives_a_garbage_forecast_in_the_record(forecast: object) -> None:
+    from delivery.cli.view import forecast_lines
+
+    s = {"phase": "Progressing", "verdicts": [{"details": {"forecast": forecast}}]}
+    assert all(line.startswith("  time to verdict") for line in forecast_lines(s))  # and nothing raised

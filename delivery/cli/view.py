@@ -61,11 +61,16 @@ def forecast_lines(s: dict[str, Any]) -> list[str]:
     verdicts = s.get("verdicts") or []
     if not verdicts or s.get("phase") not in ("Progressing", "Paused"):
         return []
-    details = verdicts[-1].get("details") or {}
-    return [
-        f"  time to verdict ({f.check}, at the last analysis): {f.text()}"
-        for f in (Forecast.from_dict(d) for d in details.get("forecast") or [])
-    ]
+    details = verdicts[-1].get("details") if isinstance(verdicts[-1], dict) else None
+    entries = details.get("forecast") if isinstance(details, dict) else None
+    lines = []
+    for d in entries if isinstance(entries, list) else []:
+        try:  # the record is anyone's to write: a forecast that is not one is left out
+            f = Forecast.from_dict(d)
+            lines.append(f"  time to verdict ({f.check}, at the last analysis): {f.text()}")
+        except (AttributeError, TypeError, ValueError, OverflowError):
+            continue
+    return lines
 
 
 def hold_mode_line(g: Globals) -> str:
