@@ -64,6 +64,15 @@ class AnalysisPool:
             job = self._jobs.get(key)
             return job is not None and not job.future.done()
 
+    def forget(self, key: Key) -> None:
+        """The Deployment is gone: drop its analysis (a running one finishes, its verdict unread)."""
+        with self._lock:
+            self._jobs.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._jobs)
+
     def _finished(self, key: Key) -> None:
         if self.on_done is not None:
             try:

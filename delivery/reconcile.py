@@ -471,6 +471,8 @@ class Reconciler:
         for key in [k for k in self._rejected if k.startswith(prefix)]:
             del self._rejected[key]
         self.hook_pool.forget((namespace, name))
+        if self.pool is not None:
+            self.pool.forget((namespace, name))
 
 
 # The cause of a StateError for a record refused before and unchanged since (not logged again).

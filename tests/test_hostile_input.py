@@ -465,3 +465,29 @@ def test_deliver_status_survives_a_garbage_forecast_in_the_record(forecast: obje
 
     s = {"phase": "Progressing", "verdicts": [{"details": {"forecast": forecast}}]}
     assert all(line.startswith("  time to verdict") for line in forecast_lines(s))  # and nothing raised
+
+
+def test_the_analysis_pool_forgets_a_deleted_deployment() -> None:
+    import threading
+
+    from delivery.background import AnalysisPool
+    from strategies.model import Analyse, StepVerdict
+
+    release = threading.Event()
+    pool = AnalysisPool(workers=1)
+    f = Fixture()
+    f.reconciler.pool = pool
+    f.given_deployment("canary", "web:v1", replicas=3)
+    key = (f.ns, NAME)
+
+    def run() -> StepVerdict:
+        release.wait(5)
+        return StepVerdict(step=0, outcome="pass", summary="ok", at=0.0)
+
+    assert pool.verdict(key, "uid", Analyse(step=0, start=0.0), run) is None  # asked: one job kept for the key
+    assert len(pool) == 1
+    f.kube.delete(DEPLOYMENTS, f.ns, NAME)
+    f.when_reconciled()
+    release.set()
+    assert len(pool) == 0, "the job of a deleted Deployment is dropped"
+    pool.shutdown()
