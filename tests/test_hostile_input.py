@@ -491,3 +491,28 @@ def test_the_analysis_pool_forgets_a_deleted_deployment() -> None:
     release.set()
     assert len(pool) == 0, "the job of a deleted Deployment is dropped"
     pool.shutdown()
+
+
+def test_lint_reads_stdin_bounded() -> None:
+    import io
+    import sys
+
+    from delivery.cli.lint import read_manifest
+    from delivery.yamlfile import YAML_MAX
+
+    class Endless(io.TextIOBase):
+        served = 0
+
+        def read(self, size: int | None = -1) -> str:
+            if size is None or size < 0:
+                raise MemoryError("read whole")
+            self.served += size
+            return "#" * size
+
+    old = sys.stdin
+    sys.stdin = Endless()
+    try:
+        docs, finding = read_manifest("-")
+    finally:
+        sys.stdin = old
+    assert docs == [] and finding is not None and f"more than {YAML_MAX} bytes" in str(finding["problems"])

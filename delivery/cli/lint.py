@@ -127,11 +127,11 @@ def read_manifest(path: str) -> tuple[list[Any], dict[str, Any] | None]:
     An unreadable file is a usage error (exit 2).
     """
     try:
-        if path == "-":
-            text = sys.stdin.read()
+        if path == "-":  # at most one byte past the cap: a larger text is refused, never held whole
+            text = sys.stdin.read(yamlfile.YAML_MAX + 1)
         else:
             with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+                text = fh.read(yamlfile.YAML_MAX + 1)
     except OSError as exc:
         fail(f"{path}: {exc.strerror or exc}", EXIT_USAGE)
     try:
