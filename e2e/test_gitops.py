@@ -123,12 +123,17 @@ def test_argocd_health_and_actions_on_live_objects(
 
     # the promote action: the controller takes the request and completes the delivery
     rid = argocd_action(lua, jk, ns, "web", "promote")
-    done = record("succeeded", when_phase(jk, ns, "web", "Succeeded", handledRequest=rid))
-    done = wait_for(
-        lambda: (lambda o: o if lua.health(o)[0] == "Healthy" else None)(deployment(jk, ns, "web")),
-        30,
-        "web Healthy after the promotion",
-        describe=lambda: lua.health(deployment(jk, ns, "web")),
+    when_phase(jk, ns, "web", "Succeeded", handledRequest=rid)
+    # recorded once Healthy: right at Succeeded the old pods may still be terminating, which kstatus
+    # and Flux read as InProgress ("Pending termination") whatever deliver says
+    done = record(
+        "succeeded",
+        wait_for(
+            lambda: (lambda o: o if lua.health(o)[0] == "Healthy" else None)(deployment(jk, ns, "web")),
+            30,
+            "web Healthy after the promotion",
+            describe=lambda: lua.health(deployment(jk, ns, "web")),
+        ),
     )
     assert lua.health(done)[1].startswith("deliver canary: Succeeded")
 
