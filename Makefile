@@ -11,7 +11,7 @@
 #               long: make test runs the short version, e2e/test_chaos.py), then the hostile-namespace
 #               test (e2e/hostile.py; figures in docs/security.md; short version e2e/test_hostile.py)
 # Time budget of make test (2 cores): fresh machine, every Go build and the image included, under
-# 60 minutes; warm caches under 30 minutes (measured: 24.5). Longer runs go behind their own targets (bench, chaos).
+# 60 minutes; warm caches under 35 minutes (measured: 31.5 after issues 23-24; unit 274 s, e2e 1,285 s). Longer runs go behind their own targets (bench, chaos).
 # Needs: Go (builds the control-plane binaries once, cached in ~/.cache/deliver/bin),
 # Python 3.11 with venv + pip, and apt as root (for Debian's prometheus, if it is missing).
 
