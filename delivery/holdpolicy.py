@@ -48,6 +48,12 @@ MUTATION: dict[str, Any] = {
 }
 
 
+def _deployment_updates() -> dict[str, Any]:
+    """The matchConstraints of both admission policies: UPDATE of apps/v1 deployments (not a subresource)."""
+    rule = {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["deployments"]}
+    return {"resourceRules": [rule]}
+
+
 def manifests(name: str = POLICY_NAME) -> list[dict[str, Any]]:
     """The policy and its binding, as the chart installs them and ``deliver hold-policy`` prints them."""
     policy = {
@@ -57,16 +63,7 @@ def manifests(name: str = POLICY_NAME) -> list[dict[str, Any]]:
         "spec": {
             "failurePolicy": "Fail",
             "reinvocationPolicy": "IfNeeded",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": ["apps"],
-                        "apiVersions": ["v1"],
-                        "operations": ["UPDATE"],
-                        "resources": ["deployments"],
-                    }
-                ]
-            },
+            "matchConstraints": _deployment_updates(),
             "matchConditions": [dict(c) for c in MATCH_CONDITIONS],
             "mutations": [dict(MUTATION)],
         },
@@ -100,16 +97,7 @@ def guard_manifests(name: str = GUARD_NAME) -> list[dict[str, Any]]:
         "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "deliver"}},
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": ["apps"],
-                        "apiVersions": ["v1"],
-                        "operations": ["UPDATE"],
-                        "resources": ["deployments"],
-                    }
-                ]
-            },
+            "matchConstraints": _deployment_updates(),
             "matchConditions": [
                 dict(MATCH_CONDITIONS[0]),
                 {
