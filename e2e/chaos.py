@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 
 from kubernetes import client
 
-from delivery.errors import DeliverError
+from delivery.errors import Conflict, DeliverError
 from delivery.kube import CONFIGMAPS, DEPLOYMENTS, HTTPROUTES, PODS, REPLICASETS, SERVICES
 from delivery.kube import KubeClient as JsonKube
 from delivery.state import send_request
@@ -239,6 +239,17 @@ def record_of(jk: JsonKube, ns: str) -> dict[str, Any]:
     d = jk.get(DEPLOYMENTS, ns, "web")
     raw = (d["metadata"].get("annotations") or {}).get("deliver.dev/state")
     return dict(json.loads(raw)) if raw else {}
+
+
+def send_fresh(jk: JsonKube, ns: str, verb: str, attempts: int = 5) -> str:
+    """Send operator request ``verb`` as the CLI does: re-read and write again when the controller
+    changed the Deployment between our read and our write (a 409 is a race, not a fault)."""
+    for _ in range(attempts - 1):
+        try:
+            return str(send_request(jk, jk.get(DEPLOYMENTS, ns, "web"), verb))
+        except Conflict:
+            time.sleep(0.2)
+    return str(send_request(jk, jk.get(DEPLOYMENTS, ns, "web"), verb))
 
 
 def quietly(fn: Callable[[], Any], default: Any = None) -> Any:
@@ -548,7 +559,7 @@ class Chaos:
         return True
 
     def _request(self, ns: str, verb: str, trial: Trial) -> str:
-        rid = str(send_request(self.jk, self.jk.get(DEPLOYMENTS, ns, "web"), verb))
+        rid = send_fresh(self.jk, ns, verb)
         trial.sent += 1
         threading.Thread(target=self._check_applied, args=(ns, rid, trial), daemon=True).start()
         return rid

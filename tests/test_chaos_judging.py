@@ -86,3 +86,20 @@ def test_a_prometheus_fault_deliver_never_met_or_that_still_answered_fails_the_t
     stopped = Trial("prometheus-stop", "canary", faults=1, phase="Paused", expected="Paused")
     judge_prometheus_fault(stopped, "down", "refused", met=0)
     assert not stopped.wrong
+
+
+def test_an_operator_request_that_races_the_controller_is_sent_again() -> None:
+    """CI 2026-12-07: the controller wrote the Deployment between the runner's read and its
+    request, the API answered 409, and a correct delivery counted as a failed trial. The runner
+    re-reads and writes again, as `deliver resume` does."""
+    from delivery.errors import Conflict
+    from delivery.kube import DEPLOYMENTS
+    from delivery.state import read_request
+    from e2e.chaos import send_fresh
+    from tests.fixture import Fixture
+
+    f = Fixture()
+    f.given_deployment()
+    f.kube.fail_next(Conflict("the object has been modified", status=409), verb="patch", resource=DEPLOYMENTS)
+    rid = send_fresh(f.kube, f.ns, "resume")  # type: ignore[arg-type]
+    assert read_request(f.deployment()) == ("resume", rid)
