@@ -20,6 +20,7 @@ from strategies.model import (
     DeleteNew,
     DeliverySpec,
     DeliveryState,
+    DisownNew,
     EnsureService,
     HoldStable,
     MarkRejected,
@@ -207,6 +208,29 @@ def _adopt(ctx: Context, a: AdoptNew) -> None:
         )
 
 
+def _disown(ctx: Context, a: DisownNew) -> None:
+    """The Deployment's ReplicaSet of ``a.revision`` becomes deliver's own, in one write guarded by its
+    resourceVersion: labels other than pod-template-hash give way to deliver's (the Deployment's
+    selector no longer matches it, so its controller neither scales nor re-adopts it), its controller
+    reference becomes a plain owner reference (still garbage-collected with the Deployment), and with
+    ``a.replicas`` its size changes in the same write. Its pods keep their labels."""
+    owned, ours = replicasets(ctx.kube, ctx.deployment)
+    theirs = owned + held_replicasets(ctx.kube, ctx.deployment)
+    for rs in theirs + ours:
+        if templates.revision(rs["spec"]["template"]) != a.revision:
+            continue
+        labels: dict[str, Any] = {k: None for k in rs["metadata"].get("labels") or {} if k != templates.HASH_LABEL}
+        labels.update({templates.OWNER_LABEL: ctx.name, templates.REVISION_LABEL: a.revision})
+        patch: dict[str, Any] = {"metadata": {"resourceVersion": rs["metadata"]["resourceVersion"]}}
+        if rs in theirs:
+            patch["metadata"].update(labels=labels, ownerReferences=[_owner_ref(ctx.deployment, controller=False)])
+        elif a.replicas is None or int(rs["spec"].get("replicas") or 0) == a.replicas:
+            continue  # deliver's already, at its size
+        if a.replicas is not None:
+            patch["spec"] = {"replicas": a.replicas}
+        ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"], patch)
+
+
 def _stable_template(ctx: Context, stable_revision: str) -> dict[str, Any]:
     owned, _ = replicasets(ctx.kube, ctx.deployment)
     for rs in owned + held_replicasets(ctx.kube, ctx.deployment):
@@ -293,9 +317,14 @@ def _hold_stable(ctx: Context, a: HoldStable) -> None:
     def is_stable(rs: dict[str, Any]) -> bool:
         return templates.revision(rs["spec"]["template"]) == ctx.state.stable_revision
 
-    stable = [rs for rs in held if is_stable(rs)] or [
-        rs for rs in owned if is_stable(rs) and int(rs["spec"].get("replicas") or 0)
-    ]
+    # the held one, else the active one, else (a held rollback, delivery/steps.held_undo) the newest
+    stable = (
+        [rs for rs in held if is_stable(rs)]
+        or [rs for rs in owned if is_stable(rs) and int(rs["spec"].get("replicas") or 0)]
+        or sorted((rs for rs in owned if is_stable(rs)), key=lambda rs: str(rs["metadata"].get("creationTimestamp")))[
+            -1:
+        ]
+    )
     if not stable:
         log.info("no active stable ReplicaSet to hold", extra={"revision": ctx.state.stable_revision})
         return
@@ -462,6 +491,7 @@ _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     ScaleNew: _scale_new,
     DeleteNew: _delete_new,
     AdoptNew: _adopt,
+    DisownNew: _disown,
     RevertTemplate: _revert,
     ApplyTemplate: _apply_template,
     SetWeight: _set_weight,

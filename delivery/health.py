@@ -25,11 +25,12 @@ def is_ready(pod: dict[str, Any]) -> bool:
 
 
 def pod_health(pods: Iterable[dict[str, Any]], now: float) -> PodHealth:
-    total = ready = restarts = crashloop = image_errors = 0
+    total = ready = restarts = crashloop = image_errors = terminating = 0
     oldest_unready = 0.0
     for pod in pods:
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
-            continue  # terminating pods no longer count for either version
+            terminating += 1  # no longer counted for either version, though it may still run
+            continue
         total += 1
         status = pod.get("status") or {}
         statuses = list(status.get("containerStatuses") or []) + list(status.get("initContainerStatuses") or [])
@@ -57,4 +58,5 @@ def pod_health(pods: Iterable[dict[str, Any]], now: float) -> PodHealth:
         crashloop=crashloop,
         image_errors=image_errors,
         oldest_unready_age=oldest_unready,
+        terminating=terminating,
     )

@@ -599,3 +599,20 @@ def uninstall_hold_policy(jk: JsonKube) -> None:
             jk.delete(HOLD_POLICY_KINDS[obj["kind"]], None, obj["metadata"]["name"])
         except NotFound:
             pass
+
+
+def sampler(fn: Any, interval: float = 0.1) -> tuple[list[Any], threading.Event]:
+    """Call ``fn`` every ``interval`` seconds in a thread until the Event is set; its answers, in order."""
+    samples: list[Any] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                samples.append(fn())
+            except Exception:  # a transient API error is not a sample
+                pass
+            stop.wait(interval)
+
+    threading.Thread(target=run, daemon=True).start()
+    return samples, stop

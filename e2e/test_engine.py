@@ -32,6 +32,7 @@ from e2e.helpers import (
     make_deployment,
     phase,
     ready_by_hash,
+    sampler,
     service_exists,
     set_image,
     stable_hash,
@@ -69,22 +70,6 @@ def given_v1(
         describe=describe(jk, ns),
     )
     return stable_hash(jk, ns)
-
-
-def sampler(fn: Any, interval: float = 0.1) -> tuple[list[Any], threading.Event]:
-    samples: list[Any] = []
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                samples.append(fn())
-            except Exception:  # a transient API error is not a sample
-                pass
-            stop.wait(interval)
-
-    threading.Thread(target=run, daemon=True).start()
-    return samples, stop
 
 
 def pod_sampler(jk: JsonKube, ns: str, v1_hash: str) -> tuple[list[tuple[bool, int]], threading.Event]:

@@ -37,7 +37,9 @@ from e2e.helpers import (
     images,
     install_hold_policy,
     make_deployment,
+    ready_by_hash,
     replica_sets,
+    sampler,
     set_image,
     state,
     stays,
@@ -252,6 +254,74 @@ def test_a_rolled_back_change_reads_as_failed_and_the_stable_template_written_ba
     assert code == 0, out
     assert kstatus_of(jk, ns) == "Current"
     assert state(jk, ns).get("phase") == "RolledBack", "nothing delivered again"
+
+
+@pytest.mark.parametrize("strategy", ["rolling", "recreate"])
+def test_a_rejected_native_rollout_never_reads_as_rolled_out(
+    cluster: RunningCluster,
+    kube: Kube,
+    jk: JsonKube,
+    namespace: str,
+    hold_policy: None,
+    controller: ControllerProcess,
+    strategy: str,
+) -> None:
+    """Rolling and recreate roll back held: the Deployment stays paused on the rejected template,
+    its status says rejected from the rollback's first pass, and deliver moves the pods. So a
+    `kubectl rollout status` started with the change (the CI idiom) fails, never "successfully
+    rolled out", kstatus never says Current on the way, the template never changes back (no field
+    of it changes owner), and recreate never runs two versions at once."""
+    ns = namespace
+    create(kube, ns, {**STRATEGIES[strategy], **ROLLBACK}, replicas=3)
+    at_rest(jk, ns)
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+
+    def look() -> tuple[str, str]:
+        d = deployment(jk, ns)  # one read: what a tool watching the Deployment sees at that moment
+        return d["spec"]["template"]["spec"]["containers"][0]["image"], kstatus({"d": d})["d"][0]
+
+    pods, stop_pods = sampler(lambda: ready_by_hash(jk, ns), 0.05)
+    looks, stop_looks = sampler(look, 0.05)
+    set_image(kube.apps, ns, "web", "example.com/web:v2", behaviour=CRASHLOOP)
+    watch = subprocess.Popen(
+        ["kubectl", "rollout", "status", "deployment/web", "-n", ns, "--timeout=150s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        wait_for(
+            lambda: state(jk, ns).get("hold") == "PreviouslyFailed",
+            150,
+            "rolled back, the rejected template held",
+            describe=lambda: state(jk, ns),
+        )
+        wait_for(lambda: images(kube, ns, "web") == {"example.com/web:v1"}, 60, "only v1 runs")
+        out, _ = watch.communicate(timeout=160)
+    finally:
+        stop_pods.set()
+        stop_looks.set()
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode != 0 and "exceeded its progress deadline" in out, (watch.returncode, out)
+    assert "successfully rolled out" not in out, out
+    # from the change on: the rejected template, held, and never Current (sampled every 0.05 s; the
+    # rollout status watch above saw every update)
+    after = looks[next(i for i, lk in enumerate(looks) if lk[0] == "example.com/web:v2") :]
+    assert {lk[0] for lk in after} == {"example.com/web:v2"}, "the stable template was never written back"
+    assert "Current" not in {lk[1] for lk in after}, after
+    d = deployment(jk, ns)
+    assert (
+        d["spec"]["paused"] is True and d["spec"]["template"]["spec"]["containers"][0]["image"] == "example.com/web:v2"
+    )
+    # the stable template written back would have made v1's ReplicaSet the Deployment's newest
+    # revision again (3); held, it keeps the revision it had
+    (v1_rs,) = [rs for rs in replica_sets(kube.apps, ns, "web") if rs.spec.replicas]
+    assert (v1_rs.metadata.annotations or {}).get("deployment.kubernetes.io/revision") == "1", v1_rs.metadata
+    if strategy == "recreate":
+        both = [p for p in pods if sum(1 for k in p.values() if k > 0) > 1]
+        assert pods and not both, f"two versions Ready at once: {both[:3]}"  # (kwok: a rollback takes ~0.5 s)
 
 
 # ---------------------------------------------------------------- Helm 4, as a CI pipeline runs it

@@ -216,6 +216,7 @@ class PodHealth:
     crashloop: int = 0  # pods waiting in CrashLoopBackOff
     image_errors: int = 0  # pods waiting in ImagePullBackOff / ErrImagePull / InvalidImageName
     oldest_unready_age: float = 0.0  # seconds the longest-unready pod has been unready
+    terminating: int = 0  # pods being deleted (not in ``total``): still running until they are gone
 
     def problem(self, max_restarts: int) -> str | None:
         if self.image_errors:
@@ -737,6 +738,17 @@ class AdoptNew:
 
 
 @dataclass(frozen=True)
+class DisownNew:
+    """Take the Deployment's own ReplicaSet of ``revision`` from it and make it deliver's (as if
+    deliver had made it for a canary), optionally scaling it to ``replicas``, in one write: the held
+    rollback of rolling/recreate in the policy hold mode, where the rejected template stays in the
+    Deployment and its controller must neither scale nor re-adopt that ReplicaSet."""
+
+    revision: str
+    replicas: int | None = None
+
+
+@dataclass(frozen=True)
 class RevertTemplate:
     """Write the stable ReplicaSet's pod template back into the Deployment (the rollback of rolling/recreate).
 
@@ -861,6 +873,7 @@ Action = (
     | ScaleNew
     | DeleteNew
     | AdoptNew
+    | DisownNew
     | RevertTemplate
     | ApplyTemplate
     | MarkRejected

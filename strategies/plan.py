@@ -88,6 +88,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     if (
         obs.rejected_marked
         and not decided.state.phase.terminal
+        and decided.state.phase is not Phase.ROLLING_BACK
         and not any(isinstance(a, MarkRejected) for a in actions)
     ):
         actions = (MarkRejected(""),) + actions  # a new delivery: the last one's rejection is not its own

@@ -9,17 +9,22 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .model import (
+    REJECTED_MARK,
     Action,
     Analyse,
     DeleteNew,
     DeliverySpec,
     DeliveryState,
+    DisownNew,
     HoldMode,
     HoldReason,
+    HoldStable,
+    MarkRejected,
     Observation,
     Phase,
     Plan,
     PostEvent,
+    ReleaseStable,
     RevertTemplate,
     SetPaused,
     StepVerdict,
@@ -113,23 +118,76 @@ def drain_time(spec: DeliverySpec, state: DeliveryState) -> float:
 
 
 def keeps_rejected(state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> bool:
-    """In the policy hold mode a canary or blue-green rollback (or abort) of a failed revision leaves
-    the Deployment's template as it is, the rejected one, held (paused) while the stable ReplicaSet
-    serves: the template is the user's as applied (no field of it changes owner, so Helm's server-side
-    apply meets no conflict) and it reads as a failed rollout (docs/hold-modes.md)."""
+    """In the policy hold mode a rollback (or abort) of a failed revision leaves the Deployment's
+    template as it is, the rejected one, held (paused) while the stable ReplicaSet serves: the template
+    is the user's as applied (no field of it changes owner, so Helm's server-side apply meets no
+    conflict) and it reads as a failed rollout (docs/hold-modes.md). Canary and blue-green simply
+    leave the template; rolling and recreate, whose new pods the Deployment controller made, roll
+    back held (``held_undo``)."""
+    return obs.hold_mode is HoldMode.POLICY and bool(state.failed_revision) and state.failed_revision == state.revision
+
+
+def held_undo(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+    """The rollback of rolling/recreate in the policy hold mode, without ever writing the stable
+    template back (which would read as a rollout that succeeded): the Deployment stays paused on the
+    rejected template, its status says rejected from the first pass, and deliver moves the pods.
+
+    The rejected ReplicaSet is taken from the Deployment (``DisownNew``). With the stable one still
+    active, the paused Deployment controller then scales it back to spec.replicas by itself (its one
+    active ReplicaSet) while the rejected pods keep serving until deliver removes them. With the
+    stable one at zero (recreate; a rolling update at 100 %), the controller would scale its newest
+    ReplicaSet up, so deliver first holds the stable one and the history (``HoldStable``), then scales
+    the stable one up itself: recreate only once every rejected pod is gone (never two versions at
+    once), rolling at once. Repeated every pass from what is observed, until ``held_undone``."""
+    n = obs.replicas
+    recreate = spec.strategy is Strategy.RECREATE
+    head: tuple[Action, ...] = () if obs.paused else (SetPaused(True),)
+    stable = next((v for v in obs.versions if v.owned and v.revision == state.stable_revision), None)
+    theirs = [v for v in obs.versions if v.owned and not v.held and v.revision == state.revision]
+    ours = obs.deliver_owned(state.revision)
+    if stable is None:
+        return head  # nothing to restore from: held, rejected, until an operator decides
+    if theirs:
+        if stable.replicas > 0 and not stable.held:
+            return head + (DisownNew(state.revision),)
+        return head + (HoldStable(0 if recreate else n), DisownNew(state.revision, 0 if recreate else None))
+    if stable.held:
+        if recreate and ours is not None and (ours.replicas or ours.health.total or ours.health.terminating):
+            return head + (HoldStable(0), DisownNew(state.revision, 0))  # the rejected pods go first
+        if stable.available < n:
+            return head + (HoldStable(n),)
+        return head + (ReleaseStable(), DisownNew(state.revision, 0))
+    if ours is None or not ours.replicas:
+        return head
+    if stable.available < n and obs.now - state.finished < spec.progress_deadline:
+        return head  # the rejected pods serve until the stable version is back in full (bounded)
+    return head + (DisownNew(state.revision, 0),)
+
+
+def held_undone(state: DeliveryState, obs: Observation) -> bool:
+    """The held rollback is over: the stable ReplicaSet is the Deployment's again, fully available,
+    and no ReplicaSet of the rejected revision has replicas."""
+    stable = next((v for v in obs.versions if v.owned and v.revision == state.stable_revision), None)
     return (
-        obs.hold_mode is HoldMode.POLICY
-        and not planner.native()
-        and bool(state.failed_revision)
-        and state.failed_revision == state.revision
+        stable is not None
+        and not stable.held
+        and stable.available >= obs.replicas
+        and not any(v.revision == state.revision and v.replicas for v in obs.versions)
     )
 
 
 def undo_actions(
     spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner
 ) -> tuple[Action, ...]:
-    actions = planner.undo(spec, state, obs)
-    if keeps_rejected(state, obs, planner):
+    kept = keeps_rejected(state, obs, planner)
+    # kept: the status says rejected from the rollback's first pass, before any pod moves
+    mark: tuple[Action, ...] = ()
+    if kept and not obs.rejected_marked:
+        mark = (MarkRejected(f"{REJECTED_MARK} revision {state.revision}: {state.message}"),)
+    if kept and planner.native():
+        return mark + held_undo(spec, state, obs)
+    actions = mark + planner.undo(spec, state, obs)
+    if kept:
         actions = tuple(a for a in actions if not isinstance(a, RevertTemplate))
     if _drains(spec) and obs.now - state.finished < drain_time(spec, state):
         actions = tuple(a for a in actions if not isinstance(a, DeleteNew))
@@ -138,7 +196,9 @@ def undo_actions(
 
 def finish_rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner) -> Plan:
     """RollingBack: repeat the (idempotent) undo until the stable version is fully back."""
-    if planner.native():
+    if planner.native() and keeps_rejected(state, obs, planner):
+        done = held_undone(state, obs)
+    elif planner.native():
         done = obs.target_revision == state.stable_revision and obs.rollout_complete
     else:
         restored = obs.target_revision == state.stable_revision or (

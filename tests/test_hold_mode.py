@@ -7,6 +7,7 @@ changes the pod template of an annotated Deployment is stored paused, deliver's 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,11 +17,24 @@ from click.testing import CliRunner
 from delivery import templates
 from delivery.errors import Forbidden
 from delivery.holdpolicy import MATCH_CONDITIONS, POLICY_NAME, HoldStatus, HoldWatch, all_manifests, detect, manifests
-from delivery.kube import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, REPLICASETS
+from delivery.kube import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, PODS, REPLICASETS
 from delivery.metrics import Metrics
-from strategies.model import REJECTED_MARK, HoldMode
+from strategies.model import (
+    REJECTED_MARK,
+    DeliverySpec,
+    DeliveryState,
+    DisownNew,
+    HoldMode,
+    HoldStable,
+    Phase,
+    ReleaseStable,
+    RevertTemplate,
+    Strategy,
+)
+from strategies.plan import plan
 from tests.fakekube import FakeKube
 from tests.fixture import NAME, Fixture, template
+from tests.planning import NEW, STABLE, obs, started, version
 
 V1, V2 = "web:v1", "web:v2"
 REV1, REV2 = templates.revision(template(V1)), templates.revision(template(V2))
@@ -92,6 +106,15 @@ def test_policy_mode_delivers_a_held_change_and_ends_unpaused(strategy: str) -> 
     assert not any(early), "the Deployment controller rolled nothing of v2 out before deliver promoted it"
 
 
+def running_by_image(f: Fixture) -> dict[str, int]:
+    """image -> pods that exist (terminating ones included: they may still run)."""
+    out: dict[str, int] = {}
+    for pod in f.kube.find(PODS, f.ns):
+        image = pod["spec"]["containers"][0]["image"]
+        out[image] = out.get(image, 0) + 1
+    return out
+
+
 def progressing(f: Fixture) -> dict[str, Any]:
     conditions = (f.deployment().get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == "Progressing"), {})
@@ -106,17 +129,30 @@ def test_policy_mode_holds_a_rolled_back_template_and_marks_it_rejected(strategy
     f.crashing.add(V2)
     f.when_template_changes(V2)
 
-    f.when_settled()
+    looks: list[tuple[str, bool, str]] = []  # (template image, paused, Progressing reason) while rolling back
+    both: list[dict[str, int]] = []  # recreate: two versions with pods at once
+
+    def watch(f: Fixture) -> bool:
+        if f.record().get("phase") in ("RollingBack", "RolledBack"):
+            looks.append((f.image(), bool(f.deployment()["spec"].get("paused")), progressing(f).get("reason", "")))
+        pods = running_by_image(f)
+        if strategy == "recreate" and len([i for i, k in pods.items() if k]) > 1:
+            both.append(pods)
+        return False
+
+    f.when_settled(until=watch)
 
     record = f.record()
     assert (record["phase"], record["failedRevision"], record["hold"]) == ("RolledBack", REV2, "PreviouslyFailed")
     assert f.serving() == {V1: 3}, "the stable version serves"
     assert f.image() == V2, "the rejected template is what the Deployment says, as applied"
     assert f.deployment()["spec"]["paused"] is True
-    if strategy in ("canary", "blue-green"):
-        # rolled back with the Deployment held: its template is never written (no field changes owner,
-        # so a server-side apply by Helm meets no conflict)
-        assert not [w for w in f.kube.writes if w.plural == "deployments" and "/spec/template" in str(w.body)]
+    # rolled back with the Deployment held: its template is never written (no field changes owner, so
+    # a server-side apply by Helm meets no conflict), and at no pass of the rollback does the
+    # Deployment read as anything but a held, failed rollout of the rejected template
+    assert not [w for w in f.kube.writes if w.plural == "deployments" and "/spec/template" in str(w.body)]
+    assert looks and set(looks) == {(V2, True, "ProgressDeadlineExceeded")}, looks
+    assert not both, f"two versions at once: {both[:3]}"
     mark = progressing(f)
     assert (mark.get("status"), mark.get("reason")) == ("False", "ProgressDeadlineExceeded")
     assert mark["message"].startswith(REJECTED_MARK) and REV2 in mark["message"]
@@ -341,3 +377,48 @@ def test_deliver_status_says_which_hold_mode_the_cluster_gives(monkeypatch: pyte
     install(kube)
     result = CliRunner().invoke(main, ["status", "web", "-n", "ns"])
     assert "hold mode: policy" in result.stderr and "hold mode" not in result.stdout
+
+
+# ------------------------------------------------------------------ the held rollback of rolling/recreate
+
+
+def _rolling_back(strategy: Strategy) -> tuple[DeliverySpec, DeliveryState]:
+    spec = DeliverySpec(strategy=strategy, interval=30.0, progress_deadline=120.0)
+    state = started(strategy).replace(
+        phase=Phase.ROLLING_BACK, failed_revision=NEW, message="rolled back: x", finished=1000.0
+    )
+    return spec, state
+
+
+def test_a_held_rolling_rollback_with_the_stable_version_active_only_disowns_the_rejected_one() -> None:
+    """The paused Deployment controller scales its one active ReplicaSet (the stable one) back to
+    spec.replicas itself once the rejected one is not its own; the rejected pods serve meanwhile."""
+    spec, state = _rolling_back(Strategy.ROLLING)
+    seen = obs(version(STABLE, 2), version(NEW, 3), hold_mode=HoldMode.POLICY, rejected_marked=True)
+    actions = plan(spec, state, seen).actions
+    assert DisownNew(NEW) in actions and not any(isinstance(a, (HoldStable, RevertTemplate)) for a in actions)
+    # disowned: the rejected pods stay until the stable version is back in full, then go
+    back = obs(
+        version(STABLE, 5, ready=3), version(NEW, 3, owned=False), hold_mode=HoldMode.POLICY, rejected_marked=True
+    )
+    assert not any(isinstance(a, DisownNew) for a in plan(spec, state, back).actions)
+    full = obs(version(STABLE, 5), version(NEW, 3, owned=False), hold_mode=HoldMode.POLICY, rejected_marked=True)
+    assert DisownNew(NEW, 0) in plan(spec, state, full).actions
+    done = obs(version(STABLE, 5), version(NEW, 0, owned=False), hold_mode=HoldMode.POLICY, rejected_marked=True)
+    assert plan(spec, state, done).state.phase is Phase.ROLLED_BACK
+
+
+def test_a_held_recreate_rollback_starts_the_stable_version_only_once_every_rejected_pod_is_gone() -> None:
+    spec, state = _rolling_back(Strategy.RECREATE)
+    o = {"hold_mode": HoldMode.POLICY, "rejected_marked": True, "native": "Recreate"}
+    first = plan(spec, state, obs(version(STABLE, 0), version(NEW, 5), **o)).actions
+    assert first.index(HoldStable(0)) < first.index(DisownNew(NEW, 0)), (
+        "held first: nothing for the controller to scale"
+    )
+    held = replace(version(STABLE, 0), held=True)
+    going = obs(held, version(NEW, 0, owned=False, terminating=2), **o)
+    assert HoldStable(0) in plan(spec, state, going).actions, "terminating pods may still run"
+    gone = obs(held, version(NEW, 0, owned=False), **o)
+    assert HoldStable(5) in plan(spec, state, gone).actions
+    up = obs(replace(version(STABLE, 5), held=True), version(NEW, 0, owned=False), **o)
+    assert ReleaseStable() in plan(spec, state, up).actions
