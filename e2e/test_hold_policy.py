@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from e2e.helpers import (
     wait_for,
 )
 from e2e.kstatus import kstatus
+from e2e.podrunner import RUN_HERE, PodRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -355,16 +357,9 @@ spec:
 """
 
 
-def test_helm4_wait_reads_deliver_right(
-    cluster: RunningCluster,
-    kube: Kube,
-    jk: JsonKube,
-    namespace: str,
-    hold_policy: None,
-    controller: ControllerProcess,
-    tmp_path: Path,
-) -> None:
-    ns = namespace
+def shop_chart(cluster: RunningCluster, ns: str, tmp_path: Path) -> tuple[Path, Callable[..., tuple[int, str, float]]]:
+    """The chart "shop" (one managed canary Deployment, web) and the Helm 4 CLI run against the cluster
+    as a pipeline runs it: (chart directory, helm(*args) -> (exit code, output, seconds))."""
     chart = tmp_path / "shop"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text(CHART_YAML)
@@ -383,6 +378,20 @@ def test_helm4_wait_reads_deliver_right(
         r = subprocess.run([str(helm_path()), *args, "-n", ns], capture_output=True, text=True, env=env, timeout=300)
         return r.returncode, r.stdout + r.stderr, time.monotonic() - start
 
+    return chart, helm
+
+
+def test_helm4_wait_reads_deliver_right(
+    cluster: RunningCluster,
+    kube: Kube,
+    jk: JsonKube,
+    namespace: str,
+    hold_policy: None,
+    controller: ControllerProcess,
+    tmp_path: Path,
+) -> None:
+    ns = namespace
+    chart, helm = shop_chart(cluster, ns, tmp_path)
     code, out, took = helm("install", "shop", str(chart), "--wait", "--timeout", "90s")
     assert code == 0, out
     at_rest(jk, ns)
@@ -433,6 +442,87 @@ def test_helm4_wait_reads_deliver_right(
     assert kstatus_of(jk, ns) == "Current"
     assert len(event_messages(jk, ns, "DeliveryStarted")) == started, "not delivered again"
     assert images(kube, ns, "web") == {"example.com/web:v2"}
+
+
+def test_helm4_with_deliver_s_gate_hook_fails_a_rolled_back_upgrade_and_rolls_the_release_back(
+    cluster: RunningCluster,
+    kube: Kube,
+    jk: JsonKube,
+    namespace: str,
+    hold_policy: None,
+    controller: ControllerProcess,
+    tmp_path: Path,
+) -> None:
+    """The chart carries `deliver helm-hook web` (docs/helm.md): a post-install/post-upgrade Job that
+    runs `deliver gate web` as its own ServiceAccount (run by e2e/podrunner.py, since kwok runs no
+    containers). Helm waits for it: install and a good upgrade return 0 once deliver has promoted; an
+    upgrade deliver rolls back fails, and --rollback-on-failure rolls the release back, a template
+    change back to what already runs, at rest at once and not delivered again."""
+    ns = namespace
+    chart, helm = shop_chart(cluster, ns, tmp_path)
+    hook = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "delivery.cli",
+            "helm-hook",
+            "web",
+            "--timeout",
+            "100s",
+            "--pin-image",
+            "{{ .Values.image }}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    docs = list(yaml.safe_load_all(hook))
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    job["spec"]["template"]["metadata"]["labels"][BEHAVIOUR_LABEL] = RUN_HERE
+    (chart / "templates" / "deliver-gate.yaml").write_text(yaml.safe_dump_all(docs))
+
+    with PodRunner(jk, cluster.kubeconfig, ns) as runner:
+        code, out, _ = helm("install", "shop", str(chart), "--wait", "--timeout", "150s")
+        assert code == 0, (out, runner.outputs)
+        at_rest(jk, ns)
+        assert list(runner.exits.values()) == [0], runner.outputs
+
+        code, out, took = helm(
+            "upgrade", "shop", str(chart), "--wait", "--timeout", "150s", "--set", "image=example.com/web:v2"
+        )
+        assert code == 0, (out, runner.outputs)
+        assert state(jk, ns).get("phase") == "Succeeded", "Helm returned once deliver had promoted"
+        assert images(kube, ns, "web") == {"example.com/web:v2"}
+        started = len(event_messages(jk, ns, "DeliveryStarted"))
+
+        code, out, took = helm(
+            "upgrade",
+            "shop",
+            str(chart),
+            "--wait",
+            "--rollback-on-failure",
+            "--timeout",
+            "150s",
+            "--set",
+            "image=example.com/web:v3",
+            "--set",
+            "crash=true",
+        )
+        assert code != 0 and "deliver-gate-web" in out, out
+        assert sorted(runner.exits.values()) == [0, 0, 1], runner.outputs
+        failed = next(o for n, o in runner.outputs.items() if runner.exits[n] == 1)
+        assert "rolled back" in failed, failed
+        assert len(event_messages(jk, ns, "DeliveryStarted")) == started + 1
+        # Helm's rollback wrote v2's template over the held rejected one: at rest at once
+        at_rest(jk, ns, timeout=60)
+        code, out, _ = helm("history", "shop", "-o", "json")
+        history = json.loads(out)
+        assert [h["status"] for h in history][-2:] == ["failed", "deployed"], history
+        code, out, _ = rollout_status(cluster, ns)
+        assert code == 0, out
+        assert kstatus_of(jk, ns) == "Current"
+        assert images(kube, ns, "web") == {"example.com/web:v2"}
+        assert len(event_messages(jk, ns, "DeliveryStarted")) == started + 1, "the rollback is not delivered again"
 
 
 # ---------------------------------------------------------------- the policy going away

@@ -25,7 +25,7 @@ import click
 
 from .. import output
 from ..gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from . import gate, holdpolicy, lint, requests, run, undo, view
+from . import gate, helmhook, holdpolicy, lint, requests, run, undo, view
 from .context import Globals, first_path
 from .lint import lint_documents
 from .params import Duration
@@ -83,6 +83,7 @@ for command in (
     gate.gate,
     run.run,
     holdpolicy.hold_policy,
+    helmhook.helm_hook,
 ):
     main.add_command(command)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import click
@@ -83,4 +84,19 @@ class Image(click.ParamType[str, Any]):
         text = str(value)
         if not text.strip() or text != text.strip() or any(c.isspace() for c in text):
             self.fail(f"{value!r} is not an image reference", param, ctx)
+        return text
+
+
+_OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+class ObjectName(click.ParamType[str, Any]):
+    """A Kubernetes object name usable for every kind (DNS-1123 label: lowercase letters, digits, '-')."""
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not _OBJECT_NAME.fullmatch(text):
+            self.fail(f"{value!r} is not a Kubernetes name (at most 63 lowercase letters, digits and '-')", param, ctx)
         return text
