@@ -143,6 +143,10 @@ class Informer:
             self.store.replace_trimmed(listed, rv)
         return rv
 
+    def thread(self) -> threading.Thread:
+        """A daemon thread that runs this informer (not started)."""
+        return threading.Thread(target=self.run, name=f"watch-{self.resource.plural}", daemon=True)
+
     def run(self) -> None:
         backoff = 0.5
         while not self.stop.is_set():
@@ -281,9 +285,7 @@ class Controller:
     # ---- running ----
 
     def start(self) -> list[threading.Thread]:
-        threads = [
-            threading.Thread(target=i.run, name=f"watch-{i.resource.plural}", daemon=True) for i in self.informers
-        ]
+        threads = [i.thread() for i in self.informers]
         threads.append(threading.Thread(target=self._resync_loop, name="resync", daemon=True))
         for t in threads:
             t.start()

@@ -269,11 +269,7 @@ class HoldWatch:
             Informer(self.kube, MUTATING_POLICIES, None, self._on_event, self.stop),
             Informer(self.kube, MUTATING_POLICY_BINDINGS, None, self._on_event, self.stop),
         ]
-        threads = [
-            threading.Thread(target=i.run, name=f"watch-{i.resource.plural}", daemon=True)
-            for i in informers
-            if self._api_exists()
-        ]
+        threads = [i.thread() for i in informers if self._api_exists()]
         threads.append(threading.Thread(target=self._poll, name="hold-mode", daemon=True))
         for t in threads:
             t.start()

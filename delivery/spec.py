@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RequestMatch, RouterRef, Strategy
 
+from . import duration
 from .errors import SpecError
 from .labels import selects
 
@@ -72,8 +73,6 @@ NUMBER_DIGITS = 9  # digits of a number in an annotation (7 days in ms has 9): m
 SHOWN = 80  # characters of a value quoted in a message (an Event says what is wrong, not the whole value)
 ROUTER_KINDS = ("replica", "gateway-api", "nginx", "istio", "smi")
 _DIGITS = rf"[0-9]{{1,{NUMBER_DIGITS}}}"  # a bounded whole number: never int() of thousands of digits
-_N = f"({_DIGITS})"
-_DURATION = re.compile(rf"^(?:{_N}h)?(?:{_N}m(?!s))?(?:{_N}s)?(?:{_N}ms)?$")
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -89,12 +88,11 @@ def _shown(value: object) -> str:
 
 
 def parse_duration(key: str, value: str, minimum: float = 0.0, maximum: float = 7 * 86400) -> float:
-    text = value.strip()
-    match = _DURATION.match(text)
-    if not text or not match or not any(match.groups()):
-        raise SpecError(key, f"{_shown(value)} is not a duration (use e.g. 30s, 2m, 1h30m)")
-    h, m, s, ms = (int(g) if g else 0 for g in match.groups())
-    seconds = h * 3600 + m * 60 + s + ms / 1000
+    """Seconds of a duration in the Kubernetes form (``delivery/duration.py``), within [minimum, maximum]."""
+    try:
+        seconds = duration.seconds(value)
+    except duration.DurationError as exc:
+        raise SpecError(key, f"{_shown(value)} {exc}") from None
     if seconds < minimum or seconds > maximum:
         raise SpecError(key, f"{_shown(value)} is out of range ({minimum:g}s..{maximum:g}s)")
     return seconds

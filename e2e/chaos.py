@@ -56,7 +56,7 @@ from delivery.state import send_request
 from e2e import _proc, crds
 from e2e.cluster import REPO_ROOT, Cluster, api_client
 from e2e.controller import ControllerProcess
-from e2e.helpers import Kube, deliver_replicasets, make_deployment, ready_by_hash, set_image, wait_for
+from e2e.helpers import Kube, deliver_replicasets, fresh_namespace, make_deployment, ready_by_hash, set_image, wait_for
 from strategies.canary import min_available
 from strategies.model import Disruption
 
@@ -450,15 +450,8 @@ class Chaos:
 
     @contextmanager
     def namespace(self, tag: str) -> Iterator[str]:
-        name = f"chaos-{tag}-{uuid.uuid4().hex[:5]}"
-        self.kube.core.create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"e2e.deliver.dev/test": "true"}))
-        )
-        wait_for(lambda: self.kube.core.read_namespaced_service_account("default", name), 30, f"SA in {name}")
-        try:
+        with fresh_namespace(self.kube, f"chaos-{tag}-{uuid.uuid4().hex[:5]}") as name:
             yield name
-        finally:
-            quietly(lambda: self.kube.core.delete_namespace(name))
 
     def controller(self, ns: str, prometheus_url: str | None = None) -> ControllerProcess:
         return ControllerProcess(self.kubeconfig, ns, self.run_dir / ns, prometheus_url=prometheus_url, name="ctl")

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from delivery.kube import HTTPROUTES
 from delivery.kube import KubeClient as JsonKube
@@ -43,7 +42,7 @@ from e2e.cluster import REPO_ROOT, Cluster, api_client, reap_stale
 from e2e.controller import ControllerProcess
 from e2e.dataplane import LocalStack
 from e2e.demo import demo_route
-from e2e.helpers import Kube, wait_for
+from e2e.helpers import Kube, fresh_namespace
 from e2e.services import Envoy, Prometheus
 
 
@@ -107,22 +106,8 @@ def kube(cluster: RunningCluster) -> Iterator[Kube]:
 def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"e2e-{base}-{uuid.uuid4().hex[:5]}"
-    kube.core.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"e2e.deliver.dev/test": "true"}))
-    )
-    wait_for(
-        lambda: kube.core.read_namespaced_service_account("default", name),
-        30,
-        f"ServiceAccount default in namespace {name}",
-    )
-    yield name
-    if os.environ.get("DELIVER_E2E_KEEP_NAMESPACES"):
-        return
-    try:
-        kube.core.delete_namespace(name)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
+    with fresh_namespace(kube, name, keep=bool(os.environ.get("DELIVER_E2E_KEEP_NAMESPACES"))):
+        yield name
 
 
 @pytest.fixture

@@ -616,3 +616,37 @@ def sampler(fn: Any, interval: float = 0.1) -> tuple[list[Any], threading.Event]
 
     threading.Thread(target=run, daemon=True).start()
     return samples, stop
+
+
+@contextmanager
+def fresh_namespace(kube: Kube, name: str, wait_gone: float = 0.0, keep: bool = False) -> Iterator[str]:
+    """Namespace ``name`` (labelled as the e2e's), ready once its default ServiceAccount exists;
+    deleted afterwards unless ``keep`` (an API error then is not the test's); with ``wait_gone``, up to
+    that many seconds until it is gone (a controller watching every namespace would see it terminate)."""
+    kube.core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"e2e.deliver.dev/test": "true"}))
+    )
+    wait_for(
+        lambda: kube.core.read_namespaced_service_account("default", name), 30, f"ServiceAccount default in {name}"
+    )
+    try:
+        yield name
+    finally:
+        if not keep:
+            try:
+                kube.core.delete_namespace(name)
+            except Exception:  # already gone, or an API server being restarted by a chaos trial
+                pass
+            if wait_gone:
+                try:
+                    wait_for(lambda: _namespace_gone(kube, name), wait_gone, f"namespace {name} deleted")
+                except Exception:  # still terminating: the next run's namespace has another name
+                    pass
+
+
+def _namespace_gone(kube: Kube, name: str) -> bool:
+    try:
+        kube.core.read_namespace(name)
+    except client.ApiException as exc:
+        return exc.status == 404
+    return False

@@ -54,7 +54,7 @@ from delivery.kube import DEPLOYMENTS, EVENTS
 from delivery.kube import KubeClient as JsonKube
 from e2e.cluster import REPO_ROOT, Cluster, api_client
 from e2e.controller import ControllerProcess
-from e2e.helpers import CRASHLOOP, STATE, Kube, make_deployment, set_image, wait_for
+from e2e.helpers import CRASHLOOP, STATE, Kube, fresh_namespace, make_deployment, set_image, wait_for
 from e2e.receiver import Receiver
 
 # what a tenant must never read back: each is the start of an answer of a server the hostile
@@ -277,24 +277,8 @@ class Hostile:
 
     @contextmanager
     def namespace(self, tag: str) -> Iterator[str]:
-        name = f"{tag}-{uuid.uuid4().hex[:5]}"
-        self.kube.core.create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"e2e.deliver.dev/test": "true"}))
-        )
-        wait_for(lambda: self.kube.core.read_namespaced_service_account("default", name), 30, f"SA in {name}")
-        try:
+        with fresh_namespace(self.kube, f"{tag}-{uuid.uuid4().hex[:5]}", wait_gone=90) as name:
             yield name
-        finally:
-            quiet_call(lambda: self.kube.core.delete_namespace(name))
-            # gone before the next run starts: its controller (--all-namespaces) would see it terminate
-            quiet_call(lambda: wait_for(lambda: self._gone(name), 90, f"namespace {name} deleted"))
-
-    def _gone(self, name: str) -> bool:
-        try:
-            self.kube.core.read_namespace(name)
-        except client.ApiException as exc:
-            return exc.status == 404
-        return False
 
     def controller(self, tag: str, prometheus_url: str) -> ControllerProcess:
         return ControllerProcess(

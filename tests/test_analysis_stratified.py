@@ -132,8 +132,10 @@ def test_resolution_annotation() -> None:
     from delivery.analysis.checks import parse_resolution
     from delivery.errors import SpecError
 
-    assert parse_resolution("90") == 90.0 and parse_resolution("2m") == 120.0 and parse_resolution("1h") == 3600.0
-    for bad in ("0s", "2h", "1.5m", "-5s", "soon"):
+    assert parse_resolution("90s") == 90.0 and parse_resolution("2m") == 120.0 and parse_resolution("1h") == 3600.0
+    # the one grammar of every duration (issue 25): 1m30s, which this key refused before, and no bare 90
+    assert parse_resolution("1m30s") == 90.0
+    for bad in ("0s", "2h", "1.5m", "-5s", "soon", "90"):
         with pytest.raises(SpecError):
             parse_resolution(bad)
     (spec,) = parse_checks({"deliver.dev/analysis": "error-rate", "deliver.dev/analysis-resolution": "30s"})

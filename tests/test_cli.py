@@ -165,7 +165,7 @@ def test_api_errors_exit_4(kube: FakeKube) -> None:
 def test_promote_wait_times_out_with_3(kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> None:
     kube.put(DEPLOYMENTS, deployment(TPL_B, st("Paused")))
     monkeypatch.setattr(requests.time, "sleep", lambda s: None)
-    result = invoke("promote", "web", "-n", "ns", "--wait", "--timeout", "0.01")
+    result = invoke("promote", "web", "-n", "ns", "--wait", "--timeout", "10ms")
     assert result.exit_code == 3
 
 
@@ -261,20 +261,30 @@ def test_usage_errors_exit_2(kube: FakeKube) -> None:
         ("5m", 300.0),
         ("1h30m", 5400.0),
         ("250ms", 0.25),
-        ("30", 30.0),
-        ("0.5", 0.5),
+        ("1m30s", 90.0),
+        ("500ms", 0.5),
         (" 2m ", 120.0),
         ("200h", 720000.0),
     ],
 )
-def test_duration_converts_units_and_plain_seconds(text: str, seconds: float) -> None:
+def test_duration_converts_the_kubernetes_form(text: str, seconds: float) -> None:
     assert Duration().convert(text, None, None) == seconds
 
 
-@pytest.mark.parametrize("text", ["soon", "", "-5", "5x", "1e3", "nan", "inf", "1.2.3", "m", "1000h"])
+@pytest.mark.parametrize(
+    "text", ["soon", "", "-5", "5x", "1e3", "nan", "inf", "1.2.3", "m", "1000h", "30", "0.5", "1.5m", "-5s"]
+)
 def test_duration_rejects_what_is_not_a_duration(text: str) -> None:
     with pytest.raises(click.BadParameter, match="not a duration|out of range"):
         Duration().convert(text, None, None)
+
+
+def test_a_bare_number_or_a_fraction_is_told_what_to_write() -> None:
+    """One grammar everywhere (issue 25): the Kubernetes one; kubectl refuses --timeout=30 too."""
+    with pytest.raises(click.BadParameter, match=r"add a unit, e\.g\. 30s"):
+        Duration().convert("30", None, None)
+    with pytest.raises(click.BadParameter, match="no fractions, use a smaller unit"):
+        Duration().convert("0.5", None, None)
 
 
 @pytest.mark.parametrize(

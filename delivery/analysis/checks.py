@@ -15,6 +15,7 @@ import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from delivery import duration
 from delivery.analysis.promql import confine
 from delivery.errors import KubeError, QueryError, SpecError
 
@@ -200,16 +201,13 @@ def _float(key: str, text: str, lo: float, hi: float, lo_open: bool = True) -> f
     return v
 
 
-_DURATION_RE = re.compile(r"^([0-9]{1,9})(s|m|h)?$")  # bounded: never int() of thousands of digits
-
-
 def parse_resolution(text: str) -> float:
-    """``deliver.dev/analysis-resolution``: whole seconds (``90``, ``90s``), minutes or hours, in
-    [1s, 1h]; raise SpecError otherwise."""
-    m = _DURATION_RE.match(text.strip())
-    if not m:
-        raise SpecError(KEY_RESOLUTION, f"{_shown(text)} is not a duration such as 60s, 2m or 1h")
-    seconds = float(int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2) or "s"])
+    """``deliver.dev/analysis-resolution``: a duration in the Kubernetes form (``90s``, ``2m``,
+    ``1m30s``) in [1s, 1h]; raise SpecError otherwise."""
+    try:
+        seconds = duration.seconds(text)
+    except duration.DurationError as exc:
+        raise SpecError(KEY_RESOLUTION, f"{_shown(text)} {exc}") from None
     if not MIN_RESOLUTION <= seconds <= MAX_RESOLUTION:
         raise SpecError(KEY_RESOLUTION, f"{_shown(text)} must be between 1s and 1h")
     return seconds

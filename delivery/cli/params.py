@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 import click
 
-from .. import spec as specmod
-from .. import templates
-from ..errors import SpecError
+from .. import duration, templates
 
 MONTH = 30 * 86400.0
 
 
 class Duration(click.ParamType[float, Any]):
-    """Seconds as a float, from ``90s``, ``5m``, ``1h30m``, ``250ms`` or plain seconds (``0.5``, ``30``)."""
+    """Seconds as a float, from a duration in the Kubernetes form (``90s``, ``5m``, ``1h30m``,
+    ``250ms``; ``delivery/duration.py``), the grammar of every annotation and wave file too."""
 
     name = "duration"
 
@@ -26,21 +24,15 @@ class Duration(click.ParamType[float, Any]):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            seconds = float(value)
+            seconds = float(value)  # a default given in code
         else:
-            text = str(value).strip()
             try:
-                seconds = float(text) if _plain_number(text) else specmod.parse_duration("", text, maximum=math.inf)
-            except SpecError:
-                self.fail(f"{value!r} is not a duration (use e.g. 90s, 5m, 1h30m, or plain seconds)", param, ctx)
+                seconds = duration.seconds(str(value))
+            except duration.DurationError as exc:
+                self.fail(f"{value!r} {exc}", param, ctx)
         if not self.minimum <= seconds <= self.maximum:
             self.fail(f"{value!r} is out of range ({self.minimum:g}s..{self.maximum:g}s)", param, ctx)
         return seconds
-
-
-def _plain_number(text: str) -> bool:
-    """``30`` or ``0.5``: digits with at most one dot (no sign, no exponent, no ``nan``/``inf``)."""
-    return bool(text) and text.replace(".", "", 1).isdigit()
 
 
 class ListenAddress(click.ParamType[tuple[str, int] | None, Any]):

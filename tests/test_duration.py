@@ -1,0 +1,40 @@
+"""One duration grammar (issue 25): the Kubernetes one, for flags, annotations and wave files alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from delivery import duration, spec
+from delivery.analysis.checks import parse_resolution
+from delivery.errors import SpecError
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("90s", 90.0), ("1m30s", 90.0), ("2h", 7200.0), ("250ms", 0.25), ("1h5m30s", 3930.0), (" 5m ", 300.0)],
+)
+def test_the_kubernetes_form(text: str, seconds: float) -> None:
+    assert duration.seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["90", "0.5", "1.5m", "-5s", "1d", "5 minutes", "", "s", "123456s", "1h" * 20])
+def test_anything_else_is_refused(text: str) -> None:
+    with pytest.raises(duration.DurationError, match="not a duration"):
+        duration.seconds(text)
+
+
+def test_every_reader_speaks_the_same_grammar() -> None:
+    """interval refused 90, analysis-resolution refused 1m30s and took 90, the CLI took both: now one."""
+    for text in ("1m30s", "90s"):
+        assert spec.parse_duration("deliver.dev/interval", text) == parse_resolution(text) == 90.0
+    for reader in (lambda t: spec.parse_duration("deliver.dev/interval", t), parse_resolution):
+        with pytest.raises(SpecError, match="add a unit, e.g. 90s"):
+            reader("90")
+
+
+def test_a_wave_file_number_is_told_to_add_a_unit() -> None:
+    from delivery.wavefile import WaveFileError, parse
+
+    with pytest.raises(WaveFileError, match="add a unit, e.g. 30s"):
+        parse("wave: w\nsoak: 30\nstages: [{name: a, namespace: n, app: x}]")
+    assert parse("wave: w\nsoak: 30s\nstages: [{name: a, namespace: n, app: x}]").stages[0].soak == 30.0
