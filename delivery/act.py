@@ -40,7 +40,7 @@ from .errors import Conflict, NotFound, StateError
 from .events import post_event
 from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
 from .observe import held_replicasets, replicasets
-from .routing import Router
+from .routing.base import Router
 
 log = logging.getLogger("deliver.act")
 

@@ -39,7 +39,8 @@ from .hooks import HookPool
 from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
 from .notify import Notifier
 from .observe import observe, replicasets
-from .routing import Router, RouterContext, router_for
+from .routing import kinds as routers
+from .routing.base import Router, RouterContext, router_for
 from .state import encode_state, read_state, write_state
 
 log = logging.getLogger("deliver.reconcile")
@@ -184,7 +185,7 @@ class Reconciler:
                 router_weight = router.verify_weight()
             except RoutingError as exc:
                 router_problem = str(exc)  # a fact for the planner: it holds or rolls back
-        elif router.kind != "replica" and spec.strategy is Strategy.CANARY:
+        elif router.weighted and spec.strategy is Strategy.CANARY:
             # At rest one read of the route (no validation): a reset lost after the record was
             # written (a failed write, a crash) shows as a weight other than 0 and is issued again.
             try:
@@ -234,10 +235,11 @@ class Reconciler:
                 continue  # not in front of this Deployment's pods: not deliver's pin
             self.kube.patch(SERVICES, ns, name, {"spec": {"selector": {templates.HASH_LABEL: None}}})
         route = generated = ""
-        if router_ref.kind != "replica":
+        described = routers.get(router_ref.kind)
+        if described is not None and described.weighted:
             route = f"route {router_ref.kind}/{router_ref.name} (set to 100/0: all traffic to the stable backend)"
-            if router_ref.kind == "nginx":
-                generated = f"; the canary Ingress {router_ref.name}-canary it generated is kept at weight 0"
+            if left := described.kept_at_release(router_ref.name):
+                generated = f"; {left}"
             ctx = RouterContext(self.kube, ns, meta["name"], router_ref.name, stable_service, canary_service)
             try:
                 router_for(router_ref.kind, ctx).reset()
@@ -380,7 +382,7 @@ class Reconciler:
             # The verdict comes later (the pool requeues this Deployment when it is in); meanwhile
             # each pass still checks health, so a crash-looping new version is rolled back at once.
             requeue = ANALYSIS_WAIT
-        if router.kind != "replica" and not plan.state.phase.terminal:
+        if router.weighted and not plan.state.phase.terminal:
             # Routes are not watched: while a delivery is open, look at the route at least this often.
             requeue = min(requeue if requeue is not None else ROUTE_RECHECK, ROUTE_RECHECK)
         return Outcome(requeue, plan.state.phase.value, plan.state.step, plan.state.weight)

@@ -17,6 +17,8 @@ from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RequestM
 from . import duration
 from .errors import SpecError
 from .labels import selects
+from .routing import kinds as routers
+from .routing.kinds import Capability
 
 PREFIX = "deliver.dev/"
 STRATEGY = PREFIX + "strategy"
@@ -34,7 +36,7 @@ KEYS: dict[str, str] = {
     "active-service": "blue-green: Service switched to the new version (default: the Deployment's name)",
     "preview-service": "blue-green: Service selecting the new version (default: NAME-preview)",
     "keep-warm": "blue-green: how long the old version stays up after the switch (default 2m)",
-    "router": "canary: KIND/NAME with KIND replica | gateway-api | nginx | istio | smi (default replica)",
+    "router": f"canary: KIND/NAME with KIND {' | '.join(routers.names())} (default {routers.NO_ROUTER})",
     "stable-service": "canary with a router: Service for the stable pods (default NAME-stable)",
     "canary-service": "canary with a router: Service for the canary pods (default NAME-canary)",
     "max-restarts": "container restarts tolerated across the new pods before failing (default 0)",
@@ -44,13 +46,16 @@ KEYS: dict[str, str] = {
     "(judged at the step's end only); default twice the controller's --scrape-interval (30s)",
     "promote-early": "true | false: a step whose every check passes moves on before its interval ends, "
     "once held a minute (default false)",
-    "match": "canary with gateway-api/istio/nginx: header:NAME=VALUE or cookie:NAME=VALUE routed to the new version",
+    "match": f"canary with {'/'.join(routers.able(Capability.MATCH))}: header:NAME=VALUE or cookie:NAME=VALUE "
+    "routed to the new version",
     "scale-down-delay": "canary with a router: how long the old version stays up after the switch to 100 % "
     "(an abort then switches back at once); blue-green: the same as keep-warm (default 0)",
     "abort-scale-down-delay": "canary with a router, blue-green: how long a rolled-back/aborted version's pods "
     "stay (no traffic) before they go (default 0)",
-    "affinity": "canary with gateway-api/istio: `cookie` pins each client to the version it first got (default off)",
-    "mirror-percent": "canary with gateway-api/istio and a `mirror` step: percent of requests copied (default 100)",
+    "affinity": f"canary with {'/'.join(routers.able(Capability.PIN))}: `cookie` pins each client to the version it "
+    "first got (default off)",
+    "mirror-percent": f"canary with {'/'.join(routers.able(Capability.MIRROR))} and a `mirror` step: percent of "
+    "requests copied (default 100)",
     "canary-scale": "canary: exact (stable scaled down as the canary scales up; default) | surge (stable kept at N)",
 }
 ENGINE_ANALYSIS_KEYS = (PREFIX + "analysis-every",)  # analysis* keys the engine reads, not the checks'
@@ -71,7 +76,6 @@ RESERVED = {"state", "request"}
 # Caps on reading annotations (anyone who may edit the Deployment writes them)
 NUMBER_DIGITS = 9  # digits of a number in an annotation (7 days in ms has 9): more is refused unparsed
 SHOWN = 80  # characters of a value quoted in a message (an Event says what is wrong, not the whole value)
-ROUTER_KINDS = ("replica", "gateway-api", "nginx", "istio", "smi")
 _DIGITS = rf"[0-9]{{1,{NUMBER_DIGITS}}}"  # a bounded whole number: never int() of thousands of digits
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TRUE = {"true", "yes", "on", "1"}
@@ -159,12 +163,13 @@ def _name(key: str, value: str) -> str:
 
 def _router(key: str, value: str) -> RouterRef:
     kind, _, name = value.strip().partition("/")
-    if kind not in ROUTER_KINDS:
-        raise SpecError(key, f"unknown router kind {_shown(kind)} (use one of {', '.join(ROUTER_KINDS)})")
-    if kind == "replica":
+    described = routers.get(kind)
+    if described is None:
+        raise SpecError(key, f"unknown router kind {_shown(kind)} (use one of {', '.join(routers.names())})")
+    if not described.weighted:
         if name:
-            raise SpecError(key, "the replica router takes no name")
-        return RouterRef("replica")
+            raise SpecError(key, f"the {kind} router takes no name")
+        return RouterRef(kind)
     if not name:
         raise SpecError(key, f"{kind} needs the route's name: {kind}/NAME")
     return RouterRef(kind, _name(key, name))
@@ -173,8 +178,6 @@ def _router(key: str, value: str) -> RouterRef:
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,127}$")
 _COOKIE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _MATCH_VALUE = re.compile(r"^[A-Za-z0-9._~-]{1,256}$")
-MATCH_ROUTERS = ("gateway-api", "istio", "nginx")
-MIRROR_ROUTERS = ("gateway-api", "istio")
 
 
 def _match(key: str, value: str) -> RequestMatch:
@@ -296,7 +299,7 @@ def _parse(
         fields[attr] = _name(PREFIX + short, v.strip()) if v is not None else default
     if (v := get("router")) is not None:
         router = _router(PREFIX + "router", v)
-        if strategy is not Strategy.CANARY and router.kind != "replica":
+        if strategy is not Strategy.CANARY and _described(router).weighted:
             raise SpecError(PREFIX + "router", f"weighted routers apply to canary, not {strategy.value}")
         fields["router"] = router
     if (v := get("max-restarts")) is not None:
@@ -395,7 +398,7 @@ def _parse(
             Strategy.BLUE_GREEN: ("active-service", "preview-service"),
             Strategy.CANARY: ("stable-service", "canary-service"),
         }.get(strategy, ())
-        if strategy is Strategy.CANARY and fields.get("router", RouterRef("replica")).kind == "replica":
+        if strategy is Strategy.CANARY and not _described(fields.get("router", RouterRef(routers.NO_ROUTER))).weighted:
             used = ()
         for short in used:
             value = fields[short.replace("-", "_")]
@@ -483,45 +486,48 @@ def webhook_url(key: str, value: str) -> str:
     return url
 
 
+def _described(router: RouterRef) -> type[routers.RouterKind]:
+    """What the routers' registry says of ``router`` (its kind was checked by ``_router``)."""
+    return routers.get(router.kind) or routers.Replica
+
+
 def _check_match(fields: dict[str, Any]) -> None:
-    """``deliver.dev/match`` and a ``match`` step need each other and a router that can match requests."""
+    """``deliver.dev/match`` and a ``match`` step need each other and a router that can match requests;
+    what else each router can do (mirror, pin) and its own checks come from the routers' registry
+    (``delivery/routing/kinds.py``), so a router added there needs nothing here."""
     match: RequestMatch | None = fields.get("match")
-    router: RouterRef = fields.get("router", RouterRef("replica"))
+    router: RouterRef = fields.get("router", RouterRef(routers.NO_ROUTER))
+    described = _described(router)
     mirrored = any(step.mirror for step in fields.get("steps", ()))
     for short, attr in (("scale-down-delay", "scale_down_delay"), ("abort-scale-down-delay", "abort_scale_down_delay")):
-        if fields.get(attr) and router.kind == "replica":
+        if fields.get(attr) and not described.weighted:
             raise SpecError(
                 PREFIX + short,
                 "needs a weighted router: without one the user's Service still sends the old (or failed) "
                 "version its share of requests",
             )
-    if fields.get("affinity") and router.kind not in MIRROR_ROUTERS:
+    if fields.get("affinity") and not described.can(Capability.PIN):
         raise SpecError(
-            PREFIX + "affinity", f"session affinity needs a gateway-api or istio router (not {router.kind})"
+            PREFIX + "affinity",
+            f"session affinity needs a {routers.either(routers.able(Capability.PIN))} router (not {router.kind})",
         )
     if "mirror_percent" in fields and not mirrored:
         raise SpecError(PREFIX + "mirror-percent", "needs a `mirror` step in deliver.dev/steps")
-    if mirrored and router.kind not in MIRROR_ROUTERS:
+    if mirrored and not described.can(Capability.MIRROR):
         raise SpecError(
             PREFIX + "steps",
-            f"a `mirror` step needs a router that mirrors requests: gateway-api or istio (not {router.kind})",
+            "a `mirror` step needs a router that mirrors requests: "
+            f"{routers.either(routers.able(Capability.MIRROR))} (not {router.kind})",
         )
     if any(step.match for step in fields.get("steps", ())) and match is None:
         raise SpecError(PREFIX + "steps", "a `match` step needs deliver.dev/match (e.g. header:x-canary=always)")
     if match is None:
         return
-    if router.kind == "smi":
+    described.check_match(PREFIX + "match", match)  # the router's own checks, in its own words
+    if not described.can(Capability.MATCH):
         raise SpecError(
             PREFIX + "match",
-            "an SMI TrafficSplit only splits by weight and has no request matches; "
-            "use a gateway-api, istio or nginx router",
-        )
-    if router.kind not in MATCH_ROUTERS:
-        raise SpecError(PREFIX + "match", "needs a router that can match requests: gateway-api, istio or nginx")
-    if router.kind == "nginx" and match.kind == "cookie" and match.value != "always":
-        raise SpecError(
-            PREFIX + "match",
-            "ingress-nginx routes by cookie only when its value is `always` (cookie:NAME=always)",
+            f"needs a router that can match requests: {routers.either(routers.able(Capability.MATCH))}",
         )
 
 
@@ -541,7 +547,7 @@ def leftover_routing(deployment: dict[str, Any]) -> tuple[RouterRef, str, str, s
     meta = deployment.get("metadata") or {}
     name = str(meta.get("name", ""))
     annotations: dict[str, str] = dict(meta.get("annotations") or {})
-    router = RouterRef("replica")
+    router = RouterRef(routers.NO_ROUTER)
     try:
         if (raw := annotations.get(PREFIX + "router")) is not None:
             router = _router(PREFIX + "router", str(raw))

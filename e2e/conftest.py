@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from delivery.kube import HTTPROUTES
 from delivery.kube import KubeClient as JsonKube
+from delivery.routing.gateway import HTTPROUTES
 from e2e import crds
 from e2e.binaries import kubectl_path
 from e2e.cluster import REPO_ROOT, Cluster, api_client, reap_stale

@@ -47,7 +47,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from delivery.errors import DeliverError, Gone, NotFound
-from delivery.kube import HTTPROUTES, Kube, KubeClient
+from delivery.kube import Kube, KubeClient
+from delivery.routing.gateway import HTTPROUTES
 from e2e.services import Envoy
 
 log = logging.getLogger("e2e.dataplane")

@@ -349,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from contextlib import ExitStack
 
-    from delivery.kube import HTTPROUTES
     from delivery.kube import KubeClient as JsonKube
-    from delivery.routing import RouterContext, router_for
+    from delivery.routing.base import RouterContext, router_for
+    from delivery.routing.gateway import HTTPROUTES
     from e2e import crds
     from e2e.cluster import REPO_ROOT, Cluster
     from e2e.controller import ControllerProcess

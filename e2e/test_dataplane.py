@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from delivery.kube import KubeClient as JsonKube
-from delivery.routing import RouterContext, router_for
+from delivery.routing.base import RouterContext, router_for
 from e2e.controller import ControllerProcess
 from e2e.dataplane import LocalStack
 from e2e.demo import DEMO_ANNOTATIONS, demo_deployment

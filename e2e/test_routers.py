@@ -23,8 +23,11 @@ import pytest
 from kubernetes import client
 
 from delivery.errors import NotFound
-from delivery.kube import HTTPROUTES, TRAFFICSPLITS, VIRTUALSERVICES, Resource
 from delivery.kube import KubeClient as JsonKube
+from delivery.kube import Resource
+from delivery.routing.gateway import HTTPROUTES
+from delivery.routing.istio import VIRTUALSERVICES
+from delivery.routing.smi import TRAFFICSPLITS
 from e2e import crds
 from e2e.controller import ControllerProcess
 from e2e.helpers import (

@@ -34,9 +34,12 @@ from typing import Any
 import pytest
 
 from delivery import templates
-from delivery.kube import HTTPROUTES, INGRESSES, REPLICASETS, VIRTUALSERVICES
+from delivery.kube import REPLICASETS
 from delivery.kube import KubeClient as JsonKube
-from delivery.routing import RouterContext, router_for
+from delivery.routing.base import RouterContext, router_for
+from delivery.routing.gateway import HTTPROUTES
+from delivery.routing.istio import VIRTUALSERVICES
+from delivery.routing.nginx import INGRESSES
 from e2e import crds
 from e2e.controller import ControllerProcess
 from e2e.dataplane import CookieClient, LocalStack, versions

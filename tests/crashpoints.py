@@ -30,9 +30,12 @@ from typing import Any
 
 from delivery import templates
 from delivery.errors import Conflict, DeliverError, KubeError
-from delivery.kube import DEPLOYMENTS, HTTPROUTES, INGRESSES, PODS, SERVICES, TRAFFICSPLITS, VIRTUALSERVICES, Resource
+from delivery.kube import DEPLOYMENTS, PODS, SERVICES, Resource
 from delivery.reconcile import Outcome
-from delivery.routing.nginx import CANARY, CANARY_WEIGHT
+from delivery.routing.gateway import HTTPROUTES
+from delivery.routing.istio import VIRTUALSERVICES
+from delivery.routing.nginx import CANARY, CANARY_WEIGHT, INGRESSES
+from delivery.routing.smi import TRAFFICSPLITS
 from tests.fakekube import Crash
 from tests.fixture import NAME, STATE, Fixture, template
 

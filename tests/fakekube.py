@@ -42,8 +42,6 @@ from delivery.kube import (
     CONFIGMAPS,
     DEPLOYMENTS,
     EVENTS,
-    HTTPROUTES,
-    INGRESSES,
     JSON_PATCH,
     LEASES,
     MERGE,
@@ -53,10 +51,12 @@ from delivery.kube import (
     REPLICASETS,
     SERVICES,
     STRATEGIC,
-    TRAFFICSPLITS,
-    VIRTUALSERVICES,
     Resource,
 )
+from delivery.routing.gateway import HTTPROUTES
+from delivery.routing.istio import VIRTUALSERVICES
+from delivery.routing.nginx import INGRESSES
+from delivery.routing.smi import TRAFFICSPLITS
 
 JSON = dict[str, Any]
 ANNOTATIONS_LIMIT = 256 * 1024  # bytes, keys and values of all of an object's annotations together

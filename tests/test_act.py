@@ -11,7 +11,7 @@ from delivery import spec as specmod
 from delivery.errors import Conflict, DeliverError, KubeError
 from delivery.kube import REPLICASETS, SERVICES
 from delivery.observe import replicasets
-from delivery.routing import RouterContext, router_for
+from delivery.routing.base import RouterContext, router_for
 from delivery.state import read_state
 from strategies import bluegreen, canary
 from strategies.model import (

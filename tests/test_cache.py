@@ -415,7 +415,7 @@ def test_a_replicaset_scale_on_stale_data_is_refused_and_refreshes_the_store() -
     # Conflict, and the store holds the server's object for the next plan.
     from delivery import act
     from delivery import spec as specmod
-    from delivery.routing import RouterContext, router_for
+    from delivery.routing.base import RouterContext, router_for
     from delivery.state import read_state
     from strategies.model import Phase, ScaleNew
 

@@ -333,6 +333,17 @@ def test_each_router_adds_only_its_own_rights(flag: str) -> None:
     assert with_router - base == ROUTERS[flag]
 
 
+def test_every_registered_router_has_a_value_granting_its_resources() -> None:
+    """A router added to the registry (delivery/routing/kinds.py) needs its routers.* value here."""
+    from delivery.routing import kinds as routers
+    from delivery.routing.base import router_class
+
+    granted = {(group, plural) for rights in ROUTERS.values() for group, plural, _ in rights}
+    for kind in routers.names():
+        for res in router_class(kind).resources:
+            assert (res.group, res.plural) in granted, f"router {kind}: no routers.* value grants {res.plural}"
+
+
 def test_the_hold_policy_is_what_deliver_hold_policy_prints() -> None:
     from delivery.holdpolicy import all_manifests
 

@@ -16,16 +16,11 @@ from delivery import templates
 from delivery.cli.undo import previous_revision
 from delivery.errors import KubeError
 from delivery.hooks import HookPool
-from delivery.kube import (
-    DEPLOYMENTS,
-    HTTPROUTES,
-    INGRESSES,
-    REPLICASETS,
-    TRAFFICSPLITS,
-    VIRTUALSERVICES,
-    Resource,
-    selector_string,
-)
+from delivery.kube import DEPLOYMENTS, REPLICASETS, Resource, selector_string
+from delivery.routing.gateway import HTTPROUTES
+from delivery.routing.istio import VIRTUALSERVICES
+from delivery.routing.nginx import INGRESSES
+from delivery.routing.smi import TRAFFICSPLITS
 from strategies.model import CallHook, HookResult
 from tests.crashpoints import REQUEST, STATE, V1, V2, V3, Explorer, Report, Scenario, Step, Until, explore
 from tests.fixture import NAME, NS, Fixture

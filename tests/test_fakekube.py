@@ -10,7 +10,6 @@ from delivery.errors import Conflict, Gone, KubeError, NotFound
 from delivery.kube import (
     DEPLOYMENTS,
     EVENTS,
-    HTTPROUTES,
     JSON_PATCH,
     PODS,
     REPLICASETS,
@@ -20,6 +19,7 @@ from delivery.kube import (
     KubeClient,
     selector_string,
 )
+from delivery.routing.gateway import HTTPROUTES
 from tests.fakekube import Crash, FakeKube, json_patch, selector_matches
 
 

@@ -11,9 +11,11 @@ import pytest
 from delivery import spec as specmod
 from delivery.cli.lint import lint_documents
 from delivery.errors import RoutingError
-from delivery.kube import HTTPROUTES, INGRESSES, JSON_PATCH, VIRTUALSERVICES
-from delivery.routing import router_for
-from delivery.routing.nginx import CANARY_BY_COOKIE, CANARY_BY_HEADER, CANARY_BY_HEADER_VALUE, CANARY_WEIGHT
+from delivery.kube import JSON_PATCH
+from delivery.routing.base import router_for
+from delivery.routing.gateway import HTTPROUTES
+from delivery.routing.istio import VIRTUALSERVICES
+from delivery.routing.nginx import CANARY_BY_COOKIE, CANARY_BY_HEADER, CANARY_BY_HEADER_VALUE, CANARY_WEIGHT, INGRESSES
 from strategies import plan
 from strategies.model import CanaryStep, RequestMatch, RouterRef, SetWeight, Strategy
 from tests.crashpoints import Explorer

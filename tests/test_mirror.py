@@ -7,8 +7,9 @@ import pytest
 
 from delivery import spec as specmod
 from delivery.errors import RoutingError
-from delivery.kube import HTTPROUTES, VIRTUALSERVICES
-from delivery.routing import router_for
+from delivery.routing.base import router_for
+from delivery.routing.gateway import HTTPROUTES
+from delivery.routing.istio import VIRTUALSERVICES
 from strategies import plan
 from strategies.model import CanaryStep, HoldStable, RouterRef, SetWeight, Strategy
 from tests.crashpoints import Explorer

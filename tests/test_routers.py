@@ -12,19 +12,13 @@ from typing import Any
 import pytest
 
 from delivery.errors import RoutingError
-from delivery.kube import (
-    DEPLOYMENTS,
-    HTTPROUTES,
-    INGRESSES,
-    JSON_PATCH,
-    MERGE,
-    TRAFFICSPLITS,
-    VIRTUALSERVICES,
-    Resource,
-)
-from delivery.routing import RouterContext, router_for
-from delivery.routing.gateway import pair, share
-from delivery.routing.nginx import CANARY, CANARY_WEIGHT
+from delivery.kube import DEPLOYMENTS, JSON_PATCH, MERGE, Resource
+from delivery.routing.base import RouterContext, router_for
+from delivery.routing.gateway import HTTPROUTES
+from delivery.routing.istio import VIRTUALSERVICES
+from delivery.routing.nginx import CANARY, CANARY_WEIGHT, INGRESSES
+from delivery.routing.patches import pair, share
+from delivery.routing.smi import TRAFFICSPLITS
 from tests.fakekube import FakeKube
 
 NS = "shop"

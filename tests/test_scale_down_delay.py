@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from delivery import spec as specmod
-from delivery.kube import HTTPROUTES
+from delivery.routing.gateway import HTTPROUTES
 from tests.fixture import Fixture
 
 from .test_match_routing import deployment

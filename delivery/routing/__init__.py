@@ -1,5 +1,4 @@
-"""Traffic routers: every one implements the small Router interface in ``base``."""
-
-from .base import Router, RouterContext, router_for
-
-__all__ = ["Router", "RouterContext", "router_for"]
+"""Traffic routers. ``kinds`` is the one registry (what each router is, importable without a client:
+``delivery.spec`` reads it); ``base`` holds the ``Router`` interface and ``router_for``; one module
+per router (``replica``, ``gateway``, ``istio``, ``nginx``, ``smi``) holds its client code, sharing
+``patches``. This package imports nothing itself, so importing ``kinds`` never loads the client."""

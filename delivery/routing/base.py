@@ -1,21 +1,23 @@
-"""The router interface (set weight, verify weight, reset) and the factory that picks one.
+"""The router interface (set weight, verify weight, reset) and the factory that builds one.
 
 A router moves a share of traffic to the canary's Service. The engine creates and owns the stable
 and canary Services (each selects exactly one pod-template-hash); the router only changes weights
-on the user's route object. Adding a router = one module with a class implementing ``Router`` plus
-one line in ``_ROUTERS``.
+on the user's route object. Each router is one module with a class implementing ``Router``, a
+subclass of its description in ``kinds`` (the one registry: kind, capabilities, checks, and which
+class is the router), so ``router_for`` needs no table of its own.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from strategies.model import Affinity, RequestMatch
 
 from ..errors import RoutingError
-from ..kube import Kube
+from ..kube import Kube, Resource
+from . import kinds
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,14 @@ class RouterContext:
 
 
 class Router(Protocol):
-    kind: str
+    # from the router's description (kinds.RouterKind)
+    kind: ClassVar[str]
+    weighted: ClassVar[bool]
+    # the API resources of the objects it reads and writes, beyond the Deployment and Services of every
+    # delivery (the chart's routers.* values grant these)
+    resources: ClassVar[tuple[Resource, ...]]
+
+    def __init__(self, ctx: RouterContext) -> None: ...
 
     def validate(self) -> None:
         """Raise RoutingError when the route, its CRD or the expected backends are missing."""
@@ -53,51 +62,19 @@ class Router(Protocol):
         """Does the route carry deliver's request matches (``deliver.dev/match``) or mirror now?"""
 
 
-class ReplicaRouter:
-    """No router: traffic follows the ratio of Ready pods behind the user's Service."""
-
-    kind = "replica"
-
-    def __init__(self, ctx: RouterContext) -> None:
-        self.ctx = ctx
-
-    def validate(self) -> None:
-        return None
-
-    def set_weight(
-        self, weight: int, match: RequestMatch | None = None, mirror: int = 0, pin: Affinity | None = None
-    ) -> None:
-        return None
-
-    def verify_weight(self) -> int | None:
-        return None
-
-    def reset(self) -> None:
-        return None
-
-    def verify_extras(self) -> bool:
-        return False
-
-
-# kind -> "module:Class" under delivery.routing
-_ROUTERS: dict[str, str] = {
-    "gateway-api": "gateway:GatewayRouter",
-    "nginx": "nginx:NginxRouter",
-    "istio": "istio:IstioRouter",
-    "smi": "smi:SmiRouter",
-}
+def router_class(kind: str) -> type[Router]:
+    """The router class of ``kind``, as its description in ``kinds`` names it (imported on first use)."""
+    described = kinds.get(kind)
+    if described is None:
+        raise RoutingError(f"unknown router kind {kind!r}")
+    module_name, _, cls_name = described.client.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RoutingError(f"router {kind!r} is not available: {exc}") from exc
+    found: type[Router] = getattr(module, cls_name)
+    return found
 
 
 def router_for(kind: str, ctx: RouterContext) -> Router:
-    if kind == "replica":
-        return ReplicaRouter(ctx)
-    target = _ROUTERS.get(kind)
-    if target is None:
-        raise RoutingError(f"unknown router kind {kind!r}")
-    module_name, _, cls_name = target.partition(":")
-    try:
-        module = importlib.import_module(f"{__package__}.{module_name}")
-    except ImportError as exc:
-        raise RoutingError(f"router {kind!r} is not available: {exc}") from exc
-    router: Router = getattr(module, cls_name)(ctx)
-    return router
+    return router_class(kind)(ctx)

@@ -28,138 +28,28 @@ Service alone. A client's first answer carries the cookie of the version that se
 later request goes to that version whatever the weights. deliver's pin rules are the rules whose
 only backendRef is the canary Service, or the stable Service with a ``deliver-`` cookie match; its
 Set-Cookie filters are the ResponseHeaderModifier filters adding a ``deliver-`` cookie.
-
-This module also holds the few helpers the CRD-based routers share (reading a route and telling a
-missing route from a missing CRD, the weight math, guarded JSON patches).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from strategies.model import Affinity, RequestMatch
 
-from ..errors import Conflict, KubeError, NotFound, RoutingError
-from ..kube import HTTPROUTES, JSON_PATCH, Kube, Resource
+from ..errors import RoutingError
+from ..kube import Resource
 from .base import RouterContext
+from .kinds import GatewayApi
+from .patches import JSON, cookie_regex, guarded_patch, pair, pointer, read_route, share
 
-JSON = dict[str, Any]
-PATCH_ATTEMPTS = 3
-
-
-# ---------------------------------------------------------------- shared helpers
-
-
-def clamp(weight: int) -> int:
-    """A canary weight as a whole percentage in 0..100."""
-    return max(0, min(100, int(weight)))
-
-
-def pair(weight: int) -> tuple[int, int]:
-    """(stable, canary) weights for a canary share of ``weight`` percent; they always sum to 100."""
-    w = clamp(weight)
-    return 100 - w, w
-
-
-def share(stable: int, canary: int) -> int:
-    """The canary's share in percent of the two weights (0 when both are 0: nothing goes to it)."""
-    total = stable + canary
-    if total <= 0:
-        return 0
-    return round(100 * canary / total)
-
-
-def api_serves(kube: Kube, res: Resource) -> bool:
-    """Does the API server serve ``res`` (is its CRD installed)? Asks the group/version discovery path."""
-    if not res.group:
-        return True
-    try:
-        found = kube.request("GET", f"/apis/{res.group}/{res.version}")
-    except NotFound:
-        return False
-    return any(r.get("name") == res.plural for r in found.get("resources") or [])
-
-
-def read_route(kube: Kube, res: Resource, namespace: str, name: str, what: str) -> JSON:
-    """GET the user's route; RoutingError that says whether the route or its CRD is missing."""
-    try:
-        return kube.get(res, namespace, name)
-    except NotFound:
-        try:
-            served = api_serves(kube, res)
-        except KubeError as exc:
-            raise RoutingError(f"{what} {namespace}/{name} not found ({exc})") from None
-        if not served:
-            raise RoutingError(
-                f"the {what} API {res.group}/{res.version} is not installed on this cluster "
-                f"(no CRD serves {res.plural}.{res.group})"
-            ) from None
-        raise RoutingError(f"{what} {namespace}/{name} not found") from None
-    except KubeError as exc:
-        raise RoutingError(f"cannot read {what} {namespace}/{name}: {exc}") from None
-
-
-def escape(token: str | int) -> str:
-    """One JSON-pointer reference token (RFC 6901)."""
-    return str(token).replace("~", "~0").replace("/", "~1")
-
-
-def pointer(*tokens: str | int) -> str:
-    return "".join("/" + escape(t) for t in tokens)
-
-
-def guarded_patch(
-    kube: Kube,
-    res: Resource,
-    namespace: str,
-    name: str,
-    what: str,
-    build: Callable[[JSON], list[JSON]],
-    load: Callable[[], JSON],
-) -> JSON:
-    """Apply the JSON patch ``build(route)`` (with its ``test`` guards), re-reading on a lost race.
-
-    A failed ``test`` op (the route changed under us) is answered 422/409/500 by API servers of
-    different versions; each is retried from a fresh read, at most PATCH_ATTEMPTS times.
-    """
-    route = load()
-    last: Exception | None = None
-    for attempt in range(PATCH_ATTEMPTS):
-        ops = build(route)
-        if not ops:
-            return route
-        try:
-            return kube.patch(res, namespace, name, ops, content_type=JSON_PATCH)
-        except NotFound:
-            raise RoutingError(f"{what} {namespace}/{name} disappeared") from None
-        except (Conflict, KubeError) as exc:
-            if exc.status not in (409, 422, 500):
-                raise RoutingError(f"cannot patch {what} {namespace}/{name}: {exc}") from None
-            last = exc
-            if attempt + 1 < PATCH_ATTEMPTS:
-                route = load()
-    raise RoutingError(f"{what} {namespace}/{name} kept changing while its weights were patched: {last}")
-
-
-# ---------------------------------------------------------------- HTTPRoute
-
-
+HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 PIN_COOKIE = "deliver-"  # deliver's affinity cookie is named deliver-<Deployment>
-
-
-def literal(text: str) -> str:
-    """``text`` inside a regular expression: names and values here are letters, digits and ``. _ ~ -``
-    (validated), of which only ``.`` means something to RE2 outside a class."""
-    return text.replace(".", r"\.")
 
 
 def _cookie_match(name: str, value: str) -> JSON:
     """A Gateway API header match for the cookie ``name=value`` (a regular expression on ``Cookie``)."""
-    cookie = f"{literal(name)}={literal(value)}"
-    return {"type": "RegularExpression", "name": "Cookie", "value": rf"^(.*;\s*)?{cookie}(;.*)?$"}
+    return {"type": "RegularExpression", "name": "Cookie", "value": cookie_regex(name, value)}
 
 
 def _undefaulted(rule: JSON) -> JSON:
@@ -189,9 +79,9 @@ class ManagedRule:
     canary_weight: int
 
 
-class GatewayRouter:
-    kind = "gateway-api"
+class GatewayRouter(GatewayApi):
     what = "HTTPRoute"
+    resources = (HTTPROUTES,)
 
     def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx

@@ -34,10 +34,12 @@ from dataclasses import dataclass
 from strategies.model import Affinity, RequestMatch
 
 from ..errors import RoutingError
-from ..kube import VIRTUALSERVICES
+from ..kube import Resource
 from .base import RouterContext
-from .gateway import JSON, guarded_patch, literal, pair, pointer, read_route, share
+from .kinds import Istio
+from .patches import JSON, cookie_regex, guarded_patch, pair, pointer, read_route, share
 
+VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
 SECTIONS = ("http", "tls", "tcp")
 MATCH_ROUTE = "deliver-match-"
 PIN_ROUTE = "deliver-pin-"
@@ -56,9 +58,9 @@ class ManagedRoute:
     canary_weight: int
 
 
-class IstioRouter:
-    kind = "istio"
+class IstioRouter(Istio):
     what = "VirtualService"
+    resources = (VIRTUALSERVICES,)
 
     def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx
@@ -128,8 +130,7 @@ class IstioRouter:
         if match.kind == "header":
             header = {match.name: {"exact": match.value}}
         else:
-            cookie = f"{literal(match.name)}={literal(match.value)}"
-            header = {"cookie": {"regex": rf"^(.*;\s*)?{cookie}(;.*)?$"}}
+            header = {"cookie": {"regex": cookie_regex(match.name, match.value)}}
         http = (vs.get("spec") or {}).get("http") or []
         out: list[JSON] = []
         for r in self.managed(vs):
@@ -202,8 +203,7 @@ class IstioRouter:
                 continue
             route = http[r.index]
             for index, value in ((r.canary, pin.canary), (r.stable, pin.stable)):
-                cookie = f"{literal(pin.cookie)}={literal(value)}"
-                header = {"cookie": {"regex": rf"^(.*;\s*)?{cookie}(;.*)?$"}}
+                header = {"cookie": {"regex": cookie_regex(pin.cookie, value)}}
                 dest = {k: copy.deepcopy(v) for k, v in route["route"][index].items() if k not in ("weight", "headers")}
                 out.append(
                     {

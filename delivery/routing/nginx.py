@@ -29,9 +29,12 @@ from typing import Any
 from strategies.model import Affinity, RequestMatch
 
 from ..errors import Conflict, KubeError, NotFound, RoutingError
-from ..kube import DEPLOYMENTS, INGRESSES
+from ..kube import DEPLOYMENTS, Resource
 from .base import RouterContext
-from .gateway import JSON, clamp, read_route
+from .kinds import Capability, Nginx, able, either
+from .patches import JSON, clamp, read_route
+
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
 
 CANARY = "nginx.ingress.kubernetes.io/canary"
 CANARY_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
@@ -44,16 +47,16 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 OWNER_LABEL = "deliver.dev/owner"
 
 
-class NginxRouter:
-    kind = "nginx"
+class NginxRouter(Nginx):
     what = "Ingress"
+    resources = (INGRESSES,)
 
     def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx
 
     @property
     def canary_name(self) -> str:
-        return f"{self.ctx.route}-canary"[:253]
+        return self.canary_ingress(self.ctx.route)
 
     # ---- reading ----
 
@@ -219,10 +222,13 @@ class NginxRouter:
     ) -> None:
         c = self.ctx
         if pin is not None:
-            raise RoutingError(f"deliver has no session affinity through {self.what} (needs gateway-api or istio)")
+            raise RoutingError(
+                f"deliver has no session affinity through {self.what} (needs {either(able(Capability.PIN))})"
+            )
         if mirror:
             raise RoutingError(
-                "deliver does not mirror through ingress-nginx (a `mirror` step needs gateway-api or istio)"
+                "deliver does not mirror through ingress-nginx "
+                f"(a `mirror` step needs {either(able(Capability.MIRROR))})"
             )
         for _ in range(3):
             ingress = self._load()

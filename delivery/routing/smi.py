@@ -12,14 +12,17 @@ from __future__ import annotations
 from strategies.model import Affinity, RequestMatch
 
 from ..errors import RoutingError
-from ..kube import TRAFFICSPLITS
+from ..kube import Resource
 from .base import RouterContext
-from .gateway import JSON, guarded_patch, pair, pointer, read_route, share
+from .kinds import Capability, Smi, able, either
+from .patches import JSON, guarded_patch, pair, pointer, read_route, share
+
+TRAFFICSPLITS = Resource("split.smi-spec.io", "v1alpha2", "trafficsplits")
 
 
-class SmiRouter:
-    kind = "smi"
+class SmiRouter(Smi):
     what = "TrafficSplit"
+    resources = (TRAFFICSPLITS,)
 
     def __init__(self, ctx: RouterContext) -> None:
         self.ctx = ctx
@@ -65,14 +68,16 @@ class SmiRouter:
     ) -> None:
         c = self.ctx
         if pin is not None:
-            raise RoutingError(f"deliver has no session affinity through {self.what} (needs gateway-api or istio)")
+            raise RoutingError(
+                f"deliver has no session affinity through {self.what} (needs {either(able(Capability.PIN))})"
+            )
         if mirror:
             raise RoutingError(
-                "an SMI TrafficSplit cannot mirror requests (a `mirror` step needs gateway-api or istio)"
+                f"an SMI TrafficSplit cannot mirror requests (a `mirror` step needs {either(able(Capability.MIRROR))})"
             )
         if match is not None:
             raise RoutingError(
-                "an SMI TrafficSplit has no request matches (deliver.dev/match needs gateway-api, istio or nginx)"
+                f"an SMI TrafficSplit has no request matches (deliver.dev/match needs {either(able(Capability.MATCH))})"
             )
         guarded_patch(
             c.kube, TRAFFICSPLITS, c.namespace, c.route, self.what, lambda ts: self.patch_ops(ts, weight), self._load
