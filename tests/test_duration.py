@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from delivery import duration, spec
 from delivery.analysis.checks import parse_resolution
@@ -38,3 +40,29 @@ def test_a_wave_file_number_is_told_to_add_a_unit() -> None:
     with pytest.raises(WaveFileError, match="add a unit, e.g. 30s"):
         parse("wave: w\nsoak: 30\nstages: [{name: a, namespace: n, app: x}]")
     assert parse("wave: w\nsoak: 30s\nstages: [{name: a, namespace: n, app: x}]").stages[0].soak == 30.0
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.from_regex(r"\A[0-9hms.\- ]{0,14}\Z") | st.from_regex(r"\A([0-9]{1,6}(h|m|s|ms)){1,5}\Z"))
+def test_the_grammar_is_the_official_client_s(text: str) -> None:
+    """The same answers as kubernetes.utils.duration (not imported by deliver: it loads the client)."""
+    from kubernetes.utils.duration import parse_duration as official
+
+    try:
+        expected: float | None = official(text.strip()).total_seconds()
+    except ValueError:
+        expected = None
+    try:
+        got: float | None = duration.seconds(text)
+    except duration.DurationError:
+        got = None
+    assert got == expected
+
+
+def test_the_annotation_schema_does_not_load_the_client() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, delivery.spec, delivery.duration; print('kubernetes' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
