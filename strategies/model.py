@@ -429,7 +429,7 @@ class StepVerdict:
     out_of_reach: str = ""
 
     def __post_init__(self) -> None:
-        # Planners compare outcomes by identity (``is Outcome.PASS``): a plain "pass" from a caller
+        # Planners compare outcomes by identity (``is Outcome.PASS``): a plain string from a caller
         # mypy does not check (a test's fake analyser) becomes the member; anything else raises.
         object.__setattr__(self, "outcome", Outcome(self.outcome))
 
