@@ -45,6 +45,7 @@ from benchmarks.analysis import ALPHA, BOUNDS, FAMILY, TAIL_K, WINDOWS, latency_
 from delivery.analysis.checks import CheckSpec, parse_checks
 from delivery.analysis.forecast import Observed, errors_path, latency_path, smallest
 from delivery.analysis.judges import FAIL, INC_CODE, PASS, errors_core, latency_core
+from strategies.model import Outcome
 
 CHECK_ALPHA = ALPHA / FAMILY
 ERRORS, LATENCY = parse_checks({"deliver.dev/analysis": "error-rate,latency"})
@@ -59,7 +60,7 @@ class Runs:
     """One scenario at one look: per run the forecast and the actual further requests (inf: undecided)."""
 
     scenario: str
-    verdict: str  # the verdict forecast: pass (healthy canary) or fail (regression at max-effect)
+    verdict: Outcome  # the verdict forecast: pass (healthy canary) or fail (regression at max-effect)
     look: int
     forecast: np.ndarray
     actual: np.ndarray
@@ -76,10 +77,10 @@ def tail_effect() -> float:
     return float(stats.norm.sf(z / TAIL_K) / stats.norm.sf(z) - 1.0)
 
 
-_ERRORS_SEEN: dict[tuple[CheckSpec, int, int, int, int, str], float] = {}
+_ERRORS_SEEN: dict[tuple[CheckSpec, int, int, int, int, Outcome], float] = {}
 
 
-def forecast_errors(spec: CheckSpec, nc: int, nb: int, xc: int, xb: int, verdict: str, hint: int) -> float:
+def forecast_errors(spec: CheckSpec, nc: int, nb: int, xc: int, xb: int, verdict: Outcome, hint: int) -> float:
     """The forecast (to 1 %: fewer judge calls; ``hint`` starts the search near the answer), cached."""
     key = (spec, nc, nb, xc, xb, verdict)
     if key not in _ERRORS_SEEN:
@@ -90,7 +91,7 @@ def forecast_errors(spec: CheckSpec, nc: int, nb: int, xc: int, xb: int, verdict
 
 
 @cache
-def forecast_latency(spec: CheckSpec, nc: int, nb: int, verdict: str) -> float:
+def forecast_latency(spec: CheckSpec, nc: int, nb: int, verdict: Outcome) -> float:
     reaches, _ = latency_path(spec, Observed(nc, nb, 60.0), CHECK_ALPHA, verdict)
     n = smallest(reaches)
     return math.inf if n is None else float(n)
@@ -108,7 +109,7 @@ def errors_scenario(
     per_window: int,
     share: float,
     rate: float,
-    verdict: str,
+    verdict: Outcome,
     looks: tuple[int, ...],
 ) -> list[Runs]:
     spec = ERRORS
@@ -151,7 +152,7 @@ def errors_scenario(
 
 
 def latency_scenario(
-    rng: np.random.Generator, reps: int, per_arm: int, verdict: str, looks: tuple[int, ...]
+    rng: np.random.Generator, reps: int, per_arm: int, verdict: Outcome, looks: tuple[int, ...]
 ) -> list[Runs]:
     effect = tail_effect()
     spec = replace(LATENCY, max_effect=effect) if verdict == FAIL else LATENCY
@@ -208,12 +209,12 @@ def scenarios(quick: bool) -> list[Scenario]:
 
 
 def _errors(
-    per_window: int, share: float, rate: float, verdict: str, g: np.random.Generator, n: int, looks: tuple[int, ...]
+    per_window: int, share: float, rate: float, verdict: Outcome, g: np.random.Generator, n: int, looks: tuple[int, ...]
 ) -> list[Runs]:
     return errors_scenario(g, n, per_window, share, rate, verdict, looks)
 
 
-def _latency(verdict: str, g: np.random.Generator, n: int, looks: tuple[int, ...]) -> list[Runs]:
+def _latency(verdict: Outcome, g: np.random.Generator, n: int, looks: tuple[int, ...]) -> list[Runs]:
     return latency_scenario(g, n, 1000, verdict, looks)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from strategies.model import DeliverySpec, DeliveryState, HoldReason, Phase
+from strategies.model import DeliverySpec, DeliveryState, HoldReason, Outcome, Phase
 
 from . import spec as specmod
 from . import templates, yamlfile
@@ -254,7 +254,7 @@ def _failed_while_paused(state: DeliveryState) -> bool:
         return True
     for v in reversed(state.verdicts):
         if v.step == state.step and v.at >= state.step_started:
-            return v.outcome == "fail"
+            return v.outcome is Outcome.FAIL
     return False
 
 

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
-from strategies.model import DeliverySpec, Strategy
+from strategies.model import DeliverySpec, Outcome, Strategy
 
 from .gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, GateResult
 
@@ -80,9 +80,9 @@ def _verdict_cases(verdicts: list[dict[str, Any]]) -> list[Case]:
         summary = str(v.get("summary", ""))
         checks = ((v.get("details") or {}).get("checks")) or []
         case = Case(f"{label}: {'analysis' if checks else 'health'}", output=summary)
-        if outcome == "fail":
+        if outcome == Outcome.FAIL:
             case.result, case.message = "failed", summary
-        elif outcome != "pass":
+        elif outcome != Outcome.PASS:
             case.result, case.message = "skipped", f"{outcome}: {summary}"
         cases.append(case)
         for c in checks:
@@ -90,9 +90,9 @@ def _verdict_cases(verdicts: list[dict[str, Any]]) -> list[Case]:
             numbers = ", ".join(f"{k}={c[k]}" for k in ("stat", "p", "e", "effect", "n") if k in c)
             text = f"{c.get('outcome')}: {c.get('msg', '')}" + (f" ({numbers})" if numbers else "")
             check = Case(f"{label}: {name}", output=text)
-            if c.get("outcome") == "fail":
+            if c.get("outcome") == Outcome.FAIL:
                 check.result, check.message = "failed", text
-            elif c.get("outcome") != "pass":
+            elif c.get("outcome") != Outcome.PASS:
                 check.result, check.message = "skipped", text
             cases.append(check)
     return cases
@@ -108,8 +108,8 @@ def build(result: GateResult) -> Suite:
     phase = str(status.get("phase", ""))
     current = int(status.get("step", 0) or 0)
     failed = result.code == EXIT_FAILED and phase in ("RolledBack", "Aborted", "RollingBack", "Paused")
-    passed_steps = {int(v.get("step", 0)) for v in verdicts if v.get("outcome") == "pass"}
-    failed_steps = {int(v.get("step", 0)) for v in verdicts if v.get("outcome") == "fail"}
+    passed_steps = {int(v.get("step", 0)) for v in verdicts if v.get("outcome") == Outcome.PASS}
+    failed_steps = {int(v.get("step", 0)) for v in verdicts if v.get("outcome") == Outcome.FAIL}
     failed_at = -1
     if failed:
         if failed_steps:

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter
 
-from strategies.model import DeliveryState
+from strategies.model import DeliveryState, Outcome
 from strategies.reasons import EventReason as R
 
 from .egress import MAX_REQUEST_BYTES, EgressPolicy, post
@@ -56,6 +56,9 @@ FORMATS = ("json", "slack")
 DROP_LOG_EVERY = 10.0
 ANNOTATION_FORMATS = {"deliver.dev/notify-webhook": "json", "deliver.dev/notify-slack": "slack"}
 
+# The kind of the notification of an inconclusive analysis: named after the verdict's outcome.
+INCONCLUSIVE = Outcome.INCONCLUSIVE.value
+
 # The Event reasons sent as notifications, and the kind each one is (the body's "kind").
 KINDS: dict[R, str] = {
     R.DELIVERY_STARTED: "started",
@@ -63,7 +66,7 @@ KINDS: dict[R, str] = {
     R.AWAITING_PROMOTION: "paused",
     R.DELIVERY_PAUSED: "paused",
     R.DELIVERY_HELD: "paused",
-    R.ANALYSIS_INCONCLUSIVE: "inconclusive",
+    R.ANALYSIS_INCONCLUSIVE: INCONCLUSIVE,
     R.PROMOTING: "promoting",
     R.DELIVERY_SUCCEEDED: "promoted",
     R.DELIVERY_ROLLED_BACK: "rolled-back",
@@ -77,7 +80,7 @@ EMOJI = {
     "started": ":rocket:",
     "step-passed": ":white_check_mark:",
     "paused": ":double_vertical_bar:",
-    "inconclusive": ":grey_question:",
+    INCONCLUSIVE: ":grey_question:",
     "promoting": ":arrow_up:",
     "promoted": ":tada:",
     "rolled-back": ":rewind:",
@@ -171,7 +174,7 @@ def body_slack(n: Notification) -> dict[str, Any]:
     facts = [f"phase *{n.phase}*", f"revision `{n.revision}`", f"stable `{n.stable_revision}`"]
     if n.step >= 0:
         facts.append(f"step {n.step + 1}, weight {n.weight}%")
-    if n.verdict is not None and n.kind in ("rolled-back", "failed", "inconclusive", "aborted"):
+    if n.verdict is not None and n.kind in ("rolled-back", "failed", INCONCLUSIVE, "aborted"):
         facts.append(f"verdict {n.verdict.get('outcome')}: {n.verdict.get('summary')}")
     return {
         "text": f"{n.namespace}/{n.deployment} {n.kind}: {n.message}",

@@ -19,6 +19,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from strategies.model import Outcome
+
 FORMATS = ("table", "json", "yaml")
 
 
@@ -195,7 +197,7 @@ def render_rich(status: dict[str, Any]) -> Any:
     for p in status.get("problems") or []:
         grid.add_row(Text("invalid", style="red"), p)
     for v in (status.get("verdicts") or [])[-5:]:
-        style = {"pass": "green", "fail": "red"}.get(v.get("outcome"), "yellow")
+        style = {Outcome.PASS: "green", Outcome.FAIL: "red"}.get(v.get("outcome"), "yellow")
         grid.add_row(
             f"step {int(v.get('step', 0)) + 1}", Text(f"{v.get('outcome')}: {v.get('summary', '')}", style=style)
         )

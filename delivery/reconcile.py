@@ -28,6 +28,7 @@ from strategies.model import (
     StepVerdict,
     Strategy,
 )
+from strategies.model import Outcome as VerdictOutcome  # a verdict's; ``Outcome`` here is a pass's
 from strategies.reasons import EventReason
 
 from . import act, hooks, takeover, templates
@@ -59,7 +60,7 @@ class Outcome:
     phase: str = ""
     step: int = 0
     weight: int = 0
-    verdicts: list[str] = field(default_factory=list)  # outcomes of the analyses recorded by this pass
+    verdicts: list[VerdictOutcome] = field(default_factory=list)  # outcomes of the analyses recorded by this pass
     conflicted: bool = False
     analysed: tuple[StepVerdict, ...] = ()  # verdicts not recorded yet: the next pass plans with them
     forecasts: list[dict[str, Any]] = field(default_factory=list)  # the newest recorded verdict's time to verdict
@@ -114,7 +115,9 @@ class Reconciler:
             if not outcome.conflicted:
                 if analysed:
                     # step verdicts (a failing look is one: the step ends on it); other looks are not
-                    outcome.verdicts = [v.outcome for v in analysed if not v.interim or v.outcome == "fail"]
+                    outcome.verdicts = [
+                        v.outcome for v in analysed if not v.interim or v.outcome is VerdictOutcome.FAIL
+                    ]
                     outcome.forecasts = list(analysed[-1].details.get("forecast") or [])
                 return outcome
         return outcome
@@ -394,7 +397,7 @@ class Reconciler:
         if self.analyser is None:
             return StepVerdict(
                 action.step,
-                "inconclusive",
+                VerdictOutcome.INCONCLUSIVE,
                 "no metrics provider configured (--prometheus-url)",
                 now,
                 interim=action.interim,
@@ -408,7 +411,9 @@ class Reconciler:
             )
         except Exception as exc:  # a broken analysis must never promote
             log.exception("analysis crashed", extra=_fields(deployment))
-            return StepVerdict(action.step, "inconclusive", f"analysis error: {exc}", now, interim=action.interim)
+            return StepVerdict(
+                action.step, VerdictOutcome.INCONCLUSIVE, f"analysis error: {exc}", now, interim=action.interim
+            )
 
     def _call_hook(self, spec: DeliverySpec, deployment: dict[str, Any], state: DeliveryState, a: CallHook) -> None:
         url = spec.hooks.url(a.kind)

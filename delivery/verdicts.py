@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
+from strategies.model import Analyse, DeliverySpec, DeliveryState, Outcome, StepVerdict
 
 from .kube import Kube
 
@@ -72,12 +73,16 @@ def run_checks(
     # several deliveries), and an Analyser keeps the window it is judging while it runs.
     runner = Analyser(provider)
     result = runner.run(spec.analysis, target, action.start, now, baseline_end=action.baseline_end)
-    summary, details = result.summary(), result.to_dict()
+    summary = result.summary()
     if action.interim:
         summary = f"running window ({int(now - action.start)}s): {evidence(spec.analysis, result)}"
-    if result.outcome == "inconclusive":
-        summary, details = with_forecast(spec, runner.counts, result, now - action.start, summary, details)
-    return StepVerdict(action.step, result.outcome, summary, now, details=details, interim=action.interim)
+    checks = tuple(c.evidence() for c in result.checks)  # what the planners decide on
+    verdict = StepVerdict(
+        action.step, result.outcome, summary, now, details=result.to_dict(), interim=action.interim, checks=checks
+    )
+    if verdict.outcome is Outcome.INCONCLUSIVE:
+        verdict = with_forecast(spec, runner.counts, result, now - action.start, verdict)
+    return verdict
 
 
 def evidence(checks: Sequence[Any], result: AnalysisResult) -> str:
@@ -131,29 +136,30 @@ def with_forecast(
     counts: dict[str, tuple[float, float, float, float]],
     result: AnalysisResult,
     seconds: float,
-    summary: str,
-    details: dict[str, Any],
-) -> tuple[str, dict[str, Any]]:
-    """An inconclusive verdict's summary and details with the time-to-verdict forecast: the summary
-    ends with the check that decides last ("verdict in ~4,800 more requests (~6 min at 13 req/s)"),
-    the details keep each critical check's numbers ("forecast") and, when a step's whole analysis
-    window cannot carry the requests a verdict needs at the observed rate, why ("outOfReach")."""
+    verdict: StepVerdict,
+) -> StepVerdict:
+    """An inconclusive verdict with the time-to-verdict forecast: its summary ends with the check that
+    decides last ("verdict in ~4,800 more requests (~6 min at 13 req/s)"), its details keep each
+    critical check's numbers ("forecast") and, when a step's whole analysis window cannot carry the
+    requests a verdict needs at the observed rate, ``out_of_reach`` says why (the planner warns once
+    per delivery on it: a typed field, kept in the record whatever its size)."""
     from .analysis.forecast import binding, forecast_analysis, out_of_reach
 
     try:
         forecasts = forecast_analysis(spec.analysis, result.checks, counts, seconds)
     except Exception as exc:  # a forecast is never worth losing the verdict for
         log.warning("forecast failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-        return summary, details
+        return verdict
     last = binding(forecasts)
     if last is None:
-        return summary, details
-    details = dict(details, forecast=[f.to_dict() for f in forecasts])
+        return verdict
     # with on-inconclusive: extend the window grows by an interval per extension (the step restarts,
     # its analysis window does not)
     steps = 1 + (spec.max_extensions if spec.on_inconclusive == "extend" else 0)
     observed = float(sum(c.n_canary + c.n_baseline for c in result.checks if c.name == last.check))
-    warning = out_of_reach(last, observed, spec.interval * steps)
-    if warning:
-        details["outOfReach"] = warning
-    return f"{summary}; {last.check}: {last.text()}", details
+    return dataclasses.replace(
+        verdict,
+        summary=f"{verdict.summary}; {last.check}: {last.text()}",
+        details=dict(verdict.details, forecast=[f.to_dict() for f in forecasts]),
+        out_of_reach=out_of_reach(last, observed, spec.interval * steps),
+    )

@@ -61,7 +61,7 @@ def test_out_of_reach_verdict_is_forecast_warned_and_shown(
     assert 2000 <= rate <= 12000, v["summary"]  # ~6,000 req/s (increase() extrapolates a little)
     fc = {f["check"]: f for f in v["details"]["forecast"]}
     assert fc["error-rate"]["pass"] == max(fc["error-rate"]["pass"], fc["error-rate"]["fail"])
-    assert "check error-rate needs" in v["details"]["outOfReach"]
+    assert "check error-rate needs" in v["outOfReach"]
 
     warned = wait_for(lambda: events(jk, namespace, "VerdictOutOfReach"), 15, "the VerdictOutOfReach Warning")
     assert len(warned) == 1, warned

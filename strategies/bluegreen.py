@@ -18,6 +18,7 @@ from .model import (
     EnsureService,
     HoldReason,
     Observation,
+    Outcome,
     Phase,
     Plan,
     PostEvent,
@@ -84,7 +85,7 @@ class BlueGreenPlanner:
             if isinstance(checked, Plan):
                 keep = checked.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
                 return Plan(checked.state, (tuple(base) if keep else ()) + checked.actions, checked.requeue_after)
-            if checked != "pass":
+            if checked is not Outcome.PASS:
                 return Plan(state, tuple(base), RECHECK)
             then = "switching the active Service" if spec.auto_promote else "waiting for `deliver promote`"
             passed = step_passed(state, PREVIEW, f"preview of revision {state.revision}", then)

@@ -27,6 +27,7 @@ from .model import (
     HoldReason,
     HoldStable,
     Observation,
+    Outcome,
     Phase,
     Plan,
     PostEvent,
@@ -136,7 +137,7 @@ class CanaryPlanner:
                 else checked.actions,
                 checked.requeue_after,
             )
-        if checked == "pass":
+        if checked is Outcome.PASS:
             moved = state.replace(
                 step=state.step + 1,
                 step_started=obs.now,  # the analysis span goes on: one e-process per delivery

@@ -38,6 +38,7 @@ from .model import (
     HookKind,
     HookResult,
     Observation,
+    Outcome,
     Phase,
     Plan,
     PostEvent,
@@ -194,7 +195,7 @@ def _load_test_answered(
     if result.ok:
         return state.replace(hooks=state.hooks + (entry,)), ()
     summary = f"load-test hook failed: {result.detail}"
-    verdict = StepVerdict(state.step, "inconclusive", summary, obs.now, {"hook": HookKind.LOAD_TEST.value})
+    verdict = StepVerdict(state.step, Outcome.INCONCLUSIVE, summary, obs.now, {"hook": HookKind.LOAD_TEST.value})
     told = PostEvent("Warning", R.HOOK_FAILED, f"step {state.step + 1}: load-test hook {origin(url)}: {result.detail}")
     return state.replace(hooks=state.hooks + (entry + ":failed",), verdicts=state.verdicts + (verdict,)), (told,)
 

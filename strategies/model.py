@@ -28,6 +28,7 @@ RECORD_DEPTH = 64  # nesting of JSON arrays/objects in a record or a packed temp
 RECORD_COUNT_MAX = 1_000_000  # a step index, extension count, ... (a canary has at most ~200 steps)
 RECORD_TIME_MAX = 32_503_680_000.0  # a time in a record: seconds since the epoch, before the year 3000
 RECORD_NUMBER_TEXT = 32  # characters of a number written as text (an older record's "3")
+OBSERVATIONS_MAX = 10**15  # observations a check of a record rests on (the judges refuse larger counts)
 
 
 class Strategy(StrEnum):
@@ -64,6 +65,15 @@ class HoldMode(StrEnum):
     PAUSED = "paused"  # no such policy: deliver keeps a managed Deployment paused at rest
 
 
+class Outcome(StrEnum):
+    """What checking a step (or one metric check) says. Decisions compare these members, never text;
+    the values are what the record, ``deliver status -o json``, JUnit and notifications show."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"  # no evidence either way: never a promotion
+
+
 class HoldReason(StrEnum):
     """Why a delivery is held (not moving on by itself). Decisions test this, never the message."""
 
@@ -91,13 +101,16 @@ class HoldReason(StrEnum):
 
     @classmethod
     def from_legacy(cls, phase: Phase, message: str) -> HoldReason:
-        """The reason of a record written before ``hold`` existed (read once, then rewritten)."""
+        """The reason of a record written before ``hold`` existed, guessed from its message (read
+        once, then rewritten with ``hold``). Only ``DeliveryState.from_dict`` calls it, and only for
+        a record without the ``hold`` key: every record this code writes has one (``to_dict`` always
+        writes it and ``_bounded`` never drops it), so no decision on such a record reads its message."""
         if phase is Phase.PAUSED:
             if message.startswith("failed: "):
                 return cls.FAILED
             if message.startswith("paused by an operator"):
                 return cls.OPERATOR
-            if "inconclusive" in message:
+            if Outcome.INCONCLUSIVE.value in message:  # "step 2 inconclusive, waiting for ..."
                 return cls.INCONCLUSIVE
             return cls.AWAITING_PROMOTION
         if phase in (Phase.ROLLED_BACK, Phase.ABORTED) and "deliver retry" in message:
@@ -331,40 +344,156 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class CheckEvidence:
+    """One metric check of a verdict, as the planners read it: its outcome, the observations it rests
+    on and the numbers its look point charts (``LookPoint``). Typed and never dropped from the record,
+    unlike the verdict's human-facing ``details``, so what a planner decides from a verdict does not
+    depend on how much room the record had. Written as a compact list (``to_list``, ~50 bytes)."""
+
+    name: str
+    outcome: Outcome
+    n_canary: int = 0  # the new version's observations (requests, samples) the check rests on
+    n_baseline: int = 0  # and the stable version's
+    e_value: float | None = None
+    canary_rate: float | None = None  # errors checks: the share of the new version's requests that failed
+    baseline_rate: float | None = None
+    effect_bound: float | None = None  # the judge's anytime-valid bound on the effect
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.name,
+            self.outcome.value,
+            self.n_canary,
+            self.n_baseline,
+            self.e_value,
+            self.canary_rate,
+            self.baseline_rate,
+            self.effect_bound,
+        ]
+
+    @classmethod
+    def from_list(cls, v: Any) -> CheckEvidence:
+        """A check of a record's verdict; ValueError when it is not a list of 8, its outcome is not an
+        ``Outcome`` or a count is bad. The numbers may be NaN or infinite, as in ``LookPoint``."""
+        if not isinstance(v, list) or len(v) < 8:
+            raise ValueError(f"a verdict's check is a list of 8 values, not {_shown(v)}")
+        return cls(
+            str(v[0]),
+            _outcome("check outcome", v[1]),
+            _observations("check n", v[2]),
+            _observations("check n", v[3]),
+            *(_num(x) for x in v[4:8]),
+        )
+
+    @classmethod
+    def from_details(cls, check: Any) -> CheckEvidence | None:
+        """From one check of the ``details`` of a verdict written before verdicts carried typed checks
+        (``CheckResult.to_dict``), read as leniently as the planners read it then: None for what is
+        not a check, an unknown outcome read as inconclusive, missing numbers as unknown."""
+        if not isinstance(check, dict):
+            return None
+        n = check.get("n")
+        counts = [_lenient_count(x) for x in n[:2]] if isinstance(n, list) and len(n) >= 2 else [0, 0]
+        rate = check.get("rate")
+        rc, rb = (rate[0], rate[1]) if isinstance(rate, list) and len(rate) == 2 else (None, None)
+        outcome = check.get("outcome")
+        return cls(
+            str(check.get("name", "")),
+            Outcome(outcome) if outcome in tuple(Outcome) else Outcome.INCONCLUSIVE,
+            counts[0],
+            counts[1],
+            _num(check.get("e")),
+            _num(rc),
+            _num(rb),
+            _num(check.get("bound")),
+        )
+
+
+@dataclass(frozen=True)
 class StepVerdict:
-    """The outcome of checking one step: pod health plus metric checks, with their numbers."""
+    """The outcome of checking one step: pod health plus metric checks, with their numbers.
+
+    What planners decide on is typed (``outcome``, ``checks``, ``out_of_reach``, ``interim``) and
+    kept in the record whatever its size; ``summary`` and ``details`` are for people (Events,
+    ``deliver status``, the dashboard, JUnit) and a record short of room drops the details."""
 
     step: int
-    outcome: str  # pass | fail | inconclusive
+    outcome: Outcome
     summary: str
     at: float
     details: dict[str, Any] = field(default_factory=dict)
     interim: bool = False  # a look at the running window of a step still being held (not its end)
+    checks: tuple[CheckEvidence, ...] = ()  # the metric checks' evidence (none: a health-only verdict)
+    # why a step's whole analysis window cannot carry the requests a verdict needs ("": it can, or no
+    # forecast was made): the engine's time-to-verdict forecast of an inconclusive analysis
+    out_of_reach: str = ""
+
+    def __post_init__(self) -> None:
+        # Planners compare outcomes by identity (``is Outcome.PASS``): a plain string from a caller
+        # mypy does not check (a test's fake analyser) becomes the member; anything else raises.
+        object.__setattr__(self, "outcome", Outcome(self.outcome))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "step": self.step,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value,
             "summary": self.summary,
             "at": round(self.at, 3),
             "details": self.details,
         }
         if self.interim:
             d["interim"] = True
+        if self.checks:
+            d["checks"] = [c.to_list() for c in self.checks]
+        if self.out_of_reach:
+            d["outOfReach"] = self.out_of_reach
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StepVerdict:
-        """A verdict of a record; ValueError when a field is missing, of the wrong type or out of range."""
+        """A verdict of a record; ValueError when a field is missing, of the wrong type or out of range.
+        A verdict written before the typed fields existed has them read from its details."""
         d = _object("verdict", d)
+        details = _object("verdict details", d.get("details") or {})
+        if "checks" in d:
+            checks = tuple(CheckEvidence.from_list(c) for c in _array("verdict checks", d["checks"]))
+        else:
+            legacy = (CheckEvidence.from_details(c) for c in _listed(details.get("checks")))
+            checks = tuple(c for c in legacy if c is not None)
         return cls(
             step=record_int("verdict step", d["step"], lo=-RECORD_COUNT_MAX),
-            outcome=str(d["outcome"]),
+            outcome=_outcome("verdict outcome", d["outcome"]),
             summary=str(d.get("summary", "")),
             at=record_time("verdict at", d.get("at", 0.0)),
-            details=_object("verdict details", d.get("details") or {}),
+            details=details,
             interim=bool(d.get("interim", False)),
+            checks=checks,
+            out_of_reach=str(d.get("outOfReach", details.get("outOfReach")) or ""),
         )
+
+
+def _outcome(key: str, value: Any) -> Outcome:
+    """An outcome of a record; ValueError naming the field for anything else."""
+    if isinstance(value, str) and value in tuple(Outcome):
+        return Outcome(value)
+    raise ValueError(f"{key}: {_shown(value)} is not one of {', '.join(Outcome)}")
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _observations(key: str, value: Any) -> int:
+    """A count of observations of a record's check: a whole number 0..OBSERVATIONS_MAX; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= OBSERVATIONS_MAX:
+        raise ValueError(f"{key}: {_shown(value)} is not a count of observations (0..{OBSERVATIONS_MAX})")
+    return value
+
+
+def _lenient_count(value: Any) -> int:
+    """A count of an older verdict's details, or 0 (unknown) for anything that is not one."""
+    number = _num(value)
+    return int(number) if number is not None and 0 <= number <= OBSERVATIONS_MAX else 0
 
 
 def _num(v: Any) -> float | None:
@@ -378,26 +507,22 @@ class LookPoint:
 
     at: float
     step: int
-    outcome: str
+    outcome: Outcome
     e_value: float | None
     canary_rate: float | None
     baseline_rate: float | None
     effect_bound: float | None
 
     @classmethod
-    def from_check(cls, at: float, step: int, check: dict[str, Any]) -> LookPoint:
-        """From one check of a verdict's details (``CheckResult.to_dict``)."""
-        rate = check.get("rate")
-        rc, rb = (rate[0], rate[1]) if isinstance(rate, list | tuple) and len(rate) == 2 else (None, None)
-        return cls(
-            at, step, str(check.get("outcome", "")), _num(check.get("e")), _num(rc), _num(rb), _num(check.get("bound"))
-        )
+    def from_check(cls, at: float, step: int, check: CheckEvidence) -> LookPoint:
+        """From one check of a verdict."""
+        return cls(at, step, check.outcome, check.e_value, check.canary_rate, check.baseline_rate, check.effect_bound)
 
     def to_list(self) -> list[Any]:
         return [
             round(self.at, 1),
             self.step,
-            self.outcome,
+            self.outcome.value,
             self.e_value,
             self.canary_rate,
             self.baseline_rate,
@@ -406,14 +531,14 @@ class LookPoint:
 
     @classmethod
     def from_list(cls, v: list[Any]) -> LookPoint:
-        """A look point of a record; ValueError when it is not a list of 7 or its time or step is bad.
+        """A look point of a record; ValueError when it is not a list of 7 or its time, step or outcome is bad.
         The evidence numbers may be NaN or infinite (an analysis keeps them so); readers cope."""
         if not isinstance(v, list) or len(v) < 7:
             raise ValueError(f"a look point is a list of 7 values, not {_shown(v)}")
         return cls(
             record_time("look at", v[0]),
             record_int("look step", v[1], lo=-RECORD_COUNT_MAX),
-            str(v[2]),
+            _outcome("look outcome", v[2]),
             *(_num(x) for x in v[3:7]),
         )
 
@@ -423,12 +548,9 @@ def with_look(
 ) -> dict[str, tuple[LookPoint, ...]]:
     """``looks`` with one point per check of ``verdict`` added, each check's newest ``keep`` kept."""
     out = dict(looks)
-    for check in verdict.details.get("checks") or ():
-        if not isinstance(check, dict) or not check.get("name"):
-            continue
-        name = str(check["name"])
-        point = LookPoint.from_check(verdict.at, verdict.step, check)
-        out[name] = (*out.get(name, ()), point)[-keep:]
+    for check in verdict.checks:
+        if check.name:
+            out[check.name] = (*out.get(check.name, ()), LookPoint.from_check(verdict.at, verdict.step, check))[-keep:]
     return out
 
 
@@ -466,6 +588,9 @@ class DeliveryState:
     hold: HoldReason = HoldReason.NONE
     router_down_since: float = 0.0  # when the router was first seen broken in this delivery (0: it works)
     router_problem: str = ""  # what was wrong with it then (a Warning is posted when this changes)
+    # the time of the verdict whose VerdictOutOfReach Warning this delivery posted (0: none yet): one
+    # per delivery, known however few verdicts the record keeps
+    out_of_reach_warned: float = 0.0
     failed_revision: str = ""  # a revision that was rolled back / aborted: not retried on its own
     failed_template: dict[str, Any] | None = None
     retrying: str = ""  # `deliver retry` of failed_revision: its template is written until observed
@@ -507,6 +632,8 @@ class DeliveryState:
         if self.router_down_since:
             d["routerDownSince"] = round(self.router_down_since, 3)
             d["routerProblem"] = self.router_problem
+        if self.out_of_reach_warned:
+            d["outOfReachWarned"] = round(self.out_of_reach_warned, 3)
         if self.failed_template is not None:
             d["failedTemplate"] = self.failed_template
         if self.retrying:
@@ -555,6 +682,7 @@ class DeliveryState:
             hold=hold,
             router_down_since=record_time("routerDownSince", d.get("routerDownSince", 0.0)),
             router_problem=str(d.get("routerProblem", "")),
+            out_of_reach_warned=record_time("outOfReachWarned", d.get("outOfReachWarned", 0.0)),
             failed_revision=str(d.get("failedRevision", "")),
             failed_template=_template(d, "failedTemplate"),
             retrying=str(d.get("retrying", "")),
@@ -678,7 +806,11 @@ def _bounded(d: dict[str, Any], budget: int) -> dict[str, Any]:
     only the newest 5, then only the newest verdict is kept (decisions read only the current step's
     newest verdict); the failed template goes (`deliver
     retry` is then refused; applying the template again delivers it); last the stable template (only
-    needed when the stable ReplicaSet is gone). A record small enough is returned as it is."""
+    needed when the stable ReplicaSet is gone). A record small enough is returned as it is.
+
+    Only ``details`` and ``summary`` (for people) are given up from the verdicts kept: what planners
+    decide on (outcome, ``checks``, ``outOfReach``, ``interim``) stays, as do ``hold`` and
+    ``outOfReachWarned``, so a decision never changes with the room the record had."""
     if _encoded_size(d) <= budget:
         return d
     d = dict(d)
@@ -688,7 +820,7 @@ def _bounded(d: dict[str, Any], budget: int) -> dict[str, Any]:
     if "looks" in d and _encoded_size(d) > budget:
         d.pop("looks")  # only the dashboard's chart reads them
     if "running" in d and _encoded_size(d) > budget:
-        d["running"] = dict(d["running"], details={})  # the look's summary says its evidence
+        d["running"] = dict(d["running"], details={})  # its typed checks stay: the look's evidence
     verdicts: list[dict[str, Any]] = list(d.get("verdicts") or [])
     for fewer in (len(verdicts), 5, 1):
         if _encoded_size(d) <= budget:

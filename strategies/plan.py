@@ -28,6 +28,7 @@ from .model import (
     HoldStable,
     MarkRejected,
     Observation,
+    Outcome,
     Phase,
     Plan,
     PostEvent,
@@ -188,6 +189,14 @@ def _forget_failure(state: DeliveryState) -> DeliveryState:
     return state
 
 
+# the Event that announces a recorded verdict, by its outcome
+ANALYSIS_REASONS = {
+    Outcome.PASS: R.ANALYSIS_PASSED,
+    Outcome.FAIL: R.ANALYSIS_FAILED,
+    Outcome.INCONCLUSIVE: R.ANALYSIS_INCONCLUSIVE,
+}
+
+
 def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliveryState, tuple[Action, ...]]:
     """Verdicts of analyses run since the record was read go into the record, and are announced."""
     # by (step, at, outcome): a record short of room keeps verdicts without their details
@@ -197,13 +206,14 @@ def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliverySt
     state, looked = record_looks(state, looks)
     told = looked + tuple(
         PostEvent(
-            "Normal" if v.outcome == "pass" else "Warning",
-            {"pass": R.ANALYSIS_PASSED, "fail": R.ANALYSIS_FAILED}.get(v.outcome, R.ANALYSIS_INCONCLUSIVE),
+            "Normal" if v.outcome is Outcome.PASS else "Warning",
+            ANALYSIS_REASONS[v.outcome],
             f"step {v.step + 1}: {v.summary}",
         )
         for v in new
     )
-    told += _out_of_reach(state, new)
+    state, warned = _out_of_reach(state, new)
+    told += warned
     charted = state.looks
     for v in new:
         if v.at >= state.started:  # a point of this delivery's evidence (the dashboard's chart)
@@ -211,17 +221,21 @@ def _record_analysed(state: DeliveryState, obs: Observation) -> tuple[DeliverySt
     return (state.replace(verdicts=state.verdicts + new, looks=charted) if new else state), told
 
 
-def _out_of_reach(state: DeliveryState, new: tuple[StepVerdict, ...]) -> tuple[PostEvent, ...]:
+def _out_of_reach(state: DeliveryState, new: tuple[StepVerdict, ...]) -> tuple[DeliveryState, tuple[PostEvent, ...]]:
     """One Warning per delivery, with its first verdict whose forecast says a step's analysis window
-    cannot carry the requests a verdict needs (the engine's forecast puts why in the details)."""
-    earlier = [v for v in state.verdicts if v.at >= state.started]
-    if any(v.details.get("outOfReach") for v in earlier):
-        return ()
+    cannot carry the requests a verdict needs (the engine's forecast says why: ``out_of_reach``).
+
+    The record keeps when it was posted (``out_of_reach_warned``): the verdicts it keeps are bounded
+    (the newest 20, fewer when short of room), so they cannot tell whether this delivery warned.
+    Earlier verdicts that say so count too: a record written before ``out_of_reach_warned`` existed."""
+    warned = state.out_of_reach_warned
+    if (warned and warned >= state.started) or any(v.out_of_reach for v in state.verdicts if v.at >= state.started):
+        return state, ()
     for v in new:
-        why = v.details.get("outOfReach")
-        if why:
-            return (PostEvent("Warning", R.VERDICT_OUT_OF_REACH, f"step {v.step + 1}: {why}"),)
-    return ()
+        if v.out_of_reach:
+            told = PostEvent("Warning", R.VERDICT_OUT_OF_REACH, f"step {v.step + 1}: {v.out_of_reach}")
+            return state.replace(out_of_reach_warned=v.at), (told,)
+    return state, ()
 
 
 def _decide(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:

@@ -11,6 +11,7 @@ from .model import (
     DeliverySpec,
     DeliveryState,
     Observation,
+    Outcome,
     Phase,
     Plan,
     PostEvent,
@@ -40,7 +41,7 @@ class RecreatePlanner(NativePlanner):
         if isinstance(checked, Plan):
             keep = checked.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
             return Plan(checked.state, (unpause if keep else ()) + checked.actions, checked.requeue_after)
-        if checked == "pass":
+        if checked is Outcome.PASS:
             done = self._finish(state, obs, new.pod_hash if new else state.stable_hash)
             return Plan(done.state, (step_passed(state, 0, "the new version"),) + done.actions, done.requeue_after)
         return Plan(state, unpause, 2.0)

@@ -12,6 +12,7 @@ from .model import (
     DeliverySpec,
     DeliveryState,
     Observation,
+    Outcome,
     Phase,
     Plan,
     PostEvent,
@@ -59,7 +60,7 @@ class RollingPlanner(NativePlanner):
         if isinstance(checked, Plan):
             keep = checked.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
             return Plan(checked.state, (hold if keep else ()) + checked.actions, checked.requeue_after)
-        if checked != "pass":
+        if checked is not Outcome.PASS:
             return Plan(state, hold, RECHECK)
         if final:
             done = state.replace(

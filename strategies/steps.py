@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .model import (
     REJECTED_MARK,
@@ -21,6 +21,7 @@ from .model import (
     HoldStable,
     MarkRejected,
     Observation,
+    Outcome,
     Phase,
     Plan,
     PostEvent,
@@ -312,7 +313,7 @@ def step_verdict(state: DeliveryState, step: int) -> StepVerdict | None:
 
 
 def step_passed(state: DeliveryState, step: int, what: str, then: str = "") -> PostEvent:
-    """The one StepPassed Event of a step whose check returned "pass", with its verdict's summary."""
+    """The one StepPassed Event of a step whose check passed (``check_step``), with its verdict's summary."""
     verdict = step_verdict(state, step)
     detail = f": {verdict.summary}" if verdict is not None else ""
     return PostEvent("Normal", R.STEP_PASSED, f"{what} passed{detail}" + (f"; {then}" if then else ""))
@@ -365,7 +366,7 @@ def record_looks(state: DeliveryState, looks: tuple[StepVerdict, ...]) -> tuple[
         ):
             continue
         state = state.replace(running=look, looks=with_look(state.looks, look))
-        if look.outcome == "fail":
+        if look.outcome is Outcome.FAIL:
             state = state.replace(verdicts=state.verdicts + (look,))
             told.append(PostEvent("Warning", R.ANALYSIS_FAILED, f"step {look.step + 1}: {look.summary}"))
         elif (
@@ -379,12 +380,7 @@ def record_looks(state: DeliveryState, looks: tuple[StepVerdict, ...]) -> tuple[
 
 def canary_requests(verdict: StepVerdict) -> int:
     """The new version's observations a verdict rests on (the largest of its checks'; 0: unknown)."""
-    most = 0
-    for check in verdict.details.get("checks") or ():
-        n = check.get("n") if isinstance(check, dict) else None
-        if isinstance(n, list | tuple) and n and isinstance(n[0], int | float):
-            most = max(most, int(n[0]))
-    return most
+    return max((c.n_canary for c in verdict.checks), default=0)
 
 
 def _decade(n: int) -> int:
@@ -415,7 +411,7 @@ def look_in_step(
     last = running_verdict(state, step)
     if (
         last is not None
-        and last.outcome == "pass"
+        and last.outcome is Outcome.PASS
         and spec.promote_early
         and last.at - state.step_started >= min(spec.interval, PROMOTE_EARLY_HOLD)
     ):
@@ -436,11 +432,11 @@ def check_step(
     step: int,
     services: tuple[str, str] = ("", ""),
     baseline_end: float | None = None,
-) -> Plan | str | None:
+) -> Plan | Literal[Outcome.PASS] | None:
     """Check one step whose new pods should number ``expected``: their health, then the analysis.
 
     ``services`` (new, stable) and ``baseline_end`` say what the analysis compares.
-    Returns a Plan to return as is (waiting, analysing, failing), the string "pass" when the step
+    Returns a Plan to return as is (waiting, analysing, failing), ``Outcome.PASS`` when the step
     is done and the delivery may move on (the caller then posts ``step_passed``), or None if the
     caller should keep converging.
     """
@@ -482,24 +478,24 @@ def check_step(
     if waited < spec.interval:
         if verdict is not None and verdict.interim:
             # A look at the running window decided before the step's end (see look_in_step).
-            if verdict.outcome == "fail":
+            if verdict.outcome is Outcome.FAIL:
                 return rollback(
                     spec, state, obs, planner, f"analysis failed {int(waited)}s into the step: {verdict.summary}"
                 )
-            if verdict.outcome == "pass":
-                return "pass"
+            if verdict.outcome is Outcome.PASS:
+                return Outcome.PASS
         return look_in_step(spec, state, obs, step, waited, analyse)
     if verdict is None:
         if not spec.analysis:
             # Recorded only: the planner announces the passed step (one StepPassed) when it moves on.
             summary = f"health ok: {ready}/{expected} new pods Ready, {health.restarts if health else 0} restarts"
             return Plan(
-                state.replace(verdicts=state.verdicts + (StepVerdict(step, "pass", summary, obs.now),)), (), 0.1
+                state.replace(verdicts=state.verdicts + (StepVerdict(step, Outcome.PASS, summary, obs.now),)), (), 0.1
             )
         return Plan(state, (analyse(False),), 0.1)
-    if verdict.outcome == "pass":
-        return "pass"
-    if verdict.outcome == "fail":
+    if verdict.outcome is Outcome.PASS:
+        return Outcome.PASS
+    if verdict.outcome is Outcome.FAIL:
         return rollback(spec, state, obs, planner, f"analysis failed: {verdict.summary}")
     # inconclusive
     if spec.on_inconclusive == "rollback":

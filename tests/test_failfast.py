@@ -25,7 +25,7 @@ from delivery.kube import PODS
 from delivery.metrics import Metrics
 from delivery.reconcile import Reconciler
 from delivery.verdicts import counting, run_checks
-from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
+from strategies.model import Analyse, CheckEvidence, DeliverySpec, DeliveryState, Outcome, StepVerdict
 from strategies.steps import DEFAULT_ANALYSIS_EVERY, PROMOTE_EARLY_HOLD
 from tests.fixture import NAME, NS, Fixture
 
@@ -49,8 +49,9 @@ class Scripted:
             raise result
         n = int(self.f.now - action.start) * 10
         details = {"checks": [{"name": "error-rate", "outcome": result, "e": 3.1e5, "n": [n, n], "critical": True}]}
+        checks = (CheckEvidence("error-rate", Outcome(result), n, n, 3.1e5),)
         summary = f"error-rate {result} (fake, n={n})"
-        return StepVerdict(action.step, result, summary, self.f.now, details=details)
+        return StepVerdict(action.step, result, summary, self.f.now, details=details, checks=checks)
 
     def looks(self) -> list[Analyse]:
         return [a for a in self.calls if a.interim]
@@ -240,6 +241,11 @@ def test_the_look_says_its_evidence_and_counts_its_queries():
     assert verdict.interim and verdict.outcome == "fail"
     assert verdict.summary.startswith("running window (42s): error-rate fail: e=")
     assert "(fail at 20) after 1000 canary requests" in verdict.summary
+    # the evidence the planners decide on is typed, the numbers as the details carry them
+    (check,) = verdict.checks
+    (detail,) = verdict.details["checks"]
+    assert (check.name, check.outcome, check.n_canary, check.n_baseline) == ("error-rate", Outcome.FAIL, 1000, 1000)
+    assert (check.e_value, check.effect_bound) == (detail["e"], detail.get("bound"))
     assert counted == [(NS, NAME, True)] * 4  # total and errors, canary and baseline
     counted.clear()
     down = run_checks(

@@ -21,7 +21,7 @@ from delivery.analysis.forecast import (
     out_of_reach,
     smallest,
 )
-from delivery.analysis.judges import FAIL, PASS, judge_errors, judge_latency
+from delivery.analysis.judges import FAIL, INCONCLUSIVE, PASS, judge_errors, judge_latency
 from delivery.analysis.runner import AnalysisResult, CheckResult
 from delivery.cli.view import render_status
 from delivery.metrics import Metrics
@@ -265,35 +265,37 @@ def result(outcome: str = "inconclusive") -> AnalysisResult:
 def test_an_inconclusive_verdict_carries_the_forecast_in_summary_and_details() -> None:
     spec = canary_spec(analysis=CHECKS, interval=3600.0)
     r = result()
-    summary, details = with_forecast(spec, {"error-rate": (400, 2, 1600, 8)}, r, 60.0, r.summary(), r.to_dict())
-    assert summary.startswith(r.summary()) and "verdict in ~" in summary and "req/s)" in summary
-    assert [d["check"] for d in details["forecast"]] == ["error-rate", "latency"]
-    assert "outOfReach" not in details  # an hour at 33 req/s carries the ~70,000 needed
+    v = StepVerdict(0, r.outcome, r.summary(), 1060.0, r.to_dict())
+    forecast = with_forecast(spec, {"error-rate": (400, 2, 1600, 8)}, r, 60.0, v)
+    assert forecast.summary.startswith(r.summary()) and "verdict in ~" in forecast.summary
+    assert "req/s)" in forecast.summary
+    assert [d["check"] for d in forecast.details["forecast"]] == ["error-rate", "latency"]
+    assert forecast.out_of_reach == ""  # an hour at 33 req/s carries the ~70,000 needed
     short = canary_spec(analysis=CHECKS, interval=60.0)
-    _, details = with_forecast(short, {"error-rate": (400, 2, 1600, 8)}, r, 60.0, r.summary(), r.to_dict())
-    assert "check error-rate needs" in details["outOfReach"]
+    out = with_forecast(short, {"error-rate": (400, 2, 1600, 8)}, r, 60.0, v)
+    assert "check error-rate needs" in out.out_of_reach and "outOfReach" not in out.details
+    assert out.to_dict()["outOfReach"] == out.out_of_reach  # typed: kept when details are dropped
     extend = canary_spec(analysis=CHECKS, interval=600.0, on_inconclusive="extend", max_extensions=3)
-    _, details = with_forecast(extend, {"error-rate": (400, 2, 1600, 8)}, r, 60.0, r.summary(), r.to_dict())
-    assert "outOfReach" not in details  # 4 x 10 minutes at 33 req/s carry them
+    assert with_forecast(extend, {"error-rate": (400, 2, 1600, 8)}, r, 60.0, v).out_of_reach == ""  # 4 x 10 min
     # an errors check whose queries failed (no counts) gets no forecast; the others still do
-    _, details = with_forecast(spec, {}, r, 60.0, r.summary(), r.to_dict())
-    assert [d["check"] for d in details["forecast"]] == ["latency"]
+    forecast = with_forecast(spec, {}, r, 60.0, v)
+    assert [d["check"] for d in forecast.details["forecast"]] == ["latency"]
 
 
 def test_the_first_out_of_reach_verdict_of_a_delivery_warns_once() -> None:
     spec = canary_spec(analysis=("error-rate",), on_inconclusive="extend", max_extensions=5)
     s = started(Strategy.CANARY, weight=20)
     why = "check error-rate needs ~5,000 requests for a verdict"
-    first = StepVerdict(0, "inconclusive", "too little data", 1031.0, details={"outOfReach": why})
+    first = StepVerdict(0, INCONCLUSIVE, "too little data", 1031.0, out_of_reach=why)
     p = plan(spec, s, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1032, analysed=(first,)))
     warned = [a for a in p.actions if getattr(a, "reason", None) is EventReason.VERDICT_OUT_OF_REACH]
     assert len(warned) == 1 and warned[0].type == "Warning" and why in warned[0].message
-    again = StepVerdict(0, "inconclusive", "too little data", 1062.0, details={"outOfReach": why})
+    again = StepVerdict(0, INCONCLUSIVE, "too little data", 1062.0, out_of_reach=why)
     p2 = plan(spec, p.state, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=1063, analysed=(again,)))
     assert not [a for a in p2.actions if getattr(a, "reason", None) is EventReason.VERDICT_OUT_OF_REACH]
     # a new delivery warns again
     fresh = replace(p2.state, started=2000.0, step_started=2000.0, analysis_started=2000.0, phase=Phase.PROGRESSING)
-    third = StepVerdict(0, "inconclusive", "x", 2031.0, details={"outOfReach": why})
+    third = StepVerdict(0, INCONCLUSIVE, "x", 2031.0, out_of_reach=why)
     p3 = plan(spec, fresh, obs(version(STABLE, 5), version(NEW, 1, owned=False), now=2032, analysed=(third,)))
     assert [a for a in p3.actions if getattr(a, "reason", None) is EventReason.VERDICT_OUT_OF_REACH]
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 
-from strategies.model import KEPT_LOOKS, DeliveryState, LookPoint, StepVerdict, with_look
+from strategies.model import KEPT_LOOKS, CheckEvidence, DeliveryState, LookPoint, Outcome, StepVerdict, with_look
 from tests.fixture import Fixture
 from tests.test_failfast import analysed
 
 
 def _verdict(at: float, e: float) -> StepVerdict:
-    check = {"name": "error-rate", "outcome": "inconclusive", "e": e, "rate": [0.012, 0.005], "bound": 1.5}
-    return StepVerdict(0, "inconclusive", "", at, details={"checks": [check, {"outcome": "pass"}]}, interim=True)
+    check = CheckEvidence("error-rate", Outcome.INCONCLUSIVE, 100, 400, e, 0.012, 0.005, 1.5)
+    unnamed = CheckEvidence("", Outcome.PASS)  # charts nothing
+    return StepVerdict(0, Outcome.INCONCLUSIVE, "", at, interim=True, checks=(check, unnamed))
 
 
 def test_a_look_point_keeps_the_checks_numbers_and_round_trips_through_the_record() -> None:

@@ -35,6 +35,7 @@ from typing import Any
 from delivery.analysis.checks import DEFAULT_ALPHA, CheckSpec
 from delivery.analysis.judges import FAIL, INCONCLUSIVE, PASS, judge_errors, judge_latency
 from delivery.analysis.runner import CheckResult
+from strategies.model import Outcome
 
 LIMIT = 10**9  # further requests beyond which a verdict counts as out of reach
 _INF = float("inf")
@@ -101,7 +102,7 @@ class Forecast:
         return f"verdict in ~{round_requests(n):,} more requests{when}"
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"check": self.check, "fail": self.fail_requests, "pass": self.pass_requests}
+        d: dict[str, Any] = {"check": self.check, FAIL.value: self.fail_requests, PASS.value: self.pass_requests}
         d["rate"] = float(f"{self.rate:.4g}")
         d["effect"], d["alpha"] = float(f"{self.max_effect:.4g}"), float(f"{self.alpha:.4g}")
         if self.reason:
@@ -115,8 +116,8 @@ class Forecast:
 
         return cls(
             str(d.get("check", "")),
-            n(d.get("fail")),
-            n(d.get("pass")),
+            n(d.get(FAIL.value)),
+            n(d.get(PASS.value)),
             float(d.get("rate") or 0.0),
             float(d.get("effect") or 0.0),
             float(d.get("alpha") or 0.0),
@@ -188,7 +189,7 @@ def _split(total: float, share: float) -> tuple[int, int]:
     return canary, round(total) - canary
 
 
-def errors_path(spec: CheckSpec, obs: Observed, alpha: float, verdict: str) -> tuple[Callable[[int], bool], str]:
+def errors_path(spec: CheckSpec, obs: Observed, alpha: float, verdict: Outcome) -> tuple[Callable[[int], bool], str]:
     """Whether the judge returns ``verdict`` after n further requests on the expected path: the counts
     observed so far plus the expected counts of n more requests at the observed canary share."""
     factor = 1.0
@@ -221,7 +222,7 @@ def errors_path(spec: CheckSpec, obs: Observed, alpha: float, verdict: str) -> t
     return reaches, why
 
 
-def latency_path(spec: CheckSpec, obs: Observed, alpha: float, verdict: str) -> tuple[Callable[[int], bool], str]:
+def latency_path(spec: CheckSpec, obs: Observed, alpha: float, verdict: Outcome) -> tuple[Callable[[int], bool], str]:
     """The same for a latency check: exceedances of the tail quantile ``max-effect`` more frequent."""
     factor = 1.0
     if verdict == FAIL:
@@ -261,7 +262,7 @@ def forecast_check(spec: CheckSpec, obs: Observed, alpha: float, limit: int = LI
         arm = "canary" if obs.canary_requests <= 0 else "baseline"
         return Forecast(spec.name, None, None, obs.rate, spec.max_effect, alpha, f"no {arm} traffic yet")
     path = errors_path if spec.kind == "errors" else latency_path
-    found: dict[str, int | None] = {}
+    found: dict[Outcome, int | None] = {}
     why = ""
     for verdict in (FAIL, PASS):
         reaches, why = path(spec, obs, alpha, verdict)

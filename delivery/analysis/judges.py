@@ -45,7 +45,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+from strategies.model import Outcome
+
+PASS, FAIL, INCONCLUSIVE = Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE  # the verdict's own outcomes
 # outcome codes of the vectorised cores
 INC_CODE, PASS_CODE, FAIL_CODE = 0, 1, 2
 _CODE_NAMES = {INC_CODE: INCONCLUSIVE, PASS_CODE: PASS, FAIL_CODE: FAIL}
@@ -100,7 +102,7 @@ Columns = dict[str, NDArray[Any]]
 class Judgement:
     """A judge's answer for one check."""
 
-    outcome: str  # "pass" | "fail" | "inconclusive"
+    outcome: Outcome
     statistic: float | None  # errors: canary share of bad events; latency: that of the deciding sub-test
     p_value: float | None  # min(1, 1/e): a valid p-value bound at this look
     e_value: float | None

@@ -25,6 +25,7 @@ from delivery.analysis.prometheus import Sample, Series
 from delivery.analysis.promql import confine
 from delivery.analysis.providers import MetricProvider
 from delivery.errors import AnalysisError, DeliverError
+from strategies.model import CheckEvidence, Outcome
 
 OUTCOMES = (PASS, FAIL, INCONCLUSIVE)
 
@@ -67,7 +68,7 @@ def _r(v: float | None, digits: int = 4) -> float | None:
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    outcome: str  # "pass" | "fail" | "inconclusive"
+    outcome: Outcome
     statistic: float | None
     p_value: float | None
     e_value: float | None
@@ -105,13 +106,23 @@ class CheckResult:
         d["msg"] = self.message
         return d
 
+    def evidence(self) -> CheckEvidence:
+        """What the planners read of this check (``StepVerdict.checks``), with the numbers rounded as
+        ``to_dict`` rounds them."""
+        rc, rb = (_r(self.rates[0]), _r(self.rates[1])) if self.rates is not None else (None, None)
+        if rc is None or rb is None:
+            rc = rb = None
+        return CheckEvidence(
+            self.name, self.outcome, self.n_canary, self.n_baseline, _r(self.e_value), rc, rb, _r(self.effect_bound)
+        )
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CheckResult:
         n = d.get("n") or [0, 0]
         rate = d.get("rate")
         return cls(
             name=str(d["name"]),
-            outcome=str(d["outcome"]),
+            outcome=Outcome(d["outcome"]),
             statistic=d.get("stat"),
             p_value=d.get("p"),
             e_value=d.get("e"),
@@ -151,7 +162,7 @@ class CheckResult:
         )
 
 
-def combine(checks: Sequence[CheckResult]) -> str:
+def combine(checks: Sequence[CheckResult]) -> Outcome:
     """Overall outcome: fail if a critical check fails; inconclusive if a critical one is; else pass.
 
     Non-critical checks are reported but never decide.  No critical check at all is inconclusive:
@@ -169,7 +180,7 @@ def combine(checks: Sequence[CheckResult]) -> str:
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    outcome: str
+    outcome: Outcome
     checks: tuple[CheckResult, ...]
     window_start: float
     window_end: float
@@ -185,7 +196,7 @@ class AnalysisResult:
     def from_dict(cls, d: Mapping[str, Any]) -> AnalysisResult:
         w = d.get("window") or [0.0, 0.0]
         return cls(
-            outcome=str(d["outcome"]),
+            outcome=Outcome(d["outcome"]),
             checks=tuple(CheckResult.from_dict(c) for c in d.get("checks") or ()),
             window_start=float(w[0]),
             window_end=float(w[1]),
