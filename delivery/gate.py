@@ -9,6 +9,11 @@ rollout record until that revision is promoted (exit 0), rolled back / aborted /
 the timeout passes (exit 3) or the API keeps failing or denies access (exit 4). Waiting uses a
 watch on the Deployment, not a polling loop; if watching is forbidden it falls back to reading
 every 2 seconds.
+
+The public surface (``__all__``) is what ``deliver gate`` and ``deliver wave`` share: ``wait`` (follow a
+delivery to its end: ``GateResult``), ``look`` (one read of a Deployment through the same rules:
+``Look``), ``Pin`` / ``manifest_pin`` (which change), the exit codes, and ``status_dict`` (what
+``deliver status`` shows). ``decide``, ``resolve`` and ``choose_revision`` are the rules inside them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,22 @@ from . import templates, yamlfile
 from .errors import Forbidden, Gone, KubeError, NotFound, SpecError, StateError, Unauthorized
 from .kube import DEPLOYMENTS, Kube
 from .state import read_request, read_state
+
+__all__ = [
+    "API_PATIENCE",
+    "EXIT_API",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "GateResult",
+    "Look",
+    "Pin",
+    "look",
+    "manifest_pin",
+    "status_dict",
+    "wait",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_API = 0, 1, 2, 3, 4
 
@@ -51,6 +72,11 @@ class GateResult:
         return {EXIT_OK: "promoted", EXIT_FAILED: "failed", EXIT_TIMEOUT: "timeout", EXIT_API: "api-error"}.get(
             self.code, "error"
         )
+
+    @property
+    def phase(self) -> str:
+        """The delivery's phase at the last read ('' if the Deployment was never read)."""
+        return str(self.status.get("phase", ""))
 
 
 @dataclass(frozen=True)
@@ -258,6 +284,41 @@ def _failed_while_paused(state: DeliveryState) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Look:
+    """One read of a Deployment through the gate's rules (``look``): the revision gated and where its delivery is."""
+
+    revision: str  # the revision gated; '' while a pinned change is neither the template nor in the record
+    code: int | None  # how the delivery of ``revision`` ended (an exit code), None while it goes on
+    reason: str
+    status: dict[str, Any]  # what ``deliver status`` shows (``status_dict``)
+    applied: bool = False  # the pin matches the Deployment's template: the change is on the Deployment
+
+    @property
+    def target(self) -> str:
+        """The revision of the Deployment's template."""
+        return str(self.status.get("target", ""))
+
+    @property
+    def phase(self) -> str:
+        return str(self.status.get("phase", ""))
+
+    @property
+    def held(self) -> bool:
+        """Failed and held for an operator (``deliver.dev/auto-rollback: "false"``), not rolled back."""
+        return self.code == EXIT_FAILED and self.phase == Phase.PAUSED.value
+
+
+def look(deployment: dict[str, Any], pin: Pin = Pin(), revision: str = "") -> Look:
+    """The delivery of ``revision`` (by default the one ``pin`` names, unpinned: see choose_revision) as
+    ``deployment`` says. Pure: ``wait`` reads the Deployment and looks until ``code`` is set."""
+    want = revision or (resolve(pin, deployment) if pin else choose_revision(deployment))
+    status = status_dict(deployment)
+    code, reason = decide(want, deployment) if want else (None, "")
+    applied = bool(pin) and pin.matches((deployment.get("spec") or {}).get("template") or {})
+    return Look(want, code, reason, status, applied)
+
+
 def spec_of(deployment: dict[str, Any]) -> DeliverySpec | None:
     try:
         return specmod.parse(deployment)
@@ -294,16 +355,14 @@ class _Waiter:
         )
 
     def see(self, deployment: dict[str, Any]) -> GateResult | None:
-        if not self.want:
-            self.want = resolve(self.pin, deployment) if self.pin else choose_revision(deployment)
+        seen = look(deployment, self.pin, self.want)  # the revision is fixed at the first read that finds it
+        self.want = seen.revision
         if self.spec is None:
             self.spec = spec_of(deployment)
-        self.last = status_dict(deployment)
+        self.last = seen.status
         self.on_status(self.last)
-        if not self.want:  # pinned, and the pipeline's change has not reached the Deployment yet
-            return None
-        code, reason = decide(self.want, deployment)
-        return None if code is None else self.result(code, reason)
+        # no code: going on, or pinned and the pipeline's change has not reached the Deployment yet
+        return None if seen.code is None else self.result(seen.code, seen.reason)
 
     def api_trouble(self, exc: KubeError) -> GateResult | None:
         if isinstance(exc, (Unauthorized, Forbidden)):

@@ -20,6 +20,10 @@
   pods does not shorten or lengthen a step after a failover.
 * ``release()`` (on SIGTERM, after the current write finished) empties holderIdentity so the next
   leader takes over within one ``retry_period`` instead of waiting out the lease.
+
+The Lease's writes (create, update at the resourceVersion read, release) are ``delivery/lease.py``'s,
+shared with the wave lock; this module decides when a candidate may take the Lease, when a leader
+stops acting, and fences the reconciler's writes.
 """
 
 from __future__ import annotations
@@ -36,15 +40,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import Conflict, KubeError, LeadershipLost, NotFound
-from .kube import JSON, LEASES, MERGE, Kube, Resource
+from .errors import KubeError, LeadershipLost
+from .kube import JSON, MERGE, Kube, Resource
+from .lease import Attempt, Lease
 
 log = logging.getLogger("deliver.leader")
-
-
-def micro_time(ts: float) -> str:
-    """The API's MicroTime format: RFC 3339 with microseconds, UTC."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_identity() -> str:
@@ -80,6 +80,7 @@ class LeaderElector:
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._thread: threading.Thread | None = None
+        self._lease = Lease(self.kube, self.namespace, self.name, self.wall)
         self.transitions = 0  # times this process became leader
         self.became_leader_at: float | None = None
 
@@ -97,56 +98,20 @@ class LeaderElector:
 
     def try_acquire_or_renew(self) -> str:
         """One attempt; returns "leader", "other" (held by someone else) or "failed" (try again)."""
-        now = self.wall()
-        try:
-            lease = self.kube.get(LEASES, self.namespace, self.name)
-        except NotFound:
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {
-                    "holderIdentity": self.identity,
-                    "leaseDurationSeconds": int(self.lease_duration),
-                    "acquireTime": micro_time(now),
-                    "renewTime": micro_time(now),
-                    "leaseTransitions": 0,
-                },
-            }
-            try:
-                created = self.kube.create(LEASES, self.namespace, body)
-            except Conflict:
-                return "failed"  # someone else created it first; look again next round
-            self._anchor(created)
-            self._observe(created)
+        outcome = self._lease.acquire_or_renew(self.identity, int(self.lease_duration), self._may_take)
+        if outcome.written is not None:
+            self._anchor(outcome.written)
+            self._observe(outcome.written)
             return "leader"
+        return "other" if outcome.attempt is Attempt.OTHER else "failed"
+
+    def _may_take(self, lease: dict[str, Any]) -> bool:
+        """Unless another holder's record changed within its duration, as this process observed it."""
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         self._observe(lease)
         duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
-        if holder and holder != self.identity and self.clock() < self._observed_at + duration:
-            return "other"
-        transitions = int(spec.get("leaseTransitions") or 0)
-        new_spec = dict(spec)
-        if holder != self.identity:
-            transitions += 1
-            new_spec["acquireTime"] = micro_time(now)
-        new_spec.update(
-            {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": int(self.lease_duration),
-                "renewTime": micro_time(now),
-                "leaseTransitions": transitions,
-            }
-        )
-        body = dict(lease, spec=new_spec)
-        try:
-            updated = self.kube.replace(LEASES, self.namespace, self.name, body)
-        except Conflict:
-            return "failed"
-        self._anchor(updated)
-        self._observe(updated)
-        return "leader"
+        return not (holder and holder != self.identity and self.clock() < self._observed_at + duration)
 
     def _anchor(self, written: dict[str, Any]) -> None:
         if self.server_clock is not None:
@@ -221,13 +186,8 @@ class LeaderElector:
         if self._observed is None or self._observed[0] != self.identity:
             return False  # never held it (as far as this process last saw)
         try:
-            lease = self.kube.get(LEASES, self.namespace, self.name)
-            spec = dict(lease.get("spec") or {})
-            if spec.get("holderIdentity") != self.identity:
+            if not self._lease.release(self.identity):
                 return False
-            now = micro_time(self.wall())
-            spec.update({"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now, "acquireTime": now})
-            self.kube.replace(LEASES, self.namespace, self.name, dict(lease, spec=spec))
         except KubeError as exc:
             log.warning(
                 "could not release the lease", extra={"lease": f"{self.namespace}/{self.name}", "error": str(exc)}

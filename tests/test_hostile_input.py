@@ -333,7 +333,7 @@ def test_a_yaml_alias_bomb_is_refused_at_once() -> None:
     import time
 
     from delivery.errors import WaveFileError
-    from delivery.wavefile import parse
+    from delivery.wave.file import parse
 
     started = time.monotonic()
     with pytest.raises(WaveFileError, match="alias"):
@@ -379,7 +379,7 @@ def test_two_spellings_of_one_api_server_are_a_stage_twice(
     import yaml
 
     from delivery.errors import WaveFileError
-    from delivery.wavefile import parse, resolve_clusters
+    from delivery.wave.file import parse, resolve_clusters
 
     path = Path(str(tmp_path)) / "kubeconfig"
     path.write_text(
@@ -398,8 +398,8 @@ def test_two_spellings_of_one_api_server_are_a_stage_twice(
 
 
 def test_two_names_of_one_cluster_are_a_stage_twice_at_run_time() -> None:
-    from delivery.wave import preflight
-    from delivery.wavefile import Change, parse
+    from delivery.wave.clusters import preflight
+    from delivery.wave.file import Change, parse
     from tests.fakekube import FakeKube
     from tests.test_gate import TPL_A, A, deployment, st
 

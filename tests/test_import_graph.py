@@ -98,3 +98,73 @@ def test_no_import_cycle_in_strategies_or_delivery() -> None:
 def test_strategies_never_import_delivery() -> None:
     leaks = {m: sorted(d for d in deps if d.startswith("delivery")) for m, deps in graph().items()}
     assert {m: d for m, d in leaks.items() if m.startswith("strategies") and d} == {}
+
+
+# ---------------------------------------------------------------- the wave uses the gate's public surface only
+
+GATE = "delivery.gate"
+
+
+def public_names(path: Path) -> set[str]:
+    """The names in a module's ``__all__`` (a literal list), read from its source."""
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def names_taken_from(module: str, source: str, is_package: bool = False) -> set[str]:
+    """The names ``module`` (its source) takes from ``delivery.gate``: ``from ..gate import x``, and
+    ``gate.x`` after ``from .. import gate`` or ``import delivery.gate as gate``."""
+    package = module if is_package else module.rpartition(".")[0]
+    tree = ast.parse(source)
+    taken: set[str] = set()
+    aliases: set[str] = set()  # local names bound to the gate module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            for a in node.names:
+                if base == GATE:
+                    taken.add(a.name)
+                elif f"{base}.{a.name}" == GATE:
+                    aliases.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name == GATE and a.asname:
+                    aliases.add(a.asname)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            if isinstance(node.value, ast.Name) and node.value.id in aliases:
+                taken.add(node.attr)
+            elif ast.unparse(node.value) == GATE:
+                taken.add(node.attr)
+    return taken
+
+
+def test_the_gate_checker_sees_private_and_internal_names() -> None:
+    source = (
+        "from ..gate import wait, _Waiter\n"
+        "from .. import gate as g\n"
+        "import delivery.gate\n"
+        "g.decide(1)\n"
+        "delivery.gate._images({})\n"
+    )
+    assert names_taken_from("delivery.wave.runner", source) == {"wait", "_Waiter", "decide", "_images"}
+    assert names_taken_from("delivery.wave", "from ..gate import Pin", is_package=True) == {"Pin"}
+
+
+def test_the_wave_and_the_gate_verb_use_only_the_gates_public_api() -> None:
+    """The wave package and ``deliver gate`` take from ``delivery.gate`` only what its ``__all__`` names
+    (issue 25): no private name, none of the rules inside (``decide``, ``resolve``)."""
+    public = public_names(ROOT / "delivery" / "gate.py")
+    assert {"wait", "look", "Pin"} <= public and not any(n.startswith("_") for n in public)
+    used: dict[str, set[str]] = {}
+    for path in [*sorted((ROOT / "delivery" / "wave").rglob("*.py")), ROOT / "delivery" / "cli" / "gate.py"]:
+        name = module_name(path)
+        used[name] = names_taken_from(name, path.read_text(), path.name == "__init__.py")
+    assert {m: sorted(n - public) for m, n in used.items() if n - public} == {}
+    assert set().union(*used.values()), "the checker found no import of the gate at all"

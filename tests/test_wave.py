@@ -13,13 +13,11 @@ import yaml
 from click.testing import CliRunner
 
 from delivery import cli, junit, templates
-from delivery import wave as wavemod
 from delivery.errors import KubeError, WaveBusy, WaveFileError
 from delivery.kube import DEPLOYMENTS, LEASES, REPLICASETS
-from delivery.leader import micro_time
+from delivery.lease import micro_time
 from delivery.spec import STATE
-from delivery.wave import MARKER, Marker, StageState, StageView, WaveLock, WaveRunner, observe, plan
-from delivery.wavefile import (
+from delivery.wave.file import (
     Change,
     OnFailure,
     Stage,
@@ -30,6 +28,12 @@ from delivery.wavefile import (
     stage_problems,
     wave_id,
 )
+from delivery.wave.lock import WaveLock, WaveLocks
+from delivery.wave.marker import MARKER, Marker
+from delivery.wave.observe import StageState, StageView, observe
+from delivery.wave.plan import plan
+from delivery.wave.report import WaveEvent, junit_suite
+from delivery.wave.runner import WaveRunner
 from tests.fakekube import FakeKube
 from tests.test_gate import TPL_A, A, Clock, deployment, st
 
@@ -395,7 +399,7 @@ def test_run_stops_at_the_failed_stage_and_rolls_back_the_earlier_one() -> None:
     assert [s.outcome for s in result.stages] == ["rolled-back", "failed", "not-reached"]
     assert image_of(kubes["staging"]) == "web:v1"  # put back, and delivered again
     assert kubes["us-1"].writes == []  # untouched
-    suite = wavemod.junit_suite(result)
+    suite = junit_suite(result)
     assert [c.result for c in suite.cases] == ["passed", "failed", "skipped"]
     xml = ET.fromstring(junit.to_xml(suite))
     assert xml.get("tests") == "3" and xml.get("failures") == "1"
@@ -589,7 +593,6 @@ def test_views_plain_lines_in_ci_and_a_live_table_on_a_terminal() -> None:
     import io
 
     from delivery.cli.wave import LiveWaveView, PlainView
-    from delivery.wave import WaveEvent
 
     w = parse(THREE.format(mode="hold"))
     status = {"namespace": "ns", "name": "web", "phase": "Progressing", "step": 0, "weight": 50, "message": "m"}
@@ -670,8 +673,6 @@ def test_after_a_failure_a_change_not_yet_taken_up_is_written_back() -> None:
 
 
 def test_locks_on_every_stage_refuse_a_wave_that_starts_elsewhere() -> None:
-    from delivery.wave import WaveLocks
-
     clock = Clock()
     clock.t = 1_800_000_000.0
     kubes = clusters(clock)

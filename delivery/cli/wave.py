@@ -1,4 +1,4 @@
-"""``deliver wave``: one change through several clusters, stage by stage (the engine: ``delivery.wave``).
+"""``deliver wave``: one change through several clusters, stage by stage (the engine: the ``delivery.wave`` package).
 
 This module parses the flags, renders the per-stage progress (a live table on a terminal, one
 line per event elsewhere), writes the JUnit report and exits with the gate's codes.
@@ -17,18 +17,11 @@ import yaml
 from .. import output, yamlfile
 from ..errors import DeliverError, KubeError, WaveBusy, WaveFileError
 from ..gate import EXIT_API, EXIT_FAILED, EXIT_USAGE
-from ..wave import (
-    StageUnreachable,
-    WaveEvent,
-    WaveLocks,
-    WaveResult,
-    WaveRunner,
-    connect,
-    preflight,
-    where,
-    write_junit,
-)
-from ..wavefile import Change, Wave, default_kubeconfig, load, parse_image, resolve_clusters, wave_id
+from ..wave.clusters import StageUnreachable, connect, preflight, where
+from ..wave.file import Change, Wave, default_kubeconfig, load, parse_image, resolve_clusters, wave_id
+from ..wave.lock import WaveLocks
+from ..wave.report import WaveEvent, WaveResult, write_junit
+from ..wave.runner import WaveRunner
 from .context import Globals, common, fail, note
 
 
