@@ -35,7 +35,7 @@ def test_every_reader_speaks_the_same_grammar() -> None:
 
 
 def test_a_wave_file_number_is_told_to_add_a_unit() -> None:
-    from delivery.wavefile import WaveFileError, parse
+    from delivery.wave.file import WaveFileError, parse
 
     with pytest.raises(WaveFileError, match="add a unit, e.g. 30s"):
         parse("wave: w\nsoak: 30\nstages: [{name: a, namespace: n, app: x}]")
