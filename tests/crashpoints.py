@@ -16,7 +16,9 @@ same cluster), each time to the end. After every reconcile pass, and at the end,
   delivery in Aborted, a promote leaves a step before its interval, a retry writes the failed
   template back, pause/resume enter/leave an operator's pause), and recorded as handled;
 * at the end: the same terminal record, template, pods, Service selectors and route weights as the
-  clean run; no ReplicaSet of deliver's with replicas > 0 at rest; no pin left after a release.
+  clean run; no ReplicaSet of deliver's with replicas > 0 at rest; no pin left after a release;
+* a scenario's own ``checks`` (``Check``): at every observed point, i.e. after each of deliver's
+  passes (crashed or not) and after each round of the cluster's controllers, and at the end.
 
 Violations are collected with the crash point that caused them, never stopped at the first.
 """
@@ -55,8 +57,19 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Check:
+    """A scenario's own invariant. ``observe`` runs at every observed point: after each of deliver's
+    passes (also one cut short by a crash or an error) and after each round of the cluster's
+    controllers; ``end`` once the run is at rest. Each returns what it found wrong (no crash point:
+    the explorer adds it)."""
+
+    observe: Callable[[Explorer], list[str]] | None = None
+    end: Callable[[Explorer], list[str]] | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
-    strategy: str  # canary | router | blue-green | rolling | recreate
+    strategy: str  # canary | router | blue-green | rolling | recreate (| rolling-policy ...: a figures key)
     name: str
     given: Callable[[], Fixture]
     steps: tuple[Step, ...]
@@ -67,6 +80,7 @@ class Scenario:
     # the faults tried at each crash point: "error" (500, or 409 for even k), "crash" (the process
     # dies), "relist" (the informer cache relists and gets an older list: Fixture.stale_relist)
     modes: tuple[str, ...] = ("error", "crash")
+    checks: tuple[Check, ...] = ()
 
 
 @dataclass
@@ -89,6 +103,7 @@ class Explorer:
     interval: float = 30.0  # the scenario's step interval: a step left sooner was skipped by a promote
     seen: tuple[dict[str, Any], str] | None = None  # (record, template image) after the last pass
     peers: list[Explorer] = field(default_factory=list)  # the other workers' Deployments (same process)
+    checks: tuple[Check, ...] = ()  # the scenario's own invariants
 
     # ---- what the user and operators do (the cluster's own writes: never counted as deliver's)
 
@@ -126,6 +141,8 @@ class Explorer:
                     self.errors += 1
                     outcome = Outcome(5.0)
                 outcomes.append(outcome)
+            for w in workers:
+                w.check_observed()
             before = f.kube.rv
             for w in workers:
                 w.f.cluster()
@@ -139,8 +156,13 @@ class Explorer:
                 or current_record(w.f).get("hold") == "NoReplicas"
                 for w, o in zip(workers, outcomes, strict=True)
             )
-            # a lagging cache's watch still has events to deliver: each of them would start a pass
-            if waiting and f.kube.rv == before and all(w.f.cache_caught_up() for w in workers):
+            # a lagging cache's watch still has events to deliver: each of them would start a pass;
+            # a terminating pod is still to go
+            if (
+                waiting
+                and f.kube.rv == before
+                and all(w.f.cache_caught_up() and not w.f.terminating() for w in workers)
+            ):
                 quiet += 1
                 if quiet >= 2:
                     return
@@ -202,7 +224,14 @@ class Explorer:
         if what not in self.violations:
             self.violations.append(what)
 
+    def check_observed(self) -> None:
+        """The scenario's own invariants, at this point."""
+        for check in self.checks:
+            for what in check.observe(self) if check.observe is not None else ():
+                self.violate(what)
+
     def check_pass(self) -> None:
+        self.check_observed()
         f = self.f
         record = current_record(f)
         handled = record.get("handledRequest") or ""
@@ -259,6 +288,9 @@ class Explorer:
                 if getattr(clean, k) != getattr(end, k)
             }
             self.violate(f"ended differently from the clean run: {diff}")
+        for check in self.checks:
+            for what in check.end(self) if check.end is not None else ():
+                self.violate(f"at the end: {what}")
         return end
 
 
@@ -386,7 +418,7 @@ def run_once(
 ) -> tuple[Explorer, tuple[Ending, ...], int]:
     f = scenario.given()
     f.crashing |= set(scenario.failed)
-    explorer = Explorer(f, label, failed_images=scenario.failed)
+    explorer = Explorer(f, label, failed_images=scenario.failed, checks=scenario.checks)
     for make in scenario.peers:
         peer = make(f)
         peer.crashing |= set(scenario.failed)
@@ -442,4 +474,4 @@ def _error_for(f: Fixture, k: int) -> BaseException:
     return Conflict("409 Conflict: the object has been modified", status=409, reason="Conflict")
 
 
-__all__ = ["Scenario", "Step", "Explorer", "Report", "explore", "V1", "V2", "V3", "template", "STATE"]
+__all__ = ["Check", "Scenario", "Step", "Explorer", "Report", "explore", "V1", "V2", "V3", "template", "STATE"]

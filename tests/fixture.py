@@ -10,15 +10,19 @@
 The fake runs no controllers. ``cluster()`` plays them once: the Deployment controller (creates and
 scales the Deployment's own ReplicaSet for its template unless paused; when paused, no rollout but
 scaling still: the one active ReplicaSet, or with none active the newest, gets ``spec.replicas``, and
-old versions are scaled down once the new one is saturated, as the real one does), the ReplicaSet controller and
-kubelet (pods per ReplicaSet, Ready, or crash-looping for images in ``crashing``), and the status of
-both. Tests look only at what the API shows: objects, the ``deliver.dev/state`` record, Events.
+old versions are scaled down once the new one is saturated, as the real one does; a Recreate
+Deployment's new ReplicaSet only once no old pod is left; a RollingUpdate at once, or with
+``stepwise`` within maxSurge/maxUnavailable), the ReplicaSet controller and kubelet (pods per
+ReplicaSet, Ready, or crash-looping for images in ``crashing``; a deleted pod gone at once, or with
+``pod_grace`` terminating that long first), and the status of both. Tests look only at what the API
+shows: objects, the ``deliver.dev/state`` record, Events.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -83,6 +87,12 @@ class Fixture:
         self._origin: tuple[dict[tuple[str, str, str], dict[str, Any]], int, int] = ({}, 0, 0)
         self.reconciler = self._reconciler()
         self.crashing: set[str] = set()  # images whose containers crash-loop
+        # seconds a pod the ReplicaSet controller deletes keeps running, terminating (its
+        # deletionTimestamp set, not Ready) before it is gone; 0: gone at once
+        self.pod_grace = 0.0
+        # the Deployment controller rolls a RollingUpdate out step by step, within maxSurge and
+        # maxUnavailable, as the real one does; False: the new ReplicaSet at once, the old ones to zero
+        self.stepwise = False
         self.outcomes: list[Outcome] = []
 
     # ------------------------------------------------------------------ given
@@ -246,6 +256,13 @@ class Fixture:
         """Has the cache's watch delivered everything that happened (always, without a cache)?"""
         return self.cache is None or self._cached_upto >= len(self.kube.history)
 
+    def terminating(self) -> bool:
+        """Are pods still terminating (a change the kubelet has yet to make: the cluster is not at rest)?"""
+        return self.pod_grace > 0 and any(
+            plural == PODS.plural and ns == self.ns and o["metadata"].get("deletionTimestamp")
+            for (plural, ns, _), o in self.kube.objects.items()
+        )
+
     def when_reconciled(self) -> Outcome:
         self._catch_up()
         outcome = self.reconciler.reconcile(self.ns, NAME)
@@ -270,7 +287,7 @@ class Fixture:
             before = self.kube.rv
             self.cluster()
             # a lagging cache's watch still has events to deliver: each of them would start a pass
-            caught_up = self.cache_caught_up()
+            caught_up = self.cache_caught_up() and not self.terminating()
             if outcome.requeue_after is None and self.kube.rv == before and caught_up:
                 quiet += 1
                 if quiet >= 2:
@@ -287,6 +304,7 @@ class Fixture:
 
     def cluster(self) -> None:
         """One round of the Deployment controller, the ReplicaSet controller and the kubelet."""
+        self._terminated()
         self._deployment_controller()
         for rs in self.kube.find(REPLICASETS, self.ns):
             self._replicaset_controller(rs)
@@ -333,6 +351,11 @@ class Fixture:
             )
             olds = olds if saturated else []
         else:
+            if (d["spec"].get("strategy") or {}).get("type") == "Recreate" and self._old_pods(d, new):
+                return  # Recreate: the old pods are scaled away and gone (terminating ones too) first
+            if self.stepwise and (d["spec"].get("strategy") or {}).get("type", "RollingUpdate") == "RollingUpdate":
+                self._rolling_update(d, new, want)
+                return
             if new is None:
                 image = d["spec"]["template"]["spec"]["containers"][0]["image"]
                 new = self.given_replicaset(image, want, owner=d)
@@ -340,6 +363,60 @@ class Fixture:
             self._scale(new, want)
         for rs in olds:
             self._scale(rs, 0)
+
+    def _rolling_update(self, d: dict[str, Any], new: dict[str, Any] | None, want: int) -> None:
+        """One sync of the real controller's rolloutRolling: the new ReplicaSet scaled up within
+        maxSurge, then the old ones down within maxUnavailable (their unavailable pods first), counting
+        only available pods (defaults 25 %: surge rounded up, unavailable down; both 0 means 1 unavailable)."""
+        rolling = (d["spec"].get("strategy") or {}).get("rollingUpdate") or {}
+        surge = _share(rolling.get("maxSurge", "25%"), want, up=True)
+        unavailable = _share(rolling.get("maxUnavailable", "25%"), want, up=False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        olds = [rs for rs in self._owned(d) if new is None or rs["metadata"]["uid"] != new["metadata"]["uid"]]
+
+        def replicas(rs: dict[str, Any]) -> int:
+            return int(rs["spec"].get("replicas") or 0)
+
+        def available(rs: dict[str, Any]) -> int:
+            return min(replicas(rs), int((rs.get("status") or {}).get("availableReplicas") or 0))
+
+        total = sum(replicas(rs) for rs in olds) + (replicas(new) if new is not None else 0)
+        current = replicas(new) if new is not None else 0
+        target = want if current > want else min(want, current + max(0, want + surge - total))
+        if new is None:
+            image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+            new = self.given_replicaset(image, target, owner=d)
+        elif target != current:
+            self._scale(new, target)
+        else:  # (a sync that scaled the new one up ends there: the old ones go at a later one)
+            minimum = want - unavailable
+            total = sum(replicas(rs) for rs in olds) + replicas(new)
+            room = total - minimum - (replicas(new) - available(new))
+            for rs in sorted(olds, key=_created):  # unavailable old pods first
+                cut = min(room, replicas(rs) - available(rs))
+                if cut > 0:
+                    self._scale(rs, replicas(rs) - cut)
+                    room -= cut
+            olds = [self.kube.obj(REPLICASETS, rs["metadata"]["name"], self.ns) for rs in olds]
+            spare = sum(available(rs) for rs in olds) + available(new) - minimum
+            for rs in sorted(olds, key=_created):
+                cut = min(replicas(rs), spare)
+                if cut > 0:
+                    self._scale(rs, replicas(rs) - cut)
+                    spare -= cut
+
+    def _old_pods(self, d: dict[str, Any], new: dict[str, Any] | None) -> bool:
+        """A Recreate rollout (the real controller's rolloutRecreate): the old ReplicaSets are scaled to
+        zero, and while any of their pods still exists (running or terminating) the new ReplicaSet is
+        neither created nor scaled up. True while that is so."""
+        olds = [rs for rs in self._owned(d) if new is None or rs["metadata"]["uid"] != new["metadata"]["uid"]]
+        for rs in olds:
+            self._scale(rs, 0)
+        uids = {rs["metadata"]["uid"] for rs in olds}
+        return any(
+            (p["metadata"].get("ownerReferences") or [{}])[0].get("uid") in uids for p in self.kube.find(PODS, self.ns)
+        )
 
     def _scale(self, rs: dict[str, Any], replicas: int) -> None:
         stored = self.kube.obj(REPLICASETS, rs["metadata"]["name"], self.ns)
@@ -350,23 +427,29 @@ class Fixture:
     def _replicaset_controller(self, rs: dict[str, Any]) -> None:
         name = rs["metadata"]["name"]
         want = int(rs["spec"].get("replicas") or 0)
-        pods = [
+        mine = [
             p
             for p in self.kube.find(PODS, self.ns)
             if (p["metadata"].get("ownerReferences") or [{}])[0].get("uid") == rs["metadata"]["uid"]
         ]
+        pods = [p for p in mine if not p["metadata"].get("deletionTimestamp")]
         for pod in pods[want:]:
-            self.kube.remove(PODS, pod["metadata"]["name"], self.ns)
+            if self.pod_grace > 0:
+                self._terminate(pod)
+            else:
+                self.kube.remove(PODS, pod["metadata"]["name"], self.ns)
         image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
         crashing = image in self.crashing
-        for i in range(len(pods), want):
+        taken = {p["metadata"]["name"] for p in mine}
+        free = (f"{name}-{i}" for i in range(len(mine) + want) if f"{name}-{i}" not in taken)
+        for _ in range(len(pods), want):
             self.kube.put(
                 PODS,
                 {
                     "apiVersion": "v1",
                     "kind": "Pod",
                     "metadata": {
-                        "name": f"{name}-{i}",
+                        "name": next(free),
                         "namespace": self.ns,
                         "labels": copy.deepcopy(rs["spec"]["template"]["metadata"]["labels"]),
                         "ownerReferences": [owner_ref(rs, "ReplicaSet")],
@@ -379,6 +462,25 @@ class Fixture:
         status = {"replicas": want, "readyReplicas": ready, "availableReplicas": ready, "observedGeneration": 1}
         if {k: (rs.get("status") or {}).get(k) for k in status} != status:
             self.kube.update_status(REPLICASETS, name, status, self.ns)
+
+    def _terminate(self, pod: dict[str, Any]) -> None:
+        """The pod is deleted with a grace period: it runs on, terminating and no longer Ready, until
+        ``pod_grace`` seconds from now (its deletionTimestamp, as the API server sets it)."""
+        pod["metadata"]["deletionTimestamp"] = timestamp(self.now + self.pod_grace)
+        pod["metadata"]["deletionGracePeriodSeconds"] = int(self.pod_grace)
+        for c in (pod.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Ready":
+                c["status"] = "False"
+        self.kube.put(PODS, pod)
+
+    def _terminated(self) -> None:
+        """The kubelet ends the terminating pods whose grace period is over."""
+        if self.pod_grace <= 0:
+            return
+        for pod in self.kube.find(PODS, self.ns):
+            deleted = pod["metadata"].get("deletionTimestamp")
+            if deleted and datetime.fromisoformat(deleted.replace("Z", "+00:00")).timestamp() <= self.now:
+                self.kube.remove(PODS, pod["metadata"]["name"], self.ns)
 
     def _pod_status(self, crashing: bool) -> dict[str, Any]:
         since = timestamp(self.now)
@@ -470,6 +572,14 @@ class Fixture:
 
     def writes_to(self, plural: str, verb: str | None = None) -> list[Any]:
         return [w for w in self.kube.writes if w.plural == plural and (verb is None or w.verb == verb)]
+
+
+def _share(value: int | str, of: int, up: bool) -> int:
+    """A rollingUpdate limit (a count, or a percentage of ``of`` rounded up or down)."""
+    if isinstance(value, str) and value.endswith("%"):
+        exact = of * int(value[:-1]) / 100
+        return math.ceil(exact) if up else math.floor(exact)
+    return int(value)
 
 
 def _created(obj: dict[str, Any]) -> tuple[str, int]:

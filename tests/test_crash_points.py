@@ -16,13 +16,29 @@ from delivery import templates
 from delivery.cli.undo import previous_revision
 from delivery.errors import KubeError
 from delivery.hooks import HookPool
-from delivery.kube import DEPLOYMENTS, REPLICASETS, Resource, selector_string
+from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, Resource, selector_string
 from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES
 from delivery.routing.nginx import INGRESSES
 from delivery.routing.smi import TRAFFICSPLITS
-from strategies.model import CallHook, HookResult
-from tests.crashpoints import REQUEST, STATE, V1, V2, V3, Explorer, Report, Scenario, Step, Until, explore
+from strategies.model import CallHook, HoldMode, HookResult
+from tests.crashpoints import (
+    REQUEST,
+    STATE,
+    V1,
+    V2,
+    V3,
+    Check,
+    Explorer,
+    Report,
+    Scenario,
+    Step,
+    Until,
+    current_record,
+    explore,
+    stored,
+)
+from tests.fakekube import Write
 from tests.fixture import NAME, NS, Fixture
 
 REPLICAS = 2
@@ -84,26 +100,38 @@ ROUTES: dict[str, tuple[Resource, Callable[[], dict[str, object]]]] = {
 }
 ROUTE_OF = {"router": (HTTPROUTES, httproute), **ROUTES}
 
-_AT_REST: dict[str, tuple[dict[Any, Any], int, int, float]] = {}
+_AT_REST: dict[tuple[str, HoldMode], tuple[dict[Any, Any], int, int, float]] = {}
 
 
-def given(strategy: str, cache_lag: int | None = None) -> Callable[[], Fixture]:
+def given(
+    strategy: str,
+    cache_lag: int | None = None,
+    hold_mode: HoldMode = HoldMode.PAUSED,
+    pod_grace: float = 0.0,
+    stepwise: bool = False,
+) -> Callable[[], Fixture]:
     """A Deployment of ``strategy`` at rest on v1 behind the user's Service ``web`` (made once per
-    strategy, then copied: the cluster's objects and clock, as a new controller process would find them).
-    ``cache_lag``: the controller reads through the informer cache, its watch that many passes behind
-    (``Fixture(cache_lag=...)``; a restart gives the new process a fresh cache, listed at its first pass)."""
+    strategy and hold mode, then copied: the cluster's objects and clock, as a new controller process
+    would find them). ``cache_lag``: the controller reads through the informer cache, its watch that
+    many passes behind (``Fixture(cache_lag=...)``; a restart gives the new process a fresh cache,
+    listed at its first pass). ``hold_mode``: HoldMode.POLICY has the fake API server run deliver's
+    hold policy (a template write is stored paused) and the controller know it. ``pod_grace``: a
+    deleted pod runs on, terminating, that many seconds (``Fixture.pod_grace``); ``stepwise``: the
+    Deployment controller rolls out within maxSurge/maxUnavailable (``Fixture.stepwise``)."""
+    key = (strategy, hold_mode)
 
     def copied() -> Fixture:
-        if strategy not in _AT_REST:
+        if key not in _AT_REST:
             f = make()
-            _AT_REST[strategy] = (copy.deepcopy(f.kube.objects), f.kube.rv, f.kube._serial, f.now)
-        objects, rv, serial, now = _AT_REST[strategy]
-        f = Fixture(cache_lag=cache_lag)
+            _AT_REST[key] = (copy.deepcopy(f.kube.objects), f.kube.rv, f.kube._serial, f.now)
+        objects, rv, serial, now = _AT_REST[key]
+        f = Fixture(cache_lag=cache_lag, hold_mode=hold_mode)
         f.kube.objects, f.kube.rv, f.kube._serial, f.now = copy.deepcopy(objects), rv, serial, now
+        f.pod_grace, f.stepwise = pod_grace, stepwise
         return f
 
     def make() -> Fixture:
-        f = Fixture()
+        f = Fixture(hold_mode=hold_mode)
         f.given_service(NAME)
         common = {"interval": "30s", "progress_deadline": "60s"}
         if strategy == "canary":
@@ -346,6 +374,118 @@ def more_faults() -> list[Scenario]:
     ]
 
 
+# ------------------------------------------------------------------ the held rollback (policy hold mode)
+
+
+POD_GRACE = 5.0  # seconds a deleted pod keeps running (terminating) in the policy-mode scenarios
+HELD = ("RollingBack", "RolledBack", "Aborted")
+
+
+def writes_template(w: Write) -> bool:
+    """Is this API write one that sets (or changes) a Deployment's spec.template?"""
+    if w.plural != DEPLOYMENTS.plural:
+        return False
+    if isinstance(w.body, list):  # a JSON patch
+        return any(str(op.get("path", "")).startswith("/spec/template") for op in w.body if isinstance(op, dict))
+    spec = (w.body or {}).get("spec") if isinstance(w.body, dict) else None
+    return isinstance(spec, dict) and "template" in spec
+
+
+def progressing(f: Fixture) -> dict[str, Any]:
+    conditions = (f.kube.obj(DEPLOYMENTS, NAME, f.ns).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "Progressing"), {})
+
+
+def held_template(e: Explorer) -> list[str]:
+    """deliver never writes the Deployment's template; once the delivery rolls back (or is aborted)
+    the Deployment holds the rejected template, paused, whatever point the run is at."""
+    f, found = e.f, []
+    written = [w for w in f.kube.writes if writes_template(w)]
+    if written:
+        found.append(f"deliver wrote the Deployment's spec.template ({written[0].verb} {written[0].body!r:.120})")
+    record = current_record(f)
+    if record.get("phase") in HELD:
+        d = f.kube.obj(DEPLOYMENTS, NAME, f.ns)
+        if templates.revision(d["spec"]["template"]) != record.get("failedRevision"):
+            found.append(f"{record.get('phase')}: the Deployment's template ({f.image()}) is not the rejected one")
+        if not d["spec"].get("paused"):
+            found.append(f"{record.get('phase')}: the Deployment holding the rejected template is not paused")
+    return found
+
+
+def pods_by_image(f: Fixture) -> dict[str, int]:
+    """image -> pods that exist, terminating ones included (they may still run)."""
+    out: dict[str, int] = {}
+    for pod in stored(f, PODS):
+        image = pod["spec"]["containers"][0]["image"]
+        out[image] = out.get(image, 0) + 1
+    return out
+
+
+def one_version(e: Explorer) -> list[str]:
+    """Recreate: never pods of two versions at once, terminating ones included (they may still run),
+    nor a ReplicaSet scaled up for one version while pods of another exist."""
+    f = e.f
+    pods = pods_by_image(f)
+    wanted = {image for image, n in f.serving().items() if n}
+    if len(set(pods) | wanted) > 1:
+        return [f"two versions at once: pods {sorted(pods.items())}, scaled {sorted(wanted)}"]
+    return []
+
+
+def rolled_back_held(phase: str, stable: str = V1, rejected: str = V2) -> Callable[[Explorer], list[str]]:
+    """The end of a held rollback: the record says ``phase`` and PreviouslyFailed, the ``stable`` version
+    serves every replica, and the Deployment, paused on the ``rejected`` template, reads as a failed rollout."""
+
+    def end(e: Explorer) -> list[str]:
+        f, found = e.f, []
+        record = f.record()
+        if (record.get("phase"), record.get("hold")) != (phase, "PreviouslyFailed"):
+            found.append(f"record {record.get('phase')}/{record.get('hold')}, not {phase}/PreviouslyFailed")
+        if record.get("failedRevision") != record.get("revision") or not record.get("failedRevision"):
+            found.append(f"failed revision {record.get('failedRevision')!r}, not the rejected {record.get('revision')}")
+        pods = pods_by_image(f)
+        if f.serving() != {stable: REPLICAS} or pods != {stable: REPLICAS}:
+            found.append(f"serving {f.serving()} (pods {pods}), not the stable version on all {REPLICAS} replicas")
+        if f.image() != rejected or not f.deployment()["spec"].get("paused"):
+            found.append(f"the Deployment is on {f.image()}, paused={f.deployment()['spec'].get('paused')}")
+        mark = progressing(f)
+        if (mark.get("status"), mark.get("reason")) != ("False", "ProgressDeadlineExceeded"):
+            found.append(f"Progressing condition {mark.get('status')}/{mark.get('reason')}")
+        return found
+
+    return end
+
+
+def policy_scenarios(strategy: str, cache_lag: int | None = None) -> list[Scenario]:
+    """Rolling and recreate in the policy hold mode: a new version that fails and one aborted mid-delivery,
+    each rolled back held (strategies/steps.held_undo): the rejected template stays in the Deployment,
+    paused and marked; deliver takes the rejected ReplicaSet from it and brings the stable one back.
+    Deleted pods terminate for POD_GRACE seconds. Rolling twice: rolled out step by step within
+    maxSurge (paused at 50 % with the stable ReplicaSet still active: the paused Deployment controller
+    scales it back) and, as the fake does by default, at once (the stable one at zero: deliver holds it
+    and scales it up itself). "bad-after-good": v2 delivered, then v3 fails, so v1's ReplicaSet is the
+    Deployment's history, which HoldStable holds too and ReleaseStable hands back."""
+    held = (Check(observe=held_template),) + ((Check(observe=one_version),) if strategy == "recreate" else ())
+    bad = (*held, Check(end=rolled_back_held("RolledBack")))
+    aborted = (*held, Check(end=rolled_back_held("Aborted")))
+    second = (*held, Check(end=rolled_back_held("RolledBack", V2, V3)))
+    key = f"{strategy}-policy"
+    stepwise = given(strategy, cache_lag, HoldMode.POLICY, POD_GRACE, stepwise=True)
+    at_once = given(strategy, cache_lag, HoldMode.POLICY, POD_GRACE)
+    found = [
+        Scenario(key, "bad", stepwise, (Step(change(V2)),), failed=frozenset({V2}), checks=bad),
+        Scenario(key, "abort", stepwise, (Step(change(V2), mid), Step(request("abort"))), checks=aborted),
+    ]
+    if strategy == "rolling":
+        found += [
+            Scenario(key, "bad-at-once", at_once, (Step(change(V2)),), failed=frozenset({V2}), checks=bad),
+            Scenario(key, "abort-at-once", at_once, (Step(change(V2), mid), Step(request("abort"))), checks=aborted),
+        ]
+    steps = (Step(change(V2)), Step(change(V3)))
+    return found + [Scenario(key, "bad-after-good", at_once, steps, failed=frozenset({V3}), checks=second)]
+
+
 OTHER = {"canary": "rolling", "router": "rolling", "blue-green": "canary", "rolling": "canary", "recreate": "rolling"}
 
 
@@ -391,6 +531,7 @@ def scenarios(strategy: str, cache_lag: int | None = None) -> list[Scenario]:
 
 
 STRATEGIES = ("canary", "router", "blue-green", "rolling", "recreate", "istio", "smi", "nginx")
+POLICY_STRATEGIES = ("rolling", "recreate")  # the held rollback of the policy hold mode (policy_scenarios)
 ROUTED_PROMOTION = (
     "issue 10 defect 6 (same class, behind a router): a failed or crashed write at the promotion leaves the "
     "route at 0/100 (all traffic to NAME-canary) and NAME-stable off the promoted pods at rest; the route "
@@ -423,13 +564,17 @@ class KnownDefect(AssertionError):
     """Violations all explained by defects already filed (the only failure a known case may xfail with)."""
 
 
-ALL = [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, raises=KnownDefect, reason=" AND ".join(KNOWN[key])))
-    if (key := f"{s.strategy}/{s.name}") in KNOWN
-    else s
-    for strategy in STRATEGIES
-    for s in scenarios(strategy)
-] + more_faults()
+ALL = (
+    [
+        pytest.param(s, marks=pytest.mark.xfail(strict=True, raises=KnownDefect, reason=" AND ".join(KNOWN[key])))
+        if (key := f"{s.strategy}/{s.name}") in KNOWN
+        else s
+        for strategy in STRATEGIES
+        for s in scenarios(strategy)
+    ]
+    + more_faults()
+    + [s for strategy in POLICY_STRATEGIES for s in policy_scenarios(strategy)]
+)
 EXPLORED: dict[str, Report] = {}
 
 # The same explorer with the controller reading through the informer cache (delivery/cache.py),
@@ -698,3 +843,127 @@ def test_the_new_faults_really_happen() -> None:
     f.stale_relist()
     assert f._cached_upto < len(f.kube.history)  # the watch goes on from an older point
     assert f.cache is not None and {o["metadata"]["name"] for o in f.cache.stores[rs].items(NS)} <= set(before)
+
+
+# ------------------------------------------------------------------ the held rollback: the checks can fail
+
+
+def policy_scenario(key: str) -> Scenario:
+    strategy, name = key.split("/")
+    return next(s for s in policy_scenarios(strategy.removesuffix("-policy")) if s.name == name)
+
+
+def test_the_explorer_reports_a_held_recreate_rollback_that_ignores_terminating_pods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A planted defect: deliver does not see terminating pods (as before the held rollback counted
+    them), so a recreate rollback scales the stable version up while the rejected pods still run."""
+    from delivery.health import pod_health
+
+    def blind(pods: Any, now: float) -> Any:
+        return dataclasses.replace(pod_health(pods, now), terminating=0)
+
+    monkeypatch.setattr("delivery.observe.pod_health", blind)
+    report = explore(policy_scenario("recreate-policy/bad"))
+    assert any("clean: two versions at once" in v for v in report.violations), report.violations
+
+
+def test_the_explorer_reports_a_held_rollback_that_writes_the_stable_template_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A planted defect: the rollback of the paused hold mode (the stable template written back and
+    the Deployment unpaused; at rest the rejected template is applied again, held) in the policy mode.
+    The template writes, and the passes where the Deployment is not paused on the rejected template,
+    are found."""
+    from strategies import steps
+
+    monkeypatch.setattr(steps, "keeps_rejected", lambda state, obs, planner: False)
+    report = explore(policy_scenario("rolling-policy/bad"))
+    clean = [v for v in report.violations if v.startswith("clean: ")]
+    assert any("deliver wrote the Deployment's spec.template" in v for v in clean), report.violations
+    assert any("RollingBack: the Deployment's template (web:v1) is not the rejected one" in v for v in clean)
+    assert any("RollingBack: the Deployment holding the rejected template is not paused" in v for v in clean)
+
+
+def test_the_explorer_reports_a_held_rollback_that_ends_unmarked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted defect: the rejection mark is never written, so at the end the Deployment does not
+    read as a failed rollout (its Progressing condition is not ProgressDeadlineExceeded)."""
+    from delivery import act
+    from strategies.model import MarkRejected
+    from tests.crashpoints import run_once
+
+    monkeypatch.setitem(act._HANDLERS, MarkRejected, lambda ctx, a: None)
+    run, _, _ = run_once(policy_scenario("recreate-policy/abort"), None, "clean", None)
+    assert run.violations == ["at the end: Progressing condition True/NewReplicaSetAvailable"], run.violations
+
+
+def test_the_held_rollback_scenarios_take_the_paths_they_claim() -> None:
+    """Not vacuous: each policy-mode scenario rolls back held (no template write), stepwise rolling with
+    the stable ReplicaSet still active (no HoldStable), at once with it held and scaled up by deliver,
+    and recreate only after the rejected pods were seen terminating."""
+    from tests.crashpoints import run_once
+
+    def held_stable(f: Fixture) -> bool:
+        return any(w.plural == REPLICASETS.plural and templates.HELD_LABEL in str(w.body) for w in f.kube.writes)
+
+    for key, phase, holds in [
+        ("rolling-policy/bad", "RolledBack", False),
+        ("rolling-policy/abort", "Aborted", False),
+        ("rolling-policy/bad-at-once", "RolledBack", True),
+        ("rolling-policy/abort-at-once", "Aborted", True),
+        ("recreate-policy/bad", "RolledBack", True),
+        ("recreate-policy/abort", "Aborted", True),
+    ]:
+        scenario = policy_scenario(key)
+        terminating: list[bool] = []
+
+        def look(e: Explorer, seen: list[bool] = terminating) -> list[str]:
+            seen.append(e.f.terminating())
+            return []
+
+        checks = (*scenario.checks, Check(observe=look))
+        run, ends, _ = run_once(dataclasses.replace(scenario, checks=checks), None, "clean", None)
+        assert not run.violations, (key, run.violations)
+        assert (ends[0].phase, ends[0].image, ends[0].serving) == (phase, V2, ((V1, REPLICAS),)), key
+        assert held_stable(run.f) is holds, key
+        assert any(terminating), f"{key}: deleted pods terminate a while"
+        assert not any(writes_template(w) for w in run.f.kube.writes), key
+
+
+def test_the_fake_recreates_only_once_the_old_pods_are_gone() -> None:
+    """Recreate, as kube-controller-manager's rolloutRecreate: the old ReplicaSet scaled to zero, the
+    new one made only once no old pod exists, terminating ones included."""
+    f = given("recreate", hold_mode=HoldMode.POLICY, pod_grace=POD_GRACE)()
+    f.when_template_changes(V2)
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    d["spec"]["paused"] = False
+    f.kube.put(DEPLOYMENTS, d)
+    seen = []
+    for _ in range(10):
+        f.cluster()
+        seen.append(pods_by_image(f))
+        f.now += 2
+    assert seen[0] == {V1: REPLICAS} and f.terminating() is False
+    assert all(len(s) <= 1 for s in seen) and seen[-1] == {V2: REPLICAS}, seen
+
+
+def test_the_fake_rolls_out_step_by_step_within_max_surge() -> None:
+    """``stepwise``: a rolling update within maxSurge/maxUnavailable (25 % of 2: one pod more, none
+    fewer). A crash-looping version never becomes available, so the old pods stay."""
+    f = given("rolling", hold_mode=HoldMode.POLICY, stepwise=True)()
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    d["spec"]["paused"] = False
+    f.kube.put(DEPLOYMENTS, d)
+    for _ in range(5):
+        f.cluster()
+    assert f.serving() == {V1: REPLICAS, V2: 1}
+    f.crashing.clear()
+    for rs in f.replicasets(V2):  # its pods come back healthy
+        for pod in f.kube.find(PODS, NS):
+            if pod["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"]:
+                f.kube.remove(PODS, pod["metadata"]["name"])
+    for _ in range(8):
+        f.cluster()
+    assert f.serving() == {V2: REPLICAS}
