@@ -29,7 +29,7 @@ from .model import (
     VersionObs,
 )
 from .reasons import EventReason as R
-from .steps import RECHECK, check_step, rollback, settle_adopted, step_passed, unready_for
+from .steps import RECHECK, Promotion, check_step, rollback, settle_adopted, step_passed, unready_for
 
 PREVIEW, SWITCHED = 0, 1
 
@@ -46,7 +46,7 @@ def services(spec: DeliverySpec, stable_hash: str, new_hash: str) -> tuple[Actio
 def preview(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
     """What keeps the preview step converged: the Deployment paused, the active Service pinned to the
     stable pods, the new version at full size behind the preview Service. Also what holds the preview
-    while the switch waits for the confirm-promotion hook (``strategies/hooks.py``)."""
+    while the switch waits for a hook (``BlueGreenPlanner.holding``, asked by ``strategies/hooks.py``)."""
     held: tuple[Action, ...] = () if obs.paused else (SetPaused(True),)
     return held + (
         SwitchActive(spec.active_service, state.stable_hash),
@@ -58,6 +58,42 @@ def preview(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple
 class BlueGreenPlanner:
     def native(self) -> bool:
         return False
+
+    def pinned_services(self, spec: DeliverySpec) -> tuple[str, ...]:
+        return (spec.active_service, spec.preview_service)
+
+    def rest_service(self, spec: DeliverySpec) -> str:
+        return ""  # no route: the active Service's selector is the switch
+
+    def serving(self, spec: DeliverySpec, state: DeliveryState) -> bool:
+        """The preview, not switched yet (its analysis window is running)."""
+        return state.phase is Phase.PROGRESSING and state.step == PREVIEW and not state.switched
+
+    def load_ready(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> bool:
+        """The preview runs at full size, all Ready."""
+        new = obs.deliver_owned(state.revision)
+        return obs.replicas > 0 and new is not None and new.ready >= obs.replicas
+
+    def promotes(self, before: DeliveryState, after: DeliveryState) -> bool:
+        """The move from the preview to the switch of the active Service."""
+        return (
+            before.step == PREVIEW
+            and not before.switched
+            and after.step > PREVIEW
+            and after.phase in (Phase.PROGRESSING, Phase.PROMOTING)
+        )
+
+    def promotion(self, state: DeliveryState) -> Promotion:
+        return Promotion(
+            f"preview of revision {state.revision} passed",
+            "the switch of the active Service",
+            "switching the active Service",
+            "switches",
+        )
+
+    def holding(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        """The preview, the active Service pinned to the stable pods."""
+        return preview(spec, state, obs)
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
         return (

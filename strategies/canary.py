@@ -40,8 +40,10 @@ from .model import (
 )
 from .reasons import EventReason as R
 from .steps import (
+    PROMOTION,
     RECHECK,
     ROUTER_DRAIN,
+    Promotion,
     ceil_share,
     check_step,
     hold_no_replicas,
@@ -55,6 +57,34 @@ from .steps import (
 class CanaryPlanner:
     def native(self) -> bool:
         return False
+
+    def pinned_services(self, spec: DeliverySpec) -> tuple[str, ...]:
+        """Behind a weighted router: the stable and canary Services the route splits between."""
+        return () if spec.router.kind == "replica" else (spec.stable_service, spec.canary_service)
+
+    def rest_service(self, spec: DeliverySpec) -> str:
+        """Behind a weighted router: NAME-stable, the route at 100/0."""
+        return "" if spec.router.kind == "replica" else spec.stable_service
+
+    def serving(self, spec: DeliverySpec, state: DeliveryState) -> bool:
+        """A step that serves its share now (its analysis window is running)."""
+        if state.phase is not Phase.PROGRESSING or not 0 <= state.step < len(spec.steps):
+            return False
+        step = spec.steps[state.step]
+        return not step.pause and step.weight < 100 and state.weight == step.weight
+
+    def load_ready(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> bool:
+        return True  # a step serves its share once its weight is set
+
+    def promotes(self, before: DeliveryState, after: DeliveryState) -> bool:
+        """All steps passed: Progressing -> Promoting."""
+        return after.phase is Phase.PROMOTING
+
+    def promotion(self, state: DeliveryState) -> Promotion:
+        return PROMOTION
+
+    def holding(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        return ()  # the last writes of the step stand as they are
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
         # Traffic first; behind a router the pods go once it has drained them (steps.undo_actions).

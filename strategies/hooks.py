@@ -21,16 +21,17 @@ answers decide. Pure, like every planner: the engine makes the calls off the rec
 
 A hook that times out or errors is never a pass. What passed is kept in the record
 (``DeliveryState.hooks``), so a new leader does not call a passed gate again.
+
+Where a hook attaches is the strategy's answer, asked of its planner (``StrategyPlanner``: ``serving``
+and ``load_ready`` for load-test, ``promotes`` and ``promotion`` for confirm-promotion, ``holding``
+for what a hold keeps converging); this module tests no strategy and imports no planner.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .bluegreen import PREVIEW
-from .bluegreen import preview as hold_preview
 from .model import (
-    Action,
     CallHook,
     DeliverySpec,
     DeliveryState,
@@ -44,7 +45,6 @@ from .model import (
     PostEvent,
     SetPaused,
     StepVerdict,
-    Strategy,
 )
 from .reasons import EventReason as R
 from .steps import RECHECK, StrategyPlanner, rollback
@@ -94,11 +94,11 @@ def advance(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner:
     if isinstance(gated, Plan):
         return gated
     state, told = gated
-    state, more = _load_test_answered(spec, state, obs)
+    state, more = _load_test_answered(spec, state, obs, planner)
     nxt = planner.advance(spec, state, obs)
-    nxt = _hold_for_load_test(spec, state, obs, nxt)
-    nxt = _confirm_promotion(spec, state, obs, nxt)
-    nxt = _call_load_test(spec, obs, nxt)
+    nxt = _hold_for_load_test(spec, state, obs, planner, nxt)
+    nxt = _confirm_promotion(spec, state, obs, planner, nxt)
+    nxt = _call_load_test(spec, obs, planner, nxt)
     return Plan(nxt.state, told + more + nxt.actions, nxt.requeue_after, nxt.paused)
 
 
@@ -134,34 +134,10 @@ def _pre_rollout(
     return started, (PostEvent("Normal", R.HOOK_PASSED, f"pre-rollout hook {origin(url)}: {result.detail}"),)
 
 
-def _serving(spec: DeliverySpec, state: DeliveryState) -> bool:
-    """A canary step that serves its share now, or a blue-green preview not switched yet (its
-    analysis window is running)."""
-    if state.phase is not Phase.PROGRESSING:
-        return False
-    if spec.strategy is Strategy.BLUE_GREEN:
-        return state.step == PREVIEW and not state.switched
-    if spec.strategy is not Strategy.CANARY:
-        return False
-    if not 0 <= state.step < len(spec.steps):
-        return False
-    step = spec.steps[state.step]
-    return not step.pause and step.weight < 100 and state.weight == step.weight
-
-
-def _preview_ready(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> bool:
-    """Blue-green: the preview runs at full size, all Ready (something to send the load to). Other
-    strategies: always (a canary's step serves its share once its weight is set)."""
-    if spec.strategy is not Strategy.BLUE_GREEN:
-        return True
-    new = obs.deliver_owned(state.revision)
-    return obs.replicas > 0 and new is not None and new.ready >= obs.replicas
-
-
-def _keep(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
-    """What a hold of the hooks keeps converging: a blue-green's preview (the active Service pinned to
-    the stable pods); a canary's last writes stand as they are."""
-    return hold_preview(spec, state, obs) if spec.strategy is Strategy.BLUE_GREEN else ()
+def _serving(spec: DeliverySpec, state: DeliveryState, planner: StrategyPlanner) -> bool:
+    """A step that serves the new version now (a canary step at its share, a blue-green preview not
+    switched yet): its analysis window is running."""
+    return state.phase is Phase.PROGRESSING and planner.serving(spec, state)
 
 
 def _left(state: DeliveryState, nxt: Plan) -> bool:
@@ -178,12 +154,12 @@ def _load_token(state: DeliveryState) -> str:
 
 
 def _load_test_answered(
-    spec: DeliverySpec, state: DeliveryState, obs: Observation
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner
 ) -> tuple[DeliveryState, tuple[PostEvent, ...]]:
     """The load-test call of the current step answered: 2xx is kept in the record; anything else is
     an inconclusive verdict for the step (no evidence is never a pass)."""
     url = spec.hooks.url(HookKind.LOAD_TEST)
-    if not url or not _serving(spec, state):
+    if not url or not _serving(spec, state, planner):
         return state, ()
     token = _load_token(state)
     entry = _entry(HookKind.LOAD_TEST, state.revision, token)
@@ -200,24 +176,26 @@ def _load_test_answered(
     return state.replace(hooks=state.hooks + (entry + ":failed",), verdicts=state.verdicts + (verdict,)), (told,)
 
 
-def _hold_for_load_test(spec: DeliverySpec, state: DeliveryState, obs: Observation, nxt: Plan) -> Plan:
+def _hold_for_load_test(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner, nxt: Plan
+) -> Plan:
     """A step whose checks passed is not left before its load-test call answered 2xx."""
     url = spec.hooks.url(HookKind.LOAD_TEST)
-    if not url or not _serving(spec, state):
+    if not url or not _serving(spec, state, planner):
         return nxt
     token = _load_token(state)
     if not _left(state, nxt) or _entry(HookKind.LOAD_TEST, state.revision, token) in state.hooks:
         return nxt
     message = f"step {state.step + 1} passed its checks; waiting for the load-test hook ({origin(url)}) to answer"
     call = _call(HookKind.LOAD_TEST, state, token)
-    return Plan(state.replace(message=message), _keep(spec, state, obs) + (call,), RECHECK)
+    return Plan(state.replace(message=message), planner.holding(spec, state, obs) + (call,), RECHECK)
 
 
-def _call_load_test(spec: DeliverySpec, obs: Observation, nxt: Plan) -> Plan:
+def _call_load_test(spec: DeliverySpec, obs: Observation, planner: StrategyPlanner, nxt: Plan) -> Plan:
     """Call the load-test hook for the step that serves its share now (once per step start; a
-    blue-green preview once it is all Ready)."""
+    blue-green preview once it is all Ready: ``load_ready``)."""
     url = spec.hooks.url(HookKind.LOAD_TEST)
-    if not url or not _serving(spec, nxt.state) or not _preview_ready(spec, nxt.state, obs):
+    if not url or not _serving(spec, nxt.state, planner) or not planner.load_ready(spec, nxt.state, obs):
         return nxt
     token = _load_token(nxt.state)
     entry = _entry(HookKind.LOAD_TEST, nxt.state.revision, token)
@@ -229,46 +207,28 @@ def _call_load_test(spec: DeliverySpec, obs: Observation, nxt: Plan) -> Plan:
     return Plan(nxt.state, nxt.actions + (call,), nxt.requeue_after, nxt.paused)
 
 
-def _promotes(spec: DeliverySpec, state: DeliveryState, nxt: Plan) -> bool:
-    """Whether ``nxt`` is the promotion the confirm-promotion hook gates: a canary's move to
-    Promoting; a blue-green's move from the preview to the switch of the active Service."""
-    if state.phase is not Phase.PROGRESSING:
-        return False
-    if spec.strategy is Strategy.BLUE_GREEN:
-        return (
-            state.step == PREVIEW
-            and not state.switched
-            and nxt.state.step > PREVIEW
-            and nxt.state.phase in (Phase.PROGRESSING, Phase.PROMOTING)
-        )
-    return nxt.state.phase is Phase.PROMOTING
-
-
-def _confirm_promotion(spec: DeliverySpec, state: DeliveryState, obs: Observation, nxt: Plan) -> Plan:
+def _confirm_promotion(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner, nxt: Plan
+) -> Plan:
     """Promotion (canary: Progressing -> Promoting; blue-green: the switch of the active Service)
     waits until the confirm-promotion hook answers 2xx."""
     url = spec.hooks.url(HookKind.CONFIRM_PROMOTION)
-    if not url or not _promotes(spec, state, nxt):
+    if not url or state.phase is not Phase.PROGRESSING or not planner.promotes(state, nxt.state):
         return nxt
+    words = planner.promotion(state)
     result = _newest(obs, HookKind.CONFIRM_PROMOTION, state)
     if result is not None and result.ok:
-        then = "switching the active Service" if spec.strategy is Strategy.BLUE_GREEN else "promoting"
-        told = PostEvent("Normal", R.HOOK_PASSED, f"confirm-promotion hook {origin(url)}: {result.detail}; {then}")
+        told = PostEvent(
+            "Normal", R.HOOK_PASSED, f"confirm-promotion hook {origin(url)}: {result.detail}; {words.doing}"
+        )
         return Plan(nxt.state, (told,) + nxt.actions, nxt.requeue_after, nxt.paused)
-    if spec.strategy is Strategy.BLUE_GREEN:
-        message = (
-            f"preview of revision {state.revision} passed; the switch of the active Service waits for the "
-            f"confirm-promotion hook ({origin(url)}) to answer 2xx (`deliver promote {obs.name}` switches now, "
-            f"`deliver abort {obs.name}` rolls back)"
-        )
-    else:
-        message = (
-            f"all steps passed; promotion waits for the confirm-promotion hook ({origin(url)}) to answer 2xx "
-            f"(`deliver promote {obs.name}` promotes now, `deliver abort {obs.name}` rolls back)"
-        )
+    message = (
+        f"{words.reached}; {words.gated} waits for the confirm-promotion hook ({origin(url)}) to answer 2xx "
+        f"(`deliver promote {obs.name}` {words.promote} now, `deliver abort {obs.name}` rolls back)"
+    )
     held = state.replace(message=message, hold=HoldReason.AWAITING_CONFIRMATION)
     told_once = () if state.message == message else (PostEvent("Normal", R.AWAITING_CONFIRMATION, message),)
-    keep = _keep(spec, state, obs)
+    keep = planner.holding(spec, state, obs)
     if result is None:
         return Plan(held, keep + told_once + (_call(HookKind.CONFIRM_PROMOTION, state, "0"),), RECHECK)
     waited = obs.now - result.at

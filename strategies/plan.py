@@ -125,11 +125,7 @@ def _at_rest(decided: Plan, obs: Observation, actions: tuple[Action, ...]) -> tu
 
 def services_in_use(spec: DeliverySpec) -> tuple[str, ...]:
     """The Services the declared strategy pins to one version's pods."""
-    if spec.strategy is Strategy.BLUE_GREEN:
-        return (spec.active_service, spec.preview_service)
-    if spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
-        return (spec.stable_service, spec.canary_service)
-    return ()
+    return planner_for(spec.strategy).pinned_services(spec)
 
 
 def _unpin(spec: DeliverySpec, state: DeliveryState, obs: Observation, decided: Plan) -> tuple[Action, ...]:
@@ -438,15 +434,17 @@ def _hold_rejected(spec: DeliverySpec, state: DeliveryState, obs: Observation, s
 
 
 def _route_at_rest(spec: DeliverySpec, obs: Observation, stable: VersionObs) -> tuple[Action, ...]:
-    """At rest behind a weighted router, all traffic goes to NAME-stable and NAME-stable selects the
-    stable version's pods. Derived from what is observed on every pass, so a route reset or a repin
-    lost to a failed write or a crash after the record said Succeeded (or RolledBack) is issued again."""
-    if spec.strategy is not Strategy.CANARY or spec.router.kind == "replica":
+    """At rest behind a weighted router, all traffic goes to the strategy's Service at rest (canary:
+    NAME-stable) and it selects the stable version's pods. Derived from what is observed on every
+    pass, so a route reset or a repin lost to a failed write or a crash after the record said
+    Succeeded (or RolledBack) is issued again."""
+    service = planner_for(spec.strategy).rest_service(spec)
+    if not service:
         return ()
     actions: list[Action] = []
-    pinned = next((svc.pod_hash for svc in obs.services if svc.name == spec.stable_service), "")
+    pinned = next((svc.pod_hash for svc in obs.services if svc.name == service), "")
     if pinned and pinned != stable.pod_hash:
-        actions.append(EnsureService(spec.stable_service, stable.pod_hash))
+        actions.append(EnsureService(service, stable.pod_hash))
     if obs.router_weight not in (None, 0) or obs.router_extras:
         actions.append(SetWeight(0))
     return tuple(actions)
@@ -545,9 +543,10 @@ def _supersede(spec: DeliverySpec, state: DeliveryState, obs: Observation, plann
             stable_template=adopted.template or state.stable_template,
         )
         state, restarted = state.replace(**promoted), restarted.replace(**promoted)
-        if spec.strategy is Strategy.CANARY and spec.router.kind != "replica":
-            # before the route goes back to 100/0, NAME-stable selects the promoted pods
-            pinned = (EnsureService(spec.stable_service, adopted.pod_hash),)
+        service = planner.rest_service(spec)
+        if service:
+            # before the route goes back to 100/0, its Service at rest (NAME-stable) selects the promoted pods
+            pinned = (EnsureService(service, adopted.pod_hash),)
     undo = tuple(a for a in planner.undo(spec, state, obs) if not isinstance(a, RevertTemplate))
     return Plan(restarted, (event,) + pinned + undo, 0.5)
 

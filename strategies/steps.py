@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from .model import (
@@ -39,8 +40,24 @@ RECHECK = 2.0  # seconds between passes while something is moving
 ROUTER_DRAIN = 5.0  # seconds pods keep running after a router moved traffic away from them
 
 
+@dataclass(frozen=True)
+class Promotion:
+    """How a strategy's promotion point reads in the confirm-promotion hook's messages."""
+
+    reached: str  # what passed before it: "all steps passed"
+    gated: str  # what waits for the hook: "promotion"
+    doing: str  # what happens once the hook answered 2xx: "promoting"
+    promote: str  # what `deliver promote` does meanwhile: "promotes"
+
+
+PROMOTION = Promotion("all steps passed", "promotion", "promoting", "promotes")
+
+
 class StrategyPlanner(Protocol):
-    """One strategy: how to move a started delivery forward, and what undoes it."""
+    """One strategy: how to move a started delivery forward, what undoes it, and what the code every
+    strategy shares (``plan.py``, ``hooks.py``) asks of it instead of testing which strategy it is:
+    the Services it pins and its route at rest, where each hook attaches and where its promotion is.
+    """
 
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan: ...
 
@@ -48,6 +65,40 @@ class StrategyPlanner(Protocol):
 
     def native(self) -> bool:
         """True when the Deployment controller itself replaces pods (rolling, recreate)."""
+        ...
+
+    def pinned_services(self, spec: DeliverySpec) -> tuple[str, ...]:
+        """The Services this strategy pins to one version's pods (by pod-template-hash); a pin on any
+        other Service is stale (``plan._unpin``)."""
+        ...
+
+    def rest_service(self, spec: DeliverySpec) -> str:
+        """The Service the route sends all traffic to when its weight is 0, pinned to the stable
+        version's pods: at rest (repinned and the route reset on every pass), and as soon as a
+        superseded delivery's promoted version is the stable one. "" when the strategy keeps no
+        route at rest."""
+        ...
+
+    def serving(self, spec: DeliverySpec, state: DeliveryState) -> bool:
+        """The current step serves the new version to be judged: where the load-test hook attaches
+        (called once per step start, and the step not left before it answered)."""
+        ...
+
+    def load_ready(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> bool:
+        """A step that ``serving`` names has something to send the load to now."""
+        ...
+
+    def promotes(self, before: DeliveryState, after: DeliveryState) -> bool:
+        """Whether moving on from ``before`` (Progressing) to ``after`` is the promotion: where the
+        confirm-promotion hook attaches (it waits until the hook answers 2xx)."""
+        ...
+
+    def promotion(self, state: DeliveryState) -> Promotion:
+        """How that promotion reads in messages."""
+        ...
+
+    def holding(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        """What keeps converging while a hook holds the step (load-test, confirm-promotion)."""
         ...
 
 
@@ -234,13 +285,36 @@ def finish_rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, 
 
 class NativePlanner:
     """Base of the strategies where the Deployment controller replaces the pods (rolling, recreate):
-    undo = write the stable template back and let the Deployment controller roll back."""
+    undo = write the stable template back and let the Deployment controller roll back. They pin no
+    Service, keep no route, and have no step a load-test or a confirm-promotion hook attaches to
+    (the schema refuses those hooks on them)."""
 
     def native(self) -> bool:
         return True
 
     def undo(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
         return (RevertTemplate(state.stable_revision, state.stable_template), SetPaused(False))
+
+    def pinned_services(self, spec: DeliverySpec) -> tuple[str, ...]:
+        return ()
+
+    def rest_service(self, spec: DeliverySpec) -> str:
+        return ""
+
+    def serving(self, spec: DeliverySpec, state: DeliveryState) -> bool:
+        return False
+
+    def load_ready(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> bool:
+        return True
+
+    def promotes(self, before: DeliveryState, after: DeliveryState) -> bool:
+        return after.phase is Phase.PROMOTING  # never: the Deployment controller promotes
+
+    def promotion(self, state: DeliveryState) -> Promotion:
+        return PROMOTION
+
+    def holding(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+        return ()
 
 
 ADOPTION_GRACE = 10.0  # seconds the paused Deployment controller gets to settle an adopted ReplicaSet
