@@ -18,6 +18,8 @@ from strategies.model import (
     ApplyTemplate,
     CallHook,
     DeleteNew,
+    DeleteReplicaSet,
+    DeleteService,
     DeliverySpec,
     DeliveryState,
     DisownNew,
@@ -26,21 +28,24 @@ from strategies.model import (
     MarkRejected,
     PostEvent,
     ReleaseStable,
+    RemoveRecord,
     RevertTemplate,
     ScaleNew,
     SetPaused,
     SetWeight,
+    Strategy,
     SwitchActive,
     UnpinService,
 )
 from strategies.reasons import EventReason
 
 from . import templates
-from .errors import Conflict, NotFound, StateError
+from .errors import NotFound, StateError
 from .events import post_event
 from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
 from .observe import held_replicasets, replicasets
 from .routing.base import Router
+from .spec import REQUEST, STATE
 
 log = logging.getLogger("deliver.act")
 
@@ -65,6 +70,17 @@ class Context:
     @property
     def name(self) -> str:
         return str(self.deployment["metadata"]["name"])
+
+
+def release_context(kube: Kube, deployment: dict[str, Any], router: Router) -> Context:
+    """The Context a release's actions run in (strategies/release.py): the strategy annotation is gone,
+    so there is no spec or record to read, and a release's actions read neither; ``router`` is the one
+    the remaining annotations declare (its route is reset)."""
+    return Context(kube, deployment, DeliverySpec(Strategy.ROLLING), DeliveryState(), router, _not_planned)
+
+
+def _not_planned(a: Analyse) -> None:
+    raise StateError("a release plans no analysis")
 
 
 def execute(ctx: Context, action: Action) -> None:
@@ -98,7 +114,7 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
     if rev != ctx.state.revision:
         log.info("template moved on; not scaling a stale revision", extra={"revision": rev})
         return
-    owned, ours = replicasets(ctx.kube, d)
+    _, ours = replicasets(ctx.kube, d)
     mine = [rs for rs in ours if templates.revision(rs["spec"]["template"]) == rev]
     replicas_note = {
         "deployment.kubernetes.io/desired-replicas": str(d["spec"].get("replicas", 1)),
@@ -122,17 +138,6 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
                 },
             )
         return
-    # Re-delivering an earlier revision (`deliver undo`, a git revert): the Deployment still keeps
-    # that revision's old, empty ReplicaSet in its history. The Deployment controller takes the
-    # oldest ReplicaSet with the Deployment's template as its "new" one, so that empty one would
-    # win over deliver's at adoption and promotion would never settle: remove it first.
-    for rs in owned:
-        if (
-            templates.revision(rs["spec"]["template"]) == rev
-            and not int(rs["spec"].get("replicas") or 0)
-            and not int((rs.get("status") or {}).get("replicas") or 0)
-        ):
-            ctx.kube.delete(REPLICASETS, ctx.ns, rs["metadata"]["name"])
     selector = copy.deepcopy(d["spec"]["selector"])
     selector.setdefault("matchLabels", {})[templates.HASH_LABEL] = rev
     name = f"{ctx.name}-{rev}"[:253]
@@ -153,25 +158,10 @@ def _scale_new(ctx: Context, a: ScaleNew) -> None:
             "template": templates.with_hash(template, rev),
         },
     }
-    try:
-        ctx.kube.create(REPLICASETS, ctx.ns, body)
-    except Conflict:
-        # The name is taken by the Deployment's own, scaled-down ReplicaSet of this same revision
-        # (an older delivery adopted it; `deliver undo` or a re-apply brings the template back).
-        # It has no pods: delete it, and the next pass creates deliver's ReplicaSet in its place.
-        old = ctx.kube.get(REPLICASETS, ctx.ns, name)
-        owned_by_us = any(
-            r.get("uid") == d["metadata"]["uid"] and r.get("controller")
-            for r in old["metadata"].get("ownerReferences") or []
-        )
-        if (
-            not owned_by_us
-            or int(old["spec"].get("replicas") or 0)
-            or int((old.get("status") or {}).get("replicas") or 0)
-        ):
-            raise
-        ctx.kube.delete(REPLICASETS, ctx.ns, name)
-        raise
+    # A Conflict (the name is taken: a ReplicaSet the observation did not show yet) is a lost race:
+    # the pass is planned again, and the planner removes a leftover of the Deployment's it then sees
+    # (strategies/plan.py, ``_leftover_replicasets``).
+    ctx.kube.create(REPLICASETS, ctx.ns, body)
 
 
 def _delete_new(ctx: Context, a: DeleteNew) -> None:
@@ -361,16 +351,16 @@ def _detach(ctx: Context, rs: dict[str, Any], replicas: int | None) -> None:
     ctx.kube.patch(REPLICASETS, ctx.ns, rs["metadata"]["name"], patch)
 
 
-def release_held(kube: Kube, deployment: dict[str, Any]) -> None:
+def _release_stable(ctx: Context, a: ReleaseStable) -> None:
     """Hand every ReplicaSet deliver holds for this Deployment back to it: the labels of its pod
     template (which the Deployment created it with) and the Deployment's controller reference again,
     the one with pods first."""
     # The ReplicaSet with pods first: handed back alone, the history (no pods) would have the paused
     # controller scale its newest one up, as when none is active.
-    for rs in sorted(held_replicasets(kube, deployment), key=lambda rs: -int(rs["spec"].get("replicas") or 0)):
+    for rs in sorted(held_replicasets(ctx.kube, ctx.deployment), key=lambda rs: -int(rs["spec"].get("replicas") or 0)):
         labels: dict[str, Any] = dict((rs["spec"]["template"].get("metadata") or {}).get("labels") or {})
         labels[templates.HELD_LABEL] = None
-        kube.patch(
+        ctx.kube.patch(
             REPLICASETS,
             rs["metadata"]["namespace"],
             rs["metadata"]["name"],
@@ -378,14 +368,10 @@ def release_held(kube: Kube, deployment: dict[str, Any]) -> None:
                 "metadata": {
                     "resourceVersion": rs["metadata"]["resourceVersion"],
                     "labels": labels,
-                    "ownerReferences": [_owner_ref(deployment, controller=True)],
+                    "ownerReferences": [_owner_ref(ctx.deployment, controller=True)],
                 }
             },
         )
-
-
-def _release_stable(ctx: Context, a: ReleaseStable) -> None:
-    release_held(ctx.kube, ctx.deployment)
 
 
 def _set_weight(ctx: Context, a: SetWeight) -> None:
@@ -464,6 +450,26 @@ def _unpin(ctx: Context, a: UnpinService) -> None:
         ctx.kube.patch(SERVICES, ctx.ns, a.name, {"spec": {"selector": {templates.HASH_LABEL: None}}})
 
 
+def _delete_service(ctx: Context, a: DeleteService) -> None:
+    ctx.kube.delete(SERVICES, ctx.ns, a.name)
+
+
+def _delete_replicaset(ctx: Context, a: DeleteReplicaSet) -> None:
+    ctx.kube.delete(REPLICASETS, ctx.ns, a.name)
+
+
+def _remove_record(ctx: Context, a: RemoveRecord) -> None:
+    ctx.deployment = ctx.kube.patch(
+        DEPLOYMENTS,
+        ctx.ns,
+        ctx.name,
+        {
+            "metadata": {"resourceVersion": a.resource_version, "annotations": {STATE: None, REQUEST: None}},
+            "spec": {"paused": False},
+        },
+    )
+
+
 def _analyse(ctx: Context, a: Analyse) -> None:
     ctx.analyse(a)
 
@@ -500,6 +506,9 @@ _HANDLERS: dict[type, Callable[[Context, Any], None]] = {
     EnsureService: _ensure_service_action,
     SwitchActive: _switch,
     UnpinService: _unpin,
+    DeleteService: _delete_service,
+    DeleteReplicaSet: _delete_replicaset,
+    RemoveRecord: _remove_record,
     Analyse: _analyse,
     PostEvent: _post_event,
     CallHook: _call_hook,

@@ -6,13 +6,15 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from strategies.model import REJECTED_MARK, Disruption, Observation, PodHealth, ServiceObs, VersionObs
+from strategies.model import REJECTED_MARK, Disruption, Leftovers, Observation, PodHealth, ServiceObs, VersionObs
 
 from . import templates
 from .errors import KubeError
 from .health import pod_health
 from .kube import PDBS, PODS, REPLICASETS, SERVICES, Kube, selector_string
 from .labels import selects
+from .routing import kinds as routers
+from .spec import leftover_routing
 from .state import read_request
 
 
@@ -126,6 +128,7 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
                 health=pod_health(by_hash.get(pod_hash, []), now) if pod_hash else PodHealth(),
                 template=templates.without_hash(tpl),
                 held=is_held,
+                status_replicas=int(rstatus.get("replicas") or 0),
             )
         )
     exceeded = [
@@ -160,4 +163,34 @@ def observe(kube: Kube, deployment: dict[str, Any], now: float, router_weight: i
         request_id=rid,
         router_weight=router_weight,
         template=spec["template"],
+    )
+
+
+def leftovers(kube: Kube, deployment: dict[str, Any]) -> Leftovers:
+    """What a Deployment whose ``deliver.dev/strategy`` was removed still has of deliver's (reads only):
+    the Services deliver made or pinned, the route its remaining annotations declare, the ReplicaSets
+    deliver holds or owns for it."""
+    meta = deployment["metadata"]
+    router, stable_service, canary_service, preview_service = leftover_routing(deployment)
+    described = routers.get(router.kind)
+    app = templates.without_hash(deployment["spec"]["template"])["metadata"].get("labels") or {}
+    services = []
+    for svc in kube.items(SERVICES, meta["namespace"]):
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        ours = (svc["metadata"].get("labels") or {}).get(templates.OWNER_LABEL) == meta["name"]
+        pinned = templates.HASH_LABEL in selector
+        if ours or (pinned and all(app.get(k) == v for k, v in selector.items() if k != templates.HASH_LABEL)):
+            services.append(ServiceObs(svc["metadata"]["name"], str(selector.get(templates.HASH_LABEL, "")), ours))
+    _, ours_rs = replicasets(kube, deployment)
+    return Leftovers(
+        resource_version=str(meta["resourceVersion"]),
+        services=tuple(services),
+        preview_service=preview_service,
+        router=router,
+        stable_service=stable_service,
+        canary_service=canary_service,
+        route_weighted=described is not None and described.weighted,
+        route_kept=described.kept_at_release(router.name) if described is not None and described.weighted else "",
+        held=bool(held_replicasets(kube, deployment)),
+        replicasets=tuple(rs["metadata"]["name"] for rs in ours_rs),
     )

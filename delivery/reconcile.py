@@ -25,11 +25,14 @@ from strategies.model import (
     Phase,
     Plan,
     PostEvent,
+    RemoveRecord,
+    SetWeight,
     StepVerdict,
     Strategy,
 )
 from strategies.model import Outcome as VerdictOutcome  # a verdict's; ``Outcome`` here is a pass's
 from strategies.reasons import EventReason
+from strategies.release import release
 
 from . import act, hooks, takeover, templates
 from . import spec as specmod
@@ -37,9 +40,9 @@ from .background import AnalysisPool
 from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError, StateError
 from .events import post_event
 from .hooks import HookPool
-from .kube import CONFIGMAPS, DEPLOYMENTS, REPLICASETS, SERVICES, Kube
+from .kube import CONFIGMAPS, DEPLOYMENTS, Kube
 from .notify import Notifier
-from .observe import observe, replicasets
+from .observe import leftovers, observe
 from .routing import kinds as routers
 from .routing.base import Router, RouterContext, router_for
 from .state import encode_state, read_state, write_state
@@ -209,68 +212,34 @@ class Reconciler:
 
     def _release(self, deployment: dict[str, Any]) -> Outcome:
         """The strategy annotation was removed: hand the Deployment back as a plain one, still served.
-
-        In this order: every Service deliver pinned to one pod-template-hash is unpinned (it selects
-        the app again); the Services deliver created are kept (a weighted route may still send traffic
-        to NAME-stable/NAME-canary; blue-green's active Service may be the user's entry point), except
-        blue-green's preview Service, which never had production traffic and is deleted; a weighted
-        route still declared is set to 100/0 (stable); deliver's own ReplicaSets go; the Deployment is
-        unpaused (the native controller rolls out whatever the template says) and the record removed.
-        A Normal Event ``Released`` names what the user may now remove.
-        """
+        What goes, what stays and in which order is the release's planner's (strategies/release.py);
+        a route that cannot be reset does not stop it, and a Conflict on its last write (the record
+        removed, guarded by resourceVersion) means someone wrote meanwhile: plan again at once."""
         meta = deployment["metadata"]
-        ns = meta["namespace"]
-        router_ref, stable_service, canary_service, preview_service = specmod.leftover_routing(deployment)
-        app = templates.without_hash(deployment["spec"]["template"])["metadata"].get("labels") or {}
-        kept: list[str] = []
-        for svc in self.kube.items(SERVICES, ns):
-            name = svc["metadata"]["name"]
-            selector = (svc.get("spec") or {}).get("selector") or {}
-            ours = (svc["metadata"].get("labels") or {}).get(templates.OWNER_LABEL) == meta["name"]
-            if ours and name == preview_service:
-                self.kube.delete(SERVICES, ns, name)
-                continue
-            if ours:
-                kept.append(name)
-            if templates.HASH_LABEL not in selector:
-                continue
-            if not ours and any(app.get(k) != v for k, v in selector.items() if k != templates.HASH_LABEL):
-                continue  # not in front of this Deployment's pods: not deliver's pin
-            self.kube.patch(SERVICES, ns, name, {"spec": {"selector": {templates.HASH_LABEL: None}}})
-        route = generated = ""
-        described = routers.get(router_ref.kind)
-        if described is not None and described.weighted:
-            route = f"route {router_ref.kind}/{router_ref.name} (set to 100/0: all traffic to the stable backend)"
-            if left := described.kept_at_release(router_ref.name):
-                generated = f"; {left}"
-            ctx = RouterContext(self.kube, ns, meta["name"], router_ref.name, stable_service, canary_service)
-            try:
-                router_for(router_ref.kind, ctx).reset()
-            except RoutingError as exc:  # the route is the user's; the Services serve the app either way
-                log.warning("route not reset at release", extra=_fields(deployment, error=str(exc)))
-                route = f"route {router_ref.kind}/{router_ref.name} (not reset: {exc})"
-        act.release_held(self.kube, deployment)  # a stable ReplicaSet held for an exact canary share
-        _, ours_rs = replicasets(self.kube, deployment)
-        for rs in ours_rs:
-            self.kube.delete(REPLICASETS, ns, rs["metadata"]["name"])
-        try:
-            self.kube.patch(
-                DEPLOYMENTS,
-                meta["namespace"],
-                meta["name"],
-                {
-                    "metadata": {
-                        "resourceVersion": meta["resourceVersion"],
-                        "annotations": {specmod.STATE: None, specmod.REQUEST: None},
-                    },
-                    "spec": {"paused": False},
-                },
-            )
-        except Conflict:
-            return Outcome(0.0, conflicted=True)
-        post_event(
-            self.kube, deployment, "Normal", EventReason.RELEASED, _released_message(sorted(kept), route, generated)
+        left = leftovers(self.kube, deployment)
+        ctx = RouterContext(
+            self.kube, meta["namespace"], meta["name"], left.router.name, left.stable_service, left.canary_service
         )
+        route_error = ""
+        try:
+            router = router_for(left.router.kind, ctx)
+        except RoutingError as exc:  # its module cannot be loaded: the route is not reset, and the Event says so
+            route_error, router = str(exc), router_for(routers.NO_ROUTER, ctx)
+        actions = release(left, route_error)
+        run = act.release_context(self.kube, deployment, router)
+        for i in range(len(actions)):  # (planned again below: the same actions, another Event)
+            try:
+                act.execute(run, actions[i])
+            except RoutingError as exc:
+                if not isinstance(actions[i], SetWeight):
+                    raise
+                # the route is the user's; the Services serve the app either way
+                log.warning("route not reset at release", extra=_fields(deployment, error=str(exc)))
+                actions = release(left, str(exc))
+            except Conflict:
+                if not isinstance(actions[i], RemoveRecord):
+                    raise
+                return Outcome(0.0, conflicted=True)
         log.info("released", extra=_fields(deployment))
         return Outcome(None)
 
@@ -496,18 +465,6 @@ def _warn_key(deployment: dict[str, Any], reason: EventReason) -> str:
     """Key of a posted warning: namespace/name/uid/reason (a new Deployment of the same name is another)."""
     meta = deployment["metadata"]
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}/{meta.get('uid', '')}/{reason.value}"
-
-
-def _released_message(kept: list[str], route: str, generated: str) -> str:
-    """The Released Event: what deliver left in place and the user may now remove."""
-    message = "deliver.dev/strategy removed: deliver no longer holds this Deployment"
-    if not kept:
-        return message
-    return (
-        f"{message}; kept the Services deliver created ({', '.join(kept)}), now selecting every pod of "
-        f"the app, since {route or 'your routes'} may still send traffic to them{generated}. Once no route "
-        "or client uses them you may delete them, and the remaining deliver.dev/* annotations"
-    )
 
 
 def _fields(deployment: dict[str, Any], **more: Any) -> dict[str, Any]:

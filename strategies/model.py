@@ -256,6 +256,7 @@ class VersionObs:
     health: PodHealth = PodHealth()
     template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # without pod-template-hash
     held: bool = False  # the Deployment's ReplicaSet, held by deliver for an exact canary share (HoldStable)
+    status_replicas: int = 0  # status.replicas: the pods it has now (0 with ``replicas`` 0: an empty ReplicaSet)
 
 
 @dataclass(frozen=True)
@@ -407,6 +408,25 @@ class CheckEvidence:
             _num(rb),
             _num(check.get("bound")),
         )
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What a Deployment whose ``deliver.dev/strategy`` was removed still has of deliver's, as observed:
+    the observation a release is planned from (``strategies/release.py``)."""
+
+    resource_version: str  # the Deployment's, as read: the release's one write to it is guarded by it
+    # deliver's own Services for this Deployment, and every Service pinned to a pod-template-hash whose
+    # other selector keys (if any) match its pods' labels; in the order listed
+    services: tuple[ServiceObs, ...] = ()
+    preview_service: str = ""  # the preview Service's name the remaining annotations give (or its default)
+    router: RouterRef = RouterRef("replica")  # the router the remaining annotations still declare
+    stable_service: str = ""  # and the Services its route sends traffic to (the router's backends)
+    canary_service: str = ""
+    route_weighted: bool = False  # that router sets weights on a route object (delivery/routing/kinds.py)
+    route_kept: str = ""  # what deliver generated for that router and a release keeps, in words ("": nothing)
+    held: bool = False  # deliver holds a ReplicaSet of the Deployment's (HoldStable)
+    replicasets: tuple[str, ...] = ()  # deliver's own ReplicaSets for this Deployment, by name
 
 
 @dataclass(frozen=True)
@@ -965,6 +985,31 @@ class UnpinService:
 
 
 @dataclass(frozen=True)
+class DeleteService:
+    """Delete a Service deliver created (a release: blue-green's preview Service, which never had
+    production traffic)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class DeleteReplicaSet:
+    """Delete the ReplicaSet ``name`` as it is (not scaled to zero first): deliver's own at a release;
+    before ``ScaleNew``, the Deployment's own empty ReplicaSet of the revision being delivered."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class RemoveRecord:
+    """Hand the Deployment back (a release): remove the record and any operator request and unpause
+    it, in one write guarded by ``resource_version`` (the Deployment the release was planned on): a
+    Conflict means someone wrote meanwhile, and the release is planned again from fresh data."""
+
+    resource_version: str
+
+
+@dataclass(frozen=True)
 class Analyse:
     """Run the metric checks over [start, now], the new version's pods against the stable ones', and
     hand the verdict for this step to the next plan."""
@@ -1015,6 +1060,9 @@ Action = (
     | EnsureService
     | SwitchActive
     | UnpinService
+    | DeleteService
+    | DeleteReplicaSet
+    | RemoveRecord
     | Analyse
     | PostEvent
     | CallHook

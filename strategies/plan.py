@@ -20,6 +20,7 @@ from .model import (
     AdoptNew,
     ApplyTemplate,
     DeleteNew,
+    DeleteReplicaSet,
     DeliverySpec,
     DeliveryState,
     EnsureService,
@@ -34,6 +35,7 @@ from .model import (
     PostEvent,
     ReleaseStable,
     RevertTemplate,
+    ScaleNew,
     ServiceObs,
     SetPaused,
     SetWeight,
@@ -104,7 +106,7 @@ def plan(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
     record = _forget_failure(record)
     if record.running is not None and (record.running.step != record.step or record.phase.terminal):
         record = record.replace(running=None)  # the evidence of a window no longer running
-    return Plan(record, actions, decided.requeue_after, paused)
+    return Plan(record, _leftover_replicasets(actions, record, obs), decided.requeue_after, paused)
 
 
 def _at_rest(decided: Plan, obs: Observation, actions: tuple[Action, ...]) -> tuple[Action, ...]:
@@ -175,6 +177,24 @@ def _stale(decided: Plan, obs: Observation) -> tuple[Action, ...]:
     if any(not v.owned and v.revision != state.revision for v in obs.versions):
         return (DeleteNew(keep_revision=state.revision),)
     return ()
+
+
+def _leftover_replicasets(actions: tuple[Action, ...], state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+    """Re-delivering an earlier revision (`deliver undo`, a git revert, a re-apply): the Deployment
+    still keeps that revision's old, empty ReplicaSet in its history (an older delivery's, adopted,
+    holds the very name deliver's ReplicaSet of it takes). The Deployment controller takes the oldest
+    ReplicaSet with its template as its "new" one, so that empty one would win over deliver's at
+    adoption and promotion would never settle: before deliver's ReplicaSet of the revision is first
+    created (``ScaleNew`` while none is observed), each such ReplicaSet goes."""
+    at = next((i for i, a in enumerate(actions) if isinstance(a, ScaleNew)), None)
+    if at is None or obs.target_revision != state.revision or obs.deliver_owned(state.revision) is not None:
+        return actions  # (a stale template is not scaled: delivery/act.py)
+    leftovers = tuple(
+        DeleteReplicaSet(v.name)
+        for v in obs.versions
+        if v.owned and not v.held and v.revision == state.revision and not v.replicas and not v.status_replicas
+    )
+    return actions[:at] + leftovers + actions[at:]
 
 
 def _forget_failure(state: DeliveryState) -> DeliveryState:

@@ -9,7 +9,7 @@ import pytest
 from delivery import act, templates
 from delivery import spec as specmod
 from delivery.errors import Conflict, DeliverError, KubeError
-from delivery.kube import REPLICASETS, SERVICES
+from delivery.kube import DEPLOYMENTS, REPLICASETS, SERVICES
 from delivery.observe import replicasets
 from delivery.routing.base import RouterContext, router_for
 from delivery.state import read_state
@@ -18,8 +18,11 @@ from strategies.model import (
     Action,
     AdoptNew,
     DeleteNew,
+    DeleteReplicaSet,
+    DeleteService,
     DeliveryState,
     Phase,
+    RemoveRecord,
     RevertTemplate,
     ScaleNew,
     SetPaused,
@@ -117,6 +120,35 @@ def test_delete_new_keeps_the_revision_it_is_told_to_keep() -> None:
     assert len(f.delivers_replicasets()) == 1
 
 
+def test_scale_new_judges_nothing_when_its_name_is_taken() -> None:
+    # a ReplicaSet of the Deployment's holding the name (an earlier delivery's, adopted): removing it
+    # is the planner's call (DeleteReplicaSet before ScaleNew); act only reports the lost race
+    f = delivering()
+    run(f, ScaleNew(1), AdoptNew())
+    [taken] = [rs for rs in f.replicasets(V2)]
+    f.kube.patch(REPLICASETS, NS, taken["metadata"]["name"], {"spec": {"replicas": 0}})
+    start = len(f.kube.writes)
+
+    with pytest.raises(Conflict):
+        run(f, ScaleNew(1))
+
+    assert [w.verb for w in f.kube.writes[start:]] == ["create"], "nothing deleted on act's own judgement"
+    [delete, create] = run(f, DeleteReplicaSet(taken["metadata"]["name"]), ScaleNew(1))
+    assert (delete.verb, create.verb) == ("delete", "create")
+
+
+def test_delete_replicaset_deletes_it_as_it_is_and_once() -> None:
+    f = delivering()
+    run(f, ScaleNew(2))
+    name = f.delivers_replicasets()[0]["metadata"]["name"]
+
+    [delete] = run(f, DeleteReplicaSet(name))
+
+    assert (delete.verb, delete.plural, delete.name) == ("delete", "replicasets", name), "not scaled down first"
+    assert f.delivers_replicasets() == []
+    run(f, DeleteReplicaSet(name))  # gone already: not an error
+
+
 def test_adopt_new_hands_the_replicaset_to_the_deployment() -> None:
     f = delivering()
     run(f, ScaleNew(3))
@@ -185,6 +217,21 @@ def test_revert_template_uses_the_records_copy_when_the_stable_replicaset_is_gon
     assert f.image() == V1
 
 
+def test_remove_record_unpauses_in_the_same_write_guarded_by_the_planned_resource_version() -> None:
+    f = delivering()
+    planned = f.deployment()["metadata"]["resourceVersion"]
+    f.kube.patch(DEPLOYMENTS, NS, NAME, {"metadata": {"labels": {"someone": "wrote"}}})
+
+    with pytest.raises(Conflict):
+        run(f, RemoveRecord(planned))
+    assert specmod.STATE in f.deployment()["metadata"]["annotations"]
+
+    [write] = run(f, RemoveRecord(f.deployment()["metadata"]["resourceVersion"]))
+    assert (write.verb, write.plural) == ("patch", "deployments")
+    d = f.deployment()
+    assert specmod.STATE not in d["metadata"]["annotations"] and d["spec"]["paused"] is False
+
+
 def test_set_paused_writes_only_a_change() -> None:
     f = delivering()
     assert f.deployment()["spec"]["paused"] is True
@@ -244,3 +291,16 @@ def test_a_canary_without_a_router_needs_no_service() -> None:
     f = delivering()
 
     assert run(f, *_services(f, HASH1, REV2)) == []
+
+
+def test_delete_service_deletes_it_once() -> None:
+    f = delivering("blue-green")
+    run(f, *_services(f, HASH1, REV2))
+    preview = f"{NAME}-preview"
+    assert (SERVICES.plural, NS, preview) in f.kube.objects
+
+    [delete] = run(f, DeleteService(preview))
+
+    assert (delete.verb, delete.plural, delete.name) == ("delete", "services", preview)
+    assert (SERVICES.plural, NS, preview) not in f.kube.objects
+    run(f, DeleteService(preview))  # gone already: not an error
