@@ -349,14 +349,22 @@ def _idle(spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: S
             # Deployment controller finish it; there is nothing to compare against yet.
             # In the policy mode a template changed during the first rollout was paused by the API
             # server; with no stable version to compare against it rolls out natively as well.
-            if obs.paused and (not obs.owned_versions() or obs.hold_mode is HoldMode.POLICY):
+            # Never a template deliver rejected, nor, once a stable version is known, any other: a
+            # Deployment scaled to zero and back has no active ReplicaSet for a moment, and the paused
+            # Deployment controller brings its ReplicaSet back by itself (found by the crash-point
+            # explorer: unpausing there rolled the held rejected template out natively).
+            first = not state.stable_revision
+            ours = obs.target_revision != state.failed_revision and (
+                first or obs.target_revision == state.stable_revision
+            )
+            if obs.paused and ours and (not obs.owned_versions() or obs.hold_mode is HoldMode.POLICY):
                 return Plan(state, (SetPaused(False),), RECHECK)
+            if not first:
+                return Plan(state, (), RECHECK)
             return Plan(state.replace(message="waiting for the initial rollout to finish"), (), RECHECK)
         return Plan(state, (), None)  # scaled to zero: nothing runs, nothing to deliver against
 
     if obs.target_revision == stable.revision:
-        if obs.hold_mode is HoldMode.POLICY and _rejected_to_hold(state):
-            return _hold_rejected(spec, state, obs, stable)
         actions, requeue, state = _settle(spec, state, obs, stable, pause=True)
         new_state = state
         if state.hold is HoldReason.PREVIOUSLY_FAILED and obs.hold_mode is HoldMode.POLICY:
@@ -422,35 +430,6 @@ def _settle(
         else:
             requeue = max(0.2, min(RECHECK * 5, keep - (obs.now - since)))
     return actions, requeue, state
-
-
-def _rejected_to_hold(state: DeliveryState) -> bool:
-    """A rollback or abort just restored the stable version, and the rejected template is to be held."""
-    return (
-        state.phase in (Phase.ROLLED_BACK, Phase.ABORTED)
-        and bool(state.failed_revision)
-        and state.failed_template is not None
-        and not state.retrying
-        and state.hold is not HoldReason.PREVIOUSLY_FAILED
-    )
-
-
-def _hold_rejected(spec: DeliverySpec, state: DeliveryState, obs: Observation, stable: VersionObs) -> Plan:
-    """In the policy mode a rolled-back (or aborted) template does not vanish: it is written back into
-    the Deployment, held (paused) while the stable version keeps serving, and the status says it was
-    rejected. So the Deployment reads as the failed rollout it is to Helm --wait, kubectl rollout status,
-    kstatus and Argo CD, never as the stable template "successfully rolled out", and a GitOps tool sees
-    no drift from what it applied (Argo Rollouts keeps an aborted spec the same way). Once: the user
-    writing the stable template over it (`helm rollback`) is at rest (``_idle``)."""
-    actions, requeue, state = _settle(spec, state, obs, stable, pause=False)
-    why = state.message or f"revision {state.failed_revision} was rolled back"
-    assert state.failed_template is not None  # _rejected_to_hold
-    held = (
-        SetPaused(True),
-        ApplyTemplate(state.failed_template),
-        MarkRejected(f"{REJECTED_MARK} revision {state.failed_revision}: {why}"),
-    )
-    return Plan(state.replace(hold=HoldReason.PREVIOUSLY_FAILED), held + tuple(actions), requeue or RECHECK)
 
 
 def _route_at_rest(spec: DeliverySpec, obs: Observation, stable: VersionObs) -> tuple[Action, ...]:

@@ -457,6 +457,18 @@ def rolled_back_held(phase: str, stable: str = V1, rejected: str = V2) -> Callab
     return end
 
 
+def user_stands(e: Explorer) -> list[str]:
+    """The user's own write of the stable template during a rollback stands: deliver wrote no template,
+    the Deployment says v1 and runs it on every replica."""
+    f, found = e.f, []
+    written = [w for w in f.kube.writes if writes_template(w)]
+    if written:
+        found.append(f"deliver wrote the Deployment's spec.template ({written[0].verb} {written[0].body!r:.120})")
+    if f.image() != V1 or f.serving() != {V1: REPLICAS}:
+        found.append(f"the Deployment is on {f.image()}, serving {f.serving()}: the user's v1 did not stand")
+    return found
+
+
 def policy_scenarios(strategy: str, cache_lag: int | None = None) -> list[Scenario]:
     """Rolling and recreate in the policy hold mode: a new version that fails and one aborted mid-delivery,
     each rolled back held (strategies/steps.held_undo): the rejected template stays in the Deployment,
@@ -483,7 +495,19 @@ def policy_scenarios(strategy: str, cache_lag: int | None = None) -> list[Scenar
             Scenario(key, "abort-at-once", at_once, (Step(change(V2), mid), Step(request("abort"))), checks=aborted),
         ]
     steps = (Step(change(V2)), Step(change(V3)))
-    return found + [Scenario(key, "bad-after-good", at_once, steps, failed=frozenset({V3}), checks=second)]
+    found.append(Scenario(key, "bad-after-good", at_once, steps, failed=frozenset({V3}), checks=second))
+    if strategy == "rolling":
+        # found by this explorer (fixed): scaled to zero and back mid-rollback, the rejected template
+        # was unpaused and rolled out natively; the stable template written by the user mid-rollback
+        # (`helm rollback`) was overwritten with the rejected one once the rollback was done
+        rolling_back: Until = lambda f: f.record().get("phase") == "RollingBack"  # noqa: E731
+        zero = (Step(change(V2), rolling_back), Step(scale(0)), Step(scale(REPLICAS)))
+        user = (Step(change(V2), rolling_back), Step(change(V1)))
+        found += [
+            Scenario(key, "zero-and-back", stepwise, zero, failed=frozenset({V2}), checks=bad),
+            Scenario(key, "stable-written", stepwise, user, failed=frozenset({V2}), checks=(Check(end=user_stands),)),
+        ]
+    return found
 
 
 OTHER = {"canary": "rolling", "router": "rolling", "blue-green": "canary", "rolling": "canary", "recreate": "rolling"}

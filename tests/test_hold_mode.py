@@ -422,3 +422,49 @@ def test_a_held_recreate_rollback_starts_the_stable_version_only_once_every_reje
     assert HoldStable(5) in plan(spec, state, gone).actions
     up = obs(replace(version(STABLE, 5), held=True), version(NEW, 0, owned=False), **o)
     assert ReleaseStable() in plan(spec, state, up).actions
+
+
+def _scale(f: Fixture, replicas: int) -> None:
+    d = f.kube.obj(DEPLOYMENTS, NAME)
+    d["spec"]["replicas"] = replicas
+    f.kube.put(DEPLOYMENTS, d)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_scaled_to_zero_and_back_a_held_rejected_template_stays_held(strategy: str) -> None:
+    """Found by the crash-point explorer: with the rejected template held and the Deployment scaled to
+    zero and back, deliver's next pass saw no active ReplicaSet, took it for a first rollout and
+    unpaused: the rejected, crash-looping template rolled out natively."""
+    f = managed(strategy, HoldMode.POLICY)
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    f.when_settled()
+    assert f.record()["hold"] == "PreviouslyFailed"
+    rolled_out: list[dict[str, int]] = []
+
+    def watch(f: Fixture) -> bool:
+        if f.serving().get(V2) and not f.delivers_replicasets():
+            rolled_out.append(f.serving())
+        return False
+
+    _scale(f, 0)
+    f.when_settled(until=watch)
+    _scale(f, 3)
+    f.when_settled(until=watch)
+    assert not rolled_out, f"the rejected template rolled out natively: {rolled_out[:3]}"
+    assert f.serving() == {V1: 3} and f.image() == V2 and f.deployment()["spec"]["paused"] is True
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_the_stable_template_written_during_a_rollback_is_the_user_s(strategy: str) -> None:
+    """Found by the crash-point explorer: `helm rollback` (the stable template written) while deliver
+    was still rolling back; once done, deliver wrote the rejected template back over the user's."""
+    f = managed(strategy, HoldMode.POLICY)
+    f.crashing.add(V2)
+    f.when_template_changes(V2)
+    f.when_settled(until=lambda f: f.record().get("phase") == "RollingBack")
+    f.when_template_changes(V1)
+    f.when_settled()
+    assert f.image() == V1, "the user's write stands"
+    assert f.serving() == {V1: 3}
+    assert not progressing(f).get("message", "").startswith(REJECTED_MARK)
