@@ -59,6 +59,12 @@ class BlueGreenPlanner:
     def native(self) -> bool:
         return False
 
+    def drains(self, spec: DeliverySpec) -> bool:
+        return True  # the switched active Service
+
+    def exclusive(self) -> bool:
+        return False
+
     def pinned_services(self, spec: DeliverySpec) -> tuple[str, ...]:
         return (spec.active_service, spec.preview_service)
 

@@ -58,6 +58,12 @@ class CanaryPlanner:
     def native(self) -> bool:
         return False
 
+    def drains(self, spec: DeliverySpec) -> bool:
+        return spec.router.kind != "replica"  # behind a weighted router
+
+    def exclusive(self) -> bool:
+        return False
+
     def pinned_services(self, spec: DeliverySpec) -> tuple[str, ...]:
         """Behind a weighted router: the stable and canary Services the route splits between."""
         return () if spec.router.kind == "replica" else (spec.stable_service, spec.canary_service)

@@ -22,6 +22,9 @@ from .steps import NativePlanner, check_step, rollback, step_passed
 
 
 class RecreatePlanner(NativePlanner):
+    def exclusive(self) -> bool:
+        return True  # never two versions at once
+
     def advance(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> Plan:
         n = obs.replicas
         new = obs.version(state.revision)

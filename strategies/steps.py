@@ -30,7 +30,6 @@ from .model import (
     RevertTemplate,
     SetPaused,
     StepVerdict,
-    Strategy,
     VersionObs,
     with_look,
 )
@@ -101,6 +100,16 @@ class StrategyPlanner(Protocol):
         """What keeps converging while a hook holds the step (load-test, confirm-promotion)."""
         ...
 
+    def drains(self, spec: DeliverySpec) -> bool:
+        """Whether its pods keep running for ROUTER_DRAIN after traffic moved away from them (a
+        weighted router or a switched Service must have applied the move before they go)."""
+        ...
+
+    def exclusive(self) -> bool:
+        """Never two versions at once (recreate): a held rollback starts the stable version only
+        once every pod of the rejected one is gone (``held_undo``)."""
+        ...
+
 
 def ceil_share(replicas: int, percent: int) -> int:
     """Pods needed to carry ``percent`` of ``replicas`` (at least one for any share above zero)."""
@@ -155,11 +164,6 @@ def rollback(
     )
 
 
-def _drains(spec: DeliverySpec) -> bool:
-    """Do pods keep running for ROUTER_DRAIN after traffic moved away from them?"""
-    return spec.router.kind != "replica" or spec.strategy is Strategy.BLUE_GREEN
-
-
 def drain_time(spec: DeliverySpec, state: DeliveryState) -> float:
     """Seconds deliver's pods stay after traffic moved away from them: ROUTER_DRAIN, or after a
     rollback or abort the longer ``abort-scale-down-delay`` (the record says RolledBack/Aborted
@@ -179,7 +183,9 @@ def keeps_rejected(state: DeliveryState, obs: Observation, planner: StrategyPlan
     return obs.hold_mode is HoldMode.POLICY and bool(state.failed_revision) and state.failed_revision == state.revision
 
 
-def held_undo(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
+def held_undo(
+    spec: DeliverySpec, state: DeliveryState, obs: Observation, planner: StrategyPlanner
+) -> tuple[Action, ...]:
     """The rollback of rolling/recreate in the policy hold mode, without ever writing the stable
     template back (which would read as a rollout that succeeded): the Deployment stays paused on the
     rejected template, its status says rejected from the first pass, and deliver moves the pods.
@@ -192,7 +198,7 @@ def held_undo(spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tup
     the stable one up itself: recreate only once every rejected pod is gone (never two versions at
     once), rolling at once. Repeated every pass from what is observed, until ``held_undone``."""
     n = obs.replicas
-    recreate = spec.strategy is Strategy.RECREATE
+    recreate = planner.exclusive()
     head: tuple[Action, ...] = () if obs.paused else (SetPaused(True),)
     stable = next((v for v in obs.versions if v.owned and v.revision == state.stable_revision), None)
     theirs = [v for v in obs.versions if v.owned and not v.held and v.revision == state.revision]
@@ -237,11 +243,11 @@ def undo_actions(
     if kept and not obs.rejected_marked:
         mark = (MarkRejected(f"{REJECTED_MARK} revision {state.revision}: {state.message}"),)
     if kept and planner.native():
-        return mark + held_undo(spec, state, obs)
+        return mark + held_undo(spec, state, obs, planner)
     actions = mark + planner.undo(spec, state, obs)
     if kept:
         actions = tuple(a for a in actions if not isinstance(a, RevertTemplate))
-    if _drains(spec) and obs.now - state.finished < drain_time(spec, state):
+    if planner.drains(spec) and obs.now - state.finished < drain_time(spec, state):
         actions = tuple(a for a in actions if not isinstance(a, DeleteNew))
     return actions
 
@@ -278,7 +284,7 @@ def finish_rollback(spec: DeliverySpec, state: DeliveryState, obs: Observation, 
     if not planner.native() and not obs.paused:
         actions = (SetPaused(True),) + actions
     wait = RECHECK
-    if _drains(spec) and obs.now - state.finished < ROUTER_DRAIN:
+    if planner.drains(spec) and obs.now - state.finished < ROUTER_DRAIN:
         wait = max(0.2, ROUTER_DRAIN - (obs.now - state.finished))  # (an abort-scale-down-delay runs at rest)
     return Plan(state, actions, wait)
 
@@ -315,6 +321,12 @@ class NativePlanner:
 
     def holding(self, spec: DeliverySpec, state: DeliveryState, obs: Observation) -> tuple[Action, ...]:
         return ()
+
+    def drains(self, spec: DeliverySpec) -> bool:
+        return spec.router.kind != "replica"
+
+    def exclusive(self) -> bool:
+        return False
 
 
 ADOPTION_GRACE = 10.0  # seconds the paused Deployment controller gets to settle an adopted ReplicaSet

@@ -17,7 +17,7 @@ from strategies.steps import StrategyPlanner
 from tests.planning import NEW, STABLE, canary_spec, obs, started, version
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ("strategies/plan.py", "strategies/hooks.py")  # asks the planner, never tests the strategy
+SHARED = ("strategies/plan.py", "strategies/hooks.py", "strategies/steps.py")  # ask the planner, never test the strategy
 PLANNER_MODULES = {"bluegreen", "canary", "recreate", "rolling"}
 MEMBERS = set(Strategy.__members__)
 VALUES = {s.value for s in Strategy}
@@ -222,3 +222,19 @@ def test_where_the_promotion_is() -> None:
     assert not bluegreen.promotes(preview.replace(switched=1.0), preview.replace(step=2, phase=Phase.PROMOTING))
     assert bluegreen.promotion(preview).reached == f"preview of revision {NEW} passed"
     assert canary.promotion(at).gated == "promotion"
+
+
+def test_which_strategies_drain_and_which_never_run_two_versions() -> None:
+    """What steps.py asked of the strategy before (issue 25): blue-green and routed canaries keep pods
+    for the drain; recreate is exclusive (a held rollback waits for the rejected pods to be gone)."""
+    routed = replace(canary_spec(), router=RouterRef("gateway-api", "web"))
+    plain = canary_spec()
+    drains = {s: PLANNERS[s].drains(plain) for s in Strategy}
+    assert drains == {
+        Strategy.CANARY: False,
+        Strategy.BLUE_GREEN: True,
+        Strategy.ROLLING: False,
+        Strategy.RECREATE: False,
+    }
+    assert PLANNERS[Strategy.CANARY].drains(routed)
+    assert {s for s in Strategy if PLANNERS[s].exclusive()} == {Strategy.RECREATE}
