@@ -17,7 +17,8 @@ from strategies.steps import StrategyPlanner
 from tests.planning import NEW, STABLE, canary_spec, obs, started, version
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ("strategies/plan.py", "strategies/hooks.py", "strategies/steps.py")  # ask the planner, never test the strategy
+# the code every strategy shares: it asks the planner, it never tests the strategy
+SHARED = ("strategies/plan.py", "strategies/hooks.py", "strategies/steps.py")
 PLANNER_MODULES = {"bluegreen", "canary", "recreate", "rolling"}
 MEMBERS = set(Strategy.__members__)
 VALUES = {s.value for s in Strategy}
