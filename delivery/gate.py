@@ -26,13 +26,12 @@ from typing import Any
 
 import yaml
 
+from delivery import spec as specmod
+from delivery import templates, yamlfile
+from delivery.engine.state import read_request, read_state
+from delivery.errors import Forbidden, Gone, KubeError, NotFound, SpecError, StateError, Unauthorized
+from delivery.kube.client import DEPLOYMENTS, Kube
 from strategies.model import DeliverySpec, DeliveryState, HoldReason, Outcome, Phase
-
-from . import spec as specmod
-from . import templates, yamlfile
-from .errors import Forbidden, Gone, KubeError, NotFound, SpecError, StateError, Unauthorized
-from .kube import DEPLOYMENTS, Kube
-from .state import read_request, read_state
 
 __all__ = [
     "API_PATIENCE",

@@ -18,9 +18,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
+from delivery.gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, GateResult
 from strategies.model import DeliverySpec, Outcome, Strategy
-
-from .gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, GateResult
 
 
 @dataclass

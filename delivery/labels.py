@@ -1,7 +1,7 @@
 """Label selectors in the API's string form (what ``kube.selector_string`` builds) and as
 LabelSelector objects (matchLabels, matchExpressions), matched locally.
 
-The informer cache (delivery/cache.py) answers ``items(res, ns, selector)`` from memory, so it must
+The informer cache (delivery/kube/cache.py) answers ``items(res, ns, selector)`` from memory, so it must
 select exactly what the API server would: ``a=b``, ``a==b``, ``a!=b``, ``a in (x,y)``,
 ``a notin (x,y)``, ``a`` (exists) and ``!a`` (does not exist), joined by commas.
 """

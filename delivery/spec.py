@@ -12,13 +12,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from delivery import duration
+from delivery.errors import SpecError
+from delivery.labels import selects
+from delivery.routing import kinds as routers
+from delivery.routing.kinds import Capability
 from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RequestMatch, RouterRef, Strategy
-
-from . import duration
-from .errors import SpecError
-from .labels import selects
-from .routing import kinds as routers
-from .routing.kinds import Capability
 
 PREFIX = "deliver.dev/"
 STRATEGY = PREFIX + "strategy"
@@ -60,7 +59,7 @@ KEYS: dict[str, str] = {
 }
 ENGINE_ANALYSIS_KEYS = (PREFIX + "analysis-every",)  # analysis* keys the engine reads, not the checks'
 ANALYSIS_EVERY_MIN = 1.0  # seconds: the least time between looks at a running window
-# notifications and hooks (issue 14): delivery/notify.py, strategies/hooks.py, delivery/hooks.py
+# notifications and hooks (issue 14): delivery/integrations/notify.py and hooks.py, strategies/hooks.py
 KEYS.update(
     {
         "notify-webhook": "http(s) URLs (comma-separated) sent each phase change as the generic JSON body",
@@ -412,12 +411,12 @@ def _parse(
             _check_match(fields)
         if strategy is Strategy.BLUE_GREEN and fields["active_service"] == fields["preview_service"]:
             raise SpecError(PREFIX + "preview-service", "must differ from the active Service")
-        from .analysis.checks import parse_checks  # the analysis schema lives with the analysis
+        from delivery.analysis.checks import parse_checks  # the analysis schema lives with the analysis
 
         fields["analysis"] = parse_checks(_checks_only(annotations), configmaps)
         _in_step_needs_checks(annotations, fields["analysis"])
     elif only == "analysis":
-        from .analysis.checks import parse_checks
+        from delivery.analysis.checks import parse_checks
 
         parse_checks(_checks_only(annotations), configmaps)
     return DeliverySpec(**fields)

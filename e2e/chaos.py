@@ -49,11 +49,11 @@ from urllib.parse import urlsplit
 
 from kubernetes import client
 
+from delivery.engine.state import send_request
 from delivery.errors import Conflict, DeliverError
-from delivery.kube import CONFIGMAPS, DEPLOYMENTS, PODS, REPLICASETS, SERVICES
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import CONFIGMAPS, DEPLOYMENTS, PODS, REPLICASETS, SERVICES
+from delivery.kube.client import KubeClient as JsonKube
 from delivery.routing.gateway import HTTPROUTES
-from delivery.state import send_request
 from e2e import _proc, crds
 from e2e.cluster import REPO_ROOT, Cluster, api_client
 from e2e.controller import ControllerProcess

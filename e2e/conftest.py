@@ -5,7 +5,7 @@ Fixtures:
                            (or the one DELIVER_E2E_KUBECONFIG points at, which is left running).
                            Also sets $KUBECONFIG for subprocesses (e.g. the ``deliver`` CLI).
     kube        (session)  e2e.helpers.Kube: .core / .apps / .custom / .rbac ... API objects.
-    jk          (session)  delivery.kube.Kube: deliver's own JSON client on the same cluster.
+    jk          (session)  delivery.kube.client.Kube: deliver's own JSON client on the same cluster.
     namespace   (function) a fresh namespace name (with its default ServiceAccount), deleted after.
     prometheus  (function) a started e2e.services.Prometheus (1s scrape, file_sd targets).
     envoy       (function) an e2e.services.Envoy, NOT started: call envoy.start(bootstrap).
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import KubeClient as JsonKube
 from delivery.routing.gateway import HTTPROUTES
 from e2e import crds
 from e2e.binaries import kubectl_path

@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from delivery.errors import DeliverError, Gone, NotFound
-from delivery.kube import Kube, KubeClient
+from delivery.kube.client import Kube, KubeClient
 from delivery.routing.gateway import HTTPROUTES
 from e2e.services import Envoy
 

@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from contextlib import ExitStack
 
-    from delivery.kube import KubeClient as JsonKube
+    from delivery.kube.client import KubeClient as JsonKube
     from delivery.routing.base import RouterContext, router_for
     from delivery.routing.gateway import HTTPROUTES
     from e2e import crds

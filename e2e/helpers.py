@@ -4,7 +4,7 @@ Every e2e file takes its builders, readers and waits from here (fixtures live in
 a test file defines only what is specific to its scenario.
 
 Two clients reach the cluster: ``Kube`` (typed objects from the official ``kubernetes`` client, the
-``kube`` fixture) and deliver's own JSON client ``delivery.kube.Kube`` (the ``jk`` fixture). The
+``kube`` fixture) and deliver's own JSON client ``delivery.kube.client.Kube`` (the ``jk`` fixture). The
 readers of deliver's record (``state``, ``phase``, ``events`` ...) accept either.
 
     dep = make_deployment("web", replicas=3, image="example.com/web:v1")
@@ -37,9 +37,9 @@ import urllib3
 from kubernetes import client
 
 from delivery import templates
+from delivery.engine.holdpolicy import all_manifests
 from delivery.errors import KubeError, NotFound
-from delivery.holdpolicy import all_manifests
-from delivery.kube import (
+from delivery.kube.client import (
     DEPLOYMENTS,
     EVENTS,
     MUTATING_POLICIES,
@@ -50,7 +50,7 @@ from delivery.kube import (
     VALIDATING_POLICIES,
     VALIDATING_POLICY_BINDINGS,
 )
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.cluster import BEHAVIOUR_LABEL, REPO_ROOT
 
 T = TypeVar("T")

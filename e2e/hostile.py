@@ -50,8 +50,8 @@ from urllib.parse import parse_qs, urlparse
 
 from kubernetes import client
 
-from delivery.kube import DEPLOYMENTS, EVENTS
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import DEPLOYMENTS, EVENTS
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.cluster import REPO_ROOT, Cluster, api_client
 from e2e.controller import ControllerProcess
 from e2e.helpers import CRASHLOOP, STATE, Kube, fresh_namespace, make_deployment, set_image, wait_for

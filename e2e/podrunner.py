@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
-from delivery.kube import PODS
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import PODS
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.cluster import BEHAVIOUR_LABEL
 
 RUN_HERE = "run-here"

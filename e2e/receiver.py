@@ -8,7 +8,7 @@
         rx.drip("/slow", every=0.5, count=12)       # headers at once, then one byte of body every 0.5 s
 
 Every request is kept (path, headers, body, time), whatever was answered. Used by the unit tests of
-delivery/notify.py and delivery/hooks.py and by e2e/test_notifications.py and e2e/test_hooks.py.
+delivery/integrations/notify.py and hooks.py, and by e2e/test_notifications.py and e2e/test_hooks.py.
 """
 
 from __future__ import annotations

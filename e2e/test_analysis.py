@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 from delivery import templates
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.controller import ControllerProcess
 from e2e.helpers import (
     Kube,

@@ -117,8 +117,8 @@ def test_chart_installs_and_the_controller_works_under_its_rbac(
 
     # that identity has what the chart grants and nothing else
     from delivery.errors import Forbidden
-    from delivery.kube import DEPLOYMENTS, Resource
-    from delivery.kube import KubeClient as DeliverKube
+    from delivery.kube.client import DEPLOYMENTS, Resource
+    from delivery.kube.client import KubeClient as DeliverKube
 
     sa = DeliverKube.connect(str(sa_config))
     sa.items(DEPLOYMENTS, ns)

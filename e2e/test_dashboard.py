@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.browser import Browser, browser_missing, chromium
 from e2e.cluster import REPO_ROOT
 from e2e.conftest import RunningCluster

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import KubeClient as JsonKube
 from delivery.routing.base import RouterContext, router_for
 from e2e.controller import ControllerProcess
 from e2e.dataplane import LocalStack

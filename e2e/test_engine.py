@@ -16,9 +16,9 @@ import pytest
 from kubernetes import client
 
 from delivery import templates
-from delivery.health import is_ready
-from delivery.kube import PODS, SERVICES
-from delivery.kube import KubeClient as JsonKube
+from delivery.engine.health import is_ready
+from delivery.kube.client import PODS, SERVICES
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.controller import ControllerProcess
 from e2e.helpers import (
     CRASHLOOP,
@@ -310,7 +310,7 @@ def test_bluegreen_abort_after_switch_switches_back_in_one_patch(
     set_image(kube.apps, namespace, "web", "example.com/web:v2")
     wait_for(lambda: state(jk, namespace).get("switched"), 60, "switch", describe=describe(jk, namespace))
     new_hash = state(jk, namespace)["revision"]
-    from delivery.state import send_request
+    from delivery.engine.state import send_request
 
     send_request(jk, deployment(jk, namespace), "abort")
     wait_for(lambda: phase(jk, namespace) == "Aborted", 30, "abort", describe=describe(jk, namespace))

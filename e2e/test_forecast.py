@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import e2e.test_analysis as scenario
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, deliver, describe, events, phase, wait_for
 from e2e.services import Prometheus

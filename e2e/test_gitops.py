@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from delivery.kube import DEPLOYMENTS
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import DEPLOYMENTS
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.argocd import ArgoLua
 from e2e.cluster import BEHAVIOUR_LABEL
 from e2e.controller import ControllerProcess

@@ -24,8 +24,8 @@ import yaml
 from kubernetes import client
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import DEPLOYMENTS
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.binaries import helm_path
 from e2e.cluster import BEHAVIOUR_LABEL
 from e2e.conftest import RunningCluster
@@ -545,7 +545,7 @@ def test_a_policy_deleted_mid_delivery_loses_nothing(
     assert deployment(jk, ns)["spec"]["paused"] is True
     assert images(kube, ns, "web") == {"example.com/web:v1", "example.com/web:v2"}
 
-    from delivery.state import send_request
+    from delivery.engine.state import send_request
 
     send_request(jk, deployment(jk, ns), "promote")
     wait_for(lambda: state(jk, ns).get("phase") == "Succeeded", 90, "promoted")
@@ -564,7 +564,7 @@ def test_a_gate_an_abort_and_an_invalid_annotation_read_right(
     """The rest of the tool table (docs/gitops.md): at a manual gate nothing reads as rolled out; an
     aborted change reads as failed, like a rolled-back one; an invalid annotation changes nothing, so a
     template change under it stays held."""
-    from delivery.state import send_request
+    from delivery.engine.state import send_request
 
     ns = namespace
     create(kube, ns, {**STRATEGIES["canary"], "deliver.dev/steps": "50,pause,100"})

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from delivery import templates
-from delivery.kube import SERVICES
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import SERVICES
+from delivery.kube.client import KubeClient as JsonKube
 from delivery.routing.gateway import HTTPROUTES
 from e2e import crds
 from e2e.conftest import RunningCluster

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.conftest import RunningCluster
 from e2e.helpers import Kube
 from e2e.hostile import Hostile, report

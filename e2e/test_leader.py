@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from delivery.kube import DEPLOYMENTS, EVENTS, REPLICASETS, SERVICES
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import DEPLOYMENTS, EVENTS, REPLICASETS, SERVICES
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, canary, pods_of, set_image, stays, wait_for, wait_phase, wait_stable

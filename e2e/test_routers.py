@@ -23,8 +23,8 @@ import pytest
 from kubernetes import client
 
 from delivery.errors import NotFound
-from delivery.kube import KubeClient as JsonKube
-from delivery.kube import Resource
+from delivery.kube.client import KubeClient as JsonKube
+from delivery.kube.client import Resource
 from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES
 from delivery.routing.smi import TRAFFICSPLITS

@@ -34,8 +34,8 @@ from typing import Any
 import pytest
 
 from delivery import templates
-from delivery.kube import REPLICASETS
-from delivery.kube import KubeClient as JsonKube
+from delivery.kube.client import REPLICASETS
+from delivery.kube.client import KubeClient as JsonKube
 from delivery.routing.base import RouterContext, router_for
 from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES

@@ -188,7 +188,7 @@ def _leftover_replicasets(actions: tuple[Action, ...], state: DeliveryState, obs
     created (``ScaleNew`` while none is observed), each such ReplicaSet goes."""
     at = next((i for i, a in enumerate(actions) if isinstance(a, ScaleNew)), None)
     if at is None or obs.target_revision != state.revision or obs.deliver_owned(state.revision) is not None:
-        return actions  # (a stale template is not scaled: delivery/act.py)
+        return actions  # (a stale template is not scaled: delivery/engine/act.py)
     leftovers = tuple(
         DeleteReplicaSet(v.name)
         for v in obs.versions

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from delivery import templates
+from delivery.engine.reconcile import Outcome
 from delivery.errors import Conflict, DeliverError, KubeError
-from delivery.kube import DEPLOYMENTS, PODS, SERVICES, Resource
-from delivery.reconcile import Outcome
+from delivery.kube.client import DEPLOYMENTS, PODS, SERVICES, Resource
 from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES
 from delivery.routing.nginx import CANARY, CANARY_WEIGHT, INGRESSES

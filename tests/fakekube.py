@@ -1,4 +1,4 @@
-"""The one in-memory stand-in for the Kubernetes API (``delivery.kube.Kube``), for unit tests.
+"""The one in-memory stand-in for the Kubernetes API (``delivery.kube.client.Kube``), for unit tests.
 
 What it honours, like the API server:
 
@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from delivery.errors import Conflict, Gone, KubeError, NotFound
-from delivery.kube import (
+from delivery.kube.client import (
     CONFIGMAPS,
     DEPLOYMENTS,
     EVENTS,
@@ -385,7 +385,7 @@ class FakeKube:
         self._failures: list[_Failure] = []
         self._before_write: list[tuple[Callable[[FakeKube], object], Callable[[Write], bool] | None]] = []
         self._serial = 0
-        # deliver's MutatingAdmissionPolicy (delivery/holdpolicy.py), as the API server runs it: a
+        # deliver's MutatingAdmissionPolicy (delivery/engine/holdpolicy.py), as the API server runs it: a
         # write that changes the pod template of a Deployment with deliver.dev/strategy is stored paused
         self.hold_policy = False
 

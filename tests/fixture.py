@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from delivery import templates
-from delivery.cache import Cache, CachedKube
-from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES, selector_string
-from delivery.reconcile import Outcome, Reconciler
+from delivery.engine.reconcile import Outcome, Reconciler
+from delivery.kube.cache import Cache, CachedKube
+from delivery.kube.client import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES, selector_string
 from strategies.model import HoldMode
 from tests.fakekube import FakeKube
 
@@ -68,7 +68,7 @@ class Fixture:
     ) -> None:
         """``ns`` and a shared ``kube``: several Fixtures (one Deployment each, in its own namespace)
         on the one fake API, e.g. for the controller's workers. ``cache_lag``: the reconciler reads
-        through the informer cache (delivery/cache.py), whose watch delivers at each pass what had
+        through the informer cache (delivery/kube/cache.py), whose watch delivers at each pass what had
         happened that many passes before (0: caught up; None: no cache, every read from the API)."""
         self.now = START
         self.ns = ns

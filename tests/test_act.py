@@ -6,13 +6,14 @@ from typing import Any
 
 import pytest
 
-from delivery import act, templates
 from delivery import spec as specmod
+from delivery import templates
+from delivery.engine import act
+from delivery.engine.observe import replicasets
+from delivery.engine.state import read_state
 from delivery.errors import Conflict, DeliverError, KubeError
-from delivery.kube import DEPLOYMENTS, REPLICASETS, SERVICES
-from delivery.observe import replicasets
+from delivery.kube.client import DEPLOYMENTS, REPLICASETS, SERVICES
 from delivery.routing.base import RouterContext, router_for
-from delivery.state import read_state
 from strategies import bluegreen, canary
 from strategies.model import (
     Action,

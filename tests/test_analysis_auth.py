@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from delivery import cli
 from delivery.analysis.auth import PrometheusAuth, redact_url
 from delivery.analysis.prometheus import PrometheusClient
+from delivery.engine.reconcile import Reconciler
+from delivery.engine.verdicts import make_analyser
 from delivery.errors import MetricsUnavailable, QueryError
-from delivery.reconcile import Reconciler
-from delivery.verdicts import make_analyser
 from tests.fixture import Fixture
 from tests.promserver import FakePrometheus, whole
 

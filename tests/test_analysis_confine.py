@@ -15,7 +15,7 @@ from delivery.analysis.providers import MetricProvider
 from delivery.analysis.runner import Analyser, AnalysisTarget
 from delivery.cli.lint import lint_documents
 from delivery.errors import QueryNotConfined, SpecError
-from delivery.kube import CONFIGMAPS
+from delivery.kube.client import CONFIGMAPS
 from tests.fixture import Fixture
 
 CHECKS = {"analysis": "checkout", "analysis_config": "web-analysis"}

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from delivery import spec as specmod
-from delivery.state import encode_state, read_request
+from delivery.engine.state import encode_state, read_request
 from e2e.argocd import (
     ACTIONS_KEY,
     HEALTH_KEY,
@@ -322,7 +322,7 @@ def test_a_record_with_a_large_failed_template_is_read(lua: ArgoLua) -> None:
     failed["spec"]["containers"][0]["image"] = "example.com/web:v3"
     st = DeliveryState(phase=Phase.ROLLED_BACK, strategy="canary", failed_template=failed, message="rolled back")
     obj["metadata"]["annotations"]["deliver.dev/state"] = encode_state(st)
-    assert encode_state(st).index('"phase"') == 1, "the record's head comes first (delivery/state.py RECORD_HEAD)"
+    assert encode_state(st).index('"phase"') == 1, "the record's head comes first (engine/state.py RECORD_HEAD)"
     assert lua.health(obj) == ("Degraded", "deliver canary: RolledBack: rolled back")
     assert lua.enabled_actions(obj) == {"retry"}
 

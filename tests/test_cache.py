@@ -1,4 +1,4 @@
-"""The informer cache (delivery/cache.py) and paged relists (issue 13), on the one fake API.
+"""The informer cache (delivery/kube/cache.py) and paged relists (issue 13), on the one fake API.
 
 A pass reads Deployments, ReplicaSets, pods, Services and PodDisruptionBudgets from the informers'
 stores instead of eight API requests; these tests hold it to the API's answers: selectors select
@@ -20,11 +20,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from delivery import labels
-from delivery.cache import Cache, CachedKube, Store, trim
-from delivery.controller import Controller, Informer
+from delivery.engine.controller import Controller, Informer
+from delivery.engine.reconcile import Reconciler
 from delivery.errors import Conflict, Forbidden, NotFound
-from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, SERVICES, selector_string
-from delivery.reconcile import Reconciler
+from delivery.kube.cache import Cache, CachedKube, Store, trim
+from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS, SERVICES, selector_string
 from tests.fakekube import FakeKube, selector_matches
 from tests.fixture import NAME, NS, Fixture
 
@@ -413,10 +413,10 @@ def test_a_replicaset_scale_on_stale_data_is_refused_and_refreshes_the_store() -
     # meanwhile; ReplicaSet events lag). Scaling it from the stale copy must not overwrite the
     # server's 5 blindly: the write carries the resourceVersion it was planned on, is refused as a
     # Conflict, and the store holds the server's object for the next plan.
-    from delivery import act
     from delivery import spec as specmod
+    from delivery.engine import act
+    from delivery.engine.state import read_state
     from delivery.routing.base import RouterContext, router_for
-    from delivery.state import read_state
     from strategies.model import Phase, ScaleNew
 
     f = Fixture()

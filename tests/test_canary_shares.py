@@ -10,7 +10,7 @@ import pytest
 
 from delivery import templates
 from delivery.cli.lint import lint_documents
-from delivery.kube import DEPLOYMENTS, PDBS, PODS, REPLICASETS
+from delivery.kube.client import DEPLOYMENTS, PDBS, PODS, REPLICASETS
 from strategies import plan
 from strategies.canary import canary_pods, min_available, stable_pods
 from strategies.model import Disruption, HoldStable, ReleaseStable, Strategy

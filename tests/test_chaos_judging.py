@@ -92,9 +92,9 @@ def test_an_operator_request_that_races_the_controller_is_sent_again() -> None:
     """CI 2026-12-07: the controller wrote the Deployment between the runner's read and its
     request, the API answered 409, and a correct delivery counted as a failed trial. The runner
     re-reads and writes again, as `deliver resume` does."""
+    from delivery.engine.state import read_request
     from delivery.errors import Conflict
-    from delivery.kube import DEPLOYMENTS
-    from delivery.state import read_request
+    from delivery.kube.client import DEPLOYMENTS
     from e2e.chaos import send_fresh
     from tests.fixture import Fixture
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from delivery.cache import CACHED
+from delivery.kube.cache import CACHED
 from e2e.binaries import helm_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,7 +257,7 @@ def test_an_image_digest_pins_the_image() -> None:
 
 # ---------------------------------------------------------------- least privilege, checked against the code
 
-# Resource constants of delivery/kube.py -> (API group, plural)
+# Resource constants of delivery/kube/client.py -> (API group, plural)
 RESOURCES = {
     "DEPLOYMENTS": ("apps", "deployments"),
     "REPLICASETS": ("apps", "replicasets"),
@@ -279,15 +279,15 @@ METHOD_VERB = {
     "watch": "watch",
 }
 ENGINE = [
-    "act.py",
-    "observe.py",
-    "reconcile.py",
-    "events.py",
-    "state.py",
-    "controller.py",
-    "health.py",
-    "verdicts.py",
-    "takeover.py",
+    "engine/act.py",
+    "engine/observe.py",
+    "engine/reconcile.py",
+    "integrations/events.py",
+    "engine/state.py",
+    "engine/controller.py",
+    "engine/health.py",
+    "engine/verdicts.py",
+    "engine/takeover.py",
 ]
 ROUTERS = {
     "routers.gatewayApi": {("gateway.networking.k8s.io", "httproutes", v) for v in ("get", "patch")},
@@ -345,7 +345,7 @@ def test_every_registered_router_has_a_value_granting_its_resources() -> None:
 
 
 def test_the_hold_policy_is_what_deliver_hold_policy_prints() -> None:
-    from delivery.holdpolicy import all_manifests
+    from delivery.engine.holdpolicy import all_manifests
 
     by = kinds(render(api_versions=(MAP_API,)))
     rendered = [

@@ -22,7 +22,7 @@ from delivery.cli.params import Duration
 from delivery.cli.request_rules import check_request
 from delivery.cli.undo import previous_revision
 from delivery.gate import GateResult
-from delivery.kube import DEPLOYMENTS, REPLICASETS
+from delivery.kube.client import DEPLOYMENTS, REPLICASETS
 from delivery.spec import REQUEST
 from tests.fakekube import FakeKube
 from tests.test_gate import TPL_A, TPL_B, A, B, deployment, st
@@ -582,7 +582,7 @@ def test_run_rejects_bad_flags_with_2(kube: FakeKube, args: list[str]) -> None:
 def test_run_starts_the_workers_asked_for(
     kube: FakeKube, monkeypatch: pytest.MonkeyPatch, args: list[str], workers: int
 ) -> None:
-    from delivery.controller import Controller
+    from delivery.engine.controller import Controller
 
     seen: list[tuple[int, Any]] = []
 
@@ -603,7 +603,7 @@ def test_run_starts_the_workers_asked_for(
 def test_run_hands_the_egress_policy_and_fairness_limits_to_hooks_and_notifications(
     kube: FakeKube, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from delivery.controller import Controller
+    from delivery.engine.controller import Controller
 
     seen: list[Any] = []
 

@@ -5,7 +5,7 @@ missing stays an invalid annotation."""
 from __future__ import annotations
 
 from delivery.errors import KubeError
-from delivery.kube import CONFIGMAPS
+from delivery.kube.client import CONFIGMAPS
 from tests.fixture import Fixture
 
 V1, V2 = "web:v1", "web:v2"

@@ -15,8 +15,8 @@ import pytest
 from delivery import templates
 from delivery.cli.undo import previous_revision
 from delivery.errors import KubeError
-from delivery.hooks import HookPool
-from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, Resource, selector_string
+from delivery.integrations.hooks import HookPool
+from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS, Resource, selector_string
 from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES
 from delivery.routing.nginx import INGRESSES
@@ -601,7 +601,7 @@ ALL = (
 )
 EXPLORED: dict[str, Report] = {}
 
-# The same explorer with the controller reading through the informer cache (delivery/cache.py),
+# The same explorer with the controller reading through the informer cache (delivery/kube/cache.py),
 # its watch one pass behind: a restart gives the new process a fresh cache (Fixture.when_restarted).
 # A representative subset, to keep the unit suite's time: canary (no router), blue-green and
 # rolling, without "undo" and "retry" (a second delivery of a template, the paths "good" and "bad"
@@ -704,7 +704,7 @@ def test_every_crash_point_converges_with_the_invariants_through_a_lagging_cache
 def test_the_explorer_reports_an_action_lost_after_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     """A planted defect: a restarted process never switches the active Service again. The clean run
     is unaffected; the explorer must find the crash points where the switch is lost."""
-    from delivery import act
+    from delivery.engine import act
     from strategies.model import SwitchActive
 
     execute = act.execute
@@ -739,7 +739,7 @@ def test_the_explorer_through_the_cache_reports_a_store_that_misses_its_own_writ
 ) -> None:
     """A planted cache defect: a write's answer is not put in the store (no write-through), so a
     pass reads what it wrote only when the lagging watch brings it. The explorer must find it."""
-    from delivery.cache import CachedKube
+    from delivery.kube.cache import CachedKube
 
     monkeypatch.setattr(CachedKube, "_through", lambda self, res, answer: answer)
     scenario = next(s for s in scenarios("canary", CACHE_LAG) if s.name == "release")
@@ -825,7 +825,7 @@ def test_the_explorer_through_the_cache_reports_a_relist_that_rolls_the_store_ba
     """A planted cache defect, the one issue 24 fixed: a relist that swaps in the listed objects as
     they are, older than what the store holds. After a stale relist blue-green's release leaves the
     user's Service pinned (and selecting no Ready pod); the explorer must find it."""
-    from delivery.cache import Store
+    from delivery.kube.cache import Store
 
     def rolls_back(self: Store, objects: list[dict[str, Any]], list_rv: str = "") -> None:
         with self._lock:
@@ -882,12 +882,12 @@ def test_the_explorer_reports_a_held_recreate_rollback_that_ignores_terminating_
 ) -> None:
     """A planted defect: deliver does not see terminating pods (as before the held rollback counted
     them), so a recreate rollback scales the stable version up while the rejected pods still run."""
-    from delivery.health import pod_health
+    from delivery.engine.health import pod_health
 
     def blind(pods: Any, now: float) -> Any:
         return dataclasses.replace(pod_health(pods, now), terminating=0)
 
-    monkeypatch.setattr("delivery.observe.pod_health", blind)
+    monkeypatch.setattr("delivery.engine.observe.pod_health", blind)
     report = explore(policy_scenario("recreate-policy/bad"))
     assert any("clean: two versions at once" in v for v in report.violations), report.violations
 
@@ -912,7 +912,7 @@ def test_the_explorer_reports_a_held_rollback_that_writes_the_stable_template_ba
 def test_the_explorer_reports_a_held_rollback_that_ends_unmarked(monkeypatch: pytest.MonkeyPatch) -> None:
     """A planted defect: the rejection mark is never written, so at the end the Deployment does not
     read as a failed rollout (its Progressing condition is not ProgressDeadlineExceeded)."""
-    from delivery import act
+    from delivery.engine import act
     from strategies.model import MarkRejected
     from tests.crashpoints import run_once
 

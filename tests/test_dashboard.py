@@ -19,7 +19,7 @@ from delivery.dashboard.data import collect
 from delivery.dashboard.render import charts_html, detail_html, list_html, page
 from delivery.dashboard.server import DashboardServer, stop
 from delivery.errors import Forbidden, KubeError
-from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS
+from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS
 from delivery.spec import REQUEST
 from tests.fakekube import FakeKube
 from tests.test_gate import TPL_A, TPL_B, A, B, deployment, st

@@ -6,7 +6,7 @@ after later successes. Given/When/Then through ``tests.fixture.Fixture``; only w
 from __future__ import annotations
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS
+from delivery.kube.client import DEPLOYMENTS
 from tests.fixture import NAME, Fixture, template
 
 V1, V2, V3 = "web:v1", "web:v2", "web:v3"
@@ -212,8 +212,8 @@ def rolled_back_canary() -> Fixture:
 def test_a_retry_survives_a_failed_or_lost_template_write() -> None:
     import pytest
 
+    from delivery.engine.state import send_request
     from delivery.errors import KubeError
-    from delivery.state import send_request
     from tests.fakekube import Crash
 
     clean = rolled_back_canary()
@@ -301,7 +301,7 @@ def canary_changed_to_rolling() -> Fixture:
 
 
 def test_a_strategy_change_mid_delivery_records_the_revision_as_aborted_and_says_how_to_deliver_it() -> None:
-    from delivery.state import send_request
+    from delivery.engine.state import send_request
 
     f = canary_changed_to_rolling()
     record = f.record()
@@ -330,7 +330,7 @@ def test_a_strategy_change_mid_delivery_records_the_revision_as_aborted_and_says
 
 
 def test_a_readiness_blip_late_in_a_long_step_does_not_roll_back_but_a_pod_unready_too_long_does() -> None:
-    from delivery.kube import PODS, REPLICASETS
+    from delivery.kube.client import PODS, REPLICASETS
     from tests.fixture import timestamp
 
     def blip(f: Fixture, unready_for: float) -> None:
@@ -434,7 +434,7 @@ def test_a_rejected_record_write_raises_a_warning_once_and_is_not_retried_every_
 
 
 def test_a_rolling_delivery_changed_to_canary_is_rolled_back_natively_and_retry_delivers_it_as_a_canary() -> None:
-    from delivery.state import send_request
+    from delivery.engine.state import send_request
 
     f = Fixture()
     f.given_deployment("rolling", V1, replicas=4, pause_at="50", interval="30s")

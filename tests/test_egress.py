@@ -1,4 +1,4 @@
-"""Outbound calls to tenants' URLs (delivery/egress.py): the operator's egress policy checked on the
+"""Outbound calls to tenants' URLs (delivery/integrations/egress.py): the operator's egress policy checked on the
 address connected to, answers never copied, one deadline per call, capped bodies, capped URLs.
 
 Real local HTTP servers in threads (e2e/receiver.py); they run on 127.0.0.1, which the default
@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from delivery import egress, hooks
-from delivery.egress import LOOPBACK, MAX_REQUEST_BYTES, EgressPolicy
 from delivery.errors import SpecError
-from delivery.hooks import HookPool
-from delivery.notify import Notification, Notifier, Target
+from delivery.integrations import egress, hooks
+from delivery.integrations.egress import LOOPBACK, MAX_REQUEST_BYTES, EgressPolicy
+from delivery.integrations.hooks import HookPool
+from delivery.integrations.notify import Notification, Notifier, Target
 from delivery.spec import parse
 from e2e._pki import make_pki
 from e2e.receiver import Receiver

@@ -1,8 +1,8 @@
 import time
 
 from delivery import templates
-from delivery.controller import WorkQueue
-from delivery.health import pod_health
+from delivery.engine.controller import WorkQueue
+from delivery.engine.health import pod_health
 from strategies.model import DeliveryState, Phase, StepVerdict
 
 

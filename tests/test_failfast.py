@@ -17,14 +17,14 @@ from delivery import spec as specmod
 from delivery.analysis.checks import parse_checks
 from delivery.analysis.prometheus import Sample
 from delivery.analysis.providers import MetricProvider
-from delivery.background import AnalysisPool
 from delivery.cli.view import render_status
+from delivery.engine.background import AnalysisPool
+from delivery.engine.reconcile import Reconciler
+from delivery.engine.verdicts import counting, run_checks
 from delivery.errors import MetricsUnavailable, SpecError
 from delivery.gate import status_dict
-from delivery.kube import PODS
-from delivery.metrics import Metrics
-from delivery.reconcile import Reconciler
-from delivery.verdicts import counting, run_checks
+from delivery.integrations.metrics import Metrics
+from delivery.kube.client import PODS
 from strategies.model import Analyse, CheckEvidence, DeliverySpec, DeliveryState, Outcome, StepVerdict
 from strategies.steps import DEFAULT_ANALYSIS_EVERY, PROMOTE_EARLY_HOLD
 from tests.fixture import NAME, NS, Fixture

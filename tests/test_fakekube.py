@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from delivery.errors import Conflict, Gone, KubeError, NotFound
-from delivery.kube import (
+from delivery.kube.client import (
     DEPLOYMENTS,
     EVENTS,
     JSON_PATCH,

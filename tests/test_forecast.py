@@ -24,9 +24,9 @@ from delivery.analysis.forecast import (
 from delivery.analysis.judges import FAIL, INCONCLUSIVE, PASS, judge_errors, judge_latency
 from delivery.analysis.runner import AnalysisResult, CheckResult
 from delivery.cli.view import render_status
-from delivery.metrics import Metrics
-from delivery.reconcile import Outcome
-from delivery.verdicts import with_forecast
+from delivery.engine.reconcile import Outcome
+from delivery.engine.verdicts import with_forecast
+from delivery.integrations.metrics import Metrics
 from strategies import plan
 from strategies.model import Phase, StepVerdict, Strategy
 from strategies.reasons import EventReason

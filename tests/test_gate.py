@@ -12,7 +12,7 @@ import yaml
 
 from delivery import gate, junit, templates
 from delivery.errors import Forbidden, KubeError, Unauthorized
-from delivery.kube import DEPLOYMENTS
+from delivery.kube.client import DEPLOYMENTS
 from delivery.spec import REQUEST, STATE
 from tests.fakekube import FakeKube
 

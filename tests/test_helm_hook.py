@@ -8,7 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from delivery.cli import main
-from delivery.helmhook import GRACE, manifests
+from delivery.integrations.helmhook import GRACE, manifests
 
 
 def by_kind(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

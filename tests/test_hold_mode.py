@@ -15,10 +15,18 @@ import yaml
 from click.testing import CliRunner
 
 from delivery import templates
+from delivery.engine.holdpolicy import (
+    MATCH_CONDITIONS,
+    POLICY_NAME,
+    HoldStatus,
+    HoldWatch,
+    all_manifests,
+    detect,
+    manifests,
+)
 from delivery.errors import Forbidden
-from delivery.holdpolicy import MATCH_CONDITIONS, POLICY_NAME, HoldStatus, HoldWatch, all_manifests, detect, manifests
-from delivery.kube import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, PODS, REPLICASETS
-from delivery.metrics import Metrics
+from delivery.integrations.metrics import Metrics
+from delivery.kube.client import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, PODS, REPLICASETS
 from strategies.model import (
     REJECTED_MARK,
     DeliverySpec,
@@ -202,7 +210,7 @@ def test_a_retry_in_policy_mode_delivers_the_held_template() -> None:
     assert f.record()["phase"] == "RolledBack"
     f.crashing.discard(V2)
 
-    from delivery.state import send_request
+    from delivery.engine.state import send_request
 
     send_request(f.kube, f.deployment(), "retry")
     f.when_reconciled()  # the request taken: the template to deliver is the held one already

@@ -1,4 +1,4 @@
-"""Hooks (strategies/hooks.py decides, delivery/hooks.py calls) against real local HTTP servers.
+"""Hooks (strategies/hooks.py decides, delivery/integrations/hooks.py calls) against real local HTTP servers.
 
 Deliveries run on the one fake API (tests/fixture.py, fake time); every hook is a real HTTP request
 to a real server in a thread (e2e/receiver.py). The default hook pool of the Reconciler calls inline,
@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from delivery import hooks, templates
-from delivery.egress import LOOPBACK
-from delivery.hooks import HookPool
-from delivery.kube import DEPLOYMENTS, PODS, SERVICES
+from delivery import templates
+from delivery.integrations import hooks
+from delivery.integrations.egress import LOOPBACK
+from delivery.integrations.hooks import HookPool
+from delivery.kube.client import DEPLOYMENTS, PODS, SERVICES
 from delivery.spec import problems
 from e2e.receiver import Receiver, Request, namespace_key, verified
 from strategies.model import CallHook, HookKind, HookResult
@@ -228,7 +229,7 @@ def test_confirm_promotion_holds_the_promotion_and_is_polled_until_it_answers_2x
 
 
 def test_an_operator_promote_passes_a_confirm_promotion_hook_that_never_answers(rx: Receiver) -> None:
-    from delivery.state import send_request
+    from delivery.engine.state import send_request
 
     f = canary(rx, confirm_promotion="/confirm")
     rx.answer("/confirm", 500)
@@ -277,7 +278,7 @@ def test_a_blue_green_switch_waits_for_confirm_promotion_with_the_active_service
 def test_a_blue_green_confirm_promotion_that_fails_never_switches_and_promote_overrides_it(
     rx: Receiver, failure: str
 ) -> None:
-    from delivery.state import send_request
+    from delivery.engine.state import send_request
 
     f = bluegreen(rx, confirm_promotion="/confirm")
     f.when_annotated(hook_timeout="200ms")
@@ -303,7 +304,7 @@ def test_a_blue_green_confirm_promotion_that_fails_never_switches_and_promote_ov
 
 
 def test_deliver_abort_rolls_back_a_blue_green_awaiting_confirmation(rx: Receiver) -> None:
-    from delivery.state import send_request
+    from delivery.engine.state import send_request
 
     f = bluegreen(rx, confirm_promotion="/confirm")
     rx.answer("/confirm", 403)

@@ -11,9 +11,9 @@ import zlib
 
 import pytest
 
+from delivery.engine.state import read_state
 from delivery.errors import StateError
-from delivery.kube import DEPLOYMENTS, EVENTS
-from delivery.state import read_state
+from delivery.kube.client import DEPLOYMENTS, EVENTS
 from strategies.model import DeliveryState
 from tests.fixture import NAME, STATE, Fixture
 
@@ -162,8 +162,8 @@ def test_a_huge_number_in_an_annotation_is_a_spec_error_naming_its_key(annotatio
 
 
 def test_a_deeply_nested_or_huge_request_annotation_is_no_request() -> None:
+    from delivery.engine.state import read_request
     from delivery.spec import REQUEST
-    from delivery.state import read_request
 
     for raw in ("[" * 100_000, json.dumps({"verb": "promote", "id": "x" * 300_000})):
         assert read_request({"metadata": {"annotations": {REQUEST: raw}}}) == ("", "")
@@ -283,7 +283,7 @@ def _hook_result(action: object) -> object:
 
 
 def test_the_hook_pool_forgets_a_deleted_deployment_and_keeps_at_most_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    from delivery import hooks
+    from delivery.integrations import hooks
     from strategies.model import CallHook, HookKind
 
     monkeypatch.setattr(hooks, "DEPLOYMENTS_KEPT", 10)
@@ -302,7 +302,7 @@ def test_the_hook_pool_forgets_a_deleted_deployment_and_keeps_at_most_its_cap(mo
 def test_the_reconciler_forgets_the_warnings_of_a_deleted_deployment_and_keeps_at_most_its_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from delivery import reconcile
+    from delivery.engine import reconcile
     from strategies.reasons import EventReason
 
     f = Fixture()
@@ -426,7 +426,7 @@ def test_a_rejected_record_is_not_inflated_nor_logged_again_while_it_is_unchange
     # e2e/hostile.py: a tenant changing a bombed Deployment's template every 2 s made the controller
     # pass over it ~13 times a second (its ReplicaSets' and pods' events), each pass inflating the
     # packed template up to PACKED_MAX again (3 ms) and logging a warning: 840 lines a minute.
-    import delivery.reconcile as reconcile
+    import delivery.engine.reconcile as reconcile
 
     reads: list[object] = []
 
@@ -470,7 +470,7 @@ def test_deliver_status_survives_a_garbage_forecast_in_the_record(forecast: obje
 def test_the_analysis_pool_forgets_a_deleted_deployment() -> None:
     import threading
 
-    from delivery.background import AnalysisPool
+    from delivery.engine.background import AnalysisPool
     from strategies.model import Analyse, StepVerdict
 
     release = threading.Event()

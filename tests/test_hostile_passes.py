@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from delivery.kube import DEPLOYMENTS, EVENTS
+from delivery.kube.client import DEPLOYMENTS, EVENTS
 from tests.fixture import NAME, STATE, Fixture
 
 SETTINGS = settings(max_examples=80, deadline=2000, database=None, suppress_health_check=list(HealthCheck))

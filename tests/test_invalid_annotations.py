@@ -8,7 +8,7 @@ import copy
 
 from hypothesis import HealthCheck, given, seed, settings
 
-from delivery.kube import EVENTS
+from delivery.kube.client import EVENTS
 from e2e.chaos import STRATEGIES, invalid_sets
 from tests.fixture import Fixture
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from delivery.controller import Controller
+from delivery.engine.controller import Controller
+from delivery.engine.leader import Fenced, LeaderElector, ServerClock
+from delivery.engine.reconcile import Outcome, Reconciler
 from delivery.errors import DeliverError, KubeError, LeadershipLost
-from delivery.kube import LEASES
-from delivery.leader import Fenced, LeaderElector, ServerClock
-from delivery.metrics import Metrics, Server, parse_addr
-from delivery.reconcile import Outcome, Reconciler
+from delivery.integrations.metrics import Metrics, Server, parse_addr
+from delivery.kube.client import LEASES
 from tests.fakekube import FakeKube
 from tests.fixture import NAME, NS, Fixture
 

@@ -1,4 +1,4 @@
-"""delivery.lease: the one Lease implementation under leader election and the wave lock (fake API)."""
+"""delivery.kube.lease: the one Lease implementation under leader election and the wave lock (fake API)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from delivery.errors import Conflict, KubeError, WaveBusy
-from delivery.kube import LEASES
-from delivery.lease import Attempt, Holder, Lease, micro_time, parse_micro_time
+from delivery.kube.client import LEASES
+from delivery.kube.lease import Attempt, Holder, Lease, micro_time, parse_micro_time
 from delivery.wave.lock import LOCK_DURATION, WaveLock
 from tests.fakekube import FakeKube
 

@@ -11,7 +11,7 @@ import pytest
 from delivery import spec as specmod
 from delivery.cli.lint import lint_documents
 from delivery.errors import RoutingError
-from delivery.kube import JSON_PATCH
+from delivery.kube.client import JSON_PATCH
 from delivery.routing.base import router_for
 from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from delivery import cli
 from delivery.errors import KubeError
-from delivery.kube import SUBJECTACCESSREVIEWS, TOKENREVIEWS, Resource
-from delivery.metrics import KubeAuthorizer, Metrics, Server, auth_mode
+from delivery.integrations.metrics import KubeAuthorizer, Metrics, Server, auth_mode
+from delivery.kube.client import SUBJECTACCESSREVIEWS, TOKENREVIEWS, Resource
 from strategies.model import Phase
 
 USERS = {"scraper-token": "system:serviceaccount:monitoring:prometheus", "tenant-token": "alice"}

@@ -1,4 +1,4 @@
-"""Notifications (delivery/notify.py) against a real local HTTP receiver (e2e/receiver.py).
+"""Notifications (delivery/integrations/notify.py) against a real local HTTP receiver (e2e/receiver.py).
 
 Deliveries run on the one fake API (tests/fixture.py); the webhooks are real HTTP requests to a real
 server in a thread: bodies, Slack format, signatures, retries with backoff, a dead receiver, a full
@@ -18,8 +18,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from delivery import templates
-from delivery.egress import LOOPBACK
-from delivery.notify import Notification, Notifier, Target
+from delivery.integrations.egress import LOOPBACK
+from delivery.integrations.notify import Notification, Notifier, Target
 from e2e.receiver import Receiver, Request, namespace_key, verified
 from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
 from tests.fixture import NAME, NS, Fixture, template

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS
-from delivery.observe import observe, replicasets
+from delivery.engine.observe import observe, replicasets
+from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS
 from tests.fixture import NAME, NS, Fixture, native_hash, owner_ref, template
 
 V1, V2 = "web:v1", "web:v2"

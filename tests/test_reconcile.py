@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, SERVICES
-from delivery.state import send_request
+from delivery.engine.state import send_request
+from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS, SERVICES
 from tests.fakekube import Crash, Write
 from tests.fixture import NAME, NS, STATE, Fixture, native_hash, template
 

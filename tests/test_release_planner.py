@@ -1,6 +1,6 @@
 """The planners' own decisions about what goes (pure): a release (the strategy annotation removed,
 ``strategies/release.py``) and a leftover ReplicaSet of the Deployment's before deliver's is made
-(``strategies/plan.py``). The engine only carries them out (delivery/act.py)."""
+(``strategies/plan.py``). The engine only carries them out (delivery/engine/act.py)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS, EVENTS, REPLICASETS
-from delivery.reconcile import Reconciler
+from delivery.engine.reconcile import Reconciler
+from delivery.kube.client import DEPLOYMENTS, EVENTS, REPLICASETS
 from strategies.model import DeliveryState, Phase
 from tests.fakekube import FakeKube
 

@@ -14,7 +14,7 @@ import pytest
 
 from delivery import spec as specmod
 from delivery.errors import NotFound, RoutingError, SpecError
-from delivery.kube import CONFIGMAPS
+from delivery.kube.client import CONFIGMAPS
 from delivery.routing import kinds
 from delivery.routing.base import RouterContext, router_class, router_for
 from delivery.routing.kinds import Capability, RouterKind
@@ -103,11 +103,11 @@ def problem(**annotations: str) -> tuple[str, str] | None:
 
 
 def test_the_annotation_schema_loads_no_client() -> None:
-    """delivery.spec (and the registry it reads) import neither delivery.kube nor kubernetes: lint
+    """delivery.spec (and the registry it reads) import neither delivery.kube.client nor kubernetes: lint
     and the schema stay offline."""
     code = (
         "import sys, delivery.spec, delivery.routing.kinds; print(sorted(m for m in sys.modules "
-        "if m in ('delivery.kube', 'kubernetes') or m.startswith('delivery.routing.')))"
+        "if m in ('delivery.kube.client', 'kubernetes') or m.startswith('delivery.routing.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "['delivery.routing.kinds']"

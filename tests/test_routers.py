@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from delivery.errors import RoutingError
-from delivery.kube import DEPLOYMENTS, JSON_PATCH, MERGE, Resource
+from delivery.kube.client import DEPLOYMENTS, JSON_PATCH, MERGE, Resource
 from delivery.routing.base import RouterContext, router_for
 from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from delivery import templates
-from delivery.kube import DEPLOYMENTS, PODS, REPLICASETS, SERVICES
+from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS, SERVICES
 from delivery.routing.gateway import HTTPROUTES
 from tests.fakekube import Crash
 from tests.fixture import NAME, NS, STATE, Fixture, owner_ref, template

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from delivery import cli, junit, templates
 from delivery.errors import KubeError, WaveBusy, WaveFileError
-from delivery.kube import DEPLOYMENTS, LEASES, REPLICASETS
-from delivery.lease import micro_time
+from delivery.kube.client import DEPLOYMENTS, LEASES, REPLICASETS
+from delivery.kube.lease import micro_time
 from delivery.spec import STATE
 from delivery.wave.file import (
     Change,

@@ -11,10 +11,10 @@ import threading
 import time
 from typing import Any
 
-from delivery.background import AnalysisPool
-from delivery.controller import Controller, Key, WorkQueue
-from delivery.kube import PODS
-from delivery.reconcile import ANALYSIS_WAIT, Outcome, Reconciler
+from delivery.engine.background import AnalysisPool
+from delivery.engine.controller import Controller, Key, WorkQueue
+from delivery.engine.reconcile import ANALYSIS_WAIT, Outcome, Reconciler
+from delivery.kube.client import PODS
 from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
 from tests.fixture import NAME, NS, Fixture
 

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import click
 
-from .. import output
-from ..gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
-from . import gate, helmhook, holdpolicy, lint, requests, run, undo, view
-from .context import Globals, first_path
-from .lint import lint_documents
-from .params import Duration
-from .request_rules import check_request
-from .undo import previous_revision
-from .view import render_status
+from delivery import output
+from delivery.cli import gate, helmhook, holdpolicy, lint, requests, run, undo, view
+from delivery.cli.context import Globals, first_path
+from delivery.cli.lint import lint_documents
+from delivery.cli.params import Duration
+from delivery.cli.request_rules import check_request
+from delivery.cli.undo import previous_revision
+from delivery.cli.view import render_status
+from delivery.gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 
 __all__ = [
     "main",
@@ -88,11 +88,11 @@ for command in (
     main.add_command(command)
 
 # deliver wave (issue 15): one change through several clusters, stage by stage
-from .wave import wave as _wave  # noqa: E402
+from delivery.cli.wave import wave as _wave  # noqa: E402
 
 main.add_command(_wave)
 
 # deliver dashboard (issue 16): a live local web page of the deliveries
-from .dashboard import dashboard as _dashboard  # noqa: E402
+from delivery.cli.dashboard import dashboard as _dashboard  # noqa: E402
 
 main.add_command(_dashboard)

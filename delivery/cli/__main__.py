@@ -1,5 +1,5 @@
 """``python -m delivery.cli``: the same as the ``deliver`` command."""
 
-from . import main
+from delivery.cli import main
 
 main()

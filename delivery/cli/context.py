@@ -13,11 +13,11 @@ from typing import Any, NoReturn
 
 import click
 
-from .. import output
-from .. import spec as specmod
-from ..errors import DeliverError, KubeError, NotFound
-from ..gate import EXIT_API, EXIT_FAILED
-from ..kube import DEPLOYMENTS, Kube, KubeClient, default_namespace
+from delivery import output
+from delivery import spec as specmod
+from delivery.errors import DeliverError, KubeError, NotFound
+from delivery.gate import EXIT_API, EXIT_FAILED
+from delivery.kube.client import DEPLOYMENTS, Kube, KubeClient, default_namespace
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..dashboard import Dashboard, serve
-from ..dashboard.server import stop
-from .context import Globals, common, fail, note
-from .request_rules import check_request
+from delivery.cli.context import Globals, common, fail, note
+from delivery.cli.request_rules import check_request
+from delivery.dashboard import Dashboard, serve
+from delivery.dashboard.server import stop
 
 
 @click.command()

@@ -11,10 +11,10 @@ from typing import Any
 
 import click
 
-from .. import junit, output, yamlfile
-from ..gate import Pin, manifest_pin, wait
-from .context import Globals, common, fail, note
-from .params import Duration, Image, TemplateRevision
+from delivery import junit, output, yamlfile
+from delivery.cli.context import Globals, common, fail, note
+from delivery.cli.params import Duration, Image, TemplateRevision
+from delivery.gate import Pin, manifest_pin, wait
 
 
 @click.command()

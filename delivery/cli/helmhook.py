@@ -8,9 +8,9 @@ import sys
 import click
 import yaml
 
-from .. import __version__
-from ..helmhook import manifests
-from .params import Duration, Image, ObjectName
+from delivery import __version__
+from delivery.cli.params import Duration, Image, ObjectName
+from delivery.integrations.helmhook import manifests
 
 DEFAULT_IMAGE = f"ghcr.io/deliver-dev/deliver:{__version__}"
 

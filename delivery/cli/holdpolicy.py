@@ -8,10 +8,10 @@ import sys
 import click
 import yaml
 
-from ..errors import DeliverError
-from ..gate import EXIT_API, EXIT_FAILED
-from ..holdpolicy import GUARD_NAME, POLICY_NAME, all_manifests, detect
-from .context import Globals, common, fail
+from delivery.cli.context import Globals, common, fail
+from delivery.engine.holdpolicy import GUARD_NAME, POLICY_NAME, all_manifests, detect
+from delivery.errors import DeliverError
+from delivery.gate import EXIT_API, EXIT_FAILED
 
 
 @click.command("hold-policy")

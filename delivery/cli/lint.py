@@ -8,11 +8,11 @@ from typing import Any
 import click
 import yaml
 
-from .. import output, yamlfile
-from .. import spec as specmod
-from ..errors import SpecError
-from ..gate import EXIT_FAILED, EXIT_USAGE
-from .context import Globals, common, fail, note
+from delivery import output, yamlfile
+from delivery import spec as specmod
+from delivery.cli.context import Globals, common, fail, note
+from delivery.errors import SpecError
+from delivery.gate import EXIT_FAILED, EXIT_USAGE
 
 
 def lint_documents(docs: list[Any], source: str) -> list[dict[str, Any]]:

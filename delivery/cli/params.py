@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .. import duration, templates
+from delivery import duration, templates
 
 MONTH = 30 * 86400.0
 
@@ -43,7 +43,7 @@ class ListenAddress(click.ParamType[tuple[str, int] | None, Any]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int] | None:
         if isinstance(value, tuple):
             return value
-        from ..metrics import parse_addr  # prometheus_client: only the controller needs it
+        from delivery.integrations.metrics import parse_addr  # prometheus_client: only the controller needs it
 
         try:
             return parse_addr(str(value))

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from delivery import spec as specmod
+from delivery.engine.state import read_request, read_state
+from delivery.errors import SpecError, StateError
 from strategies.requests import refusal
-
-from .. import spec as specmod
-from ..errors import SpecError, StateError
-from ..state import read_request, read_state
 
 
 def check_request(deployment: dict[str, Any], verb: str) -> str | None:

@@ -12,14 +12,13 @@ from typing import Any
 
 import click
 
+from delivery.cli.context import Globals, api_failed, common, fail, get_deployment, note, print_result
+from delivery.cli.params import Duration
+from delivery.cli.request_rules import check_request
+from delivery.engine.state import read_state, send_request
+from delivery.errors import Conflict, KubeError, StateError
+from delivery.gate import EXIT_API, EXIT_TIMEOUT, status_dict
 from strategies.requests import shown
-
-from ..errors import Conflict, KubeError, StateError
-from ..gate import EXIT_API, EXIT_TIMEOUT, status_dict
-from ..state import read_state, send_request
-from .context import Globals, api_failed, common, fail, get_deployment, note, print_result
-from .params import Duration
-from .request_rules import check_request
 
 ATTEMPTS = 5  # writes lost to a concurrent change before giving up
 

@@ -12,11 +12,10 @@ from typing import Any
 
 import click
 
+from delivery import logs
+from delivery.cli.context import Globals, common, fail
+from delivery.cli.params import Duration, ListenAddress
 from strategies.model import HoldMode
-
-from .. import logs
-from .context import Globals, common, fail
-from .params import Duration, ListenAddress
 
 
 @click.command()
@@ -250,14 +249,14 @@ def run(
 ) -> None:
     """Run the controller (JSON logs on stderr)."""
     # Imported here: only the controller needs them (prometheus_client, threads), not every verb.
-    from ..background import AnalysisPool
-    from ..cache import Cache, CachedKube
-    from ..controller import Controller
-    from ..holdpolicy import HoldStatus, HoldWatch
-    from ..hooks import HookPool
-    from ..leader import Fenced, LeaderElector, ServerClock
-    from ..metrics import KubeAuthorizer, Metrics, Server, auth_mode
-    from ..reconcile import Reconciler
+    from delivery.engine.background import AnalysisPool
+    from delivery.engine.controller import Controller
+    from delivery.engine.holdpolicy import HoldStatus, HoldWatch
+    from delivery.engine.leader import Fenced, LeaderElector, ServerClock
+    from delivery.engine.reconcile import Reconciler
+    from delivery.integrations.hooks import HookPool
+    from delivery.integrations.metrics import KubeAuthorizer, Metrics, Server, auth_mode
+    from delivery.kube.cache import Cache, CachedKube
 
     if leader_elect and not (lease_duration > renew_deadline > retry_period > 0):
         raise click.UsageError("need --lease-duration > --renew-deadline > --retry-period > 0")
@@ -278,7 +277,7 @@ def run(
     kube = g.kube()
     analyser = None
     if prometheus_url:
-        from ..verdicts import make_analyser
+        from delivery.engine.verdicts import make_analyser
 
         try:
             analyser = make_analyser(
@@ -290,7 +289,7 @@ def run(
             )
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--prometheus-url") from None
-        from ..analysis.auth import redact_url
+        from delivery.analysis.auth import redact_url
 
         log.info("metric analysis on", extra={"prometheus": redact_url(prometheus_url)})
 
@@ -349,7 +348,7 @@ def run(
     notifier = _notifier(
         notify_webhooks, notify_slacks, metrics.registry, egress, notify_senders, notify_queue_per_namespace
     )
-    # Hook calls too: a slow hook delays only its own Deployment's gate (delivery/hooks.py), and one
+    # Hook calls too: a slow hook delays only its own Deployment's gate (delivery/integrations/hooks.py), and one
     # namespace's hooks hold at most --hook-calls-per-namespace of the pool's threads.
     hook_pool = HookPool(
         workers,
@@ -359,7 +358,7 @@ def run(
         per_namespace=hook_calls_per_namespace,
     )
     # The engine reads Deployments, ReplicaSets, pods, Services and PodDisruptionBudgets from the
-    # informers' stores (delivery/cache.py); writes and everything else go to the API server.
+    # informers' stores (delivery/kube/cache.py); writes and everything else go to the API server.
     cache = Cache(None if all_namespaces else g.namespace)
     reads = CachedKube(kube, cache)
     controller = Controller(
@@ -439,7 +438,7 @@ def run(
 
 def _egress(hosts: tuple[str, ...], allow: tuple[str, ...], deny: tuple[str, ...], public: bool) -> Any:
     """The operator's egress policy from the flags (an environment value may hold several, space-separated)."""
-    from ..egress import EgressPolicy
+    from delivery.integrations.egress import EgressPolicy
 
     def split(values: tuple[str, ...]) -> list[str]:
         return [part for v in values for part in v.split()]
@@ -466,7 +465,7 @@ def _prometheus_options(
     whose message never repeats a secret."""
     from pathlib import Path
 
-    from ..analysis.auth import USERINFO_HINT, PrometheusAuth, has_userinfo, redact_url
+    from delivery.analysis.auth import USERINFO_HINT, PrometheusAuth, has_userinfo, redact_url
 
     if url and has_userinfo(url):
         raise click.BadParameter(
@@ -506,9 +505,9 @@ def _notifier(
     per_namespace: int,
 ) -> Any:
     """The notification sender: cluster-wide targets from the flags, the HMAC secret from the environment."""
-    from ..errors import SpecError
-    from ..notify import SECRET_ENV, Notifier, Target
-    from ..spec import webhook_url
+    from delivery.errors import SpecError
+    from delivery.integrations.notify import SECRET_ENV, Notifier, Target
+    from delivery.spec import webhook_url
 
     targets = []
     for flag, urls, fmt in (("--notify-webhook", webhooks, "json"), ("--notify-slack", slacks, "slack")):

@@ -6,14 +6,14 @@ from typing import Any
 
 import click
 
-from .. import spec as specmod
-from .. import templates
-from ..errors import KubeError, StateError
-from ..gate import EXIT_API
-from ..kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, selector_string
-from ..state import read_state
-from .context import Globals, api_failed, common, fail, get_deployment, note, print_result
-from .params import REVISION
+from delivery import spec as specmod
+from delivery import templates
+from delivery.cli.context import Globals, api_failed, common, fail, get_deployment, note, print_result
+from delivery.cli.params import REVISION
+from delivery.engine.state import read_state
+from delivery.errors import KubeError, StateError
+from delivery.gate import EXIT_API
+from delivery.kube.client import DEPLOYMENTS, JSON_PATCH, REPLICASETS, selector_string
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 ATTEMPTS = 5  # writes lost to a concurrent change before giving up

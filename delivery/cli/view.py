@@ -9,13 +9,13 @@ from typing import Any
 
 import click
 
-from .. import output
-from .. import spec as specmod
-from ..errors import KubeError
-from ..gate import EXIT_TIMEOUT, status_dict
-from ..kube import DEPLOYMENTS
-from .context import Globals, api_failed, common, fail, get_deployment, note, print_result
-from .params import Duration
+from delivery import output
+from delivery import spec as specmod
+from delivery.cli.context import Globals, api_failed, common, fail, get_deployment, note, print_result
+from delivery.cli.params import Duration
+from delivery.errors import KubeError
+from delivery.gate import EXIT_TIMEOUT, status_dict
+from delivery.kube.client import DEPLOYMENTS
 
 
 def colour_phase(phase: str, color: bool) -> str:
@@ -56,7 +56,7 @@ def render_status(s: dict[str, Any], color: bool = False) -> str:
 
 def forecast_lines(s: dict[str, Any]) -> list[str]:
     """Time to verdict of an open delivery's newest verdict, per check (docs/analysis.md#time-to-verdict)."""
-    from ..analysis.forecast import Forecast
+    from delivery.analysis.forecast import Forecast
 
     verdicts = s.get("verdicts") or []
     if not verdicts or s.get("phase") not in ("Progressing", "Paused"):
@@ -75,8 +75,8 @@ def forecast_lines(s: dict[str, Any]) -> list[str]:
 
 def hold_mode_line(g: Globals) -> str:
     """Which hold mode the cluster's policy gives (docs/hold-modes.md), as far as the caller may read it."""
-    from ..errors import DeliverError
-    from ..holdpolicy import detect
+    from delivery.engine.holdpolicy import detect
+    from delivery.errors import DeliverError
 
     try:
         found = detect(g.kube())

@@ -14,15 +14,15 @@ from typing import Any, TextIO
 import click
 import yaml
 
-from .. import output, yamlfile
-from ..errors import DeliverError, KubeError, WaveBusy, WaveFileError
-from ..gate import EXIT_API, EXIT_FAILED, EXIT_USAGE
-from ..wave.clusters import StageUnreachable, connect, preflight, where
-from ..wave.file import Change, Wave, default_kubeconfig, load, parse_image, resolve_clusters, wave_id
-from ..wave.lock import WaveLocks
-from ..wave.report import WaveEvent, WaveResult, write_junit
-from ..wave.runner import WaveRunner
-from .context import Globals, common, fail, note
+from delivery import output, yamlfile
+from delivery.cli.context import Globals, common, fail, note
+from delivery.errors import DeliverError, KubeError, WaveBusy, WaveFileError
+from delivery.gate import EXIT_API, EXIT_FAILED, EXIT_USAGE
+from delivery.wave.clusters import StageUnreachable, connect, preflight, where
+from delivery.wave.file import Change, Wave, default_kubeconfig, load, parse_image, resolve_clusters, wave_id
+from delivery.wave.lock import WaveLocks
+from delivery.wave.report import WaveEvent, WaveResult, write_junit
+from delivery.wave.runner import WaveRunner
 
 
 class ContainerImage(click.ParamType[tuple[str, str], Any]):

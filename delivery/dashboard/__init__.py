@@ -12,6 +12,6 @@ rules (``check_request``), so the buttons refuse exactly what the verbs refuse.
 
 from __future__ import annotations
 
-from .server import Dashboard, serve
+from delivery.dashboard.server import Dashboard, serve
 
 __all__ = ["Dashboard", "serve"]

@@ -10,12 +10,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import spec as specmod
-from .. import templates
-from ..errors import Forbidden, KubeError, SpecError, Unauthorized
-from ..gate import status_dict
-from ..health import is_ready
-from ..kube import DEPLOYMENTS, PODS, REPLICASETS, Kube
+from delivery import spec as specmod
+from delivery import templates
+from delivery.engine.health import is_ready
+from delivery.errors import Forbidden, KubeError, SpecError, Unauthorized
+from delivery.gate import status_dict
+from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS, Kube
 
 JSON = dict[str, Any]
 ERROR_SHOWN = 200  # characters of an error shown for a Deployment the dashboard cannot show

@@ -13,8 +13,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from .. import output
-from .data import Delivery, Snapshot
+from delivery import output
+from delivery.dashboard.data import Delivery, Snapshot
 
 SHOWN = 300  # characters of an error shown for a delivery that cannot be rendered
 VERBS = ("promote", "pause", "resume", "abort", "retry")  # the buttons, in the order shown
@@ -246,7 +246,7 @@ def forecast_html(s: dict[str, Any]) -> str:
     forecasts = (verdicts[-1].get("details") or {}).get("forecast") or []
     if not forecasts:
         return ""
-    from ..analysis.forecast import Forecast
+    from delivery.analysis.forecast import Forecast
 
     items = "".join(
         f"<li>{escape(f.check)}: {escape(f.text())}</li>" for f in (Forecast.from_dict(x) for x in forecasts)

@@ -22,13 +22,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from delivery.dashboard.data import Snapshot, collect, denied
+from delivery.dashboard.render import VERBS, detail_html, error_html, list_html, page
+from delivery.engine.state import send_request
+from delivery.errors import Conflict, Forbidden, KubeError, NotFound, Unauthorized
+from delivery.kube.client import DEPLOYMENTS, Kube
 from strategies.requests import shown
-
-from ..errors import Conflict, Forbidden, KubeError, NotFound, Unauthorized
-from ..kube import DEPLOYMENTS, Kube
-from ..state import send_request
-from .data import Snapshot, collect, denied
-from .render import VERBS, detail_html, error_html, list_html, page
 
 log = logging.getLogger("deliver.dashboard")
 Check = Callable[[dict[str, Any], str], "str | None"]  # why a request may not be sent now (None: it may)

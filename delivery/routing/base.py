@@ -13,11 +13,10 @@ import importlib
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from delivery.errors import RoutingError
+from delivery.kube.client import Kube, Resource
+from delivery.routing import kinds
 from strategies.model import Affinity, RequestMatch
-
-from ..errors import RoutingError
-from ..kube import Kube, Resource
-from . import kinds
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,12 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from delivery.errors import RoutingError
+from delivery.kube.client import Resource
+from delivery.routing.base import RouterContext
+from delivery.routing.kinds import GatewayApi
+from delivery.routing.patches import JSON, cookie_regex, guarded_patch, pair, pointer, read_route, share
 from strategies.model import Affinity, RequestMatch
-
-from ..errors import RoutingError
-from ..kube import Resource
-from .base import RouterContext
-from .kinds import GatewayApi
-from .patches import JSON, cookie_regex, guarded_patch, pair, pointer, read_route, share
 
 HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 PIN_COOKIE = "deliver-"  # deliver's affinity cookie is named deliver-<Deployment>

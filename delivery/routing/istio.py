@@ -31,13 +31,12 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+from delivery.errors import RoutingError
+from delivery.kube.client import Resource
+from delivery.routing.base import RouterContext
+from delivery.routing.kinds import Istio
+from delivery.routing.patches import JSON, cookie_regex, guarded_patch, pair, pointer, read_route, share
 from strategies.model import Affinity, RequestMatch
-
-from ..errors import RoutingError
-from ..kube import Resource
-from .base import RouterContext
-from .kinds import Istio
-from .patches import JSON, cookie_regex, guarded_patch, pair, pointer, read_route, share
 
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
 SECTIONS = ("http", "tls", "tcp")

@@ -8,7 +8,7 @@ so the router that writes the route carries its kind, capabilities and checks to
 
 ``KINDS`` is the only list of routers: ``delivery.spec`` asks it which kinds exist and what each
 can do, ``delivery.routing.base.router_for`` builds a router from it. This module imports no client
-(``delivery.kube``), so the annotation schema stays importable and checkable offline (``deliver
+(``delivery.kube.client``), so the annotation schema stays importable and checkable offline (``deliver
 lint``). Adding a router: a description here with ``@register``, and its module (CONTRIBUTING.md).
 """
 
@@ -17,9 +17,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import ClassVar, TypeVar
 
+from delivery.errors import SpecError
 from strategies.model import RequestMatch
-
-from ..errors import SpecError
 
 NO_ROUTER = "replica"  # the kind without a route: RouterRef's default, which the planners know by name
 

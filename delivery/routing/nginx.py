@@ -26,13 +26,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from delivery.errors import Conflict, KubeError, NotFound, RoutingError
+from delivery.kube.client import DEPLOYMENTS, Resource
+from delivery.routing.base import RouterContext
+from delivery.routing.kinds import Capability, Nginx, able, either
+from delivery.routing.patches import JSON, clamp, read_route
 from strategies.model import Affinity, RequestMatch
-
-from ..errors import Conflict, KubeError, NotFound, RoutingError
-from ..kube import DEPLOYMENTS, Resource
-from .base import RouterContext
-from .kinds import Capability, Nginx, able, either
-from .patches import JSON, clamp, read_route
 
 INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
 

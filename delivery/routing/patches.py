@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import Conflict, KubeError, NotFound, RoutingError
-from ..kube import JSON_PATCH, Kube, Resource
+from delivery.errors import Conflict, KubeError, NotFound, RoutingError
+from delivery.kube.client import JSON_PATCH, Kube, Resource
 
 JSON = dict[str, Any]
 PATCH_ATTEMPTS = 3

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from delivery.routing.base import RouterContext
+from delivery.routing.kinds import Replica
 from strategies.model import Affinity, RequestMatch
-
-from .base import RouterContext
-from .kinds import Replica
 
 
 class ReplicaRouter(Replica):

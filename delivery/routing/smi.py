@@ -9,13 +9,12 @@ only their two weights (stable ``100 - w``, canary ``w``). Other backends keep t
 
 from __future__ import annotations
 
+from delivery.errors import RoutingError
+from delivery.kube.client import Resource
+from delivery.routing.base import RouterContext
+from delivery.routing.kinds import Capability, Smi, able, either
+from delivery.routing.patches import JSON, guarded_patch, pair, pointer, read_route, share
 from strategies.model import Affinity, RequestMatch
-
-from ..errors import RoutingError
-from ..kube import Resource
-from .base import RouterContext
-from .kinds import Capability, Smi, able, either
-from .patches import JSON, guarded_patch, pair, pointer, read_route, share
 
 TRAFFICSPLITS = Resource("split.smi-spec.io", "v1alpha2", "trafficsplits")
 

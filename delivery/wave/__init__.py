@@ -7,7 +7,7 @@ same stages and goes on where the wave stands (``docs/waves.md``).
 One module per concern, imports one way (``make check``'s ``wave-layers`` contract)::
 
     runner    the run: observe, plan, act, round after round (``WaveRunner``)
-    lock      one wave per app: a Lease per stage (``WaveLocks``, on ``delivery.lease``)
+    lock      one wave per app: a Lease per stage (``WaveLocks``, on ``delivery.kube.lease``)
     writes    what the wave writes to a stage's Deployment: the change, the marker's times, an
               abort request, a previous template
     plan      the next move, from the observed stages (pure)

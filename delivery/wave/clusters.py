@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import DeliverError, KubeError, NotFound
-from ..kube import DEPLOYMENTS, Kube, KubeClient
-from .file import Change, ClusterRef, Stage, Wave, stage_problems
+from delivery.errors import DeliverError, KubeError, NotFound
+from delivery.kube.client import DEPLOYMENTS, Kube, KubeClient
+from delivery.wave.file import Change, ClusterRef, Stage, Wave, stage_problems
 
 
 def where(stage: Stage, ref: ClusterRef) -> str:

@@ -40,10 +40,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .. import spec as specmod
-from .. import templates, yamlfile
-from ..errors import SpecError, WaveFileError
-from ..gate import Pin, manifest_pin
+from delivery import spec as specmod
+from delivery import templates, yamlfile
+from delivery.errors import SpecError, WaveFileError
+from delivery.gate import Pin, manifest_pin
 
 DEFAULT_TIMEOUT = 15 * 60.0
 MAX_DURATION = 7 * 86400.0

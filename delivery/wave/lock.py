@@ -1,6 +1,6 @@
 """One wave per app: a Lease ``deliver-wave-<app>`` in every stage's namespace (``WaveLocks``).
 
-The Lease is written through ``delivery.lease``, as leader election writes its own; what is the
+The Lease is written through ``delivery.kube.lease``, as leader election writes its own; what is the
 wave's is when it may take one. The holder is ``<wave id>/<run id>``. Another wave's Lease whose
 ``renewTime`` plus duration is still ahead of this machine's wall clock refuses the wave
 (``WaveBusy``); an expired one is taken over, and so is one of the same wave (a crashed or killed
@@ -15,10 +15,10 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 
-from ..errors import KubeError, WaveBusy
-from ..kube import JSON, Kube
-from ..lease import Attempt, Holder, Lease
-from .file import Wave
+from delivery.errors import KubeError, WaveBusy
+from delivery.kube.client import JSON, Kube
+from delivery.kube.lease import Attempt, Holder, Lease
+from delivery.wave.file import Wave
 
 LOCK_DURATION = 30  # seconds a wave's Lease lasts unless renewed
 LOCK_RENEW = 10.0

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from ..gate import EXIT_OK, Pin, look
-from .file import Change, Stage
-from .marker import Marker, read_marker
+from delivery.gate import EXIT_OK, Pin, look
+from delivery.wave.file import Change, Stage
+from delivery.wave.marker import Marker, read_marker
 
 
 class StageState(Enum):

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .file import OnFailure, Wave
-from .observe import StageState, StageView
+from delivery.wave.file import OnFailure, Wave
+from delivery.wave.observe import StageState, StageView
 
 
 @dataclass(frozen=True)

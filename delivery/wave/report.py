@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import junit
-from ..gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT
+from delivery import junit
+from delivery.gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import DeliverError, KubeError, StateError
-from ..gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, Pin, wait
-from ..kube import Kube
-from ..state import read_state
-from .clusters import StageUnreachable, read_stage
-from .file import Change, OnFailure, Stage, Wave
-from .lock import WaveLock, WaveLocks
-from .observe import StageState, StageView, observe, pin_of
-from .plan import WavePlan, plan
-from .report import StageResult, WaveEvent, WaveResult
-from .writes import apply_change, mark, request_abort, write_back
+from delivery.engine.state import read_state
+from delivery.errors import DeliverError, KubeError, StateError
+from delivery.gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, Pin, wait
+from delivery.kube.client import Kube
+from delivery.wave.clusters import StageUnreachable, read_stage
+from delivery.wave.file import Change, OnFailure, Stage, Wave
+from delivery.wave.lock import WaveLock, WaveLocks
+from delivery.wave.observe import StageState, StageView, observe, pin_of
+from delivery.wave.plan import WavePlan, plan
+from delivery.wave.report import StageResult, WaveEvent, WaveResult
+from delivery.wave.writes import apply_change, mark, request_abort, write_back
 
 SOAK_POLL = 2.0
 

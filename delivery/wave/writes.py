@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .. import templates
-from ..errors import Conflict, KubeError, StateError
-from ..kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, Kube, selector_string
-from ..state import read_state, send_request
-from .clusters import read_stage
-from .file import Change, Stage
-from .marker import MARKER, Marker, read_marker
+from delivery import templates
+from delivery.engine.state import read_state, send_request
+from delivery.errors import Conflict, KubeError, StateError
+from delivery.kube.client import DEPLOYMENTS, JSON_PATCH, REPLICASETS, Kube, selector_string
+from delivery.wave.clusters import read_stage
+from delivery.wave.file import Change, Stage
+from delivery.wave.marker import MARKER, Marker, read_marker
 
 WRITE_ATTEMPTS = 5
 

@@ -54,7 +54,7 @@ def install(api: client.ApiClient, names: list[str] | None = None, timeout: floa
             time.sleep(0.2)
     # Discovery lags Established by a moment; wait until the group/version serves the plural.
     from delivery.errors import KubeError
-    from delivery.kube import KubeClient as JsonKube
+    from delivery.kube.client import KubeClient as JsonKube
 
     jk = JsonKube(api)
     for name in names or list(FILES):

@@ -335,7 +335,7 @@ read_value = function(c, depth)
   fail(c, "unexpected byte " .. b)
 end
 
--- The keys of deliver's record, in the order deliver writes them: its head first (delivery/state.py
+-- The keys of deliver's record, in the order deliver writes them: its head first (delivery/engine/state.py
 -- RECORD_HEAD), then the rest sorted. (Records of older versions are sorted throughout.)
 local HEAD = { "phase", "hold", "message", "strategy", "revision", "stableRevision", "step", "weight",
   "handledRequest", "retryable" }

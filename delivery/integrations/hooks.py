@@ -3,8 +3,8 @@ later pass finds the answer in its observation (``HookResult``); ``strategies/ho
 
 The request: ``POST`` with the JSON body of ``body`` (hook, namespace, deployment, strategy, phase,
 revision, stable revision, step, weight), signed with the namespace's key like notifications when
-``DELIVER_WEBHOOK_SECRET`` is set (``X-Deliver-Signature: v2=``, ``delivery/notify.py``), sent through
-``delivery/egress.py`` (the operator's egress policy, one deadline for the whole call, a capped
+``DELIVER_WEBHOOK_SECRET`` is set (``X-Deliver-Signature: v2=``, ``delivery/integrations/notify.py``), sent through
+``delivery/integrations/egress.py`` (the operator's egress policy, one deadline for the whole call, a capped
 answer). 2xx within the timeout is a pass; any other status, no answer by the deadline or a refused
 destination is a failure, with the words a tenant may read in ``HookResult.detail`` (never the
 answer's body). pre-rollout and post-rollout calls are tried up to 3 times (tenacity, backoff 0.5 s,
@@ -30,10 +30,9 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
+from delivery.integrations.egress import Answer, EgressPolicy, origin, post
+from delivery.integrations.notify import signed_headers
 from strategies.model import CallHook, DeliveryState, HookKind, HookResult
-
-from .egress import Answer, EgressPolicy, origin, post
-from .notify import signed_headers
 
 log = logging.getLogger("deliver.hooks")
 

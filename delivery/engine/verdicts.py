@@ -9,14 +9,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from delivery.kube.client import Kube
 from strategies.model import Analyse, DeliverySpec, DeliveryState, Outcome, StepVerdict
 
-from .kube import Kube
-
 if TYPE_CHECKING:
-    from .analysis.prometheus import Sample, Series
-    from .analysis.providers import MetricProvider
-    from .analysis.runner import AnalysisResult
+    from delivery.analysis.prometheus import Sample, Series
+    from delivery.analysis.providers import MetricProvider
+    from delivery.analysis.runner import AnalysisResult
 
 # (namespace, deployment, ok): one metrics query made for that delivery's analysis (ok: it answered)
 QueryCounter = Callable[[str, str, bool], None]
@@ -36,7 +35,7 @@ def make_analyser(
     plan names the pods and Services to compare.) ``on_query`` is told of every query, per delivery
     (the controller counts them in ``/metrics``). ``options`` go to the client: ``auth``
     (a PrometheusAuth), ``max_series``, ``max_bytes``. A bad URL or option raises ValueError."""
-    from .analysis.providers import make_provider
+    from delivery.analysis.providers import make_provider
 
     provider = make_provider("prometheus", url=prometheus_url, timeout=timeout, **options)
 
@@ -59,7 +58,7 @@ def run_checks(
 ) -> StepVerdict:
     """The declared checks over the action's window [start, now] as one StepVerdict. A look at the
     running window (``action.interim``) says its evidence in one line (see ``evidence``)."""
-    from .analysis.runner import Analyser, AnalysisTarget
+    from delivery.analysis.runner import Analyser, AnalysisTarget
 
     target = AnalysisTarget(
         namespace=meta["namespace"],
@@ -105,7 +104,7 @@ def evidence(checks: Sequence[Any], result: AnalysisResult) -> str:
 
 def counting(provider: MetricProvider, namespace: str, name: str, on_query: QueryCounter) -> MetricProvider:
     """``provider``, telling ``on_query`` of each query it makes for this delivery."""
-    from .analysis.providers import MetricProvider
+    from delivery.analysis.providers import MetricProvider
 
     class Counted(MetricProvider):
         name = provider.name
@@ -143,7 +142,7 @@ def with_forecast(
     critical check's numbers ("forecast") and, when a step's whole analysis window cannot carry the
     requests a verdict needs at the observed rate, ``out_of_reach`` says why (the planner warns once
     per delivery on it: a typed field, kept in the record whatever its size)."""
-    from .analysis.forecast import binding, forecast_analysis, out_of_reach
+    from delivery.analysis.forecast import binding, forecast_analysis, out_of_reach
 
     try:
         forecasts = forecast_analysis(spec.analysis, result.checks, counts, seconds)

@@ -12,12 +12,11 @@ import time
 import uuid
 from typing import Any
 
+from delivery.errors import StateError
+from delivery.kube.client import DEPLOYMENTS, Kube
+from delivery.spec import REQUEST, STATE
 from strategies.model import RECORD_BUDGET, DeliveryState
 from strategies.requests import VERBS
-
-from .errors import StateError
-from .kube import DEPLOYMENTS, Kube
-from .spec import REQUEST, STATE
 
 REQUESTS = VERBS  # the operator requests (their rules: strategies.requests.refusal)
 

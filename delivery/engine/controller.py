@@ -4,7 +4,7 @@ List + watch with resourceVersion, relist on 410 Gone, client-side timeouts on e
 polling loops. A delayed work queue carries the planners' requeue timers (e.g. "hold this step
 for 60s"). N workers reconcile concurrently, each a different Deployment: a key handed out is
 "processing" until ``done``, and adding it meanwhile only marks it to be handed out again after
-``done``, so a key is never processed twice at once. Analyses run off this path (delivery/background.py).
+``done``, so a key is never processed twice at once. Analyses run off this path (delivery/engine/background.py).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .cache import Cache, Store, trim
-from .errors import DeliverError, Gone, KubeError, LeadershipLost
-from .kube import DEPLOYMENTS, PODS, REPLICASETS, Kube, Resource
-from .reconcile import Outcome, Reconciler
-from .spec import has_record, has_strategy
-from .templates import HELD_LABEL, OWNER_LABEL
+from delivery.engine.reconcile import Outcome, Reconciler
+from delivery.errors import DeliverError, Gone, KubeError, LeadershipLost
+from delivery.kube.cache import Cache, Store, trim
+from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS, Kube, Resource
+from delivery.spec import has_record, has_strategy
+from delivery.templates import HELD_LABEL, OWNER_LABEL
 
 log = logging.getLogger("deliver.controller")
 
@@ -106,7 +106,7 @@ PAGE = 500  # objects per page of a relist: the memory of a relist is one page, 
 
 @dataclass
 class Informer:
-    """list + watch of one resource; keeps ``store`` (delivery/cache.py) when given, then calls
+    """list + watch of one resource; keeps ``store`` (delivery/kube/cache.py) when given, then calls
     ``on_event(type, obj)``; relists (in pages of ``page``) on 410 and on errors."""
 
     kube: Kube

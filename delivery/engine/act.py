@@ -9,6 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from delivery import templates
+from delivery.engine.observe import held_replicasets, replicasets
+from delivery.errors import NotFound, StateError
+from delivery.integrations.events import post_event
+from delivery.kube.client import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
+from delivery.routing.base import Router
+from delivery.spec import REQUEST, STATE
 from strategies.model import (
     REJECTED_MARK,
     Action,
@@ -39,14 +46,6 @@ from strategies.model import (
 )
 from strategies.reasons import EventReason
 
-from . import templates
-from .errors import NotFound, StateError
-from .events import post_event
-from .kube import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
-from .observe import held_replicasets, replicasets
-from .routing.base import Router
-from .spec import REQUEST, STATE
-
 log = logging.getLogger("deliver.act")
 
 
@@ -59,9 +58,9 @@ class Context:
     router: Router
     analyse: Callable[[Analyse], None]
     # called after each Event a plan posts, with (deployment, record, type, reason, message): the
-    # notifications (delivery/notify.py) come from the very place the Events do
+    # notifications (delivery/integrations/notify.py) come from the very place the Events do
     notify: Callable[[dict[str, Any], DeliveryState, str, EventReason, str], None] | None = None
-    call_hook: Callable[[CallHook], None] | None = None  # asks the hook pool (delivery/hooks.py)
+    call_hook: Callable[[CallHook], None] | None = None  # asks the hook pool (delivery/integrations/hooks.py)
 
     @property
     def ns(self) -> str:

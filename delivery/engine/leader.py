@@ -21,7 +21,7 @@
 * ``release()`` (on SIGTERM, after the current write finished) empties holderIdentity so the next
   leader takes over within one ``retry_period`` instead of waiting out the lease.
 
-The Lease's writes (create, update at the resourceVersion read, release) are ``delivery/lease.py``'s,
+The Lease's writes (create, update at the resourceVersion read, release) are ``delivery/kube/lease.py``'s,
 shared with the wave lock; this module decides when a candidate may take the Lease, when a leader
 stops acting, and fences the reconciler's writes.
 """
@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import KubeError, LeadershipLost
-from .kube import JSON, MERGE, Kube, Resource
-from .lease import Attempt, Lease
+from delivery.errors import KubeError, LeadershipLost
+from delivery.kube.client import JSON, MERGE, Kube, Resource
+from delivery.kube.lease import Attempt, Lease
 
 log = logging.getLogger("deliver.leader")
 

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from .errors import EgressDenied
+from delivery.errors import EgressDenied
 
 log = logging.getLogger("deliver.egress")
 

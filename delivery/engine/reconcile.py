@@ -16,6 +16,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strategies
+from delivery import spec as specmod
+from delivery import templates
+from delivery.engine import act, takeover
+from delivery.engine.background import AnalysisPool
+from delivery.engine.observe import leftovers, observe
+from delivery.engine.state import encode_state, read_state, write_state
+from delivery.errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError, StateError
+from delivery.integrations import hooks
+from delivery.integrations.events import post_event
+from delivery.integrations.hooks import HookPool
+from delivery.integrations.notify import Notifier
+from delivery.kube.client import CONFIGMAPS, DEPLOYMENTS, Kube
+from delivery.routing import kinds as routers
+from delivery.routing.base import Router, RouterContext, router_for
 from strategies.model import (
     Analyse,
     CallHook,
@@ -33,19 +47,6 @@ from strategies.model import (
 from strategies.model import Outcome as VerdictOutcome  # a verdict's; ``Outcome`` here is a pass's
 from strategies.reasons import EventReason
 from strategies.release import release
-
-from . import act, hooks, takeover, templates
-from . import spec as specmod
-from .background import AnalysisPool
-from .errors import Conflict, DeliverError, Forbidden, KubeError, NotFound, RoutingError, SpecError, StateError
-from .events import post_event
-from .hooks import HookPool
-from .kube import CONFIGMAPS, DEPLOYMENTS, Kube
-from .notify import Notifier
-from .observe import leftovers, observe
-from .routing import kinds as routers
-from .routing.base import Router, RouterContext, router_for
-from .state import encode_state, read_state, write_state
 
 log = logging.getLogger("deliver.reconcile")
 
@@ -74,18 +75,18 @@ class Reconciler:
     kube: Kube
     analyser: AnalyserFn | None = None
     clock: Callable[[], float] = time.time
-    # When set, analyses run in this pool, off the reconcile path (see delivery/background.py);
+    # When set, analyses run in this pool, off the reconcile path (see delivery/engine/background.py);
     # when None, a pass runs its analysis inline (tests, one-shot use).
     pool: AnalysisPool | None = None
     # Seconds between looks at an analysed step's running window when deliver.dev/analysis-every is
     # not set (`deliver run` passes twice its --scrape-interval); None: the planner's default.
     analysis_every: float | None = None
-    # Who holds a template change until deliver acts (delivery/holdpolicy.py's HoldWatch.mode): in
+    # Who holds a template change until deliver acts (delivery/engine/holdpolicy.py's HoldWatch.mode): in
     # the policy mode a Deployment at rest is unpaused; by default deliver pauses it itself.
     hold_mode: Callable[[], HoldMode] = lambda: HoldMode.PAUSED
-    # When set, the Events of each plan are also sent as notifications (delivery/notify.py).
+    # When set, the Events of each plan are also sent as notifications (delivery/integrations/notify.py).
     notifier: Notifier | None = None
-    # Hook calls (delivery/hooks.py) run here; the default makes them inline (tests, one-shot use).
+    # Hook calls (delivery/integrations/hooks.py) run here; the default makes them inline (tests, one-shot use).
     hook_pool: HookPool = field(default_factory=lambda: HookPool(workers=0))
     # Warnings about the engine's own I/O already posted, keyed by "namespace/name/uid/reason" -> message
     # (dedupe only; not state: a new process may post one again). Forgotten with the Deployment, and

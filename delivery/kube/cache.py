@@ -2,14 +2,14 @@
 
 Without it every pass of every Deployment listed its ReplicaSets (three selectors), pods,
 Services and PodDisruptionBudgets from the API server: eight requests before it decided anything.
-With it, the controller's informers (delivery/controller.py) keep one ``Store`` per resource
+With it, the controller's informers (delivery/engine/controller.py) keep one ``Store`` per resource
 (Deployments, ReplicaSets, pods, Services, PodDisruptionBudgets) and ``CachedKube`` answers the
 engine's ``get`` and ``items`` for those from memory; everything else, and every write, goes to
 the API server.
 
 What is kept is only what deliver reads: ``metadata.managedFields`` is dropped from every object,
 and a pod keeps only its identity, labels, owner and the status fields health is judged on
-(delivery/health.py), so a cluster's pods cost little memory.
+(delivery/engine/health.py), so a cluster's pods cost little memory.
 
 Staleness. A store may lag the API server by one watch event, so:
 
@@ -17,7 +17,7 @@ Staleness. A store may lag the API server by one watch event, so:
 * an object is only replaced by one with a newer resourceVersion, and a deleted one is not brought
   back by an update from before its deletion (an event arriving late never rolls the store back);
   a relist keeps what this process saw later than the list's snapshot (``Store.replace_trimmed``);
-* a write refused as Conflict (the record's resourceVersion precondition, delivery/state.py)
+* a write refused as Conflict (the record's resourceVersion precondition, delivery/engine/state.py)
   re-reads that object from the API server into the store before the Conflict goes up, so the
   reconciler's re-plan sees the newer object;
 * until its informer has listed once (``synced``), or for a namespace it does not watch, a store
@@ -36,9 +36,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from . import labels
-from .errors import Conflict, KubeError, NotFound
-from .kube import DEPLOYMENTS, MERGE, PDBS, PODS, REPLICASETS, SERVICES, Kube, Resource
+from delivery import labels
+from delivery.errors import Conflict, KubeError, NotFound
+from delivery.kube.client import DEPLOYMENTS, MERGE, PDBS, PODS, REPLICASETS, SERVICES, Kube, Resource
 
 JSON = dict[str, Any]
 

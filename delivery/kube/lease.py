@@ -1,6 +1,6 @@
 """One coordination.k8s.io/v1 Lease: taken, renewed and given up the way client-go's leaderelection does it.
 
-Two features hold Leases, both through this module: leader election (``delivery/leader.py``: which
+Two features hold Leases, both through this module: leader election (``delivery/engine/leader.py``: which
 replica reconciles) and the wave lock (``delivery/wave/lock.py``: one wave per app). Whether a Lease
 another identity holds may be taken is theirs to say (``may_take``): the elector counts a Lease's
 expiry on its own clock from when it last saw the record change; a wave, which runs once and has
@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from .errors import Conflict, NotFound
-from .kube import JSON, LEASES, Kube
+from delivery.errors import Conflict, NotFound
+from delivery.kube.client import JSON, LEASES, Kube
 
 
 def micro_time(ts: float) -> str:

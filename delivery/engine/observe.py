@@ -6,16 +6,15 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+from delivery import templates
+from delivery.engine.health import pod_health
+from delivery.engine.state import read_request
+from delivery.errors import KubeError
+from delivery.kube.client import PDBS, PODS, REPLICASETS, SERVICES, Kube, selector_string
+from delivery.labels import selects
+from delivery.routing import kinds as routers
+from delivery.spec import leftover_routing
 from strategies.model import REJECTED_MARK, Disruption, Leftovers, Observation, PodHealth, ServiceObs, VersionObs
-
-from . import templates
-from .errors import KubeError
-from .health import pod_health
-from .kube import PDBS, PODS, REPLICASETS, SERVICES, Kube, selector_string
-from .labels import selects
-from .routing import kinds as routers
-from .spec import leftover_routing
-from .state import read_request
 
 
 def _ts(text: str | None) -> float:

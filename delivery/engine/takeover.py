@@ -27,12 +27,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from delivery import labels, templates
+from delivery.errors import NotFound, SpecError
+from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS, SERVICES, Kube, selector_string
+from delivery.spec import PREFIX
 from strategies.model import DeliverySpec, Strategy
-
-from . import labels, templates
-from .errors import NotFound, SpecError
-from .kube import DEPLOYMENTS, PODS, REPLICASETS, SERVICES, Kube, selector_string
-from .spec import PREFIX
 
 JSON = dict[str, Any]
 

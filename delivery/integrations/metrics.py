@@ -36,10 +36,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from delivery.errors import KubeError
+from delivery.kube.client import SUBJECTACCESSREVIEWS, TOKENREVIEWS, Kube
 from strategies.model import Phase
-
-from .errors import KubeError
-from .kube import SUBJECTACCESSREVIEWS, TOKENREVIEWS, Kube
 
 log = logging.getLogger("deliver.metrics")
 
@@ -93,7 +92,7 @@ class Metrics:
         self.registry.register(_StateCollector(self))
 
     def count_query(self, namespace: str, deployment: str, ok: bool) -> None:
-        """The analyser's ``on_query`` callback (``delivery.verdicts.make_analyser``)."""
+        """The analyser's ``on_query`` callback (``delivery.engine.verdicts.make_analyser``)."""
         self.analysis_queries.labels(namespace, deployment, "ok" if ok else "error").inc()
 
     def observe(self, key: Key, outcome: Any, seconds: float) -> None:
@@ -119,7 +118,7 @@ class Metrics:
             return
         if not getattr(outcome, "verdicts", None):
             return
-        from .analysis.forecast import Forecast
+        from delivery.analysis.forecast import Forecast
 
         now: dict[str, tuple[float, float]] = {}
         for d in getattr(outcome, "forecasts", None) or []:

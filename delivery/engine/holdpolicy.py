@@ -23,11 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from delivery.engine.controller import Informer
+from delivery.errors import Forbidden, KubeError, NotFound
+from delivery.kube.client import MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, Kube
 from strategies.model import REJECTED_MARK, HoldMode
-
-from .controller import Informer
-from .errors import Forbidden, KubeError, NotFound
-from .kube import MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, Kube
 
 log = logging.getLogger("deliver.holdpolicy")
 

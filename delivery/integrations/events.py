@@ -7,10 +7,9 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from delivery.errors import KubeError
+from delivery.kube.client import EVENTS, Kube
 from strategies.reasons import EventReason
-
-from .errors import KubeError
-from .kube import EVENTS, Kube
 
 log = logging.getLogger("deliver.events")
 COMPONENT = "deliver"

@@ -20,7 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from .errors import Conflict, Forbidden, Gone, KubeError, NotFound, Unauthorized
+from delivery.errors import Conflict, Forbidden, Gone, KubeError, NotFound, Unauthorized
 
 log = logging.getLogger("deliver.kube")
 
