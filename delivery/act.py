@@ -9,19 +9,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from strategies.model import (
+from strategies.actions import (
     REJECTED_MARK,
     Action,
     AdoptNew,
-    Affinity,
     Analyse,
     ApplyTemplate,
     CallHook,
     DeleteNew,
     DeleteReplicaSet,
     DeleteService,
-    DeliverySpec,
-    DeliveryState,
     DisownNew,
     EnsureService,
     HoldStable,
@@ -33,11 +30,12 @@ from strategies.model import (
     ScaleNew,
     SetPaused,
     SetWeight,
-    Strategy,
     SwitchActive,
     UnpinService,
 )
 from strategies.reasons import EventReason
+from strategies.record import DeliveryState
+from strategies.spec import Affinity, DeliverySpec, Strategy
 
 from . import templates
 from .errors import NotFound, StateError

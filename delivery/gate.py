@@ -26,7 +26,9 @@ from typing import Any
 
 import yaml
 
-from strategies.model import DeliverySpec, DeliveryState, HoldReason, Outcome, Phase
+from strategies.evidence import Outcome
+from strategies.record import DeliveryState, HoldReason, Phase
+from strategies.spec import DeliverySpec
 
 from . import spec as specmod
 from . import templates, yamlfile

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from strategies.model import REJECTED_MARK, HoldMode
+from strategies.actions import REJECTED_MARK
+from strategies.observation import HoldMode
 
 from .controller import Informer
 from .errors import Forbidden, KubeError, NotFound

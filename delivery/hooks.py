@@ -30,7 +30,10 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
-from strategies.model import CallHook, DeliveryState, HookKind, HookResult
+from strategies.actions import CallHook
+from strategies.observation import HookResult
+from strategies.record import DeliveryState
+from strategies.spec import HookKind
 
 from .egress import Answer, EgressPolicy, origin, post
 from .notify import signed_headers

@@ -18,7 +18,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
-from strategies.model import DeliverySpec, Outcome, Strategy
+from strategies.evidence import Outcome
+from strategies.spec import DeliverySpec, Strategy
 
 from .gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, GateResult
 

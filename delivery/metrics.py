@@ -36,7 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from strategies.model import Phase
+from strategies.record import Phase
 
 from .errors import KubeError
 from .kube import SUBJECTACCESSREVIEWS, TOKENREVIEWS, Kube

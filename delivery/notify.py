@@ -40,8 +40,9 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter
 
-from strategies.model import DeliveryState, Outcome
+from strategies.evidence import Outcome
 from strategies.reasons import EventReason as R
+from strategies.record import DeliveryState
 
 from .egress import MAX_REQUEST_BYTES, EgressPolicy, post
 

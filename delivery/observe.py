@@ -6,7 +6,8 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from strategies.model import REJECTED_MARK, Disruption, Leftovers, Observation, PodHealth, ServiceObs, VersionObs
+from strategies.actions import REJECTED_MARK
+from strategies.observation import Disruption, Leftovers, Observation, PodHealth, ServiceObs, VersionObs
 
 from . import templates
 from .errors import KubeError

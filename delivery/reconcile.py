@@ -16,23 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import strategies
-from strategies.model import (
-    Analyse,
-    CallHook,
-    DeliverySpec,
-    DeliveryState,
-    HoldMode,
-    Phase,
-    Plan,
-    PostEvent,
-    RemoveRecord,
-    SetWeight,
-    StepVerdict,
-    Strategy,
-)
-from strategies.model import Outcome as VerdictOutcome  # a verdict's; ``Outcome`` here is a pass's
+from strategies.actions import Analyse, CallHook, Plan, PostEvent, RemoveRecord, SetWeight
+from strategies.evidence import Outcome as VerdictOutcome  # a verdict's; ``Outcome`` here is a pass's
+from strategies.evidence import StepVerdict
+from strategies.observation import HoldMode
 from strategies.reasons import EventReason
+from strategies.record import DeliveryState, Phase
 from strategies.release import release
+from strategies.spec import DeliverySpec, Strategy
 
 from . import act, hooks, takeover, templates
 from . import spec as specmod

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RequestMatch, RouterRef, Strategy
+from strategies.spec import CanaryStep, DeliverySpec, HookKind, Hooks, RequestMatch, RouterRef, Strategy
 
 from . import duration
 from .errors import SpecError

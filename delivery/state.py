@@ -12,7 +12,8 @@ import time
 import uuid
 from typing import Any
 
-from strategies.model import RECORD_BUDGET, DeliveryState
+from strategies.codec import RECORD_BUDGET
+from strategies.record import DeliveryState
 from strategies.requests import VERBS
 
 from .errors import StateError

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from strategies.model import DeliverySpec, Strategy
+from strategies.spec import DeliverySpec, Strategy
 
 from . import labels, templates
 from .errors import NotFound, SpecError

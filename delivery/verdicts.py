@@ -9,7 +9,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from strategies.model import Analyse, DeliverySpec, DeliveryState, Outcome, StepVerdict
+from strategies.actions import Analyse
+from strategies.evidence import Outcome, StepVerdict
+from strategies.record import DeliveryState
+from strategies.spec import DeliverySpec
 
 from .kube import Kube
 

@@ -31,7 +31,7 @@ from delivery import templates
 from delivery.cache import Cache, CachedKube
 from delivery.kube import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES, selector_string
 from delivery.reconcile import Outcome, Reconciler
-from strategies.model import HoldMode
+from strategies.observation import HoldMode
 from tests.fakekube import FakeKube
 
 NS = "shop"

@@ -3,7 +3,8 @@ import time
 from delivery import templates
 from delivery.controller import WorkQueue
 from delivery.health import pod_health
-from strategies.model import DeliveryState, Phase, StepVerdict
+from strategies.evidence import StepVerdict
+from strategies.record import DeliveryState, Phase
 
 
 def pod(ready=True, restarts=0, waiting="", deleting=False):

@@ -19,19 +19,11 @@ from delivery.errors import Forbidden
 from delivery.holdpolicy import MATCH_CONDITIONS, POLICY_NAME, HoldStatus, HoldWatch, all_manifests, detect, manifests
 from delivery.kube import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, PODS, REPLICASETS
 from delivery.metrics import Metrics
-from strategies.model import (
-    REJECTED_MARK,
-    DeliverySpec,
-    DeliveryState,
-    DisownNew,
-    HoldMode,
-    HoldStable,
-    Phase,
-    ReleaseStable,
-    RevertTemplate,
-    Strategy,
-)
+from strategies.actions import REJECTED_MARK, DisownNew, HoldStable, ReleaseStable, RevertTemplate
+from strategies.observation import HoldMode
 from strategies.plan import plan
+from strategies.record import DeliveryState, Phase
+from strategies.spec import DeliverySpec, Strategy
 from tests.fakekube import FakeKube
 from tests.fixture import NAME, Fixture, template
 from tests.planning import NEW, STABLE, obs, started, version

@@ -14,7 +14,7 @@ from delivery import cli
 from delivery.errors import KubeError
 from delivery.kube import SUBJECTACCESSREVIEWS, TOKENREVIEWS, Resource
 from delivery.metrics import KubeAuthorizer, Metrics, Server, auth_mode
-from strategies.model import Phase
+from strategies.record import Phase
 
 USERS = {"scraper-token": "system:serviceaccount:monitoring:prometheus", "tenant-token": "alice"}
 ALLOWED = {"system:serviceaccount:monitoring:prometheus"}

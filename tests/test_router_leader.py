@@ -9,7 +9,7 @@ from typing import Any
 from delivery import templates
 from delivery.kube import DEPLOYMENTS, EVENTS, REPLICASETS
 from delivery.reconcile import Reconciler
-from strategies.model import DeliveryState, Phase
+from strategies.record import DeliveryState, Phase
 from tests.fakekube import FakeKube
 
 V1 = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "web:v1"}]}}

@@ -15,7 +15,10 @@ from delivery.background import AnalysisPool
 from delivery.controller import Controller, Key, WorkQueue
 from delivery.kube import PODS
 from delivery.reconcile import ANALYSIS_WAIT, Outcome, Reconciler
-from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
+from strategies.actions import Analyse
+from strategies.evidence import StepVerdict
+from strategies.record import DeliveryState
+from strategies.spec import DeliverySpec
 from tests.fixture import NAME, NS, Fixture
 
 OTHER = "other"

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from strategies.model import HoldMode
+from strategies.observation import HoldMode
 
 from .. import logs
 from .context import Globals, common, fail

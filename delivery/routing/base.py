@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 from ..errors import RoutingError
 from ..kube import Kube, Resource

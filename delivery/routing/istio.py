@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 from ..errors import RoutingError
 from ..kube import Resource

@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import ClassVar, TypeVar
 
-from strategies.model import RequestMatch
+from strategies.spec import RequestMatch
 
 from ..errors import SpecError
 
@@ -62,7 +62,7 @@ _Described = TypeVar("_Described", bound=type[RouterKind])
 
 def register(described: _Described) -> _Described:
     """Add a router kind (a class decorator). Only ``replica`` sets no weights: the planners know the
-    router without a route by that name (``RouterRef``'s default in strategies/model.py)."""
+    router without a route by that name (``RouterRef``'s default in strategies/spec.py)."""
     if described.weighted != (described.kind != NO_ROUTER):
         raise ValueError(f"router kind {described.kind!r}: only {NO_ROUTER!r} has no route whose weights it sets")
     if ":" not in described.client:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 from ..errors import Conflict, KubeError, NotFound, RoutingError
 from ..kube import DEPLOYMENTS, Resource

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 from .base import RouterContext
 from .kinds import Replica

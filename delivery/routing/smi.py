@@ -9,7 +9,7 @@ only their two weights (stable ``100 - w``, canary ``w``). Other backends keep t
 
 from __future__ import annotations
 
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 from ..errors import RoutingError
 from ..kube import Resource
