@@ -45,7 +45,7 @@ from benchmarks.analysis import ALPHA, BOUNDS, FAMILY, TAIL_K, WINDOWS, latency_
 from delivery.analysis.checks import CheckSpec, parse_checks
 from delivery.analysis.forecast import Observed, errors_path, latency_path, smallest
 from delivery.analysis.judges import FAIL, INC_CODE, PASS, errors_core, latency_core
-from strategies.model import Outcome
+from strategies.evidence import Outcome
 
 CHECK_ALPHA = ALPHA / FAMILY
 ERRORS, LATENCY = parse_checks({"deliver.dev/analysis": "error-rate,latency"})

@@ -31,7 +31,9 @@ from delivery import templates, yamlfile
 from delivery.engine.state import read_request, read_state
 from delivery.errors import Forbidden, Gone, KubeError, NotFound, SpecError, StateError, Unauthorized
 from delivery.kube.client import DEPLOYMENTS, Kube
-from strategies.model import DeliverySpec, DeliveryState, HoldReason, Outcome, Phase
+from strategies.evidence import Outcome
+from strategies.record import DeliveryState, HoldReason, Phase
+from strategies.spec import DeliverySpec
 
 __all__ = [
     "API_PATIENCE",

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from delivery.gate import EXIT_API, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, GateResult
-from strategies.model import DeliverySpec, Outcome, Strategy
+from strategies.evidence import Outcome
+from strategies.spec import DeliverySpec, Strategy
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from strategies.model import Outcome
+from strategies.evidence import Outcome
 
 FORMATS = ("table", "json", "yaml")
 

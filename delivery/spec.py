@@ -17,7 +17,7 @@ from delivery.errors import SpecError
 from delivery.labels import selects
 from delivery.routing import kinds as routers
 from delivery.routing.kinds import Capability
-from strategies.model import CanaryStep, DeliverySpec, HookKind, Hooks, RequestMatch, RouterRef, Strategy
+from strategies.spec import CanaryStep, DeliverySpec, HookKind, Hooks, RequestMatch, RouterRef, Strategy
 
 PREFIX = "deliver.dev/"
 STRATEGY = PREFIX + "strategy"

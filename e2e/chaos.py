@@ -59,7 +59,7 @@ from e2e.cluster import REPO_ROOT, Cluster, api_client
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, deliver_replicasets, fresh_namespace, make_deployment, ready_by_hash, set_image, wait_for
 from strategies.canary import min_available
-from strategies.model import Disruption
+from strategies.observation import Disruption
 
 N = 3
 TERMINAL = ("Succeeded", "Aborted", "RolledBack")

@@ -60,7 +60,7 @@ from e2e.helpers import (
     stays,
     wait_for,
 )
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 pytestmark = pytest.mark.e2e
 

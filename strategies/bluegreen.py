@@ -9,26 +9,23 @@ Steps: 0 = preview (scale up, hold, analyse), 1 = switched (keep warm), 2+ = fin
 
 from __future__ import annotations
 
-from .model import (
+from .actions import (
     Action,
     AdoptNew,
     DeleteNew,
-    DeliverySpec,
-    DeliveryState,
     EnsureService,
-    HoldReason,
-    Observation,
-    Outcome,
-    Phase,
     Plan,
     PostEvent,
     RevertTemplate,
     ScaleNew,
     SetPaused,
     SwitchActive,
-    VersionObs,
 )
+from .evidence import Outcome
+from .observation import Observation, VersionObs
 from .reasons import EventReason as R
+from .record import DeliveryState, HoldReason, Phase
+from .spec import DeliverySpec
 from .steps import RECHECK, Promotion, check_step, rollback, settle_adopted, step_passed, unready_for
 
 PREVIEW, SWITCHED = 0, 1

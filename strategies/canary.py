@@ -15,20 +15,12 @@ from __future__ import annotations
 
 import math
 
-from .model import (
+from .actions import (
     Action,
     AdoptNew,
-    CanaryStep,
     DeleteNew,
-    DeliverySpec,
-    DeliveryState,
-    Disruption,
     EnsureService,
-    HoldReason,
     HoldStable,
-    Observation,
-    Outcome,
-    Phase,
     Plan,
     PostEvent,
     ReleaseStable,
@@ -36,9 +28,12 @@ from .model import (
     ScaleNew,
     SetPaused,
     SetWeight,
-    VersionObs,
 )
+from .evidence import Outcome
+from .observation import Disruption, Observation, VersionObs
 from .reasons import EventReason as R
+from .record import DeliveryState, HoldReason, Phase
+from .spec import CanaryStep, DeliverySpec
 from .steps import (
     PROMOTION,
     RECHECK,

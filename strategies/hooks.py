@@ -31,22 +31,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .model import (
-    CallHook,
-    DeliverySpec,
-    DeliveryState,
-    HoldReason,
-    HookKind,
-    HookResult,
-    Observation,
-    Outcome,
-    Phase,
-    Plan,
-    PostEvent,
-    SetPaused,
-    StepVerdict,
-)
+from .actions import CallHook, Plan, PostEvent, SetPaused
+from .evidence import Outcome, StepVerdict
+from .observation import HookResult, Observation
 from .reasons import EventReason as R
+from .record import DeliveryState, HoldReason, Phase
+from .spec import DeliverySpec, HookKind
 from .steps import RECHECK, StrategyPlanner, rollback
 
 CONFIRM_POLL = 5.0  # seconds between calls of a confirm-promotion hook that has not answered 2xx

@@ -10,45 +10,37 @@ from __future__ import annotations
 
 import dataclasses
 
-from .bluegreen import BlueGreenPlanner
-from .canary import CanaryPlanner
-from .hooks import advance as advance_with_hooks
-from .hooks import finished as after_delivery
-from .model import (
+from .actions import (
     REJECTED_MARK,
     Action,
     AdoptNew,
     ApplyTemplate,
     DeleteNew,
     DeleteReplicaSet,
-    DeliverySpec,
-    DeliveryState,
     EnsureService,
-    HoldMode,
-    HoldReason,
     HoldStable,
     MarkRejected,
-    Observation,
-    Outcome,
-    Phase,
     Plan,
     PostEvent,
     ReleaseStable,
     RevertTemplate,
     ScaleNew,
-    ServiceObs,
     SetPaused,
     SetWeight,
-    StepVerdict,
-    Strategy,
     UnpinService,
-    VersionObs,
-    with_look,
 )
+from .bluegreen import BlueGreenPlanner
+from .canary import CanaryPlanner
+from .evidence import Outcome, StepVerdict, with_look
+from .hooks import advance as advance_with_hooks
+from .hooks import finished as after_delivery
+from .observation import HoldMode, Observation, ServiceObs, VersionObs
 from .reasons import EventReason as R
+from .record import DeliveryState, HoldReason, Phase
 from .recreate import RecreatePlanner
 from .requests import refusal
 from .rolling import RollingPlanner
+from .spec import DeliverySpec, Strategy
 from .steps import (
     RECHECK,
     StrategyPlanner,

@@ -6,18 +6,12 @@ template back so the Deployment controller stops the new pods and restores the o
 
 from __future__ import annotations
 
-from .model import (
-    Action,
-    DeliverySpec,
-    DeliveryState,
-    Observation,
-    Outcome,
-    Phase,
-    Plan,
-    PostEvent,
-    SetPaused,
-)
+from .actions import Action, Plan, PostEvent, SetPaused
+from .evidence import Outcome
+from .observation import Observation
 from .reasons import EventReason as R
+from .record import DeliveryState, Phase
+from .spec import DeliverySpec
 from .steps import NativePlanner, check_step, rollback, step_passed
 
 

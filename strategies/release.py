@@ -13,17 +13,17 @@ A Normal Event ``Released`` names what the user may now remove.
 
 from __future__ import annotations
 
-from .model import (
+from .actions import (
     Action,
     DeleteReplicaSet,
     DeleteService,
-    Leftovers,
     PostEvent,
     ReleaseStable,
     RemoveRecord,
     SetWeight,
     UnpinService,
 )
+from .observation import Leftovers
 from .reasons import EventReason
 
 

@@ -7,7 +7,8 @@ record, both of which the CLI gets from the Deployment.
 
 from __future__ import annotations
 
-from .model import DeliverySpec, DeliveryState, HoldReason, Phase
+from .record import DeliveryState, HoldReason, Phase
+from .spec import DeliverySpec
 
 # the phases each request applies in
 ALLOWED: dict[str, tuple[Phase, ...]] = {

@@ -7,18 +7,12 @@ Steps: 0..len(pause_at)-1 = hold at each point, len(pause_at) = finish the rollo
 
 from __future__ import annotations
 
-from .model import (
-    Action,
-    DeliverySpec,
-    DeliveryState,
-    Observation,
-    Outcome,
-    Phase,
-    Plan,
-    PostEvent,
-    SetPaused,
-)
+from .actions import Action, Plan, PostEvent, SetPaused
+from .evidence import Outcome
+from .observation import Observation
 from .reasons import EventReason as R
+from .record import DeliveryState, Phase
+from .spec import DeliverySpec
 from .steps import RECHECK, NativePlanner, ceil_share, check_step, rollback, step_passed
 
 

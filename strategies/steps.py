@@ -9,31 +9,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from .model import (
+from .actions import (
     REJECTED_MARK,
     Action,
     Analyse,
     DeleteNew,
-    DeliverySpec,
-    DeliveryState,
     DisownNew,
-    HoldMode,
-    HoldReason,
     HoldStable,
     MarkRejected,
-    Observation,
-    Outcome,
-    Phase,
     Plan,
     PostEvent,
     ReleaseStable,
     RevertTemplate,
     SetPaused,
-    StepVerdict,
-    VersionObs,
-    with_look,
 )
+from .evidence import Outcome, StepVerdict, with_look
+from .observation import HoldMode, Observation, VersionObs
 from .reasons import EventReason as R
+from .record import DeliveryState, HoldReason, Phase
+from .spec import DeliverySpec
 
 RECHECK = 2.0  # seconds between passes while something is moving
 ROUTER_DRAIN = 5.0  # seconds pods keep running after a router moved traffic away from them

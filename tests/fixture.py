@@ -31,7 +31,7 @@ from delivery import templates
 from delivery.engine.reconcile import Outcome, Reconciler
 from delivery.kube.cache import Cache, CachedKube
 from delivery.kube.client import DEPLOYMENTS, EVENTS, PODS, REPLICASETS, SERVICES, selector_string
-from strategies.model import HoldMode
+from strategies.observation import HoldMode
 from tests.fakekube import FakeKube
 
 NS = "shop"

@@ -5,15 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from strategies.model import (
-    CanaryStep,
-    DeliverySpec,
-    DeliveryState,
-    Observation,
-    PodHealth,
-    Strategy,
-    VersionObs,
-)
+from strategies.observation import Observation, PodHealth, VersionObs
+from strategies.record import DeliveryState
+from strategies.spec import CanaryStep, DeliverySpec, Strategy
 
 STABLE, NEW = "stablerev1", "newrev0001"
 
@@ -90,7 +84,7 @@ def canary_spec(**kw: Any) -> DeliverySpec:
 
 
 def started(strategy: Strategy, now: float = 1000.0, **kw: Any) -> DeliveryState:
-    from strategies.model import Phase
+    from strategies.record import Phase
 
     base = dict(
         phase=Phase.PROGRESSING,

@@ -15,20 +15,19 @@ from delivery.errors import Conflict, DeliverError, KubeError
 from delivery.kube.client import DEPLOYMENTS, REPLICASETS, SERVICES
 from delivery.routing.base import RouterContext, router_for
 from strategies import bluegreen, canary
-from strategies.model import (
+from strategies.actions import (
     Action,
     AdoptNew,
     DeleteNew,
     DeleteReplicaSet,
     DeleteService,
-    DeliveryState,
-    Phase,
     RemoveRecord,
     RevertTemplate,
     ScaleNew,
     SetPaused,
     SwitchActive,
 )
+from strategies.record import DeliveryState, Phase
 from tests.fixture import NAME, NS, Fixture, native_hash, template
 
 V1, V2, V3 = "web:v1", "web:v2", "web:v3"

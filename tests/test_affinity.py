@@ -11,7 +11,8 @@ from delivery.routing.base import router_for
 from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES
 from strategies import plan
-from strategies.model import Affinity, CanaryStep, RouterRef, SetWeight, Strategy
+from strategies.actions import SetWeight
+from strategies.spec import Affinity, CanaryStep, RouterRef, Strategy
 from tests.fixture import Fixture
 
 from .planning import NEW, STABLE, canary_spec, obs, started, version

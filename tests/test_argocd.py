@@ -35,7 +35,7 @@ from e2e.argocd import (
     rendered_files,
     scripts,
 )
-from strategies.model import DeliveryState, HoldReason, Phase
+from strategies.record import DeliveryState, HoldReason, Phase
 from strategies.requests import ALLOWED
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "argocd_objects.json").read_text())

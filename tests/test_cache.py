@@ -417,7 +417,8 @@ def test_a_replicaset_scale_on_stale_data_is_refused_and_refreshes_the_store() -
     from delivery.engine import act
     from delivery.engine.state import read_state
     from delivery.routing.base import RouterContext, router_for
-    from strategies.model import Phase, ScaleNew
+    from strategies.actions import ScaleNew
+    from strategies.record import Phase
 
     f = Fixture()
     f.given_deployment(strategy="canary", steps="50,100", replicas=10)

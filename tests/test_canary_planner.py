@@ -1,24 +1,20 @@
 from dataclasses import replace
 
 from strategies import plan
-from strategies.model import (
+from strategies.actions import (
     AdoptNew,
     Analyse,
-    CanaryStep,
     DeleteNew,
-    DeliverySpec,
-    DeliveryState,
     EnsureService,
     HoldStable,
-    Phase,
     RevertTemplate,
-    RouterRef,
     ScaleNew,
     SetPaused,
     SetWeight,
-    StepVerdict,
-    Strategy,
 )
+from strategies.evidence import StepVerdict
+from strategies.record import DeliveryState, Phase
+from strategies.spec import CanaryStep, DeliverySpec, RouterRef, Strategy
 
 from .planning import NEW, STABLE, canary_spec, later, obs, started, version
 
@@ -253,7 +249,7 @@ def test_router_promotion_adopts_only_after_weight_100_has_drained():
 def test_at_rest_behind_a_router_a_lost_route_reset_and_stable_repin_are_issued_again():
     """Succeeded was written, then the repin of NAME-stable and the route reset were lost (a failed
     write, a crash): the next pass at rest re-issues both from what it observes."""
-    from strategies.model import ServiceObs
+    from strategies.observation import ServiceObs
 
     spec = canary_spec(router=RouterRef("gateway-api", "route"))
     done = started(Strategy.CANARY, phase=Phase.SUCCEEDED, stable_revision=NEW, stable_hash=NEW, finished=1000.0)
@@ -293,7 +289,7 @@ def test_at_rest_canary_pods_are_deleted_only_after_a_reissued_reset_has_drained
 def test_router_gives_the_canary_its_weight_only_once_it_has_a_ready_pod_after_a_scale_to_zero():
     """Issue 10 defect 13 behind a router: scaled to zero the route is withdrawn from the canary
     before its pods go; scaled back, the step's weight returns only with a Ready canary pod."""
-    from strategies.model import HoldReason
+    from strategies.record import HoldReason
 
     spec = canary_spec(router=RouterRef("gateway-api", "route"))
     serving = started(Strategy.CANARY, weight=20)
@@ -383,7 +379,7 @@ def test_the_plan_says_what_the_analysis_compares() -> None:
 
 
 def test_a_step_never_passes_on_zero_pods_and_the_delivery_holds_until_replicas_return() -> None:
-    from strategies.model import HoldReason
+    from strategies.record import HoldReason
 
     s = started(Strategy.CANARY, weight=20)
     state = s
@@ -405,7 +401,7 @@ def test_a_step_never_passes_on_zero_pods_and_the_delivery_holds_until_replicas_
 
 
 def test_promotion_never_hands_over_zero_pods() -> None:
-    from strategies.model import HoldReason
+    from strategies.record import HoldReason
 
     s = started(Strategy.CANARY, step=2, weight=50)
     p = plan(canary_spec(), s, obs(version(STABLE, 0), version(NEW, 0, owned=False), replicas=0, now=1001))
@@ -414,7 +410,7 @@ def test_promotion_never_hands_over_zero_pods() -> None:
 
 
 def test_a_promotion_failing_with_auto_rollback_off_is_held_once_not_restarted_every_pass() -> None:
-    from strategies.model import HoldReason
+    from strategies.record import HoldReason
 
     spec = canary_spec(auto_rollback=False)
     s = started(Strategy.CANARY, step=3, phase=Phase.PROMOTING)

@@ -12,8 +12,10 @@ from delivery import templates
 from delivery.cli.lint import lint_documents
 from delivery.kube.client import DEPLOYMENTS, PDBS, PODS, REPLICASETS
 from strategies import plan
+from strategies.actions import HoldStable, ReleaseStable
 from strategies.canary import canary_pods, min_available, stable_pods
-from strategies.model import Disruption, HoldStable, ReleaseStable, Strategy
+from strategies.observation import Disruption
+from strategies.spec import Strategy
 from tests.fixture import NAME, NS, Fixture
 
 from .planning import NEW, STABLE, canary_spec, obs, started, version

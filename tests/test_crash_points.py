@@ -21,7 +21,8 @@ from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES
 from delivery.routing.nginx import INGRESSES
 from delivery.routing.smi import TRAFFICSPLITS
-from strategies.model import CallHook, HoldMode, HookResult
+from strategies.actions import CallHook
+from strategies.observation import HoldMode, HookResult
 from tests.crashpoints import (
     REQUEST,
     STATE,
@@ -705,7 +706,7 @@ def test_the_explorer_reports_an_action_lost_after_a_crash(monkeypatch: pytest.M
     """A planted defect: a restarted process never switches the active Service again. The clean run
     is unaffected; the explorer must find the crash points where the switch is lost."""
     from delivery.engine import act
-    from strategies.model import SwitchActive
+    from strategies.actions import SwitchActive
 
     execute = act.execute
     restarted = {"yes": False}
@@ -913,7 +914,7 @@ def test_the_explorer_reports_a_held_rollback_that_ends_unmarked(monkeypatch: py
     """A planted defect: the rejection mark is never written, so at the end the Deployment does not
     read as a failed rollout (its Progressing condition is not ProgressDeadlineExceeded)."""
     from delivery.engine import act
-    from strategies.model import MarkRejected
+    from strategies.actions import MarkRejected
     from tests.crashpoints import run_once
 
     monkeypatch.setitem(act._HANDLERS, MarkRejected, lambda ctx, a: None)

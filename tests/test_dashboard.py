@@ -142,7 +142,7 @@ def test_chart_has_one_point_per_analysed_window() -> None:
 
 
 def test_chart_draws_every_look_point_and_the_rates_with_their_bound() -> None:
-    # the record's look points of this delivery (strategies.model.LookPoint.to_list) and step verdicts
+    # the record's look points of this delivery (strategies.evidence.LookPoint.to_list) and step verdicts
     looks = {"error-rate": [[1000.0 + 30 * i, 0, "inconclusive", 2.0**i, 0.01 * i, 0.005, 1.5] for i in range(1, 6)]}
     final = copy.deepcopy(VERDICT)
     final.update(outcome="fail", at=1150.0)  # the fifth look failed: it is also the step's verdict

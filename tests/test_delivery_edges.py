@@ -380,7 +380,8 @@ def big_template(image: str, kib: int) -> dict[str, object]:
 def test_a_large_record_is_bounded_and_reads_back_what_decisions_need() -> None:
     import json
 
-    from strategies.model import DeliveryState, Phase, StepVerdict
+    from strategies.evidence import StepVerdict
+    from strategies.record import DeliveryState, Phase
 
     verdicts = tuple(StepVerdict(i % 3, "pass", "s" * 300, 1000.0 + i, {"checks": ["x" * 2000]}) for i in range(40))
     small = DeliveryState(phase=Phase.PROGRESSING, revision=REV2, verdicts=verdicts[:3])

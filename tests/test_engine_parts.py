@@ -3,7 +3,8 @@ import time
 from delivery import templates
 from delivery.engine.controller import WorkQueue
 from delivery.engine.health import pod_health
-from strategies.model import DeliveryState, Phase, StepVerdict
+from strategies.evidence import StepVerdict
+from strategies.record import DeliveryState, Phase
 
 
 def pod(ready=True, restarts=0, waiting="", deleting=False):

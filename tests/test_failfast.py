@@ -25,7 +25,10 @@ from delivery.errors import MetricsUnavailable, SpecError
 from delivery.gate import status_dict
 from delivery.integrations.metrics import Metrics
 from delivery.kube.client import PODS
-from strategies.model import Analyse, CheckEvidence, DeliverySpec, DeliveryState, Outcome, StepVerdict
+from strategies.actions import Analyse
+from strategies.evidence import CheckEvidence, Outcome, StepVerdict
+from strategies.record import DeliveryState
+from strategies.spec import DeliverySpec
 from strategies.steps import DEFAULT_ANALYSIS_EVERY, PROMOTE_EARLY_HOLD
 from tests.fixture import NAME, NS, Fixture
 
@@ -365,7 +368,8 @@ def test_the_planner_asks_for_a_look_every_analysis_every_and_acts_only_on_its_w
     from dataclasses import replace as dreplace
 
     from strategies import plan
-    from strategies.model import Phase, Strategy
+    from strategies.record import Phase
+    from strategies.spec import Strategy
     from tests.planning import NEW, STABLE, canary_spec, obs, started, version
 
     spec = canary_spec(analysis=("error-rate",), interval=300.0, analysis_every=30.0)
@@ -435,7 +439,7 @@ def test_the_analysis_span_starts_at_the_deliverys_first_analysed_step_and_goes_
     from dataclasses import replace as dreplace
 
     from strategies import plan
-    from strategies.model import Strategy
+    from strategies.spec import Strategy
     from tests.planning import NEW, STABLE, canary_spec, obs, started, version
 
     spec = canary_spec(analysis=("error-rate",), interval=300.0, analysis_every=30.0)
@@ -462,7 +466,7 @@ def test_the_analysis_span_starts_at_the_deliverys_first_analysed_step_and_goes_
 
 def test_rolling_pause_points_share_one_analysis_span() -> None:
     from strategies import plan
-    from strategies.model import DeliverySpec, Strategy
+    from strategies.spec import DeliverySpec, Strategy
     from tests.planning import NEW, STABLE, obs, started, version
 
     spec = DeliverySpec(strategy=Strategy.ROLLING, pause_at=(20, 60), interval=300.0, analysis=("error-rate",))

@@ -28,8 +28,10 @@ from delivery.engine.reconcile import Outcome
 from delivery.engine.verdicts import with_forecast
 from delivery.integrations.metrics import Metrics
 from strategies import plan
-from strategies.model import Phase, StepVerdict, Strategy
+from strategies.evidence import StepVerdict
 from strategies.reasons import EventReason
+from strategies.record import Phase
+from strategies.spec import Strategy
 from tests.planning import NEW, STABLE, canary_spec, obs, started, version
 
 CHECKS = parse_checks({"deliver.dev/analysis": "error-rate,latency"})

@@ -329,7 +329,7 @@ def test_junit_timeout_is_an_error_and_current_step_skipped() -> None:
 
 
 def test_junit_step_names_for_every_strategy() -> None:
-    from strategies.model import CanaryStep, DeliverySpec, Strategy
+    from strategies.spec import CanaryStep, DeliverySpec, Strategy
 
     assert junit.step_names(DeliverySpec(Strategy.ROLLING, pause_at=(25, 50))) == [
         "step 1: pause at 25% updated",
@@ -434,7 +434,7 @@ def test_decide_reads_the_typed_hold_not_the_message() -> None:
     ],
 )
 def test_records_written_before_hold_existed_are_read_with_their_reason(phase: str, message: str, hold: str) -> None:
-    from strategies.model import DeliveryState
+    from strategies.record import DeliveryState
 
     assert DeliveryState.from_dict(st(phase, message=message)).hold.value == hold
 
@@ -443,7 +443,7 @@ def test_decide_a_rolling_last_step_held_as_failed_is_a_failure_not_a_timeout() 
     # issue 10, defect 9: the record the planner writes when rolling's last step fails with
     # auto-rollback off makes the gate exit 1 at once (it used to wait for the timeout, 3)
     from strategies import plan
-    from strategies.model import DeliverySpec, Strategy
+    from strategies.spec import DeliverySpec, Strategy
 
     from .planning import obs, started, version
 

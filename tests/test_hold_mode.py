@@ -27,19 +27,11 @@ from delivery.engine.holdpolicy import (
 from delivery.errors import Forbidden
 from delivery.integrations.metrics import Metrics
 from delivery.kube.client import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, PODS, REPLICASETS
-from strategies.model import (
-    REJECTED_MARK,
-    DeliverySpec,
-    DeliveryState,
-    DisownNew,
-    HoldMode,
-    HoldStable,
-    Phase,
-    ReleaseStable,
-    RevertTemplate,
-    Strategy,
-)
+from strategies.actions import REJECTED_MARK, DisownNew, HoldStable, ReleaseStable, RevertTemplate
+from strategies.observation import HoldMode
 from strategies.plan import plan
+from strategies.record import DeliveryState, Phase
+from strategies.spec import DeliverySpec, Strategy
 from tests.fakekube import FakeKube
 from tests.fixture import NAME, Fixture, template
 from tests.planning import NEW, STABLE, obs, started, version

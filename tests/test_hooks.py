@@ -22,7 +22,9 @@ from delivery.integrations.hooks import HookPool
 from delivery.kube.client import DEPLOYMENTS, PODS, SERVICES
 from delivery.spec import problems
 from e2e.receiver import Receiver, Request, namespace_key, verified
-from strategies.model import CallHook, HookKind, HookResult
+from strategies.actions import CallHook
+from strategies.observation import HookResult
+from strategies.spec import HookKind
 from tests.fixture import NAME, NS, Fixture, template
 
 V1, V2 = "web:v1", "web:v2"

@@ -14,7 +14,7 @@ import pytest
 from delivery.engine.state import read_state
 from delivery.errors import StateError
 from delivery.kube.client import DEPLOYMENTS, EVENTS
-from strategies.model import DeliveryState
+from strategies.record import DeliveryState
 from tests.fixture import NAME, STATE, Fixture
 
 
@@ -276,7 +276,7 @@ def test_the_dashboard_poller_survives_a_failing_read(monkeypatch: pytest.Monkey
 
 
 def _hook_result(action: object) -> object:
-    from strategies.model import HookResult
+    from strategies.observation import HookResult
 
     a = action
     return HookResult(a.kind, a.revision, a.delivery, a.token, True, "HTTP 200", 1.0)  # type: ignore[attr-defined]
@@ -284,7 +284,8 @@ def _hook_result(action: object) -> object:
 
 def test_the_hook_pool_forgets_a_deleted_deployment_and_keeps_at_most_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     from delivery.integrations import hooks
-    from strategies.model import CallHook, HookKind
+    from strategies.actions import CallHook
+    from strategies.spec import HookKind
 
     monkeypatch.setattr(hooks, "DEPLOYMENTS_KEPT", 10)
     pool = hooks.HookPool(workers=0)
@@ -471,7 +472,8 @@ def test_the_analysis_pool_forgets_a_deleted_deployment() -> None:
     import threading
 
     from delivery.engine.background import AnalysisPool
-    from strategies.model import Analyse, StepVerdict
+    from strategies.actions import Analyse
+    from strategies.evidence import StepVerdict
 
     release = threading.Event()
     pool = AnalysisPool(workers=1)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from strategies.model import KEPT_LOOKS, CheckEvidence, DeliveryState, LookPoint, Outcome, StepVerdict, with_look
+from strategies.codec import KEPT_LOOKS
+from strategies.evidence import CheckEvidence, LookPoint, Outcome, StepVerdict, with_look
+from strategies.record import DeliveryState
 from tests.fixture import Fixture
 from tests.test_failfast import analysed
 

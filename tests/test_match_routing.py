@@ -17,7 +17,8 @@ from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES
 from delivery.routing.nginx import CANARY_BY_COOKIE, CANARY_BY_HEADER, CANARY_BY_HEADER_VALUE, CANARY_WEIGHT, INGRESSES
 from strategies import plan
-from strategies.model import CanaryStep, RequestMatch, RouterRef, SetWeight, Strategy
+from strategies.actions import SetWeight
+from strategies.spec import CanaryStep, RequestMatch, RouterRef, Strategy
 from tests.crashpoints import Explorer
 from tests.fixture import Fixture
 
@@ -266,7 +267,7 @@ def test_a_delivery_with_a_match_step_routes_matched_requests_then_leaves_the_ro
 
 
 def test_a_match_left_on_the_route_is_removed_at_rest_and_holds_a_rollback_open() -> None:
-    from strategies.model import DeliveryState, Phase
+    from strategies.record import DeliveryState, Phase
 
     at_rest = plan(
         routed(),

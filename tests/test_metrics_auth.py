@@ -14,7 +14,7 @@ from delivery import cli
 from delivery.errors import KubeError
 from delivery.integrations.metrics import KubeAuthorizer, Metrics, Server, auth_mode
 from delivery.kube.client import SUBJECTACCESSREVIEWS, TOKENREVIEWS, Resource
-from strategies.model import Phase
+from strategies.record import Phase
 
 USERS = {"scraper-token": "system:serviceaccount:monitoring:prometheus", "tenant-token": "alice"}
 ALLOWED = {"system:serviceaccount:monitoring:prometheus"}

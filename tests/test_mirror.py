@@ -11,7 +11,8 @@ from delivery.routing.base import router_for
 from delivery.routing.gateway import HTTPROUTES
 from delivery.routing.istio import VIRTUALSERVICES
 from strategies import plan
-from strategies.model import CanaryStep, HoldStable, RouterRef, SetWeight, Strategy
+from strategies.actions import HoldStable, SetWeight
+from strategies.spec import CanaryStep, RouterRef, Strategy
 from tests.crashpoints import Explorer
 from tests.fixture import Fixture
 

@@ -21,7 +21,10 @@ from delivery import templates
 from delivery.integrations.egress import LOOPBACK
 from delivery.integrations.notify import Notification, Notifier, Target
 from e2e.receiver import Receiver, Request, namespace_key, verified
-from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
+from strategies.actions import Analyse
+from strategies.evidence import StepVerdict
+from strategies.record import DeliveryState
+from strategies.spec import DeliverySpec
 from tests.fixture import NAME, NS, Fixture, template
 
 V1, V2 = "web:v1", "web:v2"

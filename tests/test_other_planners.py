@@ -1,17 +1,8 @@
 from strategies import plan
-from strategies.model import (
-    AdoptNew,
-    DeleteNew,
-    DeliverySpec,
-    DeliveryState,
-    Phase,
-    RevertTemplate,
-    ScaleNew,
-    SetPaused,
-    StepVerdict,
-    Strategy,
-    SwitchActive,
-)
+from strategies.actions import AdoptNew, DeleteNew, RevertTemplate, ScaleNew, SetPaused, SwitchActive
+from strategies.evidence import StepVerdict
+from strategies.record import DeliveryState, Phase
+from strategies.spec import DeliverySpec, Strategy
 
 from .planning import NEW, STABLE, later, obs, started, version
 
@@ -187,7 +178,7 @@ def test_bluegreen_promote_before_preview_is_ready_does_not_switch():
 
 
 def test_adoption_that_does_not_settle_unpauses_and_success_pauses_again():
-    from strategies.model import CanaryStep
+    from strategies.spec import CanaryStep
 
     spec = DeliverySpec(strategy=Strategy.CANARY, steps=(CanaryStep(50), CanaryStep(100)), interval=5.0)
     s = started(Strategy.CANARY, step=1, phase=Phase.PROMOTING)
@@ -211,7 +202,7 @@ def test_abort_after_adoption_is_refused():
 
 
 def test_bluegreen_analysis_compares_preview_with_active() -> None:
-    from strategies.model import Analyse
+    from strategies.actions import Analyse
 
     p = plan(
         bg(analysis=("x",)),
@@ -223,7 +214,7 @@ def test_bluegreen_analysis_compares_preview_with_active() -> None:
 
 
 def test_no_strategy_passes_a_check_on_zero_pods() -> None:
-    from strategies.model import HoldReason
+    from strategies.record import HoldReason
 
     zero = obs(version(STABLE, 0), version(NEW, 0), replicas=0, paused=False, now=1500)
     for spec, state in (
@@ -277,7 +268,7 @@ def test_a_success_recorded_before_the_fix_forgets_its_failed_revision_on_the_ne
 
 
 def test_rolling_last_step_failure_with_auto_rollback_off_is_held_as_failed_and_told() -> None:
-    from strategies.model import HoldReason
+    from strategies.record import HoldReason
 
     for points in ((), (25, 50)):
         spec = rolling(pause_at=points, auto_rollback=False)
@@ -296,7 +287,7 @@ def test_rolling_last_step_failure_with_auto_rollback_off_is_held_as_failed_and_
 
 
 def test_superseding_a_paused_rolling_or_recreate_delivery_starts_the_newest_one_cleanly() -> None:
-    from strategies.model import HoldReason
+    from strategies.record import HoldReason
 
     newer = "newer00002"
     cases = (
@@ -324,7 +315,7 @@ def test_superseding_a_paused_rolling_or_recreate_delivery_starts_the_newest_one
 
 
 def test_bluegreen_failing_after_the_switch_with_auto_rollback_off_is_held_not_finished_by_itself() -> None:
-    from strategies.model import HoldReason
+    from strategies.record import HoldReason
 
     spec = bg(auto_rollback=False)
     s = started(Strategy.BLUE_GREEN, step=1, switched=1000.0)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from strategies.model import DeliverySpec, Phase, RouterRef, Strategy
 from strategies.plan import PLANNERS, services_in_use
+from strategies.record import Phase
+from strategies.spec import DeliverySpec, RouterRef, Strategy
 from strategies.steps import StrategyPlanner
 from tests.planning import NEW, STABLE, canary_spec, obs, started, version
 
@@ -137,7 +138,7 @@ def test_the_checker_sees_a_planner_import() -> None:
     assert planner_imports("from strategies.rolling import RollingPlanner") == {"rolling"}
     assert planner_imports("import strategies.recreate") == {"recreate"}
     assert planner_imports("from strategies import bluegreen") == {"bluegreen"}
-    assert planner_imports("from .steps import StrategyPlanner\nfrom .model import Plan") == set()
+    assert planner_imports("from .steps import StrategyPlanner\nfrom .actions import Plan") == set()
 
 
 # ------------------------------------------------------------------ the shared code

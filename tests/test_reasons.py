@@ -6,8 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from strategies.model import HoldReason, Phase
 from strategies.reasons import EventReason
+from strategies.record import HoldReason, Phase
 
 ROOT = Path(__file__).resolve().parent.parent
 HOME = ROOT / "strategies" / "reasons.py"

@@ -12,8 +12,13 @@ import json
 from typing import Any
 
 from strategies import plan
-from strategies.model import RECORD_BUDGET, DeliverySpec, DeliveryState, Observation, Plan, StepVerdict, Strategy
+from strategies.actions import Plan
+from strategies.codec import RECORD_BUDGET
+from strategies.evidence import StepVerdict
+from strategies.observation import Observation
 from strategies.reasons import EventReason
+from strategies.record import DeliveryState
+from strategies.spec import DeliverySpec, Strategy
 from tests.planning import NEW, STABLE, canary_spec, obs, started, version
 
 TINY = 600  # bytes: less than the record needs, so everything a record may give up goes

@@ -7,25 +7,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 from strategies import plan
-from strategies.model import (
+from strategies.actions import (
     DeleteReplicaSet,
     DeleteService,
-    DeliveryState,
-    Leftovers,
-    Phase,
     PostEvent,
     ReleaseStable,
     RemoveRecord,
-    RouterRef,
     ScaleNew,
-    ServiceObs,
     SetPaused,
     SetWeight,
-    Strategy,
     UnpinService,
 )
+from strategies.observation import Leftovers, ServiceObs
 from strategies.reasons import EventReason
+from strategies.record import DeliveryState, Phase
 from strategies.release import release
+from strategies.spec import RouterRef, Strategy
 
 from .planning import NEW, STABLE, canary_spec, obs, started, version
 

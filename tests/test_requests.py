@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from strategies import plan
-from strategies.model import CanaryStep, DeliveryState, HoldReason, Phase, Strategy
+from strategies.record import DeliveryState, HoldReason, Phase
 from strategies.requests import ALLOWED, refusal
+from strategies.spec import CanaryStep, Strategy
 
 from .planning import NEW, STABLE, canary_spec, obs, started, version
 

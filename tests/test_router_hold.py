@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 from strategies import plan
-from strategies.model import DeliveryState, HoldReason, Phase, RouterRef, SetWeight, Strategy
+from strategies.actions import SetWeight
 from strategies.reasons import EventReason
+from strategies.record import DeliveryState, HoldReason, Phase
+from strategies.spec import RouterRef, Strategy
 
 from .planning import NEW, STABLE, canary_spec, obs, started, version
 

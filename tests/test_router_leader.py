@@ -9,7 +9,7 @@ from typing import Any
 from delivery import templates
 from delivery.engine.reconcile import Reconciler
 from delivery.kube.client import DEPLOYMENTS, EVENTS, REPLICASETS
-from strategies.model import DeliveryState, Phase
+from strategies.record import DeliveryState, Phase
 from tests.fakekube import FakeKube
 
 V1 = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "web:v1"}]}}

@@ -19,7 +19,7 @@ from delivery.routing import kinds
 from delivery.routing.base import RouterContext, router_class, router_for
 from delivery.routing.kinds import Capability, RouterKind
 from delivery.routing.patches import clamp
-from strategies.model import Affinity, RequestMatch, RouterRef
+from strategies.spec import Affinity, RequestMatch, RouterRef
 from tests.crashpoints import Explorer
 from tests.fakekube import FakeKube
 from tests.fixture import NS, Fixture

@@ -2,7 +2,7 @@ import pytest
 
 from delivery import spec
 from delivery.errors import SpecError
-from strategies.model import CanaryStep, Strategy
+from strategies.spec import CanaryStep, Strategy
 
 
 def deployment(annotations, strategy_type="RollingUpdate", selector=None):

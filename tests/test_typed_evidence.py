@@ -13,20 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from strategies.model import (
-    RECORD_BUDGET,
-    CheckEvidence,
-    DeliveryState,
-    HoldReason,
-    LookPoint,
-    Outcome,
-    Phase,
-    StepVerdict,
-)
+from strategies.codec import RECORD_BUDGET
+from strategies.evidence import CheckEvidence, LookPoint, Outcome, StepVerdict
+from strategies.record import DeliveryState, HoldReason, Phase
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("strategies", "delivery")
-ENUM = ("strategies/model.py", "Outcome")  # the one place the values are written
+ENUM = ("strategies/evidence.py", "Outcome")  # the one place the values are written
 
 
 def outcome_literals(source: str, path: str) -> list[str]:
@@ -52,7 +45,7 @@ def test_no_outcome_is_written_as_a_string_literal_in_strategies_or_delivery() -
         for path in sorted((ROOT / package).rglob("*.py"))
         for hit in outcome_literals(path.read_text(), path.relative_to(ROOT).as_posix())
     ]
-    assert found == [], "use strategies.model.Outcome:\n" + "\n".join(found)
+    assert found == [], "use strategies.evidence.Outcome:\n" + "\n".join(found)
 
 
 def test_the_scan_finds_literals_and_spares_only_the_enum() -> None:
@@ -62,13 +55,13 @@ def test_the_scan_finds_literals_and_spares_only_the_enum() -> None:
         "delivery/x.py:4: 'fail'",
         "delivery/x.py:5: 'inconclusive'",
     ]
-    assert outcome_literals(source, "strategies/model.py") == [
-        "strategies/model.py:4: 'fail'",
-        "strategies/model.py:5: 'inconclusive'",
+    assert outcome_literals(source, "strategies/evidence.py") == [
+        "strategies/evidence.py:4: 'fail'",
+        "strategies/evidence.py:5: 'inconclusive'",
     ]
     # the real definition is there, and is what the scan spares
-    model = (ROOT / "strategies/model.py").read_text()
-    assert len(outcome_literals(model.replace("class Outcome(", "class Renamed("), "strategies/model.py")) == 3
+    model = (ROOT / "strategies/evidence.py").read_text()
+    assert len(outcome_literals(model.replace("class Outcome(", "class Renamed("), "strategies/evidence.py")) == 3
 
 
 def test_the_outcomes_are_written_as_before() -> None:

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 from strategies import plan
-from strategies.model import (
-    DeliverySpec,
-    DeliveryState,
-    Phase,
-    ServiceObs,
-    Strategy,
-    SwitchActive,
-    UnpinService,
-)
+from strategies.actions import SwitchActive, UnpinService
+from strategies.observation import ServiceObs
+from strategies.record import DeliveryState, Phase
+from strategies.spec import DeliverySpec, Strategy
 
 from .planning import NEW, STABLE, obs, started, version
 

@@ -15,7 +15,10 @@ from delivery.engine.background import AnalysisPool
 from delivery.engine.controller import Controller, Key, WorkQueue
 from delivery.engine.reconcile import ANALYSIS_WAIT, Outcome, Reconciler
 from delivery.kube.client import PODS
-from strategies.model import Analyse, DeliverySpec, DeliveryState, StepVerdict
+from strategies.actions import Analyse
+from strategies.evidence import StepVerdict
+from strategies.record import DeliveryState
+from strategies.spec import DeliverySpec
 from tests.fixture import NAME, NS, Fixture
 
 OTHER = "other"

@@ -35,7 +35,7 @@ from typing import Any
 from delivery.analysis.checks import DEFAULT_ALPHA, CheckSpec
 from delivery.analysis.judges import FAIL, INCONCLUSIVE, PASS, judge_errors, judge_latency
 from delivery.analysis.runner import CheckResult
-from strategies.model import Outcome
+from strategies.evidence import Outcome
 
 LIMIT = 10**9  # further requests beyond which a verdict counts as out of reach
 _INF = float("inf")

@@ -45,7 +45,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from strategies.model import Outcome
+from strategies.evidence import Outcome
 
 PASS, FAIL, INCONCLUSIVE = Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE  # the verdict's own outcomes
 # outcome codes of the vectorised cores

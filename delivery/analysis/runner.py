@@ -25,7 +25,7 @@ from delivery.analysis.prometheus import Sample, Series
 from delivery.analysis.promql import confine
 from delivery.analysis.providers import MetricProvider
 from delivery.errors import AnalysisError, DeliverError
-from strategies.model import CheckEvidence, Outcome
+from strategies.evidence import CheckEvidence, Outcome
 
 OUTCOMES = (PASS, FAIL, INCONCLUSIVE)
 

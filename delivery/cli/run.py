@@ -15,7 +15,7 @@ import click
 from delivery import logs
 from delivery.cli.context import Globals, common, fail
 from delivery.cli.params import Duration, ListenAddress
-from strategies.model import HoldMode
+from strategies.observation import HoldMode
 
 
 @click.command()

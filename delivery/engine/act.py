@@ -16,19 +16,16 @@ from delivery.integrations.events import post_event
 from delivery.kube.client import DEPLOYMENTS, JSON_PATCH, REPLICASETS, SERVICES, Kube
 from delivery.routing.base import Router
 from delivery.spec import REQUEST, STATE
-from strategies.model import (
+from strategies.actions import (
     REJECTED_MARK,
     Action,
     AdoptNew,
-    Affinity,
     Analyse,
     ApplyTemplate,
     CallHook,
     DeleteNew,
     DeleteReplicaSet,
     DeleteService,
-    DeliverySpec,
-    DeliveryState,
     DisownNew,
     EnsureService,
     HoldStable,
@@ -40,11 +37,12 @@ from strategies.model import (
     ScaleNew,
     SetPaused,
     SetWeight,
-    Strategy,
     SwitchActive,
     UnpinService,
 )
 from strategies.reasons import EventReason
+from strategies.record import DeliveryState
+from strategies.spec import Affinity, DeliverySpec, Strategy
 
 log = logging.getLogger("deliver.act")
 

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from strategies.model import Analyse, StepVerdict
+from strategies.actions import Analyse
+from strategies.evidence import StepVerdict
 
 log = logging.getLogger("deliver.background")
 

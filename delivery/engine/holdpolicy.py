@@ -26,7 +26,8 @@ from typing import Any
 from delivery.engine.controller import Informer
 from delivery.errors import Forbidden, KubeError, NotFound
 from delivery.kube.client import MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, Kube
-from strategies.model import REJECTED_MARK, HoldMode
+from strategies.actions import REJECTED_MARK
+from strategies.observation import HoldMode
 
 log = logging.getLogger("deliver.holdpolicy")
 

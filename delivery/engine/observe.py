@@ -14,7 +14,8 @@ from delivery.kube.client import PDBS, PODS, REPLICASETS, SERVICES, Kube, select
 from delivery.labels import selects
 from delivery.routing import kinds as routers
 from delivery.spec import leftover_routing
-from strategies.model import REJECTED_MARK, Disruption, Leftovers, Observation, PodHealth, ServiceObs, VersionObs
+from strategies.actions import REJECTED_MARK
+from strategies.observation import Disruption, Leftovers, Observation, PodHealth, ServiceObs, VersionObs
 
 
 def _ts(text: str | None) -> float:

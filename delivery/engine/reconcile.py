@@ -30,23 +30,14 @@ from delivery.integrations.notify import Notifier
 from delivery.kube.client import CONFIGMAPS, DEPLOYMENTS, Kube
 from delivery.routing import kinds as routers
 from delivery.routing.base import Router, RouterContext, router_for
-from strategies.model import (
-    Analyse,
-    CallHook,
-    DeliverySpec,
-    DeliveryState,
-    HoldMode,
-    Phase,
-    Plan,
-    PostEvent,
-    RemoveRecord,
-    SetWeight,
-    StepVerdict,
-    Strategy,
-)
-from strategies.model import Outcome as VerdictOutcome  # a verdict's; ``Outcome`` here is a pass's
+from strategies.actions import Analyse, CallHook, Plan, PostEvent, RemoveRecord, SetWeight
+from strategies.evidence import Outcome as VerdictOutcome  # a verdict's; ``Outcome`` here is a pass's
+from strategies.evidence import StepVerdict
+from strategies.observation import HoldMode
 from strategies.reasons import EventReason
+from strategies.record import DeliveryState, Phase
 from strategies.release import release
+from strategies.spec import DeliverySpec, Strategy
 
 log = logging.getLogger("deliver.reconcile")
 

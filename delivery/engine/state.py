@@ -15,7 +15,8 @@ from typing import Any
 from delivery.errors import StateError
 from delivery.kube.client import DEPLOYMENTS, Kube
 from delivery.spec import REQUEST, STATE
-from strategies.model import RECORD_BUDGET, DeliveryState
+from strategies.codec import RECORD_BUDGET
+from strategies.record import DeliveryState
 from strategies.requests import VERBS
 
 REQUESTS = VERBS  # the operator requests (their rules: strategies.requests.refusal)

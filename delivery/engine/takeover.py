@@ -31,7 +31,7 @@ from delivery import labels, templates
 from delivery.errors import NotFound, SpecError
 from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS, SERVICES, Kube, selector_string
 from delivery.spec import PREFIX
-from strategies.model import DeliverySpec, Strategy
+from strategies.spec import DeliverySpec, Strategy
 
 JSON = dict[str, Any]
 

@@ -10,7 +10,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from delivery.kube.client import Kube
-from strategies.model import Analyse, DeliverySpec, DeliveryState, Outcome, StepVerdict
+from strategies.actions import Analyse
+from strategies.evidence import Outcome, StepVerdict
+from strategies.record import DeliveryState
+from strategies.spec import DeliverySpec
 
 if TYPE_CHECKING:
     from delivery.analysis.prometheus import Sample, Series

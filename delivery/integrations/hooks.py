@@ -32,7 +32,10 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 
 from delivery.integrations.egress import Answer, EgressPolicy, origin, post
 from delivery.integrations.notify import signed_headers
-from strategies.model import CallHook, DeliveryState, HookKind, HookResult
+from strategies.actions import CallHook
+from strategies.observation import HookResult
+from strategies.record import DeliveryState
+from strategies.spec import HookKind
 
 log = logging.getLogger("deliver.hooks")
 

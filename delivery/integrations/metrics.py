@@ -38,7 +38,7 @@ from prometheus_client.registry import Collector
 
 from delivery.errors import KubeError
 from delivery.kube.client import SUBJECTACCESSREVIEWS, TOKENREVIEWS, Kube
-from strategies.model import Phase
+from strategies.record import Phase
 
 log = logging.getLogger("deliver.metrics")
 

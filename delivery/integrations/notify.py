@@ -41,8 +41,9 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter
 
 from delivery.integrations.egress import MAX_REQUEST_BYTES, EgressPolicy, post
-from strategies.model import DeliveryState, Outcome
+from strategies.evidence import Outcome
 from strategies.reasons import EventReason as R
+from strategies.record import DeliveryState
 
 log = logging.getLogger("deliver.notify")
 

@@ -16,7 +16,7 @@ from typing import ClassVar, Protocol
 from delivery.errors import RoutingError
 from delivery.kube.client import Kube, Resource
 from delivery.routing import kinds
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 
 @dataclass(frozen=True)

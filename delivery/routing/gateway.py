@@ -40,7 +40,7 @@ from delivery.kube.client import Resource
 from delivery.routing.base import RouterContext
 from delivery.routing.kinds import GatewayApi
 from delivery.routing.patches import JSON, cookie_regex, guarded_patch, pair, pointer, read_route, share
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 HTTPROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
 PIN_COOKIE = "deliver-"  # deliver's affinity cookie is named deliver-<Deployment>

@@ -36,7 +36,7 @@ from delivery.kube.client import Resource
 from delivery.routing.base import RouterContext
 from delivery.routing.kinds import Istio
 from delivery.routing.patches import JSON, cookie_regex, guarded_patch, pair, pointer, read_route, share
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 VIRTUALSERVICES = Resource("networking.istio.io", "v1", "virtualservices")
 SECTIONS = ("http", "tls", "tcp")

@@ -18,7 +18,7 @@ from enum import Enum
 from typing import ClassVar, TypeVar
 
 from delivery.errors import SpecError
-from strategies.model import RequestMatch
+from strategies.spec import RequestMatch
 
 NO_ROUTER = "replica"  # the kind without a route: RouterRef's default, which the planners know by name
 
@@ -61,7 +61,7 @@ _Described = TypeVar("_Described", bound=type[RouterKind])
 
 def register(described: _Described) -> _Described:
     """Add a router kind (a class decorator). Only ``replica`` sets no weights: the planners know the
-    router without a route by that name (``RouterRef``'s default in strategies/model.py)."""
+    router without a route by that name (``RouterRef``'s default in strategies/spec.py)."""
     if described.weighted != (described.kind != NO_ROUTER):
         raise ValueError(f"router kind {described.kind!r}: only {NO_ROUTER!r} has no route whose weights it sets")
     if ":" not in described.client:

@@ -31,7 +31,7 @@ from delivery.kube.client import DEPLOYMENTS, Resource
 from delivery.routing.base import RouterContext
 from delivery.routing.kinds import Capability, Nginx, able, either
 from delivery.routing.patches import JSON, clamp, read_route
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 INGRESSES = Resource("networking.k8s.io", "v1", "ingresses")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from delivery.routing.base import RouterContext
 from delivery.routing.kinds import Replica
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 
 class ReplicaRouter(Replica):

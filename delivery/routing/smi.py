@@ -14,7 +14,7 @@ from delivery.kube.client import Resource
 from delivery.routing.base import RouterContext
 from delivery.routing.kinds import Capability, Smi, able, either
 from delivery.routing.patches import JSON, guarded_patch, pair, pointer, read_route, share
-from strategies.model import Affinity, RequestMatch
+from strategies.spec import Affinity, RequestMatch
 
 TRAFFICSPLITS = Resource("split.smi-spec.io", "v1alpha2", "trafficsplits")
 
