@@ -181,6 +181,12 @@ class Fixture:
         d["metadata"]["generation"] += 1
         self.kube.put(DEPLOYMENTS, d)
 
+    def when_scaled(self, replicas: int) -> None:
+        """The user (or an HPA, KEDA) sets the Deployment's ``spec.replicas``."""
+        d = self.kube.obj(DEPLOYMENTS, NAME, self.ns)
+        d["spec"]["replicas"] = replicas
+        self.kube.put(DEPLOYMENTS, d)
+
     def when_annotated(self, **annotations: str | None) -> None:
         """The user changes deliver.dev/* annotations (None removes one)."""
         d = self.kube.obj(DEPLOYMENTS, NAME, self.ns)
@@ -556,6 +562,15 @@ class Fixture:
             if int(rs["spec"]["replicas"] or 0):
                 image = rs["spec"]["template"]["spec"]["containers"][0]["image"]
                 out[image] = out.get(image, 0) + int(rs["spec"]["replicas"])
+        return out
+
+    def pods_by_image(self) -> dict[str, int]:
+        """image -> pods that exist, terminating ones included (they may still run); read in place, no copies."""
+        out: dict[str, int] = {}
+        for (plural, ns, _), pod in self.kube.objects.items():
+            if plural == PODS.plural and ns == self.ns:
+                image = pod["spec"]["containers"][0]["image"]
+                out[image] = out.get(image, 0) + 1
         return out
 
     def events(self, reason: str | None = None, type_: str | None = None) -> list[dict[str, Any]]:

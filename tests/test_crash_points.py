@@ -37,7 +37,6 @@ from tests.crashpoints import (
     Until,
     current_record,
     explore,
-    stored,
 )
 from tests.fakekube import Write
 from tests.fixture import NAME, NS, Fixture
@@ -174,9 +173,7 @@ def request(verb: str) -> Callable[[Fixture, Explorer], None]:
 
 def scale(replicas: int) -> Callable[[Fixture, Explorer], None]:
     def do(f: Fixture, e: Explorer) -> None:
-        d = f.kube.obj(DEPLOYMENTS, NAME)
-        d["spec"]["replicas"] = replicas
-        f.kube.put(DEPLOYMENTS, d)
+        f.when_scaled(replicas)
 
     return do
 
@@ -414,20 +411,11 @@ def held_template(e: Explorer) -> list[str]:
     return found
 
 
-def pods_by_image(f: Fixture) -> dict[str, int]:
-    """image -> pods that exist, terminating ones included (they may still run)."""
-    out: dict[str, int] = {}
-    for pod in stored(f, PODS):
-        image = pod["spec"]["containers"][0]["image"]
-        out[image] = out.get(image, 0) + 1
-    return out
-
-
 def one_version(e: Explorer) -> list[str]:
     """Recreate: never pods of two versions at once, terminating ones included (they may still run),
     nor a ReplicaSet scaled up for one version while pods of another exist."""
     f = e.f
-    pods = pods_by_image(f)
+    pods = f.pods_by_image()
     wanted = {image for image, n in f.serving().items() if n}
     if len(set(pods) | wanted) > 1:
         return [f"two versions at once: pods {sorted(pods.items())}, scaled {sorted(wanted)}"]
@@ -445,7 +433,7 @@ def rolled_back_held(phase: str, stable: str = V1, rejected: str = V2) -> Callab
             found.append(f"record {record.get('phase')}/{record.get('hold')}, not {phase}/PreviouslyFailed")
         if record.get("failedRevision") != record.get("revision") or not record.get("failedRevision"):
             found.append(f"failed revision {record.get('failedRevision')!r}, not the rejected {record.get('revision')}")
-        pods = pods_by_image(f)
+        pods = f.pods_by_image()
         if f.serving() != {stable: REPLICAS} or pods != {stable: REPLICAS}:
             found.append(f"serving {f.serving()} (pods {pods}), not the stable version on all {REPLICAS} replicas")
         if f.image() != rejected or not f.deployment()["spec"].get("paused"):
@@ -966,7 +954,7 @@ def test_the_fake_recreates_only_once_the_old_pods_are_gone() -> None:
     seen = []
     for _ in range(10):
         f.cluster()
-        seen.append(pods_by_image(f))
+        seen.append(f.pods_by_image())
         f.now += 2
     assert seen[0] == {V1: REPLICAS} and f.terminating() is False
     assert all(len(s) <= 1 for s in seen) and seen[-1] == {V2: REPLICAS}, seen

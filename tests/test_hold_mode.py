@@ -26,7 +26,7 @@ from delivery.engine.holdpolicy import (
 )
 from delivery.errors import Forbidden
 from delivery.integrations.metrics import Metrics
-from delivery.kube.client import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, PODS, REPLICASETS
+from delivery.kube.client import DEPLOYMENTS, MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, REPLICASETS
 from strategies.actions import REJECTED_MARK, DisownNew, HoldStable, ReleaseStable, RevertTemplate
 from strategies.observation import HoldMode
 from strategies.plan import plan
@@ -106,15 +106,6 @@ def test_policy_mode_delivers_a_held_change_and_ends_unpaused(strategy: str) -> 
     assert not any(early), "the Deployment controller rolled nothing of v2 out before deliver promoted it"
 
 
-def running_by_image(f: Fixture) -> dict[str, int]:
-    """image -> pods that exist (terminating ones included: they may still run)."""
-    out: dict[str, int] = {}
-    for pod in f.kube.find(PODS, f.ns):
-        image = pod["spec"]["containers"][0]["image"]
-        out[image] = out.get(image, 0) + 1
-    return out
-
-
 def progressing(f: Fixture) -> dict[str, Any]:
     conditions = (f.deployment().get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c["type"] == "Progressing"), {})
@@ -135,7 +126,7 @@ def test_policy_mode_holds_a_rolled_back_template_and_marks_it_rejected(strategy
     def watch(f: Fixture) -> bool:
         if f.record().get("phase") in ("RollingBack", "RolledBack"):
             looks.append((f.image(), bool(f.deployment()["spec"].get("paused")), progressing(f).get("reason", "")))
-        pods = running_by_image(f)
+        pods = f.pods_by_image()
         if strategy == "recreate" and len([i for i, k in pods.items() if k]) > 1:
             both.append(pods)
         return False
@@ -424,12 +415,6 @@ def test_a_held_recreate_rollback_starts_the_stable_version_only_once_every_reje
     assert ReleaseStable() in plan(spec, state, up).actions
 
 
-def _scale(f: Fixture, replicas: int) -> None:
-    d = f.kube.obj(DEPLOYMENTS, NAME)
-    d["spec"]["replicas"] = replicas
-    f.kube.put(DEPLOYMENTS, d)
-
-
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_scaled_to_zero_and_back_a_held_rejected_template_stays_held(strategy: str) -> None:
     """Found by the crash-point explorer: with the rejected template held and the Deployment scaled to
@@ -447,9 +432,9 @@ def test_scaled_to_zero_and_back_a_held_rejected_template_stays_held(strategy: s
             rolled_out.append(f.serving())
         return False
 
-    _scale(f, 0)
+    f.when_scaled(0)
     f.when_settled(until=watch)
-    _scale(f, 3)
+    f.when_scaled(3)
     f.when_settled(until=watch)
     assert not rolled_out, f"the rejected template rolled out natively: {rolled_out[:3]}"
     assert f.serving() == {V1: 3} and f.image() == V2 and f.deployment()["spec"]["paused"] is True
