@@ -17,7 +17,7 @@ rule gets the same buckets.
 
 Rules, all run on the same streams:
 
-  deliver         deliver.analysis.judges (errors_core / latency_core) on the per-window counts
+  deliver         delivery.analysis.cores (errors_core / latency_core) on the per-window counts
                   (stratified) after every window; fails at the Bonferroni share alpha/2 of a
                   2-check family (alpha = 0.05, the default), passes at alpha (a promotion needs
                   every check to pass); stops at the first pass or fail.
@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from delivery.analysis.judges import FAIL_CODE, PASS_CODE, errors_core, latency_core, pooled_threshold_index
+from delivery.analysis.cores import FAIL_CODE, PASS_CODE, errors_core, latency_core, pooled_threshold_index
 
 WINDOWS = 30
 ALPHA = 0.05  # deliver's family-wise alpha (default)

@@ -12,7 +12,7 @@ style judge are imported, not copied); the time model is new, because what users
 
 Rules (rollback is counted at the decision; the engine's reaction, ~1 s, is left out for all):
 
-  deliver continuous   deliver's judges (judges.errors_core / latency_core, alpha 0.05 over a
+  deliver continuous   deliver's judges (cores.errors_core / latency_core, alpha 0.05 over a
                        2-check family, as in analysis.py) on the delivery's analysis span (from
                        its first analysed step to now: one e-process per delivery, as the engine's
                        window_start), looked at every 30 s (analysis-every, 2 x the scrape
@@ -67,7 +67,7 @@ from benchmarks.analysis import (
     wilson,
 )
 from benchmarks.analysis import WINDOWS as GENERATED_TICKS  # latency_stream draws this many periods
-from delivery.analysis.judges import FAIL_CODE, PASS_CODE, errors_core, latency_core
+from delivery.analysis.cores import FAIL_CODE, PASS_CODE, errors_core, latency_core
 
 TICK = 15.0  # seconds; also the scrape interval
 PER_WINDOW = 4  # ticks in a 1-minute window (Argo's measurement interval)

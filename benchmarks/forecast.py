@@ -43,8 +43,9 @@ from scipy import optimize, stats
 
 from benchmarks.analysis import ALPHA, BOUNDS, FAMILY, TAIL_K, WINDOWS, latency_stream
 from delivery.analysis.checks import CheckSpec, parse_checks
+from delivery.analysis.cores import INC_CODE, errors_core, latency_core
 from delivery.analysis.forecast import Observed, errors_path, latency_path, smallest
-from delivery.analysis.judges import FAIL, INC_CODE, PASS, errors_core, latency_core
+from delivery.analysis.judges import FAIL, PASS
 from strategies.evidence import Outcome
 
 CHECK_ALPHA = ALPHA / FAMILY

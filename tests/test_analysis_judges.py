@@ -7,14 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from delivery.analysis.judges import (
-    FAIL_CODE,
-    errors_core,
-    judge_errors,
-    judge_latency,
-    log_e_value,
-    proportion_bounds,
-)
+from delivery.analysis.cores import FAIL_CODE, errors_core
+from delivery.analysis.evalues import log_e_value, proportion_bounds
+from delivery.analysis.judges import judge_errors, judge_latency
 
 # ----------------------------------------------------------------------------- errors
 

@@ -193,7 +193,7 @@ def test_latency_uses_common_bucket_bounds_only() -> None:
 
 def test_latency_thresholds_are_seeded_by_the_baselines_window_before_the_span() -> None:
     # the span [600, 660] is one (first) window; the baseline's minute before it seeds the
-    # thresholds, so the first window's are not picked from its own data (judges.latency_core)
+    # thresholds, so the first window's are not picked from its own data (cores.latency_core)
     base = _cum([2000, 3000, 4400, 500, 90, 10], LES)
     canary = _cum([2000, 3000, 4000, 700, 250, 50], LES)
     fake = Fake(hist(canary, base), span=60.0)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from delivery.analysis.checks import parse_checks
-from delivery.analysis.judges import FAIL_CODE, PASS_CODE, errors_core, judge_errors, judge_latency
+from delivery.analysis.cores import FAIL_CODE, PASS_CODE, errors_core
+from delivery.analysis.judges import judge_errors, judge_latency
 from delivery.analysis.providers import PrometheusProvider
 from delivery.analysis.runner import Analyser, AnalysisTarget, Windows, promql_duration
 
@@ -298,7 +299,7 @@ def test_latency_thresholds_do_not_move_between_looks_so_looking_after_every_win
     # runs at a level of 40 %; with each window's threshold from the windows before it, the looks
     # form one e-process and Ville's bound holds (~20 %).  (A large alpha makes the bound
     # measurable in few runs; at 2.5 % the mixtures are too conservative to show it.)
-    from delivery.analysis.judges import latency_core
+    from delivery.analysis.cores import latency_core
 
     bounds = np.append(np.geomspace(0.001, 100.0, 241), np.inf)
     rng = np.random.default_rng(1)

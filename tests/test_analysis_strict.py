@@ -12,14 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from delivery.analysis.checks import parse_checks
-from delivery.analysis.judges import (
-    FAIL_CODE,
-    INC_CODE,
-    errors_core,
-    judge_errors,
-    judge_latency,
-    latency_core,
-)
+from delivery.analysis.cores import FAIL_CODE, INC_CODE, errors_core, latency_core
+from delivery.analysis.judges import judge_errors, judge_latency
 from delivery.errors import SpecError
 
 OK_ERRORS = (5000, 10, 5000, 10)

@@ -376,7 +376,7 @@ class Analyser:
     ) -> np.ndarray | None:
         """The baseline's histogram (cumulative, over ``common`` bounds) in the window of one
         resolution before the span: it seeds the latency thresholds of the span's first window, so
-        no window's threshold depends on its own data (judges.latency_core).  None when it cannot
+        no window's threshold depends on its own data (cores.latency_core).  None when it cannot
         be had (no data, a query error): the first window then uses its own pooled quantiles."""
         offset = (self._baseline_end - grid.end) if self._baseline_end is not None else 0.0
         try:
