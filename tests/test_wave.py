@@ -87,9 +87,9 @@ def test_parse_stages_groups_and_defaults() -> None:
     [
         ("wave: w\nstages: []", "stages: a non-empty list"),
         ("wave: w\non-failure: retry\nstages: [{name: a, namespace: n, app: x}]", "not rollback or hold"),
-        ("wave: w\nstages: [{name: a, namespace: n, app: x, soak: soon}]", "stage a.soak"),
+        ("wave: w\nstages: [{name: a, namespace: n, app: x, soak: soon}]", "stages[0].soak (stage a)"),
         ("wave: w\nstages: [{name: a, namespace: n, app: x, clutser: c}]", "unknown field"),
-        ("wave: w\nstages: [{name: a, namespace: n}]", "stage a.app"),
+        ("wave: w\nstages: [{name: a, namespace: n}]", "stages[0].app (stage a): missing"),
         ("wave: w\nstages: [{name: A!, namespace: n, app: x}]", "not a name"),
         ("wave: w\nstages: [{name: a, namespace: n, app: x}, {name: a, namespace: m, app: x}]", "named 2 times"),
         (
@@ -101,7 +101,7 @@ def test_parse_stages_groups_and_defaults() -> None:
         ("wave: w\nstages: [{name: a, namespace: n, app: x, overrides: {state: '{}'}}]", "not a deliver.dev/*"),
         ("wave: w\nstages: [{name: a, namespace: n, app: x, overrides: {strategy: canary}}]", "Deployment's own"),
         ("wave: w\nstages: [{parallel: [], name: x}]", "`parallel` takes"),
-        ("stages: [{name: a, namespace: n, app: x}]", "wave: None is missing"),
+        ("stages: [{name: a, namespace: n, app: x}]", "wave: missing"),
         ("- just a list", "a mapping"),
     ],
 )

@@ -16,6 +16,7 @@ One module per concern, imports one way (``make check``'s ``wave-layers`` contra
     clusters  one client per stage, reading a stage, the checks against the clusters (``preflight``)
     marker    the annotation ``wave.deliver.dev/stage`` the wave writes beside its change
     file      the wave file and the change (``--image``/``--manifest``), checked offline (pure)
+    schema    what a wave file may hold: pydantic models, their JSON Schema, the file's problems (pure)
 
 The gate is used only through its public surface (``delivery.gate.__all__``: ``wait``, ``look``,
 ``Pin``, the exit codes); ``tests/test_import_graph.py`` checks it.

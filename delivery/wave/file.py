@@ -2,9 +2,10 @@
 
 A wave ships one change (an image, or a manifest's pod template: ``Change``) to several clusters,
 one stage after the other, each cluster's own deliver controller doing the delivery. This module
-reads and checks the file (``parse``), reads the kubeconfigs the stages name (``resolve_clusters``:
-YAML only, no connection) and turns ``--image``/``--manifest`` into a ``Change``. Every problem is
-collected and raised at once as ``WaveFileError``: nothing is touched before the whole wave is valid.
+reads the file (``parse``: checked against ``delivery.wave.schema``, then a stage twice), reads the
+kubeconfigs the stages name (``resolve_clusters``: YAML only, no connection) and turns
+``--image``/``--manifest`` into a ``Change``. Every problem is collected and raised at once as
+``WaveFileError``: nothing is touched before the whole wave is valid.
 
     wave: web-release
     on-failure: rollback          # rollback | hold (default rollback)
@@ -32,7 +33,8 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -42,15 +44,13 @@ import yaml
 
 from delivery import spec as specmod
 from delivery import templates, yamlfile
-from delivery.errors import SpecError, WaveFileError
+from delivery.errors import WaveFileError
 from delivery.gate import Pin, manifest_pin
+from delivery.wave import schema
+from delivery.wave.schema import DEFAULT_TIMEOUT
 
-DEFAULT_TIMEOUT = 15 * 60.0
-MAX_DURATION = 7 * 86400.0
-_STAGE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
-_DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_WAVE_KEYS = {"wave", "on-failure", "timeout", "soak", "stages"}
-_STAGE_KEYS = {"name", "context", "kubeconfig", "namespace", "app", "overrides", "soak", "timeout"}
+_DNS1123 = re.compile(schema.LABEL)  # a container's name in --image NAME=IMAGE
+_TARGET = ("kubeconfig", "context", "namespace", "app")  # a stage's Deployment, wherever it is
 
 
 class OnFailure(Enum):
@@ -217,152 +217,69 @@ def wave_id(wave: Wave, change: Change) -> str:
 # ---------------------------------------------------------------------------- parsing
 
 
-@dataclass
-class _Problems:
-    source: str
-    found: list[str] = field(default_factory=list)
-
-    def add(self, where: str, problem: str) -> None:
-        self.found.append(f"{where}: {problem}" if where else problem)
-
-
-def _duration(p: _Problems, where: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    if not isinstance(value, str):  # a YAML number: the one grammar wants a unit (30s, not 30)
-        value = str(value).lower() if isinstance(value, bool) else str(value)
-    try:
-        return specmod.parse_duration(where, value, maximum=MAX_DURATION)
-    except SpecError as exc:
-        p.add(where, exc.problem)
-        return default
-
-
-def _overrides(p: _Problems, where: str, value: Any) -> tuple[tuple[str, str], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, dict):
-        p.add(where, "must be a mapping of deliver.dev/* keys to values, e.g. {steps: '50,100'}")
-        return ()
-    out: list[tuple[str, str]] = []
-    for key, raw in value.items():
-        short = str(key).removeprefix(specmod.PREFIX)
-        if short in specmod.RESERVED or (short not in specmod.KEYS and not short.startswith("analysis")):
-            p.add(f"{where}.{key}", f"not a deliver.dev/* annotation a wave may set (known: {', '.join(specmod.KEYS)})")
-            continue
-        if short == "strategy":
-            p.add(f"{where}.{key}", "the strategy is the Deployment's own; a wave only tunes it")
-            continue
-        if isinstance(raw, bool):
-            text = "true" if raw else "false"
-        elif isinstance(raw, str | int | float):
-            text = str(raw)
-        else:
-            p.add(f"{where}.{key}", f"must be a string, not {type(raw).__name__}")
-            continue
-        out.append((specmod.PREFIX + short, text))
-    return tuple(sorted(out))
-
-
-def _stage(p: _Problems, where: str, raw: Any, defaults: tuple[float, float], base: Path | None) -> Stage | None:
-    if not isinstance(raw, dict):
-        p.add(where, "a stage is a mapping with name, context or kubeconfig, namespace and app")
-        return None
-    for key in raw:
-        if key not in _STAGE_KEYS:
-            p.add(f"{where}.{key}", f"unknown field (known: {', '.join(sorted(_STAGE_KEYS))})")
-    name = str(raw.get("name") or "")
-    if not _STAGE_NAME.match(name):
-        p.add(f"{where}.name", f"{name!r} is missing or not a name (lower case, digits, '-', '.', '_')")
-    label = f"stage {name}" if name else where
-    values: dict[str, str] = {}
-    for key in ("namespace", "app"):
-        value = raw.get(key)
-        if not isinstance(value, str) or not _DNS1123.match(value):
-            p.add(f"{label}.{key}", f"{value!r} is missing or not a valid name")
-        values[key] = str(value or "")
-    for key in ("context", "kubeconfig"):
-        value = raw.get(key)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            p.add(f"{label}.{key}", f"{value!r} is not a {key} name")
-        values[key] = str(value or "").strip()
-    kubeconfig = values["kubeconfig"]
-    if kubeconfig:
-        path = Path(os.path.expanduser(kubeconfig))
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        kubeconfig = str(path)
-    return Stage(
-        name=name,
-        namespace=values["namespace"],
-        app=values["app"],
-        context=values["context"],
-        kubeconfig=kubeconfig,
-        overrides=_overrides(p, f"{label}.overrides", raw.get("overrides")),
-        soak=_duration(p, f"{label}.soak", raw.get("soak"), defaults[0]),
-        timeout=_duration(p, f"{label}.timeout", raw.get("timeout"), defaults[1]),
-    )
-
-
 def parse(text: str, source: str = "wave file", base: Path | None = None) -> Wave:
     """The wave in ``text``; raises WaveFileError listing every problem. ``base``: for relative kubeconfigs."""
-    p = _Problems(source)
     try:
         raw = yamlfile.load(text)
     except yaml.YAMLError as exc:
         raise WaveFileError(source, [f"not valid YAML: {exc}"]) from None
-    if not isinstance(raw, dict):
-        raise WaveFileError(source, ["a wave file is a mapping with `wave` and `stages`"])
-    for key in raw:
-        if key not in _WAVE_KEYS:
-            p.add(str(key), f"unknown field (known: {', '.join(sorted(_WAVE_KEYS))})")
-    name = raw.get("wave")
-    if not isinstance(name, str) or not _STAGE_NAME.match(name):
-        p.add("wave", f"{name!r} is missing or not a name")
-    try:
-        on_failure = OnFailure(str(raw.get("on-failure", "rollback")))
-    except ValueError:
-        p.add("on-failure", f"{raw.get('on-failure')!r} is not rollback or hold")
-        on_failure = OnFailure.ROLLBACK
-    soak = _duration(p, "soak", raw.get("soak"), 0.0)
-    timeout = _duration(p, "timeout", raw.get("timeout"), DEFAULT_TIMEOUT)
-    if timeout <= 0:
-        p.add("timeout", "must be more than 0s")
-    stages = raw.get("stages")
-    groups: list[tuple[Stage, ...]] = []
-    if not isinstance(stages, list) or not stages:
-        p.add("stages", "a non-empty list of stages is needed")
-        stages = []
-    for i, item in enumerate(stages):
-        where = f"stages[{i}]"
-        if isinstance(item, dict) and "parallel" in item:
-            if set(item) != {"parallel"} or not isinstance(item["parallel"], list) or not item["parallel"]:
-                p.add(where, "`parallel` takes a non-empty list of stages and nothing beside it")
-                continue
-            group = [
-                _stage(p, f"{where}.parallel[{j}]", s, (soak, timeout), base) for j, s in enumerate(item["parallel"])
-            ]
-            groups.append(tuple(s for s in group if s is not None))
-        else:
-            one = _stage(p, where, item, (soak, timeout), base)
-            if one is not None:
-                groups.append((one,))
-    wave = Wave(str(name or ""), tuple(g for g in groups if g), on_failure, source)
-    seen: dict[str, int] = {}
-    for s in wave.stages:
-        seen[s.name] = seen.get(s.name, 0) + 1
-    for stage_name, n in seen.items():
-        if n > 1 and stage_name:
-            p.add(f"stage {stage_name}", f"named {n} times: a stage appears once in a wave")
+    valid, problems = schema.problems(raw)
+    problems += _twice(raw, base)
+    if valid is None or problems:
+        raise WaveFileError(source, problems)
+    soak, timeout = valid.soak or 0.0, DEFAULT_TIMEOUT if valid.timeout is None else valid.timeout
+
+    def stage(s: schema.StageSchema) -> Stage:
+        return Stage(
+            name=s.name,
+            namespace=s.namespace,
+            app=s.app,
+            context=s.context or "",
+            kubeconfig=_kubeconfig(s.kubeconfig or "", base),
+            overrides=tuple(sorted((s.overrides or {}).items())),
+            soak=soak if s.soak is None else s.soak,
+            timeout=timeout if s.timeout is None else s.timeout,
+        )
+
+    groups = tuple(
+        tuple(stage(s) for s in e.parallel) if isinstance(e, schema.ParallelSchema) else (stage(e),)
+        for e in valid.stages
+    )
+    return Wave(valid.wave, groups, OnFailure(valid.on_failure), source)
+
+
+def _kubeconfig(value: str, base: Path | None) -> str:
+    """A stage's kubeconfig as a path: ``~`` expanded, relative to ``base`` (the wave file's directory)."""
+    if not value:
+        return ""
+    path = Path(os.path.expanduser(value))
+    return str(base / path if not path.is_absolute() and base is not None else path)
+
+
+def _twice(raw: Any, base: Path | None) -> list[str]:
+    """A stage twice: one name, or one (kubeconfig, context, namespace, app). Read from the YAML as it
+    is, so that it is said with the file's other problems; fields of the wrong type are skipped (said
+    by the schema)."""
+    entries = raw.get("stages") if isinstance(raw, dict) else None
+    stages: list[dict[Any, Any]] = []
+    for e in entries if isinstance(entries, list) else []:
+        group = e.get("parallel") if isinstance(e, dict) and "parallel" in e else [e]
+        stages += [s for s in group if isinstance(s, dict)] if isinstance(group, list) else []
+    problems: list[str] = []
+    names = Counter(s.get("name") for s in stages if isinstance(s.get("name"), str) and s.get("name"))
+    problems += [f"stage {n}: named {k} times: a stage appears once in a wave" for n, k in names.items() if k > 1]
     targets: dict[tuple[str, str, str, str], str] = {}
-    for s in wave.stages:
-        key = (s.kubeconfig, s.context, s.namespace, s.app)
-        if key in targets and s.name != targets[key]:
-            p.add(f"stage {s.name}", f"the same cluster, namespace and app as stage {targets[key]} (a stage twice)")
-        targets.setdefault(key, s.name)
-    if p.found:
-        raise WaveFileError(source, p.found)
-    return wave
+    for s in stages:
+        name, kubeconfig, context, namespace, app = (s.get(k) or "" for k in ("name", *_TARGET))
+        if not all(isinstance(v, str) for v in (name, kubeconfig, context, namespace, app)):
+            continue
+        key = (_kubeconfig(kubeconfig.strip(), base), context.strip(), namespace, app)
+        if key in targets and name != targets[key]:
+            problems.append(
+                f"stage {name}: the same cluster, namespace and app as stage {targets[key]} (a stage twice)"
+            )
+        targets.setdefault(key, name)
+    return problems
 
 
 def load(path: str) -> Wave:
