@@ -198,68 +198,14 @@ def judge_latency(
         pass_alpha=pass_alpha,
         quantile=quantile,
     )
-    if bounds is None:
-        cw, problem = sample_windows("canary samples", canary)
-        if cw is None:
-            return _inconclusive(problem)
-        bw, problem = sample_windows("baseline samples", baseline)
-        if bw is None:
-            return _inconclusive(problem)
-        nc_, nb_ = sum(w.size for w in cw), sum(w.size for w in bw)
-        if len(cw) != len(bw):
-            return _inconclusive(
-                f"per-window sequences of different lengths: canary {len(cw)} windows, baseline {len(bw)}", nc_, nb_
-            )
-        if nc_ == 0 or nb_ == 0:
-            return _inconclusive(f"no latency samples from {'canary' if nc_ == 0 else 'baseline'}", nc_, nb_)
-        pw: Array = np.zeros(0)
-        if prior is not None:
-            pwins, problem = sample_windows("prior samples", prior)
-            if pwins is None:
-                return _inconclusive(problem)
-            pw = np.concatenate(pwins) if pwins else pw
-        pooled = np.concatenate([*cw, *bw, pw])
-        if len(cw) == 1 and pw.size == 0:  # the exact pooled quantiles
-            edges = np.unique(np.quantile(pooled, [0.5, quantile], method="lower"))
-        else:  # every value a bound: each window's threshold is the exact quantile of the data before it
-            edges = np.unique(pooled)
-        edges = np.append(edges[np.isfinite(edges)], np.inf)
-        bins = np.concatenate([[-np.inf], edges])
-        hc = np.array([np.histogram(w, bins=bins)[0] for w in cw], dtype=np.float64)
-        hb = np.array([np.histogram(w, bins=bins)[0] for w in bw], dtype=np.float64)
-        seed: Array | None = np.histogram(pw, bins=bins)[0].astype(np.float64) if pw.size else None
-        bnd = edges
-    else:
-        try:
-            bnd = np.asarray(bounds, dtype=np.float64)
-        except (TypeError, ValueError, OverflowError):
-            return _inconclusive("histogram bounds must be strictly ascending numbers")
-        if bnd.ndim != 1 or bnd.size == 0 or np.any(np.isnan(bnd)) or np.any(np.diff(bnd) <= 0):
-            return _inconclusive("histogram bounds must be strictly ascending numbers")
-        hc_, problem = histogram_windows("canary buckets", canary, bnd, cumulative)
-        if hc_ is None:
-            return _inconclusive(problem)
-        hb_, problem = histogram_windows("baseline buckets", baseline, bnd, cumulative)
-        if hb_ is None:
-            return _inconclusive(problem)
-        if hc_.shape[0] != hb_.shape[0]:
-            return _inconclusive(
-                f"per-window sequences of different lengths: canary {hc_.shape[0]} windows, baseline {hb_.shape[0]}",
-                hc_.sum(),
-                hb_.sum(),
-            )
-        hc, hb = hc_, hb_
-        seed = None
-        if prior is not None:
-            ph, problem = histogram_windows("prior buckets", prior, bnd, cumulative)
-            if ph is None:
-                return _inconclusive(problem)
-            seed = ph.sum(axis=0)
-        if not np.isinf(bnd[-1]):  # observations above the last bound are not in the histogram
-            bnd = np.append(bnd, np.inf)
-            hc = np.concatenate([hc, np.zeros((hc.shape[0], 1))], axis=1)
-            hb = np.concatenate([hb, np.zeros((hb.shape[0], 1))], axis=1)
-            seed = None if seed is None else np.append(seed, 0.0)
+    h = (
+        _sample_histograms(canary, baseline, prior, quantile)
+        if bounds is None
+        else _bucket_histograms(canary, baseline, bounds, prior, cumulative)
+    )
+    if isinstance(h, Judgement):
+        return h
+    hc, hb, bnd, seed = h.canary, h.baseline, h.bounds, h.prior
     nc, nb = float(hc.sum()), float(hb.sum())
     if nc == 0 or nb == 0:
         arm = "canary and baseline" if nc == nb == 0 else ("canary" if nc == 0 else "baseline")
@@ -278,30 +224,8 @@ def judge_latency(
         prior=seed,
     )
     code = int(r["code"])
-    parts = []
-    for tag in ("median", "tail"):
-        idx = int(r[f"{tag}_index"])
-        label = "p50" if tag == "median" else f"p{100 * quantile:g}"
-        if idx < 0:
-            parts.append(f"{label}: no bucket bound splits the data")
-            continue
-        bound = float(r[f"{tag}_bound"])
-        head = (
-            f">{bnd[idx]:.4g} ({label}): {int(r[f'{tag}_xc'])} vs {int(r[f'{tag}_xb'])} slow, "
-            f"{_fmt_e(float(r[f'{tag}_log_e']))}"
-        )
-        effect = float(r[f"{tag}_effect"])
-        if math.isfinite(bound) and math.isfinite(effect):
-            head += f", effect {effect:+.0%} (bound {bound:+.0%})"
-        parts.append(head)
-    # report the sub-test with the most evidence against the canary
-    tag = "median" if float(r["median_log_e"]) >= float(r["tail_log_e"]) else "tail"
-    if code != FAIL_CODE:
-        # otherwise the one whose effect bound is furthest from passing
-        bm, bt = float(r["median_bound"]), float(r["tail_bound"])
-        tag = "median" if (bm if not math.isnan(bm) else np.inf) > (bt if not math.isnan(bt) else np.inf) else "tail"
-        if code == INC_CODE and int(r["tail_index"]) < 0:
-            tag = "tail"
+    parts = _latency_parts(r, bnd, quantile)
+    tag = _reported(r, code)
     log_e = float(r[f"{tag}_log_e"])
     e = math.exp(min(log_e, 700.0))
     extra = ""
@@ -319,3 +243,118 @@ def judge_latency(
         int(nb),
         msg,
     )
+
+
+@dataclass(frozen=True)
+class _Histograms:
+    """Both arms as per-window histograms over common upper ``bounds`` (the last one +inf)."""
+
+    canary: Array
+    baseline: Array
+    bounds: Array
+    prior: Array | None
+
+
+def _sample_histograms(
+    canary: ArrayLike, baseline: ArrayLike, prior: ArrayLike | None, quantile: float
+) -> _Histograms | Judgement:
+    """Raw samples binned at the pooled quantiles (one window, no prior) or at every value."""
+    cw, problem = sample_windows("canary samples", canary)
+    if cw is None:
+        return _inconclusive(problem)
+    bw, problem = sample_windows("baseline samples", baseline)
+    if bw is None:
+        return _inconclusive(problem)
+    nc_, nb_ = sum(w.size for w in cw), sum(w.size for w in bw)
+    if len(cw) != len(bw):
+        return _inconclusive(
+            f"per-window sequences of different lengths: canary {len(cw)} windows, baseline {len(bw)}", nc_, nb_
+        )
+    if nc_ == 0 or nb_ == 0:
+        return _inconclusive(f"no latency samples from {'canary' if nc_ == 0 else 'baseline'}", nc_, nb_)
+    pw: Array = np.zeros(0)
+    if prior is not None:
+        pwins, problem = sample_windows("prior samples", prior)
+        if pwins is None:
+            return _inconclusive(problem)
+        pw = np.concatenate(pwins) if pwins else pw
+    pooled = np.concatenate([*cw, *bw, pw])
+    if len(cw) == 1 and pw.size == 0:  # the exact pooled quantiles
+        edges = np.unique(np.quantile(pooled, [0.5, quantile], method="lower"))
+    else:  # every value a bound: each window's threshold is the exact quantile of the data before it
+        edges = np.unique(pooled)
+    edges = np.append(edges[np.isfinite(edges)], np.inf)
+    bins = np.concatenate([[-np.inf], edges])
+    hc = np.array([np.histogram(w, bins=bins)[0] for w in cw], dtype=np.float64)
+    hb = np.array([np.histogram(w, bins=bins)[0] for w in bw], dtype=np.float64)
+    seed: Array | None = np.histogram(pw, bins=bins)[0].astype(np.float64) if pw.size else None
+    return _Histograms(hc, hb, edges, seed)
+
+
+def _bucket_histograms(
+    canary: ArrayLike, baseline: ArrayLike, bounds: ArrayLike, prior: ArrayLike | None, cumulative: bool
+) -> _Histograms | Judgement:
+    """Bucket counts checked against strictly ascending ``bounds``; a +inf bucket added if missing."""
+    try:
+        bnd = np.asarray(bounds, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return _inconclusive("histogram bounds must be strictly ascending numbers")
+    if bnd.ndim != 1 or bnd.size == 0 or np.any(np.isnan(bnd)) or np.any(np.diff(bnd) <= 0):
+        return _inconclusive("histogram bounds must be strictly ascending numbers")
+    hc, problem = histogram_windows("canary buckets", canary, bnd, cumulative)
+    if hc is None:
+        return _inconclusive(problem)
+    hb, problem = histogram_windows("baseline buckets", baseline, bnd, cumulative)
+    if hb is None:
+        return _inconclusive(problem)
+    if hc.shape[0] != hb.shape[0]:
+        return _inconclusive(
+            f"per-window sequences of different lengths: canary {hc.shape[0]} windows, baseline {hb.shape[0]}",
+            hc.sum(),
+            hb.sum(),
+        )
+    seed = None
+    if prior is not None:
+        ph, problem = histogram_windows("prior buckets", prior, bnd, cumulative)
+        if ph is None:
+            return _inconclusive(problem)
+        seed = ph.sum(axis=0)
+    if not np.isinf(bnd[-1]):  # observations above the last bound are not in the histogram
+        bnd = np.append(bnd, np.inf)
+        hc = np.concatenate([hc, np.zeros((hc.shape[0], 1))], axis=1)
+        hb = np.concatenate([hb, np.zeros((hb.shape[0], 1))], axis=1)
+        seed = None if seed is None else np.append(seed, 0.0)
+    return _Histograms(hc, hb, bnd, seed)
+
+
+def _latency_parts(r: Any, bnd: Array, quantile: float) -> list[str]:
+    """One phrase per sub-test (median, tail): the threshold, slow counts, evidence and effect."""
+    parts = []
+    for tag in ("median", "tail"):
+        idx = int(r[f"{tag}_index"])
+        label = "p50" if tag == "median" else f"p{100 * quantile:g}"
+        if idx < 0:
+            parts.append(f"{label}: no bucket bound splits the data")
+            continue
+        bound = float(r[f"{tag}_bound"])
+        head = (
+            f">{bnd[idx]:.4g} ({label}): {int(r[f'{tag}_xc'])} vs {int(r[f'{tag}_xb'])} slow, "
+            f"{_fmt_e(float(r[f'{tag}_log_e']))}"
+        )
+        effect = float(r[f"{tag}_effect"])
+        if math.isfinite(bound) and math.isfinite(effect):
+            head += f", effect {effect:+.0%} (bound {bound:+.0%})"
+        parts.append(head)
+    return parts
+
+
+def _reported(r: Any, code: int) -> str:
+    """The sub-test a judgement reports: the most evidence against the canary on a fail; otherwise
+    the one whose effect bound is furthest from passing (the tail when no bound splits it)."""
+    tag = "median" if float(r["median_log_e"]) >= float(r["tail_log_e"]) else "tail"
+    if code != FAIL_CODE:
+        bm, bt = float(r["median_bound"]), float(r["tail_bound"])
+        tag = "median" if (bm if not math.isnan(bm) else np.inf) > (bt if not math.isnan(bt) else np.inf) else "tail"
+        if code == INC_CODE and int(r["tail_index"]) < 0:
+            tag = "tail"
+    return tag
