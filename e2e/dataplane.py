@@ -110,42 +110,9 @@ def envoy_routes(route: dict[str, Any], backends: list[str], namespace: str) -> 
     precedence order (None: no such rule). A rule's unmapped backends are left out."""
     entries: list[tuple[tuple[int, int, int, int], dict[str, Any]]] = []
     for order, rule in enumerate((route.get("spec") or {}).get("rules") or []):
-        found: dict[str, int] = {}
-        added: dict[str, list[dict[str, Any]]] = {}  # backend -> response headers its filters add
-        for ref in rule.get("backendRefs") or []:
-            if (ref.get("kind") or "Service") != "Service" or (ref.get("namespace") or namespace) != namespace:
-                continue
-            if ref.get("name") in backends:
-                found[ref["name"]] = found.get(ref["name"], 0) + int(ref.get("weight", 1))
-                for f in ref.get("filters") or []:
-                    for h in (f.get("responseHeaderModifier") or {}).get("add") or []:
-                        added.setdefault(ref["name"], []).append(
-                            {
-                                "header": {"key": h["name"], "value": h["value"]},
-                                "append_action": "APPEND_IF_EXISTS_OR_ADD",
-                            }
-                        )
-        if not found or sum(found.values()) <= 0:
+        action = _rule_action(rule, backends, namespace)
+        if action is None:
             continue
-        if len(found) == 1:
-            action: dict[str, Any] = {"cluster": next(iter(found))}
-        else:
-            clusters = []
-            for b in backends:
-                entry: dict[str, Any] = {"name": b, "weight": found.get(b, 0)}
-                if added.get(b):
-                    entry["response_headers_to_add"] = added[b]
-                clusters.append(entry)
-            action = {"weighted_clusters": {"clusters": clusters}}
-        mirrors = []
-        for f in rule.get("filters") or []:
-            ref = (f.get("requestMirror") or {}).get("backendRef") or {}
-            if f.get("type") == "RequestMirror" and ref.get("name") in backends:
-                percent = int((f.get("requestMirror") or {}).get("percent", 100))
-                fraction = {"default_value": {"numerator": percent, "denominator": "HUNDRED"}}
-                mirrors.append({"cluster": ref["name"], "runtime_fraction": fraction})
-        if mirrors:
-            action["request_mirror_policies"] = mirrors
         for match in rule.get("matches") or [{}]:
             em = _envoy_match(match)
             key = ("path" in em, len(em.get("prefix", em.get("path", ""))), len(em.get("headers", [])), -order)
@@ -153,6 +120,52 @@ def envoy_routes(route: dict[str, Any], backends: list[str], namespace: str) -> 
     if not entries:
         return None
     return [r for _, r in sorted(entries, key=lambda e: e[0], reverse=True)]
+
+
+def _rule_backends(
+    rule: dict[str, Any], backends: list[str], namespace: str
+) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
+    """A rule's mapped backends: their summed weights, and the response headers their filters add."""
+    found: dict[str, int] = {}
+    added: dict[str, list[dict[str, Any]]] = {}
+    for ref in rule.get("backendRefs") or []:
+        if (ref.get("kind") or "Service") != "Service" or (ref.get("namespace") or namespace) != namespace:
+            continue
+        if ref.get("name") in backends:
+            found[ref["name"]] = found.get(ref["name"], 0) + int(ref.get("weight", 1))
+            for f in ref.get("filters") or []:
+                for h in (f.get("responseHeaderModifier") or {}).get("add") or []:
+                    added.setdefault(ref["name"], []).append(
+                        {"header": {"key": h["name"], "value": h["value"]}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}
+                    )
+    return found, added
+
+
+def _rule_action(rule: dict[str, Any], backends: list[str], namespace: str) -> dict[str, Any] | None:
+    """The Envoy route action of one rule (its clusters and mirrors), None if it sends nothing to a backend."""
+    found, added = _rule_backends(rule, backends, namespace)
+    if not found or sum(found.values()) <= 0:
+        return None
+    if len(found) == 1:
+        action: dict[str, Any] = {"cluster": next(iter(found))}
+    else:
+        clusters = []
+        for b in backends:
+            entry: dict[str, Any] = {"name": b, "weight": found.get(b, 0)}
+            if added.get(b):
+                entry["response_headers_to_add"] = added[b]
+            clusters.append(entry)
+        action = {"weighted_clusters": {"clusters": clusters}}
+    mirrors = []
+    for f in rule.get("filters") or []:
+        ref = (f.get("requestMirror") or {}).get("backendRef") or {}
+        if f.get("type") == "RequestMirror" and ref.get("name") in backends:
+            percent = int((f.get("requestMirror") or {}).get("percent", 100))
+            fraction = {"default_value": {"numerator": percent, "denominator": "HUNDRED"}}
+            mirrors.append({"cluster": ref["name"], "runtime_fraction": fraction})
+    if mirrors:
+        action["request_mirror_policies"] = mirrors
+    return action
 
 
 class DataPlane:

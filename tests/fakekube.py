@@ -132,41 +132,42 @@ def selector_matches(selector: str | JSON | None, labels: dict[str, str] | None)
     if not selector:
         return True
     if isinstance(selector, dict):
-        for k, v in (selector.get("matchLabels") or {}).items():
-            if labels.get(k) != v:
-                return False
-        for expr in selector.get("matchExpressions") or []:
-            key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-            ok = {
-                "In": key in labels and labels[key] in values,
-                "NotIn": labels.get(key) not in values,
-                "Exists": key in labels,
-                "DoesNotExist": key not in labels,
-            }[op]
-            if not ok:
-                return False
-        return True
-    for part in _split_top(selector):
-        m = _REQ.match(part)
-        if not m:
-            raise KubeError(f"unable to parse requirement: {part!r}", status=400, reason="BadRequest")
-        if m["not"]:
-            if m["nkey"] in labels:
-                return False
-        elif m["op"]:
-            equal = labels.get(m["key"]) == m["value"]
-            if equal != (m["op"] != "!="):
-                return False
-        elif m["setop"]:
-            values = [v.strip() for v in m["values"].split(",") if v.strip()]
-            has = m["key"] in labels and labels[m["key"]] in values
-            if m["setop"] == "in" and not has:
-                return False
-            if m["setop"] == "notin" and m["key"] in labels and labels[m["key"]] in values:
-                return False
-        elif m["key"] not in labels:
+        return _dict_selects(selector, labels)
+    return all(_requirement_holds(part, labels) for part in _split_top(selector))
+
+
+def _dict_selects(selector: JSON, labels: dict[str, str]) -> bool:
+    """A matchLabels/matchExpressions selector."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
             return False
     return True
+
+
+def _requirement_holds(part: str, labels: dict[str, str]) -> bool:
+    """One requirement of a selector string (``k=v``, ``k!=v``, ``k in (a,b)``, ``k``, ``!k``)."""
+    m = _REQ.match(part)
+    if not m:
+        raise KubeError(f"unable to parse requirement: {part!r}", status=400, reason="BadRequest")
+    if m["not"]:
+        return m["nkey"] not in labels
+    if m["op"]:
+        equal = labels.get(m["key"]) == m["value"]
+        return equal == (m["op"] != "!=")
+    if m["setop"]:
+        values = [v.strip() for v in m["values"].split(",") if v.strip()]
+        has = m["key"] in labels and labels[m["key"]] in values
+        return has if m["setop"] == "in" else not has
+    return m["key"] in labels
 
 
 def _field(obj: JSON, dotted: str) -> str:
@@ -260,51 +261,62 @@ def json_patch(doc: Any, ops: list[JSON]) -> Any:
     """RFC 6902 (add, remove, replace, move, copy, test), atomic: any failed op is a 422."""
     doc = clone(doc)
     for op in ops:
-        kind, path = op.get("op"), op.get("path", "")
-        tokens = _pointer(path)
-        if kind == "test":
-            if _resolve(doc, tokens, path) != op.get("value"):
-                raise _invalid(f"test failed at {path}")
-            continue
-        if kind in ("move", "copy"):
-            value = clone(_resolve(doc, _pointer(op["from"]), op["from"]))
-            if kind == "move":
-                doc = json_patch(doc, [{"op": "remove", "path": op["from"]}])
-            doc = json_patch(doc, [{"op": "add", "path": path, "value": value}])
-            continue
-        if not tokens:
-            if kind in ("add", "replace"):
-                doc = clone(op["value"])
-                continue
-            raise _invalid("cannot remove the whole document")
-        parent = _resolve(doc, tokens[:-1], path)
-        key = tokens[-1]
-        if kind == "add":
-            if isinstance(parent, list):
-                if key == "-":
-                    parent.append(clone(op["value"]))
-                elif key.isdigit() and int(key) <= len(parent):
-                    parent.insert(int(key), clone(op["value"]))
-                else:
-                    raise _invalid(f"{path}: index out of range")
-            elif isinstance(parent, dict):
-                parent[key] = clone(op["value"])
-            else:
-                raise _invalid(f"{path}: parent is not a container")
-        elif kind in ("remove", "replace"):
-            _resolve(parent, [key], path)  # must exist
-            if isinstance(parent, list):
-                if kind == "remove":
-                    parent.pop(int(key))
-                else:
-                    parent[int(key)] = clone(op["value"])
-            elif kind == "remove":
-                del parent[key]
-            else:
-                parent[key] = clone(op["value"])
-        else:
-            raise _invalid(f"unknown JSON patch op {kind!r}")
+        doc = _patch_op(doc, op)
     return doc
+
+
+def _patch_op(doc: Any, op: JSON) -> Any:
+    """One operation on ``doc`` (changed in place where it can be); the document after it."""
+    kind, path = op.get("op"), op.get("path", "")
+    tokens = _pointer(path)
+    if kind == "test":
+        if _resolve(doc, tokens, path) != op.get("value"):
+            raise _invalid(f"test failed at {path}")
+        return doc
+    if kind in ("move", "copy"):
+        value = clone(_resolve(doc, _pointer(op["from"]), op["from"]))
+        if kind == "move":
+            doc = json_patch(doc, [{"op": "remove", "path": op["from"]}])
+        return json_patch(doc, [{"op": "add", "path": path, "value": value}])
+    if not tokens:
+        if kind in ("add", "replace"):
+            return clone(op["value"])
+        raise _invalid("cannot remove the whole document")
+    parent = _resolve(doc, tokens[:-1], path)
+    if kind == "add":
+        _add(parent, tokens[-1], op["value"], path)
+    elif kind in ("remove", "replace"):
+        _remove_or_replace(parent, tokens[-1], kind == "remove", op["value"] if kind == "replace" else None, path)
+    else:
+        raise _invalid(f"unknown JSON patch op {kind!r}")
+    return doc
+
+
+def _add(parent: Any, key: str, value: Any, path: str) -> None:
+    if isinstance(parent, list):
+        if key == "-":
+            parent.append(clone(value))
+        elif key.isdigit() and int(key) <= len(parent):
+            parent.insert(int(key), clone(value))
+        else:
+            raise _invalid(f"{path}: index out of range")
+    elif isinstance(parent, dict):
+        parent[key] = clone(value)
+    else:
+        raise _invalid(f"{path}: parent is not a container")
+
+
+def _remove_or_replace(parent: Any, key: str, remove: bool, value: Any, path: str) -> None:
+    _resolve(parent, [key], path)  # must exist
+    if isinstance(parent, list):
+        if remove:
+            parent.pop(int(key))
+        else:
+            parent[int(key)] = clone(value)
+    elif remove:
+        del parent[key]
+    else:
+        parent[key] = clone(value)
 
 
 # ------------------------------------------------------------------ validation
