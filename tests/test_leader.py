@@ -17,6 +17,7 @@ from delivery.engine.reconcile import Outcome, Reconciler
 from delivery.errors import DeliverError, KubeError, LeadershipLost
 from delivery.integrations.metrics import Metrics, Server, parse_addr
 from delivery.kube.client import LEASES
+from delivery.settings import Leadership, Settings
 from tests.fakekube import FakeKube
 from tests.fixture import NAME, NS, Fixture
 
@@ -29,15 +30,16 @@ class Clock:
         return self.t
 
 
+DURATIONS = Settings(leadership=Leadership(lease_duration=15, renew_deadline=10, retry_period=2))
+
+
 def elector(kube: FakeKube, clock: Clock, identity: str, **kw: Any) -> LeaderElector:
     return LeaderElector(
         kube,
         "ns",
         "deliver",
         identity,
-        lease_duration=15,
-        renew_deadline=10,
-        retry_period=2,
+        settings=DURATIONS,
         clock=clock,
         wall=lambda: 1.7e9 + clock.t,
         **kw,
@@ -129,7 +131,7 @@ def test_conflicting_writes_never_make_two_leaders() -> None:
 
 def test_durations_must_be_ordered() -> None:
     with pytest.raises(ValueError):
-        LeaderElector(FakeKube(), "ns", "x", "a", lease_duration=5, renew_deadline=10, retry_period=2)  # type: ignore[arg-type]
+        LeaderElector(FakeKube(), "ns", "x", "a", Settings(leadership=Leadership(5, 10, 2)))
 
 
 # ---------------------------------------------------------------- metrics
@@ -242,7 +244,7 @@ def fenced_canary_mid_change() -> tuple[Fixture, LeaderElector, Clock, Controlle
     f.given_delivered()
     f.when_template_changes("web:v2")
     clock = Clock()
-    a = LeaderElector(f.kube, NS, "deliver", "a", 15, 10, 2, clock=clock, wall=lambda: 1.7e9 + clock.t)
+    a = LeaderElector(f.kube, NS, "deliver", "a", DURATIONS, clock=clock, wall=lambda: 1.7e9 + clock.t)
     a.step()
     assert a.is_leader()
     f.kube.writes.clear()
@@ -317,7 +319,7 @@ def test_step_times_come_from_the_api_server_whatever_the_replicas_clocks() -> N
     mono = Clock()
     clocks = {"a": ServerClock(lambda: server["t"] - 200), "b": ServerClock(lambda: server["t"] + 300)}
     electors = {
-        n: LeaderElector(kube, "ns", "deliver", n, 15, 10, 2, clock=mono, wall=clocks[n].wall, server_clock=clocks[n])
+        n: LeaderElector(kube, "ns", "deliver", n, DURATIONS, clock=mono, wall=clocks[n].wall, server_clock=clocks[n])
         for n in "ab"
     }
     electors["a"].step()

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from delivery import templates
 from delivery.integrations.egress import LOOPBACK
 from delivery.integrations.notify import Notification, Notifier, Target
+from delivery.settings import Notifications, Settings
 from e2e.receiver import Receiver, Request, namespace_key, verified
 from strategies.actions import Analyse
 from strategies.evidence import StepVerdict
@@ -52,12 +53,17 @@ def canary(notifier: Notifier, **annotations: str) -> Fixture:
     return f
 
 
+def backoff(seconds: float) -> Settings:
+    """The default timings with a shorter (or the default) backoff between attempts."""
+    return Settings(notifications=Notifications(backoff=seconds))
+
+
 def kinds(requests: list[Request]) -> list[str]:
     return [r.json()["kind"] for r in requests]
 
 
 def test_a_delivery_sends_each_phase_change_to_the_deployments_webhook_as_its_event_says(rx: Receiver) -> None:
-    notifier = Notifier(backoff=0.05, egress=LOOPBACK)
+    notifier = Notifier(egress=LOOPBACK, settings=backoff(0.05))
     f = canary(notifier, notify_webhook=rx.url("/hook"))
     f.when_template_changes(V2)
 
@@ -82,7 +88,7 @@ def test_a_delivery_sends_each_phase_change_to_the_deployments_webhook_as_its_ev
 
 
 def test_a_rollback_notification_carries_the_verdicts_numbers_in_json_and_slack(rx: Receiver) -> None:
-    notifier = Notifier(backoff=0.05, egress=LOOPBACK)
+    notifier = Notifier(egress=LOOPBACK, settings=backoff(0.05))
     f = canary(
         notifier,
         notify_webhook=rx.url("/json"),
@@ -152,7 +158,7 @@ def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(rx: Receive
 
     rx.answer("/flaky", flaky)
     registry = CollectorRegistry()
-    notifier = Notifier((Target(rx.url("/flaky")),), registry=registry, backoff=0.2, egress=LOOPBACK)
+    notifier = Notifier((Target(rx.url("/flaky")),), registry=registry, egress=LOOPBACK, settings=backoff(0.2))
     f = canary(notifier)
     f.when_template_changes(V2)
     f.when_reconciled()
@@ -176,7 +182,7 @@ def test_a_receiver_that_is_down_never_blocks_a_pass_and_is_counted_as_failed() 
     down = f"http://127.0.0.1:{free_port()}"
     registry = CollectorRegistry()
     # sent from the passes, 5 notifications x 3 attempts with 1 s + 2 s of backoff would take 15 s
-    notifier = Notifier((Target(down + "/x"),), registry=registry, attempts=3, backoff=1.0, egress=LOOPBACK)
+    notifier = Notifier((Target(down + "/x"),), registry=registry, attempts=3, egress=LOOPBACK, settings=backoff(1.0))
     f = canary(notifier)
     f.when_template_changes(V2)
 

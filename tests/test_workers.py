@@ -13,14 +13,16 @@ from typing import Any
 
 from delivery.engine.background import AnalysisPool
 from delivery.engine.controller import Controller, Key, WorkQueue
-from delivery.engine.reconcile import ANALYSIS_WAIT, Outcome, Reconciler
+from delivery.engine.reconcile import Outcome, Reconciler
 from delivery.kube.client import PODS
+from delivery.settings import Settings
 from strategies.actions import Analyse
 from strategies.evidence import StepVerdict
 from strategies.record import DeliveryState
 from strategies.spec import DeliverySpec
 from tests.fixture import NAME, NS, Fixture
 
+ANALYSIS_WAIT = Settings().passes.analysis_wait  # seconds between passes while an analysis runs
 OTHER = "other"
 ROLLBACK = ("RollingBack", "RolledBack")
 

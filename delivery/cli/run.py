@@ -15,6 +15,7 @@ import click
 from delivery import logs
 from delivery.cli.context import Globals, common, fail
 from delivery.cli.params import Duration, ListenAddress
+from delivery.settings import Analysis, Leadership, Settings, Shutdown
 from strategies.observation import HoldMode
 
 
@@ -260,6 +261,12 @@ def run(
 
     if leader_elect and not (lease_duration > renew_deadline > retry_period > 0):
         raise click.UsageError("need --lease-duration > --renew-deadline > --retry-period > 0")
+    # The controller's timings (delivery/settings.py): the defaults, and what the flags set.
+    settings = Settings(
+        leadership=Leadership(lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period),
+        analysis=Analysis(prometheus_timeout=prometheus_timeout),
+        shutdown=Shutdown(grace=shutdown_grace),
+    )
     logs.setup(json_lines=True, level=log_level)
     log = logging.getLogger("deliver")
     prometheus_options = _prometheus_options(
@@ -283,8 +290,8 @@ def run(
             analyser = make_analyser(
                 kube,
                 prometheus_url,
-                timeout=prometheus_timeout,
                 on_query=lambda ns, name, ok: metrics.count_query(ns, name, ok),
+                settings=settings,
                 **prometheus_options,
             )
         except ValueError as exc:
@@ -301,9 +308,7 @@ def run(
                 kube,
                 lease_namespace or os.environ.get("POD_NAMESPACE") or g.namespace,
                 lease_name,
-                lease_duration=lease_duration,
-                renew_deadline=renew_deadline,
-                retry_period=retry_period,
+                settings=settings,
                 server_clock=server_clock,
             )
         except ValueError as exc:
@@ -317,7 +322,7 @@ def run(
             holder["c"].requeue_all()
 
     forced = None if hold_mode == "auto" else HoldMode(hold_mode)
-    hold = HoldWatch(kube, threading.Event(), hold_policy, forced, on_change=hold_changed)
+    hold = HoldWatch(kube, threading.Event(), hold_policy, forced, on_change=hold_changed, settings=settings)
     log.info("hold mode", extra={"mode": hold.status.mode.value, "why": hold.status.why})
     metrics = Metrics(
         is_leader=is_leader,
@@ -346,7 +351,7 @@ def run(
         },
     )
     notifier = _notifier(
-        notify_webhooks, notify_slacks, metrics.registry, egress, notify_senders, notify_queue_per_namespace
+        notify_webhooks, notify_slacks, metrics.registry, egress, notify_senders, notify_queue_per_namespace, settings
     )
     # Hook calls too: a slow hook delays only its own Deployment's gate (delivery/integrations/hooks.py), and one
     # namespace's hooks hold at most --hook-calls-per-namespace of the pool's threads.
@@ -374,6 +379,7 @@ def run(
                 notifier=notifier,
                 hook_pool=hook_pool,
                 hold_mode=hold.mode,
+                settings=settings,
             )
             if elector
             else Reconciler(
@@ -384,6 +390,7 @@ def run(
                 notifier=notifier,
                 hook_pool=hook_pool,
                 hold_mode=hold.mode,
+                settings=settings,
             )
         ),
         None if all_namespaces else g.namespace,
@@ -391,6 +398,7 @@ def run(
         on_outcome=metrics.observe,
         workers=workers,
         cache=cache,
+        settings=settings,
     )
     holder["c"] = controller
     hold.stop = controller.stop
@@ -419,12 +427,13 @@ def run(
         elector.start()
     controller.run()
     # The main loop finished its last reconcile; make sure no write is still running, then let go.
-    deadline = time.monotonic() + shutdown_grace
+    deadline = time.monotonic() + settings.shutdown.grace
     while controller.busy.is_set() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(settings.shutdown.poll)
     pool.shutdown()
     hook_pool.shutdown()
-    notifier.drain(min(shutdown_grace, 5.0))  # what is queued gets a moment; the Events remain either way
+    # what is queued gets a moment; the Events remain either way
+    notifier.drain(min(settings.shutdown.grace, settings.notifications.drain))
     notifier.stop()
     if elector is not None:
         elector.stop()
@@ -503,6 +512,7 @@ def _notifier(
     egress: Any,
     senders: int,
     per_namespace: int,
+    settings: Settings,
 ) -> Any:
     """The notification sender: cluster-wide targets from the flags, the HMAC secret from the environment."""
     from delivery.errors import SpecError
@@ -518,5 +528,11 @@ def _notifier(
                 raise click.BadParameter(err.problem, param_hint=flag) from None
     secret = os.environ.get(SECRET_ENV, "").encode() or None
     return Notifier(
-        tuple(targets), secret=secret, registry=registry, egress=egress, senders=senders, per_namespace=per_namespace
+        tuple(targets),
+        secret=secret,
+        registry=registry,
+        egress=egress,
+        senders=senders,
+        per_namespace=per_namespace,
+        settings=settings,
     )

@@ -21,13 +21,13 @@ from delivery.engine.reconcile import Outcome, Reconciler
 from delivery.errors import DeliverError, Gone, KubeError, LeadershipLost
 from delivery.kube.cache import Cache, Store, trim
 from delivery.kube.client import DEPLOYMENTS, PODS, REPLICASETS, Kube, Resource
+from delivery.settings import Settings
 from delivery.spec import has_record, has_strategy
 from delivery.templates import HELD_LABEL, OWNER_LABEL
 
 log = logging.getLogger("deliver.controller")
 
 Key = tuple[str, str]
-FIRST = 3600.0  # how far ahead of "now" a key queued first goes (any key due now waits behind it)
 
 
 class WorkQueue:
@@ -37,7 +37,8 @@ class WorkQueue:
     (earliest due time) and queued by ``done``, so no two workers ever hold the same key.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings = Settings()) -> None:
+        self.first = settings.queue.first  # how far ahead of "now" a key queued first goes
         self._heap: list[tuple[float, Key]] = []
         self._due: dict[Key, float] = {}
         self._processing: set[Key] = set()
@@ -48,7 +49,7 @@ class WorkQueue:
     def add(self, key: Key, delay: float = 0.0, first: bool = False) -> None:
         """Queue ``key`` after ``delay`` seconds; ``first``: ahead of every key due now (a user's
         change waits for no pass of a delivery already under way)."""
-        due = time.monotonic() + max(0.0, delay) - (FIRST if first else 0.0)
+        due = time.monotonic() + max(0.0, delay) - (self.first if first else 0.0)
         with self._cond:
             if key in self._processing:
                 self._again[key] = min(due, self._again.get(key, due))
@@ -107,7 +108,8 @@ PAGE = 500  # objects per page of a relist: the memory of a relist is one page, 
 @dataclass
 class Informer:
     """list + watch of one resource; keeps ``store`` (delivery/kube/cache.py) when given, then calls
-    ``on_event(type, obj)``; relists (in pages of ``page``) on 410 and on errors."""
+    ``on_event(type, obj)``; relists (in pages of ``page``) on 410 and on errors (after a backoff,
+    ``settings.watches``)."""
 
     kube: Kube
     resource: Resource
@@ -117,8 +119,8 @@ class Informer:
     store: Store | None = None
     synced: threading.Event = field(default_factory=threading.Event)
     restarts: int = 0
-    watch_timeout: int = 240
     page: int = PAGE
+    settings: Settings = field(default_factory=Settings)
 
     def relist(self) -> str:
         """List every object page by page; the store gets exactly them. Returns the resourceVersion
@@ -148,14 +150,15 @@ class Informer:
         return threading.Thread(target=self.run, name=f"watch-{self.resource.plural}", daemon=True)
 
     def run(self) -> None:
-        backoff = 0.5
+        timings = self.settings.watches
+        backoff = timings.backoff
         while not self.stop.is_set():
             try:
                 rv = self.relist()
                 self.synced.set()
-                backoff = 0.5
+                backoff = timings.backoff
                 while not self.stop.is_set():
-                    for event in self.kube.watch(self.resource, self.namespace, rv, self.watch_timeout):
+                    for event in self.kube.watch(self.resource, self.namespace, rv, timings.timeout):
                         obj = event.get("object") or {}
                         rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                         if event.get("type") != "BOOKMARK":
@@ -177,7 +180,7 @@ class Informer:
                     extra={"resource": self.resource.plural, "error": repr(exc), "backoff": backoff},
                 )
                 self.stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, timings.max_backoff)
 
 
 class Controller:
@@ -188,9 +191,9 @@ class Controller:
         namespace: str | None = None,
         is_leader: Callable[[], bool] = lambda: True,
         on_outcome: Callable[[Key, Outcome, float], None] | None = None,
-        resync: float = 300.0,
         workers: int = 1,
         cache: Cache | None = None,
+        settings: Settings = Settings(),
     ) -> None:
         if workers < 1:
             raise ValueError("a controller needs at least one worker")
@@ -200,8 +203,8 @@ class Controller:
         self.namespace = namespace
         self.is_leader = is_leader
         self.on_outcome = on_outcome
-        self.resync = resync
-        self.queue = WorkQueue()
+        self.settings = settings
+        self.queue = WorkQueue(settings)
         self.stop = threading.Event()
         self.managed: set[Key] = set()
         self._generations: dict[Key, int] = {}  # the metadata.generation last seen of each managed one
@@ -209,13 +212,17 @@ class Controller:
         self.cache = cache
         stores = cache.stores if cache is not None else {}
         self.informers = [
-            Informer(kube, DEPLOYMENTS, namespace, self._on_deployment, self.stop, stores.get(DEPLOYMENTS)),
-            Informer(kube, REPLICASETS, namespace, self._on_replicaset, self.stop, stores.get(REPLICASETS)),
+            Informer(
+                kube, DEPLOYMENTS, namespace, self._on_deployment, self.stop, stores.get(DEPLOYMENTS), settings=settings
+            ),
+            Informer(
+                kube, REPLICASETS, namespace, self._on_replicaset, self.stop, stores.get(REPLICASETS), settings=settings
+            ),
         ]
         # the cache's other resources: read from memory; a pod's change also starts a pass of its
         # Deployment (a crash-looping canary is seen at its first restart, not at the next timer)
         self.informers += [
-            Informer(kube, res, namespace, self._on_pod if res == PODS else None, self.stop, store)
+            Informer(kube, res, namespace, self._on_pod if res == PODS else None, self.stop, store, settings=settings)
             for res, store in stores.items()
             if res not in (DEPLOYMENTS, REPLICASETS)
         ]
@@ -292,7 +299,7 @@ class Controller:
         return threads
 
     def _resync_loop(self) -> None:
-        while not self.stop.wait(self.resync):
+        while not self.stop.wait(self.settings.watches.resync):
             self.requeue_all()
 
     def requeue_all(self) -> None:
@@ -317,20 +324,22 @@ class Controller:
 
     def work(self) -> None:
         """One worker: take a due key (never one another worker holds), reconcile it, hand it back."""
+        queue = self.settings.queue
         while not self.stop.is_set():
-            key = self.queue.get(timeout=0.5)
+            key = self.queue.get(timeout=queue.poll)
             if key is None:
                 continue
             try:
                 if not self.is_leader():
-                    self.queue.add(key, 2.0)
-                    self.stop.wait(0.5)
+                    self.queue.add(key, queue.follower_retry)
+                    self.stop.wait(queue.follower_pause)
                     continue
                 self.process(key)
             finally:
                 self.queue.done(key)
 
     def process(self, key: Key) -> None:
+        passes = self.settings.passes
         started = time.monotonic()
         self.busy.set()
         try:
@@ -340,13 +349,15 @@ class Controller:
                 "leadership lost mid-reconcile; stopped writing",
                 extra={"namespace": key[0], "deployment": key[1], "error": str(exc)},
             )
-            outcome = Outcome(2.0)  # the next leader (maybe this replica again) takes it from the record
+            outcome = Outcome(
+                passes.leadership_lost_retry
+            )  # the next leader (maybe this replica again) takes it from the record
         except DeliverError as exc:
             log.warning("reconcile failed", extra={"namespace": key[0], "deployment": key[1], "error": str(exc)})
-            outcome = Outcome(5.0)
+            outcome = Outcome(passes.error_retry)
         except Exception:  # one bad Deployment must not stop the controller
             log.exception("reconcile crashed", extra={"namespace": key[0], "deployment": key[1]})
-            outcome = Outcome(10.0)
+            outcome = Outcome(passes.crash_retry)
         finally:
             self.busy.clear()
         elapsed = time.monotonic() - started

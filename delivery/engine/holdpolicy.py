@@ -26,6 +26,7 @@ from typing import Any
 from delivery.engine.controller import Informer
 from delivery.errors import Forbidden, KubeError, NotFound
 from delivery.kube.client import MUTATING_POLICIES, MUTATING_POLICY_BINDINGS, Kube
+from delivery.settings import Settings
 from strategies.actions import REJECTED_MARK
 from strategies.observation import HoldMode
 
@@ -33,7 +34,6 @@ log = logging.getLogger("deliver.holdpolicy")
 
 POLICY_NAME = "deliver-hold-template-changes"
 STRATEGY_KEY = "deliver.dev/strategy"
-RECHECK_SECONDS = 30.0  # a backstop re-read, and the poll where the API does not exist (yet)
 
 MATCH_CONDITIONS: list[dict[str, str]] = [
     {
@@ -222,14 +222,14 @@ class HoldWatch:
         name: str = POLICY_NAME,
         forced: HoldMode | None = None,
         on_change: Callable[[HoldStatus], None] | None = None,
-        recheck: float = RECHECK_SECONDS,
+        settings: Settings = Settings(),
     ) -> None:
         self.kube = kube
         self.stop = stop
         self.name = name
         self.forced = forced
         self.on_change = on_change
-        self.recheck_seconds = recheck
+        self.settings = settings  # settings.hold_policy.recheck: the backstop re-read, and the poll without the API
         self._lock = threading.Lock()
         if forced is not None:
             self.status = HoldStatus(forced, f"set by --hold-mode={forced.value}")
@@ -266,8 +266,8 @@ class HoldWatch:
         if self.forced is not None:
             return []
         informers = [
-            Informer(self.kube, MUTATING_POLICIES, None, self._on_event, self.stop),
-            Informer(self.kube, MUTATING_POLICY_BINDINGS, None, self._on_event, self.stop),
+            Informer(self.kube, MUTATING_POLICIES, None, self._on_event, self.stop, settings=self.settings),
+            Informer(self.kube, MUTATING_POLICY_BINDINGS, None, self._on_event, self.stop, settings=self.settings),
         ]
         threads = [i.thread() for i in informers if self._api_exists()]
         threads.append(threading.Thread(target=self._poll, name="hold-mode", daemon=True))
@@ -283,7 +283,7 @@ class HoldWatch:
         return True
 
     def _poll(self) -> None:
-        while not self.stop.wait(self.recheck_seconds):
+        while not self.stop.wait(self.settings.hold_policy.recheck):
             try:
                 self.recheck()
             except Exception as exc:  # the backstop must never die

@@ -43,6 +43,7 @@ from typing import Any
 from delivery.errors import KubeError, LeadershipLost
 from delivery.kube.client import JSON, MERGE, Kube, Resource
 from delivery.kube.lease import Attempt, Lease
+from delivery.settings import Leadership, Settings
 
 log = logging.getLogger("deliver.leader")
 
@@ -59,19 +60,18 @@ class LeaderElector:
     namespace: str
     name: str
     identity: str = field(default_factory=default_identity)
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    settings: Settings = field(default_factory=Settings)  # settings.leadership: the durations
     on_change: Callable[[bool], None] | None = None
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     server_clock: ServerClock | None = None  # anchored on every Lease this elector writes
 
     def __post_init__(self) -> None:
-        if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
+        t = self.timings
+        if not t.lease_duration > t.renew_deadline > t.retry_period > 0:
             raise ValueError(
                 "need lease-duration > renew-deadline > retry-period > 0 "
-                f"(got {self.lease_duration:g}s, {self.renew_deadline:g}s, {self.retry_period:g}s)"
+                f"(got {t.lease_duration:g}s, {t.renew_deadline:g}s, {t.retry_period:g}s)"
             )
         self._leader = threading.Event()
         self._stop = threading.Event()
@@ -84,6 +84,11 @@ class LeaderElector:
         self.transitions = 0  # times this process became leader
         self.became_leader_at: float | None = None
 
+    @property
+    def timings(self) -> Leadership:
+        """The Lease's durations (``deliver run --lease-duration``, ``--renew-deadline``, ``--retry-period``)."""
+        return self.settings.leadership
+
     # ---- queries ----
 
     def is_leader(self) -> bool:
@@ -91,14 +96,14 @@ class LeaderElector:
         return (
             self._leader.is_set()
             and not self._stepping_down.is_set()
-            and self.clock() - self._last_renew < self.renew_deadline
+            and self.clock() - self._last_renew < self.timings.renew_deadline
         )
 
     # ---- one round ----
 
     def try_acquire_or_renew(self) -> str:
         """One attempt; returns "leader", "other" (held by someone else) or "failed" (try again)."""
-        outcome = self._lease.acquire_or_renew(self.identity, int(self.lease_duration), self._may_take)
+        outcome = self._lease.acquire_or_renew(self.identity, int(self.timings.lease_duration), self._may_take)
         if outcome.written is not None:
             self._anchor(outcome.written)
             self._observe(outcome.written)
@@ -110,7 +115,7 @@ class LeaderElector:
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         self._observe(lease)
-        duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+        duration = float(spec.get("leaseDurationSeconds") or self.timings.lease_duration)
         return not (holder and holder != self.identity and self.clock() < self._observed_at + duration)
 
     def _anchor(self, written: dict[str, Any]) -> None:
@@ -150,7 +155,9 @@ class LeaderElector:
                 if self.on_change:
                     self.on_change(True)
             return
-        if self._leader.is_set() and (result == "other" or self.clock() - self._last_renew >= self.renew_deadline):
+        if self._leader.is_set() and (
+            result == "other" or self.clock() - self._last_renew >= self.timings.renew_deadline
+        ):
             self._leader.clear()
             log.error(
                 "lost leadership",
@@ -163,7 +170,7 @@ class LeaderElector:
         log.info("waiting for leadership", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
         while not self._stop.is_set():
             self.step()
-            self._stop.wait(self.retry_period)
+            self._stop.wait(self.timings.retry_period)
 
     def start(self) -> threading.Thread:
         self._thread = threading.Thread(target=self.run, name="leader-election", daemon=True)
@@ -174,11 +181,12 @@ class LeaderElector:
         """Stop acting as leader now (no new reconcile starts); the Lease is kept until release()."""
         self._stepping_down.set()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the loop; wait for its thread at most ``timeout`` seconds (``timings.stop_wait``)."""
         self._stepping_down.set()
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+            self._thread.join(self.timings.stop_wait if timeout is None else timeout)
 
     def release(self) -> bool:
         """Give the Lease up (only if this process holds it): empty holder, 1s duration."""

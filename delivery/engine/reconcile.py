@@ -30,6 +30,7 @@ from delivery.integrations.notify import Notifier
 from delivery.kube.client import CONFIGMAPS, DEPLOYMENTS, Kube
 from delivery.routing import kinds as routers
 from delivery.routing.base import Router, RouterContext, router_for
+from delivery.settings import Settings
 from strategies.actions import Analyse, CallHook, Plan, PostEvent, RemoveRecord, SetWeight
 from strategies.evidence import Outcome as VerdictOutcome  # a verdict's; ``Outcome`` here is a pass's
 from strategies.evidence import StepVerdict
@@ -41,11 +42,7 @@ from strategies.spec import DeliverySpec, Strategy
 
 log = logging.getLogger("deliver.reconcile")
 
-ROUTE_RECHECK = 5.0  # seconds between route checks while a delivery behind a router is open
-SPEC_RETRY = 2.0  # seconds before a pass whose spec could not be read (API error) is tried again
-ANALYSIS_WAIT = 2.0  # seconds between passes (health checks) while an analysis runs in the pool
 WARNED_MAX = 10_000  # warnings remembered for dedupe (the oldest forgotten first)
-RECORD_RETRY = 60.0  # seconds before a pass whose record write was rejected (422) is tried again
 AnalyserFn = Callable[[DeliverySpec, DeliveryState, dict[str, Any], Analyse], StepVerdict]
 
 
@@ -79,6 +76,8 @@ class Reconciler:
     notifier: Notifier | None = None
     # Hook calls (delivery/integrations/hooks.py) run here; the default makes them inline (tests, one-shot use).
     hook_pool: HookPool = field(default_factory=lambda: HookPool(workers=0))
+    # When a pass is run again (``settings.passes``); how long a hook call may take (``settings.hooks``).
+    settings: Settings = field(default_factory=Settings)
     # Warnings about the engine's own I/O already posted, keyed by "namespace/name/uid/reason" -> message
     # (dedupe only; not state: a new process may post one again). Forgotten with the Deployment, and
     # at most WARNED_MAX kept (the oldest forgotten first: such a warning may be posted again).
@@ -142,7 +141,7 @@ class Reconciler:
             log.warning("cannot read the spec's ConfigMap", extra=_fields(deployment, error=str(exc)))
             if isinstance(exc, Forbidden):
                 self._warn_once(deployment, EventReason.PERMISSION_DENIED, f"reading a ConfigMap failed: {exc}")
-            return Outcome(SPEC_RETRY)
+            return Outcome(self.settings.passes.spec_retry)
         except SpecError as err:
             message = f"invalid annotation {err.key}: {err.problem}; deliver takes no action"
             if self._warn_once(deployment, EventReason.INVALID_ANNOTATION, message):
@@ -165,7 +164,7 @@ class Reconciler:
                 f"remove it with `kubectl annotate deployment {deployment['metadata']['name']} {specmod.STATE}-` "
                 "so deliver takes the running version as stable)",
             )
-            return Outcome(RECORD_RETRY, phase="Invalid")
+            return Outcome(self.settings.passes.record_retry, phase="Invalid")
         unreadable = _warn_key(deployment, EventReason.RECORD_REJECTED)
         if self._warned.get(unreadable, "").startswith(f"{specmod.STATE} is not a valid"):
             self._warned.pop(unreadable)  # readable again (a rejected write is forgotten once one passes)
@@ -252,6 +251,7 @@ class Reconciler:
     ) -> Outcome:
         """Persist the plan's record (with the spec.paused it asks for, in one patch), then act."""
         fields = _fields(deployment, strategy=spec.strategy.value)
+        passes = self.settings.passes
         actions = list(plan.actions)
         pause = (
             plan.paused if plan.paused is not None and plan.paused != bool(deployment["spec"].get("paused")) else None
@@ -275,7 +275,7 @@ class Reconciler:
                     "until it can write it (the annotations of an object may take 256 KiB together: remove "
                     "large annotations, e.g. kubectl's last-applied-configuration by using server-side apply)",
                 )
-                return Outcome(RECORD_RETRY, state.phase.value, state.step, state.weight)
+                return Outcome(self.settings.passes.record_retry, state.phase.value, state.step, state.weight)
             self._warned.pop(_warn_key(deployment, EventReason.RECORD_REJECTED), None)
             if plan.state.phase != state.phase or plan.state.step != state.step:
                 log.info(
@@ -331,13 +331,14 @@ class Reconciler:
                 if not isinstance(action, PostEvent):
                     self._post_rest(ctx, actions[actions.index(action) + 1 :])
                     # a lost race (409, or 422 from a guarded template write) is retried at once
-                    retry = 0.2 if isinstance(exc, KubeError) and exc.status in (409, 422) else 2.0
+                    lost_race = isinstance(exc, KubeError) and exc.status in (409, 422)
+                    retry = passes.race_retry if lost_race else passes.action_retry
                     return Outcome(retry, plan.state.phase.value, plan.state.step, plan.state.weight)
             except DeliverError as exc:
                 log.error("action failed", extra=dict(fields, action=type(action).__name__, error=str(exc)))
                 self._warn_once(deployment, EventReason.ACTION_FAILED, f"{type(action).__name__} failed: {exc}")
                 self._post_rest(ctx, actions[actions.index(action) + 1 :])
-                return Outcome(5.0, plan.state.phase.value, plan.state.step, plan.state.weight)
+                return Outcome(passes.error_retry, plan.state.phase.value, plan.state.step, plan.state.weight)
         if analysed:
             # Recorded by the next plan (reconcile runs it at once), in its one record write.
             return Outcome(0.0, plan.state.phase.value, plan.state.step, plan.state.weight, analysed=tuple(analysed))
@@ -345,10 +346,10 @@ class Reconciler:
         if waiting:
             # The verdict comes later (the pool requeues this Deployment when it is in); meanwhile
             # each pass still checks health, so a crash-looping new version is rolled back at once.
-            requeue = ANALYSIS_WAIT
+            requeue = passes.analysis_wait
         if router.weighted and not plan.state.phase.terminal:
             # Routes are not watched: while a delivery is open, look at the route at least this often.
-            requeue = min(requeue if requeue is not None else ROUTE_RECHECK, ROUTE_RECHECK)
+            requeue = min(requeue if requeue is not None else passes.route_recheck, passes.route_recheck)
         return Outcome(requeue, plan.state.phase.value, plan.state.step, plan.state.weight)
 
     def _run_analysis(
@@ -383,12 +384,12 @@ class Reconciler:
         meta = deployment["metadata"]
         payload = hooks.body(deployment, state, a)
         secret, timeout, clock = self.hook_pool.secret, spec.hooks.timeout, self.clock
-        egress = self.hook_pool.egress
+        egress, settings = self.hook_pool.egress, self.settings
         self.hook_pool.call(
             (meta["namespace"], meta["name"]),
             meta["uid"],
             a,
-            lambda: hooks.run_call(a, url, payload, timeout, secret, clock, egress),
+            lambda: hooks.run_call(a, url, payload, timeout, secret, clock, egress, settings),
         )
 
     def _post_rest(self, ctx: act.Context, rest: list[Any]) -> None:

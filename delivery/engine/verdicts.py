@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from delivery.kube.client import Kube
+from delivery.settings import Settings
 from strategies.actions import Analyse
 from strategies.evidence import Outcome, StepVerdict
 from strategies.record import DeliveryState
@@ -29,18 +30,19 @@ log = logging.getLogger("deliver.verdicts")
 def make_analyser(
     kube: Kube,
     prometheus_url: str,
-    timeout: float = 10.0,
     clock: Callable[[], float] = time.time,
     on_query: QueryCounter | None = None,
+    settings: Settings = Settings(),
     **options: Any,
 ) -> Callable[..., StepVerdict]:
     """The engine's analyser: Prometheus at ``prometheus_url``. (``kube`` is no longer read: the
     plan names the pods and Services to compare.) ``on_query`` is told of every query, per delivery
-    (the controller counts them in ``/metrics``). ``options`` go to the client: ``auth``
-    (a PrometheusAuth), ``max_series``, ``max_bytes``. A bad URL or option raises ValueError."""
+    (the controller counts them in ``/metrics``). A query's deadline is ``settings.analysis``'s.
+    ``options`` go to the client: ``auth`` (a PrometheusAuth), ``max_series``, ``max_bytes``. A bad
+    URL or option raises ValueError."""
     from delivery.analysis.providers import make_provider
 
-    provider = make_provider("prometheus", url=prometheus_url, timeout=timeout, **options)
+    provider = make_provider("prometheus", url=prometheus_url, timeout=settings.analysis.prometheus_timeout, **options)
 
     def analyse(spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse) -> StepVerdict:
         """What to compare comes from the plan (the Analyse action); this only measures."""

@@ -8,7 +8,7 @@ revision, stable revision, step, weight), signed with the namespace's key like n
 answer). 2xx within the timeout is a pass; any other status, no answer by the deadline or a refused
 destination is a failure, with the words a tenant may read in ``HookResult.detail`` (never the
 answer's body). pre-rollout and post-rollout calls are tried up to 3 times (tenacity, backoff 0.5 s,
-1 s; none started after ``BUDGET`` minus the timeout) before failing; confirm-promotion is polled by
+1 s; none started after ``Settings.hooks.budget`` minus the timeout) before failing; confirm-promotion is polled by
 the planner anyway and load-test is called once per step. At most ``per_namespace`` calls of one
 namespace run at once (``_NamespaceLimiter``), so one namespace's hanging hooks hold no other's.
 
@@ -32,6 +32,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 
 from delivery.integrations.egress import Answer, EgressPolicy, origin, post
 from delivery.integrations.notify import signed_headers
+from delivery.settings import Settings
 from strategies.actions import CallHook
 from strategies.observation import HookResult
 from strategies.record import DeliveryState
@@ -43,7 +44,6 @@ Key = tuple[str, str]
 KEEP = 8  # answers kept per Deployment (the planner reads the newest of each kind)
 DEPLOYMENTS_KEPT = 10_000  # Deployments whose calls are kept (the least recently called forgotten first)
 ATTEMPTS = {HookKind.PRE_ROLLOUT: 3, HookKind.POST_ROLLOUT: 3}
-BUDGET = 90.0  # seconds all attempts of one call may take (hook-timeout is at most 60 s per attempt)
 PER_NAMESPACE = 2  # hook calls of one namespace running at once (the others wait for one of them)
 QUEUED_PER_NAMESPACE = 64  # hook calls of one namespace waiting; more fail at once
 DEFAULT_POLICY = EgressPolicy()  # deny loopback, link-local, private; the controller's comes from its flags
@@ -78,13 +78,13 @@ def request(
     timeout: float,
     secret: bytes | None = None,
     attempts: int = 1,
-    backoff: float = 0.5,
     egress: EgressPolicy = DEFAULT_POLICY,
     namespace: str = "",
+    settings: Settings = Settings(),
 ) -> tuple[bool, str]:
     """POST ``payload``; (True, "HTTP 200") on 2xx, else (False, what a tenant may see: "HTTP 503",
     "no answer within 10s" or the egress policy's refusal). ``timeout`` is one wall-clock deadline
-    per attempt; all attempts stop within ``BUDGET`` seconds. What really happened is logged only."""
+    per attempt; all attempts stop within ``settings.hooks.budget`` seconds. What really happened is logged only."""
     data = json.dumps(payload, separators=(",", ":")).encode()
     delivery_id = uuid.uuid4().hex
 
@@ -99,9 +99,10 @@ def request(
             raise _NotPassed(answer)
         return answer
 
+    timings = settings.hooks
     retrying = Retrying(
-        stop=stop_after_attempt(max(1, attempts)) | stop_after_delay(max(0.0, BUDGET - timeout)),
-        wait=wait_exponential(multiplier=backoff, max=30),
+        stop=stop_after_attempt(max(1, attempts)) | stop_after_delay(max(0.0, timings.budget - timeout)),
+        wait=wait_exponential(multiplier=timings.backoff, max=timings.max_backoff),
         retry=retry_if_exception(lambda e: isinstance(e, _NotPassed) and not e.answer.denied),
         reraise=True,
     )
@@ -280,12 +281,14 @@ def run_call(
     secret: bytes | None,
     clock: Callable[[], float],
     egress: EgressPolicy = DEFAULT_POLICY,
+    settings: Settings = Settings(),
 ) -> HookResult:
     """One hook call to its answer; never raises (an error is a failed answer)."""
     namespace = str(payload.get("namespace", ""))
     try:
+        attempts = ATTEMPTS.get(action.kind, 1)
         ok, detail = request(
-            url, payload, timeout, secret, ATTEMPTS.get(action.kind, 1), egress=egress, namespace=namespace
+            url, payload, timeout, secret, attempts, egress=egress, namespace=namespace, settings=settings
         )
     except Exception:  # a broken call must never pass
         log.exception("hook call crashed", extra={"hook": action.kind.value})

@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter
 
 from delivery.integrations.egress import MAX_REQUEST_BYTES, EgressPolicy, post
+from delivery.settings import Settings
 from strategies.evidence import Outcome
 from strategies.reasons import EventReason as R
 from strategies.record import DeliveryState
@@ -51,9 +52,6 @@ SECRET_ENV = "DELIVER_WEBHOOK_SECRET"  # the operator's secret: each namespace's
 KEY_LABEL = b"deliver-namespace-key/v2\x00"  # namespace_key(): HMAC-SHA256(secret, KEY_LABEL + namespace)
 DEFAULT_POLICY = EgressPolicy()  # the controller's comes from `deliver run --egress-*`
 FORMATS = ("json", "slack")
-# A namespace's dropped notifications are logged at most once in this many seconds (with how many
-# were dropped since): a tenant that floods its own queue does not flood the controller's log.
-DROP_LOG_EVERY = 10.0
 ANNOTATION_FORMATS = {"deliver.dev/notify-webhook": "json", "deliver.dev/notify-slack": "slack"}
 
 # The kind of the notification of an inconclusive analysis: named after the verdict's outcome.
@@ -274,13 +272,11 @@ class Notifier:
         registry: CollectorRegistry | None = None,
         capacity: int = 1000,
         attempts: int = 5,
-        backoff: float = 1.0,
-        max_backoff: float = 60.0,
-        timeout: float = 5.0,
         senders: int = 4,
         per_namespace: int = 50,
         sending_per_namespace: int = 2,
         egress: EgressPolicy = DEFAULT_POLICY,
+        settings: Settings = Settings(),
     ) -> None:
         self.targets = targets
         self.secret = secret or None
@@ -288,9 +284,8 @@ class Notifier:
         self.per_namespace = max(1, per_namespace)
         self.sending_per_namespace = max(1, sending_per_namespace)
         self.attempts = attempts
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.timeout = timeout  # one wall-clock deadline per attempt
+        # one wall-clock deadline per attempt, the backoff between attempts, how often drops are logged
+        self.timings = settings.notifications
         self.egress = egress
         # The operator's own targets (the flags) are reached under the same policy with their hosts
         # allowed; a tenant's URL on the same host still goes through ``egress`` alone.
@@ -387,7 +382,7 @@ class Notifier:
         self.dropped.inc()
         now = time.monotonic()
         last, unlogged = self._drops_logged.get(ns, (None, 0))
-        if last is not None and now - last < DROP_LOG_EVERY:
+        if last is not None and now - last < self.timings.drop_log_every:
             self._drops_logged[ns] = (last, unlogged + 1)
             return
         self._drops_logged[ns] = (now, 0)
@@ -472,7 +467,7 @@ class Notifier:
                 self._busy.discard((ns, job.target))
                 if error is not None and job.attempt + 1 < self.attempts and not self._stopped:
                     self.retried.labels(job.target.origin).inc()
-                    delay = min(self.max_backoff, self.backoff * 2**job.attempt)
+                    delay = min(self.timings.max_backoff, self.timings.backoff * 2**job.attempt)
                     job.attempt += 1
                     job.due = time.monotonic() + delay
                     heapq.heappush(self._delayed, job)
@@ -504,7 +499,9 @@ class Notifier:
         if not body:
             return "the notification does not fit the request cap"
         policy = self._operator_egress if job.target in self.targets else self.egress
-        answer = post(job.target.url, body, signed_headers(self.secret, body, n.id, n.namespace), policy, self.timeout)
+        answer = post(
+            job.target.url, body, signed_headers(self.secret, body, n.id, n.namespace), policy, self.timings.timeout
+        )
         return None if answer.ok else answer.detail or answer.outcome
 
 
