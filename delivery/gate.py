@@ -211,7 +211,7 @@ def decide(want: str, deployment: dict[str, Any]) -> tuple[int | None, str]:
     meta = deployment.get("metadata") or {}
     name = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
     if not specmod.has_strategy(deployment):
-        return EXIT_FAILED, f"deployment {name} is not managed by deliver (no {specmod.STRATEGY} annotation)"
+        return EXIT_FAILED, specmod.not_managed(name)
     problems = specmod.problems(deployment)
     if problems:
         listed = "; ".join(f"{e.key}: {e.problem}" for e in problems)

@@ -540,6 +540,15 @@ def has_strategy(deployment: dict[str, Any]) -> bool:
     return STRATEGY in ((deployment.get("metadata") or {}).get("annotations") or {})
 
 
+def not_managed(name: str) -> str:
+    """Why deliver does nothing with Deployment ``name`` (NAMESPACE/NAME) that ``has_strategy`` refuses,
+    and what to do: the one wording of the gate, the CLI and the wave file."""
+    return (
+        f"deployment {name} is not managed by deliver: no {STRATEGY} annotation "
+        "(add one: rolling, canary, blue-green or recreate)"
+    )
+
+
 def leftover_routing(deployment: dict[str, Any]) -> tuple[RouterRef, str, str, str]:
     """What the remaining annotations of a released Deployment (no strategy) still declare:
     (router, stable Service, canary Service, preview Service), defaults where absent or invalid."""

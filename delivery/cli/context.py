@@ -88,7 +88,7 @@ def get_deployment(g: Globals, app: str, managed: bool = True) -> dict[str, Any]
     except KubeError as exc:
         api_failed(exc)
     if managed and not specmod.has_strategy(deployment):
-        fail(f"deployment {g.namespace}/{app} is not managed by deliver (no {specmod.STRATEGY} annotation)")
+        fail(specmod.not_managed(f"{g.namespace}/{app}"))
     return deployment
 
 

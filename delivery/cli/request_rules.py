@@ -21,7 +21,7 @@ def check_request(deployment: dict[str, Any], verb: str) -> str | None:
     meta = deployment["metadata"]
     name = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
     if not specmod.has_strategy(deployment):
-        return f"deployment {name} is not managed by deliver (no {specmod.STRATEGY} annotation)"
+        return specmod.not_managed(name)
     problems = specmod.problems(deployment)
     if problems:
         listed = "; ".join(f"{e.key}: {e.problem}" for e in problems)

@@ -28,14 +28,13 @@ stops acting, and fences the reconciler's writes.
 
 from __future__ import annotations
 
-import builtins
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +42,7 @@ from typing import Any
 from delivery.errors import KubeError, LeadershipLost
 from delivery.kube.client import JSON, MERGE, Kube, Resource
 from delivery.kube.lease import Attempt, Lease
+from delivery.kube.wrapper import KubeWrapper
 from delivery.settings import Leadership, Settings
 
 log = logging.getLogger("deliver.leader")
@@ -246,7 +246,7 @@ def _parse_time(text: Any) -> float | None:
         return None
 
 
-class Fenced:
+class Fenced(KubeWrapper):
     """A ``Kube`` that sends a write only while ``is_leader()`` holds; reads always pass through.
 
     The controller's reconciler writes through it, so a reconcile that outlives the leadership
@@ -254,7 +254,7 @@ class Fenced:
     """
 
     def __init__(self, kube: Kube, is_leader: Callable[[], bool]) -> None:
-        self.kube = kube
+        super().__init__(kube)
         self.is_leader = is_leader
 
     def _check(self, verb: str, what: str) -> None:
@@ -274,29 +274,6 @@ class Fenced:
             self._check(method, path)
         return self.kube.request(method, path, body, query, content_type, timeout)
 
-    def get(self, res: Resource, namespace: str | None, name: str) -> JSON:
-        return self.kube.get(res, namespace, name)
-
-    def list(
-        self,
-        res: Resource,
-        namespace: str | None = None,
-        selector: str | None = None,
-        field_selector: str | None = None,
-        limit: int | None = None,
-        continue_token: str | None = None,
-    ) -> JSON:
-        return self.kube.list(res, namespace, selector, field_selector, limit, continue_token)
-
-    def items(
-        self,
-        res: Resource,
-        namespace: str | None = None,
-        selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> builtins.list[JSON]:
-        return self.kube.items(res, namespace, selector, field_selector)
-
     def create(self, res: Resource, namespace: str | None, body: JSON) -> JSON:
         self._check("create", f"{res.plural} in {namespace}")
         return self.kube.create(res, namespace, body)
@@ -314,8 +291,3 @@ class Fenced:
     def delete(self, res: Resource, namespace: str | None, name: str, propagation: str = "Background") -> None:
         self._check("delete", f"{res.plural} {namespace}/{name}")
         self.kube.delete(res, namespace, name, propagation)
-
-    def watch(
-        self, res: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 240
-    ) -> Iterator[JSON]:
-        return self.kube.watch(res, namespace, resource_version, timeout_seconds)

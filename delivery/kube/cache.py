@@ -33,12 +33,13 @@ import builtins
 import sys
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from delivery import labels
 from delivery.errors import Conflict, KubeError, NotFound
 from delivery.kube.client import DEPLOYMENTS, MERGE, PDBS, PODS, REPLICASETS, SERVICES, Kube, Resource
+from delivery.kube.wrapper import KubeWrapper
 
 JSON = dict[str, Any]
 
@@ -320,30 +321,19 @@ class Cache:
         return {res.plural: len(store) for res, store in self.stores.items()}
 
 
-class CachedKube:
+class CachedKube(KubeWrapper):
     """A ``Kube`` whose reads of the cached resources come from the informers' stores.
 
     Writes go to ``kube`` and their answers into the stores; every other call is ``kube``'s.
     """
 
     def __init__(self, kube: Kube, cache: Cache) -> None:
-        self.kube = kube
+        super().__init__(kube)
         self.cache = cache
 
     def _serving(self, res: Resource, namespace: str | None) -> Store | None:
         store = self.cache.store(res)
         return store if store is not None and store.serves(namespace) else None
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: dict[str, Any] | None = None,
-        content_type: str | None = None,
-        timeout: float | None = None,
-    ) -> JSON:
-        return self.kube.request(method, path, body, query, content_type, timeout)
 
     def get(self, res: Resource, namespace: str | None, name: str) -> JSON:
         store = self._serving(res, namespace)
@@ -353,17 +343,6 @@ class CachedKube:
         if found is None:
             raise NotFound(f"{res.plural} {namespace}/{name} not found (informer cache)", status=404, reason="NotFound")
         return found
-
-    def list(
-        self,
-        res: Resource,
-        namespace: str | None = None,
-        selector: str | None = None,
-        field_selector: str | None = None,
-        limit: int | None = None,
-        continue_token: str | None = None,
-    ) -> JSON:
-        return self.kube.list(res, namespace, selector, field_selector, limit, continue_token)
 
     def items(
         self,
@@ -425,8 +404,3 @@ class CachedKube:
         store = self.cache.store(res)
         if store is not None and namespace is not None:
             store.forget(namespace, name)
-
-    def watch(
-        self, res: Resource, namespace: str | None, resource_version: str, timeout_seconds: int = 240
-    ) -> Iterator[JSON]:
-        return self.kube.watch(res, namespace, resource_version, timeout_seconds)

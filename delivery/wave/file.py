@@ -395,7 +395,7 @@ def stage_problems(stage: Stage, change: Change, deployment: dict[str, Any]) -> 
     meta = deployment.get("metadata") or {}
     name = f"{meta.get('namespace', stage.namespace)}/{meta.get('name', stage.app)}"
     if not specmod.has_strategy(deployment):
-        return [f"deployment {name} is not managed by deliver (no {specmod.STRATEGY} annotation)"]
+        return [specmod.not_managed(name)]
     out: list[str] = []
     with_overrides = copy.deepcopy(deployment)
     annotations = with_overrides.setdefault("metadata", {}).setdefault("annotations", {})
