@@ -40,6 +40,7 @@ from e2e._proc import stop as stop_process
 from e2e.cluster import REPO_ROOT, Cluster, api_client
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, canary, deliver, deployment, image, make_deployment, state, wait_for, wait_stable
+from tests.xunit_schema import problems
 
 pytestmark = pytest.mark.e2e
 
@@ -207,6 +208,7 @@ def test_good_image_goes_through_all_three_in_order(sites: list[Site], ns: str, 
     for prev, nxt, prev_mark, next_mark in zip(records, records[1:], marks, marks[1:], strict=False):
         assert prev["finished"] <= nxt["started"], (prev, nxt)
         assert prev_mark["passedAt"] <= next_mark["appliedAt"]
+    assert problems(report.read_text()) == []  # valid for Jenkins' xUnit plugin (junit-10.xsd)
     cases = junit_results(report)
     assert [kind for _, kind in cases] == ["passed"] * 3, cases
     assert [name.split(": ")[1].split(" ")[0] for name, _ in cases] == list(STAGES)
@@ -284,6 +286,7 @@ def test_a_change_that_fails_at_stage_2_stops_the_wave(sites: list[Site], ns: st
     # stage 3 untouched: the very same object (resourceVersion), no marker
     us_after = deployment(us.kube, ns, "web")
     assert us_after["metadata"]["resourceVersion"] == us_before["metadata"]["resourceVersion"]
+    assert problems(report.read_text()) == []
     assert [kind for _, kind in junit_results(report)] == ["passed", "failure", "skipped"]
 
     # the same command again: the wave stands failed; nothing changes

@@ -1,6 +1,7 @@
 """What a wave run reports: its events as they happen (``WaveEvent``), how each stage ended
 (``StageResult``) and the run as a whole (``WaveResult``: exit code, ``-o json|yaml``), and the JUnit
-report of ``--junit`` (one test case per stage)."""
+report of ``--junit`` (one test case per stage, named by its place, stage and app, never the revision:
+see ``junit_suite``)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class StageResult:
     started: float = 0.0
     ended: float = 0.0
     phase: str = ""
+    app: str = ""  # namespace/app, what the JUnit case is named by
 
     @property
     def seconds(self) -> float:
@@ -80,10 +82,33 @@ class WaveResult:
 
 
 def junit_suite(result: WaveResult) -> junit.Suite:
-    """One JUnit test case per stage, in wave order."""
-    suite = junit.Suite(f"deliver.wave.{result.wave}", timestamp=result.started, seconds=result.seconds)
+    """One JUnit test case per stage, in wave order: ``stage 2: eu-1 (shop/web)``.
+
+    Failed (``failed``, ``abort-requested``: the stage's delivery failed, its reason in the message),
+    error (``timeout``, ``api-error``), skipped (``not-reached``, ``delivering``), passed otherwise
+    (a stage put back or held after a later one failed passed its own delivery; its system-out says
+    what the wave did). Where each stage ran and the revision it delivered are in the system-out and
+    the suite's properties, which also hold the wave's id, result and exit code."""
+    suite = junit.Suite(
+        f"deliver.wave.{result.wave}",
+        timestamp=result.started,
+        seconds=result.seconds,
+        properties=[
+            ("deliver.wave", result.wave),
+            ("deliver.wave.id", result.id),
+            ("deliver.result", result.outcome),
+            ("deliver.exitCode", str(result.code)),
+        ],
+        output=result.reason,
+    )
     for i, s in enumerate(result.stages):
-        case = junit.Case(f"stage {i + 1}: {s.name} ({s.where})", seconds=s.seconds, output=s.reason)
+        suite.properties += [(f"deliver.stage.{s.name}.where", s.where), (f"deliver.stage.{s.name}.result", s.outcome)]
+        if s.revision:
+            suite.properties.append((f"deliver.stage.{s.name}.revision", s.revision))
+        facts = [f"{s.outcome}: {s.reason}" if s.reason else s.outcome, f"where: {s.where}"]
+        facts += [f"{k}: {v}" for k, v in (("phase", s.phase), ("revision", s.revision)) if v]
+        case = junit.Case(f"stage {i + 1}: {s.name}" + (f" ({s.app})" if s.app else ""), seconds=s.seconds)
+        case.output = "\n".join(facts)
         if s.outcome in ("failed", "abort-requested"):
             case.result, case.message = "failed", s.reason
         elif s.outcome in ("timeout", "api-error"):

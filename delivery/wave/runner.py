@@ -59,7 +59,10 @@ class WaveRunner:
         self.wave, self.change, self.kubes, self.wid = wave, change, kubes, wid
         self.lock = lock
         self.on_event, self.clock, self.sleep = on_event, clock, sleep
-        self.results = {s.name: StageResult(s.name, (where or {}).get(s.name, s.where)) for s in wave.stages}
+        self.results = {
+            s.name: StageResult(s.name, (where or {}).get(s.name, s.where), app=f"{s.namespace}/{s.app}")
+            for s in wave.stages
+        }
         self._stop = threading.Event()
 
     # ---- observing ----
