@@ -400,23 +400,25 @@ class _Waiter:
             remaining = self.deadline - self.clock()
             if remaining <= 0:
                 return self.result(EXIT_TIMEOUT, self._timeout_reason())
-            if self.poll:
-                self.sleep(min(2.0, remaining))
-                continue
-            try:
-                done = self._watch(deployment["metadata"]["resourceVersion"], remaining)
-            except Gone:
-                continue
-            except Forbidden:
-                self.poll = True  # get is allowed, watch is not: read every 2 seconds instead
-                continue
-            except KubeError as exc:
-                stop = self.api_trouble(exc)
-                if stop is not None:
-                    return stop
-                continue
+            done = self._wait_for_change(deployment, remaining)
             if done is not None:
                 return done
+
+    def _wait_for_change(self, deployment: dict[str, Any], remaining: float) -> GateResult | None:
+        """Follow the Deployment until it changes or ``remaining`` runs out (a watch; where watch is
+        forbidden, one sleep before the next read): the result if what it saw ends the gate, else None."""
+        if self.poll:
+            self.sleep(min(2.0, remaining))
+            return None
+        try:
+            return self._watch(deployment["metadata"]["resourceVersion"], remaining)
+        except Gone:
+            return None
+        except Forbidden:
+            self.poll = True  # get is allowed, watch is not: read every 2 seconds instead
+            return None
+        except KubeError as exc:
+            return self.api_trouble(exc)
 
     def _watch(self, rv: str, remaining: float) -> GateResult | None:
         seconds = max(1, min(30, math.ceil(remaining)))

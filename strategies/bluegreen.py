@@ -110,37 +110,7 @@ class BlueGreenPlanner:
         new = obs.deliver_owned(state.revision)
         base: list[Action] = [SetPaused(True)] if not obs.paused else []
         if state.step <= PREVIEW:
-            # The active Service is pinned to the stable pods before the preview pods exist: they carry
-            # the same app labels, and a crash between the two writes must not let them take traffic.
-            base = list(preview(spec, state, obs))
-            if state.phase == Phase.PAUSED:
-                if new is not None and new.health.problem(spec.max_restarts):
-                    return rollback(
-                        spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}"
-                    )
-                return Plan(state, tuple(base), None)
-            compared = (spec.preview_service, spec.active_service)
-            checked = check_step(spec, state, obs, self, new, n, PREVIEW, compared)
-            if isinstance(checked, Plan):
-                keep = checked.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
-                return Plan(checked.state, (tuple(base) if keep else ()) + checked.actions, checked.requeue_after)
-            if checked is not Outcome.PASS:
-                return Plan(state, tuple(base), RECHECK)
-            then = "switching the active Service" if spec.auto_promote else "waiting for `deliver promote`"
-            passed = step_passed(state, PREVIEW, f"preview of revision {state.revision}", then)
-            if not spec.auto_promote:
-                message = (
-                    f"preview of revision {state.revision} passed; waiting for "
-                    f"`deliver promote {obs.name}` to switch the active Service"
-                )
-                return Plan(
-                    state.replace(phase=Phase.PAUSED, hold=HoldReason.AWAITING_PROMOTION, message=message),
-                    tuple(base) + (passed, PostEvent("Normal", R.AWAITING_PROMOTION, message)),
-                    None,
-                )
-            moved = state.replace(step=SWITCHED, step_started=obs.now)
-            nxt = self.advance(spec, moved, obs)
-            return Plan(nxt.state, (passed,) + nxt.actions, nxt.requeue_after, nxt.paused)
+            return self._preview_step(spec, state, obs, new, n)
 
         if state.phase is Phase.PAUSED:
             # failed after the switch with auto-rollback off: held until `deliver promote` or `abort`
@@ -164,37 +134,95 @@ class BlueGreenPlanner:
                 )
 
         if state.step == SWITCHED:
-            actions: list[Action] = base + [
-                ScaleNew(n),
-                *services(spec, state.stable_hash, state.revision),
-                SwitchActive(spec.active_service, state.revision),
-            ]
-            if not state.switched:
-                state = state.replace(
-                    switched=obs.now,
-                    step_started=obs.now,
-                    weight=100,
-                    message=f"active Service switched to revision {state.revision}",
-                )
-                actions.append(
-                    PostEvent(
-                        "Normal",
-                        R.ACTIVE_SWITCHED,
-                        f"active Service {spec.active_service} now selects revision "
-                        f"{state.revision}; old version kept warm for {int(spec.keep_warm)}s",
-                    )
-                )
-            if new is not None:
-                problem = new.health.problem(spec.max_restarts)
-                if problem:
-                    return rollback(spec, state, obs, self, f"new version unhealthy after switch: {problem}")
-                if new.ready < n and unready_for(obs, state.switched, new, n) > spec.progress_deadline:
-                    return rollback(spec, state, obs, self, f"only {new.ready}/{n} new pods Ready after switch")
-            if obs.now - state.switched < spec.keep_warm:
-                return Plan(state, tuple(actions), min(RECHECK * 5, spec.keep_warm - (obs.now - state.switched)))
-            state = state.replace(step=SWITCHED + 1, step_started=obs.now)
+            warm = self._switched_step(spec, state, obs, base, new, n)
+            if isinstance(warm, Plan):
+                return warm
+            state = warm
+        return self._finalise(spec, state, obs, base, new)
 
-        # finalise: the Deployment takes over the new ReplicaSet and drops the old one
+    def _preview_step(
+        self, spec: DeliverySpec, state: DeliveryState, obs: Observation, new: VersionObs | None, n: int
+    ) -> Plan:
+        """Step 0: the new version at full size behind the preview Service, checked and analysed; once
+        it passes, the switch (or, without auto-promote, a wait for `deliver promote`)."""
+        # The active Service is pinned to the stable pods before the preview pods exist: they carry
+        # the same app labels, and a crash between the two writes must not let them take traffic.
+        base = list(preview(spec, state, obs))
+        if state.phase == Phase.PAUSED:
+            if new is not None and new.health.problem(spec.max_restarts):
+                return rollback(
+                    spec, state, obs, self, f"new version unhealthy: {new.health.problem(spec.max_restarts)}"
+                )
+            return Plan(state, tuple(base), None)
+        compared = (spec.preview_service, spec.active_service)
+        checked = check_step(spec, state, obs, self, new, n, PREVIEW, compared)
+        if isinstance(checked, Plan):
+            keep = checked.state.phase in (Phase.PROGRESSING, Phase.PAUSED)
+            return Plan(checked.state, (tuple(base) if keep else ()) + checked.actions, checked.requeue_after)
+        if checked is not Outcome.PASS:
+            return Plan(state, tuple(base), RECHECK)
+        then = "switching the active Service" if spec.auto_promote else "waiting for `deliver promote`"
+        passed = step_passed(state, PREVIEW, f"preview of revision {state.revision}", then)
+        if not spec.auto_promote:
+            message = (
+                f"preview of revision {state.revision} passed; waiting for "
+                f"`deliver promote {obs.name}` to switch the active Service"
+            )
+            return Plan(
+                state.replace(phase=Phase.PAUSED, hold=HoldReason.AWAITING_PROMOTION, message=message),
+                tuple(base) + (passed, PostEvent("Normal", R.AWAITING_PROMOTION, message)),
+                None,
+            )
+        moved = state.replace(step=SWITCHED, step_started=obs.now)
+        nxt = self.advance(spec, moved, obs)
+        return Plan(nxt.state, (passed,) + nxt.actions, nxt.requeue_after, nxt.paused)
+
+    def _switched_step(
+        self,
+        spec: DeliverySpec,
+        state: DeliveryState,
+        obs: Observation,
+        base: list[Action],
+        new: VersionObs | None,
+        n: int,
+    ) -> Plan | DeliveryState:
+        """Step 1: the active Service switched to the new version, the old one kept warm. A Plan while
+        the old version is kept warm (or to roll back); once keep-warm is over, the state to finalise."""
+        actions: list[Action] = base + [
+            ScaleNew(n),
+            *services(spec, state.stable_hash, state.revision),
+            SwitchActive(spec.active_service, state.revision),
+        ]
+        if not state.switched:
+            state = state.replace(
+                switched=obs.now,
+                step_started=obs.now,
+                weight=100,
+                message=f"active Service switched to revision {state.revision}",
+            )
+            actions.append(
+                PostEvent(
+                    "Normal",
+                    R.ACTIVE_SWITCHED,
+                    f"active Service {spec.active_service} now selects revision "
+                    f"{state.revision}; old version kept warm for {int(spec.keep_warm)}s",
+                )
+            )
+        if new is not None:
+            problem = new.health.problem(spec.max_restarts)
+            if problem:
+                return rollback(spec, state, obs, self, f"new version unhealthy after switch: {problem}")
+            if new.ready < n and unready_for(obs, state.switched, new, n) > spec.progress_deadline:
+                return rollback(spec, state, obs, self, f"only {new.ready}/{n} new pods Ready after switch")
+        if obs.now - state.switched < spec.keep_warm:
+            return Plan(state, tuple(actions), min(RECHECK * 5, spec.keep_warm - (obs.now - state.switched)))
+        return state.replace(step=SWITCHED + 1, step_started=obs.now)
+
+    def _finalise(
+        self, spec: DeliverySpec, state: DeliveryState, obs: Observation, base: list[Action], new: VersionObs | None
+    ) -> Plan:
+        """Step 2+, finalise: the Deployment takes over the new ReplicaSet and drops the old one; then the
+        new version is the stable one."""
         if state.phase != Phase.PROMOTING:
             state = state.replace(phase=Phase.PROMOTING, switched=state.switched or obs.now, weight=100)
         if new is not None:

@@ -522,25 +522,12 @@ def check_step(
     """
     if expected <= 0:
         return hold_no_replicas(state, obs, f"step {step + 1}")
+    unfit = _check_pods(spec, state, obs, planner, version, expected)
+    if unfit is not None:
+        return unfit
     health = version.health if version is not None else None
-    if health is not None:
-        problem = health.problem(spec.max_restarts)
-        if problem:
-            return rollback(spec, state, obs, planner, f"new version unhealthy: {problem}")
     ready = version.ready if version is not None else 0
     waited = obs.now - state.step_started
-    if ready < expected:
-        unready = unready_for(obs, state.step_started, version, expected)
-        if unready > spec.progress_deadline or obs.deadline_exceeded:
-            return rollback(
-                spec,
-                state,
-                obs,
-                planner,
-                f"only {ready}/{expected} new pods Ready, a needed pod unready for {int(unready)}s "
-                f"(progress deadline {int(spec.progress_deadline)}s)",
-            )
-        return Plan(state, (), RECHECK)
     verdict = step_verdict(state, step)
 
     def analyse(interim: bool) -> Analyse:
@@ -577,7 +564,50 @@ def check_step(
         return Outcome.PASS
     if verdict.outcome is Outcome.FAIL:
         return rollback(spec, state, obs, planner, f"analysis failed: {verdict.summary}")
-    # inconclusive
+    return _on_inconclusive(spec, state, obs, planner, step, verdict)
+
+
+def _check_pods(
+    spec: DeliverySpec,
+    state: DeliveryState,
+    obs: Observation,
+    planner: StrategyPlanner,
+    version: VersionObs | None,
+    expected: int,
+) -> Plan | None:
+    """Check the step's new pods before its analysis: a Plan to roll back (unhealthy, or a needed pod
+    unready past the progress deadline) or to wait for them; None: healthy, and ``expected`` of them Ready."""
+    health = version.health if version is not None else None
+    if health is not None:
+        problem = health.problem(spec.max_restarts)
+        if problem:
+            return rollback(spec, state, obs, planner, f"new version unhealthy: {problem}")
+    ready = version.ready if version is not None else 0
+    if ready < expected:
+        unready = unready_for(obs, state.step_started, version, expected)
+        if unready > spec.progress_deadline or obs.deadline_exceeded:
+            return rollback(
+                spec,
+                state,
+                obs,
+                planner,
+                f"only {ready}/{expected} new pods Ready, a needed pod unready for {int(unready)}s "
+                f"(progress deadline {int(spec.progress_deadline)}s)",
+            )
+        return Plan(state, (), RECHECK)
+    return None
+
+
+def _on_inconclusive(
+    spec: DeliverySpec,
+    state: DeliveryState,
+    obs: Observation,
+    planner: StrategyPlanner,
+    step: int,
+    verdict: StepVerdict,
+) -> Plan:
+    """A step whose analysis was inconclusive, as ``deliver.dev/on-inconclusive`` says: roll back,
+    extend the step (up to ``deliver.dev/max-extensions`` times), or hold it for an operator."""
     if spec.on_inconclusive == "rollback":
         return rollback(spec, state, obs, planner, f"analysis inconclusive: {verdict.summary}")
     if spec.on_inconclusive == "extend" and state.extensions < spec.max_extensions:

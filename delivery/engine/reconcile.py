@@ -58,6 +58,16 @@ class Outcome:
     forecasts: list[dict[str, Any]] = field(default_factory=list)  # the newest recorded verdict's time to verdict
 
 
+@dataclass(frozen=True)
+class _RouteLook:
+    """What one pass read from the route: its weight (None: not read, unknown or unreadable), why it
+    is broken ("" if not) and whether a request match of deliver.dev/match is left on it."""
+
+    weight: int | None
+    problem: str
+    extras: bool
+
+
 @dataclass
 class Reconciler:
     kube: Kube
@@ -128,6 +138,23 @@ class Reconciler:
             self._forget(namespace, name)
             return Outcome(None)
         uid = deployment["metadata"]["uid"]
+        spec = self._spec(namespace, deployment)
+        if isinstance(spec, Outcome):
+            return spec
+        state = self._record(deployment)
+        if isinstance(state, Outcome):
+            return state
+        router = self._router(spec, deployment)
+        route = self._look_at_route(spec, state, deployment, router)
+        obs = observe(self.kube, deployment, self.clock(), route.weight)
+        obs = dataclasses.replace(obs, router_problem=route.problem, analysed=analysed, router_extras=route.extras)
+        obs = dataclasses.replace(obs, hook_results=self.hook_pool.results((namespace, name), uid))
+        obs = dataclasses.replace(obs, hold_mode=self.hold_mode())
+        return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router)
+
+    def _spec(self, namespace: str, deployment: dict[str, Any]) -> DeliverySpec | Outcome:
+        """The Deployment's spec (with the controller's default analysis-every), or the Outcome of a
+        pass that cannot plan: a ConfigMap unreadable (retried soon) or an invalid annotation (warned)."""
         try:
             spec = specmod.parse(deployment, self.configmaps(namespace))
             # A Service-name annotation may not take over a Service that is neither deliver's nor
@@ -150,6 +177,10 @@ class Reconciler:
         self._warned.pop(_warn_key(deployment, EventReason.INVALID_ANNOTATION), None)
         if spec.analysis_every is None and self.analysis_every is not None:
             spec = dataclasses.replace(spec, analysis_every=self.analysis_every)
+        return spec
+
+    def _record(self, deployment: dict[str, Any]) -> DeliveryState | Outcome:
+        """deliver's record on the Deployment, or the Outcome of a pass that cannot trust it (warned)."""
         try:
             state = self._read_state(deployment)
         except StateError as exc:
@@ -168,7 +199,13 @@ class Reconciler:
         unreadable = _warn_key(deployment, EventReason.RECORD_REJECTED)
         if self._warned.get(unreadable, "").startswith(f"{specmod.STATE} is not a valid"):
             self._warned.pop(unreadable)  # readable again (a rejected write is forgotten once one passes)
-        router = self._router(spec, deployment)
+        return state
+
+    def _look_at_route(
+        self, spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], router: Router
+    ) -> _RouteLook:
+        """What the route says, for the observation: checked while a delivery is open or starting,
+        read once at rest behind a weighted canary router."""
         router_weight = None
         # Also before a delivery would start (template != stable): a missing route/CRD/backend must
         # stop it before any Service or ReplicaSet is created, not one pass later.
@@ -195,11 +232,7 @@ class Reconciler:
                 router_extras = router.verify_extras()
             except RoutingError:
                 router_extras = False
-        obs = observe(self.kube, deployment, self.clock(), router_weight)
-        obs = dataclasses.replace(obs, router_problem=router_problem, analysed=analysed, router_extras=router_extras)
-        obs = dataclasses.replace(obs, hook_results=self.hook_pool.results((namespace, name), uid))
-        obs = dataclasses.replace(obs, hold_mode=self.hold_mode())
-        return self._apply(deployment, spec, state, strategies.plan(spec, state, obs), router)
+        return _RouteLook(router_weight, router_problem, router_extras)
 
     def _release(self, deployment: dict[str, Any]) -> Outcome:
         """The strategy annotation was removed: hand the Deployment back as a plain one, still served.
@@ -253,41 +286,10 @@ class Reconciler:
         fields = _fields(deployment, strategy=spec.strategy.value)
         passes = self.settings.passes
         actions = list(plan.actions)
-        pause = (
-            plan.paused if plan.paused is not None and plan.paused != bool(deployment["spec"].get("paused")) else None
-        )
-        if encode_state(plan.state) != encode_state(state) or pause is not None:
-            try:
-                deployment = write_state(self.kube, deployment, plan.state, paused=pause)
-            except Conflict:
-                log.debug("state write conflicted; planning again", extra=fields)
-                return Outcome(0.0, conflicted=True)
-            except KubeError as exc:
-                if exc.status != 422:
-                    raise
-                # The API server refuses the record (most often: the Deployment's annotations together
-                # past 256 KiB). Nothing is done without it; say so once, and try again calmly.
-                log.warning("record write rejected", extra=dict(fields, error=str(exc)))
-                self._warn_once(
-                    deployment,
-                    EventReason.RECORD_REJECTED,
-                    f"the API server rejected deliver's record ({specmod.STATE}): {exc}; deliver takes no action "
-                    "until it can write it (the annotations of an object may take 256 KiB together: remove "
-                    "large annotations, e.g. kubectl's last-applied-configuration by using server-side apply)",
-                )
-                return Outcome(self.settings.passes.record_retry, state.phase.value, state.step, state.weight)
-            self._warned.pop(_warn_key(deployment, EventReason.RECORD_REJECTED), None)
-            if plan.state.phase != state.phase or plan.state.step != state.step:
-                log.info(
-                    "transition",
-                    extra=dict(
-                        fields,
-                        phase=plan.state.phase.value,
-                        step=plan.state.step,
-                        weight=plan.state.weight,
-                        detail=plan.state.message,
-                    ),
-                )
+        written = self._persist(deployment, state, plan, fields)
+        if isinstance(written, Outcome):
+            return written
+        deployment = written
         analysed: list[StepVerdict] = []
         waiting: list[Analyse] = []  # analyses still running in the pool
 
@@ -342,6 +344,54 @@ class Reconciler:
         if analysed:
             # Recorded by the next plan (reconcile runs it at once), in its one record write.
             return Outcome(0.0, plan.state.phase.value, plan.state.step, plan.state.weight, analysed=tuple(analysed))
+        requeue = self._requeue(plan, router, bool(waiting))
+        return Outcome(requeue, plan.state.phase.value, plan.state.step, plan.state.weight)
+
+    def _persist(
+        self, deployment: dict[str, Any], state: DeliveryState, plan: Plan, fields: dict[str, Any]
+    ) -> dict[str, Any] | Outcome:
+        """Write the plan's record and the spec.paused it asks for (one patch), when either changes: the
+        Deployment as written (as read when nothing changed), or the Outcome of a pass whose write failed."""
+        pause = (
+            plan.paused if plan.paused is not None and plan.paused != bool(deployment["spec"].get("paused")) else None
+        )
+        if encode_state(plan.state) != encode_state(state) or pause is not None:
+            try:
+                deployment = write_state(self.kube, deployment, plan.state, paused=pause)
+            except Conflict:
+                log.debug("state write conflicted; planning again", extra=fields)
+                return Outcome(0.0, conflicted=True)
+            except KubeError as exc:
+                if exc.status != 422:
+                    raise
+                # The API server refuses the record (most often: the Deployment's annotations together
+                # past 256 KiB). Nothing is done without it; say so once, and try again calmly.
+                log.warning("record write rejected", extra=dict(fields, error=str(exc)))
+                self._warn_once(
+                    deployment,
+                    EventReason.RECORD_REJECTED,
+                    f"the API server rejected deliver's record ({specmod.STATE}): {exc}; deliver takes no action "
+                    "until it can write it (the annotations of an object may take 256 KiB together: remove "
+                    "large annotations, e.g. kubectl's last-applied-configuration by using server-side apply)",
+                )
+                return Outcome(self.settings.passes.record_retry, state.phase.value, state.step, state.weight)
+            self._warned.pop(_warn_key(deployment, EventReason.RECORD_REJECTED), None)
+            if plan.state.phase != state.phase or plan.state.step != state.step:
+                log.info(
+                    "transition",
+                    extra=dict(
+                        fields,
+                        phase=plan.state.phase.value,
+                        step=plan.state.step,
+                        weight=plan.state.weight,
+                        detail=plan.state.message,
+                    ),
+                )
+        return deployment
+
+    def _requeue(self, plan: Plan, router: Router, waiting: bool) -> float | None:
+        """When to pass again after a plan was carried out (``waiting``: an analysis still runs in the pool)."""
+        passes = self.settings.passes
         requeue = plan.requeue_after
         if waiting:
             # The verdict comes later (the pool requeues this Deployment when it is in); meanwhile
@@ -350,7 +400,7 @@ class Reconciler:
         if router.weighted and not plan.state.phase.terminal:
             # Routes are not watched: while a delivery is open, look at the route at least this often.
             requeue = min(requeue if requeue is not None else passes.route_recheck, passes.route_recheck)
-        return Outcome(requeue, plan.state.phase.value, plan.state.step, plan.state.weight)
+        return requeue
 
     def _run_analysis(
         self, spec: DeliverySpec, state: DeliveryState, deployment: dict[str, Any], action: Analyse

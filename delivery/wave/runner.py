@@ -252,10 +252,46 @@ class WaveRunner:
     # ---- after a failure ----
 
     def _fail(self, started: float, p: WavePlan, views: Mapping[str, StageView]) -> WaveResult:
-        notes: list[str] = []
         undo = list(p.undo)
         lost = list(p.unreachable)
-        for name in p.abort:
+        notes = self._abort_group(p.abort, views, undo, lost)
+        for name in undo:
+            try:
+                ok, why = self._undo(name, views[name])
+            except StageUnreachable as exc:
+                lost.append(name)
+                self.results[name].reason = f"unreachable: {exc.error}"
+                continue
+            self.results[name].outcome = "rolled-back" if ok else "failed"
+            self.results[name].reason = why
+            notes.append(f"{name} {'rolled back' if ok else 'NOT rolled back: ' + why}")
+        for name in lost:
+            self.results[name].outcome = "api-error"
+            if not self.results[name].reason.startswith("unreachable"):
+                self.results[name].reason = f"unreachable: {views[name].reason}"
+            self.results[name].reason += "; not rolled back: run the wave again to finish the rollback"
+        if lost:
+            notes.append(f"{', '.join(lost)} unreachable, NOT rolled back")
+        if self.wave.on_failure is OnFailure.HOLD:
+            notes += self._hold(views)
+        for name in p.untouched:
+            self.results[name].outcome = "not-reached"
+            self.results[name].reason = "untouched: an earlier stage failed"
+            if views[name].state is StageState.UNREACHABLE:
+                self.results[name].reason += f" (unreachable: {views[name].reason}; never changed by this wave)"
+        if p.untouched:
+            notes.append(f"{', '.join(p.untouched)} untouched")
+        code = EXIT_API if lost else EXIT_FAILED
+        return self._result(started, code, p.reason + (f" ({'; '.join(notes)})" if notes else ""))
+
+    def _abort_group(
+        self, names: tuple[str, ...], views: Mapping[str, StageView], undo: list[str], lost: list[str]
+    ) -> list[str]:
+        """Ask the controllers to abort the deliveries the plan names (still going on, or held failed):
+        notes for the wave's message. A stage whose controller has not taken the change up yet goes to
+        the front of ``undo`` (its old template is written back instead), an unreachable one to ``lost``."""
+        notes: list[str] = []
+        for name in names:
             kube, stage = self.kubes[name], self.wave.stage(name)
             try:
                 deployment = read_stage(kube, stage)
@@ -278,40 +314,19 @@ class WaveRunner:
                 self.results[name].reason = "its delivery was aborted after another stage failed"
             self._note(name, "abort-requested", "abort requested")
             notes.append(f"{name} aborted")
-        for name in undo:
-            try:
-                ok, why = self._undo(name, views[name])
-            except StageUnreachable as exc:
-                lost.append(name)
-                self.results[name].reason = f"unreachable: {exc.error}"
-                continue
-            self.results[name].outcome = "rolled-back" if ok else "failed"
-            self.results[name].reason = why
-            notes.append(f"{name} {'rolled back' if ok else 'NOT rolled back: ' + why}")
-        for name in lost:
-            self.results[name].outcome = "api-error"
-            if not self.results[name].reason.startswith("unreachable"):
-                self.results[name].reason = f"unreachable: {views[name].reason}"
-            self.results[name].reason += "; not rolled back: run the wave again to finish the rollback"
-        if lost:
-            notes.append(f"{', '.join(lost)} unreachable, NOT rolled back")
-        if self.wave.on_failure is OnFailure.HOLD:
-            for name, v in views.items():
-                if v.ours and v.state in (StageState.PASSED, StageState.SOAKING):
-                    self.results[name].outcome = "held"
-                    self.results[name].reason = "kept on the new version (on-failure: hold)"
-            held = [n for n, v in views.items() if v.ours and v.state in (StageState.PASSED, StageState.SOAKING)]
-            if held:
-                notes.append(f"{', '.join(held)} held on the new version")
-        for name in p.untouched:
-            self.results[name].outcome = "not-reached"
-            self.results[name].reason = "untouched: an earlier stage failed"
-            if views[name].state is StageState.UNREACHABLE:
-                self.results[name].reason += f" (unreachable: {views[name].reason}; never changed by this wave)"
-        if p.untouched:
-            notes.append(f"{', '.join(p.untouched)} untouched")
-        code = EXIT_API if lost else EXIT_FAILED
-        return self._result(started, code, p.reason + (f" ({'; '.join(notes)})" if notes else ""))
+        return notes
+
+    def _hold(self, views: Mapping[str, StageView]) -> list[str]:
+        """On-failure hold: the stages the wave moved that passed (or soak) stay on the new version."""
+        notes: list[str] = []
+        for name, v in views.items():
+            if v.ours and v.state in (StageState.PASSED, StageState.SOAKING):
+                self.results[name].outcome = "held"
+                self.results[name].reason = "kept on the new version (on-failure: hold)"
+        held = [n for n, v in views.items() if v.ours and v.state in (StageState.PASSED, StageState.SOAKING)]
+        if held:
+            notes.append(f"{', '.join(held)} held on the new version")
+        return notes
 
     def _undo(self, name: str, view: StageView) -> tuple[bool, str]:
         """Write the stage's previous template back (deliver delivers it as a change) and wait for it."""
