@@ -238,13 +238,18 @@ def problems(deployment: dict[str, Any], configmaps: Callable[[str], dict[str, s
     return errors
 
 
+_Get = Callable[[str], str | None]  # an annotation's value by its short key; None: absent, or not read by this parse
+
+
 def _parse(
     deployment: dict[str, Any], configmaps: Callable[[str], dict[str, str]] | None, only: str | None = None
 ) -> DeliverySpec:
+    """One parse of the annotations: all of them, or (``only``) one key besides the strategy, as
+    ``problems`` parses them to name every problem. The groups are read in a fixed order, so the
+    first problem raised is always the same one."""
     meta = deployment.get("metadata") or {}
     name = meta.get("name", "")
     annotations: dict[str, str] = dict(meta.get("annotations") or {})
-    spec = deployment.get("spec") or {}
 
     def get(short: str) -> str | None:
         if only is not None and only != short and short != "strategy":
@@ -252,32 +257,78 @@ def _parse(
         value = annotations.get(PREFIX + short)
         return None if value is None else str(value)
 
+    strategy = _strategy(annotations)
+    fields: dict[str, Any] = {"strategy": strategy}
+    fields.update(_step_fields(strategy, get))
+    fields.update(_progress_fields(get))
+    fields.update(_routing_fields(strategy, name, get))
+    fields.update(_judging_fields(get))
+    hooks = _hooks(strategy, get)
+    _check_manual_switch(strategy, fields, hooks)
+    if only is None:
+        fields["hooks"] = hooks
+    _check_notify(get)
+    fields.update(_traffic_fields(strategy, get))
+    if only is None:
+        _check_deployment(name, strategy, deployment.get("spec") or {})
+        _check_services(strategy, fields)
+        if strategy is Strategy.CANARY:
+            _check_match(fields)
+        fields["analysis"] = _analysis(annotations, configmaps)
+    elif only == "analysis":
+        _analysis(annotations, configmaps, checked=False)
+    return DeliverySpec(**fields)
+
+
+def _strategy(annotations: dict[str, str]) -> Strategy:
+    """``deliver.dev/strategy`` (required, read by every parse)."""
     raw = annotations.get(STRATEGY)
     if raw is None:
         raise SpecError(STRATEGY, "missing (rolling, canary, blue-green or recreate)")
     try:
-        strategy = Strategy(raw.strip())
+        return Strategy(raw.strip())
     except ValueError:
         raise SpecError(
             STRATEGY, f"unknown strategy {_shown(raw)} (use rolling, canary, blue-green or recreate)"
         ) from None
 
-    fields: dict[str, Any] = {"strategy": strategy}
+
+def _applies(key: str, strategy: Strategy, *strategies: Strategy) -> None:
+    """Refuse a key set on a Deployment whose strategy it does not apply to."""
+    if strategy not in strategies:
+        raise SpecError(key, f"only applies to {' and '.join(s.value for s in strategies)}, not {strategy.value}")
+
+
+def _one_of(key: str, value: str, choices: tuple[str, ...]) -> str:
+    """A value that must be one of a few words."""
+    if value.strip() not in choices:
+        raise SpecError(key, f"{_shown(value)} is not one of {', '.join(choices)}")
+    return value.strip()
+
+
+def _step_fields(strategy: Strategy, get: _Get) -> dict[str, Any]:
+    """Where a delivery stops: canary's steps (default 20, 50, 100) and rolling's pause points (default 50)."""
+    fields: dict[str, Any] = {}
     if (v := get("steps")) is not None:
-        if strategy is not Strategy.CANARY:
-            raise SpecError(PREFIX + "steps", f"only applies to canary, not {strategy.value}")
+        _applies(PREFIX + "steps", strategy, Strategy.CANARY)
         fields["steps"] = _percent_list(PREFIX + "steps", v, allow_pause=True)
     elif strategy is Strategy.CANARY:
         fields["steps"] = (CanaryStep(20), CanaryStep(50), CanaryStep(100))
     if (v := get("pause-at")) is not None:
-        if strategy is not Strategy.ROLLING:
-            raise SpecError(PREFIX + "pause-at", f"only applies to rolling, not {strategy.value}")
+        _applies(PREFIX + "pause-at", strategy, Strategy.ROLLING)
         points = _percent_list(PREFIX + "pause-at", v, allow_pause=False)
         if points[-1].weight >= 100:
             raise SpecError(PREFIX + "pause-at", "pause points must be below 100 (100% is the end)")
         fields["pause_at"] = tuple(p.weight for p in points)
     elif strategy is Strategy.ROLLING:
         fields["pause_at"] = (50,)
+    return fields
+
+
+def _progress_fields(get: _Get) -> dict[str, Any]:
+    """How a delivery moves on: each step's interval, the new pods' progress deadline, whether it rolls
+    back and promotes by itself, and how long blue-green keeps the old version warm."""
+    fields: dict[str, Any] = {}
     if (v := get("interval")) is not None:
         fields["interval"] = parse_duration(PREFIX + "interval", v, minimum=1)
     if (v := get("progress-deadline")) is not None:
@@ -288,6 +339,12 @@ def _parse(
         fields["auto_promote"] = _bool(PREFIX + "auto-promote", v)
     if (v := get("keep-warm")) is not None:
         fields["keep_warm"] = parse_duration(PREFIX + "keep-warm", v)
+    return fields
+
+
+def _routing_fields(strategy: Strategy, name: str, get: _Get) -> dict[str, Any]:
+    """The Services deliver selects the versions with (defaults named after the Deployment) and the router."""
+    fields: dict[str, Any] = {}
     for short, attr, default in (
         ("active-service", "active_service", name),
         ("preview-service", "preview_service", f"{name}-preview"),
@@ -301,20 +358,28 @@ def _parse(
         if strategy is not Strategy.CANARY and _described(router).weighted:
             raise SpecError(PREFIX + "router", f"weighted routers apply to canary, not {strategy.value}")
         fields["router"] = router
+    return fields
+
+
+def _judging_fields(get: _Get) -> dict[str, Any]:
+    """How a step is judged: restarts tolerated, what an inconclusive analysis does, and the looks at a
+    running window (how often; whether a passing step moves on early)."""
+    fields: dict[str, Any] = {}
     if (v := get("max-restarts")) is not None:
         fields["max_restarts"] = _int(PREFIX + "max-restarts", v, 0, 1000)
     if (v := get("on-inconclusive")) is not None:
-        if v.strip() not in ("pause", "extend", "rollback"):
-            raise SpecError(PREFIX + "on-inconclusive", f"{_shown(v)} is not one of pause, extend, rollback")
-        fields["on_inconclusive"] = v.strip()
+        fields["on_inconclusive"] = _one_of(PREFIX + "on-inconclusive", v, ("pause", "extend", "rollback"))
     if (v := get("max-extensions")) is not None:
         fields["max_extensions"] = _int(PREFIX + "max-extensions", v, 0, 100)
     if (v := get("analysis-every")) is not None:
         fields["analysis_every"] = _analysis_every(PREFIX + "analysis-every", v)
     if (v := get("promote-early")) is not None:
         fields["promote_early"] = _bool(PREFIX + "promote-early", v)
+    return fields
 
-    hooks = _hooks(strategy, get)
+
+def _check_manual_switch(strategy: Strategy, fields: dict[str, Any], hooks: Hooks) -> None:
+    """A blue-green switch that waits for ``deliver promote`` needs no confirm-promotion hook as well."""
     manual_switch = strategy is Strategy.BLUE_GREEN and not fields.get("auto_promote", True)
     if manual_switch and hooks.url(HookKind.CONFIRM_PROMOTION):
         raise SpecError(
@@ -322,8 +387,10 @@ def _parse(
             'with deliver.dev/auto-promote "false" the switch already waits for `deliver promote` (which passes '
             "the hook anyway); keep one of the two",
         )
-    if only is None:
-        fields["hooks"] = hooks
+
+
+def _check_notify(get: _Get) -> None:
+    """``deliver.dev/notify-*``: 1..MAX_URLS webhook URLs each (read again by the notifier when it sends)."""
     for short in ("notify-webhook", "notify-slack"):
         if (v := get(short)) is not None:
             urls = [u.strip() for u in v.split(",")]
@@ -333,93 +400,98 @@ def _parse(
                 raise SpecError(PREFIX + short, f"{len(urls)} URLs; at most {MAX_URLS} per annotation")
             for url in urls:
                 webhook_url(PREFIX + short, url)
+
+
+def _traffic_fields(strategy: Strategy, get: _Get) -> dict[str, Any]:
+    """What reaches the new version (a request match, session affinity, mirrored requests), how canary
+    scales, and how long an old or rolled-back version's pods stay after the switch."""
+    fields: dict[str, Any] = {}
     if (v := get("match")) is not None:
-        if strategy is not Strategy.CANARY:
-            raise SpecError(PREFIX + "match", f"only applies to canary, not {strategy.value}")
+        _applies(PREFIX + "match", strategy, Strategy.CANARY)
         fields["match"] = _match(PREFIX + "match", v)
     if (v := get("scale-down-delay")) is not None:
         key = PREFIX + "scale-down-delay"
+        _applies(key, strategy, Strategy.CANARY, Strategy.BLUE_GREEN)
         if strategy is Strategy.BLUE_GREEN:
             if get("keep-warm") is not None:
                 raise SpecError(key, "blue-green's keep-warm is the same thing; set one of them")
             fields["keep_warm"] = parse_duration(key, v)
-        elif strategy is Strategy.CANARY:
-            fields["scale_down_delay"] = parse_duration(key, v, maximum=86400)
         else:
-            raise SpecError(key, f"only applies to canary and blue-green, not {strategy.value}")
+            fields["scale_down_delay"] = parse_duration(key, v, maximum=86400)
     if (v := get("abort-scale-down-delay")) is not None:
         key = PREFIX + "abort-scale-down-delay"
-        if strategy not in (Strategy.CANARY, Strategy.BLUE_GREEN):
-            raise SpecError(key, f"only applies to canary and blue-green, not {strategy.value}")
+        _applies(key, strategy, Strategy.CANARY, Strategy.BLUE_GREEN)
         fields["abort_scale_down_delay"] = parse_duration(key, v, maximum=86400)
     if (v := get("affinity")) is not None:
-        if strategy is not Strategy.CANARY:
-            raise SpecError(PREFIX + "affinity", f"only applies to canary, not {strategy.value}")
-        if v.strip() not in ("cookie", "none"):
-            raise SpecError(PREFIX + "affinity", f"{_shown(v)} is not one of cookie, none")
-        fields["affinity"] = v.strip() == "cookie"
+        _applies(PREFIX + "affinity", strategy, Strategy.CANARY)
+        fields["affinity"] = _one_of(PREFIX + "affinity", v, ("cookie", "none")) == "cookie"
     if (v := get("mirror-percent")) is not None:
-        if strategy is not Strategy.CANARY:
-            raise SpecError(PREFIX + "mirror-percent", f"only applies to canary, not {strategy.value}")
+        _applies(PREFIX + "mirror-percent", strategy, Strategy.CANARY)
         fields["mirror_percent"] = _int(PREFIX + "mirror-percent", v.strip().rstrip("%"), 1, 100)
     if (v := get("canary-scale")) is not None:
-        if strategy is not Strategy.CANARY:
-            raise SpecError(PREFIX + "canary-scale", f"only applies to canary, not {strategy.value}")
-        if v.strip() not in ("exact", "surge"):
-            raise SpecError(PREFIX + "canary-scale", f"{_shown(v)} is not one of exact, surge")
-        fields["canary_scale"] = v.strip()
+        _applies(PREFIX + "canary-scale", strategy, Strategy.CANARY)
+        fields["canary_scale"] = _one_of(PREFIX + "canary-scale", v, ("exact", "surge"))
+    return fields
 
-    if only is None:
-        if len(name) > 52 and strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
-            # deliver names its ReplicaSet NAME-<10-char revision> and labels it with NAME (max 63)
+
+def _check_deployment(name: str, strategy: Strategy, spec: dict[str, Any]) -> None:
+    """What the strategy needs of the Deployment itself: a short enough name, recreate's native strategy,
+    a selector that keeps deliver's own ReplicaSets apart."""
+    if len(name) > 52 and strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
+        # deliver names its ReplicaSet NAME-<10-char revision> and labels it with NAME (max 63)
+        raise SpecError(
+            STRATEGY,
+            f"the Deployment name is {len(name)} characters; {strategy.value} "
+            "needs at most 52 (NAME-<revision> must stay a valid label value)",
+        )
+    if strategy is Strategy.RECREATE:
+        native = ((spec.get("strategy") or {}).get("type")) or "RollingUpdate"
+        if native != "Recreate":
             raise SpecError(
                 STRATEGY,
-                f"the Deployment name is {len(name)} characters; {strategy.value} "
-                "needs at most 52 (NAME-<revision> must stay a valid label value)",
+                "recreate needs the Deployment's spec.strategy.type: Recreate "
+                f"(it is {native}), so two versions never run at once",
             )
-        if strategy is Strategy.RECREATE:
-            native = ((spec.get("strategy") or {}).get("type")) or "RollingUpdate"
-            if native != "Recreate":
-                raise SpecError(
-                    STRATEGY,
-                    "recreate needs the Deployment's spec.strategy.type: Recreate "
-                    f"(it is {native}), so two versions never run at once",
-                )
-        if strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
-            selector = spec.get("selector") or {}
-            if selects(selector, {"deliver.dev/owner": name}):
-                raise SpecError(
-                    STRATEGY,
-                    "the Deployment's selector must use matchLabels or In/Exists "
-                    "expressions so deliver's own ReplicaSets stay apart",
-                )
-        used = {
-            Strategy.BLUE_GREEN: ("active-service", "preview-service"),
-            Strategy.CANARY: ("stable-service", "canary-service"),
-        }.get(strategy, ())
-        if strategy is Strategy.CANARY and not _described(fields.get("router", RouterRef(routers.NO_ROUTER))).weighted:
-            used = ()
-        for short in used:
-            value = fields[short.replace("-", "_")]
-            if not _DNS1035.match(value):
-                raise SpecError(
-                    PREFIX + short,
-                    f"the default Service name {_shown(value)} is not a valid Service name; "
-                    f"set {PREFIX + short} explicitly",
-                )
-        if strategy is Strategy.CANARY:
-            _check_match(fields)
-        if strategy is Strategy.BLUE_GREEN and fields["active_service"] == fields["preview_service"]:
-            raise SpecError(PREFIX + "preview-service", "must differ from the active Service")
-        from delivery.analysis.checks import parse_checks  # the analysis schema lives with the analysis
+    if strategy in (Strategy.CANARY, Strategy.BLUE_GREEN):
+        selector = spec.get("selector") or {}
+        if selects(selector, {"deliver.dev/owner": name}):
+            raise SpecError(
+                STRATEGY,
+                "the Deployment's selector must use matchLabels or In/Exists "
+                "expressions so deliver's own ReplicaSets stay apart",
+            )
 
-        fields["analysis"] = parse_checks(_checks_only(annotations), configmaps)
-        _in_step_needs_checks(annotations, fields["analysis"])
-    elif only == "analysis":
-        from delivery.analysis.checks import parse_checks
 
-        parse_checks(_checks_only(annotations), configmaps)
-    return DeliverySpec(**fields)
+def _check_services(strategy: Strategy, fields: dict[str, Any]) -> None:
+    """The Services the strategy uses: a default name must be a valid one, blue-green's two must differ."""
+    used = {
+        Strategy.BLUE_GREEN: ("active-service", "preview-service"),
+        Strategy.CANARY: ("stable-service", "canary-service"),
+    }.get(strategy, ())
+    if strategy is Strategy.CANARY and not _described(fields.get("router", RouterRef(routers.NO_ROUTER))).weighted:
+        used = ()
+    for short in used:
+        value = fields[short.replace("-", "_")]
+        if not _DNS1035.match(value):
+            raise SpecError(
+                PREFIX + short,
+                f"the default Service name {_shown(value)} is not a valid Service name; "
+                f"set {PREFIX + short} explicitly",
+            )
+    if strategy is Strategy.BLUE_GREEN and fields["active_service"] == fields["preview_service"]:
+        raise SpecError(PREFIX + "preview-service", "must differ from the active Service")
+
+
+def _analysis(
+    annotations: dict[str, str], configmaps: Callable[[str], dict[str, str]] | None, checked: bool = True
+) -> tuple[Any, ...]:
+    """The metric checks (``deliver.dev/analysis*``); ``checked``: the in-step keys need one too."""
+    from delivery.analysis.checks import parse_checks  # the analysis schema lives with the analysis
+
+    checks = parse_checks(_checks_only(annotations), configmaps)
+    if checked:
+        _in_step_needs_checks(annotations, checks)
+    return checks
 
 
 def _analysis_every(key: str, value: str) -> float:

@@ -255,20 +255,25 @@ def _apply_options(spec: CheckSpec, key: str, opts: Mapping[str, str]) -> CheckS
             raise SpecError(key, f"critical={_shown(opts['critical'])} must be true or false")
         changes["critical"] = _BOOL[v]
     if "min-samples" in opts:
-        try:
-            if len(opts["min-samples"]) > NUMBER_TEXT:
-                raise ValueError("too long")
-            n = int(opts["min-samples"])
-        except ValueError:
-            raise SpecError(key, f"min-samples={_shown(opts['min-samples'])} is not an integer") from None
-        if n < 1 or n > 10**12:
-            raise SpecError(key, "min-samples must be at least 1")
-        changes["min_samples"] = n
+        changes["min_samples"] = _min_samples(key, opts["min-samples"])
     if "quantile" in opts:
         changes["quantile"] = _float(key, opts["quantile"], 0.5, 0.9999, lo_open=False)
     if "negligible-rate" in opts:
         changes["negligible_rate"] = _float(key, opts["negligible-rate"], 0.0, MAX_NEGLIGIBLE_RATE, lo_open=False)
     return replace(spec, **changes)  # type: ignore[arg-type]
+
+
+def _min_samples(key: str, text: str) -> int:
+    """The ``min-samples`` option: a whole number in 1..10**12, of at most NUMBER_TEXT characters."""
+    try:
+        if len(text) > NUMBER_TEXT:
+            raise ValueError("too long")
+        n = int(text)
+    except ValueError:
+        raise SpecError(key, f"min-samples={_shown(text)} is not an integer") from None
+    if n < 1 or n > 10**12:
+        raise SpecError(key, "min-samples must be at least 1")
+    return n
 
 
 def _custom_from_configmap(name: str, kind: str, cm_name: str, data: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -296,29 +301,8 @@ def parse_checks(
     ConfigMap reference is validated syntactically only and custom checks carry no queries.
     Raises SpecError(key, problem) on any invalid value; nothing is guessed.
     """
-    for key in annotations:
-        if not key.startswith(PREFIX + "analysis"):
-            continue
-        if key in (KEY_CHECKS, KEY_METRICS, KEY_CONFIG, KEY_ALPHA, KEY_RESOLUTION) or key.startswith(KEY_CHECK_OPTIONS):
-            continue
-        raise SpecError(
-            key,
-            f"unknown analysis key; known: {KEY_CHECKS}, {KEY_METRICS}, {KEY_CONFIG}, {KEY_ALPHA}, {KEY_RESOLUTION}, "
-            f"{KEY_CHECK_OPTIONS}<check>",
-        )
-
-    raw = annotations.get(KEY_CHECKS, "").strip()
-    names: list[str] = []
-    for part in raw.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if not _NAME_RE.match(part):
-            raise SpecError(KEY_CHECKS, f"{_shown(part)} is not a valid check name (lowercase letters, digits, '-')")
-        if part in names:
-            raise SpecError(KEY_CHECKS, f"check {_shown(part)} listed twice")
-        names.append(part)
-
+    _refuse_unknown_keys(annotations)
+    names = _check_names(annotations.get(KEY_CHECKS, ""))
     family = annotations.get(KEY_METRICS, "http").strip()
     if family not in METRIC_FAMILIES:
         raise SpecError(KEY_METRICS, f"{_shown(family)} must be one of {', '.join(METRIC_FAMILIES)}")
@@ -331,18 +315,13 @@ def parse_checks(
     cm_name = annotations.get(KEY_CONFIG, "").strip() or None
     if cm_name is not None and not _CONFIGMAP_RE.match(cm_name):
         raise SpecError(KEY_CONFIG, f"{_shown(cm_name)} is not a valid ConfigMap name")
-
-    for key in annotations:
-        if key.startswith(KEY_CHECK_OPTIONS) and key[len(KEY_CHECK_OPTIONS) :] not in names:
-            raise SpecError(
-                key, f"options for check {_shown(key[len(KEY_CHECK_OPTIONS) :])}, which {KEY_CHECKS} does not list"
-            )
+    _refuse_unlisted_options(annotations, names)
     if not names:
         if KEY_CHECKS in annotations or any(k.startswith(PREFIX + "analysis") for k in annotations):
             raise SpecError(KEY_CHECKS, 'no checks listed (e.g. "error-rate,latency")')
         return ()
 
-    data: dict[str, str] | None = None
+    read = _configmap_reader(configmaps)
     specs: list[CheckSpec] = []
     for name in names:
         okey = KEY_CHECK_OPTIONS + name
@@ -352,31 +331,94 @@ def parse_checks(
             template = f"{family}:{name}"
             spec = CheckSpec(name, kind, template, dict(TEMPLATES[template]), alpha=alpha, resolution=resolution)
         else:
-            if cm_name is None:
-                raise SpecError(
-                    KEY_CHECKS,
-                    f"custom check {_shown(name)} needs its PromQL in a ConfigMap named by {KEY_CONFIG} "
-                    f"(built-ins: {', '.join(BUILTIN_CHECKS)})",
-                )
-            kind = opts.get("kind", "errors")
-            if kind not in KINDS:
-                raise SpecError(okey, f"kind={_shown(kind)} must be one of {', '.join(KINDS)}")
-            queries: dict[str, str] = {}
-            if configmaps is not None:
-                if data is None:
-                    try:
-                        data = dict(configmaps(cm_name))
-                    except (SpecError, KubeError):
-                        raise  # an API error (not a missing ConfigMap) is the caller's to retry
-                    except Exception as exc:  # the ConfigMap itself is missing or unreadable
-                        raise SpecError(KEY_CONFIG, f"cannot read ConfigMap {_shown(cm_name)}: {exc}") from exc
-                cm_kind, queries = _custom_from_configmap(name, kind, cm_name, data)
-                if "kind" in opts and cm_kind != kind:
-                    raise SpecError(okey, f"kind={kind} but ConfigMap {_shown(cm_name)} declares {name}.kind={cm_kind}")
-                kind = cm_kind
+            kind, queries = _custom(name, okey, opts, cm_name, read)
             spec = CheckSpec(name, kind, None, queries, alpha=alpha, resolution=resolution)
-        if spec.template is None:
             opts = {k: v for k, v in opts.items() if k != "kind"}  # already applied with the ConfigMap
-        spec = _apply_options(spec, okey, opts)
-        specs.append(spec)
+        specs.append(_apply_options(spec, okey, opts))
     return tuple(specs)
+
+
+def _refuse_unknown_keys(annotations: Mapping[str, str]) -> None:
+    """Every ``deliver.dev/analysis*`` key must be one of the analysis keys or a check's options."""
+    for key in annotations:
+        if not key.startswith(PREFIX + "analysis"):
+            continue
+        if key in (KEY_CHECKS, KEY_METRICS, KEY_CONFIG, KEY_ALPHA, KEY_RESOLUTION) or key.startswith(KEY_CHECK_OPTIONS):
+            continue
+        raise SpecError(
+            key,
+            f"unknown analysis key; known: {KEY_CHECKS}, {KEY_METRICS}, {KEY_CONFIG}, {KEY_ALPHA}, {KEY_RESOLUTION}, "
+            f"{KEY_CHECK_OPTIONS}<check>",
+        )
+
+
+def _check_names(text: str) -> list[str]:
+    """``deliver.dev/analysis``: the checks' names, comma-separated, each once."""
+    names: list[str] = []
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not _NAME_RE.match(part):
+            raise SpecError(KEY_CHECKS, f"{_shown(part)} is not a valid check name (lowercase letters, digits, '-')")
+        if part in names:
+            raise SpecError(KEY_CHECKS, f"check {_shown(part)} listed twice")
+        names.append(part)
+    return names
+
+
+def _refuse_unlisted_options(annotations: Mapping[str, str], names: list[str]) -> None:
+    """Options (``deliver.dev/analysis.<check>``) only for a check that is listed."""
+    for key in annotations:
+        if key.startswith(KEY_CHECK_OPTIONS) and key[len(KEY_CHECK_OPTIONS) :] not in names:
+            raise SpecError(
+                key, f"options for check {_shown(key[len(KEY_CHECK_OPTIONS) :])}, which {KEY_CHECKS} does not list"
+            )
+
+
+def _configmap_reader(
+    configmaps: Callable[[str], dict[str, str]] | None,
+) -> Callable[[str], dict[str, str]] | None:
+    """``configmaps`` reading each ConfigMap at most once (None offline). A missing or unreadable
+    ConfigMap is a SpecError of ``deliver.dev/analysis-config``; an API error is the caller's to retry."""
+    if configmaps is None:
+        return None
+    read: dict[str, dict[str, str]] = {}
+
+    def data(cm_name: str) -> dict[str, str]:
+        if cm_name not in read:
+            try:
+                read[cm_name] = dict(configmaps(cm_name))
+            except (SpecError, KubeError):
+                raise  # an API error (not a missing ConfigMap) is the caller's to retry
+            except Exception as exc:  # the ConfigMap itself is missing or unreadable
+                raise SpecError(KEY_CONFIG, f"cannot read ConfigMap {_shown(cm_name)}: {exc}") from exc
+        return read[cm_name]
+
+    return data
+
+
+def _custom(
+    name: str,
+    okey: str,
+    opts: Mapping[str, str],
+    cm_name: str | None,
+    read: Callable[[str], dict[str, str]] | None,
+) -> tuple[str, dict[str, str]]:
+    """A custom check's kind (its ``kind`` option, else the ConfigMap's, else errors) and its PromQL
+    from the ConfigMap (none offline, when ``read`` is None)."""
+    if cm_name is None:
+        raise SpecError(
+            KEY_CHECKS,
+            f"custom check {_shown(name)} needs its PromQL in a ConfigMap named by {KEY_CONFIG} "
+            f"(built-ins: {', '.join(BUILTIN_CHECKS)})",
+        )
+    kind = opts.get("kind", "errors")
+    if kind not in KINDS:
+        raise SpecError(okey, f"kind={_shown(kind)} must be one of {', '.join(KINDS)}")
+    if read is None:
+        return kind, {}
+    cm_kind, queries = _custom_from_configmap(name, kind, cm_name, read(cm_name))
+    if "kind" in opts and cm_kind != kind:
+        raise SpecError(okey, f"kind={kind} but ConfigMap {_shown(cm_name)} declares {name}.kind={cm_kind}")
+    return cm_kind, queries

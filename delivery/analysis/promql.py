@@ -267,7 +267,6 @@ def _plan(query: str, namespace: str | None) -> tuple[list[tuple[int, str]], lis
     ``group_left``/``group_right`` after ``on(...)``/``ignoring(...)``. Elsewhere it is a
     selector, and bound like any other."""
     tokens = tokenize(query)
-    matcher = f'{NAMESPACE_LABEL}="{namespace}"'
     inserts: list[tuple[int, str]] = []
     found: list[int] = []
     i = _significant(tokens, 0)
@@ -278,51 +277,20 @@ def _plan(query: str, namespace: str | None) -> tuple[list[tuple[int, str]], lis
     after_matching = False  # the previous token closed an on(...)/ignoring(...) list
     while i < len(tokens):
         t = tokens[i]
-        matching, was_operand = False, operand
+        matching = False
         if t.text == "{":
             found.append(t.start)
             i = _bind_braces(query, tokens, i, namespace, inserts)
             operand = False
         elif t.kind == "ident":
-            word = t.text.lower()
-            nxt = _significant(tokens, i + 1)
-            nxt_text = tokens[nxt].text if nxt < len(tokens) else ""
-            if word in ("group_left", "group_right") and after_matching:
-                if nxt_text == "(":
-                    i = _skip_label_list(query, tokens, nxt)
-                operand = True
-            elif (word in ("by", "without") and not was_operand) or (
-                word in ("on", "ignoring") and prev in BINARY_OPERATORS
-            ):
-                if nxt_text != "(":
-                    raise _refuse(query, f"{t.text} needs a label list in parentheses")
-                i = _skip_label_list(query, tokens, nxt)
-                matching = word in ("on", "ignoring")
-                # after on(...): the right operand (or group_left); after by(...): the aggregation's
-                # parenthesised body, or nothing more of it
-                operand = matching
-            elif word in ("by", "without", "on", "ignoring"):
-                raise _refuse(query, f"{t.text!r} where a series or value is expected")
-            elif word in BINARY_KEYWORDS and not was_operand:
-                operand = True
-            elif word == "offset" and not was_operand:
-                operand = True  # a duration follows
-            elif word == "bool" and prev in COMPARISONS:
-                operand = True
-            elif word in NUMBER_WORDS:
-                operand = False
-            elif nxt_text == "(":
-                if word in REFUSED_FUNCTIONS:
-                    raise _refuse(query, f"{t.text}() reads series the query does not name")
-                operand = True
-            elif word in AGGREGATIONS and nxt < len(tokens) and tokens[nxt].text.lower() in ("by", "without"):
-                operand = False  # so the by/without after it is a modifier
+            modifier = _modifier(query, tokens, i, operand, prev, after_matching)
+            if modifier is not None:
+                i, operand, matching = modifier
+            elif (expects := _operand_after_word(query, tokens, i, operand, prev)) is not None:
+                operand = expects
             else:  # a metric name (keywords included, where an operand is expected): its selector
                 found.append(t.start)
-                if nxt_text == "{":
-                    i = _bind_braces(query, tokens, nxt, namespace, inserts)
-                else:
-                    inserts.append((t.end, "{" + matcher + "}"))
+                i = _bind_name(query, tokens, i, namespace, inserts)
                 operand = False
         elif t.kind in ("number", "duration", "string") or t.text in (")", "]"):
             operand = False
@@ -332,6 +300,71 @@ def _plan(query: str, namespace: str | None) -> tuple[list[tuple[int, str]], lis
         after_matching = matching
         i = _significant(tokens, i + 1)
     return inserts, found
+
+
+def _following(tokens: list[Token], i: int) -> tuple[int, str]:
+    """The index and text of the significant token after ``i`` (``len(tokens)`` and "" at the end)."""
+    nxt = _significant(tokens, i + 1)
+    return nxt, tokens[nxt].text if nxt < len(tokens) else ""
+
+
+def _modifier(
+    query: str, tokens: list[Token], i: int, was_operand: bool, prev: str, after_matching: bool
+) -> tuple[int, bool, bool] | None:
+    """The identifier at ``i`` as a modifier with its label list: ``by``/``without`` after an aggregation,
+    ``on``/``ignoring`` after a binary operator, ``group_left``/``group_right`` after ``on(...)``.
+    Returns (the index of its last token, whether an operand is expected next, whether it closed an
+    ``on(...)``/``ignoring(...)`` list); None when it is no modifier here."""
+    word = tokens[i].text.lower()
+    nxt, nxt_text = _following(tokens, i)
+    if word in ("group_left", "group_right") and after_matching:
+        if nxt_text == "(":
+            i = _skip_label_list(query, tokens, nxt)
+        return i, True, False
+    if (word in ("by", "without") and not was_operand) or (word in ("on", "ignoring") and prev in BINARY_OPERATORS):
+        if nxt_text != "(":
+            raise _refuse(query, f"{tokens[i].text} needs a label list in parentheses")
+        i = _skip_label_list(query, tokens, nxt)
+        matching = word in ("on", "ignoring")
+        # after on(...): the right operand (or group_left); after by(...): the aggregation's
+        # parenthesised body, or nothing more of it
+        return i, matching, matching
+    if word in ("by", "without", "on", "ignoring"):
+        raise _refuse(query, f"{tokens[i].text!r} where a series or value is expected")
+    return None
+
+
+def _operand_after_word(query: str, tokens: list[Token], i: int, was_operand: bool, prev: str) -> bool | None:
+    """Whether an operand is expected after the identifier at ``i`` (no modifier): yes after a keyword
+    operator or a function's name, no after a number or an aggregation followed by its by/without;
+    None when the identifier is a metric name."""
+    word = tokens[i].text.lower()
+    nxt, nxt_text = _following(tokens, i)
+    if word in BINARY_KEYWORDS and not was_operand:
+        return True
+    if word == "offset" and not was_operand:
+        return True  # a duration follows
+    if word == "bool" and prev in COMPARISONS:
+        return True
+    if word in NUMBER_WORDS:
+        return False
+    if nxt_text == "(":
+        if word in REFUSED_FUNCTIONS:
+            raise _refuse(query, f"{tokens[i].text}() reads series the query does not name")
+        return True
+    if word in AGGREGATIONS and nxt < len(tokens) and tokens[nxt].text.lower() in ("by", "without"):
+        return False  # so the by/without after it is a modifier
+    return None
+
+
+def _bind_name(query: str, tokens: list[Token], i: int, namespace: str | None, inserts: list[tuple[int, str]]) -> int:
+    """Bind the selector of the metric name at ``i`` (with its braces, if any); the index of its last token."""
+    nxt, nxt_text = _following(tokens, i)
+    if nxt_text == "{":
+        return _bind_braces(query, tokens, nxt, namespace, inserts)
+    matcher = f'{NAMESPACE_LABEL}="{namespace}"'
+    inserts.append((tokens[i].end, "{" + matcher + "}"))
+    return i
 
 
 def _bind_braces(

@@ -256,7 +256,7 @@ def run(
     from delivery.engine.leader import Fenced, LeaderElector, ServerClock
     from delivery.engine.reconcile import Reconciler
     from delivery.integrations.hooks import HookPool
-    from delivery.integrations.metrics import KubeAuthorizer, Metrics, Server, auth_mode
+    from delivery.integrations.metrics import Metrics
     from delivery.kube.cache import Cache, CachedKube
 
     if leader_elect and not (lease_duration > renew_deadline > retry_period > 0):
@@ -282,37 +282,25 @@ def run(
         prometheus_max_bytes,
     )
     kube = g.kube()
-    analyser = None
-    if prometheus_url:
-        from delivery.engine.verdicts import make_analyser
-
-        try:
-            analyser = make_analyser(
-                kube,
-                prometheus_url,
-                on_query=lambda ns, name, ok: metrics.count_query(ns, name, ok),
-                settings=settings,
-                **prometheus_options,
-            )
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--prometheus-url") from None
-        from delivery.analysis.auth import redact_url
-
-        log.info("metric analysis on", extra={"prometheus": redact_url(prometheus_url)})
+    analyser = _analyser(
+        kube,
+        prometheus_url,
+        settings,
+        prometheus_options,
+        lambda ns, name, ok: metrics.count_query(ns, name, ok),
+        log,
+    )
 
     elector: LeaderElector | None = None
     server_clock = ServerClock()  # step times from the API server's clock (see leader.ServerClock)
     if leader_elect:
-        try:
-            elector = LeaderElector(
-                kube,
-                lease_namespace or os.environ.get("POD_NAMESPACE") or g.namespace,
-                lease_name,
-                settings=settings,
-                server_clock=server_clock,
-            )
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
+        elector = _elector(
+            kube,
+            lease_namespace or os.environ.get("POD_NAMESPACE") or g.namespace,
+            lease_name,
+            settings,
+            server_clock,
+        )
     is_leader: Callable[[], bool] = elector.is_leader if elector else (lambda: True)
     holder: dict[str, Controller] = {}
 
@@ -404,16 +392,7 @@ def run(
     hold.stop = controller.stop
     hold.start()
 
-    server = None
-    if metrics_addr is not None:
-        try:
-            mode = auth_mode(metrics_auth, metrics_addr[0])
-            auth = KubeAuthorizer(kube) if mode == "kubernetes" else None
-            server = Server(metrics, *metrics_addr, auth=auth).start()
-        except OSError as exc:
-            fail(f"cannot serve metrics on {metrics_addr[0]}:{metrics_addr[1]}: {exc}")
-        host, port = server.address
-        log.info("serving /metrics, /healthz, /readyz", extra={"address": f"{host}:{port}", "metrics_auth": mode})
+    server = None if metrics_addr is None else _serve_metrics(kube, metrics, metrics_addr, metrics_auth, log)
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal received; finishing the current reconcile", extra={"signal": signum})
@@ -443,6 +422,67 @@ def run(
     log.info("controller exited")
     logging.shutdown()
     os._exit(0)  # informer threads may sit in a blocking read; do not wait for them
+
+
+def _analyser(
+    kube: Any,
+    url: str | None,
+    settings: Settings,
+    options: dict[str, Any],
+    on_query: Callable[[str, str, bool], None],
+    log: logging.Logger,
+) -> Any:
+    """The metric analysis over the Prometheus at ``url`` (None without one: no metric checks run)."""
+    if not url:
+        return None
+    from delivery.engine.verdicts import make_analyser
+
+    try:
+        analyser = make_analyser(kube, url, on_query=on_query, settings=settings, **options)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--prometheus-url") from None
+    from delivery.analysis.auth import redact_url
+
+    log.info("metric analysis on", extra={"prometheus": redact_url(url)})
+    return analyser
+
+
+def _elector(
+    kube: Any,
+    namespace: str,
+    name: str,
+    settings: Settings,
+    server_clock: Any,
+) -> Any:
+    """The leader election through the Lease ``namespace/name``; a bad Lease is a usage error (exit 2)."""
+    from delivery.engine.leader import LeaderElector
+
+    try:
+        return LeaderElector(
+            kube,
+            namespace,
+            name,
+            settings=settings,
+            server_clock=server_clock,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _serve_metrics(kube: Any, metrics: Any, address: tuple[str, int], auth_flag: str, log: logging.Logger) -> Any:
+    """The server of /metrics, /healthz and /readyz, started on ``address``; --metrics-auth decides
+    who may read /metrics. An address that cannot be bound fails the command."""
+    from delivery.integrations.metrics import KubeAuthorizer, Server, auth_mode
+
+    try:
+        mode = auth_mode(auth_flag, address[0])
+        auth = KubeAuthorizer(kube) if mode == "kubernetes" else None
+        server = Server(metrics, *address, auth=auth).start()
+    except OSError as exc:
+        fail(f"cannot serve metrics on {address[0]}:{address[1]}: {exc}")
+    host, port = server.address
+    log.info("serving /metrics, /healthz, /readyz", extra={"address": f"{host}:{port}", "metrics_auth": mode})
+    return server
 
 
 def _egress(hosts: tuple[str, ...], allow: tuple[str, ...], deny: tuple[str, ...], public: bool) -> Any:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 import yaml
@@ -23,6 +25,10 @@ from delivery.wave.file import Change, Wave, default_kubeconfig, load, parse_ima
 from delivery.wave.lock import WaveLocks
 from delivery.wave.report import WaveEvent, WaveResult, write_junit
 from delivery.wave.runner import WaveRunner
+
+if TYPE_CHECKING:
+    from delivery.kube.client import Kube
+    from delivery.wave.file import ClusterRef
 
 
 class ContainerImage(click.ParamType[tuple[str, str], Any]):
@@ -191,6 +197,35 @@ def wave(
     3  a stage timed out (the delivery may still be going on; run again to go on waiting)
     4  a cluster is unreachable or denies access (nothing further is changed)
     """
+    plan, refs = _load(wave_file, until, g.kubeconfig)
+    if lint_only:
+        _lint(g, wave_file, plan, images, manifest)
+        return
+    change = _change(images, manifest)
+    kubes = _connect(wave_file, plan, change, refs)
+    wid = wave_id(plan, change)
+    labels = {s.name: where(s, refs[s.name]) for s in plan.stages}
+    view = _view(g, plan, sys.stderr, labels, dry_run)
+    note(f"wave {plan.name} ({wid}): {change.describe()} through {len(plan.stages)} stage(s)")
+    lock: WaveLocks | None = None
+    try:
+        with _closed_on_failure(view):
+            if not dry_run:
+                lock = WaveLocks(plan, kubes, wid)
+                lock.acquire()
+                lock.start()
+            runner = WaveRunner(plan, change, kubes, wid, on_event=view, lock=lock, where=labels)
+            result = runner.run(until=until, dry_run=dry_run)
+    finally:
+        if lock is not None:
+            lock.release()
+    view.close()
+    _report(g, result, junit_path)
+    sys.exit(result.code)
+
+
+def _load(wave_file: str, until: str | None, kubeconfig: str | None) -> tuple[Wave, dict[str, ClusterRef]]:
+    """The wave file, checked (its stages, their clusters' kubeconfigs and --until); invalid: exit 2."""
     try:
         plan = load(wave_file)
         if until is not None and until not in {s.name for s in plan.stages}:
@@ -198,20 +233,25 @@ def wave(
                 f"no stage {until!r} in {wave_file} (stages: {', '.join(s.name for s in plan.stages)})",
                 param_hint="'--until'",
             )
-        refs = resolve_clusters(plan, default_kubeconfig(g.kubeconfig))
+        refs = resolve_clusters(plan, default_kubeconfig(kubeconfig))
     except WaveFileError as exc:
         _invalid(exc)
-    if lint_only:
-        if images or manifest is not None:
-            _change(images, manifest)
-        stages = len(plan.stages)
-        note(f"{wave_file}: wave {plan.name}: {stages} stage(s) in {len(plan.groups)} step(s), valid")
-        if g.machine:
-            click.echo(
-                output.dump({"wave": plan.name, "valid": True, "stages": [s.name for s in plan.stages]}, g.output)
-            )
-        return
-    change = _change(images, manifest)
+    return plan, refs
+
+
+def _lint(g: Globals, wave_file: str, plan: Wave, images: tuple[tuple[str, str], ...], manifest: Any) -> None:
+    """``--lint``: the wave file is valid (and the change, if one is given); no cluster is asked."""
+    if images or manifest is not None:
+        _change(images, manifest)
+    stages = len(plan.stages)
+    note(f"{wave_file}: wave {plan.name}: {stages} stage(s) in {len(plan.groups)} step(s), valid")
+    if g.machine:
+        click.echo(output.dump({"wave": plan.name, "valid": True, "stages": [s.name for s in plan.stages]}, g.output))
+
+
+def _connect(wave_file: str, plan: Wave, change: Change, refs: dict[str, ClusterRef]) -> dict[str, Kube]:
+    """A client per stage, each stage's app checked against the change before anything is changed:
+    an unreachable cluster exits 4, a problem exits 2."""
     try:
         kubes = connect(refs)
         problems = preflight(plan, change, kubes)
@@ -221,26 +261,24 @@ def wave(
         fail(str(exc), EXIT_API)
     if problems:
         _invalid(WaveFileError(wave_file, problems))
-    wid = wave_id(plan, change)
-    stream = sys.stderr
-    labels = {s.name: where(s, refs[s.name]) for s in plan.stages}
-    view: PlainView | LiveWaveView
+    return kubes
+
+
+def _view(g: Globals, plan: Wave, stream: TextIO, labels: dict[str, str], dry_run: bool) -> PlainView | LiveWaveView:
+    """A live table on a terminal (not for a dry run), else one line per event."""
     if output.is_tty(stream) and not dry_run:
         try:
-            view = LiveWaveView(plan, output.color_wanted(g.no_color, stream), stream, labels)
+            return LiveWaveView(plan, output.color_wanted(g.no_color, stream), stream, labels)
         except Exception:  # a broken terminal must not break the command
-            view = PlainView(plan, stream)
-    else:
-        view = PlainView(plan, stream)
-    note(f"wave {plan.name} ({wid}): {change.describe()} through {len(plan.stages)} stage(s)")
-    lock: WaveLocks | None = None
+            return PlainView(plan, stream)
+    return PlainView(plan, stream)
+
+
+@contextmanager
+def _closed_on_failure(view: PlainView | LiveWaveView) -> Iterator[None]:
+    """Another wave running, an API error or ^C: the view closes and the command exits (1, 4, 130)."""
     try:
-        if not dry_run:
-            lock = WaveLocks(plan, kubes, wid)
-            lock.acquire()
-            lock.start()
-        runner = WaveRunner(plan, change, kubes, wid, on_event=view, lock=lock, where=labels)
-        result = runner.run(until=until, dry_run=dry_run)
+        yield
     except WaveBusy as exc:
         view.close()
         fail(str(exc), EXIT_FAILED)
@@ -250,10 +288,10 @@ def wave(
     except KeyboardInterrupt:
         view.close()
         fail("interrupted; run the same command again to go on", 130)
-    finally:
-        if lock is not None:
-            lock.release()
-    view.close()
+
+
+def _report(g: Globals, result: WaveResult, junit_path: str | None) -> None:
+    """The wave's result: the JUnit file (if asked for), the stages' table (or -o's document), the last line."""
     if junit_path:
         try:
             write_junit(junit_path, result)
@@ -267,10 +305,9 @@ def wave(
         f"deliver wave: {result.wave} ({result.id}): {result.outcome} (exit {result.code}) "
         f"in {result.seconds:.1f}s: {result.reason}"
     )
-    sys.exit(result.code)
 
 
-def _invalid(exc: WaveFileError) -> None:
+def _invalid(exc: WaveFileError) -> NoReturn:
     for problem in exc.problems:
         note(f"{exc.source}: {problem}")
     fail(f"the wave is not valid ({len(exc.problems)} problem(s)); nothing was changed", EXIT_USAGE)
