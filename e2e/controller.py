@@ -28,6 +28,7 @@ class ControllerProcess:
         extra_args: list[str] | None = None,
         name: str = "controller",
         egress_allow_cidr: str = "127.0.0.0/8",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.namespace = namespace
@@ -35,6 +36,7 @@ class ControllerProcess:
         self.prometheus_url = prometheus_url
         self.extra_args = list(extra_args or [])
         self.egress_allow_cidr = egress_allow_cidr
+        self.env = dict(env or {})  # e.g. POD_NAME, as the downward API gives the chart's pod
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -58,7 +60,7 @@ class ControllerProcess:
     def start(self) -> ControllerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(
             self.argv(), cwd=REPO_ROOT, stdout=log, stderr=log, env=env, start_new_session=True
         )

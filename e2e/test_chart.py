@@ -3,7 +3,9 @@
 kwok runs no containers, so the chart's Deployment is installed with 0 replicas; the controller
 runs here as a local process with a token for the chart's ServiceAccount (TokenRequest API), i.e.
 with exactly the rights the chart grants. It completes a canary; with a verb taken out of the Role,
-the action that needs it fails with a clear Forbidden error until the verb is back.
+the action that needs it fails with a clear Forbidden error until the verb is back. `helm test`
+runs the chart's test Pod (e2e/podrunner.py plays its kubelet): it fails while nobody leads and
+passes once the controller, with the name of the chart's pod, holds the Lease.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import pytest
 import yaml
 from kubernetes import client
 
+from delivery.kube.client import KubeClient as JsonKube
 from e2e.binaries import helm_path
-from e2e.cluster import REPO_ROOT
+from e2e.cluster import BEHAVIOUR_LABEL, REPO_ROOT
 from e2e.conftest import RunningCluster
 from e2e.controller import ControllerProcess
 from e2e.helpers import Kube, canary, deliver, pods_of, set_image, state, wait_for, wait_phase, wait_stable
+from e2e.podrunner import RUN_HERE, PodRunner
 
 pytestmark = pytest.mark.e2e
 
@@ -225,3 +229,57 @@ def test_cluster_scope_chart_watches_every_namespace(
             kube.core.delete_namespace(other)
         except client.ApiException:
             pass
+
+
+def test_helm_test_passes_once_a_pod_of_the_release_leads(
+    cluster: RunningCluster, kube: Kube, jk: JsonKube, namespace: str, tmp_path: Path
+) -> None:
+    """`helm test` runs `deliver check-install` as the chart's ServiceAccount.
+
+    kwok plays the chart's one controller pod (Running, no container); the controller runs here with
+    that pod's name (POD_NAME, as the downward API gives it) and a token of the ServiceAccount, so
+    the Lease's holder is that pod, as in a cluster."""
+    ns, home = namespace, tmp_path / "helm"
+    run_here = "tests.podLabels." + BEHAVIOUR_LABEL.replace(".", "\\.") + "=" + RUN_HERE
+    r = helm(cluster.kubeconfig, home, "install", "rel", str(CHART), "-n", ns, "--set", "replicaCount=1",
+             "--set", "watch.scope=namespaced", "--set", "holdPolicy.install=false", "--set", run_here)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        selector = "app.kubernetes.io/instance=rel,app.kubernetes.io/component=controller"
+        pod_name = wait_for(
+            lambda: next(
+                (p.metadata.name for p in kube.core.list_namespaced_pod(ns, label_selector=selector).items
+                 if p.status.phase == "Running"),
+                None,
+            ),
+            60,
+            "the chart's controller pod Running on kwok",
+        )  # fmt: skip
+
+        # nobody leads yet: the test fails and says why
+        with PodRunner(jk, Path(cluster.kubeconfig), ns) as runner:
+            r = helm(cluster.kubeconfig, home, "test", "rel", "-n", ns, "--timeout", "120s")
+            assert r.returncode != 0, r.stdout + r.stderr
+            [out] = runner.outputs.values()
+            assert f"FAIL leader: no Lease {ns}/deliver-controller" in out, out
+            assert f"ok   deployments: may list Deployments in namespace {ns}" in out, out
+
+        tr = kube.core.create_namespaced_service_account_token(
+            "rel-deliver",
+            ns,
+            client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)),
+        )
+        sa_config = token_kubeconfig(Path(cluster.kubeconfig), tr.status.token, ns, tmp_path / "sa-kubeconfig")
+        with ControllerProcess(
+            sa_config, ns, log_dir=tmp_path, extra_args=["--leader-elect", "--hold-mode", "paused"],
+            env={"POD_NAME": pod_name},
+        ) as ctl:  # fmt: skip
+            wait_for(lambda: "became leader" in ctl.log(), 60, "leading", describe=lambda: ctl.log()[-3000:])
+            with PodRunner(jk, Path(cluster.kubeconfig), ns) as runner:
+                r = helm(cluster.kubeconfig, home, "test", "rel", "-n", ns, "--timeout", "120s")
+                assert r.returncode == 0, r.stdout + r.stderr + str(runner.outputs)
+                [out] = runner.outputs.values()
+                assert f"ok   leader: Lease {ns}/deliver-controller is held and renewed by {pod_name}_" in out, out
+                assert "ok   deployments" in out, out
+    finally:
+        helm(cluster.kubeconfig, home, "uninstall", "rel", "-n", ns)

@@ -28,11 +28,19 @@ def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(HELM), *args], capture_output=True, text=True, check=check, timeout=120)
 
 
+def names(key: str, message: str) -> bool:
+    """The message names the value: dotted (a template's fail) or as the schema's JSON pointer."""
+    return key in message or f"'/{key.replace('.', '/')}'" in message
+
+
 MAP_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
 
 
-def render(*sets: str, namespace: str = "deliver-system", api_versions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    args = ["template", "rel", str(CHART), "-n", namespace]
+def render(
+    *sets: str, namespace: str = "deliver-system", api_versions: tuple[str, ...] = (), tests: bool = False
+) -> list[dict[str, Any]]:
+    """What `helm install` creates (with ``tests``: also the `helm test` hook's objects)."""
+    args = ["template", "rel", str(CHART), "-n", namespace, *([] if tests else ["--skip-tests"])]
     for api in api_versions:
         args += ["--api-versions", api]
     for s in sets:
@@ -124,7 +132,7 @@ def test_metrics_are_read_only_with_a_token_the_api_server_authorizes() -> None:
     args = off["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--metrics-auth=none" in args
     bad = helm("template", "rel", str(CHART), "--set", "metrics.auth=open", check=False)
-    assert bad.returncode != 0 and "metrics.auth" in bad.stderr
+    assert bad.returncode != 0 and names("metrics.auth", bad.stderr)
 
 
 def test_namespaced_mode_has_no_cluster_rights() -> None:
@@ -168,7 +176,7 @@ def test_invalid_values_fail_with_a_message() -> None:
     )
     assert bad.returncode != 0 and "leaderElection" in bad.stderr
     bad = helm("template", "rel", str(CHART), "--set", "watch.scope=galaxy", check=False)
-    assert bad.returncode != 0 and "watch.scope" in bad.stderr
+    assert bad.returncode != 0 and names("watch.scope", bad.stderr)
 
 
 def test_service_monitor_and_image_values() -> None:
@@ -252,7 +260,7 @@ def test_an_image_digest_pins_the_image() -> None:
         == f"registry.example/deliver@{digest}"
     )
     bad = helm("template", "rel", str(CHART), "--set", "image.digest=latest", check=False)
-    assert bad.returncode != 0 and "image.digest" in bad.stderr
+    assert bad.returncode != 0 and names("image.digest", bad.stderr)
 
 
 # ---------------------------------------------------------------- least privilege, checked against the code
@@ -468,3 +476,194 @@ def test_a_namespaced_install_holds_at_rest_unless_told_the_policy_is_there() ->
 
     assert "--hold-mode=paused" in args()  # it may not read the cluster-wide policy
     assert "--hold-mode=policy" in args("holdPolicy.mode=policy")
+
+
+# ---------------------------------------------------------------- values.schema.json: typos refused (issue 29)
+
+SCHEMA = CHART / "values.schema.json"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("watch.scop=namespaced", "at '/watch': additional properties 'scop' not allowed"),
+        ("replicaCount=two", "at '/replicaCount': got string, want integer"),
+        ("replicaCount=-1", "at '/replicaCount': minimum"),
+        ("watch.scope=galaxy", "at '/watch/scope': value must be one of 'cluster', 'namespaced'"),
+        ("holdPolicy.mode=sometimes", "at '/holdPolicy/mode'"),
+        ("logLevel=VERBOSE", "at '/logLevel'"),
+        ("imageTag=1.2.3", "at '': additional properties 'imageTag' not allowed"),
+        ("metrics.service.prot=80", "at '/metrics/service': additional properties 'prot' not allowed"),
+        ("metrics.port=http", "at '/metrics/port': got string, want integer"),
+        ("leaderElection.enabled=yes", "at '/leaderElection/enabled': got string, want boolean"),
+        ("leaderElection.leaseDuration=15", "at '/leaderElection/leaseDuration'"),
+        ("analysis.prometheusUrl=http://user:pw@prom:9090", "at '/analysis/prometheusUrl'"),
+        ("egress.denyCIDRs={10.96.0.0}", "at '/egress/denyCIDRs/0'"),
+        ("tests.activeDeadlineSeconds=0", "at '/tests/activeDeadlineSeconds': minimum"),
+        ("routers.linkerd=true", "at '/routers': additional properties 'linkerd' not allowed"),
+    ],
+)
+def test_typos_and_wrong_types_are_refused_naming_the_key(value: str, says: str) -> None:
+    for command in (["template", "rel"], ["lint", "--strict"]):
+        result = helm(*command, str(CHART), "--set", value, check=False)
+        out = result.stdout + result.stderr
+        assert result.returncode != 0 and says in out, out
+
+
+def _walk(values: Any, schema: dict[str, Any], path: str, found: list[str], definitions: dict[str, Any]) -> None:
+    """Every key of ``values`` is a property of ``schema`` with a description, and every property a key."""
+    props = schema.get("properties")
+    if props is None or "$ref" in schema:
+        return  # a map, or a Kubernetes type: its contents are the API server's to check
+    assert schema.get("additionalProperties") is False, f"{path or '(top)'}: unknown keys must be refused"
+    assert isinstance(values, dict), path
+    assert set(values) == set(props), f"{path or '(top)'}: values.yaml {sorted(values)} != schema {sorted(props)}"
+    for key, value in values.items():
+        where = f"{path}.{key}" if path else key
+        sub = props[key]
+        assert sub.get("description"), f"{where}: no description in the schema"
+        if "$ref" in sub:
+            sub = {**definitions[sub["$ref"].removeprefix("#/definitions/")], "$ref": sub["$ref"]}
+        types = sub["type"] if isinstance(sub["type"], list) else [sub["type"]]
+        python = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": float}
+        assert any(isinstance(value, python[t]) for t in types), f"{where}: default {value!r} is not {types}"
+        found.append(where)
+        if isinstance(value, dict):
+            _walk(value, sub, where, found, definitions)
+
+
+def test_the_schema_and_values_yaml_describe_the_same_keys() -> None:
+    import json
+
+    schema = json.loads(SCHEMA.read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    found: list[str] = []
+    _walk(yaml.safe_load((CHART / "values.yaml").read_text()), schema, "", found, schema["definitions"])
+    assert "watch.scope" in found and "analysis.prometheus.maxBytes" in found and len(found) > 120
+    assert schema["properties"]["watch"]["properties"]["scope"]["enum"] == ["cluster", "namespaced"]
+
+
+# the placeholders the docs use for what only the reader knows
+PLACEHOLDERS = {"<your registry>": "registry.example.com", "sha256:...": "sha256:" + "0" * 64}
+DOCS = [CHART / "README.md", ROOT / "docs" / "install.md", ROOT / "docs" / "operations.md"]
+
+
+def documented_sets() -> list[tuple[str, list[str]]]:
+    """The `--set`s of each documented helm install/upgrade (continued lines joined); other `--set`s alone."""
+    found: list[tuple[str, list[str]]] = []
+    for doc in DOCS:
+        # transcripts of refused values (```text blocks) are not examples to follow
+        text = re.sub(r"```text\n.*?```", "", doc.read_text(), flags=re.S).replace("\\\n", " ")
+        for line in text.splitlines():
+            sets = re.findall(r"--set\s+([^\s`\\]+)", line)
+            if not sets:
+                continue
+            for placeholder, value in PLACEHOLDERS.items():
+                sets = [s.replace(placeholder, value) for s in sets]
+            if re.search(r"helm (install|upgrade)", line):
+                found.append((f"{doc.name}: {line.strip()[:60]}", sets))
+            else:
+                found += [(f"{doc.name}: --set {s}", [s]) for s in sets if "=" in s]
+    return found
+
+
+def test_every_documented_set_renders() -> None:
+    examples = documented_sets()
+    assert len([e for e in examples if "helm install" in e[0]]) >= 4, examples
+    for where, sets in examples:
+        args = ["template", "deliver", str(CHART), "-n", "deliver-system"]
+        for one in sets:
+            args += ["--set", one]
+        result = helm(*args, check=False)
+        assert result.returncode == 0, f"{where}: {result.stderr}"
+    # and no documented install leaves the image at the name of the local archive
+    for doc in DOCS:
+        for command in re.findall(r"helm install [^\n]*", doc.read_text().replace("\\\n", " ")):
+            assert "image.repository=" in command and "image.digest=" in command, f"{doc.name}: {command}"
+
+
+def test_kube_version_is_the_oldest_serving_every_api_used() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.21.0-0"  # policy/v1 PodDisruptionBudget, GA in 1.21
+    too_old = helm("template", "rel", str(CHART), "--kube-version", "1.20.15", check=False)
+    assert too_old.returncode != 0 and "kubeVersion" in too_old.stderr
+    helm("template", "rel", str(CHART), "--kube-version", "v1.21.14-eks-0a1b2c")  # vendor builds too
+
+
+# ---------------------------------------------------------------- helm test (templates/tests/)
+
+
+def hook_pod(*sets: str) -> dict[str, Any]:
+    [pod] = kinds(render(*sets, tests=True))["Pod"]
+    return pod
+
+
+def test_the_test_hook_runs_check_install_as_the_controllers_service_account() -> None:
+    pod = hook_pod()
+    meta, spec = pod["metadata"], pod["spec"]
+    assert meta["annotations"]["helm.sh/hook"] == "test"
+    assert meta["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    assert spec["serviceAccountName"] == "rel-deliver" and spec["restartPolicy"] == "Never"
+    assert 0 < spec["activeDeadlineSeconds"] <= 300
+    [c] = spec["containers"]
+    dep = kinds(render())["Deployment"][0]
+    assert c["image"] == dep["spec"]["template"]["spec"]["containers"][0]["image"] and c["command"] == ["deliver"]
+    assert c["args"] == [
+        "check-install",
+        "--all-namespaces",
+        "--lease-name=deliver-controller",
+        "--lease-namespace=deliver-system",
+        "--pods=app.kubernetes.io/name=deliver,app.kubernetes.io/instance=rel,app.kubernetes.io/component=controller",
+    ]
+    assert c["resources"]["limits"]["memory"] and c["resources"]["requests"]["cpu"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True and spec["securityContext"]["runAsNonRoot"] is True
+    # not selected by the controller's Deployment (its ReplicaSet would adopt the Pod), Service or PDB
+    selector = dep["spec"]["selector"]["matchLabels"]
+    assert not all(meta["labels"].get(k) == v for k, v in selector.items())
+    # the pods it lists are the controller's: the Deployment's pod labels match --pods
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    wanted = dict(kv.split("=") for kv in c["args"][-1].removeprefix("--pods=").split(","))
+    assert all(pod_labels.get(k) == v for k, v in wanted.items())
+
+
+def test_the_test_hook_has_no_rights_of_its_own() -> None:
+    def rbac(*sets: str) -> list[dict[str, Any]]:
+        docs = render(*sets, tests=True)
+        return [d for d in docs if d["apiVersion"].startswith("rbac.") or d["kind"] == "ServiceAccount"]
+
+    assert rbac() == rbac("tests.enabled=false")
+    assert [d["kind"] for d in render(tests=True) if d["kind"] not in kinds(render())] == ["Pod"]
+    assert "Pod" not in kinds(render("tests.enabled=false", tests=True))
+
+
+def test_the_test_hook_follows_the_scope_and_leader_election() -> None:
+    args = hook_pod("watch.scope=namespaced")["spec"]["containers"][0]["args"]
+    assert args[:2] == ["--namespace=deliver-system", "check-install"] and "--all-namespaces" not in args
+    assert any(a.startswith("--pods=") for a in args)  # the watched namespace is the release's: pods listable
+    args = hook_pod("watch.scope=namespaced", "watch.namespace=apps")["spec"]["containers"][0]["args"]
+    assert args[0] == "--namespace=apps" and not any(a.startswith("--pods=") for a in args)
+    args = hook_pod("replicaCount=1", "leaderElection.enabled=false")["spec"]["containers"][0]["args"]
+    assert args == ["check-install", "--all-namespaces", "--no-leader"]
+    pod = hook_pod("tests.podLabels.team=a", "tests.activeDeadlineSeconds=60", "imagePullSecrets[0].name=reg")
+    assert pod["metadata"]["labels"]["team"] == "a" and pod["spec"]["activeDeadlineSeconds"] == 60
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "reg"}]
+
+
+def test_notes_print_the_next_commands() -> None:
+    out = helm("install", "rel", str(CHART), "-n", "ds", "--dry-run=client").stdout
+    notes = out[out.index("NOTES:") :]
+    assert "kubectl -n ds rollout status deployment/rel-deliver" in notes
+    assert "kubectl -n ds get lease deliver-controller -o jsonpath='{.spec.holderIdentity}" in notes
+    assert "helm test rel -n ds --logs" in notes
+    assert "kubectl annotate deployment/my-app deliver.dev/strategy=canary" in notes
+    assert "push the archive to" in notes  # the default repository is only the local archive's name
+    pushed = helm(
+        "install", "rel", str(CHART), "-n", "ds", "--dry-run=client", "--set", "image.repository=reg.example/deliver"
+    ).stdout
+    assert "push the archive" not in pushed
+
+
+@pytest.mark.parametrize("value", ["watch.scop=namespaced", "replicaCount=two"])
+def test_helm_install_refuses_the_typos_of_issue_29(value: str) -> None:
+    result = helm("install", "rel", str(CHART), "-n", "ds", "--dry-run=client", "--set", value, check=False)
+    assert result.returncode != 0 and "values don't meet the specifications of the schema" in result.stderr

@@ -17,6 +17,7 @@ One module per concern; imports run one way, from the verbs to ``context`` and `
     lint           lint and lint_documents (pure, offline)
     gate           the gate verb (the waiting is delivery.gate)
     run            the controller's wiring
+    installcheck   check-install: the controller leads and may list Deployments (the chart's helm test)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 import click
 
 from delivery import output
-from delivery.cli import gate, helmhook, holdpolicy, lint, requests, run, undo, view
+from delivery.cli import gate, helmhook, holdpolicy, installcheck, lint, requests, run, undo, view
 from delivery.cli.context import Globals, first_path
 from delivery.cli.lint import lint_documents
 from delivery.cli.params import Duration
@@ -84,6 +85,7 @@ for command in (
     run.run,
     holdpolicy.hold_policy,
     helmhook.helm_hook,
+    installcheck.check_install,
 ):
     main.add_command(command)
 
