@@ -53,7 +53,7 @@ class PodRunner:
         self.kubeconfig = kubeconfig
         self.ns = ns
         self.timeout = timeout
-        self.started: set[str] = set()
+        self.started: set[str] = set()  # uids of the pods run
         self.exits: dict[str, int] = {}  # pod name -> exit code
         self.outputs: dict[str, str] = {}  # pod name -> what its command printed
         self._stop = threading.Event()
@@ -75,10 +75,15 @@ class PodRunner:
             except Exception:  # a transient API error: look again
                 pods = []
             for pod in pods:
-                name = pod["metadata"]["name"]
-                if name in self.started or not pod["spec"].get("nodeName") or pod["metadata"].get("deletionTimestamp"):
+                # By uid: a pod of the same name may come back (helm test's before-hook-creation), and
+                # a pod that already ran (a runner before this one) is not run again.
+                uid = pod["metadata"]["uid"]
+                ended = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+                if uid in self.started or ended or not pod["spec"].get("nodeName"):
                     continue
-                self.started.add(name)
+                if pod["metadata"].get("deletionTimestamp"):
+                    continue
+                self.started.add(uid)
                 threading.Thread(target=self._run, args=(pod,), daemon=True).start()
             self._stop.wait(0.2)
 
