@@ -213,7 +213,7 @@ def wave(
         return
     change = _change(images, manifest)
     try:
-        kubes = connect(refs)
+        kubes = connect(refs, g.connect)
         problems = preflight(plan, change, kubes)
     except StageUnreachable as exc:
         fail(f"{exc}; nothing was changed", EXIT_API)
