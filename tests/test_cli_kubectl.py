@@ -207,7 +207,8 @@ def test_the_timeout_given_is_the_clients(kubeconfig: Path) -> None:
         assert isinstance(client, KubeClient)
         return client.timeout
 
-    assert timeout(None) == 15.0  # not given: the default, as before
+    assert timeout(None) == 15.0  # not given: the default, as before, and as the help says
+    assert "(default 15s a try" in " ".join(invoke("get", "--help").output.split())
     assert timeout(3.0) == 3.0
     assert timeout(0.0) is None  # 0: never give up, as kubectl's "0"
 

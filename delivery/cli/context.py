@@ -18,7 +18,7 @@ from delivery import spec as specmod
 from delivery.cli.params import RequestTimeout, Subject
 from delivery.errors import DeliverError, KubeError, NotFound
 from delivery.gate import EXIT_API, EXIT_FAILED
-from delivery.kube.client import DEPLOYMENTS, REQUEST_TIMEOUT, Impersonation, Kube, KubeClient, default_namespace
+from delivery.kube.client import DEPLOYMENTS, Impersonation, Kube, KubeClient, default_namespace
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Globals:
     no_color: bool = False
     as_user: str | None = None  # --as
     as_groups: tuple[str, ...] = ()  # --as-group, repeatable
-    request_timeout: float | None = None  # --request-timeout in seconds, 0 for none; None: REQUEST_TIMEOUT
+    request_timeout: float | None = None  # --request-timeout in seconds, 0 for none; None: the client's default
     _kube: Kube | None = field(default=None, repr=False)
     _namespace: str | None = field(default=None, repr=False)
 
@@ -55,8 +55,8 @@ class Globals:
     def connect(self, kubeconfig: str | None, context: str | None) -> Kube:
         """A client for this kubeconfig and context with the flags' impersonation and request timeout
         (the wave's stages connect through it too); Unauthorized when the credentials cannot be loaded."""
-        if self.request_timeout is None:  # not given: as before the flag
-            return KubeClient.connect(kubeconfig, context, REQUEST_TIMEOUT, self.impersonation)
+        if self.request_timeout is None:  # not given: the client's default, as before the flag
+            return KubeClient.connect(kubeconfig, context, impersonate=self.impersonation)
         # given: kubectl's meaning, the time one request may take (so it is not sent again after it ran out)
         timeout = self.request_timeout or None  # 0: no timeout
         return KubeClient.connect(kubeconfig, context, timeout, self.impersonation, retries=0 if timeout else None)
@@ -144,8 +144,8 @@ def connection_options(how: Callable[[str], dict[str, Any]]) -> list[Callable[[A
             "--request-timeout",
             "request_timeout",
             type=RequestTimeout(),
-            help=f"Give up on one API request after this long: 30s, 1m, or whole seconds; 0 for never "
-            f"(default {REQUEST_TIMEOUT:g}s).",
+            help="Give up on one API request after this long: 30s, 1m, or whole seconds; 0 for never "
+            "(default 15s a try, tried up to 4 times).",
             **how("request_timeout"),
         ),
     ]

@@ -26,7 +26,6 @@ from delivery.errors import Conflict, Forbidden, Gone, KubeError, NotFound, Unau
 log = logging.getLogger("deliver.kube")
 
 JSON = dict[str, Any]
-REQUEST_TIMEOUT = 15.0  # seconds per request unless told (kubectl's --request-timeout)
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -183,7 +182,7 @@ class KubeClient:
     """
 
     def __init__(
-        self, api: client.ApiClient, timeout: float | None = REQUEST_TIMEOUT, impersonate: Impersonation | None = None
+        self, api: client.ApiClient, timeout: float | None = 15.0, impersonate: Impersonation | None = None
     ) -> None:
         self.api = api
         self.timeout = timeout
@@ -194,7 +193,7 @@ class KubeClient:
         cls,
         kubeconfig: str | None = None,
         context: str | None = None,
-        timeout: float | None = REQUEST_TIMEOUT,
+        timeout: float | None = 15.0,
         impersonate: Impersonation | None = None,
         retries: int | None = None,
     ) -> KubeClient:
