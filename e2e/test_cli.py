@@ -326,3 +326,35 @@ def test_lint_catches_each_annotation_the_engine_rejects(
     assert r.returncode == 0 and "invalid: deliver.dev/steps" in r.stdout
     r = deliver(k, "-n", ns, "gate", "bad-steps", "--timeout", "10s")
     assert r.returncode == 1 and "deliver.dev/steps" in r.stderr
+
+
+# ---------------------------------------------------------------------- kubectl's --as / --as-group
+
+
+def test_as_and_as_group_act_with_the_impersonated_rights(cluster: RunningCluster, kube: Kube, namespace: str) -> None:
+    """The API server authorizes the CLI's requests as --as/--as-group (the test's admin may impersonate)."""
+    k, ns = cluster.kubeconfig, namespace
+    kube.apps.create_namespaced_deployment(ns, canary("web", "50,100"))
+    ci = f"system:serviceaccount:{ns}:ci"  # no ServiceAccount needed: impersonation names a user
+
+    # a user without rights: Forbidden, exit 4, as that user
+    r = deliver(k, "-n", ns, "get", "--as", ci)
+    assert r.returncode == 4 and "403" in r.stderr and ci in r.stderr, r.stderr
+    assert deliver(k, "-n", ns, "get").returncode == 0  # the caller's own rights are untouched
+
+    # rights for a group, then for the user: each one works only when given
+    reader = {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}
+    kube.rbac.create_namespaced_role(ns, {"metadata": {"name": "read-deployments"}, "rules": [reader]})
+    subject = {"kind": "Group", "name": "deploy-readers", "apiGroup": "rbac.authorization.k8s.io"}
+    role_ref = {"kind": "Role", "name": "read-deployments", "apiGroup": "rbac.authorization.k8s.io"}
+    kube.rbac.create_namespaced_role_binding(
+        ns, {"metadata": {"name": "readers"}, "subjects": [subject], "roleRef": role_ref}
+    )
+    as_reader = ("-n", ns, "get", "--as", ci, "--as-group", "other", "--as-group", "deploy-readers")
+    wait_for(lambda: deliver(k, *as_reader).returncode == 0, 30, "the group's RoleBinding to apply")
+    assert "web" in deliver(k, *as_reader).stdout
+    r = deliver(k, "-n", ns, "status", "web", "--as", ci)
+    assert r.returncode == 4, r.stderr  # not as a member of the group: still no right
+    user = {"kind": "User", "name": ci, "apiGroup": "rbac.authorization.k8s.io"}
+    kube.rbac.create_namespaced_role_binding(ns, {"metadata": {"name": "ci"}, "subjects": [user], "roleRef": role_ref})
+    wait_for(lambda: deliver(k, "-n", ns, "status", "web", "--as", ci).returncode == 0, 30, "the RoleBinding")

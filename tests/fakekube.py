@@ -61,6 +61,7 @@ from delivery.routing.smi import TRAFFICSPLITS
 JSON = dict[str, Any]
 ANNOTATIONS_LIMIT = 256 * 1024  # bytes, keys and values of all of an object's annotations together
 WRITE_VERBS = ("create", "replace", "patch", "delete")
+VERSION = Resource("", "", "version", namespaced=False)  # GET /version, for fail_next(resource=VERSION)
 BUILT_IN = {DEPLOYMENTS, REPLICASETS, PODS, SERVICES, EVENTS, CONFIGMAPS, LEASES, NAMESPACES, INGRESSES, PDBS}
 BUILT_IN_GROUPS = {r.group for r in BUILT_IN}
 WITH_STATUS = {DEPLOYMENTS.plural, REPLICASETS.plural, PODS.plural, SERVICES.plural}
@@ -400,6 +401,7 @@ class FakeKube:
         # deliver's MutatingAdmissionPolicy (delivery/engine/holdpolicy.py), as the API server runs it: a
         # write that changes the pod template of a Deployment with deliver.dev/strategy is stored paused
         self.hold_policy = False
+        self.server_version: JSON = {"major": "1", "minor": "36", "gitVersion": "v1.36.0", "platform": "linux/amd64"}
 
     def _admit(self, res: Resource, old: JSON | None, new: JSON, sub: str = "") -> None:
         if not self.hold_policy or old is None or res.plural != "deployments" or sub:
@@ -541,7 +543,11 @@ class FakeKube:
         content_type: str | None = None,
         timeout: float | None = None,
     ) -> JSON:
-        """Discovery only: ``GET /apis/GROUP/VERSION`` lists the installed resources of that group."""
+        """Discovery only: ``GET /apis/GROUP/VERSION`` lists the installed resources of that group;
+        ``GET /version`` is ``server_version``."""
+        if method == "GET" and path == "/version":
+            self._enter("get", VERSION)
+            return clone(self.server_version)
         if method != "GET" or not path.startswith("/apis/"):
             raise NotImplementedError(f"FakeKube.request {method} {path}")
         served = [r for r in self.installed | BUILT_IN if path == f"/apis/{r.group}/{r.version}"]

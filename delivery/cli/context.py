@@ -15,9 +15,10 @@ import click
 
 from delivery import output
 from delivery import spec as specmod
+from delivery.cli.params import RequestTimeout, Subject
 from delivery.errors import DeliverError, KubeError, NotFound
 from delivery.gate import EXIT_API, EXIT_FAILED
-from delivery.kube.client import DEPLOYMENTS, Kube, KubeClient, default_namespace
+from delivery.kube.client import DEPLOYMENTS, Impersonation, Kube, KubeClient, default_namespace
 
 
 @dataclass
@@ -29,6 +30,9 @@ class Globals:
     namespace_flag: str | None = None
     output: str = "table"
     no_color: bool = False
+    as_user: str | None = None  # --as
+    as_groups: tuple[str, ...] = ()  # --as-group, repeatable
+    request_timeout: float | None = None  # --request-timeout in seconds, 0 for none; None: the client's default
     _kube: Kube | None = field(default=None, repr=False)
     _namespace: str | None = field(default=None, repr=False)
 
@@ -43,10 +47,26 @@ class Globals:
     def kube(self) -> Kube:
         if self._kube is None:
             try:
-                self._kube = KubeClient.connect(self.kubeconfig, self.context)
+                self._kube = self.connect(self.kubeconfig, self.context)
             except DeliverError as exc:
                 fail(str(exc), EXIT_API)
         return self._kube
+
+    def connect(self, kubeconfig: str | None, context: str | None) -> Kube:
+        """A client for this kubeconfig and context with the flags' impersonation and request timeout
+        (the wave's stages connect through it too); Unauthorized when the credentials cannot be loaded."""
+        if self.request_timeout is None:  # not given: the client's default, as before the flag
+            return KubeClient.connect(kubeconfig, context, impersonate=self.impersonation)
+        # given: kubectl's meaning, the time one request may take (so it is not sent again after it ran out)
+        timeout = self.request_timeout or None  # 0: no timeout
+        return KubeClient.connect(kubeconfig, context, timeout, self.impersonation, retries=0 if timeout else None)
+
+    @property
+    def impersonation(self) -> Impersonation | None:
+        """``--as`` and ``--as-group``; groups without a user are a usage error, as in kubectl."""
+        if self.as_groups and not self.as_user:
+            raise click.UsageError("--as-group needs --as: groups are impersonated together with a user")
+        return Impersonation(self.as_user, self.as_groups) if self.as_user else None
 
     @property
     def color(self) -> bool:
@@ -99,6 +119,38 @@ def first_path(value: str | None) -> str | None:
     return value or None
 
 
+def connection_options(how: Callable[[str], dict[str, Any]]) -> list[Callable[[Any], Any]]:
+    """kubectl's --as, --as-group and --request-timeout; ``how(attr)`` gives the option's keywords
+    that put its value on ``Globals.attr`` (before the verb: a parameter of the group)."""
+    return [
+        click.option(
+            "--as",
+            "as_user",
+            type=Subject(),
+            metavar="USER",
+            help="Act as this user (kubectl's impersonation; system:serviceaccount:NS:NAME for a ServiceAccount).",
+            **how("as_user"),
+        ),
+        click.option(
+            "--as-group",
+            "as_groups",
+            type=Subject(),
+            multiple=True,
+            metavar="GROUP",
+            help="Act as a member of this group too (with --as). Repeatable.",
+            **how("as_groups"),
+        ),
+        click.option(
+            "--request-timeout",
+            "request_timeout",
+            type=RequestTimeout(),
+            help="Give up on one API request after this long: 30s, 1m, or whole seconds; 0 for never "
+            "(default 15s a try, tried up to 4 times).",
+            **how("request_timeout"),
+        ),
+    ]
+
+
 def _setter(attr: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
         if value is None or value is False:
@@ -108,6 +160,8 @@ def _setter(attr: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
             g = ctx.ensure_object(Globals)
         if attr == "kubeconfig":
             value = first_path(value)
+        if attr == "as_groups":  # repeatable: after the verb adds to those given before it
+            value = g.as_groups + tuple(value)
         setattr(g, attr, value)
         return value
 
@@ -140,6 +194,7 @@ def common(f: Callable[..., Any]) -> Callable[..., Any]:
             callback=_setter("output"),
             help="Output format: table (default), json or yaml.",
         ),
+        *connection_options(lambda attr: {"expose_value": False, "callback": _setter(attr)}),
         click.option(
             "--no-color",
             is_flag=True,

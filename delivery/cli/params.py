@@ -35,6 +35,43 @@ class Duration(click.ParamType[float, Any]):
         return seconds
 
 
+class RequestTimeout(click.ParamType[float, Any]):
+    """kubectl's ``--request-timeout``: seconds per API request, ``0`` for none. As kubectl reads it
+    (client-go's ``clientcmd.ParseTimeout``), a bare whole number is seconds (``30``, ``0``); anything
+    else is a duration in the Kubernetes form (``30s``, ``1m``, ``0s``)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)  # a default given in code
+        text = str(value).strip()
+        try:
+            seconds = float(text) if text.isascii() and text.isdigit() else duration.seconds(text)
+        except duration.DurationError:
+            self.fail(
+                f"{value!r} is not a request timeout: whole seconds (30), a duration (30s, 1m) or 0 for none",
+                param,
+                ctx,
+            )
+        if seconds > MONTH:
+            self.fail(f"{value!r} is out of range (at most 720h; 0 for none)", param, ctx)
+        return seconds
+
+
+class Subject(click.ParamType[str, Any]):
+    """A user or group name to act as (``--as``, ``--as-group``): sent as an HTTP header, so one line
+    of printable text."""
+
+    name = "name"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if not text.strip() or not text.isprintable():
+            self.fail(f"{value!r} is not a user or group name (empty, or a control character)", param, ctx)
+        return text
+
+
 class ListenAddress(click.ParamType[tuple[str, int] | None, Any]):
     """``HOST:PORT`` to serve on (``:8080``, ``127.0.0.1:0``, ``[::1]:9090``); ``0``/``off`` is None (disabled)."""
 

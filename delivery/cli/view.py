@@ -15,7 +15,7 @@ from delivery.cli.context import Globals, api_failed, common, fail, get_deployme
 from delivery.cli.params import Duration
 from delivery.errors import KubeError
 from delivery.gate import EXIT_TIMEOUT, status_dict
-from delivery.kube.client import DEPLOYMENTS
+from delivery.kube.client import DEPLOYMENTS, Kube
 
 
 def colour_phase(phase: str, color: bool) -> str:
@@ -75,16 +75,22 @@ def forecast_lines(s: dict[str, Any]) -> list[str]:
 
 def hold_mode_line(g: Globals) -> str:
     """Which hold mode the cluster's policy gives (docs/hold-modes.md), as far as the caller may read it."""
+    mode, why = hold_mode(g.kube())
+    return f"hold mode: {mode} ({why})"
+
+
+def hold_mode(kube: Kube) -> tuple[str, str]:
+    """(policy | paused | unknown, why), read as ``deliver hold-policy --check`` reads it."""
     from delivery.engine.holdpolicy import detect
     from delivery.errors import DeliverError
 
     try:
-        found = detect(g.kube())
+        found = detect(kube)
     except DeliverError as exc:
-        return f"hold mode: unknown ({exc})"
+        return "unknown", str(exc)
     if "forbidden" in found.why:
-        return "hold mode: unknown (you may not read MutatingAdmissionPolicies; the controller's log and /metrics say)"
-    return f"hold mode: {found.mode.value} ({found.why})"
+        return "unknown", "you may not read MutatingAdmissionPolicies; the controller's log and /metrics say"
+    return found.mode.value, found.why
 
 
 @click.command()

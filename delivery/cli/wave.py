@@ -202,7 +202,7 @@ def wave(
         _lint(g, wave_file, plan, images, manifest)
         return
     change = _change(images, manifest)
-    kubes = _connect(wave_file, plan, change, refs)
+    kubes = _connect(g, wave_file, plan, change, refs)
     wid = wave_id(plan, change)
     labels = {s.name: where(s, refs[s.name]) for s in plan.stages}
     view = _view(g, plan, sys.stderr, labels, dry_run)
@@ -249,11 +249,11 @@ def _lint(g: Globals, wave_file: str, plan: Wave, images: tuple[tuple[str, str],
         click.echo(output.dump({"wave": plan.name, "valid": True, "stages": [s.name for s in plan.stages]}, g.output))
 
 
-def _connect(wave_file: str, plan: Wave, change: Change, refs: dict[str, ClusterRef]) -> dict[str, Kube]:
+def _connect(g: Globals, wave_file: str, plan: Wave, change: Change, refs: dict[str, ClusterRef]) -> dict[str, Kube]:
     """A client per stage, each stage's app checked against the change before anything is changed:
     an unreachable cluster exits 4, a problem exits 2."""
     try:
-        kubes = connect(refs)
+        kubes = connect(refs, g.connect)
         problems = preflight(plan, change, kubes)
     except StageUnreachable as exc:
         fail(f"{exc}; nothing was changed", EXIT_API)

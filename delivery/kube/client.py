@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from delivery.errors import Conflict, Forbidden, Gone, KubeError, NotFound, Unauthorized
@@ -159,15 +160,46 @@ class Kube(Protocol):
         ...
 
 
-class KubeClient:
-    """The real ``Kube``: a small JSON client over one configured ``kubernetes.client.ApiClient``."""
+@dataclass(frozen=True)
+class Impersonation:
+    """Whom every request acts as, kubectl's ``--as`` and ``--as-group``: the API server authorizes the
+    request as this user and these groups (the caller needs the ``impersonate`` verb on them)."""
 
-    def __init__(self, api: client.ApiClient, timeout: float = 15.0) -> None:
+    user: str
+    groups: tuple[str, ...] = ()
+
+    def headers(self) -> builtins.list[tuple[str, str]]:
+        """One ``Impersonate-User`` header and one ``Impersonate-Group`` header per group (the API
+        server reads each header line as one group: a comma does not separate them)."""
+        return [("Impersonate-User", self.user)] + [("Impersonate-Group", g) for g in self.groups]
+
+
+class KubeClient:
+    """The real ``Kube``: a small JSON client over one configured ``kubernetes.client.ApiClient``.
+
+    ``timeout``: seconds one attempt of a request may take (connecting and reading together), None for
+    no limit; ``impersonate``: the user and groups every request acts as.
+    """
+
+    def __init__(
+        self, api: client.ApiClient, timeout: float | None = 15.0, impersonate: Impersonation | None = None
+    ) -> None:
         self.api = api
         self.timeout = timeout
+        self.impersonate = impersonate
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, context: str | None = None, timeout: float = 15.0) -> KubeClient:
+    def connect(
+        cls,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        timeout: float | None = 15.0,
+        impersonate: Impersonation | None = None,
+        retries: int | None = None,
+    ) -> KubeClient:
+        """A client from the kubeconfig (else in-cluster); ``retries``: how often a request that failed
+        to connect or timed out is sent again (None: urllib3's 3; 0 makes ``timeout`` bound the whole
+        request, as kubectl's --request-timeout does). Unauthorized when the credentials cannot be loaded."""
         cfg = client.Configuration()
         try:
             if kubeconfig or context or not _in_cluster():
@@ -176,7 +208,9 @@ class KubeClient:
                 config.load_incluster_config(client_configuration=cfg)
         except (config.ConfigException, OSError, TypeError, ValueError) as exc:
             raise Unauthorized(f"cannot load Kubernetes credentials: {exc}") from exc
-        return cls(client.ApiClient(cfg), timeout=timeout)
+        if retries is not None:
+            cfg.retries = retries
+        return cls(client.ApiClient(cfg), timeout=timeout, impersonate=impersonate)
 
     @property
     def identity(self) -> str:
@@ -203,6 +237,16 @@ class KubeClient:
         data = resp.read()
         return json.loads(data) if data else {}
 
+    def _lines(self, headers: dict[str, str]) -> Any:
+        """The request's header lines; impersonating, one ``Impersonate-Group`` line per group (a dict
+        cannot repeat a name, urllib3's ``HTTPHeaderDict`` can, and sends each line)."""
+        if self.impersonate is None:
+            return headers
+        lines = HTTPHeaderDict(headers)
+        for name, value in self.impersonate.headers():
+            lines.add(name, value)
+        return lines
+
     def _call(
         self, method: str, path: str, params: list[tuple[str, Any]], headers: dict[str, str], body: Any, timeout: Any
     ) -> Any:
@@ -212,7 +256,7 @@ class KubeClient:
                 method, path, query_params=params, header_params=headers, body=body, auth_settings=["BearerToken"]
             )
             resp: Any = self.api.call_api(
-                m, url, header_params=hdrs, body=payload, post_params=post, _request_timeout=timeout
+                m, url, header_params=self._lines(hdrs), body=payload, post_params=post, _request_timeout=timeout
             )
         except ApiException as exc:
             raise _error(exc, f"{method} {path}") from None

@@ -4,7 +4,7 @@ checks of every stage against its cluster before anything is written (``prefligh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from delivery.errors import DeliverError, KubeError, NotFound
@@ -18,14 +18,18 @@ def where(stage: Stage, ref: ClusterRef) -> str:
     return f"{ref.context or 'in-cluster'}@{host} {stage.namespace}/{stage.app}"
 
 
-def connect(refs: Mapping[str, ClusterRef]) -> dict[str, Kube]:
-    """One client per distinct (kubeconfig, context); stages on the same cluster share it."""
+Connector = Callable[[str | None, str | None], Kube]  # (kubeconfig, context) -> a client
+
+
+def connect(refs: Mapping[str, ClusterRef], connector: Connector = KubeClient.connect) -> dict[str, Kube]:
+    """One client per distinct (kubeconfig, context); stages on the same cluster share it. ``connector``
+    makes each (the CLI's: with its --as, --as-group and --request-timeout)."""
     made: dict[tuple[str, str], Kube] = {}
     out: dict[str, Kube] = {}
     for name, ref in refs.items():
         key = (ref.kubeconfig, ref.context)
         if key not in made:
-            made[key] = KubeClient.connect(ref.kubeconfig or None, ref.context or None)
+            made[key] = connector(ref.kubeconfig or None, ref.context or None)
         out[name] = made[key]
     return out
 
