@@ -14,7 +14,8 @@
 # pinned by DELIVER_DEBIAN_SNAPSHOT and records its package versions (e2e/image.py).
 ARG BASE=docker.io/library/python:3.11-slim-bookworm
 
-# ---- build: a virtualenv with deliver and its pinned dependencies (wheels: the base has no compiler)
+# ---- build: a virtualenv with deliver and the dependency versions it is tested with (constraints.txt;
+# wheels: the base has no compiler)
 FROM ${BASE} AS build
 # A package index and a CA bundle of the build machine's (e.g. behind a TLS-inspecting proxy; the
 # bundle is mounted for the build only, never copied into the image). Unset: pip's defaults.
@@ -22,11 +23,11 @@ ARG PIP_INDEX_URL
 ARG PIP_CERT
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY strategies ./strategies
 COPY delivery ./delivery
 RUN python3 -m venv /opt/deliver \
- && /opt/deliver/bin/pip install . \
+ && /opt/deliver/bin/pip install -c constraints.txt . \
  && /opt/deliver/bin/pip uninstall -y -q setuptools pip \
  && find /opt/deliver/lib -depth -type d -name tests -path '*/site-packages/*/*' -exec rm -rf {} + \
  && /opt/deliver/bin/python -c "import delivery.cli, scipy.special, numpy, kubernetes" \

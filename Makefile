@@ -7,6 +7,8 @@
 #               controller benchmark against Argo Rollouts, full length (long: not part of make test;
 #               make test runs the fail-fast and controller --quick forms)
 #   make image  the controller image, an OCI archive in dist/ (docs/install.md)
+#   make release  the release in dist/release/: wheel, sdist, image archive and digest, the chart
+#               pinned to that digest, a CycloneDX SBOM, the krew plugin, SHA256SUMS (docs/release.md)
 #   make chaos  chaos on the local control plane, full run (e2e/chaos.py; figures in docs/chaos.md;
 #               long: make test runs the short version, e2e/test_chaos.py), then the hostile-namespace
 #               test (e2e/hostile.py; figures in docs/security.md; short version e2e/test_hostile.py)
@@ -27,16 +29,18 @@ DURATIONS := --durations=10
 timed = @start=$$(date +%s); $(2); rc=$$?; \
 	echo "== $(1): $$(( $$(date +%s) - start ))s wall (exit $$rc)"; exit $$rc
 
-.PHONY: install venv system-packages binaries peer check unit e2e test demo bench chaos cluster-up cluster-down clean distclean
+.PHONY: install venv system-packages binaries peer check unit e2e test demo bench chaos cluster-up cluster-down clean distclean release
 
 install: venv system-packages binaries peer
 
-# The venv is (re)installed when pyproject.toml changes; the stamp keeps warm runs fast.
+# The venv is (re)installed when pyproject.toml or constraints.txt changes; the stamp keeps warm runs
+# fast. pyproject.toml has ranges, constraints.txt the exact versions tested (python -m e2e.constraints).
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) uninstall -q -y deliver 2>/dev/null || true  # the distribution's name before deliver-k8s
+	$(PIP) install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 # Only what the project runs: Debian's prometheus recommends prometheus-node-exporter, which pulls
@@ -73,6 +77,13 @@ peer: venv
 .PHONY: image
 image: venv system-packages
 	$(call timed,make image,$(PY) -m e2e.image $(if $(BASE),--base $(BASE)))
+
+# The release, reproducibly (every time stamp the last commit's, SOURCE_DATE_EPOCH) and offline once
+# `make install` ran and the image is cached (e2e/release.py; docs/release.md). KREW_URL: where the
+# krew archive will be served ({version} replaced); BASE as for make image.
+release: venv system-packages
+	$(PY) -m e2e.binaries --only helm
+	$(call timed,make release,$(PY) -m e2e.release $(if $(BASE),--base $(BASE)) $(if $(KREW_URL),--url '$(KREW_URL)'))
 
 # Fast (seconds) and offline: no cluster, no binaries. Configuration in pyproject.toml.
 # Runs every tool, so one pass shows every problem; fails if any tool failed.

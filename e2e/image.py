@@ -11,7 +11,7 @@ from Debian packages: ``mmdebstrap`` (bookworm, ``essential`` variant + python3,
 ca-certificates; no docs/man/locales) into a tarball that buildah imports as
 ``localhost/deliver-base``. The tarball, buildah's storage and the finished archive are cached in
 ``$DELIVER_CACHE/image`` (default ``~/.cache/deliver/image``), the archive keyed by a hash of every
-input (Dockerfile, .dockerignore, pyproject.toml, README.md, delivery/, strategies/, the base), so
+input (Dockerfile, .dockerignore, pyproject.toml, constraints.txt, README.md, delivery/, strategies/, the base), so
 ``make image`` and e2e/test_image.py rebuild only when one changed. Timings: docs/install.md.
 
 Pinning: ``--base`` should name a registry base by digest (``python:3.11-slim-bookworm@sha256:...``);
@@ -52,7 +52,7 @@ MIRRORS = (
 SNAPSHOT_ENV = "DELIVER_DEBIAN_SNAPSHOT"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "libstdc++6")  # numpy's wheels need libstdc++
 EXCLUDED = ("/usr/share/man/*", "/usr/share/doc/*", "/usr/share/locale/*")
-INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
+INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "constraints.txt", "README.md")
 SOURCES = ("delivery", "strategies")
 
 

@@ -149,26 +149,40 @@ def test_the_image_runs_the_chart_controller_and_delivers_a_canary(
         shutil.rmtree(rootfs, ignore_errors=True)  # ~500 MB unpacked
 
 
-def run_image(cluster: RunningCluster, kube: Kube, ns: str, tmp_path: Path, archive: Path, rootfs: Path) -> None:
+def run_image(
+    cluster: RunningCluster,
+    kube: Kube,
+    ns: str,
+    tmp_path: Path,
+    archive: Path,
+    rootfs: Path,
+    chart: Path = CHART,
+    sets: tuple[str, ...] = (),
+    image: str | None = None,
+) -> None:
+    """Install ``chart`` (with ``sets``; its pod must name ``image``, default: what make image
+    builds) and run ``archive`` as its controller container."""
     config = unpack(archive, rootfs)["config"]
     assert isinstance(config, dict)
     assert config["User"] == "65532:65532" and config["Entrypoint"] == ["deliver"]
     assert not list(rootfs.glob("usr/bin/*gcc*")) and not list(rootfs.glob("usr/bin/cc"))  # no compilers
 
-    # the chart, with its default image (what make image produces), namespaced, metrics on a free port
+    # the chart, with its default image (what make image produces) unless `sets` say otherwise,
+    # namespaced, metrics on a free port
     port = free_port()
     home = tmp_path / "helm"
     env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), HELM_CACHE_HOME=str(home / "c"),
                HELM_CONFIG_HOME=str(home / "f"), HELM_DATA_HOME=str(home / "d"))  # fmt: skip
     r = subprocess.run(
-        [str(helm_path()), "install", "rel", str(CHART), "-n", ns, "--set", "replicaCount=0",
-         "--set", "watch.scope=namespaced", "--set", f"metrics.port={port}", "--set", "holdPolicy.install=false"],
+        [str(helm_path()), "install", "rel", str(chart), "-n", ns, "--set", "replicaCount=0",
+         "--set", "watch.scope=namespaced", "--set", f"metrics.port={port}", "--set", "holdPolicy.install=false",
+         *[arg for s in sets for arg in ("--set", s)]],
         capture_output=True, text=True, env=env, timeout=180,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     pod = kube.apps.read_namespaced_deployment("rel-deliver", ns).spec.template.spec
     container = pod.containers[0]
-    assert container.image == reference()
+    assert container.image == (image or reference())
     assert container.security_context.read_only_root_filesystem is True
 
     # the pod's ServiceAccount mount: a token for the chart's ServiceAccount, the CA, the namespace

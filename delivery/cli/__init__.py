@@ -29,7 +29,7 @@ from typing import Any
 
 import click
 
-from delivery import output
+from delivery import __version__, output
 from delivery.cli import gate, helmhook, holdpolicy, installcheck, lint, requests, run, undo, version, view
 from delivery.cli.context import Globals, connection_options, first_path
 from delivery.cli.lint import lint_documents
@@ -88,7 +88,7 @@ def _connection(f: Any) -> Any:
 @click.option("-o", "--output", "output_format", type=click.Choice(output.FORMATS), help="table, json or yaml.")
 @click.option("--no-color", is_flag=True, default=False, help="No colour (also: NO_COLOR=1).")
 @_connection
-@click.version_option(package_name="deliver", prog_name="deliver")
+@click.version_option(version=__version__, prog_name="deliver")
 @click.pass_context
 def main(
     ctx: click.Context,
