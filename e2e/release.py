@@ -229,6 +229,12 @@ if ! command -v deliver >/dev/null 2>&1; then
   echo "kubectl deliver needs the deliver command: pip install '{dist}=={version}' (Python 3.11+)" >&2
   exit 127
 fi
+# The wheel's own kubectl-deliver, beside its deliver (not this launcher, which krew put on PATH):
+# help and usage lines then say `kubectl deliver`.
+plugin="$(dirname "$(command -v deliver)")/kubectl-deliver"
+if [ -x "$plugin" ]; then
+  exec "$plugin" "$@"
+fi
 exec deliver "$@"
 """
 

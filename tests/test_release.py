@@ -258,5 +258,10 @@ def test_the_release_is_complete_checksummed_pinned_to_the_image_and_reproducibl
     path = {"PATH": f"{fake}:/bin:/usr/bin"}
     ran = subprocess.run([str(launcher), "status", "web"], capture_output=True, text=True, env=path)
     assert ran.returncode == 0 and ran.stdout == "deliver status web\n"
+    # with the wheel's own kubectl-deliver beside its deliver, that one runs (usage: `kubectl deliver`)
+    (fake / "kubectl-deliver").write_text('#!/bin/sh\necho "kubectl-deliver $*"\n')
+    (fake / "kubectl-deliver").chmod(0o755)
+    ran = subprocess.run([str(launcher), "status", "web"], capture_output=True, text=True, env=path)
+    assert ran.returncode == 0 and ran.stdout == "kubectl-deliver status web\n"
     missing = subprocess.run([str(launcher), "get"], capture_output=True, text=True, env={"PATH": "/nonexistent"})
     assert missing.returncode == 127 and "pip install 'deliver-k8s" in missing.stderr
