@@ -63,7 +63,7 @@ MUST_DECIDE = [
         "charts/deliver/README.md",
     )
 ]
-MIN_RUNNABLE = 6
+MIN_RUNNABLE = 8
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 SUBSTITUTIONS = {"<your registry>": "registry.example.com", "sha256:...": DIGEST}
 SHELLS = {"sh", "bash", "shell"}
