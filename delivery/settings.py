@@ -29,7 +29,8 @@ class Queue:
 
     follower_retry: float = 2.0
     """Seconds before a key taken while this replica is not the leader is queued again: the Lease's
-    ``retry_period``, so a replica that becomes leader finds its keys due within one round."""
+    default ``retry_period`` (a fixed value, not ``--retry-period``), so a replica that becomes leader
+    finds its keys due within about one round."""
 
     follower_pause: float = 0.5
     """Seconds a worker of a replica that is not the leader rests after putting a key back, so

@@ -2,7 +2,9 @@
 
 PyYAML's ``safe_load`` builds an alias bomb ("billion laughs") as a few shared objects in no time;
 whatever walks them next (JSON, a hash, a copy, a dump) expands them exponentially and never ends.
-So aliases (``*name``) are refused, and so are texts over ``YAML_MAX`` bytes or ``YAML_NODES`` nodes.
+So aliases (``*name``) are refused, and so are texts over ``YAML_MAX`` bytes or ``YAML_NODES`` nodes,
+and integers of more than ``YAML_INT_DIGITS`` digits (Python cannot even print one of over 4,300 digits:
+a ``ValueError`` past every ``except yaml.YAMLError``; a hexadecimal one is read without that limit).
 Every refusal is a ``yaml.YAMLError`` (``Refused``), so callers keep their one ``except``.
 """
 
@@ -14,6 +16,7 @@ import yaml
 
 YAML_MAX = 4 * 1024 * 1024  # bytes of one YAML text (a wave file, a manifest, a kubeconfig)
 YAML_NODES = 200_000  # scalars, sequences and mappings in one text (each document counted)
+YAML_INT_DIGITS = 70  # characters of an integer scalar (an int64 in binary is 0b and 64 digits): more is refused
 
 
 class Refused(yaml.YAMLError):
@@ -37,6 +40,16 @@ class _BoundedLoader(yaml.SafeLoader):
         if self.nodes > YAML_NODES:
             raise Refused(f"more than {YAML_NODES} YAML nodes")
         return super().compose_node(parent, index)
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        text = str(node.value).replace("_", "")
+        if len(text.lstrip("+-")) > YAML_INT_DIGITS:
+            line = node.start_mark.line + 1
+            raise Refused(f"a number of more than {YAML_INT_DIGITS} digits (line {line}): quote it if it is text")
+        return super().construct_yaml_int(node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 def _check_size(text: str) -> None:

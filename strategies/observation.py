@@ -1,7 +1,7 @@
 """What the engine observed of a Deployment: the snapshot a planner decides from (``Observation``:
 its ReplicaSets, pod health, Services, what may be unavailable, hook answers, the hold mode in force)
 and what a released Deployment still has of deliver's (``Leftovers``). Pure data;
-``delivery/observe.py`` reads them from the cluster.
+``delivery/engine/observe.py`` reads them from the cluster.
 """
 
 from __future__ import annotations

@@ -122,6 +122,14 @@ def test_the_client_sends_one_header_line_per_group(server: Recorder, kubeconfig
     assert server.seen[0][1]["authorization"] == ["Bearer t0ken"]  # the caller's own credentials too
 
 
+def test_a_name_no_header_can_carry_is_a_kube_error_not_a_crash(server: Recorder, kubeconfig: Path) -> None:
+    """http.client sends headers as Latin-1: a name beyond it raised UnicodeEncodeError past every except."""
+    kube = KubeClient.connect(str(kubeconfig), impersonate=Impersonation("\u7528\u6237"))
+    with pytest.raises(KubeError, match="not Latin-1"):
+        kube.items(DEPLOYMENTS, "ns")
+    assert server.seen == []
+
+
 def test_without_as_nothing_is_impersonated(server: Recorder, kubeconfig: Path) -> None:
     assert invoke("--kubeconfig", str(kubeconfig), "get").exit_code == 0
     assert impersonated(server) == [([], [])]
@@ -169,6 +177,9 @@ def test_the_wave_connects_each_cluster_through_the_connector() -> None:
         (["--as", ""], "not a user or group name"),
         (["--as", "jane\r\nX-Evil: 1"], "not a user or group name"),
         (["--as", "jane", "--as-group", " "], "not a user or group name"),
+        # an HTTP header carries Latin-1 only: this one raised UnicodeEncodeError in http.client
+        (["--as", "\u7528\u6237"], "not a user or group name"),
+        (["--as", "jane", "--as-group", "\u00e9quipe-\u2603"], "not a user or group name"),
     ],
 )
 def test_bad_impersonation_is_a_usage_error(kubeconfig: Path, server: Recorder, args: list[str], words: str) -> None:

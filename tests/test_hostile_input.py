@@ -11,6 +11,7 @@ import zlib
 
 import pytest
 
+from delivery import yamlfile
 from delivery.engine.state import read_state
 from delivery.errors import StateError
 from delivery.kube.client import DEPLOYMENTS, EVENTS
@@ -518,3 +519,11 @@ def test_lint_reads_stdin_bounded() -> None:
     finally:
         sys.stdin = old
     assert docs == [] and finding is not None and f"more than {YAML_MAX} bytes" in str(finding["problems"])
+
+
+@pytest.mark.parametrize("number", ["9" * 5000, "0x" + "f" * 4000, "-" + "1" * 71])
+def test_a_yaml_number_python_cannot_print_is_refused_by_the_loader(number: str) -> None:
+    """Over 4,300 digits, str() of an int raises ValueError: it escaped ``except yaml.YAMLError``."""
+    with pytest.raises(yamlfile.Refused, match="more than 70 digits"):
+        yamlfile.load(f"replicas: {number}\n")
+    assert yamlfile.load(f"replicas: {'1' * 19}\n") == {"replicas": int("1" * 19)}

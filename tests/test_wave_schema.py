@@ -193,3 +193,28 @@ def test_the_cli_exits_2_on_a_bad_file_naming_each_place(tmp_path: Path) -> None
     assert f"{wave}: stages[0].app (stage a): 7 is a YAML number, not a string" in r.output
     assert f"{wave}: stages[0].soak (stage a): '30' is not a duration: add a unit, e.g. 30s" in r.output
     assert "the wave is not valid (2 problem(s)); nothing was changed" in r.output
+
+
+HUGE = "0x" + "f" * 4000  # YAML reads a hex integer without Python's 4,300-digit limit on str()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"on-failure: {HUGE}",
+        f"wave: {HUGE}",
+        f"  - {{name: {HUGE}, namespace: shop, app: web}}",
+        "  - {name: a, namespace: shop, app: web, soak: " + "9" * 5000 + "}",
+        f"  - {{name: a, namespace: shop, app: web, overrides: {{steps: {HUGE}}}}}",
+    ],
+)
+def test_a_huge_number_anywhere_is_a_problem_not_a_traceback(line: str) -> None:
+    """A value Python cannot turn into text (over 4,300 digits) raised ValueError past the checks."""
+    base = {"on-failure": "on-failure: rollback", "wave": "wave: shop"}
+    head = [base["wave"] if not line.startswith("wave:") else line, "stages:"]
+    if line.startswith("on-failure:"):
+        head = [base["wave"], line, "stages:"]
+    body = [line] if line.startswith("  - ") else ["  - {name: a, namespace: shop, app: web}"]
+    with pytest.raises(WaveFileError) as err:
+        parse("\n".join(head + body) + "\n", "wave.yaml")
+    assert "4300" not in str(err.value) and "set_int_max_str_digits" not in str(err.value), str(err.value)

@@ -69,6 +69,10 @@ class Subject(click.ParamType[str, Any]):
         text = str(value)
         if not text.strip() or not text.isprintable():
             self.fail(f"{value!r} is not a user or group name (empty, or a control character)", param, ctx)
+        try:
+            text.encode("latin-1")
+        except UnicodeEncodeError:
+            self.fail(f"{value!r} is not a user or group name an HTTP header can carry (Latin-1 only)", param, ctx)
         return text
 
 

@@ -262,6 +262,8 @@ class KubeClient:
             raise _error(exc, f"{method} {path}") from None
         except (Urllib3Error, OSError) as exc:
             raise KubeError(f"{method} {path}: API server unreachable: {exc}") from exc
+        except UnicodeEncodeError as exc:  # a header http.client cannot send (Latin-1 only)
+            raise KubeError(f"{method} {path}: a request header is not Latin-1 text: {exc.reason}") from exc
         if not 200 <= resp.status < 300:
             data = resp.read()
             failed = ApiException(status=resp.status, reason=resp.reason)
